@@ -1,0 +1,42 @@
+# litlab: `make train` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# torch/torchvision are pinned here only to the builds that this kind of machine
+# keeps on local disk; pyproject.toml itself accepts a range.
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.installed
+STAMP_DEV := $(VENV)/.installed-dev
+
+.PHONY: install install-dev train test test-fast clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q $(TORCH_PINS) || $(PY) -m pip install -q torch torchvision
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(STAMP_DEV): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+install-dev: $(STAMP_DEV)
+
+## Train the default experiment (CNN on scikit-learn's digits).
+train: $(STAMP)
+	$(PY) -m litlab.train $(ARGS)
+
+## Run the whole test suite (slow cases included).
+test: $(STAMP_DEV)
+	$(PY) -m pytest -q $(ARGS)
+
+## Skip the cases marked slow.
+test-fast: $(STAMP_DEV)
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+clean:
+	rm -rf outputs/runs outputs/multiruns .pytest_cache

@@ -1,0 +1,74 @@
+"""Turning the composed config into run components, with errors that name the config key."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import hydra
+import lightning.pytorch as L
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig, OmegaConf
+
+from litlab.callbacks.checkpoints import AtomicCheckpointIO
+from litlab.data.base import ClassificationData
+from litlab.errors import LitlabError
+from litlab.tasks.classification import Classifier
+from litlab.trainer_checks import check_trainer_config
+
+log = logging.getLogger(__name__)
+
+
+def instantiate(node: Any, key: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` whose failures become one-paragraph errors naming ``key``."""
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause: BaseException | None = e
+        while cause is not None:
+            if isinstance(cause, LitlabError):
+                raise cause from None
+            cause = cause.__cause__ or cause.__context__
+        target = OmegaConf.select(node, "_target_") if isinstance(node, DictConfig) else None
+        root = e.__cause__ or e
+        raise LitlabError(f"{key}: could not build {target or 'this config'}: {type(root).__name__}: "
+                          f"{str(root).splitlines()[0] if str(root) else root!r}. Check the {key}.* values.") from None
+
+
+def build_data(cfg: DictConfig) -> ClassificationData:
+    """The data module, set up so that its shapes and class names are known."""
+    dm = instantiate(cfg.data, "data")
+    dm.setup("fit")
+    log.info("data: %s, input %s, %d classes, %d/%d/%d samples", type(dm).__name__, dm.input_shape,
+             dm.num_classes, len(dm.splits.train), len(dm.splits.val), len(dm.splits.test))
+    return dm
+
+
+def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> Classifier:
+    """The task module around a net built for this data (the user never types shapes)."""
+    make_net = instantiate(model_cfg.net, "model.net")
+    try:
+        net = make_net(input_shape=tuple(input_shape), num_classes=num_classes)
+    except LitlabError:
+        raise
+    except TypeError as e:
+        raise LitlabError(f"model.net: {e}. Check the model.net.* keys.") from None
+    return instantiate(model_cfg, "model", net=net, num_classes=num_classes)
+
+
+def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    return [instantiate(c, f"callbacks.{name}") for name, c in (cfg.get("callbacks") or {}).items()
+            if isinstance(c, DictConfig) and "_target_" in c]
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    return [instantiate(c, f"logger.{name}") for name, c in (cfg.get("logger") or {}).items()
+            if isinstance(c, DictConfig) and "_target_" in c]
+
+
+def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
+    check_trainer_config(cfg.trainer)
+    plugins = [AtomicCheckpointIO()]
+    return instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, plugins=plugins,
+                       enable_checkpointing=any(isinstance(c, L.callbacks.ModelCheckpoint) for c in callbacks),
+                       enable_progress_bar=any(isinstance(c, L.callbacks.ProgressBar) for c in callbacks))

@@ -1,0 +1,1 @@
+"""Lightning callbacks that litlab adds to runs (each selectable in conf/callbacks/)."""

@@ -1,0 +1,38 @@
+"""Checkpoints: best.ckpt and last.ckpt, written atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+
+def checkpoint_callback(dirpath: str, monitor: str = "val/acc", mode: str = "max", save_last: bool = True
+                        ) -> ModelCheckpoint:
+    """``best.ckpt`` (by ``monitor``) and ``last.ckpt`` in ``dirpath``, one file each."""
+    return ModelCheckpoint(dirpath=dirpath, filename="best", monitor=monitor, mode=mode, save_top_k=1,
+                           save_last=save_last, auto_insert_metric_name=False, enable_version_counter=False)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file in the same folder, then renames it over the
+    old one: a crash at any moment leaves either the previous or the new complete file."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)

@@ -1,0 +1,40 @@
+"""Progress reporting that costs little: a live bar in a terminal, one line per epoch in logs."""
+
+from __future__ import annotations
+
+import sys
+
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+
+
+class EpochLines(ProgressBar):
+    """Prints one line per epoch (for CI, log files and other non-terminals): no redraws, no
+    carriage returns, nothing per step."""
+
+    def __init__(self):
+        super().__init__()
+        self._enabled = True
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not (self._enabled and trainer.is_global_zero):
+            return
+        shown = []
+        for key in ("train/loss_epoch", "train/acc", "val/loss", "val/acc"):
+            value = trainer.callback_metrics.get(key)
+            if value is not None:
+                shown.append(f"{key.replace('_epoch', '')} {float(value):.4f}")
+        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  " + "  ".join(shown), flush=True)
+
+
+def progress_bar(refresh_rate: int = 10) -> ProgressBar:
+    """Rich's live bar (redrawn every ``refresh_rate`` steps) when stdout is a terminal,
+    else ``EpochLines``."""
+    if sys.stdout.isatty():
+        return RichProgressBar(refresh_rate=refresh_rate, leave=False)
+    return EpochLines()

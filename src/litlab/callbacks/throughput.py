@@ -1,0 +1,44 @@
+"""Training throughput and epoch time, measured on the host without device syncs."""
+
+from __future__ import annotations
+
+import time
+
+import lightning.pytorch as L
+
+
+class Throughput(L.Callback):
+    """Logs ``perf/train_samples_per_s`` and ``perf/epoch_time_s`` each epoch.
+
+    Time counts from the first to the last training batch of the epoch (validation excluded);
+    totals over the whole fit are kept in ``samples`` and ``seconds`` for the run report.
+    """
+
+    def __init__(self):
+        self.samples = 0
+        self.seconds = 0.0
+        self._epoch_start = 0.0
+        self._last = 0.0
+        self._epoch_samples = 0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._epoch_start = self._last = time.perf_counter()
+        self._epoch_samples = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._epoch_samples += len(batch[1])
+        self._last = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        seconds = self._last - self._epoch_start
+        # every rank sees its own shard: the global rate is the per-rank rate times the world size
+        samples = self._epoch_samples * trainer.world_size
+        self.samples += samples
+        self.seconds += seconds
+        if seconds > 0:
+            pl_module.log_dict({"perf/train_samples_per_s": samples / seconds, "perf/epoch_time_s": seconds},
+                               on_step=False, on_epoch=True, rank_zero_only=True)
+
+    @property
+    def samples_per_s(self) -> float | None:
+        return self.samples / self.seconds if self.seconds > 0 else None

@@ -1,0 +1,50 @@
+"""Reading litlab checkpoints safely (``weights_only``) and checking they fit the model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from litlab.errors import LitlabError
+
+
+def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
+    """Loads a checkpoint with ``weights_only=True`` (no arbitrary code runs from the file).
+
+    Raises a LitlabError naming ``key`` when the file is missing, corrupt or not litlab's.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LitlabError(f"{key}={path} does not exist. Give the path of a .ckpt file written by a litlab run "
+                          f"(outputs/runs/<run>/checkpoints/best.ckpt or last.ckpt).")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, wrong format, unsafe pickle
+        raise LitlabError(f"{key}={path} could not be read as a checkpoint ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:200]}). The file may be truncated or corrupt.") from None
+    if not isinstance(ckpt, dict) or "litlab" not in ckpt or "state_dict" not in ckpt:
+        raise LitlabError(f"{key}={path} is not a litlab checkpoint (it lacks the 'litlab' run record). "
+                          f"Use a checkpoint from a litlab run's checkpoints/ folder.")
+    return ckpt
+
+
+def check_fits(model: nn.Module, state_dict: dict, path: str | Path, key: str = "ckpt_path") -> None:
+    """The checkpoint's weights must match the model's names and shapes exactly."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    wrong = sorted(k for k in set(own) & set(state_dict) if tuple(own[k].shape) != tuple(state_dict[k].shape))
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} weight(s) such as {missing[0]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unknown weight(s) such as {unexpected[0]}")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} of other shape, e.g. {k}: {tuple(state_dict[k].shape)} in the file, "
+                         f"{tuple(own[k].shape)} in the model")
+        raise LitlabError(f"{key}={path} belongs to a different model: {'; '.join(parts)}. Use the same "
+                          f"model=... and model.net.* settings as the run that wrote it.")

@@ -1,0 +1,147 @@
+"""The one LightningDataModule behind every data choice: splits in, loaders and shapes out."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import lightning.pytorch as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from litlab.data.datasets import TensorSplit, collate_batch
+from litlab.data.preprocess import Augment, Preprocess, compute_stats
+from litlab.errors import LitlabError, check_positive_int
+
+
+@dataclass
+class Splits:
+    """What a data source produces: three datasets and the facts models need."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    class_names: list[str]
+    input_shape: tuple[int, ...]
+    """``(C, H, W)`` for images, ``(L, F)`` for sequences."""
+    preprocess: Preprocess
+
+
+def check_labels(y: Tensor, num_classes: int, where: str) -> None:
+    """Labels must be integers in ``[0, num_classes)``."""
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise LitlabError(
+            f"{where}: labels must lie in [0, {num_classes}) but range from {int(y.min())} to "
+            f"{int(y.max())}. Labels are class indices counted from 0 over the classes of all splits."
+        )
+
+
+def stats_or_given(x: Tensor, kind: str, mean, std, key: str) -> tuple[list[float], list[float]]:
+    """Training-set statistics, unless the user gave ``mean``/``std`` in the config."""
+    stats = list(compute_stats(x, kind))
+    for i, (name, given) in enumerate((("mean", mean), ("std", std))):
+        if given is None:
+            continue
+        values = list(given) if isinstance(given, (list, tuple)) else [given] * len(stats[i])
+        if len(values) != len(stats[i]) or not all(isinstance(v, (int, float)) for v in values):
+            unit = "channel" if kind == "image" else "feature"
+            raise LitlabError(
+                f"{key}.{name} needs a number or one number per {unit} ({len(stats[i])}), got {given!r}."
+            )
+        stats[i] = [float(v) for v in values]
+    return stats[0], stats[1]
+
+
+class ClassificationData(L.LightningDataModule):
+    """Serves the splits of a data source, with batched preprocessing after transfer.
+
+    Subclasses implement ``load()`` and return ``Splits``; everything else is shared.
+
+    Args:
+        batch_size: samples per batch, per device (``data.batch_size``).
+        num_workers: loader processes for datasets read from disk; in-memory data uses none.
+        augment: batched training augmentation settings (``data.augment``).
+    """
+
+    def __init__(self, batch_size: int = 64, num_workers: int | None = None, augment: dict | None = None):
+        super().__init__()
+        self.batch_size = check_positive_int("data.batch_size", batch_size)
+        if num_workers is not None and (isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0):
+            raise LitlabError(f"data.num_workers must be a non-negative integer or null, got {num_workers!r}.")
+        self.num_workers = num_workers
+        try:
+            self.augment = Augment(**dict(augment or {}))
+        except TypeError as e:
+            raise LitlabError(f"data.augment accepts hflip and shift only: {e}.") from None
+        self.splits: Splits | None = None
+        # which split test_dataloader() serves (eval can test on "val")
+        self.test_split = "test"
+
+    # --- subclass contract -------------------------------------------------------------
+    def load(self) -> Splits:
+        raise NotImplementedError
+
+    # --- facts the model needs -------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is None:
+            self.splits = self.load()
+            self.splits.preprocess.augment = self.augment
+
+    def _ready(self) -> Splits:
+        self.setup()
+        assert self.splits is not None
+        return self.splits
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self._ready().input_shape)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self._ready().class_names)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self._ready().class_names)
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return self._ready().preprocess
+
+    def describe(self) -> dict:
+        """What a checkpoint stores about the data, so eval and predict can rebuild it."""
+        return {
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "class_names": self.class_names,
+            "preprocess": self.preprocess.to_dict(),
+        }
+
+    # --- loaders -------------------------------------------------------------------------
+    def _loader(self, ds: Dataset, shuffle: bool) -> DataLoader:
+        pin = torch.cuda.is_available()
+        if isinstance(ds, TensorSplit):
+            # in memory: batches are one indexing op; worker processes would only add IPC
+            return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=0,
+                              collate_fn=collate_batch, pin_memory=pin)
+        workers = self.num_workers
+        if workers is None:
+            workers = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=workers,
+                          persistent_workers=workers > 0, pin_memory=pin,
+                          prefetch_factor=4 if workers > 0 else None)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self._ready().train, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self._ready().val, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(getattr(self._ready(), self.test_split), shuffle=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        x, y = batch
+        training = self.trainer is not None and self.trainer.training
+        return self.preprocess(x, train=training), y

@@ -1,0 +1,90 @@
+"""scikit-learn's handwritten digits, written once as a PNG image folder and read as one."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from litlab.data.image_folder import ImageFolderDataModule
+from litlab.errors import LitlabError, check_fraction
+
+log = logging.getLogger(__name__)
+
+# the split of the 1797 images never depends on the run's seed
+DIGITS_SPLIT_SEED = 1234
+
+
+def write_digits_tree(root: Path, val_fraction: float, test_fraction: float) -> None:
+    """Writes ``root/{train,val,test}/<digit>/<index>.png`` unless the same split is already there.
+
+    The tree is built in a temporary sibling folder and renamed into place, so concurrent
+    processes (DDP ranks, parallel sweeps) never see a half-written dataset.
+    """
+    spec = {"source": "sklearn.datasets.load_digits", "val_fraction": val_fraction,
+            "test_fraction": test_fraction, "seed": DIGITS_SPLIT_SEED}
+    marker = root / "split.json"
+    if marker.is_file() and json.loads(marker.read_text()) == spec:
+        return
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    # 0..16 intensities -> 0..255 grayscale
+    images = np.clip(np.round(digits.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)  # (N, 8, 8)
+    order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(images))
+    n_test = int(round(len(images) * test_fraction))
+    n_val = int(round(len(images) * val_fraction))
+    parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".digits-", dir=root.parent))
+    for split, idx in parts.items():
+        for i in idx:
+            d = tmp / split / str(digits.target[i])
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images[i], mode="L").save(d / f"{i:04d}.png")
+    (tmp / "split.json").write_text(json.dumps(spec))
+    if root.exists():
+        # another split was requested: move the old tree aside first, then swap
+        old = Path(tempfile.mkdtemp(prefix=".digits-old-", dir=root.parent))
+        os.replace(root, old / "tree")
+        shutil.rmtree(old, ignore_errors=True)
+    try:
+        os.replace(tmp, root)
+    except OSError:
+        # another process won the race with an identical tree
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("Wrote the digits dataset as PNG files to %s", root)
+
+
+class DigitsDataModule(ImageFolderDataModule):
+    """The default dataset: real data that ships with scikit-learn, no download.
+
+    Args:
+        val_fraction: share of the 1797 images used for validation.
+        test_fraction: share used for testing.
+        **kwargs: as for ``ImageFolderDataModule`` (``root`` is where the PNG tree goes).
+    """
+
+    def __init__(self, root: str, val_fraction: float = 0.15, test_fraction: float = 0.2, **kwargs):
+        super().__init__(root=root, val_fraction=val_fraction, **kwargs)
+        self.test_fraction = check_fraction("data.test_fraction", test_fraction, allow_zero=False)
+        check_fraction("data.val_fraction", val_fraction, allow_zero=False)
+        if self.val_fraction + self.test_fraction > 0.9:
+            raise LitlabError(
+                "data.val_fraction + data.test_fraction must leave at least 10% of the digits for "
+                f"training, got {self.val_fraction} + {self.test_fraction}."
+            )
+
+    def prepare_data(self) -> None:
+        write_digits_tree(self.root, self.val_fraction, self.test_fraction)
+
+    def load(self):
+        self.prepare_data()
+        return super().load()
+

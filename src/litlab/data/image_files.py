@@ -1,0 +1,89 @@
+"""Finding and decoding image files, with clear errors for folders that cannot be used."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from litlab.errors import LitlabError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+# refuse images above this many pixels (decompression bombs); PIL's own limit warns only
+MAX_PIXELS = 64_000_000
+
+
+def class_folders(split_dir: Path) -> list[str]:
+    """Names of the class subfolders of ``split_dir``, sorted."""
+    return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def list_split(split_dir: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
+    """All files under each class folder (recursively, hidden files skipped) with labels."""
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        found = sorted(p for p in (split_dir / name).rglob("*") if p.is_file() and not p.name.startswith("."))
+        if not found:
+            raise LitlabError(
+                f"data.root: class folder {split_dir / name} is empty. Every class folder needs at "
+                f"least one image; remove the folder or add images."
+            )
+        files += found
+        labels += [label] * len(found)
+    return files, labels
+
+
+def decode(path: Path, channels: int, size: tuple[int, int] | None) -> Tensor:
+    """One image file as a uint8 tensor ``(C, H, W)``; raises ``OSError``/``ValueError`` if unusable."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise ValueError(f"{im.width}x{im.height} pixels is over the {MAX_PIXELS} pixel limit")
+            if size is not None and im.format == "JPEG":
+                # decode at reduced resolution where the codec allows: much faster for big JPEGs
+                im.draft("L" if channels == 1 else "RGB", (size[1], size[0]))
+            im = im.convert("L" if channels == 1 else "RGB")
+            if size is not None and (im.height, im.width) != tuple(size):
+                im = im.resize((size[1], size[0]), Image.BILINEAR)
+            arr = np.asarray(im, dtype=np.uint8)
+    t = torch.from_numpy(arr.copy())
+    # (H, W) -> (1, H, W); (H, W, C) -> (C, H, W)
+    return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1).contiguous()
+
+
+def check_readable(files: list[Path], labels: list[int], channels: int, size, on_bad_file: str
+                   ) -> tuple[list[Path], list[int], list[Tensor] | None]:
+    """Decodes every file once; bad files are skipped with a warning or fail the run.
+
+    Returns the kept files, their labels, and the decoded tensors.
+    """
+    keep_f, keep_l, tensors, bad = [], [], [], []
+    for f, lab in zip(files, labels):
+        try:
+            t = decode(f, channels, size)
+        except Exception as e:  # PIL raises many types for corrupt files
+            bad.append(f"{f} ({type(e).__name__}: {e})")
+            continue
+        if tensors and t.shape != tensors[0].shape:
+            bad.append(f"{f} (size {tuple(t.shape[1:])} differs from {tuple(tensors[0].shape[1:])}; set data.image_size)")
+            continue
+        keep_f.append(f)
+        keep_l.append(lab)
+        tensors.append(t)
+    if bad:
+        listing = "; ".join(bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
+        if on_bad_file == "fail":
+            raise LitlabError(
+                f"{len(bad)} file(s) under data.root are not readable images: {listing}. Remove them, "
+                f"or set data.on_bad_file=skip to leave them out with a warning."
+            )
+        log.warning("Skipping %d file(s) that are not readable images: %s", len(bad), listing)
+    return keep_f, keep_l, tensors

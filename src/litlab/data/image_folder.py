@@ -1,0 +1,177 @@
+"""Image folders: ROOT/train/<class>/*, optional ROOT/val/ and ROOT/test/."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from litlab.data.base import ClassificationData, Splits, stats_or_given
+from litlab.data.datasets import FileSplit, TensorSplit, split_off
+from litlab.data.image_files import class_folders, check_readable, decode, list_split
+from litlab.data.preprocess import Preprocess
+from litlab.errors import LitlabError, check_choice, check_fraction, check_positive_int
+
+log = logging.getLogger(__name__)
+
+
+def parse_size(value) -> list[int] | None:
+    """``data.image_size``: null, an int (square) or ``[H, W]``."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return [value, value]
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
+        return [int(value[0]), int(value[1])]
+    raise LitlabError(f"data.image_size must be null, a positive integer or [H, W], got {value!r}.")
+
+
+class ImageFolderDataModule(ClassificationData):
+    """Images in class folders, decoded once into memory when they fit, else streamed.
+
+    Args:
+        root: folder with ``train/`` and optionally ``val/`` and ``test/`` (``data.root``).
+        image_size: resize to ``[H, W]`` (or an int for squares); None keeps the files' size.
+        channels: 1 for grayscale, 3 for RGB.
+        val_fraction: share of ``train/`` held out for validation when there is no ``val/``.
+        split_seed: seed of that split.
+        on_bad_file: ``skip`` unreadable files with a warning, or ``fail``.
+        in_memory: ``auto``, true or false (stream from disk through worker processes).
+        memory_limit_mb: the decoded size up to which ``auto`` keeps data in memory.
+        mean, std: normalization; None computes them on the training split.
+    """
+
+    def __init__(self, root: str | None = None, batch_size: int = 64, image_size=None, channels: int = 1,
+                 val_fraction: float = 0.1, split_seed: int = 0, on_bad_file: str = "skip",
+                 in_memory="auto", memory_limit_mb: int = 2048, num_workers: int | None = None,
+                 mean=None, std=None, augment: dict | None = None):
+        super().__init__(batch_size=batch_size, num_workers=num_workers, augment=augment)
+        if root is None or root == "":
+            raise LitlabError(
+                "data.root is not set. Pass data.root=DIR, a folder holding train/<class>/ image folders "
+                "(and optionally val/ and test/)."
+            )
+        self.root = Path(root)
+        self.image_size = parse_size(image_size)
+        if channels not in (1, 3):
+            raise LitlabError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels!r}.")
+        self.channels = channels
+        self.val_fraction = check_fraction("data.val_fraction", val_fraction)
+        self.split_seed = split_seed
+        self.on_bad_file = check_choice("data.on_bad_file", on_bad_file, ("skip", "fail"))
+        if in_memory not in ("auto", True, False):
+            raise LitlabError(f"data.in_memory must be auto, true or false, got {in_memory!r}.")
+        self.in_memory = in_memory
+        self.memory_limit_mb = check_positive_int("data.memory_limit_mb", memory_limit_mb)
+        self.mean, self.std = mean, std
+
+    def _check_root(self) -> list[str]:
+        if not self.root.is_dir():
+            raise LitlabError(f"data.root={self.root} is not a folder. It must hold train/<class>/ image folders.")
+        train = self.root / "train"
+        if not train.is_dir():
+            raise LitlabError(
+                f"data.root={self.root} has no train/ folder. Expected {self.root}/train/<class>/<images> "
+                f"(and optionally val/ and test/ with the same class folders)."
+            )
+        classes = class_folders(train)
+        if not classes:
+            raise LitlabError(f"{train} has no class folders. Put each class's images in {train}/<class name>/.")
+        for split in ("val", "test"):
+            d = self.root / split
+            if d.is_dir() and class_folders(d) != classes:
+                raise LitlabError(
+                    f"data.root: the classes of {d} ({', '.join(class_folders(d)) or 'none'}) differ from "
+                    f"those of {train} ({', '.join(classes)}). Every split needs the same class folders."
+                )
+        return classes
+
+    def _use_memory(self, n_files: int, sample: torch.Tensor | None) -> bool:
+        if self.in_memory != "auto":
+            return bool(self.in_memory)
+        per_image = sample.numel() if sample is not None else 3 * 224 * 224
+        return n_files * per_image <= self.memory_limit_mb * 2**20
+
+    def load(self) -> Splits:
+        classes = self._check_root()
+        listed = {s: list_split(self.root / s, classes) for s in ("train", "val", "test") if (self.root / s).is_dir()}
+        first = self._probe(listed["train"][0])
+        n_files = sum(len(f) for f, _ in listed.values())
+        memory = self._use_memory(n_files, first)
+        log.info("data: %d image files under %s, %s", n_files, self.root, "decoded into memory" if memory else "streamed from disk")
+        parts = {s: self._split(files, labels, memory) for s, (files, labels) in listed.items()}
+        train = parts["train"]
+        val = parts.get("val")
+        if val is None:
+            train, val = self._hold_out(train)
+        test = parts.get("test")
+        if test is None:
+            log.warning("data.root has no test/ folder: testing on the validation split")
+            test = val
+        sample = self._stats_sample(train)
+        mean, std = stats_or_given(sample, "image", self.mean, self.std, "data")
+        shape = tuple(sample.shape[1:])
+        pre = Preprocess(kind="image", mean=mean, std=std, image_size=self.image_size, channels=self.channels)
+        return Splits(train, val, test, classes, shape, pre)
+
+    def _probe(self, files) -> torch.Tensor | None:
+        """The first decodable training image, to estimate the decoded size of the set."""
+        for f in files[:20]:
+            try:
+                return decode(f, self.channels, tuple(self.image_size) if self.image_size else None)
+            except Exception:
+                continue
+        return None
+
+    def _split(self, files, labels, memory: bool):
+        size = tuple(self.image_size) if self.image_size else None
+        if memory:
+            files, labels, tensors = check_readable(files, labels, self.channels, size, self.on_bad_file)
+            if not tensors:
+                raise LitlabError(f"data.root={self.root}: no readable images in a split.")
+            return TensorSplit(torch.stack(tensors), torch.tensor(labels, dtype=torch.long))
+        files, labels = self._check_headers(files, labels)
+        return FileSplit(files, labels, functools.partial(decode, channels=self.channels, size=size))
+
+    def _check_headers(self, files, labels):
+        """Streaming mode: opens each file's header only (cheap) to drop non-images early."""
+        keep_f, keep_l, bad = [], [], []
+        for f, lab in zip(files, labels):
+            try:
+                with Image.open(f) as im:
+                    im.size  # noqa: B018  (the header is parsed on open)
+                keep_f.append(f)
+                keep_l.append(lab)
+            except Exception as e:
+                bad.append(f"{f} ({type(e).__name__})")
+        if bad and self.on_bad_file == "fail":
+            raise LitlabError(f"{len(bad)} file(s) under data.root are not images: {'; '.join(bad[:10])}.")
+        if bad:
+            log.warning("Skipping %d file(s) that are not images: %s", len(bad), "; ".join(bad[:10]))
+        return keep_f, keep_l
+
+    def _hold_out(self, train):
+        keep, out = split_off(len(train), self.val_fraction, self.split_seed)
+        if len(out) == 0:
+            raise LitlabError(
+                f"data.root={self.root} has no val/ folder and data.val_fraction={self.val_fraction} holds "
+                f"out no images from {len(train)}; raise data.val_fraction or add a val/ folder."
+            )
+        return _subset(train, keep), _subset(train, out)
+
+    def _stats_sample(self, train) -> torch.Tensor:
+        if isinstance(train, TensorSplit):
+            return train.x
+        n = min(len(train), 512)
+        idx = torch.linspace(0, len(train) - 1, n).long().tolist()
+        return torch.stack([train[i][0] for i in idx])
+
+
+def _subset(ds, idx: torch.Tensor):
+    if isinstance(ds, TensorSplit):
+        return TensorSplit(ds.x[idx], ds.y[idx])
+    keep = idx.tolist()
+    return FileSplit([ds.files[i] for i in keep], [ds.labels[i] for i in keep], ds.decode)

@@ -1,0 +1,80 @@
+"""What every entrypoint does around its work: one-paragraph user errors, failed-run records."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from litlab.errors import LitlabError
+from litlab.reporting.run_files import update_metrics
+
+log = logging.getLogger("litlab")
+
+
+def check_cli(argv: list[str]) -> None:
+    """Command-line checks before Hydra starts; a mistake prints one paragraph and exits 2."""
+    from litlab.cli_checks import check_choices
+
+    try:
+        check_choices(argv)
+    except LitlabError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+
+
+def _is_multirun() -> bool:
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
+def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) -> float | None:
+    """Runs ``work(cfg)``; a failure is written to ``metrics.json`` as ``status: failed``.
+
+    User mistakes (LitlabError) print one paragraph and exit 2, other errors keep their
+    traceback and exit 1. In a multirun the job returns NaN instead, so the sweep goes on.
+    """
+    try:
+        return work(cfg)
+    except KeyboardInterrupt:
+        _record(cfg, "interrupted", "interrupted by the user")
+        raise
+    except Exception as e:
+        user_error = isinstance(e, LitlabError)
+        message = str(e) if user_error else f"{type(e).__name__}: {e}"
+        _record(cfg, "failed", message)
+        if user_error:
+            log.error("%s", message)
+            print(f"\nError: {message}", file=sys.stderr)
+        else:
+            log.error("run failed:\n%s", traceback.format_exc())
+        if _is_multirun():
+            return math.nan
+        if user_error:
+            sys.exit(e.exit_code)
+        raise
+
+
+def _record(cfg: DictConfig, status: str, message: str) -> None:
+    try:
+        run_dir = Path(cfg.paths.output_dir)
+    except Exception:
+        return
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+            return
+        if run_dir.is_dir():
+            update_metrics(run_dir, status=status, error=message)
+    except OSError:
+        pass

@@ -1,0 +1,74 @@
+"""``python -m litlab.eval ckpt_path=PATH``: re-evaluate a checkpoint on the test (or val) split.
+
+Data and model are rebuilt from the run record stored in the checkpoint; ``data.KEY=VALUE``
+overrides change how the stored data is loaded (e.g. ``data.root`` after moving the files).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+import lightning.pytorch as L
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from litlab.build import build_data, build_loggers, build_model, build_trainer
+from litlab.checkpoint_files import check_fits, load_checkpoint
+from litlab.entry import check_cli, run_entrypoint
+from litlab.errors import LitlabError, check_choice
+from litlab.reporting.run_files import update_metrics
+
+log = logging.getLogger(__name__)
+
+
+def stored_config(ckpt: dict, overrides: list[str]) -> DictConfig:
+    """The training run's config from the checkpoint, with ``data.*``/``model.*`` overrides applied."""
+    cfg = OmegaConf.create(ckpt["litlab"]["config"])
+    mine = [o for o in overrides if o.split("=", 1)[0].lstrip("+") .split(".")[0] in ("data", "model")]
+    if mine:
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o.lstrip("+") for o in mine]))
+    return cfg
+
+
+def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
+    """Loads ``cfg.ckpt_path``, rebuilds its data and model, and tests it; returns the metrics."""
+    if not cfg.get("ckpt_path"):
+        raise LitlabError("ckpt_path is required: python -m litlab.eval ckpt_path=outputs/runs/<run>/checkpoints/best.ckpt")
+    split = check_choice("split", cfg.get("split", "test"), ("test", "val"))
+    ckpt = load_checkpoint(cfg.ckpt_path)
+    run_cfg = stored_config(ckpt, overrides or [])
+    L.seed_everything(cfg.seed, workers=True)
+    dm = build_data(run_cfg)
+    model = build_model(run_cfg.model, dm.input_shape, dm.num_classes)
+    check_fits(model, ckpt["state_dict"], cfg.ckpt_path)
+    model.load_state_dict(ckpt["state_dict"])
+    trainer = build_trainer(cfg, [], build_loggers(cfg))
+    dm.test_split = split
+    results = trainer.test(model, datamodule=dm, verbose=False)[0]
+    metrics = {k.replace("test/", f"{split}/"): float(v) for k, v in results.items()}
+    run_dir = Path(cfg.paths.output_dir)
+    update_metrics(run_dir, status="completed", task="eval", ckpt_path=str(cfg.ckpt_path), **metrics)
+    print(f"\nlitlab eval of {cfg.ckpt_path}:")
+    for k, v in metrics.items():
+        print(f"  {k:<12} {v:.6f}")
+    print(f"  metrics      {run_dir / 'metrics.json'}")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+def _hydra_main(cfg: DictConfig) -> None:
+    overrides = list(HydraConfig.get().overrides.task)
+    run_entrypoint(lambda c: evaluate(c, overrides), cfg)
+
+
+def main() -> None:
+    """``python -m litlab.eval`` / ``litlab-eval``."""
+    check_cli(sys.argv[1:])
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""torchvision classification models, adapted to any channel count and small images."""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import Tensor, nn
+
+from litlab.errors import LitlabError
+
+
+def _image_only(name: str, input_shape: tuple[int, ...]) -> None:
+    if len(input_shape) != 3:
+        raise LitlabError(
+            f"model {name} is a torchvision image model; the data gives sequences of shape {tuple(input_shape)} "
+            f"(L, F). Use model=mlp, cnn, lstm or gru for sequences."
+        )
+
+
+def resnet18_small(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """torchvision's ResNet-18 with a 3x3 stride-1 stem and no max pool, so 8x8 to 32x32
+    images keep enough resolution through the four stages; random init (no downloads)."""
+    _image_only("resnet18", input_shape)
+    net = torchvision.models.resnet18(weights=None, num_classes=num_classes)
+    net.conv1 = nn.Conv2d(input_shape[0], 64, kernel_size=3, stride=1, padding=1, bias=False)
+    net.maxpool = nn.Identity()
+    return net
+
+
+class TorchvisionNet(nn.Module):
+    """Any torchvision classification model by name (random init).
+
+    Inputs with other than 3 channels go through a learned 1x1 convolution to 3 channels;
+    inputs smaller than ``min_size`` are upsampled bilinearly first.
+
+    Args:
+        input_shape: ``(C, H, W)``.
+        num_classes: outputs.
+        name: a model name from ``torchvision.models.list_models(torchvision.models)``.
+        min_size: smallest spatial size fed to the model.
+    """
+
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, name: str = "resnet18", min_size: int = 32):
+        super().__init__()
+        _image_only(name, input_shape)
+        available = torchvision.models.list_models(module=torchvision.models)
+        if name not in available:
+            raise LitlabError(
+                f"model.net.name={name!r} is not a torchvision classification model. Available: {', '.join(available)}."
+            )
+        self.adapt = nn.Identity() if input_shape[0] == 3 else nn.Conv2d(input_shape[0], 3, kernel_size=1)
+        self.min_size = min_size
+        kwargs = {"aux_logits": False, "init_weights": True} if name in ("inception_v3", "googlenet") else {}
+        self.net = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.adapt(x)
+        h, w = x.shape[-2:]
+        if min(h, w) < self.min_size:
+            scale = self.min_size / min(h, w)
+            x = nn.functional.interpolate(x, size=(round(h * scale), round(w * scale)), mode="bilinear",
+                                          align_corners=False)
+        return self.net(x)

@@ -1,0 +1,29 @@
+"""The TensorBoard hparams tab: resolved hyperparameters with the run's final metrics."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+# final metrics shown next to the hyperparameters (metrics.json keys)
+FINAL = ("val/acc", "test/acc", "test/loss", "train_samples_per_s")
+
+
+def hparams_of(cfg: DictConfig) -> dict:
+    """The hyperparameters worth comparing across runs: model, data, trainer, seed, compression."""
+    out = {"seed": cfg.get("seed")}
+    for group in ("model", "data", "trainer", "compress"):
+        node = cfg.get(group)
+        if node is not None:
+            out[group] = OmegaConf.to_container(node, resolve=True)
+    return out
+
+
+def log_final_hparams(loggers: list, cfg: DictConfig, metrics: dict) -> None:
+    """Writes hparams with ``hparams/<metric>`` values to every logger that supports it."""
+    final = {f"hparams/{k}": float(metrics[k]) for k in FINAL if isinstance(metrics.get(k), (int, float))}
+    for logger in loggers:
+        try:
+            logger.log_hyperparams(hparams_of(cfg), metrics=final)
+        except TypeError:  # loggers without a metrics argument
+            logger.log_hyperparams(hparams_of(cfg))
+        logger.save()

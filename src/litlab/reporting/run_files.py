@@ -1,0 +1,46 @@
+"""metrics.json: the machine-readable record of a run, always written, even when it fails."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/inf or tensors: numbers become floats, non-finite ones null."""
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Writes ``data`` to ``path`` atomically (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(_clean(data), f, indent=2, sort_keys=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def update_metrics(run_dir: Path, **fields: Any) -> dict:
+    """Merges ``fields`` into ``run_dir/metrics.json`` and returns the whole record."""
+    path = Path(run_dir) / "metrics.json"
+    data = read_json(path) if path.is_file() else {}
+    data.update(_clean(fields))
+    write_json(path, data)
+    return data

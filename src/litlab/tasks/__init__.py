@@ -1,0 +1,1 @@
+"""LightningModules: one per task, each wrapping any plain ``nn.Module`` net."""

@@ -1,0 +1,136 @@
+"""``python -m litlab.train``: compose, build, fit, test, compress, report.
+
+Each step is a function that tests call directly; ``main`` only adds Hydra and error handling.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import lightning.pytorch as L
+from omegaconf import DictConfig, OmegaConf
+
+from litlab import __version__
+from litlab.build import build_callbacks, build_data, build_loggers, build_model, build_trainer
+from litlab.callbacks.throughput import Throughput
+from litlab.checkpoint_files import check_fits, load_checkpoint
+from litlab.entry import check_cli, run_entrypoint
+from litlab.reporting.hparams import log_final_hparams
+from litlab.reporting.run_files import update_metrics
+from litlab.reporting.summary import print_summary
+
+log = logging.getLogger(__name__)
+
+
+def resolve_ckpt_path(cfg: DictConfig, model: L.LightningModule, run_dir: Path) -> str | None:
+    """``ckpt_path``: None, ``last`` (this run directory's last.ckpt) or a path; checked against the model."""
+    path = cfg.get("ckpt_path")
+    if path is None:
+        return None
+    if path == "last":
+        path = run_dir / "checkpoints" / "last.ckpt"
+    ckpt = load_checkpoint(path)
+    check_fits(model, ckpt["state_dict"], path)
+    return str(path)
+
+
+def fit(cfg: DictConfig, trainer: L.Trainer, model: L.LightningModule, dm, run_dir: Path) -> dict:
+    """Trains; returns the run's training facts for metrics.json."""
+    ckpt_path = resolve_ckpt_path(cfg, model, run_dir)
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+    facts: dict = {"fit_time_s": time.perf_counter() - start, "epochs": trainer.current_epoch,
+                   "global_step": trainer.global_step}
+    if trainer.interrupted:
+        facts["status"] = "interrupted"
+    ckpt_cb = trainer.checkpoint_callback
+    if ckpt_cb is not None:
+        facts["val/acc"] = ckpt_cb.best_model_score
+        facts["best_ckpt"] = ckpt_cb.best_model_path or None
+        facts["last_ckpt"] = str(Path(ckpt_cb.dirpath) / "last.ckpt") if ckpt_cb.save_last else None
+    else:
+        facts["val/acc"] = trainer.callback_metrics.get("val/acc")
+    throughput = next((c for c in trainer.callbacks if isinstance(c, Throughput)), None)
+    if throughput is not None:
+        facts["train_samples_per_s"] = throughput.samples_per_s
+    return facts
+
+
+def test(trainer: L.Trainer, model: L.LightningModule, dm, best_ckpt: str | None) -> dict:
+    """Tests the best checkpoint (or the final weights when there is none)."""
+    results = trainer.test(model, datamodule=dm, ckpt_path=best_ckpt or None, verbose=False)
+    return {k: float(v) for k, v in (results[0] if results else {}).items()}
+
+
+def after_training(cfg: DictConfig, trainer: L.Trainer, model, dm, run_dir: Path, metrics: dict,
+                   loggers: list) -> dict:
+    """Compression and export of the trained model (rank 0, outside any distributed strategy).
+
+    Returns extra metrics.json fields (``compress/...``, ``export/...``).
+    """
+    extra: dict = {}
+    compress_cfg = cfg.get("compress")
+    if compress_cfg and "_target_" in compress_cfg:
+        from litlab.compression.run import compress_after_training
+
+        extra.update(compress_after_training(cfg, model, dm, run_dir, metrics, loggers))
+    export_cfg = cfg.get("export")
+    if export_cfg and "_target_" in export_cfg:
+        from litlab.compression.export import export_after_training
+
+        extra.update(export_after_training(cfg, model, dm, run_dir, extra))
+    return extra
+
+
+def run_record(cfg: DictConfig, dm) -> dict:
+    """What every checkpoint carries so that eval and predict can rebuild the run (plain types only)."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config.pop("hydra", None)
+    return {"version": __version__, "config": config, "data": dm.describe()}
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Runs one experiment and returns the value of ``cfg.optimized_metric`` (for sweeps)."""
+    run_dir = Path(cfg.paths.output_dir)
+    started = time.perf_counter()
+    L.seed_everything(cfg.seed, workers=True)
+    dm = build_data(cfg)
+    model = build_model(cfg.model, dm.input_shape, dm.num_classes)
+    model.run_record = run_record(cfg, dm)
+    loggers = build_loggers(cfg)
+    trainer = build_trainer(cfg, build_callbacks(cfg), loggers)
+    if trainer.is_global_zero:
+        update_metrics(run_dir, status="running", task="train")
+    metrics = fit(cfg, trainer, model, dm, run_dir)
+    if cfg.get("test") and not trainer.interrupted:
+        metrics.update(test(trainer, model, dm, metrics.get("best_ckpt")))
+    if trainer.is_global_zero and not trainer.interrupted:
+        metrics.update(after_training(cfg, trainer, model, dm, run_dir, metrics, loggers))
+    metrics.setdefault("status", "completed")
+    metrics["wall_time_s"] = time.perf_counter() - started
+    metrics["optimized_metric"] = cfg.get("optimized_metric")
+    if trainer.is_global_zero:
+        metrics = update_metrics(run_dir, **metrics)
+        log_final_hparams(loggers, cfg, metrics)
+        print_summary(run_dir, metrics, has_tensorboard=(run_dir / "tensorboard").is_dir())
+    value = metrics.get(cfg.get("optimized_metric"))
+    return float(value) if value is not None else None
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    return run_entrypoint(train, cfg)
+
+
+def main() -> None:
+    """``python -m litlab.train`` / ``litlab-train``."""
+    check_cli(sys.argv[1:])
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
