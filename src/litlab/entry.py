@@ -6,6 +6,7 @@ import logging
 import math
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from litlab.errors import LitlabError
 from litlab.reporting.run_files import update_metrics
 
 log = logging.getLogger("litlab")
+
+# a deprecation inside Lightning itself, printed on every run; nothing a user can act on
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
 
 def check_cli(argv: list[str]) -> None:

@@ -88,8 +88,7 @@ def after_training(cfg: DictConfig, trainer: L.Trainer, model, dm, run_dir: Path
 
 def run_record(cfg: DictConfig, dm) -> dict:
     """What every checkpoint carries so that eval and predict can rebuild the run (plain types only)."""
-    config = OmegaConf.to_container(cfg, resolve=True)
-    config.pop("hydra", None)
+    config = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
     return {"version": __version__, "config": config, "data": dm.describe()}
 
 

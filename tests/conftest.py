@@ -1,0 +1,63 @@
+"""Shared fixtures: compose the real configs for a tiny run in a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, open_dict
+
+import litlab
+
+CONF_DIR = Path(litlab.__file__).resolve().parent / "conf"
+REPO = Path(__file__).resolve().parents[1]
+
+# small, quick settings every test run starts from (tests add their own overrides after these)
+FAST = ["trainer.accelerator=cpu", "trainer.max_epochs=2", "trainer.enable_model_summary=false",
+        "trainer.num_sanity_val_steps=0", "logger=csv"]
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """One data folder per test session, so the digits PNG tree is written once."""
+    return tmp_path_factory.mktemp("data")
+
+
+def make_cfg(overrides: list[str], run_dir: Path, data_dir: Path, config_name: str = "train",
+             fast: bool = True) -> DictConfig:
+    """The composed config of ``python -m litlab.<config_name> *overrides``, writing to ``run_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name, overrides=(FAST if fast else []) + [f"paths.data_dir={data_dir}"] + overrides,
+                      return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+        cfg.paths.log_dir = str(run_dir.parent)
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    return cfg
+
+
+@pytest.fixture
+def cfg_factory(tmp_path, data_dir):
+    """``cfg_factory(overrides, name="run")`` -> config of a run in ``tmp_path/name``."""
+
+    def factory(overrides: list[str] = (), name: str = "run", config_name: str = "train", fast: bool = True):
+        return make_cfg(list(overrides), tmp_path / name, data_dir, config_name, fast)
+
+    return factory
+
+
+def run_cli(module: str, *args: str, cwd: Path | None = None, timeout: int = 300, env: dict | None = None
+            ) -> subprocess.CompletedProcess:
+    """Runs ``python -m <module> args`` as a user would, returning the finished process."""
+    full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or REPO, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
