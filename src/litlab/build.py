@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def instantiate(node: Any, key: str, **kwargs: Any) -> Any:
     """``hydra.utils.instantiate`` whose failures become one-paragraph errors naming ``key``."""
     try:
-        return hydra.utils.instantiate(node, **kwargs)
+        return hydra.utils.instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as e:
         cause: BaseException | None = e
         while cause is not None:

@@ -1,0 +1,158 @@
+"""The three ways of training the same net on the same data that the overhead case compares.
+
+* ``litlab``: ``litlab.train.train(cfg)``, the real path with default callbacks and logging;
+* ``raw``: an idiomatic hand-written PyTorch loop over ``DataLoader(TensorDataset(...))``;
+* ``lightning``: a minimal ``LightningModule`` under a default ``Trainer``.
+
+All three take the net from litlab's builder, the optimizer and scheduler from the same config,
+the same seed, batch size and precision, and report steady-state training samples/s measured
+over the same window (epoch start to end of the epoch's last batch, first epoch excluded).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hydra
+import lightning.pytorch as L
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from bench.common import TIMER, compose_cfg
+from bench.timing import EpochTimer, steady_rate
+
+
+@dataclass
+class TrainSpec:
+    """One training workload, as litlab overrides plus the loop lengths all contenders share."""
+
+    name: str
+    overrides: list[str]
+    epochs: int = 4
+    limit_train: int | None = None
+    """Training batches per epoch (None: the whole split)."""
+    limit_val: int | None = 2
+    extra: list[str] = field(default_factory=list)
+
+    def litlab_overrides(self, data_dir: Path) -> list[str]:
+        o = [*self.overrides, f"paths.data_dir={data_dir}", "trainer.accelerator=cpu", f"trainer.max_epochs={self.epochs}",
+             "test=false", "seed=0", *self.extra]
+        if self.limit_train is not None:
+            o.append(f"+trainer.limit_train_batches={self.limit_train}")
+        if self.limit_val is not None:
+            o.append(f"+trainer.limit_val_batches={self.limit_val}")
+        return o
+
+
+def run_litlab(spec: TrainSpec, data_dir: Path, run_dir: Path) -> float:
+    """litlab's real entrypoint function; returns steady-state training samples/s."""
+    from litlab.train import train
+
+    cfg = compose_cfg(spec.litlab_overrides(data_dir) + [TIMER], run_dir)
+    train(cfg)
+    assert EpochTimer.latest is not None
+    return steady_rate(EpochTimer.latest.epochs)
+
+
+def build_parts(spec: TrainSpec, data_dir: Path, run_dir: Path):
+    """What the hand-written contenders share with litlab: normalized tensors, net, optimizer.
+
+    Seeding and build order follow ``litlab.train.train`` so the initial weights are the same.
+    """
+    from litlab.build import build_data, build_model
+
+    cfg = compose_cfg(spec.litlab_overrides(data_dir), run_dir)
+    L.seed_everything(cfg.seed, workers=True)
+    dm = build_data(cfg)
+    net = build_model(cfg.model, dm.input_shape, dm.num_classes).net
+    pre = dm.preprocess
+    # preprocessed once up front, as a hand-written script would: (N, C, H, W) float32
+    train = TensorDataset(pre(dm.splits.train.x), dm.splits.train.y)
+    val = TensorDataset(pre(dm.splits.val.x), dm.splits.val.y)
+    make_opt = hydra.utils.instantiate(cfg.model.optimizer)
+    make_sched = hydra.utils.instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None
+    return net, train, val, make_opt, make_sched, int(cfg.data.batch_size)
+
+
+def run_raw(spec: TrainSpec, data_dir: Path, run_dir: Path) -> float:
+    """An idiomatic PyTorch loop: shuffle, forward, loss, backward, step; eval each epoch."""
+    net, train, val, make_opt, make_sched, batch_size = build_parts(spec, data_dir, run_dir)
+    loader = DataLoader(train, batch_size=batch_size, shuffle=True)
+    val_loader = DataLoader(val, batch_size=batch_size)
+    opt = make_opt(params=net.parameters())
+    sched = make_sched(optimizer=opt) if make_sched else None
+    epochs = []
+    for _ in range(spec.epochs):
+        net.train()
+        start = last = time.perf_counter()
+        samples, total_loss = 0, 0.0
+        for i, (x, y) in enumerate(loader):
+            if spec.limit_train is not None and i >= spec.limit_train:
+                break
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(net(x), y)
+            loss.backward()
+            opt.step()
+            total_loss += loss.item()
+            samples += len(y)
+            last = time.perf_counter()
+        epochs.append((last - start, samples))
+        if sched is not None:
+            sched.step()
+        _evaluate(net, val_loader, spec.limit_val)
+    return steady_rate(epochs)
+
+
+@torch.no_grad()
+def _evaluate(net: torch.nn.Module, loader: DataLoader, limit: int | None) -> float:
+    net.eval()
+    correct = seen = 0
+    for i, (x, y) in enumerate(loader):
+        if limit is not None and i >= limit:
+            break
+        correct += int((net(x).argmax(1) == y).sum())
+        seen += len(y)
+    return correct / max(seen, 1)
+
+
+class MinimalModule(L.LightningModule):
+    """What a Lightning user writes first: a step that logs the loss, and the optimizer."""
+
+    def __init__(self, net, make_opt, make_sched):
+        super().__init__()
+        self.net, self.make_opt, self.make_sched = net, make_opt, make_sched
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.cross_entropy(self.net(x), y)
+        self.log("train_loss", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_acc", (self.net(x).argmax(1) == y).float().mean())
+
+    def configure_optimizers(self):
+        opt = self.make_opt(params=self.parameters())
+        if self.make_sched is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": self.make_sched(optimizer=opt)}
+
+
+def run_lightning(spec: TrainSpec, data_dir: Path, run_dir: Path) -> float:
+    """A default ``Trainer`` (its default logger and checkpointing) with the progress bar off,
+    matching litlab's non-terminal path, which prints only one line per epoch."""
+    net, train, val, make_opt, make_sched, batch_size = build_parts(spec, data_dir, run_dir)
+    timer = EpochTimer()
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=spec.epochs, default_root_dir=str(run_dir),
+                        limit_train_batches=spec.limit_train, limit_val_batches=spec.limit_val,
+                        enable_progress_bar=False, callbacks=[timer])
+    trainer.fit(MinimalModule(net, make_opt, make_sched), DataLoader(train, batch_size=batch_size, shuffle=True),
+                DataLoader(val, batch_size=batch_size))
+    return steady_rate(timer.epochs)
+
+
+CONTENDERS = {"litlab": run_litlab, "raw": run_raw, "lightning": run_lightning}

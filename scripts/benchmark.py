@@ -1,0 +1,109 @@
+"""litlab performance benchmark: litlab against hand-written baselines, as ratios.
+
+Each comparison runs its contenders in one process (or one subprocess each where a process is
+what is measured), alternating them after warm-up, and reports medians and their ratio; no
+absolute time is meaningful on its own. Cases (``--cases``):
+
+* ``training``: training-loop overhead vs a raw PyTorch loop and a plain Lightning module,
+  plus peak memory;
+* ``data``: image-folder data vs the same images as in-memory tensors; loader vs model rate;
+* ``startup``: ``python -m litlab.train`` to its first training step vs ``import lightning``;
+* ``ddp``: ``trainer=ddp_cpu`` with 2 processes vs 1 (scaling efficiency);
+* ``gpu``: resnet50 bf16 channels-last with/without ``torch.compile`` (CUDA only).
+
+Usage::
+
+    .venv/bin/python scripts/benchmark.py --json outputs/bench/results.json
+    .venv/bin/python scripts/benchmark.py --tiny --cases training,startup   # seconds, for tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+CASES = ("training", "data", "startup", "ddp", "gpu")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--json", type=Path, help="write the results here as JSON")
+    p.add_argument("--tiny", "--quick", action="store_true", help="tiny sizes and one repeat (checks, not numbers)")
+    p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}")
+    p.add_argument("--work-dir", type=Path, default=REPO / "outputs" / "bench",
+                   help="data, generated images and run folders (default: outputs/bench)")
+    p.add_argument("--probe-memory", metavar="NAME:CONTENDER", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    unknown = set(args.cases.split(",")) - set(CASES)
+    if unknown:
+        p.error(f"--cases: unknown {', '.join(sorted(unknown))}; choose from {', '.join(CASES)}")
+    return args
+
+
+def run_case(case: str, work: Path, tiny: bool) -> list[dict]:
+    """The records of one case; a case that crashes becomes a skipped record naming the error."""
+    from bench import common
+
+    modules = {"training": "training_loop", "data": "data_path", "startup": "startup", "ddp": "multiprocess",
+               "gpu": "gpu"}
+    try:
+        module = __import__(f"bench.{modules[case]}", fromlist=["run"])
+        return module.run(work, tiny)
+    except Exception as e:  # one broken case must not lose the others' results
+        traceback.print_exc()
+        return [common.skipped(case, "", "", f"failed: {type(e).__name__}: {e}")]
+
+
+def fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def print_table(records: list[dict]) -> None:
+    """One line per comparison, every field of the JSON record except the raw samples."""
+    print(f"{'name':42} {'unit':22} {'litlab':>10} {'baseline':>10} {'base value':>11} {'ratio':>7}  target        met")
+    for r in records:
+        if r["skipped"]:
+            print(f"{r['name']:42} skipped: {r['skipped']}")
+            continue
+        met = "-" if r["met"] is None else ("yes" if r["met"] else "NO")
+        print(f"{r['name']:42} {r['unit']:22} {fmt(r['litlab']):>10} {r['baseline']:>10} "
+              f"{fmt(r['baseline_value']):>11} {fmt(r['ratio']):>7}  {r['target'] or '-':13} {met}"
+              + (f"  ({r['note']})" if r["note"] else ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    work = args.work_dir.resolve() / ("tiny" if args.tiny else "full")
+    work.mkdir(parents=True, exist_ok=True)
+    if args.probe_memory:
+        from bench.training_loop import probe_main
+
+        probe_main(args.probe_memory, work, args.tiny)
+        return 0
+    from bench.common import machine
+
+    started = time.perf_counter()
+    records: list[dict] = []
+    for case in args.cases.split(","):
+        print(f"== {case}", flush=True)
+        records += run_case(case, work, args.tiny)
+    info = machine()
+    info["benchmark_wall_s"] = round(time.perf_counter() - started, 1)
+    info["tiny"] = args.tiny
+    print_table(records)
+    print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"cases": records, "machine": info}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

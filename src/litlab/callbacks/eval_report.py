@@ -1,0 +1,191 @@
+"""Validation and test reports in TensorBoard: confusion matrix, per-class table, top-k accuracy
+and the most confidently misclassified test samples.
+
+Cost: the logits come from a forward hook on ``pl_module.net`` (the forward the task already
+runs), the running counts stay on the device (no per-step host syncs), and figures are drawn
+only at the end of a reporting epoch.
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as L
+import torch
+from torch import Tensor, nn
+
+from litlab.callbacks.class_metrics import add_to_confusion, per_class_table
+from litlab.callbacks.figures import confusion_figure, misclassified_figure
+from litlab.callbacks.tensorboard_writer import tensorboard_writer
+from litlab.errors import LitlabError
+
+
+class _Tally:
+    """What one val/test epoch accumulates, as device tensors."""
+
+    def __init__(self, keep: int):
+        self.keep = keep
+        self.cm: Tensor | None = None  # (C, C) counts, rows true class
+        self.topk_hits: Tensor | None = None  # () samples whose class is among the top k
+        self.x: Tensor | None = None  # (K, ...) the most confidently misclassified samples so far
+        self.target = self.pred = self.conf = self.score = None  # (K,) each
+
+    def add(self, logits: Tensor, y: Tensor, x: Tensor, top_k: int) -> None:
+        num_classes = logits.shape[-1]
+        if self.cm is None:
+            self.cm = torch.zeros(num_classes, num_classes, dtype=torch.long, device=logits.device)
+            self.topk_hits = torch.zeros((), dtype=torch.long, device=logits.device)
+        probs = logits.float().softmax(dim=-1)  # (B, C)
+        conf, pred = probs.max(dim=-1)  # (B,) each
+        add_to_confusion(self.cm, y, pred)
+        if num_classes > top_k:
+            top = logits.topk(top_k, dim=-1).indices  # (B, k)
+            self.topk_hits += (top == y.view(-1, 1)).any(dim=-1).sum()
+        if self.keep > 0:
+            self._keep_worst(x.detach(), y, pred, conf)
+
+    def _keep_worst(self, x: Tensor, y: Tensor, pred: Tensor, conf: Tensor) -> None:
+        # correct samples score -1 so any mistake outranks them; selection stays on the device
+        score = torch.where(pred != y, conf, torch.full_like(conf, -1.0))
+        if self.x is not None:
+            x, y = torch.cat([self.x, x]), torch.cat([self.target, y])
+            pred, conf, score = torch.cat([self.pred, pred]), torch.cat([self.conf, conf]), torch.cat([self.score, score])
+        best = score.topk(min(self.keep, len(score))).indices
+        self.x, self.target, self.pred, self.conf, self.score = x[best], y[best], pred[best], conf[best], score[best]
+
+
+class EvalReport(L.Callback):
+    """Logs ``{val,test}/acc_top<k>`` every epoch and, on reporting epochs, writes to TensorBoard:
+
+    - ``{val,test}/confusion_matrix``: an image (validation every ``every_n_epochs`` epochs and
+      at the last one, test always);
+    - ``{val,test}/per_class``: precision, recall, F1 and support per class, as a text table;
+    - ``test/misclassified``: the ``misclassified`` most confidently wrong test samples with true
+      and predicted class and confidence (images as images, sequences as line plots).
+
+    Top-1 accuracy is the task's own ``val/acc`` and ``test/acc``.
+
+    Args:
+        every_n_epochs: validation figures and tables every N epochs (``callbacks.eval_report.every_n_epochs``).
+        misclassified: how many misclassified test samples the grid shows; 0 for none.
+        top_k: also log top-k accuracy when there are more than ``top_k`` classes; 0 for none.
+    """
+
+    def __init__(self, every_n_epochs: int = 5, misclassified: int = 16, top_k: int = 5):
+        for key, value, low in (("every_n_epochs", every_n_epochs, 1), ("misclassified", misclassified, 0),
+                                ("top_k", top_k, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise LitlabError(f"callbacks.eval_report.{key} must be an integer >= {low}, got {value!r}.")
+        self.every_n_epochs = every_n_epochs
+        self.misclassified = misclassified
+        self.top_k = top_k
+        self._tally: _Tally | None = None
+        self._hook = None
+        self._logits: Tensor | None = None
+
+    # --- collecting ------------------------------------------------------------------------
+    def _start(self, pl_module: L.LightningModule, keep: int) -> None:
+        self._tally = _Tally(keep)
+        net = getattr(pl_module, "net", None)
+        if isinstance(net, nn.Module):
+            self._hook = net.register_forward_hook(self._capture)
+
+    def _capture(self, module: nn.Module, args, output) -> None:
+        self._logits = output
+
+    def _collect(self, pl_module: L.LightningModule, outputs, batch) -> None:
+        if self._tally is None:
+            return
+        x, y = batch[0], batch[1]
+        logits = outputs if _is_logits(outputs, y) else self._logits
+        self._logits = None
+        if not _is_logits(logits, y):
+            # the task did not call pl_module.net once with this batch: run the model ourselves
+            with torch.no_grad():
+                logits = pl_module(x)
+        self._tally.add(logits.detach(), y, x, self.top_k)
+
+    def _stop(self) -> _Tally | None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        tally, self._tally, self._logits = self._tally, None, None
+        return tally
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._start(pl_module, keep=0)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect(pl_module, outputs, batch)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        tally = self._stop()
+        if tally is not None:
+            epoch = trainer.current_epoch + 1
+            last = (trainer.max_epochs or 0) > 0 and epoch >= trainer.max_epochs
+            self._report(trainer, pl_module, tally, "val", draw=last or epoch % self.every_n_epochs == 0)
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._start(pl_module, keep=self.misclassified)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect(pl_module, outputs, batch)
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        tally = self._stop()
+        if tally is not None:
+            self._report(trainer, pl_module, tally, "test", draw=True)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._stop()
+
+    # --- reporting -------------------------------------------------------------------------
+    def _report(self, trainer, pl_module, tally: _Tally, stage: str, draw: bool) -> None:
+        if tally.cm is None:
+            return
+        # every rank runs the reductions (collectives); only rank 0 draws
+        cm = trainer.strategy.reduce(tally.cm, reduce_op="sum")
+        if self.top_k and cm.shape[0] > self.top_k:
+            hits = trainer.strategy.reduce(tally.topk_hits, reduce_op="sum")
+            pl_module.log(f"{stage}/acc_top{self.top_k}", hits.float() / cm.sum().clamp_min(1).float(),
+                          on_step=False, on_epoch=True)
+        writer = tensorboard_writer(trainer)
+        if not draw or writer is None:
+            return
+        names = _class_names(trainer, cm.shape[0])
+        step = trainer.global_step
+        name = "validation" if stage == "val" else "test"
+        epoch_note = f", epoch {trainer.current_epoch + 1}" if stage == "val" else ""
+        writer.add_image(f"{stage}/confusion_matrix", confusion_figure(cm, names, f"{name} confusion matrix{epoch_note}"),
+                         step, dataformats="HWC")
+        writer.add_text(f"{stage}/per_class", per_class_table(cm, names), step)
+        if tally.x is not None:
+            wrong = (tally.score >= 0).cpu()
+            x = _data_scale(trainer, tally.x[wrong.to(tally.x.device)])
+            kind = "image" if x.ndim == 4 else "sequence"
+            grid = misclassified_figure(x, tally.target.cpu()[wrong], tally.pred.cpu()[wrong], tally.conf.cpu()[wrong],
+                                        names, kind, f"most confidently misclassified {name} samples")
+            writer.add_image(f"{stage}/misclassified", grid, step, dataformats="HWC")
+        writer.flush()
+
+
+def _is_logits(value, y: Tensor) -> bool:
+    return isinstance(value, Tensor) and value.ndim == 2 and value.shape[0] == len(y)
+
+
+def _class_names(trainer, num_classes: int) -> list[str]:
+    names = getattr(trainer.datamodule, "class_names", None)
+    if names is not None and len(names) == num_classes:
+        return [str(n) for n in names]
+    return [str(i) for i in range(num_classes)]
+
+
+def _data_scale(trainer, x: Tensor) -> Tensor:
+    """Undoes the normalization of model inputs so samples look like the data (images in [0, 1])."""
+    pre = getattr(trainer.datamodule, "preprocess", None)
+    if pre is None:
+        return x.cpu()
+    # images (N, C, H, W): stats as (1, C, 1, 1); sequences (N, L, F): as (1, 1, F)
+    shape = (1, -1, 1, 1) if x.ndim == 4 else (1, 1, -1)
+    mean = torch.as_tensor(pre.mean, dtype=x.dtype, device=x.device).view(shape)
+    std = torch.as_tensor(pre.std, dtype=x.dtype, device=x.device).view(shape)
+    return (x * std + mean).cpu()

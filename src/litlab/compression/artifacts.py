@@ -1,0 +1,104 @@
+"""The compressed-model file: weights (sparse or int8 where that is smaller) plus what rebuilds the net.
+
+Layout (a plain dict that ``torch.load(weights_only=True)`` reads)::
+
+    format       "litlab-compressed/1"
+    litlab       the training run's record (config, data description), like a checkpoint's
+    compression  {"target": method class, "method": name, "net": net config, "recipe": {...}}
+    state_dict   dense entries of the net's state dict
+    sparse       mostly-zero entries, packed (sparse_storage.py)
+
+No optimizer state is stored. ``python -m litlab.eval ckpt_path=FILE`` evaluates such a file.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from litlab.compression import quant_backend, sparse_storage
+from litlab.errors import LitlabError
+
+FORMAT = "litlab-compressed/1"
+_RNN_KEY = "__int8_rnn__."
+
+
+def is_artifact(ckpt: dict) -> bool:
+    """Whether a loaded file is a compressed-model file rather than a training checkpoint."""
+    return isinstance(ckpt, dict) and ckpt.get("format") == FORMAT
+
+
+def build_net(net_cfg: dict, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """A fresh float net from a ``model.net``-style partial config."""
+    make = hydra.utils.instantiate(OmegaConf.create(net_cfg))
+    return make(input_shape=tuple(input_shape), num_classes=num_classes)
+
+
+def storable_state(net: nn.Module) -> dict:
+    """``net.state_dict()`` with int8 LSTM/GRU weights unpacked into plain tensors."""
+    state = dict(net.state_dict())
+    for name, module in net.named_modules():
+        if quant_backend.is_dynamic_rnn(module):
+            prefix = f"{name}." if name else ""
+            for key in [k for k in state if k.startswith(f"{prefix}_all_weight_values.")]:
+                del state[key]
+            for key, t in quant_backend.rnn_tensors(module).items():
+                state[f"{_RNN_KEY}{prefix}{key}"] = t
+    return state
+
+
+def save(path: Path, net: nn.Module, record: dict, method, recipe: dict, net_cfg: dict) -> dict:
+    """Writes the artifact of ``net``; returns the state dict that was stored (for counting)."""
+    state = storable_state(net)
+    dense = {k: v for k, v in state.items() if not (isinstance(v, torch.Tensor) and sparse_storage.worth_packing(v))}
+    sparse = {k: sparse_storage.pack(v) for k, v in state.items() if k not in dense}
+    payload = {
+        "format": FORMAT,
+        "litlab": record,
+        "compression": {"target": f"{type(method).__module__}.{type(method).__qualname__}", "method": method.name,
+                        "net": recipe.get("net", net_cfg), "recipe": recipe, "cpu_only": method.cpu_only},
+        "state_dict": dense,
+        "sparse": sparse,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(payload, path)
+    return state
+
+
+def _method_class(target: str, path: Path):
+    if not target.startswith("litlab.compression."):
+        raise LitlabError(f"ckpt_path={path} names a compression method outside litlab ({target}); "
+                          f"only files written by litlab compression can be loaded.")
+    return hydra.utils.get_class(target)
+
+
+def load_net(artifact: dict, path: Path) -> nn.Module:
+    """The compressed net of a loaded artifact, weights in place, in eval mode."""
+    info = artifact["compression"]
+    data = artifact["litlab"]["data"]
+    net = build_net(info["net"], tuple(data["input_shape"]), data["num_classes"])
+    example = torch.zeros(1, *data["input_shape"])
+    net = _method_class(info["target"], path).rebuild(net.eval(), info["recipe"], example)
+    state = dict(artifact["state_dict"])
+    state.update({k: sparse_storage.unpack(v) for k, v in artifact.get("sparse", {}).items()})
+    rnn = {k[len(_RNN_KEY):]: state.pop(k) for k in [k for k in state if k.startswith(_RNN_KEY)]}
+    for name, module in net.named_modules():
+        if quant_backend.is_dynamic_rnn(module):
+            prefix = f"{name}." if name else ""
+            quant_backend.set_rnn_tensors(module, {k[len(prefix):]: v for k, v in rnn.items() if k.startswith(prefix)})
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    missing = [k for k in missing if "_all_weight_values" not in k]
+    if missing or unexpected:
+        raise LitlabError(f"ckpt_path={path} does not fit the net it describes (missing {missing[:2]}, "
+                          f"unexpected {unexpected[:2]}). The file may come from another litlab version.")
+    return net.eval()
+
+
+def copy_net(net: nn.Module) -> nn.Module:
+    return copy.deepcopy(net)

@@ -1,0 +1,107 @@
+"""The before/after figures: test accuracy, parameter counts, artifact size and CPU latency."""
+
+from __future__ import annotations
+
+import re
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from litlab.compression import quant_backend
+from litlab.errors import check_positive_int
+
+# state-dict entries that are statistics or quantization constants, not learned weights
+_NOT_PARAMS = re.compile(r"(running_mean|running_var|num_batches_tracked|scale(_\d+)?|zero_point(_\d+)?)$")
+
+
+@dataclass
+class Measure:
+    """How latency is timed.
+
+    Args:
+        threads: torch CPU threads while timing (fixed, so runs compare).
+        warmup: untimed forward passes first.
+        repeats: timed forward passes; the median is reported.
+    """
+
+    threads: int = 1
+    warmup: int = 10
+    repeats: int = 50
+
+    def __post_init__(self) -> None:
+        check_positive_int("compress.measure.threads", self.threads)
+        check_positive_int("compress.measure.warmup", self.warmup)
+        check_positive_int("compress.measure.repeats", self.repeats)
+
+
+def weight_tensors(state: dict) -> list[Tensor]:
+    """The learned tensors of a state dict (float or int8), packed Linear params included."""
+    out: list[Tensor] = []
+    for key, value in state.items():
+        if _NOT_PARAMS.search(key):
+            continue
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        out += [v for v in values if isinstance(v, Tensor) and (v.is_floating_point() or v.is_quantized)]
+    return out
+
+
+def count_params(state: dict) -> tuple[int, int]:
+    """(parameters, nonzero parameters) of a state dict; int8 weights count as one each."""
+    tensors = weight_tensors(state)
+    total = sum(t.numel() for t in tensors)
+    nonzero = sum(int(((t.dequantize() if t.is_quantized else t) != 0).sum()) for t in tensors)
+    return total, nonzero
+
+
+@torch.inference_mode()
+def evaluate(net: nn.Module, dm, split: str = "test") -> dict:
+    """Accuracy and mean cross-entropy of ``net`` on a split, on the CPU, batches preprocessed."""
+    net.eval()
+    loader = dm.test_dataloader() if split == "test" else dm.val_dataloader()
+    correct, loss_sum, n = 0, 0.0, 0
+    for x, y in loader:
+        logits = quant_backend.run(net, dm.preprocess(x))
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(dim=1) == y).sum())
+        n += len(y)
+    return {"acc": correct / max(n, 1), "loss": loss_sum / max(n, 1)}
+
+
+@torch.inference_mode()
+def latency_ms(net: nn.Module, x: Tensor, measure: Measure) -> float:
+    """Median milliseconds of one forward pass of ``x`` with ``measure.threads`` CPU threads."""
+    net.eval()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(measure.threads)
+    try:
+        for _ in range(measure.warmup):
+            quant_backend.run(net, x)
+        times = []
+        for _ in range(measure.repeats):
+            start = time.perf_counter()
+            quant_backend.run(net, x)
+            times.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+    return 1000 * statistics.median(times)
+
+
+def figures(net: nn.Module, dm, artifact: Path, state: dict, measure: Measure) -> dict:
+    """Everything the report gives for one model: accuracy, counts, bytes on disk, latency."""
+    x, _ = next(iter(dm.test_dataloader()))
+    x = dm.preprocess(x)  # (B, ...) model inputs
+    params, nonzero = count_params(state)
+    return {
+        **{f"test_{k}": v for k, v in evaluate(net, dm).items()},
+        "params": params,
+        "nonzero_params": nonzero,
+        "size_bytes": Path(artifact).stat().st_size,
+        "latency_ms_batch1": latency_ms(net, x[:1], measure),
+        "latency_ms_test_batch": latency_ms(net, x, measure),
+        "test_batch_size": len(x),
+    }

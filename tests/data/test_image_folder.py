@@ -1,0 +1,104 @@
+"""Image folders: splits, decoding, and a clear error for each kind of unusable folder."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from litlab.data.datasets import FileSplit, TensorSplit
+from litlab.data.image_folder import ImageFolderDataModule
+from litlab.errors import LitlabError
+from tests.helpers import write_image_folder
+
+
+def test_reads_splits_into_memory_as_uint8(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", per_class=4)
+    dm = ImageFolderDataModule(root=str(root), batch_size=5)
+    dm.setup()
+    assert dm.class_names == ["a", "b", "c"]
+    assert dm.input_shape == (1, 8, 8)
+    assert isinstance(dm.splits.train, TensorSplit) and dm.splits.train.x.dtype == torch.uint8
+    assert len(dm.splits.train) == len(dm.splits.val) == len(dm.splits.test) == 12
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (5, 1, 8, 8) and y.dtype == torch.long
+
+
+def test_missing_val_is_split_from_train_with_the_seed(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", splits=("train", "test"), per_class=10)
+    a = ImageFolderDataModule(root=str(root), val_fraction=0.2, split_seed=3)
+    b = ImageFolderDataModule(root=str(root), val_fraction=0.2, split_seed=3)
+    a.setup(), b.setup()
+    assert len(a.splits.val) == 6 and len(a.splits.train) == 24
+    assert torch.equal(a.splits.val.x, b.splits.val.x)
+
+
+def test_resize_and_rgb(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", per_class=2, size=12)
+    dm = ImageFolderDataModule(root=str(root), image_size=[6, 10], channels=3)
+    assert dm.input_shape == (3, 6, 10)
+
+
+def test_streaming_mode_gives_the_same_batches(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", per_class=3)
+    mem = ImageFolderDataModule(root=str(root), in_memory=True, batch_size=100)
+    disk = ImageFolderDataModule(root=str(root), in_memory=False, batch_size=100, num_workers=0)
+    disk.setup()
+    assert isinstance(disk.splits.test, FileSplit)
+    xm, ym = next(iter(mem.test_dataloader()))
+    xd, yd = next(iter(disk.test_dataloader()))
+    assert torch.equal(xm, xd) and torch.equal(ym, yd)
+    assert mem.preprocess.mean == disk.preprocess.mean
+
+
+def test_bad_files_are_skipped_with_a_warning_naming_them(tmp_path, caplog):
+    root = write_image_folder(tmp_path / "imgs", per_class=3)
+    (root / "train" / "a" / "notes.txt").write_text("not an image")
+    (root / "train" / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with caplog.at_level(logging.WARNING):
+        dm = ImageFolderDataModule(root=str(root))
+        dm.setup()
+    assert len(dm.splits.train) == 9
+    assert "notes.txt" in caplog.text and "broken.png" in caplog.text
+
+
+def test_bad_files_fail_when_asked(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", per_class=3)
+    (root / "train" / "a" / "notes.txt").write_text("not an image")
+    with pytest.raises(LitlabError, match=r"notes\.txt.*data\.on_bad_file=skip"):
+        ImageFolderDataModule(root=str(root), on_bad_file="fail").setup()
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda r: None, "is not a folder"),
+    (lambda r: r.mkdir(), "has no train/ folder"),
+    (lambda r: (r / "train").mkdir(parents=True), "has no class folders"),
+    (lambda r: (r / "train" / "a").mkdir(parents=True), r"class folder .*a is empty"),
+])
+def test_unusable_folders_get_clear_errors(tmp_path, make, match):
+    root = tmp_path / "imgs"
+    make(root)
+    with pytest.raises(LitlabError, match=match):
+        ImageFolderDataModule(root=str(root)).setup()
+
+
+def test_classes_must_match_across_splits(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", per_class=2)
+    write_image_folder(root, splits=("test",), classes=("a", "b", "zebra"), per_class=2)
+    with pytest.raises(LitlabError, match=r"classes of .*test \(a, b, c, zebra\) differ"):
+        ImageFolderDataModule(root=str(root)).setup()
+
+
+def test_missing_root_names_the_key():
+    with pytest.raises(LitlabError, match=r"data\.root is not set"):
+        ImageFolderDataModule(root=None)
+
+
+def test_decompression_bombs_are_refused(tmp_path, monkeypatch):
+    import litlab.data.image_files as image_files
+
+    root = write_image_folder(tmp_path / "imgs", per_class=2)
+    monkeypatch.setattr(image_files, "MAX_PIXELS", 32)
+    with pytest.raises(LitlabError, match="pixel limit"):
+        ImageFolderDataModule(root=str(root), on_bad_file="fail").setup()

@@ -1,0 +1,43 @@
+"""Small data makers shared by tests: image folders and npz files written to tmp paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def write_image_folder(root: Path, splits=("train", "val", "test"), classes=("a", "b", "c"), per_class: int = 6,
+                       size: int = 8, mode: str = "L", seed: int = 0) -> Path:
+    """Learnable images: each class is a bright band at its own row position."""
+    rng = np.random.default_rng(seed)
+    for split in splits:
+        for k, name in enumerate(classes):
+            d = root / split / name
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                arr = rng.integers(0, 60, (size, size), dtype=np.uint8)
+                arr[(k * 2) % size, :] = 255
+                img = Image.fromarray(arr, mode="L")
+                (img.convert(mode) if mode != "L" else img).save(d / f"{i}.png")
+    return root
+
+
+def write_npz(path: Path, kind: str = "image", n: int = 40, num_classes: int = 3, **replace) -> Path:
+    """An npz with x_train/y_train/x_test/y_test (and x_val/y_val), learnable by class offset."""
+    rng = np.random.default_rng(0)
+    shape = {"image": (1, 6, 6), "sequence": (10, 2), "flat": (12,)}[kind]
+
+    def make(m):
+        y = rng.integers(0, num_classes, m)
+        x = rng.normal(size=(m, *shape)).astype(np.float32) + y.reshape(-1, *([1] * len(shape)))
+        return x, y
+
+    arrays = {}
+    for split, m in (("train", n), ("val", n // 4), ("test", n // 4)):
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = make(m)
+    arrays.update(replace)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    np.savez(path, **arrays)
+    return path

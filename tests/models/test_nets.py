@@ -1,0 +1,53 @@
+"""Every net runs forward and backward on every data kind at tiny size."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from litlab.errors import LitlabError
+from litlab.models.cnn import CNN
+from litlab.models.mlp import MLP
+from litlab.models.rnn import RNN
+from litlab.models.torchvision_nets import TorchvisionNet, resnet18_small
+
+SHAPES = {"gray8": (1, 8, 8), "rgb16": (3, 16, 16), "seq": (12, 3), "seq1": (20, 1)}
+NETS = {
+    "mlp": lambda s, k: MLP(s, k, hidden_sizes=[16]),
+    "cnn": lambda s, k: CNN(s, k, channels=[8, 16], hidden_size=16),
+    "lstm": lambda s, k: RNN(s, k, cell="lstm", hidden_size=8),
+    "gru_bi": lambda s, k: RNN(s, k, cell="gru", hidden_size=8, num_layers=2, bidirectional=True),
+    "resnet18": resnet18_small,
+    "torchvision_mobilenet": lambda s, k: TorchvisionNet(s, k, name="mobilenet_v3_small"),
+}
+IMAGE_ONLY = {"resnet18", "torchvision_mobilenet"}
+
+
+@pytest.mark.parametrize("shape_name", SHAPES)
+@pytest.mark.parametrize("net_name", NETS)
+def test_forward_backward(net_name, shape_name):
+    shape = SHAPES[shape_name]
+    if net_name in IMAGE_ONLY and len(shape) == 2:
+        with pytest.raises(LitlabError, match="image model.*sequences"):
+            NETS[net_name](shape, 5)
+        return
+    torch.manual_seed(0)
+    net = NETS[net_name](shape, 5)
+    x = torch.randn(4, *shape)
+    out = net(x)
+    assert out.shape == (4, 5)
+    out.logsumexp(dim=1).mean().backward()
+    grads = [p.grad for p in net.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_unknown_torchvision_name_lists_choices():
+    with pytest.raises(LitlabError, match="model.net.name='nope'.*resnet18"):
+        TorchvisionNet((3, 32, 32), 10, name="nope")
+
+
+def test_cnn_uses_1d_convolutions_on_sequences():
+    net = CNN((12, 3), 4)
+    assert any(isinstance(m, torch.nn.Conv1d) for m in net.modules())
+    assert not any(isinstance(m, torch.nn.Conv2d) for m in net.modules())

@@ -1,0 +1,84 @@
+"""The real entrypoints in subprocesses: output layout, summary, and one-paragraph errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+TINY = ["trainer.max_epochs=1", "model=mlp", "trainer.num_sanity_val_steps=0"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One real `python -m litlab.train` run, shared by the tests that read its outputs."""
+    root = tmp_path_factory.mktemp("cli")
+    proc = run_cli("litlab.train", *TINY, f"paths.root_dir={root}", cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = list((root / "outputs" / "runs").iterdir())
+    assert len(runs) == 1
+    return runs[0], proc
+
+
+def test_run_directory_layout(finished_run):
+    run, _ = finished_run
+    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", "train.log", "checkpoints/best.ckpt",
+                 "checkpoints/last.ckpt", "metrics.json"):
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").glob("events.out.tfevents.*"))
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["status"] == "completed" and 0 <= m["test/acc"] <= 1
+    # microsecond timestamp: YYYY-MM-DD_HH-MM-SS-ffffff
+    assert len(run.name.split("-")[-1]) == 6
+
+
+def test_summary_names_metrics_outputs_and_tensorboard(finished_run):
+    run, proc = finished_run
+    assert f"litlab run completed: {run}" in proc.stdout
+    assert "test/acc" in proc.stdout
+    assert f"tensorboard --logdir {run / 'tensorboard'}" in proc.stdout
+
+
+def test_eval_cli_reproduces_the_test_metric(finished_run, tmp_path):
+    run, _ = finished_run
+    m = json.loads((run / "metrics.json").read_text())
+    proc = run_cli("litlab.eval", f"ckpt_path={m['best_ckpt']}", f"paths.root_dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    evals = list((tmp_path / "outputs" / "runs").iterdir())
+    e = json.loads((evals[0] / "metrics.json").read_text())
+    assert abs(e["test/acc"] - m["test/acc"]) < 1e-4
+
+
+@pytest.mark.parametrize("args,message", [
+    (["model=transformer"], "model=transformer is not a choice: conf/model/ has cnn, gru, lstm, mlp"),
+    (["data.batch_size=abc"], "data.batch_size must be a positive integer, got 'abc'"),
+    (["trainer.max_epochs=many"], "trainer.max_epochs must be an integer"),
+    (["data=imagefolder"], "data.root is not set"),
+    (["data=imagefolder", "data.root=/no/such/dir"], "data.root=/no/such/dir is not a folder"),
+    (["data=npz"], "data.path is not set"),
+    (["ckpt_path=/no/such.ckpt"], "ckpt_path=/no/such.ckpt does not exist"),
+    (["model.label_smoothing=2"], "model.label_smoothing must be a number in [0, 1)"),
+    (["trainer.precision=16-mixed", "trainer.accelerator=cpu"], "needs a CUDA GPU"),
+])
+def test_bad_input_is_one_paragraph_and_nonzero(tmp_path, args, message):
+    proc = run_cli("litlab.train", *TINY, *args, f"paths.root_dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    error_lines = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error_lines) == 1
+
+
+def test_a_failed_run_writes_only_its_own_directory(tmp_path, finished_run):
+    run, _ = finished_run
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    proc = run_cli("litlab.train", *TINY, "data=npz", f"paths.root_dir={run.parents[2]}", cwd=run.parents[2])
+    assert proc.returncode == 2
+    assert before == {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    failed = [d for d in run.parent.iterdir() if d != run]
+    assert len(failed) == 1
+    m = json.loads((failed[0] / "metrics.json").read_text())
+    assert m["status"] == "failed" and "data.path" in m["error"]

@@ -1,0 +1,95 @@
+"""train(): a fit on every data choice, reproducibility, resume, reports and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from litlab.errors import LitlabError
+from litlab.eval import evaluate
+from litlab.train import train
+from tests.helpers import write_image_folder, write_npz
+
+
+def _metrics(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("overrides,min_acc", [
+    (["data=digits", "model=mlp"], 0.8),
+    (["data=synthetic", "data.num_train=512", "data.noise=0.5", "model=cnn"], 0.6),
+    (["data=synthetic_seq", "data.num_train=512", "data.noise=0.5", "model=gru", "trainer.max_epochs=3"], 0.6),
+    (["data=imagefolder", "model=cnn", "trainer.max_epochs=4", "model.optimizer.lr=1e-2"], 0.6),
+    (["data=npz", "model=lstm", "trainer.max_epochs=4", "model.optimizer.lr=1e-2"], 0.5),
+], ids=["digits-mlp", "synthetic-cnn", "seq-gru", "imagefolder-cnn", "npz-lstm"])
+def test_fit_on_every_data_choice(cfg_factory, tmp_path, overrides, min_acc):
+    if "data=imagefolder" in overrides:
+        overrides = overrides + [f"data.root={write_image_folder(tmp_path / 'imgs', per_class=20)}",
+                                 "data.batch_size=16"]
+    if "data=npz" in overrides:
+        overrides = overrides + [f"data.path={write_npz(tmp_path / 'a.npz', 'sequence', n=200)}"]
+    cfg = cfg_factory(overrides)
+    train(cfg)
+    m = _metrics(tmp_path / "run")
+    assert m["status"] == "completed"
+    assert m["test/acc"] >= min_acc, m
+    for key in ("val/acc", "test/loss", "best_ckpt", "wall_time_s", "train_samples_per_s"):
+        assert m[key] is not None, key
+
+
+def test_same_seed_same_metrics_and_eval_reproduces_test(cfg_factory, tmp_path):
+    a = cfg_factory(["model=mlp", "seed=7"], name="a")
+    b = cfg_factory(["model=mlp", "seed=7"], name="b")
+    c = cfg_factory(["model=mlp", "seed=8"], name="c")
+    train(a), train(b), train(c)
+    ma, mb, mc = (_metrics(tmp_path / n) for n in "abc")
+    assert ma["test/loss"] == mb["test/loss"] and ma["val/acc"] == mb["val/acc"]
+    assert ma["test/loss"] != mc["test/loss"]
+    ev = cfg_factory([f"ckpt_path={ma['best_ckpt']}"], name="ev", config_name="eval", fast=False)
+    with torch.no_grad():
+        out = evaluate(ev)
+    assert abs(out["test/acc"] - ma["test/acc"]) < 1e-4
+    assert abs(out["test/loss"] - ma["test/loss"]) < 1e-4
+
+
+def test_resume_from_last_continues_the_epoch_count(cfg_factory, tmp_path):
+    first = cfg_factory(["model=mlp", "trainer.max_epochs=2"], name="r")
+    train(first)
+    last = tmp_path / "r" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["epoch"] == 1
+    again = cfg_factory(["model=mlp", "trainer.max_epochs=4", "ckpt_path=last"], name="r")
+    train(again)
+    m = _metrics(tmp_path / "r")
+    assert m["epochs"] == 4 and m["global_step"] == 4 * 19
+    assert torch.load(last, weights_only=True)["epoch"] == 3
+
+
+def test_checkpoint_of_another_model_is_refused(cfg_factory, tmp_path):
+    train(cfg_factory(["model=mlp", "trainer.max_epochs=1"], name="m"))
+    ckpt = tmp_path / "m" / "checkpoints" / "last.ckpt"
+    with pytest.raises(LitlabError, match=r"belongs to a different model.*model=\.\.\."):
+        train(cfg_factory(["model=cnn", f"ckpt_path={ckpt}"], name="c"))
+    with pytest.raises(LitlabError, match="does not exist"):
+        train(cfg_factory(["ckpt_path=/no/such.ckpt"], name="n"))
+    corrupt = tmp_path / "corrupt.ckpt"
+    corrupt.write_bytes(ckpt.read_bytes()[:1000])
+    with pytest.raises(LitlabError, match="truncated or corrupt"):
+        train(cfg_factory([f"ckpt_path={corrupt}"], name="x"))
+
+
+def test_tensorboard_has_scalars_and_hparams_with_final_metrics(cfg_factory, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(cfg_factory(["model=mlp", "logger=tensorboard"]))
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    acc.Reload()
+    scalars = set(acc.Tags()["scalars"])
+    for tag in ("train/loss_step", "train/acc", "val/loss", "val/acc", "test/acc", "test/loss",
+                "lr-AdamW", "perf/train_samples_per_s", "hparams/test/acc"):
+        assert tag in scalars, (tag, scalars)
+    m = _metrics(tmp_path / "run")
+    assert acc.Scalars("hparams/test/acc")[0].value == pytest.approx(m["test/acc"])
+    plugins = acc.PluginTagToContent("hparams")
+    assert "_hparams_/experiment" in plugins and "_hparams_/session_start_info" in plugins
