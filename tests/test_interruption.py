@@ -1,0 +1,72 @@
+"""SIGTERM/SIGINT mid-run: a resumable checkpoint, status interrupted, and an exact resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from tests.conftest import REPO
+
+# epochs long enough (about a second) to be interrupted in the middle of one
+ARGS = ["data=synthetic", "data.num_train=5000", "data.num_val=200", "data.num_test=300", "model=mlp",
+        "trainer.max_epochs=4", "trainer.num_sanity_val_steps=0", "logger=tensorboard", "seed=3"]
+
+
+def _start(run_dir, *extra):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "litlab.train", *ARGS, f"hydra.run.dir={run_dir}",
+                             f"paths.data_dir={run_dir.parent / 'data'}", *extra],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _interrupt_after_first_epoch(run, sig):
+    proc = _start(run)
+    last = run / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while not last.is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert last.is_file(), proc.communicate()[1][-3000:]
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["status"] == "interrupted", m
+    assert "ckpt_path=last" in m["resume"]
+    assert torch.load(last, weights_only=True)["epoch"] < 3  # it really stopped early
+
+
+@pytest.mark.slow
+def test_ctrl_c_marks_the_run_interrupted(tmp_path):
+    _interrupt_after_first_epoch(tmp_path / "run", signal.SIGINT)
+
+
+@pytest.mark.slow
+def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path):
+    run = tmp_path / "run"
+    _interrupt_after_first_epoch(run, signal.SIGTERM)
+
+    resumed = _start(run, "ckpt_path=last")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err[-3000:]
+    straight = _start(tmp_path / "straight")
+    _, err = straight.communicate(timeout=300)
+    assert straight.returncode == 0, err[-3000:]
+    a = json.loads((run / "metrics.json").read_text())
+    b = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    assert a["status"] == "completed" and a["epochs"] == b["epochs"] == 4
+    for key in ("val/acc", "test/acc", "test/loss"):
+        assert abs(a[key] - b[key]) <= 1e-6, (key, a[key], b[key])
+    # the TensorBoard curves continue in the same folder
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    steps = sorted({e.step for e in acc.Scalars("val/acc")})
+    assert len(steps) == 4
