@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import traceback
 import warnings
@@ -16,6 +15,8 @@ from omegaconf import DictConfig
 
 from litlab.errors import LitlabError
 from litlab.reporting.run_files import update_metrics
+from litlab.sweeps.ddp_processes import check_shared_run_dir, distributed_job, is_rank_zero
+from litlab.sweeps.failed_jobs import failed_job_value
 
 log = logging.getLogger("litlab")
 
@@ -23,12 +24,14 @@ log = logging.getLogger("litlab")
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
 
-def check_cli(argv: list[str]) -> None:
+def check_cli(argv: list[str], config_name: str = "train") -> None:
     """Command-line checks before Hydra starts; a mistake prints one paragraph and exits 2."""
     from litlab.cli_checks import check_choices
+    from litlab.config_check import check_overrides
 
     try:
         check_choices(argv)
+        check_overrides(argv, config_name)
     except LitlabError as e:
         print(f"Error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
@@ -45,10 +48,13 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
     """Runs ``work(cfg)``; a failure is written to ``metrics.json`` as ``status: failed``.
 
     User mistakes (LitlabError) print one paragraph and exit 2, other errors keep their
-    traceback and exit 1. In a multirun the job returns NaN instead, so the sweep goes on.
+    traceback and exit 1. In a multirun the job returns the worst value instead (NaN, or -inf/+inf
+    for a sweeper with a direction), so the sweep goes on.
     """
     try:
-        return work(cfg)
+        with distributed_job():
+            check_shared_run_dir()
+            return work(cfg)
     except KeyboardInterrupt:
         _record(cfg, "interrupted", "interrupted by the user")
         raise
@@ -62,7 +68,7 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
         else:
             log.error("run failed:\n%s", traceback.format_exc())
         if _is_multirun():
-            return math.nan
+            return failed_job_value()  # recorded failed above; the sweep goes on
         if user_error:
             sys.exit(e.exit_code)
         raise
@@ -74,9 +80,7 @@ def _record(cfg: DictConfig, status: str, message: str) -> None:
     except Exception:
         return
     try:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+        if not is_rank_zero():
             return
         if run_dir.is_dir():
             update_metrics(run_dir, status=status, error=message)

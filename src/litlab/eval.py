@@ -15,8 +15,9 @@ import lightning.pytorch as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from litlab.build import build_data, build_loggers, build_model, build_trainer
+from litlab.build import build_data, build_loggers, build_model, build_trainer, instantiate
 from litlab.checkpoint_files import check_fits, load_checkpoint
+from litlab.compression.artifacts import is_artifact, load_net
 from litlab.entry import check_cli, run_entrypoint
 from litlab.errors import LitlabError, check_choice
 from litlab.reporting.run_files import update_metrics
@@ -42,9 +43,14 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     run_cfg = stored_config(ckpt, overrides or [])
     L.seed_everything(cfg.seed, workers=True)
     dm = build_data(run_cfg)
-    model = build_model(run_cfg.model, dm.input_shape, dm.num_classes)
-    check_fits(model, ckpt["state_dict"], cfg.ckpt_path)
-    model.load_state_dict(ckpt["state_dict"])
+    if is_artifact(ckpt):  # a compressed model written by litlab.compression
+        model = instantiate(run_cfg.model, "model", net=load_net(ckpt, Path(cfg.ckpt_path)), num_classes=dm.num_classes)
+        if ckpt["compression"].get("cpu_only"):
+            cfg = OmegaConf.merge(cfg, {"trainer": {"accelerator": "cpu", "devices": 1}})
+    else:
+        model = build_model(run_cfg.model, dm.input_shape, dm.num_classes)
+        check_fits(model, ckpt["state_dict"], cfg.ckpt_path)
+        model.load_state_dict(ckpt["state_dict"])
     trainer = build_trainer(cfg, [], build_loggers(cfg))
     dm.test_split = split
     results = trainer.test(model, datamodule=dm, verbose=False)[0]
@@ -66,7 +72,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """``python -m litlab.eval`` / ``litlab-eval``."""
-    check_cli(sys.argv[1:])
+    check_cli(sys.argv[1:], "eval")
     _hydra_main()
 
 

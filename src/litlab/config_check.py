@@ -1,0 +1,85 @@
+"""Composing the config up front, so that a bad override is one paragraph before any work.
+
+Hydra's own messages for these mistakes span several lines and end in advice about stack
+traces; litlab checks the command line with Hydra's compose API first and words the error
+itself. In a sweep (``-m``) every swept value is composed, so a sweep over a key that does not
+exist fails before the first job starts.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException, OverrideParseException
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from litlab.errors import LitlabError
+
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+
+
+def _one_paragraph(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return " ".join(line for line in lines if not line.startswith(("See https://", "Set the environment")))
+
+
+def _explain(e: BaseException, overrides: list[str]) -> LitlabError:
+    text = _one_paragraph(e)
+    if "is not in struct" in text or "Could not override" in text or "Could not append" in text:
+        key = text.split("'")[1] if "'" in text else "?"
+        bad = next((o for o in overrides if o.lstrip("+~").split("=")[0].endswith(key)), key)
+        return LitlabError(
+            f"{bad.split('=')[0]} is not a key of the config ({text}). Check the spelling with "
+            f"`python -m litlab.train --cfg job`, or add a new key with a leading +."
+        )
+    if isinstance(e, OverrideParseException):
+        return LitlabError(f"could not parse the override(s) {' '.join(overrides)}: {text}. "
+                           f"Values with spaces, brackets or commas need quoting, e.g. 'data.shape=[1,8,8]'.")
+    return LitlabError(text)
+
+
+def expand_sweeps(overrides: list[str], limit: int = 64) -> list[list[str]]:
+    """The override lists of a sweep: one per value of each swept key (not their product),
+    enough to compose every value once."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    per_key: list[list[str]] = []
+    for o in parsed:
+        if o.is_sweep_override():
+            values = list(itertools.islice(o.sweep_string_iterator(), limit)) if not o.is_hydra_override() else []
+            key = o.get_key_element()
+            per_key.append([f"{key}={v}" for v in values] or [o.input_line])
+        else:
+            per_key.append([o.input_line])
+    longest = max((len(v) for v in per_key), default=1)
+    return [[vals[min(i, len(vals) - 1)] for vals in per_key] for i in range(longest)]
+
+
+def compose_checked(overrides: list[str], config_name: str = "train", conf_dir: Path = CONF_DIR) -> DictConfig:
+    """``compose(config_name, overrides)`` whose failures are LitlabErrors naming the key."""
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(conf_dir), version_base="1.3"):
+            return compose(config_name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        raise _explain(e, overrides) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def check_overrides(argv: list[str], config_name: str = "train") -> None:
+    """Composes the command line's overrides (each swept value once) or raises a LitlabError."""
+    overrides = [a for a in argv if not a.startswith("-") and "=" in a and not a.startswith(("hydra.", "hydra/"))]
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    if not overrides:
+        return
+    try:
+        combos = expand_sweeps(overrides) if multirun else [overrides]
+    except OverrideParseException as e:
+        raise _explain(e, overrides) from None
+    for combo in combos:
+        compose_checked(combo, config_name)

@@ -1,0 +1,53 @@
+"""Random overrides of known keys: each gets a working config or one clear paragraph, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from litlab.build import build_callbacks, build_data, build_loggers, build_model, build_trainer
+from litlab.config_check import compose_checked
+from litlab.errors import LitlabError
+
+BASE = ["data=synthetic", "data.num_train=64", "data.num_val=16", "data.num_test=16", "data.shape=[1,8,8]",
+        "model=mlp", "trainer.accelerator=cpu", "logger=none", "callbacks=none"]
+KEYS = ["data.batch_size", "data.noise", "data.num_classes", "data.kind", "data.num_train", "data.shape",
+        "model.optimizer.lr", "model.label_smoothing", "model.net.hidden_sizes", "model.net.dropout",
+        "trainer.max_epochs", "trainer.precision", "trainer.devices", "trainer.accelerator",
+        "trainer.log_every_n_steps", "seed", "data.augment.shift"]
+GROUPS = ["model", "data", "trainer", "logger", "callbacks"]
+
+values = st.one_of(
+    st.integers(min_value=-10**6, max_value=10**6).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["true", "false", "null", "abc", "''", "[]", "[1,2]", "{a:1}", "-1", "0", "1e9", "16-mixed",
+                     "bf16-mixed", "64", "auto", "gpu", "[1,8,8]", "[0]", "image", "sequence"]),
+    st.text(alphabet="abc019.-_[]{},:= ", max_size=8),
+)
+key_override = st.tuples(st.sampled_from(KEYS), values).map(lambda kv: f"{kv[0]}={kv[1]}")
+group_override = st.tuples(st.sampled_from(GROUPS), st.sampled_from(["mlp", "cnn", "nope", "cpu", "none", "csv",
+                                                                      "synthetic", "x y"])).map(lambda kv: f"{kv[0]}={kv[1]}")
+
+
+def _build(overrides: list[str], tmp_path) -> None:
+    from omegaconf import open_dict
+
+    cfg = compose_checked(BASE + overrides + [f"paths.data_dir={tmp_path}"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "run")
+    dm = build_data(cfg)
+    build_model(cfg.model, dm.input_shape, dm.num_classes)
+    build_trainer(cfg, build_callbacks(cfg), build_loggers(cfg))
+
+
+@pytest.mark.slow
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(overrides=st.lists(st.one_of(key_override, group_override), min_size=1, max_size=3))
+def test_random_overrides_work_or_fail_clearly(overrides, tmp_path):
+    try:
+        _build(overrides, tmp_path)
+    except LitlabError as e:
+        message = str(e)
+        assert message and "\n" not in message, message
+        assert "Traceback" not in message
