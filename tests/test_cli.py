@@ -82,3 +82,25 @@ def test_a_failed_run_writes_only_its_own_directory(tmp_path, finished_run):
     assert len(failed) == 1
     m = json.loads((failed[0] / "metrics.json").read_text())
     assert m["status"] == "failed" and "data.path" in m["error"]
+
+
+def test_an_existing_run_directory_is_not_written_over(finished_run):
+    run, _ = finished_run
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    proc = run_cli("litlab.train", *TINY, f"hydra.run.dir={run}", f"paths.root_dir={run.parents[2]}")
+    assert proc.returncode == 2
+    assert "already holds a run. Resume it with ckpt_path=last" in proc.stderr
+    assert before == {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["trainer.foo=1"], "trainer.foo is not a key of the config"),
+    (["model.optimizer.lr=[1,2"], "could not parse the override"),
+    (["-m", "model=mlp,cnn", "trainer.nope=1,2"], "trainer.nope is not a key of the config"),
+    (["hydra.run.dir=/etc/passwd/run"], "/etc/passwd is a file, not a folder"),
+])
+def test_bad_overrides_fail_before_any_work(tmp_path, args, message):
+    proc = run_cli("litlab.train", *args, f"paths.root_dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "outputs").exists()

@@ -9,13 +9,15 @@ exist fails before the first job starts.
 from __future__ import annotations
 
 import itertools
+import os
+import tempfile
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, OverrideParseException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from litlab.errors import LitlabError
@@ -59,12 +61,30 @@ def expand_sweeps(overrides: list[str], limit: int = 64) -> list[list[str]]:
     return [[vals[min(i, len(vals) - 1)] for vals in per_key] for i in range(longest)]
 
 
-def compose_checked(overrides: list[str], config_name: str = "train", conf_dir: Path = CONF_DIR) -> DictConfig:
+def check_writable(path: Path, key: str) -> None:
+    """The output folder (or its nearest existing parent) must be a folder this process can write."""
+    existing = Path(path).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    problem = None if existing.is_dir() else f"{existing} is a file, not a folder"
+    if problem is None:
+        try:
+            with tempfile.TemporaryFile(dir=existing):
+                pass
+        except OSError as e:
+            problem = f"{existing} is not writable ({e.strerror})"
+    if problem:
+        raise LitlabError(f"{key}={path} cannot hold the run's outputs: {problem}. Choose another folder "
+                          f"with {key}=DIR (or paths.log_dir=DIR).")
+
+
+def compose_checked(overrides: list[str], config_name: str = "train", conf_dir: Path = CONF_DIR,
+                    return_hydra_config: bool = False) -> DictConfig:
     """``compose(config_name, overrides)`` whose failures are LitlabErrors naming the key."""
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(conf_dir), version_base="1.3"):
-            return compose(config_name, overrides=overrides)
+            return compose(config_name, overrides=overrides, return_hydra_config=return_hydra_config)
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         raise _explain(e, overrides) from None
     finally:
@@ -73,13 +93,23 @@ def compose_checked(overrides: list[str], config_name: str = "train", conf_dir: 
 
 def check_overrides(argv: list[str], config_name: str = "train") -> None:
     """Composes the command line's overrides (each swept value once) or raises a LitlabError."""
-    overrides = [a for a in argv if not a.startswith("-") and "=" in a and not a.startswith(("hydra.", "hydra/"))]
+    overrides = [a for a in argv if not a.startswith("-") and "=" in a]
     multirun = any(a in ("-m", "--multirun") for a in argv)
-    if not overrides:
-        return
     try:
         combos = expand_sweeps(overrides) if multirun else [overrides]
     except OverrideParseException as e:
         raise _explain(e, overrides) from None
     for combo in combos:
-        compose_checked(combo, config_name)
+        cfg = compose_checked(combo, config_name, return_hydra_config=True)
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    try:
+        out = OmegaConf.select(cfg, key)
+    except OmegaConfBaseException:
+        return  # depends on values only known inside the run; Hydra reports it there
+    if out:
+        check_writable(Path(out), key)
+        if not multirun and config_name == "train" and (Path(out) / "metrics.json").exists() and not cfg.get("ckpt_path"):
+            raise LitlabError(
+                f"{key}={out} already holds a run. Resume it with ckpt_path=last, or choose a new folder; "
+                f"litlab does not write over a finished run."
+            )
