@@ -93,3 +93,12 @@ def test_tensorboard_has_scalars_and_hparams_with_final_metrics(cfg_factory, tmp
     assert acc.Scalars("hparams/test/acc")[0].value == pytest.approx(m["test/acc"])
     plugins = acc.PluginTagToContent("hparams")
     assert "_hparams_/experiment" in plugins and "_hparams_/session_start_info" in plugins
+
+
+@pytest.mark.parametrize("overrides", [["logger=none"], ["callbacks=none", "logger=none"],
+                                       ["callbacks=early_stopping", "callbacks.early_stopping.patience=1"]])
+def test_runs_with_fewer_or_other_callbacks_and_loggers(cfg_factory, tmp_path, overrides):
+    train(cfg_factory(["model=mlp", "trainer.max_epochs=3", *overrides]))
+    m = _metrics(tmp_path / "run")
+    assert m["status"] == "completed" and m["test/acc"] > 0.5
+    assert (m["best_ckpt"] is None) == ("callbacks=none" in overrides)

@@ -106,6 +106,9 @@ def build_loggers(cfg: DictConfig) -> list:
 
 def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
     check_trainer_config(cfg.trainer)
+    if not loggers:
+        # the LR monitor refuses to run without a logger; with logger=none there is nothing to monitor into
+        callbacks = [c for c in callbacks if not isinstance(c, L.callbacks.LearningRateMonitor)]
     plugins = [AtomicCheckpointIO()]
     trainer = instantiate(cfg.trainer, "trainer", callbacks=[*callbacks, StopOnNonFiniteLoss()],
                           logger=loggers or False, plugins=plugins,
