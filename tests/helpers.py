@@ -41,3 +41,18 @@ def write_npz(path: Path, kind: str = "image", n: int = 40, num_classes: int = 3
     arrays = {k: v for k, v in arrays.items() if v is not None}
     np.savez(path, **arrays)
     return path
+
+
+class DeleteFolderAfterFirstEpoch:
+    """A callback (added with +callbacks.vanish._target_=...) that removes a folder mid-run."""
+
+    def __new__(cls, path: str):
+        import shutil
+
+        import lightning.pytorch as L
+
+        class _Delete(L.Callback):
+            def on_train_epoch_end(self, trainer, pl_module):
+                shutil.rmtree(path, ignore_errors=True)
+
+        return _Delete()

@@ -60,7 +60,7 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
         raise
     except Exception as e:
         user_error = isinstance(e, LitlabError)
-        message = str(e) if user_error else f"{type(e).__name__}: {e}"
+        message = user_message(e) if user_error else f"{type(e).__name__}: {e}"
         _record(cfg, "failed", message)
         if user_error:
             log.error("%s", message)
@@ -72,6 +72,14 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
         if user_error:
             sys.exit(e.exit_code)
         raise
+
+
+def user_message(e: LitlabError) -> str:
+    """The one paragraph of a LitlabError, also when it was raised in a data-loader worker
+    (PyTorch then prepends the worker's traceback to the message)."""
+    text = str(e)
+    marker = "LitlabError: "
+    return text.rsplit(marker, 1)[1].strip() if "Original Traceback" in text and marker in text else text
 
 
 def _record(cfg: DictConfig, status: str, message: str) -> None:

@@ -11,6 +11,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from litlab.errors import LitlabError
+
 
 def checkpoint_callback(dirpath: str, monitor: str = "val/acc", mode: str = "max", save_last: bool = True
                         ) -> ModelCheckpoint:
@@ -33,6 +35,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+        except OSError as e:
+            kept = "the previous one is kept" if path.exists() else "no earlier one exists"
+            raise LitlabError(f"could not write the checkpoint {path} ({e.strerror or e}); {kept}. Free space "
+                              f"on that disk or choose another output folder (hydra.run.dir=DIR).") from None
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)

@@ -9,6 +9,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from litlab.errors import LitlabError
+
 
 class TensorSplit(Dataset):
     """A split held in memory as ``x`` (uint8 or float) and ``y`` (int64).
@@ -52,7 +54,14 @@ class FileSplit(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        return self.decode(self.files[i]), self.labels[i]
+        try:
+            return self.decode(self.files[i]), self.labels[i]
+        except FileNotFoundError:
+            raise LitlabError(f"data.root: {self.files[i]} was listed when the run started but is gone now. "
+                              f"Did the data folder move or disappear during training? Restore it and resume "
+                              f"with ckpt_path=last.") from None
+        except OSError as e:
+            raise LitlabError(f"data.root: {self.files[i]} could not be read during training ({e}).") from None
 
 
 def split_off(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
