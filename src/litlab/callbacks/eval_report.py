@@ -47,7 +47,8 @@ class _Tally:
         score = torch.where(pred != y, conf, torch.full_like(conf, -1.0))
         if self.x is not None:
             x, y = torch.cat([self.x, x]), torch.cat([self.target, y])
-            pred, conf, score = torch.cat([self.pred, pred]), torch.cat([self.conf, conf]), torch.cat([self.score, score])
+            pred, conf = torch.cat([self.pred, pred]), torch.cat([self.conf, conf])
+            score = torch.cat([self.score, score])
         best = score.topk(min(self.keep, len(score))).indices
         self.x, self.target, self.pred, self.conf, self.score = x[best], y[best], pred[best], conf[best], score[best]
 
@@ -155,8 +156,8 @@ class EvalReport(L.Callback):
         step = trainer.global_step
         name = "validation" if stage == "val" else "test"
         epoch_note = f", epoch {trainer.current_epoch + 1}" if stage == "val" else ""
-        writer.add_image(f"{stage}/confusion_matrix", confusion_figure(cm, names, f"{name} confusion matrix{epoch_note}"),
-                         step, dataformats="HWC")
+        matrix = confusion_figure(cm, names, f"{name} confusion matrix{epoch_note}")
+        writer.add_image(f"{stage}/confusion_matrix", matrix, step, dataformats="HWC")
         writer.add_text(f"{stage}/per_class", per_class_table(cm, names), step)
         if tally.x is not None:
             wrong = (tally.score >= 0).cpu()

@@ -1,0 +1,63 @@
+"""``predictions.csv``: one row per input with its top-k classes, written batch by batch."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+
+class PredictionCsv:
+    """Writes rows as they come and flushes after each batch, so an interrupted or failed run
+    keeps what it predicted.
+
+    Columns: ``input``, ``label_1``, ``prob_1`` ... ``label_k``, ``prob_k``, ``error``.
+
+    Args:
+        path: the CSV file (its folder is created).
+        class_names: names by class index.
+        top_k: how many classes each row lists.
+    """
+
+    def __init__(self, path: Path, class_names: list[str], top_k: int):
+        self.path = Path(path)
+        self.class_names = class_names
+        self.top_k = min(top_k, len(class_names))
+        self.predicted = 0
+        self.errors: list[tuple[str, str]] = []
+        self.top1_counts: dict[str, int] = {}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "w", newline="")
+        self._csv = csv.writer(self._file)
+        header = ["input"]
+        for i in range(1, self.top_k + 1):
+            header += [f"label_{i}", f"prob_{i}"]
+        self._csv.writerow(header + ["error"])
+
+    def write(self, names: list[str], probs: Tensor | None, errors: list[tuple[str, str]]) -> None:
+        """One batch: ``probs`` ``(len(names), num_classes)`` for the readable inputs, then the errors."""
+        if probs is not None and len(names):
+            top = torch.topk(probs, self.top_k, dim=-1)
+            for name, values, indices in zip(names, top.values.tolist(), top.indices.tolist()):
+                row = [name]
+                for v, i in zip(values, indices):
+                    row += [self.class_names[i], f"{v:.6f}"]
+                self._csv.writerow(row + [""])
+                best = self.class_names[indices[0]]
+                self.top1_counts[best] = self.top1_counts.get(best, 0) + 1
+            self.predicted += len(names)
+        for name, why in errors:
+            self._csv.writerow([name] + [""] * (2 * self.top_k) + [why])
+        self.errors += errors
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "PredictionCsv":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,78 @@
+"""EvalReport: confusion matrices, per-class tables, top-k scalars and misclassified samples in
+TensorBoard, with numbers checked against the task's own accuracy."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+from tensorboard.util.tensor_util import make_ndarray
+
+from litlab.callbacks.eval_report import EvalReport
+from litlab.errors import LitlabError
+from litlab.train import train
+from tests.callbacks.conftest import read_events
+
+
+def image(events, tag: str, index: int = -1) -> Image.Image:
+    return Image.open(io.BytesIO(events.Images(tag)[index].encoded_image_string))
+
+
+def table_rows(events, tag: str) -> list[list[str]]:
+    text = make_ndarray(events.Tensors(f"{tag}/text_summary")[-1].tensor_proto).item().decode()
+    lines = text.splitlines()[2:]  # after the header and the alignment row
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+
+
+def test_confusion_matrices_for_every_validation_epoch_and_test(tensorboard_run):
+    _, _, events = tensorboard_run
+    assert len(events.Images("val/confusion_matrix")) == 2  # every_n_epochs=1, 2 epochs
+    assert len(events.Images("test/confusion_matrix")) == 1
+    width, height = image(events, "test/confusion_matrix").size
+    assert width > 300 and height > 300
+
+
+def test_per_class_table_matches_the_task_accuracy(tensorboard_run):
+    _, metrics, events = tensorboard_run
+    assert len(events.Tensors("val/per_class/text_summary")) == 2
+    rows = table_rows(events, "test/per_class")
+    classes = rows[:-2]
+    assert [r[0] for r in classes] == [str(d) for d in range(10)]
+    assert rows[-1][0] == "**weighted avg**"
+    # support-weighted recall is the accuracy, computed here from the confusion matrix
+    assert float(rows[-1][2]) == pytest.approx(metrics["test/acc"], abs=1e-4)
+    assert sum(int(r[4]) for r in classes) == 359  # the digits test split
+
+
+def test_top5_accuracy_scalars(tensorboard_run):
+    _, metrics, events = tensorboard_run
+    val = [e.value for e in events.Scalars("val/acc_top5")]
+    assert len(val) == 2 and all(0 < v <= 1 for v in val)
+    assert metrics["test/acc_top5"] >= metrics["test/acc"]
+    assert events.Scalars("test/acc_top5")[-1].value == pytest.approx(metrics["test/acc_top5"])
+
+
+def test_misclassified_test_samples_grid(tensorboard_run):
+    _, metrics, events = tensorboard_run
+    assert metrics["test/acc"] < 1.0  # two epochs leave mistakes to show
+    assert len(events.Images("test/misclassified")) == 1
+    assert image(events, "test/misclassified").size[0] > 300
+
+
+def test_sequences_get_line_plots_and_no_histograms_by_default(cfg_factory, tmp_path):
+    cfg = cfg_factory(["data=synthetic_seq", "data.num_train=128", "data.num_val=32", "data.num_test=32",
+                       "data.noise=3.0", "model=gru", "trainer.max_epochs=1", "trainer.log_every_n_steps=1",
+                       "logger=tensorboard"])
+    train(cfg)
+    events = read_events(tmp_path / "run")
+    tags = events.Tags()
+    assert {"val/confusion_matrix", "test/confusion_matrix", "test/misclassified"} <= set(tags["images"])
+    assert "val/acc_top5" in tags["scalars"]
+    assert not tags["histograms"]
+
+
+@pytest.mark.parametrize("key,value", [("every_n_epochs", 0), ("misclassified", -1), ("top_k", 1.5)])
+def test_bad_settings_name_the_key(key, value):
+    with pytest.raises(LitlabError, match=f"callbacks.eval_report.{key}"):
+        EvalReport(**{key: value})

@@ -1,0 +1,192 @@
+"""``litlab.predict``: images, folders and npz files classified with a checkpoint's own
+preprocessing; bad files listed, bad inputs explained, results agreeing with eval."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from litlab.errors import LitlabError
+from litlab.eval import evaluate
+from litlab.predict import predict
+from litlab.prediction.checkpoint_model import Predictor
+from litlab.train import train
+from tests.conftest import make_cfg, run_cli
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, data_dir) -> Path:
+    """best.ckpt of a 2-epoch CNN on digits."""
+    run_dir = tmp_path_factory.mktemp("predict") / "train"
+    train(make_cfg([], run_dir, data_dir))
+    return run_dir / "checkpoints" / "best.ckpt"
+
+
+@pytest.fixture
+def run_predict(cfg_factory, ckpt, tmp_path):
+    """``run_predict(input, *overrides)`` -> (summary, rows of the CSV as dicts)."""
+
+    def run(input_path, *overrides):
+        cfg = cfg_factory([f"ckpt_path={ckpt}", f"input={input_path}", *overrides], name="pred",
+                          config_name="predict", fast=False)
+        summary = predict(cfg)
+        with open(summary["predictions"], newline="") as f:
+            return summary, list(csv.DictReader(f))
+
+    return run
+
+
+def digit_files(data_dir: Path, n: int) -> list[Path]:
+    return sorted((data_dir / "digits" / "test").rglob("*.png"))[:n]
+
+
+def top1_accuracy(rows: list[dict]) -> float:
+    # the digits test tree is test/<class>/<index>.png: the parent folder is the true class
+    return sum(Path(r["input"]).parent.name == r["label_1"] for r in rows) / len(rows)
+
+
+def test_folder_with_good_corrupt_and_non_image_files(run_predict, data_dir, tmp_path):
+    folder = tmp_path / "inbox"
+    (folder / "nested" / "deeper").mkdir(parents=True)
+    good = digit_files(data_dir, 4)
+    for i, f in enumerate(good):
+        shutil.copy(f, folder / ("nested/deeper" if i % 2 else "nested") / f"good{i}.png")
+    # a colour JPEG of another size: converted to grey and resized as in training
+    Image.new("RGB", (20, 24), (200, 10, 10)).save(folder / "colour.jpg")
+    (folder / "truncated.png").write_bytes(good[0].read_bytes()[:40])
+    (folder / "random.png").write_bytes(np.random.default_rng(0).bytes(300))
+    (folder / "notes.txt").write_text("not an image")
+    (folder / ".hidden.png").write_bytes(b"skipped")
+    summary, rows = run_predict(folder, "top_k=3", "batch_size=2")
+    assert summary["predicted"] == 5 and summary["errors"] == 3
+    by_name = {Path(r["input"]).name: r for r in rows}
+    assert set(by_name) == {"good0.png", "good1.png", "good2.png", "good3.png", "colour.jpg", "truncated.png",
+                            "random.png", "notes.txt"}
+    for name in ("truncated.png", "random.png", "notes.txt"):
+        assert "not a readable image" in by_name[name]["error"] and by_name[name]["label_1"] == ""
+    for i in range(4):
+        row = by_name[f"good{i}.png"]
+        probs = [float(row[f"prob_{k}"]) for k in (1, 2, 3)]
+        assert row["error"] == "" and probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-5
+        assert row["label_1"] in [str(d) for d in range(10)]
+
+
+def test_predict_agrees_with_eval_on_the_test_split(run_predict, cfg_factory, ckpt, data_dir):
+    metrics = evaluate(cfg_factory([f"ckpt_path={ckpt}"], name="eval", config_name="eval"))
+    summary, rows = run_predict(data_dir / "digits" / "test")
+    assert summary["errors"] == 0 and len(rows) == 359
+    # eval's accuracy is a float32: compare counts of correct predictions
+    assert round(top1_accuracy(rows) * 359) == round(metrics["test/acc"] * 359)
+
+
+def test_npz_gives_the_same_predictions_as_the_image_files(run_predict, data_dir, tmp_path):
+    files = digit_files(data_dir, 40)
+    x = np.stack([np.asarray(Image.open(f))[None] for f in files])  # (N, 1, 8, 8) uint8
+    np.savez(tmp_path / "digits.npz", x=x)
+    _, from_npz = run_predict(tmp_path / "digits.npz")
+    folder = tmp_path / "same"
+    folder.mkdir()
+    for i, f in enumerate(files):
+        shutil.copy(f, folder / f"{i:03d}.png")
+    _, from_files = run_predict(folder)
+    assert [r["label_1"] for r in from_npz] == [r["label_1"] for r in from_files]
+    assert [float(r["prob_1"]) for r in from_npz] == pytest.approx([float(r["prob_1"]) for r in from_files], abs=1e-6)
+    assert from_npz[0]["input"].endswith("digits.npz[x][0]")
+
+
+def test_top_k_is_capped_at_the_class_count_and_output_is_honoured(run_predict, data_dir, tmp_path):
+    out = tmp_path / "elsewhere" / "p.csv"
+    summary, rows = run_predict(digit_files(data_dir, 1)[0], "top_k=50", f"output={out}")
+    assert summary["predictions"] == str(out) and out.is_file()
+    assert "label_10" in rows[0] and "label_11" not in rows[0]
+    assert sum(float(rows[0][f"prob_{k}"]) for k in range(1, 11)) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_rows_written_before_a_failure_are_kept(run_predict, data_dir, tmp_path, monkeypatch):
+    folder = tmp_path / "four"
+    folder.mkdir()
+    for f in digit_files(data_dir, 4):
+        shutil.copy(f, folder / f.name)
+    calls = []
+    real = Predictor.probabilities
+
+    def fail_second_batch(self, x):
+        calls.append(len(x))
+        if len(calls) == 2:
+            raise RuntimeError("device lost")
+        return real(self, x)
+
+    monkeypatch.setattr(Predictor, "probabilities", fail_second_batch)
+    with pytest.raises(RuntimeError):
+        run_predict(folder, "batch_size=2", f"output={tmp_path / 'partial.csv'}")
+    with open(tmp_path / "partial.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 2
+
+
+@pytest.mark.parametrize("case,match", [
+    ("missing_ckpt", "ckpt_path=.* does not exist"),
+    ("foreign_ckpt", "is not a litlab checkpoint"),
+    ("missing_input", "input=.* does not exist"),
+    ("empty_folder", "is a folder without files"),
+    ("npz_wrong_shape", r"has shape \(3, 8, 8\) but the model takes images .* \(N, 1, 8, 8\)"),
+    ("npz_sequences", r"has shape \(3, 12, 2\)"),
+    ("npz_no_x", "has no array named x or x_test; it has y"),
+    ("npz_corrupt", "is not a readable .npz file"),
+    ("top_k", "top_k must be a positive integer"),
+])
+def test_bad_inputs_are_one_paragraph_errors(case, match, cfg_factory, ckpt, tmp_path):
+    ckpt_path, input_path, extra = ckpt, tmp_path / "in", []
+    if case == "missing_ckpt":
+        ckpt_path = tmp_path / "nope.ckpt"
+    elif case == "foreign_ckpt":
+        ckpt_path = tmp_path / "other.ckpt"
+        torch.save({"state_dict": {}}, ckpt_path)
+    if case != "missing_input":
+        input_path.mkdir()
+    arrays = {"npz_wrong_shape": {"x": np.zeros((3, 8, 8), np.uint8)},
+              "npz_sequences": {"x_test": np.zeros((3, 12, 2), np.float32)},
+              "npz_no_x": {"y": np.zeros(3, np.int64)}}
+    if case in arrays:
+        input_path = tmp_path / "in" / "a.npz"
+        np.savez(input_path, **arrays[case])
+    elif case == "npz_corrupt":
+        input_path = tmp_path / "in" / "a.npz"
+        input_path.write_bytes(b"PK not really")
+    elif case == "top_k":
+        extra = ["top_k=0"]
+    cfg = cfg_factory([f"ckpt_path={ckpt_path}", f"input={input_path}", *extra], name="bad",
+                      config_name="predict", fast=False)
+    with pytest.raises(LitlabError, match=match) as err:
+        predict(cfg)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_command_line(ckpt, data_dir, tmp_path):
+    out = tmp_path / "cli.csv"
+    image = digit_files(data_dir, 1)[0]
+    done = run_cli("litlab.predict", f"ckpt_path={ckpt}", f"input={image}", f"output={out}",
+                   f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "predicted    1" in done.stdout and str(out) in done.stdout
+    assert len(list(csv.DictReader(out.open()))) == 1
+    bad = run_cli("litlab.predict", f"ckpt_path={ckpt}", f"input={tmp_path / 'missing'}",
+                  f"hydra.run.dir={tmp_path / 'bad'}")
+    assert bad.returncode == 2 and "Error: input=" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_image_files_for_a_sequence_model_are_refused(tmp_path):
+    from litlab.data.preprocess import Preprocess
+    from litlab.predict import input_batches
+
+    sequence_model = Predictor(torch.nn.Identity(), Preprocess("sequence", [0.0] * 4, [1.0] * 4), (32, 4),
+                               ["a", "b"], torch.device("cpu"))
+    Image.new("L", (8, 8)).save(tmp_path / "a.png")
+    with pytest.raises(LitlabError, match=r"classifies sequences of shape \(32, 4\), not image files"):
+        input_batches(tmp_path, sequence_model, 8)
