@@ -56,3 +56,21 @@ class DeleteFolderAfterFirstEpoch:
                 shutil.rmtree(path, ignore_errors=True)
 
         return _Delete()
+
+
+class PoisonWeightsAtEpoch:
+    """A callback (``+callbacks.poison._target_=...``) that sets every weight to NaN when epoch
+    ``epoch`` starts, to inject a numerical fault mid-run."""
+
+    def __new__(cls, epoch: int = 1):
+        import lightning.pytorch as L
+        import torch
+
+        class _Poison(L.Callback):
+            def on_train_epoch_start(self, trainer, pl_module):
+                if trainer.current_epoch == epoch:
+                    with torch.no_grad():
+                        for p in pl_module.parameters():
+                            p.fill_(float("nan"))
+
+        return _Poison()

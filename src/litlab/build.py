@@ -7,16 +7,15 @@ from typing import Any
 
 import hydra
 import lightning.pytorch as L
-import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
-from torch import nn
 
 from litlab.callbacks.checkpoints import AtomicCheckpointIO
+from litlab.callbacks.nan_loss import StopOnNonFiniteLoss
 from litlab.data.base import ClassificationData
+from litlab.distributed.launcher import use_run_dir_launcher
 from litlab.errors import LitlabError
-from litlab.sweeps.ddp_processes import use_run_dir_launcher
-from litlab.sweeps.nan_loss import StopOnNonFiniteLoss
+from litlab.models.speed_switches import SPEED_SWITCHES, apply_speed_switches
 from litlab.tasks.classification import Classifier
 from litlab.trainer_checks import check_trainer_config
 
@@ -59,39 +58,17 @@ def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes
         target = model_cfg.net.get("_target_", "the net")
         raise LitlabError(f"model.net: could not build {target} with these settings: {type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else e!r}. Check the model.net.* keys.") from None
-    switches = {k: model_cfg.get(k) for k in SPEED_SWITCHES}
-    apply_speed_switches(net, **switches)
+    apply_speed_switches(net, **{k: model_cfg.get(k) for k in SPEED_SWITCHES})
+    return build_task(model_cfg, net, num_classes)
+
+
+def build_task(model_cfg: DictConfig, net, num_classes: int) -> Classifier:
+    """The task module of ``model_cfg`` around an already built ``net``."""
     task_cfg = model_cfg.copy()  # a shallow copy keeps its parent: ${trainer.*} still resolves
     with open_dict(task_cfg):
         for key in SPEED_SWITCHES:
             task_cfg.pop(key, None)
     return instantiate(task_cfg, "model", net=net, num_classes=num_classes)
-
-
-# model.* keys that change how the net runs, never what it computes (docs/scaling.md)
-SPEED_SWITCHES = ("channels_last", "compile")
-
-
-def _inputs_channels_last(module: nn.Module, args: tuple) -> tuple:
-    x = args[0]
-    if isinstance(x, torch.Tensor) and x.dim() == 4:  # (B, C, H, W), stored as (B, H, W, C)
-        return (x.contiguous(memory_format=torch.channels_last), *args[1:])
-    return args
-
-
-def apply_speed_switches(net: nn.Module, channels_last: bool | None = False, compile: bool | dict | None = False
-                         ) -> None:
-    """``model.channels_last``: 4-D weights and inputs in (B, H, W, C) memory order (faster convolutions
-    on GPUs with tensor cores). ``model.compile``: ``torch.compile`` the net in place (true, or a dict of
-    torch.compile arguments); parameter names, and so checkpoints, stay the same."""
-    if channels_last:
-        net.to(memory_format=torch.channels_last)
-        net.register_forward_pre_hook(_inputs_channels_last)
-    if compile:
-        if not isinstance(compile, (bool, DictConfig, dict)):
-            raise LitlabError(f"model.compile must be true, false or a dict of torch.compile arguments, got {compile!r}.")
-        net.compile(**({} if compile is True else OmegaConf.to_container(compile) if isinstance(compile, DictConfig)
-                       else compile))
 
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:

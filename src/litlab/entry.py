@@ -15,7 +15,8 @@ from omegaconf import DictConfig
 
 from litlab.errors import LitlabError
 from litlab.reporting.run_files import update_metrics
-from litlab.sweeps.ddp_processes import check_shared_run_dir, distributed_job, is_rank_zero
+from litlab.distributed.launcher import (check_shared_run_dir, distributed_job, is_rank_zero,
+                                          launched_rank)
 from litlab.sweeps.failed_jobs import failed_job_value
 
 log = logging.getLogger("litlab")
@@ -29,6 +30,8 @@ def check_cli(argv: list[str], config_name: str = "train") -> None:
     from litlab.cli_checks import check_choices
     from litlab.config_check import check_overrides
 
+    if launched_rank() != 0:
+        return  # a DDP rank > 0 runs rank 0's command in rank 0's run directory: rank 0 checked it
     try:
         check_choices(argv)
         check_overrides(argv, config_name)

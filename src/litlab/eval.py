@@ -15,7 +15,7 @@ import lightning.pytorch as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from litlab.build import build_data, build_loggers, build_model, build_trainer, instantiate
+from litlab.build import build_data, build_loggers, build_model, build_task, build_trainer
 from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.compression.artifacts import is_artifact, load_net
 from litlab.entry import check_cli, run_entrypoint
@@ -44,7 +44,7 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     dm = build_data(run_cfg)
     if is_artifact(ckpt):  # a compressed model written by litlab.compression
-        model = instantiate(run_cfg.model, "model", net=load_net(ckpt, Path(cfg.ckpt_path)), num_classes=dm.num_classes)
+        model = build_task(run_cfg.model, load_net(ckpt, Path(cfg.ckpt_path)), dm.num_classes)
         if ckpt["compression"].get("cpu_only"):
             cfg = OmegaConf.merge(cfg, {"trainer": {"accelerator": "cpu", "devices": 1}})
     else:

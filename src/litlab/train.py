@@ -18,10 +18,12 @@ from litlab import __version__
 from litlab.build import build_callbacks, build_data, build_loggers, build_model, build_trainer
 from litlab.callbacks.throughput import Throughput
 from litlab.checkpoint_files import check_fits, load_checkpoint
+from litlab.compression.run import check_compression
 from litlab.entry import check_cli, run_entrypoint
 from litlab.reporting.hparams import log_final_hparams
 from litlab.reporting.run_files import update_metrics
 from litlab.reporting.summary import print_summary
+from litlab.distributed.launcher import scale_facts
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +102,13 @@ def train(cfg: DictConfig) -> float | None:
     dm = build_data(cfg)
     model = build_model(cfg.model, dm.input_shape, dm.num_classes)
     model.run_record = run_record(cfg, dm)
+    check_compression(cfg, model.net, dm)  # a compress method that cannot apply fails before training
     loggers = build_loggers(cfg)
     trainer = build_trainer(cfg, build_callbacks(cfg), loggers)
     if trainer.is_global_zero:
         update_metrics(run_dir, status="running", task="train")
     metrics = fit(cfg, trainer, model, dm, run_dir)
+    metrics.update(scale_facts(trainer, dm.batch_size))  # data.batch_size is per device
     if cfg.get("test") and not trainer.interrupted:
         metrics.update(test(trainer, model, dm, metrics.get("best_ckpt")))
     if trainer.is_global_zero and not trainer.interrupted:

@@ -1,6 +1,8 @@
-"""Up-front checks of ``trainer.*`` values, before any work starts."""
+"""Up-front checks of ``trainer.*`` values, before any work starts: what this machine can run."""
 
 from __future__ import annotations
+
+import os
 
 import torch
 from omegaconf import DictConfig
@@ -18,31 +20,115 @@ def _int_key(trainer: DictConfig, key: str, minimum: int, allow_none: bool = Fal
         raise LitlabError(f"trainer.{key} must be an integer >= {minimum}, got {value!r}.")
 
 
+def _accelerator(trainer: DictConfig) -> str:
+    """``cpu``, ``cuda`` or ``mps``: where this run will train."""
+    accelerator = trainer.get("accelerator", "auto")
+    if accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):
+        raise LitlabError(f"trainer.accelerator must be auto, cpu, gpu, cuda or mps, got {accelerator!r}.")
+    has_cuda = torch.cuda.is_available()
+    if accelerator in ("gpu", "cuda") and not has_cuda:
+        raise LitlabError(f"trainer.accelerator={accelerator} but this machine has no CUDA GPU. "
+                          f"Use trainer=cpu (or trainer=ddp_cpu for several CPU processes).")
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise LitlabError("trainer.accelerator=mps but this machine has no Apple GPU. Use trainer=cpu.")
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and has_cuda):
+        return "cuda"
+    if accelerator == "auto" and torch.backends.mps.is_available():
+        return "mps"
+    return accelerator if accelerator == "mps" else "cpu"
+
+
+def check_precision(precision: str, device: str) -> None:
+    """``trainer.precision`` must be one this device computes in."""
+    if precision not in PRECISIONS:
+        raise LitlabError(f"trainer.precision must be one of 32, 64, 16-mixed, bf16-mixed (or 16-true, bf16-true), "
+                          f"got {precision!r}.")
+    if device == "cpu" and precision.startswith("16"):
+        raise LitlabError(f"trainer.precision={precision} needs a CUDA GPU; this run is on the CPU. "
+                          f"Use trainer.precision=32 or bf16-mixed.")
+    if device == "cuda" and precision.startswith("bf16") and not torch.cuda.is_bf16_supported():
+        raise LitlabError(f"trainer.precision={precision}: this GPU ({torch.cuda.get_device_name()}) has no bfloat16. "
+                          f"Use trainer.precision=16-mixed.")
+    if device == "mps" and precision.startswith("64"):
+        raise LitlabError("trainer.precision=64: Apple GPUs have no float64. Use trainer.precision=32.")
+
+
+def check_devices(devices: object, device: str) -> int | None:
+    """``trainer.devices`` must exist on this machine; returns the count when it is known."""
+    if isinstance(devices, bool) or not isinstance(devices, (int, str)) and not hasattr(devices, "__len__"):
+        raise LitlabError(f"trainer.devices must be an integer, a list of device ids or auto, got {devices!r}.")
+    if isinstance(devices, str):
+        if devices == "auto":
+            return None
+        try:
+            devices = int(devices)
+        except ValueError:
+            raise LitlabError(f"trainer.devices must be an integer, a list of device ids or auto, "
+                              f"got {devices!r}.") from None
+    available = {"cuda": torch.cuda.device_count(), "mps": 1, "cpu": os.cpu_count() or 1}[device]
+    what = {"cuda": "CUDA GPU(s)", "mps": "Apple GPU", "cpu": "CPU cores (one process each)"}[device]
+    if isinstance(devices, int):
+        if devices < 1 and devices != -1:
+            raise LitlabError(f"trainer.devices must be a positive integer, -1 (all) or auto, got {devices}.")
+        if devices > available:
+            raise LitlabError(f"trainer.devices={devices} but this machine has {available} {what}. "
+                              f"Use trainer.devices={available} or fewer.")
+        return available if devices == -1 else devices
+    ids = list(devices)
+    if device == "cuda" and any(not isinstance(i, int) or not 0 <= i < available for i in ids):
+        raise LitlabError(f"trainer.devices={ids} names GPUs this machine lacks: it has ids 0..{available - 1}.")
+    return len(ids)
+
+
+def _strategy_name(strategy: object) -> str:
+    """``ddp``, ``fsdp``, ... from a strategy name or a ``_target_`` config."""
+    if isinstance(strategy, DictConfig):
+        target = str(strategy.get("_target_", ""))
+        return target.rsplit(".", 1)[-1].removesuffix("Strategy").lower()
+    return str(strategy or "auto").lower()
+
+
+def check_strategy(trainer: DictConfig, device: str) -> None:
+    """The strategy must run on this accelerator with this backend."""
+    strategy = trainer.get("strategy", "auto")
+    name = _strategy_name(strategy)
+    if name.startswith("fsdp") and device != "cuda":
+        raise LitlabError(f"trainer.strategy: FSDP shards the model over CUDA GPUs; this run is on the {device}. "
+                          f"Use trainer=ddp_cpu to test several processes on the CPU, or run trainer=fsdp on GPUs.")
+    if name.startswith("deepspeed") and device != "cuda":
+        raise LitlabError(f"trainer.strategy: DeepSpeed needs CUDA GPUs; this run is on the {device}.")
+    backend = strategy.get("process_group_backend") if isinstance(strategy, DictConfig) else None
+    if backend == "nccl" and device != "cuda":
+        raise LitlabError(f"trainer.strategy.process_group_backend=nccl needs CUDA GPUs; this run is on the {device}. "
+                          f"Use gloo (trainer=ddp_cpu does).")
+
+
+def check_nodes(trainer: DictConfig, devices: int | None) -> None:
+    """Several nodes need processes started by torchrun or SLURM, as many as nodes x devices."""
+    num_nodes = trainer.get("num_nodes", 1) or 1
+    if num_nodes == 1:
+        return
+    env = os.environ
+    world = env.get("WORLD_SIZE") if "TORCHELASTIC_RUN_ID" in env else env.get("SLURM_NTASKS")
+    if world is None:
+        raise LitlabError(
+            f"trainer.num_nodes={num_nodes} but this process was not started by torchrun or SLURM, so no other "
+            f"node will join and the run would wait forever. Start one process per device on every node with "
+            f"torchrun or srun (docs/scaling.md), or use trainer.num_nodes=1.")
+    if devices is not None and int(world) != num_nodes * devices:
+        raise LitlabError(
+            f"trainer.num_nodes={num_nodes} x trainer.devices={devices} = {num_nodes * devices} processes, "
+            f"but the launcher started {world}. Make trainer.devices equal the processes per node "
+            f"(torchrun --nproc-per-node, SLURM --ntasks-per-node) and trainer.num_nodes the node count.")
+
+
 def check_trainer_config(trainer: DictConfig) -> None:
     """Types and values of the Trainer keys people change, and what this machine can run."""
     _int_key(trainer, "max_epochs", -1, allow_none=True)
     _int_key(trainer, "num_nodes", 1, allow_none=True)
     _int_key(trainer, "log_every_n_steps", 1, allow_none=True)
-    precision = str(trainer.get("precision", 32))
-    if precision not in PRECISIONS:
-        raise LitlabError(f"trainer.precision must be one of 32, 64, 16-mixed, bf16-mixed, got {precision!r}.")
-    accelerator = trainer.get("accelerator", "auto")
-    if accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):
-        raise LitlabError(f"trainer.accelerator must be auto, cpu, gpu, cuda or mps, got {accelerator!r}.")
-    has_cuda = torch.cuda.is_available()
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and has_cuda)
-    if accelerator in ("gpu", "cuda") and not has_cuda:
-        raise LitlabError(f"trainer.accelerator={accelerator} but this machine has no CUDA GPU. "
-                          f"Use trainer=cpu (or trainer.accelerator=cpu).")
-    if not on_gpu and precision in ("16-mixed", "16-true"):
-        raise LitlabError(f"trainer.precision={precision} needs a CUDA GPU; this run is on the CPU. "
-                          f"Use trainer.precision=32 or bf16-mixed.")
-    devices = trainer.get("devices", 1)
-    if isinstance(devices, int) and not isinstance(devices, bool):
-        available = torch.cuda.device_count() if on_gpu else None
-        if devices < 1 and devices != -1:
-            raise LitlabError(f"trainer.devices must be a positive integer, -1 or auto, got {devices}.")
-        if available is not None and devices > available:
-            raise LitlabError(f"trainer.devices={devices} but this machine has {available} CUDA GPU(s).")
-    elif devices not in ("auto",) and not isinstance(devices, (list, str)):
-        raise LitlabError(f"trainer.devices must be an integer, a list of device ids or auto, got {devices!r}.")
+    device = _accelerator(trainer)
+    check_precision(str(trainer.get("precision", 32)), device)
+    devices = check_devices(trainer.get("devices", 1), device)
+    check_strategy(trainer, device)
+    check_nodes(trainer, devices)

@@ -148,7 +148,7 @@ class EvalReport(L.Callback):
         if self.top_k and cm.shape[0] > self.top_k:
             hits = trainer.strategy.reduce(tally.topk_hits, reduce_op="sum")
             pl_module.log(f"{stage}/acc_top{self.top_k}", hits.float() / cm.sum().clamp_min(1).float(),
-                          on_step=False, on_epoch=True)
+                          on_step=False, on_epoch=True, sync_dist=True)
         writer = tensorboard_writer(trainer)
         if not draw or writer is None:
             return

@@ -22,13 +22,16 @@ class EpochLines(ProgressBar):
         self._enabled = True
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # Read on every rank, printing or not: the first read computes the epoch's metrics, which
+        # syncs torchmetrics objects across processes; read on rank 0 alone, DDP deadlocks.
+        metrics = trainer.callback_metrics
         if not (self._enabled and trainer.is_global_zero):
             return
         shown = []
-        for key in ("train/loss_epoch", "train/acc", "val/loss", "val/acc"):
-            value = trainer.callback_metrics.get(key)
+        for key in ("train/loss", "train/acc", "val/loss", "val/acc"):
+            value = metrics.get(key)
             if value is not None:
-                shown.append(f"{key.replace('_epoch', '')} {float(value):.4f}")
+                shown.append(f"{key} {float(value):.4f}")
         print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  " + "  ".join(shown), flush=True)
 
 

@@ -37,7 +37,7 @@ class Throughput(L.Callback):
         self.seconds += seconds
         if seconds > 0:
             pl_module.log_dict({"perf/train_samples_per_s": samples / seconds, "perf/epoch_time_s": seconds},
-                               on_step=False, on_epoch=True, rank_zero_only=True)
+                               on_step=False, on_epoch=True, sync_dist=True)
 
     @property
     def samples_per_s(self) -> float | None:

@@ -14,6 +14,7 @@ No optimizer state is stored. ``python -m litlab.eval ckpt_path=FILE`` evaluates
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from pathlib import Path
 
 import hydra
@@ -92,8 +93,13 @@ def load_net(artifact: dict, path: Path) -> nn.Module:
         if quant_backend.is_dynamic_rnn(module):
             prefix = f"{name}." if name else ""
             quant_backend.set_rnn_tensors(module, {k[len(prefix):]: v for k, v in rnn.items() if k.startswith(prefix)})
+    # the int8 LSTM/GRU now hold their weights; their packed entries are loaded back as they are
+    state.update({k: v for k, v in net.state_dict().items() if "._all_weight_values." in k or
+                  k.startswith("_all_weight_values.")})
+    state = OrderedDict(state)
+    # module versions tell int8 layers how their entries are laid out; they are those of the rebuilt net
+    state._metadata = net.state_dict()._metadata  # type: ignore[attr-defined]
     missing, unexpected = net.load_state_dict(state, strict=False)
-    missing = [k for k in missing if "_all_weight_values" not in k]
     if missing or unexpected:
         raise LitlabError(f"ckpt_path={path} does not fit the net it describes (missing {missing[:2]}, "
                           f"unexpected {unexpected[:2]}). The file may come from another litlab version.")

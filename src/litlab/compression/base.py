@@ -59,9 +59,10 @@ class Compressor:
         """The method's settings for compression.json (plain values)."""
         return {}
 
-    def reference(self, net: nn.Module, dm, ctx: Context) -> nn.Module:
-        """The "before" net of the report: the trained net, or e.g. a teacher loaded from a file."""
-        return net
+    def reference(self, net: nn.Module, dm, ctx: Context) -> tuple[nn.Module, dict]:
+        """The "before" net of the report and its net config: the trained net, or e.g. a teacher
+        loaded from a file."""
+        return net, ctx.net_cfg
 
     def apply(self, net: nn.Module, dm, ctx: Context) -> nn.Module:
         """Returns the compressed net (a new module or ``net`` changed in place), fine-tuned if needed."""
@@ -77,4 +78,13 @@ class Compressor:
     @classmethod
     def rebuild(cls, net: nn.Module, recipe: dict, example: Tensor) -> nn.Module:
         """Turns a freshly built float net into the compressed structure (weights loaded afterwards)."""
+        return net
+
+
+class Uncompressed(Compressor):
+    """The float net as trained: how the "before" artifact is stored and rebuilt."""
+
+    name = "none"
+
+    def apply(self, net: nn.Module, dm, ctx: Context) -> nn.Module:
         return net

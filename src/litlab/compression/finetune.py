@@ -80,6 +80,6 @@ def train_loop(net: nn.Module, dm, settings: FineTune, seed: int, loss_fn: LossF
             step += 1
             if after_step is not None:
                 after_step(step, total)
-            running += float(loss)
+            running += loss.item()
         log.info("fine-tune epoch %d/%d  loss %.4f", epoch + 1, settings.epochs, running / max(len(loader), 1))
     return net.eval()

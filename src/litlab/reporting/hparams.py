@@ -5,7 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 # final metrics shown next to the hyperparameters (metrics.json keys)
-FINAL = ("val/acc", "test/acc", "test/loss", "train_samples_per_s")
+FINAL = ("val/acc", "test/acc", "test/loss", "train_samples_per_s", "effective_batch_size")
 
 
 def hparams_of(cfg: DictConfig) -> dict:

@@ -8,6 +8,7 @@ import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from litlab.errors import LitlabError
@@ -39,7 +40,9 @@ class Classifier(L.LightningModule):
         self.num_classes = num_classes or getattr(net, "num_classes", None)
         if self.num_classes is None:
             raise LitlabError("Classifier needs num_classes (litlab passes it from the data).")
-        self.train_acc = MulticlassAccuracy(self.num_classes, average="micro")
+        # labels are checked when the data loads; skipping per-step input checks keeps the hot path short
+        self.train_acc = MulticlassAccuracy(self.num_classes, average="micro", validate_args=False)
+        self.train_loss = MeanMetric()  # the epoch mean, synced across ranks once per epoch
         self.val_acc = MulticlassAccuracy(self.num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(self.num_classes, average="micro")
         # plain dicts saved in every checkpoint (config, data description): see litlab.train
@@ -53,10 +56,21 @@ class Classifier(L.LightningModule):
         logits = self.net(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         self.train_acc.update(logits.detach(), y)
+        self.train_loss.update(loss.detach(), weight=len(y))
         # tensors, not floats: Lightning reads them only when it writes (every log_every_n_steps)
-        self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
+        self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, batch_size=len(y))
+        if self._ends_epoch(batch_idx):
+            # the metric accumulates every step; Lightning computes and resets it at epoch end however
+            # often it is logged, and each self.log costs about as much as a small model's step
+            self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
+
+    def _ends_epoch(self, batch_idx: int) -> bool:
+        """Whether this is the epoch's last training batch (also where max_steps cuts it short)."""
+        t = self.trainer
+        return (t.is_last_batch or batch_idx + 1 >= t.num_training_batches
+                or 0 < t.max_steps <= t.global_step + 1)
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str, acc: MulticlassAccuracy) -> None:
         x, y = batch

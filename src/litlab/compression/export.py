@@ -1,0 +1,133 @@
+"""Export of the final model, normalization included, to ONNX or TorchScript (``export=onnx``).
+
+The exported graph takes raw batches (as the data loaders yield them: uint8 images or float
+sequences) and returns logits. The compressed model is exported when the run compressed and
+the format can hold it; otherwise (e.g. int8 PyTorch kernels in ONNX) the float model is.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from litlab.build import instantiate
+from litlab.checkpoint_files import load_checkpoint
+from litlab.compression import artifacts, quant_backend
+
+log = logging.getLogger(__name__)
+
+
+def with_normalization(net: nn.Module, dm) -> nn.Module:
+    """Raw batch -> ``Preprocess.module()`` -> net -> logits ``(B, K)``."""
+    return nn.Sequential(dm.preprocess.module(), net).eval()
+
+
+@torch.inference_mode()
+def agreement(predict, reference: nn.Module, dm) -> float:
+    """Share of test samples where ``predict(raw_batch)`` and ``reference`` pick the same class."""
+    same, n = 0, 0
+    for x, _ in dm.test_dataloader():
+        ours = np.asarray(predict(x)).argmax(axis=1)
+        theirs = quant_backend.run(reference, x).argmax(dim=1).numpy()
+        same += int((ours == theirs).sum())
+        n += len(x)
+    return same / max(n, 1)
+
+
+class OnnxExport:
+    """``model.onnx`` for onnxruntime, batch size left free.
+
+    Args:
+        opset: ONNX opset version.
+        check: run the test split through onnxruntime and report argmax agreement with PyTorch.
+    """
+
+    name = "onnx"
+    suffix = ".onnx"
+
+    def __init__(self, opset: int = 18, check: bool = True):
+        self.opset = opset
+        self.check = check
+
+    def write(self, model: nn.Module, example: Tensor, path: Path) -> None:
+        batch = torch.export.Dim("batch", min=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=["input"], output_names=["logits"],
+                              dynamic_shapes=({0: batch},), opset_version=self.opset, verbose=False,
+                              external_data=False)  # one self-contained file
+
+    def verify(self, path: Path, model: nn.Module, dm) -> dict:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return {"agreement": agreement(lambda x: session.run(None, {name: x.numpy()})[0], model, dm)}
+
+
+class TorchScriptExport:
+    """``model.pt`` for ``torch.jit.load`` (no Python class needed), int8 models included.
+
+    Args:
+        check: run the test split through the loaded file and report argmax agreement.
+    """
+
+    name = "torchscript"
+    suffix = ".torchscript.pt"
+
+    def __init__(self, check: bool = True):
+        self.check = check
+
+    def write(self, model: nn.Module, example: Tensor, path: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = quant_backend.run(torch.jit.trace, model, (example,), check_trace=False)
+            torch.jit.save(traced, str(path))
+
+    def verify(self, path: Path, model: nn.Module, dm) -> dict:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded = torch.jit.load(str(path), map_location="cpu")
+        return {"agreement": agreement(lambda x: quant_backend.run(loaded, x).numpy(), model, dm)}
+
+
+def candidates(model, run_dir: Path, extra: dict) -> list[tuple[str, nn.Module]]:
+    """The nets to try in order: the compressed one (if any), then the trained float one."""
+    found = []
+    path = extra.get("compress/artifact")
+    if path:
+        found.append(("compressed", artifacts.load_net(load_checkpoint(path), Path(path))))
+    found.append(("float", artifacts.copy_net(model.net).cpu().eval()))
+    return found
+
+
+def export_after_training(cfg: DictConfig, model, dm, run_dir: Path, extra: dict) -> dict:
+    """Writes ``export/model<suffix>`` in ``run_dir``; returns ``export/...`` fields for metrics.json."""
+    exporter = instantiate(cfg.export, "export")
+    out = Path(run_dir) / "export"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"model{exporter.suffix}"
+    example, _ = next(iter(dm.test_dataloader()))
+    errors = []
+    for kind, net in candidates(model, run_dir, extra):
+        wrapped = with_normalization(net, dm)
+        try:
+            exporter.write(wrapped, example[:2], path)
+        except Exception as e:  # a format that cannot hold this model: try the next one
+            errors.append(f"{kind}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+            log.warning("export=%s cannot hold the %s model (%s); exporting the next candidate", exporter.name, kind,
+                        type(e).__name__)
+            continue
+        fields = {"export/format": exporter.name, "export/path": str(path), "export/model": kind,
+                  "export/size_bytes": path.stat().st_size}
+        if exporter.check:
+            fields.update({f"export/{k}": v for k, v in exporter.verify(path, wrapped, dm).items()})
+        log.info("exported the %s model to %s", kind, path)
+        return fields
+    raise RuntimeError(f"export={exporter.name} failed for every model: {'; '.join(errors)}")

@@ -1,0 +1,69 @@
+"""compression.json, the TensorBoard table and scalars, and the ``compress/...`` metrics.json keys."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from litlab.reporting.run_files import write_json
+
+log = logging.getLogger(__name__)
+
+ROWS = ("test_acc", "test_loss", "params", "nonzero_params", "size_bytes", "latency_ms_batch1",
+        "latency_ms_test_batch")
+
+
+def ratios(before: dict, after: dict) -> dict:
+    """after/before size and parameter ratios, before/after latency (speed-up)."""
+    def div(a, b):
+        return a / b if b else None
+
+    return {
+        "size_ratio": div(after["size_bytes"], before["size_bytes"]),
+        "nonzero_ratio": div(after["nonzero_params"], before["nonzero_params"]),
+        "acc_change": after["test_acc"] - before["test_acc"],
+        "speedup_batch1": div(before["latency_ms_batch1"], after["latency_ms_batch1"]),
+        "speedup_test_batch": div(before["latency_ms_test_batch"], after["latency_ms_test_batch"]),
+    }
+
+
+def table(report: dict) -> str:
+    """A Markdown table of the before/after figures (TensorBoard's text tab renders it)."""
+    before, after = report["before"], report["after"]
+    lines = [f"**{report['method']}**", "", "| | before | after |", "| --- | --- | --- |"]
+    for key in ROWS:
+        fmt = "{:.4f}" if isinstance(before[key], float) else "{}"
+        lines.append(f"| {key} | {fmt.format(before[key])} | {fmt.format(after[key])} |")
+    for key, value in report["change"].items():
+        if value is not None:
+            lines.append(f"| {key} | | {value:.4f} |")
+    return "\n".join(lines)
+
+
+def metrics_fields(report: dict) -> dict:
+    """Flat ``compress/...`` keys for metrics.json."""
+    fields = {"compress/method": report["method"], "compress/artifact": report["artifacts"]["after"]}
+    for side in ("before", "after"):
+        fields.update({f"compress/{side}/{k}": v for k, v in report[side].items()})
+    fields.update({f"compress/{k}": v for k, v in report["change"].items()})
+    fields.update({f"compress/{k}": v for k, v in report.get("extra", {}).items() if isinstance(v, (int, float))})
+    return fields
+
+
+def write(run_dir: Path, report: dict, loggers: list) -> dict:
+    """Writes compression.json and logs to TensorBoard; returns the metrics.json fields."""
+    write_json(Path(run_dir) / "compression.json", report)
+    text = table(report)
+    log.info("compression report (%s):\n%s", Path(run_dir) / "compression.json", text)
+    fields = metrics_fields(report)
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            writer = logger.experiment
+            writer.add_text("compression", text)
+            for key, value in fields.items():
+                if isinstance(value, (int, float)) and value is not None:
+                    writer.add_scalar(key, value)
+            writer.flush()
+    return fields

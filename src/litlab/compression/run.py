@@ -1,0 +1,92 @@
+"""Compression after training: measure the trained net, compress it, measure again, save, report.
+
+``litlab.train`` calls ``check_compression`` right after building the model (so a method that
+cannot apply fails before training) and ``compress_after_training`` after testing.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from litlab.build import instantiate
+from litlab.compression import artifacts, report
+from litlab.compression.base import Compressor, Context, Uncompressed
+from litlab.compression.measure import figures
+from litlab.errors import LitlabError
+
+log = logging.getLogger(__name__)
+
+
+def build_compressor(cfg: DictConfig) -> Compressor | None:
+    """The method of ``cfg.compress``, or None when the run does not compress."""
+    node = cfg.get("compress")
+    if not node or "_target_" not in node:
+        return None
+    method = instantiate(node, "compress")
+    if not isinstance(method, Compressor):
+        raise LitlabError(f"compress._target_ must build a litlab.compression.base.Compressor, got "
+                          f"{type(method).__name__}.")
+    return method
+
+
+def check_compression(cfg: DictConfig, net: nn.Module, dm) -> None:
+    """Fails with a LitlabError naming the key when ``cfg.compress`` cannot apply to ``net`` and ``dm``."""
+    method = build_compressor(cfg)
+    if method is not None:
+        method.check(net, dm)
+
+
+def trained_net(model, metrics: dict) -> nn.Module:
+    """A CPU copy of the trained net with the best checkpoint's weights (those test/acc measured)."""
+    net = artifacts.copy_net(model.net).cpu()
+    best = metrics.get("best_ckpt")
+    if best:
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
+    return net.eval()
+
+
+def context(cfg: DictConfig, run_dir: Path, dm) -> Context:
+    net_cfg = OmegaConf.to_container(cfg.model.net, resolve=True)
+    return Context(run_dir=Path(run_dir), seed=int(cfg.seed), net_cfg=net_cfg, input_shape=tuple(dm.input_shape),
+                   num_classes=dm.num_classes)
+
+
+def compress_after_training(cfg: DictConfig, model, dm, run_dir: Path, metrics: dict, loggers: list) -> dict:
+    """Compresses the trained model; writes ``compressed/`` and ``compression.json`` in ``run_dir``.
+
+    Returns:
+        ``compress/...`` fields for metrics.json.
+    """
+    method = build_compressor(cfg)
+    assert method is not None
+    ctx = context(cfg, run_dir, dm)
+    out = Path(run_dir) / "compressed"
+    record = model.run_record
+    before_net, before_cfg = method.reference(trained_net(model, metrics), dm, ctx)
+    before_path = out / "dense.pt"
+    before_state = artifacts.save(before_path, before_net, record, Uncompressed(), {}, before_cfg)
+    before = figures(before_net, dm, before_path, before_state, method.measure)
+
+    log.info("compressing with %s", method.name)
+    after_net = method.apply(artifacts.copy_net(before_net), dm, ctx).eval()
+    after_path = out / f"{method.name}.pt"
+    after_state = artifacts.save(after_path, after_net, record, method, method.recipe(after_net, ctx), ctx.net_cfg)
+    after = figures(after_net, dm, after_path, after_state, method.measure)
+
+    result = {
+        "method": method.name,
+        "settings": method.settings(),
+        "before": before,
+        "after": after,
+        "change": report.ratios(before, after),
+        "artifacts": {"before": str(before_path), "after": str(after_path)},
+        "measure": vars(method.measure),
+        "extra": ctx.extra,
+    }
+    return report.write(run_dir, result, loggers)

@@ -1,0 +1,205 @@
+"""One run directory per run, however its ranks start: Lightning's child processes, torchrun or SLURM.
+
+Lightning starts DDP ranks 1..N-1 by running the command line again. Under Hydra every rank would
+then make its own timestamped run directory, and inside a sweep every rank would start the whole
+sweep again. ``RunDirLauncher`` starts them instead with this job's own overrides, pinned to this
+job's run directory, in RUN mode. ``distributed_job`` puts the process back as it was after a job,
+so that the next job of a sweep (same process) starts its own process group.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import lightning.pytorch as L
+import torch.distributed as dist
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from lightning.fabric.utilities.distributed import _set_num_threads_if_needed
+from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+from litlab.errors import LitlabError
+
+log = logging.getLogger(__name__)
+
+# what a launcher sets in the environment of the process that is rank 0
+LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+# hydra overrides that belong to the sweep, not to one job: children never get them
+_SWEEP_ONLY = ("hydra.run", "hydra.sweep", "hydra.mode", "hydra.launcher", "hydra.sweeper", "hydra/launcher",
+               "hydra/sweeper", "hydra.output_subdir", "hydra.job.name")
+# seconds rank 0 waits for its children to exit after a job before killing them
+_CHILD_EXIT_S = 60
+
+_children: list[subprocess.Popen] = []
+
+
+def launched_rank() -> int:
+    """This process's global rank as its launcher announced it in the environment (0 when none did)."""
+    env = os.environ
+    if "RANK" in env:
+        return int(env["RANK"])
+    if "LOCAL_RANK" in env:  # Lightning's own children: one node's processes
+        return int(env.get("NODE_RANK", 0)) * int(env.get("LOCAL_WORLD_SIZE", 1)) + int(env["LOCAL_RANK"])
+    if int(env.get("SLURM_NTASKS", 1)) > 1:
+        return int(env.get("SLURM_PROCID", 0))
+    return 0
+
+
+def is_rank_zero() -> bool:
+    """True in the one process that writes files (also before the process group exists)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return launched_rank() == 0
+
+
+def child_command(local_rank: int) -> list[str]:
+    """``python -m litlab.<entry>`` with this job's overrides, in this job's run directory.
+
+    The job's overrides are Hydra's ``overrides.task``: inside a sweep these are the values of
+    this job (``model.optimizer.lr=0.003``), never the sweep's lists, so every rank trains with
+    the same hyperparameters.
+    """
+    hc = HydraConfig.get()
+    run_dir = str(hc.runtime.output_dir).replace("\\", "\\\\").replace("'", "\\'")
+    hydra_overrides = [o for o in hc.overrides.hydra if not o.lstrip("+~").startswith(_SWEEP_ONLY)]
+    return [sys.executable, "-m", f"litlab.{hc.job.config_name}", *hc.overrides.task, *hydra_overrides,
+            f"hydra.run.dir='{run_dir}'", "hydra.output_subdir=null", "hydra.mode=RUN",
+            f"hydra.job.name={hc.job.name}_rank{local_rank}"]
+
+
+class RunDirLauncher(_SubprocessScriptLauncher):
+    """Lightning's script launcher, but the children run this Hydra job, in its run directory.
+
+    Lightning's watcher thread kills everything when a child fails; in a sweep that would kill the
+    sweep, so there it is left out: a dead child makes the next collective fail on rank 0 (gloo
+    reports the closed connection; a rank that never joins hits the process group's timeout), so
+    the job fails and the sweep goes on. Outside sweeps the watcher below does Lightning's job.
+    """
+
+    def launch(self, function, *args: Any, trainer: L.Trainer | None = None, **kwargs: Any) -> Any:
+        self.cluster_environment.validate_settings(num_devices=self.num_processes, num_nodes=self.num_nodes)
+        if not self.cluster_environment.creates_processes_externally:
+            self._start_children()
+            if HydraConfig.get().mode == RunMode.RUN:
+                threading.Thread(target=_stop_all_if_a_child_fails, args=(list(self.procs),), daemon=True).start()
+        _set_num_threads_if_needed(num_processes=self.num_processes)
+        return function(*args, **kwargs)
+
+    def _start_children(self) -> None:
+        env = self.cluster_environment
+        os.environ["MASTER_ADDR"] = env.main_address
+        os.environ["MASTER_PORT"] = str(env.main_port)
+        os.environ["NODE_RANK"] = str(env.node_rank())
+        os.environ["LOCAL_RANK"] = "0"
+        os.environ["WORLD_SIZE"] = str(self.num_processes * self.num_nodes)
+        for local_rank in range(1, self.num_processes):
+            child_env = {**os.environ, "LOCAL_RANK": str(local_rank), "LOCAL_WORLD_SIZE": str(self.num_processes)}
+            proc = subprocess.Popen(child_command(local_rank), env=child_env, cwd=os.getcwd())
+            self.procs.append(proc)
+            _children.append(proc)
+
+
+def _stop_all_if_a_child_fails(procs: list[subprocess.Popen]) -> None:
+    """Outside sweeps: a rank that dies would leave rank 0 waiting for it (up to the process group's
+    timeout), so its failure is recorded and every rank stopped, as Lightning's own launcher does."""
+    from litlab.reporting.run_files import update_metrics
+
+    while any(p.poll() is None for p in procs):
+        failed = [p for p in procs if p.poll() not in (None, 0)]
+        if failed:
+            message = f"rank process {failed[0].pid} exited with code {failed[0].returncode}; see its error above"
+            log.error("%s; stopping all ranks", message)
+            update_metrics(HydraConfig.get().runtime.output_dir, status="failed", error=message)
+            for p in procs:
+                p.kill()
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(1.0)
+
+
+def use_run_dir_launcher(trainer: L.Trainer) -> None:
+    """Swaps Lightning's script launcher for ``RunDirLauncher`` when the run is under Hydra."""
+    strategy = trainer.strategy
+    launcher = getattr(strategy, "_launcher", None)
+    if type(launcher) is _SubprocessScriptLauncher and HydraConfig.initialized():
+        # the strategy reads its launcher from this private field at fit/test time
+        strategy._launcher = RunDirLauncher(launcher.cluster_environment, launcher.num_processes,
+                                            launcher.num_nodes)
+
+
+def _reap_children() -> None:
+    for proc in _children:
+        try:
+            proc.wait(timeout=_CHILD_EXIT_S)
+        except subprocess.TimeoutExpired:
+            log.warning("rank process %d did not exit %ds after its job; killing it", proc.pid, _CHILD_EXIT_S)
+            proc.kill()
+            proc.wait()
+    _children.clear()
+
+
+@contextmanager
+def distributed_job() -> Iterator[None]:
+    """Around one job: quiet file logs on ranks > 0; afterwards end the process group, wait for
+    the child ranks and restore the launch environment, so the next job of a sweep starts clean."""
+    saved = {k: os.environ.get(k) for k in LAUNCH_ENV}
+    if not is_rank_zero():
+        _drop_file_logs()
+    try:
+        yield
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            # also unblocks children still waiting in a collective after rank 0 failed
+            dist.destroy_process_group()
+        _reap_children()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _drop_file_logs() -> None:
+    """Ranks > 0 share rank 0's run directory: only rank 0 writes its log file."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+            handler.close()
+
+
+def check_shared_run_dir() -> None:
+    """Ranks started by torchrun or SLURM must be told the one run directory they share.
+
+    Each process composes its own config; without ``hydra.run.dir`` each would make its own
+    timestamped folder.
+    """
+    if launched_rank() == 0 and int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", 1))) <= 1:
+        return
+    if "LOCAL_WORLD_SIZE" in os.environ and "TORCHELASTIC_RUN_ID" not in os.environ:
+        return  # one of RunDirLauncher's children: it got hydra.run.dir
+    try:
+        hc = HydraConfig.get()
+    except ValueError:
+        return
+    if hc.mode == RunMode.RUN and not any(o.startswith("hydra.run.dir=") for o in hc.overrides.hydra):
+        raise LitlabError(
+            "hydra.run.dir: this process is one rank of a multi-process run started by torchrun or SLURM, "
+            "and every rank must write into the same run directory. Pass the same "
+            "hydra.run.dir=outputs/runs/<name> to every rank (see docs/scaling.md).")
+
+
+def scale_facts(trainer: L.Trainer, batch_size: int) -> dict:
+    """metrics.json fields that say how the run was spread: ranks, and the batch per optimizer step."""
+    world = trainer.world_size
+    return {"world_size": world, "num_nodes": trainer.num_nodes, "devices_per_node": trainer.num_devices,
+            "batch_size_per_device": batch_size,
+            "effective_batch_size": batch_size * world * trainer.accumulate_grad_batches}

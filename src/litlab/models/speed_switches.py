@@ -1,0 +1,34 @@
+"""Speed switches of a net (``model.channels_last``, ``model.compile``): how it runs, never what it computes."""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from litlab.errors import LitlabError
+
+# model.* keys that change how the net runs, never what it computes (docs/scaling.md)
+SPEED_SWITCHES = ("channels_last", "compile")
+
+
+def _inputs_channels_last(module: nn.Module, args: tuple) -> tuple:
+    x = args[0]
+    if isinstance(x, torch.Tensor) and x.dim() == 4:  # (B, C, H, W), stored as (B, H, W, C)
+        return (x.contiguous(memory_format=torch.channels_last), *args[1:])
+    return args
+
+
+def apply_speed_switches(net: nn.Module, channels_last: bool | None = False, compile: bool | dict | None = False
+                         ) -> None:
+    """``model.channels_last``: 4-D weights and inputs in (B, H, W, C) memory order (faster convolutions
+    on GPUs with tensor cores). ``model.compile``: ``torch.compile`` the net in place (true, or a dict of
+    torch.compile arguments); parameter names, and so checkpoints, stay the same."""
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
+        net.register_forward_pre_hook(_inputs_channels_last)
+    if compile:
+        if not isinstance(compile, (bool, DictConfig, dict)):
+            raise LitlabError(f"model.compile must be true, false or a dict of torch.compile arguments, got {compile!r}.")
+        net.compile(**({} if compile is True else OmegaConf.to_container(compile) if isinstance(compile, DictConfig)
+                       else compile))

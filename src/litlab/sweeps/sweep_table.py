@@ -1,0 +1,143 @@
+"""A sweep's jobs as rows: swept values, status and metrics read from each job folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from litlab.errors import LitlabError
+
+# overrides that pick what runs, not a hyperparameter: never a column
+_NOT_PARAMS = ("hparams_search", "paths.", "hydra", "logger", "callbacks")
+
+
+@dataclass
+class Job:
+    """One job folder of a multirun."""
+
+    name: str
+    overrides: dict[str, str]
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return self.metrics.get("status", "missing")
+
+    def value(self, metric: str) -> float | None:
+        v = self.metrics.get(metric)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def parse_value(text: str) -> float | int | str:
+    """``0.001`` -> float, ``64`` -> int, anything else stays text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def read_jobs(sweep_dir: Path) -> list[Job]:
+    """Every job folder under ``sweep_dir`` (one with ``.hydra/overrides.yaml`` or ``metrics.json``)."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise LitlabError(f"DIR: {sweep_dir} is not a folder. Pass a multirun folder, e.g. outputs/multiruns/<time>.")
+    jobs = []
+    for folder in sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        over_file, metrics_file = folder / ".hydra" / "overrides.yaml", folder / "metrics.json"
+        if not over_file.is_file() and not metrics_file.is_file():
+            continue
+        lines = yaml.safe_load(over_file.read_text()) if over_file.is_file() else []
+        overrides = dict(line.lstrip("+~").split("=", 1) for line in lines or [] if "=" in line)
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        jobs.append(Job(folder.name, overrides, metrics))
+    if not jobs:
+        raise LitlabError(f"DIR: {sweep_dir} holds no job folders (none has metrics.json or .hydra/overrides.yaml). "
+                          f"Pass the folder of a multirun, e.g. outputs/multiruns/<time>.")
+    jobs.sort(key=lambda j: (len(j.name), j.name))
+    return jobs
+
+
+def swept_params(jobs: list[Job]) -> list[str]:
+    """Override keys whose value differs between jobs (all override keys when there is one job)."""
+    keys = list(dict.fromkeys(k for j in jobs for k in j.overrides if not k.startswith(_NOT_PARAMS)))
+    varying = [k for k in keys if len({j.overrides.get(k) for j in jobs}) > 1]
+    return varying or (keys if len(jobs) == 1 else [])
+
+
+def direction_of(metric: str, sweep_dir: Path) -> str:
+    """``maximize`` or ``minimize``: the Optuna sweeper's own, else guessed from the metric's name."""
+    multirun = Path(sweep_dir) / "multirun.yaml"
+    if multirun.is_file():
+        sweeper = (yaml.safe_load(multirun.read_text()) or {}).get("hydra", {}).get("sweeper", {}) or {}
+        direction = sweeper.get("direction")
+        if isinstance(direction, str):
+            return "maximize" if direction.lower().endswith("maximize") else "minimize"
+    lowered = metric.lower()
+    return "minimize" if any(w in lowered for w in ("loss", "error", "latency", "size", "time")) else "maximize"
+
+
+def rank(jobs: list[Job], metric: str, direction: str) -> list[Job]:
+    """Completed jobs best first, then those without a value (failed, running, missing)."""
+    scored = [j for j in jobs if j.value(metric) is not None]
+    scored.sort(key=lambda j: j.value(metric), reverse=direction == "maximize")
+    return scored + [j for j in jobs if j.value(metric) is None]
+
+
+def table_rows(ranked: list[Job], params: list[str], metric: str, extra: list[str]) -> list[dict]:
+    """One dict per job: rank, job, swept values, status, the metric and extra metrics."""
+    rows = []
+    for i, job in enumerate(ranked, 1):
+        value = job.value(metric)
+        row = {"rank": i if value is not None else "-", "job": job.name}
+        row.update({p: job.overrides.get(p, "") for p in params})
+        row["status"] = job.status
+        row[metric] = value
+        row.update({k: job.value(k) for k in extra})
+        if job.status == "failed":
+            row["error"] = str(job.metrics.get("error", ""))[:70]
+        rows.append(row)
+    return rows
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def columns_of(rows: list[dict]) -> list[str]:
+    return list(dict.fromkeys(k for r in rows for k in r))
+
+
+def format_text(rows: list[dict]) -> str:
+    """An aligned plain-text table for the terminal."""
+    cols = columns_of(rows)
+    cells = [[_cell(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def format_markdown(rows: list[dict]) -> str:
+    cols = columns_of(rows)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_cell(r.get(c)).replace("|", "/") for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    cols = columns_of(rows)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=cols)
+        writer.writeheader()
+        writer.writerows({c: ("" if r.get(c) is None else r.get(c)) for c in cols} for r in rows)

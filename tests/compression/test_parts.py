@@ -1,0 +1,60 @@
+"""The pieces checked against values computed another way: storage, schedules, factorization, quantization."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from litlab.compression import quant_backend, sparse_storage
+from litlab.compression.lowrank import factorize
+from litlab.compression.pruning import global_masks, prunable_weights, sparsity_at
+from litlab.models.cnn import CNN
+from litlab.models.rnn import RNN
+
+
+def test_sparse_pack_roundtrip():
+    t = torch.randn(37, 19)
+    t[t.abs() < 1.0] = 0
+    packed = sparse_storage.pack(t)
+    assert torch.equal(sparse_storage.unpack(packed), t)
+    assert packed["mask"].numel() == -(-t.numel() // 8)
+
+
+def test_cubic_schedule_ends_at_amount():
+    values = [sparsity_at(s, 100, 0.9, "cubic", 0.5) for s in range(0, 101, 10)]
+    assert values[0] == 0 and values[-1] == pytest.approx(0.9) and values == sorted(values)
+    assert sparsity_at(50, 100, 0.9, "cubic", 0.5) == pytest.approx(0.9)
+
+
+def test_global_masks_prune_smallest_over_all_layers():
+    weights = {"a": torch.tensor([1.0, 2.0, 3.0]), "b": torch.tensor([0.5, 4.0, 5.0])}
+    masks = global_masks(weights, 0.5)
+    assert masks["a"].tolist() == [False, False, True] and masks["b"].tolist() == [False, True, True]
+
+
+def test_prunable_weights_skip_biases_and_norms():
+    names = set(prunable_weights(CNN((1, 8, 8), 3, channels=(4,), hidden_size=8)))
+    assert names == {"features.0.0.weight", "head.0.weight", "head.3.weight"}
+    assert set(prunable_weights(RNN((5, 3), 2, cell="gru"))) == {"rnn.weight_ih_l0", "rnn.weight_hh_l0", "head.weight"}
+
+
+def test_full_rank_factorization_is_exact():
+    layer = nn.Linear(12, 8)
+    x = torch.randn(5, 12)
+    with torch.no_grad():
+        assert torch.allclose(factorize(layer, 8)(x), layer(x), atol=1e-5)
+    conv = nn.Conv2d(3, 6, 3, padding=1)
+    x = torch.randn(2, 3, 5, 5)
+    with torch.no_grad():
+        assert torch.allclose(factorize(conv, 6)(x), conv(x), atol=1e-5)
+
+
+def test_static_int8_cnn_close_to_float():
+    net = CNN((1, 8, 8), 4, channels=(8,), hidden_size=8).eval()
+    x = torch.randn(32, 1, 8, 8)
+    prepared = quant_backend.static_prepare(net, x)
+    with torch.no_grad():
+        prepared(x)
+        q = quant_backend.static_convert(prepared)
+        assert (q(x).argmax(1) == net(x).argmax(1)).float().mean() > 0.9

@@ -1,0 +1,42 @@
+"""DDP over two CPU processes through the real entrypoint, against one process on the same data."""
+
+import pytest
+
+from tests.conftest import run_cli
+
+from .tiny_run import TINY, metrics_of, run_dirs
+from .weight_digest import digest_override, read_digests
+
+
+def _train(tmp_path, name, *extra):
+    log_dir, digests = tmp_path / name, tmp_path / f"{name}_digest"
+    proc = run_cli("litlab.train", *TINY, "trainer.max_epochs=2", f"paths.log_dir={log_dir}",
+                   digest_override(digests), *extra)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return log_dir, read_digests(digests)
+
+
+@pytest.mark.slow
+def test_two_processes_share_the_epoch_and_one_run_dir(tmp_path):
+    one_dir, one = _train(tmp_path, "one", "trainer=cpu")
+    two_dir, two = _train(tmp_path, "two", "trainer=ddp_cpu", "trainer.devices=2")
+
+    # the data is split, not repeated: two ranks of 128 samples = one process of 256, every epoch
+    assert [d["samples_per_epoch"] for d in one] == [[256, 256]]
+    assert [d["samples_per_epoch"] for d in two] == [[128, 128], [128, 128]]
+    # one model: both ranks end with the same weights
+    assert {d["world_size"] for d in two} == {2}
+    assert two[0]["weights_sha256"] == two[1]["weights_sha256"]
+
+    # exactly one run directory, written by rank 0 only
+    (run_dir,) = run_dirs(two_dir)
+    metrics = metrics_of(run_dir)
+    assert metrics["status"] == "completed"
+    assert metrics["world_size"] == 2 and metrics["batch_size_per_device"] == 32
+    assert metrics["effective_batch_size"] == 64
+    assert metrics_of(run_dirs(one_dir)[0])["effective_batch_size"] == 32
+    # half the optimizer steps per epoch, each on twice the samples
+    assert metrics["global_step"] * 2 == metrics_of(run_dirs(one_dir)[0])["global_step"]
+    assert metrics["test/acc"] > 0.5  # 10 classes: chance is 0.1
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert "rank" not in "".join(p.name for p in run_dir.iterdir())

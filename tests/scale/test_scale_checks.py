@@ -1,0 +1,56 @@
+"""Bad scale settings fail up front with one paragraph naming the key."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from litlab.errors import LitlabError
+from litlab.sweeps.sweep_plots import pareto_front
+from litlab.trainer_checks import check_trainer_config
+from tests.conftest import run_cli
+
+
+def _trainer(**keys):
+    return OmegaConf.create({"accelerator": "cpu", "devices": 1, "precision": 32, **keys})
+
+
+@pytest.mark.parametrize("keys, named", [
+    ({"devices": 4096}, "trainer.devices=4096"),
+    ({"accelerator": "gpu"}, "trainer.accelerator=gpu"),
+    ({"precision": "16-mixed"}, "trainer.precision=16-mixed"),
+    ({"precision": "8"}, "trainer.precision"),
+    ({"num_nodes": 2}, "trainer.num_nodes=2"),
+    ({"strategy": {"_target_": "lightning.pytorch.strategies.FSDPStrategy"}}, "trainer.strategy"),
+    ({"strategy": "fsdp"}, "trainer.strategy"),
+    ({"strategy": {"_target_": "lightning.pytorch.strategies.DDPStrategy", "process_group_backend": "nccl"}},
+     "process_group_backend=nccl"),
+])
+def test_what_this_machine_cannot_run_is_refused(keys, named, monkeypatch):
+    for var in ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(LitlabError, match=named.replace("[", r"\[")):
+        check_trainer_config(_trainer(**keys))
+
+
+def test_node_count_must_match_the_launcher(monkeypatch):
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    with pytest.raises(LitlabError, match="launcher started 3"):
+        check_trainer_config(_trainer(num_nodes=2, devices=1))
+
+
+@pytest.mark.parametrize("precision", ["32", "64", "bf16-mixed"])
+def test_cpu_precisions_pass(precision):
+    check_trainer_config(_trainer(precision=precision))
+
+
+def test_sweep_over_a_missing_key_fails_before_any_job(tmp_path):
+    proc = run_cli("litlab.train", "-m", "model=mlp", "model.optimizer.lrr=1e-3,3e-3", f"paths.log_dir={tmp_path}")
+    assert proc.returncode != 0
+    assert "model.optimizer.lrr" in proc.stderr
+    assert not (tmp_path / "multiruns").exists() or not any((tmp_path / "multiruns").rglob("metrics.json"))
+
+
+def test_pareto_front_keeps_only_unbeaten_points():
+    # (accuracy, size): (0.9, 10) beats (0.8, 12); (0.95, 20) and (0.7, 5) trade off
+    points = [(0.9, 10), (0.8, 12), (0.95, 20), (0.7, 5), (0.9, 10)]
+    assert pareto_front(points) == [0, 2, 3, 4]

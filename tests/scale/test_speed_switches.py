@@ -1,0 +1,49 @@
+"""Speed switches (channels-last, torch.compile, precision) change speed, not results."""
+
+import json
+import time
+
+import pytest
+import torch
+
+from litlab.train import train
+
+from .tiny_run import TINY
+
+CNN = [o for o in TINY if o != "model=mlp"] + ["model=cnn", "callbacks.progress_bar=null", "test=false"]
+
+
+def _fit(cfg_factory, name, *extra):
+    cfg = cfg_factory([*CNN, *extra], name=name)
+    train(cfg)
+    ckpt = torch.load(f"{cfg.paths.output_dir}/checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    return json.loads(open(f"{cfg.paths.output_dir}/metrics.json").read()), ckpt["state_dict"]
+
+
+def _same_weights(a: dict, b: dict, tol: float) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key].contiguous(), b[key].contiguous(), rtol=tol, atol=tol, msg=key)
+
+
+def test_channels_last_trains_the_same_model(cfg_factory):
+    plain, w_plain = _fit(cfg_factory, "plain")
+    fast, w_fast = _fit(cfg_factory, "channels_last", "++model.channels_last=true")
+    assert fast["val/acc"] == pytest.approx(plain["val/acc"], abs=1 / 64)
+    _same_weights(w_plain, w_fast, 1e-4)
+
+
+@pytest.mark.slow
+def test_compile_trains_the_same_model(cfg_factory):
+    start = time.perf_counter()
+    compiled, w_compiled = _fit(cfg_factory, "compiled", "++model.compile={backend: aot_eager}")
+    if time.perf_counter() - start > 60:
+        pytest.skip("torch.compile took over a minute on this machine")
+    plain, w_plain = _fit(cfg_factory, "plain")
+    assert compiled["val/acc"] == pytest.approx(plain["val/acc"], abs=1 / 64)
+    _same_weights(w_plain, w_compiled, 1e-4)
+
+
+def test_bf16_mixed_trains_on_the_cpu(cfg_factory):
+    metrics, _ = _fit(cfg_factory, "bf16", "trainer.precision=bf16-mixed")
+    assert metrics["status"] == "completed" and metrics["val/acc"] > 0.15  # 10 classes: chance is 0.1
