@@ -35,6 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="write the results here as JSON")
     p.add_argument("--tiny", "--quick", action="store_true", help="tiny sizes and one repeat (checks, not numbers)")
     p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}")
+    p.add_argument("--markdown", action="store_true", help="also print the table in Markdown (for BENCHMARKS.md)")
     p.add_argument("--work-dir", type=Path, default=REPO / "outputs" / "bench",
                    help="data, generated images and run folders (default: outputs/bench)")
     p.add_argument("--probe-memory", metavar="NAME:CONTENDER", help=argparse.SUPPRESS)
@@ -56,7 +57,8 @@ def run_case(case: str, work: Path, tiny: bool) -> list[dict]:
         return module.run(work, tiny)
     except Exception as e:  # one broken case must not lose the others' results
         traceback.print_exc()
-        return [common.skipped(case, "", "", f"failed: {type(e).__name__}: {e}")]
+        first_line = (str(e).splitlines() or [""])[0]  # the traceback above has the rest
+        return [common.skipped(case, "", "", f"failed: {type(e).__name__}: {first_line}")]
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -78,27 +80,48 @@ def print_table(records: list[dict]) -> None:
               + (f"  ({r['note']})" if r["note"] else ""))
 
 
+def markdown_table(records: list[dict]) -> str:
+    """The results as the Markdown table of BENCHMARKS.md."""
+    lines = ["| comparison | unit | litlab | baseline | baseline value | ratio | target | met |",
+             "| --- | --- | ---: | --- | ---: | ---: | --- | --- |"]
+    for r in records:
+        if r["skipped"]:
+            lines.append(f"| {r['name']} | | | | | | {r['target'] or ''} | skipped: {r['skipped']} |")
+            continue
+        met = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
+        lines.append(f"| {r['name']} | {r['unit']} | {fmt(r['litlab'])} | {r['baseline']} | "
+                     f"{fmt(r['baseline_value'])} | {fmt(r['ratio'])} | {r['target'] or ''} | {met} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    work = args.work_dir.resolve() / ("tiny" if args.tiny else "full")
-    work.mkdir(parents=True, exist_ok=True)
     if args.probe_memory:
         from bench.training_loop import probe_main
 
-        probe_main(args.probe_memory, work, args.tiny)
+        # the parent passes its own work folder
+        probe_main(args.probe_memory, args.work_dir.resolve(), args.tiny)
         return 0
+    work = args.work_dir.resolve() / ("tiny" if args.tiny else "full")
+    work.mkdir(parents=True, exist_ok=True)
     from bench.common import machine
 
     started = time.perf_counter()
     records: list[dict] = []
+    info_wall: dict[str, float] = {}
     for case in args.cases.split(","):
         print(f"== {case}", flush=True)
+        case_start = time.perf_counter()
         records += run_case(case, work, args.tiny)
+        info_wall[case] = round(time.perf_counter() - case_start, 1)
     info = machine()
     info["benchmark_wall_s"] = round(time.perf_counter() - started, 1)
+    info["case_wall_s"] = info_wall
     info["tiny"] = args.tiny
     print_table(records)
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))
+    if args.markdown:
+        print(markdown_table(records))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"cases": records, "machine": info}, indent=2))

@@ -4,18 +4,17 @@ Lightning starts DDP ranks 1..N-1 by running the command line again. Under Hydra
 then make its own timestamped run directory, and inside a sweep every rank would start the whole
 sweep again. ``RunDirLauncher`` starts them instead with this job's own overrides, pinned to this
 job's run directory, in RUN mode. ``distributed_job`` puts the process back as it was after a job,
-so that the next job of a sweep (same process) starts its own process group.
+so that the next job of a sweep (same process) starts its own process group. What happens when a
+rank dies or hangs is in ``rank_faults``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,6 +26,7 @@ from hydra.types import RunMode
 from lightning.fabric.utilities.distributed import _set_num_threads_if_needed
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
+from litlab.distributed import rank_faults
 from litlab.errors import LitlabError
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,15 @@ _SWEEP_ONLY = ("hydra.run", "hydra.sweep", "hydra.mode", "hydra.launcher", "hydr
                "hydra/sweeper", "hydra.output_subdir", "hydra.job.name")
 # seconds rank 0 waits for its children to exit after a job before killing them
 _CHILD_EXIT_S = 60
+# the same after a failed job: a child still inside a collective is released when rank 0 ends the
+# process group; one that is stopped or hung never exits on its own
+_CHILD_EXIT_AFTER_FAILURE_S = 5
+# seconds rank 0 is given to fail on its own once a child rank died, before it is stopped (RUN mode)
+_FAIL_ON_ITS_OWN_S = 10
 
-_children: list[subprocess.Popen] = []
+# this job's child ranks by global rank, and whether the job is over (for the watcher thread)
+_children: dict[int, subprocess.Popen] = {}
+_job_ended = threading.Event()
 
 
 def launched_rank() -> int:
@@ -82,15 +89,19 @@ class RunDirLauncher(_SubprocessScriptLauncher):
     Lightning's watcher thread kills everything when a child fails; in a sweep that would kill the
     sweep, so there it is left out: a dead child makes the next collective fail on rank 0 (gloo
     reports the closed connection; a rank that never joins hits the process group's timeout), so
-    the job fails and the sweep goes on. Outside sweeps the watcher below does Lightning's job.
+    the job fails and the sweep goes on. Outside sweeps ``rank_faults.stop_all_if_a_child_fails``
+    does Lightning's job.
     """
 
     def launch(self, function, *args: Any, trainer: L.Trainer | None = None, **kwargs: Any) -> Any:
         self.cluster_environment.validate_settings(num_devices=self.num_processes, num_nodes=self.num_nodes)
         if not self.cluster_environment.creates_processes_externally:
             self._start_children()
-            if HydraConfig.get().mode == RunMode.RUN:
-                threading.Thread(target=_stop_all_if_a_child_fails, args=(list(self.procs),), daemon=True).start()
+            hc = HydraConfig.get()
+            if hc.mode == RunMode.RUN:
+                watch = (dict(_children), _job_ended, hc.runtime.output_dir, hc.job.config_name, _FAIL_ON_ITS_OWN_S)
+                threading.Thread(target=rank_faults.stop_all_if_a_child_fails, args=watch, name="litlab-rank-watch",
+                                 daemon=True).start()
         _set_num_threads_if_needed(num_processes=self.num_processes)
         return function(*args, **kwargs)
 
@@ -101,28 +112,13 @@ class RunDirLauncher(_SubprocessScriptLauncher):
         os.environ["NODE_RANK"] = str(env.node_rank())
         os.environ["LOCAL_RANK"] = "0"
         os.environ["WORLD_SIZE"] = str(self.num_processes * self.num_nodes)
+        _job_ended.clear()
         for local_rank in range(1, self.num_processes):
-            child_env = {**os.environ, "LOCAL_RANK": str(local_rank), "LOCAL_WORLD_SIZE": str(self.num_processes)}
+            child_env = {**os.environ, "LOCAL_RANK": str(local_rank), "LOCAL_WORLD_SIZE": str(self.num_processes),
+                         rank_faults.RANK0_PID_ENV: str(os.getpid())}
             proc = subprocess.Popen(child_command(local_rank), env=child_env, cwd=os.getcwd())
             self.procs.append(proc)
-            _children.append(proc)
-
-
-def _stop_all_if_a_child_fails(procs: list[subprocess.Popen]) -> None:
-    """Outside sweeps: a rank that dies would leave rank 0 waiting for it (up to the process group's
-    timeout), so its failure is recorded and every rank stopped, as Lightning's own launcher does."""
-    from litlab.reporting.run_files import update_metrics
-
-    while any(p.poll() is None for p in procs):
-        failed = [p for p in procs if p.poll() not in (None, 0)]
-        if failed:
-            message = f"rank process {failed[0].pid} exited with code {failed[0].returncode}; see its error above"
-            log.error("%s; stopping all ranks", message)
-            update_metrics(HydraConfig.get().runtime.output_dir, status="failed", error=message)
-            for p in procs:
-                p.kill()
-            os.kill(os.getpid(), signal.SIGKILL)
-        time.sleep(1.0)
+            _children[env.node_rank() * self.num_processes + local_rank] = proc
 
 
 def use_run_dir_launcher(trainer: L.Trainer) -> None:
@@ -135,12 +131,12 @@ def use_run_dir_launcher(trainer: L.Trainer) -> None:
                                             launcher.num_nodes)
 
 
-def _reap_children() -> None:
-    for proc in _children:
+def _reap_children(wait_s: float) -> None:
+    for rank, proc in _children.items():
         try:
-            proc.wait(timeout=_CHILD_EXIT_S)
+            proc.wait(timeout=wait_s)
         except subprocess.TimeoutExpired:
-            log.warning("rank process %d did not exit %ds after its job; killing it", proc.pid, _CHILD_EXIT_S)
+            log.warning("rank %d (pid %d) did not exit %gs after its job; killing it", rank, proc.pid, wait_s)
             proc.kill()
             proc.wait()
     _children.clear()
@@ -149,22 +145,45 @@ def _reap_children() -> None:
 @contextmanager
 def distributed_job() -> Iterator[None]:
     """Around one job: quiet file logs on ranks > 0; afterwards end the process group, wait for
-    the child ranks and restore the launch environment, so the next job of a sweep starts clean."""
+    the child ranks and restore the launch environment, so the next job of a sweep starts clean.
+
+    An error that came from a lost or hung rank is raised again as a ``LostRankError`` that names
+    the rank and says how to resume.
+    """
     saved = {k: os.environ.get(k) for k in LAUNCH_ENV}
     if not is_rank_zero():
         _drop_file_logs()
+        rank_faults.exit_when_rank_zero_is_gone(launched_rank())
+    failed = True
     try:
         yield
+        failed = False
+    except Exception as e:
+        lost = _explain(e)
+        if lost is not None:
+            raise lost from e
+        raise
     finally:
+        _job_ended.set()
         if dist.is_available() and dist.is_initialized():
             # also unblocks children still waiting in a collective after rank 0 failed
             dist.destroy_process_group()
-        _reap_children()
+        _reap_children(_CHILD_EXIT_AFTER_FAILURE_S if failed else _CHILD_EXIT_S)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _explain(error: Exception) -> rank_faults.LostRankError | None:
+    try:
+        hc = HydraConfig.get()
+    except ValueError:
+        return None
+    if not is_rank_zero() or not (_children or (dist.is_available() and dist.is_initialized())):
+        return None  # a child rank (rank 0 reports the run), or not a multi-process job
+    return rank_faults.explain(error, _children, hc.runtime.output_dir, hc.job.config_name)
 
 
 def _drop_file_logs() -> None:

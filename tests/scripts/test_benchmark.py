@@ -1,0 +1,100 @@
+"""scripts/benchmark.py in its tiny mode: every case runs, prints its fields and writes the JSON
+schema. Timings are never asserted: at this size, on a shared machine, they are noise.
+
+The benchmark runs once per module (one subprocess) and each test checks one part of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "benchmark.py"
+RECORD_KEYS = {"name", "unit", "litlab", "baseline", "baseline_value", "ratio", "target", "met", "note", "skipped",
+               "samples"}
+MACHINE_KEYS = {"cpu", "cores", "torch_threads", "torch", "lightning", "litlab", "python", "cuda", "tiny"}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> tuple[str, dict]:
+    """stdout and parsed JSON of ``benchmark.py --tiny`` over every case."""
+    tmp = tmp_path_factory.mktemp("bench")
+    out = tmp / "bench.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--markdown", "--json", str(out),
+                           "--work-dir", str(tmp / "work")], cwd=REPO, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout, json.loads(out.read_text())
+
+
+def records(result: dict, prefix: str) -> list[dict]:
+    found = [r for r in result["cases"] if r["name"].startswith(prefix)]
+    assert found, f"no {prefix}* records"
+    return found
+
+
+def test_every_record_has_the_schema_and_is_printed(tiny_run):
+    stdout, result = tiny_run
+    assert MACHINE_KEYS <= set(result["machine"]) and result["machine"]["tiny"] is True
+    for rec in result["cases"]:
+        assert set(rec) == RECORD_KEYS, rec["name"]
+        # a case that crashed becomes a record named after the case with "failed: ..."
+        assert not (rec["skipped"] or "").startswith("failed"), rec["skipped"]
+        assert rec["name"] in stdout
+        assert f"| {rec['name']} |" in stdout  # the Markdown table
+        if rec["skipped"]:
+            assert rec["ratio"] is None and rec["skipped"] in stdout
+            continue
+        assert rec["litlab"] > 0 and rec["baseline_value"] > 0, rec
+        assert rec["ratio"] == pytest.approx(rec["litlab"] / rec["baseline_value"])
+        assert f"{rec['ratio']:.3g}" in stdout
+        assert rec["met"] in (True, False, None)
+    assert "machine: cpu=" in stdout
+
+
+def test_training_case_compares_with_raw_and_lightning(tiny_run):
+    _, result = tiny_run
+    names = {r["name"] for r in records(result, "train_")}
+    # tiny mode runs the MLP only; the full run adds cnn_digits and resnet18_synthetic
+    assert {"train_mlp_digits_vs_raw", "train_mlp_digits_vs_lightning"} <= names
+    assert all(r["unit"] == "samples/s" for r in records(result, "train_"))
+    memory = {r["name"]: r for r in records(result, "peak_memory_")}
+    assert set(memory["peak_memory_mlp_digits_vs_raw"]["samples"]) == {"litlab", "raw", "lightning"}
+
+
+def test_data_and_startup_cases_report(tiny_run):
+    _, result = tiny_run
+    names = {r["name"] for r in records(result, "data_")}
+    assert {"data_digits_png_folder_vs_tensors", "data_jpeg32_streamed_vs_tensors",
+            "data_jpeg32_loader_vs_model"} <= names
+    first = records(result, "startup_")[0]
+    assert first["name"] == "startup_first_step_vs_import_lightning" and "first step" in first["note"]
+
+
+def test_ddp_case_reports_scaling_or_why_not(tiny_run):
+    _, result = tiny_run
+    (rec,) = records(result, "ddp_")
+    assert rec["skipped"] or "all-reduce" in rec["note"]
+
+
+def test_gpu_case_is_skipped_without_cuda(tiny_run):
+    _, result = tiny_run
+    gpu = records(result, "gpu_")
+    if not torch.cuda.is_available():
+        assert all(r["skipped"] == "no CUDA device on this machine" for r in gpu)
+
+
+@pytest.mark.parametrize("arg", ["--cases=nope", "--cases=training,nope"])
+def test_unknown_case_is_a_usage_error(arg):
+    proc = subprocess.run([sys.executable, str(SCRIPT), arg], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--cases: unknown nope" in proc.stderr

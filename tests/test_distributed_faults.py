@@ -1,0 +1,172 @@
+"""One rank of a two-process CPU DDP run dies or hangs: every rank stops in bounded time, no process
+is left behind, and metrics.json says which rank was lost and how to resume.
+
+Real processes: ``python -m litlab.train trainer=ddp_cpu`` started as a user would, the rank to
+break found among rank 0's children, and killed (SIGKILL) or frozen (SIGSTOP). The time bounds are
+deadlines that a hang would miss, not measurements.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import REPO
+
+# many epochs of a few seconds: the run is still training when it is broken
+ARGS = ["data=synthetic", "data.num_train=4000", "data.num_val=200", "data.num_test=200", "model=mlp",
+        "trainer=ddp_cpu", "trainer.devices=2", "trainer.max_epochs=20", "trainer.num_sanity_val_steps=0",
+        "trainer.enable_model_summary=false", "logger=csv"]
+# seconds, generous on a loaded machine: startup, and exit after a fault
+START_S, EXIT_S = 180, 60
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (or is stopped); a zombie has exited and only waits to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _processes_of(run_dir: Path) -> list[int]:
+    """Live processes whose command line names this run's directory: its ranks (by hydra.run.dir)."""
+    pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+    return [pid for pid in pids if pid != os.getpid() and str(run_dir) in _cmdline(pid) and _alive(pid)]
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not _alive(pid)
+
+
+class DdpRun:
+    """A two-rank training run in ``run_dir``, its output in ``run_dir.parent / "output.txt"``."""
+
+    def __init__(self, run_dir: Path, *extra: str):
+        self.run_dir = run_dir
+        self.output = run_dir.parent / "output.txt"
+        env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+        with open(self.output, "w") as out:
+            self.rank0 = subprocess.Popen(
+                [sys.executable, "-m", "litlab.train", *ARGS, f"hydra.run.dir={run_dir}",
+                 f"paths.data_dir={run_dir.parent / 'data'}", *extra],
+                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def log_tail(self) -> str:
+        return self.output.read_text(errors="replace")[-3000:]
+
+    def wait_until_training(self) -> None:
+        """Until the first epoch's last.ckpt is written, i.e. both ranks are in the training loop."""
+        last = self.run_dir / "checkpoints" / "last.ckpt"
+        deadline = time.monotonic() + START_S
+        while not last.is_file() and self.rank0.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert last.is_file(), self.log_tail()
+
+    def rank1(self) -> int:
+        """The pid of rank 1: the child of rank 0 that the launcher started as ``train_rank1``."""
+        children = Path(f"/proc/{self.rank0.pid}/task").glob("*/children")
+        pids = {int(pid) for f in children for pid in f.read_text().split()}
+        (pid,) = [pid for pid in pids if "hydra.job.name=train_rank1" in _cmdline(pid)]
+        return pid
+
+    def metrics(self) -> dict:
+        return json.loads((self.run_dir / "metrics.json").read_text())
+
+    def stop_everything(self) -> None:
+        """Cleanup whatever the test left: every process of this run, by pid."""
+        for pid in _processes_of(self.run_dir):
+            os.kill(pid, signal.SIGKILL)
+        self.rank0.wait()
+
+
+@pytest.fixture
+def start_run(tmp_path):
+    runs: list[DdpRun] = []
+
+    def start(*extra: str) -> DdpRun:
+        runs.append(DdpRun(tmp_path / "run", *extra))
+        return runs[-1]
+
+    yield start
+    for run in runs:
+        run.stop_everything()
+
+
+def _assert_failed_and_resumable(run: DdpRun, *words: str) -> None:
+    m = run.metrics()
+    assert m["status"] == "failed", m
+    for word in words:
+        assert word in m["error"], (word, m["error"])
+    assert f"ckpt_path=last hydra.run.dir={run.run_dir}" in m["error"]
+    assert "checkpoints/last.ckpt holds the last finished epoch" in m["error"]
+    ckpt = torch.load(run.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["epoch"] < 19 and ckpt["state_dict"]  # stopped early, and the checkpoint is whole
+
+
+@pytest.mark.slow
+def test_killed_rank_1_stops_rank_0_and_the_run_says_which_rank_was_lost(start_run):
+    run = start_run()
+    run.wait_until_training()
+    rank1 = run.rank1()
+    os.kill(rank1, signal.SIGKILL)
+
+    try:
+        code = run.rank0.wait(timeout=EXIT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"rank 0 still running {EXIT_S}s after rank 1 was killed:\n{run.log_tail()}")
+    assert code != 0
+    assert _processes_of(run.run_dir) == [], "a process of the run is left running"
+    _assert_failed_and_resumable(run, f"rank 1 of this multi-process run (pid {rank1})",
+                                 "killed by signal SIGKILL")
+    assert "Error: rank 1 of this multi-process run" in run.log_tail()
+
+
+@pytest.mark.slow
+def test_killed_rank_0_leaves_no_rank_1_running(start_run):
+    run = start_run()
+    run.wait_until_training()
+    rank1 = run.rank1()
+    run.rank0.kill()
+    run.rank0.wait()
+
+    assert _wait_gone(rank1, EXIT_S), f"rank 1 (pid {rank1}) still running {EXIT_S}s after rank 0 was killed"
+    assert _processes_of(run.run_dir) == []
+    assert torch.load(run.run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+@pytest.mark.slow
+def test_frozen_rank_1_fails_the_run_after_the_collective_timeout(start_run):
+    timeout_s = 20
+    run = start_run(f"trainer.strategy.timeout.seconds={timeout_s}")
+    run.wait_until_training()
+    rank1 = run.rank1()
+    os.kill(rank1, signal.SIGSTOP)  # alive, connections open, never answers: only a timeout ends the wait
+
+    try:
+        code = run.rank0.wait(timeout=timeout_s + EXIT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"rank 0 still waiting {timeout_s + EXIT_S}s after rank 1 froze:\n{run.log_tail()}")
+    assert code != 0
+    assert not _alive(rank1), "the frozen rank 1 was left behind"
+    assert _processes_of(run.run_dir) == []
+    _assert_failed_and_resumable(run, "stopped answering", "trainer.strategy.timeout")
