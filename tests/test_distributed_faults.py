@@ -13,12 +13,15 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from litlab.distributed import rank_faults
+from litlab.errors import LitlabError
 from tests.conftest import REPO
 
 # many epochs of a few seconds: the run is still training when it is broken
@@ -170,3 +173,58 @@ def test_frozen_rank_1_fails_the_run_after_the_collective_timeout(start_run):
     assert not _alive(rank1), "the frozen rank 1 was left behind"
     assert _processes_of(run.run_dir) == []
     _assert_failed_and_resumable(run, "stopped answering", "trainer.strategy.timeout")
+
+
+# the same decisions without a training run: rank 0 not inside a collective, and which errors are explained
+
+
+def _child(code: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def test_watcher_stops_every_rank_when_rank_0_does_not_fail_on_its_own(tmp_path, monkeypatch):
+    dead, busy = _child("import sys; sys.exit(3)"), _child("import time; time.sleep(120)")
+    signals = []
+    monkeypatch.setattr(rank_faults.os, "kill", lambda pid, sig: signals.append((pid, sig)))
+    try:
+        rank_faults.stop_all_if_a_child_fails({1: dead, 2: busy}, threading.Event(), tmp_path, "train", grace_s=0.2)
+    finally:
+        monkeypatch.undo()
+        busy.kill()
+        busy.wait()
+    # the living rank and rank 0 itself are killed (SIGKILL); the record names the lost rank
+    assert signals == [(busy.pid, signal.SIGKILL), (os.getpid(), signal.SIGKILL)]
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["status"] == "failed"
+    assert f"rank 1 of this multi-process run (pid {dead.pid}) exited with code 3" in m["error"]
+    assert "No checkpoint of this run can be resumed" in m["error"]
+
+
+def test_watcher_leaves_a_rank_0_that_failed_on_its_own(tmp_path, monkeypatch):
+    dead = _child("import sys; sys.exit(1)")
+    dead.wait()
+    ended = threading.Event()
+    threading.Timer(0.3, ended.set).start()  # rank 0's job ends: it noticed the lost rank itself
+    signals = []
+    monkeypatch.setattr(rank_faults.os, "kill", lambda pid, sig: signals.append((pid, sig)))
+    rank_faults.stop_all_if_a_child_fails({1: dead}, ended, tmp_path, "train", grace_s=30)
+    assert signals == [] and not (tmp_path / "metrics.json").exists()
+
+
+def test_only_errors_of_lost_or_hung_ranks_are_explained(tmp_path):
+    busy = _child("import time; time.sleep(120)")
+    try:
+        children = {1: busy}
+        nan = LitlabError("the training loss became NaN or infinite at training step 3")
+        assert rank_faults.explain(nan, children, tmp_path, "train", wait_s=0) is None
+        assert rank_faults.explain(ValueError("a bug"), children, tmp_path, "train", wait_s=0) is None
+        gloo = RuntimeError("[gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 20000ms for recv operation")
+        hung = rank_faults.explain(gloo, children, tmp_path, "train")
+        assert isinstance(hung, rank_faults.LostRankError) and hung.exit_code == 1
+        assert "stopped answering" in str(hung) and "(Timed out waiting 20000ms" in str(hung)
+    finally:
+        busy.kill()
+        busy.wait()
+    # once the child is seen gone, the error names it, whatever gloo said
+    lost = rank_faults.explain(RuntimeError("Connection reset by peer"), children, tmp_path, "train")
+    assert f"rank 1 of this multi-process run (pid {busy.pid}) was killed by signal SIGKILL" in str(lost)

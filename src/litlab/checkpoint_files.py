@@ -24,6 +24,10 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
     except Exception as e:  # truncated zip, wrong format, unsafe pickle
         raise LitlabError(f"{key}={path} could not be read as a checkpoint ({type(e).__name__}: "
                           f"{str(e).splitlines()[0][:200]}). The file may be truncated or corrupt.") from None
+    if isinstance(ckpt, dict) and str(ckpt.get("format", "")).startswith("litlab-compressed/"):
+        from litlab.compression.artifacts import read  # compressed-model files store their record packed
+
+        ckpt = read(ckpt)
     if not isinstance(ckpt, dict) or "litlab" not in ckpt or "state_dict" not in ckpt:
         raise LitlabError(f"{key}={path} is not a litlab checkpoint (it lacks the 'litlab' run record). "
                           f"Use a checkpoint from a litlab run's checkpoints/ folder.")

@@ -70,11 +70,27 @@ def test_prune_reaches_amount_and_shrinks_file(tiny_cfg):
 def test_structured_prune_narrows_the_net(tiny_cfg):
     _, report, _ = run_compressed(tiny_cfg, CASES["prune_structured"] + ["compress.amount=0.5"])
     assert report["after"]["params"] < 0.5 * report["before"]["params"]
-    recipe = torch.load(report["artifacts"]["after"], weights_only=True)["compression"]["net"]
+    recipe = load_checkpoint(report["artifacts"]["after"])["compression"]["net"]
     assert recipe["channels"] == [4, 8] and recipe["hidden_size"] == 8
 
 
 def test_distill_reports_student_alone(tiny_cfg):
     _, report, metrics = run_compressed(tiny_cfg, CASES["distill"])
-    assert 0 <= report["extra"]["student_alone_test_acc"] <= 1
-    assert "compress/distill_gain" in metrics
+    extra = report["extra"]
+    # the distilled student (the "after" model) is reported next to the same student trained alone
+    assert extra["student_distilled_test_acc"] == report["after"]["test_acc"]
+    assert 0 <= extra["student_alone_test_acc"] <= 1
+    assert extra["distill_gain"] == pytest.approx(extra["student_distilled_test_acc"] - extra["student_alone_test_acc"])
+    assert metrics["compress/student_alone_test_acc"] == extra["student_alone_test_acc"]
+    assert metrics["compress/distill_gain"] == extra["distill_gain"]
+
+
+@pytest.mark.parametrize("method", ["quantize", "prune"])
+def test_artifacts_share_one_compact_layout(tiny_cfg, method):
+    _, report, _ = run_compressed(tiny_cfg, CASES[method])
+    for side in ("before", "after"):
+        stored = torch.load(report["artifacts"][side], map_location="cpu", weights_only=True)
+        # the run record is packed JSON, every tensor lives in one blob per dtype, no float64 scales
+        assert set(stored) == {"format", "meta", "blobs"} and stored["format"] == artifacts.FORMAT
+        assert stored["meta"].dtype == torch.uint8 and "float64" not in stored["blobs"]
+        assert load_checkpoint(report["artifacts"][side])["litlab"]["data"]["num_classes"] == 4

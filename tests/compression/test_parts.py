@@ -6,10 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from litlab.compression import quant_backend, sparse_storage
+from litlab.compression import artifacts, compact_storage, quant_backend, sparse_storage
 from litlab.compression.lowrank import factorize
 from litlab.compression.pruning import global_masks, prunable_weights, sparsity_at
 from litlab.models.cnn import CNN
+from litlab.models.mlp import MLP
 from litlab.models.rnn import RNN
 
 
@@ -58,3 +59,51 @@ def test_static_int8_cnn_close_to_float():
         prepared(x)
         q = quant_backend.static_convert(prepared)
         assert (q(x).argmax(1) == net(x).argmax(1)).float().mean() > 0.9
+
+
+def _int8_states() -> dict[str, dict]:
+    torch.manual_seed(0)
+    cnn, x = CNN((1, 8, 8), 3, channels=(4, 8), hidden_size=8).eval(), torch.randn(8, 1, 8, 8)
+    prepared = quant_backend.static_prepare(cnn, x)
+    quant_backend.run(prepared, x)
+    lstm = quant_backend.dynamic_int8(RNN((5, 3), 2, cell="lstm").eval())
+    return {"static": artifacts.storable_state(quant_backend.static_convert(prepared)),
+            "dynamic": artifacts.storable_state(quant_backend.dynamic_int8(MLP((1, 8, 8), 3, hidden_sizes=[16]).eval())),
+            "lstm": artifacts.storable_state(lstm)}
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        if a.is_quantized:
+            same_params = (a.qscheme() == b.qscheme() and (torch.equal(a.q_per_channel_scales(), b.q_per_channel_scales())
+                           and torch.equal(a.q_per_channel_zero_points(), b.q_per_channel_zero_points())
+                           if a.qscheme() == torch.per_channel_affine else
+                           (a.q_scale(), a.q_zero_point()) == (b.q_scale(), b.q_zero_point())))
+            return b.is_quantized and a.dtype == b.dtype and same_params and torch.equal(a.int_repr(), b.int_repr())
+        return a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, (tuple, list)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+@pytest.mark.parametrize("kind", ["static", "dynamic", "lstm"])
+def test_compact_storage_roundtrip_is_exact(tmp_path, kind):
+    state = _int8_states()[kind]
+    writer = compact_storage.Writer()
+    specs = {k: writer.spec(v) for k, v in state.items()}
+    path = tmp_path / "state.pt"
+    torch.save({"meta": compact_storage.encode_json(specs), "blobs": writer.blobs()}, path)
+    stored = torch.load(path, weights_only=True)
+    reader = compact_storage.Reader(stored["blobs"])
+    back = {k: reader.value(s) for k, s in compact_storage.decode_json(stored["meta"]).items()}
+    assert set(back) == set(state) and all(_same(state[k], back[k]) for k in state)
+    # observers give float32 per-channel scales: stored as float32, which loses nothing
+    assert "float64" not in stored["blobs"]
+
+
+def test_compact_storage_keeps_float64_scales_that_float32_would_round():
+    w = torch.quantize_per_channel(torch.randn(3, 4), torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64),
+                                   torch.zeros(3, dtype=torch.int64), 0, torch.qint8)
+    writer = compact_storage.Writer()
+    spec = writer.spec(w)
+    assert _same(compact_storage.Reader(writer.blobs()).value(spec), w) and spec["scales"]["blob"] == "float64"

@@ -5,14 +5,15 @@ from __future__ import annotations
 import lightning.pytorch as L
 import torch
 
+from litlab.callbacks.log_steps import is_logging_step
 from litlab.errors import LitlabError
 
 
 class GradNorm(L.Callback):
     """Logs the norm of all gradients together (before any clipping) as ``grad/norm``.
 
-    One fused norm over all gradients per step, kept as a device tensor: Lightning reads it
-    back only when it writes scalars (every ``trainer.log_every_n_steps``). Under mixed
+    One fused norm over all gradients, computed only on the steps where Lightning writes
+    scalars (every ``trainer.log_every_n_steps``) and kept as a device tensor. Under mixed
     precision Lightning has unscaled the gradients before this hook runs.
 
     Args:
@@ -26,6 +27,8 @@ class GradNorm(L.Callback):
         self.norm_type = float(norm_type)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if not is_logging_step(trainer):
+            return
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not grads:
             return

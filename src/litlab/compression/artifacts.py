@@ -1,13 +1,20 @@
 """The compressed-model file: weights (sparse or int8 where that is smaller) plus what rebuilds the net.
 
-Layout (a plain dict that ``torch.load(weights_only=True)`` reads)::
+On disk, a plain dict that ``torch.load(weights_only=True)`` reads (``compact_storage.py``)::
 
-    format       "litlab-compressed/1"
+    format       "litlab-compressed/2"
+    meta         uint8 tensor: zlib-compressed JSON of the fields below, tensors replaced by where
+                 they lie in ``blobs``
+    blobs        {dtype name: 1-D tensor}: every tensor of that dtype, concatenated
+
+``read`` turns it back into (and version 1 files already are)::
+
     litlab       the training run's record (config, data description), like a checkpoint's
     compression  {"target": method class, "method": name, "net": net config, "recipe": {...}}
     state_dict   dense entries of the net's state dict
     sparse       mostly-zero entries, packed (sparse_storage.py)
 
+The "before" (dense) and the compressed file use this same layout, so their sizes compare fairly.
 No optimizer state is stored. ``python -m litlab.eval ckpt_path=FILE`` evaluates such a file.
 """
 
@@ -22,16 +29,29 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from litlab.compression import quant_backend, sparse_storage
+from litlab.compression import compact_storage, quant_backend, sparse_storage
 from litlab.errors import LitlabError
 
-FORMAT = "litlab-compressed/1"
+FORMAT = "litlab-compressed/2"
+# version 1 pickled the record and every tensor as they were; it is still read
+_FORMATS = ("litlab-compressed/1", FORMAT)
 _RNN_KEY = "__int8_rnn__."
 
 
 def is_artifact(ckpt: dict) -> bool:
     """Whether a loaded file is a compressed-model file rather than a training checkpoint."""
-    return isinstance(ckpt, dict) and ckpt.get("format") == FORMAT
+    return isinstance(ckpt, dict) and ckpt.get("format") in _FORMATS
+
+
+def read(stored: dict) -> dict:
+    """A loaded artifact with its record, settings and tensors unpacked (the layout above)."""
+    if stored.get("format") != FORMAT:
+        return stored
+    meta = compact_storage.decode_json(stored["meta"])
+    reader = compact_storage.Reader(stored["blobs"])
+    return {"format": FORMAT, "litlab": meta["litlab"], "compression": meta["compression"],
+            "state_dict": {k: reader.value(s) for k, s in meta["state_dict"].items()},
+            "sparse": {k: reader.value(s) for k, s in meta["sparse"].items()}}
 
 
 def build_net(net_cfg: dict, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
@@ -58,17 +78,17 @@ def save(path: Path, net: nn.Module, record: dict, method, recipe: dict, net_cfg
     state = storable_state(net)
     dense = {k: v for k, v in state.items() if not (isinstance(v, torch.Tensor) and sparse_storage.worth_packing(v))}
     sparse = {k: sparse_storage.pack(v) for k, v in state.items() if k not in dense}
-    payload = {
-        "format": FORMAT,
+    writer = compact_storage.Writer()
+    meta = {
         "litlab": record,
         "compression": {"target": f"{type(method).__module__}.{type(method).__qualname__}", "method": method.name,
                         "net": recipe.get("net", net_cfg), "recipe": recipe, "cpu_only": method.cpu_only},
-        "state_dict": dense,
-        "sparse": sparse,
+        "state_dict": {k: writer.spec(v) for k, v in dense.items()},
+        "sparse": {k: writer.spec(v) for k, v in sparse.items()},
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, path)
+    torch.save({"format": FORMAT, "meta": compact_storage.encode_json(meta), "blobs": writer.blobs()}, path)
     return state
 
 

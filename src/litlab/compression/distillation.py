@@ -48,7 +48,8 @@ class Distill(Compressor):
             (``compress.teacher_ckpt``).
         alpha: weight of the hard-label loss (``compress.alpha``), in [0, 1).
         temperature: softening temperature T (``compress.temperature``).
-        baseline: also train the same student alone (same seed, data and epochs) for comparison.
+        baseline: also train the same student alone (same init, batches, epochs, optimizer and LR
+            schedule) and report both accuracies (``extra`` in compression.json).
         finetune: the student's training settings.
     """
 
@@ -113,14 +114,17 @@ class Distill(Compressor):
         return self.student(input_shape=ctx.input_shape, num_classes=ctx.num_classes)
 
     def apply(self, net: nn.Module, dm, ctx: Context) -> nn.Module:
-        teacher = net.eval()
+        # the teacher answers in eval mode (no dropout, batch-norm running statistics) on exactly the
+        # batch the student sees; it draws no random numbers, so both students get the same batches
+        teacher = net.eval().requires_grad_(False)
         if self.baseline:
             alone = train_loop(self._new_student(ctx), dm, self.finetune, ctx.seed)
             ctx.extra["student_alone_test_acc"] = evaluate(alone, dm)["acc"]
         loss = distill_loss(teacher, self.alpha, self.temperature)
         student = train_loop(self._new_student(ctx), dm, self.finetune, ctx.seed, loss_fn=loss)
         if self.baseline:
-            ctx.extra["distill_gain"] = evaluate(student, dm)["acc"] - ctx.extra["student_alone_test_acc"]
+            ctx.extra["student_distilled_test_acc"] = evaluate(student, dm)["acc"]
+            ctx.extra["distill_gain"] = ctx.extra["student_distilled_test_acc"] - ctx.extra["student_alone_test_acc"]
         return student
 
     def recipe(self, compressed: nn.Module, ctx: Context) -> dict:

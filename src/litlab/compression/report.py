@@ -37,6 +37,9 @@ def table(report: dict) -> str:
     for key, value in report["change"].items():
         if value is not None:
             lines.append(f"| {key} | | {value:.4f} |")
+    for key, value in report.get("extra", {}).items():  # e.g. the distilled student next to the one alone
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            lines.append(f"| {key} | | {value:.4f} |")
     return "\n".join(lines)
 
 

@@ -118,6 +118,7 @@ def stop_all_if_a_child_fails(children: dict[int, subprocess.Popen], job_ended: 
         for p in children.values():
             p.kill()
         os.kill(os.getpid(), signal.SIGKILL)
+        return
 
 
 def exit_when_rank_zero_is_gone(rank: int) -> None:

@@ -59,7 +59,7 @@ def load_predictor(ckpt_path: str, device: torch.device) -> Predictor:
                           f"predict needs; it was written by an older litlab. Retrain, or use litlab.eval.")
     input_shape = tuple(int(v) for v in data["input_shape"])
     class_names = [str(c) for c in data["class_names"]]
-    if ckpt.get("format") == "litlab-compressed/1":  # a compressed model written by litlab.compression
+    if str(ckpt.get("format", "")).startswith("litlab-compressed/"):  # a compressed model (litlab.compression)
         from litlab.compression.artifacts import load_net
 
         net = load_net(ckpt, Path(ckpt_path))

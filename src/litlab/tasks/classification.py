@@ -8,9 +8,9 @@ import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from litlab.callbacks.log_steps import is_logging_step
 from litlab.errors import LitlabError
 
 
@@ -40,9 +40,9 @@ class Classifier(L.LightningModule):
         self.num_classes = num_classes or getattr(net, "num_classes", None)
         if self.num_classes is None:
             raise LitlabError("Classifier needs num_classes (litlab passes it from the data).")
-        # labels are checked when the data loads; skipping per-step input checks keeps the hot path short
-        self.train_acc = MulticlassAccuracy(self.num_classes, average="micro", validate_args=False)
-        self.train_loss = MeanMetric()  # the epoch mean, synced across ranks once per epoch
+        # training loss sum, correct predictions and samples of the epoch, kept on the device: three
+        # tensor ops per step instead of torchmetrics updates and per-step self.log calls
+        self.register_buffer("_train_sums", torch.zeros(3, dtype=torch.float64), persistent=False)
         self.val_acc = MulticlassAccuracy(self.num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(self.num_classes, average="micro")
         # plain dicts saved in every checkpoint (config, data description): see litlab.train
@@ -55,16 +55,25 @@ class Classifier(L.LightningModule):
         x, y = batch
         logits = self.net(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        self.train_acc.update(logits.detach(), y)
-        self.train_loss.update(loss.detach(), weight=len(y))
-        # tensors, not floats: Lightning reads them only when it writes (every log_every_n_steps)
-        self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
-        self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, batch_size=len(y))
+        with torch.no_grad():
+            sums = self._train_sums
+            sums[0] += loss.detach() * len(y)
+            sums[1] += (logits.argmax(dim=1) == y).sum()
+            sums[2] += len(y)
+        if is_logging_step(self.trainer):
+            # a tensor, not a float: no host sync here; Lightning reads it when it writes
+            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
         if self._ends_epoch(batch_idx):
-            # the metric accumulates every step; Lightning computes and resets it at epoch end however
-            # often it is logged, and each self.log costs about as much as a small model's step
-            self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
+            self._log_train_epoch()
         return loss
+
+    def _log_train_epoch(self) -> None:
+        """Epoch means of the training loss and accuracy over all ranks, then a fresh start."""
+        sums = self.trainer.strategy.reduce(self._train_sums.clone(), reduce_op="sum")
+        count = sums[2].clamp_min(1)
+        self.log("train/loss", (sums[0] / count).float(), on_step=False, on_epoch=True, sync_dist=True)
+        self.log("train/acc", (sums[1] / count).float(), on_step=False, on_epoch=True, sync_dist=True)
+        self._train_sums.zero_()
 
     def _ends_epoch(self, batch_idx: int) -> bool:
         """Whether this is the epoch's last training batch (also where max_steps cuts it short)."""
