@@ -8,7 +8,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: install install-dev train test test-fast clean
+.PHONY: install install-dev train test test-fast test-gpu clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: $(STAMP_DEV)
 ## Skip the cases marked slow.
 test-fast: $(STAMP_DEV)
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+## Only the checks that need a CUDA GPU (tests marked gpu and the GPU benchmark).
+test-gpu: $(STAMP_DEV)
+	PY=$(PY) scripts/gpu_checks.sh
 
 clean:
 	rm -rf outputs/runs outputs/multiruns .pytest_cache
