@@ -102,3 +102,15 @@ def test_runs_with_fewer_or_other_callbacks_and_loggers(cfg_factory, tmp_path, o
     m = _metrics(tmp_path / "run")
     assert m["status"] == "completed" and m["test/acc"] > 0.5
     assert (m.get("best_ckpt") is None) == ("callbacks=none" in overrides)
+
+
+def test_in_memory_fast_path_gives_the_same_metrics_as_streaming(cfg_factory, tmp_path):
+    """Decoding once into memory (the default for small folders) is a speed feature only."""
+    root = write_image_folder(tmp_path / "imgs", per_class=12)
+    common = ["data=imagefolder", f"data.root={root}", "data.batch_size=8", "model=cnn", "trainer.max_epochs=2",
+              "data.num_workers=0", "data.augment.shift=1"]
+    train(cfg_factory([*common, "data.in_memory=true"], name="mem"))
+    train(cfg_factory([*common, "data.in_memory=false"], name="disk"))
+    a, b = _metrics(tmp_path / "mem"), _metrics(tmp_path / "disk")
+    for key in ("val/acc", "test/acc", "test/loss"):
+        assert a[key] == pytest.approx(b[key], abs=1e-6), key
