@@ -9,7 +9,7 @@ import pytest
 from omegaconf import DictConfig
 
 from litlab.build import build_callbacks, build_data, build_loggers, build_model, build_trainer
-from litlab.cli_checks import choices
+from litlab.config_check import choices
 from tests.conftest import CONF_DIR
 
 GROUPS = ["model", "data", "trainer", "callbacks", "logger", "compress", "export", "debug", "experiment"]

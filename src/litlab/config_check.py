@@ -1,4 +1,4 @@
-"""Composing the config up front, so that a bad override is one paragraph before any work.
+"""Checking the command line up front, so that a bad choice or override is one paragraph before any work.
 
 Hydra's own messages for these mistakes span several lines and end in advice about stack
 traces; litlab checks the command line with Hydra's compose API first and words the error
@@ -23,6 +23,33 @@ from omegaconf.errors import OmegaConfBaseException
 from litlab.errors import LitlabError
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
+
+
+def choices(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
+    """The choices of a config group: its YAML files, without the shared bases (``_name``)."""
+    folder = conf_dir / group
+    return sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def check_choices(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
+    """``group=name`` (or ``group=a,b`` in a sweep) must name files of ``conf/<group>/``."""
+    for arg in argv:
+        if "=" not in arg or arg.startswith("-"):
+            continue
+        key, value = arg.split("=", 1)
+        group = key.lstrip("+~")
+        if "." in group or not (conf_dir / group).is_dir() or group == "hydra":
+            continue
+        names = choices(group, conf_dir)
+        for value_part in value.split(","):
+            name = value_part.strip()
+            if name in ("null", "") or name.startswith(("choice(", "range(", "interval(")):
+                continue
+            if name not in names and not (conf_dir / group / f"{name}.yaml").is_file():
+                raise LitlabError(
+                    f"{group}={name} is not a choice: conf/{group}/ has {', '.join(names) or 'no files'}. "
+                    f"Pick one of them, or add conf/{group}/{name}.yaml."
+                )
 
 
 def _one_paragraph(e: BaseException) -> str:

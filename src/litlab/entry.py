@@ -27,8 +27,7 @@ warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
 def check_cli(argv: list[str], config_name: str = "train") -> None:
     """Command-line checks before Hydra starts; a mistake prints one paragraph and exits 2."""
-    from litlab.cli_checks import check_choices
-    from litlab.config_check import check_overrides
+    from litlab.config_check import check_choices, check_overrides
 
     if launched_rank() != 0:
         return  # a DDP rank > 0 runs rank 0's command in rank 0's run directory: rank 0 checked it

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +9,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from litlab.atomic_files import atomic_write
 from litlab.errors import LitlabError
 
 
@@ -27,18 +26,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            atomic_write(path, lambda f: torch.save(checkpoint, f), fsync=True)
         except OSError as e:
             kept = "the previous one is kept" if path.exists() else "no earlier one exists"
             raise LitlabError(f"could not write the checkpoint {path} ({e.strerror or e}); {kept}. Free space "
                               f"on that disk or choose another output folder (hydra.run.dir=DIR).") from None
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)

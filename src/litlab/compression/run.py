@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from litlab.build import instantiate
+from litlab.checkpoint_files import load_checkpoint
 from litlab.compression import artifacts, report
 from litlab.compression.base import Compressor, Context, Uncompressed
 from litlab.compression.measure import figures
@@ -46,7 +46,7 @@ def trained_net(model, metrics: dict) -> nn.Module:
     net = artifacts.copy_net(model.net).cpu()
     best = metrics.get("best_ckpt")
     if best:
-        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        state = load_checkpoint(best, key="best_ckpt")["state_dict"]
         net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
     return net.eval()
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from litlab.atomic_files import atomic_write
 
 
 def _clean(value: Any) -> Any:
@@ -25,12 +25,8 @@ def _clean(value: Any) -> Any:
 
 def write_json(path: Path, data: dict) -> None:
     """Writes ``data`` to ``path`` atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(_clean(data), f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    text = json.dumps(_clean(data), indent=2, sort_keys=False) + "\n"
+    atomic_write(path, lambda f: f.write(text), mode="w")
 
 
 def read_json(path: Path) -> dict:
