@@ -11,6 +11,9 @@ over the same window (epoch start to end of the epoch's last batch, first epoch 
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +26,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from bench.common import TIMER, compose_cfg
 from bench.timing import EpochTimer, steady_rate
+
+NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
 @dataclass
@@ -47,8 +52,32 @@ class TrainSpec:
         return o
 
 
+@contextlib.contextmanager
+def nvml_check(on: bool):
+    """Each contender sees the environment it would have on its own: importing Lightning sets
+    ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` (which makes every optimizer step probe for NVIDIA's
+    management library), a hand-written script without Lightning does not have it."""
+    before = os.environ.get(NVML_CHECK)
+    if on:
+        os.environ[NVML_CHECK] = "1"
+    else:
+        os.environ.pop(NVML_CHECK, None)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(NVML_CHECK, None)
+        else:
+            os.environ[NVML_CHECK] = before
+
+
 def run_litlab(spec: TrainSpec, data_dir: Path, run_dir: Path) -> float:
     """litlab's real entrypoint function; returns steady-state training samples/s."""
+    with nvml_check(on=True):
+        return _run_litlab(spec, data_dir, run_dir)
+
+
+def _run_litlab(spec: TrainSpec, data_dir: Path, run_dir: Path) -> float:
     from litlab.train import train
 
     cfg = compose_cfg(spec.litlab_overrides(data_dir) + [TIMER], run_dir)
@@ -57,14 +86,19 @@ def run_litlab(spec: TrainSpec, data_dir: Path, run_dir: Path) -> float:
     return steady_rate(EpochTimer.latest.epochs)
 
 
-def build_parts(spec: TrainSpec, data_dir: Path, run_dir: Path):
+def build_parts(spec: TrainSpec, data_dir: Path, run_dir: Path, tuned: bool = False):
     """What the hand-written contenders share with litlab: normalized tensors, net, optimizer.
 
     Seeding and build order follow ``litlab.train.train`` so the initial weights are the same.
+    The net is plain (contiguous memory order, eager) and the optimizer is built as configured,
+    as a hand-written script would; with ``tuned``, both get litlab's automatic speed switches
+    (``model.channels_last=auto``, ``model.fused_optimizer=auto``), to show what is left of
+    litlab's lead once a hand-written loop applies them too.
     """
     from litlab.build import build_data, build_model
 
-    cfg = compose_cfg(spec.litlab_overrides(data_dir), run_dir)
+    switches = [] if tuned else ["model.channels_last=false", "model.fused_optimizer=false"]
+    cfg = compose_cfg(spec.litlab_overrides(data_dir) + switches, run_dir)
     L.seed_everything(cfg.seed, workers=True)
     dm = build_data(cfg)
     net = build_model(cfg.model, dm.input_shape, dm.num_classes).net
@@ -73,13 +107,22 @@ def build_parts(spec: TrainSpec, data_dir: Path, run_dir: Path):
     train = TensorDataset(pre(dm.splits.train.x), dm.splits.train.y)
     val = TensorDataset(pre(dm.splits.val.x), dm.splits.val.y)
     make_opt = hydra.utils.instantiate(cfg.model.optimizer)
+    if tuned:
+        from litlab.tasks.optimizers import build_optimizer
+
+        make_opt = functools.partial(build_optimizer, make_opt, fused=cfg.model.fused_optimizer)
     make_sched = hydra.utils.instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None
     return net, train, val, make_opt, make_sched, int(cfg.data.batch_size)
 
 
-def run_raw(spec: TrainSpec, data_dir: Path, run_dir: Path) -> float:
+def run_raw(spec: TrainSpec, data_dir: Path, run_dir: Path, tuned: bool = False) -> float:
     """An idiomatic PyTorch loop: shuffle, forward, loss, backward, step; eval each epoch."""
-    net, train, val, make_opt, make_sched, batch_size = build_parts(spec, data_dir, run_dir)
+    with nvml_check(on=False):
+        return _run_raw(spec, data_dir, run_dir, tuned)
+
+
+def _run_raw(spec: TrainSpec, data_dir: Path, run_dir: Path, tuned: bool) -> float:
+    net, train, val, make_opt, make_sched, batch_size = build_parts(spec, data_dir, run_dir, tuned)
     loader = DataLoader(train, batch_size=batch_size, shuffle=True)
     val_loader = DataLoader(val, batch_size=batch_size)
     opt = make_opt(params=net.parameters())
@@ -145,6 +188,11 @@ class MinimalModule(L.LightningModule):
 def run_lightning(spec: TrainSpec, data_dir: Path, run_dir: Path) -> float:
     """A default ``Trainer`` (its default logger and checkpointing) with the progress bar off,
     matching litlab's non-terminal path, which prints only one line per epoch."""
+    with nvml_check(on=True):
+        return _run_lightning(spec, data_dir, run_dir)
+
+
+def _run_lightning(spec: TrainSpec, data_dir: Path, run_dir: Path) -> float:
     net, train, val, make_opt, make_sched, batch_size = build_parts(spec, data_dir, run_dir)
     timer = EpochTimer()
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=spec.epochs, default_root_dir=str(run_dir),
@@ -155,4 +203,9 @@ def run_lightning(spec: TrainSpec, data_dir: Path, run_dir: Path) -> float:
     return steady_rate(timer.epochs)
 
 
-CONTENDERS = {"litlab": run_litlab, "raw": run_raw, "lightning": run_lightning}
+def run_raw_tuned(spec: TrainSpec, data_dir: Path, run_dir: Path) -> float:
+    """The hand-written loop with litlab's automatic speed switches applied by hand (informational)."""
+    return run_raw(spec, data_dir, run_dir, tuned=True)
+
+
+CONTENDERS = {"litlab": run_litlab, "raw": run_raw, "lightning": run_lightning, "raw_tuned": run_raw_tuned}

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from litlab.callbacks.checkpoints import AtomicCheckpointIO
 from litlab.callbacks.nan_loss import StopOnNonFiniteLoss
+from litlab.cuda_availability import drop_nvml_check_without_gpus
 from litlab.data.base import ClassificationData
 from litlab.distributed.launcher import use_run_dir_launcher
 from litlab.errors import LitlabError
@@ -83,6 +84,7 @@ def build_loggers(cfg: DictConfig) -> list:
 
 def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
     check_trainer_config(cfg.trainer)
+    drop_nvml_check_without_gpus()
     if not loggers:
         # the LR monitor refuses to run without a logger; with logger=none there is nothing to monitor into
         callbacks = [c for c in callbacks if not isinstance(c, L.callbacks.LearningRateMonitor)]

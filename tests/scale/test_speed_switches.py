@@ -26,11 +26,30 @@ def _same_weights(a: dict, b: dict, tol: float) -> None:
         torch.testing.assert_close(a[key].contiguous(), b[key].contiguous(), rtol=tol, atol=tol, msg=key)
 
 
-def test_channels_last_trains_the_same_model(cfg_factory):
-    plain, w_plain = _fit(cfg_factory, "plain")
-    fast, w_fast = _fit(cfg_factory, "channels_last", "++model.channels_last=true")
+SLOW_PATHS = ["model.channels_last=false", "model.fused_optimizer=false"]
+
+
+def test_automatic_fast_paths_train_the_same_model(cfg_factory):
+    # the defaults (channels_last=auto and fused_optimizer=auto: both on for this CNN on the CPU)
+    # against both switched off
+    plain, w_plain = _fit(cfg_factory, "plain", *SLOW_PATHS)
+    fast, w_fast = _fit(cfg_factory, "fast")
     assert fast["val/acc"] == pytest.approx(plain["val/acc"], abs=1 / 64)
     _same_weights(w_plain, w_fast, 1e-4)
+
+
+def test_auto_switches_resolve_per_net(cfg_factory):
+    from litlab.build import build_data, build_model
+    from litlab.models.speed_switches import wants_channels_last
+
+    cfg = cfg_factory(CNN)
+    dm = build_data(cfg)
+    cnn = build_model(cfg.model, dm.input_shape, dm.num_classes).net
+    assert wants_channels_last(cnn, "auto") and cnn.features[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    mlp = build_model(cfg_factory(TINY, name="mlp").model, dm.input_shape, dm.num_classes).net
+    assert not wants_channels_last(mlp, "auto")
+    with pytest.raises(Exception, match="model.channels_last must be true, false or auto"):
+        wants_channels_last(mlp, "sometimes")
 
 
 @pytest.mark.slow

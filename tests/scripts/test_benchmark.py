@@ -65,7 +65,7 @@ def test_training_case_compares_with_raw_and_lightning(tiny_run):
     _, result = tiny_run
     names = {r["name"] for r in records(result, "train_")}
     # tiny mode runs the MLP only; the full run adds cnn_digits and resnet18_synthetic
-    assert {"train_mlp_digits_vs_raw", "train_mlp_digits_vs_lightning"} <= names
+    assert {"train_mlp_digits_vs_raw", "train_mlp_digits_vs_lightning", "train_mlp_digits_vs_raw_tuned"} <= names
     assert all(r["unit"] == "samples/s" for r in records(result, "train_"))
     memory = {r["name"]: r for r in records(result, "peak_memory_")}
     assert set(memory["peak_memory_mlp_digits_vs_raw"]["samples"]) == {"litlab", "raw", "lightning"}

@@ -13,10 +13,22 @@ from litlab.atomic_files import atomic_write
 from litlab.errors import LitlabError
 
 
+class _Checkpoints(ModelCheckpoint):
+    """``ModelCheckpoint`` whose ``state_key`` (the name of its state in checkpoints) is built once.
+    Lightning formats it on every hook call, several times per training step."""
+
+    @property
+    def state_key(self) -> str:
+        key = self.__dict__.get("_state_key")
+        if key is None:
+            key = self.__dict__["_state_key"] = super().state_key
+        return key
+
+
 def checkpoint_callback(dirpath: str, monitor: str = "val/acc", mode: str = "max", save_last: bool = True
                         ) -> ModelCheckpoint:
     """``best.ckpt`` (by ``monitor``) and ``last.ckpt`` in ``dirpath``, one file each."""
-    return ModelCheckpoint(dirpath=dirpath, filename="best", monitor=monitor, mode=mode, save_top_k=1,
+    return _Checkpoints(dirpath=dirpath, filename="best", monitor=monitor, mode=mode, save_top_k=1,
                            save_last=save_last, auto_insert_metric_name=False, enable_version_counter=False)
 
 

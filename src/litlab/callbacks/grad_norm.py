@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning.pytorch as L
 import torch
 
-from litlab.callbacks.log_steps import is_logging_step
+from litlab.callbacks.log_steps import is_logging_step, log_step_scalars
 from litlab.errors import LitlabError
 
 
@@ -13,8 +13,8 @@ class GradNorm(L.Callback):
     """Logs the norm of all gradients together (before any clipping) as ``grad/norm``.
 
     One fused norm over all gradients, computed only on the steps where Lightning writes
-    scalars (every ``trainer.log_every_n_steps``) and kept as a device tensor. Under mixed
-    precision Lightning has unscaled the gradients before this hook runs.
+    scalars (every ``trainer.log_every_n_steps``) and written straight to the loggers. Under
+    mixed precision Lightning has unscaled the gradients before this hook runs.
 
     Args:
         norm_type: 2 for the Euclidean norm, ``inf`` for the largest absolute gradient
@@ -29,8 +29,13 @@ class GradNorm(L.Callback):
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         if not is_logging_step(trainer):
             return
+        norm = self.norm(optimizer)
+        if norm is not None:
+            log_step_scalars(trainer, {"grad/norm": norm})
+
+    def norm(self, optimizer: torch.optim.Optimizer) -> torch.Tensor | None:
+        """The norm of all gradients of ``optimizer``'s parameters together (None without any)."""
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not grads:
-            return
-        norm = torch.nn.utils.get_total_norm(grads, norm_type=self.norm_type)
-        pl_module.log("grad/norm", norm, on_step=True, on_epoch=False)
+            return None
+        return torch.nn.utils.get_total_norm(grads, norm_type=self.norm_type)

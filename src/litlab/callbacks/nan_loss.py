@@ -11,31 +11,32 @@ from litlab.errors import LitlabError
 class StopOnNonFiniteLoss(L.Callback):
     """Fails the run when a training loss is NaN or infinite, naming the first such step.
 
-    The first bad step is tracked on the device (no host sync per step); ranks compare notes
-    every ``check_every_n_steps`` steps and always before validation, i.e. before any checkpoint
-    of the epoch is written, so ``last.ckpt`` keeps the last good weights. Every rank takes the
-    same decision, so none is left waiting in a collective.
+    Each step only keeps its (detached) loss tensor in a list: no tensor op and no host sync per
+    step. Every ``check_every_n_steps`` steps, and always before validation (i.e. before any
+    checkpoint of the epoch is written, so ``last.ckpt`` keeps the last good weights), the kept
+    losses are checked in one op and the ranks compare notes. Every rank takes the same decision,
+    so none is left waiting in a collective.
 
     Args:
-        check_every_n_steps: how often the flag is read on the host.
+        check_every_n_steps: how often the kept losses are checked on the host.
     """
 
     def __init__(self, check_every_n_steps: int = 50):
         self.every = max(1, int(check_every_n_steps))
-        self._first_bad: torch.Tensor | None = None
+        self._losses: list[torch.Tensor] = []
+        self._first_step = 0
+        """The training step (as TensorBoard plots it) of ``_losses[0]``."""
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
                            batch_idx: int) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if not isinstance(loss, torch.Tensor):
             return
-        if self._first_bad is None or self._first_bad.device != loss.device:
-            self._first_bad = torch.full((), -1, dtype=torch.long, device=loss.device)
-        bad = ~torch.isfinite(loss.detach()).all()
-        # global_step already counts this batch's optimizer step; name the step as TensorBoard plots it
-        step = torch.full((), max(trainer.global_step - 1, 0), dtype=torch.long, device=loss.device)
-        self._first_bad = torch.where(bad & (self._first_bad < 0), step, self._first_bad)
-        if (batch_idx + 1) % self.every == 0:
+        if not self._losses:
+            # global_step already counts this batch's optimizer step
+            self._first_step = max(trainer.global_step - 1, 0)
+        self._losses.append(loss.detach())
+        if len(self._losses) >= self.every:
             self._check(trainer)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -46,9 +47,12 @@ class StopOnNonFiniteLoss(L.Callback):
         self._check(trainer)
 
     def _check(self, trainer: L.Trainer) -> None:
-        if self._first_bad is None:
-            return
-        step = int(self._first_bad)
+        step = -1
+        if self._losses:
+            bad = ~torch.isfinite(torch.stack([t.reshape(-1)[:1] for t in self._losses]).reshape(-1).float())
+            if bool(bad.any()):
+                step = self._first_step + int(bad.int().argmax())
+            self._losses = []
         if trainer.strategy.reduce_boolean_decision(step >= 0, all=False):
             where = f"at training step {step}" if step >= 0 else "on another rank"
             raise LitlabError(

@@ -35,9 +35,21 @@ class EpochLines(ProgressBar):
         print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  " + "  ".join(shown), flush=True)
 
 
+class LiveBar(RichProgressBar):
+    """Rich's live bar, also showing the latest logged training loss (``train/loss_step`` goes
+    straight to the loggers, not through Lightning's progress-bar metrics)."""
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        items = super().get_metrics(trainer, pl_module)
+        loss = getattr(pl_module, "last_step_loss", None)
+        if loss is not None:
+            items["train/loss_step"] = f"{loss:.3f}"
+        return items
+
+
 def progress_bar(refresh_rate: int = 10) -> ProgressBar:
     """Rich's live bar (redrawn every ``refresh_rate`` steps) when stdout is a terminal,
     else ``EpochLines``."""
     if sys.stdout.isatty():
-        return RichProgressBar(refresh_rate=refresh_rate, leave=False)
+        return LiveBar(refresh_rate=refresh_rate, leave=False)
     return EpochLines()

@@ -32,7 +32,7 @@ class TensorSplit(Dataset):
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
         idx = torch.as_tensor(indices, dtype=torch.long)
-        return self.x[idx], self.y[idx]
+        return self.x.index_select(0, idx), self.y.index_select(0, idx)
 
 
 def collate_batch(batch):

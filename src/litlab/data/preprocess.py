@@ -59,7 +59,21 @@ class Preprocess:
         return x
 
 
+_STAT_CACHE: dict[tuple, Tensor] = {}
+
+
 def _stat_view(values: list[float], kind: str, x: Tensor) -> Tensor:
+    """``values`` as a tensor shaped to broadcast over ``x``; built once per (values, dtype, device)."""
+    key = (tuple(values), kind, x.dtype, x.device)
+    cached = _STAT_CACHE.get(key)
+    if cached is None:
+        if len(_STAT_CACHE) > 64:
+            _STAT_CACHE.clear()
+        cached = _STAT_CACHE[key] = _stat_tensor(values, kind, x)
+    return cached
+
+
+def _stat_tensor(values: list[float], kind: str, x: Tensor) -> Tensor:
     t = torch.as_tensor(values, dtype=x.dtype, device=x.device)
     # images: (B, C, H, W) -> stats as (1, C, 1, 1); sequences: (B, L, F) -> (1, 1, F)
     return t.view(1, -1, 1, 1) if kind == "image" else t.view(1, 1, -1)
@@ -71,7 +85,9 @@ def normalize(x: Tensor, kind: str, mean: list[float], std: list[float]) -> Tens
         x = x.float().div_(255.0)
     elif not x.is_floating_point():
         x = x.float()
-    return (x - _stat_view(mean, kind, x)) / _stat_view(std, kind, x)
+    else:  # the caller's tensor: not in place
+        return (x - _stat_view(mean, kind, x)) / _stat_view(std, kind, x)
+    return x.sub_(_stat_view(mean, kind, x)).div_(_stat_view(std, kind, x))
 
 
 def augment_images(x: Tensor, aug: Augment) -> Tensor:
@@ -112,8 +128,8 @@ class Normalize(nn.Module):
     def __init__(self, kind: str, mean: list[float], std: list[float]):
         super().__init__()
         self.kind = kind
-        self.register_buffer("mean", _stat_view(mean, kind, torch.zeros(1)).clone())
-        self.register_buffer("std", _stat_view(std, kind, torch.zeros(1)).clone())
+        self.register_buffer("mean", _stat_tensor(mean, kind, torch.zeros(1)))
+        self.register_buffer("std", _stat_tensor(std, kind, torch.zeros(1)))
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dtype == torch.uint8:

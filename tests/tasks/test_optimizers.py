@@ -1,0 +1,61 @@
+"""Fused optimizer kernels: chosen automatically where torch has them, never against the config."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from torch import nn
+
+from litlab.errors import LitlabError
+from litlab.tasks.optimizers import build_optimizer
+
+
+def _params():
+    return list(nn.Linear(4, 3).parameters())
+
+
+def _fused(opt: torch.optim.Optimizer) -> bool:
+    return bool(opt.defaults.get("fused"))
+
+
+@pytest.mark.parametrize("cls", [torch.optim.AdamW, torch.optim.Adam, torch.optim.SGD, torch.optim.Adagrad])
+def test_auto_fuses_optimizers_that_have_a_fused_kernel(cls):
+    opt = build_optimizer(functools.partial(cls, lr=0.01), _params(), "auto")
+    assert type(opt) is cls and _fused(opt)
+
+
+def test_auto_leaves_the_rest_as_configured():
+    assert not _fused(build_optimizer(functools.partial(torch.optim.RMSprop, lr=0.01), _params(), "auto"))
+    # the user chose an implementation: kept
+    opt = build_optimizer(functools.partial(torch.optim.AdamW, lr=0.01, foreach=True), _params(), "auto")
+    assert not _fused(opt) and opt.defaults["foreach"] is True
+    # sharded parameters (FSDP) and integer parameters are left alone
+    assert not _fused(build_optimizer(functools.partial(torch.optim.AdamW), _params(), "auto", sharded=True))
+    assert not _fused(build_optimizer(functools.partial(torch.optim.AdamW), _params(), False))
+
+
+def test_true_insists_and_names_the_key():
+    with pytest.raises(LitlabError, match=r"model.fused_optimizer=true cannot be honoured: torch has no fused RMSprop"):
+        build_optimizer(functools.partial(torch.optim.RMSprop, lr=0.01), _params(), True)
+    with pytest.raises(LitlabError, match="model.fused_optimizer must be true, false or auto"):
+        build_optimizer(functools.partial(torch.optim.AdamW), _params(), "yes")
+
+
+def test_fused_and_plain_adamw_take_the_same_steps():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    twin = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    twin.load_state_dict(net.state_dict())
+    make = functools.partial(torch.optim.AdamW, lr=3e-3, weight_decay=1e-4)
+    fused, plain = build_optimizer(make, net.parameters(), "auto"), build_optimizer(make, twin.parameters(), False)
+    assert _fused(fused) and not _fused(plain)
+    x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
+    for _ in range(50):
+        for model, opt in ((net, fused), (twin, plain)):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    for a, b in zip(net.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
