@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from litlab.callbacks.class_metrics import add_to_confusion, per_class_table
 from litlab.callbacks.figures import confusion_figure, misclassified_figure
-from litlab.callbacks.tensorboard_writer import tensorboard_writer
+from litlab.callbacks.tensorboard_writer import add_rgb_image, tensorboard_writer
 from litlab.errors import LitlabError
 
 
@@ -157,7 +157,7 @@ class EvalReport(L.Callback):
         name = "validation" if stage == "val" else "test"
         epoch_note = f", epoch {trainer.current_epoch + 1}" if stage == "val" else ""
         matrix = confusion_figure(cm, names, f"{name} confusion matrix{epoch_note}")
-        writer.add_image(f"{stage}/confusion_matrix", matrix, step, dataformats="HWC")
+        add_rgb_image(writer, f"{stage}/confusion_matrix", matrix, step)
         writer.add_text(f"{stage}/per_class", per_class_table(cm, names), step)
         if tally.x is not None:
             wrong = (tally.score >= 0).cpu()
@@ -165,7 +165,7 @@ class EvalReport(L.Callback):
             kind = "image" if x.ndim == 4 else "sequence"
             grid = misclassified_figure(x, tally.target.cpu()[wrong], tally.pred.cpu()[wrong], tally.conf.cpu()[wrong],
                                         names, kind, f"most confidently misclassified {name} samples")
-            writer.add_image(f"{stage}/misclassified", grid, step, dataformats="HWC")
+            add_rgb_image(writer, f"{stage}/misclassified", grid, step)
         writer.flush()
 
 

@@ -1,9 +1,13 @@
-"""Finding the run's TensorBoard writer, for callbacks that write images, text and histograms."""
+"""The run's TensorBoard writer, for callbacks that write images, text and histograms."""
 
 from __future__ import annotations
 
+import io
+
 import lightning.pytorch as L
+import numpy as np
 from lightning.pytorch.loggers import TensorBoardLogger
+from PIL import Image
 
 
 def tensorboard_writer(trainer: L.Trainer):
@@ -18,3 +22,17 @@ def tensorboard_writer(trainer: L.Trainer):
         if isinstance(logger, TensorBoardLogger):
             return logger.experiment
     return None
+
+
+def add_rgb_image(writer, tag: str, image: np.ndarray, step: int) -> None:
+    """Writes an ``(H, W, 3)`` uint8 image as one PNG image event, like ``writer.add_image(tag,
+    image, step, dataformats="HWC")`` but encoded straight from the uint8 array: ``add_image``
+    first makes float32 copies of the whole image (~20 MiB of peak memory for an 800x700 figure)."""
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    height, width, channels = image.shape
+    png = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(png, format="PNG")
+    value = Summary.Value(tag=tag, image=Summary.Image(height=height, width=width, colorspace=channels,
+                                                       encoded_image_string=png.getvalue()))
+    writer._get_file_writer().add_summary(Summary(value=[value]), step)

@@ -51,9 +51,11 @@ class Classifier(L.LightningModule):
         self.num_classes = num_classes or getattr(net, "num_classes", None)
         if self.num_classes is None:
             raise LitlabError("Classifier needs num_classes (litlab passes it from the data).")
-        # training loss sum, correct predictions and samples of the epoch, kept on the device: three
-        # tensor ops per step instead of torchmetrics updates and per-step self.log calls
-        self.register_buffer("_train_sums", torch.zeros(3, dtype=torch.float64), persistent=False)
+        # training loss sum and correct predictions of the epoch, kept on the device (two in-place
+        # ops per step instead of torchmetrics updates and per-step self.log calls), and its samples
+        self.register_buffer("_train_loss_sum", torch.zeros((), dtype=torch.float64), persistent=False)
+        self.register_buffer("_train_correct", torch.zeros((), dtype=torch.float64), persistent=False)
+        self._train_samples = 0
         self.val_acc = MulticlassAccuracy(self.num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(self.num_classes, average="micro")
         # the latest logged training loss, for the progress bar
@@ -74,11 +76,10 @@ class Classifier(L.LightningModule):
         x, y = batch
         logits = self.net(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        with torch.no_grad():
-            sums = self._train_sums
-            sums[0] += loss.detach() * len(y)
-            sums[1] += (logits.argmax(dim=1) == y).sum()
-            sums[2] += len(y)
+        with torch.no_grad():  # two in-place ops on the device; the sample count is a Python int
+            self._train_loss_sum.add_(loss.detach(), alpha=len(y))
+            self._train_correct.add_((logits.argmax(dim=1) == y).sum())
+        self._train_samples += len(y)
         if is_logging_step(self.trainer):
             self.last_step_loss = log_step_scalars(self.trainer, {"train/loss_step": loss.detach()})["train/loss_step"]
         if self._ends_epoch(batch_idx):
@@ -87,11 +88,15 @@ class Classifier(L.LightningModule):
 
     def _log_train_epoch(self) -> None:
         """Epoch means of the training loss and accuracy over all ranks, then a fresh start."""
-        sums = self.trainer.strategy.reduce(self._train_sums.clone(), reduce_op="sum")
+        sums = torch.stack([self._train_loss_sum, self._train_correct,
+                            torch.tensor(float(self._train_samples), dtype=torch.float64, device=self.device)])
+        sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
         count = sums[2].clamp_min(1)
         self.log("train/loss", (sums[0] / count).float(), on_step=False, on_epoch=True, sync_dist=True)
         self.log("train/acc", (sums[1] / count).float(), on_step=False, on_epoch=True, sync_dist=True)
-        self._train_sums.zero_()
+        self._train_loss_sum.zero_()
+        self._train_correct.zero_()
+        self._train_samples = 0
 
     def _ends_epoch(self, batch_idx: int) -> bool:
         """Whether this is the epoch's last training batch (also where max_steps cuts it short)."""
