@@ -82,8 +82,12 @@ def test_data_and_startup_cases_report(tiny_run):
 
 def test_ddp_case_reports_scaling_or_why_not(tiny_run):
     _, result = tiny_run
-    (rec,) = records(result, "ddp_")
+    rec, independent = records(result, "ddp_")
     assert rec["skipped"] or "all-reduce" in rec["note"]
+    # the machine's own ceiling for two processes that never talk: two 1-process runs at once
+    assert independent["name"] == "ddp_cpu_2proc_scaling_vs_two_independent"
+    assert independent["litlab"] == rec["litlab"] and independent["baseline_value"] > 0
+    assert "side by side" in independent["note"]
 
 
 def test_gpu_case_is_skipped_without_cuda(tiny_run):
