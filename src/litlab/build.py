@@ -17,6 +17,7 @@ from litlab.data.base import ClassificationData
 from litlab.distributed.launcher import use_run_dir_launcher
 from litlab.errors import LitlabError
 from litlab.models.speed_switches import SPEED_SWITCHES, apply_speed_switches
+from litlab.no_profiler import NoProfiler
 from litlab.tasks.classification import Classifier
 from litlab.trainer_checks import check_trainer_config
 
@@ -89,7 +90,8 @@ def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
         # the LR monitor refuses to run without a logger; with logger=none there is nothing to monitor into
         callbacks = [c for c in callbacks if not isinstance(c, L.callbacks.LearningRateMonitor)]
     plugins = [AtomicCheckpointIO()]
-    trainer = instantiate(cfg.trainer, "trainer", callbacks=[*callbacks, StopOnNonFiniteLoss()],
+    extra = {} if cfg.trainer.get("profiler") is not None else {"profiler": NoProfiler()}
+    trainer = instantiate(cfg.trainer, "trainer", callbacks=[*callbacks, StopOnNonFiniteLoss()], **extra,
                           logger=loggers or False, plugins=plugins,
                           enable_checkpointing=any(isinstance(c, L.callbacks.ModelCheckpoint) for c in callbacks),
                           enable_progress_bar=any(isinstance(c, L.callbacks.ProgressBar) for c in callbacks))
