@@ -48,3 +48,18 @@ def test_every_scalar_is_on_disk_after_finalize(tmp_path, status):
     acc = EventAccumulator(str(tmp_path / "tb"))
     acc.Reload()
     assert [e.value for e in acc.Scalars("x")] == [float(s) for s in range(20)]
+
+
+def test_other_ranks_neither_write_nor_sync():
+    import torch
+
+    from litlab.callbacks.log_steps import log_step_scalars
+
+    class Rank1:
+        is_global_zero = False
+
+        @property
+        def loggers(self):
+            raise AssertionError("a rank other than 0 must not touch the loggers")
+
+    assert log_step_scalars(Rank1(), {"train/loss_step": torch.tensor(0.5)}) == {}

@@ -81,7 +81,7 @@ class Classifier(L.LightningModule):
             self._train_correct.add_((logits.argmax(dim=1) == y).sum())
         self._train_samples += len(y)
         if is_logging_step(self.trainer):
-            self.last_step_loss = log_step_scalars(self.trainer, {"train/loss_step": loss.detach()})["train/loss_step"]
+            self.last_step_loss = log_step_scalars(self.trainer, {"train/loss_step": loss.detach()}).get("train/loss_step")
         if self._ends_epoch(batch_idx):
             self._log_train_epoch()
         return loss
