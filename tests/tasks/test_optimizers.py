@@ -59,3 +59,12 @@ def test_fused_and_plain_adamw_take_the_same_steps():
             opt.step()
     for a, b in zip(net.parameters(), twin.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_bad_setting_fails_when_the_model_is_built(cfg_factory):
+    from litlab.build import build_data, build_model
+
+    cfg = cfg_factory(["model=mlp", "model.fused_optimizer=sometimes"])
+    dm = build_data(cfg)
+    with pytest.raises(LitlabError, match="model.fused_optimizer must be true, false or auto, got 'sometimes'"):
+        build_model(cfg.model, dm.input_shape, dm.num_classes)

@@ -314,8 +314,8 @@ def _sequence_panel(sample: np.ndarray) -> Image.Image:
     top, bottom = hi + 0.06 * spread, lo - 0.06 * spread  # a little room above and below the lines
     plot_w, plot_h = PLOT_SIZE
 
-    def row(value: float) -> float:  # a value's row inside the plot area
-        return (top - value) / (top - bottom) * (plot_h - 1)
+    def row(value, height: int):  # a value's (or an array of values') row in a plot area ``height`` px tall
+        return (top - value) / (top - bottom) * (height - 1)
 
     s = SUPERSAMPLE
     canvas = Image.new("RGB", (plot_w * s, plot_h * s), WHITE)
@@ -323,7 +323,7 @@ def _sequence_panel(sample: np.ndarray) -> Image.Image:
     length = len(sample)
     columns = np.linspace(0, plot_w * s - 1, length) if length > 1 else np.array([plot_w * s / 2])
     for f in range(sample.shape[1]):
-        rows = (top - sample[:, f]) / (top - bottom) * (plot_h * s - 1)
+        rows = row(sample[:, f], plot_h * s)
         points = list(zip(columns.tolist(), rows.tolist()))
         colour = LINE_COLOURS[f % len(LINE_COLOURS)]
         if length > 1:
@@ -341,7 +341,7 @@ def _sequence_panel(sample: np.ndarray) -> Image.Image:
     frame = ImageDraw.Draw(panel)
     frame.rectangle((plot_x - 1, 0, plot_x + plot_w, plot_h + 1), outline=FRAME)
     for text, value in zip(labels, (hi, lo)):
-        y = 1 + row(value)
+        y = 1 + row(value, plot_h)
         frame.line((plot_x - 1 - TICK_LENGTH, y, plot_x - 2, y), fill=FRAME)
         _put_text(panel, (plot_x - 1 - TICK_LENGTH - 3, y), text, SMALL_SIZE, INK, "rm")
     return panel

@@ -49,7 +49,8 @@ class StopOnNonFiniteLoss(L.Callback):
     def _check(self, trainer: L.Trainer) -> None:
         step = -1
         if self._losses:
-            bad = ~torch.isfinite(torch.stack([t.reshape(-1)[:1] for t in self._losses]).reshape(-1).float())
+            # one row per kept step; a step is bad when any element of its loss is not finite
+            bad = ~torch.isfinite(torch.stack(self._losses).reshape(len(self._losses), -1)).all(dim=1)
             if bool(bad.any()):
                 step = self._first_step + int(bad.int().argmax())
             self._losses = []

@@ -8,6 +8,7 @@ of small tensor ops.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 import torch
 from torch import Tensor, nn
@@ -59,18 +60,14 @@ class Preprocess:
         return x
 
 
-_STAT_CACHE: dict[tuple, Tensor] = {}
-
-
 def _stat_view(values: list[float], kind: str, x: Tensor) -> Tensor:
     """``values`` as a tensor shaped to broadcast over ``x``; built once per (values, dtype, device)."""
-    key = (tuple(values), kind, x.dtype, x.device)
-    cached = _STAT_CACHE.get(key)
-    if cached is None:
-        if len(_STAT_CACHE) > 64:
-            _STAT_CACHE.clear()
-        cached = _STAT_CACHE[key] = _stat_tensor(values, kind, x)
-    return cached
+    return _cached_stat(tuple(values), kind, x.dtype, x.device)
+
+
+@lru_cache(maxsize=64)
+def _cached_stat(values: tuple[float, ...], kind: str, dtype: torch.dtype, device: torch.device) -> Tensor:
+    return _stat_tensor(list(values), kind, torch.empty(0, dtype=dtype, device=device))
 
 
 def _stat_tensor(values: list[float], kind: str, x: Tensor) -> Tensor:

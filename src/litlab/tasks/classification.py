@@ -12,8 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from litlab.callbacks.log_steps import is_logging_step, log_step_scalars
 from litlab.errors import LitlabError
-from litlab.tasks.optimizers import CHOICES as FUSED_CHOICES
-from litlab.tasks.optimizers import build_optimizer
+from litlab.tasks.optimizers import build_optimizer, check_fused_setting
 
 # attributes Lightning sets on the module around every hook call (about 40 times per training
 # step); they are plain values, so they skip nn.Module.__setattr__'s parameter/module/buffer checks
@@ -45,8 +44,7 @@ class Classifier(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.label_smoothing = float(label_smoothing)
-        if fused_optimizer not in FUSED_CHOICES:
-            raise LitlabError(f"model.fused_optimizer must be true, false or auto, got {fused_optimizer!r}.")
+        check_fused_setting(fused_optimizer)  # at build time, before any training
         self.fused_optimizer = fused_optimizer
         self.num_classes = num_classes or getattr(net, "num_classes", None)
         if self.num_classes is None:

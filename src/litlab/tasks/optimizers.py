@@ -32,6 +32,12 @@ def _user_keywords(factory: Callable) -> dict:
     return dict(factory.keywords) if isinstance(factory, functools.partial) else {}
 
 
+def check_fused_setting(fused) -> None:
+    """``model.fused_optimizer`` must be true, false or auto."""
+    if fused not in CHOICES:
+        raise LitlabError(f"model.fused_optimizer must be true, false or auto, got {fused!r}.")
+
+
 def has_fused_kernel(factory: Callable) -> bool:
     """Whether the optimizer class that ``factory`` builds takes ``fused=True`` (Adam, AdamW, SGD, Adagrad)."""
     cls = _optimizer_class(factory)
@@ -47,9 +53,8 @@ def build_optimizer(factory: Callable[..., torch.optim.Optimizer], params: Itera
     device with fused kernels, and the parameters are not sharded (FSDP). ``true`` insists and fails
     with a clear message where it cannot; ``false`` builds the optimizer exactly as configured.
     """
-    if fused not in CHOICES:
-        raise LitlabError(f"model.fused_optimizer must be true, false or auto, got {fused!r}.")
-    params = [p for p in params]
+    check_fused_setting(fused)
+    params = list(params)
     if fused is False:
         return factory(params=params)
     cls = _optimizer_class(factory)
