@@ -14,19 +14,29 @@ import torch
 
 from tests.conftest import REPO
 
-# epochs long enough (about a second) to be interrupted in the middle of one
-ARGS = ["data=synthetic", "data.num_train=5000", "data.num_val=200", "data.num_test=300", "model=mlp",
-        "trainer.max_epochs=4", "trainer.num_sanity_val_steps=0", "logger=tensorboard", "seed=3"]
+# epochs long enough (about a second, 1250 steps) to be interrupted in the middle of one
+ARGS = ["data=synthetic", "data.num_train=20000", "data.batch_size=16", "data.num_val=200",
+        "data.num_test=300", "model=mlp", "trainer.max_epochs=4", "trainer.num_sanity_val_steps=0", "logger=tensorboard", "seed=3"]
 
 
 def _start(run_dir, *extra):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     return subprocess.Popen([sys.executable, "-m", "litlab.train", *ARGS, f"hydra.run.dir={run_dir}",
                              f"paths.data_dir={run_dir.parent / 'data'}", *extra],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _interrupt_after_first_epoch(run, sig):
+def _wait(proc, timeout):
+    """Waits for the process; one that hangs is made to print every thread's stack (faulthandler)."""
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        err = proc.communicate(timeout=30)[1]
+        pytest.fail(f"no exit {timeout} s after the signal; the stacks:\n{err[-6000:]}")
+
+
+def _interrupt_after_first_epoch(run, sig, expected_code):
     proc = _start(run)
     last = run / "checkpoints" / "last.ckpt"
     deadline = time.time() + 120
@@ -34,8 +44,8 @@ def _interrupt_after_first_epoch(run, sig):
         time.sleep(0.05)
     assert last.is_file(), proc.communicate()[1][-3000:]
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode != 0
+    err = _wait(proc, 60)
+    assert proc.returncode == expected_code, err[-3000:]
     m = json.loads((run / "metrics.json").read_text())
     assert m["status"] == "interrupted", m
     assert "ckpt_path=last" in m["resume"]
@@ -44,19 +54,19 @@ def _interrupt_after_first_epoch(run, sig):
 
 @pytest.mark.slow
 def test_ctrl_c_marks_the_run_interrupted(tmp_path):
-    _interrupt_after_first_epoch(tmp_path / "run", signal.SIGINT)
+    _interrupt_after_first_epoch(tmp_path / "run", signal.SIGINT, expected_code=1)
 
 
 @pytest.mark.slow
 def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path):
     run = tmp_path / "run"
-    _interrupt_after_first_epoch(run, signal.SIGTERM)
+    _interrupt_after_first_epoch(run, signal.SIGTERM, expected_code=128 + signal.SIGTERM)
 
     resumed = _start(run, "ckpt_path=last")
-    _, err = resumed.communicate(timeout=300)
+    err = _wait(resumed, 300)
     assert resumed.returncode == 0, err[-3000:]
     straight = _start(tmp_path / "straight")
-    _, err = straight.communicate(timeout=300)
+    err = _wait(straight, 300)
     assert straight.returncode == 0, err[-3000:]
     a = json.loads((run / "metrics.json").read_text())
     b = json.loads((tmp_path / "straight" / "metrics.json").read_text())
@@ -70,3 +80,15 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path):
     acc.Reload()
     steps = sorted({e.step for e in acc.Scalars("val/acc")})
     assert len(steps) == 4
+
+
+def test_the_first_ctrl_c_stops_at_the_batch_end_and_a_second_at_once(tmp_path):
+    from litlab.callbacks.interruption import Interruption
+
+    callback = Interruption(str(tmp_path))
+    callback.on_train_batch_end(None, None, None, None, 0)  # no signal: goes on
+    callback._on_ctrl_c(signal.SIGINT, None)  # nothing raised inside the handler
+    with pytest.raises(KeyboardInterrupt, match="SIGINT"):
+        callback.on_validation_batch_end(None, None, None, None, 0)
+    with pytest.raises(KeyboardInterrupt, match="twice"):
+        callback._on_ctrl_c(signal.SIGINT, None)

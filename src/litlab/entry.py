@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import traceback
 import warnings
@@ -59,6 +60,14 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
             return work(cfg)
     except KeyboardInterrupt:
         _record(cfg, "interrupted", "interrupted by the user")
+        raise
+    except SystemExit as e:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(e, SIGTERMException):
+            # Lightning's stop at a batch end after SIGTERM, a SystemExit without a code (exit 0);
+            # the Interruption callback has recorded it in metrics.json
+            sys.exit(128 + signal.SIGTERM)
         raise
     except Exception as e:
         user_error = isinstance(e, LitlabError)

@@ -2,8 +2,8 @@
 
 ``EpochSeed`` makes all randomness of an epoch (shuffling, dropout, augmentation) a function of
 (seed, epoch) alone, so a run resumed from an end-of-epoch checkpoint continues exactly as the
-uninterrupted run would have. ``Interruption`` turns SIGTERM into the same graceful stop as
-Ctrl-C and records the stop in ``metrics.json``.
+uninterrupted run would have. ``Interruption`` stops a run on Ctrl-C or SIGTERM at the end of a
+batch and records the stop in ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import signal
 from pathlib import Path
 
 import lightning.pytorch as L
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from litlab.reporting.run_files import update_metrics
 
@@ -35,16 +36,25 @@ class EpochSeed(L.Callback):
                           verbose=False)
 
 
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+def _signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
 
 
 class Interruption(L.Callback):
-    """SIGTERM (sent by schedulers before pre-emption, or ``kill``) stops training like Ctrl-C.
+    """Ctrl-C (SIGINT) and SIGTERM (sent by schedulers before pre-emption, or ``kill``) stop
+    training at the end of the current batch, never in the middle of one.
 
-    On either, Lightning stops; this callback marks ``metrics.json`` ``status: interrupted``
-    with how to resume. ``checkpoints/last.ckpt`` holds the last finished epoch (written
-    atomically at each epoch end), and resuming from it restarts the unfinished epoch.
+    Nothing is raised from inside a signal handler on the first signal: an exception thrown at an
+    arbitrary bytecode can leave a lock held (the TensorBoard writer's queue, a data loader's) and
+    the shutdown then waits on it forever. SIGTERM uses Lightning's own flag, which it checks after
+    every batch (and, with several processes, broadcasts from rank 0 so all ranks stop at the same
+    step). Ctrl-C sets this callback's flag, checked at the end of every training and validation
+    batch; a second Ctrl-C stops at once, for a batch that never ends. With several processes,
+    Ctrl-C keeps Python's immediate stop.
+
+    On any of these this callback marks ``metrics.json`` ``status: interrupted`` with how to
+    resume. ``checkpoints/last.ckpt`` holds the last finished epoch (written atomically at each
+    epoch end), and resuming from it restarts the unfinished epoch.
 
     Args:
         run_dir: the run's directory.
@@ -53,22 +63,46 @@ class Interruption(L.Callback):
     def __init__(self, run_dir: str):
         self.run_dir = Path(run_dir)
         self._previous = None
+        self._signalled: str | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage == "fit":
-            try:
-                self._previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-            except ValueError:  # not the main thread
-                self._previous = None
+        self._signalled = None
+        if stage != "fit" or trainer.world_size > 1:
+            return
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._on_ctrl_c)
+        except ValueError:  # not the main thread
+            self._previous = None
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit" and self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+            signal.signal(signal.SIGINT, self._previous)
             self._previous = None
 
+    def _on_ctrl_c(self, signum, frame) -> None:
+        if self._signalled is not None:
+            raise KeyboardInterrupt(f"signal {_signal_name(signum)}, twice")
+        self._signalled = _signal_name(signum)
+        log.warning("Ctrl-C: stopping after this batch (press Ctrl-C again to stop at once)")
+
+    def _stop_if_signalled(self) -> None:
+        if self._signalled is not None:
+            raise KeyboardInterrupt(f"signal {self._signalled}")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._stop_if_signalled()
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._stop_if_signalled()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop_if_signalled()
+
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if not isinstance(exception, KeyboardInterrupt) or not trainer.is_global_zero:
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or not trainer.is_global_zero:
             return
+        if isinstance(exception, SIGTERMException):
+            exception = "signal SIGTERM"
         last = self.run_dir / "checkpoints" / "last.ckpt"
         resume = f"python -m litlab.train ckpt_path=last hydra.run.dir={self.run_dir} <same overrides>"
         update_metrics(self.run_dir, status="interrupted", error=f"interrupted ({exception or 'Ctrl-C'})",
