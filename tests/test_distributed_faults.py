@@ -175,6 +175,24 @@ def test_frozen_rank_1_fails_the_run_after_the_collective_timeout(start_run):
     _assert_failed_and_resumable(run, "stopped answering", "trainer.strategy.timeout")
 
 
+@pytest.mark.slow
+def test_sigterm_stops_every_rank_after_the_same_batch(start_run):
+    run = start_run()
+    run.wait_until_training()
+    run.rank0.send_signal(signal.SIGTERM)
+
+    try:
+        code = run.rank0.wait(timeout=EXIT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"rank 0 still running {EXIT_S}s after SIGTERM:\n{run.log_tail()}")
+    assert code == 128 + signal.SIGTERM, run.log_tail()
+    assert _processes_of(run.run_dir) == []
+    m = run.metrics()
+    assert m["status"] == "interrupted" and "SIGTERM" in m["error"], m
+    assert "ckpt_path=last" in m["resume"]
+    assert "Error" not in run.log_tail()  # no rank was left alone in a collective
+
+
 # the same decisions without a training run: rank 0 not inside a collective, and which errors are explained
 
 

@@ -54,7 +54,7 @@ def _interrupt_after_first_epoch(run, sig, expected_code):
 
 @pytest.mark.slow
 def test_ctrl_c_marks_the_run_interrupted(tmp_path):
-    _interrupt_after_first_epoch(tmp_path / "run", signal.SIGINT, expected_code=1)
+    _interrupt_after_first_epoch(tmp_path / "run", signal.SIGINT, expected_code=128 + signal.SIGINT)
 
 
 @pytest.mark.slow
@@ -82,13 +82,15 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert len(steps) == 4
 
 
-def test_the_first_ctrl_c_stops_at_the_batch_end_and_a_second_at_once(tmp_path):
+def test_the_first_signal_only_raises_lightnings_flag_and_a_second_stops_at_once(tmp_path):
+    from types import SimpleNamespace
+
     from litlab.callbacks.interruption import Interruption
 
     callback = Interruption(str(tmp_path))
-    callback.on_train_batch_end(None, None, None, None, 0)  # no signal: goes on
-    callback._on_ctrl_c(signal.SIGINT, None)  # nothing raised inside the handler
-    with pytest.raises(KeyboardInterrupt, match="SIGINT"):
-        callback.on_validation_batch_end(None, None, None, None, 0)
-    with pytest.raises(KeyboardInterrupt, match="twice"):
-        callback._on_ctrl_c(signal.SIGINT, None)
+    trainer = SimpleNamespace(world_size=1, _signal_connector=SimpleNamespace(received_sigterm=False))
+    callback._trainer = trainer
+    callback._on_signal(signal.SIGINT, None)  # nothing raised inside the handler
+    assert trainer._signal_connector.received_sigterm  # Lightning stops at the end of the batch
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM, a second time"):
+        callback._on_signal(signal.SIGTERM, None)

@@ -65,9 +65,9 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
         if isinstance(e, SIGTERMException):
-            # Lightning's stop at a batch end after SIGTERM, a SystemExit without a code (exit 0);
-            # the Interruption callback has recorded it in metrics.json
-            sys.exit(128 + signal.SIGTERM)
+            # Lightning's stop at a batch end after a signal, a SystemExit without a code (which
+            # exits 0); the Interruption callback recorded it in metrics.json and the signal here
+            sys.exit(128 + getattr(e, "signum", signal.SIGTERM))
         raise
     except Exception as e:
         user_error = isinstance(e, LitlabError)

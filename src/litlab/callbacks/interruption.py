@@ -3,16 +3,18 @@
 ``EpochSeed`` makes all randomness of an epoch (shuffling, dropout, augmentation) a function of
 (seed, epoch) alone, so a run resumed from an end-of-epoch checkpoint continues exactly as the
 uninterrupted run would have. ``Interruption`` stops a run on Ctrl-C or SIGTERM at the end of a
-batch and records the stop in ``metrics.json``.
+batch, on all ranks at the same step, and records the stop in ``metrics.json``.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import threading
 from pathlib import Path
 
 import lightning.pytorch as L
+import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from litlab.reporting.run_files import update_metrics
@@ -36,76 +38,101 @@ class EpochSeed(L.Callback):
                           verbose=False)
 
 
-def _signal_name(signum: int) -> str:
-    return signal.Signals(signum).name
-
-
 class Interruption(L.Callback):
-    """Ctrl-C (SIGINT) and SIGTERM (sent by schedulers before pre-emption, or ``kill``) stop
-    training at the end of the current batch, never in the middle of one.
+    """Ctrl-C (SIGINT) and SIGTERM (sent by schedulers before pre-emption, or ``kill``) stop the
+    run at the end of a batch, never in the middle of one; a second signal stops at once.
 
-    Nothing is raised from inside a signal handler on the first signal: an exception thrown at an
-    arbitrary bytecode can leave a lock held (the TensorBoard writer's queue, a data loader's) and
-    the shutdown then waits on it forever. SIGTERM uses Lightning's own flag, which it checks after
-    every batch (and, with several processes, broadcasts from rank 0 so all ranks stop at the same
-    step). Ctrl-C sets this callback's flag, checked at the end of every training and validation
-    batch; a second Ctrl-C stops at once, for a batch that never ends. With several processes,
-    Ctrl-C keeps Python's immediate stop.
+    Nothing is raised inside the signal handler: an exception thrown at an arbitrary bytecode
+    can leave a lock held (the TensorBoard writer's, a data loader's) and hang the shutdown, and
+    a collective started there deadlocks with the all-reduce the other ranks are in (Lightning's
+    own SIGTERM handler broadcasts from inside it). So this callback replaces Lightning's handler
+    each time Lightning installs one (Lightning restores the previous handlers at the end of every
+    ``fit`` and ``test``), and the handler only notes the signal:
 
-    On any of these this callback marks ``metrics.json`` ``status: interrupted`` with how to
-    resume. ``checkpoints/last.ckpt`` holds the last finished epoch (written atomically at each
-    epoch end), and resuming from it restarts the unfinished epoch.
+    * one process: it raises Lightning's stop flag, which Lightning checks after every training
+      and evaluation batch;
+    * several processes: every ``CHECK_EVERY`` training batches (and at an epoch's last) all ranks take the maximum of
+      their notes (one small all-reduce), and if any rank was signalled all stop after the same
+      batch. Lightning's flag is not used there: each rank checks it on its own, so rank 0 could
+      stop one step before the others and leave them waiting in the next all-reduce.
+
+    On a stop this callback marks ``metrics.json`` ``status: interrupted`` with how to resume, and
+    the process exits with 128 + the signal number (130 after Ctrl-C, 143 after SIGTERM).
+    ``checkpoints/last.ckpt`` holds the last finished epoch (written atomically at each epoch
+    end), and resuming from it restarts the unfinished epoch.
 
     Args:
         run_dir: the run's directory.
     """
 
+    CHECK_EVERY = 16
+
     def __init__(self, run_dir: str):
         self.run_dir = Path(run_dir)
-        self._previous = None
-        self._signalled: str | None = None
+        self._trainer: L.Trainer | None = None
+        self._signum: int | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._signalled = None
-        if stage != "fit" or trainer.world_size > 1:
+        self._signum = None
+
+    def _take_over_signals(self, trainer: L.Trainer) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        self._trainer = trainer
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) != self._on_signal:
+                signal.signal(signum, self._on_signal)
+
+    def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._take_over_signals(trainer)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._take_over_signals(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._take_over_signals(trainer)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._take_over_signals(trainer)
+
+    def _on_signal(self, signum: int, frame) -> None:
+        name = signal.Signals(signum).name
+        if self._signum is not None:
+            raise KeyboardInterrupt(f"signal {name}, a second time")
+        self._signum = signum
+        if self._trainer is not None and self._trainer.world_size > 1:
+            log.warning("%s received: stopping within %d batches, on all ranks at the same one (send it "
+                        "again to stop at once)", name, self.CHECK_EVERY)
             return
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._on_ctrl_c)
-        except ValueError:  # not the main thread
-            self._previous = None
+        connector = getattr(self._trainer, "_signal_connector", None)
+        if connector is None or not hasattr(connector, "received_sigterm"):
+            raise KeyboardInterrupt(f"signal {name}")  # a Lightning without the flag: stop now
+        connector.received_sigterm = True
+        log.warning("%s received: stopping at the end of this batch (send it again to stop at once)", name)
 
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage == "fit" and self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
-
-    def _on_ctrl_c(self, signum, frame) -> None:
-        if self._signalled is not None:
-            raise KeyboardInterrupt(f"signal {_signal_name(signum)}, twice")
-        self._signalled = _signal_name(signum)
-        log.warning("Ctrl-C: stopping after this batch (press Ctrl-C again to stop at once)")
-
-    def _stop_if_signalled(self) -> None:
-        if self._signalled is not None:
-            raise KeyboardInterrupt(f"signal {self._signalled}")
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._stop_if_signalled()
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._stop_if_signalled()
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._stop_if_signalled()
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        if trainer.world_size > 1 and ((batch_idx + 1) % self.CHECK_EVERY == 0 or trainer.is_last_batch):
+            note = torch.tensor([self._signum or 0], dtype=torch.int32, device=pl_module.device)
+            torch.distributed.all_reduce(note, op=torch.distributed.ReduceOp.MAX)
+            signum = int(note.item())
+            if signum:
+                self._signum = signum
+                raise SIGTERMException()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or not trainer.is_global_zero:
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
             return
         if isinstance(exception, SIGTERMException):
-            exception = "signal SIGTERM"
+            exception.signum = self._signum or signal.SIGTERM  # the exit status (litlab.entry)
+            what = f"signal {signal.Signals(exception.signum).name}"
+        else:
+            what = str(exception) or "Ctrl-C"
+        if not trainer.is_global_zero:
+            return
         last = self.run_dir / "checkpoints" / "last.ckpt"
         resume = f"python -m litlab.train ckpt_path=last hydra.run.dir={self.run_dir} <same overrides>"
-        update_metrics(self.run_dir, status="interrupted", error=f"interrupted ({exception or 'Ctrl-C'})",
+        update_metrics(self.run_dir, status="interrupted", error=f"interrupted ({what})",
                        epochs=trainer.current_epoch, global_step=trainer.global_step,
                        last_ckpt=str(last) if last.is_file() else None, resume=resume)
         log.warning("Interrupted at epoch %d, step %d. Resume with: %s", trainer.current_epoch,
