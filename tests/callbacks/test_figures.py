@@ -8,13 +8,20 @@ import sys
 import numpy as np
 import pytest
 import torch
-from PIL import ImageFont
+from PIL import Image, ImageFont
 
 from litlab.callbacks import figures
 from litlab.callbacks.figures import confusion_figure, misclassified_figure
 
 DARK_BLUE = np.array([8, 48, 107])
 NEAR_WHITE = np.array([247, 251, 255])
+
+
+def _pixels(figure, *args) -> np.ndarray:
+    """A figure function's result as an (H, W, 3) array; the function must return an RGB image."""
+    img = figure(*args)
+    assert isinstance(img, Image.Image) and img.mode == "RGB"
+    return np.asarray(img)
 
 
 def assert_rgb(img: np.ndarray) -> None:
@@ -42,7 +49,7 @@ def drawn_texts(monkeypatch) -> list[str]:
 
 def test_confusion_figure_is_an_rgb_array_with_names_counts_and_title(drawn_texts):
     cm = torch.arange(100).view(10, 10)
-    img = confusion_figure(cm, [f"c{i}" for i in range(10)], "test confusion matrix")
+    img = _pixels(confusion_figure, cm, [f"c{i}" for i in range(10)], "test confusion matrix")
     assert_rgb(img)
     assert img.shape[0] > 300 and img.shape[1] > 300
     assert {f"c{i}" for i in range(10)} <= set(drawn_texts)
@@ -53,7 +60,7 @@ def test_confusion_figure_is_an_rgb_array_with_names_counts_and_title(drawn_text
 
 def test_diagonal_confusion_matrix_has_dark_diagonal_and_white_elsewhere():
     n = 10
-    img = confusion_figure(torch.eye(n, dtype=torch.long) * 5, [str(i) for i in range(n)], "diagonal")
+    img = _pixels(confusion_figure, torch.eye(n, dtype=torch.long) * 5, [str(i) for i in range(n)], "diagonal")
     dark = close_to(img, DARK_BLUE)
     rows, cols = np.nonzero(dark)
     # the matrix's top-left cell is the leftmost dark area and its bottom-right cell the lowest one
@@ -74,7 +81,7 @@ def test_diagonal_confusion_matrix_has_dark_diagonal_and_white_elsewhere():
 def test_confusion_figure_for_200_classes_has_no_names_or_counts_and_stays_small(drawn_texts):
     n = 200
     cm = torch.eye(n, dtype=torch.long) * 7 + 1
-    img = confusion_figure(cm, [f"class{i}" for i in range(n)], "test confusion matrix")
+    img = _pixels(confusion_figure, cm, [f"class{i}" for i in range(n)], "test confusion matrix")
     assert_rgb(img)
     assert max(img.shape[:2]) <= 2000 and min(img.shape[:2]) > 300
     # titles and labels only: no class names, no counts
@@ -86,7 +93,7 @@ def test_confusion_figure_for_200_classes_has_no_names_or_counts_and_stays_small
 def test_misclassified_images(n):
     x = torch.rand(n, 1, 8, 8)
     target = torch.arange(n) % 10
-    img = misclassified_figure(x, target, (target + 1) % 10, torch.full((n,), 0.87), [str(i) for i in range(10)],
+    img = _pixels(misclassified_figure, x, target, (target + 1) % 10, torch.full((n,), 0.87), [str(i) for i in range(10)],
                                "image", "most confidently misclassified test samples")
     assert_rgb(img)
     if n == 16:
@@ -100,7 +107,7 @@ def test_misclassified_captions(drawn_texts):
 
 
 def test_misclassified_none_says_so(drawn_texts):
-    img = misclassified_figure(torch.zeros(0, 20, 3), torch.zeros(0), torch.zeros(0), torch.zeros(0), ["a"],
+    img = _pixels(misclassified_figure, torch.zeros(0, 20, 3), torch.zeros(0), torch.zeros(0), torch.zeros(0), ["a"],
                                "sequence", "wrong")
     assert_rgb(img)
     assert drawn_texts == ["wrong: none"]
@@ -108,7 +115,7 @@ def test_misclassified_none_says_so(drawn_texts):
 
 def test_misclassified_sequences_have_coloured_lines():
     x = torch.cumsum(torch.randn(5, 20, 3), dim=1)
-    img = misclassified_figure(x, torch.arange(5), (torch.arange(5) + 1) % 5, torch.rand(5), list("abcde"),
+    img = _pixels(misclassified_figure, x, torch.arange(5), (torch.arange(5) + 1) % 5, torch.rand(5), list("abcde"),
                                "sequence", "wrong")
     assert_rgb(img)
     # the first feature's line colour is in the picture
@@ -118,8 +125,8 @@ def test_misclassified_sequences_have_coloured_lines():
 def test_constant_sequence_and_nan_are_drawn():
     x = torch.ones(2, 10, 2)
     x[1, 3, 0] = float("nan")
-    assert_rgb(misclassified_figure(x, torch.tensor([0, 1]), torch.tensor([1, 0]), torch.rand(2), ["a", "b"],
-                                    "sequence", "wrong"))
+    assert_rgb(_pixels(misclassified_figure, x, torch.tensor([0, 1]), torch.tensor([1, 0]), torch.rand(2), ["a", "b"],
+                                      "sequence", "wrong"))
 
 
 def test_figures_work_with_the_fixed_size_bitmap_font(monkeypatch):
@@ -134,8 +141,8 @@ def test_figures_work_with_the_fixed_size_bitmap_font(monkeypatch):
     figures._font.cache_clear()
     figures._text_mask.cache_clear()
     try:
-        assert_rgb(confusion_figure(torch.eye(3, dtype=torch.long), ["a", "b", "c"], "t"))
-        assert_rgb(misclassified_figure(torch.rand(2, 1, 8, 8), torch.tensor([0, 1]), torch.tensor([1, 0]),
+        assert_rgb(_pixels(confusion_figure, torch.eye(3, dtype=torch.long), ["a", "b", "c"], "t"))
+        assert_rgb(_pixels(misclassified_figure, torch.rand(2, 1, 8, 8), torch.tensor([0, 1]), torch.tensor([1, 0]),
                                         torch.rand(2), ["a", "b"], "image", "t"))
     finally:
         figures._font.cache_clear()

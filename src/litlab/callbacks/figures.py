@@ -134,11 +134,6 @@ def _short(name: str) -> str:
     return name if len(name) <= NAME_MAX_CHARS else name[:NAME_MAX_CHARS - 3] + "..."
 
 
-def _to_array(img: Image.Image) -> np.ndarray:
-    """The RGB figure as a writable ``(H, W, 3)`` uint8 array."""
-    return np.array(img, dtype=np.uint8)
-
-
 # --- confusion matrix ------------------------------------------------------------------------
 def _blues(share: np.ndarray) -> np.ndarray:
     """Colours for shares in [0, 1], as uint8 RGB with one more trailing axis."""
@@ -161,7 +156,7 @@ def _cell_size(n: int) -> int:
     return max(1, min(cell, 160, 1400 // n))
 
 
-def confusion_figure(cm: Tensor, class_names: list[str], title: str) -> np.ndarray:
+def confusion_figure(cm: Tensor, class_names: list[str], title: str) -> Image.Image:
     """Rows are true classes, columns predictions; colour is the share of the row (recall),
     numbers are counts."""
     counts = cm.cpu().numpy().astype(np.int64)
@@ -192,8 +187,12 @@ def confusion_figure(cm: Tensor, class_names: list[str], title: str) -> np.ndarr
 
     img = Image.new("RGB", (width, height), WHITE)
     draw = ImageDraw.Draw(img)
-    # one pixel per cell, enlarged; the enlarged copy is freed at once (it is as large as the matrix)
-    img.paste(Image.fromarray(_blues(rates)).resize((side, side), Image.Resampling.NEAREST), (matrix_x, matrix_y))
+    # one pixel per cell, enlarged one row of cells at a time (an enlarged copy of the whole
+    # matrix would add its size again to the peak memory)
+    colours = _blues(rates)
+    for i in range(n):
+        strip = Image.fromarray(colours[i:i + 1]).resize((side, cell), Image.Resampling.NEAREST)
+        img.paste(strip, (matrix_x, matrix_y + i * cell))
     draw.rectangle((matrix_x - 1, matrix_y - 1, matrix_x + side, matrix_y + side), outline=FRAME)
     centres = [k * cell + cell / 2 for k in range(n)]  # offsets of the cells' centres from the matrix's corner
 
@@ -221,7 +220,7 @@ def confusion_figure(cm: Tensor, class_names: list[str], title: str) -> np.ndarr
     # centred over the matrix, moved in where the figure's edge would cut it
     title_x = min(max(matrix_x + side / 2, PAD + title_width / 2), width - PAD - title_width / 2)
     _put_text(img, (title_x, PAD), title, TITLE_SIZE, INK, "mt")
-    return _to_array(img)
+    return img
 
 
 def _colour_bar(img: Image.Image, x: int, y: int, height: int) -> None:
@@ -238,7 +237,7 @@ def _colour_bar(img: Image.Image, x: int, y: int, height: int) -> None:
 
 # --- misclassified samples -------------------------------------------------------------------
 def misclassified_figure(x: Tensor, target: Tensor, pred: Tensor, confidence: Tensor, class_names: list[str],
-                         kind: str, title: str) -> np.ndarray:
+                         kind: str, title: str) -> Image.Image:
     """A grid with one panel per sample: images as images, sequences as one line per feature.
 
     Args:
@@ -279,13 +278,13 @@ def misclassified_figure(x: Tensor, target: Tensor, pred: Tensor, confidence: Te
         _put_text(img, (centre, y0 + PANEL_PAD // 2), true_line, CAPTION_SIZE, CAPTION, "mt")
         _put_text(img, (centre, y0 + PANEL_PAD // 2 + line), pred_line, CAPTION_SIZE, CAPTION, "mt")
         img.paste(panel, (round(centre - panel.width / 2), y0 + PANEL_PAD // 2 + 2 * line + 4))
-    return _to_array(img)
+    return img
 
 
-def _title_only(text: str) -> np.ndarray:
+def _title_only(text: str) -> Image.Image:
     img = Image.new("RGB", (_text_width(text, TITLE_SIZE) + 2 * PAD, _line_height(TITLE_SIZE) + 2 * PAD), WHITE)
     _put_text(img, (img.width / 2, PAD), text, TITLE_SIZE, INK, "mt")
-    return _to_array(img)
+    return img
 
 
 def _image_panel(sample: np.ndarray) -> Image.Image:

@@ -24,15 +24,17 @@ def tensorboard_writer(trainer: L.Trainer):
     return None
 
 
-def add_rgb_image(writer, tag: str, image: np.ndarray, step: int) -> None:
-    """Writes an ``(H, W, 3)`` uint8 image as one PNG image event, like ``writer.add_image(tag,
-    image, step, dataformats="HWC")`` but encoded straight from the uint8 array: ``add_image``
-    first makes float32 copies of the whole image (~20 MiB of peak memory for an 800x700 figure)."""
+def add_rgb_image(writer, tag: str, image: Image.Image | np.ndarray, step: int) -> None:
+    """Writes an RGB image (a Pillow image or an ``(H, W, 3)`` uint8 array) as one PNG image event,
+    like ``writer.add_image(tag, image, step, dataformats="HWC")`` but encoded straight from the
+    uint8 pixels: ``add_image`` first makes float32 copies of the whole image (~20 MiB of peak
+    memory for an 800x700 figure)."""
     from tensorboard.compat.proto.summary_pb2 import Summary
 
-    height, width, channels = image.shape
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
     png = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(png, format="PNG")
-    value = Summary.Value(tag=tag, image=Summary.Image(height=height, width=width, colorspace=channels,
+    image.convert("RGB").save(png, format="PNG")
+    value = Summary.Value(tag=tag, image=Summary.Image(height=image.height, width=image.width, colorspace=3,
                                                        encoded_image_string=png.getvalue()))
     writer._get_file_writer().add_summary(Summary(value=[value]), step)
