@@ -72,7 +72,8 @@ class DdpRun:
             self.rank0 = subprocess.Popen(
                 [sys.executable, "-m", "litlab.train", *ARGS, f"hydra.run.dir={run_dir}",
                  f"paths.data_dir={run_dir.parent / 'data'}", *extra],
-                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)  # its own process group, as a terminal gives a command
 
     def log_tail(self) -> str:
         return self.output.read_text(errors="replace")[-3000:]
@@ -176,19 +177,24 @@ def test_frozen_rank_1_fails_the_run_after_the_collective_timeout(start_run):
 
 
 @pytest.mark.slow
-def test_sigterm_stops_every_rank_after_the_same_batch(start_run):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_every_rank_after_the_same_batch(start_run, sig):
+    """SIGTERM to rank 0 (``kill``), or Ctrl-C, which a terminal sends to every process of the group."""
     run = start_run()
     run.wait_until_training()
-    run.rank0.send_signal(signal.SIGTERM)
+    if sig == signal.SIGINT:
+        os.killpg(run.rank0.pid, signal.SIGINT)
+    else:
+        run.rank0.send_signal(sig)
 
     try:
         code = run.rank0.wait(timeout=EXIT_S)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"rank 0 still running {EXIT_S}s after SIGTERM:\n{run.log_tail()}")
-    assert code == 128 + signal.SIGTERM, run.log_tail()
+        pytest.fail(f"rank 0 still running {EXIT_S}s after {sig.name}:\n{run.log_tail()}")
+    assert code == 128 + sig, run.log_tail()
     assert _processes_of(run.run_dir) == []
     m = run.metrics()
-    assert m["status"] == "interrupted" and "SIGTERM" in m["error"], m
+    assert m["status"] == "interrupted" and sig.name in m["error"], m
     assert "ckpt_path=last" in m["resume"]
     assert "Error" not in run.log_tail()  # no rank was left alone in a collective
 

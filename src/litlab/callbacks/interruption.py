@@ -51,10 +51,11 @@ class Interruption(L.Callback):
 
     * one process: it raises Lightning's stop flag, which Lightning checks after every training
       and evaluation batch;
-    * several processes: every ``CHECK_EVERY`` training batches (and at an epoch's last) all ranks take the maximum of
-      their notes (one small all-reduce), and if any rank was signalled all stop after the same
-      batch. Lightning's flag is not used there: each rank checks it on its own, so rank 0 could
-      stop one step before the others and leave them waiting in the next all-reduce.
+    * several processes: every ``CHECK_EVERY`` training batches, at an epoch's last one and at
+      the end of every validation and test epoch, all ranks take the maximum of their notes (one
+      small all-reduce), and if any rank was signalled all stop at the same point. Lightning's
+      flag is not used there: each rank checks it on its own, so rank 0 could stop one step
+      before the others and leave them waiting in the next all-reduce.
 
     On a stop this callback marks ``metrics.json`` ``status: interrupted`` with how to resume, and
     the process exits with 128 + the signal number (130 after Ctrl-C, 143 after SIGTERM).
@@ -113,12 +114,25 @@ class Interruption(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
                            batch_idx: int) -> None:
         if trainer.world_size > 1 and ((batch_idx + 1) % self.CHECK_EVERY == 0 or trainer.is_last_batch):
-            note = torch.tensor([self._signum or 0], dtype=torch.int32, device=pl_module.device)
-            torch.distributed.all_reduce(note, op=torch.distributed.ReduceOp.MAX)
-            signum = int(note.item())
-            if signum:
-                self._signum = signum
-                raise SIGTERMException()
+            self._stop_if_any_rank_was_signalled(pl_module)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # evaluation batches may differ in number between ranks; the epoch end is reached by all
+        if trainer.world_size > 1:
+            self._stop_if_any_rank_was_signalled(pl_module)
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.world_size > 1:
+            self._stop_if_any_rank_was_signalled(pl_module)
+
+    def _stop_if_any_rank_was_signalled(self, pl_module: L.LightningModule) -> None:
+        """A collective: every rank must call it at the same point."""
+        note = torch.tensor([self._signum or 0], dtype=torch.int32, device=pl_module.device)
+        torch.distributed.all_reduce(note, op=torch.distributed.ReduceOp.MAX)
+        signum = int(note.item())
+        if signum:
+            self._signum = signum
+            raise SIGTERMException()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):

@@ -52,11 +52,17 @@ def resume_hint(run_dir: Path, entry: str) -> str:
     return "No checkpoint of this run can be resumed; start it again."
 
 
+# exit codes of a rank that finished, or that stopped on Ctrl-C or SIGTERM together with all the
+# others (litlab.callbacks.interruption): not a lost rank
+_STOPPED = (0, 128 + signal.SIGINT, 128 + signal.SIGTERM)
+
+
 def first_failed(children: dict[int, subprocess.Popen], wait_s: float = 0.0) -> tuple[int, subprocess.Popen] | None:
-    """The (rank, process) of a child rank that exited non-zero, waiting up to ``wait_s`` for one."""
+    """The (rank, process) of a child rank that failed (exited with a code other than those of
+    ``_STOPPED``, or was killed), waiting up to ``wait_s`` for one."""
     deadline = time.monotonic() + wait_s
     while True:
-        failed = [(rank, p) for rank, p in sorted(children.items()) if p.poll() not in (None, 0)]
+        failed = [(rank, p) for rank, p in sorted(children.items()) if p.poll() not in (None, *_STOPPED)]
         if failed or time.monotonic() >= deadline or not any(p.poll() is None for p in children.values()):
             return failed[0] if failed else None
         time.sleep(0.1)
@@ -106,8 +112,8 @@ def stop_all_if_a_child_fails(children: dict[int, subprocess.Popen], job_ended: 
     while not job_ended.wait(_POLL_S):
         found = first_failed(children)
         if found is None:
-            if all(p.poll() == 0 for p in children.values()):
-                return  # every child finished its job
+            if all(p.poll() in _STOPPED for p in children.values()):
+                return  # every child finished its job, or stopped with rank 0 on Ctrl-C or SIGTERM
             continue
         if job_ended.wait(grace_s):
             return  # rank 0 failed on its own and reported the lost rank
