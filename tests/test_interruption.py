@@ -94,3 +94,27 @@ def test_the_first_signal_only_raises_lightnings_flag_and_a_second_stops_at_once
     assert trainer._signal_connector.received_sigterm  # Lightning stops at the end of the batch
     with pytest.raises(KeyboardInterrupt, match="SIGTERM, a second time"):
         callback._on_signal(signal.SIGTERM, None)
+
+
+def test_with_several_processes_lightnings_per_step_sigterm_broadcast_is_skipped(tmp_path):
+    from types import SimpleNamespace
+
+    from litlab.callbacks.interruption import Interruption
+
+    calls = []
+
+    class EpochLoop:
+        def _broadcast_sigterm_tensor(self):
+            calls.append(1)
+
+    loops = {n: EpochLoop() for n in (1, 2)}
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for world_size, loop in loops.items():
+            trainer = SimpleNamespace(world_size=world_size, fit_loop=SimpleNamespace(epoch_loop=loop))
+            Interruption(str(tmp_path)).on_train_start(trainer, None)
+            loop._broadcast_sigterm_tensor()
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    assert calls == [1]  # one process: Lightning's own (it is not called there anyway); two: skipped
