@@ -40,3 +40,25 @@ def test_two_processes_share_the_epoch_and_one_run_dir(tmp_path):
     assert metrics["test/acc"] > 0.5  # 10 classes: chance is 0.1
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert "rank" not in "".join(p.name for p in run_dir.iterdir())
+
+
+def _train_metrics(log_dir) -> dict:
+    """train/loss and train/acc of the first epoch, from the run's CSV log."""
+    import csv
+
+    (run_dir,) = run_dirs(log_dir)
+    rows = list(csv.DictReader((run_dir / "csv" / "metrics.csv").open()))
+    row = next(r for r in rows if r.get("train/acc"))
+    return {k: float(row[k]) for k in ("train/loss", "train/acc")}
+
+
+@pytest.mark.slow
+def test_training_metrics_average_over_every_rank(tmp_path):
+    # a model that does not change (lr 0, no dropout) sees the same 256 samples split or not: the
+    # epoch's training loss and accuracy must be the same, not rank 0's alone
+    frozen = ("model.optimizer.lr=0", "model.net.dropout=0")
+    one_dir, _ = _train(tmp_path, "one", "trainer=cpu", *frozen)
+    two_dir, _ = _train(tmp_path, "two", "trainer=ddp_cpu", "trainer.devices=2", *frozen)
+    one, two = _train_metrics(one_dir), _train_metrics(two_dir)
+    assert two["train/acc"] == pytest.approx(one["train/acc"], abs=1e-6)
+    assert two["train/loss"] == pytest.approx(one["train/loss"], rel=1e-5)

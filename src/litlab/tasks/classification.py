@@ -51,9 +51,12 @@ class Classifier(L.LightningModule):
         if self.num_classes is None:
             raise LitlabError("Classifier needs num_classes (litlab passes it from the data).")
         # training loss sum and correct predictions of the epoch, kept on the device (two in-place
-        # ops per step instead of torchmetrics updates and per-step self.log calls), and its samples
-        self.register_buffer("_train_loss_sum", torch.zeros((), dtype=torch.float64), persistent=False)
-        self.register_buffer("_train_correct", torch.zeros((), dtype=torch.float64), persistent=False)
+        # ops per step instead of torchmetrics updates and per-step self.log calls), and its samples.
+        # Plain tensors made at each epoch start, not buffers: DDP broadcasts every buffer from rank
+        # 0 before each forward, which would overwrite each rank's own sums (and cost a collective
+        # per step)
+        self._train_loss_sum = torch.zeros((), dtype=torch.float64)
+        self._train_correct = torch.zeros((), dtype=torch.float64)
         self._train_samples = 0
         self.val_acc = MulticlassAccuracy(self.num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(self.num_classes, average="micro")
@@ -84,6 +87,11 @@ class Classifier(L.LightningModule):
         if self._ends_epoch(batch_idx):
             self._log_train_epoch()
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._train_loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._train_correct = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._train_samples = 0
 
     def _log_train_epoch(self) -> None:
         """Epoch means of the training loss and accuracy over all ranks, then a fresh start."""
