@@ -70,5 +70,5 @@ def run(work: Path, tiny: bool) -> list[dict]:
         return [r]
     imp = record("startup_import_litlab_train_vs_import_lightning", "s (lower is better)",
                  median(values["litlab_import"]), "import lightning", median(values["lightning"]),
-                 note="importing litlab.train alone (Hydra, Lightning, torchvision, torchmetrics...)")
+                 note="importing litlab.train alone (Hydra, Lightning, torchvision...)")
     return [r, imp]

@@ -42,23 +42,26 @@ def test_two_processes_share_the_epoch_and_one_run_dir(tmp_path):
     assert "rank" not in "".join(p.name for p in run_dir.iterdir())
 
 
-def _train_metrics(log_dir) -> dict:
-    """train/loss and train/acc of the first epoch, from the run's CSV log."""
+def _epoch_metrics(log_dir) -> dict:
+    """The first epoch's training and validation loss and accuracy (CSV log) and the test ones."""
     import csv
 
     (run_dir,) = run_dirs(log_dir)
     rows = list(csv.DictReader((run_dir / "csv" / "metrics.csv").open()))
-    row = next(r for r in rows if r.get("train/acc"))
-    return {k: float(row[k]) for k in ("train/loss", "train/acc")}
+    found = {}
+    for key in ("train/loss", "train/acc", "val/loss", "val/acc"):
+        found[key] = float(next(r for r in rows if r.get(key))[key])
+    m = metrics_of(run_dir)
+    return found | {"test/loss": m["test/loss"], "test/acc": m["test/acc"]}
 
 
 @pytest.mark.slow
-def test_training_metrics_average_over_every_rank(tmp_path):
-    # a model that does not change (lr 0, no dropout) sees the same 256 samples split or not: the
-    # epoch's training loss and accuracy must be the same, not rank 0's alone
+def test_epoch_metrics_average_over_every_rank(tmp_path):
+    # a model that does not change (lr 0, no dropout) sees the same samples split or not: each
+    # epoch's loss and accuracy must be the same on one and on two processes, not rank 0's alone
     frozen = ("model.optimizer.lr=0", "model.net.dropout=0")
     one_dir, _ = _train(tmp_path, "one", "trainer=cpu", *frozen)
     two_dir, _ = _train(tmp_path, "two", "trainer=ddp_cpu", "trainer.devices=2", *frozen)
-    one, two = _train_metrics(one_dir), _train_metrics(two_dir)
-    assert two["train/acc"] == pytest.approx(one["train/acc"], abs=1e-6)
-    assert two["train/loss"] == pytest.approx(one["train/loss"], rel=1e-5)
+    one, two = _epoch_metrics(one_dir), _epoch_metrics(two_dir)
+    for key, value in one.items():
+        assert two[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key

@@ -8,7 +8,6 @@ import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics.classification import MulticlassAccuracy
 
 from litlab.callbacks.log_steps import is_logging_step, log_step_scalars
 from litlab.errors import LitlabError
@@ -17,7 +16,7 @@ from litlab.tasks.optimizers import build_optimizer, check_fused_setting
 # attributes set on the module every training step (Lightning's ``_current_fx_name`` about 40
 # times per step); they are plain values, so they skip nn.Module.__setattr__'s parameter, module
 # and buffer checks
-_PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "_train_samples", "last_step_loss"})
+_PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "_train_samples", "_eval_samples", "last_step_loss"})
 
 
 class Classifier(L.LightningModule):
@@ -58,8 +57,10 @@ class Classifier(L.LightningModule):
         self._train_loss_sum = torch.zeros((), dtype=torch.float64)
         self._train_correct = torch.zeros((), dtype=torch.float64)
         self._train_samples = 0
-        self.val_acc = MulticlassAccuracy(self.num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(self.num_classes, average="micro")
+        # the same sums for the validation or test epoch in progress (made at its start)
+        self._eval_loss_sum = torch.zeros((), dtype=torch.float64)
+        self._eval_correct = torch.zeros((), dtype=torch.float64)
+        self._eval_samples = 0
         # the latest logged training loss, for the progress bar
         self.last_step_loss: float | None = None
         # plain dicts saved in every checkpoint (config, data description): see litlab.train
@@ -111,19 +112,47 @@ class Classifier(L.LightningModule):
         return (t.is_last_batch or batch_idx + 1 >= t.num_training_batches
                 or 0 < t.max_steps <= t.global_step + 1)
 
-    def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str, acc: MulticlassAccuracy) -> None:
+    def _start_eval_epoch(self) -> None:
+        self._eval_loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._eval_correct = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._eval_samples = 0
+
+    def _eval_step(self, batch: tuple[Tensor, Tensor]) -> None:
         x, y = batch
         logits = self.net(x)
         loss = F.cross_entropy(logits, y)
-        acc.update(logits, y)
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", batch_size=len(y), sync_dist=True)
-        self.log(f"{stage}/acc", acc, on_epoch=True, prog_bar=stage == "val", batch_size=len(y))
+        self._eval_loss_sum.add_(loss, alpha=len(y))
+        self._eval_correct.add_((logits.argmax(dim=1) == y).sum())
+        self._eval_samples += len(y)
+
+    def _log_eval_epoch(self, stage: str) -> None:
+        """Loss and accuracy over every sample of the epoch on all ranks: one reduction of three
+        sums at the end, instead of a logged value and a metric update per batch."""
+        sums = torch.stack([self._eval_loss_sum, self._eval_correct,
+                            torch.tensor(float(self._eval_samples), dtype=torch.float64, device=self.device)])
+        sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        count = sums[2].clamp_min(1)
+        # already the same on every rank; sync_dist only says so to Lightning
+        self.log(f"{stage}/loss", (sums[0] / count).float(), prog_bar=stage == "val", sync_dist=True)
+        self.log(f"{stage}/acc", (sums[1] / count).float(), prog_bar=stage == "val", sync_dist=True)
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_eval_epoch()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val", self.val_acc)
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval_epoch("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start_eval_epoch()
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test", self.test_acc)
+        self._eval_step(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval_epoch("test")
 
     def predict_step(self, batch, batch_idx: int) -> Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
