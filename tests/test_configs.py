@@ -6,6 +6,7 @@ from pathlib import Path
 
 import hydra
 import pytest
+import torch
 from omegaconf import DictConfig
 
 from litlab.build import build_callbacks, build_data, build_loggers, build_model, build_trainer
@@ -13,21 +14,22 @@ from litlab.config_check import choices
 from tests.conftest import CONF_DIR
 
 GROUPS = ["model", "data", "trainer", "callbacks", "logger", "compress", "export", "debug", "experiment"]
-# choices that need something this machine may lack, or that other groups test in depth
-SKIP = {("trainer", "gpu"), ("trainer", "ddp"), ("trainer", "fsdp")}
+# choices that need a CUDA GPU: built where there is one (they carry the gpu mark), skipped elsewhere
+NEEDS_GPU = {("trainer", "gpu"), ("trainer", "ddp"), ("trainer", "fsdp")}
 NEEDS_INPUT = {"imagefolder": "data.root", "npz": "data.path"}
 
 
 def all_choices():
     for group in GROUPS:
         for name in choices(group):
-            yield pytest.param(group, name, id=f"{group}={name}")
+            marks = [pytest.mark.gpu] if (group, name) in NEEDS_GPU else []
+            yield pytest.param(group, name, id=f"{group}={name}", marks=marks)
 
 
 @pytest.mark.parametrize("group,name", list(all_choices()))
 def test_every_config_file_composes_and_builds(group, name, cfg_factory, tmp_path):
-    if (group, name) in SKIP:
-        pytest.skip("needs a GPU")
+    if (group, name) in NEEDS_GPU and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
     overrides = [f"{group}={name}"]
     if group == "data" and name in NEEDS_INPUT:
         from tests.helpers import write_image_folder, write_npz
