@@ -80,6 +80,11 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path):
     acc.Reload()
     steps = sorted({e.step for e in acc.Scalars("val/acc")})
     assert len(steps) == 4
+    # each step once: the unfinished epoch's points from before the stop are hidden (purge_step)
+    straight_acc = EventAccumulator(str(tmp_path / "straight" / "tensorboard"))
+    straight_acc.Reload()
+    resumed_steps = [e.step for e in acc.Scalars("train/loss_step")]
+    assert resumed_steps == [e.step for e in straight_acc.Scalars("train/loss_step")]
 
 
 def test_the_first_signal_only_raises_lightnings_flag_and_a_second_stops_at_once(tmp_path):

@@ -59,11 +59,25 @@ def test_resume_from_last_continues_the_epoch_count(cfg_factory, tmp_path):
     train(first)
     last = tmp_path / "r" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["epoch"] == 1
+    before = _csv_rows(tmp_path / "r")
     again = cfg_factory(["model=mlp", "trainer.max_epochs=4", "ckpt_path=last"], name="r")
     train(again)
     m = _metrics(tmp_path / "r")
     assert m["epochs"] == 4 and m["global_step"] == 4 * 19
     assert torch.load(last, weights_only=True)["epoch"] == 3
+    # the CSV log continues: every epoch once, the first two as the first run wrote them
+    after = _csv_rows(tmp_path / "r")
+    for key in ("train/acc", "val/acc"):
+        epochs = [int(r["epoch"]) for r in after if r.get(key)]
+        assert epochs == [0, 1, 2, 3], (key, epochs)
+        assert [r[key] for r in after if r.get(key)][:2] == [r[key] for r in before if r.get(key)][:2]
+
+
+def _csv_rows(run_dir) -> list[dict]:
+    import csv
+
+    with open(run_dir / "csv" / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def test_checkpoint_of_another_model_is_refused(cfg_factory, tmp_path):

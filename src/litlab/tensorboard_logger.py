@@ -1,4 +1,5 @@
-"""Lightning's TensorBoard logger, without a disk flush after every logged step."""
+"""Lightning's TensorBoard logger, without a disk flush after every logged step and with clean
+curves after a resume."""
 
 from __future__ import annotations
 
@@ -31,6 +32,13 @@ class TensorBoardLogger(_LightningTensorBoardLogger):
         if now - self._last_flush >= self.flush_every_s:
             self._last_flush = now
             super().save()
+
+    def continue_from_step(self, step: int) -> None:
+        """The run resumes at optimizer step ``step`` in this folder: the events that an earlier run
+        wrote at that step or later (the unfinished epoch, which is trained again) are hidden from
+        TensorBoard (``SummaryWriter``'s ``purge_step``), so each step's curve point is shown once."""
+        if self._experiment is None:
+            self._kwargs["purge_step"] = int(step)
 
     @rank_zero_only
     def finalize(self, status: str) -> None:

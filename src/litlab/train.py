@@ -28,21 +28,26 @@ from litlab.distributed.launcher import scale_facts
 log = logging.getLogger(__name__)
 
 
-def resolve_ckpt_path(cfg: DictConfig, model: L.LightningModule, run_dir: Path) -> str | None:
-    """``ckpt_path``: None, ``last`` (this run directory's last.ckpt) or a path; checked against the model."""
+def resolve_ckpt_path(cfg: DictConfig, model: L.LightningModule, run_dir: Path) -> tuple[str | None, int]:
+    """``ckpt_path``: None, ``last`` (this run directory's last.ckpt) or a path; checked against the
+    model. Returns the path and the optimizer step the checkpoint was saved at (0 without one)."""
     path = cfg.get("ckpt_path")
     if path is None:
-        return None
+        return None, 0
     if path == "last":
         path = run_dir / "checkpoints" / "last.ckpt"
     ckpt = load_checkpoint(path)
     check_fits(model, ckpt["state_dict"], path)
-    return str(path)
+    return str(path), int(ckpt.get("global_step") or 0)
 
 
 def fit(cfg: DictConfig, trainer: L.Trainer, model: L.LightningModule, dm, run_dir: Path) -> dict:
     """Trains; returns the run's training facts for metrics.json."""
-    ckpt_path = resolve_ckpt_path(cfg, model, run_dir)
+    ckpt_path, step = resolve_ckpt_path(cfg, model, run_dir)
+    if ckpt_path is not None:
+        for logger in trainer.loggers:
+            if hasattr(logger, "continue_from_step"):
+                logger.continue_from_step(step)
     start = time.perf_counter()
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     facts: dict = {"fit_time_s": time.perf_counter() - start, "epochs": trainer.current_epoch,
