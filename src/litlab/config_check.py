@@ -32,7 +32,8 @@ def choices(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
 
 
 def check_choices(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
-    """``group=name`` (or ``group=a,b`` in a sweep) must name files of ``conf/<group>/``."""
+    """``group=name`` (or ``group=a,b`` in a sweep, ``group=[a,b]`` for several at once) must name
+    files of ``conf/<group>/``."""
     for arg in argv:
         if "=" not in arg or arg.startswith("-"):
             continue
@@ -42,7 +43,7 @@ def check_choices(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
             continue
         names = choices(group, conf_dir)
         for value_part in value.split(","):
-            name = value_part.strip()
+            name = value_part.strip().strip("[]").strip()
             if name in ("null", "") or name.startswith(("choice(", "range(", "interval(")):
                 continue
             if name not in names and not (conf_dir / group / f"{name}.yaml").is_file():
