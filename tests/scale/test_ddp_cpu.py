@@ -59,9 +59,22 @@ def _epoch_metrics(log_dir) -> dict:
 def test_epoch_metrics_average_over_every_rank(tmp_path):
     # a model that does not change (lr 0, no dropout) sees the same samples split or not: each
     # epoch's loss and accuracy must be the same on one and on two processes, not rank 0's alone
-    frozen = ("model.optimizer.lr=0", "model.net.dropout=0")
+    frozen = ("model.optimizer.lr=0", "model.net.dropout=0", "logger=[csv,tensorboard]")
     one_dir, _ = _train(tmp_path, "one", "trainer=cpu", *frozen)
     two_dir, _ = _train(tmp_path, "two", "trainer=ddp_cpu", "trainer.devices=2", *frozen)
     one, two = _epoch_metrics(one_dir), _epoch_metrics(two_dir)
     for key, value in one.items():
         assert two[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    # so are the test report's figures: the confusion matrix and the most confidently
+    # misclassified samples of all ranks together
+    for tag in ("test/confusion_matrix", "test/misclassified"):
+        assert _image(two_dir, tag) == _image(one_dir, tag), tag
+
+
+def _image(log_dir, tag: str) -> bytes:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (run_dir,) = run_dirs(log_dir)
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    return events.Images(tag)[-1].encoded_image_string

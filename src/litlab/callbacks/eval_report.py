@@ -149,6 +149,8 @@ class EvalReport(L.Callback):
             hits = trainer.strategy.reduce(tally.topk_hits, reduce_op="sum")
             pl_module.log(f"{stage}/acc_top{self.top_k}", hits.float() / cm.sum().clamp_min(1).float(),
                           on_step=False, on_epoch=True, sync_dist=True)
+        if draw and tally.x is not None and trainer.world_size > 1:
+            _gather_worst(trainer, tally)  # a collective: every rank decides `draw` alike
         writer = tensorboard_writer(trainer)
         if not draw or writer is None:
             return
@@ -167,6 +169,22 @@ class EvalReport(L.Callback):
                                         names, kind, f"most confidently misclassified {name} samples")
             add_rgb_image(writer, f"{stage}/misclassified", grid, step)
         writer.flush()
+
+
+def _gather_worst(trainer, tally: _Tally) -> None:
+    """Replaces each rank's most confidently misclassified samples by those of all ranks together
+    (each rank saw only its share of the data)."""
+    keep = tally.keep
+
+    def padded(t: Tensor, fill: float) -> Tensor:  # all_gather needs the same shape on every rank
+        missing = keep - len(t)
+        return torch.cat([t, t.new_full((missing, *t.shape[1:]), fill)]) if missing > 0 else t
+
+    parts = (padded(tally.x, 0), padded(tally.target, 0), padded(tally.pred, 0), padded(tally.conf, 0),
+             padded(tally.score, float("-inf")))
+    x, target, pred, conf, score = (trainer.strategy.all_gather(p).flatten(0, 1) for p in parts)
+    best = score.topk(min(keep, len(score))).indices
+    tally.x, tally.target, tally.pred, tally.conf, tally.score = x[best], target[best], pred[best], conf[best], score[best]
 
 
 def _is_logits(value, y: Tensor) -> bool:
