@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import lightning.pytorch as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from litlab.data.datasets import TensorSplit, collate_batch
+from litlab.data.eval_shard import EvalShard
 from litlab.data.preprocess import Augment, Preprocess, compute_stats
 from litlab.errors import LitlabError, check_positive_int
 
@@ -119,27 +120,37 @@ class ClassificationData(L.LightningDataModule):
         }
 
     # --- loaders -------------------------------------------------------------------------
-    def _loader(self, ds: Dataset, shuffle: bool) -> DataLoader:
+    def _loader(self, ds: Dataset, shuffle: bool, sampler: Sampler | None = None) -> DataLoader:
         pin = torch.cuda.is_available()
         if isinstance(ds, TensorSplit):
             # in memory: batches are one indexing op; worker processes would only add IPC
-            return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=0,
+            return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler, num_workers=0,
                               collate_fn=collate_batch, pin_memory=pin)
         workers = self.num_workers
         if workers is None:
             workers = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=workers,
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler, num_workers=workers,
                           persistent_workers=workers > 0, pin_memory=pin,
                           prefetch_factor=4 if workers > 0 else None)
+
+    def _eval_loader(self, ds: Dataset) -> DataLoader:
+        """With several processes, every sample on exactly one rank (``EvalShard``); Lightning's
+        padding sampler stays only where the split is smaller than the number of ranks (a rank
+        without samples would skip the evaluation epoch and its end-of-epoch reductions)."""
+        trainer = self.trainer
+        world = trainer.world_size if trainer is not None else 1
+        if world > 1 and len(ds) >= world:
+            return self._loader(ds, shuffle=False, sampler=EvalShard(ds, world, trainer.global_rank))
+        return self._loader(ds, shuffle=False)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self._ready().train, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self._ready().val, shuffle=False)
+        return self._eval_loader(self._ready().val)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(getattr(self._ready(), self.test_split), shuffle=False)
+        return self._eval_loader(getattr(self._ready(), self.test_split))
 
     def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
         """An ``(inputs, labels)`` pair of tensors moves with two ``.to`` calls; anything else the
