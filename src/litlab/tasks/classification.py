@@ -16,7 +16,36 @@ from litlab.tasks.optimizers import build_optimizer, check_fused_setting
 # attributes set on the module every training step (Lightning's ``_current_fx_name`` about 40
 # times per step); they are plain values, so they skip nn.Module.__setattr__'s parameter, module
 # and buffer checks
-_PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "_train_samples", "_eval_samples", "last_step_loss"})
+_PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "last_step_loss"})
+
+
+class _EpochSums:
+    """An epoch's loss sum and correct predictions, kept on the device (two in-place ops per batch
+    instead of a metric update and a logged value), and its sample count.
+
+    Plain tensors made at each epoch start, not module buffers: DDP broadcasts every buffer from
+    rank 0 before each forward, which would overwrite each rank's own sums (and cost a collective
+    per step).
+    """
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.loss = torch.zeros((), dtype=torch.float64, device=device)
+        self.correct = torch.zeros((), dtype=torch.float64, device=device)
+        self.samples = 0
+
+    def add(self, loss: Tensor, logits: Tensor, y: Tensor) -> None:
+        # detached inputs and no gradient on the sums: nothing is recorded for autograd
+        self.loss.add_(loss.detach(), alpha=len(y))
+        self.correct.add_((logits.argmax(dim=1) == y).sum())
+        self.samples += len(y)
+
+    def means(self, strategy) -> tuple[Tensor, Tensor]:
+        """Mean loss and accuracy over every sample of all ranks: one reduction of three sums."""
+        sums = torch.stack([self.loss, self.correct,
+                            torch.tensor(float(self.samples), dtype=torch.float64, device=self.loss.device)])
+        sums = strategy.reduce(sums, reduce_op="sum")
+        count = sums[2].clamp_min(1)
+        return (sums[0] / count).float(), (sums[1] / count).float()
 
 
 class Classifier(L.LightningModule):
@@ -49,18 +78,10 @@ class Classifier(L.LightningModule):
         self.num_classes = num_classes or getattr(net, "num_classes", None)
         if self.num_classes is None:
             raise LitlabError("Classifier needs num_classes (litlab passes it from the data).")
-        # training loss sum and correct predictions of the epoch, kept on the device (two in-place
-        # ops per step instead of torchmetrics updates and per-step self.log calls), and its samples.
-        # Plain tensors made at each epoch start, not buffers: DDP broadcasts every buffer from rank
-        # 0 before each forward, which would overwrite each rank's own sums (and cost a collective
-        # per step)
-        self._train_loss_sum = torch.zeros((), dtype=torch.float64)
-        self._train_correct = torch.zeros((), dtype=torch.float64)
-        self._train_samples = 0
-        # the same sums for the validation or test epoch in progress (made at its start)
-        self._eval_loss_sum = torch.zeros((), dtype=torch.float64)
-        self._eval_correct = torch.zeros((), dtype=torch.float64)
-        self._eval_samples = 0
+        # sums of the training epoch and of the validation or test epoch in progress (each made
+        # anew at its epoch's start, on the module's device)
+        self._train_sums = _EpochSums()
+        self._eval_sums = _EpochSums()
         # the latest logged training loss, for the progress bar
         self.last_step_loss: float | None = None
         # plain dicts saved in every checkpoint (config, data description): see litlab.train
@@ -79,10 +100,7 @@ class Classifier(L.LightningModule):
         x, y = batch
         logits = self.net(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        with torch.no_grad():  # two in-place ops on the device; the sample count is a Python int
-            self._train_loss_sum.add_(loss.detach(), alpha=len(y))
-            self._train_correct.add_((logits.argmax(dim=1) == y).sum())
-        self._train_samples += len(y)
+        self._train_sums.add(loss, logits, y)
         if is_logging_step(self.trainer):
             self.last_step_loss = log_step_scalars(self.trainer, {"train/loss_step": loss.detach()}).get("train/loss_step")
         if self._ends_epoch(batch_idx):
@@ -90,21 +108,13 @@ class Classifier(L.LightningModule):
         return loss
 
     def on_train_epoch_start(self) -> None:
-        self._train_loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        self._train_correct = torch.zeros((), dtype=torch.float64, device=self.device)
-        self._train_samples = 0
+        self._train_sums = _EpochSums(self.device)
 
     def _log_train_epoch(self) -> None:
-        """Epoch means of the training loss and accuracy over all ranks, then a fresh start."""
-        sums = torch.stack([self._train_loss_sum, self._train_correct,
-                            torch.tensor(float(self._train_samples), dtype=torch.float64, device=self.device)])
-        sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
-        count = sums[2].clamp_min(1)
-        self.log("train/loss", (sums[0] / count).float(), on_step=False, on_epoch=True, sync_dist=True)
-        self.log("train/acc", (sums[1] / count).float(), on_step=False, on_epoch=True, sync_dist=True)
-        self._train_loss_sum.zero_()
-        self._train_correct.zero_()
-        self._train_samples = 0
+        """Epoch means of the training loss and accuracy over all ranks."""
+        loss, acc = self._train_sums.means(self.trainer.strategy)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True)
+        self.log("train/acc", acc, on_step=False, on_epoch=True, sync_dist=True)
 
     def _ends_epoch(self, batch_idx: int) -> bool:
         """Whether this is the epoch's last training batch (also where max_steps cuts it short)."""
@@ -113,28 +123,19 @@ class Classifier(L.LightningModule):
                 or 0 < t.max_steps <= t.global_step + 1)
 
     def _start_eval_epoch(self) -> None:
-        self._eval_loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        self._eval_correct = torch.zeros((), dtype=torch.float64, device=self.device)
-        self._eval_samples = 0
+        self._eval_sums = _EpochSums(self.device)
 
     def _eval_step(self, batch: tuple[Tensor, Tensor]) -> None:
         x, y = batch
         logits = self.net(x)
-        loss = F.cross_entropy(logits, y)
-        self._eval_loss_sum.add_(loss, alpha=len(y))
-        self._eval_correct.add_((logits.argmax(dim=1) == y).sum())
-        self._eval_samples += len(y)
+        self._eval_sums.add(F.cross_entropy(logits, y), logits, y)
 
     def _log_eval_epoch(self, stage: str) -> None:
-        """Loss and accuracy over every sample of the epoch on all ranks: one reduction of three
-        sums at the end, instead of a logged value and a metric update per batch."""
-        sums = torch.stack([self._eval_loss_sum, self._eval_correct,
-                            torch.tensor(float(self._eval_samples), dtype=torch.float64, device=self.device)])
-        sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
-        count = sums[2].clamp_min(1)
+        """Loss and accuracy over every sample of the epoch on all ranks, logged once at its end."""
+        loss, acc = self._eval_sums.means(self.trainer.strategy)
         # already the same on every rank; sync_dist only says so to Lightning
-        self.log(f"{stage}/loss", (sums[0] / count).float(), prog_bar=stage == "val", sync_dist=True)
-        self.log(f"{stage}/acc", (sums[1] / count).float(), prog_bar=stage == "val", sync_dist=True)
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", sync_dist=True)
+        self.log(f"{stage}/acc", acc, prog_bar=stage == "val", sync_dist=True)
 
     def on_validation_epoch_start(self) -> None:
         self._start_eval_epoch()
