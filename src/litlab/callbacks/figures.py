@@ -8,7 +8,7 @@
   its confidence. Images are upscaled with nearest neighbour; sequences are drawn as one line per
   feature.
 
-Both are drawn with Pillow and numpy and returned as ``(H, W, 3)`` uint8 arrays for
+Both are drawn with Pillow and numpy and returned as RGB Pillow images for
 ``tensorboard_writer.add_rgb_image``. They are drawn inside the training process,
 where matplotlib's first figure added about 24 MiB of resident memory and took 100-200 ms. Pillow
 is already a dependency of the image data sets and draws each figure in a few milliseconds.
