@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--markdown", action="store_true", help="also print the table in Markdown (for BENCHMARKS.md)")
     p.add_argument("--work-dir", type=Path, default=REPO / "outputs" / "bench",
                    help="data, generated images and run folders (default: outputs/bench)")
-    p.add_argument("--probe-memory", metavar="NAME:CONTENDER", help=argparse.SUPPRESS)
+    p.add_argument("--probe-memory", metavar="NAME:CONTENDER:PHASE", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     unknown = set(args.cases.split(",")) - set(CASES)
     if unknown:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import torch
 from PIL import Image, ImageFont
 
 from litlab.callbacks import figures
+from litlab.callbacks.banded_canvas import BandedCanvas
 from litlab.callbacks.figures import confusion_figure, misclassified_figure
 
 DARK_BLUE = np.array([8, 48, 107])
@@ -18,8 +20,13 @@ NEAR_WHITE = np.array([247, 251, 255])
 
 
 def _pixels(figure, *args) -> np.ndarray:
-    """A figure function's result as an (H, W, 3) array; the function must return an RGB image."""
+    """A figure function's result as an (H, W, 3) array; the function must return an RGB image or
+    a banded canvas, whose PNG must hold exactly the pixels of its whole painting."""
     img = figure(*args)
+    if isinstance(img, BandedCanvas):
+        whole = np.asarray(img.image())
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(img.png())).convert("RGB")), whole)
+        return whole
     assert isinstance(img, Image.Image) and img.mode == "RGB"
     return np.asarray(img)
 

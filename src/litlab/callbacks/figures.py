@@ -8,10 +8,12 @@
   its confidence. Images are upscaled with nearest neighbour; sequences are drawn as one line per
   feature.
 
-Both are drawn with Pillow and numpy and returned as RGB Pillow images for
-``tensorboard_writer.add_rgb_image``. They are drawn inside the training process,
-where matplotlib's first figure added about 24 MiB of resident memory and took 100-200 ms. Pillow
-is already a dependency of the image data sets and draws each figure in a few milliseconds.
+Both are drawn with Pillow and numpy, for ``tensorboard_writer.add_rgb_image``: the confusion
+matrix as a ``BandedCanvas`` (painted a band of rows at a time while it is encoded, so its pixels
+never exist all at once), the grid as an RGB Pillow image. They are drawn inside the training
+process, where matplotlib's first figure added about 24 MiB of resident memory and took
+100-200 ms. Pillow is already a dependency of the image data sets and draws each figure in a few
+milliseconds.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
+
+from litlab.callbacks.banded_canvas import BandedCanvas
 
 # above these class counts the cells lose their numbers and the axes their names (unreadable)
 ANNOTATE_MAX_CLASSES = 30
@@ -93,7 +97,7 @@ def _line_height(size: int) -> int:
     return _text_mask("Hgjy()", size)[0].height
 
 
-def _put_text(img: Image.Image, xy: tuple[float, float], text: str, size: int, fill: RGB, anchor: str = "mm",
+def _put_text(img: Image.Image | BandedCanvas, xy: tuple[float, float], text: str, size: int, fill: RGB, anchor: str = "mm",
               vertical: bool = False) -> None:
     """Draws ``text`` on ``img`` with its anchor point at ``xy``.
 
@@ -156,9 +160,9 @@ def _cell_size(n: int) -> int:
     return max(1, min(cell, 160, 1400 // n))
 
 
-def confusion_figure(cm: Tensor, class_names: list[str], title: str) -> Image.Image:
+def confusion_figure(cm: Tensor, class_names: list[str], title: str) -> BandedCanvas:
     """Rows are true classes, columns predictions; colour is the share of the row (recall),
-    numbers are counts."""
+    numbers are counts. Returned as a canvas that is painted a band at a time when encoded."""
     counts = cm.cpu().numpy().astype(np.int64)
     n = counts.shape[0]
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
@@ -185,14 +189,13 @@ def confusion_figure(cm: Tensor, class_names: list[str], title: str) -> Image.Im
     title_width = _text_width(title, TITLE_SIZE)
     width = max(width, title_width + 2 * PAD)
 
-    img = Image.new("RGB", (width, height), WHITE)
-    draw = ImageDraw.Draw(img)
-    # one pixel per cell, enlarged one row of cells at a time (an enlarged copy of the whole
-    # matrix would add its size again to the peak memory)
+    img = draw = BandedCanvas(width, height, WHITE)
+    # one pixel per cell, enlarged one row of cells at a time and only when a band needs it
     colours = _blues(rates)
     for i in range(n):
-        strip = Image.fromarray(colours[i:i + 1]).resize((side, cell), Image.Resampling.NEAREST)
-        img.paste(strip, (matrix_x, matrix_y + i * cell))
+        def strip(i=i):
+            return Image.fromarray(colours[i:i + 1]).resize((side, cell), Image.Resampling.NEAREST)
+        img.paste(strip, (matrix_x, matrix_y + i * cell), size=(side, cell))
     draw.rectangle((matrix_x - 1, matrix_y - 1, matrix_x + side, matrix_y + side), outline=FRAME)
     centres = [k * cell + cell / 2 for k in range(n)]  # offsets of the cells' centres from the matrix's corner
 
@@ -223,16 +226,15 @@ def confusion_figure(cm: Tensor, class_names: list[str], title: str) -> Image.Im
     return img
 
 
-def _colour_bar(img: Image.Image, x: int, y: int, height: int) -> None:
+def _colour_bar(canvas: BandedCanvas, x: int, y: int, height: int) -> None:
     """The colour scale from 1 (top) to 0 (bottom), framed, with tick marks at both ends."""
     share = 1.0 - (np.arange(height) + 0.5) / height
     column = _blues(share)[:, None, :]  # (height, 1, 3)
-    img.paste(Image.fromarray(np.repeat(column, COLOUR_BAR_WIDTH, axis=1)), (x, y))
-    draw = ImageDraw.Draw(img)
+    canvas.paste(Image.fromarray(np.repeat(column, COLOUR_BAR_WIDTH, axis=1)), (x, y))
     right = x + COLOUR_BAR_WIDTH
-    draw.rectangle((x - 1, y - 1, right, y + height), outline=FRAME)
+    canvas.rectangle((x - 1, y - 1, right, y + height), outline=FRAME)
     for tick_y in (y - 1, y + height):
-        draw.line((right, tick_y, right + TICK_LENGTH, tick_y), fill=FRAME)
+        canvas.line((right, tick_y, right + TICK_LENGTH, tick_y), fill=FRAME)
 
 
 # --- misclassified samples -------------------------------------------------------------------
