@@ -9,12 +9,16 @@ batch, on all ranks at the same step, and records the stop in ``metrics.json``.
 from __future__ import annotations
 
 import logging
+import os
+import random
 import signal
 import threading
 from pathlib import Path
 
 import lightning.pytorch as L
+import numpy as np
 import torch
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from litlab.reporting.run_files import update_metrics
@@ -34,8 +38,17 @@ class EpochSeed(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # a different stream per epoch and per rank; the data loader's shuffle draws from it
-        L.seed_everything(self.seed + 100_003 * trainer.current_epoch + trainer.global_rank, workers=True,
-                          verbose=False)
+        seed = (self.seed + 100_003 * trainer.current_epoch + trainer.global_rank) % 2**32
+        if isinstance(trainer.accelerator, CPUAccelerator):
+            # what seed_everything does for a CPU run, without its torch.manual_seed: with CUDA
+            # present but unused, that queues a CUDA seeding along with a formatted stack trace
+            # (source lines of every frame read into memory, ~0.25 MiB) at every epoch
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.default_generator.manual_seed(seed)
+            os.environ["PL_GLOBAL_SEED"], os.environ["PL_SEED_WORKERS"] = str(seed), "1"
+        else:
+            L.seed_everything(seed, workers=True, verbose=False)
 
 
 def _skip_lightnings_sigterm_broadcast(trainer: L.Trainer) -> None:
