@@ -54,6 +54,14 @@ def test_lazy_pieces_are_made_only_for_the_bands_they_cross():
     assert len(made) == 2
 
 
+def test_a_piece_of_unknown_size_is_refused_when_recorded():
+    canvas = BandedCanvas(10, 10)
+    with pytest.raises(ValueError, match="size="):
+        canvas.paste(lambda: Image.new("RGB", (2, 2)), (0, 0))
+    with pytest.raises(ValueError, match="size="):
+        canvas.paste((1, 2, 3), (0, 0))
+
+
 PROBE = """
 import json, sys
 from pathlib import Path

@@ -52,7 +52,12 @@ class BandedCanvas:
         kept between bands."""
         x, y = int(xy[0]), int(xy[1])
         if size is None:
-            size = (mask or source).size  # type: ignore[union-attr]
+            if mask is not None:
+                size = mask.size
+            elif isinstance(source, Image.Image):
+                size = source.size
+            else:
+                raise ValueError("BandedCanvas.paste needs size= for a colour without a mask or an image made later")
 
         def paint(band: Image.Image, top: int) -> None:
             piece = source() if callable(source) else source
