@@ -65,6 +65,10 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path):
     resumed = _start(run, "ckpt_path=last")
     err = _wait(resumed, 300)
     assert resumed.returncode == 0, err[-3000:]
+    # Hydra rewrote the folder's config record at the resume; the first start's is kept
+    first, latest = (run / ".hydra" / "start-1" / "overrides.yaml").read_text(), (run / ".hydra" / "overrides.yaml").read_text()
+    assert "seed=3" in first and "ckpt_path" not in first
+    assert "ckpt_path=last" in latest
     straight = _start(tmp_path / "straight")
     err = _wait(straight, 300)
     assert straight.returncode == 0, err[-3000:]

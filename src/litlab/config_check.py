@@ -119,8 +119,9 @@ def compose_checked(overrides: list[str], config_name: str = "train", conf_dir: 
         GlobalHydra.instance().clear()
 
 
-def check_overrides(argv: list[str], config_name: str = "train") -> None:
-    """Composes the command line's overrides (each swept value once) or raises a LitlabError."""
+def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig | None:
+    """Composes the command line's overrides (each swept value once) or raises a LitlabError.
+    Returns the composed config (with its ``hydra`` node) of a single run, None for a multirun."""
     overrides = [a for a in argv if not a.startswith("-") and "=" in a]
     multirun = any(a in ("-m", "--multirun") for a in argv)
     try:
@@ -133,7 +134,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> None:
     try:
         out = OmegaConf.select(cfg, key)
     except OmegaConfBaseException:
-        return  # depends on values only known inside the run; Hydra reports it there
+        return None if multirun else cfg  # depends on values only known inside the run; Hydra reports it there
     if out:
         check_writable(Path(out), key)
         if not multirun and config_name == "train" and (Path(out) / "metrics.json").exists() and not cfg.get("ckpt_path"):
@@ -141,3 +142,4 @@ def check_overrides(argv: list[str], config_name: str = "train") -> None:
                 f"{key}={out} already holds a run. Resume it with ckpt_path=last, or choose a new folder; "
                 f"litlab does not write over a finished run."
             )
+    return None if multirun else cfg

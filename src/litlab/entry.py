@@ -12,10 +12,10 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from litlab.errors import LitlabError
-from litlab.reporting.run_files import update_metrics
+from litlab.reporting.run_files import keep_config_record, update_metrics
 from litlab.distributed.launcher import (check_shared_run_dir, distributed_job, is_rank_zero,
                                           launched_rank)
 from litlab.sweeps.failed_jobs import failed_job_value
@@ -34,10 +34,15 @@ def check_cli(argv: list[str], config_name: str = "train") -> None:
         return  # a DDP rank > 0 runs rank 0's command in rank 0's run directory: rank 0 checked it
     try:
         check_choices(argv)
-        check_overrides(argv, config_name)
+        cfg = check_overrides(argv, config_name)
     except LitlabError as e:
         print(f"Error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
+    if config_name == "train" and cfg is not None and cfg.get("ckpt_path"):
+        # a resume in its run folder: Hydra is about to rewrite the folder's config record
+        run_dir = OmegaConf.select(cfg, "hydra.run.dir", throw_on_resolution_failure=False)
+        if run_dir:
+            keep_config_record(Path(run_dir))
 
 
 def _is_multirun() -> bool:

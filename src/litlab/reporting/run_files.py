@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +41,27 @@ def update_metrics(run_dir: Path, **fields: Any) -> dict:
     data.update(_clean(fields))
     write_json(path, data)
     return data
+
+
+HYDRA_RECORD = ("config.yaml", "hydra.yaml", "overrides.yaml")
+
+
+def keep_config_record(run_dir: Path) -> Path | None:
+    """Copies the config record of the run's latest start to ``.hydra/start-<n>/``.
+
+    Hydra rewrites ``.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml`` each time a run
+    starts in its folder, so resuming with ``ckpt_path=last`` would lose the first start's
+    command. Called before a resume: the record in ``.hydra/`` is then the latest start's and
+    ``start-1/``, ``start-2/``, ... those before it. Returns the copy's folder, or None when the
+    folder has no record yet.
+    """
+    record = Path(run_dir) / ".hydra"
+    if not (record / "overrides.yaml").is_file():
+        return None
+    taken = [int(p.name[len("start-"):]) for p in record.glob("start-*") if p.name[len("start-"):].isdigit()]
+    dest = record / f"start-{max(taken, default=0) + 1}"
+    dest.mkdir()
+    for name in HYDRA_RECORD:
+        if (record / name).is_file():
+            shutil.copy2(record / name, dest / name)
+    return dest
