@@ -129,8 +129,8 @@ def run(work: Path, tiny: bool) -> list[dict]:
         records.append(record(f"train_{spec.name}_vs_raw_tuned", "samples/s", mid["litlab"], "raw_tuned",
                               mid["raw_tuned"], samples=values,
                               note="informational: the hand-written loop with litlab's automatic speed switches"))
-        # memory rounds: the digits runs vary by about 1 MiB from process to process
-        mem = memory(spec, work, tiny, repeats=1 if tiny or spec.limit_train is not None else 3)
+        # memory rounds: the digits runs vary by 1-2 MiB from process to process
+        mem = memory(spec, work, tiny, repeats=1 if tiny or spec.limit_train is not None else 5)
         excluded = all(m["code_pages_excluded"] for m in mem.values())
         how = ("shared-library code pages are mapped in first and not counted" if excluded else
                "this kernel could not map code pages in first (MADV_POPULATE_READ), so they are counted")
