@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,4 +69,4 @@ def measure(work: Callable[[], object]) -> dict:
     return {"delta_mib": (after["VmHWM"] - before["VmRSS"]) / 1024,
             "anon_end_mib": (after["RssAnon"] - before["RssAnon"]) / 1024,
             "file_pages_added_mib": (after["RssFile"] - before["RssFile"]) / 1024,
-            "code_pages_excluded": code_excluded, "pid": os.getpid()}
+            "code_pages_excluded": code_excluded}

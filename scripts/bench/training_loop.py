@@ -48,9 +48,13 @@ def throughput(spec: TrainSpec, work: Path, repeats: int, warmup: int) -> dict[s
         return alternate({n: runner(n) for n in CONTENDERS}, repeats, warmup)
 
 
+def _run_dir(spec: TrainSpec, contender: str, work: Path) -> Path:
+    return work / "runs" / f"{spec.name}-{contender}-mem"
+
+
 def _one_run(spec: TrainSpec, contender: str, work: Path) -> None:
     with quiet(work / "runs.log"):
-        CONTENDERS[contender](spec, work / "data", work / "runs" / f"{spec.name}-{contender}-mem")
+        CONTENDERS[contender](spec, work / "data", _run_dir(spec, contender, work))
 
 
 def probe_modules(spec: TrainSpec, contender: str, work: Path) -> dict:
@@ -68,7 +72,7 @@ def probe_memory(spec: TrainSpec, contender: str, work: Path, modules: list[str]
     for name in modules:
         with contextlib.suppress(Exception):
             importlib.import_module(name)
-    shutil.rmtree(work / "runs" / f"{spec.name}-{contender}-mem", ignore_errors=True)  # each round starts afresh
+    shutil.rmtree(_run_dir(spec, contender, work), ignore_errors=True)  # each round starts afresh
     return {**private_memory.measure(lambda: _one_run(spec, contender, work)), "modules_preloaded": len(modules)}
 
 

@@ -134,7 +134,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
     try:
         out = OmegaConf.select(cfg, key)
     except OmegaConfBaseException:
-        return None if multirun else cfg  # depends on values only known inside the run; Hydra reports it there
+        out = None  # depends on values only known inside the run; Hydra reports it there
     if out:
         check_writable(Path(out), key)
         if not multirun and config_name == "train" and (Path(out) / "metrics.json").exists() and not cfg.get("ckpt_path"):
