@@ -11,6 +11,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from litlab.callbacks.checkpoints import AtomicCheckpointIO
+from litlab.callbacks.group import group_callbacks
 from litlab.callbacks.nan_loss import StopOnNonFiniteLoss
 from litlab.cuda_availability import drop_nvml_check_without_gpus
 from litlab.data.base import ClassificationData
@@ -91,7 +92,10 @@ def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
         callbacks = [c for c in callbacks if not isinstance(c, L.callbacks.LearningRateMonitor)]
     plugins = [AtomicCheckpointIO()]
     extra = {} if cfg.trainer.get("profiler") is not None else {"profiler": NoProfiler()}
-    trainer = instantiate(cfg.trainer, "trainer", callbacks=[*callbacks, StopOnNonFiniteLoss()], **extra,
+    callbacks = [*callbacks, StopOnNonFiniteLoss()]
+    if extra:  # without a real profiler (which times each callback's hooks separately)
+        callbacks = group_callbacks(callbacks)
+    trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, **extra,
                           logger=loggers or False, plugins=plugins,
                           enable_checkpointing=any(isinstance(c, L.callbacks.ModelCheckpoint) for c in callbacks),
                           enable_progress_bar=any(isinstance(c, L.callbacks.ProgressBar) for c in callbacks))

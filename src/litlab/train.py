@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from litlab import __version__
 from litlab.build import build_callbacks, build_data, build_loggers, build_model, build_trainer
+from litlab.callbacks.group import find_callback
 from litlab.callbacks.throughput import Throughput
 from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.compression.run import check_compression
@@ -61,7 +62,7 @@ def fit(cfg: DictConfig, trainer: L.Trainer, model: L.LightningModule, dm, run_d
         facts["last_ckpt"] = str(Path(ckpt_cb.dirpath) / "last.ckpt") if ckpt_cb.save_last else None
     else:
         facts["val/acc"] = trainer.callback_metrics.get("val/acc")
-    throughput = next((c for c in trainer.callbacks if isinstance(c, Throughput)), None)
+    throughput = find_callback(trainer, Throughput)
     if throughput is not None:
         facts["train_samples_per_s"] = throughput.samples_per_s
     return facts

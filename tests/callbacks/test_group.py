@@ -1,0 +1,101 @@
+"""CallbackGroup: litlab's stateless callbacks answer Lightning's hooks through one callback."""
+
+from __future__ import annotations
+
+import lightning.pytorch as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor
+
+from litlab.build import build_callbacks, build_loggers, build_trainer
+from litlab.callbacks.checkpoints import _Checkpoints
+from litlab.callbacks.group import HOOKS, CallbackGroup, find_callback, group_callbacks
+from litlab.callbacks.throughput import Throughput
+
+
+def _recorder(name: str, hooks: tuple[str, ...], calls: list, state: bool = False) -> L.Callback:
+    """A callback of a class defined "in litlab" that records (name, hook, args) for ``hooks``."""
+    def make(hook):
+        return lambda self, *args, **kwargs: calls.append((name, hook, args, kwargs))
+    body = {h: make(h) for h in hooks}
+    if state:
+        body["state_dict"] = lambda self: {"n": 1}
+    return type(f"Rec_{name}", (L.Callback,), {"__module__": "litlab.fake", **body})()
+
+
+class Foreign(L.Callback):  # a user's callback: defined outside litlab
+    def on_train_batch_end(self, *args):
+        pass
+
+
+def test_grouping_keeps_order_and_leaves_lookups_and_state_alone(tmp_path):
+    calls = []
+    a = _recorder("a", ("on_train_batch_end",), calls)
+    ckpt = _Checkpoints(dirpath=tmp_path)
+    b = _recorder("b", ("on_train_batch_end", "on_fit_start"), calls)
+    stateful = _recorder("s", ("on_train_batch_end",), calls, state=True)
+    foreign, lrm = Foreign(), LearningRateMonitor()
+    out = group_callbacks([foreign, a, ckpt, b, stateful, lrm])
+    assert [type(c) for c in out] == [Foreign, CallbackGroup, _Checkpoints, type(stateful)]
+    assert out[1].members == [a, b, lrm]
+    # fewer than two groupable callbacks: nothing to gain, the list is unchanged
+    assert group_callbacks([foreign, a, ckpt]) == [foreign, a, ckpt]
+
+
+def test_each_hook_reaches_exactly_the_members_that_define_it_in_order():
+    calls = []
+    a = _recorder("a", ("on_train_batch_end", "on_before_backward"), calls)
+    b = _recorder("b", ("on_train_batch_end",), calls)
+    c = _recorder("c", ("on_fit_start",), calls)
+    group = CallbackGroup([a, b, c])
+    answered = [hook for hook in HOOKS if hook in vars(group)]
+    assert answered == ["on_fit_start", "on_train_batch_end", "on_before_backward"]
+    for hook in answered:
+        getattr(group, hook)("trainer", "module", 7, key="v")
+    assert [(n, h) for n, h, *_ in calls] == [
+        ("c", "on_fit_start"), ("a", "on_train_batch_end"), ("b", "on_train_batch_end"), ("a", "on_before_backward")]
+    assert all(args == ("trainer", "module", 7) and kwargs == {"key": "v"} for *_, args, kwargs in calls)
+    # one definer: its own bound method, no wrapper; no definer: Callback's no-op; no state
+    assert group.on_fit_start == c.on_fit_start
+    assert type(group).on_validation_end is L.Callback.on_validation_end
+    assert group.state_dict() == {}
+
+
+def test_default_run_groups_litlab_callbacks_and_a_profiler_does_not(cfg_factory):
+    def callbacks_of(overrides):
+        cfg = cfg_factory(overrides)
+        return build_trainer(cfg, build_callbacks(cfg), build_loggers(cfg))
+
+    trainer = callbacks_of(["logger=tensorboard"])
+    groups = [c for c in trainer.callbacks if isinstance(c, CallbackGroup)]
+    assert len(groups) == 1
+    names = [type(m).__name__ for m in groups[0].members]
+    assert names == ["LearningRateMonitor", "Throughput", "EvalReport", "GradNorm", "WeightHistograms", "EpochSeed",
+                     "Interruption", "StopOnNonFiniteLoss"]
+    assert trainer.checkpoint_callback is not None and trainer.progress_bar_callback is not None
+    assert isinstance(find_callback(trainer, Throughput), Throughput)
+
+    profiled = callbacks_of(["logger=tensorboard", "+trainer.profiler=simple"])
+    assert not any(isinstance(c, CallbackGroup) for c in profiled.callbacks)
+    assert isinstance(find_callback(profiled, Throughput), Throughput)
+
+
+class _Tiny(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).pow(2).mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_checkpoints_every_n_steps_still_save_on_those_steps(tmp_path):
+    # litlab's checkpoint callback skips Lightning's per-batch check only when nothing is saved per batch
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(12, 4)), batch_size=2)
+    ckpt = _Checkpoints(dirpath=tmp_path, filename="{step}", every_n_train_steps=2, save_top_k=-1)
+    trainer = L.Trainer(max_epochs=1, callbacks=[ckpt], logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu")
+    trainer.fit(_Tiny(), data)
+    assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["step=2.ckpt", "step=4.ckpt", "step=6.ckpt"]
