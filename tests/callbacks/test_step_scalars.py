@@ -63,3 +63,41 @@ def test_other_ranks_neither_write_nor_sync():
             raise AssertionError("a rank other than 0 must not touch the loggers")
 
     assert log_step_scalars(Rank1(), {"train/loss_step": torch.tensor(0.5)}) == {}
+
+
+def _scalar_events(folder) -> list[tuple[int, dict[str, float]]]:
+    """(step, {tag: value}) of every event holding scalars, in file order."""
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+
+    out = []
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        for event in LegacyEventFileLoader(str(path)).Load():  # as written, not migrated to tensors
+            values = {v.tag: v.simple_value for v in event.summary.value if v.HasField("simple_value")}
+            if values:
+                out.append((event.step, values))
+    return out
+
+
+def test_one_event_per_step_holds_all_its_scalars(tmp_path):
+    logger = TensorBoardLogger(save_dir=str(tmp_path), name="tb", version="", flush_every_s=3600)
+    logger.log_metrics({"train/loss_step": 0.5}, step=4)
+    logger.log_metrics({"grad/norm": 2.0}, step=4)  # same step: the same event
+    logger.log_metrics({"val/acc": 0.75, "val/loss": 1.25}, step=9)
+    logger.log_metrics({"lr": {"group0": 0.1, "group1": 0.2}}, step=9)  # a dict: Lightning's grouped curves
+    with pytest.raises(ValueError, match=r"bad=.*not a number"):
+        logger.log_metrics({"bad": "text"}, step=9)
+    logger.finalize("success")
+    assert _scalar_events(tmp_path / "tb") == [(4, {"train/loss_step": 0.5, "grad/norm": 2.0}),
+                                               (9, {"val/acc": 0.75, "val/loss": 1.25})]
+    assert {p.name for p in (tmp_path / "tb").iterdir() if p.is_dir()} == {"lr_group0", "lr_group1"}
+
+
+def test_a_training_step_writes_one_event_for_its_loss_and_gradient_norm(cfg_factory, tmp_path):
+    train(cfg_factory(["model=mlp", "logger=tensorboard", "trainer.log_every_n_steps=5", "test=false"]))
+    events = _scalar_events(tmp_path / "run" / "tensorboard")
+    step_events = [(step, set(values)) for step, values in events if "train/loss_step" in values]
+    assert [s for s, _ in step_events] == [4, 9, 14, 19, 24, 29, 34]
+    # the gradient norm of each of those steps is in the same event (an epoch's first step also
+    # carries the learning rate the LR monitor logged at that step)
+    assert all({"grad/norm", "train/loss_step"} <= tags for _, tags in step_events)
+    assert sum("grad/norm" in values for _, values in events) == 7
