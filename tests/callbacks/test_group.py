@@ -60,6 +60,15 @@ def test_each_hook_reaches_exactly_the_members_that_define_it_in_order():
     assert group.state_dict() == {}
 
 
+def test_a_group_survives_pickling_with_its_routing():
+    import pickle
+
+    # spawn-based strategies pickle the trainer's callbacks
+    group = pickle.loads(pickle.dumps(CallbackGroup([Throughput(), Throughput(), LearningRateMonitor()])))
+    group.on_train_batch_end("trainer", "module", None, (torch.zeros(3, 2), torch.zeros(3)), 0)
+    assert [m._epoch_samples for m in group.members[:2]] == [3, 3]
+
+
 def test_default_run_groups_litlab_callbacks_and_a_profiler_does_not(cfg_factory):
     def callbacks_of(overrides):
         cfg = cfg_factory(overrides)

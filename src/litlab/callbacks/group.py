@@ -40,6 +40,10 @@ class CallbackGroup(L.Callback):
             elif fns:
                 setattr(self, hook, _chain(fns))
 
+    def __reduce__(self):
+        # rebuilt from its members when pickled (spawn-based strategies pickle the trainer's callbacks)
+        return CallbackGroup, (self.members,)
+
     def __repr__(self) -> str:
         return f"CallbackGroup({', '.join(type(m).__name__ for m in self.members)})"
 
