@@ -36,3 +36,41 @@ def test_transfer_keeps_pairs_and_other_batches():
     assert isinstance(moved, tuple) and moved[0] is pair[0] and moved[1] is pair[1]
     other = {"x": torch.ones(1)}
     assert torch.equal(dm.transfer_batch_to_device(other, torch.device("cpu"), 0)["x"], other["x"])
+
+
+def test_shuffled_batches_are_the_standard_loaders_batches():
+    from torch.utils.data import DataLoader
+
+    from litlab.data.datasets import collate_batch
+    from litlab.data.shuffled_batches import ShuffledBatches
+
+    x, y = torch.randn(103, 3), torch.arange(103)
+    split = TensorSplit(x, y)
+    standard = DataLoader(split, batch_size=16, shuffle=True, collate_fn=collate_batch)
+    fast = DataLoader(split, batch_size=None, sampler=ShuffledBatches(103, 16), collate_fn=collate_batch)
+    assert len(fast) == len(standard) == 7
+    for epoch in range(2):  # the same global seed gives the same order, epoch after epoch
+        torch.manual_seed(epoch)
+        a = list(standard)
+        torch.manual_seed(epoch)
+        b = list(fast)
+        assert [len(by) for _, by in b] == [16] * 6 + [7]
+        assert all(torch.equal(ax, bx) and torch.equal(ay, by) for (ax, ay), (bx, by) in zip(a, b))
+    assert sorted(torch.cat([by for _, by in b]).tolist()) == list(range(103))
+
+
+def test_training_loader_is_standard_where_lightning_rebuilds_it(cfg_factory):
+    from litlab.build import build_callbacks, build_data, build_loggers, build_trainer
+    from litlab.data.shuffled_batches import ShuffledBatches
+
+    def train_sampler(overrides):
+        cfg = cfg_factory(overrides)
+        dm = build_data(cfg)
+        trainer = build_trainer(cfg, build_callbacks(cfg), build_loggers(cfg))
+        dm.trainer = trainer
+        dm.setup("fit")
+        return dm.train_dataloader().sampler
+
+    assert isinstance(train_sampler([]), ShuffledBatches)
+    # overfit_batches: Lightning swaps in a sequential sampler, which needs the batch_size form
+    assert not isinstance(train_sampler(["+trainer.overfit_batches=2"]), ShuffledBatches)

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from litlab.data.datasets import TensorSplit, collate_batch
 from litlab.data.eval_shard import EvalShard
 from litlab.data.preprocess import Augment, Preprocess, compute_stats
+from litlab.data.shuffled_batches import ShuffledBatches
 from litlab.errors import LitlabError, check_positive_int
 
 
@@ -124,6 +125,9 @@ class ClassificationData(L.LightningDataModule):
         pin = torch.cuda.is_available()
         if isinstance(ds, TensorSplit):
             # in memory: batches are one indexing op; worker processes would only add IPC
+            if shuffle and sampler is None and self._one_process_plain_training():
+                return DataLoader(ds, batch_size=None, sampler=ShuffledBatches(len(ds), self.batch_size),
+                                  collate_fn=collate_batch, pin_memory=pin)
             return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler, num_workers=0,
                               collate_fn=collate_batch, pin_memory=pin)
         workers = self.num_workers
@@ -132,6 +136,13 @@ class ClassificationData(L.LightningDataModule):
         return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler, num_workers=workers,
                           persistent_workers=workers > 0, pin_memory=pin,
                           prefetch_factor=4 if workers > 0 else None)
+
+    def _one_process_plain_training(self) -> bool:
+        """No DDP and no ``trainer.overfit_batches``: Lightning then uses the training loader as
+        it is. Otherwise it rebuilds the loader around a sampler of its own (distributed or
+        sequential), which needs the standard ``batch_size`` form."""
+        trainer = self.trainer
+        return trainer is None or (trainer.world_size == 1 and not trainer.overfit_batches)
 
     def _eval_loader(self, ds: Dataset) -> DataLoader:
         """With several processes, every sample on exactly one rank (``EvalShard``); Lightning's

@@ -27,7 +27,9 @@ class TensorSplit(Dataset):
     def __len__(self) -> int:
         return len(self.y)
 
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+    def __getitem__(self, i: int | Tensor) -> tuple[Tensor, Tensor]:
+        if isinstance(i, Tensor):  # a batch of indices (``ShuffledBatches``)
+            return self.x.index_select(0, i), self.y.index_select(0, i)
         return self.x[i], self.y[i]
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
