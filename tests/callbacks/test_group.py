@@ -86,6 +86,11 @@ def test_default_run_groups_litlab_callbacks_and_a_profiler_does_not(cfg_factory
     profiled = callbacks_of(["logger=tensorboard", "+trainer.profiler=simple"])
     assert not any(isinstance(c, CallbackGroup) for c in profiled.callbacks)
     assert isinstance(find_callback(profiled, Throughput), Throughput)
+    # a checkpoint holds the same callback states, grouped or not
+    from lightning.pytorch.trainer.call import _call_callbacks_state_dict
+
+    states = _call_callbacks_state_dict(trainer)
+    assert states.keys() == _call_callbacks_state_dict(profiled).keys() and states
 
 
 class _Tiny(L.LightningModule):
