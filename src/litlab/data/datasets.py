@@ -33,8 +33,7 @@ class TensorSplit(Dataset):
         return self.x[i], self.y[i]
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        return self.x.index_select(0, idx), self.y.index_select(0, idx)
+        return self[torch.as_tensor(indices, dtype=torch.long)]
 
 
 def collate_batch(batch):
