@@ -7,9 +7,12 @@ import time
 from collections.abc import Mapping
 
 from lightning.fabric.utilities.logger import _add_prefix
+from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import TensorBoardLogger as _LightningTensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
+
+from litlab.tensorboard_events import SummaryWriter
 
 
 class TensorBoardLogger(_LightningTensorBoardLogger):
@@ -26,17 +29,32 @@ class TensorBoardLogger(_LightningTensorBoardLogger):
     held until a call for another step, ``save()`` or ``finalize``; TensorBoard shows the same
     tags, steps and values either way.
 
+    Events reach the event file through litlab's :class:`~litlab.tensorboard_events.EventFile`
+    (buffered in the training thread, written out at least every ``flush_every_s`` seconds)
+    instead of TensorBoard's writer thread, which opened and closed the file for every event.
+
     Args:
         flush_every_s: the longest a logged scalar waits before it is forced to disk.
         **kwargs: Lightning's ``TensorBoardLogger`` arguments.
     """
 
     def __init__(self, *args, flush_every_s: float = 5.0, **kwargs):
+        kwargs.setdefault("flush_secs", flush_every_s)
         super().__init__(*args, **kwargs)
         self.flush_every_s = float(flush_every_s)
         self._last_flush = float("-inf")
         # (step, wall time of its first value, {tag: value}) not yet handed to the writer
         self._pending: tuple[int | None, float, dict[str, float]] | None = None
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> SummaryWriter:
+        """The run's ``SummaryWriter`` (torch's, over litlab's event file), made on first use."""
+        if self._experiment is None:
+            if self.root_dir:
+                self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = SummaryWriter(log_dir=self.log_dir, **self._kwargs)
+        return self._experiment
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -69,6 +87,14 @@ class TensorBoardLogger(_LightningTensorBoardLogger):
         self._pending = None
         summary = Summary(value=[Summary.Value(tag=k, simple_value=v) for k, v in values.items()])
         self.experiment._get_file_writer().add_summary(summary, step, wall_time)
+
+    @rank_zero_only
+    def log_hyperparams(self, params, metrics=None, step=None) -> None:
+        """Lightning's, then straight to disk (a run logs them at its start and, with its final
+        metrics, after its end)."""
+        super().log_hyperparams(params, metrics, step)
+        self._write_pending()
+        self.experiment.flush()
 
     @rank_zero_only
     def save(self) -> None:
