@@ -11,7 +11,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from litlab.callbacks.checkpoints import AtomicCheckpointIO
-from litlab.callbacks.group import group_callbacks
+from litlab.callbacks.group import group_callbacks, skip_idle_step_hooks
 from litlab.callbacks.nan_loss import StopOnNonFiniteLoss
 from litlab.cuda_availability import drop_nvml_check_without_gpus
 from litlab.data.base import ClassificationData
@@ -99,6 +99,8 @@ def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
                           logger=loggers or False, plugins=plugins,
                           enable_checkpointing=any(isinstance(c, L.callbacks.ModelCheckpoint) for c in callbacks),
                           enable_progress_bar=any(isinstance(c, L.callbacks.ProgressBar) for c in callbacks))
+    if extra:
+        skip_idle_step_hooks(trainer.callbacks)  # also those Lightning added (the model summary)
     # DDP ranks 1..N-1 run this job's config in this job's run directory (also inside sweeps)
     use_run_dir_launcher(trainer)
     return trainer

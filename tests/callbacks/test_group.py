@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import lightning.pytorch as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary
 
 from litlab.build import build_callbacks, build_loggers, build_trainer
 from litlab.callbacks.checkpoints import _Checkpoints
-from litlab.callbacks.group import HOOKS, CallbackGroup, find_callback, group_callbacks
+from litlab.callbacks.group import (HOOKS, STEP_HOOKS, CallbackGroup, find_callback, group_callbacks,
+                                   skip_idle_step_hooks)
 from litlab.callbacks.throughput import Throughput
 
 
@@ -113,3 +114,39 @@ def test_checkpoints_every_n_steps_still_save_on_those_steps(tmp_path):
                         enable_model_summary=False, accelerator="cpu")
     trainer.fit(_Tiny(), data)
     assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["step=2.ckpt", "step=4.ckpt", "step=6.ckpt"]
+
+
+def test_idle_step_hooks_are_skipped_and_the_others_still_run(tmp_path):
+    class Counts(L.Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.seen.append(batch_idx)
+
+    counts = Counts()
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(12, 4)), batch_size=2)
+    trainer = L.Trainer(max_epochs=1, callbacks=[counts], logger=False, enable_progress_bar=False,
+                        enable_model_summary=True, accelerator="cpu", enable_checkpointing=False)
+    skip_idle_step_hooks(trainer.callbacks)
+    summary = next(c for c in trainer.callbacks if isinstance(c, ModelSummary))
+    assert all(getattr(summary, hook) is None for hook in STEP_HOOKS)
+    assert counts.on_train_batch_start is None and callable(counts.on_train_batch_end)
+    assert callable(summary.on_fit_start)  # hooks called once per run are left alone
+    trainer.fit(_Tiny(), data)
+    assert counts.seen == [0, 1, 2, 3, 4, 5]
+
+
+def test_litlab_trainer_skips_idle_step_hooks_unless_profiled(cfg_factory):
+    def trainer_of(overrides):
+        cfg = cfg_factory(overrides)
+        return build_trainer(cfg, build_callbacks(cfg), build_loggers(cfg))
+
+    trainer = trainer_of(["logger=tensorboard", "trainer.enable_model_summary=true"])
+    summary = next(c for c in trainer.callbacks if isinstance(c, ModelSummary))  # added by Lightning
+    assert summary.on_train_batch_end is None and trainer.checkpoint_callback.on_before_backward is None
+    assert callable(trainer.checkpoint_callback.on_train_batch_end)
+    group = next(c for c in trainer.callbacks if isinstance(c, CallbackGroup))
+    assert group.on_before_backward is None and callable(group.on_train_batch_end)
+    profiled = trainer_of(["logger=tensorboard", "+trainer.profiler=simple"])
+    assert all(callable(getattr(c, hook)) for c in profiled.callbacks for hook in STEP_HOOKS)
