@@ -21,47 +21,27 @@ _PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "last_step_loss"})
 
 
 class _EpochSums:
-    """An epoch's loss sum, correct predictions and sample count, summed on the device.
-
-    Each batch only keeps its (detached) mean loss and its per-sample hits, two kernels (argmax,
-    compare) instead of five; they are summed every ``FOLD_EVERY`` batches and at ``means()``,
-    so memory stays bounded on long epochs.
+    """An epoch's loss sum and correct predictions, kept on the device (two in-place ops per batch
+    instead of a metric update and a logged value), and its sample count.
 
     Plain tensors made at each epoch start, not module buffers: DDP broadcasts every buffer from
     rank 0 before each forward, which would overwrite each rank's own sums (and cost a collective
     per step).
     """
 
-    FOLD_EVERY = 128
-
     def __init__(self, device: torch.device | str = "cpu"):
         self.loss = torch.zeros((), dtype=torch.float64, device=device)
         self.correct = torch.zeros((), dtype=torch.float64, device=device)
         self.samples = 0
-        self._losses: list[Tensor] = []  # per-batch mean losses not yet summed
-        self._sizes: list[int] = []
-        self._hits: list[Tensor] = []  # per-batch boolean "prediction == label"
 
     def add(self, loss: Tensor, logits: Tensor, y: Tensor) -> None:
-        # detached inputs: nothing is recorded for autograd
-        self._losses.append(loss.detach())
-        self._sizes.append(len(y))
-        self._hits.append(logits.argmax(dim=1) == y)  # argmax records nothing for autograd
+        # detached inputs and no gradient on the sums: nothing is recorded for autograd
+        self.loss.add_(loss.detach(), alpha=len(y))
+        self.correct.add_((logits.argmax(dim=1) == y).sum())
         self.samples += len(y)
-        if len(self._losses) >= self.FOLD_EVERY:
-            self._fold()
-
-    def _fold(self) -> None:
-        if not self._losses:
-            return
-        sizes = torch.tensor(self._sizes, dtype=torch.float64, device=self.loss.device)
-        self.loss.add_(torch.stack(self._losses).to(torch.float64).mul_(sizes).sum())
-        self.correct.add_(torch.cat(self._hits).sum())
-        self._losses, self._sizes, self._hits = [], [], []
 
     def means(self, strategy) -> tuple[Tensor, Tensor]:
         """Mean loss and accuracy over every sample of all ranks: one reduction of three sums."""
-        self._fold()
         sums = torch.stack([self.loss, self.correct,
                             torch.tensor(float(self.samples), dtype=torch.float64, device=self.loss.device)])
         sums = strategy.reduce(sums, reduce_op="sum")
