@@ -9,6 +9,8 @@ from litlab.tasks.classification import _EpochSums
 
 
 class _OneProcess:
+    world_size = 1
+
     @staticmethod
     def reduce(t, reduce_op):
         assert reduce_op == "sum"
@@ -17,6 +19,8 @@ class _OneProcess:
 
 class _TwoRanks:
     """As if a second rank had seen exactly the same batches."""
+
+    world_size = 2
 
     @staticmethod
     def reduce(t, reduce_op):
