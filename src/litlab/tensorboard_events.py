@@ -90,14 +90,15 @@ class EventFile:
 class _BufferedFileWriter(FileWriter):
     """torch's ``FileWriter`` (event and summary framing) over an :class:`EventFile`."""
 
-    def __init__(self, log_dir, flush_secs: float, filename_suffix: str = ""):  # noqa: D107 - no super(): it would start TensorBoard's writer thread
+    def __init__(self, log_dir, flush_secs: float, filename_suffix: str = ""):
+        # not FileWriter.__init__: it would open TensorBoard's own writer and start its thread
         self.event_writer = EventFile(str(log_dir), flush_secs, filename_suffix)
 
 
 class SummaryWriter(_TorchSummaryWriter):
     """torch's ``SummaryWriter`` whose run folder file is an :class:`EventFile` (``add_scalars``'s
-    per-curve subfolders keep torch's writer). ``flush_secs`` is the longest an event waits in
-    memory before it is written out. Remote folders (``s3://...``) use torch's writer as they are."""
+    per-curve subfolders keep torch's writer). Events are written out once ``flush_secs`` have
+    passed since the last write, and at ``flush()`` and ``close()``. Remote folders (``s3://...``) use torch's writer as they are."""
 
     def _get_file_writer(self):
         if "://" in str(self.log_dir):
@@ -111,4 +112,3 @@ class SummaryWriter(_TorchSummaryWriter):
                                                  session_log=SessionLog(status=SessionLog.START)))
                 self.purge_step = None
         return self.file_writer
-

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from lightning.fabric.utilities.logger import _add_prefix
 from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.fabric.utilities.logger import _add_prefix
 from lightning.pytorch.loggers import TensorBoardLogger as _LightningTensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
@@ -16,25 +16,24 @@ from litlab.tensorboard_events import SummaryWriter
 
 
 class TensorBoardLogger(_LightningTensorBoardLogger):
-    """Lightning calls ``save()`` after every ``log_metrics``: a flush that waits until the writer
-    thread has put every pending event on disk, on the training thread, every
-    ``trainer.log_every_n_steps`` steps. Here ``save()`` flushes at most every ``flush_every_s``
-    seconds; the writer's own thread still writes events as they come, and ``finalize`` (end of
-    run, also after a failure) flushes everything.
+    """Lightning's TensorBoard logger with three costs of a small model's step removed.
 
-    Scalars are written as one event per step holding all of that step's values (a training step
-    logs its loss and its gradient norm in two calls; an epoch end ~10 values in one), built
-    directly rather than through ``SummaryWriter.add_scalar``, which makes one event per value
-    through several conversion layers and wakes the writer thread for each. A step's values are
-    held until a call for another step, ``save()`` or ``finalize``; TensorBoard shows the same
-    tags, steps and values either way.
-
-    Events reach the event file through litlab's :class:`~litlab.tensorboard_events.EventFile`
-    (buffered in the training thread, written out at least every ``flush_every_s`` seconds)
-    instead of TensorBoard's writer thread, which opened and closed the file for every event.
+    * Events go to litlab's :class:`~litlab.tensorboard_events.EventFile`: framed into a buffered
+      file by the training thread and written out once ``flush_every_s`` seconds have passed since
+      the last write, instead of a hand-off to TensorBoard's writer thread, which opened, appended
+      to and closed the file for every event.
+    * Lightning calls ``save()`` after every ``log_metrics``, a flush each time; here ``save()``
+      flushes at most every ``flush_every_s`` seconds, and ``finalize`` (end of run, also after a
+      failure) and ``log_hyperparams`` always do.
+    * Scalars are written as one event per step holding all of that step's values (a training
+      step logs its loss and its gradient norm in two calls; an epoch end ~10 values in one),
+      built directly rather than through ``SummaryWriter.add_scalar``, which makes one event per
+      value through several conversion layers. A step's values are held until a call for another
+      step, ``save()`` or ``finalize``; TensorBoard shows the same tags, steps and values either way.
 
     Args:
-        flush_every_s: the longest a logged scalar waits before it is forced to disk.
+        flush_every_s: the longest logged events wait in memory once newer ones arrive (and the
+            least time between two disk writes).
         **kwargs: Lightning's ``TensorBoardLogger`` arguments.
     """
 

@@ -188,4 +188,3 @@ for _name in ("training_step", "validation_step", "test_step", "predict_step"):
     _step = vars(Classifier)[_name]
     _step.__signature__ = inspect.signature(_step)
 del _name, _step
-
