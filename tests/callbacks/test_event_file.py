@@ -154,3 +154,19 @@ def test_final_hparams_are_on_disk_without_another_flush(tmp_path):
     logger.finalize("success")
     logger.log_hyperparams({"lr": 0.1}, metrics={"hparams/test/acc": 0.75})  # after the run's end
     assert _scalars(tmp_path / "tb", "hparams/test/acc") == [(0, 0.75)]
+
+
+def test_records_larger_than_the_buffer_and_many_small_ones_arrive_whole(tmp_path):
+    from tensorboard.compat.proto.event_pb2 import Event
+
+    from litlab.tensorboard_events import _BUFFER_BYTES
+
+    events = EventFile(str(tmp_path), flush_secs=3600)
+    big = Summary(value=[Summary.Value(tag="img", image=Summary.Image(encoded_image_string=b"x" * (3 * _BUFFER_BYTES)))])
+    for step in range(3000):  # several buffers' worth of small records, one large record in the middle
+        events.add_event(Event(step=step, summary=big if step == 1500 else Summary(
+            value=[Summary.Value(tag="x", simple_value=float(step))])))
+    events.close()
+    records = _records(events.path)[1:]
+    assert [r.step for r in records] == list(range(3000))
+    assert len(records[1500].summary.value[0].image.encoded_image_string) == 3 * _BUFFER_BYTES
