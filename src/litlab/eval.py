@@ -21,6 +21,7 @@ from litlab.compression.artifacts import is_artifact, load_net
 from litlab.entry import check_cli, run_entrypoint
 from litlab.errors import LitlabError, check_choice
 from litlab.reporting.run_files import update_metrics
+from litlab.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     split = check_choice("split", cfg.get("split", "test"), ("test", "val"))
     ckpt = load_checkpoint(cfg.ckpt_path)
     run_cfg = stored_config(ckpt, overrides or [])
-    L.seed_everything(cfg.seed, workers=True)
+    seed_everything(cfg.seed)
     dm = build_data(run_cfg)
     if is_artifact(ckpt):  # a compressed model written by litlab.compression
         model = build_task(run_cfg.model, load_net(ckpt, Path(cfg.ckpt_path)), dm.num_classes)

@@ -25,6 +25,7 @@ from litlab.reporting.hparams import log_final_hparams
 from litlab.reporting.run_files import update_metrics
 from litlab.reporting.summary import print_summary
 from litlab.distributed.launcher import scale_facts
+from litlab.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def train(cfg: DictConfig) -> float | None:
     """Runs one experiment and returns the value of ``cfg.optimized_metric`` (for sweeps)."""
     run_dir = Path(cfg.paths.output_dir)
     started = time.perf_counter()
-    L.seed_everything(cfg.seed, workers=True)
+    seed_everything(cfg.seed)
     dm = build_data(cfg)
     model = build_model(cfg.model, dm.input_shape, dm.num_classes)
     model.run_record = run_record(cfg, dm)

@@ -1,0 +1,48 @@
+"""Seeding a run: Lightning's ``seed_everything``, without its cost where no accelerator exists."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+
+import lightning.pytorch as L
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def accelerator_present() -> bool:
+    """Whether torch sees any accelerator device (CUDA, MPS, XPU, ...) on this machine."""
+    acc = getattr(torch, "accelerator", None)
+    if acc is not None and hasattr(acc, "is_available"):
+        return bool(acc.is_available())
+    return torch.cuda.device_count() > 0 or torch.backends.mps.is_available()
+
+
+def seed_everything(seed: int, cpu_only: bool | None = None, verbose: bool = True) -> int:
+    """Seeds Python, NumPy and torch and sets ``PL_GLOBAL_SEED`` and ``PL_SEED_WORKERS=1``, as
+    ``lightning.seed_everything(seed, workers=True)`` does.
+
+    Where only the CPU's generator is used (``cpu_only``; by default: no accelerator on this
+    machine), torch's CPU generator is seeded directly. ``torch.manual_seed`` also queues a seeding
+    of every device type not yet initialized (CUDA, XPU, MTIA), each with a formatted stack trace,
+    which reads the source file of every frame on the stack into memory: ~0.5 MiB at the start of
+    a run, for devices that do not exist. The numbers drawn are the same either way.
+    """
+    if cpu_only is None:
+        cpu_only = not accelerator_present()
+    if not cpu_only:
+        return L.seed_everything(seed, workers=True, verbose=verbose)
+    seed = int(seed)
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed {seed} is not in [0, 2**32): NumPy accepts no other.")
+    if verbose:
+        log.info("Seed set to %d", seed)
+    os.environ["PL_GLOBAL_SEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.default_generator.manual_seed(seed)
+    os.environ["PL_SEED_WORKERS"] = "1"
+    return seed

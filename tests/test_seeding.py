@@ -1,0 +1,47 @@
+"""litlab's seed_everything draws exactly Lightning's numbers, without queuing device seedings."""
+
+from __future__ import annotations
+
+import linecache
+import os
+import random
+
+import lightning.pytorch as L
+import numpy as np
+import pytest
+import torch
+
+from litlab.seeding import seed_everything
+
+
+def _draws() -> tuple:
+    return random.random(), float(np.random.rand()), torch.rand(3).tolist(), torch.randperm(10).tolist()
+
+
+def test_cpu_only_seeding_draws_what_lightning_draws(monkeypatch):
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
+    monkeypatch.delenv("PL_SEED_WORKERS", raising=False)
+    assert seed_everything(123, cpu_only=True) == 123
+    ours = _draws()
+    assert os.environ["PL_GLOBAL_SEED"] == "123" and os.environ["PL_SEED_WORKERS"] == "1"
+    L.seed_everything(123, workers=True, verbose=False)
+    assert ours == _draws()
+
+
+def test_cpu_only_seeding_reads_no_source_files():
+    linecache.clearcache()
+    seed_everything(5, cpu_only=True)
+    assert linecache.cache == {}  # torch.manual_seed would have formatted stacks for unused devices
+
+
+def test_with_an_accelerator_it_is_lightnings_seed_everything(monkeypatch):
+    calls = []
+    monkeypatch.setattr(L, "seed_everything", lambda seed, workers, verbose: calls.append((seed, workers)) or seed)
+    assert seed_everything(9, cpu_only=False) == 9
+    assert calls == [(9, True)]
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_seeds_numpy_cannot_take_are_refused(seed):
+    with pytest.raises(ValueError, match=str(seed)):
+        seed_everything(seed, cpu_only=True)
