@@ -34,7 +34,7 @@ def workload(work: Path, tiny: bool) -> list[str]:
     shape = "[3,16,16]" if tiny else "[3,32,32]"
     return ["data=synthetic", f"data.shape={shape}", "data.num_train=2048", "data.num_val=128", "data.num_test=128",
             "model=cnn", "model.net.channels=[64,128]", "data.batch_size=64", "test=false", "logger=csv",
-            f"trainer.max_epochs={2 if tiny else 3}", f"+trainer.limit_train_batches={2 if tiny else 10}",
+            f"trainer.max_epochs={2 if tiny else 3}", f"+trainer.limit_train_batches={2 if tiny else 25}",
             "+trainer.limit_val_batches=1", f"paths.data_dir={work / 'data'}", f"paths.log_dir={work / 'ddp-runs'}",
             "+callbacks.bench_timer._target_=bench.timing.EpochTimer"]
 
