@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import socket
@@ -12,6 +13,8 @@ from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.summary.writer.record_writer import RecordWriter
 from torch.utils.tensorboard import SummaryWriter as _TorchSummaryWriter
 from torch.utils.tensorboard.writer import FileWriter
+
+from litlab.errors import LitlabError
 
 _FILE_NUMBERS = itertools.count()
 # a buffer this full goes to disk whatever the time: ~1000 scalar events. Python allocates it
@@ -44,12 +47,26 @@ class EventFile:
         self._file = None
         self._open()
 
+    @contextlib.contextmanager
+    def _disk(self):
+        """A failed write (full disk, lost permissions) as one clear message naming the file."""
+        try:
+            yield
+        except FileExistsError:
+            raise
+        except OSError as e:
+            raise LitlabError(f"could not write TensorBoard events to {self.path} ({e.strerror or e}); the "
+                              f"events written before are kept. Free space on that disk, choose another output "
+                              f"folder (hydra.run.dir=DIR) or run without TensorBoard (logger=csv or "
+                              f"logger=none).") from None
+
     def _open(self) -> None:
-        os.makedirs(self._logdir, exist_ok=True)
         name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}."
                 f"{next(_FILE_NUMBERS)}{self._suffix}")
         self.path = os.path.join(self._logdir, name)
-        self._file = open(self.path, "xb", buffering=_BUFFER_BYTES)
+        with self._disk():
+            os.makedirs(self._logdir, exist_ok=True)
+            self._file = open(self.path, "xb", buffering=_BUFFER_BYTES)
         self._records = RecordWriter(self._file)
         self._last_flush = time.monotonic()
         self.add_event(Event(wall_time=time.time(), file_version="brain.Event:2"))
@@ -62,12 +79,14 @@ class EventFile:
         with self._lock:
             if self._file is None:
                 raise ValueError(f"TensorBoard event file {self.path} is closed; reopen() it first.")
-            self._records.write(event.SerializeToString())
+            with self._disk():
+                self._records.write(event.SerializeToString())
             if time.monotonic() - self._last_flush >= self._flush_secs:
                 self._flush_locked()
 
     def _flush_locked(self) -> None:
-        self._file.flush()
+        with self._disk():
+            self._file.flush()
         self._last_flush = time.monotonic()
 
     def flush(self) -> None:
@@ -78,8 +97,9 @@ class EventFile:
     def close(self) -> None:
         with self._lock:
             if self._file is not None:
-                self._file.close()
-                self._file = None
+                file, self._file = self._file, None
+                with self._disk():
+                    file.close()
 
     def reopen(self) -> None:
         """A closed writer starts a new file in the same folder (as TensorBoard's does)."""

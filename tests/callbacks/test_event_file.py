@@ -170,3 +170,21 @@ def test_records_larger_than_the_buffer_and_many_small_ones_arrive_whole(tmp_pat
     records = _records(events.path)[1:]
     assert [r.step for r in records] == list(range(3000))
     assert len(records[1500].summary.value[0].image.encoded_image_string) == 3 * _BUFFER_BYTES
+
+
+def test_a_full_disk_is_one_clear_error_naming_the_file(tmp_path):
+    from tensorboard.compat.proto.event_pb2 import Event
+
+    from litlab.errors import LitlabError
+
+    events = EventFile(str(tmp_path), flush_secs=0)
+    header = open(events.path, "rb").read()
+
+    def full(*_):
+        raise OSError(28, "No space left on device")
+
+    events._file.flush = full
+    with pytest.raises(LitlabError, match="No space left on device") as e:
+        events.add_event(Event(step=1))
+    assert events.path in str(e.value) and "logger=csv" in str(e.value)
+    assert open(events.path, "rb").read() == header  # what was written before is still there
