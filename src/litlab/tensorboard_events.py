@@ -18,8 +18,8 @@ from litlab.errors import LitlabError
 
 _FILE_NUMBERS = itertools.count()
 # a buffer this full goes to disk whatever the time: ~1000 scalar events. Python allocates it
-# whole when the file opens (1 MiB was 10 % of a small CNN run's peak memory); a record larger
-# than the buffer (an image) is written straight through.
+# whole when the file opens (at 1 MiB it was the largest Python allocation of a small run); a
+# record larger than the buffer (an image) is written straight through.
 _BUFFER_BYTES = 64 << 10
 
 
