@@ -1,0 +1,68 @@
+"""The terminal's live bar is redrawn at most refresh_rate times a second and always ends full."""
+
+from __future__ import annotations
+
+import io
+
+import lightning.pytorch as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import RichProgressBar
+
+from litlab.callbacks.progress import EpochLines, LiveBar, progress_bar
+from litlab.errors import LitlabError
+
+
+def test_batches_between_redraws_skip_lightnings_update(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr("litlab.callbacks.progress.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr(LiveBar, "total_train_batches", property(lambda self: 25))
+    seen = []
+    monkeypatch.setattr(RichProgressBar, "on_train_batch_end", lambda self, t, m, o, b, i: seen.append(i))
+    bar = LiveBar(refresh_rate=10)
+    for i in range(25):
+        bar.on_train_batch_end(None, None, None, None, i)
+        clock[0] += 0.03  # 30 ms a batch: one redraw every 4 batches at 10 a second
+    assert seen == [0, 4, 8, 12, 16, 20, 24]  # the first, every 0.1 s, and the last
+
+
+class _Tiny(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).pow(2).mean()
+
+    def validation_step(self, batch, batch_idx):
+        pass
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_bars_end_at_their_full_count_even_when_no_time_passes(monkeypatch):
+    monkeypatch.setattr("litlab.callbacks.progress.time.monotonic", lambda: 5.0)  # never due by time
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(24, 4)), batch_size=2)
+    bar = LiveBar(refresh_rate=10, leave=True, console_kwargs={"file": io.StringIO(), "force_terminal": True})
+    updates = []
+    real = RichProgressBar.on_train_batch_end
+    monkeypatch.setattr(RichProgressBar, "on_train_batch_end",
+                        lambda self, t, m, o, b, i: (updates.append(i), real(self, t, m, o, b, i)))
+    trainer = L.Trainer(max_epochs=1, callbacks=[bar], logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, accelerator="cpu", num_sanity_val_steps=0)
+    trainer.fit(_Tiny(), data, data)
+    assert updates == [0, 11]  # 12 batches: the first and the last reach Lightning's update
+    train_task = bar.progress.tasks[bar.train_progress_bar_id]
+    assert train_task.completed == train_task.total == 12
+
+
+@pytest.mark.parametrize("rate", [0, -1, 2.5, True, "10"])
+def test_refresh_rate_must_be_a_positive_whole_number(rate):
+    with pytest.raises(LitlabError, match="callbacks.progress_bar.refresh_rate"):
+        progress_bar(refresh_rate=rate)
+
+
+def test_a_log_file_gets_epoch_lines(monkeypatch):
+    monkeypatch.setattr("sys.stdout", io.StringIO())  # not a terminal
+    assert isinstance(progress_bar(refresh_rate=10), EpochLines)
