@@ -74,3 +74,26 @@ class PoisonWeightsAtEpoch:
                             p.fill_(float("nan"))
 
         return _Poison()
+
+
+def tiny_lightning_module():
+    """A four-input linear model with the least a Lightning fit needs (validation does nothing),
+    for tests of callbacks under a plain ``L.Trainer``."""
+    import lightning.pytorch as L
+    import torch
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(4, 1)
+
+        def training_step(self, batch, batch_idx):
+            return self.layer(batch[0]).pow(2).mean()
+
+        def validation_step(self, batch, batch_idx):
+            pass
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    return Tiny()

@@ -11,6 +11,7 @@ from litlab.callbacks.checkpoints import _Checkpoints
 from litlab.callbacks.group import (HOOKS, STEP_HOOKS, CallbackGroup, find_callback, group_callbacks,
                                    skip_idle_step_hooks)
 from litlab.callbacks.throughput import Throughput
+from tests.helpers import tiny_lightning_module
 
 
 def _recorder(name: str, hooks: tuple[str, ...], calls: list, state: bool = False) -> L.Callback:
@@ -94,25 +95,13 @@ def test_default_run_groups_litlab_callbacks_and_a_profiler_does_not(cfg_factory
     assert states.keys() == _call_callbacks_state_dict(profiled).keys() and states
 
 
-class _Tiny(L.LightningModule):
-    def __init__(self):
-        super().__init__()
-        self.layer = torch.nn.Linear(4, 1)
-
-    def training_step(self, batch, batch_idx):
-        return self.layer(batch[0]).pow(2).mean()
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-
 def test_checkpoints_every_n_steps_still_save_on_those_steps(tmp_path):
     # litlab's checkpoint callback skips Lightning's per-batch check only when nothing is saved per batch
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(12, 4)), batch_size=2)
     ckpt = _Checkpoints(dirpath=tmp_path, filename="{step}", every_n_train_steps=2, save_top_k=-1)
     trainer = L.Trainer(max_epochs=1, callbacks=[ckpt], logger=False, enable_progress_bar=False,
                         enable_model_summary=False, accelerator="cpu")
-    trainer.fit(_Tiny(), data)
+    trainer.fit(tiny_lightning_module(), data)
     assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["step=2.ckpt", "step=4.ckpt", "step=6.ckpt"]
 
 
@@ -133,7 +122,7 @@ def test_idle_step_hooks_are_skipped_and_the_others_still_run(tmp_path):
     assert all(getattr(summary, hook) is None for hook in STEP_HOOKS)
     assert counts.on_train_batch_start is None and callable(counts.on_train_batch_end)
     assert callable(summary.on_fit_start)  # hooks called once per run are left alone
-    trainer.fit(_Tiny(), data)
+    trainer.fit(tiny_lightning_module(), data)
     assert counts.seen == [0, 1, 2, 3, 4, 5]
 
 

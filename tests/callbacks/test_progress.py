@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import RichProgressBar
 
 from litlab.callbacks.progress import EpochLines, LiveBar, progress_bar
 from litlab.errors import LitlabError
+from tests.helpers import tiny_lightning_module
 
 
 def test_batches_between_redraws_skip_lightnings_update(monkeypatch):
@@ -26,21 +27,6 @@ def test_batches_between_redraws_skip_lightnings_update(monkeypatch):
     assert seen == [0, 4, 8, 12, 16, 20, 24]  # the first, every 0.1 s, and the last
 
 
-class _Tiny(L.LightningModule):
-    def __init__(self):
-        super().__init__()
-        self.layer = torch.nn.Linear(4, 1)
-
-    def training_step(self, batch, batch_idx):
-        return self.layer(batch[0]).pow(2).mean()
-
-    def validation_step(self, batch, batch_idx):
-        pass
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-
 def test_bars_end_at_their_full_count_even_when_no_time_passes(monkeypatch):
     monkeypatch.setattr("litlab.callbacks.progress.time.monotonic", lambda: 5.0)  # never due by time
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(24, 4)), batch_size=2)
@@ -51,7 +37,7 @@ def test_bars_end_at_their_full_count_even_when_no_time_passes(monkeypatch):
                         lambda self, t, m, o, b, i: (updates.append(i), real(self, t, m, o, b, i)))
     trainer = L.Trainer(max_epochs=1, callbacks=[bar], logger=False, enable_checkpointing=False,
                         enable_model_summary=False, accelerator="cpu", num_sanity_val_steps=0)
-    trainer.fit(_Tiny(), data, data)
+    trainer.fit(tiny_lightning_module(), data, data)
     assert updates == [0, 11]  # 12 batches: the first and the last reach Lightning's update
     train_task = bar.progress.tasks[bar.train_progress_bar_id]
     assert train_task.completed == train_task.total == 12
