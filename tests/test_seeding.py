@@ -45,3 +45,12 @@ def test_with_an_accelerator_it_is_lightnings_seed_everything(monkeypatch):
 def test_seeds_numpy_cannot_take_are_refused(seed):
     with pytest.raises(ValueError, match=str(seed)):
         seed_everything(seed, cpu_only=True)
+
+
+def test_this_cpu_machine_has_no_accelerator_and_cuda_stays_uninitialized():
+    from litlab.seeding import accelerator_present
+
+    if torch.cuda.device_count() > 0:
+        pytest.skip("a CUDA device is visible")
+    assert accelerator_present() is False
+    assert not torch.cuda.is_initialized()

@@ -14,11 +14,16 @@ log = logging.getLogger(__name__)
 
 
 def accelerator_present() -> bool:
-    """Whether torch sees any accelerator device (CUDA, MPS, XPU, ...) on this machine."""
-    acc = getattr(torch, "accelerator", None)
-    if acc is not None and hasattr(acc, "is_available"):
-        return bool(acc.is_available())
-    return torch.cuda.device_count() > 0 or torch.backends.mps.is_available()
+    """Whether torch sees a CUDA, MPS or XPU device, asked without initializing any of them (CUDA
+    is counted the way ``torch.cuda.device_count`` counts before initialization: through NVML
+    when Lightning asks for that, so that loader workers forked later stay usable)."""
+    if torch.cuda.device_count() > 0:
+        return True
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return True
+    xpu = getattr(torch, "xpu", None)
+    return bool(xpu is not None and xpu.is_available())
 
 
 def seed_everything(seed: int, cpu_only: bool | None = None, verbose: bool = True) -> int:
