@@ -44,6 +44,7 @@ class TensorBoardLogger(_LightningTensorBoardLogger):
         self._last_flush = float("-inf")
         # (step, wall time of its first value, {tag: value}) not yet handed to the writer
         self._pending: tuple[int | None, float, dict[str, float]] | None = None
+        self._finalized = False  # finalize() ran: later writes reopen the writer and close it again
 
     @property
     @rank_zero_experiment
@@ -93,7 +94,10 @@ class TensorBoardLogger(_LightningTensorBoardLogger):
         metrics, after its end)."""
         super().log_hyperparams(params, metrics, step)
         self._write_pending()
-        self.experiment.flush()
+        if self._finalized:  # after the run's end: the writer reopened a file for them; close it again
+            self.experiment.close()
+        else:
+            self.experiment.flush()
 
     @rank_zero_only
     def save(self) -> None:
@@ -115,3 +119,4 @@ class TensorBoardLogger(_LightningTensorBoardLogger):
         self._write_pending()
         self._last_flush = float("-inf")  # the final save() in super().finalize must flush
         super().finalize(status)
+        self._finalized = True

@@ -154,6 +154,7 @@ def test_final_hparams_are_on_disk_without_another_flush(tmp_path):
     logger.finalize("success")
     logger.log_hyperparams({"lr": 0.1}, metrics={"hparams/test/acc": 0.75})  # after the run's end
     assert _scalars(tmp_path / "tb", "hparams/test/acc") == [(0, 0.75)]
+    assert logger.experiment.file_writer is None  # and the file opened for them is closed again
 
 
 def test_records_larger_than_the_buffer_and_many_small_ones_arrive_whole(tmp_path):
