@@ -43,7 +43,7 @@ def test_bars_end_at_their_full_count_even_when_no_time_passes(monkeypatch):
     assert train_task.completed == train_task.total == 12
 
 
-@pytest.mark.parametrize("rate", [0, -1, 2.5, True, "10"])
+@pytest.mark.parametrize("rate", [-1, 2.5, True, "10"])
 def test_refresh_rate_must_be_a_positive_whole_number(rate):
     with pytest.raises(LitlabError, match="callbacks.progress_bar.refresh_rate"):
         progress_bar(refresh_rate=rate)
@@ -52,3 +52,9 @@ def test_refresh_rate_must_be_a_positive_whole_number(rate):
 def test_a_log_file_gets_epoch_lines(monkeypatch):
     monkeypatch.setattr("sys.stdout", io.StringIO())  # not a terminal
     assert isinstance(progress_bar(refresh_rate=10), EpochLines)
+
+
+def test_a_terminal_gets_the_live_bar_unless_the_rate_is_zero(monkeypatch):
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    assert isinstance(progress_bar(refresh_rate=10), LiveBar)
+    assert isinstance(progress_bar(refresh_rate=0), EpochLines)

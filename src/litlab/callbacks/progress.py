@@ -84,10 +84,10 @@ class LiveBar(RichProgressBar):
 
 def progress_bar(refresh_rate: int = 10) -> ProgressBar:
     """Rich's live bar (redrawn at most ``refresh_rate`` times a second) when stdout is a
-    terminal, else ``EpochLines``."""
-    if isinstance(refresh_rate, bool) or not isinstance(refresh_rate, int) or refresh_rate < 1:
+    terminal, else ``EpochLines``; ``refresh_rate=0``: epoch lines in a terminal too."""
+    if isinstance(refresh_rate, bool) or not isinstance(refresh_rate, int) or refresh_rate < 0:
         raise LitlabError(f"callbacks.progress_bar.refresh_rate must be a whole number of redraws per second "
-                          f"(1 or more), got {refresh_rate!r}.")
-    if sys.stdout.isatty():
+                          f"(0: no live bar, one line per epoch), got {refresh_rate!r}.")
+    if refresh_rate > 0 and sys.stdout.isatty():
         return LiveBar(refresh_rate=refresh_rate, leave=False)
     return EpochLines()
