@@ -91,15 +91,18 @@ def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
         # the LR monitor refuses to run without a logger; with logger=none there is nothing to monitor into
         callbacks = [c for c in callbacks if not isinstance(c, L.callbacks.LearningRateMonitor)]
     plugins = [AtomicCheckpointIO()]
-    extra = {} if cfg.trainer.get("profiler") is not None else {"profiler": NoProfiler()}
+    # a real profiler times each callback's hooks separately: then no shared no-op profiler, no
+    # grouping and no skipped hooks
+    profiled = cfg.trainer.get("profiler") is not None
+    extra = {} if profiled else {"profiler": NoProfiler()}
     callbacks = [*callbacks, StopOnNonFiniteLoss()]
-    if extra:  # without a real profiler (which times each callback's hooks separately)
+    if not profiled:
         callbacks = group_callbacks(callbacks)
     trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, **extra,
                           logger=loggers or False, plugins=plugins,
                           enable_checkpointing=any(isinstance(c, L.callbacks.ModelCheckpoint) for c in callbacks),
                           enable_progress_bar=any(isinstance(c, L.callbacks.ProgressBar) for c in callbacks))
-    if extra:
+    if not profiled:
         skip_idle_step_hooks(trainer.callbacks)  # also those Lightning added (the model summary)
     # DDP ranks 1..N-1 run this job's config in this job's run directory (also inside sweeps)
     use_run_dir_launcher(trainer)
