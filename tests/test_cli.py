@@ -52,6 +52,35 @@ def test_eval_cli_reproduces_the_test_metric(finished_run, tmp_path):
     assert abs(e["test/acc"] - m["test/acc"]) < 1e-4
 
 
+def test_eval_cli_applies_data_overrides_to_the_stored_run(finished_run, tmp_path):
+    run, _ = finished_run
+    m = json.loads((run / "metrics.json").read_text())
+    proc = run_cli("litlab.eval", f"ckpt_path={m['best_ckpt']}", "split=val", "data.batch_size=7",
+                   f"paths.root_dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    e = json.loads((next((tmp_path / "outputs" / "runs").iterdir()) / "metrics.json").read_text())
+    assert abs(e["val/acc"] - m["val/acc"]) < 1e-4  # best.ckpt is the epoch of the best val/acc
+    # the override reaches the data module: a bad value is its error
+    bad = run_cli("litlab.eval", f"ckpt_path={m['best_ckpt']}", "data.batch_size=0", f"paths.root_dir={tmp_path}",
+                  cwd=tmp_path)
+    assert bad.returncode == 2 and "data.batch_size must be a positive integer, got 0" in bad.stderr
+
+
+def test_eval_cli_names_a_key_the_stored_run_does_not_have(finished_run, tmp_path):
+    run, _ = finished_run
+    m = json.loads((run / "metrics.json").read_text())
+    proc = run_cli("litlab.eval", f"ckpt_path={m['best_ckpt']}", "data.batchsize=3", f"paths.root_dir={tmp_path}",
+                   cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    message = "data.batchsize is not a key of the run stored in"
+    assert message in proc.stderr and "+data.batchsize=" in proc.stderr and "Traceback" not in proc.stderr
+    # printed once, on stderr; the run's log file keeps it too
+    assert message not in proc.stdout
+    assert sum(line.startswith("Error:") for line in proc.stderr.splitlines()) == 1
+    (log,) = (tmp_path / "outputs" / "runs").glob("*/eval.log")
+    assert message in log.read_text()
+
+
 @pytest.mark.parametrize("args,message", [
     (["model=transformer"], "model=transformer is not a choice: conf/model/ has cnn, gru, lstm, mlp"),
     (["data.batch_size=abc"], "data.batch_size must be a positive integer, got 'abc'"),
@@ -70,6 +99,14 @@ def test_bad_input_is_one_paragraph_and_nonzero(tmp_path, args, message):
     assert "Traceback" not in proc.stderr
     error_lines = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
     assert len(error_lines) == 1
+
+
+def test_a_trainer_the_machine_cannot_run_fails_before_the_data_is_prepared(tmp_path):
+    data_dir = tmp_path / "fresh-data"
+    proc = run_cli("litlab.train", *TINY, "trainer.precision=16-mixed", "trainer.accelerator=cpu",
+                   f"paths.data_dir={data_dir}", f"paths.root_dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 2 and "needs a CUDA GPU" in proc.stderr
+    assert not data_dir.exists()  # the digits PNGs were not written
 
 
 def test_a_failed_run_writes_only_its_own_directory(tmp_path, finished_run):
@@ -98,6 +135,8 @@ def test_an_existing_run_directory_is_not_written_over(finished_run):
     (["model.optimizer.lr=[1,2"], "could not parse the override"),
     (["-m", "model=mlp,cnn", "trainer.nope=1,2"], "trainer.nope is not a key of the config"),
     (["hydra.run.dir=/etc/passwd/run"], "/etc/passwd is a file, not a folder"),
+    (["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=abc"],
+     "hydra.launcher.timeout_min=abc: Value 'abc' of type 'str' could not be converted to Integer"),
 ])
 def test_bad_overrides_fail_before_any_work(tmp_path, args, message):
     proc = run_cli("litlab.train", *args, f"paths.root_dir={tmp_path}", cwd=tmp_path)

@@ -70,6 +70,9 @@ def _explain(e: BaseException, overrides: list[str]) -> LitlabError:
     if isinstance(e, OverrideParseException):
         return LitlabError(f"could not parse the override(s) {' '.join(overrides)}: {text}. "
                            f"Values with spaces, brackets or commas need quoting, e.g. 'data.shape=[1,8,8]'.")
+    reason = str(e.__cause__ or "").strip().splitlines()
+    if reason and reason[0] not in text:  # Hydra's "Error merging override K=V" says what, not why
+        text = f"{text.rstrip('.')}: {reason[0].rstrip('.')}."
     return LitlabError(text)
 
 

@@ -15,6 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from litlab.errors import LitlabError
+from litlab.file_only_logs import FILE_ONLY
 from litlab.reporting.run_files import keep_config_record, update_metrics
 from litlab.distributed.launcher import (check_shared_run_dir, distributed_job, is_rank_zero,
                                           launched_rank)
@@ -24,6 +25,11 @@ log = logging.getLogger("litlab")
 
 # a deprecation inside Lightning itself, printed on every run; nothing a user can act on
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+# conf/hydra/launcher/submitit_{local,slurm}.yaml keep the launcher names of Hydra's docs and are
+# meant to be checked against the plugin's schema of the same name, which Hydra 1.3 still does;
+# it warns about that four times per sweep.
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/submitit_\w+' is validated against ConfigStore schema",
+                        category=UserWarning)
 
 
 def check_cli(argv: list[str], config_name: str = "train") -> None:
@@ -79,7 +85,7 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
         message = user_message(e) if user_error else f"{type(e).__name__}: {e}"
         _record(cfg, "failed", message)
         if user_error:
-            log.error("%s", message)
+            log.error("%s", message, extra=FILE_ONLY)
             print(f"\nError: {message}", file=sys.stderr)
         else:
             log.error("run failed:\n%s", traceback.format_exc())

@@ -24,12 +24,41 @@ from litlab.reporting.run_files import update_metrics
 from litlab.seeding import seed_everything
 
 log = logging.getLogger(__name__)
+_ABSENT = object()
 
 
-def stored_config(ckpt: dict, overrides: list[str]) -> DictConfig:
-    """The training run's config from the checkpoint, with ``data.*``/``model.*`` overrides applied."""
+RUN_GROUPS = ("data", "model")
+
+
+def is_run_override(arg: str) -> bool:
+    """``data.KEY=VALUE`` / ``model.KEY=VALUE`` (with or without ``+``): a change to the stored run."""
+    key = arg.split("=", 1)[0].lstrip("+")
+    return "=" in arg and "." in key and key.split(".")[0] in RUN_GROUPS
+
+
+def hydra_argv(argv: list[str]) -> list[str]:
+    """The command line as Hydra gets it: the eval config has no ``data``/``model`` nodes (they come
+    from the checkpoint), so a plain ``data.KEY=VALUE`` is passed as ``++data.KEY=VALUE``;
+    :func:`stored_config` then checks that the stored run has the key."""
+    return [f"++{a}" if is_run_override(a) and not a.startswith("+") else a for a in argv]
+
+
+def stored_config(ckpt: dict, overrides: list[str], ckpt_path: str = "the checkpoint") -> DictConfig:
+    """The training run's config from the checkpoint, with ``data.*``/``model.*`` overrides applied.
+
+    ``data.KEY=VALUE`` changes a key the run had (a misspelt key is an error naming it);
+    ``+data.KEY=VALUE`` adds one."""
     cfg = OmegaConf.create(ckpt["litlab"]["config"])
-    mine = [o for o in overrides if o.split("=", 1)[0].lstrip("+") .split(".")[0] in ("data", "model")]
+    mine = [o for o in overrides if is_run_override(o)]
+    for o in mine:
+        key = o.split("=", 1)[0]
+        name = key.lstrip("+")
+        adding = key.startswith("+") and not key.startswith("++")
+        if not adding and OmegaConf.select(cfg, name, default=_ABSENT) is _ABSENT:
+            raise LitlabError(
+                f"{name} is not a key of the run stored in {ckpt_path}, so {o.lstrip('+')} changes nothing. "
+                f"Check the spelling against the run's .hydra/config.yaml, or add the key with +{name}=..."
+            )
     if mine:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o.lstrip("+") for o in mine]))
     return cfg
@@ -41,7 +70,7 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         raise LitlabError("ckpt_path is required: python -m litlab.eval ckpt_path=outputs/runs/<run>/checkpoints/best.ckpt")
     split = check_choice("split", cfg.get("split", "test"), ("test", "val"))
     ckpt = load_checkpoint(cfg.ckpt_path)
-    run_cfg = stored_config(ckpt, overrides or [])
+    run_cfg = stored_config(ckpt, overrides or [], str(cfg.ckpt_path))
     seed_everything(cfg.seed)
     dm = build_data(run_cfg)
     if is_artifact(ckpt):  # a compressed model written by litlab.compression
@@ -73,6 +102,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """``python -m litlab.eval`` / ``litlab-eval``."""
+    sys.argv[1:] = hydra_argv(sys.argv[1:])
     check_cli(sys.argv[1:], "eval")
     _hydra_main()
 

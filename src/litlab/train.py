@@ -26,6 +26,7 @@ from litlab.reporting.run_files import update_metrics
 from litlab.reporting.summary import print_summary
 from litlab.distributed.launcher import scale_facts
 from litlab.seeding import seed_everything
+from litlab.trainer_checks import check_trainer_config
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ def train(cfg: DictConfig) -> float | None:
     """Runs one experiment and returns the value of ``cfg.optimized_metric`` (for sweeps)."""
     run_dir = Path(cfg.paths.output_dir)
     started = time.perf_counter()
+    check_trainer_config(cfg.trainer)  # devices, precision, strategy: before any data is prepared
     seed_everything(cfg.seed)
     dm = build_data(cfg)
     model = build_model(cfg.model, dm.input_shape, dm.num_classes)

@@ -71,5 +71,6 @@ def test_submitit_local_launcher_runs_each_job_in_its_own_process(tmp_path):
     sweep_dir, jobs = _jobs(tmp_path)
     assert [metrics_of(j)["status"] for j in jobs] == ["completed"]
     assert (sweep_dir / ".submitit").is_dir()
+    assert "ConfigStore schema" not in proc.stderr  # Hydra's warning about the launcher file's name
     lrs = [json.loads((j / "metrics.json").read_text()).get("optimized_metric") for j in jobs]
     assert lrs == ["val/acc"]

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from litlab.errors import LitlabError
+from litlab.file_only_logs import FILE_ONLY
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ def stop_all_if_a_child_fails(children: dict[int, subprocess.Popen], job_ended: 
         if job_ended.wait(grace_s):
             return  # rank 0 failed on its own and reported the lost rank
         message = lost_rank_message(*found, run_dir, entry)
-        log.error("%s", message)
+        log.error("%s", message, extra=FILE_ONLY)
         print(f"\nError: {message}", file=sys.stderr, flush=True)
         update_metrics(run_dir, status="failed", error=message)
         for p in children.values():
