@@ -42,6 +42,18 @@ def test_two_processes_share_the_epoch_and_one_run_dir(tmp_path):
     assert "rank" not in "".join(p.name for p in run_dir.iterdir())
 
 
+@pytest.mark.slow
+def test_batchnorm_statistics_leave_rank_zero_as_the_per_step_broadcast_did(tmp_path):
+    # litlab's DDP configs copy rank 0's buffers at each evaluation instead of before every step
+    cnn = ("trainer=ddp_cpu", "trainer.devices=2", "model=cnn", "model.net.channels=[4,8]")
+    _, shared = _train(tmp_path, "shared", *cnn)
+    _, per_step = _train(tmp_path, "per_step", *cnn, "trainer.strategy.broadcast_buffers=true")
+    # the ranks end with one model, running statistics included
+    assert shared[0]["weights_sha256"] == shared[1]["weights_sha256"]
+    # and it is the model that DDP's per-step broadcast gives rank 0 (which writes the checkpoints)
+    assert shared[0]["weights_sha256"] == per_step[0]["weights_sha256"]
+
+
 def _epoch_metrics(log_dir) -> dict:
     """The first epoch's training and validation loss and accuracy (CSV log) and the test ones."""
     import csv

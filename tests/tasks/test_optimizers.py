@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from litlab.errors import LitlabError
-from litlab.tasks.optimizers import build_optimizer
+from litlab.tasks.optimizers import build_optimizer, check_optimizer_settings
 
 
 def _params():
@@ -68,3 +68,17 @@ def test_a_bad_setting_fails_when_the_model_is_built(cfg_factory):
     dm = build_data(cfg)
     with pytest.raises(LitlabError, match="model.fused_optimizer must be true, false or auto, got 'sometimes'"):
         build_model(cfg.model, dm.input_shape, dm.num_classes)
+
+
+def test_optimizer_and_scheduler_settings_are_checked_when_the_model_is_built():
+    adamw = functools.partial(torch.optim.AdamW, lr=3e-3)
+    cosine = functools.partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=20)
+    check_optimizer_settings(adamw, cosine)  # the defaults pass
+    check_optimizer_settings(adamw, functools.partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=0))
+    with pytest.raises(LitlabError, match=r"model.optimizer: ValueError: Invalid learning rate: -1\. Check"):
+        check_optimizer_settings(functools.partial(torch.optim.AdamW, lr=-1), cosine)
+    with pytest.raises(LitlabError, match="model.optimizer: TypeError: .*unexpected keyword argument 'momentum'"):
+        check_optimizer_settings(functools.partial(torch.optim.AdamW, momentum=0.9))
+    # a period that is not a number only fails once the scheduler steps: the check steps it
+    with pytest.raises(LitlabError, match="model.scheduler: TypeError"):
+        check_optimizer_settings(adamw, functools.partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max="abc"))

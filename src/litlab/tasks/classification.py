@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from litlab.callbacks.log_steps import is_logging_step, log_step_scalars
+from litlab.distributed.buffers import share_rank_zero_buffers
 from litlab.errors import LitlabError
-from litlab.tasks.optimizers import build_optimizer, check_fused_setting
+from litlab.tasks.optimizers import build_optimizer, check_fused_setting, check_optimizer_settings
 
 # attributes set on the module every training step (Lightning's ``_current_fx_name`` about 40
 # times per step); they are plain values, so they skip nn.Module.__setattr__'s parameter, module
@@ -73,6 +74,7 @@ class Classifier(L.LightningModule):
             raise LitlabError(f"model.label_smoothing must be a number in [0, 1), got {label_smoothing!r}.")
         if not callable(optimizer):
             raise LitlabError("model.optimizer must be a partial optimizer config (_partial_: true).")
+        check_optimizer_settings(optimizer, scheduler)
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -128,7 +130,11 @@ class Classifier(L.LightningModule):
                 or 0 < t.max_steps <= t.global_step + 1)
 
     def _start_eval_epoch(self) -> None:
+        share_rank_zero_buffers(self.net, self.trainer.strategy)  # every rank evaluates rank 0's model
         self._eval_sums = _EpochSums(self.device)
+
+    def on_train_end(self) -> None:
+        share_rank_zero_buffers(self.net, self.trainer.strategy)  # the ranks end with one model
 
     def _eval_step(self, batch: tuple[Tensor, Tensor]) -> None:
         x, y = batch

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from collections.abc import Callable, Iterable
 
 import torch
@@ -36,6 +37,36 @@ def check_fused_setting(fused) -> None:
     """``model.fused_optimizer`` must be true, false or auto."""
     if fused not in CHOICES:
         raise LitlabError(f"model.fused_optimizer must be true, false or auto, got {fused!r}.")
+
+
+def check_optimizer_settings(optimizer: Callable[..., torch.optim.Optimizer],
+                             scheduler: Callable[..., object] | None = None) -> None:
+    """Builds the optimizer and scheduler once on a stand-in parameter, so that a bad setting
+    (``model.optimizer.lr=-1``, an unknown keyword) is a clear error before any data is trained on,
+    not a traceback from inside Lightning's fit."""
+    try:
+        probe = optimizer(params=[torch.zeros(1, requires_grad=True)])
+    except (ValueError, TypeError) as e:
+        raise LitlabError(f"model.optimizer: {_one_line(e)}. Check the model.optimizer.* keys.") from None
+    if scheduler is None:
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            probe.step()  # no gradient: changes nothing
+            built = scheduler(optimizer=probe)
+            try:
+                built.step()  # values such as T_max are only used here
+            except ZeroDivisionError:
+                pass  # a period of 0 (T_max from trainer.max_epochs=0): fine while nothing is trained
+    except (ValueError, TypeError) as e:
+        raise LitlabError(f"model.scheduler: {_one_line(e)}. Check the model.scheduler.* keys "
+                          f"(model.scheduler=null for a constant learning rate).") from None
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0].rstrip('.')}" if text else type(e).__name__
 
 
 def has_fused_kernel(factory: Callable) -> bool:
