@@ -21,6 +21,17 @@ def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(cfg_factory, 
     assert m["status"] == "failed"
     # digits train split: 19 steps per epoch, so epoch 2 starts at step 38
     assert "NaN or infinite at training step 38 (epoch 2)" in m["error"]
+    assert "checkpoints/last.ckpt keeps the last good epoch" in m["error"]
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+
+
+def test_nan_loss_in_the_first_epoch_says_no_checkpoint_was_written(cfg_factory, tmp_path):
+    cfg = cfg_factory(["model=mlp", "trainer.max_epochs=2", "+callbacks.poison._target_=tests.helpers.PoisonWeightsAtEpoch",
+                       "+callbacks.poison.epoch=0"])
+    with pytest.raises(SystemExit):
+        run_entrypoint(train, cfg)
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "(epoch 0)" in m["error"] and "no checkpoint was written (no epoch had finished)" in m["error"]
+    assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()

@@ -38,25 +38,46 @@ def test_transfer_keeps_pairs_and_other_batches():
     assert torch.equal(dm.transfer_batch_to_device(other, torch.device("cpu"), 0)["x"], other["x"])
 
 
-def test_shuffled_batches_are_the_standard_loaders_batches():
-    from torch.utils.data import DataLoader
+def test_shuffled_batches_are_the_standard_loaders_batches_in_a_seed_and_epoch_order():
+    from torch.utils.data import DataLoader, DistributedSampler
 
     from litlab.data.datasets import collate_batch
-    from litlab.data.shuffled_batches import ShuffledBatches
+    from litlab.data.shuffled_batches import EpochShuffle, ShuffledBatches
 
     x, y = torch.randn(103, 3), torch.arange(103)
     split = TensorSplit(x, y)
-    standard = DataLoader(split, batch_size=16, shuffle=True, collate_fn=collate_batch)
-    fast = DataLoader(split, batch_size=None, sampler=ShuffledBatches(103, 16), collate_fn=collate_batch)
+    standard = DataLoader(split, batch_size=16, sampler=EpochShuffle(split, seed=5), collate_fn=collate_batch)
+    fast = DataLoader(split, batch_size=None, sampler=ShuffledBatches(103, 16, seed=5), collate_fn=collate_batch)
+    # the order torch's DistributedSampler gives one process with the same seed (Lightning's under DDP)
+    distributed = DistributedSampler(split, num_replicas=1, rank=0, shuffle=True, seed=5)
     assert len(fast) == len(standard) == 7
-    for epoch in range(2):  # the same global seed gives the same order, epoch after epoch
-        torch.manual_seed(epoch)
+    orders = []
+    for epoch in range(3):
+        for loader in (standard, fast):
+            loader.sampler.set_epoch(epoch)
+        distributed.set_epoch(epoch)
+        torch.manual_seed(100 + epoch)  # the global generator has no say
         a = list(standard)
-        torch.manual_seed(epoch)
+        torch.manual_seed(999)
         b = list(fast)
         assert [len(by) for _, by in b] == [16] * 6 + [7]
         assert all(torch.equal(ax, bx) and torch.equal(ay, by) for (ax, ay), (bx, by) in zip(a, b))
-    assert sorted(torch.cat([by for _, by in b]).tolist()) == list(range(103))
+        order = torch.cat([by for _, by in b]).tolist()
+        assert order == list(distributed) and sorted(order) == list(range(103))
+        orders.append(order)
+    assert orders[0] != orders[1] != orders[2]  # a new order every epoch
+
+
+def test_training_loader_leaves_the_global_generator_alone(cfg_factory):
+    from litlab.build import build_data
+
+    for overrides in ([], ["data.in_memory=false", "data.num_workers=0"]):
+        dm = build_data(cfg_factory(["seed=3", *overrides]))
+        loader = dm.train_dataloader()
+        torch.manual_seed(0)
+        state = torch.get_rng_state()
+        next(iter(loader))  # making an iterator and drawing the epoch's order
+        assert torch.equal(torch.get_rng_state(), state), overrides
 
 
 def test_training_loader_is_standard_where_lightning_rebuilds_it(cfg_factory):
@@ -69,8 +90,13 @@ def test_training_loader_is_standard_where_lightning_rebuilds_it(cfg_factory):
         trainer = build_trainer(cfg, build_callbacks(cfg), build_loggers(cfg))
         dm.trainer = trainer
         dm.setup("fit")
-        return dm.train_dataloader().sampler
+        return dm.train_dataloader()
 
-    assert isinstance(train_sampler([]), ShuffledBatches)
+    assert isinstance(train_sampler([]).sampler, ShuffledBatches)
     # overfit_batches: Lightning swaps in a sequential sampler, which needs the batch_size form
-    assert not isinstance(train_sampler(["+trainer.overfit_batches=2"]), ShuffledBatches)
+    standard = train_sampler(["+trainer.overfit_batches=2"])
+    assert not isinstance(standard.sampler, ShuffledBatches)
+    # Lightning sees a shuffled loader there, so its distributed sampler (DDP) shuffles too
+    from lightning.pytorch.utilities.data import _is_dataloader_shuffled
+
+    assert _is_dataloader_shuffled(standard)

@@ -66,3 +66,16 @@ def test_compile_trains_the_same_model(cfg_factory):
 def test_bf16_mixed_trains_on_the_cpu(cfg_factory):
     metrics, _ = _fit(cfg_factory, "bf16", "trainer.precision=bf16-mixed")
     assert metrics["status"] == "completed" and metrics["val/acc"] > 0.15  # 10 classes: chance is 0.1
+
+
+@pytest.mark.parametrize("precision,dtype", [("64", torch.float64), ("bf16-true", torch.bfloat16)])
+def test_a_precision_with_its_own_dtype_trains_on_the_cpu(cfg_factory, precision, dtype):
+    # digits are uint8 images until the batched preprocessing makes them float32: they must reach
+    # the net in its dtype
+    cfg = cfg_factory(["model=cnn", "trainer.max_epochs=1", "logger=csv", "callbacks.progress_bar=null",
+                       "test=false", f"trainer.precision={precision}"], name=precision)
+    train(cfg)
+    metrics = json.loads(open(f"{cfg.paths.output_dir}/metrics.json").read())
+    weights = torch.load(f"{cfg.paths.output_dir}/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    assert metrics["status"] == "completed" and metrics["val/acc"] > 0.3  # 10 classes: chance is 0.1
+    assert weights["net.features.0.0.weight"].dtype == dtype

@@ -14,8 +14,38 @@ from litlab.errors import LitlabError
 
 
 class _Checkpoints(ModelCheckpoint):
-    """``ModelCheckpoint`` whose ``state_key`` (the name of its state in checkpoints) is built once.
-    Lightning formats it on every hook call, several times per training step."""
+    """``ModelCheckpoint`` that writes ``last.ckpt`` at the end of every epoch, and whose
+    ``state_key`` (the name of its state in checkpoints) is built once (Lightning formats it on
+    every hook call, several times per training step).
+
+    Since Lightning 2.6, ``save_last=True`` writes ``last.ckpt`` only when a best checkpoint is
+    written at the same step: with ``save_top_k=1``, an epoch that does not improve the monitored
+    value left ``last.ckpt`` at the last improving epoch, so an interrupted run resumed from there
+    and lost the epochs since. Here an epoch's end always leaves ``last.ckpt`` holding it.
+    """
+
+    _last_written_step: int | None = None
+
+    def _save_last_checkpoint(self, trainer, monitor_candidates) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        if self.save_last:
+            self._last_written_step = trainer.global_step
+
+    def _keep_last_current(self, trainer) -> None:
+        if (not self.save_last or trainer.fast_dev_run or trainer.sanity_checking or not trainer.training
+                or self._last_written_step == trainer.global_step):
+            return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._keep_last_current(trainer)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._keep_last_current(trainer)
 
     @property
     def state_key(self) -> str:

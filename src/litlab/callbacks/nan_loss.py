@@ -56,8 +56,11 @@ class StopOnNonFiniteLoss(L.Callback):
             self._losses = []
         if trainer.strategy.reduce_boolean_decision(step >= 0, all=False):
             where = f"at training step {step}" if step >= 0 else "on another rank"
+            saved = trainer.checkpoint_callback is not None and trainer.checkpoint_callback.last_model_path
+            kept = ("checkpoints/last.ckpt keeps the last good epoch" if saved
+                    else "no checkpoint was written (no epoch had finished)")
             raise LitlabError(
                 f"the training loss became NaN or infinite {where} (epoch {trainer.current_epoch}); the run "
-                f"stopped and checkpoints/last.ckpt keeps the last good epoch. Likely causes: a learning rate too "
+                f"stopped and {kept}. Likely causes: a learning rate too "
                 f"high for this model (lower model.optimizer.lr), exploding gradients (set "
                 f"trainer.gradient_clip_val=1.0), or NaN/inf values in the data.")

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from litlab.data.datasets import TensorSplit, collate_batch
 from litlab.data.eval_shard import EvalShard
 from litlab.data.preprocess import Augment, Preprocess, compute_stats
-from litlab.data.shuffled_batches import ShuffledBatches
+from litlab.data.shuffled_batches import EpochShuffle, ShuffledBatches, loader_generator, run_seed
 from litlab.errors import LitlabError, check_positive_int
 
 
@@ -123,19 +123,23 @@ class ClassificationData(L.LightningDataModule):
     # --- loaders -------------------------------------------------------------------------
     def _loader(self, ds: Dataset, shuffle: bool, sampler: Sampler | None = None) -> DataLoader:
         pin = torch.cuda.is_available()
+        # no shuffle= argument: Lightning reads a given one to decide whether its distributed sampler shuffles
+        order: dict = {"sampler": sampler}
+        if shuffle:  # the training order depends on (seed, epoch) only: data/shuffled_batches.py
+            seed = run_seed()
+            order = {"sampler": sampler or EpochShuffle(ds, seed), "generator": loader_generator(seed)}
         if isinstance(ds, TensorSplit):
             # in memory: batches are one indexing op; worker processes would only add IPC
-            if shuffle and sampler is None and self._one_process_plain_training():
-                return DataLoader(ds, batch_size=None, sampler=ShuffledBatches(len(ds), self.batch_size),
-                                  collate_fn=collate_batch, pin_memory=pin)
-            return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler, num_workers=0,
-                              collate_fn=collate_batch, pin_memory=pin)
+            if isinstance(order["sampler"], EpochShuffle) and self._one_process_plain_training():
+                order["sampler"] = ShuffledBatches(len(ds), self.batch_size, order["sampler"].seed)
+                return DataLoader(ds, batch_size=None, collate_fn=collate_batch, pin_memory=pin, **order)
+            return DataLoader(ds, batch_size=self.batch_size, num_workers=0, collate_fn=collate_batch,
+                              pin_memory=pin, **order)
         workers = self.num_workers
         if workers is None:
             workers = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler, num_workers=workers,
-                          persistent_workers=workers > 0, pin_memory=pin,
-                          prefetch_factor=4 if workers > 0 else None)
+        return DataLoader(ds, batch_size=self.batch_size, num_workers=workers, persistent_workers=workers > 0,
+                          pin_memory=pin, prefetch_factor=4 if workers > 0 else None, **order)
 
     def _one_process_plain_training(self) -> bool:
         """No DDP and no ``trainer.overfit_batches``: Lightning then uses the training loader as
@@ -173,5 +177,10 @@ class ClassificationData(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         x, y = batch
-        training = self.trainer is not None and self.trainer.training
-        return self.preprocess(x, train=training), y
+        trainer = self.trainer
+        if trainer is None:
+            return self.preprocess(x, train=False), y
+        x = self.preprocess(x, train=trainer.training)  # float32
+        # Lightning converts a batch to the precision's dtype before the transfer, when it still is
+        # uint8 here; precisions that compute in another dtype (64, bf16-true, 16-true) need it now
+        return trainer.precision_plugin.convert_input(x), y
