@@ -94,3 +94,16 @@ def test_artifacts_share_one_compact_layout(tiny_cfg, method):
         assert set(stored) == {"format", "meta", "blobs"} and stored["format"] == artifacts.FORMAT
         assert stored["meta"].dtype == torch.uint8 and "float64" not in stored["blobs"]
         assert load_checkpoint(report["artifacts"][side])["litlab"]["data"]["num_classes"] == 4
+
+
+def test_a_rebuilt_net_is_timed_in_the_trained_nets_memory_order(tiny_cfg, monkeypatch):
+    # the trained CNN runs channels-last (model.channels_last=auto); the narrower net that
+    # structured pruning builds must too, or its latency is compared with a handicap
+    from litlab.compression import run as compress_run
+    from litlab.models.speed_switches import runs_channels_last
+
+    seen = []
+    real = compress_run.figures
+    monkeypatch.setattr(compress_run, "figures", lambda net, *rest: seen.append(runs_channels_last(net)) or real(net, *rest))
+    run_compressed(tiny_cfg, CASES["prune_structured"])
+    assert seen == [True, True]

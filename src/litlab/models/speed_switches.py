@@ -19,6 +19,11 @@ def _inputs_channels_last(module: nn.Module, args: tuple) -> tuple:
     return args
 
 
+def runs_channels_last(net: nn.Module) -> bool:
+    """Whether ``net`` already turns its inputs to channels-last (``apply_speed_switches`` did)."""
+    return any(hook is _inputs_channels_last for hook in net._forward_pre_hooks.values())
+
+
 def wants_channels_last(net: nn.Module, setting: bool | str | None) -> bool:
     """``model.channels_last``: true, false, or ``auto`` (on for nets with 2-D convolutions, whose
     kernels run faster in (B, H, W, C) order on CPUs with oneDNN and on GPUs with tensor cores:
@@ -37,7 +42,8 @@ def apply_speed_switches(net: nn.Module, channels_last: bool | str | None = Fals
     torch.compile arguments); parameter names, and so checkpoints, stay the same."""
     if wants_channels_last(net, channels_last):
         net.to(memory_format=torch.channels_last)
-        net.register_forward_pre_hook(_inputs_channels_last)
+        if not runs_channels_last(net):
+            net.register_forward_pre_hook(_inputs_channels_last)
     if compile:
         if not isinstance(compile, (bool, DictConfig, dict)):
             raise LitlabError(f"model.compile must be true, false or a dict of torch.compile arguments, got {compile!r}.")
