@@ -24,10 +24,10 @@ from litlab.reporting.run_files import update_metrics
 from litlab.seeding import seed_everything
 
 log = logging.getLogger(__name__)
-_ABSENT = object()
 
-
+# the config groups a checkpoint's run record holds, which eval overrides change
 RUN_GROUPS = ("data", "model")
+_ABSENT = object()
 
 
 def is_run_override(arg: str) -> bool:
