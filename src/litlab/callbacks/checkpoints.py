@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.trainer.states import TrainerFn
 
 from litlab.atomic_files import atomic_write
 from litlab.errors import LitlabError
@@ -32,8 +33,9 @@ class _Checkpoints(ModelCheckpoint):
             self._last_written_step = trainer.global_step
 
     def _keep_last_current(self, trainer) -> None:
-        if (not self.save_last or trainer.fast_dev_run or trainer.sanity_checking or not trainer.training
-                or self._last_written_step == trainer.global_step):
+        # Lightning's own conditions for an epoch-end save (at validation's end trainer.training is False)
+        if (not self.save_last or trainer.fast_dev_run or trainer.state.fn != TrainerFn.FITTING
+                or trainer.sanity_checking or self._last_written_step == trainer.global_step):
             return
         self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
