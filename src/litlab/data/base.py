@@ -127,12 +127,14 @@ class ClassificationData(L.LightningDataModule):
         order: dict = {"sampler": sampler}
         if shuffle:  # the training order depends on (seed, epoch) only: data/shuffled_batches.py
             seed = run_seed()
-            order = {"sampler": sampler or EpochShuffle(ds, seed), "generator": loader_generator(seed)}
+            order["generator"] = loader_generator(seed)
+            if sampler is None and isinstance(ds, TensorSplit) and self._one_process_plain_training():
+                # in memory: each batch is one indexing op with an index tensor
+                return DataLoader(ds, batch_size=None, sampler=ShuffledBatches(len(ds), self.batch_size, seed),
+                                  generator=order["generator"], collate_fn=collate_batch, pin_memory=pin)
+            order["sampler"] = sampler or EpochShuffle(ds, seed)
         if isinstance(ds, TensorSplit):
-            # in memory: batches are one indexing op; worker processes would only add IPC
-            if isinstance(order["sampler"], EpochShuffle) and self._one_process_plain_training():
-                order["sampler"] = ShuffledBatches(len(ds), self.batch_size, order["sampler"].seed)
-                return DataLoader(ds, batch_size=None, collate_fn=collate_batch, pin_memory=pin, **order)
+            # in memory: worker processes would only add IPC
             return DataLoader(ds, batch_size=self.batch_size, num_workers=0, collate_fn=collate_batch,
                               pin_memory=pin, **order)
         workers = self.num_workers
