@@ -57,13 +57,14 @@ def fit(cfg: DictConfig, trainer: L.Trainer, model: L.LightningModule, dm, run_d
                    "global_step": trainer.global_step}
     if trainer.interrupted:
         facts["status"] = "interrupted"
+    # val/acc: the best epoch's when checkpoints pick the best by it, else the last epoch's
+    facts["val/acc"] = trainer.callback_metrics.get("val/acc")
     ckpt_cb = trainer.checkpoint_callback
     if ckpt_cb is not None:
-        facts["val/acc"] = ckpt_cb.best_model_score
+        if ckpt_cb.monitor:  # the best checkpoint's score, under the name of what it monitors
+            facts[ckpt_cb.monitor] = ckpt_cb.best_model_score
         facts["best_ckpt"] = ckpt_cb.best_model_path or None
         facts["last_ckpt"] = str(Path(ckpt_cb.dirpath) / "last.ckpt") if ckpt_cb.save_last else None
-    else:
-        facts["val/acc"] = trainer.callback_metrics.get("val/acc")
     throughput = find_callback(trainer, Throughput)
     if throughput is not None:
         facts["train_samples_per_s"] = throughput.samples_per_s

@@ -1,4 +1,4 @@
-"""Step-level scalars: when Lightning writes them, and writing them without ``self.log``."""
+"""Step and epoch scalars: when Lightning writes them, and writing them without ``self.log``."""
 
 from __future__ import annotations
 
@@ -31,3 +31,29 @@ def log_step_scalars(trainer: L.Trainer, scalars: dict[str, Tensor | float]) -> 
     for logger in trainer.loggers:
         logger.log_metrics(values, step=step)
     return values
+
+
+def publish_epoch_means(trainer: L.Trainer, means: dict[str, Tensor]) -> None:
+    """Makes an epoch's already-reduced ``means`` visible to callbacks at once, as
+    ``self.log(..., on_epoch=True)`` would: in ``trainer.callback_metrics`` (checkpointing, early
+    stopping and LR schedulers may monitor them when validation ends, before the epoch does) and
+    ``trainer.logged_metrics``. Call it on every rank; ``log_epoch_scalars`` writes them later.
+
+    ``self.log`` costs ~0.3 ms per value inside a run (see ``log_step_scalars``), two values at
+    every epoch's last batch ~3 % of a digits MLP epoch, for values that need no reduction.
+    """
+    trainer.callback_metrics.update(means)
+    trainer.logged_metrics.update(means)
+
+
+def log_epoch_scalars(trainer: L.Trainer, scalars: dict[str, Tensor | float]) -> None:
+    """Writes a training epoch's ``scalars`` to every logger where Lightning writes epoch values
+    at the training epoch's end (its last step, with the epoch number); rank 0 only."""
+    if not trainer.is_global_zero:
+        return
+    loop = trainer.fit_loop.epoch_loop
+    step = getattr(loop, "_batches_that_stepped", trainer.global_step) - 1
+    values = {k: float(v) for k, v in scalars.items()}
+    values["epoch"] = trainer.current_epoch
+    for logger in trainer.loggers:
+        logger.log_metrics(values, step=step)

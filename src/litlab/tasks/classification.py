@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from litlab.callbacks.log_steps import is_logging_step, log_step_scalars
+from litlab.callbacks.log_steps import is_logging_step, log_epoch_scalars, log_step_scalars, publish_epoch_means
 from litlab.distributed.buffers import share_rank_zero_buffers
 from litlab.errors import LitlabError
 from litlab.tasks.optimizers import build_optimizer, check_fused_setting, check_optimizer_settings
@@ -90,6 +90,8 @@ class Classifier(L.LightningModule):
         self._eval_sums = _EpochSums()
         # the latest logged training loss, for the progress bar
         self.last_step_loss: float | None = None
+        # the training epoch's means, from its last batch until they are written at its end
+        self._train_means: dict[str, Tensor] = {}
         # plain dicts saved in every checkpoint (config, data description): see litlab.train
         self.run_record: dict = {}
 
@@ -117,11 +119,18 @@ class Classifier(L.LightningModule):
         self._train_sums = _EpochSums(self.device)
 
     def _log_train_epoch(self) -> None:
-        """Epoch means of the training loss and accuracy over all ranks."""
+        """Epoch means of the training loss and accuracy over all ranks: visible to callbacks from
+        the last batch on (validation, and with it checkpointing, runs before the epoch ends),
+        written to the loggers at the epoch's end. Reduced here already, so not through
+        ``self.log`` (see ``publish_epoch_means``)."""
         loss, acc = self._train_sums.means(self.trainer.strategy)
-        # one value per epoch: batch_size=1 spares Lightning's search of the batch for its size
-        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=1)
-        self.log("train/acc", acc, on_step=False, on_epoch=True, sync_dist=True, batch_size=1)
+        self._train_means = {"train/loss": loss, "train/acc": acc}
+        publish_epoch_means(self.trainer, self._train_means)
+
+    def on_train_epoch_end(self) -> None:
+        if self._train_means:
+            log_epoch_scalars(self.trainer, self._train_means)
+            self._train_means = {}
 
     def _ends_epoch(self, batch_idx: int) -> bool:
         """Whether this is the epoch's last training batch (also where max_steps cuts it short)."""
