@@ -64,6 +64,10 @@ def test_eval_cli_applies_data_overrides_to_the_stored_run(finished_run, tmp_pat
     bad = run_cli("litlab.eval", f"ckpt_path={m['best_ckpt']}", "data.batch_size=0", f"paths.root_dir={tmp_path}",
                   cwd=tmp_path)
     assert bad.returncode == 2 and "data.batch_size must be a positive integer, got 0" in bad.stderr
+    # the trainer is checked before any data is prepared: its error comes first
+    gpu = run_cli("litlab.eval", f"ckpt_path={m['best_ckpt']}", "trainer=gpu", "data.batch_size=0",
+                  f"paths.root_dir={tmp_path}", cwd=tmp_path, env={"CUDA_VISIBLE_DEVICES": ""})
+    assert gpu.returncode == 2 and "trainer.accelerator" in gpu.stderr and "data.batch_size" not in gpu.stderr
 
 
 def test_eval_cli_names_a_key_the_stored_run_does_not_have(finished_run, tmp_path):

@@ -22,6 +22,7 @@ from litlab.entry import check_cli, run_entrypoint
 from litlab.errors import LitlabError, check_choice
 from litlab.reporting.run_files import update_metrics
 from litlab.seeding import seed_everything
+from litlab.trainer_checks import check_trainer_config
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +72,14 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     split = check_choice("split", cfg.get("split", "test"), ("test", "val"))
     ckpt = load_checkpoint(cfg.ckpt_path)
     run_cfg = stored_config(ckpt, overrides or [], str(cfg.ckpt_path))
+    artifact = is_artifact(ckpt)  # a compressed model written by litlab.compression
+    if artifact and ckpt["compression"].get("cpu_only"):
+        cfg = OmegaConf.merge(cfg, {"trainer": {"accelerator": "cpu", "devices": 1}})
+    check_trainer_config(cfg.trainer)  # devices, precision, strategy: before any data is prepared
     seed_everything(cfg.seed)
     dm = build_data(run_cfg)
-    if is_artifact(ckpt):  # a compressed model written by litlab.compression
+    if artifact:
         model = build_task(run_cfg.model, load_net(ckpt, Path(cfg.ckpt_path)), dm.num_classes)
-        if ckpt["compression"].get("cpu_only"):
-            cfg = OmegaConf.merge(cfg, {"trainer": {"accelerator": "cpu", "devices": 1}})
     else:
         model = build_model(run_cfg.model, dm.input_shape, dm.num_classes)
         check_fits(model, ckpt["state_dict"], cfg.ckpt_path)
