@@ -1,7 +1,8 @@
 """litlab performance benchmark: litlab against hand-written baselines, as ratios.
 
 Each comparison runs its contenders in one process (or one subprocess each where a process is
-what is measured), alternating them after warm-up, and reports medians and their ratio; no
+what is measured), alternating them after warm-up, and reports medians and their ratio (for the
+training loop also the median of each round's own ratio, which its targets are judged on); no
 absolute time is meaningful on its own. Cases (``--cases``):
 
 * ``training``: training-loop overhead vs a raw PyTorch loop and a plain Lightning module,
@@ -61,36 +62,39 @@ def run_case(case: str, work: Path, tiny: bool) -> list[dict]:
         return [common.skipped(case, "", "", f"failed: {type(e).__name__}: {first_line}")]
 
 
-def fmt(value, digits: int = 3) -> str:
+def fmt(value, digits: int = 3, blank: str = "-") -> str:
     if value is None:
-        return "-"
+        return blank
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
 def print_table(records: list[dict]) -> None:
     """One line per comparison, every field of the JSON record except the raw samples."""
-    print(f"{'name':42} {'unit':22} {'litlab':>10} {'baseline':>10} {'base value':>11} {'ratio':>7}  target        met")
+    print(f"{'name':42} {'unit':22} {'litlab':>10} {'baseline':>10} {'base value':>11} {'ratio':>7} {'paired':>7}"
+          f"  target              met")
     for r in records:
         if r["skipped"]:
             print(f"{r['name']:42} skipped: {r['skipped']}")
             continue
         met = "-" if r["met"] is None else ("yes" if r["met"] else "NO")
         print(f"{r['name']:42} {r['unit']:22} {fmt(r['litlab']):>10} {r['baseline']:>10} "
-              f"{fmt(r['baseline_value']):>11} {fmt(r['ratio']):>7}  {r['target'] or '-':13} {met}"
+              f"{fmt(r['baseline_value']):>11} {fmt(r['ratio']):>7} {fmt(r.get('paired_ratio')):>7}  "
+              f"{r['target'] or '-':19} {met}"
               + (f"  ({r['note']})" if r["note"] else ""))
 
 
 def markdown_table(records: list[dict]) -> str:
     """The results as the Markdown table of BENCHMARKS.md."""
-    lines = ["| comparison | unit | litlab | baseline | baseline value | ratio | target | met |",
-             "| --- | --- | ---: | --- | ---: | ---: | --- | --- |"]
+    lines = ["| comparison | unit | litlab | baseline | baseline value | ratio | paired ratio | target | met |",
+             "| --- | --- | ---: | --- | ---: | ---: | ---: | --- | --- |"]
     for r in records:
         if r["skipped"]:
-            lines.append(f"| {r['name']} | | | | | | {r['target'] or ''} | skipped: {r['skipped']} |")
+            lines.append(f"| {r['name']} | | | | | | | {r['target'] or ''} | skipped: {r['skipped']} |")
             continue
         met = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
         lines.append(f"| {r['name']} | {r['unit']} | {fmt(r['litlab'])} | {r['baseline']} | "
-                     f"{fmt(r['baseline_value'])} | {fmt(r['ratio'])} | {r['target'] or ''} | {met} |")
+                     f"{fmt(r['baseline_value'])} | {fmt(r['ratio'])} | {fmt(r.get('paired_ratio'), blank='')} | "
+                     f"{r['target'] or ''} | {met} |")
     return "\n".join(lines)
 
 

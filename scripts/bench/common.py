@@ -68,6 +68,13 @@ def alternate(runs: dict[str, Callable[[], float]], repeats: int, warmup: int = 
     return values
 
 
+def paired_ratio(values: list[float], baseline: list[float]) -> float | None:
+    """Median over rounds of ``values[r] / baseline[r]``: each ratio compares two runs made within
+    seconds of each other, so a change in the machine's speed between rounds cancels out, which a
+    ratio of the two medians (possibly from different rounds) does not."""
+    return median([v / b for v, b in zip(values, baseline) if v == v and b == b and b])
+
+
 def median(values: list[float]) -> float | None:
     clean = [v for v in values if v is not None and v == v]
     return statistics.median(clean) if clean else None
@@ -75,12 +82,14 @@ def median(values: list[float]) -> float | None:
 
 def record(name: str, unit: str, value: float | None, baseline: str, baseline_value: float | None,
            target: str | None = None, met: bool | None = None, note: str = "", skipped: str | None = None,
-           samples: dict | None = None) -> dict:
-    """One comparison in the JSON output; ``ratio`` is ``litlab / baseline_value``."""
+           samples: dict | None = None, paired: float | None = None) -> dict:
+    """One comparison in the JSON output; ``ratio`` is ``litlab / baseline_value`` (the two
+    medians), ``paired_ratio`` the median of the rounds' own ratios where the case has rounds of
+    both (``paired_ratio``), else None."""
     ratio = value / baseline_value if value is not None and baseline_value else None
     return {"name": name, "unit": unit, "litlab": value, "baseline": baseline, "baseline_value": baseline_value,
-            "ratio": ratio, "target": target, "met": met, "note": note, "skipped": skipped,
-            "samples": samples or {}}
+            "ratio": ratio, "paired_ratio": paired, "target": target, "met": met, "note": note,
+            "skipped": skipped, "samples": samples or {}}
 
 
 def skipped(name: str, unit: str, baseline: str, reason: str, target: str | None = None) -> dict:

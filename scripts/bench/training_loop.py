@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench import private_memory
-from bench.common import alternate, median, quiet, record
+from bench.common import alternate, median, paired_ratio, quiet, record
 from bench.contenders import CONTENDERS, TrainSpec
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmark.py"
@@ -31,9 +31,9 @@ def specs(tiny: bool) -> list[TrainSpec]:
     synth = ["model=resnet18", "data=synthetic", "data.num_train=1024", "data.num_val=256", "data.num_test=128"]
     if tiny:  # one workload through every contender and the memory probe: the plumbing, in seconds
         return [TrainSpec("mlp_digits", ["model=mlp", "data=digits"], epochs=2, limit_train=3, limit_val=1)]
-    # digits: 20 epochs, so each run's timed window (19 epochs) is ~0.4 s (MLP) to ~1 s (CNN)
-    return [TrainSpec("cnn_digits", ["model=cnn", "data=digits", "data.batch_size=64"], epochs=20),
-            TrainSpec("mlp_digits", ["model=mlp", "data=digits", "data.batch_size=64"], epochs=20),
+    # digits: 10 epochs, so each run's timed window (9 epochs) is ~0.2 s (MLP) to ~0.5 s (CNN)
+    return [TrainSpec("cnn_digits", ["model=cnn", "data=digits", "data.batch_size=64"], epochs=10),
+            TrainSpec("mlp_digits", ["model=mlp", "data=digits", "data.batch_size=64"], epochs=10),
             TrainSpec("resnet18_synthetic", synth + ["data.shape=[3,32,32]", "data.batch_size=128"],
                       epochs=2, limit_train=3, limit_val=1)]
 
@@ -140,17 +140,20 @@ def run(work: Path, tiny: bool) -> list[dict]:
     for spec in specs(tiny):
         # the first epoch of every run is the in-run warm-up; a whole warm-up round is only
         # affordable for the small models
-        repeats, warmup = (1, 0) if tiny else (5, 1) if spec.limit_train is None else (3, 0)
+        repeats, warmup = (1, 0) if tiny else (9, 1) if spec.limit_train is None else (3, 0)
         values = throughput(spec, work, repeats, warmup)
         mid = {n: median(v) for n, v in values.items()}
         raw_t = RAW_TARGET[spec.name]
         for base, target in (("raw", raw_t), ("lightning", 1.0)):
+            # judged on the paired ratio: rounds in which the machine ran slower or faster (this VM's
+            # speed moves by ~20 % within seconds) count for both contenders alike
             r = record(f"train_{spec.name}_vs_{base}", "samples/s", mid["litlab"], base, mid[base],
-                       target=f"ratio >= {target}", samples=values)
-            r["met"] = r["ratio"] is not None and r["ratio"] >= target
+                       target=f"paired ratio >= {target}", samples=values,
+                       paired=paired_ratio(values["litlab"], values[base]))
+            r["met"] = r["paired_ratio"] is not None and r["paired_ratio"] >= target
             records.append(r)
         records.append(record(f"train_{spec.name}_vs_raw_tuned", "samples/s", mid["litlab"], "raw_tuned",
-                              mid["raw_tuned"], samples=values,
+                              mid["raw_tuned"], samples=values, paired=paired_ratio(values["litlab"], values["raw_tuned"]),
                               note="informational: the hand-written loop with litlab's automatic speed switches"))
         records += memory_records(spec, work, tiny)
     return records

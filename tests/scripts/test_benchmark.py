@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "benchmark.py"
-RECORD_KEYS = {"name", "unit", "litlab", "baseline", "baseline_value", "ratio", "target", "met", "note", "skipped",
-               "samples"}
+RECORD_KEYS = {"name", "unit", "litlab", "baseline", "baseline_value", "ratio", "paired_ratio", "target", "met",
+               "note", "skipped", "samples"}
 MACHINE_KEYS = {"cpu", "cores", "torch_threads", "torch", "lightning", "litlab", "python", "cuda", "tiny"}
 
 pytestmark = pytest.mark.slow
@@ -67,6 +68,12 @@ def test_training_case_compares_with_raw_and_lightning(tiny_run):
     # tiny mode runs the MLP only; the full run adds cnn_digits and resnet18_synthetic
     assert {"train_mlp_digits_vs_raw", "train_mlp_digits_vs_lightning", "train_mlp_digits_vs_raw_tuned"} <= names
     assert all(r["unit"] == "samples/s" for r in records(result, "train_"))
+    for r in records(result, "train_"):
+        # judged on the median of the rounds' own ratios (one round in tiny mode)
+        mine, theirs = r["samples"]["litlab"], r["samples"][r["baseline"]]
+        assert r["paired_ratio"] == pytest.approx(statistics.median(a / b for a, b in zip(mine, theirs)))
+        if r["target"]:
+            assert r["met"] == (r["paired_ratio"] >= float(r["target"].split(">=")[1]))
     memory = {r["name"]: r for r in records(result, "peak_memory_")}
     assert set(memory["peak_memory_mlp_digits_vs_raw"]["samples"]) == {"litlab", "raw", "lightning"}
 

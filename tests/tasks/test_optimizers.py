@@ -79,6 +79,12 @@ def test_optimizer_and_scheduler_settings_are_checked_when_the_model_is_built():
         check_optimizer_settings(functools.partial(torch.optim.AdamW, lr=-1), cosine)
     with pytest.raises(LitlabError, match="model.optimizer: TypeError: .*unexpected keyword argument 'momentum'"):
         check_optimizer_settings(functools.partial(torch.optim.AdamW, momentum=0.9))
-    # a period that is not a number only fails once the scheduler steps: the check steps it
+    # a period that is not a number of epochs: torch accepts it, and the rate would jump between its
+    # two ends every epoch (-1, Lightning's "no limit") or fail at the first epoch's end
+    for period in ("abc", -1, None):
+        with pytest.raises(LitlabError, match=rf"model.scheduler.T_max={period!r}: the cosine schedule needs"):
+            check_optimizer_settings(adamw, functools.partial(torch.optim.lr_scheduler.CosineAnnealingLR,
+                                                              T_max=period))
+    # other schedulers' settings still fail where torch fails, once stepped
     with pytest.raises(LitlabError, match="model.scheduler: TypeError"):
-        check_optimizer_settings(adamw, functools.partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max="abc"))
+        check_optimizer_settings(adamw, functools.partial(torch.optim.lr_scheduler.StepLR, step_size="abc"))

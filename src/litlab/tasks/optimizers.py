@@ -55,6 +55,7 @@ def check_optimizer_settings(optimizer: Callable[..., torch.optim.Optimizer],
             warnings.simplefilter("ignore")
             probe.step()  # no gradient: changes nothing
             built = scheduler(optimizer=probe)
+            _check_period(built)
             try:
                 built.step()  # values such as T_max are only used here
             except ZeroDivisionError:
@@ -62,6 +63,17 @@ def check_optimizer_settings(optimizer: Callable[..., torch.optim.Optimizer],
     except (ValueError, TypeError) as e:
         raise LitlabError(f"model.scheduler: {_one_line(e)}. Check the model.scheduler.* keys "
                           f"(model.scheduler=null for a constant learning rate).") from None
+
+
+def _check_period(scheduler: object) -> None:
+    """A cosine schedule's ``T_max`` (``trainer.max_epochs`` by default) must be a number of
+    epochs: -1 (Lightning's "no limit") would make the rate jump between its two ends every epoch."""
+    period = getattr(scheduler, "T_max", 0)
+    if period is None or isinstance(period, bool) or not isinstance(period, (int, float)) or not period >= 0:
+        raise LitlabError(
+            f"model.scheduler.T_max={period!r}: the cosine schedule needs a number of epochs >= 0 (by default "
+            f"it is trainer.max_epochs). Set trainer.max_epochs to a number, or model.scheduler.T_max=N, or "
+            f"model.scheduler=null for a constant learning rate.")
 
 
 def _one_line(e: BaseException) -> str:
