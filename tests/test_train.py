@@ -128,3 +128,14 @@ def test_in_memory_fast_path_gives_the_same_metrics_as_streaming(cfg_factory, tm
     a, b = _metrics(tmp_path / "mem"), _metrics(tmp_path / "disk")
     for key in ("val/acc", "test/acc", "test/loss"):
         assert a[key] == pytest.approx(b[key], abs=1e-6), key
+
+
+def test_a_misspelt_optimized_metric_is_named(cfg_factory, caplog):
+    # a sweep ranks jobs by it: a key the run never reports gives every job no value
+    value = train(cfg_factory(["model=mlp", "optimized_metric=val/accuracy", "test=false"]))
+    assert value is None
+    (record,) = [r for r in caplog.records if "optimized_metric" in r.getMessage()]
+    assert record.levelname == "WARNING"
+    assert "optimized_metric=val/accuracy is not among this run's metrics (val/acc" in record.getMessage()
+    # the run's own metric is returned as before
+    assert 0 < train(cfg_factory(["model=mlp", "test=false"], name="ok")) <= 1

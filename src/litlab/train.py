@@ -131,7 +131,17 @@ def train(cfg: DictConfig) -> float | None:
         log_final_hparams(loggers, cfg, metrics)
         print_summary(run_dir, metrics, has_tensorboard=(run_dir / "tensorboard").is_dir())
     value = metrics.get(cfg.get("optimized_metric"))
+    if value is None and cfg.get("optimized_metric") and metrics["status"] == "completed" and trainer.is_global_zero:
+        warn_missing_metric(cfg.optimized_metric, metrics)
     return float(value) if value is not None else None
+
+
+def warn_missing_metric(name: str, metrics: dict) -> None:
+    """A completed run without its ``optimized_metric`` gives a sweep nothing to rank, most often
+    because of a misspelt key: says so, with the keys the run has."""
+    have = ", ".join(k for k, v in metrics.items() if "/" in k and isinstance(v, (int, float)))
+    log.warning(f"optimized_metric={name} is not among this run's metrics ({have}); a sweep gets no value "
+                f"from it. Set optimized_metric to one of them.")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
