@@ -52,12 +52,6 @@ def trained_net(model, metrics: dict) -> nn.Module:
     return net.eval()
 
 
-def _is_float_net(net: nn.Module) -> bool:
-    params = list(net.parameters())
-    return bool(params) and all(p.is_floating_point() for p in params) and not any(
-        "quantized" in type(m).__module__ for m in net.modules())
-
-
 def context(cfg: DictConfig, run_dir: Path, dm) -> Context:
     net_cfg = OmegaConf.to_container(cfg.model.net, resolve=True)
     return Context(run_dir=Path(run_dir), seed=int(cfg.seed), net_cfg=net_cfg, input_shape=tuple(dm.input_shape),
@@ -82,9 +76,10 @@ def compress_after_training(cfg: DictConfig, model, dm, run_dir: Path, metrics: 
 
     log.info("compressing with %s", method.name)
     after_net = method.apply(artifacts.copy_net(before_net), dm, ctx).eval()
-    if runs_channels_last(before_net) and _is_float_net(after_net):
-        # a rebuilt float net (fewer channels, a student, low-rank factors) runs in the memory order
-        # the trained net ran in, so that the latencies compare like with like
+    if runs_channels_last(before_net) and not method.cpu_only:
+        # a rebuilt float net (fewer channels, a student, low-rank factors; int8 nets are the
+        # cpu_only ones) runs in the memory order the trained net ran in, so that the latencies
+        # compare like with like
         apply_speed_switches(after_net, channels_last="auto")
     after_path = out / f"{method.name}.pt"
     after_state = artifacts.save(after_path, after_net, record, method, method.recipe(after_net, ctx), ctx.net_cfg)
