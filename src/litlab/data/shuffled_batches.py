@@ -33,16 +33,13 @@ def run_seed() -> int:
 def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
     """The order of epoch ``epoch``: the one ``DistributedSampler(shuffle=True, seed=seed)`` gives a
     single process."""
-    generator = torch.Generator()
-    generator.manual_seed(seed + epoch)
-    return torch.randperm(n, generator=generator)
+    return torch.randperm(n, generator=loader_generator(seed + epoch))
 
 
 def loader_generator(seed: int) -> torch.Generator:
-    """A generator for ``DataLoader(generator=...)``: its iterators draw their worker seed from it."""
-    generator = torch.Generator()
-    generator.manual_seed(seed)
-    return generator
+    """A CPU generator seeded with ``seed``: for ``DataLoader(generator=...)`` (its iterators draw
+    their worker seed from it) and for each epoch's permutation."""
+    return torch.Generator().manual_seed(seed)
 
 
 class EpochShuffle(RandomSampler):
