@@ -78,7 +78,7 @@ def print_table(records: list[dict]) -> None:
             continue
         met = "-" if r["met"] is None else ("yes" if r["met"] else "NO")
         print(f"{r['name']:42} {r['unit']:22} {fmt(r['litlab']):>10} {r['baseline']:>10} "
-              f"{fmt(r['baseline_value']):>11} {fmt(r['ratio']):>7} {fmt(r.get('paired_ratio')):>7}  "
+              f"{fmt(r['baseline_value']):>11} {fmt(r['ratio']):>7} {fmt(r['paired_ratio']):>7}  "
               f"{r['target'] or '-':19} {met}"
               + (f"  ({r['note']})" if r["note"] else ""))
 
@@ -93,7 +93,7 @@ def markdown_table(records: list[dict]) -> str:
             continue
         met = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
         lines.append(f"| {r['name']} | {r['unit']} | {fmt(r['litlab'])} | {r['baseline']} | "
-                     f"{fmt(r['baseline_value'])} | {fmt(r['ratio'])} | {fmt(r.get('paired_ratio'), blank='')} | "
+                     f"{fmt(r['baseline_value'])} | {fmt(r['ratio'])} | {fmt(r['paired_ratio'], blank='')} | "
                      f"{r['target'] or ''} | {met} |")
     return "\n".join(lines)
 

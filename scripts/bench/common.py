@@ -84,8 +84,8 @@ def record(name: str, unit: str, value: float | None, baseline: str, baseline_va
            target: str | None = None, met: bool | None = None, note: str = "", skipped: str | None = None,
            samples: dict | None = None, paired: float | None = None) -> dict:
     """One comparison in the JSON output; ``ratio`` is ``litlab / baseline_value`` (the two
-    medians), ``paired_ratio`` the median of the rounds' own ratios where the case has rounds of
-    both (``paired_ratio``), else None."""
+    medians), ``paired_ratio`` the median of the rounds' own ratios (``paired``, from
+    :func:`paired_ratio`) where the case has rounds of both contenders, else None."""
     ratio = value / baseline_value if value is not None and baseline_value else None
     return {"name": name, "unit": unit, "litlab": value, "baseline": baseline, "baseline_value": baseline_value,
             "ratio": ratio, "paired_ratio": paired, "target": target, "met": met, "note": note,

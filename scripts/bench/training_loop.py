@@ -98,9 +98,10 @@ def memory(spec: TrainSpec, work: Path, tiny: bool, repeats: int = 1, pinned: bo
     with every round's figure in ``rounds_mib``. One after the other, except in tiny mode (a check
     of the plumbing, not a measurement), where the contenders run side by side. ``pinned``: with
     glibc's mmap threshold fixed (``PINNED_MMAP_THRESHOLD``); else with glibc's defaults."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(PINNED_MMAP_THRESHOLD if pinned else {})}
-    if not pinned:
-        env.pop("MALLOC_MMAP_THRESHOLD_", None)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env.pop("MALLOC_MMAP_THRESHOLD_", None)  # the caller's own setting never leaks in
+    if pinned:
+        env.update(PINNED_MMAP_THRESHOLD)
     listed = work / "mem-modules"
     listed.mkdir(parents=True, exist_ok=True)
 
