@@ -26,15 +26,22 @@ class LastCheckpointProbe(L.Callback):
             self.seen.append((trainer.current_epoch, ckpt["epoch"], ckpt["global_step"]))
 
 
-def test_last_checkpoint_follows_every_epoch_that_does_not_improve(cfg_factory, tmp_path, monkeypatch):
-    # lr 0: val/acc never improves after the first epoch, so best.ckpt stays at epoch 0
-    cfg = cfg_factory(["model=mlp", "trainer.max_epochs=4", "model.optimizer.lr=0", "model.scheduler=null"], name="r")
-    probe = LastCheckpointProbe(str(tmp_path / "r" / "checkpoints" / "last.ckpt"))
+def _train_with_probe(cfg_factory, tmp_path, monkeypatch, extra: list[str]) -> LastCheckpointProbe:
+    """A 4-epoch MLP run at learning rate 0 (val/acc never improves after the first epoch, so
+    best.ckpt stays at epoch 0), with a ``LastCheckpointProbe`` added to its callbacks."""
     from litlab import build
 
+    cfg = cfg_factory(["model=mlp", "trainer.max_epochs=4", "model.optimizer.lr=0", "model.scheduler=null", *extra],
+                      name="r")
+    probe = LastCheckpointProbe(str(tmp_path / "r" / "checkpoints" / "last.ckpt"))
     real = build.build_callbacks
     monkeypatch.setattr("litlab.train.build_callbacks", lambda c: [*real(c), probe])
     train(cfg)
+    return probe
+
+
+def test_last_checkpoint_follows_every_epoch_that_does_not_improve(cfg_factory, tmp_path, monkeypatch):
+    probe = _train_with_probe(cfg_factory, tmp_path, monkeypatch, [])
     steps = probe.seen[0][2]
     # at the start of epoch e, last.ckpt is the end of epoch e - 1
     assert probe.seen == [(e, e - 1, e * steps) for e in (1, 2, 3)]
@@ -45,14 +52,7 @@ def test_last_checkpoint_follows_every_epoch_that_does_not_improve(cfg_factory, 
 
 def test_last_checkpoint_follows_validation_when_it_runs_every_other_epoch(cfg_factory, tmp_path, monkeypatch):
     # validation every 2nd epoch: checkpoints are written at validation's end, not the epoch's
-    cfg = cfg_factory(["model=mlp", "trainer.max_epochs=4", "model.optimizer.lr=0", "model.scheduler=null",
-                       "trainer.check_val_every_n_epoch=2"], name="r")
-    probe = LastCheckpointProbe(str(tmp_path / "r" / "checkpoints" / "last.ckpt"))
-    from litlab import build
-
-    real = build.build_callbacks
-    monkeypatch.setattr("litlab.train.build_callbacks", lambda c: [*real(c), probe])
-    train(cfg)
+    probe = _train_with_probe(cfg_factory, tmp_path, monkeypatch, ["trainer.check_val_every_n_epoch=2"])
     final = torch.load(tmp_path / "r" / "checkpoints" / "last.ckpt", weights_only=True)
     # the second validation (epoch 3) did not improve val/acc and still rewrote last.ckpt
     assert final["epoch"] == 3
