@@ -47,6 +47,29 @@ def test_digits_tree_is_written_once_with_a_fixed_split(tmp_path):
     assert dm.input_shape == (1, 8, 8) and dm.num_classes == 10
 
 
+def test_digits_never_replace_a_folder_they_did_not_write(tmp_path):
+    """data=digits data.root=<someone's folder> is refused; the folder is left as it was. A digits
+    tree of another split is replaced, and an empty folder is filled."""
+    mine = tmp_path / "mine"
+    (mine / "photos").mkdir(parents=True)
+    (mine / "thesis.txt").write_text("keep me")
+    (mine / "photos" / "a.png").write_bytes(b"not really")
+    with pytest.raises(LitlabError, match=r"data\.root=.*mine already holds files .* never deletes them"):
+        DigitsDataModule(root=str(mine)).setup()
+    assert sorted(p.relative_to(mine).as_posix() for p in mine.rglob("*")) == ["photos", "photos/a.png", "thesis.txt"]
+    assert (mine / "thesis.txt").read_text() == "keep me"
+
+    other_split = tmp_path / "digits"
+    write_digits_tree(other_split, 0.1, 0.2)
+    write_digits_tree(other_split, 0.15, 0.2)
+    assert json.loads((other_split / "split.json").read_text())["val_fraction"] == 0.15
+    assert len(list((other_split / "val").rglob("*.png"))) == 270
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    write_digits_tree(empty, 0.15, 0.2)
+    assert len(list(empty.rglob("*.png"))) == 1797
+
+
 def test_digits_fractions_are_checked(tmp_path):
     with pytest.raises(LitlabError, match=r"data\.val_fraction \+ data\.test_fraction"):
         DigitsDataModule(root=str(tmp_path), val_fraction=0.5, test_fraction=0.45)

@@ -30,8 +30,16 @@ def write_digits_tree(root: Path, val_fraction: float, test_fraction: float) -> 
     spec = {"source": "sklearn.datasets.load_digits", "val_fraction": val_fraction,
             "test_fraction": test_fraction, "seed": DIGITS_SPLIT_SEED}
     marker = root / "split.json"
-    if marker.is_file() and json.loads(marker.read_text()) == spec:
+    written = _written_split(marker)
+    if written == spec:
         return
+    if written is None and root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise LitlabError(
+            f"data.root={root} already holds files that litlab's digits set did not write (there is no "
+            f"split.json of it there), and writing the digits would replace them. litlab never deletes "
+            f"them: point data.root at a new or empty folder (by default the digits go to "
+            f"${{paths.data_dir}}/digits), or use data=imagefolder data.root={root} to train on your images."
+        )
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -50,7 +58,7 @@ def write_digits_tree(root: Path, val_fraction: float, test_fraction: float) -> 
             Image.fromarray(images[i], mode="L").save(d / f"{i:04d}.png")
     (tmp / "split.json").write_text(json.dumps(spec))
     if root.exists():
-        # another split was requested: move the old tree aside first, then swap
+        # a digits tree of another split (or an empty folder): move it aside first, then swap
         old = Path(tempfile.mkdtemp(prefix=".digits-old-", dir=root.parent))
         os.replace(root, old / "tree")
         shutil.rmtree(old, ignore_errors=True)
@@ -60,6 +68,15 @@ def write_digits_tree(root: Path, val_fraction: float, test_fraction: float) -> 
         # another process won the race with an identical tree
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("Wrote the digits dataset as PNG files to %s", root)
+
+
+def _written_split(marker: Path) -> dict | None:
+    """The split recorded in a digits tree's ``split.json``, or None where ``marker`` is not one."""
+    try:
+        spec = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    return spec if isinstance(spec, dict) and spec.get("source") == "sklearn.datasets.load_digits" else None
 
 
 class DigitsDataModule(ImageFolderDataModule):
