@@ -74,7 +74,8 @@ def test_bad_files_fail_when_asked(tmp_path):
     (lambda r: None, "is not a folder"),
     (lambda r: r.mkdir(), "has no train/ folder"),
     (lambda r: (r / "train").mkdir(parents=True), "has no class folders"),
-    (lambda r: (r / "train" / "a").mkdir(parents=True), r"class folder .*a is empty"),
+    (lambda r: [(r / "train" / c).mkdir(parents=True) for c in "ab"], r"class folder .*a is empty"),
+    (lambda r: write_image_folder(r, classes=("only",)), r"train has one class folder \(only\); a classifier needs at least two"),
 ])
 def test_unusable_folders_get_clear_errors(tmp_path, make, match):
     root = tmp_path / "imgs"
@@ -102,3 +103,41 @@ def test_decompression_bombs_are_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(image_files, "MAX_PIXELS", 32)
     with pytest.raises(LitlabError, match="pixel limit"):
         ImageFolderDataModule(root=str(root), on_bad_file="fail").setup()
+
+
+def test_files_inside_hidden_folders_are_left_out(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", per_class=3)
+    write_image_folder(root / "train" / "a" / ".ipynb_checkpoints", splits=("x",), classes=("y",), per_class=5)
+    dm = ImageFolderDataModule(root=str(root))
+    dm.setup()
+    assert len(dm.splits.train) == 9
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_images_of_several_sizes_need_image_size(tmp_path, in_memory):
+    """Without data.image_size, images of another size are an error naming the key (they used to
+    be skipped as unreadable, or to fail when streamed); with it, they are all resized."""
+    root = write_image_folder(tmp_path / "imgs", per_class=3)
+    write_image_folder(root, splits=("train",), classes=("b",), per_class=2, size=12, seed=1)  # 0.png, 1.png replaced
+    with pytest.raises(LitlabError, match=r"differ in size \(8x8 pixels: 25 file\(s\).*12x12 pixels: 2 file\(s\), "
+                                          r"e\.g\. .*train/b/0\.png\).*data\.image_size=8 or data\.image_size=\[8,8\]"):
+        ImageFolderDataModule(root=str(root), in_memory=in_memory).setup()
+    dm = ImageFolderDataModule(root=str(root), in_memory=in_memory, image_size=8)
+    dm.setup()
+    assert dm.input_shape == (1, 8, 8) and len(dm.splits.train) == 9
+
+
+def test_a_test_split_of_another_size_is_an_error(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", splits=("train", "val"), per_class=3)
+    write_image_folder(root, splits=("test",), per_class=2, size=16)
+    with pytest.raises(LitlabError, match=r"8x8 pixels: 18 file.*16x16 pixels: 6 file.*test/a/0\.png"):
+        ImageFolderDataModule(root=str(root)).setup()
+
+
+def test_a_class_left_without_readable_images_is_an_error(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", per_class=3)
+    for f in (root / "train" / "c").iterdir():
+        f.unlink()
+    (root / "train" / "c" / "readme.txt").write_text("the images come later")
+    with pytest.raises(LitlabError, match=r"no readable image is left in the training class folder\(s\) .*train/c"):
+        ImageFolderDataModule(root=str(root)).setup()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -34,6 +36,17 @@ def test_missing_val_is_split_off(tmp_path):
     ({"y_train": np.zeros(40, dtype=np.float32)}, "integer class indices"),
     ({"x_test": np.zeros((10, 2, 3, 4, 5), dtype=np.float32)}, "expected .N, L. or .N, L, F."),
     ({"x_test": np.zeros((10, 1, 7, 7), dtype=np.float32)}, "differ in shape"),
+    ({"x_train": np.zeros((0, 1, 6, 6), dtype=np.float32), "y_train": np.zeros(0, dtype=np.int64)},
+     "x_train holds no samples"),
+    ({"x_test": np.zeros((0, 1, 6, 6), dtype=np.float32), "y_test": np.zeros(0, dtype=np.int64)},
+     "x_test holds no samples"),
+    ({"x_test": np.where(np.arange(10).reshape(10, 1, 1, 1) < 3, np.nan, np.zeros((10, 1, 6, 6))).astype(np.float32)},
+     "3 of the 10 samples of x_test hold NaN or infinite values"),
+    ({"x_val": np.full((10, 1, 6, 6), np.inf, dtype=np.float32)}, "10 of the 10 samples of x_val hold NaN or infinite"),
+    ({"y_train": np.zeros(40, dtype=np.int64), "y_val": np.zeros(10, dtype=np.int64), "y_test": np.zeros(10, dtype=np.int64)},
+     "every label is 0, one class; a classifier needs at least two"),
+    ({"x_train": np.zeros((40, 1, 6, 6), dtype=np.uint8)},
+     r"x_train is uint8, x_val is float64, x_test is float64\. uint8 images are 8-bit pixels"),
 ])
 def test_malformed_files_get_clear_errors(tmp_path, replace, match):
     path = write_npz(tmp_path / "a.npz", **replace)
@@ -50,3 +63,30 @@ def test_missing_and_unreadable_files(tmp_path):
     bad.write_text("hello")
     with pytest.raises(LitlabError, match="not a readable .npz"):
         NpzDataModule(path=str(bad)).setup()
+
+
+def test_a_npy_file_is_named_as_such(tmp_path):
+    path = tmp_path / "arrays.npz"
+    with open(path, "wb") as f:  # a .npy under an .npz name
+        np.save(f, np.zeros((4, 1, 6, 6), dtype=np.uint8))
+    with pytest.raises(LitlabError, match=r"holds one bare array \(a \.npy file\), not an \.npz archive.*numpy\.savez"):
+        NpzDataModule(path=str(path)).setup()
+
+
+def test_pixel_scale_is_recorded(tmp_path):
+    """uint8 images are pixels (scaled by 1/255); any other dtype is used as it is."""
+    u8 = {f"x_{s}": np.full((n, 1, 6, 6), 51, dtype=np.uint8) for s, n in (("train", 40), ("val", 10), ("test", 10))}
+    dm = NpzDataModule(path=str(write_npz(tmp_path / "u8.npz", **u8)))
+    assert dm.preprocess.pixels is True and dm.preprocess.mean == [0.2]
+    as_int = {k: v.astype(np.int64) for k, v in u8.items()}
+    dm = NpzDataModule(path=str(write_npz(tmp_path / "i64.npz", **as_int)))
+    assert dm.preprocess.pixels is False and dm.preprocess.mean == [51.0]
+    assert NpzDataModule(path=str(write_npz(tmp_path / "seq.npz", "sequence"))).preprocess.pixels is False
+
+
+def test_classes_without_training_samples_are_named(tmp_path, caplog):
+    y = {"y_train": np.tile([0, 2, 4], 14)[:40], "y_val": np.zeros(10, dtype=np.int64), "y_test": np.full(10, 4)}
+    with caplog.at_level(logging.WARNING):
+        dm = NpzDataModule(path=str(write_npz(tmp_path / "gaps.npz", **y)))
+        assert dm.num_classes == 5
+    assert "2 of the 5 classes have no training sample (labels 1, 3)" in caplog.text

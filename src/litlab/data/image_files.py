@@ -25,11 +25,18 @@ def class_folders(split_dir: Path) -> list[str]:
     return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def visible_files(folder: Path) -> list[Path]:
+    """Every file below ``folder``, sorted, leaving out hidden files and everything inside hidden
+    folders (``.ipynb_checkpoints/``, ``.git/``, ...)."""
+    return sorted(p for p in folder.rglob("*")
+                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
 def list_split(split_dir: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
-    """All files under each class folder (recursively, hidden files skipped) with labels."""
+    """All files under each class folder (recursively, hidden files and folders skipped) with labels."""
     files, labels = [], []
     for label, name in enumerate(classes):
-        found = sorted(p for p in (split_dir / name).rglob("*") if p.is_file() and not p.name.startswith("."))
+        found = visible_files(split_dir / name)
         if not found:
             raise LitlabError(
                 f"data.root: class folder {split_dir / name} is empty. Every class folder needs at "
@@ -60,10 +67,11 @@ def decode(path: Path, channels: int, size: tuple[int, int] | None) -> Tensor:
 
 
 def check_readable(files: list[Path], labels: list[int], channels: int, size, on_bad_file: str
-                   ) -> tuple[list[Path], list[int], list[Tensor] | None]:
+                   ) -> tuple[list[Path], list[int], list[Tensor]]:
     """Decodes every file once; bad files are skipped with a warning or fail the run.
 
-    Returns the kept files, their labels, and the decoded tensors.
+    Returns the kept files, their labels, and the decoded tensors (which may differ in size
+    when ``size`` is None: see ``check_one_size``).
     """
     keep_f, keep_l, tensors, bad = [], [], [], []
     for f, lab in zip(files, labels):
@@ -72,18 +80,37 @@ def check_readable(files: list[Path], labels: list[int], channels: int, size, on
         except Exception as e:  # PIL raises many types for corrupt files
             bad.append(f"{f} ({type(e).__name__}: {e})")
             continue
-        if tensors and t.shape != tensors[0].shape:
-            bad.append(f"{f} (size {tuple(t.shape[1:])} differs from {tuple(tensors[0].shape[1:])}; set data.image_size)")
-            continue
         keep_f.append(f)
         keep_l.append(lab)
         tensors.append(t)
-    if bad:
-        listing = "; ".join(bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
-        if on_bad_file == "fail":
-            raise LitlabError(
-                f"{len(bad)} file(s) under data.root are not readable images: {listing}. Remove them, "
-                f"or set data.on_bad_file=skip to leave them out with a warning."
-            )
-        log.warning("Skipping %d file(s) that are not readable images: %s", len(bad), listing)
+    report_bad_files(bad, on_bad_file, "readable images")
     return keep_f, keep_l, tensors
+
+
+def report_bad_files(bad: list[str], on_bad_file: str, what: str) -> None:
+    """Fails the run on ``bad`` files (``data.on_bad_file=fail``) or warns that they are left out."""
+    if not bad:
+        return
+    listing = "; ".join(bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
+    if on_bad_file == "fail":
+        raise LitlabError(
+            f"{len(bad)} file(s) under data.root are not {what}: {listing}. Remove them, "
+            f"or set data.on_bad_file=skip to leave them out with a warning."
+        )
+    log.warning("Skipping %d file(s) that are not %s: %s", len(bad), what, listing)
+
+
+def check_one_size(sizes: dict[tuple[int, int], list[Path]]) -> None:
+    """Without ``data.image_size`` every image of every split must have one size (``(H, W)`` ->
+    the files of that size); otherwise one error that counts each size and names examples."""
+    if len(sizes) <= 1:
+        return
+    ranked = sorted(sizes.items(), key=lambda kv: -len(kv[1]))
+    listing = "; ".join(f"{h}x{w} pixels: {len(fs)} file(s), e.g. {fs[0]}" for (h, w), fs in ranked[:5])
+    more = f"; and {len(ranked) - 5} more sizes" if len(ranked) > 5 else ""
+    h, w = ranked[0][0]
+    raise LitlabError(
+        f"The images under data.root differ in size ({listing}{more}) and data.image_size is null, which "
+        f"keeps the files' own size. Set data.image_size to resize them all to one size, e.g. "
+        f"data.image_size={h} or data.image_size=[{h},{w}]."
+    )

@@ -11,7 +11,8 @@ from PIL import Image
 
 from litlab.data.base import ClassificationData, Splits, stats_or_given
 from litlab.data.datasets import FileSplit, TensorSplit, split_off
-from litlab.data.image_files import class_folders, check_readable, decode, list_split
+from litlab.data.image_files import (check_one_size, check_readable, class_folders, decode, list_split,
+                                     report_bad_files)
 from litlab.data.preprocess import Preprocess
 from litlab.errors import LitlabError, check_choice, check_fraction, check_positive_int
 
@@ -80,6 +81,11 @@ class ImageFolderDataModule(ClassificationData):
         classes = class_folders(train)
         if not classes:
             raise LitlabError(f"{train} has no class folders. Put each class's images in {train}/<class name>/.")
+        if len(classes) == 1:
+            raise LitlabError(
+                f"{train} has one class folder ({classes[0]}); a classifier needs at least two. Put each "
+                f"class's images in a folder of its own under {train}/."
+            )
         for split in ("val", "test"):
             d = self.root / split
             if d.is_dir() and class_folders(d) != classes:
@@ -102,7 +108,15 @@ class ImageFolderDataModule(ClassificationData):
         n_files = sum(len(f) for f, _ in listed.values())
         memory = self._use_memory(n_files, first)
         log.info("data: %d image files under %s, %s", n_files, self.root, "decoded into memory" if memory else "streamed from disk")
-        parts = {s: self._split(files, labels, memory) for s, (files, labels) in listed.items()}
+        read = {s: self._read(files, labels, memory) for s, (files, labels) in listed.items()}
+        if self.image_size is None:  # one size for every split, or the model's input is ill-defined
+            sizes: dict[tuple[int, int], list[Path]] = {}
+            for files, _, _, shapes in read.values():
+                for f, hw in zip(files, shapes):
+                    sizes.setdefault(hw, []).append(f)
+            check_one_size(sizes)
+        self._check_every_class_kept(read["train"][1], listed["train"][1], classes)
+        parts = {s: self._split(*r, memory) for s, r in read.items()}
         train = parts["train"]
         val = parts.get("val")
         if val is None:
@@ -114,7 +128,8 @@ class ImageFolderDataModule(ClassificationData):
         sample = self._stats_sample(train)
         mean, std = stats_or_given(sample, "image", self.mean, self.std, "data")
         shape = tuple(sample.shape[1:])
-        pre = Preprocess(kind="image", mean=mean, std=std, image_size=self.image_size, channels=self.channels)
+        pre = Preprocess(kind="image", mean=mean, std=std, image_size=self.image_size, channels=self.channels,
+                         pixels=True)
         return Splits(train, val, test, classes, shape, pre)
 
     def _probe(self, files) -> torch.Tensor | None:
@@ -126,32 +141,46 @@ class ImageFolderDataModule(ClassificationData):
                 continue
         return None
 
-    def _split(self, files, labels, memory: bool):
-        size = tuple(self.image_size) if self.image_size else None
+    def _read(self, files, labels, memory: bool):
+        """The usable files of a split: files, labels, the decoded images (in memory; None when
+        streaming) and the images' sizes ``(H, W)`` (streamed, from the files' headers)."""
         if memory:
-            files, labels, tensors = check_readable(files, labels, self.channels, size, self.on_bad_file)
-            if not tensors:
+            size = tuple(self.image_size) if self.image_size else None
+            files, labels, decoded = check_readable(files, labels, self.channels, size, self.on_bad_file)
+            return files, labels, decoded, [tuple(t.shape[1:]) for t in decoded]
+        return self._check_headers(files, labels)
+
+    def _split(self, files, labels, decoded, sizes, memory: bool):
+        if memory:
+            if not decoded:
                 raise LitlabError(f"data.root={self.root}: no readable images in a split.")
-            return TensorSplit(torch.stack(tensors), torch.tensor(labels, dtype=torch.long))
-        files, labels = self._check_headers(files, labels)
+            return TensorSplit(torch.stack(decoded), torch.tensor(labels, dtype=torch.long))
+        size = tuple(self.image_size) if self.image_size else None
         return FileSplit(files, labels, functools.partial(decode, channels=self.channels, size=size))
 
     def _check_headers(self, files, labels):
         """Streaming mode: opens each file's header only (cheap) to drop non-images early."""
-        keep_f, keep_l, bad = [], [], []
+        keep_f, keep_l, sizes, bad = [], [], [], []
         for f, lab in zip(files, labels):
             try:
-                with Image.open(f) as im:
-                    im.size  # noqa: B018  (the header is parsed on open)
+                with Image.open(f) as im:  # the header is parsed on open
+                    sizes.append((im.height, im.width))
                 keep_f.append(f)
                 keep_l.append(lab)
             except Exception as e:
                 bad.append(f"{f} ({type(e).__name__})")
-        if bad and self.on_bad_file == "fail":
-            raise LitlabError(f"{len(bad)} file(s) under data.root are not images: {'; '.join(bad[:10])}.")
-        if bad:
-            log.warning("Skipping %d file(s) that are not images: %s", len(bad), "; ".join(bad[:10]))
-        return keep_f, keep_l
+        report_bad_files(bad, self.on_bad_file, "images")
+        return keep_f, keep_l, None, sizes
+
+    def _check_every_class_kept(self, kept: list[int], listed: list[int], classes: list[str]) -> None:
+        """A class whose training files were all left out as unreadable cannot be learnt."""
+        lost = sorted(set(listed) - set(kept))
+        if lost:
+            names = ", ".join(str(self.root / "train" / classes[i]) for i in lost)
+            raise LitlabError(
+                f"data.root: no readable image is left in the training class folder(s) {names}: every "
+                f"file there was skipped (see the warning above). Add images, or remove the folder(s)."
+            )
 
     def _hold_out(self, train):
         keep, out = split_off(len(train), self.val_fraction, self.split_seed)

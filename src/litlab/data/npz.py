@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import zipfile
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from litlab.data.base import ClassificationData, Splits, check_labels, stats_or_
 from litlab.data.datasets import TensorSplit, split_off
 from litlab.data.preprocess import Preprocess
 from litlab.errors import LitlabError, check_fraction
+
+log = logging.getLogger(__name__)
 
 REQUIRED = ("x_train", "y_train", "x_test", "y_test")
 
@@ -67,11 +70,7 @@ class NpzDataModule(ClassificationData):
     def _read(self) -> dict[str, np.ndarray]:
         if not self.path.is_file():
             raise LitlabError(f"data.path={self.path} does not exist or is not a file.")
-        try:
-            with np.load(self.path, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
-        except (OSError, ValueError, zipfile.BadZipFile) as e:
-            raise LitlabError(f"data.path={self.path} is not a readable .npz file ({e}).") from None
+        arrays = read_arrays(self.path, "data.path")
         missing = [k for k in REQUIRED if k not in arrays]
         if ("x_val" in arrays) != ("y_val" in arrays):
             missing.append("y_val" if "x_val" in arrays else "x_val")
@@ -85,21 +84,35 @@ class NpzDataModule(ClassificationData):
 
     def load(self) -> Splits:
         arrays = self._read()
-        splits, kinds, shapes = {}, set(), set()
+        splits, kinds, shapes, dtypes = {}, set(), set(), {}
         for s in ("train", "val", "test"):
             if f"x_{s}" not in arrays:
                 continue
-            x, kind = _as_inputs(arrays[f"x_{s}"], f"x_{s}", self.path)
+            raw = arrays[f"x_{s}"]
+            x, kind = _as_inputs(raw, f"x_{s}", self.path)
+            _check_values(x, f"x_{s}", self.path)
             y = _as_labels(arrays[f"y_{s}"], f"y_{s}", self.path, len(x))
             splits[s] = TensorSplit(x, y)
             kinds.add(kind)
             shapes.add(tuple(x.shape[1:]))
+            dtypes[f"x_{s}"] = raw.dtype
         if len(shapes) > 1:
             raise LitlabError(f"data.path={self.path}: the splits' samples differ in shape: {sorted(shapes)}.")
         kind = kinds.pop()
-        num_classes = int(max(int(s.y.max()) for s in splits.values() if len(s)) + 1)
+        pixels = kind == "image" and dtypes["x_train"] == np.uint8
+        if kind == "image" and len({d == np.uint8 for d in dtypes.values()}) > 1:
+            listing = ", ".join(f"{k} is {d}" for k, d in dtypes.items())
+            raise LitlabError(
+                f"data.path={self.path}: {listing}. uint8 images are 8-bit pixels, scaled to [0, 1]; "
+                f"other dtypes are used as they are, so the splits would reach the model on different "
+                f"scales. Store every x_ array with one dtype."
+            )
+        num_classes = int(max(int(s.y.max()) for s in splits.values()) + 1)
+        if num_classes < 2:
+            raise LitlabError(f"data.path={self.path}: every label is 0, one class; a classifier needs at least two.")
         for s, ds in splits.items():
             check_labels(ds.y, num_classes, f"data.path={self.path} y_{s}")
+        _warn_unseen_classes(splits["train"].y, num_classes, self.path)
         if "val" not in splits:
             keep, out = split_off(len(splits["train"]), self.val_fraction, self.split_seed)
             tr = splits["train"]
@@ -110,4 +123,43 @@ class NpzDataModule(ClassificationData):
         mean, std = stats_or_given(splits["train"].x, kind, self.mean, self.std, "data")
         names = [str(i) for i in range(num_classes)]
         shape = tuple(splits["train"].x.shape[1:])
-        return Splits(splits["train"], splits["val"], splits["test"], names, shape, Preprocess(kind, mean, std))
+        pre = Preprocess(kind, mean, std, pixels=pixels)
+        return Splits(splits["train"], splits["val"], splits["test"], names, shape, pre)
+
+
+def read_arrays(path: Path, key: str) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` file ``path`` (named by the config ``key``), or a clear error."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):  # a .npy file holds one bare array
+            raise LitlabError(
+                f"{key}={path} holds one bare array (a .npy file), not an .npz archive of named arrays. "
+                f"Save the arrays with numpy.savez(FILE, x_train=..., y_train=..., ...) instead."
+            )
+        with loaded as f:
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise LitlabError(f"{key}={path} is not a readable .npz file ({str(e).splitlines()[0][:200]}).") from None
+
+
+def _check_values(x: torch.Tensor, key: str, path: Path) -> None:
+    """No empty split and no NaN or infinite input: either would give numbers that mean nothing."""
+    if len(x) == 0:
+        raise LitlabError(f"data.path={path}: {key} holds no samples. Every split in the file needs at least one.")
+    if x.is_floating_point():
+        bad = int((~torch.isfinite(x.reshape(len(x), -1))).any(dim=1).sum())
+        if bad:
+            raise LitlabError(
+                f"data.path={path}: {bad} of the {len(x)} samples of {key} hold NaN or infinite values. "
+                f"Remove or fill them before training (numpy.nan_to_num, or drop those rows)."
+            )
+
+
+def _warn_unseen_classes(y: torch.Tensor, num_classes: int, path: Path) -> None:
+    """Labels are class indices: a gap (labels 3, 7, 42) gives classes without a training sample."""
+    unseen = sorted(set(range(num_classes)) - set(y.unique().tolist()))
+    if unseen:
+        shown = ", ".join(map(str, unseen[:20])) + (f" and {len(unseen) - 20} more" if len(unseen) > 20 else "")
+        log.warning("data.path=%s: %d of the %d classes have no training sample (labels %s). Labels are class "
+                    "indices 0..%d; renumber them 0, 1, 2, ... if these classes do not exist.",
+                    path, len(unseen), num_classes, shown, num_classes - 1)

@@ -39,6 +39,10 @@ class Preprocess:
     """``[H, W]`` that files are resized to (image folders), or None."""
     channels: int | None = None
     """1 (grayscale) or 3 (RGB) for image files."""
+    pixels: bool | None = None
+    """True: the raw inputs are 8-bit pixels, uint8 tensors scaled to [0, 1] before normalization
+    (image folders, uint8 image arrays); False: raw inputs are used as they are (other arrays,
+    synthetic data); None: not recorded (checkpoints written before litlab recorded it)."""
 
     def to_dict(self) -> dict:
         return asdict(self)

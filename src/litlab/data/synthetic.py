@@ -79,6 +79,6 @@ class SyntheticDataModule(ClassificationData):
         parts = [TensorSplit(*make_synthetic(self.kind, self.shape, self.num_classes_, n, self.noise, g, protos))
                  for n in self.sizes]
         mean, std = compute_stats(parts[0].x, self.kind)
-        pre = Preprocess(kind=self.kind, mean=mean, std=std)
+        pre = Preprocess(kind=self.kind, mean=mean, std=std, pixels=False)
         names = [f"class_{i}" for i in range(self.num_classes_)]
         return Splits(parts[0], parts[1], parts[2], names, self.shape, pre)

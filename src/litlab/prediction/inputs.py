@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from litlab.data.image_files import decode
+from litlab.data.image_files import decode, visible_files
 from litlab.errors import LitlabError
 
 Batch = tuple[list[str], Tensor | None, list[tuple[str, str]]]
@@ -23,10 +23,7 @@ NPZ_KEYS = ("x", "x_test")
 
 def list_files(path: Path) -> list[Path]:
     """``path`` itself, or every file below the folder ``path`` (hidden ones skipped), sorted."""
-    if path.is_file():
-        return [path]
-    return sorted(p for p in path.rglob("*")
-                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    return [path] if path.is_file() else visible_files(path)
 
 
 def image_batches(files: list[Path], input_shape: tuple[int, ...], channels: int | None,
