@@ -78,6 +78,7 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     check_trainer_config(cfg.trainer)  # devices, precision, strategy: before any data is prepared
     seed_everything(cfg.seed)
     dm = build_data(run_cfg)
+    dm.adopt_trained(ckpt["litlab"].get("data") or {}, f"ckpt_path={cfg.ckpt_path}")
     if artifact:
         model = build_task(run_cfg.model, load_net(ckpt, Path(cfg.ckpt_path)), dm.num_classes)
     else:

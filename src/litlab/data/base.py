@@ -120,6 +120,33 @@ class ClassificationData(L.LightningDataModule):
             "preprocess": self.preprocess.to_dict(),
         }
 
+    def adopt_trained(self, record: dict, where: str) -> None:
+        """Serves this data the way the model of ``record`` (a checkpoint's ``describe()``) was
+        trained: its normalization, not statistics of this data's own training split, and only if
+        the classes, the sample shape and the pixel scale are the same (else an error naming
+        ``where``, the checkpoint). A record without these facts (older litlab) checks nothing."""
+        if not record:
+            return
+        mine = {"class_names": self.class_names, "input_shape": list(self.input_shape)}
+        for key, what in (("class_names", "classes"), ("input_shape", "sample shape")):
+            theirs = list(record.get(key, mine[key]))
+            if [str(v) for v in theirs] != [str(v) for v in mine[key]]:
+                raise LitlabError(
+                    f"The data has the {what} {_listed(mine[key])} but the model of {where} was trained on "
+                    f"{_listed(theirs)}; its outputs would not mean the same. Point data.* at data with the "
+                    f"same {what} as the training run's."
+                )
+        trained = Preprocess.from_dict(record["preprocess"]) if "preprocess" in record else None
+        if trained is None:
+            return
+        if trained.pixels is not None and self.preprocess.pixels is not None and trained.pixels != self.preprocess.pixels:
+            scale = {True: "8-bit pixels (uint8, scaled to [0, 1])", False: "values used as they are (not uint8)"}
+            raise LitlabError(
+                f"The data's inputs are {scale[self.preprocess.pixels]} but the model of {where} was trained on "
+                f"{scale[trained.pixels]}. Give arrays of the training data's dtype."
+            )
+        self.preprocess.mean, self.preprocess.std = list(trained.mean), list(trained.std)
+
     # --- loaders -------------------------------------------------------------------------
     def _loader(self, ds: Dataset, shuffle: bool, sampler: Sampler | None = None) -> DataLoader:
         pin = torch.cuda.is_available()
@@ -186,3 +213,8 @@ class ClassificationData(L.LightningDataModule):
         # Lightning converts a batch to the precision's dtype before the transfer, when it still is
         # uint8 here; precisions that compute in another dtype (64, bf16-true, 16-true) need it now
         return trainer.precision_plugin.convert_input(x), y
+
+
+def _listed(values: list) -> str:
+    shown = ", ".join(map(str, values[:12])) + (f", ... ({len(values)} in all)" if len(values) > 12 else "")
+    return f"({shown})"

@@ -1,0 +1,66 @@
+"""litlab.eval on data other than the training run's: the model's own normalization, and errors
+where the classes, the sample shape or the pixel scale differ from what it was trained on."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from litlab.errors import LitlabError
+from litlab.eval import evaluate
+from litlab.train import train
+from tests.helpers import write_npz
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """An MLP trained for two epochs on a small npz of float images; (run folder, npz path)."""
+    from tests.conftest import make_cfg
+
+    root = tmp_path_factory.mktemp("eval")
+    path = write_npz(root / "train.npz", n=200)
+    cfg = make_cfg(["model=mlp", "data=npz", f"data.path={path}"], root / "run", root / "data")
+    train(cfg)
+    return root / "run", path
+
+
+def _eval(cfg_factory, run_dir, *overrides):
+    ckpt = json.loads((run_dir / "metrics.json").read_text())["best_ckpt"]
+    cfg = cfg_factory([f"ckpt_path={ckpt}"], name="ev", config_name="eval", fast=False)
+    with torch.no_grad():
+        return evaluate(cfg, [f"data.path={p}" for p in overrides])
+
+
+def test_eval_normalizes_with_the_trained_statistics(trained, cfg_factory, tmp_path):
+    """Other training arrays beside the same test arrays: the same test metrics (the statistics of
+    the new training arrays used to replace the model's own)."""
+    run_dir, path = trained
+    with np.load(path) as f:
+        arrays = dict(f)
+    same = _eval(cfg_factory, run_dir, path)
+    moved = dict(arrays, x_train=arrays["x_train"] * 10 + 5, x_val=arrays["x_val"] * 10 + 5)
+    np.savez(tmp_path / "moved.npz", **moved)
+    other = _eval(cfg_factory, run_dir, tmp_path / "moved.npz")
+    assert other["test/acc"] == pytest.approx(same["test/acc"], abs=1e-6)
+    assert other["test/loss"] == pytest.approx(same["test/loss"], abs=1e-5)
+    trained_loss = json.loads((run_dir / "metrics.json").read_text())["test/loss"]
+    assert same["test/loss"] == pytest.approx(trained_loss, abs=1e-4)
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda a: dict(a, y_train=np.where(a["y_train"] == 0, 3, a["y_train"])),
+     r"The data has the classes \(0, 1, 2, 3\) but the model of ckpt_path=.*\.ckpt was trained on \(0, 1, 2\)"),
+    (lambda a: {k: v[:, :, :4, :4] if k.startswith("x") else v for k, v in a.items()},
+     r"sample shape \(1, 4, 4\) but the model .* was trained on \(1, 6, 6\)"),
+    (lambda a: {k: np.clip(v * 40, 0, 255).astype(np.uint8) if k.startswith("x") else v for k, v in a.items()},
+     r"inputs are 8-bit pixels \(uint8, scaled to \[0, 1\]\) but the model .* was trained on values used as they are"),
+])
+def test_eval_refuses_data_the_model_was_not_trained_on(trained, cfg_factory, tmp_path, change, match):
+    run_dir, path = trained
+    with np.load(path) as f:
+        np.savez(tmp_path / "other.npz", **change(dict(f)))
+    with pytest.raises(LitlabError, match=match):
+        _eval(cfg_factory, run_dir, tmp_path / "other.npz")
