@@ -139,6 +139,11 @@ def test_rows_written_before_a_failure_are_kept(run_predict, data_dir, tmp_path,
     ("npz_no_x", "has no array named x or x_test; it has y"),
     ("npz_corrupt", "is not a readable .npz file"),
     ("top_k", "top_k must be a positive integer"),
+    ("npy", r"holds one bare array \(a \.npy file\), not an \.npz archive"),
+    ("npz_float_pixels", r"holds floats from 0 to 255, but this checkpoint was trained on 8-bit pixels"),
+    ("npz_wide_ints", r"holds integers from 0 to 300, but this checkpoint was trained on 8-bit pixels"),
+    ("output_folder", r"output=.*out is a folder\. Give the path of the CSV file"),
+    ("output_under_a_file", r"output=.*its folder .*a_file cannot be made"),
 ])
 def test_bad_inputs_are_one_paragraph_errors(case, match, cfg_factory, ckpt, tmp_path):
     ckpt_path, input_path, extra = ckpt, tmp_path / "in", []
@@ -151,7 +156,9 @@ def test_bad_inputs_are_one_paragraph_errors(case, match, cfg_factory, ckpt, tmp
         input_path.mkdir()
     arrays = {"npz_wrong_shape": {"x": np.zeros((3, 8, 8), np.uint8)},
               "npz_sequences": {"x_test": np.zeros((3, 12, 2), np.float32)},
-              "npz_no_x": {"y": np.zeros(3, np.int64)}}
+              "npz_no_x": {"y": np.zeros(3, np.int64)},
+              "npz_float_pixels": {"x": np.linspace(0, 255, 3 * 64, dtype=np.float32).reshape(3, 1, 8, 8)},
+              "npz_wide_ints": {"x": np.linspace(0, 300, 3 * 64).astype(np.int64).reshape(3, 1, 8, 8)}}
     if case in arrays:
         input_path = tmp_path / "in" / "a.npz"
         np.savez(input_path, **arrays[case])
@@ -160,6 +167,16 @@ def test_bad_inputs_are_one_paragraph_errors(case, match, cfg_factory, ckpt, tmp
         input_path.write_bytes(b"PK not really")
     elif case == "top_k":
         extra = ["top_k=0"]
+    elif case == "npy":
+        input_path = tmp_path / "in" / "a.npz"
+        with open(input_path, "wb") as f:
+            np.save(f, np.zeros((3, 1, 8, 8), np.uint8))
+    elif case == "output_folder":
+        (tmp_path / "out").mkdir()
+        extra = [f"output={tmp_path / 'out'}"]
+    elif case == "output_under_a_file":
+        (tmp_path / "a_file").write_text("")
+        extra = [f"output={tmp_path / 'a_file' / 'p.csv'}"]
     cfg = cfg_factory([f"ckpt_path={ckpt_path}", f"input={input_path}", *extra], name="bad",
                       config_name="predict", fast=False)
     with pytest.raises(LitlabError, match=match) as err:
@@ -190,3 +207,55 @@ def test_image_files_for_a_sequence_model_are_refused(tmp_path):
     Image.new("L", (8, 8)).save(tmp_path / "a.png")
     with pytest.raises(LitlabError, match=r"classifies sequences of shape \(32, 4\), not image files"):
         input_batches(tmp_path, sequence_model, 8)
+
+
+def test_npz_pixels_in_any_dtype_give_the_same_predictions_and_nan_rows_are_errors(run_predict, data_dir, tmp_path):
+    """For a model trained on 8-bit pixels, int64 pixels and floats scaled to [0, 1] are the same
+    inputs as uint8 pixels; a sample holding NaN gets an error row, the others are predicted."""
+    x = np.stack([np.asarray(Image.open(f))[None] for f in digit_files(data_dir, 6)])  # (6, 1, 8, 8) uint8
+    outputs = {}
+    for name, arr in (("u8", x), ("i64", x.astype(np.int64)), ("f32", x.astype(np.float32) / 255)):
+        np.savez(tmp_path / f"{name}.npz", x=arr)
+        summary, rows = run_predict(tmp_path / f"{name}.npz")
+        outputs[name] = [(r["label_1"], float(r["prob_1"])) for r in rows]
+    assert outputs["i64"] == outputs["u8"]
+    assert [label for label, _ in outputs["f32"]] == [label for label, _ in outputs["u8"]]
+    assert [p for _, p in outputs["f32"]] == pytest.approx([p for _, p in outputs["u8"]], abs=1e-5)
+    with_nan = x.astype(np.float32) / 255
+    with_nan[2, 0, 3, 3] = np.nan
+    np.savez(tmp_path / "nan.npz", x=with_nan)
+    summary, rows = run_predict(tmp_path / "nan.npz")
+    assert summary["predicted"] == 5 and summary["errors"] == 1
+    bad = [r for r in rows if r["error"]]
+    assert bad[0]["input"].endswith("nan.npz[x][2]") and "NaN or infinite" in bad[0]["error"]
+    kept = [o for i, o in enumerate(outputs["f32"]) if i != 2]
+    assert [r["label_1"] for r in rows if not r["error"]] == [label for label, _ in kept]
+    assert [float(r["prob_1"]) for r in rows if not r["error"]] == pytest.approx([p for _, p in kept], abs=1e-6)
+
+
+@pytest.mark.parametrize("pre,shape,match", [
+    (dict(pixels=False), (1, 8, 8), "trained on arrays used as they are, not on 8-bit pixels"),
+    (dict(pixels=True), (4, 8, 8), r"takes images of 4 channels; image files give 1 \(grayscale\) or 3 \(RGB\)"),
+])
+def test_image_files_for_a_model_of_other_arrays_are_refused(tmp_path, pre, shape, match):
+    """Models trained on npz arrays that image files cannot stand for: float arrays used as they
+    are, or images of a channel count files do not have."""
+    from litlab.data.preprocess import Preprocess
+    from litlab.predict import input_batches
+
+    c = shape[0]
+    model = Predictor(torch.nn.Identity(), Preprocess("image", [0.0] * c, [1.0] * c, **pre), shape, ["a", "b"],
+                      torch.device("cpu"))
+    Image.new("L", (8, 8)).save(tmp_path / "a.png")
+    with pytest.raises(LitlabError, match=match):
+        input_batches(tmp_path, model, 8)
+
+
+def test_a_model_of_raw_arrays_takes_uint8_as_it_is():
+    from litlab.data.preprocess import Preprocess
+    from litlab.prediction.inputs import model_inputs
+
+    x = np.arange(8, dtype=np.uint8).reshape(2, 1, 2, 2)
+    raw = model_inputs(x, "x", Preprocess("image", [0.0], [1.0], pixels=False))
+    assert raw.dtype == torch.float32 and raw.max().item() == 7.0
+    assert model_inputs(x, "x", Preprocess("image", [0.0], [1.0], pixels=True)).dtype == torch.uint8

@@ -31,17 +31,44 @@ def input_batches(path: Path, predictor: Predictor, batch_size: int):
     if not path.exists():
         raise LitlabError(f"input={path} does not exist. Give an image file, a folder of images or an .npz file.")
     if path.is_file() and path.suffix.lower() == ".npz":
-        key, x = read_npz(path, predictor.input_shape, kind)
+        key, x = read_npz(path, predictor.input_shape, predictor.preprocess)
         return len(x), array_batches(path, key, x, batch_size)
     if kind != "image":
         shape = ", ".join(map(str, predictor.input_shape))
         raise LitlabError(f"input={path}: this checkpoint classifies sequences of shape ({shape}), not image files. "
                           f"Give an .npz file with the sequences under key x, shaped (N, {shape}).")
+    check_takes_image_files(path, predictor)
     files = list_files(path)
     if not files:
         raise LitlabError(f"input={path} is a folder without files. Put the images to classify in it "
                           f"(subfolders are searched).")
     return len(files), image_batches(files, predictor.input_shape, predictor.preprocess.channels, batch_size)
+
+
+def check_takes_image_files(path: Path, predictor: Predictor) -> None:
+    """Image files decode to 8-bit grayscale or RGB pixels: a model trained on arrays of another
+    scale or channel count cannot take them."""
+    pre, channels = predictor.preprocess, predictor.input_shape[0]
+    if pre.pixels is False:
+        raise LitlabError(f"input={path}: this checkpoint was trained on arrays used as they are, not on 8-bit pixels, "
+                          f"so image files would reach it on another scale. Give an .npz file with the samples under "
+                          f"key x, on the scale of the training arrays.")
+    if pre.channels is None and channels not in (1, 3):
+        raise LitlabError(f"input={path}: this checkpoint takes images of {channels} channels; image files give 1 "
+                          f"(grayscale) or 3 (RGB). Give an .npz file with the samples under key x, shaped "
+                          f"(N, {', '.join(map(str, predictor.input_shape))}).")
+
+
+def check_output(out: Path) -> None:
+    """``output=``: a file path whose folder exists or can be made, checked before any work."""
+    if out.is_dir():
+        raise LitlabError(f"output={out} is a folder. Give the path of the CSV file to write, e.g. "
+                          f"output={out / 'predictions.csv'}.")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise LitlabError(f"output={out}: its folder {out.parent} cannot be made ({e.strerror or e}). "
+                          f"Give a path in a folder that exists or can be created.") from None
 
 
 def predict(cfg: DictConfig) -> dict:
@@ -53,9 +80,10 @@ def predict(cfg: DictConfig) -> dict:
     top_k = check_positive_int("top_k", cfg.get("top_k", 3))
     batch_size = check_positive_int("batch_size", cfg.get("batch_size", 64))
     predictor = load_predictor(str(cfg.ckpt_path), pick_device(str(cfg.get("device", "auto"))))
-    total, batches = input_batches(Path(cfg.input), predictor, batch_size)
     run_dir = Path(cfg.paths.output_dir)
     out = Path(cfg.output) if cfg.get("output") else run_dir / "predictions.csv"
+    check_output(out)
+    total, batches = input_batches(Path(cfg.input), predictor, batch_size)
     log.info("predicting %d input(s) from %s with %s", total, cfg.input, cfg.ckpt_path)
     with PredictionCsv(out, predictor.class_names, top_k) as rows:
         for names, x, errors in batches:

@@ -6,7 +6,6 @@ inputs as raw tensors (``(N, *input_shape)``), ``errors`` pairs the other names 
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,8 @@ import torch
 from torch import Tensor
 
 from litlab.data.image_files import decode, visible_files
+from litlab.data.npz import read_arrays
+from litlab.data.preprocess import Preprocess
 from litlab.errors import LitlabError
 
 Batch = tuple[list[str], Tensor | None, list[tuple[str, str]]]
@@ -46,37 +47,68 @@ def image_batches(files: list[Path], input_shape: tuple[int, ...], channels: int
         yield names, torch.stack(tensors) if tensors else None, errors
 
 
-def read_npz(path: Path, input_shape: tuple[int, ...], kind: str) -> tuple[str, Tensor]:
+def read_npz(path: Path, input_shape: tuple[int, ...], pre: Preprocess) -> tuple[str, Tensor]:
     """The array under key ``x`` (or ``x_test``) of ``path``, checked against the model's input.
 
-    Returns the key and the samples ``(N, *input_shape)`` (uint8 images stay uint8, so they are
-    scaled to [0, 1] as in training; everything else becomes float32).
+    Returns the key and the samples ``(N, *input_shape)`` on the scale the model was trained on
+    (see ``model_inputs``).
     """
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            key = next((k for k in NPZ_KEYS if k in f.files), None)
-            if key is None:
-                raise LitlabError(f"input={path} has no array named {' or '.join(NPZ_KEYS)}; it has "
-                                  f"{', '.join(sorted(f.files)) or 'none'}. Store the samples to classify under x.")
-            x = f[key]
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise LitlabError(f"input={path} is not a readable .npz file ({str(e).splitlines()[0][:200]}).") from None
+    arrays = read_arrays(path, "input")
+    key = next((k for k in NPZ_KEYS if k in arrays), None)
+    if key is None:
+        raise LitlabError(f"input={path} has no array named {' or '.join(NPZ_KEYS)}; it has "
+                          f"{', '.join(sorted(arrays)) or 'none'}. Store the samples to classify under x.")
+    x = arrays[key]
     expected = "(N, " + ", ".join(map(str, input_shape)) + ")"
-    if kind == "sequence" and input_shape[-1] == 1 and x.ndim == 2:
+    if pre.kind == "sequence" and input_shape[-1] == 1 and x.ndim == 2:
         x = x[:, :, None]  # (N, L) -> (N, L, 1), as training reads such arrays
     if tuple(x.shape[1:]) != tuple(input_shape):
-        what = "images (N, C, H, W)" if kind == "image" else "sequences (N, L, F)"
+        what = "images (N, C, H, W)" if pre.kind == "image" else "sequences (N, L, F)"
         raise LitlabError(f"input={path}: {key} has shape {tuple(x.shape)} but the model takes {what} of shape "
                           f"{expected}. Give arrays shaped like the training data of this checkpoint.")
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise LitlabError(f"input={path}: {key} has dtype {x.dtype}; expected real numbers.")
-    if x.dtype == np.uint8 and kind == "image":
-        return key, torch.from_numpy(np.ascontiguousarray(x))
-    return key, torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return key, model_inputs(x, f"input={path}: {key}", pre)
+
+
+def model_inputs(x: np.ndarray, where: str, pre: Preprocess) -> Tensor:
+    """``x`` as the raw inputs the model was trained on.
+
+    A model trained on 8-bit pixels (``pre.pixels``) takes uint8 arrays, other integers within
+    0..255 (as uint8) and floats in [0, 1] (pixels already scaled); anything else is an error
+    naming the range found. Other models take every array as float32, used as it is (uint8
+    included: they never saw scaled pixels). Checkpoints without the record keep litlab's old
+    rule (uint8 images scaled, everything else as it is).
+    """
+    if pre.kind == "image" and pre.pixels:
+        if np.issubdtype(x.dtype, np.integer):
+            lo, hi = (int(x.min()), int(x.max())) if x.size else (0, 0)
+            if lo < 0 or hi > 255:
+                raise LitlabError(f"{where} holds integers from {lo} to {hi}, but this checkpoint was trained on "
+                                  f"8-bit pixels (0..255). Give pixels as uint8, or as floats scaled to [0, 1].")
+            return torch.from_numpy(np.ascontiguousarray(x, dtype=np.uint8))
+        finite = x[np.isfinite(x)]
+        if finite.size and (finite.min() < 0 or finite.max() > 1):
+            raise LitlabError(f"{where} holds floats from {float(finite.min()):g} to {float(finite.max()):g}, but "
+                              f"this checkpoint was trained on 8-bit pixels, which reach it scaled to [0, 1]. Give "
+                              f"them as uint8 (0..255), or as floats in [0, 1] (divide 0..255 values by 255).")
+    elif x.dtype == np.uint8 and pre.kind == "image" and pre.pixels is None:
+        return torch.from_numpy(np.ascontiguousarray(x))
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
 
 
 def array_batches(path: Path, key: str, x: Tensor, batch_size: int) -> Iterator[Batch]:
-    """Batches of an array's samples, named ``FILE[KEY][i]``."""
+    """Batches of an array's samples, named ``FILE[KEY][i]``; samples holding NaN or infinite
+    values become errors (a model's output for them means nothing)."""
+    finite = torch.isfinite(x.reshape(len(x), -1)).all(dim=1) if x.is_floating_point() else None
     for start in range(0, len(x), batch_size):
         chunk = x[start:start + batch_size]
-        yield [f"{path}[{key}][{start + i}]" for i in range(len(chunk))], chunk, []
+        names = [f"{path}[{key}][{start + i}]" for i in range(len(chunk))]
+        ok = finite[start:start + batch_size] if finite is not None else None
+        if ok is None or bool(ok.all()):
+            yield names, chunk, []
+            continue
+        keep = ok.tolist()
+        errors = [(n, "holds NaN or infinite values") for n, good in zip(names, keep) if not good]
+        kept = [n for n, good in zip(names, keep) if good]
+        yield kept, chunk[ok] if kept else None, errors
