@@ -127,3 +127,34 @@ def test_with_several_processes_lightnings_per_step_sigterm_broadcast_is_skipped
         for s, handler in handlers.items():
             signal.signal(s, handler)
     assert calls == [1]  # one process: Lightning's own (it is not called there anyway); two: skipped
+
+
+@pytest.mark.parametrize("stop", ["sigterm", "error"])
+def test_a_stop_after_training_keeps_the_training_and_test_results(cfg_factory, tmp_path, monkeypatch, stop):
+    """SIGTERM during compression or export (outside Lightning's loops) used to kill the process
+    with metrics.json still 'running'; a failure there used to leave only the error. Both now
+    keep the run's training and test results in metrics.json, with the status of what happened."""
+    import litlab.train as train_module
+    from litlab.entry import run_entrypoint
+
+    def compression(*args, **kwargs):
+        if stop == "error":
+            raise RuntimeError("export failed")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # the handler raises before this ends
+        raise AssertionError("SIGTERM did not stop the work after training")
+
+    monkeypatch.setattr(train_module, "after_training", compression)
+    cfg = cfg_factory(["model=mlp", "trainer.max_epochs=1", "callbacks=none"])
+    if stop == "sigterm":
+        with pytest.raises(SystemExit) as exit_info:
+            run_entrypoint(train_module.train, cfg)
+        assert exit_info.value.code == 128 + signal.SIGTERM
+    else:
+        with pytest.raises(RuntimeError, match="export failed"):
+            run_entrypoint(train_module.train, cfg)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after the stop
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["status"] == ("interrupted" if stop == "sigterm" else "failed")
+    assert ("SIGTERM" if stop == "sigterm" else "export failed") in m["error"]
+    assert 0.3 < m["test/acc"] <= 1 and m["epochs"] == 1

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Callable
@@ -69,9 +71,13 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
         with distributed_job():
             check_shared_run_dir()
             return work(cfg)
-    except KeyboardInterrupt:
-        _record(cfg, "interrupted", "interrupted by the user")
-        raise
+    except KeyboardInterrupt as e:
+        # Ctrl-C, or SIGTERM (``Terminated``), where Lightning's loops do not catch it (compression,
+        # export) or a second time: recorded, one line, the shell's exit status of that signal
+        signum = getattr(e, "signum", signal.SIGINT)
+        _record(cfg, "interrupted", f"interrupted by signal {signal.Signals(signum).name}")
+        print(f"\nInterrupted by signal {signal.Signals(signum).name}; metrics.json records it.", file=sys.stderr)
+        sys.exit(128 + signum)
     except SystemExit as e:
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -94,6 +100,34 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
         if user_error:
             sys.exit(e.exit_code)
         raise
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM where no Lightning loop turns it into a stop at a batch end: it stops the work at
+    once, as Ctrl-C does there, and the entrypoint records the run as interrupted."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(f"signal {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def sigterm_stops_here():
+    """Inside, SIGTERM raises ``Terminated`` instead of killing the process on the spot (Python's
+    default), which would leave ``metrics.json`` saying ``running``. For work outside Lightning's
+    loops (compression, fine-tuning, export), which have no batch-end stop of their own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def on_sigterm(signum, frame):
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def user_message(e: LitlabError) -> str:

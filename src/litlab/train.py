@@ -20,7 +20,7 @@ from litlab.callbacks.group import find_callback
 from litlab.callbacks.throughput import Throughput
 from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.compression.run import check_compression
-from litlab.entry import check_cli, run_entrypoint
+from litlab.entry import check_cli, run_entrypoint, sigterm_stops_here
 from litlab.reporting.hparams import log_final_hparams
 from litlab.reporting.run_files import update_metrics
 from litlab.reporting.summary import print_summary
@@ -122,7 +122,10 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.get("test") and not trainer.interrupted:
         metrics.update(test(trainer, model, dm, metrics.get("best_ckpt")))
     if trainer.is_global_zero and not trainer.interrupted:
-        metrics.update(after_training(cfg, trainer, model, dm, run_dir, metrics, loggers))
+        # training and test results are on record before compression and export, which may fail
+        update_metrics(run_dir, **{k: v for k, v in metrics.items() if k != "status"})
+        with sigterm_stops_here():
+            metrics.update(after_training(cfg, trainer, model, dm, run_dir, metrics, loggers))
     metrics.setdefault("status", "completed")
     metrics["wall_time_s"] = time.perf_counter() - started
     metrics["optimized_metric"] = cfg.get("optimized_metric")

@@ -51,3 +51,14 @@ def test_cnn_uses_1d_convolutions_on_sequences():
     net = CNN((12, 3), 4)
     assert any(isinstance(m, torch.nn.Conv1d) for m in net.modules())
     assert not any(isinstance(m, torch.nn.Conv2d) for m in net.modules())
+
+
+def test_torchvision_net_on_small_images_traces_for_export():
+    """Small inputs are upsampled to a size fixed at build time: tracing (TorchScript, ONNX) works
+    and gives the eager outputs (it used to fail on round() of a traced shape)."""
+    net = TorchvisionNet((1, 8, 8), 3, name="mobilenet_v3_small").eval()
+    assert net.upsample_to == (32, 32)
+    x = torch.rand(2, 1, 8, 8)
+    with torch.no_grad():
+        traced = torch.jit.trace(net, (x,), check_trace=False)
+        assert torch.allclose(traced(x), net(x), atol=1e-5)

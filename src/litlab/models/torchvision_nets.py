@@ -50,14 +50,16 @@ class TorchvisionNet(nn.Module):
             )
         self.adapt = nn.Identity() if input_shape[0] == 3 else nn.Conv2d(input_shape[0], 3, kernel_size=1)
         self.min_size = min_size
+        # the size small inputs are upsampled to, fixed by the input shape (plain ints, so that
+        # tracing for TorchScript or ONNX export records constants, not arithmetic on shapes)
+        h, w = input_shape[1:]
+        scale = min_size / min(h, w)
+        self.upsample_to = (round(h * scale), round(w * scale)) if min(h, w) < min_size else None
         kwargs = {"aux_logits": False, "init_weights": True} if name in ("inception_v3", "googlenet") else {}
         self.net = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.adapt(x)
-        h, w = x.shape[-2:]
-        if min(h, w) < self.min_size:
-            scale = self.min_size / min(h, w)
-            x = nn.functional.interpolate(x, size=(round(h * scale), round(w * scale)), mode="bilinear",
-                                          align_corners=False)
+        if self.upsample_to is not None:
+            x = nn.functional.interpolate(x, size=self.upsample_to, mode="bilinear", align_corners=False)
         return self.net(x)
