@@ -136,6 +136,20 @@ def test_an_existing_run_directory_is_not_written_over(finished_run):
     assert before == {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
 
 
+def test_a_refused_resume_leaves_the_finished_run_as_it_was(finished_run):
+    """A resume whose checkpoint does not fit the command's model fails before it begins: the run's
+    metrics.json and config record stay the earlier start's (they used to read failed and describe
+    the refused command); only its log tells of the attempt."""
+    run, _ = finished_run
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "train.log"}
+    log_before = (run / "train.log").read_text()
+    proc = run_cli("litlab.train", *TINY, "model=cnn", "ckpt_path=last", f"hydra.run.dir={run}",
+                   f"paths.root_dir={run.parents[2]}")
+    assert proc.returncode == 2 and "belongs to a different model" in proc.stderr, proc.stderr[-2000:]
+    assert before == {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "train.log"}
+    assert (run / "train.log").read_text().startswith(log_before)
+
+
 @pytest.mark.parametrize("args,message", [
     (["trainer.foo=1"], "trainer.foo is not a key of the config"),
     (["model.optimizer.lr=[1,2"], "could not parse the override"),

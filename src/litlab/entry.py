@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from litlab.errors import LitlabError
 from litlab.file_only_logs import FILE_ONLY
-from litlab.reporting.run_files import keep_config_record, update_metrics
+from litlab.reporting.run_files import keep_config_record, restore_config_record, update_metrics, written_here
 from litlab.distributed.launcher import (check_shared_run_dir, distributed_job, is_rank_zero,
                                           launched_rank)
 from litlab.sweeps.failed_jobs import failed_job_value
@@ -50,7 +50,12 @@ def check_cli(argv: list[str], config_name: str = "train") -> None:
         # a resume in its run folder: Hydra is about to rewrite the folder's config record
         run_dir = OmegaConf.select(cfg, "hydra.run.dir", throw_on_resolution_failure=False)
         if run_dir:
-            keep_config_record(Path(run_dir))
+            global _kept_record
+            _kept_record = keep_config_record(Path(run_dir))
+
+
+# the copy of a resumed run's earlier record that ``check_cli`` made (None without a resume)
+_kept_record: Path | None = None
 
 
 def _is_multirun() -> bool:
@@ -139,14 +144,22 @@ def user_message(e: LitlabError) -> str:
 
 
 def _record(cfg: DictConfig, status: str, message: str) -> None:
+    """Writes the outcome into the run's metrics.json, unless that record belongs to an earlier
+    start of the run that this process never began (a resume refused before it started): then
+    that record, and the config record Hydra replaced, are left as they were."""
     try:
         run_dir = Path(cfg.paths.output_dir)
     except Exception:
         return
     try:
-        if not is_rank_zero():
+        if not is_rank_zero() or not run_dir.is_dir():
             return
-        if run_dir.is_dir():
-            update_metrics(run_dir, status=status, error=message)
+        if not written_here(run_dir):
+            if _kept_record is not None and _kept_record.parent.parent == run_dir:
+                restore_config_record(_kept_record)
+            log.warning("%s; this start never began, so %s keeps the earlier start's record.", status,
+                        run_dir / "metrics.json")
+            return
+        update_metrics(run_dir, status=status, error=message)
     except OSError:
         pass

@@ -22,7 +22,7 @@ from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.compression.run import check_compression
 from litlab.entry import check_cli, run_entrypoint, sigterm_stops_here
 from litlab.reporting.hparams import log_final_hparams
-from litlab.reporting.run_files import update_metrics
+from litlab.reporting.run_files import start_metrics, update_metrics
 from litlab.reporting.summary import print_summary
 from litlab.distributed.launcher import scale_facts
 from litlab.seeding import seed_everything
@@ -44,9 +44,9 @@ def resolve_ckpt_path(cfg: DictConfig, model: L.LightningModule, run_dir: Path) 
     return str(path), int(ckpt.get("global_step") or 0)
 
 
-def fit(cfg: DictConfig, trainer: L.Trainer, model: L.LightningModule, dm, run_dir: Path) -> dict:
-    """Trains; returns the run's training facts for metrics.json."""
-    ckpt_path, step = resolve_ckpt_path(cfg, model, run_dir)
+def fit(trainer: L.Trainer, model: L.LightningModule, dm, ckpt_path: str | None, step: int) -> dict:
+    """Trains (from ``ckpt_path``, saved at optimizer step ``step``, when resuming); returns the
+    run's training facts for metrics.json."""
     if ckpt_path is not None:
         for logger in trainer.loggers:
             if hasattr(logger, "continue_from_step"):
@@ -113,11 +113,13 @@ def train(cfg: DictConfig) -> float | None:
     model = build_model(cfg.model, dm.input_shape, dm.num_classes)
     model.run_record = run_record(cfg, dm)
     check_compression(cfg, model.net, dm)  # a compress method that cannot apply fails before training
+    # a resume's checkpoint is checked before anything is written: a refused one changes nothing
+    ckpt_path, step = resolve_ckpt_path(cfg, model, run_dir)
     loggers = build_loggers(cfg)
     trainer = build_trainer(cfg, build_callbacks(cfg), loggers)
     if trainer.is_global_zero:
-        update_metrics(run_dir, status="running", task="train")
-    metrics = fit(cfg, trainer, model, dm, run_dir)
+        start_metrics(run_dir, status="running", task="train")
+    metrics = fit(trainer, model, dm, ckpt_path, step)
     metrics.update(scale_facts(trainer, dm.batch_size))  # data.batch_size is per device
     if cfg.get("test") and not trainer.interrupted:
         metrics.update(test(trainer, model, dm, metrics.get("best_ckpt")))

@@ -34,26 +34,50 @@ def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
+# the metrics.json files this process has written: a record of an earlier start of the same run
+# folder that this process never wrote to is left as it is when this start fails before it begins
+_WRITTEN: set[Path] = set()
+
+
 def update_metrics(run_dir: Path, **fields: Any) -> dict:
     """Merges ``fields`` into ``run_dir/metrics.json`` and returns the whole record."""
     path = Path(run_dir) / "metrics.json"
     data = read_json(path) if path.is_file() else {}
     data.update(_clean(fields))
     write_json(path, data)
+    _WRITTEN.add(path.absolute())
     return data
+
+
+def start_metrics(run_dir: Path, **fields: Any) -> dict:
+    """Begins this start's ``run_dir/metrics.json`` with ``fields`` alone: a resumed run's record
+    describes the resumed start only, with no figures left from an earlier one (compression or
+    export it did not repeat); ``keep_config_record`` kept the earlier record."""
+    path = Path(run_dir) / "metrics.json"
+    data = _clean(fields)
+    write_json(path, data)
+    _WRITTEN.add(path.absolute())
+    return data
+
+
+def written_here(run_dir: Path) -> bool:
+    """Whether ``run_dir/metrics.json`` is missing or was written by this process."""
+    path = Path(run_dir) / "metrics.json"
+    return not path.is_file() or path.absolute() in _WRITTEN
 
 
 HYDRA_RECORD = ("config.yaml", "hydra.yaml", "overrides.yaml")
 
 
 def keep_config_record(run_dir: Path) -> Path | None:
-    """Copies the config record of the run's latest start to ``.hydra/start-<n>/``.
+    """Copies the record of the run's latest start to ``.hydra/start-<n>/``: its config record and
+    its ``metrics.json``.
 
     Hydra rewrites ``.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml`` each time a run
-    starts in its folder, so resuming with ``ckpt_path=last`` would lose the first start's
-    command. Called before a resume: the record in ``.hydra/`` is then the latest start's and
-    ``start-1/``, ``start-2/``, ... those before it. Returns the copy's folder, or None when the
-    folder has no record yet.
+    starts in its folder, and a resumed start begins a new ``metrics.json``, so resuming with
+    ``ckpt_path=last`` would lose the first start's command and results. Called before a resume:
+    the record in ``.hydra/`` is then the latest start's and ``start-1/``, ``start-2/``, ... those
+    before it. Returns the copy's folder, or None when the folder has no record yet.
     """
     record = Path(run_dir) / ".hydra"
     if not (record / "overrides.yaml").is_file():
@@ -64,4 +88,15 @@ def keep_config_record(run_dir: Path) -> Path | None:
     for name in HYDRA_RECORD:
         if (record / name).is_file():
             shutil.copy2(record / name, dest / name)
+    if (Path(run_dir) / "metrics.json").is_file():
+        shutil.copy2(Path(run_dir) / "metrics.json", dest / "metrics.json")
     return dest
+
+
+def restore_config_record(kept: Path) -> None:
+    """Undoes ``keep_config_record`` for a start that never began (a rejected resume): the config
+    record Hydra wrote for it is replaced by the kept one, and the copy is removed."""
+    for name in HYDRA_RECORD:
+        if (kept / name).is_file():
+            shutil.copy2(kept / name, kept.parent / name)
+    shutil.rmtree(kept, ignore_errors=True)
