@@ -19,3 +19,16 @@ def test_existing_choices_pass(argv):
 def test_a_missing_choice_is_named(argv, named):
     with pytest.raises(LitlabError, match=rf"{named} is not a choice: conf/\w+/ has"):
         check_choices(argv)
+
+
+def test_a_sweep_over_a_group_names_keys_its_default_choice_lacks():
+    """Hydra composes a sweep's start at the group's default (compress=none, no finetune key) and
+    failed there with its own multi-line error, although every job has the key."""
+    from litlab.config_check import check_overrides
+
+    with pytest.raises(LitlabError, match=r"^compress\.finetune\.epochs=1: a sweep over compress starts from its "
+                                          r"default choice.*Write it as \+\+compress\.finetune\.epochs=1"):
+        check_overrides(["-m", "model=mlp", "compress=prune,lowrank", "compress.finetune.epochs=1"])
+    assert check_overrides(["-m", "model=mlp", "compress=prune,lowrank", "++compress.finetune.epochs=1"]) is None
+    with pytest.raises(LitlabError, match=r"compress\.finetune\.nope is not a key"):  # a real misspelling stays one
+        check_overrides(["-m", "compress=prune,lowrank", "compress.finetune.nope=1"])

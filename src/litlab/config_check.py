@@ -122,6 +122,31 @@ def compose_checked(overrides: list[str], config_name: str = "train", conf_dir: 
         GlobalHydra.instance().clear()
 
 
+def check_sweep_start(overrides: list[str], config_name: str = "train") -> None:
+    """Hydra starts a sweep by composing the config without the swept values (a swept group at its
+    default choice) and applies every other override to it. A key that only the swept choices
+    have (``compress=prune,lowrank compress.finetune.epochs=1``, where the default
+    ``compress=none`` has no ``finetune``) fails there, before any job, although every job's
+    config has it: an error that says so and how to write the key instead."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    swept = [o.get_key_element() for o in parsed if o.is_sweep_override()]
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    try:
+        compose_checked(fixed, config_name)
+    except LitlabError:
+        groups = [g for g in swept if "." not in g]
+        culprits = [o for o in fixed if "=" in o and o.lstrip("+~").split(".")[0] in groups
+                    and not o.startswith("++")]
+        if not culprits:
+            raise
+        shown = " ".join(f"++{o.lstrip('+')}" for o in culprits)
+        raise LitlabError(
+            f"{' '.join(culprits)}: a sweep over {', '.join(g for g in groups if any(c.lstrip('+').startswith(g + '.') for c in culprits))} "
+            f"starts from its default choice, which lacks the key, before each job gets the swept choice "
+            f"that has it. Write it as {shown} (set where the key exists, added where not)."
+        ) from None
+
+
 def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig | None:
     """Composes the command line's overrides (each swept value once) or raises a LitlabError.
     Returns the composed config (with its ``hydra`` node) of a single run, None for a multirun."""
@@ -133,6 +158,8 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
         raise _explain(e, overrides) from None
     for combo in combos:
         cfg = compose_checked(combo, config_name, return_hydra_config=True)
+    if multirun:
+        check_sweep_start(overrides, config_name)
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     try:
         out = OmegaConf.select(cfg, key)
