@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -139,3 +140,19 @@ def test_a_misspelt_optimized_metric_is_named(cfg_factory, caplog):
     assert "optimized_metric=val/accuracy is not among this run's metrics (val/acc" in record.getMessage()
     # the run's own metric is returned as before
     assert 0 < train(cfg_factory(["model=mlp", "test=false"], name="ok")) <= 1
+
+
+def test_in_a_sweep_a_misspelt_optimized_metric_fails_the_job(cfg_factory, tmp_path, monkeypatch):
+    """Optuna used to end the whole search in a traceback ("No trials are completed yet") when no
+    job reported the metric; each job now fails with the keys it has and the sweep's worst value."""
+    import litlab.entry
+    import litlab.train
+
+    monkeypatch.setattr(litlab.entry, "is_multirun", lambda: True)
+    monkeypatch.setattr(litlab.train, "is_multirun", lambda: True)
+    value = litlab.entry.run_entrypoint(train, cfg_factory(["model=mlp", "optimized_metric=val/accuracy", "test=false",
+                                                           "trainer.max_epochs=1"]))
+    assert math.isnan(value)  # the basic sweeper's worst value (no direction)
+    m = _metrics(tmp_path / "run")
+    assert m["status"] == "failed" and "optimized_metric=val/accuracy is not among this run's metrics (val/acc" in m["error"]
+    assert 0 < m["val/acc"] <= 1

@@ -58,7 +58,8 @@ def check_cli(argv: list[str], config_name: str = "train") -> None:
 _kept_record: Path | None = None
 
 
-def _is_multirun() -> bool:
+def is_multirun() -> bool:
+    """Whether this process runs a job of a Hydra multirun (a sweep)."""
     try:
         return HydraConfig.get().mode == RunMode.MULTIRUN
     except ValueError:
@@ -100,7 +101,7 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
             print(f"\nError: {message}", file=sys.stderr)
         else:
             log.error("run failed:\n%s", traceback.format_exc())
-        if _is_multirun():
+        if is_multirun():
             return failed_job_value()  # recorded failed above; the sweep goes on
         if user_error:
             sys.exit(e.exit_code)

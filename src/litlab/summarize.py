@@ -10,14 +10,19 @@ and figures go to TensorBoard in ``DIR/tensorboard_summary``.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
 from litlab.errors import LitlabError
 from litlab.sweeps.compressed_keys import compression_keys
 from litlab.sweeps.sweep_plots import accuracy_vs_cost, metric_vs_params
-from litlab.sweeps.sweep_table import (direction_of, format_markdown, format_text, rank, read_jobs, swept_params,
-                                       table_rows, write_csv)
+from litlab.sweeps.sweep_table import (check_metric_present, direction_of, format_markdown, format_text, rank, read_jobs,
+                                       swept_params, table_rows, write_csv)
+
+
+# the figures a summary may draw, each DIR/<name>.png
+FIGURES = ("metric_vs_params", "accuracy_vs_size", "accuracy_vs_latency")
 
 
 def summarize(sweep_dir: Path, metric: str | None = None, direction: str | None = None) -> dict:
@@ -26,6 +31,7 @@ def summarize(sweep_dir: Path, metric: str | None = None, direction: str | None 
     jobs = read_jobs(sweep_dir)
     metric = metric or next((j.metrics["optimized_metric"] for j in jobs if j.metrics.get("optimized_metric")),
                             "val/acc")
+    check_metric_present(jobs, metric)
     direction = direction or direction_of(metric, sweep_dir)
     params = swept_params(jobs)
     compressed = compression_keys([j.metrics for j in jobs])
@@ -49,6 +55,8 @@ def summarize(sweep_dir: Path, metric: str | None = None, direction: str | None 
     if any("pareto" in r for r in rows):  # rewrite with the Pareto column
         write_csv(rows, files["csv"])
         files["md"].write_text(title + format_markdown(rows) + "\n")
+    for name in FIGURES:  # a figure of an earlier summary that this one does not draw is stale
+        (sweep_dir / f"{name}.png").unlink(missing_ok=True)
     for name, fig in figures.items():
         if fig is not None:
             files[name] = sweep_dir / f"{name}.png"
@@ -65,6 +73,7 @@ def _to_tensorboard(log_dir: Path, rows: list[dict], params: list[str], metric: 
 
     import matplotlib.pyplot as plt
 
+    shutil.rmtree(log_dir, ignore_errors=True)  # an earlier summary's events would show every job twice
     with SummaryWriter(str(log_dir)) as writer:
         writer.add_text("sweep/summary", markdown)
         for name, fig in figures.items():

@@ -20,7 +20,8 @@ from litlab.callbacks.group import find_callback
 from litlab.callbacks.throughput import Throughput
 from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.compression.run import check_compression
-from litlab.entry import check_cli, run_entrypoint, sigterm_stops_here
+from litlab.errors import LitlabError
+from litlab.entry import check_cli, is_multirun, run_entrypoint, sigterm_stops_here
 from litlab.reporting.hparams import log_final_hparams
 from litlab.reporting.run_files import start_metrics, update_metrics
 from litlab.reporting.summary import print_summary
@@ -137,16 +138,21 @@ def train(cfg: DictConfig) -> float | None:
         print_summary(run_dir, metrics, has_tensorboard=(run_dir / "tensorboard").is_dir())
     value = metrics.get(cfg.get("optimized_metric"))
     if value is None and cfg.get("optimized_metric") and metrics["status"] == "completed" and trainer.is_global_zero:
-        warn_missing_metric(cfg.optimized_metric, metrics)
+        check_optimized_metric(cfg.optimized_metric, metrics, in_sweep=is_multirun())
     return float(value) if value is not None else None
 
 
-def warn_missing_metric(name: str, metrics: dict) -> None:
+def check_optimized_metric(name: str, metrics: dict, in_sweep: bool) -> None:
     """A completed run without its ``optimized_metric`` gives a sweep nothing to rank, most often
-    because of a misspelt key: says so, with the keys the run has."""
+    because of a misspelt key. In a sweep that fails the job (recorded with the keys the run has,
+    and the sweep's worst value, so Optuna goes on instead of ending in a traceback); a single
+    run warns."""
     have = ", ".join(k for k, v in metrics.items() if "/" in k and isinstance(v, (int, float)))
-    log.warning(f"optimized_metric={name} is not among this run's metrics ({have}); a sweep gets no value "
-                f"from it. Set optimized_metric to one of them.")
+    message = (f"optimized_metric={name} is not among this run's metrics ({have}); a sweep gets no value "
+               f"from it. Set optimized_metric to one of them.")
+    if in_sweep:
+        raise LitlabError(message)
+    log.warning(message)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 import yaml
 
 from litlab.errors import LitlabError
+
+log = logging.getLogger(__name__)
 
 # overrides that pick what runs, not a hyperparameter: never a column
 _NOT_PARAMS = ("hparams_search", "paths.", "hydra", "logger", "callbacks")
@@ -55,13 +58,39 @@ def read_jobs(sweep_dir: Path) -> list[Job]:
             continue
         lines = yaml.safe_load(over_file.read_text()) if over_file.is_file() else []
         overrides = dict(line.lstrip("+~").split("=", 1) for line in lines or [] if "=" in line)
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-        jobs.append(Job(folder.name, overrides, metrics))
+        jobs.append(Job(folder.name, overrides, read_metrics(metrics_file)))
     if not jobs:
         raise LitlabError(f"DIR: {sweep_dir} holds no job folders (none has metrics.json or .hydra/overrides.yaml). "
                           f"Pass the folder of a multirun, e.g. outputs/multiruns/<time>.")
     jobs.sort(key=lambda j: (len(j.name), j.name))
     return jobs
+
+
+def read_metrics(path: Path) -> dict:
+    """A job's metrics.json; one that is not a JSON object (cut short by a killed job, or edited)
+    gives the job the status ``unreadable`` and a warning naming the file, not a traceback."""
+    if not path.is_file():
+        return {}
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        why = f"not valid JSON ({e})"
+    else:
+        if isinstance(metrics, dict):
+            return metrics
+        why = f"a JSON {type(metrics).__name__}, not an object"
+    log.warning("%s is %s; the job is listed as unreadable.", path, why)
+    return {"status": "unreadable", "error": f"metrics.json is {why}"}
+
+
+def check_metric_present(jobs: list[Job], metric: str) -> None:
+    """A metric no job has would rank nothing: an error naming the keys the jobs have."""
+    if any(j.value(metric) is not None for j in jobs):
+        return
+    have = sorted({k for j in jobs for k, v in j.metrics.items() if "/" in k and isinstance(v, (int, float))})
+    if have:  # jobs with figures, none of them this one: a misspelt name
+        raise LitlabError(f"no job of the sweep has the metric {metric}; they have {', '.join(have)}. Pass one of "
+                          f"them with --metric KEY.")
 
 
 def swept_params(jobs: list[Job]) -> list[str]:

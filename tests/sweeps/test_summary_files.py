@@ -1,0 +1,53 @@
+"""litlab.summarize on job folders written by hand: unreadable records, repeated summaries, a
+metric no job has."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from litlab.errors import LitlabError
+from litlab.summarize import summarize
+
+
+def _job(sweep, name, lr, metrics):
+    folder = sweep / name
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(f"- model.optimizer.lr={lr}\n")
+    (folder / "metrics.json").write_text(metrics if isinstance(metrics, str) else json.dumps(metrics))
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    s = tmp_path / "sweep"
+    _job(s, "0", 0.001, {"status": "completed", "val/acc": 0.9, "test/acc": 0.88, "optimized_metric": "val/acc"})
+    _job(s, "1", 0.003, {"status": "completed", "val/acc": 0.95, "test/acc": 0.9, "optimized_metric": "val/acc"})
+    _job(s, "2", 0.01, '{\n  "status": "completed",\n  "val/a')  # cut short
+    _job(s, "3", 0.1, "[1, 2]")
+    return s
+
+
+def test_unreadable_records_are_listed_not_fatal(sweep, caplog):
+    with caplog.at_level(logging.WARNING):
+        rows = summarize(sweep)["rows"]
+    assert [(r["job"], r["status"]) for r in rows] == [("1", "completed"), ("0", "completed"),
+                                                         ("2", "unreadable"), ("3", "unreadable")]
+    assert "2/metrics.json is not valid JSON" in caplog.text and "a JSON list, not an object" in caplog.text
+
+
+def test_a_repeated_summary_replaces_the_earlier_one(sweep):
+    (sweep / "accuracy_vs_size.png").write_bytes(b"from a summary of compressed jobs")
+    for _ in range(2):
+        summarize(sweep)
+    assert len(list((sweep / "tensorboard_summary").glob("events.out.tfevents.*"))) == 1
+    assert not (sweep / "accuracy_vs_size.png").exists()  # this sweep has no compression figures
+    assert (sweep / "metric_vs_params.png").stat().st_size > 0
+
+
+def test_a_metric_no_job_has_is_named_with_the_ones_they_have(sweep):
+    before = (sweep / "0" / "metrics.json").read_text()
+    with pytest.raises(LitlabError, match=r"no job of the sweep has the metric val/accuracy; they have test/acc, val/acc"):
+        summarize(sweep, metric="val/accuracy")
+    assert not (sweep / "summary.csv").exists() and (sweep / "0" / "metrics.json").read_text() == before
