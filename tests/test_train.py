@@ -72,6 +72,10 @@ def test_resume_from_last_continues_the_epoch_count(cfg_factory, tmp_path):
         epochs = [int(r["epoch"]) for r in after if r.get(key)]
         assert epochs == [0, 1, 2, 3], (key, epochs)
         assert [r[key] for r in after if r.get(key)][:2] == [r[key] for r in before if r.get(key)][:2]
+    # the learning rate of the two added epochs follows a cosine over all four (the stored two-epoch
+    # schedule used to run on: 0 in the third epoch, rising again in the fourth)
+    lrs = [float(r["lr-AdamW"]) for r in after if r.get("lr-AdamW")]
+    assert lrs == pytest.approx([3e-3, 1.5e-3, 1.5e-3, 3e-3 * (1 + math.cos(3 * math.pi / 4)) / 2], rel=1e-6)
 
 
 def _csv_rows(run_dir) -> list[dict]:

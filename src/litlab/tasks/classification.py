@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable
 
 import lightning.pytorch as L
@@ -13,7 +14,10 @@ from torch import Tensor, nn
 from litlab.callbacks.log_steps import is_logging_step, log_epoch_scalars, log_step_scalars, publish_epoch_means
 from litlab.distributed.buffers import share_rank_zero_buffers
 from litlab.errors import LitlabError
-from litlab.tasks.optimizers import build_optimizer, check_fused_setting, check_optimizer_settings
+from litlab.tasks.optimizers import (build_optimizer, check_fused_setting, check_optimizer_settings,
+                                     stretch_cosine_schedule)
+
+log = logging.getLogger(__name__)
 
 # attributes set on the module every training step (Lightning's ``_current_fx_name`` about 40
 # times per step); they are plain values, so they skip nn.Module.__setattr__'s parameter, module
@@ -185,6 +189,12 @@ class Classifier(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["litlab"] = self.run_record
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        old = stretch_cosine_schedule(checkpoint, self.scheduler_factory)
+        if old is not None:
+            log.info("resuming on a cosine schedule of %s epochs (the checkpoint's had %s)",
+                     self.scheduler_factory.keywords["T_max"], old)
 
     def configure_optimizers(self):
         strategy = self._trainer.strategy if self._trainer is not None else None

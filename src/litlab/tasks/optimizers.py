@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import warnings
 from collections.abc import Callable, Iterable
 
@@ -118,3 +119,30 @@ def build_optimizer(factory: Callable[..., torch.optim.Optimizer], params: Itera
                               f"model.fused_optimizer=auto (fuse where possible) or false.")
         return factory(params=params)
     return factory(params=params, fused=True)
+
+
+def stretch_cosine_schedule(checkpoint: dict, scheduler_factory: Callable | None) -> int | None:
+    """A resume whose cosine schedule is longer than the checkpoint's (``trainer.max_epochs`` raised
+    to train on) continues on the longer cosine: the stored schedule gets the new ``T_max`` and the
+    learning rate that cosine has at the stored epoch. Otherwise the stored schedule would run on:
+    its rate reached ``eta_min`` at the old end, stays there one epoch and then rises again.
+
+    Edits ``checkpoint`` (before Lightning restores optimizer and schedule from it); returns the
+    old ``T_max`` when it changed it, else None. A schedule that is not a single cosine, or a
+    length that does not reach past the stored epoch, is left as it is.
+    """
+    states = checkpoint.get("lr_schedulers") or []
+    optimizers = checkpoint.get("optimizer_states") or []
+    new = getattr(scheduler_factory, "keywords", {}).get("T_max")
+    if len(states) != 1 or len(optimizers) != 1 or not isinstance(new, (int, float)) or isinstance(new, bool):
+        return None
+    state = states[0]
+    old, epoch = state.get("T_max"), state.get("last_epoch")
+    if old is None or old == new or "eta_min" not in state or epoch is None or new <= epoch:
+        return None
+    lrs = [state["eta_min"] + (base - state["eta_min"]) * (1 + math.cos(math.pi * epoch / new)) / 2
+           for base in state["base_lrs"]]
+    state["T_max"], state["_last_lr"] = new, lrs
+    for group, lr in zip(optimizers[0]["param_groups"], lrs):
+        group["lr"] = lr
+    return old
