@@ -132,6 +132,7 @@ def test_rows_written_before_a_failure_are_kept(run_predict, data_dir, tmp_path,
 @pytest.mark.parametrize("case,match", [
     ("missing_ckpt", "ckpt_path=.* does not exist"),
     ("foreign_ckpt", "is not a litlab checkpoint"),
+    ("onnx_ckpt", r"model\.onnx is an exported model \(export/\), which runs on its own in onnxruntime"),
     ("missing_input", "input=.* does not exist"),
     ("empty_folder", "is a folder without files"),
     ("npz_wrong_shape", r"has shape \(3, 8, 8\) but the model takes images .* \(N, 1, 8, 8\)"),
@@ -152,6 +153,9 @@ def test_bad_inputs_are_one_paragraph_errors(case, match, cfg_factory, ckpt, tmp
     elif case == "foreign_ckpt":
         ckpt_path = tmp_path / "other.ckpt"
         torch.save({"state_dict": {}}, ckpt_path)
+    elif case == "onnx_ckpt":
+        ckpt_path = tmp_path / "model.onnx"
+        ckpt_path.write_bytes(b"\x08\x07onnx")
     if case != "missing_input":
         input_path.mkdir()
     arrays = {"npz_wrong_shape": {"x": np.zeros((3, 8, 8), np.uint8)},

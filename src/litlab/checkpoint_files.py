@@ -19,6 +19,10 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
     if not path.is_file():
         raise LitlabError(f"{key}={path} does not exist. Give the path of a .ckpt file written by a litlab run "
                           f"(outputs/runs/<run>/checkpoints/best.ckpt or last.ckpt).")
+    if path.suffix.lower() == ".onnx" or path.name.endswith(".torchscript.pt"):
+        raise LitlabError(f"{key}={path} is an exported model (export/), which runs on its own in onnxruntime or "
+                          f"torch.jit.load. litlab reads its checkpoints (checkpoints/*.ckpt) and compressed "
+                          f"models (compressed/*.pt).")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, wrong format, unsafe pickle

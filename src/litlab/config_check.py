@@ -160,6 +160,13 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
         cfg = compose_checked(combo, config_name, return_hydra_config=True)
     if multirun:
         check_sweep_start(overrides, config_name)
+    if config_name == "train" and not multirun and cfg.get("ckpt_path") == "last" and "${now:" in str(
+            OmegaConf.to_container(cfg.hydra.run, resolve=False).get("dir")):  # a new timestamped folder
+        raise LitlabError(
+            "ckpt_path=last resumes the run in the folder given by hydra.run.dir, and none was given (a new "
+            "folder has no checkpoint). Pass hydra.run.dir=outputs/runs/<run> with the run's folder, or "
+            "ckpt_path=PATH with a checkpoint file."
+        )
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     try:
         out = OmegaConf.select(cfg, key)
