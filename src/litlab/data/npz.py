@@ -156,8 +156,16 @@ def _check_values(x: torch.Tensor, key: str, path: Path) -> None:
 
 
 def _warn_unseen_classes(y: torch.Tensor, num_classes: int, path: Path) -> None:
-    """Labels are class indices: a gap (labels 3, 7, 42) gives classes without a training sample."""
-    unseen = sorted(set(range(num_classes)) - set(y.unique().tolist()))
+    """Labels are class indices: a gap (labels 3, 7, 42) gives classes without a training sample,
+    named in a warning; labels that are IDs (a few values up to thousands or more) are an error."""
+    seen = y.unique().tolist()
+    if num_classes > 1000 and len(seen) * 10 < num_classes:  # an output layer this wide is a mistake
+        raise LitlabError(
+            f"data.path={path}: the labels reach {num_classes - 1} but only {len(seen)} distinct values occur in "
+            f"y_train; they look like IDs, not class indices, and would give the model {num_classes} outputs. "
+            f"Renumber them 0..{len(seen) - 1} (numpy.unique(y, return_inverse=True))."
+        )
+    unseen = sorted(set(range(num_classes)) - set(seen))
     if unseen:
         shown = ", ".join(map(str, unseen[:20])) + (f" and {len(unseen) - 20} more" if len(unseen) > 20 else "")
         log.warning("data.path=%s: %d of the %d classes have no training sample (labels %s). Labels are class "
