@@ -50,12 +50,19 @@ def test_last_checkpoint_follows_every_epoch_that_does_not_improve(cfg_factory, 
     assert (final["epoch"], final["global_step"]) == (3, 4 * steps)
 
 
-def test_last_checkpoint_follows_validation_when_it_runs_every_other_epoch(cfg_factory, tmp_path, monkeypatch):
-    # validation every 2nd epoch: checkpoints are written at validation's end, not the epoch's
-    probe = _train_with_probe(cfg_factory, tmp_path, monkeypatch, ["trainer.check_val_every_n_epoch=2"])
+def test_last_checkpoint_holds_every_epoch_also_those_without_validation(cfg_factory, tmp_path, monkeypatch):
+    """Validation every 2nd epoch of 3: last.ckpt used to be written at validation's end only, so
+    it missed the first epoch and, at the end, the whole last one (resuming trained it again)."""
+    probe = _train_with_probe(cfg_factory, tmp_path, monkeypatch,
+                              ["trainer.check_val_every_n_epoch=2", "trainer.max_epochs=3"])
     final = torch.load(tmp_path / "r" / "checkpoints" / "last.ckpt", weights_only=True)
-    # the second validation (epoch 3) did not improve val/acc and still rewrote last.ckpt
-    assert final["epoch"] == 3
-    steps = final["global_step"] // 4
-    # nothing before the first validation (end of epoch 1); then the end of epoch 1 until the next
-    assert probe.seen == [(1, None, None), (2, 1, 2 * steps), (3, 1, 2 * steps)]
+    steps = final["global_step"] // 3
+    assert (final["epoch"], final["global_step"]) == (2, 3 * steps)
+    assert probe.seen == [(1, 0, steps), (2, 1, 2 * steps)]
+
+
+def test_last_checkpoint_holds_the_end_of_an_epoch_validated_twice(cfg_factory, tmp_path, monkeypatch):
+    """Validation in the middle of each epoch and at its end: last.ckpt is the epoch's end."""
+    _train_with_probe(cfg_factory, tmp_path, monkeypatch, ["+trainer.val_check_interval=0.5", "trainer.max_epochs=2"])
+    final = torch.load(tmp_path / "r" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["global_step"] == 2 * 19  # 1,168 training digits in batches of 64

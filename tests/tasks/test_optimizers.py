@@ -88,3 +88,18 @@ def test_optimizer_and_scheduler_settings_are_checked_when_the_model_is_built():
     # other schedulers' settings still fail where torch fails, once stepped
     with pytest.raises(LitlabError, match="model.scheduler: TypeError"):
         check_optimizer_settings(adamw, functools.partial(torch.optim.lr_scheduler.StepLR, step_size="abc"))
+
+
+def test_mixed_precision_that_unscales_gradients_gets_an_unfused_optimizer(cfg_factory, tmp_path):
+    """bf16-mixed with gradient clipping crashed at the first step: Lightning refuses to clip for
+    an optimizer that unscales inside its step, as fused ones do."""
+    assert not _fused(build_optimizer(functools.partial(torch.optim.AdamW), _params(), "auto", unscales=True))
+    with pytest.raises(LitlabError, match=r"fused_optimizer=true cannot be honoured: mixed precision with gradient"):
+        build_optimizer(functools.partial(torch.optim.AdamW), _params(), True, unscales=True)
+    from litlab.train import train
+
+    train(cfg_factory(["model=mlp", "trainer.max_epochs=1", "trainer.precision=bf16-mixed",
+                       "trainer.gradient_clip_val=0.5", "callbacks=none", "test=false"]))
+    import json
+
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "completed"

@@ -22,7 +22,8 @@ class _Checkpoints(ModelCheckpoint):
     Since Lightning 2.6, ``save_last=True`` writes ``last.ckpt`` only when a best checkpoint is
     written at the same step: with ``save_top_k=1``, an epoch that does not improve the monitored
     value left ``last.ckpt`` at the last improving epoch, so an interrupted run resumed from there
-    and lost the epochs since. Here an epoch's end always leaves ``last.ckpt`` holding it.
+    and lost the epochs since; and where validation does not run at every epoch's end, Lightning
+    saves only after validation. Here an epoch's end always leaves ``last.ckpt`` holding it.
     """
 
     _last_written_step: int | None = None
@@ -41,8 +42,10 @@ class _Checkpoints(ModelCheckpoint):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self._keep_last_current(trainer)
+        # also where Lightning saves only after validation (validation every n-th epoch, or within
+        # epochs): an epoch that ends without one, or after one inside it, would leave last.ckpt
+        # behind (runs after the epoch's validation; a save at the same step is not repeated)
+        self._keep_last_current(trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         super().on_validation_end(trainer, pl_module)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.plugins.precision import MixedPrecision
 from torch import Tensor, nn
 
 from litlab.callbacks.log_steps import is_logging_step, log_epoch_scalars, log_step_scalars, publish_epoch_means
@@ -199,11 +200,21 @@ class Classifier(L.LightningModule):
     def configure_optimizers(self):
         strategy = self._trainer.strategy if self._trainer is not None else None
         sharded = strategy is not None and "fsdp" in type(strategy).__name__.lower()
-        optimizer = build_optimizer(self.optimizer_factory, self.parameters(), self.fused_optimizer, sharded=sharded)
+        optimizer = build_optimizer(self.optimizer_factory, self.parameters(), self.fused_optimizer, sharded=sharded,
+                                    unscales=_unscales_gradients(self._trainer))
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def _unscales_gradients(trainer: L.Trainer | None) -> bool:
+    """Whether ``trainer``'s mixed precision unscales gradients before each optimizer step: with a
+    loss scaler (16-mixed) or with gradient clipping (16-mixed or bf16-mixed)."""
+    plugin = getattr(trainer, "precision_plugin", None)
+    if not isinstance(plugin, MixedPrecision):
+        return False
+    return plugin.scaler is not None or bool(trainer.gradient_clip_val)
 
 
 # Lightning reads a step method's signature on every batch (whether it takes ``batch_idx`` or

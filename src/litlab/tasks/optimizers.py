@@ -89,13 +89,17 @@ def has_fused_kernel(factory: Callable) -> bool:
 
 
 def build_optimizer(factory: Callable[..., torch.optim.Optimizer], params: Iterable[torch.nn.Parameter],
-                    fused: bool | str = "auto", sharded: bool = False) -> torch.optim.Optimizer:
+                    fused: bool | str = "auto", sharded: bool = False, unscales: bool = False
+                    ) -> torch.optim.Optimizer:
     """``factory(params=params)``, adding ``fused=True`` when ``fused`` asks for it.
 
     ``auto`` fuses when the optimizer has a fused kernel, the user set none of ``fused``, ``foreach``
     or ``differentiable`` in ``model.optimizer``, every parameter is a floating-point tensor on a
     device with fused kernels, and the parameters are not sharded (FSDP). ``true`` insists and fails
     with a clear message where it cannot; ``false`` builds the optimizer exactly as configured.
+    ``unscales``: mixed precision unscales the gradients before the step (gradient clipping, or
+    16-mixed's loss scaling, where clipping and the logged gradient norm need true gradients),
+    which a fused optimizer would do inside its step instead (Lightning then refuses to clip).
     """
     check_fused_setting(fused)
     params = list(params)
@@ -113,6 +117,9 @@ def build_optimizer(factory: Callable[..., torch.optim.Optimizer], params: Itera
         reasons.append("some parameters are not floating point or sit on a device without fused kernels")
     if sharded:
         reasons.append("the parameters are sharded (FSDP)")
+    if unscales:
+        reasons.append("mixed precision with gradient clipping or loss scaling needs the gradients unscaled before "
+                       "the optimizer step, which a fused optimizer does inside it")
     if reasons:
         if fused is True:
             raise LitlabError(f"model.fused_optimizer=true cannot be honoured: {'; '.join(reasons)}. Use "
