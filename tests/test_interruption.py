@@ -158,3 +158,13 @@ def test_a_stop_after_training_keeps_the_training_and_test_results(cfg_factory, 
     assert m["status"] == ("interrupted" if stop == "sigterm" else "failed")
     assert ("SIGTERM" if stop == "sigterm" else "export failed") in m["error"]
     assert 0.3 < m["test/acc"] <= 1 and m["epochs"] == 1
+
+
+def test_every_training_run_keeps_interruption_and_epoch_seeds(cfg_factory):
+    """callbacks=none used to drop them: SIGTERM then killed the run with metrics.json 'running'."""
+    from litlab.build import build_callbacks
+    from litlab.callbacks.interruption import EpochSeed, Interruption
+
+    for choice in ("none", "default", "early_stopping"):
+        kinds = [type(c) for c in build_callbacks(cfg_factory([f"callbacks={choice}"]))]
+        assert kinds.count(Interruption) == 1 and kinds.count(EpochSeed) == 1, choice

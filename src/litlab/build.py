@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from litlab.callbacks.checkpoints import AtomicCheckpointIO
 from litlab.callbacks.group import group_callbacks, skip_idle_step_hooks
+from litlab.callbacks.interruption import EpochSeed, Interruption
 from litlab.callbacks.nan_loss import StopOnNonFiniteLoss
 from litlab.cuda_availability import drop_nvml_check_without_gpus
 from litlab.data.base import ClassificationData
@@ -75,8 +76,16 @@ def build_task(model_cfg: DictConfig, net, num_classes: int) -> Classifier:
 
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
-    return [instantiate(c, f"callbacks.{name}") for name, c in (cfg.get("callbacks") or {}).items()
-            if isinstance(c, DictConfig) and "_target_" in c]
+    """The training run's callbacks from ``callbacks``, plus the two every run keeps whatever the
+    choice (``callbacks=none`` included): ``Interruption`` (Ctrl-C and SIGTERM stop at a batch end,
+    recorded) and ``EpochSeed`` (each epoch's randomness depends on the seed and the epoch alone)."""
+    callbacks = [instantiate(c, f"callbacks.{name}") for name, c in (cfg.get("callbacks") or {}).items()
+                 if isinstance(c, DictConfig) and "_target_" in c]
+    if not any(isinstance(c, EpochSeed) for c in callbacks):
+        callbacks.append(EpochSeed(seed=cfg.seed))
+    if not any(isinstance(c, Interruption) for c in callbacks):
+        callbacks.append(Interruption(run_dir=cfg.paths.output_dir))
+    return callbacks
 
 
 def build_loggers(cfg: DictConfig) -> list:
