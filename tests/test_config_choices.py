@@ -14,6 +14,11 @@ def test_existing_choices_pass(argv):
     check_choices(argv)
 
 
+def test_a_shared_base_is_not_a_choice():
+    with pytest.raises(LitlabError, match=r"model=_classifier is a base that the choices of conf/model/ share"):
+        check_choices(["model=_classifier"])
+
+
 @pytest.mark.parametrize("argv, named", [(["logger=[csv,tensorbord]"], "logger=tensorbord"),
                                          (["-m", "model=mlp,transformer"], "model=transformer")])
 def test_a_missing_choice_is_named(argv, named):

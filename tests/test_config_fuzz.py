@@ -51,3 +51,18 @@ def test_random_overrides_work_or_fail_clearly(overrides, tmp_path):
         message = str(e)
         assert message and "\n" not in message, message
         assert "Traceback" not in message
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["callbacks.model_checkpoint.monitor=val/accuracy"], r"callbacks\.model_checkpoint\.monitor=val/accuracy is not a "
+                                                          r"metric that training logs; use one of val/acc, val/loss"),
+    (["callbacks=early_stopping", "callbacks.early_stopping.monitor=val/acc_top"], r"early_stopping\.monitor=val/acc_top"),
+    (["trainer.check_val_every_n_epoch=0"], r"trainer\.check_val_every_n_epoch must be an integer >= 1, got 0"),
+    (["+trainer.accumulate_grad_batches=0"], r"trainer\.accumulate_grad_batches must be an integer >= 1, got 0"),
+])
+def test_settings_lightning_would_fail_on_mid_run_are_named_before_any_work(overrides, match, cfg_factory):
+    """These ended in tracebacks after training had begun (a monitor found missing at the first
+    validation, a division by zero in Lightning's loop)."""
+    cfg = cfg_factory(overrides)
+    with pytest.raises(LitlabError, match=match):
+        build_trainer(cfg, build_callbacks(cfg), build_loggers(cfg))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import hydra
@@ -79,13 +80,29 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     """The training run's callbacks from ``callbacks``, plus the two every run keeps whatever the
     choice (``callbacks=none`` included): ``Interruption`` (Ctrl-C and SIGTERM stop at a batch end,
     recorded) and ``EpochSeed`` (each epoch's randomness depends on the seed and the epoch alone)."""
-    callbacks = [instantiate(c, f"callbacks.{name}") for name, c in (cfg.get("callbacks") or {}).items()
-                 if isinstance(c, DictConfig) and "_target_" in c]
+    named = {name: instantiate(c, f"callbacks.{name}") for name, c in (cfg.get("callbacks") or {}).items()
+             if isinstance(c, DictConfig) and "_target_" in c}
+    for name, c in named.items():
+        check_monitor(f"callbacks.{name}.monitor", getattr(c, "monitor", None))
+    callbacks = list(named.values())
     if not any(isinstance(c, EpochSeed) for c in callbacks):
         callbacks.append(EpochSeed(seed=cfg.seed))
     if not any(isinstance(c, Interruption) for c in callbacks):
         callbacks.append(Interruption(run_dir=cfg.paths.output_dir))
     return callbacks
+
+
+# what a training run logs that checkpointing and early stopping can monitor (besides val/acc_top<k>)
+MONITORABLE = ("val/acc", "val/loss", "train/acc", "train/loss")
+
+
+def check_monitor(key: str, monitor: object) -> None:
+    """A monitored metric the run never logs fails Lightning only after the first validation, with
+    a traceback: checked here, before any work."""
+    if monitor is None or monitor in MONITORABLE or re.fullmatch(r"val/acc_top\d+", str(monitor)):
+        return
+    raise LitlabError(f"{key}={monitor} is not a metric that training logs; use one of {', '.join(MONITORABLE)} "
+                      f"(or val/acc_top<k>, with callbacks.eval_report.top_k=k).")
 
 
 def build_loggers(cfg: DictConfig) -> list:

@@ -46,6 +46,11 @@ def check_choices(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
             name = value_part.strip().strip("[]").strip()
             if name in ("null", "") or name.startswith(("choice(", "range(", "interval(")):
                 continue
+            if name.startswith("_") and name not in names:
+                raise LitlabError(
+                    f"{group}={name} is a base that the choices of conf/{group}/ share, not a choice itself. "
+                    f"Pick one of {', '.join(names)}."
+                )
             if name not in names and not (conf_dir / group / f"{name}.yaml").is_file():
                 raise LitlabError(
                     f"{group}={name} is not a choice: conf/{group}/ has {', '.join(names) or 'no files'}. "

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
@@ -93,7 +94,8 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
             sys.exit(128 + getattr(e, "signum", signal.SIGTERM))
         raise
     except Exception as e:
-        user_error = isinstance(e, LitlabError)
+        # Lightning's MisconfigurationException: a setting Lightning cannot run, worded by Lightning
+        user_error = isinstance(e, (LitlabError, MisconfigurationException))
         message = user_message(e) if user_error else f"{type(e).__name__}: {e}"
         _record(cfg, "failed", message)
         if user_error:
@@ -104,7 +106,7 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
         if is_multirun():
             return failed_job_value()  # recorded failed above; the sweep goes on
         if user_error:
-            sys.exit(e.exit_code)
+            sys.exit(getattr(e, "exit_code", 2))
         raise
 
 
@@ -136,12 +138,15 @@ def sigterm_stops_here():
         signal.signal(signal.SIGTERM, previous)
 
 
-def user_message(e: LitlabError) -> str:
+def user_message(e: Exception) -> str:
     """The one paragraph of a LitlabError, also when it was raised in a data-loader worker
-    (PyTorch then prepends the worker's traceback to the message)."""
+    (PyTorch then prepends the worker's traceback to the message), or of Lightning's
+    MisconfigurationException (its lines joined)."""
     text = str(e)
     marker = "LitlabError: "
-    return text.rsplit(marker, 1)[1].strip() if "Original Traceback" in text and marker in text else text
+    if "Original Traceback" in text and marker in text:
+        return text.rsplit(marker, 1)[1].strip()
+    return text if isinstance(e, LitlabError) else " ".join(text.split())
 
 
 def _record(cfg: DictConfig, status: str, message: str) -> None:

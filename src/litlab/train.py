@@ -62,8 +62,8 @@ def fit(trainer: L.Trainer, model: L.LightningModule, dm, ckpt_path: str | None,
     facts["val/acc"] = trainer.callback_metrics.get("val/acc")
     ckpt_cb = trainer.checkpoint_callback
     if ckpt_cb is not None:
-        if ckpt_cb.monitor:  # the best checkpoint's score, under the name of what it monitors
-            facts[ckpt_cb.monitor] = ckpt_cb.best_model_score
+        if ckpt_cb.monitor and ckpt_cb.best_model_score is not None:  # the best checkpoint's score, under
+            facts[ckpt_cb.monitor] = ckpt_cb.best_model_score  # the name of what it monitors
         facts["best_ckpt"] = ckpt_cb.best_model_path or None
         facts["last_ckpt"] = str(Path(ckpt_cb.dirpath) / "last.ckpt") if ckpt_cb.save_last else None
     throughput = find_callback(trainer, Throughput)

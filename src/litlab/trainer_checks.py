@@ -127,6 +127,11 @@ def check_trainer_config(trainer: DictConfig) -> None:
     _int_key(trainer, "max_epochs", -1, allow_none=True)
     _int_key(trainer, "num_nodes", 1, allow_none=True)
     _int_key(trainer, "log_every_n_steps", 1, allow_none=True)
+    _int_key(trainer, "check_val_every_n_epoch", 1, allow_none=True)
+    if "accumulate_grad_batches" in trainer:
+        _int_key(trainer, "accumulate_grad_batches", 1)
+    if "max_steps" in trainer:
+        _int_key(trainer, "max_steps", -1)
     device = _accelerator(trainer)
     check_precision(str(trainer.get("precision", 32)), device)
     devices = check_devices(trainer.get("devices", 1), device)

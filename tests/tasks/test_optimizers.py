@@ -103,3 +103,11 @@ def test_mixed_precision_that_unscales_gradients_gets_an_unfused_optimizer(cfg_f
     import json
 
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_a_cosine_of_zero_epochs_is_named_when_training_starts(cfg_factory):
+    """T_max=0 with epochs to train divided by zero at the first epoch's end."""
+    from litlab.train import train
+
+    with pytest.raises(LitlabError, match=r"model\.scheduler\.T_max=0 with trainer\.max_epochs=2: the cosine"):
+        train(cfg_factory(["model=mlp", "model.scheduler.T_max=0", "callbacks=none", "test=false"]))

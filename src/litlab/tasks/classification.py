@@ -205,6 +205,11 @@ class Classifier(L.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)
+        if getattr(scheduler, "T_max", None) == 0 and self._trainer is not None and self._trainer.max_epochs:
+            raise LitlabError(  # torch divides by it at the first epoch's end
+                f"model.scheduler.T_max=0 with trainer.max_epochs={self._trainer.max_epochs}: the cosine schedule "
+                f"needs the number of epochs it decays over. Leave T_max at trainer.max_epochs (the default), or "
+                f"set model.scheduler=null for a constant learning rate.")
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
 
