@@ -160,3 +160,11 @@ def test_in_a_sweep_a_misspelt_optimized_metric_fails_the_job(cfg_factory, tmp_p
     m = _metrics(tmp_path / "run")
     assert m["status"] == "failed" and "optimized_metric=val/accuracy is not among this run's metrics (val/acc" in m["error"]
     assert 0 < m["val/acc"] <= 1
+
+
+def test_an_early_stop_is_recorded(cfg_factory, tmp_path):
+    # min_delta above any possible gain: the first validation sets the best, the second stops
+    train(cfg_factory(["model=mlp", "trainer.max_epochs=10", "callbacks=early_stopping", "logger=none",
+                       "callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=2", "test=false"]))
+    m = _metrics(tmp_path / "run")
+    assert (m["stopped_early"], m["stopped_after_epoch"], m["epochs"]) == (True, 2, 2)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import hydra
 import lightning.pytorch as L
+from lightning.pytorch.callbacks import EarlyStopping
 from omegaconf import DictConfig, OmegaConf
 
 from litlab import __version__
@@ -66,6 +67,13 @@ def fit(trainer: L.Trainer, model: L.LightningModule, dm, ckpt_path: str | None,
             facts[ckpt_cb.monitor] = ckpt_cb.best_model_score  # the name of what it monitors
         facts["best_ckpt"] = ckpt_cb.best_model_path or None
         facts["last_ckpt"] = str(Path(ckpt_cb.dirpath) / "last.ckpt") if ckpt_cb.save_last else None
+    stopper = find_callback(trainer, EarlyStopping)
+    if stopper is not None:  # whether early stopping ended the run, and after which epoch
+        facts["stopped_early"] = stopper.stopped_epoch > 0
+        if stopper.stopped_epoch > 0:
+            facts["stopped_after_epoch"] = stopper.stopped_epoch + 1
+            log.info("early stopping: %s did not improve for %d validations; stopped after epoch %d",
+                     stopper.monitor, stopper.patience, stopper.stopped_epoch + 1)
     throughput = find_callback(trainer, Throughput)
     if throughput is not None:
         facts["train_samples_per_s"] = throughput.samples_per_s

@@ -76,3 +76,13 @@ def test_sequences_get_line_plots_and_no_histograms_by_default(cfg_factory, tmp_
 def test_bad_settings_name_the_key(key, value):
     with pytest.raises(LitlabError, match=f"callbacks.eval_report.{key}"):
         EvalReport(**{key: value})
+
+
+def test_the_last_validation_is_drawn_when_training_ends_before_max_epochs_reports(cfg_factory, tmp_path):
+    """Validation at epoch 2 of 3 only, figures every 5th epoch: the run's last validation used to
+    be drawn only at max_epochs, so this run (like one stopped early) had no validation figures."""
+    train(cfg_factory(["model=mlp", "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2", "logger=tensorboard",
+                       "test=false"]))
+    events = read_events(tmp_path / "run")
+    assert [e.step for e in events.Images("val/confusion_matrix")] == [2 * 19]
+    assert len(events.Tensors("val/per_class/text_summary")) == 1

@@ -57,7 +57,7 @@ class EvalReport(L.Callback):
     """Logs ``{val,test}/acc_top<k>`` every epoch and, on reporting epochs, writes to TensorBoard:
 
     - ``{val,test}/confusion_matrix``: an image (validation every ``every_n_epochs`` epochs and
-      at the last one, test always);
+      the run's last one, also when training stops before ``max_epochs``; test always);
     - ``{val,test}/per_class``: precision, recall, F1 and support per class, as a text table;
     - ``test/misclassified``: the ``misclassified`` most confidently wrong test samples with true
       and predicted class and confidence (images as images, sequences as line plots).
@@ -81,6 +81,8 @@ class EvalReport(L.Callback):
         self._tally: _Tally | None = None
         self._hook = None
         self._logits: Tensor | None = None
+        # the latest validation's summed confusion matrix, step and epoch while not drawn yet
+        self._undrawn: tuple[Tensor, int, int] | None = None
 
     # --- collecting ------------------------------------------------------------------------
     def _start(self, pl_module: L.LightningModule, keep: int) -> None:
@@ -151,17 +153,32 @@ class EvalReport(L.Callback):
                           on_step=False, on_epoch=True, sync_dist=True)
         if draw and tally.x is not None and trainer.world_size > 1:
             _gather_worst(trainer, tally)  # a collective: every rank decides `draw` alike
+        if stage == "val":  # kept until drawn: the last validation may come before max_epochs
+            self._undrawn = None if draw else (cm, trainer.global_step, trainer.current_epoch)
+        if draw:
+            self._draw(trainer, cm, tally, stage, trainer.global_step, trainer.current_epoch)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        # the run's last validation, when training ended before max_epochs (early stopping, a
+        # max_steps limit) or without validation at its last epochs (check_val_every_n_epoch)
+        if self._undrawn is not None:
+            cm, step, epoch = self._undrawn
+            self._undrawn = None
+            self._draw(trainer, cm, None, "val", step, epoch)
+
+    def _draw(self, trainer, cm: Tensor, tally: _Tally | None, stage: str, step: int, epoch: int) -> None:
+        """The confusion matrix, per-class table and (test) misclassified samples; rank 0 only
+        (no collectives)."""
         writer = tensorboard_writer(trainer)
-        if not draw or writer is None:
+        if writer is None:
             return
         names = _class_names(trainer, cm.shape[0])
-        step = trainer.global_step
         name = "validation" if stage == "val" else "test"
-        epoch_note = f", epoch {trainer.current_epoch + 1}" if stage == "val" else ""
+        epoch_note = f", epoch {epoch + 1}" if stage == "val" else ""
         matrix = confusion_figure(cm, names, f"{name} confusion matrix{epoch_note}")
         add_rgb_image(writer, f"{stage}/confusion_matrix", matrix, step)
         writer.add_text(f"{stage}/per_class", per_class_table(cm, names), step)
-        if tally.x is not None:
+        if tally is not None and tally.x is not None:
             wrong = (tally.score >= 0).cpu()
             x = _data_scale(trainer, tally.x[wrong.to(tally.x.device)])
             kind = "image" if x.ndim == 4 else "sequence"
