@@ -58,3 +58,14 @@ def test_a_terminal_gets_the_live_bar_unless_the_rate_is_zero(monkeypatch):
     monkeypatch.setattr("sys.stdout.isatty", lambda: True)
     assert isinstance(progress_bar(refresh_rate=10), LiveBar)
     assert isinstance(progress_bar(refresh_rate=0), EpochLines)
+
+
+def test_epoch_lines_show_validation_only_for_epochs_that_validated(cfg_factory, capsys):
+    """Epoch 3 of a run validating every 2nd epoch used to repeat epoch 2's figures unmarked."""
+    from litlab.train import train
+
+    train(cfg_factory(["model=mlp", "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2", "test=false"]))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 3
+    assert ["val/acc" in line for line in lines] == [False, True, False]
+    assert all("train/loss" in line for line in lines)

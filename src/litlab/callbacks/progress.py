@@ -17,6 +17,7 @@ class EpochLines(ProgressBar):
     def __init__(self):
         super().__init__()
         self._enabled = True
+        self._validated_epoch: int | None = None  # the epoch of the latest validation (not sanity check)
 
     def disable(self) -> None:
         self._enabled = False
@@ -31,11 +32,18 @@ class EpochLines(ProgressBar):
         if not (self._enabled and trainer.is_global_zero):
             return
         shown = []
-        for key in ("train/loss", "train/acc", "val/loss", "val/acc"):
+        # validation figures only in the line of an epoch that validated (they stay in the metrics)
+        validated = self._validated_epoch == trainer.current_epoch
+        for key in ("train/loss", "train/acc", "val/loss", "val/acc") if validated else ("train/loss", "train/acc"):
             value = metrics.get(key)
             if value is not None:
                 shown.append(f"{key} {float(value):.4f}")
         print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  " + "  ".join(shown), flush=True)
+
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._validated_epoch = trainer.current_epoch
 
 
 class LiveBar(RichProgressBar):
