@@ -168,3 +168,8 @@ def test_an_early_stop_is_recorded(cfg_factory, tmp_path):
                        "callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=2", "test=false"]))
     m = _metrics(tmp_path / "run")
     assert (m["stopped_early"], m["stopped_after_epoch"], m["epochs"]) == (True, 2, 2)
+
+
+def test_a_validation_interval_longer_than_the_epoch_is_named(cfg_factory):
+    with pytest.raises(LitlabError, match=r"trainer\.val_check_interval: `val_check_interval` \(100\) must be less than"):
+        train(cfg_factory(["model=mlp", "+trainer.val_check_interval=100", "callbacks=none", "logger=none"]))

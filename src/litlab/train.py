@@ -54,7 +54,12 @@ def fit(trainer: L.Trainer, model: L.LightningModule, dm, ckpt_path: str | None,
             if hasattr(logger, "continue_from_step"):
                 logger.continue_from_step(step)
     start = time.perf_counter()
-    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+    except ValueError as e:  # Lightning's check of val_check_interval against the batches, at fit start
+        if str(e).strip().startswith("`val_check_interval`"):
+            raise LitlabError(f"trainer.val_check_interval: {' '.join(str(e).split())}") from None
+        raise
     facts: dict = {"fit_time_s": time.perf_counter() - start, "epochs": trainer.current_epoch,
                    "global_step": trainer.global_step}
     if trainer.interrupted:
