@@ -134,21 +134,20 @@ def check_sweep_start(overrides: list[str], config_name: str = "train") -> None:
     ``compress=none`` has no ``finetune``) fails there, before any job, although every job's
     config has it: an error that says so and how to write the key instead."""
     parsed = OverridesParser.create().parse_overrides(overrides)
-    swept = [o.get_key_element() for o in parsed if o.is_sweep_override()]
+    swept_groups = {o.get_key_element() for o in parsed if o.is_sweep_override() and "." not in o.get_key_element()}
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     try:
         compose_checked(fixed, config_name)
     except LitlabError:
-        groups = [g for g in swept if "." not in g]
-        culprits = [o for o in fixed if "=" in o and o.lstrip("+~").split(".")[0] in groups
-                    and not o.startswith("++")]
+        # the overrides of a key inside a swept group, each with its group
+        culprits = {o: o.lstrip("+~").split(".")[0] for o in fixed if "=" in o and not o.startswith("++")}
+        culprits = {o: g for o, g in culprits.items() if g in swept_groups}
         if not culprits:
             raise
-        shown = " ".join(f"++{o.lstrip('+')}" for o in culprits)
         raise LitlabError(
-            f"{' '.join(culprits)}: a sweep over {', '.join(g for g in groups if any(c.lstrip('+').startswith(g + '.') for c in culprits))} "
-            f"starts from its default choice, which lacks the key, before each job gets the swept choice "
-            f"that has it. Write it as {shown} (set where the key exists, added where not)."
+            f"{' '.join(culprits)}: a sweep over {', '.join(dict.fromkeys(culprits.values()))} starts from its "
+            f"default choice, which lacks the key, before each job gets the swept choice that has it. Write it "
+            f"as {' '.join('++' + o.lstrip('+') for o in culprits)} (set where the key exists, added where not)."
         ) from None
 
 

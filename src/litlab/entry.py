@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from hydra.types import RunMode
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from litlab.errors import LitlabError
@@ -161,7 +161,7 @@ def _record(cfg: DictConfig, status: str, message: str) -> None:
         if not is_rank_zero() or not run_dir.is_dir():
             return
         if not written_here(run_dir):
-            if _kept_record is not None and _kept_record.parent.parent == run_dir:
+            if _kept_record is not None and _kept_record.parent.parent.resolve() == run_dir.resolve():
                 restore_config_record(_kept_record)
             log.warning("%s; this start never began, so %s keeps the earlier start's record.", status,
                         run_dir / "metrics.json")

@@ -27,16 +27,11 @@ log = logging.getLogger(__name__)
 
 def input_batches(path: Path, predictor: Predictor, batch_size: int):
     """The batches of ``input=path`` for this model, after checking that the kind fits it."""
-    kind = predictor.preprocess.kind
     if not path.exists():
         raise LitlabError(f"input={path} does not exist. Give an image file, a folder of images or an .npz file.")
     if path.is_file() and path.suffix.lower() == ".npz":
         key, x = read_npz(path, predictor.input_shape, predictor.preprocess)
         return len(x), array_batches(path, key, x, batch_size)
-    if kind != "image":
-        shape = ", ".join(map(str, predictor.input_shape))
-        raise LitlabError(f"input={path}: this checkpoint classifies sequences of shape ({shape}), not image files. "
-                          f"Give an .npz file with the sequences under key x, shaped (N, {shape}).")
     check_takes_image_files(path, predictor)
     files = list_files(path)
     if not files:
@@ -46,9 +41,13 @@ def input_batches(path: Path, predictor: Predictor, batch_size: int):
 
 
 def check_takes_image_files(path: Path, predictor: Predictor) -> None:
-    """Image files decode to 8-bit grayscale or RGB pixels: a model trained on arrays of another
-    scale or channel count cannot take them."""
+    """Image files decode to 8-bit grayscale or RGB pixels: a sequence model, or a model trained on
+    arrays of another scale or channel count, cannot take them."""
     pre, channels = predictor.preprocess, predictor.input_shape[0]
+    if pre.kind != "image":
+        shape = ", ".join(map(str, predictor.input_shape))
+        raise LitlabError(f"input={path}: this checkpoint classifies sequences of shape ({shape}), not image files. "
+                          f"Give an .npz file with the sequences under key x, shaped (N, {shape}).")
     if pre.pixels is False:
         raise LitlabError(f"input={path}: this checkpoint was trained on arrays used as they are, not on 8-bit pixels, "
                           f"so image files would reach it on another scale. Give an .npz file with the samples under "

@@ -21,8 +21,8 @@ from litlab.callbacks.group import find_callback
 from litlab.callbacks.throughput import Throughput
 from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.compression.run import check_compression
-from litlab.errors import LitlabError
 from litlab.entry import check_cli, is_multirun, run_entrypoint, sigterm_stops_here
+from litlab.errors import LitlabError
 from litlab.reporting.hparams import log_final_hparams
 from litlab.reporting.run_files import start_metrics, update_metrics
 from litlab.reporting.summary import print_summary

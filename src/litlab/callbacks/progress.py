@@ -32,14 +32,14 @@ class EpochLines(ProgressBar):
         if not (self._enabled and trainer.is_global_zero):
             return
         shown = []
-        # validation figures only in the line of an epoch that validated (they stay in the metrics)
-        validated = self._validated_epoch == trainer.current_epoch
-        for key in ("train/loss", "train/acc", "val/loss", "val/acc") if validated else ("train/loss", "train/acc"):
+        keys = ("train/loss", "train/acc")
+        if self._validated_epoch == trainer.current_epoch:  # validation figures only for an epoch that validated
+            keys += ("val/loss", "val/acc")
+        for key in keys:
             value = metrics.get(key)
             if value is not None:
                 shown.append(f"{key} {float(value):.4f}")
         print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  " + "  ".join(shown), flush=True)
-
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:

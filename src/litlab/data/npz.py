@@ -147,12 +147,17 @@ def _check_values(x: torch.Tensor, key: str, path: Path) -> None:
     if len(x) == 0:
         raise LitlabError(f"data.path={path}: {key} holds no samples. Every split in the file needs at least one.")
     if x.is_floating_point():
-        bad = int((~torch.isfinite(x.reshape(len(x), -1))).any(dim=1).sum())
+        bad = len(x) - int(finite_samples(x).sum())
         if bad:
             raise LitlabError(
                 f"data.path={path}: {bad} of the {len(x)} samples of {key} hold NaN or infinite values. "
                 f"Remove or fill them before training (numpy.nan_to_num, or drop those rows)."
             )
+
+
+def finite_samples(x: torch.Tensor) -> torch.Tensor:
+    """Per sample of a float batch ``(N, ...)``: whether all its values are finite (no NaN, no inf)."""
+    return torch.isfinite(x.reshape(len(x), -1)).all(dim=1)
 
 
 def _warn_unseen_classes(y: torch.Tensor, num_classes: int, path: Path) -> None:

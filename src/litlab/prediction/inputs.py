@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from litlab.data.image_files import decode, visible_files
-from litlab.data.npz import read_arrays
+from litlab.data.npz import finite_samples, read_arrays
 from litlab.data.preprocess import Preprocess
 from litlab.errors import LitlabError
 
@@ -100,7 +100,7 @@ def model_inputs(x: np.ndarray, where: str, pre: Preprocess) -> Tensor:
 def array_batches(path: Path, key: str, x: Tensor, batch_size: int) -> Iterator[Batch]:
     """Batches of an array's samples, named ``FILE[KEY][i]``; samples holding NaN or infinite
     values become errors (a model's output for them means nothing)."""
-    finite = torch.isfinite(x.reshape(len(x), -1)).all(dim=1) if x.is_floating_point() else None
+    finite = finite_samples(x) if x.is_floating_point() else None
     for start in range(0, len(x), batch_size):
         chunk = x[start:start + batch_size]
         names = [f"{path}[{key}][{start + i}]" for i in range(len(chunk))]

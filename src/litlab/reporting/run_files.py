@@ -44,17 +44,17 @@ def update_metrics(run_dir: Path, **fields: Any) -> dict:
     path = Path(run_dir) / "metrics.json"
     data = read_json(path) if path.is_file() else {}
     data.update(_clean(fields))
-    write_json(path, data)
-    _WRITTEN.add(path.absolute())
-    return data
+    return _write_metrics(path, data)
 
 
 def start_metrics(run_dir: Path, **fields: Any) -> dict:
     """Begins this start's ``run_dir/metrics.json`` with ``fields`` alone: a resumed run's record
     describes the resumed start only, with no figures left from an earlier one (compression or
     export it did not repeat); ``keep_config_record`` kept the earlier record."""
-    path = Path(run_dir) / "metrics.json"
-    data = _clean(fields)
+    return _write_metrics(Path(run_dir) / "metrics.json", _clean(fields))
+
+
+def _write_metrics(path: Path, data: dict) -> dict:
     write_json(path, data)
     _WRITTEN.add(path.absolute())
     return data
