@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -163,3 +165,24 @@ def test_bad_overrides_fail_before_any_work(tmp_path, args, message):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("module,args", [
+    ("litlab.train", ["trainer.max_epoch=3"]),
+    ("litlab.eval", ["ckpt_path=run.ckpt", "split=test", "trainer.nope=1"]),
+    ("litlab.predict", ["ckpt_path=run.ckpt", "input=x.png", "batchsize=8"]),
+])
+def test_a_command_line_mistake_is_reported_before_torch_is_imported(tmp_path, module, args):
+    """Each entrypoint checks its command line before it imports torch or Lightning (seconds of
+    imports), so a misspelt key is reported at once, with the command that lists the real keys."""
+    probe = ("import runpy, sys\n"
+             f"sys.argv = [{module!r}, *{args!r}]\n"
+             "try:\n"
+             f"    runpy.run_module({module!r}, run_name='__main__')\n"
+             "except SystemExit as e:\n"
+             "    print('exit', e.code, 'torch imported:', 'torch' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert "exit 2 torch imported: False" in proc.stdout, proc.stderr[-2000:]
+    key = args[-1].split("=")[0]
+    assert f"Error: {key} is not a key of the config" in proc.stderr
+    assert f"`python -m {module} --cfg job`" in proc.stderr

@@ -10,7 +10,7 @@ import torch
 
 from litlab.entry import run_entrypoint
 from litlab.errors import LitlabError
-from litlab.train import train
+from litlab.experiment import train
 from tests.helpers import write_image_folder
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from litlab.errors import LitlabError
-from litlab.eval import evaluate
-from litlab.train import train
+from litlab.evaluation import evaluate
+from litlab.experiment import train
 from tests.helpers import write_npz
 
 

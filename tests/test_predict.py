@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 
 from litlab.errors import LitlabError
-from litlab.eval import evaluate
-from litlab.predict import predict
+from litlab.evaluation import evaluate
+from litlab.prediction.run import predict
 from litlab.prediction.checkpoint_model import Predictor
-from litlab.train import train
+from litlab.experiment import train
 from tests.conftest import make_cfg, run_cli
 
 
@@ -204,7 +204,7 @@ def test_command_line(ckpt, data_dir, tmp_path):
 
 def test_image_files_for_a_sequence_model_are_refused(tmp_path):
     from litlab.data.preprocess import Preprocess
-    from litlab.predict import input_batches
+    from litlab.prediction.run import input_batches
 
     sequence_model = Predictor(torch.nn.Identity(), Preprocess("sequence", [0.0] * 4, [1.0] * 4), (32, 4),
                                ["a", "b"], torch.device("cpu"))
@@ -245,7 +245,7 @@ def test_image_files_for_a_model_of_other_arrays_are_refused(tmp_path, pre, shap
     """Models trained on npz arrays that image files cannot stand for: float arrays used as they
     are, or images of a channel count files do not have."""
     from litlab.data.preprocess import Preprocess
-    from litlab.predict import input_batches
+    from litlab.prediction.run import input_batches
 
     c = shape[0]
     model = Predictor(torch.nn.Identity(), Preprocess("image", [0.0] * c, [1.0] * c, **pre), shape, ["a", "b"],

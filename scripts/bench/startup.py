@@ -38,6 +38,17 @@ def timed_child(cmd: list[str], cwd: Path) -> dict[str, float]:
     return stamps
 
 
+def timed_error(cmd: list[str], cwd: Path) -> float:
+    """Seconds from launching ``cmd``, a command line with a mistake in it, to its exit (which must
+    be the one-paragraph error's status 2)."""
+    start = time.time()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+    elapsed = time.time() - start
+    if proc.returncode != 2:
+        raise RuntimeError(f"{' '.join(cmd)} should fail with exit status 2, got {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return elapsed
+
+
 def run(work: Path, tiny: bool) -> list[dict]:
     """All records of case 3."""
     repeats, warmup = (1, 0) if tiny else (3, 1)
@@ -56,7 +67,9 @@ def run(work: Path, tiny: bool) -> list[dict]:
     children = {"litlab": child("litlab", litlab_cmd),
                 "lightning": child("lightning", [sys.executable, "-c", IMPORT.format(module="lightning")])}
     if not tiny:
-        children["litlab_import"] = child("litlab_import", [sys.executable, "-c", IMPORT.format(module="litlab.train")])
+        children["litlab_import"] = child("litlab_import", [sys.executable, "-c", IMPORT.format(module="litlab.experiment")])
+        # a misspelt key: reported before torch and Lightning are imported
+        children["config_error"] = lambda: timed_error([*litlab_cmd, "trainer.max_epoch=3"], work)
     values = alternate(children, repeats, warmup)
     runs = stamps["litlab"][-repeats:]
     built, fit = median([s["built"] for s in runs]), median([s["fit"] for s in runs])
@@ -68,7 +81,11 @@ def run(work: Path, tiny: bool) -> list[dict]:
     r["met"] = r["ratio"] is not None and r["ratio"] <= 1.5
     if tiny:
         return [r]
-    imp = record("startup_import_litlab_train_vs_import_lightning", "s (lower is better)",
+    imp = record("startup_import_litlab_experiment_vs_import_lightning", "s (lower is better)",
                  median(values["litlab_import"]), "import lightning", median(values["lightning"]),
-                 note="importing litlab.train alone (Hydra, Lightning, torchvision...)")
-    return [r, imp]
+                 note="importing litlab.experiment, the training code, alone (Hydra, Lightning, torchvision...)")
+    error = record("startup_config_error_vs_import_lightning", "s (lower is better)", median(values["config_error"]),
+                   "import lightning", median(values["lightning"]),
+                   note="python -m litlab.train with a misspelt key (trainer.max_epoch=3) until its one-paragraph "
+                        "error and exit, teardown included")
+    return [r, imp, error]

@@ -63,14 +63,14 @@ def _one_paragraph(e: BaseException) -> str:
     return " ".join(line for line in lines if not line.startswith(("See https://", "Set the environment")))
 
 
-def _explain(e: BaseException, overrides: list[str]) -> LitlabError:
+def _explain(e: BaseException, overrides: list[str], config_name: str = "train") -> LitlabError:
     text = _one_paragraph(e)
     if "is not in struct" in text or "Could not override" in text or "Could not append" in text:
         key = text.split("'")[1] if "'" in text else "?"
         bad = next((o for o in overrides if o.lstrip("+~").split("=")[0].endswith(key)), key)
         return LitlabError(
             f"{bad.split('=')[0]} is not a key of the config ({text}). Check the spelling with "
-            f"`python -m litlab.train --cfg job`, or add a new key with a leading +."
+            f"`python -m litlab.{config_name} --cfg job`, or add a new key with a leading +."
         )
     if isinstance(e, OverrideParseException):
         return LitlabError(f"could not parse the override(s) {' '.join(overrides)}: {text}. "
@@ -122,7 +122,7 @@ def compose_checked(overrides: list[str], config_name: str = "train", conf_dir: 
         with initialize_config_dir(str(conf_dir), version_base="1.3"):
             return compose(config_name, overrides=overrides, return_hydra_config=return_hydra_config)
     except (HydraException, OmegaConfBaseException, ValueError) as e:
-        raise _explain(e, overrides) from None
+        raise _explain(e, overrides, config_name) from None
     finally:
         GlobalHydra.instance().clear()
 

@@ -14,14 +14,12 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from litlab.errors import LitlabError
 from litlab.file_only_logs import FILE_ONLY
 from litlab.reporting.run_files import keep_config_record, restore_config_record, update_metrics, written_here
-from litlab.distributed.launcher import (check_shared_run_dir, distributed_job, is_rank_zero,
-                                          launched_rank)
+from litlab.distributed.ranks import is_rank_zero, launched_rank
 from litlab.sweeps.failed_jobs import failed_job_value
 
 log = logging.getLogger("litlab")
@@ -67,6 +65,17 @@ def is_multirun() -> bool:
         return False
 
 
+def lightning_logs_to_console() -> None:
+    """Lightning's own messages ("GPU available: ...") as plain console lines, outside the run's log
+    file. Lightning sets that up itself when it is imported before any logging is configured; the
+    entrypoints import it only after Hydra has configured logging, so it is set up here."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            logger.addHandler(logging.StreamHandler())
+            logger.propagate = False
+
+
 def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) -> float | None:
     """Runs ``work(cfg)``; a failure is written to ``metrics.json`` as ``status: failed``.
 
@@ -74,6 +83,11 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
     traceback and exit 1. In a multirun the job returns the worst value instead (NaN, or -inf/+inf
     for a sweeper with a direction), so the sweep goes on.
     """
+    lightning_logs_to_console()
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from litlab.distributed.launcher import check_shared_run_dir, distributed_job
+
     try:
         with distributed_job():
             check_shared_run_dir()

@@ -1,175 +1,24 @@
-"""``python -m litlab.train``: compose, build, fit, test, compress, report.
+"""``python -m litlab.train``: the command line around ``litlab.experiment.train``.
 
-Each step is a function that tests call directly; ``main`` only adds Hydra and error handling.
+Importing this module stays light (Hydra and OmegaConf, no torch or Lightning), so a mistake in
+the command line is reported in a fraction of a second; the training code is imported once the
+configuration has been checked and composed.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
-import time
-from pathlib import Path
 
 import hydra
-import lightning.pytorch as L
-from lightning.pytorch.callbacks import EarlyStopping
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from litlab import __version__
-from litlab.build import build_callbacks, build_data, build_loggers, build_model, build_trainer
-from litlab.callbacks.group import find_callback
-from litlab.callbacks.throughput import Throughput
-from litlab.checkpoint_files import check_fits, load_checkpoint
-from litlab.compression.run import check_compression
-from litlab.entry import check_cli, is_multirun, run_entrypoint, sigterm_stops_here
-from litlab.errors import LitlabError
-from litlab.reporting.hparams import log_final_hparams
-from litlab.reporting.run_files import start_metrics, update_metrics
-from litlab.reporting.summary import print_summary
-from litlab.distributed.launcher import scale_facts
-from litlab.seeding import seed_everything
-from litlab.trainer_checks import check_trainer_config
-
-log = logging.getLogger(__name__)
-
-
-def resolve_ckpt_path(cfg: DictConfig, model: L.LightningModule, run_dir: Path) -> tuple[str | None, int]:
-    """``ckpt_path``: None, ``last`` (this run directory's last.ckpt) or a path; checked against the
-    model. Returns the path and the optimizer step the checkpoint was saved at (0 without one)."""
-    path = cfg.get("ckpt_path")
-    if path is None:
-        return None, 0
-    if path == "last":
-        path = run_dir / "checkpoints" / "last.ckpt"
-    ckpt = load_checkpoint(path)
-    check_fits(model, ckpt["state_dict"], path)
-    return str(path), int(ckpt.get("global_step") or 0)
-
-
-def fit(trainer: L.Trainer, model: L.LightningModule, dm, ckpt_path: str | None, step: int) -> dict:
-    """Trains (from ``ckpt_path``, saved at optimizer step ``step``, when resuming); returns the
-    run's training facts for metrics.json."""
-    if ckpt_path is not None:
-        for logger in trainer.loggers:
-            if hasattr(logger, "continue_from_step"):
-                logger.continue_from_step(step)
-    start = time.perf_counter()
-    try:
-        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
-    except ValueError as e:  # Lightning's check of val_check_interval against the batches, at fit start
-        if str(e).strip().startswith("`val_check_interval`"):
-            raise LitlabError(f"trainer.val_check_interval: {' '.join(str(e).split())}") from None
-        raise
-    facts: dict = {"fit_time_s": time.perf_counter() - start, "epochs": trainer.current_epoch,
-                   "global_step": trainer.global_step}
-    if trainer.interrupted:
-        facts["status"] = "interrupted"
-    # val/acc: the best epoch's when checkpoints pick the best by it, else the last epoch's
-    facts["val/acc"] = trainer.callback_metrics.get("val/acc")
-    ckpt_cb = trainer.checkpoint_callback
-    if ckpt_cb is not None:
-        if ckpt_cb.monitor and ckpt_cb.best_model_score is not None:  # the best checkpoint's score, under
-            facts[ckpt_cb.monitor] = ckpt_cb.best_model_score  # the name of what it monitors
-        facts["best_ckpt"] = ckpt_cb.best_model_path or None
-        facts["last_ckpt"] = str(Path(ckpt_cb.dirpath) / "last.ckpt") if ckpt_cb.save_last else None
-    stopper = find_callback(trainer, EarlyStopping)
-    if stopper is not None:  # whether early stopping ended the run, and after which epoch
-        facts["stopped_early"] = stopper.stopped_epoch > 0
-        if stopper.stopped_epoch > 0:
-            facts["stopped_after_epoch"] = stopper.stopped_epoch + 1
-            log.info("early stopping: %s did not improve for %d validations; stopped after epoch %d",
-                     stopper.monitor, stopper.patience, stopper.stopped_epoch + 1)
-    throughput = find_callback(trainer, Throughput)
-    if throughput is not None:
-        facts["train_samples_per_s"] = throughput.samples_per_s
-    return facts
-
-
-def test(trainer: L.Trainer, model: L.LightningModule, dm, best_ckpt: str | None) -> dict:
-    """Tests the best checkpoint (or the final weights when there is none)."""
-    results = trainer.test(model, datamodule=dm, ckpt_path=best_ckpt or None, verbose=False)
-    return {k: float(v) for k, v in (results[0] if results else {}).items()}
-
-
-def after_training(cfg: DictConfig, trainer: L.Trainer, model, dm, run_dir: Path, metrics: dict,
-                   loggers: list) -> dict:
-    """Compression and export of the trained model (rank 0, outside any distributed strategy).
-
-    Returns extra metrics.json fields (``compress/...``, ``export/...``).
-    """
-    extra: dict = {}
-    compress_cfg = cfg.get("compress")
-    if compress_cfg and "_target_" in compress_cfg:
-        from litlab.compression.run import compress_after_training
-
-        extra.update(compress_after_training(cfg, model, dm, run_dir, metrics, loggers))
-    export_cfg = cfg.get("export")
-    if export_cfg and "_target_" in export_cfg:
-        from litlab.compression.export import export_after_training
-
-        extra.update(export_after_training(cfg, model, dm, run_dir, extra))
-    return extra
-
-
-def run_record(cfg: DictConfig, dm) -> dict:
-    """What every checkpoint carries so that eval and predict can rebuild the run (plain types only)."""
-    config = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
-    return {"version": __version__, "config": config, "data": dm.describe()}
-
-
-def train(cfg: DictConfig) -> float | None:
-    """Runs one experiment and returns the value of ``cfg.optimized_metric`` (for sweeps)."""
-    run_dir = Path(cfg.paths.output_dir)
-    started = time.perf_counter()
-    check_trainer_config(cfg.trainer)  # devices, precision, strategy: before any data is prepared
-    seed_everything(cfg.seed)
-    dm = build_data(cfg)
-    model = build_model(cfg.model, dm.input_shape, dm.num_classes)
-    model.run_record = run_record(cfg, dm)
-    check_compression(cfg, model.net, dm)  # a compress method that cannot apply fails before training
-    # a resume's checkpoint is checked before anything is written: a refused one changes nothing
-    ckpt_path, step = resolve_ckpt_path(cfg, model, run_dir)
-    loggers = build_loggers(cfg)
-    trainer = build_trainer(cfg, build_callbacks(cfg), loggers)
-    if trainer.is_global_zero:
-        start_metrics(run_dir, status="running", task="train")
-    metrics = fit(trainer, model, dm, ckpt_path, step)
-    metrics.update(scale_facts(trainer, dm.batch_size))  # data.batch_size is per device
-    if cfg.get("test") and not trainer.interrupted:
-        metrics.update(test(trainer, model, dm, metrics.get("best_ckpt")))
-    if trainer.is_global_zero and not trainer.interrupted:
-        # training and test results are on record before compression and export, which may fail
-        update_metrics(run_dir, **{k: v for k, v in metrics.items() if k != "status"})
-        with sigterm_stops_here():
-            metrics.update(after_training(cfg, trainer, model, dm, run_dir, metrics, loggers))
-    metrics.setdefault("status", "completed")
-    metrics["wall_time_s"] = time.perf_counter() - started
-    metrics["optimized_metric"] = cfg.get("optimized_metric")
-    if trainer.is_global_zero:
-        metrics = update_metrics(run_dir, **metrics)
-        log_final_hparams(loggers, cfg, metrics)
-        print_summary(run_dir, metrics, has_tensorboard=(run_dir / "tensorboard").is_dir())
-    value = metrics.get(cfg.get("optimized_metric"))
-    if value is None and cfg.get("optimized_metric") and metrics["status"] == "completed" and trainer.is_global_zero:
-        check_optimized_metric(cfg.optimized_metric, metrics, in_sweep=is_multirun())
-    return float(value) if value is not None else None
-
-
-def check_optimized_metric(name: str, metrics: dict, in_sweep: bool) -> None:
-    """A completed run without its ``optimized_metric`` gives a sweep nothing to rank, most often
-    because of a misspelt key. In a sweep that fails the job (recorded with the keys the run has,
-    and the sweep's worst value, so Optuna goes on instead of ending in a traceback); a single
-    run warns."""
-    have = ", ".join(k for k, v in metrics.items() if "/" in k and isinstance(v, (int, float)))
-    message = (f"optimized_metric={name} is not among this run's metrics ({have}); a sweep gets no value "
-               f"from it. Set optimized_metric to one of them.")
-    if in_sweep:
-        raise LitlabError(message)
-    log.warning(message)
+from litlab.entry import check_cli, run_entrypoint
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
+    from litlab.experiment import train
+
     return run_entrypoint(train, cfg)
 
 

@@ -11,8 +11,8 @@ import torch
 from litlab.checkpoint_files import load_checkpoint
 from litlab.compression import artifacts
 from litlab.compression.measure import count_params
-from litlab.eval import evaluate
-from litlab.train import train
+from litlab.evaluation import evaluate
+from litlab.experiment import train
 
 FIELDS = ("test_acc", "test_loss", "params", "nonzero_params", "size_bytes", "latency_ms_batch1",
           "latency_ms_test_batch")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from litlab.errors import LitlabError
-from litlab.train import train
+from litlab.experiment import train
 
 from tests.conftest import run_cli
 

@@ -12,7 +12,7 @@ import torch
 from litlab.compression import artifacts
 from litlab.compression.export import with_normalization
 from litlab.checkpoint_files import load_checkpoint
-from litlab.train import train
+from litlab.experiment import train
 
 
 def test_onnx_of_pruned_model_agrees_with_pytorch(tiny_cfg):

@@ -27,6 +27,7 @@ from lightning.fabric.utilities.distributed import _set_num_threads_if_needed
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
 from litlab.distributed import rank_faults
+from litlab.distributed.ranks import is_rank_zero, launched_rank
 from litlab.errors import LitlabError
 
 log = logging.getLogger(__name__)
@@ -47,25 +48,6 @@ _FAIL_ON_ITS_OWN_S = 10
 # this job's child ranks by global rank, and whether the job is over (for the watcher thread)
 _children: dict[int, subprocess.Popen] = {}
 _job_ended = threading.Event()
-
-
-def launched_rank() -> int:
-    """This process's global rank as its launcher announced it in the environment (0 when none did)."""
-    env = os.environ
-    if "RANK" in env:
-        return int(env["RANK"])
-    if "LOCAL_RANK" in env:  # Lightning's own children: one node's processes
-        return int(env.get("NODE_RANK", 0)) * int(env.get("LOCAL_WORLD_SIZE", 1)) + int(env["LOCAL_RANK"])
-    if int(env.get("SLURM_NTASKS", 1)) > 1:
-        return int(env.get("SLURM_PROCID", 0))
-    return 0
-
-
-def is_rank_zero() -> bool:
-    """True in the one process that writes files (also before the process group exists)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank() == 0
-    return launched_rank() == 0
 
 
 def child_command(local_rank: int) -> list[str]:
