@@ -61,3 +61,14 @@ def test_cli_exits_2_with_one_paragraph(tmp_path):
                    "data.shape=[1,8,8]", f"paths.output_dir={tmp_path}/run", "trainer.max_epochs=1")
     assert proc.returncode == 2
     assert "compress=prune_structured" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_compressed_model_as_teacher_is_named_as_such(tiny_cfg):
+    """A compressed model file used to fail as 'weights that do not fit its own model config'."""
+    pruned_cfg = tiny_cfg(["model=mlp", "compress=prune", "compress.finetune.epochs=1"], name="pruned")
+    train(pruned_cfg)
+    (artifact,) = [p for p in (Path(pruned_cfg.paths.output_dir) / "compressed").glob("*.pt") if p.name != "dense.pt"]
+    cfg = tiny_cfg(["model=mlp", "compress=distill", f"compress.teacher_ckpt={artifact}"], name="student")
+    with pytest.raises(LitlabError, match=r"compress\.teacher_ckpt=.* is a compressed model \(prune\).*best\.ckpt"):
+        train(cfg)
+    assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()  # refused before training

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 import torch
 
 from litlab.compression import artifacts
 from litlab.compression.export import with_normalization
+from litlab.errors import LitlabError
 from litlab.checkpoint_files import load_checkpoint
 from litlab.experiment import train
 
@@ -53,3 +55,34 @@ def test_export_without_compression(tiny_cfg):
     metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     assert metrics["export/model"] == "float" and metrics["export/agreement"] >= 0.99
     assert np.isfinite(metrics["export/size_bytes"])
+
+
+@pytest.mark.parametrize("opset", ["99", "abc", "true"])
+def test_a_bad_opset_fails_before_training(tiny_cfg, opset):
+    cfg = tiny_cfg(["model=mlp", "export=onnx", f"export.opset={opset}"])
+    with pytest.raises(LitlabError, match=r"export\.opset must be an ONNX opset from 7 to \d+"):
+        train(cfg)
+    assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+def test_the_written_opset_is_recorded(tiny_cfg, opset):
+    """torch converts its opset-18 graph to the asked opset; where it cannot, it keeps 18 and only
+    warns, which litlab records instead of leaving the file's opset unsaid."""
+    import onnx
+
+    cfg = tiny_cfg(["model=mlp", "export=onnx", f"export.opset={opset}"])
+    train(cfg)
+    metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    written = {o.domain: o.version for o in onnx.load(metrics["export/path"]).opset_import}[""]
+    assert metrics["export/opset"] == written == opset
+
+
+def test_an_opset_the_exporter_cannot_reach_is_recorded_and_warned(tiny_cfg, caplog):
+    """The CNN's graph does not convert below opset 18: the file keeps 18, and the run says so."""
+    cfg = tiny_cfg(["model=cnn", "model.net.channels=[4]", "export=onnx", "export.opset=13"])
+    with caplog.at_level("WARNING", logger="litlab.compression.export"):
+        train(cfg)
+    metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert metrics["export/opset"] == 18 and metrics["export/agreement"] >= 0.99
+    assert "export.opset=13: the exporter could not convert this model to it and wrote opset 18" in caplog.text

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from litlab.build import instantiate
 from litlab.checkpoint_files import load_checkpoint
 from litlab.compression import artifacts, quant_backend
+from litlab.errors import LitlabError
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +53,31 @@ class OnnxExport:
     suffix = ".onnx"
 
     def __init__(self, opset: int = 18, check: bool = True):
+        import onnx
+
+        newest = onnx.defs.onnx_opset_version()
+        if isinstance(opset, bool) or not isinstance(opset, int) or not 7 <= opset <= newest:
+            raise LitlabError(f"export.opset must be an ONNX opset from 7 to {newest} (the newest this onnx "
+                              f"package knows), got {opset!r}.")
         self.opset = opset
         self.check = check
 
-    def write(self, model: nn.Module, example: Tensor, path: Path) -> None:
+    def write(self, model: nn.Module, example: Tensor, path: Path) -> dict:
+        import onnx
+
         batch = torch.export.Dim("batch", min=1)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=["input"], output_names=["logits"],
                               dynamic_shapes=({0: batch},), opset_version=self.opset, verbose=False,
                               external_data=False)  # one self-contained file
+        # torch writes opset 18 and converts; where a conversion fails it keeps 18 and only warns
+        written = next(o.version for o in onnx.load(str(path), load_external_data=False).opset_import
+                       if o.domain in ("", "ai.onnx"))
+        if written != self.opset:
+            log.warning("export.opset=%d: the exporter could not convert this model to it and wrote opset %d "
+                        "(export/opset in metrics.json)", self.opset, written)
+        return {"opset": written}
 
     def verify(self, path: Path, model: nn.Module, dm) -> dict:
         import onnxruntime as ort
@@ -84,11 +100,12 @@ class TorchScriptExport:
     def __init__(self, check: bool = True):
         self.check = check
 
-    def write(self, model: nn.Module, example: Tensor, path: Path) -> None:
+    def write(self, model: nn.Module, example: Tensor, path: Path) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             traced = quant_backend.run(torch.jit.trace, model, (example,), check_trace=False)
             torch.jit.save(traced, str(path))
+        return {}
 
     def verify(self, path: Path, model: nn.Module, dm) -> dict:
         with warnings.catch_warnings():
@@ -107,9 +124,15 @@ def candidates(model, run_dir: Path, extra: dict) -> list[tuple[str, nn.Module]]
     return found
 
 
+def build_exporter(cfg: DictConfig):
+    """The ``export`` config's exporter (its settings checked), or None without one."""
+    export_cfg = cfg.get("export")
+    return instantiate(export_cfg, "export") if export_cfg and "_target_" in export_cfg else None
+
+
 def export_after_training(cfg: DictConfig, model, dm, run_dir: Path, extra: dict) -> dict:
     """Writes ``export/model<suffix>`` in ``run_dir``; returns ``export/...`` fields for metrics.json."""
-    exporter = instantiate(cfg.export, "export")
+    exporter = build_exporter(cfg)
     out = Path(run_dir) / "export"
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"model{exporter.suffix}"
@@ -118,14 +141,14 @@ def export_after_training(cfg: DictConfig, model, dm, run_dir: Path, extra: dict
     for kind, net in candidates(model, run_dir, extra):
         wrapped = with_normalization(net, dm)
         try:
-            exporter.write(wrapped, example[:2], path)
+            written = exporter.write(wrapped, example[:2], path)
         except Exception as e:  # a format that cannot hold this model: try the next one
             errors.append(f"{kind}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
             log.warning("export=%s cannot hold the %s model (%s); exporting the next candidate", exporter.name, kind,
                         type(e).__name__)
             continue
         fields = {"export/format": exporter.name, "export/path": str(path), "export/model": kind,
-                  "export/size_bytes": path.stat().st_size}
+                  "export/size_bytes": path.stat().st_size, **{f"export/{k}": v for k, v in written.items()}}
         if exporter.check:
             fields.update({f"export/{k}": v for k, v in exporter.verify(path, wrapped, dm).items()})
         log.info("exported the %s model to %s", kind, path)

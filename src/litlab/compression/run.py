@@ -16,6 +16,7 @@ from litlab.build import instantiate
 from litlab.checkpoint_files import load_checkpoint
 from litlab.compression import artifacts, report
 from litlab.compression.base import Compressor, Context, Uncompressed
+from litlab.compression.export import build_exporter
 from litlab.compression.measure import figures
 from litlab.errors import LitlabError
 from litlab.models.speed_switches import apply_speed_switches, runs_channels_last
@@ -36,10 +37,12 @@ def build_compressor(cfg: DictConfig) -> Compressor | None:
 
 
 def check_compression(cfg: DictConfig, net: nn.Module, dm) -> None:
-    """Fails with a LitlabError naming the key when ``cfg.compress`` cannot apply to ``net`` and ``dm``."""
+    """Fails with a LitlabError naming the key when ``cfg.compress`` cannot apply to ``net`` and ``dm``,
+    or ``cfg.export`` has a bad setting."""
     method = build_compressor(cfg)
     if method is not None:
         method.check(net, dm)
+    build_exporter(cfg)  # export settings too: a bad one would otherwise fail after training
 
 
 def trained_net(model, metrics: dict) -> nn.Module:
