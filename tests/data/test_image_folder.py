@@ -141,3 +141,13 @@ def test_a_class_left_without_readable_images_is_an_error(tmp_path):
     (root / "train" / "c" / "readme.txt").write_text("the images come later")
     with pytest.raises(LitlabError, match=r"no readable image is left in the training class folder\(s\) .*train/c"):
         ImageFolderDataModule(root=str(root)).setup()
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_a_split_without_readable_images_is_named(tmp_path, in_memory):
+    """Streamed, such a split used to become an empty validation set."""
+    root = write_image_folder(tmp_path / "imgs", per_class=3)
+    for f in (root / "val").rglob("*.png"):
+        f.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(LitlabError, match=r"no readable images in val/"):
+        ImageFolderDataModule(root=str(root), in_memory=in_memory).setup()

@@ -116,7 +116,7 @@ class ImageFolderDataModule(ClassificationData):
                     sizes.setdefault(hw, []).append(f)
             check_one_size(sizes)
         self._check_every_class_kept(read["train"][1], listed["train"][1], classes)
-        parts = {s: self._split(*r, memory) for s, r in read.items()}
+        parts = {s: self._split(s, files, labels, decoded, memory) for s, (files, labels, decoded, _) in read.items()}
         train = parts["train"]
         val = parts.get("val")
         if val is None:
@@ -150,10 +150,10 @@ class ImageFolderDataModule(ClassificationData):
             return files, labels, decoded, [tuple(t.shape[1:]) for t in decoded]
         return self._check_headers(files, labels)
 
-    def _split(self, files, labels, decoded, sizes, memory: bool):
+    def _split(self, name: str, files, labels, decoded, memory: bool):
+        if not files:
+            raise LitlabError(f"data.root={self.root}: no readable images in {name}/.")
         if memory:
-            if not decoded:
-                raise LitlabError(f"data.root={self.root}: no readable images in a split.")
             return TensorSplit(torch.stack(decoded), torch.tensor(labels, dtype=torch.long))
         size = tuple(self.image_size) if self.image_size else None
         return FileSplit(files, labels, functools.partial(decode, channels=self.channels, size=size))
