@@ -10,7 +10,7 @@ import torch
 
 from litlab.entry import run_entrypoint
 from litlab.errors import LitlabError
-from litlab.experiment import train
+from litlab.training import train
 from tests.helpers import write_image_folder
 
 

@@ -11,7 +11,7 @@ import torch
 
 from litlab.errors import LitlabError
 from litlab.evaluation import evaluate
-from litlab.experiment import train
+from litlab.training import train
 from tests.helpers import write_npz
 
 

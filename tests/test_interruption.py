@@ -134,7 +134,7 @@ def test_a_stop_after_training_keeps_the_training_and_test_results(cfg_factory, 
     """SIGTERM during compression or export (outside Lightning's loops) used to kill the process
     with metrics.json still 'running'; a failure there used to leave only the error. Both now
     keep the run's training and test results in metrics.json, with the status of what happened."""
-    import litlab.experiment as train_module
+    import litlab.training as train_module
     from litlab.entry import run_entrypoint
 
     def compression(*args, **kwargs):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from litlab.entry import run_entrypoint
-from litlab.experiment import train
+from litlab.training import train
 
 
 def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(cfg_factory, tmp_path):

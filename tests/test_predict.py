@@ -16,7 +16,7 @@ from litlab.errors import LitlabError
 from litlab.evaluation import evaluate
 from litlab.prediction.run import predict
 from litlab.prediction.checkpoint_model import Predictor
-from litlab.experiment import train
+from litlab.training import train
 from tests.conftest import make_cfg, run_cli
 
 

@@ -10,7 +10,7 @@ import torch
 
 from litlab.errors import LitlabError
 from litlab.evaluation import evaluate
-from litlab.experiment import train
+from litlab.training import train
 from tests.helpers import write_image_folder, write_npz
 
 
@@ -150,10 +150,10 @@ def test_in_a_sweep_a_misspelt_optimized_metric_fails_the_job(cfg_factory, tmp_p
     """Optuna used to end the whole search in a traceback ("No trials are completed yet") when no
     job reported the metric; each job now fails with the keys it has and the sweep's worst value."""
     import litlab.entry
-    import litlab.experiment
+    import litlab.training
 
     monkeypatch.setattr(litlab.entry, "is_multirun", lambda: True)
-    monkeypatch.setattr(litlab.experiment, "is_multirun", lambda: True)
+    monkeypatch.setattr(litlab.training, "is_multirun", lambda: True)
     value = litlab.entry.run_entrypoint(train, cfg_factory(["model=mlp", "optimized_metric=val/accuracy", "test=false",
                                                            "trainer.max_epochs=1"]))
     assert math.isnan(value)  # the basic sweeper's worst value (no direction)

@@ -2,7 +2,7 @@
 
 import json
 
-from litlab.experiment import train
+from litlab.training import train
 
 
 def test_default_cnn_on_digits_trains(cfg_factory, tmp_path):

@@ -1,6 +1,6 @@
 """The three ways of training the same net on the same data that the overhead case compares.
 
-* ``litlab``: ``litlab.experiment.train(cfg)``, the real path with default callbacks and logging;
+* ``litlab``: ``litlab.training.train(cfg)``, the real path with default callbacks and logging;
 * ``raw``: an idiomatic hand-written PyTorch loop over ``DataLoader(TensorDataset(...))``;
 * ``lightning``: a minimal ``LightningModule`` under a default ``Trainer``.
 
@@ -78,7 +78,7 @@ def run_litlab(spec: TrainSpec, data_dir: Path, run_dir: Path) -> float:
 
 
 def _run_litlab(spec: TrainSpec, data_dir: Path, run_dir: Path) -> float:
-    from litlab.experiment import train
+    from litlab.training import train
 
     cfg = compose_cfg(spec.litlab_overrides(data_dir) + [TIMER], run_dir)
     train(cfg)
@@ -89,7 +89,7 @@ def _run_litlab(spec: TrainSpec, data_dir: Path, run_dir: Path) -> float:
 def build_parts(spec: TrainSpec, data_dir: Path, run_dir: Path, tuned: bool = False):
     """What the hand-written contenders share with litlab: normalized tensors, net, optimizer.
 
-    Seeding and build order follow ``litlab.experiment.train`` so the initial weights are the same.
+    Seeding and build order follow ``litlab.training.train`` so the initial weights are the same.
     The net is plain (contiguous memory order, eager) and the optimizer is built as configured,
     as a hand-written script would; with ``tuned``, both get litlab's automatic speed switches
     (``model.channels_last=auto``, ``model.fused_optimizer=auto``), to show what is left of

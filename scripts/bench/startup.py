@@ -67,7 +67,7 @@ def run(work: Path, tiny: bool) -> list[dict]:
     children = {"litlab": child("litlab", litlab_cmd),
                 "lightning": child("lightning", [sys.executable, "-c", IMPORT.format(module="lightning")])}
     if not tiny:
-        children["litlab_import"] = child("litlab_import", [sys.executable, "-c", IMPORT.format(module="litlab.experiment")])
+        children["litlab_import"] = child("litlab_import", [sys.executable, "-c", IMPORT.format(module="litlab.training")])
         # a misspelt key: reported before torch and Lightning are imported
         children["config_error"] = lambda: timed_error([*litlab_cmd, "trainer.max_epoch=3"], work)
     values = alternate(children, repeats, warmup)
@@ -81,9 +81,9 @@ def run(work: Path, tiny: bool) -> list[dict]:
     r["met"] = r["ratio"] is not None and r["ratio"] <= 1.5
     if tiny:
         return [r]
-    imp = record("startup_import_litlab_experiment_vs_import_lightning", "s (lower is better)",
+    imp = record("startup_import_litlab_training_vs_import_lightning", "s (lower is better)",
                  median(values["litlab_import"]), "import lightning", median(values["lightning"]),
-                 note="importing litlab.experiment, the training code, alone (Hydra, Lightning, torchvision...)")
+                 note="importing litlab.training, the training code, alone (Hydra, Lightning, torchvision...)")
     error = record("startup_config_error_vs_import_lightning", "s (lower is better)", median(values["config_error"]),
                    "import lightning", median(values["lightning"]),
                    note="python -m litlab.train with a misspelt key (trainer.max_epoch=3) until its one-paragraph "

@@ -1,4 +1,4 @@
-"""``python -m litlab.train``: the command line around ``litlab.experiment.train``.
+"""``python -m litlab.train``: the command line around ``litlab.training.train``.
 
 Importing this module stays light (Hydra and OmegaConf, no torch or Lightning), so a mistake in
 the command line is reported in a fraction of a second; the training code is imported once the
@@ -17,7 +17,7 @@ from litlab.entry import check_cli, run_entrypoint
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    from litlab.experiment import train
+    from litlab.training import train
 
     return run_entrypoint(train, cfg)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from litlab.experiment import train
+from litlab.training import train
 from tests.conftest import make_cfg
 
 # keep every image, text and histogram event, not a sample of them

@@ -7,7 +7,7 @@ from pathlib import Path
 import lightning.pytorch as L
 import torch
 
-from litlab.experiment import train
+from litlab.training import train
 
 
 class LastCheckpointProbe(L.Callback):
@@ -35,7 +35,7 @@ def _train_with_probe(cfg_factory, tmp_path, monkeypatch, extra: list[str]) -> L
                       name="r")
     probe = LastCheckpointProbe(str(tmp_path / "r" / "checkpoints" / "last.ckpt"))
     real = build.build_callbacks
-    monkeypatch.setattr("litlab.experiment.build_callbacks", lambda c: [*real(c), probe])
+    monkeypatch.setattr("litlab.training.build_callbacks", lambda c: [*real(c), probe])
     train(cfg)
     return probe
 

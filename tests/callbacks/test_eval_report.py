@@ -11,7 +11,7 @@ from tensorboard.util.tensor_util import make_ndarray
 
 from litlab.callbacks.eval_report import EvalReport
 from litlab.errors import LitlabError
-from litlab.experiment import train
+from litlab.training import train
 from tests.callbacks.conftest import read_events
 
 

@@ -62,7 +62,7 @@ def test_a_terminal_gets_the_live_bar_unless_the_rate_is_zero(monkeypatch):
 
 def test_epoch_lines_show_validation_only_for_epochs_that_validated(cfg_factory, capsys):
     """Epoch 3 of a run validating every 2nd epoch used to repeat epoch 2's figures unmarked."""
-    from litlab.experiment import train
+    from litlab.training import train
 
     train(cfg_factory(["model=mlp", "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2", "test=false"]))
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]

@@ -7,7 +7,7 @@ from unittest import mock
 import pytest
 
 from litlab.tensorboard_logger import TensorBoardLogger
-from litlab.experiment import train
+from litlab.training import train
 
 
 def test_step_scalars_land_every_log_every_n_steps(cfg_factory, tmp_path):

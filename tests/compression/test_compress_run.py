@@ -12,7 +12,7 @@ from litlab.checkpoint_files import load_checkpoint
 from litlab.compression import artifacts
 from litlab.compression.measure import count_params
 from litlab.evaluation import evaluate
-from litlab.experiment import train
+from litlab.training import train
 
 FIELDS = ("test_acc", "test_loss", "params", "nonzero_params", "size_bytes", "latency_ms_batch1",
           "latency_ms_test_batch")

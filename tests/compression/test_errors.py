@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from litlab.errors import LitlabError
-from litlab.experiment import train
+from litlab.training import train
 
 from tests.conftest import run_cli
 

@@ -14,7 +14,7 @@ from litlab.compression import artifacts
 from litlab.compression.export import with_normalization
 from litlab.errors import LitlabError
 from litlab.checkpoint_files import load_checkpoint
-from litlab.experiment import train
+from litlab.training import train
 
 
 def test_onnx_of_pruned_model_agrees_with_pytorch(tiny_cfg):

@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from litlab.experiment import train
+from litlab.training import train
 
 from .tiny_run import TINY
 

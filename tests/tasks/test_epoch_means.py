@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from litlab.tasks.classification import Classifier
-from litlab.experiment import train
+from litlab.training import train
 
 BATCHES = 5  # 40 samples in batches of 8
 

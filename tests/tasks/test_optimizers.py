@@ -96,7 +96,7 @@ def test_mixed_precision_that_unscales_gradients_gets_an_unfused_optimizer(cfg_f
     assert not _fused(build_optimizer(functools.partial(torch.optim.AdamW), _params(), "auto", unscales=True))
     with pytest.raises(LitlabError, match=r"fused_optimizer=true cannot be honoured: mixed precision with gradient"):
         build_optimizer(functools.partial(torch.optim.AdamW), _params(), True, unscales=True)
-    from litlab.experiment import train
+    from litlab.training import train
 
     train(cfg_factory(["model=mlp", "trainer.max_epochs=1", "trainer.precision=bf16-mixed",
                        "trainer.gradient_clip_val=0.5", "callbacks=none", "test=false"]))
@@ -107,7 +107,7 @@ def test_mixed_precision_that_unscales_gradients_gets_an_unfused_optimizer(cfg_f
 
 def test_a_cosine_of_zero_epochs_is_named_when_training_starts(cfg_factory):
     """T_max=0 with epochs to train divided by zero at the first epoch's end."""
-    from litlab.experiment import train
+    from litlab.training import train
 
     with pytest.raises(LitlabError, match=r"model\.scheduler\.T_max=0 with trainer\.max_epochs=2: the cosine"):
         train(cfg_factory(["model=mlp", "model.scheduler.T_max=0", "callbacks=none", "test=false"]))

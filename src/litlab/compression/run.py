@@ -1,6 +1,6 @@
 """Compression after training: measure the trained net, compress it, measure again, save, report.
 
-``litlab.experiment.train`` calls ``check_compression`` right after building the model (so a method that
+``litlab.training.train`` calls ``check_compression`` right after building the model (so a method that
 cannot apply fails before training) and ``compress_after_training`` after testing.
 """
 

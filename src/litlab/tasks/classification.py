@@ -97,7 +97,7 @@ class Classifier(L.LightningModule):
         self.last_step_loss: float | None = None
         # the training epoch's means, from its last batch until they are written at its end
         self._train_means: dict[str, Tensor] = {}
-        # plain dicts saved in every checkpoint (config, data description): see litlab.experiment.run_record
+        # plain dicts saved in every checkpoint (config, data description): see litlab.training.run_record
         self.run_record: dict = {}
 
     def __setattr__(self, name: str, value) -> None:

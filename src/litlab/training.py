@@ -1,4 +1,4 @@
-"""One experiment: build, fit, test, compress, report (``train(cfg)``).
+"""One training run: build, fit, test, compress, report (``train(cfg)``).
 
 Each step is a function that tests call directly; ``litlab.train`` adds the command line, Hydra
 and error handling around ``train``.
