@@ -9,7 +9,6 @@ exist fails before the first job starts.
 from __future__ import annotations
 
 import itertools
-import os
 import tempfile
 from pathlib import Path
 

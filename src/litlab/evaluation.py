@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import lightning.pytorch as L
 from omegaconf import DictConfig, OmegaConf
 
 from litlab.build import build_data, build_loggers, build_model, build_task, build_trainer
