@@ -97,16 +97,17 @@ def after_training(cfg: DictConfig, trainer: L.Trainer, model, dm, run_dir: Path
     Returns extra metrics.json fields (``compress/...``, ``export/...``).
     """
     extra: dict = {}
-    compress_cfg = cfg.get("compress")
-    if compress_cfg and "_target_" in compress_cfg:
-        from litlab.compression.run import compress_after_training
+    with dm.without_trainer():  # under DDP the trainer's evaluation loaders give rank 0 its shard only
+        compress_cfg = cfg.get("compress")
+        if compress_cfg and "_target_" in compress_cfg:
+            from litlab.compression.run import compress_after_training
 
-        extra.update(compress_after_training(cfg, model, dm, run_dir, metrics, loggers))
-    export_cfg = cfg.get("export")
-    if export_cfg and "_target_" in export_cfg:
-        from litlab.compression.export import export_after_training
+            extra.update(compress_after_training(cfg, model, dm, run_dir, metrics, loggers))
+        export_cfg = cfg.get("export")
+        if export_cfg and "_target_" in export_cfg:
+            from litlab.compression.export import export_after_training
 
-        extra.update(export_after_training(cfg, model, dm, run_dir, extra))
+            extra.update(export_after_training(cfg, model, dm, run_dir, extra))
     return extra
 
 

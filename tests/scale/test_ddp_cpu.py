@@ -19,7 +19,9 @@ def _train(tmp_path, name, *extra):
 @pytest.mark.slow
 def test_two_processes_share_the_epoch_and_one_run_dir(tmp_path):
     one_dir, one = _train(tmp_path, "one", "trainer=cpu")
-    two_dir, two = _train(tmp_path, "two", "trainer=ddp_cpu", "trainer.devices=2")
+    two_dir, two = _train(tmp_path, "two", "trainer=ddp_cpu", "trainer.devices=2", "compress=prune",
+                          "compress.finetune.epochs=1", "compress.measure.warmup=1", "compress.measure.repeats=3",
+                          "export=onnx")
 
     # the data is split, not repeated: two ranks of 128 samples = one process of 256, every epoch
     assert [d["samples_per_epoch"] for d in one] == [[256, 256]]
@@ -40,6 +42,11 @@ def test_two_processes_share_the_epoch_and_one_run_dir(tmp_path):
     assert metrics["test/acc"] > 0.5  # 10 classes: chance is 0.1
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert "rank" not in "".join(p.name for p in run_dir.iterdir())
+    # compression and export, on rank 0 after training, measure the whole test split, not rank 0's
+    # shard: the trained model's figures there are the test's
+    assert metrics["compress/before/test_acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+    assert metrics["compress/before/test_loss"] == pytest.approx(metrics["test/loss"], rel=1e-4)
+    assert metrics["export/agreement"] >= 0.99
 
 
 @pytest.mark.slow

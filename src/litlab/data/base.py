@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -146,6 +147,17 @@ class ClassificationData(L.LightningDataModule):
                 f"{scale[trained.pixels]}. Give arrays of the training data's dtype."
             )
         self.preprocess.mean, self.preprocess.std = list(trained.mean), list(trained.std)
+
+    @contextlib.contextmanager
+    def without_trainer(self):
+        """Inside, the loaders are those of one process with no trainer: every sample of a split,
+        for work after training that measures the model on rank 0 alone (compression, export),
+        where the trainer's loaders would give that rank its shard of the evaluation splits."""
+        trainer, self.trainer = self.trainer, None
+        try:
+            yield self
+        finally:
+            self.trainer = trainer
 
     # --- loaders -------------------------------------------------------------------------
     def _loader(self, ds: Dataset, shuffle: bool, sampler: Sampler | None = None) -> DataLoader:
