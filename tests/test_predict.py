@@ -114,7 +114,7 @@ def test_rows_written_before_a_failure_are_kept(run_predict, data_dir, tmp_path,
     for f in digit_files(data_dir, 4):
         shutil.copy(f, folder / f.name)
     calls = []
-    real = Predictor.probabilities
+    real = Predictor.logits
 
     def fail_second_batch(self, x):
         calls.append(len(x))
@@ -122,7 +122,7 @@ def test_rows_written_before_a_failure_are_kept(run_predict, data_dir, tmp_path,
             raise RuntimeError("device lost")
         return real(self, x)
 
-    monkeypatch.setattr(Predictor, "probabilities", fail_second_batch)
+    monkeypatch.setattr(Predictor, "logits", fail_second_batch)
     with pytest.raises(RuntimeError):
         run_predict(folder, "batch_size=2", f"output={tmp_path / 'partial.csv'}")
     with open(tmp_path / "partial.csv", newline="") as f:
@@ -263,3 +263,19 @@ def test_a_model_of_raw_arrays_takes_uint8_as_it_is():
     raw = model_inputs(x, "x", Preprocess("image", [0.0], [1.0], pixels=False))
     assert raw.dtype == torch.float32 and raw.max().item() == 7.0
     assert model_inputs(x, "x", Preprocess("image", [0.0], [1.0], pixels=True)).dtype == torch.uint8
+
+
+def test_equal_scores_rank_as_eval_counts_them(tmp_path):
+    """torch.topk put the later of two equal classes first (9 before 8 for an int8 model's tied
+    logits), so predictions.csv disagreed with eval's accuracy (argmax: the first)."""
+    from litlab.prediction.csv_rows import PredictionCsv
+
+    logits = torch.zeros(2, 10)
+    logits[0, [8, 9]] = 2.0  # an exact tie
+    logits[1, [0, 1]] = 2.0
+    with PredictionCsv(tmp_path / "p.csv", [str(k) for k in range(10)], top_k=3) as rows:
+        rows.write(["a", "b"], logits, [])
+    with open(tmp_path / "p.csv", newline="") as f:
+        got = [(r["label_1"], r["label_2"], r["label_3"]) for r in csv.DictReader(f)]
+    assert [g[0] for g in got] == [str(int(k)) for k in logits.argmax(dim=1)] == ["8", "0"]
+    assert got == [("8", "9", "0"), ("0", "1", "2")]  # the rest in class order too

@@ -17,7 +17,7 @@ from litlab.errors import LitlabError
 
 @dataclass
 class Predictor:
-    """Raw inputs in (uint8 images or float arrays, as the training data), probabilities out."""
+    """Raw inputs in (uint8 images or float arrays, as the training data), logits out."""
 
     net: nn.Module
     """The trained net in eval mode, on ``device``."""
@@ -29,10 +29,10 @@ class Predictor:
     device: torch.device
 
     @torch.inference_mode()
-    def probabilities(self, x: Tensor) -> Tensor:
-        """``(N, *input_shape)`` raw samples -> ``(N, num_classes)`` class probabilities on the CPU."""
+    def logits(self, x: Tensor) -> Tensor:
+        """``(N, *input_shape)`` raw samples -> ``(N, num_classes)`` float32 logits on the CPU."""
         x = self.preprocess(x.to(self.device), train=False)
-        return self.net(x).float().softmax(dim=-1).cpu()
+        return self.net(x).float().cpu()
 
 
 def pick_device(name: str) -> torch.device:

@@ -36,11 +36,15 @@ class PredictionCsv:
             header += [f"label_{i}", f"prob_{i}"]
         self._csv.writerow(header + ["error"])
 
-    def write(self, names: list[str], probs: Tensor | None, errors: list[tuple[str, str]]) -> None:
-        """One batch: ``probs`` ``(len(names), num_classes)`` for the readable inputs, then the errors."""
-        if probs is not None and len(names):
-            top = torch.topk(probs, self.top_k, dim=-1)
-            for name, values, indices in zip(names, top.values.tolist(), top.indices.tolist()):
+    def write(self, names: list[str], logits: Tensor | None, errors: list[tuple[str, str]]) -> None:
+        """One batch: ``logits`` ``(len(names), num_classes)`` for the readable inputs, then the errors.
+
+        Classes are ranked by logit, equal ones in class order, so ``label_1`` is the class that
+        eval's and test's accuracy count (``argmax``), also where the probabilities round equal."""
+        if logits is not None and len(names):
+            order = logits.sort(dim=-1, descending=True, stable=True).indices[:, :self.top_k]
+            probs = logits.softmax(dim=-1).gather(1, order)
+            for name, values, indices in zip(names, probs.tolist(), order.tolist()):
                 row = [name]
                 for v, i in zip(values, indices):
                     row += [self.class_names[i], f"{v:.6f}"]

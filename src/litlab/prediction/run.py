@@ -83,7 +83,7 @@ def predict(cfg: DictConfig) -> dict:
     log.info("predicting %d input(s) from %s with %s", total, cfg.input, cfg.ckpt_path)
     with PredictionCsv(out, predictor.class_names, top_k) as rows:
         for names, x, errors in batches:
-            rows.write(names, predictor.probabilities(x) if x is not None else None, errors)
+            rows.write(names, predictor.logits(x) if x is not None else None, errors)
     summary = {"predicted": rows.predicted, "errors": len(rows.errors), "predictions": str(out),
                "top1_counts": dict(sorted(rows.top1_counts.items(), key=lambda kv: -kv[1]))}
     update_metrics(run_dir, status="completed", task="predict", ckpt_path=str(cfg.ckpt_path), input=str(cfg.input),
