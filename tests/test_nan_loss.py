@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -25,6 +26,10 @@ def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(cfg_factory, 
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+    # the NaN weights were never validated: the logged curves end with the last good epoch
+    with open(tmp_path / "run" / "csv" / "metrics.csv", newline="") as f:
+        val_loss = [float(r["val/loss"]) for r in csv.DictReader(f) if r.get("val/loss")]
+    assert len(val_loss) == 2 and all(v == v for v in val_loss)  # epochs 0 and 1, no NaN
 
 
 def test_nan_loss_in_the_first_epoch_says_no_checkpoint_was_written(cfg_factory, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import lightning.pytorch as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 
 from litlab.errors import LitlabError
 
@@ -40,7 +41,9 @@ class StopOnNonFiniteLoss(L.Callback):
             self._check(trainer)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.training:
+        # a validation inside fit (trainer.training is already False here): the weights it would
+        # measure, log and checkpoint must come from finite losses
+        if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
             self._check(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
