@@ -10,6 +10,8 @@ import lightning.pytorch as L
 import numpy as np
 import torch
 
+from litlab.errors import LitlabError
+
 log = logging.getLogger(__name__)
 
 
@@ -36,13 +38,13 @@ def seed_everything(seed: int, cpu_only: bool | None = None, verbose: bool = Tru
     which reads the source file of every frame on the stack into memory: ~0.5 MiB at the start of
     a run, for devices that do not exist. The numbers drawn are the same either way.
     """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise LitlabError(f"seed must be an integer in [0, 2**32) (NumPy accepts no other; a run is repeated "
+                          f"from its seed), got {seed!r}.")
     if cpu_only is None:
         cpu_only = not accelerator_present()
     if not cpu_only:
         return L.seed_everything(seed, workers=True, verbose=verbose)
-    seed = int(seed)
-    if not 0 <= seed < 2**32:
-        raise ValueError(f"seed {seed} is not in [0, 2**32): NumPy accepts no other.")
     if verbose:
         log.info("Seed set to %d", seed)
     os.environ["PL_GLOBAL_SEED"] = str(seed)
