@@ -146,7 +146,7 @@ def test_a_misspelt_optimized_metric_is_named(cfg_factory, caplog):
     assert 0 < train(cfg_factory(["model=mlp", "test=false"], name="ok")) <= 1
 
 
-def test_in_a_sweep_a_misspelt_optimized_metric_fails_the_job(cfg_factory, tmp_path, monkeypatch):
+def test_in_a_sweep_a_misspelt_optimized_metric_fails_the_job(cfg_factory, tmp_path, monkeypatch, capsys):
     """Optuna used to end the whole search in a traceback ("No trials are completed yet") when no
     job reported the metric; each job now fails with the keys it has and the sweep's worst value."""
     import litlab.entry
@@ -159,6 +159,9 @@ def test_in_a_sweep_a_misspelt_optimized_metric_fails_the_job(cfg_factory, tmp_p
     assert math.isnan(value)  # the basic sweeper's worst value (no direction)
     m = _metrics(tmp_path / "run")
     assert m["status"] == "failed" and "optimized_metric=val/accuracy is not among this run's metrics (val/acc" in m["error"]
+    # the job's summary says so too (it used to print "litlab run completed" just before the error)
+    out = capsys.readouterr().out
+    assert "litlab run failed:" in out and "run completed" not in out
     assert 0 < m["val/acc"] <= 1
 
 

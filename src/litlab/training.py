@@ -145,24 +145,31 @@ def train(cfg: DictConfig) -> float | None:
     metrics.setdefault("status", "completed")
     metrics["wall_time_s"] = time.perf_counter() - started
     metrics["optimized_metric"] = cfg.get("optimized_metric")
+    value = metrics.get(cfg.get("optimized_metric"))
+    failure = None
+    if value is None and cfg.get("optimized_metric") and metrics["status"] == "completed" and trainer.is_global_zero:
+        failure = check_optimized_metric(cfg.optimized_metric, metrics, in_sweep=is_multirun())
+        if failure is not None:  # the record and the summary say so, not "completed"
+            metrics.update(status="failed", error=str(failure))
     if trainer.is_global_zero:
         metrics = update_metrics(run_dir, **metrics)
         log_final_hparams(loggers, cfg, metrics)
         print_summary(run_dir, metrics, has_tensorboard=(run_dir / "tensorboard").is_dir())
-    value = metrics.get(cfg.get("optimized_metric"))
-    if value is None and cfg.get("optimized_metric") and metrics["status"] == "completed" and trainer.is_global_zero:
-        check_optimized_metric(cfg.optimized_metric, metrics, in_sweep=is_multirun())
+    if failure is not None:
+        raise failure
     return float(value) if value is not None else None
 
 
-def check_optimized_metric(name: str, metrics: dict, in_sweep: bool) -> None:
+def check_optimized_metric(name: str, metrics: dict, in_sweep: bool) -> LitlabError | None:
     """A completed run without its ``optimized_metric`` gives a sweep nothing to rank, most often
-    because of a misspelt key. In a sweep that fails the job (recorded with the keys the run has,
-    and the sweep's worst value, so Optuna goes on instead of ending in a traceback); a single
-    run warns."""
-    have = ", ".join(k for k, v in metrics.items() if "/" in k and isinstance(v, (int, float)))
+    because of a misspelt key. In a sweep that fails the job: the error is returned, to be recorded
+    with the keys the run has and raised (the job then returns the sweep's worst value, so Optuna
+    goes on instead of ending in a traceback). A single run warns."""
+    have = ", ".join(k for k, v in metrics.items()  # numbers, or 0-d tensors from Lightning
+                     if "/" in k and (isinstance(v, (int, float)) or getattr(v, "ndim", None) == 0))
     message = (f"optimized_metric={name} is not among this run's metrics ({have}); a sweep gets no value "
                f"from it. Set optimized_metric to one of them.")
     if in_sweep:
-        raise LitlabError(message)
+        return LitlabError(message)
     log.warning(message)
+    return None
