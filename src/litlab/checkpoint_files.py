@@ -16,9 +16,14 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
     Raises a LitlabError naming ``key`` when the file is missing, corrupt or not litlab's.
     """
     path = Path(path)
+    wanted = ("a litlab run's checkpoint (outputs/runs/<run>/checkpoints/best.ckpt or last.ckpt) or compressed "
+              "model (outputs/runs/<run>/compressed/<method>.pt)")
+    if path.is_dir():
+        found = sorted(str(p) for p in (path / "checkpoints").glob("*.ckpt")) if (path / "checkpoints").is_dir() else []
+        hint = f"; it holds {', '.join(found)}" if found else ""
+        raise LitlabError(f"{key}={path} is a folder, not a file{hint}. Give the path of {wanted}.")
     if not path.is_file():
-        raise LitlabError(f"{key}={path} does not exist. Give the path of a .ckpt file written by a litlab run "
-                          f"(outputs/runs/<run>/checkpoints/best.ckpt or last.ckpt).")
+        raise LitlabError(f"{key}={path} does not exist. Give the path of {wanted}.")
     if path.suffix.lower() == ".onnx" or path.name.endswith(".torchscript.pt"):
         raise LitlabError(f"{key}={path} is an exported model (export/), which runs on its own in onnxruntime or "
                           f"torch.jit.load. litlab reads its checkpoints (checkpoints/*.ckpt) and compressed "
@@ -26,8 +31,12 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, wrong format, unsafe pickle
-        raise LitlabError(f"{key}={path} could not be read as a checkpoint ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0][:200]}). The file may be truncated or corrupt.") from None
+        # torch's own message on a refused pickle suggests weights_only=False: not for files from elsewhere
+        reason = "it holds objects other than tensors and plain values" if "weights_only" in str(e) else \
+            (str(e).splitlines()[0][:200] if str(e) else "")
+        raise LitlabError(f"{key}={path} could not be read as a checkpoint ({type(e).__name__}: {reason}). The "
+                          f"file may be truncated or corrupt, or not a checkpoint; litlab loads only tensors and "
+                          f"plain values from it (weights_only), so no code in a file runs.") from None
     if isinstance(ckpt, dict) and str(ckpt.get("format", "")).startswith("litlab-compressed/"):
         from litlab.compression.artifacts import read  # compressed-model files store their record packed
 

@@ -1,0 +1,49 @@
+"""Reading checkpoints: what a wrong path or a file that is not a checkpoint says."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+import torch
+
+from litlab.checkpoint_files import load_checkpoint
+from litlab.errors import LitlabError
+
+
+def test_a_run_folder_is_named_as_a_folder_with_its_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"litlab": {}, "state_dict": {}}, run / "checkpoints" / "best.ckpt")
+    with pytest.raises(LitlabError, match=r"ckpt_path=.*run is a folder, not a file; it holds .*best\.ckpt") as info:
+        load_checkpoint(run)
+    assert "does not exist" not in str(info.value)
+
+
+def test_a_missing_file_names_both_kinds_of_file(tmp_path):
+    with pytest.raises(LitlabError, match=r"does not exist\. Give the path of a litlab run's checkpoint .*"
+                                          r"compressed model \(outputs/runs/<run>/compressed/<method>\.pt\)"):
+        load_checkpoint(tmp_path / "best.ckpt")
+
+
+class _Payload(collections.UserDict):
+    """A pickled object of a class that is not a tensor or a plain value."""
+
+
+@pytest.mark.parametrize("kind", ["object", "png", "truncated"])
+def test_a_file_that_is_not_a_checkpoint_never_suggests_unsafe_loading(tmp_path, kind):
+    path = tmp_path / "file.ckpt"
+    if kind == "object":
+        torch.save(_Payload(a=1), path)
+    elif kind == "png":
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    else:
+        torch.save({"state_dict": {"w": torch.zeros(1000)}}, path)
+        path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(LitlabError, match=r"could not be read as a checkpoint") as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert "weights_only=False" not in message and "weights_only set to False" not in message
+    assert "\n" not in message
+    if kind == "object":
+        assert "it holds objects other than tensors and plain values" in message
