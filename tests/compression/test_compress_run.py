@@ -107,3 +107,15 @@ def test_a_rebuilt_net_is_timed_in_the_trained_nets_memory_order(tiny_cfg, monke
     monkeypatch.setattr(compress_run, "figures", lambda net, *rest: seen.append(runs_channels_last(net)) or real(net, *rest))
     run_compressed(tiny_cfg, CASES["prune_structured"])
     assert seen == [True, True]
+
+
+@pytest.mark.parametrize("precision,method,export", [("64", "prune", "onnx"), ("bf16-true", "lowrank", "torchscript")])
+def test_a_net_trained_in_another_dtype_is_compressed_and_exported_in_float32(tiny_cfg, precision, method, export):
+    """These runs trained and tested, then failed with 'mat1 and mat2 must have the same dtype'."""
+    cfg = tiny_cfg(["model=mlp", f"trainer.precision={precision}", f"compress={method}", "compress.finetune.epochs=1",
+                    f"export={export}"])
+    train(cfg)
+    m = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert m["status"] == "completed" and m["export/agreement"] >= 0.99
+    # the float32 copy classifies the test split as the trained net did (rounding may move a sample or two)
+    assert m["compress/before/test_acc"] == pytest.approx(m["test/acc"], abs=0.02)

@@ -120,7 +120,7 @@ def candidates(model, run_dir: Path, extra: dict) -> list[tuple[str, nn.Module]]
     path = extra.get("compress/artifact")
     if path:
         found.append(("compressed", artifacts.load_net(load_checkpoint(path), Path(path))))
-    found.append(("float", artifacts.copy_net(model.net).cpu().eval()))
+    found.append(("float", artifacts.copy_net(model.net).cpu().float().eval()))  # float32, as the inputs
     return found
 
 

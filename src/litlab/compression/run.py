@@ -46,8 +46,10 @@ def check_compression(cfg: DictConfig, net: nn.Module, dm) -> None:
 
 
 def trained_net(model, metrics: dict) -> nn.Module:
-    """A CPU copy of the trained net with the best checkpoint's weights (those test/acc measured)."""
-    net = artifacts.copy_net(model.net).cpu()
+    """A float32 CPU copy of the trained net with the best checkpoint's weights (those test/acc
+    measured). Compression works in float32 whatever ``trainer.precision`` trained in (64,
+    bf16-true): the data's preprocessing gives float32 batches, and int8 kernels take float32."""
+    net = artifacts.copy_net(model.net).cpu().float()
     best = metrics.get("best_ckpt")
     if best:
         state = load_checkpoint(best, key="best_ckpt")["state_dict"]
