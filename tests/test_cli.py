@@ -185,3 +185,28 @@ def test_a_command_line_mistake_is_reported_before_torch_is_imported(tmp_path, m
     key = args[-1].split("=")[0]
     assert f"Error: {key} is not a key of the config" in proc.stderr
     assert f"`python -m {module} --cfg job`" in proc.stderr
+
+
+@pytest.mark.parametrize("module,groups,not_groups", [
+    ("litlab.train", ["data", "model", "trainer", "compress", "export", "hparams_search"], []),
+    ("litlab.eval", ["trainer", "logger", "paths"], ["model", "data", "compress"]),
+    ("litlab.predict", ["paths"], ["model", "trainer"]),
+])
+def test_help_lists_the_groups_each_command_takes(tmp_path, module, groups, not_groups):
+    """Hydra's help listed every conf/ folder for every command, base files (_base) among the choices."""
+    proc = subprocess.run([sys.executable, "-m", module, "--help"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    listed = {line.split()[0] for line in proc.stdout.split("Config groups")[1].split("Keys")[0].splitlines()[1:]
+              if line.strip()}
+    assert set(groups) <= listed and not listed & set(not_groups)
+    assert "_base" not in proc.stdout and "_classifier" not in proc.stdout and "_finetune" not in proc.stdout
+    assert f"python -m {module} --cfg job" in proc.stdout
+
+
+def test_help_shows_the_overrides_applied(tmp_path):
+    proc = run_cli("litlab.train", "-m", "model=mlp,cnn", "data.batch_size=7", "--help", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "  model           [mlp] cnn, gru" in proc.stdout  # a sweep's first job
+    assert "batch_size: 7" in proc.stdout
+    assert not (tmp_path / "outputs").exists()

@@ -41,6 +41,11 @@ def check_cli(argv: list[str], config_name: str = "train") -> None:
         return  # a DDP rank > 0 runs rank 0's command in rank 0's run directory: rank 0 checked it
     try:
         check_choices(argv)
+        if "--help" in argv or "-h" in argv:
+            from litlab.cli_help import help_text
+
+            print(help_text(config_name, argv))
+            sys.exit(0)
         cfg = check_overrides(argv, config_name)
     except LitlabError as e:
         print(f"Error: {e}", file=sys.stderr)
