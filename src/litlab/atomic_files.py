@@ -8,6 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+# the process's umask, read once at import (reading it means setting it, which is not thread-safe)
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def atomic_write(path: str | Path, write: Callable[[IO], None], mode: str = "wb", fsync: bool = False) -> None:
     """Calls ``write(file)`` on a temporary file in ``path``'s folder, then renames it to ``path``.
@@ -20,6 +24,8 @@ def atomic_write(path: str | Path, write: Callable[[IO], None], mode: str = "wb"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); the result gets a new file's usual mode (umask applied)
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, mode) as f:
             write(f)
             if fsync:
