@@ -46,4 +46,27 @@ def test_a_file_that_is_not_a_checkpoint_never_suggests_unsafe_loading(tmp_path,
     assert "weights_only=False" not in message and "weights_only set to False" not in message
     assert "\n" not in message
     if kind == "object":
-        assert "it holds objects other than tensors and plain values" in message
+        assert "it holds objects other than tensors and plain values (" in message and "_Payload" in message
+    else:  # not a pickle of the wrong classes: torch's own reason, not that one
+        assert "objects other than tensors" not in message
+
+
+def test_the_checkpoints_folder_itself_lists_its_files(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"litlab": {}, "state_dict": {}}, tmp_path / "checkpoints" / "last.ckpt")
+    with pytest.raises(LitlabError, match=r"is a folder, not a file; it holds .*checkpoints/last\.ckpt"):
+        load_checkpoint(tmp_path / "checkpoints")
+
+
+def test_where_only_a_training_checkpoint_will_do_a_compressed_model_is_refused_by_name(tmp_path):
+    """Resuming (or a distillation teacher) from a compressed model used to end in 'belongs to a
+    different model', after a message that had suggested compressed models."""
+    with pytest.raises(LitlabError) as info:
+        load_checkpoint(tmp_path / "missing.ckpt", compressed_ok=False)
+    assert "compressed" not in str(info.value)
+    artifact = tmp_path / "prune.pt"
+    torch.save({"litlab": {}, "state_dict": {}, "compression": {"method": "prune"}}, artifact)
+    assert load_checkpoint(artifact)["compression"]["method"] == "prune"  # eval and predict take it
+    with pytest.raises(LitlabError, match=r"prune\.pt is a compressed model \(prune\), which eval and predict take; "
+                                          r"here a training checkpoint is needed"):
+        load_checkpoint(artifact, compressed_ok=False)

@@ -210,3 +210,9 @@ def test_help_shows_the_overrides_applied(tmp_path):
     assert "  model           [mlp] cnn, gru" in proc.stdout  # a sweep's first job
     assert "batch_size: 7" in proc.stdout
     assert not (tmp_path / "outputs").exists()
+
+
+def test_help_in_a_sweep_with_a_malformed_override_is_one_paragraph(tmp_path):
+    proc = run_cli("litlab.train", "--help", "-m", "model.x=[1,2", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "Error: could not parse the override(s) model.x=[1,2" in proc.stderr

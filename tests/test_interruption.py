@@ -168,3 +168,28 @@ def test_every_training_run_keeps_interruption_and_epoch_seeds(cfg_factory):
     for choice in ("none", "default", "early_stopping"):
         kinds = [type(c) for c in build_callbacks(cfg_factory([f"callbacks={choice}"]))]
         assert kinds.count(Interruption) == 1 and kinds.count(EpochSeed) == 1, choice
+
+
+@pytest.mark.parametrize("module,work_module,args", [
+    ("litlab.train", "litlab.training", []),
+    ("litlab.eval", "litlab.evaluation", ["ckpt_path=best.ckpt"]),
+    ("litlab.predict", "litlab.prediction.run", ["ckpt_path=best.ckpt", "input=x.png"]),
+])
+def test_ctrl_c_while_the_training_code_is_imported_is_recorded(tmp_path, module, work_module, args):
+    """The entrypoints import torch and Lightning after Hydra has made the run folder (seconds):
+    Ctrl-C there must be recorded like anywhere else in the run, not leave a folder without a
+    record and a traceback. The interrupt is raised where that import happens."""
+    probe = ("import builtins, runpy, sys\n"
+             "real = builtins.__import__\n"
+             "def interrupted(name, *a, **k):\n"
+             f"    if name == {work_module!r}:\n"
+             "        raise KeyboardInterrupt\n"
+             "    return real(name, *a, **k)\n"
+             "builtins.__import__ = interrupted\n"
+             f"sys.argv = [{module!r}, *{args!r}, 'hydra.run.dir=run']\n"
+             f"runpy.run_module({module!r}, run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["status"] == "interrupted" and "SIGINT" in m["error"]

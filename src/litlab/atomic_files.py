@@ -24,9 +24,11 @@ def atomic_write(path: str | Path, write: Callable[[IO], None], mode: str = "wb"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        # mkstemp makes the file private (0600); the result gets a new file's usual mode (umask applied)
-        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, mode) as f:
+            try:  # mkstemp makes the file private (0600); it gets a new file's usual mode (umask applied)
+                os.fchmod(f.fileno(), 0o666 & ~_UMASK)
+            except OSError:
+                pass  # a file system without modes (vfat, some network mounts): the write matters, not the mode
             write(f)
             if fsync:
                 f.flush()

@@ -10,16 +10,20 @@ from torch import nn
 from litlab.errors import LitlabError
 
 
-def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
+def load_checkpoint(path: str | Path, key: str = "ckpt_path", compressed_ok: bool = True) -> dict:
     """Loads a checkpoint with ``weights_only=True`` (no arbitrary code runs from the file).
 
     Raises a LitlabError naming ``key`` when the file is missing, corrupt or not litlab's.
+    ``compressed_ok``: whether a compressed model (``compressed/<method>.pt``) is also accepted
+    (eval, predict), or only a training checkpoint (resuming, a teacher).
     """
     path = Path(path)
-    wanted = ("a litlab run's checkpoint (outputs/runs/<run>/checkpoints/best.ckpt or last.ckpt) or compressed "
-              "model (outputs/runs/<run>/compressed/<method>.pt)")
+    wanted = "a litlab run's checkpoint (outputs/runs/<run>/checkpoints/best.ckpt or last.ckpt)"
+    if compressed_ok:
+        wanted += " or compressed model (outputs/runs/<run>/compressed/<method>.pt)"
     if path.is_dir():
-        found = sorted(str(p) for p in (path / "checkpoints").glob("*.ckpt")) if (path / "checkpoints").is_dir() else []
+        found = sorted(str(p) for folder in (path, path / "checkpoints") if folder.is_dir()
+                       for p in folder.glob("*.ckpt"))
         hint = f"; it holds {', '.join(found)}" if found else ""
         raise LitlabError(f"{key}={path} is a folder, not a file{hint}. Give the path of {wanted}.")
     if not path.is_file():
@@ -31,9 +35,7 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, wrong format, unsafe pickle
-        # torch's own message on a refused pickle suggests weights_only=False: not for files from elsewhere
-        reason = "it holds objects other than tensors and plain values" if "weights_only" in str(e) else \
-            (str(e).splitlines()[0][:200] if str(e) else "")
+        reason = _unreadable_because(str(e))
         raise LitlabError(f"{key}={path} could not be read as a checkpoint ({type(e).__name__}: {reason}). The "
                           f"file may be truncated or corrupt, or not a checkpoint; litlab loads only tensors and "
                           f"plain values from it (weights_only), so no code in a file runs.") from None
@@ -41,10 +43,25 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
         from litlab.compression.artifacts import read  # compressed-model files store their record packed
 
         ckpt = read(ckpt)
+    if not compressed_ok and isinstance(ckpt, dict) and "compression" in ckpt and "litlab" in ckpt:
+        raise LitlabError(f"{key}={path} is a compressed model ({ckpt['compression'].get('method')}), which eval and "
+                          f"predict take; here a training checkpoint is needed: the checkpoints/best.ckpt or "
+                          f"last.ckpt of the run that wrote it.")
     if not isinstance(ckpt, dict) or "litlab" not in ckpt or "state_dict" not in ckpt:
         raise LitlabError(f"{key}={path} is not a litlab checkpoint (it lacks the 'litlab' run record). "
                           f"Use a checkpoint from a litlab run's checkpoints/ folder.")
     return ckpt
+
+
+def _unreadable_because(message: str) -> str:
+    """The reason in torch's error for a file it could not load. Its weights-only refusals begin by
+    suggesting ``weights_only=False``, advice for trusted files only, which is left out."""
+    if "Unsupported global" in message:  # a pickled object of a class other than tensors and plain values
+        name = message.split("Unsupported global:", 1)[1].split()[1] if "Unsupported global:" in message else ""
+        return f"it holds objects other than tensors and plain values{f' ({name})' if name else ''}"
+    if "WeightsUnpickler error:" in message:
+        return message.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0][:200]
+    return message.splitlines()[0][:200] if message else ""
 
 
 def check_fits(model: nn.Module, state_dict: dict, path: str | Path, key: str = "ckpt_path") -> None:

@@ -9,9 +9,10 @@ Hydra's.
 
 from __future__ import annotations
 
+from hydra.errors import OverrideParseException
 from omegaconf import OmegaConf
 
-from litlab.config_check import CONF_DIR, choices, compose_checked, expand_sweeps
+from litlab.config_check import CONF_DIR, choices, compose_checked, expand_sweeps, explain
 
 WHAT = {
     "train": "trains, tests and optionally compresses and exports one model; -m sweeps over values "
@@ -39,7 +40,10 @@ def help_text(config_name: str, argv: list[str]) -> str:
     """The help of ``python -m litlab.<config_name> argv`` (in a sweep, with its first job's values)."""
     overrides = [a for a in argv if not a.startswith("-") and "=" in a]
     if "-m" in argv or "--multirun" in argv:
-        overrides = expand_sweeps(overrides)[0]
+        try:
+            overrides = expand_sweeps(overrides)[0]
+        except OverrideParseException as e:
+            raise explain(e, overrides, config_name) from None
     cfg = compose_checked(overrides, config_name, return_hydra_config=True)
     chosen = cfg.hydra.runtime.choices
     lines = [f"python -m litlab.{config_name}: {WHAT.get(config_name, '')}.", "",

@@ -62,7 +62,7 @@ def _one_paragraph(e: BaseException) -> str:
     return " ".join(line for line in lines if not line.startswith(("See https://", "Set the environment")))
 
 
-def _explain(e: BaseException, overrides: list[str], config_name: str = "train") -> LitlabError:
+def explain(e: BaseException, overrides: list[str], config_name: str = "train") -> LitlabError:
     text = _one_paragraph(e)
     if "is not in struct" in text or "Could not override" in text or "Could not append" in text:
         key = text.split("'")[1] if "'" in text else "?"
@@ -121,7 +121,7 @@ def compose_checked(overrides: list[str], config_name: str = "train", conf_dir: 
         with initialize_config_dir(str(conf_dir), version_base="1.3"):
             return compose(config_name, overrides=overrides, return_hydra_config=return_hydra_config)
     except (HydraException, OmegaConfBaseException, ValueError) as e:
-        raise _explain(e, overrides, config_name) from None
+        raise explain(e, overrides, config_name) from None
     finally:
         GlobalHydra.instance().clear()
 
@@ -158,7 +158,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
     try:
         combos = expand_sweeps(overrides) if multirun else [overrides]
     except OverrideParseException as e:
-        raise _explain(e, overrides) from None
+        raise explain(e, overrides) from None
     for combo in combos:
         cfg = compose_checked(combo, config_name, return_hydra_config=True)
     if multirun:

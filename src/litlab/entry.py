@@ -89,11 +89,9 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
     for a sweeper with a direction), so the sweep goes on.
     """
     lightning_logs_to_console()
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-    from litlab.distributed.launcher import check_shared_run_dir, distributed_job
-
     try:
+        from litlab.distributed.launcher import check_shared_run_dir, distributed_job  # imports Lightning
+
         with distributed_job():
             check_shared_run_dir()
             return work(cfg)
@@ -113,8 +111,7 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
             sys.exit(128 + getattr(e, "signum", signal.SIGTERM))
         raise
     except Exception as e:
-        # Lightning's MisconfigurationException: a setting Lightning cannot run, worded by Lightning
-        user_error = isinstance(e, (LitlabError, MisconfigurationException))
+        user_error = isinstance(e, LitlabError) or _is_misconfiguration(e)
         message = user_message(e) if user_error else f"{type(e).__name__}: {e}"
         _record(cfg, "failed", message)
         if user_error:
@@ -127,6 +124,13 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
         if user_error:
             sys.exit(getattr(e, "exit_code", 2))
         raise
+
+
+def _is_misconfiguration(e: Exception) -> bool:
+    """Lightning's MisconfigurationException: a setting Lightning cannot run, worded by Lightning
+    (looked up only if Lightning was imported, which it must have been to raise it)."""
+    exceptions = sys.modules.get("lightning.fabric.utilities.exceptions")
+    return exceptions is not None and isinstance(e, exceptions.MisconfigurationException)
 
 
 class Terminated(KeyboardInterrupt):

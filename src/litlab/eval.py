@@ -35,10 +35,14 @@ def hydra_argv(argv: list[str]) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def _hydra_main(cfg: DictConfig) -> None:
-    from litlab.evaluation import evaluate
-
     overrides = list(HydraConfig.get().overrides.task)
-    run_entrypoint(lambda c: evaluate(c, overrides), cfg)
+
+    def work(c: DictConfig) -> dict:
+        from litlab.evaluation import evaluate  # inside run_entrypoint: Ctrl-C during the imports is recorded
+
+        return evaluate(c, overrides)
+
+    run_entrypoint(work, cfg)
 
 
 def main() -> None:

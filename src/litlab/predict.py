@@ -18,11 +18,15 @@ from omegaconf import DictConfig
 from litlab.entry import check_cli, run_entrypoint
 
 
+def _predict(cfg: DictConfig) -> dict:
+    from litlab.prediction.run import predict  # inside run_entrypoint: Ctrl-C during the imports is recorded
+
+    return predict(cfg)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def _hydra_main(cfg: DictConfig) -> None:
-    from litlab.prediction.run import predict
-
-    run_entrypoint(predict, cfg)
+    run_entrypoint(_predict, cfg)
 
 
 def main() -> None:

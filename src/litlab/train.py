@@ -15,11 +15,15 @@ from omegaconf import DictConfig
 from litlab.entry import check_cli, run_entrypoint
 
 
+def _train(cfg: DictConfig) -> float | None:
+    from litlab.training import train  # seconds of imports, inside run_entrypoint: Ctrl-C here is recorded
+
+    return train(cfg)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    from litlab.training import train
-
-    return run_entrypoint(train, cfg)
+    return run_entrypoint(_train, cfg)
 
 
 def main() -> None:

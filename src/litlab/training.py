@@ -40,7 +40,7 @@ def resolve_ckpt_path(cfg: DictConfig, model: L.LightningModule, run_dir: Path) 
         return None, 0
     if path == "last":
         path = run_dir / "checkpoints" / "last.ckpt"
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, compressed_ok=False)
     check_fits(model, ckpt["state_dict"], path)
     return str(path), int(ckpt.get("global_step") or 0)
 

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor, nn
 
 from litlab.checkpoint_files import load_checkpoint
-from litlab.compression.artifacts import build_net, is_artifact
+from litlab.compression.artifacts import build_net
 from litlab.compression.base import Compressor, Context
 from litlab.compression.finetune import FineTune, train_loop
 from litlab.compression.measure import evaluate
@@ -74,11 +74,7 @@ class Distill(Compressor):
 
     def _teacher_from_file(self, dm) -> tuple[nn.Module, dict]:
         key = "compress.teacher_ckpt"
-        ckpt = load_checkpoint(self.teacher_ckpt, key=key)
-        if is_artifact(ckpt):
-            raise LitlabError(
-                f"{key}={self.teacher_ckpt} is a compressed model ({ckpt['compression'].get('method')}); the teacher "
-                f"is read from a training checkpoint. Use the checkpoints/best.ckpt of the run that wrote it.")
+        ckpt = load_checkpoint(self.teacher_ckpt, key=key, compressed_ok=False)
         data = ckpt["litlab"].get("data", {})
         if list(data.get("input_shape", [])) != list(dm.input_shape) or data.get("num_classes") != dm.num_classes:
             raise LitlabError(
@@ -97,7 +93,7 @@ class Distill(Compressor):
 
     def check(self, net: nn.Module, dm) -> None:
         if self.teacher_ckpt is not None:
-            if not Path(str(self.teacher_ckpt)).is_file():
+            if not Path(str(self.teacher_ckpt)).exists():  # a folder gets load_checkpoint's message
                 raise LitlabError(f"compress.teacher_ckpt={self.teacher_ckpt} does not exist. Give a litlab "
                                   f"checkpoint (outputs/runs/<run>/checkpoints/best.ckpt) or leave it null to "
                                   f"distill the model this run trains.")
