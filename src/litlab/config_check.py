@@ -86,7 +86,9 @@ def expand_sweeps(overrides: list[str], limit: int = 64) -> list[list[str]]:
     parsed = OverridesParser.create().parse_overrides(overrides)
     per_key: list[list[str]] = []
     for o in parsed:
-        if o.is_sweep_override():
+        if o.is_sweep_override() and o.is_interval_sweep():  # a range for a search (Optuna): its ends
+            per_key.append([f"{o.get_key_element()}={o.value().start}", f"{o.get_key_element()}={o.value().end}"])
+        elif o.is_sweep_override():
             values = list(itertools.islice(o.sweep_string_iterator(), limit)) if not o.is_hydra_override() else []
             key = o.get_key_element()
             per_key.append([f"{key}={v}" for v in values] or [o.input_line])
@@ -161,6 +163,13 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
         raise explain(e, overrides) from None
     for combo in combos:
         cfg = compose_checked(combo, config_name, return_hydra_config=True)
+    intervals = [o for o in overrides if "interval(" in o.split("=", 1)[-1] and not o.startswith("hydra.")]
+    if multirun and intervals and cfg.hydra.runtime.choices.get("hydra/sweeper") == "basic":
+        raise LitlabError(
+            f"{' '.join(intervals)}: interval() is a range to search, which Hydra's basic sweeper cannot enumerate "
+            f"(it runs lists a,b,c and range()). Search it with Optuna (hparams_search=digits_optuna, or your own "
+            f"conf/hparams_search/ file), or give values as a list."
+        )
     if multirun:
         check_sweep_start(overrides, config_name)
     if config_name == "train" and not multirun and cfg.get("ckpt_path") == "last" and "${now:" in str(

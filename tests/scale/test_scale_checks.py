@@ -54,3 +54,16 @@ def test_pareto_front_keeps_only_unbeaten_points():
     # (accuracy, size): (0.9, 10) beats (0.8, 12); (0.95, 20) and (0.7, 5) trade off
     points = [(0.9, 10), (0.8, 12), (0.95, 20), (0.7, 5), (0.9, 10)]
     assert pareto_front(points) == [0, 2, 3, 4]
+
+
+def test_an_interval_needs_a_search_not_the_basic_sweeper():
+    """interval() used to end in Hydra's traceback 'Can only enumerate CHOICE and RANGE sweeps'."""
+    from litlab.config_check import check_overrides
+
+    with pytest.raises(LitlabError, match=r"model\.optimizer\.lr=interval\(1e-4,1e-2\): interval\(\) is a range to "
+                                          r"search, which Hydra's basic sweeper cannot enumerate"):
+        check_overrides(["-m", "model.optimizer.lr=interval(1e-4,1e-2)"])
+    # with Optuna it is a search space; both ends are composed and checked
+    assert check_overrides(["-m", "hparams_search=digits_optuna", "model.optimizer.lr=interval(1e-4,1e-2)"]) is None
+    with pytest.raises(LitlabError, match=r"model\.optimizer\.lrr"):
+        check_overrides(["-m", "hparams_search=digits_optuna", "model.optimizer.lrr=interval(1e-4,1e-2)"])
