@@ -9,12 +9,14 @@ exist fails before the first job starts.
 from __future__ import annotations
 
 import itertools
+import shutil
 import tempfile
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Glob
 from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -41,9 +43,14 @@ def check_choices(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
         if "." in group or not (conf_dir / group).is_dir() or group == "hydra":
             continue
         names = choices(group, conf_dir)
+        value = value.strip()
+        if value.startswith("glob("):
+            continue  # Hydra matches the pattern against the choices; none matching is its own error
+        if value.startswith("choice(") and value.endswith(")"):
+            value = value[len("choice("):-1]
         for value_part in value.split(","):
             name = value_part.strip().strip("[]").strip()
-            if name in ("null", "") or name.startswith(("choice(", "range(", "interval(")):
+            if name in ("null", "") or name.startswith(("range(", "interval(")):
                 continue
             if name.startswith("_") and name not in names:
                 raise LitlabError(
@@ -86,7 +93,14 @@ def expand_sweeps(overrides: list[str], limit: int = 64) -> list[list[str]]:
     parsed = OverridesParser.create().parse_overrides(overrides)
     per_key: list[list[str]] = []
     for o in parsed:
-        if o.is_sweep_override() and o.is_interval_sweep():  # a range for a search (Optuna): its ends
+        if o.is_sweep_override() and isinstance(o.value(), Glob):  # a group's choices by pattern
+            key = o.get_key_element()
+            names = o.value().filter(choices(key.lstrip("+~")))
+            if not names:
+                raise LitlabError(f"{o.input_line} matches none of conf/{key.lstrip('+~')}/'s choices "
+                                  f"({', '.join(choices(key.lstrip('+~')))}).")
+            per_key.append([f"{key}={name}" for name in names])
+        elif o.is_sweep_override() and o.is_interval_sweep():  # a range for a search (Optuna): its ends
             per_key.append([f"{o.get_key_element()}={o.value().start}", f"{o.get_key_element()}={o.value().end}"])
         elif o.is_sweep_override():
             values = list(itertools.islice(o.sweep_string_iterator(), limit)) if not o.is_hydra_override() else []
@@ -152,11 +166,45 @@ def check_sweep_start(overrides: list[str], config_name: str = "train") -> None:
         ) from None
 
 
+def check_new_sweep_dir(path: Path) -> None:
+    """A sweep writes its jobs into ``0/``, ``1/``, ...: into the folder of an earlier sweep it would
+    replace that sweep's results job by job and mix the two in ``summarize``."""
+    jobs = sorted({p.parent.name for p in path.glob("*/metrics.json")}) if path.is_dir() else []
+    if jobs or (path / "multirun.yaml").exists() or (path / "optimization_results.yaml").exists():
+        raise LitlabError(
+            f"hydra.sweep.dir={path} already holds a sweep ({len(jobs)} job(s) with results). Choose a new folder "
+            f"(or leave hydra.sweep.dir out: each sweep gets its own timestamped one); litlab does not write over "
+            f"finished runs."
+        )
+
+
+def check_sweeper_and_launcher(cfg: DictConfig) -> None:
+    """Settings that Optuna or submitit would otherwise reject with a traceback, after the sweep
+    folder was made: the search's direction and sizes, and SLURM's presence."""
+    chosen = cfg.hydra.runtime.choices
+    if chosen.get("hydra/sweeper") == "optuna":
+        sweeper = cfg.hydra.sweeper
+        directions = sweeper.direction if OmegaConf.is_list(sweeper.direction) else [sweeper.direction]
+        if not directions or any(str(d).lower() not in ("minimize", "maximize") for d in directions):
+            raise LitlabError(f"hydra.sweeper.direction must be minimize or maximize, got {sweeper.direction}.")
+        for key in ("n_trials", "n_jobs"):
+            value = sweeper.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise LitlabError(f"hydra.sweeper.{key} must be a positive integer, got {value!r}.")
+    if chosen.get("hydra/launcher") == "submitit_slurm" and shutil.which("sbatch") is None:
+        raise LitlabError(
+            "hydra/launcher=submitit_slurm submits every job with SLURM's sbatch, which this machine does not have. "
+            "Start the sweep on the cluster's login node, or try it here with hydra/launcher=submitit_local."
+        )
+
+
 def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig | None:
     """Composes the command line's overrides (each swept value once) or raises a LitlabError.
     Returns the composed config (with its ``hydra`` node) of a single run, None for a multirun."""
     overrides = [a for a in argv if not a.startswith("-") and "=" in a]
-    multirun = any(a in ("-m", "--multirun") for a in argv)
+    # conf/hparams_search/ files set hydra.mode=MULTIRUN: such a search is a sweep without -m too
+    multirun = any(a in ("-m", "--multirun") for a in argv) or any(
+        o.split("=", 1)[0].lstrip("+") == "hparams_search" and o.split("=", 1)[1] not in ("", "null") for o in overrides)
     try:
         combos = expand_sweeps(overrides) if multirun else [overrides]
     except OverrideParseException as e:
@@ -172,6 +220,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
         )
     if multirun:
         check_sweep_start(overrides, config_name)
+        check_sweeper_and_launcher(cfg)
     if config_name == "train" and not multirun and cfg.get("ckpt_path") == "last" and "${now:" in str(
             OmegaConf.to_container(cfg.hydra.run, resolve=False).get("dir")):  # a new timestamped folder
         raise LitlabError(
@@ -186,6 +235,8 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
         out = None  # depends on values only known inside the run; Hydra reports it there
     if out:
         check_writable(Path(out), key)
+        if multirun and config_name == "train":
+            check_new_sweep_dir(Path(out))
         if not multirun and config_name == "train" and (Path(out) / "metrics.json").exists() and not cfg.get("ckpt_path"):
             raise LitlabError(
                 f"{key}={out} already holds a run. Resume it with ckpt_path=last, or choose a new folder; "

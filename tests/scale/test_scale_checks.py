@@ -67,3 +67,51 @@ def test_an_interval_needs_a_search_not_the_basic_sweeper():
     assert check_overrides(["-m", "hparams_search=digits_optuna", "model.optimizer.lr=interval(1e-4,1e-2)"]) is None
     with pytest.raises(LitlabError, match=r"model\.optimizer\.lrr"):
         check_overrides(["-m", "hparams_search=digits_optuna", "model.optimizer.lrr=interval(1e-4,1e-2)"])
+
+
+@pytest.mark.parametrize("args,error", [
+    (["-m", "model=glob(m*)"], None),
+    (["-m", "model=glob(zz*)"], r"model=glob\(zz\*\) matches none of conf/model/'s choices \(cnn, gru"),
+    (["-m", "model=choice(mlp,gru)"], None),
+    (["-m", "model=choice(mlp,grux)"], r"model=grux is not a choice"),
+    # a search file makes a sweep without -m: its sweep values and settings are checked as such
+    (["hparams_search=digits_optuna", "model.optimizer.lr=choice(1e-3,1e-2)"], None),
+    (["hparams_search=digits_optuna", "hydra.sweeper.n_trials=0"], r"hydra\.sweeper\.n_trials must be a positive"),
+    (["-m", "hparams_search=digits_optuna", "hydra.sweeper.n_jobs=0"], r"hydra\.sweeper\.n_jobs must be a positive"),
+    (["-m", "hparams_search=digits_optuna", "hydra.sweeper.direction=upward"],
+     r"hydra\.sweeper\.direction must be minimize or maximize, got upward"),
+])
+def test_sweep_values_and_sweeper_settings_are_checked_before_any_job(args, error):
+    """glob()/choice() over a group were refused as file names, the rest ended in tracebacks."""
+    from litlab.config_check import check_choices, check_overrides
+
+    def check():  # what every entrypoint runs before Hydra starts
+        check_choices(args)
+        return check_overrides(args)
+
+    if error is None:
+        assert check() is None
+    else:
+        with pytest.raises(LitlabError, match=error):
+            check()
+
+
+def test_slurm_launcher_without_slurm_is_refused(monkeypatch):
+    import litlab.config_check as config_check
+
+    monkeypatch.setattr(config_check.shutil, "which", lambda name: None)
+    with pytest.raises(LitlabError, match=r"hydra/launcher=submitit_slurm submits every job with SLURM's sbatch"):
+        config_check.check_overrides(["-m", "hydra/launcher=submitit_slurm", "model=mlp,cnn"])
+
+
+def test_a_sweep_folder_is_not_reused(tmp_path):
+    """A second sweep into the same hydra.sweep.dir replaced the first one's jobs and mixed both."""
+    from litlab.config_check import check_overrides
+
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    assert check_overrides(["-m", "model=mlp,cnn", f"hydra.sweep.dir={sweep}"]) is None  # empty: fine
+    (sweep / "0").mkdir()
+    (sweep / "0" / "metrics.json").write_text("{}")
+    with pytest.raises(LitlabError, match=r"hydra\.sweep\.dir=.*sweep already holds a sweep \(1 job\(s\) with results\)"):
+        check_overrides(["-m", "model=mlp,cnn", f"hydra.sweep.dir={sweep}"])
