@@ -115,3 +115,13 @@ def test_a_sweep_folder_is_not_reused(tmp_path):
     (sweep / "0" / "metrics.json").write_text("{}")
     with pytest.raises(LitlabError, match=r"hydra\.sweep\.dir=.*sweep already holds a sweep \(1 job\(s\) with results\)"):
         check_overrides(["-m", "model=mlp,cnn", f"hydra.sweep.dir={sweep}"])
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_the_ready_search_takes_another_sampler(sampler):
+    """digits_optuna set a TPE-only key, which every other sampler refused."""
+    from litlab.config_check import compose_checked
+
+    cfg = compose_checked(["hparams_search=digits_optuna", f"hydra/sweeper/sampler={sampler}"], return_hydra_config=True)
+    assert cfg.hydra.sweeper.sampler.seed == 1234
+    assert cfg.hydra.sweeper.sampler._target_.endswith({"tpe": "TPESampler", "random": "RandomSampler"}[sampler])
