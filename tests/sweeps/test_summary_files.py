@@ -51,3 +51,19 @@ def test_a_metric_no_job_has_is_named_with_the_ones_they_have(sweep):
     with pytest.raises(LitlabError, match=r"no job of the sweep has the metric val/accuracy; they have test/acc, val/acc"):
         summarize(sweep, metric="val/accuracy")
     assert not (sweep / "summary.csv").exists() and (sweep / "0" / "metrics.json").read_text() == before
+
+
+@pytest.mark.parametrize("metric,expected", [("test/acc", "minimize"), ("val/acc", "maximize")])
+def test_an_optuna_sweeps_direction_comes_from_the_jobs_records(sweep, metric, expected):
+    """Optuna writes no multirun.yaml; its direction (in each job's .hydra/hydra.yaml) was ignored
+    and the accuracy ranked as if maximized. It applies to the metric the search optimized only."""
+    from litlab.sweeps.sweep_table import direction_of
+
+    for job in ("0", "1", "2", "3"):
+        (sweep / job / ".hydra" / "hydra.yaml").write_text("hydra:\n  sweeper:\n    direction: minimize\n")
+        (sweep / job / ".hydra" / "config.yaml").write_text("optimized_metric: test/acc\n")
+    assert direction_of(metric, sweep) == expected
+    if metric == "test/acc":
+        result = summarize(sweep, metric="test/acc")
+        assert result["direction"] == "minimize"
+        assert [r["job"] for r in result["rows"]][:2] == ["0", "1"]  # 0.88 before 0.9

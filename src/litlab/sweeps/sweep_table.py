@@ -101,12 +101,23 @@ def swept_params(jobs: list[Job]) -> list[str]:
 
 
 def direction_of(metric: str, sweep_dir: Path) -> str:
-    """``maximize`` or ``minimize``: the Optuna sweeper's own, else guessed from the metric's name."""
-    multirun = Path(sweep_dir) / "multirun.yaml"
-    if multirun.is_file():
-        sweeper = (yaml.safe_load(multirun.read_text()) or {}).get("hydra", {}).get("sweeper", {}) or {}
-        direction = sweeper.get("direction")
-        if isinstance(direction, str):
+    """``maximize`` or ``minimize``: the Optuna sweeper's own when ``metric`` is the one it optimized
+    (from the sweep's ``multirun.yaml``, or a job's ``.hydra/`` record where Optuna wrote none),
+    else guessed from the metric's name."""
+    sweep_dir = Path(sweep_dir)
+    records = [(sweep_dir / "multirun.yaml", sweep_dir / "multirun.yaml")]
+    records += [(j / "config.yaml", j / "hydra.yaml") for j in sorted(sweep_dir.glob("*/.hydra"))[:1]]
+    for config_file, hydra_file in records:
+        if not hydra_file.is_file():
+            continue
+        try:
+            hydra = (yaml.safe_load(hydra_file.read_text()) or {}).get("hydra", {}) or {}
+            config = (yaml.safe_load(config_file.read_text()) or {}) if config_file.is_file() else {}
+        except (OSError, yaml.YAMLError):
+            continue
+        direction = (hydra.get("sweeper", {}) or {}).get("direction")
+        optimized = config.get("optimized_metric")
+        if isinstance(direction, str) and optimized in (None, metric):
             return "maximize" if direction.lower().endswith("maximize") else "minimize"
     lowered = metric.lower()
     return "minimize" if any(w in lowered for w in ("loss", "error", "latency", "size", "time")) else "maximize"
