@@ -193,3 +193,22 @@ def test_ctrl_c_while_the_training_code_is_imported_is_recorded(tmp_path, module
     assert "Traceback" not in proc.stderr
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["status"] == "interrupted" and "SIGINT" in m["error"]
+
+
+def test_sigterm_while_the_data_is_prepared_is_recorded(cfg_factory, tmp_path, monkeypatch):
+    """Before fit, no Lightning loop handles SIGTERM: it used to kill the run with no record."""
+    import litlab.training as train_module
+    from litlab.entry import run_entrypoint
+
+    def slow_data(cfg):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # the handler raises before this ends
+        raise AssertionError("SIGTERM did not stop the data preparation")
+
+    monkeypatch.setattr(train_module, "build_data", slow_data)
+    with pytest.raises(SystemExit) as exit_info:
+        run_entrypoint(train_module.train, cfg_factory(["model=mlp"]))
+    assert exit_info.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["status"] == "interrupted" and "SIGTERM" in m["error"]

@@ -12,11 +12,12 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from litlab.entry import check_cli, run_entrypoint
+from litlab.entry import check_cli, run_entrypoint, sigterm_stops_here
 
 
 def _train(cfg: DictConfig) -> float | None:
-    from litlab.training import train  # seconds of imports, inside run_entrypoint: Ctrl-C here is recorded
+    with sigterm_stops_here():  # seconds of imports, inside run_entrypoint: a signal here is recorded
+        from litlab.training import train
 
     return train(cfg)
 

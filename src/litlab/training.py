@@ -121,18 +121,19 @@ def train(cfg: DictConfig) -> float | None:
     """Runs one experiment and returns the value of ``cfg.optimized_metric`` (for sweeps)."""
     run_dir = Path(cfg.paths.output_dir)
     started = time.perf_counter()
-    check_trainer_config(cfg.trainer)  # devices, precision, strategy: before any data is prepared
-    seed_everything(cfg.seed)
-    dm = build_data(cfg)
-    model = build_model(cfg.model, dm.input_shape, dm.num_classes)
-    model.run_record = run_record(cfg, dm)
-    check_compression(cfg, model.net, dm)  # a compress method that cannot apply fails before training
-    # a resume's checkpoint is checked before anything is written: a refused one changes nothing
-    ckpt_path, step = resolve_ckpt_path(cfg, model, run_dir)
-    loggers = build_loggers(cfg)
-    trainer = build_trainer(cfg, build_callbacks(cfg), loggers)
-    if trainer.is_global_zero:
-        start_metrics(run_dir, status="running", task="train")
+    with sigterm_stops_here():  # preparing data can take minutes; from fit on, Lightning's loops stop at a batch end
+        check_trainer_config(cfg.trainer)  # devices, precision, strategy: before any data is prepared
+        seed_everything(cfg.seed)
+        dm = build_data(cfg)
+        model = build_model(cfg.model, dm.input_shape, dm.num_classes)
+        model.run_record = run_record(cfg, dm)
+        check_compression(cfg, model.net, dm)  # a compress method that cannot apply fails before training
+        # a resume's checkpoint is checked before anything is written: a refused one changes nothing
+        ckpt_path, step = resolve_ckpt_path(cfg, model, run_dir)
+        loggers = build_loggers(cfg)
+        trainer = build_trainer(cfg, build_callbacks(cfg), loggers)
+        if trainer.is_global_zero:
+            start_metrics(run_dir, status="running", task="train")
     metrics = fit(trainer, model, dm, ckpt_path, step)
     metrics.update(scale_facts(trainer, dm.batch_size))  # data.batch_size is per device
     if cfg.get("test") and not trainer.interrupted:
