@@ -48,10 +48,15 @@ def test_grid_with_ddp_ranks_and_a_failing_job_then_summary(tmp_path):
 @pytest.mark.slow
 def test_optuna_search_records_failed_trials_and_goes_on(tmp_path):
     # sampler seed 1238 draws lr = 1e-3, inf, 1e-3 for these three trials
+    # the study kept in a database (the config's way to resume or share one)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
     proc = run_cli("litlab.train", "-m", "hparams_search=digits_optuna", "hydra.sweeper.n_trials=3",
                    "hydra.sweeper.sampler.seed=1238", "model.optimizer.lr=1e-3,inf", *TINY,
-                   f"paths.log_dir={tmp_path}")
+                   f"paths.log_dir={tmp_path}", f"hydra.sweeper.storage={storage}")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    import optuna
+
+    assert len(optuna.load_study(study_name="digits_optuna", storage=storage).trials) == 3
     sweep_dir, jobs = _jobs(tmp_path)
     statuses = [metrics_of(j)["status"] for j in jobs]
     assert len(jobs) == 3 and "failed" in statuses and "completed" in statuses
