@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 
@@ -141,7 +142,7 @@ def test_a_misspelt_optimized_metric_is_named(cfg_factory, caplog):
     assert value is None
     (record,) = [r for r in caplog.records if "optimized_metric" in r.getMessage()]
     assert record.levelname == "WARNING"
-    assert "optimized_metric=val/accuracy is not among this run's metrics (val/acc" in record.getMessage()
+    assert "optimized_metric=val/accuracy is not among this run's metrics (train/loss, train/acc, val/acc_top5, val/loss, val/acc)" in record.getMessage()
     # the run's own metric is returned as before
     assert 0 < train(cfg_factory(["model=mlp", "test=false"], name="ok")) <= 1
 
@@ -158,7 +159,7 @@ def test_in_a_sweep_a_misspelt_optimized_metric_fails_the_job(cfg_factory, tmp_p
                                                            "trainer.max_epochs=1"]))
     assert math.isnan(value)  # the basic sweeper's worst value (no direction)
     m = _metrics(tmp_path / "run")
-    assert m["status"] == "failed" and "optimized_metric=val/accuracy is not among this run's metrics (val/acc" in m["error"]
+    assert m["status"] == "failed" and "optimized_metric=val/accuracy is not among this run's metrics (train/loss, train/acc, val/acc_top5, val/loss, val/acc)" in m["error"]
     # the job's summary says so too (it used to print "litlab run completed" just before the error)
     out = capsys.readouterr().out
     assert "litlab run failed:" in out and "run completed" not in out
@@ -176,3 +177,16 @@ def test_an_early_stop_is_recorded(cfg_factory, tmp_path):
 def test_a_validation_interval_longer_than_the_epoch_is_named(cfg_factory):
     with pytest.raises(LitlabError, match=r"trainer\.val_check_interval: `val_check_interval` \(100\) must be less than"):
         train(cfg_factory(["model=mlp", "+trainer.val_check_interval=100", "callbacks=none", "logger=none"]))
+
+
+def test_the_last_epochs_figures_are_recorded_and_can_be_optimized(cfg_factory, tmp_path):
+    """optimized_metric=val/loss (a loss to minimize) failed every sweep job: metrics.json had only
+    val/acc of the validation figures."""
+    value = train(cfg_factory(["model=mlp", "optimized_metric=val/loss", "test=false"]))
+    m = _metrics(tmp_path / "run")
+    assert value == pytest.approx(m["val/loss"]) and 0 < value < 3
+    for key in ("train/loss", "train/acc", "val/acc_top5"):
+        assert key in m, key
+    with open(tmp_path / "run" / "csv" / "metrics.csv", newline="") as f:  # the last epoch's, as logged
+        rows = [r for r in csv.DictReader(f) if r.get("val/loss")]
+    assert m["val/loss"] == pytest.approx(float(rows[-1]["val/loss"]))

@@ -63,8 +63,9 @@ def fit(trainer: L.Trainer, model: L.LightningModule, dm, ckpt_path: str | None,
                    "global_step": trainer.global_step}
     if trainer.interrupted:
         facts["status"] = "interrupted"
-    # val/acc: the best epoch's when checkpoints pick the best by it, else the last epoch's
-    facts["val/acc"] = trainer.callback_metrics.get("val/acc")
+    # the last epoch's figures (val/loss, train/acc, ...: any of them can be a sweep's optimized_metric);
+    # val/acc below is the best epoch's when checkpoints pick the best by it
+    facts.update({k: v for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))})
     ckpt_cb = trainer.checkpoint_callback
     if ckpt_cb is not None:
         if ckpt_cb.monitor and ckpt_cb.best_model_score is not None:  # the best checkpoint's score, under
