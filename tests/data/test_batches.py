@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 import torch
 
 from litlab.data.datasets import TensorSplit
@@ -100,3 +103,29 @@ def test_training_loader_is_standard_where_lightning_rebuilds_it(cfg_factory):
     from lightning.pytorch.utilities.data import _is_dataloader_shuffled
 
     assert _is_dataloader_shuffled(standard)
+
+
+@pytest.mark.parametrize("in_memory_fast_path", [True, False])
+def test_a_last_training_batch_of_one_sample_is_left_out(cfg_factory, tmp_path, monkeypatch, in_memory_fast_path):
+    """65 samples in batches of 64 ended each epoch with one sample, which batch normalization
+    cannot normalize on 1x1 features: the run crashed after its first batch."""
+    from litlab.data.base import ClassificationData
+    from litlab.training import train
+
+    if not in_memory_fast_path:  # the DataLoader that DDP and overfit_batches get
+        monkeypatch.setattr(ClassificationData, "_one_process_plain_training", lambda self: False)
+    cfg = cfg_factory(["model=cnn", "data=synthetic_seq", "data.shape=[1,4]", "data.num_train=65", "data.num_val=16",
+                       "data.num_test=16", "data.batch_size=64", "trainer.max_epochs=2"])
+    train(cfg)
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["status"] == "completed" and m["global_step"] == 2  # one batch of 64 per epoch
+
+
+def test_shuffled_batches_leave_out_a_short_last_batch_when_asked():
+    from litlab.data.shuffled_batches import ShuffledBatches
+
+    kept = ShuffledBatches(65, 64, seed=1)
+    dropped = ShuffledBatches(65, 64, seed=1, drop_last=True)
+    assert [len(b) for b in kept] == [64, 1] and len(kept) == 2
+    assert [len(b) for b in dropped] == [64] and len(dropped) == 1
+    assert torch.equal(next(iter(kept)), next(iter(dropped)))  # the same order, cut shorter

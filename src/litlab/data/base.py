@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
 import os
 from dataclasses import dataclass
 
@@ -16,6 +18,9 @@ from litlab.data.eval_shard import EvalShard
 from litlab.data.preprocess import Augment, Preprocess, compute_stats
 from litlab.data.shuffled_batches import EpochShuffle, ShuffledBatches, loader_generator, run_seed
 from litlab.errors import LitlabError, check_positive_int
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -167,10 +172,12 @@ class ClassificationData(L.LightningDataModule):
         if shuffle:  # the training order depends on (seed, epoch) only: data/shuffled_batches.py
             seed = run_seed()
             order["generator"] = loader_generator(seed)
+            order["drop_last"] = self._lone_last_sample(len(ds))
             if sampler is None and isinstance(ds, TensorSplit) and self._one_process_plain_training():
                 # in memory: each batch is one indexing op with an index tensor
-                return DataLoader(ds, batch_size=None, sampler=ShuffledBatches(len(ds), self.batch_size, seed),
-                                  generator=order["generator"], collate_fn=collate_batch, pin_memory=pin)
+                batches = ShuffledBatches(len(ds), self.batch_size, seed, drop_last=order["drop_last"])
+                return DataLoader(ds, batch_size=None, sampler=batches, generator=order["generator"],
+                                  collate_fn=collate_batch, pin_memory=pin)
             order["sampler"] = sampler or EpochShuffle(ds, seed)
         if isinstance(ds, TensorSplit):
             # in memory: worker processes would only add IPC
@@ -181,6 +188,20 @@ class ClassificationData(L.LightningDataModule):
             workers = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
         return DataLoader(ds, batch_size=self.batch_size, num_workers=workers, persistent_workers=workers > 0,
                           pin_memory=pin, prefetch_factor=4 if workers > 0 else None, **order)
+
+    def _lone_last_sample(self, n: int) -> bool:
+        """Whether an epoch's training batches would end with a batch of one sample (per process),
+        which is then left out: batch normalization cannot normalize a single sample (it fails on
+        1x1 feature maps), and one sample of an epoch is not missed (the next epoch's order differs)."""
+        trainer = self.trainer
+        world = trainer.world_size if trainer is not None else 1
+        per_process = math.ceil(n / world)
+        lone = per_process > 1 and per_process % self.batch_size == 1
+        if lone and not getattr(self, "_told_lone", False):
+            self._told_lone = True
+            log.info("data: %d training samples per process and data.batch_size=%d leave a last batch of one "
+                     "sample; each epoch leaves it out", per_process, self.batch_size)
+        return lone
 
     def _one_process_plain_training(self) -> bool:
         """No DDP and no ``trainer.overfit_batches``: Lightning then uses the training loader as

@@ -66,17 +66,22 @@ class ShuffledBatches(Sampler[Tensor]):
     and a dataset that takes an index tensor.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int = 0):
+    def __init__(self, n: int, batch_size: int, seed: int = 0, drop_last: bool = False):
         self.n = n
         self.batch_size = batch_size
         self.seed = int(seed)
         self.epoch = 0
+        self.drop_last = drop_last
+        """Leave out a last batch shorter than ``batch_size``, as ``DataLoader(drop_last=True)``."""
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return math.ceil(self.n / self.batch_size)
+        return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
 
     def __iter__(self) -> Iterator[Tensor]:
-        yield from epoch_permutation(self.n, self.seed, self.epoch).split(self.batch_size)
+        order = epoch_permutation(self.n, self.seed, self.epoch)
+        if self.drop_last:
+            order = order[:len(self) * self.batch_size]
+        yield from order.split(self.batch_size)
