@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torchvision
 from torch import Tensor, nn
 
@@ -56,6 +57,25 @@ class TorchvisionNet(nn.Module):
         self.upsample_to = (round(h * scale), round(w * scale)) if min(h, w) < min_size else None
         kwargs = {"aux_logits": False, "init_weights": True} if name in ("inception_v3", "googlenet") else {}
         self.net = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+        self._check_takes(input_shape, name)
+
+    @torch.no_grad()
+    def _check_takes(self, input_shape: tuple[int, ...], name: str) -> None:
+        """One sample through the net in eval mode (no state changes): several torchvision nets need
+        larger images than ``min_size`` gives them (ViTs 224, Inception 75), which would otherwise
+        fail in the first validation step with a shape error from deep inside the net."""
+        size = self.upsample_to or tuple(input_shape[1:])
+        try:
+            self.eval()
+            self(torch.zeros(1, *input_shape))
+        except Exception as e:
+            raise LitlabError(
+                f"model.net.name={name} cannot take {size[0]}x{size[1]} images ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:160]}). Raise model.net.min_size (the size smaller inputs are upsampled "
+                f"to; ViTs and MaxViT need 224, Inception 75, AlexNet 63) or pick another net."
+            ) from None
+        finally:
+            self.train()
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.adapt(x)
