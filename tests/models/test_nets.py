@@ -72,3 +72,14 @@ def test_a_torchvision_net_that_needs_larger_images_says_so_when_built():
     net = TorchvisionNet((1, 8, 8), 10, name="alexnet", min_size=63)
     assert net.training  # the check leaves the net as it was built
     assert net(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_torchvision_batch_norm_momentum_is_pytorchs_default_unless_kept():
+    """mobilenet_v3_small's 0.01 left its statistics behind over a short run: test/acc 0.10 on digits."""
+    def momenta(net):
+        return {m.momentum for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+
+    assert momenta(TorchvisionNet((1, 8, 8), 10, name="mobilenet_v3_small")) == {0.1}
+    assert momenta(TorchvisionNet((1, 8, 8), 10, name="mobilenet_v3_small", bn_momentum=None)) == {0.01}
+    with pytest.raises(LitlabError, match=r"model\.net\.bn_momentum must be a number in \(0, 1\] or null, got 0"):
+        TorchvisionNet((1, 8, 8), 10, name="mobilenet_v3_small", bn_momentum=0)
