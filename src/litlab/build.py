@@ -8,6 +8,7 @@ from typing import Any
 
 import hydra
 import lightning.pytorch as L
+import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -63,8 +64,27 @@ def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes
         target = model_cfg.net.get("_target_", "the net")
         raise LitlabError(f"model.net: could not build {target} with these settings: {type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else e!r}. Check the model.net.* keys.") from None
+    check_runs(net, tuple(input_shape), model_cfg.net.get("_target_", "the net"))
     apply_speed_switches(net, **{k: model_cfg.get(k) for k in SPEED_SWITCHES})
     return build_task(model_cfg, net, num_classes)
+
+
+@torch.no_grad()
+def check_runs(net: torch.nn.Module, input_shape: tuple[int, ...], target: str) -> None:
+    """One sample through the net in eval mode (no state changes): settings that build a net that
+    cannot run (a layer of width 0, a flag of the wrong type) fail here, naming model.net, instead
+    of in the first validation step after the data was prepared."""
+    try:
+        net.eval()
+        net(torch.zeros(1, *input_shape))
+    except LitlabError:
+        raise
+    except Exception as e:
+        raise LitlabError(f"model.net: {target} built with these settings cannot run a sample of shape "
+                          f"{input_shape} ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else e!r}). "
+                          f"Check the model.net.* keys.") from None
+    finally:
+        net.train()
 
 
 def build_task(model_cfg: DictConfig, net, num_classes: int) -> Classifier:

@@ -83,3 +83,27 @@ def test_torchvision_batch_norm_momentum_is_pytorchs_default_unless_kept():
     assert momenta(TorchvisionNet((1, 8, 8), 10, name="mobilenet_v3_small", bn_momentum=None)) == {0.01}
     with pytest.raises(LitlabError, match=r"model\.net\.bn_momentum must be a number in \(0, 1\] or null, got 0"):
         TorchvisionNet((1, 8, 8), 10, name="mobilenet_v3_small", bn_momentum=0)
+
+
+@pytest.mark.parametrize("make,key", [
+    (lambda: CNN((4, 1), 3, channels=[0]), r"model\.net\.channels \(each\) must be a positive integer, got 0"),
+    (lambda: MLP((4,), 3, hidden_sizes=[8, 0]), r"model\.net\.hidden_sizes \(each\) must be a positive integer, got 0"),
+    (lambda: RNN((4, 2), 3, bidirectional="maybe"), r"model\.net\.bidirectional must be true or false, got 'maybe'"),
+])
+def test_net_settings_that_cannot_work_name_their_key(make, key):
+    """A zero-width CNN and a string flag crashed in the first validation step; a zero-width MLP
+    trained a constant model at chance."""
+    with pytest.raises(LitlabError, match=key):
+        make()
+
+
+def test_a_net_that_cannot_run_a_sample_fails_when_built():
+    from litlab.build import check_runs
+
+    net = torch.nn.Linear(5, 3)
+    with pytest.raises(LitlabError, match=r"model\.net: my\.Net built with these settings cannot run a sample of "
+                                          r"shape \(4,\) \(RuntimeError: .*\)\. Check the model\.net\.\* keys"):
+        check_runs(net, (4,), "my.Net")
+    assert net.training
+    check_runs(net, (5,), "my.Net")  # a net that runs passes, in training mode again
+    assert net.training

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from litlab.errors import check_positive_int
+
 
 def _block(conv: type[nn.Module], bn: type[nn.Module], pool: nn.Module | None, c_in: int, c_out: int) -> nn.Sequential:
     layers = [conv(c_in, c_out, kernel_size=3, padding=1, bias=False), bn(c_out), nn.ReLU(inplace=True)]
@@ -38,6 +40,7 @@ class CNN(nn.Module):
             conv, bn, pool_t, gap = nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d(1)
         blocks, size = [], sizes[0]
         for c_out in channels:
+            check_positive_int("model.net.channels (each)", c_out)
             pool = pool_t(2) if size >= 4 else None  # keep at least 2 positions for the next block
             blocks.append(_block(conv, bn, pool, c_in, c_out))
             size = size // 2 if pool is not None else size

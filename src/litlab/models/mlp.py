@@ -6,6 +6,8 @@ import math
 
 from torch import Tensor, nn
 
+from litlab.errors import check_positive_int
+
 
 class MLP(nn.Module):
     """Flatten -> [Linear -> ReLU -> Dropout] * len(hidden_sizes) -> Linear.
@@ -22,6 +24,7 @@ class MLP(nn.Module):
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(input_shape)
         for h in hidden_sizes:
+            check_positive_int("model.net.hidden_sizes (each)", h)
             layers += [nn.Linear(width, h), nn.ReLU(inplace=True), nn.Dropout(dropout)]
             width = h
         layers.append(nn.Linear(width, num_classes))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from litlab.errors import check_choice
+from litlab.errors import LitlabError, check_choice
 
 
 class RNN(nn.Module):
@@ -25,6 +25,8 @@ class RNN(nn.Module):
                  num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.0):
         super().__init__()
         check_choice("model.net.cell", cell, ("lstm", "gru"))
+        if not isinstance(bidirectional, bool):
+            raise LitlabError(f"model.net.bidirectional must be true or false, got {bidirectional!r}.")
         self.is_image = len(input_shape) == 3
         features = input_shape[0] * input_shape[2] if self.is_image else input_shape[1]
         rnn_t = nn.LSTM if cell == "lstm" else nn.GRU
