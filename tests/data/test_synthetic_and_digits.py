@@ -84,3 +84,27 @@ def test_augment_shift_and_flip_keep_shape_and_content():
     # every value of a shifted image comes from the original or the zero padding
     assert set(out.unique().tolist()) <= set(x.unique().tolist()) | {0.0}
     assert torch.equal(pre(x, train=False), x)
+
+
+def test_a_single_pixel_image_is_learnable_data_not_nan():
+    """A 1x1 prototype's std (of one value) was NaN, and the run then blamed its learning rate."""
+    dm = SyntheticDataModule(shape=[1, 1, 1], num_classes=3, num_train=64, num_val=8, num_test=8)
+    dm.setup()
+    assert bool(dm.splits.train.x.isfinite().all())
+
+
+@pytest.mark.parametrize("noise", [float("nan"), float("inf")])
+def test_noise_must_be_finite(noise):
+    with pytest.raises(LitlabError, match=r"data\.noise must be a non-negative finite number"):
+        SyntheticDataModule(noise=noise)
+
+
+def test_data_larger_than_the_memory_is_refused_before_it_is_drawn(monkeypatch):
+    """data.shape=[3,10000,10000] was drawn until the kernel killed the run, with nothing reported."""
+    import litlab.data.synthetic as synthetic
+
+    monkeypatch.setattr(synthetic, "available_memory_bytes", lambda: 2**30)
+    with pytest.raises(LitlabError, match=r"data\.shape and data\.num_train/num_val/num_test ask for 1\.1 GiB of "
+                                          r"float32 data, and drawing it needs about 3\.4 GiB; this machine has 1\.0 GiB"):
+        SyntheticDataModule(shape=[3, 100, 100], num_train=8000, num_val=1000, num_test=1000)
+    SyntheticDataModule(shape=[3, 10, 10], num_train=8000, num_val=1000, num_test=1000)  # 34 MiB: fine

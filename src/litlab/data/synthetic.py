@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 
@@ -17,7 +18,10 @@ def _image_prototypes(g: torch.Generator, num_classes: int, shape: tuple[int, in
     c, h, w = shape
     low = torch.randn(num_classes, c, max(2, h // 4), max(2, w // 4), generator=g)
     protos = torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
-    return protos / protos.flatten(1).std(dim=1).view(-1, 1, 1, 1)
+    flat = protos.flatten(1)
+    # unit variance; a single pixel has none, so it is scaled to unit size instead (its std was NaN)
+    spread = flat.std(dim=1) if flat.shape[1] > 1 else flat.abs().squeeze(1)
+    return protos / spread.clamp_min(1e-6).view(-1, 1, 1, 1)
 
 
 def _sequence_prototypes(g: torch.Generator, num_classes: int, shape: tuple[int, int]) -> torch.Tensor:
@@ -27,6 +31,27 @@ def _sequence_prototypes(g: torch.Generator, num_classes: int, shape: tuple[int,
     freq = 1 + 4 * torch.rand(num_classes, 1, feats, generator=g)
     phase = 2 * math.pi * torch.rand(num_classes, 1, feats, generator=g)
     return torch.sin(2 * math.pi * freq * t + phase) * math.sqrt(2)
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this machine can still give (Linux's MemAvailable), None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_fits_in_memory(nbytes: int, keys: str) -> None:
+    """Data generated in memory (float32, with temporaries twice its size while it is drawn) must
+    fit, or the process is killed with nothing reported."""
+    available = available_memory_bytes()
+    if available is not None and 3 * nbytes > available:
+        raise LitlabError(f"{keys} ask for {nbytes / 2**30:.1f} GiB of float32 data, and drawing it needs about "
+                          f"{3 * nbytes / 2**30:.1f} GiB; this machine has {available / 2**30:.1f} GiB available. "
+                          f"Lower them.")
 
 
 def make_synthetic(kind: str, shape: tuple[int, ...], num_classes: int, n: int, noise: float,
@@ -67,10 +92,11 @@ class SyntheticDataModule(ClassificationData):
             raise LitlabError(f"data.num_classes must be at least 2, got {num_classes}.")
         self.sizes = [check_positive_int(f"data.{k}", v)
                       for k, v in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test))]
-        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or noise < 0:
-            raise LitlabError(f"data.noise must be a non-negative number, got {noise!r}.")
+        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < math.inf:
+            raise LitlabError(f"data.noise must be a non-negative finite number, got {noise!r}.")
         self.noise = float(noise)
         self.data_seed = data_seed
+        check_fits_in_memory(sum(self.sizes) * math.prod(shape) * 4, "data.shape and data.num_train/num_val/num_test")
 
     def load(self) -> Splits:
         g = torch.Generator().manual_seed(int(self.data_seed))
