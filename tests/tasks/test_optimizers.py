@@ -111,3 +111,20 @@ def test_a_cosine_of_zero_epochs_is_named_when_training_starts(cfg_factory):
 
     with pytest.raises(LitlabError, match=r"model\.scheduler\.T_max=0 with trainer\.max_epochs=2: the cosine"):
         train(cfg_factory(["model=mlp", "model.scheduler.T_max=0", "callbacks=none", "test=false"]))
+
+
+def test_reduce_on_plateau_steps_with_the_validation_loss_of_each_validated_epoch(cfg_factory, tmp_path):
+    """ReduceLROnPlateau was refused: its step needs the monitored value, which nothing passed."""
+    import csv
+
+    from litlab.training import train
+
+    # threshold=1: val/loss never improves by 100 %, so every stepped epoch halves the rate
+    plateau = ["model=mlp", "model.scheduler._target_=torch.optim.lr_scheduler.ReduceLROnPlateau",
+               "~model.scheduler.T_max", "+model.scheduler.patience=0", "+model.scheduler.threshold=1.0",
+               "+model.scheduler.factor=0.5", "trainer.max_epochs=5", "trainer.check_val_every_n_epoch=2"]
+    train(cfg_factory(plateau))
+    with open(tmp_path / "run" / "csv" / "metrics.csv", newline="") as f:
+        rates = [float(r["lr-AdamW"]) for r in csv.DictReader(f) if r.get("lr-AdamW")]
+    # halved after epochs 2 and 4, the ones that validated; not after 1, 3 (stale val/loss) or 5
+    assert rates == pytest.approx([3e-3, 3e-3, 1.5e-3, 1.5e-3, 7.5e-4])

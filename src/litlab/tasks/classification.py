@@ -15,8 +15,8 @@ from torch import Tensor, nn
 from litlab.callbacks.log_steps import is_logging_step, log_epoch_scalars, log_step_scalars, publish_epoch_means
 from litlab.distributed.buffers import share_rank_zero_buffers
 from litlab.errors import LitlabError
-from litlab.tasks.optimizers import (build_optimizer, check_fused_setting, check_optimizer_settings,
-                                     stretch_cosine_schedule)
+from litlab.tasks.optimizers import (PLATEAU_MONITOR, build_optimizer, check_fused_setting,
+                                     check_optimizer_settings, on_plateau, stretch_cosine_schedule)
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,11 @@ class Classifier(L.LightningModule):
                 f"model.scheduler.T_max=0 with trainer.max_epochs={self._trainer.max_epochs}: the cosine schedule "
                 f"needs the number of epochs it decays over. Leave T_max at trainer.max_epochs (the default), or "
                 f"set model.scheduler=null for a constant learning rate.")
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        schedule = {"scheduler": scheduler, "interval": "epoch"}
+        if on_plateau(scheduler):  # stepped with val/loss at the end of each epoch that validated
+            every = getattr(self._trainer, "check_val_every_n_epoch", None) or 1
+            schedule.update(monitor=PLATEAU_MONITOR, strict=False, frequency=every)
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
 
 
 def _unscales_gradients(trainer: L.Trainer | None) -> bool:

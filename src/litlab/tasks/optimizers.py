@@ -58,12 +58,22 @@ def check_optimizer_settings(optimizer: Callable[..., torch.optim.Optimizer],
             built = scheduler(optimizer=probe)
             _check_period(built)
             try:
-                built.step()  # values such as T_max are only used here
+                # values such as T_max are only used here; ReduceLROnPlateau steps on the monitored value
+                built.step(0.0) if on_plateau(built) else built.step()
             except ZeroDivisionError:
                 pass  # a period of 0 (T_max from trainer.max_epochs=0): fine while nothing is trained
     except (ValueError, TypeError) as e:
         raise LitlabError(f"model.scheduler: {_one_line(e)}. Check the model.scheduler.* keys "
                           f"(model.scheduler=null for a constant learning rate).") from None
+
+
+# the metric ReduceLROnPlateau schedules are stepped with (logged at every validation's end)
+PLATEAU_MONITOR = "val/loss"
+
+
+def on_plateau(scheduler: object) -> bool:
+    """Whether the scheduler lowers the rate when a metric stops improving (it steps on that value)."""
+    return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 
 
 def _check_period(scheduler: object) -> None:
