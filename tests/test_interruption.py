@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -50,6 +51,8 @@ def _interrupt_after_first_epoch(run, sig, expected_code):
     assert m["status"] == "interrupted", m
     assert "ckpt_path=last" in m["resume"]
     assert torch.load(last, weights_only=True)["epoch"] < 3  # it really stopped early
+    # the best epoch so far is on record, as for a finished run
+    assert 0 < m["val/acc"] <= 1 and Path(m["best_ckpt"]).is_file()
 
 
 @pytest.mark.slow

@@ -168,8 +168,12 @@ class Interruption(L.Callback):
             return
         last = self.run_dir / "checkpoints" / "last.ckpt"
         resume = f"python -m litlab.train ckpt_path=last hydra.run.dir={self.run_dir} <same overrides>"
+        # the best checkpoint so far and its score (val/acc by default), as a finished run records them
+        best = trainer.checkpoint_callback
+        so_far = ({best.monitor: float(best.best_model_score), "best_ckpt": best.best_model_path}
+                  if best is not None and best.monitor and best.best_model_score is not None else {})
         update_metrics(self.run_dir, status="interrupted", error=f"interrupted ({what})",
                        epochs=trainer.current_epoch, global_step=trainer.global_step,
-                       last_ckpt=str(last) if last.is_file() else None, resume=resume)
+                       last_ckpt=str(last) if last.is_file() else None, resume=resume, **so_far)
         log.warning("Interrupted at epoch %d, step %d. Resume with: %s", trainer.current_epoch,
                     trainer.global_step, resume)
