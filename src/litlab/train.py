@@ -12,7 +12,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from litlab.entry import check_cli, run_entrypoint, sigterm_stops_here
+from litlab.entry import check_cli, exit_if_every_job_failed, run_entrypoint, sigterm_stops_here
 
 
 def _train(cfg: DictConfig) -> float | None:
@@ -31,6 +31,7 @@ def main() -> None:
     """``python -m litlab.train`` / ``litlab-train``."""
     check_cli(sys.argv[1:])
     _hydra_main()
+    exit_if_every_job_failed()
 
 
 if __name__ == "__main__":

@@ -79,3 +79,13 @@ def test_submitit_local_launcher_runs_each_job_in_its_own_process(tmp_path):
     assert "ConfigStore schema" not in proc.stderr  # Hydra's warning about the launcher file's name
     lrs = [json.loads((j / "metrics.json").read_text()).get("optimized_metric") for j in jobs]
     assert lrs == ["val/acc"]
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_every_job_failed_exits_1(tmp_path):
+    """Hydra ends such a sweep with status 0, which scripts and CI took for success."""
+    proc = run_cli("litlab.train", "-m", *TINY, "model.optimizer.lr=-1,-2", f"paths.log_dir={tmp_path}")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Error: every job of this sweep failed (2)" in proc.stderr and "Traceback" not in proc.stderr
+    _, jobs = _jobs(tmp_path)
+    assert [metrics_of(j)["status"] for j in jobs] == ["failed", "failed"]
