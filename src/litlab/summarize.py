@@ -10,6 +10,7 @@ and figures go to TensorBoard in ``DIR/tensorboard_summary``.
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -22,6 +23,8 @@ from litlab.sweeps.sweep_table import (check_metric_present, direction_of, forma
 
 
 # the figures a summary may draw, each DIR/<name>.png
+log = logging.getLogger(__name__)
+
 FIGURES = ("metric_vs_params", "accuracy_vs_size", "accuracy_vs_latency")
 
 
@@ -29,8 +32,11 @@ def summarize(sweep_dir: Path, metric: str | None = None, direction: str | None 
     """Writes the summary files of ``sweep_dir``; returns ``rows``, ``metric``, ``direction``, ``files``."""
     sweep_dir = Path(sweep_dir)
     jobs = read_jobs(sweep_dir)
-    metric = metric or next((j.metrics["optimized_metric"] for j in jobs if j.metrics.get("optimized_metric")),
-                            "val/acc")
+    optimized = list(dict.fromkeys(j.metrics["optimized_metric"] for j in jobs if j.metrics.get("optimized_metric")))
+    if metric is None and len(optimized) > 1:
+        log.warning("the jobs of %s optimized different metrics (%s); ranking by %s. Choose one with --metric.",
+                    sweep_dir, ", ".join(optimized), optimized[0])
+    metric = metric or (optimized[0] if optimized else "val/acc")
     check_metric_present(jobs, metric)
     direction = direction or direction_of(metric, sweep_dir)
     params = swept_params(jobs)

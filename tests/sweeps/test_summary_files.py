@@ -67,3 +67,13 @@ def test_an_optuna_sweeps_direction_comes_from_the_jobs_records(sweep, metric, e
         result = summarize(sweep, metric="test/acc")
         assert result["direction"] == "minimize"
         assert [r["job"] for r in result["rows"]][:2] == ["0", "1"]  # 0.88 before 0.9
+
+
+def test_jobs_that_optimized_different_metrics_are_named(tmp_path, caplog):
+    s = tmp_path / "mixed"
+    _job(s, "0", 0.001, {"status": "completed", "val/acc": 0.9, "val/loss": 0.3, "optimized_metric": "val/acc"})
+    _job(s, "1", 0.003, {"status": "completed", "val/acc": 0.8, "val/loss": 0.2, "optimized_metric": "val/loss"})
+    with caplog.at_level(logging.WARNING):
+        result = summarize(s)
+    assert result["metric"] == "val/acc"
+    assert "optimized different metrics (val/acc, val/loss); ranking by val/acc. Choose one with --metric" in caplog.text
