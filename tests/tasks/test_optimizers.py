@@ -128,3 +128,20 @@ def test_reduce_on_plateau_steps_with_the_validation_loss_of_each_validated_epoc
         rates = [float(r["lr-AdamW"]) for r in csv.DictReader(f) if r.get("lr-AdamW")]
     # halved after epochs 2 and 4, the ones that validated; not after 1, 3 (stale val/loss) or 5
     assert rates == pytest.approx([3e-3, 3e-3, 1.5e-3, 1.5e-3, 7.5e-4])
+
+
+def test_a_one_cycle_schedule_shorter_than_the_run_fails_before_training(cfg_factory, tmp_path):
+    """It trained total_steps epochs, then failed with torch's 'Tried to step 3 times'."""
+    from litlab.training import train
+
+    cfg = cfg_factory(["model=mlp", "model.scheduler._target_=torch.optim.lr_scheduler.OneCycleLR",
+                       "~model.scheduler.T_max", "+model.scheduler.max_lr=0.01", "+model.scheduler.total_steps=2",
+                       "trainer.max_epochs=3"])
+    with pytest.raises(LitlabError, match=r"model\.scheduler\.total_steps=2 but trainer\.max_epochs=3: .*"
+                                          r"would fail at epoch 3"):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    cfg = cfg_factory(["model=mlp", "model.scheduler._target_=torch.optim.lr_scheduler.OneCycleLR",
+                       "~model.scheduler.T_max", "+model.scheduler.max_lr=0.01",
+                       "+model.scheduler.total_steps=${trainer.max_epochs}", "trainer.max_epochs=3"], name="ok")
+    train(cfg)

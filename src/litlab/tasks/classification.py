@@ -210,6 +210,12 @@ class Classifier(L.LightningModule):
                 f"model.scheduler.T_max=0 with trainer.max_epochs={self._trainer.max_epochs}: the cosine schedule "
                 f"needs the number of epochs it decays over. Leave T_max at trainer.max_epochs (the default), or "
                 f"set model.scheduler=null for a constant learning rate.")
+        epochs = self._trainer.max_epochs if self._trainer is not None else None
+        total = getattr(scheduler, "total_steps", None)  # OneCycleLR: a fixed number of steps, one per epoch here
+        if isinstance(total, int) and isinstance(epochs, int) and epochs > total:
+            raise LitlabError(
+                f"model.scheduler.total_steps={total} but trainer.max_epochs={epochs}: this schedule is stepped once "
+                f"per epoch and would fail at epoch {total + 1}. Set model.scheduler.total_steps=${{trainer.max_epochs}}.")
         schedule = {"scheduler": scheduler, "interval": "epoch"}
         if on_plateau(scheduler):  # stepped with val/loss at the end of each epoch that validated
             every = getattr(self._trainer, "check_val_every_n_epoch", None) or 1
