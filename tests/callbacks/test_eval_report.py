@@ -84,5 +84,21 @@ def test_the_last_validation_is_drawn_when_training_ends_before_max_epochs_repor
     train(cfg_factory(["model=mlp", "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2", "logger=tensorboard",
                        "test=false"]))
     events = read_events(tmp_path / "run")
-    assert [e.step for e in events.Images("val/confusion_matrix")] == [2 * 19]
+    # at the step of the validation's scalars (the epoch's last training step)
+    assert [e.step for e in events.Images("val/confusion_matrix")] == [2 * 19 - 1]
+    assert [e.step for e in events.Scalars("val/acc")] == [2 * 19 - 1]
     assert len(events.Tensors("val/per_class/text_summary")) == 1
+
+
+def test_a_resume_keeps_the_finished_epochs_figures_and_histograms(cfg_factory, tmp_path):
+    """A validation's figures and the weight histograms sat one step after the epoch's scalars, at
+    the checkpoint's step, which a resume hides (purge_step): the last finished epoch's were lost."""
+    common = ["model=mlp", "logger=tensorboard", "callbacks.eval_report.every_n_epochs=1", "logger.histograms=true",
+              "test=false"]
+    train(cfg_factory([*common, "trainer.max_epochs=2"], name="r"))
+    train(cfg_factory([*common, "trainer.max_epochs=3", "ckpt_path=last"], name="r"))
+    events = read_events(tmp_path / "r")
+    every_epoch = [19 - 1, 2 * 19 - 1, 3 * 19 - 1]  # each epoch's last step, where its scalars are
+    assert [e.step for e in events.Scalars("val/acc")] == every_epoch
+    assert [e.step for e in events.Images("val/confusion_matrix")] == every_epoch
+    assert [e.step for e in events.Histograms("weights/net.layers.1.weight")] == every_epoch

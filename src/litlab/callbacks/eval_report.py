@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from litlab.callbacks.class_metrics import add_to_confusion, per_class_table
 from litlab.callbacks.figures import confusion_figure, misclassified_figure
+from litlab.callbacks.log_steps import epoch_step
 from litlab.callbacks.tensorboard_writer import add_rgb_image, tensorboard_writer
 from litlab.errors import LitlabError
 
@@ -153,10 +154,12 @@ class EvalReport(L.Callback):
                           on_step=False, on_epoch=True, sync_dist=True)
         if draw and tally.x is not None and trainer.world_size > 1:
             _gather_worst(trainer, tally)  # a collective: every rank decides `draw` alike
+        # a validation's figures at its scalars' step (the epoch's last training step)
+        step = epoch_step(trainer) if stage == "val" else trainer.global_step
         if stage == "val":  # kept until drawn: the last validation may come before max_epochs
-            self._undrawn = None if draw else (cm, trainer.global_step, trainer.current_epoch)
+            self._undrawn = None if draw else (cm, step, trainer.current_epoch)
         if draw:
-            self._draw(trainer, cm, tally, stage, trainer.global_step, trainer.current_epoch)
+            self._draw(trainer, cm, tally, stage, step, trainer.current_epoch)
 
     def on_train_end(self, trainer, pl_module) -> None:
         # the run's last validation, when training ended before max_epochs (early stopping, a

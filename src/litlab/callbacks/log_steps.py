@@ -46,6 +46,15 @@ def publish_epoch_means(trainer: L.Trainer, means: dict[str, Tensor]) -> None:
     trainer.logged_metrics.update(means)
 
 
+def epoch_step(trainer: L.Trainer) -> int:
+    """The step at which Lightning logs a validation's and an epoch's values: the last optimizer
+    step before them (Lightning's logging counter has not counted it yet at validation time, and
+    has at the epoch's end; ``global_step`` has at both). Figures and histograms go there too: one
+    step per epoch on every TensorBoard tab, and a resume's ``purge_step`` (the checkpoint's step,
+    one past it) leaves the finished epoch's alone."""
+    return max(trainer.global_step - 1, 0)
+
+
 def log_epoch_scalars(trainer: L.Trainer, scalars: dict[str, Tensor | float]) -> None:
     """Writes a training epoch's ``scalars`` to every logger where Lightning writes epoch values
     at the training epoch's end (its last step, with the epoch number); rank 0 only."""

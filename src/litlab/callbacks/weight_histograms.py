@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import lightning.pytorch as L
 
+from litlab.callbacks.log_steps import epoch_step
 from litlab.callbacks.tensorboard_writer import tensorboard_writer
 from litlab.errors import LitlabError
 
@@ -35,4 +36,4 @@ class WeightHistograms(L.Callback):
         if writer is None:
             return
         for name, param in pl_module.named_parameters():
-            writer.add_histogram(f"weights/{name}", param.detach().float().cpu(), trainer.global_step)
+            writer.add_histogram(f"weights/{name}", param.detach().float().cpu(), epoch_step(trainer))
