@@ -216,3 +216,18 @@ def test_help_in_a_sweep_with_a_malformed_override_is_one_paragraph(tmp_path):
     proc = run_cli("litlab.train", "--help", "-m", "model.x=[1,2", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "Error: could not parse the override(s) model.x=[1,2" in proc.stderr
+
+
+@pytest.mark.parametrize("config_name", ["eval", "predict"])
+def test_eval_and_predict_do_not_write_into_a_finished_run(tmp_path, config_name):
+    """They rewrote a training run's metrics.json and config record when hydra.run.dir named it."""
+    from litlab.config_check import check_overrides
+    from litlab.errors import LitlabError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text('{"status": "completed", "task": "train"}')
+    args = [f"hydra.run.dir={run}", "ckpt_path=best.ckpt"] + (["input=x.npz"] if config_name == "predict" else [])
+    with pytest.raises(LitlabError, match=r"hydra\.run\.dir=.*run already holds a run\. Choose a new folder"):
+        check_overrides(args, config_name)
+    assert check_overrides([f"hydra.run.dir={tmp_path / 'new'}", *args[1:]], config_name) is not None

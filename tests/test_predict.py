@@ -279,3 +279,31 @@ def test_equal_scores_rank_as_eval_counts_them(tmp_path):
         got = [(r["label_1"], r["label_2"], r["label_3"]) for r in csv.DictReader(f)]
     assert [g[0] for g in got] == [str(int(k)) for k in logits.argmax(dim=1)] == ["8", "0"]
     assert got == [("8", "9", "0"), ("0", "1", "2")]  # the rest in class order too
+
+
+def test_an_npz_without_samples_is_named_and_nothing_is_written(run_predict, tmp_path):
+    """It crashed in a reshape, after emptying the output file."""
+    empty = tmp_path / "empty.npz"
+    np.savez(empty, x=np.zeros((0, 1, 8, 8), np.uint8))
+    out = tmp_path / "keep.csv"
+    out.write_text("earlier results\n")
+    with pytest.raises(LitlabError, match=r"input=.*empty\.npz: x holds no samples"):
+        run_predict(empty, f"output={out}")
+    assert out.read_text() == "earlier results\n"
+
+
+@pytest.mark.parametrize("which", ["input", "ckpt_path"])
+def test_output_cannot_be_the_commands_own_input_or_checkpoint(run_predict, ckpt, data_dir, tmp_path, which):
+    """output= the input npz or the checkpoint wrote the CSV over it."""
+    import shutil
+
+    arrays = tmp_path / "x.npz"
+    np.savez(arrays, x=np.zeros((2, 1, 8, 8), np.uint8))
+    target = arrays if which == "input" else tmp_path / "copy.ckpt"
+    if which == "ckpt_path":
+        shutil.copy(ckpt, target)
+    before = target.read_bytes()
+    overrides = [f"output={target}"] + ([f"ckpt_path={target}"] if which == "ckpt_path" else [])
+    with pytest.raises(LitlabError, match=rf"output=.* is the {which} file; writing the CSV there would destroy it"):
+        run_predict(arrays, *overrides)
+    assert target.read_bytes() == before

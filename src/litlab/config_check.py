@@ -237,9 +237,10 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
         check_writable(Path(out), key)
         if multirun and config_name == "train":
             check_new_sweep_dir(Path(out))
-        if not multirun and config_name == "train" and (Path(out) / "metrics.json").exists() and not cfg.get("ckpt_path"):
-            raise LitlabError(
-                f"{key}={out} already holds a run. Resume it with ckpt_path=last, or choose a new folder; "
-                f"litlab does not write over a finished run."
-            )
+        # train resumes in its own folder with ckpt_path; eval's and predict's ckpt_path is what they read
+        resuming = config_name == "train" and cfg.get("ckpt_path")
+        if not multirun and (Path(out) / "metrics.json").exists() and not resuming:
+            how = "Resume it with ckpt_path=last, or choose a new folder" if config_name == "train" else \
+                "Choose a new folder (or leave hydra.run.dir out: each run gets its own)"
+            raise LitlabError(f"{key}={out} already holds a run. {how}; litlab does not write over a finished run.")
     return None if multirun else cfg

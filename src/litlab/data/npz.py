@@ -157,6 +157,8 @@ def _check_values(x: torch.Tensor, key: str, path: Path) -> None:
 
 def finite_samples(x: torch.Tensor) -> torch.Tensor:
     """Per sample of a float batch ``(N, ...)``: whether all its values are finite (no NaN, no inf)."""
+    if len(x) == 0:
+        return torch.ones(0, dtype=torch.bool)
     return torch.isfinite(x.reshape(len(x), -1)).all(dim=1)
 
 

@@ -28,6 +28,8 @@ def input_batches(path: Path, predictor: Predictor, batch_size: int):
         raise LitlabError(f"input={path} does not exist. Give an image file, a folder of images or an .npz file.")
     if path.is_file() and path.suffix.lower() == ".npz":
         key, x = read_npz(path, predictor.input_shape, predictor.preprocess)
+        if len(x) == 0:
+            raise LitlabError(f"input={path}: {key} holds no samples. Give an .npz with the samples to classify.")
         return len(x), array_batches(path, key, x, batch_size)
     check_takes_image_files(path, predictor)
     files = list_files(path)
@@ -55,8 +57,13 @@ def check_takes_image_files(path: Path, predictor: Predictor) -> None:
                           f"(N, {', '.join(map(str, predictor.input_shape))}).")
 
 
-def check_output(out: Path) -> None:
-    """``output=``: a file path whose folder exists or can be made, checked before any work."""
+def check_output(out: Path, inputs: dict[str, Path] | None = None) -> None:
+    """``output=``: a file path whose folder exists or can be made, and not one of the command's own
+    files (``inputs``: key -> path), checked before any work."""
+    for key, path in (inputs or {}).items():
+        if out.exists() and path.exists() and out.resolve() == path.resolve():
+            raise LitlabError(f"output={out} is the {key} file; writing the CSV there would destroy it. Give "
+                              f"another path, e.g. output={out.with_name('predictions.csv')}.")
     if out.is_dir():
         raise LitlabError(f"output={out} is a folder. Give the path of the CSV file to write, e.g. "
                           f"output={out / 'predictions.csv'}.")
@@ -78,7 +85,7 @@ def predict(cfg: DictConfig) -> dict:
     predictor = load_predictor(str(cfg.ckpt_path), pick_device(str(cfg.get("device", "auto"))))
     run_dir = Path(cfg.paths.output_dir)
     out = Path(cfg.output) if cfg.get("output") else run_dir / "predictions.csv"
-    check_output(out)
+    check_output(out, {"ckpt_path": Path(cfg.ckpt_path), "input": Path(cfg.input)})
     total, batches = input_batches(Path(cfg.input), predictor, batch_size)
     log.info("predicting %d input(s) from %s with %s", total, cfg.input, cfg.ckpt_path)
     with PredictionCsv(out, predictor.class_names, top_k) as rows:
