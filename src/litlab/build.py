@@ -72,14 +72,17 @@ def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes
 @torch.no_grad()
 def check_runs(net: torch.nn.Module, input_shape: tuple[int, ...], target: str) -> None:
     """One sample through the net in eval mode (no state changes): settings that build a net that
-    cannot run (a layer of width 0, a flag of the wrong type) fail here, naming model.net, instead
-    of in the first validation step after the data was prepared."""
+    cannot run (a layer of width 0, a flag of the wrong type, images too small for a torchvision
+    net) fail here, naming model.net, instead of in the first validation step after the data was
+    prepared. A net with an ``unrunnable(error, input_shape)`` method words the message itself."""
     try:
         net.eval()
         net(torch.zeros(1, *input_shape))
     except LitlabError:
         raise
     except Exception as e:
+        if hasattr(net, "unrunnable"):
+            raise LitlabError(net.unrunnable(e, input_shape)) from None
         raise LitlabError(f"model.net: {target} built with these settings cannot run a sample of shape "
                           f"{input_shape} ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else e!r}). "
                           f"Check the model.net.* keys.") from None

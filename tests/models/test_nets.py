@@ -66,10 +66,13 @@ def test_torchvision_net_on_small_images_traces_for_export():
 
 def test_a_torchvision_net_that_needs_larger_images_says_so_when_built():
     """AlexNet, Inception, ViTs and MaxViT failed in the first validation step with a shape error."""
+    from litlab.build import check_runs
+
     with pytest.raises(LitlabError, match=r"model\.net\.name=alexnet cannot take 32x32 images \(RuntimeError: .*\)\. "
                                           r"Raise model\.net\.min_size"):
-        TorchvisionNet((1, 8, 8), 10, name="alexnet")
+        check_runs(TorchvisionNet((1, 8, 8), 10, name="alexnet"), (1, 8, 8), "model.net")
     net = TorchvisionNet((1, 8, 8), 10, name="alexnet", min_size=63)
+    check_runs(net, (1, 8, 8), "model.net")
     assert net.training  # the check leaves the net as it was built
     assert net(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor, nn
 
+from litlab.build import check_runs
 from litlab.checkpoint_files import load_checkpoint
 from litlab.compression.artifacts import build_net
 from litlab.compression.base import Compressor, Context
@@ -99,12 +100,13 @@ class Distill(Compressor):
                                   f"distill the model this run trains.")
             self._teacher_from_file(dm)
         try:
-            self.student(input_shape=tuple(dm.input_shape), num_classes=dm.num_classes)
+            student = self.student(input_shape=tuple(dm.input_shape), num_classes=dm.num_classes)
         except LitlabError:
             raise
         except Exception as e:
             raise LitlabError(f"compress.student could not be built: {type(e).__name__}: {e}. "
                               f"Check the compress.student.* keys.") from None
+        check_runs(student, tuple(dm.input_shape), "compress.student")  # before training, not after it
 
     def reference(self, net: nn.Module, dm, ctx: Context) -> tuple[nn.Module, dict]:
         return self._teacher_from_file(dm) if self.teacher_ckpt is not None else (net, ctx.net_cfg)

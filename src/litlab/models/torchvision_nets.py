@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 import torchvision
 from torch import Tensor, nn
 
@@ -69,25 +68,15 @@ class TorchvisionNet(nn.Module):
             for module in self.net.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.momentum = float(bn_momentum)
-        self._check_takes(input_shape, name)
+        self.name = name
 
-    @torch.no_grad()
-    def _check_takes(self, input_shape: tuple[int, ...], name: str) -> None:
-        """One sample through the net in eval mode (no state changes): several torchvision nets need
-        larger images than ``min_size`` gives them (ViTs 224, Inception 75), which would otherwise
-        fail in the first validation step with a shape error from deep inside the net."""
+    def unrunnable(self, error: Exception, input_shape: tuple[int, ...]) -> str:
+        """What ``litlab.build.check_runs`` says when a sample of ``input_shape`` does not go
+        through: several torchvision nets need larger images than ``min_size`` gives them."""
         size = self.upsample_to or tuple(input_shape[1:])
-        try:
-            self.eval()
-            self(torch.zeros(1, *input_shape))
-        except Exception as e:
-            raise LitlabError(
-                f"model.net.name={name} cannot take {size[0]}x{size[1]} images ({type(e).__name__}: "
-                f"{str(e).splitlines()[0][:160]}). Raise model.net.min_size (the size smaller inputs are upsampled "
-                f"to; ViTs and MaxViT need 224, Inception 75, AlexNet 63) or pick another net."
-            ) from None
-        finally:
-            self.train()
+        return (f"model.net.name={self.name} cannot take {size[0]}x{size[1]} images ({type(error).__name__}: "
+                f"{str(error).splitlines()[0][:160]}). Raise model.net.min_size (the size smaller inputs are upsampled "
+                f"to; ViTs and MaxViT need 224, Inception 75, AlexNet 63) or pick another net.")
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.adapt(x)
