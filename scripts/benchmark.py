@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 import traceback
 from pathlib import Path
 
 CASES = ("training", "data", "startup", "ddp", "gpu")
+# the cases' run folders: scratch, removed after each case (only the measured rates are kept)
+RUN_FOLDERS = ("runs", "ddp-runs", "startup-runs")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -116,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     for case in args.cases.split(","):
         print(f"== {case}", flush=True)
         case_start = time.perf_counter()
-        records += run_case(case, work, args.tiny)
+        try:
+            records += run_case(case, work, args.tiny)
+        finally:
+            for name in RUN_FOLDERS:
+                shutil.rmtree(work / name, ignore_errors=True)
         info_wall[case] = round(time.perf_counter() - case_start, 1)
     info = machine()
     info["benchmark_wall_s"] = round(time.perf_counter() - started, 1)

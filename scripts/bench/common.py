@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import platform
+import shutil
 import statistics
 import warnings
 from collections.abc import Callable
@@ -51,6 +52,18 @@ def quiet(log_file: Path):
         finally:
             for n, level in levels.items():
                 logging.getLogger(n).setLevel(level)
+
+
+def scratch_run(run: Callable[[Path], float], run_dir: Path) -> Callable[[], float]:
+    """``run(run_dir)`` in a folder that is empty before and removed after: only the rate it
+    returns is kept (a round's checkpoints would otherwise pile up, gigabytes over a full run)."""
+    def go() -> float:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        try:
+            return run(run_dir)
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    return go
 
 
 def alternate(runs: dict[str, Callable[[], float]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:

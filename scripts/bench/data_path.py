@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.common import alternate, compose_cfg, median, quiet, record
+from bench.common import alternate, compose_cfg, median, quiet, record, scratch_run
 from bench.contenders import TrainSpec, run_litlab
 
 
@@ -75,10 +75,9 @@ def loader_rate(folder_overrides: list[str], data_dir: Path, work: Path, passes:
 def compare(name: str, folder: TrainSpec, tensors: TrainSpec, work: Path, repeats: int, warmup: int,
             target: float | None) -> tuple[dict, dict]:
     """Alternating runs of the folder and tensor specs; the record and the raw values."""
-    counter = iter(range(10**6))
 
     def runner(spec):
-        return lambda: run_litlab(spec, work / "data", work / "runs" / f"{name}-{spec.name}-{next(counter)}")
+        return scratch_run(lambda run_dir: run_litlab(spec, work / "data", run_dir), work / "runs" / f"{name}-{spec.name}")
 
     with quiet(work / "runs.log"):
         values = alternate({"folder": runner(folder), "tensors": runner(tensors)}, repeats, warmup)

@@ -19,7 +19,7 @@ import torchvision
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.common import median, quiet, record, skipped
+from bench.common import median, quiet, record, scratch_run, skipped
 from bench.contenders import TrainSpec, run_litlab
 
 # dense bf16 tensor-core peaks (FLOP/s) by device-name fragment, from the vendors' data sheets
@@ -85,8 +85,8 @@ def run(work: Path, tiny: bool) -> list[dict]:
         spec = TrainSpec(f"resnet50_gpu_{kind}", common + extra, epochs=3, limit_train=steps, limit_val=1)
         spec.litlab_overrides = _gpu_overrides(spec)
         with quiet(work / "runs.log"):
-            lit[kind] = median([run_litlab(spec, work / "data", work / "runs" / f"gpu-{kind}-{i}")
-                                for i in range(repeats)])
+            one_run = scratch_run(lambda run_dir: run_litlab(spec, work / "data", run_dir), work / "runs" / f"gpu-{kind}")
+            lit[kind] = median([one_run() for _ in range(repeats)])
     raw = {"eager": raw_rate(batch, steps, False, n), "compiled": raw_rate(batch, steps, True, n)}
     peak, flops = device_peak(), flops_per_image()
     rates = {"litlab_eager": lit["eager"], "litlab_compiled": lit["compiled"], "raw_eager": raw["eager"],

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench import private_memory
-from bench.common import alternate, median, paired_ratio, quiet, record
+from bench.common import alternate, median, paired_ratio, quiet, record, scratch_run
 from bench.contenders import CONTENDERS, TrainSpec
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmark.py"
@@ -47,10 +47,9 @@ def memory_spec(spec: TrainSpec) -> TrainSpec:
 def throughput(spec: TrainSpec, work: Path, repeats: int, warmup: int) -> dict[str, list[float]]:
     """Steady-state samples/s of every contender, ``repeats`` alternating rounds."""
     data_dir = work / "data"
-    counter = iter(range(10**6))
 
     def runner(name):
-        return lambda: CONTENDERS[name](spec, data_dir, work / "runs" / f"{spec.name}-{name}-{next(counter)}")
+        return scratch_run(lambda run_dir: CONTENDERS[name](spec, data_dir, run_dir), work / "runs" / f"{spec.name}-{name}")
 
     with quiet(work / "runs.log"):
         return alternate({n: runner(n) for n in CONTENDERS}, repeats, warmup)
@@ -81,7 +80,10 @@ def probe_memory(spec: TrainSpec, contender: str, work: Path, modules: list[str]
         with contextlib.suppress(Exception):
             importlib.import_module(name)
     shutil.rmtree(_run_dir(spec, contender, work), ignore_errors=True)  # each round starts afresh
-    return {**private_memory.measure(lambda: _one_run(spec, contender, work)), "modules_preloaded": len(modules)}
+    try:
+        return {**private_memory.measure(lambda: _one_run(spec, contender, work)), "modules_preloaded": len(modules)}
+    finally:
+        shutil.rmtree(_run_dir(spec, contender, work), ignore_errors=True)
 
 
 # glibc's mmap threshold, fixed at its initial value. By default glibc raises the threshold to

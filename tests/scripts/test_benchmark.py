@@ -34,7 +34,7 @@ def tiny_run(tmp_path_factory) -> tuple[str, dict]:
                            "--work-dir", str(tmp / "work")], cwd=REPO, capture_output=True, text=True,
                           timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout, json.loads(out.read_text())
+    return proc.stdout, json.loads(out.read_text()), tmp / "work" / "tiny"
 
 
 def records(result: dict, prefix: str) -> list[dict]:
@@ -44,7 +44,7 @@ def records(result: dict, prefix: str) -> list[dict]:
 
 
 def test_every_record_has_the_schema_and_is_printed(tiny_run):
-    stdout, result = tiny_run
+    stdout, result, _ = tiny_run
     assert MACHINE_KEYS <= set(result["machine"]) and result["machine"]["tiny"] is True
     for rec in result["cases"]:
         assert set(rec) == RECORD_KEYS, rec["name"]
@@ -63,7 +63,7 @@ def test_every_record_has_the_schema_and_is_printed(tiny_run):
 
 
 def test_training_case_compares_with_raw_and_lightning(tiny_run):
-    _, result = tiny_run
+    _, result, _ = tiny_run
     names = {r["name"] for r in records(result, "train_")}
     # tiny mode runs the MLP only; the full run adds cnn_digits and resnet18_synthetic
     assert {"train_mlp_digits_vs_raw", "train_mlp_digits_vs_lightning", "train_mlp_digits_vs_raw_tuned"} <= names
@@ -79,7 +79,7 @@ def test_training_case_compares_with_raw_and_lightning(tiny_run):
 
 
 def test_data_and_startup_cases_report(tiny_run):
-    _, result = tiny_run
+    _, result, _ = tiny_run
     names = {r["name"] for r in records(result, "data_")}
     assert {"data_digits_png_folder_vs_tensors", "data_jpeg32_streamed_vs_tensors",
             "data_jpeg32_loader_vs_model"} <= names
@@ -88,7 +88,7 @@ def test_data_and_startup_cases_report(tiny_run):
 
 
 def test_ddp_case_reports_scaling_or_why_not(tiny_run):
-    _, result = tiny_run
+    _, result, _ = tiny_run
     rec, independent = records(result, "ddp_")
     assert rec["skipped"] or "all-reduce" in rec["note"]
     # the machine's own ceiling for two processes that never talk: two 1-process runs at once
@@ -98,7 +98,7 @@ def test_ddp_case_reports_scaling_or_why_not(tiny_run):
 
 
 def test_gpu_case_is_skipped_without_cuda(tiny_run):
-    _, result = tiny_run
+    _, result, _ = tiny_run
     gpu = records(result, "gpu_")
     if not torch.cuda.is_available():
         assert all(r["skipped"] == "no CUDA device on this machine" for r in gpu)
@@ -109,3 +109,11 @@ def test_unknown_case_is_a_usage_error(arg):
     proc = subprocess.run([sys.executable, str(SCRIPT), arg], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "--cases: unknown nope" in proc.stderr
+
+
+def test_no_run_folder_or_checkpoint_is_left_behind(tiny_run):
+    # each round's run folder is scratch: a full benchmark once left gigabytes of checkpoints
+    _, _, work = tiny_run
+    assert (work / "data").is_dir() and (work / "runs.log").is_file()
+    assert not list(work.rglob("*.ckpt")), sorted(work.rglob("*.ckpt"))
+    assert not [p.name for p in work.iterdir() if p.name in ("runs", "ddp-runs", "startup-runs")]
