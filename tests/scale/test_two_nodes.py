@@ -22,7 +22,8 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_two_torchrun_nodes_train_one_model(tmp_path):
     port, run_dir, digests = _free_port(), tmp_path / "runs" / "two_nodes", tmp_path / "digests"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    # torchrun leaves a torchelastic_* folder in the temporary directory: keep it in tmp_path
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
     procs = []
     for node in (0, 1):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
