@@ -77,6 +77,20 @@ def test_folder_with_good_corrupt_and_non_image_files(run_predict, data_dir, tmp
         assert row["label_1"] in [str(d) for d in range(10)]
 
 
+def test_a_folder_without_a_readable_image_fails_and_lists_each_file(run_predict, tmp_path):
+    """It exited 0 with "predicted 0", as if the folder had been classified."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.txt").write_text("not an image")
+    (folder / "b.png").write_bytes(b"not a png either")
+    with pytest.raises(LitlabError, match=r"input=.*notes: none of its 2 file\(s\) could be classified; the first, "
+                                          r".*a\.txt, is not a readable image"):
+        run_predict(folder)
+    rows = list(csv.DictReader(open(tmp_path / "pred" / "predictions.csv", newline="")))
+    assert [(Path(r["input"]).name, r["label_1"]) for r in rows] == [("a.txt", ""), ("b.png", "")]
+    assert all("not a readable image" in r["error"] for r in rows)
+
+
 def test_predict_agrees_with_eval_on_the_test_split(run_predict, cfg_factory, ckpt, data_dir):
     metrics = evaluate(cfg_factory([f"ckpt_path={ckpt}"], name="eval", config_name="eval"))
     summary, rows = run_predict(data_dir / "digits" / "test")

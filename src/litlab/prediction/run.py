@@ -91,6 +91,11 @@ def predict(cfg: DictConfig) -> dict:
     with PredictionCsv(out, predictor.class_names, top_k) as rows:
         for names, x, errors in batches:
             rows.write(names, predictor.logits(x) if x is not None else None, errors)
+    if rows.errors and not rows.predicted:
+        name, why = rows.errors[0]
+        raise LitlabError(f"input={cfg.input}: none of its {len(rows.errors)} file(s) could be classified; the first, "
+                          f"{name}, is {why}. {out} lists each file with why. Give images (PNG, JPEG, ...) or an "
+                          f".npz file with the samples under key x.")
     summary = {"predicted": rows.predicted, "errors": len(rows.errors), "predictions": str(out),
                "top1_counts": dict(sorted(rows.top1_counts.items(), key=lambda kv: -kv[1]))}
     update_metrics(run_dir, status="completed", task="predict", ckpt_path=str(cfg.ckpt_path), input=str(cfg.input),
