@@ -16,7 +16,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Glob
+from hydra.core.override_parser.types import Glob, IntervalSweep
 from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -101,6 +101,7 @@ def expand_sweeps(overrides: list[str], limit: int = 64) -> list[list[str]]:
                                   f"({', '.join(choices(key.lstrip('+~')))}).")
             per_key.append([f"{key}={name}" for name in names])
         elif o.is_sweep_override() and o.is_interval_sweep():  # a range for a search (Optuna): its ends
+            check_interval(o.input_line, o.value())
             per_key.append([f"{o.get_key_element()}={o.value().start}", f"{o.get_key_element()}={o.value().end}"])
         elif o.is_sweep_override():
             values = list(itertools.islice(o.sweep_string_iterator(), limit)) if not o.is_hydra_override() else []
@@ -110,6 +111,17 @@ def expand_sweeps(overrides: list[str], limit: int = 64) -> list[list[str]]:
             per_key.append([o.input_line])
     longest = max((len(v) for v in per_key), default=1)
     return [[vals[min(i, len(vals) - 1)] for vals in per_key] for i in range(longest)]
+
+
+def check_interval(where: str, interval: IntervalSweep) -> None:
+    """A range Optuna can sample: low <= high, and low > 0 on a log scale."""
+    low, high = interval.start, interval.end
+    if low > high:
+        raise LitlabError(f"{where}: the range starts at {low:g}, above its end {high:g}. Give interval(low, high) "
+                          f"with low <= high.")
+    if "log" in interval.tags and low <= 0:
+        raise LitlabError(f"{where}: a range searched on a log scale must start above 0, this one starts at {low:g}. "
+                          f"Give a positive low end, e.g. tag(log, interval(1e-5, {high:g})).")
 
 
 def check_writable(path: Path, key: str) -> None:
@@ -191,6 +203,15 @@ def check_sweeper_and_launcher(cfg: DictConfig) -> None:
             value = sweeper.get(key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise LitlabError(f"hydra.sweeper.{key} must be a positive integer, got {value!r}.")
+        parser = OverridesParser.create()
+        for key, value in (sweeper.get("params") or {}).items():
+            where = f"hydra.sweeper.params.{key}={value}"
+            try:
+                o = parser.parse_override(f"{key}={value}")
+            except HydraException as e:
+                raise LitlabError(f"{where} is not a search space Hydra can read: {_one_paragraph(e)}") from None
+            if o.is_interval_sweep():
+                check_interval(where, o.value())
     if chosen.get("hydra/launcher") == "submitit_slurm" and shutil.which("sbatch") is None:
         raise LitlabError(
             "hydra/launcher=submitit_slurm submits every job with SLURM's sbatch, which this machine does not have. "

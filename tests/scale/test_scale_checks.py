@@ -80,6 +80,12 @@ def test_an_interval_needs_a_search_not_the_basic_sweeper():
     (["-m", "hparams_search=digits_optuna", "hydra.sweeper.n_jobs=0"], r"hydra\.sweeper\.n_jobs must be a positive"),
     (["-m", "hparams_search=digits_optuna", "hydra.sweeper.direction=upward"],
      r"hydra\.sweeper\.direction must be minimize or maximize, got upward"),
+    # ranges Optuna cannot sample ended in its ValueError traceback after the sweep folder was made
+    (["-m", "hparams_search=digits_optuna", "model.optimizer.lr=interval(0.1,0.01)"],
+     r"model\.optimizer\.lr=interval\(0\.1,0\.01\): the range starts at 0\.1, above its end 0\.01"),
+    (["hparams_search=digits_optuna", "model.optimizer.lr=tag(log,interval(0,0.1))"],
+     r"model\.optimizer\.lr=tag\(log,interval\(0,0\.1\)\): a range searched on a log scale must start above 0"),
+    (["hparams_search=digits_optuna", "model.optimizer.lr=interval(0.001,0.001)"], None),
 ])
 def test_sweep_values_and_sweeper_settings_are_checked_before_any_job(args, error):
     """glob()/choice() over a group were refused as file names, the rest ended in tracebacks."""
@@ -94,6 +100,27 @@ def test_sweep_values_and_sweeper_settings_are_checked_before_any_job(args, erro
     else:
         with pytest.raises(LitlabError, match=error):
             check()
+
+
+@pytest.mark.parametrize("space,error", [
+    ("tag(log, interval(3e-4, 3e-2))", None),
+    ("interval(0.1, 0.001)", r"hydra\.sweeper\.params\.model\.optimizer\.lr=interval\(0\.1, 0\.001\): the range "
+                             r"starts at 0\.1, above its end 0\.001"),
+    ("tag(log, interval(-1, 1))", r"log scale must start above 0, this one starts at -1"),
+    ("interval(0.1", r"hydra\.sweeper\.params\.model\.optimizer\.lr=interval\(0\.1 is not a search space Hydra can read"),
+])
+def test_a_search_files_ranges_are_checked(space, error):
+    """The ranges of a conf/hparams_search/ file (not on the command line) reached Optuna unchecked."""
+    from litlab.config_check import check_overrides, check_sweeper_and_launcher, compose_checked
+
+    assert check_overrides(["hparams_search=digits_optuna"]) is None
+    cfg = compose_checked(["hparams_search=digits_optuna"], return_hydra_config=True)
+    cfg.hydra.sweeper.params["model.optimizer.lr"] = space
+    if error is None:
+        check_sweeper_and_launcher(cfg)
+    else:
+        with pytest.raises(LitlabError, match=error):
+            check_sweeper_and_launcher(cfg)
 
 
 def test_slurm_launcher_without_slurm_is_refused(monkeypatch):
