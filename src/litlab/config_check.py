@@ -40,8 +40,8 @@ def check_choices(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
             continue
         key, value = arg.split("=", 1)
         group = key.lstrip("+~")
-        if "." in group or not (conf_dir / group).is_dir() or group == "hydra":
-            continue
+        if "." in group or not (conf_dir / group).is_dir() or group.split("/")[0] == "hydra":
+            continue  # Hydra's own groups have choices from its plugins too (basic, optuna, ...): it checks them
         names = choices(group, conf_dir)
         value = value.strip()
         if value.startswith("glob("):
@@ -66,6 +66,8 @@ def check_choices(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
 
 def _one_paragraph(e: BaseException) -> str:
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    # Hydra's "Config search path:" and the providers after it are its internals, not the user's mistake
+    lines = lines[:next((i for i, line in enumerate(lines) if line.startswith("Config search path")), len(lines))]
     return " ".join(line for line in lines if not line.startswith(("See https://", "Set the environment")))
 
 

@@ -95,7 +95,6 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
         with distributed_job():
             check_shared_run_dir()
             value = work(cfg)
-        _sweep_jobs["completed"] += 1
         return value
     except KeyboardInterrupt as e:
         # Ctrl-C, or SIGTERM (``Terminated``), where Lightning's loops do not catch it (compression,
@@ -122,23 +121,24 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
         else:
             log.error("run failed:\n%s", traceback.format_exc())
         if is_multirun():
-            _sweep_jobs["failed"] += 1
             return failed_job_value()  # recorded failed above; the sweep goes on
         if user_error:
             sys.exit(getattr(e, "exit_code", 2))
         raise
 
 
-# the jobs this process ran, by outcome (a sweep whose jobs run here: Hydra's basic launcher, Optuna)
-_sweep_jobs = {"completed": 0, "failed": 0}
-
-
 def exit_if_every_job_failed() -> None:
-    """After a sweep whose every job (run in this process) failed: one paragraph and exit status 1,
-    so that scripts and CI see it; Hydra itself ends such a sweep with 0."""
-    if _sweep_jobs["failed"] and not _sweep_jobs["completed"]:
-        print(f"\nError: every job of this sweep failed ({_sweep_jobs['failed']}); each job's metrics.json "
-              f"says why (python -m litlab.summarize <sweep folder> lists them).", file=sys.stderr)
+    """After a sweep whose every job failed: one paragraph and exit status 1, so that scripts and
+    CI see it; Hydra itself ends such a sweep with 0. The jobs are counted from their run folders
+    (``sweeps.outcome``), wherever they ran: this process, submitit's or SLURM's."""
+    from litlab.sweeps import outcome
+
+    counts = outcome.last_sweep or {}
+    if counts and not counts.get("completed"):
+        jobs = sum(counts.values())
+        how = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        print(f"\nError: every job of this sweep failed ({jobs}: {how}); each job's metrics.json says why "
+              f"(python -m litlab.summarize <sweep folder> lists them).", file=sys.stderr)
         sys.exit(1)
 
 

@@ -86,6 +86,11 @@ def test_an_interval_needs_a_search_not_the_basic_sweeper():
     (["hparams_search=digits_optuna", "model.optimizer.lr=tag(log,interval(0,0.1))"],
      r"model\.optimizer\.lr=tag\(log,interval\(0,0\.1\)\): a range searched on a log scale must start above 0"),
     (["hparams_search=digits_optuna", "model.optimizer.lr=interval(0.001,0.001)"], None),
+    # Hydra's own choices: basic was refused because conf/hydra/launcher/ has no basic.yaml
+    (["-m", "hydra/launcher=basic", "model=mlp,cnn"], None),
+    (["-m", "hydra/launcher=basci", "model=mlp,cnn"],  # no "Config search path: provider=..." after it
+     r"Could not find 'hydra/launcher/basci' Available options in 'hydra/launcher': basic submitit_local "
+     r"submitit_slurm$"),
 ])
 def test_sweep_values_and_sweeper_settings_are_checked_before_any_job(args, error):
     """glob()/choice() over a group were refused as file names, the rest ended in tracebacks."""
