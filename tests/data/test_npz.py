@@ -6,6 +6,7 @@ import logging
 
 import numpy as np
 import pytest
+import torch
 
 from litlab.data.npz import NpzDataModule
 from litlab.errors import LitlabError
@@ -13,12 +14,34 @@ from tests.helpers import write_npz
 
 
 @pytest.mark.parametrize("kind,shape,pkind", [("image", (1, 6, 6), "image"), ("sequence", (10, 2), "sequence"),
-                                              ("flat", (12, 1), "sequence")])
+                                              ("flat", (1, 12), "sequence")])
 def test_shapes_decide_the_kind(tmp_path, kind, shape, pkind):
     dm = NpzDataModule(path=str(write_npz(tmp_path / "a.npz", kind)))
     assert dm.input_shape == shape
     assert dm.preprocess.kind == pkind
     assert dm.num_classes == 3
+
+
+def test_feature_vectors_are_normalized_column_by_column(tmp_path):
+    """(N, F) was read as a sequence (F, 1) with one mean and std for every column: a column in
+    the tens of thousands drowned a useful one in the units and training stayed at chance."""
+    from litlab.data.preprocess import Preprocess
+    from litlab.prediction.inputs import read_npz
+
+    rng = np.random.default_rng(0)
+    x = np.stack([rng.normal(2, 0.5, 300), rng.normal(5e4, 2e4, 300), rng.normal(-3, 1, 300)], 1).astype(np.float32)
+    y = np.arange(300) % 2
+    path = tmp_path / "features.npz"
+    np.savez(path, x_train=x[:200], y_train=y[:200], x_test=x[200:], y_test=y[200:])
+    dm = NpzDataModule(path=str(path), val_fraction=0.1)
+    assert dm.input_shape == (1, 3)
+    train_x = dm.splits.train.x.numpy()[:, 0, :]
+    assert dm.preprocess.mean == pytest.approx(train_x.mean(0), rel=1e-4)
+    assert dm.preprocess.std == pytest.approx(train_x.std(0, ddof=1), rel=1e-4)
+    # predict reads an (N, F) array the same way
+    np.savez(tmp_path / "new.npz", x=x[:5])
+    _, samples = read_npz(tmp_path / "new.npz", (1, 3), Preprocess("sequence", dm.preprocess.mean, dm.preprocess.std))
+    assert samples.shape == (5, 1, 3) and torch.equal(samples[:, 0], torch.from_numpy(x[:5]))
 
 
 def test_missing_val_is_split_off(tmp_path):
@@ -34,7 +57,11 @@ def test_missing_val_is_split_off(tmp_path):
     ({"y_train": np.zeros(3, dtype=np.int64)}, "y_train has 3 labels but x_train has 40"),
     ({"y_test": -np.ones(10, dtype=np.int64)}, r"labels must lie in \[0, 3\)"),
     ({"y_train": np.zeros(40, dtype=np.float32)}, "integer class indices"),
-    ({"x_test": np.zeros((10, 2, 3, 4, 5), dtype=np.float32)}, "expected .N, L. or .N, L, F."),
+    # one training class other than 0 trained to "accuracy 1.0" with a warning only
+    ({"y_train": np.full(40, 2), "y_val": np.full(10, 2), "y_test": np.full(10, 2)},
+     "every label of y_train is 2, one class; a classifier needs training samples of at least two"),
+    ({"y_train": np.zeros(40, dtype=np.int64)}, "every label of y_train is 0, one class"),
+    ({"x_test": np.zeros((10, 2, 3, 4, 5), dtype=np.float32)}, "expected .N, F. for feature vectors, .N, L, F. for sequences"),
     ({"x_test": np.zeros((10, 1, 7, 7), dtype=np.float32)}, "differ in shape"),
     ({"x_train": np.zeros((0, 1, 6, 6), dtype=np.float32), "y_train": np.zeros(0, dtype=np.int64)},
      "x_train holds no samples"),

@@ -20,13 +20,14 @@ REQUIRED = ("x_train", "y_train", "x_test", "y_test")
 
 
 def _as_inputs(x: np.ndarray, key: str, path: Path) -> tuple[torch.Tensor, str]:
-    """``(N, L)`` -> sequence ``(N, L, 1)``; ``(N, L, F)`` sequence; ``(N, C, H, W)`` image."""
+    """``(N, F)`` features -> ``(N, 1, F)``, a sequence of one step whose every feature is
+    normalized on its own; ``(N, L, F)`` sequence; ``(N, C, H, W)`` image."""
     if x.ndim == 2:
-        x = x[:, :, None]
+        x = x[:, None, :]
     if x.ndim not in (3, 4):
         raise LitlabError(
-            f"data.path={path}: {key} has shape {x.shape}; expected (N, L) or (N, L, F) for sequences "
-            f"or (N, C, H, W) for images."
+            f"data.path={path}: {key} has shape {x.shape}; expected (N, F) for feature vectors, (N, L, F) for "
+            f"sequences or (N, C, H, W) for images."
         )
     kind = "image" if x.ndim == 4 else "sequence"
     if x.dtype == np.uint8 and kind == "image":
@@ -110,6 +111,10 @@ class NpzDataModule(ClassificationData):
         num_classes = int(max(int(s.y.max()) for s in splits.values()) + 1)
         if num_classes < 2:
             raise LitlabError(f"data.path={self.path}: every label is 0, one class; a classifier needs at least two.")
+        trained = sorted({int(v) for v in splits["train"].y.unique()})
+        if len(trained) < 2:
+            raise LitlabError(f"data.path={self.path}: every label of y_train is {trained[0]}, one class; a classifier "
+                              f"needs training samples of at least two.")
         for s, ds in splits.items():
             check_labels(ds.y, num_classes, f"data.path={self.path} y_{s}")
         _warn_unseen_classes(splits["train"].y, num_classes, self.path)

@@ -60,8 +60,11 @@ def read_npz(path: Path, input_shape: tuple[int, ...], pre: Preprocess) -> tuple
                           f"{', '.join(sorted(arrays)) or 'none'}. Store the samples to classify under x.")
     x = arrays[key]
     expected = "(N, " + ", ".join(map(str, input_shape)) + ")"
-    if pre.kind == "sequence" and input_shape[-1] == 1 and x.ndim == 2:
-        x = x[:, :, None]  # (N, L) -> (N, L, 1), as training reads such arrays
+    if pre.kind == "sequence" and x.ndim == 2:
+        if input_shape[0] == 1:
+            x = x[:, None, :]  # (N, F) -> (N, 1, F), as training reads such arrays
+        elif input_shape[-1] == 1:
+            x = x[:, :, None]  # (N, L) -> (N, L, 1): a checkpoint of the time when training read 2-D arrays so
     if tuple(x.shape[1:]) != tuple(input_shape):
         what = "images (N, C, H, W)" if pre.kind == "image" else "sequences (N, L, F)"
         raise LitlabError(f"input={path}: {key} has shape {tuple(x.shape)} but the model takes {what} of shape "
