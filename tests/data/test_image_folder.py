@@ -151,3 +151,22 @@ def test_a_split_without_readable_images_is_named(tmp_path, in_memory):
         f.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     with pytest.raises(LitlabError, match=r"no readable images in val/"):
         ImageFolderDataModule(root=str(root), in_memory=in_memory).setup()
+
+
+def test_16_bit_pngs_are_scaled_to_8_bits_and_float_images_refused(tmp_path):
+    """Pillow's convert("L") clipped 16-bit pixels at 255: every such image came out white and
+    training stayed at chance without a word."""
+    import numpy as np
+    from PIL import Image
+
+    from litlab.data.image_files import decode
+
+    pixels = np.array([[0, 257, 20000], [50000, 65535, 128]], np.uint16)
+    Image.fromarray(pixels).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode == "I;16"
+    expected = torch.tensor([[[0, 1, 78], [195, 255, 0]]], dtype=torch.uint8)  # round(v / 257)
+    assert torch.equal(decode(tmp_path / "deep.png", 1, None), expected)
+    assert torch.equal(decode(tmp_path / "deep.png", 3, None), expected.expand(3, -1, -1))
+    Image.fromarray(np.full((4, 4), 0.5, np.float32)).save(tmp_path / "float.tiff")
+    with pytest.raises(ValueError, match="32-bit float pixels have no fixed range"):
+        decode(tmp_path / "float.tiff", 1, None)

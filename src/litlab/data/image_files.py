@@ -47,6 +47,22 @@ def list_split(split_dir: Path, classes: list[str]) -> tuple[list[Path], list[in
     return files, labels
 
 
+# one-channel modes of more than 8 bits: Pillow's convert("L") clips them at 255 instead of scaling
+HIGH_BIT_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _to_8_bit(im: Image.Image) -> Image.Image:
+    """A 16-bit grayscale image (mode ``I;16*``, or ``I`` holding values in 0..65535) scaled to
+    8 bits, 65535 -> 255; float or wider integer pixels have no fixed range and are refused."""
+    if im.mode == "F":
+        raise ValueError("32-bit float pixels have no fixed range; save the images with 8 or 16 bits per channel")
+    arr = np.asarray(im).astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() > 65535):
+        raise ValueError(f"32-bit integer pixels from {arr.min()} to {arr.max()} are outside 16 bits (0..65535); "
+                         f"save the images with 8 or 16 bits per channel")
+    return Image.fromarray(((arr + 128) // 257).astype(np.uint8), mode="L")
+
+
 def decode(path: Path, channels: int, size: tuple[int, int] | None) -> Tensor:
     """One image file as a uint8 tensor ``(C, H, W)``; raises ``OSError``/``ValueError`` if unusable."""
     with warnings.catch_warnings():
@@ -57,6 +73,8 @@ def decode(path: Path, channels: int, size: tuple[int, int] | None) -> Tensor:
             if size is not None and im.format == "JPEG":
                 # decode at reduced resolution where the codec allows: much faster for big JPEGs
                 im.draft("L" if channels == 1 else "RGB", (size[1], size[0]))
+            if im.mode in HIGH_BIT_DEPTH:
+                im = _to_8_bit(im)
             im = im.convert("L" if channels == 1 else "RGB")
             if size is not None and (im.height, im.width) != tuple(size):
                 im = im.resize((size[1], size[0]), Image.BILINEAR)
