@@ -63,6 +63,11 @@ def test_missing_val_is_split_off(tmp_path):
     ({"y_train": np.zeros(40, dtype=np.int64)}, "every label of y_train is 0, one class"),
     ({"x_test": np.zeros((10, 2, 3, 4, 5), dtype=np.float32)}, "expected .N, F. for feature vectors, .N, L, F. for sequences"),
     ({"x_test": np.zeros((10, 1, 7, 7), dtype=np.float32)}, "differ in shape"),
+    # read as 8 channels of 8x3 pixels, silently
+    ({"x_train": np.zeros((40, 8, 8, 3), dtype=np.uint8)},
+     r"x_train has shape \(40, 8, 8, 3\), images stored channels-last \(N, H, W, C\) by the look of it; litlab reads "
+     r"\(N, C, H, W\) and would take 8 channels of 8x3 pixels. Store x_train.transpose\(0, 3, 1, 2\), shaped "
+     r"\(40, 3, 8, 8\)"),
     ({"x_train": np.zeros((0, 1, 6, 6), dtype=np.float32), "y_train": np.zeros(0, dtype=np.int64)},
      "x_train holds no samples"),
     ({"x_test": np.zeros((0, 1, 6, 6), dtype=np.float32), "y_test": np.zeros(0, dtype=np.int64)},

@@ -30,6 +30,13 @@ def _as_inputs(x: np.ndarray, key: str, path: Path) -> tuple[torch.Tensor, str]:
             f"sequences or (N, C, H, W) for images."
         )
     kind = "image" if x.ndim == 4 else "sequence"
+    if kind == "image" and x.shape[-1] in (1, 3, 4) and x.shape[1] > 4:
+        n, h, w, c = x.shape
+        raise LitlabError(
+            f"data.path={path}: {key} has shape {x.shape}, images stored channels-last (N, H, W, C) by the look of "
+            f"it; litlab reads (N, C, H, W) and would take {h} channels of {w}x{c} pixels. Store "
+            f"{key}.transpose(0, 3, 1, 2), shaped ({n}, {c}, {h}, {w})."
+        )
     if x.dtype == np.uint8 and kind == "image":
         return torch.from_numpy(np.ascontiguousarray(x)), kind
     if not np.issubdtype(x.dtype, np.number):
