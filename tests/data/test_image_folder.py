@@ -84,11 +84,30 @@ def test_unusable_folders_get_clear_errors(tmp_path, make, match):
         ImageFolderDataModule(root=str(root)).setup()
 
 
-def test_classes_must_match_across_splits(tmp_path):
+def test_val_and_test_classes_must_be_training_classes(tmp_path):
     root = write_image_folder(tmp_path / "imgs", per_class=2)
     write_image_folder(root, splits=("test",), classes=("a", "b", "zebra"), per_class=2)
-    with pytest.raises(LitlabError, match=r"classes of .*test \(a, b, c, zebra\) differ"):
+    with pytest.raises(LitlabError, match=r"test has class folder\(s\) zebra that .*train lacks \(a, b, c\); a class "
+                                          r"needs training images"):
         ImageFolderDataModule(root=str(root)).setup()
+
+
+@pytest.mark.parametrize("how", ["missing", "empty"])
+def test_a_test_split_without_some_class_is_served_with_the_training_classes(tmp_path, caplog, how):
+    """A test set lacking a rare class could not be used: an empty folder was an error, and
+    removing it was one too (the class lists differed)."""
+    import shutil
+
+    root = write_image_folder(tmp_path / "imgs", per_class=3)
+    shutil.rmtree(root / "test" / "b")
+    if how == "empty":
+        (root / "test" / "b").mkdir()
+    with caplog.at_level(logging.WARNING, logger="litlab"):
+        dm = ImageFolderDataModule(root=str(root))
+        dm.setup()
+    assert dm.class_names == ["a", "b", "c"]
+    assert sorted(torch.as_tensor([y for _, y in dm.splits.test]).tolist()) == [0, 0, 0, 2, 2, 2]
+    assert "test has no images of class(es) b; its accuracy covers the other classes" in caplog.text
 
 
 def test_missing_root_names_the_key():

@@ -32,11 +32,16 @@ def visible_files(folder: Path) -> list[Path]:
                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-def list_split(split_dir: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
-    """All files under each class folder (recursively, hidden files and folders skipped) with labels."""
+def list_split(split_dir: Path, classes: list[str], every_class: bool = True) -> tuple[list[Path], list[int]]:
+    """All files under each class folder (recursively, hidden files and folders skipped) with labels.
+
+    With ``every_class`` (the training split) an empty class folder is an error; otherwise (val,
+    test) a class may be absent or empty."""
     files, labels = [], []
     for label, name in enumerate(classes):
-        found = visible_files(split_dir / name)
+        found = visible_files(split_dir / name) if (split_dir / name).is_dir() else []
+        if not found and not every_class:
+            continue
         if not found:
             raise LitlabError(
                 f"data.root: class folder {split_dir / name} is empty. Every class folder needs at "

@@ -12,7 +12,7 @@ from PIL import Image
 from litlab.data.base import ClassificationData, Splits, stats_or_given
 from litlab.data.datasets import FileSplit, TensorSplit, split_off
 from litlab.data.image_files import (check_one_size, check_readable, class_folders, decode, list_split,
-                                     report_bad_files)
+                                      report_bad_files, visible_files)
 from litlab.data.preprocess import Preprocess
 from litlab.errors import LitlabError, check_choice, check_fraction, check_positive_int
 
@@ -88,11 +88,19 @@ class ImageFolderDataModule(ClassificationData):
             )
         for split in ("val", "test"):
             d = self.root / split
-            if d.is_dir() and class_folders(d) != classes:
+            if not d.is_dir():
+                continue
+            unknown = [c for c in class_folders(d) if c not in classes]
+            if unknown:
                 raise LitlabError(
-                    f"data.root: the classes of {d} ({', '.join(class_folders(d)) or 'none'}) differ from "
-                    f"those of {train} ({', '.join(classes)}). Every split needs the same class folders."
+                    f"data.root: {d} has class folder(s) {', '.join(unknown)} that {train} lacks "
+                    f"({', '.join(classes)}); a class needs training images. Add them under {train}/ or move "
+                    f"the folder(s) out of {d}."
                 )
+            absent = [c for c in classes if not (d / c).is_dir() or not visible_files(d / c)]
+            if absent:
+                log.warning("data.root: %s has no images of class(es) %s; its accuracy covers the other classes",
+                            d, ", ".join(absent))
         return classes
 
     def _use_memory(self, n_files: int, sample: torch.Tensor | None) -> bool:
@@ -103,7 +111,8 @@ class ImageFolderDataModule(ClassificationData):
 
     def load(self) -> Splits:
         classes = self._check_root()
-        listed = {s: list_split(self.root / s, classes) for s in ("train", "val", "test") if (self.root / s).is_dir()}
+        listed = {s: list_split(self.root / s, classes, every_class=s == "train")
+                  for s in ("train", "val", "test") if (self.root / s).is_dir()}
         first = self._probe(listed["train"][0])
         n_files = sum(len(f) for f, _ in listed.values())
         memory = self._use_memory(n_files, first)
