@@ -55,6 +55,57 @@ def test_teacher_ckpt_is_the_reference(tiny_cfg):
     assert report["before"]["params"] == teacher_params
 
 
+NPZ_RUN = ["model=mlp", "trainer.max_epochs=2", "callbacks.progress_bar=null"]
+QUICK = ["compress.measure.warmup=1", "compress.measure.repeats=3"]
+
+
+def test_a_teacher_of_other_classes_is_refused(cfg_factory, tmp_path):
+    """Same shapes and class count, other data: it distilled without a word (student 0.11 vs 0.45 alone)."""
+    from tests.helpers import write_npz
+
+    teacher_cfg = cfg_factory(["data=synthetic", "data.shape=[1,6,6]", "data.num_classes=3", "data.num_train=128",
+                               "data.num_val=32", "data.num_test=32", "model=mlp", "trainer.max_epochs=1"],
+                              name="teacher")
+    train(teacher_cfg)
+    best = Path(teacher_cfg.paths.output_dir) / "checkpoints" / "best.ckpt"
+    arrays = write_npz(tmp_path / "a.npz", "image", n=64)
+    cfg = cfg_factory(["data=npz", f"data.path={arrays}", *NPZ_RUN, "compress=distill", *QUICK,
+                       f"compress.teacher_ckpt={best}"], name="student")
+    with pytest.raises(LitlabError, match=r"compress\.teacher_ckpt=.* was trained on the classes class_0, class_1, "
+                                          r"class_2 and this data has 0, 1, 2"):
+        train(cfg)
+    assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
+
+
+def test_a_saved_teacher_sees_inputs_normalized_as_in_its_own_training(cfg_factory, tmp_path):
+    """The teacher got this run's normalization: trained with another data.mean/std, it scored
+    0.11 as the "before" model (0.98 in its own eval) and taught the student that."""
+    import json
+
+    from tests.helpers import write_npz
+
+    arrays = write_npz(tmp_path / "a.npz", "image", n=400)
+    teacher_cfg = cfg_factory(["data=npz", f"data.path={arrays}", *NPZ_RUN, "data.mean=[-2.0]", "data.std=[0.5]",
+                               "trainer.max_epochs=10"],
+                              name="teacher")
+    teacher_metrics = train(teacher_cfg) and json.loads(
+        (Path(teacher_cfg.paths.output_dir) / "metrics.json").read_text())
+    best = Path(teacher_cfg.paths.output_dir) / "checkpoints" / "best.ckpt"
+    cfg = cfg_factory(["data=npz", f"data.path={arrays}", *NPZ_RUN, "compress=distill", *QUICK,
+                       f"compress.teacher_ckpt={best}", "compress.finetune.epochs=1", "compress.baseline=false"],
+                      name="student")
+    train(cfg)
+    before = json.loads((Path(cfg.paths.output_dir) / "compression.json").read_text())["before"]
+    assert teacher_metrics["test/acc"] > 0.6  # chance: 0.33
+    assert before["test_acc"] == pytest.approx(teacher_metrics["test/acc"], abs=1.01 / 100)  # 100 test samples
+    # compressed/dense.pt is the teacher as trained: its own normalization, which eval reads
+    from litlab.compression.artifacts import read
+
+    dense = read(torch.load(Path(cfg.paths.output_dir) / "compressed" / "dense.pt", weights_only=True))
+    assert dense["litlab"]["data"]["preprocess"]["mean"] == [-2.0]
+    assert dense["litlab"]["data"]["preprocess"]["std"] == [0.5]
+
+
 @pytest.mark.slow
 def test_cli_exits_2_with_one_paragraph(tmp_path):
     proc = run_cli("litlab.train", "model=resnet18", "compress=prune_structured", "data=synthetic",

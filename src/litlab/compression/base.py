@@ -64,6 +64,11 @@ class Compressor:
         loaded from a file."""
         return net, ctx.net_cfg
 
+    def stored_reference(self, net: nn.Module, record: dict) -> tuple[nn.Module, dict]:
+        """The "before" net as ``compressed/dense.pt`` stores it, with the run record (normalization,
+        classes) it answers to: the run's own, unless the reference came from elsewhere."""
+        return net, record
+
     def apply(self, net: nn.Module, dm, ctx: Context) -> nn.Module:
         """Returns the compressed net (a new module or ``net`` changed in place), fine-tuned if needed."""
         raise NotImplementedError

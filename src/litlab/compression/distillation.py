@@ -16,6 +16,7 @@ from litlab.compression.artifacts import build_net
 from litlab.compression.base import Compressor, Context
 from litlab.compression.finetune import FineTune, train_loop
 from litlab.compression.measure import evaluate
+from litlab.data.preprocess import Preprocess
 from litlab.errors import LitlabError, check_fraction
 
 
@@ -39,6 +40,24 @@ def distill_loss(teacher: nn.Module, alpha: float, temperature: float):
 
     return loss
 
+
+
+class RenormalizedTeacher(nn.Module):
+    """A saved teacher fed this run's batches: they come normalized with this run's statistics
+    (``run``: mean, std), which it maps to the teacher's own (``own``) before the teacher sees
+    them, ``x * run_std / own_std + (run_mean - own_mean) / own_std``, per channel or feature."""
+
+    def __init__(self, net: nn.Module, kind: str, run: tuple[list, list], own: tuple[list, list]):
+        super().__init__()
+        self.net = net
+        shape = (1, -1, 1, 1) if kind == "image" else (1, 1, -1)
+        (run_mean, run_std), (own_mean, own_std) = [
+            (torch.as_tensor(m, dtype=torch.float32), torch.as_tensor(s, dtype=torch.float32)) for m, s in (run, own)]
+        self.register_buffer("scale", (run_std / own_std).view(shape))
+        self.register_buffer("shift", ((run_mean - own_mean) / own_std).view(shape))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x * self.scale + self.shift)
 
 class Distill(Compressor):
     """Trains ``student`` on the training split with the teacher's softened outputs.
@@ -74,6 +93,8 @@ class Distill(Compressor):
                 "temperature": self.temperature, **vars(self.finetune)}
 
     def _teacher_from_file(self, dm) -> tuple[nn.Module, dict]:
+        """The saved teacher, checked against this data, behind this run's normalization
+        (``RenormalizedTeacher``) where its own differs."""
         key = "compress.teacher_ckpt"
         ckpt = load_checkpoint(self.teacher_ckpt, key=key, compressed_ok=False)
         data = ckpt["litlab"].get("data", {})
@@ -82,6 +103,20 @@ class Distill(Compressor):
                 f"{key}={self.teacher_ckpt} was trained on inputs {data.get('input_shape')} with "
                 f"{data.get('num_classes')} classes; this data gives {list(dm.input_shape)} and {dm.num_classes}. "
                 f"Use a teacher trained on the same data.")
+        theirs = [str(c) for c in data.get("class_names", dm.class_names)]
+        if theirs != [str(c) for c in dm.class_names]:
+            raise LitlabError(
+                f"{key}={self.teacher_ckpt} was trained on the classes {', '.join(theirs[:12])} and this data has "
+                f"{', '.join(map(str, dm.class_names[:12]))}: its answers would teach other classes. Use a teacher "
+                f"trained on the same data.")
+        own = Preprocess.from_dict(data["preprocess"]) if "preprocess" in data else None
+        run = dm.preprocess
+        if own is not None and None not in (own.pixels, run.pixels) and own.pixels != run.pixels:
+            scale = {True: "8-bit pixels", False: "values used as they are"}
+            raise LitlabError(
+                f"{key}={self.teacher_ckpt} was trained on {scale[own.pixels]} and this data gives "
+                f"{scale[run.pixels]}: it was trained on other data. Use a teacher trained on the same data.")
+        self._teacher_record = ckpt["litlab"]
         net_cfg = ckpt["litlab"]["config"]["model"]["net"]
         teacher = build_net(net_cfg, dm.input_shape, dm.num_classes)
         state = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
@@ -90,7 +125,15 @@ class Distill(Compressor):
         except RuntimeError as e:
             raise LitlabError(f"{key}={self.teacher_ckpt}: its weights do not fit its own model config "
                               f"({str(e).splitlines()[0][:160]}).") from None
+        if own is not None and (own.mean, own.std) != (run.mean, run.std):
+            teacher = RenormalizedTeacher(teacher, run.kind, (run.mean, run.std), (own.mean, own.std))
         return teacher.eval(), net_cfg
+
+    def stored_reference(self, net: nn.Module, record: dict) -> tuple[nn.Module, dict]:
+        if self.teacher_ckpt is None:
+            return net, record
+        # the teacher as it was trained: its own net and record (normalization), which eval reads
+        return (net.net if isinstance(net, RenormalizedTeacher) else net), self._teacher_record
 
     def check(self, net: nn.Module, dm) -> None:
         if self.teacher_ckpt is not None:

@@ -76,7 +76,8 @@ def compress_after_training(cfg: DictConfig, model, dm, run_dir: Path, metrics: 
     record = model.run_record
     before_net, before_cfg = method.reference(trained_net(model, metrics), dm, ctx)
     before_path = out / "dense.pt"
-    before_state = artifacts.save(before_path, before_net, record, Uncompressed(), {}, before_cfg)
+    stored_net, stored_record = method.stored_reference(before_net, record)
+    before_state = artifacts.save(before_path, stored_net, stored_record, Uncompressed(), {}, before_cfg)
     before = figures(before_net, dm, before_path, before_state, method.measure)
 
     log.info("compressing with %s", method.name)
