@@ -231,3 +231,24 @@ def test_eval_and_predict_do_not_write_into_a_finished_run(tmp_path, config_name
     with pytest.raises(LitlabError, match=r"hydra\.run\.dir=.*run already holds a run\. Choose a new folder"):
         check_overrides(args, config_name)
     assert check_overrides([f"hydra.run.dir={tmp_path / 'new'}", *args[1:]], config_name) is not None
+
+
+def test_a_failed_predict_leaves_its_folder_to_the_next_try(tmp_path):
+    """A predict that failed before any work (a wrong path) kept its hydra.run.dir: the corrected
+    command was refused with "already holds a run"."""
+    from litlab.config_check import check_overrides
+    from litlab.errors import LitlabError
+
+    run = tmp_path / "run"
+    proc = run_cli("litlab.predict", f"ckpt_path={tmp_path / 'missing.ckpt'}", "input=x.npz", f"hydra.run.dir={run}")
+    assert proc.returncode == 2 and "missing.ckpt" in proc.stderr
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "failed" and record["task"] == "predict"
+    args = [f"hydra.run.dir={run}", "ckpt_path=best.ckpt", "input=x.npz"]
+    assert check_overrides(args, "predict") is not None
+    # a failed run of another command is not taken over
+    with pytest.raises(LitlabError, match=r"already holds a run"):
+        check_overrides(args[:2], "eval")
+    (run / "metrics.json").write_text('{"status": "failed", "task": "train"}')
+    with pytest.raises(LitlabError, match=r"already holds a run"):
+        check_overrides(args, "predict")

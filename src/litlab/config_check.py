@@ -9,6 +9,7 @@ exist fails before the first job starts.
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -221,6 +222,18 @@ def check_sweeper_and_launcher(cfg: DictConfig) -> None:
         )
 
 
+def _failed_attempt(run_dir: Path, config_name: str) -> bool:
+    """Whether ``run_dir`` holds a failed eval or predict of the same command: a second try may
+    take its folder (a training run, failed or not, keeps its own: it resumes with ckpt_path)."""
+    if config_name == "train":
+        return False
+    try:
+        record = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return record.get("status") == "failed" and record.get("task") == config_name
+
+
 def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig | None:
     """Composes the command line's overrides (each swept value once) or raises a LitlabError.
     Returns the composed config (with its ``hydra`` node) of a single run, None for a multirun."""
@@ -262,7 +275,8 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
             check_new_sweep_dir(Path(out))
         # train resumes in its own folder with ckpt_path; eval's and predict's ckpt_path is what they read
         resuming = config_name == "train" and cfg.get("ckpt_path")
-        if not multirun and (Path(out) / "metrics.json").exists() and not resuming:
+        if not multirun and (Path(out) / "metrics.json").exists() and not resuming and not _failed_attempt(
+                Path(out), config_name):
             how = "Resume it with ckpt_path=last, or choose a new folder" if config_name == "train" else \
                 "Choose a new folder (or leave hydra.run.dir out: each run gets its own)"
             raise LitlabError(f"{key}={out} already holds a run. {how}; litlab does not write over a finished run.")

@@ -205,6 +205,7 @@ def _record(cfg: DictConfig, status: str, message: str) -> None:
             log.warning("%s; this start never began, so %s keeps the earlier start's record.", status,
                         run_dir / "metrics.json")
             return
-        update_metrics(run_dir, status=status, error=message)
+        task = {"task": cfg.task_name} if cfg.get("task_name") else {}  # also when it failed before its work began
+        update_metrics(run_dir, status=status, error=message, **task)
     except OSError:
         pass
