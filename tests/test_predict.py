@@ -65,6 +65,8 @@ def test_folder_with_good_corrupt_and_non_image_files(run_predict, data_dir, tmp
     (folder / ".hidden.png").write_bytes(b"skipped")
     summary, rows = run_predict(folder, "top_k=3", "batch_size=2")
     assert summary["predicted"] == 5 and summary["errors"] == 3
+    # input order (sorted paths), error rows in place
+    assert [r["input"] for r in rows] == sorted(r["input"] for r in rows)
     by_name = {Path(r["input"]).name: r for r in rows}
     assert set(by_name) == {"good0.png", "good1.png", "good2.png", "good3.png", "colour.jpg", "truncated.png",
                             "random.png", "notes.txt"}
@@ -244,6 +246,8 @@ def test_npz_pixels_in_any_dtype_give_the_same_predictions_and_nan_rows_are_erro
     np.savez(tmp_path / "nan.npz", x=with_nan)
     summary, rows = run_predict(tmp_path / "nan.npz")
     assert summary["predicted"] == 5 and summary["errors"] == 1
+    # one row per input in input order (the error row came last in its batch)
+    assert [r["input"].rsplit("[", 1)[1] for r in rows] == [f"{i}]" for i in range(6)]
     bad = [r for r in rows if r["error"]]
     assert bad[0]["input"].endswith("nan.npz[x][2]") and "NaN or infinite" in bad[0]["error"]
     kept = [o for i, o in enumerate(outputs["f32"]) if i != 2]

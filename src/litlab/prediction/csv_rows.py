@@ -35,24 +35,29 @@ class PredictionCsv:
             header += [f"label_{i}", f"prob_{i}"]
         self._csv.writerow(header + ["error"])
 
-    def write(self, names: list[str], logits: Tensor | None, errors: list[tuple[str, str]]) -> None:
-        """One batch: ``logits`` ``(len(names), num_classes)`` for the readable inputs, then the errors.
+    def write(self, names: list[str], logits: Tensor | None, errors: list[tuple[str, str]],
+              order: list[str] | None = None) -> None:
+        """One batch: ``logits`` ``(len(names), num_classes)`` for the readable inputs and the
+        errors, in the input order ``order`` (every name of the batch; default: predictions first).
 
         Classes are ranked by logit, equal ones in class order, so ``label_1`` is the class that
         eval's and test's accuracy count (``argmax``), also where the probabilities round equal."""
+        rows: dict[str, list[str]] = {}
         if logits is not None and len(names):
-            order = logits.sort(dim=-1, descending=True, stable=True).indices[:, :self.top_k]
-            probs = logits.softmax(dim=-1).gather(1, order)
-            for name, values, indices in zip(names, probs.tolist(), order.tolist()):
+            ranked = logits.sort(dim=-1, descending=True, stable=True).indices[:, :self.top_k]
+            probs = logits.softmax(dim=-1).gather(1, ranked)
+            for name, values, indices in zip(names, probs.tolist(), ranked.tolist()):
                 row = [name]
                 for v, i in zip(values, indices):
                     row += [self.class_names[i], f"{v:.6f}"]
-                self._csv.writerow(row + [""])
+                rows[name] = row + [""]
                 best = self.class_names[indices[0]]
                 self.top1_counts[best] = self.top1_counts.get(best, 0) + 1
             self.predicted += len(names)
         for name, why in errors:
-            self._csv.writerow([name] + [""] * (2 * self.top_k) + [why])
+            rows[name] = [name] + [""] * (2 * self.top_k) + [why]
+        for name in order or list(rows):
+            self._csv.writerow(rows[name])
         self.errors += errors
         self._file.flush()
 

@@ -1,8 +1,8 @@
 """What ``input=`` can be: one image file, a folder of images (recursively) or an ``.npz`` of arrays.
 
-Each reader yields batches of ``(names, samples, errors)``: ``samples`` stacks the readable
-inputs as raw tensors (``(N, *input_shape)``), ``errors`` pairs the other names with why.
-"""
+Each reader yields batches of ``(names, samples, errors, order)``: ``samples`` stacks the
+readable inputs as raw tensors (``(N, *input_shape)``), ``errors`` pairs the other names with why,
+``order`` lists every name of the batch in input order (the CSV's row order)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from litlab.data.npz import finite_samples, read_arrays
 from litlab.data.preprocess import Preprocess
 from litlab.errors import LitlabError
 
-Batch = tuple[list[str], Tensor | None, list[tuple[str, str]]]
+# (names of the readable inputs, their samples, (name, why) of the others, every name in input order)
+Batch = tuple[list[str], Tensor | None, list[tuple[str, str]], list[str]]
 NPZ_KEYS = ("x", "x_test")
 
 
@@ -37,14 +38,15 @@ def image_batches(files: list[Path], input_shape: tuple[int, ...], channels: int
     channels = channels or c
     for start in range(0, len(files), batch_size):
         names, tensors, errors = [], [], []
-        for f in files[start:start + batch_size]:
+        chunk = files[start:start + batch_size]
+        for f in chunk:
             try:
                 tensors.append(decode(f, channels, (h, w)))
                 names.append(str(f))
             except Exception as e:  # PIL raises many types for files it cannot read
                 first_line = str(e).splitlines()[0][:200] if str(e) else ""
                 errors.append((str(f), f"not a readable image: {type(e).__name__}: {first_line}"))
-        yield names, torch.stack(tensors) if tensors else None, errors
+        yield names, torch.stack(tensors) if tensors else None, errors, [str(f) for f in chunk]
 
 
 def read_npz(path: Path, input_shape: tuple[int, ...], pre: Preprocess) -> tuple[str, Tensor]:
@@ -109,9 +111,9 @@ def array_batches(path: Path, key: str, x: Tensor, batch_size: int) -> Iterator[
         names = [f"{path}[{key}][{start + i}]" for i in range(len(chunk))]
         ok = finite[start:start + batch_size] if finite is not None else None
         if ok is None or bool(ok.all()):
-            yield names, chunk, []
+            yield names, chunk, [], names
             continue
         keep = ok.tolist()
         errors = [(n, "holds NaN or infinite values") for n, good in zip(names, keep) if not good]
         kept = [n for n, good in zip(names, keep) if good]
-        yield kept, chunk[ok] if kept else None, errors
+        yield kept, chunk[ok] if kept else None, errors, names

@@ -89,8 +89,8 @@ def predict(cfg: DictConfig) -> dict:
     total, batches = input_batches(Path(cfg.input), predictor, batch_size)
     log.info("predicting %d input(s) from %s with %s", total, cfg.input, cfg.ckpt_path)
     with PredictionCsv(out, predictor.class_names, top_k) as rows:
-        for names, x, errors in batches:
-            rows.write(names, predictor.logits(x) if x is not None else None, errors)
+        for names, x, errors, order in batches:
+            rows.write(names, predictor.logits(x) if x is not None else None, errors, order)
     if rows.errors and not rows.predicted:
         name, why = rows.errors[0]
         raise LitlabError(f"input={cfg.input}: none of its {len(rows.errors)} file(s) could be classified; the first, "
