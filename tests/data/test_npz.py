@@ -124,3 +124,12 @@ def test_classes_without_training_samples_are_named(tmp_path, caplog):
         dm = NpzDataModule(path=str(write_npz(tmp_path / "gaps.npz", **y)))
         assert dm.num_classes == 5
     assert "2 of the 5 classes have no training sample (labels 1, 3)" in caplog.text
+
+
+def test_augmentation_of_sequences_is_refused(tmp_path):
+    """data.augment on (N, L, F) arrays was silently ignored."""
+    path = write_npz(tmp_path / "seq.npz", "sequence")
+    with pytest.raises(LitlabError, match=r"data\.augment \(hflip=True, shift=0\) flips and shifts images, and this "
+                                          r"data gives sequences or feature vectors of shape \(10, 2\)"):
+        NpzDataModule(path=str(path), augment={"hflip": True}).setup()
+    NpzDataModule(path=str(path), augment={"hflip": False, "shift": 0}).setup()

@@ -93,7 +93,14 @@ class ClassificationData(L.LightningDataModule):
     # --- facts the model needs -------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         if self.splits is None:
-            self.splits = self.load()
+            splits = self.load()
+            if splits.preprocess.kind != "image" and (self.augment.hflip or self.augment.shift):
+                shape = ", ".join(map(str, splits.input_shape))
+                raise LitlabError(
+                    f"data.augment (hflip={self.augment.hflip}, shift={self.augment.shift}) flips and shifts images, "
+                    f"and this data gives sequences or feature vectors of shape ({shape}); it would be ignored. "
+                    f"Leave data.augment.hflip=false and data.augment.shift=0 for such data.")
+            self.splits = splits
             self.splits.preprocess.augment = self.augment
 
     def _ready(self) -> Splits:
