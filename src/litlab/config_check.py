@@ -27,6 +27,10 @@ from litlab.errors import LitlabError
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
+# groups of which a run takes exactly one file (logger and callbacks may take several)
+ONE_CHOICE = ("data", "model", "trainer", "compress", "export", "paths")
+
+
 def choices(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
     """The choices of a config group: its YAML files, without the shared bases (``_name``)."""
     folder = conf_dir / group
@@ -45,6 +49,12 @@ def check_choices(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
             continue  # Hydra's own groups have choices from its plugins too (basic, optuna, ...): it checks them
         names = choices(group, conf_dir)
         value = value.strip()
+        listed = [v.strip() for v in value[1:-1].split(",") if v.strip()] if value.startswith("[") else []
+        if group in ONE_CHOICE and len(listed) > 1:
+            raise LitlabError(
+                f"{group}={value} selects several files of conf/{group}/ at once, which Hydra merges into one config "
+                f"(the last one's class with the others' keys). A run takes one {group}: pick one, or compare them "
+                f"in a sweep with -m {group}={','.join(listed)}.")
         if value.startswith("glob("):
             continue  # Hydra matches the pattern against the choices; none matching is its own error
         if value.startswith("choice(") and value.endswith(")"):

@@ -74,6 +74,10 @@ def test_an_interval_needs_a_search_not_the_basic_sweeper():
     (["-m", "model=glob(zz*)"], r"model=glob\(zz\*\) matches none of conf/model/'s choices \(cnn, gru"),
     (["-m", "model=choice(mlp,gru)"], None),
     (["-m", "model=choice(mlp,grux)"], r"model=grux is not a choice"),
+    # two methods merged into one config: "Quantize got an unexpected keyword argument 'amount'"
+    (["compress=[prune,quantize]"], r"compress=\[prune,quantize\] selects several files of conf/compress/ at once"
+                                    r".* compare them in a sweep with -m compress=prune,quantize"),
+    (["-m", "logger=[csv,tensorboard]", "model=mlp,cnn"], None),
     # a search file makes a sweep without -m: its sweep values and settings are checked as such
     (["hparams_search=digits_optuna", "model.optimizer.lr=choice(1e-3,1e-2)"], None),
     (["hparams_search=digits_optuna", "hydra.sweeper.n_trials=0"], r"hydra\.sweeper\.n_trials must be a positive"),
