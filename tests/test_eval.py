@@ -64,3 +64,53 @@ def test_eval_refuses_data_the_model_was_not_trained_on(trained, cfg_factory, tm
         np.savez(tmp_path / "other.npz", **change(dict(f)))
     with pytest.raises(LitlabError, match=match):
         _eval(cfg_factory, run_dir, tmp_path / "other.npz")
+
+
+def test_eval_takes_an_npz_of_test_arrays_only(trained, cfg_factory, tmp_path):
+    """New test data without training arrays was refused ("lacks the array(s) x_train, y_train"),
+    though classes and normalization come from the checkpoint."""
+    run_dir, path = trained
+    with np.load(path) as f:
+        arrays = dict(f)
+    full = _eval(cfg_factory, run_dir, path)
+    np.savez(tmp_path / "test_only.npz", x_test=arrays["x_test"], y_test=arrays["y_test"])
+    only = _eval(cfg_factory, run_dir, tmp_path / "test_only.npz")
+    assert only["test/acc"] == pytest.approx(full["test/acc"], abs=1e-6)
+    assert only["test/loss"] == pytest.approx(full["test/loss"], abs=1e-5)
+    # a few samples of one class: still the checkpoint's three classes
+    ones = arrays["y_test"] == 1
+    np.savez(tmp_path / "few.npz", x_test=arrays["x_test"][ones], y_test=arrays["y_test"][ones])
+    assert 0 <= _eval(cfg_factory, run_dir, tmp_path / "few.npz")["test/acc"] <= 1
+    np.savez(tmp_path / "label5.npz", x_test=arrays["x_test"], y_test=np.full_like(arrays["y_test"], 5))
+    with pytest.raises(LitlabError, match=r"y_test \(the checkpoint's 3 classes\): labels must lie in \[0, 3\)"):
+        _eval(cfg_factory, run_dir, tmp_path / "label5.npz")
+    ckpt = json.loads((run_dir / "metrics.json").read_text())["best_ckpt"]
+    cfg = cfg_factory([f"ckpt_path={ckpt}", "split=val"], name="ev_val", config_name="eval", fast=False)
+    with pytest.raises(LitlabError, match=r"split=val: the data has no val samples to evaluate"):
+        evaluate(cfg, [f"data.path={tmp_path / 'test_only.npz'}"])
+
+
+def test_eval_takes_an_image_folder_of_test_images_only(cfg_factory, tmp_path):
+    """data.root without train/ was refused ("has no train/ folder") for an evaluation too."""
+    import shutil
+
+    from tests.conftest import make_cfg
+    from tests.helpers import write_image_folder
+
+    root = write_image_folder(tmp_path / "imgs", per_class=8)
+    run = tmp_path / "run"
+    train(make_cfg(["model=mlp", "data=imagefolder", f"data.root={root}"], run, tmp_path / "data"))
+    full = _eval(cfg_factory, run)
+    new = tmp_path / "new"
+    shutil.copytree(root / "test", new / "test")
+    ckpt = json.loads((run / "metrics.json").read_text())["best_ckpt"]
+    cfg = cfg_factory([f"ckpt_path={ckpt}"], name="ev_folder", config_name="eval", fast=False)
+    with torch.no_grad():
+        only = evaluate(cfg, [f"data.root={new}"])
+    assert only["test/acc"] == pytest.approx(full["test/acc"], abs=1e-6)
+    assert only["test/loss"] == pytest.approx(full["test/loss"], abs=1e-5)
+    (new / "test" / "zebra").mkdir()
+    (new / "test" / "zebra" / "z.png").write_bytes((root / "test" / "a").iterdir().__next__().read_bytes())
+    cfg = cfg_factory([f"ckpt_path={ckpt}"], name="ev_zebra", config_name="eval", fast=False)
+    with pytest.raises(LitlabError, match=r"test has class folder\(s\) zebra not among the classes of the checkpoint \(a, b, c\)"):
+        evaluate(cfg, [f"data.root={new}"])

@@ -44,9 +44,12 @@ def instantiate(node: Any, key: str, **kwargs: Any) -> Any:
                           f"{str(root).splitlines()[0] if str(root) else root!r}. Check the {key}.* values.") from None
 
 
-def build_data(cfg: DictConfig) -> ClassificationData:
-    """The data module, set up so that its shapes and class names are known."""
+def build_data(cfg: DictConfig, trained: dict | None = None) -> ClassificationData:
+    """The data module, set up so that its shapes and class names are known. ``trained``: the data
+    record of a checkpoint to evaluate (classes, normalization), for data that may then hold only
+    the evaluated split."""
     dm = instantiate(cfg.data, "data")
+    dm.trained = trained or None
     dm.setup("fit")
     log.info("data: %s, input %s, %d classes, %d/%d/%d samples", type(dm).__name__, dm.input_shape,
              dm.num_classes, len(dm.splits.train), len(dm.splits.val), len(dm.splits.test))

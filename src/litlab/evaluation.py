@@ -58,8 +58,9 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         cfg = OmegaConf.merge(cfg, {"trainer": {"accelerator": "cpu", "devices": 1}})
     check_trainer_config(cfg.trainer)  # devices, precision, strategy: before any data is prepared
     seed_everything(cfg.seed)
-    dm = build_data(run_cfg)
-    dm.adopt_trained(ckpt["litlab"].get("data") or {}, f"ckpt_path={cfg.ckpt_path}")
+    record = ckpt["litlab"].get("data") or {}
+    dm = build_data(run_cfg, trained=record)
+    dm.adopt_trained(record, f"ckpt_path={cfg.ckpt_path}")
     if artifact:
         model = build_task(run_cfg.model, load_net(ckpt, Path(cfg.ckpt_path)), dm.num_classes)
     else:
@@ -68,6 +69,9 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         model.load_state_dict(ckpt["state_dict"])
     trainer = build_trainer(cfg, [], build_loggers(cfg))
     dm.test_split = split
+    if len(getattr(dm.splits, split)) == 0:
+        raise LitlabError(f"split={split}: the data has no {split} samples to evaluate (see data.* of the run, or the "
+                          f"data.path/data.root given). Use split=test, or data with a {split} split.")
     results = trainer.test(model, datamodule=dm, verbose=False)[0]
     metrics = {k.replace("test/", f"{split}/"): float(v) for k, v in results.items()}
     run_dir = Path(cfg.paths.output_dir)

@@ -85,6 +85,9 @@ class ClassificationData(L.LightningDataModule):
         self.splits: Splits | None = None
         # which split test_dataloader() serves (eval can test on "val")
         self.test_split = "test"
+        # the data record of a checkpoint being evaluated (build_data): a source may then lack
+        # the training split, taking classes and normalization from the record
+        self.trained: dict | None = None
 
     # --- subclass contract -------------------------------------------------------------
     def load(self) -> Splits:

@@ -73,6 +73,13 @@ class ImageFolderDataModule(ClassificationData):
         if not self.root.is_dir():
             raise LitlabError(f"data.root={self.root} is not a folder. It must hold train/<class>/ image folders.")
         train = self.root / "train"
+        if self._evaluation_only():
+            classes = [str(c) for c in self.trained["class_names"]]
+            if not any((self.root / s).is_dir() for s in ("val", "test")):
+                raise LitlabError(f"data.root={self.root} has no train/, val/ or test/ folder. To evaluate, give a "
+                                  f"folder with test/<class>/<images> (or val/).")
+            self._check_eval_splits(classes, "the checkpoint")
+            return classes
         if not train.is_dir():
             raise LitlabError(
                 f"data.root={self.root} has no train/ folder. Expected {self.root}/train/<class>/<images> "
@@ -86,6 +93,16 @@ class ImageFolderDataModule(ClassificationData):
                 f"{train} has one class folder ({classes[0]}); a classifier needs at least two. Put each "
                 f"class's images in a folder of its own under {train}/."
             )
+        self._check_eval_splits(classes, str(train))
+        return classes
+
+    def _evaluation_only(self) -> bool:
+        """A folder without train/, read for a checkpoint's evaluation (``self.trained``)."""
+        return bool(self.trained) and "class_names" in self.trained and "preprocess" in self.trained and not (
+            self.root / "train").is_dir()
+
+    def _check_eval_splits(self, classes: list[str], known: str) -> None:
+        """val/ and test/ hold class folders of ``classes`` (those of ``known``), not always all."""
         for split in ("val", "test"):
             d = self.root / split
             if not d.is_dir():
@@ -93,15 +110,14 @@ class ImageFolderDataModule(ClassificationData):
             unknown = [c for c in class_folders(d) if c not in classes]
             if unknown:
                 raise LitlabError(
-                    f"data.root: {d} has class folder(s) {', '.join(unknown)} that {train} lacks "
-                    f"({', '.join(classes)}); a class needs training images. Add them under {train}/ or move "
-                    f"the folder(s) out of {d}."
+                    f"data.root: {d} has class folder(s) {', '.join(unknown)} not among the classes of {known} "
+                    f"({', '.join(classes)}); a class needs training images. Train with them, or move the "
+                    f"folder(s) out of {d}."
                 )
             absent = [c for c in classes if not (d / c).is_dir() or not visible_files(d / c)]
             if absent:
                 log.warning("data.root: %s has no images of class(es) %s; its accuracy covers the other classes",
                             d, ", ".join(absent))
-        return classes
 
     def _use_memory(self, n_files: int, sample: torch.Tensor | None) -> bool:
         if self.in_memory != "auto":
@@ -111,6 +127,8 @@ class ImageFolderDataModule(ClassificationData):
 
     def load(self) -> Splits:
         classes = self._check_root()
+        if self._evaluation_only():
+            return self._load_evaluation(classes)
         listed = {s: list_split(self.root / s, classes, every_class=s == "train")
                   for s in ("train", "val", "test") if (self.root / s).is_dir()}
         first = self._probe(listed["train"][0])
@@ -140,6 +158,29 @@ class ImageFolderDataModule(ClassificationData):
         pre = Preprocess(kind="image", mean=mean, std=std, image_size=self.image_size, channels=self.channels,
                          pixels=True)
         return Splits(train, val, test, classes, shape, pre)
+
+    def _load_evaluation(self, classes: list[str]) -> Splits:
+        """val/ and test/ only, in the checkpoint's classes and normalization (eval)."""
+        listed = {s: list_split(self.root / s, classes, every_class=False)
+                  for s in ("val", "test") if (self.root / s).is_dir()}
+        first = self._probe(next(iter(listed.values()))[0])
+        memory = self._use_memory(sum(len(f) for f, _ in listed.values()), first)
+        read = {s: self._read(files, labels, memory) for s, (files, labels) in listed.items()}
+        if self.image_size is None:
+            sizes: dict[tuple[int, int], list[Path]] = {}
+            for files, _, _, shapes in read.values():
+                for f, hw in zip(files, shapes):
+                    sizes.setdefault(hw, []).append(f)
+            check_one_size(sizes)
+        parts = {s: self._split(s, files, labels, decoded, memory) for s, (files, labels, decoded, _) in read.items()}
+        shape = tuple(next(iter(parts.values()))[0][0].shape)
+        empty = TensorSplit(torch.zeros((0, *shape), dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
+        own = Preprocess.from_dict(self.trained["preprocess"])
+        pre = Preprocess(kind="image", mean=list(own.mean), std=list(own.std), image_size=self.image_size,
+                         channels=self.channels, pixels=True)
+        log.info("data.root=%s has no train/ folder: evaluating with the checkpoint's classes and normalization",
+                 self.root)
+        return Splits(empty, parts.get("val", empty), parts.get("test", empty), classes, shape, pre)
 
     def _probe(self, files) -> torch.Tensor | None:
         """The first decodable training image, to estimate the decoded size of the set."""

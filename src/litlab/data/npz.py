@@ -79,7 +79,8 @@ class NpzDataModule(ClassificationData):
         if not self.path.is_file():
             raise LitlabError(f"data.path={self.path} does not exist or is not a file.")
         arrays = read_arrays(self.path, "data.path")
-        missing = [k for k in REQUIRED if k not in arrays]
+        required = REQUIRED if not self._evaluation_only(arrays) else ("x_test", "y_test")
+        missing = [k for k in required if k not in arrays]
         if ("x_val" in arrays) != ("y_val" in arrays):
             missing.append("y_val" if "x_val" in arrays else "x_val")
         if missing:
@@ -90,8 +91,38 @@ class NpzDataModule(ClassificationData):
             )
         return arrays
 
+    def _evaluation_only(self, arrays: dict) -> bool:
+        """Arrays without a training split, read for a checkpoint's evaluation (``self.trained``)."""
+        return bool(self.trained) and "class_names" in self.trained and "preprocess" in self.trained and not (
+            "x_train" in arrays or "y_train" in arrays)
+
+    def _load_evaluation(self, arrays: dict) -> Splits:
+        """The val and test arrays only, in the checkpoint's classes and normalization (eval)."""
+        names = [str(c) for c in self.trained["class_names"]]
+        splits, dtypes = {}, {}
+        for s in ("val", "test"):
+            if f"x_{s}" not in arrays:
+                continue
+            x, kind = _as_inputs(arrays[f"x_{s}"], f"x_{s}", self.path)
+            _check_values(x, f"x_{s}", self.path)
+            y = _as_labels(arrays[f"y_{s}"], f"y_{s}", self.path, len(x))
+            check_labels(y, len(names), f"data.path={self.path} y_{s} (the checkpoint's {len(names)} classes)")
+            splits[s], dtypes[s] = TensorSplit(x, y), arrays[f"x_{s}"].dtype
+        test = splits["test"]
+        if "val" in splits and splits["val"].x.shape[1:] != test.x.shape[1:]:
+            raise LitlabError(f"data.path={self.path}: the splits' samples differ in shape: "
+                              f"{sorted({tuple(s.x.shape[1:]) for s in splits.values()})}.")
+        own = Preprocess.from_dict(self.trained["preprocess"])
+        pre = Preprocess(kind, list(own.mean), list(own.std), pixels=kind == "image" and dtypes["test"] == np.uint8)
+        log.info("data.path=%s has no training split: evaluating with the checkpoint's classes and normalization",
+                 self.path)
+        empty = TensorSplit(test.x[:0], test.y[:0])
+        return Splits(empty, splits.get("val", empty), test, names, tuple(test.x.shape[1:]), pre)
+
     def load(self) -> Splits:
         arrays = self._read()
+        if self._evaluation_only(arrays):
+            return self._load_evaluation(arrays)
         splits, kinds, shapes, dtypes = {}, set(), set(), {}
         for s in ("train", "val", "test"):
             if f"x_{s}" not in arrays:
