@@ -62,6 +62,20 @@ def test_resume_from_last_continues_the_epoch_count(cfg_factory, tmp_path):
     last = tmp_path / "r" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["epoch"] == 1
     before = _csv_rows(tmp_path / "r")
+    # refused before anything is written: settings a resume would record but never apply (the
+    # optimizer and schedule come back from the checkpoint), and a resume with nothing to train
+    record = (tmp_path / "r" / "metrics.json").read_bytes()
+    for overrides, match in (
+            (["trainer.max_epochs=4", "model.optimizer.lr=1e-4"],
+             r"resumes the optimizer and learning-rate schedule saved with it, so the changed settings "
+             r"\(model\.optimizer\.lr 0\.003 in the checkpoint, 0\.0001 here\) would be recorded but never applied"),
+            (["trainer.max_epochs=4", "model.scheduler=null"],
+             r"model\.scheduler\._target_ torch\.optim\.lr_scheduler\.CosineAnnealingLR in the checkpoint, absent here"),
+            (["trainer.max_epochs=2"], r"is completed and has trained 2 epoch\(s\), as many as trainer\.max_epochs=2, "
+                                       r"so nothing is left to train")):
+        with pytest.raises(LitlabError, match=match):
+            train(cfg_factory(["model=mlp", "ckpt_path=last", *overrides], name="r"))
+        assert (tmp_path / "r" / "metrics.json").read_bytes() == record
     again = cfg_factory(["model=mlp", "trainer.max_epochs=4", "ckpt_path=last"], name="r")
     train(again)
     m = _metrics(tmp_path / "r")
