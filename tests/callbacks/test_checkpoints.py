@@ -66,3 +66,26 @@ def test_last_checkpoint_holds_the_end_of_an_epoch_validated_twice(cfg_factory, 
     _train_with_probe(cfg_factory, tmp_path, monkeypatch, ["+trainer.val_check_interval=0.5", "trainer.max_epochs=2"])
     final = torch.load(tmp_path / "r" / "checkpoints" / "last.ckpt", weights_only=True)
     assert final["global_step"] == 2 * 19  # 1,168 training digits in batches of 64
+
+
+def test_a_moved_run_folder_keeps_its_best_score_on_resume(tmp_path):
+    """Lightning drops the best score when the checkpoint folder's path changed: a resumed copy of
+    a run wrote its first, worse epoch over the copied best.ckpt (val/acc 1.0 -> 0.9963)."""
+    from litlab.callbacks.checkpoints import checkpoint_callback
+
+    old, new = tmp_path / "run" / "checkpoints", tmp_path / "copy" / "checkpoints"
+    state = {"monitor": "val/acc", "best_model_score": torch.tensor(1.0), "best_model_path": str(old / "best.ckpt"),
+             "current_score": torch.tensor(0.99), "dirpath": str(old), "kth_value": torch.tensor(1.0),
+             "best_k_models": {str(old / "best.ckpt"): torch.tensor(1.0)},
+             "kth_best_model_path": str(old / "best.ckpt"), "last_model_path": str(old / "last.ckpt")}
+    new.mkdir(parents=True)
+    (new / "best.ckpt").write_bytes(b"copied")
+    moved = checkpoint_callback(str(new))
+    moved.load_state_dict(dict(state))
+    assert float(moved.best_model_score) == 1.0
+    assert moved.best_model_path == str(new / "best.ckpt") and moved.last_model_path == str(new / "last.ckpt")
+    assert list(moved.best_k_models) == [str(new / "best.ckpt")]
+    # another run's checkpoint resumed into a folder without its best.ckpt: nothing to keep there
+    fresh = checkpoint_callback(str(tmp_path / "fresh" / "checkpoints"))
+    fresh.load_state_dict(dict(state))
+    assert fresh.best_model_score is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,17 @@ class _Checkpoints(ModelCheckpoint):
         if not self._should_save_on_train_epoch_end(trainer):
             self._keep_last_current(trainer)
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Lightning restores the best score only when the checkpoint's folder is unchanged; in a
+        run folder that was moved or copied, the first epoch of the resume then wrote over a better
+        best.ckpt. Where the folder's own best.ckpt is there, its state is taken as moved with it."""
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and os.path.normpath(old) != os.path.normpath(self.dirpath):
+            moved = _relocated(state_dict, old, self.dirpath)
+            if moved.get("best_model_path") and Path(moved["best_model_path"]).is_file():
+                state_dict = moved
+        super().load_state_dict(state_dict)
+
     @property
     def state_key(self) -> str:
         key = self.__dict__.get("_state_key")
@@ -66,6 +78,19 @@ class _Checkpoints(ModelCheckpoint):
         if self._every_n_train_steps < 1 and self._train_time_interval is None:
             return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+def _relocated(state: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    """``state`` with every path inside the folder ``old`` moved to the folder ``new``."""
+    def move(path):
+        if isinstance(path, str) and path.startswith(old.rstrip(os.sep) + os.sep):
+            return os.path.join(new, os.path.relpath(path, old))
+        return path
+
+    moved = {k: move(v) for k, v in state.items()}
+    moved["best_k_models"] = {move(k): v for k, v in (state.get("best_k_models") or {}).items()}
+    moved["dirpath"] = new
+    return moved
 
 
 def checkpoint_callback(dirpath: str, monitor: str = "val/acc", mode: str = "max", save_last: bool = True
