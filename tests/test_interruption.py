@@ -215,3 +215,24 @@ def test_sigterm_while_the_data_is_prepared_is_recorded(cfg_factory, tmp_path, m
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["status"] == "interrupted" and "SIGTERM" in m["error"]
+
+
+def test_a_stop_before_the_first_checkpoint_says_there_is_nothing_to_resume(tmp_path):
+    """It advised ckpt_path=last, which then failed ("last.ckpt does not exist"), and a new start in
+    the folder was refused with the same advice."""
+    from types import SimpleNamespace
+
+    from litlab.callbacks.interruption import Interruption
+    from litlab.config_check import check_overrides
+    from litlab.errors import LitlabError
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    trainer = SimpleNamespace(is_global_zero=True, current_epoch=0, global_step=3, checkpoint_callback=None)
+    Interruption(str(run)).on_exception(trainer, None, KeyboardInterrupt())
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["status"] == "interrupted" and m["last_ckpt"] is None
+    assert m["resume"].startswith(f"no checkpoint yet; start over with python -m litlab.train hydra.run.dir={run}")
+    with pytest.raises(LitlabError, match=r"already holds a run\. It stopped before its first checkpoint, so it "
+                                          r"cannot be resumed: choose a new folder, or delete .*run to start over"):
+        check_overrides([f"hydra.run.dir={run}"])

@@ -244,6 +244,16 @@ def _failed_attempt(run_dir: Path, config_name: str) -> bool:
     return record.get("status") == "failed" and record.get("task") == config_name
 
 
+def _how_to_go_on(run_dir: Path, config_name: str) -> str:
+    """What to do instead of starting a run in ``run_dir``, which holds one."""
+    if config_name != "train":
+        return "Choose a new folder (or leave hydra.run.dir out: each run gets its own)"
+    if not any((run_dir / "checkpoints").glob("*.ckpt")):  # stopped or failed before its first epoch's end
+        return (f"It stopped before its first checkpoint, so it cannot be resumed: choose a new folder, or delete "
+                f"{run_dir} to start over there")
+    return "Resume it with ckpt_path=last, or choose a new folder"
+
+
 def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig | None:
     """Composes the command line's overrides (each swept value once) or raises a LitlabError.
     Returns the composed config (with its ``hydra`` node) of a single run, None for a multirun."""
@@ -287,7 +297,6 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
         resuming = config_name == "train" and cfg.get("ckpt_path")
         if not multirun and (Path(out) / "metrics.json").exists() and not resuming and not _failed_attempt(
                 Path(out), config_name):
-            how = "Resume it with ckpt_path=last, or choose a new folder" if config_name == "train" else \
-                "Choose a new folder (or leave hydra.run.dir out: each run gets its own)"
-            raise LitlabError(f"{key}={out} already holds a run. {how}; litlab does not write over a finished run.")
+            how = _how_to_go_on(Path(out), config_name)
+            raise LitlabError(f"{key}={out} already holds a run. {how}; litlab does not write over a run.")
     return None if multirun else cfg

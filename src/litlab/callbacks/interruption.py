@@ -167,7 +167,11 @@ class Interruption(L.Callback):
         if not trainer.is_global_zero:
             return
         last = self.run_dir / "checkpoints" / "last.ckpt"
-        resume = f"python -m litlab.train ckpt_path=last hydra.run.dir={self.run_dir} <same overrides>"
+        if last.is_file():
+            resume = f"python -m litlab.train ckpt_path=last hydra.run.dir={self.run_dir} <same overrides>"
+        else:  # stopped before the first epoch's end: nothing to resume from, the folder may start over
+            resume = (f"no checkpoint yet; start over with python -m litlab.train hydra.run.dir={self.run_dir} "
+                      f"<same overrides>")
         # the best checkpoint so far and its score (val/acc by default), as a finished run records them
         best = trainer.checkpoint_callback
         so_far = ({best.monitor: float(best.best_model_score), "best_ckpt": best.best_model_path}
@@ -175,5 +179,5 @@ class Interruption(L.Callback):
         update_metrics(self.run_dir, status="interrupted", error=f"interrupted ({what})",
                        epochs=trainer.current_epoch, global_step=trainer.global_step,
                        last_ckpt=str(last) if last.is_file() else None, resume=resume, **so_far)
-        log.warning("Interrupted at epoch %d, step %d. Resume with: %s", trainer.current_epoch,
-                    trainer.global_step, resume)
+        log.warning("Interrupted at epoch %d, step %d. %s: %s", trainer.current_epoch, trainer.global_step,
+                    "Resume with" if last.is_file() else "Not resumable", resume)
