@@ -86,3 +86,19 @@ def test_an_opset_the_exporter_cannot_reach_is_recorded_and_warned(tiny_cfg, cap
     metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     assert metrics["export/opset"] == 18 and metrics["export/agreement"] >= 0.99
     assert "export.opset=13: the exporter could not convert this model to it and wrote opset 18" in caplog.text
+
+
+def test_torchscript_of_a_pixel_model_takes_uint8_and_float_pixels_as_eager_does(tmp_path):
+    """The trace kept the uint8 branch only: float pixels in [0, 1] were divided by 255 again
+    inside the file (logits off by up to 10), while eager and litlab.predict take them as they are."""
+    from litlab.compression.export import TorchScriptExport
+    from litlab.data.preprocess import Normalize
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(Normalize("image", [0.5], [0.25]), torch.nn.Flatten(), torch.nn.Linear(16, 3)).eval()
+    pixels = torch.randint(0, 256, (5, 1, 4, 4), dtype=torch.uint8)
+    TorchScriptExport().write(model, pixels[:1], tmp_path / "m.torchscript.pt")
+    loaded = torch.jit.load(str(tmp_path / "m.torchscript.pt"))
+    with torch.no_grad():
+        for x in (pixels, pixels.float() / 255):
+            assert torch.allclose(loaded(x), model(x), atol=1e-5), x.dtype

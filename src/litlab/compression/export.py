@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from litlab.build import instantiate
 from litlab.checkpoint_files import load_checkpoint
 from litlab.compression import artifacts, quant_backend
+from litlab.data.preprocess import Normalize
 from litlab.errors import LitlabError
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,11 @@ class TorchScriptExport:
     def write(self, model: nn.Module, example: Tensor, path: Path) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if isinstance(model, nn.Sequential) and isinstance(model[0], Normalize):
+                # scripted, not traced: a trace keeps only the branch of the example's dtype, and the
+                # file then divided float pixels in [0, 1] by 255 again, silently (eager and predict
+                # take them as they are)
+                model = nn.Sequential(torch.jit.script(model[0]), *list(model)[1:]).eval()
             traced = quant_backend.run(torch.jit.trace, model, (example,), check_trace=False)
             torch.jit.save(traced, str(path))
         return {}
