@@ -7,6 +7,7 @@ the format can hold it; otherwise (e.g. int8 PyTorch kernels in ONNX) the float 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from pathlib import Path
@@ -42,6 +43,21 @@ def agreement(predict, reference: nn.Module, dm) -> float:
     return same / max(n, 1)
 
 
+@contextlib.contextmanager
+def _quiet_loggers(*names: str):
+    """The exporter's own loggers print a dozen INFO lines per export, and the traceback of an
+    opset conversion it falls back from; what matters is reported by ``OnnxExport.write``."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 class OnnxExport:
     """``model.onnx`` for onnxruntime, batch size left free.
 
@@ -67,7 +83,7 @@ class OnnxExport:
         import onnx
 
         batch = torch.export.Dim("batch", min=1)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_loggers("onnxscript", "onnx_ir", "torch.onnx"):
             warnings.simplefilter("ignore")
             torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=["input"], output_names=["logits"],
                               dynamic_shapes=({0: batch},), opset_version=self.opset, verbose=False,
