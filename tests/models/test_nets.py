@@ -92,6 +92,9 @@ def test_torchvision_batch_norm_momentum_is_pytorchs_default_unless_kept():
     (lambda: CNN((4, 1), 3, channels=[0]), r"model\.net\.channels \(each\) must be a positive integer, got 0"),
     (lambda: MLP((4,), 3, hidden_sizes=[8, 0]), r"model\.net\.hidden_sizes \(each\) must be a positive integer, got 0"),
     (lambda: RNN((4, 2), 3, bidirectional="maybe"), r"model\.net\.bidirectional must be true or false, got 'maybe'"),
+    # no conv block trained at chance; a negative min_size meant "no upsampling"
+    (lambda: CNN((1, 8, 8), 3, channels=[]), r"model\.net\.channels is empty"),
+    (lambda: TorchvisionNet((3, 8, 8), 3, min_size=-3), r"model\.net\.min_size must be a positive integer, got -3"),
 ])
 def test_net_settings_that_cannot_work_name_their_key(make, key):
     """A zero-width CNN and a string flag crashed in the first validation step; a zero-width MLP

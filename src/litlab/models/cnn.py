@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from litlab.errors import check_positive_int
+from litlab.errors import LitlabError, check_positive_int
 
 
 def _block(conv: type[nn.Module], bn: type[nn.Module], pool: nn.Module | None, c_in: int, c_out: int) -> nn.Sequential:
@@ -38,6 +38,10 @@ class CNN(nn.Module):
             c_in, h, w = input_shape
             sizes = [min(h, w)]
             conv, bn, pool_t, gap = nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d(1)
+        if not channels:
+            raise LitlabError("model.net.channels is empty: the net would average each input channel over the whole "
+                              "image before any convolution, leaving one number per channel to classify. Give one "
+                              "or more conv blocks, e.g. model.net.channels=[32,64].")
         blocks, size = [], sizes[0]
         for c_out in channels:
             check_positive_int("model.net.channels (each)", c_out)

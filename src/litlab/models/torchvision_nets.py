@@ -5,7 +5,7 @@ from __future__ import annotations
 import torchvision
 from torch import Tensor, nn
 
-from litlab.errors import LitlabError
+from litlab.errors import LitlabError, check_positive_int
 
 
 def _image_only(name: str, input_shape: tuple[int, ...]) -> None:
@@ -54,7 +54,7 @@ class TorchvisionNet(nn.Module):
                 f"model.net.name={name!r} is not a torchvision classification model. Available: {', '.join(available)}."
             )
         self.adapt = nn.Identity() if input_shape[0] == 3 else nn.Conv2d(input_shape[0], 3, kernel_size=1)
-        self.min_size = min_size
+        self.min_size = check_positive_int("model.net.min_size", min_size)
         # the size small inputs are upsampled to, fixed by the input shape (plain ints, so that
         # tracing for TorchScript or ONNX export records constants, not arithmetic on shapes)
         h, w = input_shape[1:]
