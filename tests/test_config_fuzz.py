@@ -59,6 +59,9 @@ def test_random_overrides_work_or_fail_clearly(overrides, tmp_path):
     (["callbacks=early_stopping", "callbacks.early_stopping.monitor=val/acc_top"], r"early_stopping\.monitor=val/acc_top"),
     (["trainer.check_val_every_n_epoch=0"], r"trainer\.check_val_every_n_epoch must be an integer >= 1, got 0"),
     (["+trainer.accumulate_grad_batches=0"], r"trainer\.accumulate_grad_batches must be an integer >= 1, got 0"),
+    # Lightning took it as "no clipping", silently
+    (["trainer.gradient_clip_val=-1"], r"trainer\.gradient_clip_val must be a number >= 0 \(0 or null: no clipping\), got -1"),
+    (["+trainer.gradient_clip_algorithm=l2"], r"trainer\.gradient_clip_algorithm must be norm or value, got 'l2'"),
 ])
 def test_settings_lightning_would_fail_on_mid_run_are_named_before_any_work(overrides, match, cfg_factory):
     """These ended in tracebacks after training had begun (a monitor found missing at the first

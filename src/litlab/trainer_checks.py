@@ -132,6 +132,13 @@ def check_trainer_config(trainer: DictConfig) -> None:
         _int_key(trainer, "accumulate_grad_batches", 1)
     if "max_steps" in trainer:
         _int_key(trainer, "max_steps", -1)
+    clip = trainer.get("gradient_clip_val")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip < 0):
+        # Lightning takes a negative value as "off", without a word
+        raise LitlabError(f"trainer.gradient_clip_val must be a number >= 0 (0 or null: no clipping), got {clip!r}.")
+    algorithm = trainer.get("gradient_clip_algorithm")
+    if algorithm is not None and algorithm not in ("norm", "value"):
+        raise LitlabError(f"trainer.gradient_clip_algorithm must be norm or value, got {algorithm!r}.")
     device = _accelerator(trainer)
     check_precision(str(trainer.get("precision", 32)), device)
     devices = check_devices(trainer.get("devices", 1), device)
