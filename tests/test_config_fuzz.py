@@ -69,3 +69,21 @@ def test_settings_lightning_would_fail_on_mid_run_are_named_before_any_work(over
     cfg = cfg_factory(overrides)
     with pytest.raises(LitlabError, match=match):
         build_trainer(cfg, build_callbacks(cfg), build_loggers(cfg))
+
+
+@pytest.mark.parametrize("override,match", [
+    ("model.scheduler._target_=torch.optim.lr_scheduler.Nope",
+     r"model\.scheduler\._target_=torch\.optim\.lr_scheduler\.Nope cannot be imported: torch\.optim\.lr_scheduler "
+     r"has no Nope\. Check the spelling"),
+    ("model.net._target_=litlab.models.cnn.CNNN", r"model\.net\._target_=.* litlab\.models\.cnn has no CNNN"),
+    ("model.optimizer._target_=torchx.optim.Adam", r"model\.optimizer\._target_=.* there is no module torchx"),
+    ("callbacks.model_checkpoint._target_=a b", r"callbacks\.model_checkpoint\._target_=a b .* not a dotted Python path"),
+])
+def test_a_misspelt_target_is_named_by_its_key_before_the_data_is_prepared(override, match, cfg_factory, monkeypatch):
+    """It was found when its turn came to be built, after data preparation, and the error named
+    the group ("model: could not build ...Classifier: ImportError")."""
+    from litlab import training
+
+    monkeypatch.setattr(training, "build_data", lambda *a, **k: pytest.fail("the data was prepared"))
+    with pytest.raises(LitlabError, match=match):
+        training.train(cfg_factory([override]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 from typing import Any
@@ -42,6 +43,53 @@ def instantiate(node: Any, key: str, **kwargs: Any) -> Any:
         root = e.__cause__ or e
         raise LitlabError(f"{key}: could not build {target or 'this config'}: {type(root).__name__}: "
                           f"{str(root).splitlines()[0] if str(root) else root!r}. Check the {key}.* values.") from None
+
+
+def check_targets(cfg: DictConfig, groups: tuple[str, ...] = ("data", "model", "callbacks", "logger", "compress",
+                                                              "export")) -> None:
+    """Every ``_target_`` of these groups names something importable: a misspelt class was found
+    only when its turn came to be built, after data preparation, and named its group, not its key."""
+    for group in groups:
+        node = cfg.get(group)
+        if not isinstance(node, DictConfig):
+            continue
+        for key, target in _targets(node, group):
+            why = _unimportable(target)
+            if why:
+                raise LitlabError(f"{key}._target_={target} cannot be imported: {why}. Check the spelling: a class or "
+                                  f"function by its full dotted path, e.g. torch.optim.lr_scheduler.StepLR.")
+
+
+def _unimportable(path: str) -> str | None:
+    """Why ``path`` (``package.module.Name``) names nothing importable, or None."""
+    parts = path.split(".")
+    if not all(p.isidentifier() for p in parts):
+        return "that is not a dotted Python path"
+    for i in range(len(parts), 0, -1):
+        module = ".".join(parts[:i])
+        try:
+            obj = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name and (module == e.name or module.startswith(e.name + ".")):
+                continue  # this prefix is not a module: try a shorter one
+            return f"importing {module} needs {e.name}, which is not installed"
+        for j, attr in enumerate(parts[i:], start=i):
+            if not hasattr(obj, attr):
+                return f"{'.'.join(parts[:j])} has no {attr}"
+            obj = getattr(obj, attr)
+        return None
+    return f"there is no module {parts[0]}"
+
+
+def _targets(node: DictConfig, prefix: str):
+    """``(key, _target_)`` of ``node`` and of every config below it."""
+    target = node.get("_target_") if "_target_" in node else None
+    if isinstance(target, str):
+        yield prefix, target
+    for name in node:
+        child = node._get_node(name)
+        if isinstance(child, DictConfig):
+            yield from _targets(child, f"{prefix}.{name}")
 
 
 def build_data(cfg: DictConfig, trained: dict | None = None) -> ClassificationData:

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import EarlyStopping
 from omegaconf import DictConfig, OmegaConf
 
 from litlab import __version__
-from litlab.build import build_callbacks, build_data, build_loggers, build_model, build_trainer
+from litlab.build import check_targets, build_callbacks, build_data, build_loggers, build_model, build_trainer
 from litlab.callbacks.group import find_callback
 from litlab.callbacks.throughput import Throughput
 from litlab.checkpoint_files import check_fits, load_checkpoint
@@ -182,6 +182,7 @@ def train(cfg: DictConfig) -> float | None:
     started = time.perf_counter()
     with sigterm_stops_here():  # preparing data can take minutes; from fit on, Lightning's loops stop at a batch end
         check_trainer_config(cfg.trainer)  # devices, precision, strategy: before any data is prepared
+        check_targets(cfg)  # every class by its _target_, likewise
         seed_everything(cfg.seed)
         dm = build_data(cfg)
         model = build_model(cfg.model, dm.input_shape, dm.num_classes)
