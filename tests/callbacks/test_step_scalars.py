@@ -25,6 +25,19 @@ def test_step_scalars_land_every_log_every_n_steps(cfg_factory, tmp_path):
     assert [e.step for e in acc.Scalars("grad/norm")] == [4, 9, 14, 19, 24, 29, 34]
 
 
+def test_gradient_accumulation_writes_one_loss_per_optimizer_step(cfg_factory, tmp_path):
+    """Each micro-batch wrote its own loss at the optimizer step's number: three points per step."""
+    import csv
+
+    # 19 batches per epoch, 4 per optimizer step: 5 steps per epoch (the last of 3 batches)
+    train(cfg_factory(["model=mlp", "logger=csv", "trainer.log_every_n_steps=1", "test=false",
+                       "+trainer.accumulate_grad_batches=4"]))
+    with open(tmp_path / "run" / "csv" / "metrics.csv", newline="") as f:
+        losses = [(int(r["step"]), float(r["train/loss_step"])) for r in csv.DictReader(f) if r["train/loss_step"]]
+    assert [step for step, _ in losses] == list(range(10))
+    assert all(0 < value < 5 for _, value in losses)
+
+
 def test_save_flushes_at_most_every_flush_every_s(tmp_path):
     logger = TensorBoardLogger(save_dir=str(tmp_path), name="tb", version="", flush_every_s=3600)
     with mock.patch.object(logger.experiment, "flush") as flush:

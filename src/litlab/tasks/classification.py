@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 # attributes set on the module every training step (Lightning's ``_current_fx_name`` about 40
 # times per step); they are plain values, so they skip nn.Module.__setattr__'s parameter, module
 # and buffer checks
-_PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "last_step_loss"})
+_PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "last_step_loss", "_micro_losses"})
 
 
 class _EpochSums:
@@ -95,6 +95,8 @@ class Classifier(L.LightningModule):
         self._eval_sums = _EpochSums()
         # the latest logged training loss, for the progress bar
         self.last_step_loss: float | None = None
+        # the losses of an optimizer step's micro-batches so far (gradient accumulation)
+        self._micro_losses: list[Tensor] = []
         # the training epoch's means, from its last batch until they are written at its end
         self._train_means: dict[str, Tensor] = {}
         # plain dicts saved in every checkpoint (config, data description): see litlab.training.run_record
@@ -114,11 +116,24 @@ class Classifier(L.LightningModule):
         logits = self.net(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         self._train_sums.add(loss, logits, y)
-        if is_logging_step(self.trainer):
-            self.last_step_loss = log_step_scalars(self.trainer, {"train/loss_step": loss.detach()}).get("train/loss_step")
+        step_loss = self._optimizer_step_loss(loss.detach())
+        if step_loss is not None and is_logging_step(self.trainer):
+            self.last_step_loss = log_step_scalars(self.trainer, {"train/loss_step": step_loss}).get("train/loss_step")
         if self._ends_epoch(batch_idx):
             self._log_train_epoch()
         return loss
+
+    def _optimizer_step_loss(self, loss: Tensor) -> Tensor | None:
+        """The loss of the optimizer step this batch ends, or None while gradients accumulate:
+        with ``accumulate_grad_batches`` the mean of the step's micro-batches, one point per step
+        (Lightning's logging step stays the same through them, and each was written at it)."""
+        if self.trainer.accumulate_grad_batches == 1:
+            return loss
+        self._micro_losses.append(loss)
+        if self.trainer.fit_loop.epoch_loop._should_accumulate():
+            return None
+        mean, self._micro_losses = torch.stack(self._micro_losses).mean(), []
+        return mean
 
     def on_train_epoch_start(self) -> None:
         self._train_sums = _EpochSums(self.device)
