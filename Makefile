@@ -30,13 +30,17 @@ install-dev: $(STAMP_DEV)
 train: $(STAMP)
 	$(PY) -m litlab.train $(ARGS)
 
+# test processes side by side: most tests wait on subprocesses (a run's start-up, a DDP rank, a
+# signal's timeout), so two keep two cores busy (make test TEST_WORKERS=0 runs them one by one)
+TEST_WORKERS ?= 2
+
 ## Run the whole test suite (slow cases included).
 test: $(STAMP_DEV)
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) $(ARGS)
 
 ## Skip the cases marked slow.
 test-fast: $(STAMP_DEV)
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow" $(ARGS)
 
 ## Only the checks that need a CUDA GPU (tests marked gpu and the GPU benchmark).
 test-gpu: $(STAMP_DEV)
