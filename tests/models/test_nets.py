@@ -95,6 +95,10 @@ def test_torchvision_batch_norm_momentum_is_pytorchs_default_unless_kept():
     # no conv block trained at chance; a negative min_size meant "no upsampling"
     (lambda: CNN((1, 8, 8), 3, channels=[]), r"model\.net\.channels is empty"),
     (lambda: TorchvisionNet((3, 8, 8), 3, min_size=-3), r"model\.net\.min_size must be a positive integer, got -3"),
+    # torchvision's own keys, tried with +model.net.weights=DEFAULT: "unexpected keyword argument"
+    (lambda: TorchvisionNet((3, 8, 8), 3, weights="DEFAULT"), r"model\.net\.weights=DEFAULT: litlab trains torchvision "
+                                                               r"nets from random weights.*never does"),
+    (lambda: TorchvisionNet((3, 8, 8), 3, pretrained=True), r"model\.net\.pretrained=True"),
 ])
 def test_net_settings_that_cannot_work_name_their_key(make, key):
     """A zero-width CNN and a string flag crashed in the first validation step; a zero-width MLP

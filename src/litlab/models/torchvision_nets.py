@@ -45,8 +45,13 @@ class TorchvisionNet(nn.Module):
     """
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, name: str = "resnet18", min_size: int = 32,
-                 bn_momentum: float | None = 0.1):
+                 bn_momentum: float | None = 0.1, weights=None, pretrained=None):
         super().__init__()
+        for key, value in (("weights", weights), ("pretrained", pretrained)):
+            if value not in (None, False):  # torchvision's own keys, which users try first
+                raise LitlabError(
+                    f"model.net.{key}={value}: litlab trains torchvision nets from random weights. Pretrained "
+                    f"weights would be downloaded at run time, which litlab never does; leave model.net.{key} out.")
         _image_only(name, input_shape)
         available = torchvision.models.list_models(module=torchvision.models)
         if name not in available:
