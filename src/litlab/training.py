@@ -6,7 +6,6 @@ and error handling around ``train``.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -19,10 +18,10 @@ from litlab import __version__
 from litlab.build import check_targets, build_callbacks, build_data, build_loggers, build_model, build_trainer
 from litlab.callbacks.group import find_callback
 from litlab.callbacks.throughput import Throughput
-from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.compression.run import check_compression
 from litlab.entry import is_multirun, sigterm_stops_here
 from litlab.errors import LitlabError
+from litlab.resume import resolve_ckpt_path
 from litlab.reporting.hparams import log_final_hparams
 from litlab.reporting.run_files import start_metrics, update_metrics
 from litlab.reporting.summary import print_summary
@@ -31,76 +30,6 @@ from litlab.seeding import seed_everything
 from litlab.trainer_checks import check_trainer_config
 
 log = logging.getLogger(__name__)
-
-
-def resolve_ckpt_path(cfg: DictConfig, model: L.LightningModule, run_dir: Path) -> tuple[str | None, int]:
-    """``ckpt_path``: None, ``last`` (this run directory's last.ckpt) or a path; checked against the
-    model. Returns the path and the optimizer step the checkpoint was saved at (0 without one)."""
-    path = cfg.get("ckpt_path")
-    if path is None:
-        return None, 0
-    if path == "last":
-        path = run_dir / "checkpoints" / "last.ckpt"
-    ckpt = load_checkpoint(path, compressed_ok=False)
-    check_fits(model, ckpt["state_dict"], path)
-    check_same_optimization(cfg, ckpt, path)
-    if cfg.get("ckpt_path") == "last":
-        check_something_left(cfg, ckpt, run_dir)
-    return str(path), int(ckpt.get("global_step") or 0)
-
-
-def check_something_left(cfg: DictConfig, ckpt: dict, run_dir: Path) -> None:
-    """Resuming a completed run trains only up to a larger ``trainer.max_epochs``; without one it
-    would train nothing and rewrite the run's record from a bare re-test."""
-    try:
-        status = json.loads((run_dir / "metrics.json").read_text()).get("status")
-        done = int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return
-    max_epochs = cfg.trainer.get("max_epochs")
-    if status == "completed" and max_epochs not in (None, -1) and done >= int(max_epochs):
-        raise LitlabError(
-            f"ckpt_path=last: the run in {run_dir} is completed and has trained {done} epoch(s), as many as "
-            f"trainer.max_epochs={max_epochs}, so nothing is left to train. Raise trainer.max_epochs to train on "
-            f"(e.g. trainer.max_epochs={done + 5}), or test it again with python -m litlab.eval ckpt_path="
-            f"{run_dir / 'checkpoints' / 'best.ckpt'}.")
-
-
-def _flat(value, prefix: str) -> dict:
-    if not isinstance(value, dict):
-        return {prefix: value}
-    return {k: v for key, sub in value.items() for k, v in _flat(sub, f"{prefix}.{key}").items()}
-
-
-def check_same_optimization(cfg: DictConfig, ckpt: dict, path) -> None:
-    """A resume restores the optimizer's and the schedule's state from the checkpoint, so other
-    ``model.optimizer``/``model.scheduler`` values would be recorded but never used: refused.
-    Keys that follow other settings (the cosine ``T_max`` from ``trainer.max_epochs``) may differ."""
-    stored = ((ckpt.get("litlab") or {}).get("config") or {}).get("model")
-    if not stored:
-        return
-    raw = OmegaConf.to_container(cfg.model, resolve=False)
-    here = OmegaConf.to_container(cfg.model, resolve=True)
-    changed = []
-    for part in ("optimizer", "scheduler"):
-        old, new, spelled = (_flat(d.get(part), f"model.{part}") for d in (stored, here, raw))
-        for key in sorted(set(old) | set(new)):
-            if "${" in str(spelled.get(key, "")) or old.get(key, _ABSENT) == new.get(key, _ABSENT):
-                continue
-            changed.append(f"{key} {_shown(old.get(key, _ABSENT))} in the checkpoint, {_shown(new.get(key, _ABSENT))} "
-                           f"here")
-    if changed:
-        raise LitlabError(
-            f"ckpt_path={path} resumes the optimizer and learning-rate schedule saved with it, so the changed "
-            f"settings ({'; '.join(changed)}) would be recorded but never applied. Resume with the run's own "
-            f"model.optimizer and model.scheduler (leave those overrides out), or train a new run.")
-
-
-_ABSENT = object()
-
-
-def _shown(value) -> str:
-    return "absent" if value is _ABSENT else ("null" if value is None else str(value))
 
 
 def fit(trainer: L.Trainer, model: L.LightningModule, dm, ckpt_path: str | None, step: int) -> dict:

@@ -1,0 +1,86 @@
+"""Resuming a run (``ckpt_path``): which checkpoint, and what it cannot honour.
+
+A resume restores the weights, the optimizer, the schedule and the loops from the checkpoint;
+settings of the command line that would be recorded but never applied are refused before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning.pytorch as L
+from omegaconf import DictConfig, OmegaConf
+
+from litlab.checkpoint_files import check_fits, load_checkpoint
+from litlab.errors import LitlabError
+
+_ABSENT = object()
+
+
+def resolve_ckpt_path(cfg: DictConfig, model: L.LightningModule, run_dir: Path) -> tuple[str | None, int]:
+    """``ckpt_path``: None, ``last`` (this run directory's last.ckpt) or a path; checked against the
+    model. Returns the path and the optimizer step the checkpoint was saved at (0 without one)."""
+    path = cfg.get("ckpt_path")
+    if path is None:
+        return None, 0
+    if path == "last":
+        path = run_dir / "checkpoints" / "last.ckpt"
+    ckpt = load_checkpoint(path, compressed_ok=False)
+    check_fits(model, ckpt["state_dict"], path)
+    check_same_optimization(cfg, ckpt, path)
+    if cfg.get("ckpt_path") == "last":
+        check_something_left(cfg, ckpt, run_dir)
+    return str(path), int(ckpt.get("global_step") or 0)
+
+
+def check_something_left(cfg: DictConfig, ckpt: dict, run_dir: Path) -> None:
+    """Resuming a completed run trains only up to a larger ``trainer.max_epochs``; without one it
+    would train nothing and rewrite the run's record from a bare re-test."""
+    try:
+        status = json.loads((run_dir / "metrics.json").read_text()).get("status")
+        done = int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    max_epochs = cfg.trainer.get("max_epochs")
+    if status == "completed" and max_epochs not in (None, -1) and done >= int(max_epochs):
+        raise LitlabError(
+            f"ckpt_path=last: the run in {run_dir} is completed and has trained {done} epoch(s), as many as "
+            f"trainer.max_epochs={max_epochs}, so nothing is left to train. Raise trainer.max_epochs to train on "
+            f"(e.g. trainer.max_epochs={done + 5}), or test it again with python -m litlab.eval ckpt_path="
+            f"{run_dir / 'checkpoints' / 'best.ckpt'}.")
+
+
+def _flat(value, prefix: str) -> dict:
+    if not isinstance(value, dict):
+        return {prefix: value}
+    return {k: v for key, sub in value.items() for k, v in _flat(sub, f"{prefix}.{key}").items()}
+
+
+def check_same_optimization(cfg: DictConfig, ckpt: dict, path) -> None:
+    """A resume restores the optimizer's and the schedule's state from the checkpoint, so other
+    ``model.optimizer``/``model.scheduler`` values would be recorded but never used: refused.
+    Keys that follow other settings (the cosine ``T_max`` from ``trainer.max_epochs``) may differ."""
+    stored = ((ckpt.get("litlab") or {}).get("config") or {}).get("model")
+    if not stored:
+        return
+    raw = OmegaConf.to_container(cfg.model, resolve=False)
+    here = OmegaConf.to_container(cfg.model, resolve=True)
+    changed = []
+    for part in ("optimizer", "scheduler"):
+        old, new, spelled = (_flat(d.get(part), f"model.{part}") for d in (stored, here, raw))
+        for key in sorted(set(old) | set(new)):
+            if "${" in str(spelled.get(key, "")) or old.get(key, _ABSENT) == new.get(key, _ABSENT):
+                continue
+            changed.append(f"{key} {_shown(old.get(key, _ABSENT))} in the checkpoint, {_shown(new.get(key, _ABSENT))} "
+                           f"here")
+    if changed:
+        raise LitlabError(
+            f"ckpt_path={path} resumes the optimizer and learning-rate schedule saved with it, so the changed "
+            f"settings ({'; '.join(changed)}) would be recorded but never applied. Resume with the run's own "
+            f"model.optimizer and model.scheduler (leave those overrides out), or train a new run.")
+
+
+def _shown(value) -> str:
+    return "absent" if value is _ABSENT else ("null" if value is None else str(value))
