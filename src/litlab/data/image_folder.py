@@ -136,12 +136,7 @@ class ImageFolderDataModule(ClassificationData):
         memory = self._use_memory(n_files, first)
         log.info("data: %d image files under %s, %s", n_files, self.root, "decoded into memory" if memory else "streamed from disk")
         read = {s: self._read(files, labels, memory) for s, (files, labels) in listed.items()}
-        if self.image_size is None:  # one size for every split, or the model's input is ill-defined
-            sizes: dict[tuple[int, int], list[Path]] = {}
-            for files, _, _, shapes in read.values():
-                for f, hw in zip(files, shapes):
-                    sizes.setdefault(hw, []).append(f)
-            check_one_size(sizes)
+        self._check_sizes(read)
         self._check_every_class_kept(read["train"][1], listed["train"][1], classes)
         parts = {s: self._split(s, files, labels, decoded, memory) for s, (files, labels, decoded, _) in read.items()}
         train = parts["train"]
@@ -166,12 +161,7 @@ class ImageFolderDataModule(ClassificationData):
         first = self._probe(next(iter(listed.values()))[0])
         memory = self._use_memory(sum(len(f) for f, _ in listed.values()), first)
         read = {s: self._read(files, labels, memory) for s, (files, labels) in listed.items()}
-        if self.image_size is None:
-            sizes: dict[tuple[int, int], list[Path]] = {}
-            for files, _, _, shapes in read.values():
-                for f, hw in zip(files, shapes):
-                    sizes.setdefault(hw, []).append(f)
-            check_one_size(sizes)
+        self._check_sizes(read)
         parts = {s: self._split(s, files, labels, decoded, memory) for s, (files, labels, decoded, _) in read.items()}
         shape = tuple(next(iter(parts.values()))[0][0].shape)
         empty = TensorSplit(torch.zeros((0, *shape), dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
@@ -181,6 +171,17 @@ class ImageFolderDataModule(ClassificationData):
         log.info("data.root=%s has no train/ folder: evaluating with the checkpoint's classes and normalization",
                  self.root)
         return Splits(empty, parts.get("val", empty), parts.get("test", empty), classes, shape, pre)
+
+    def _check_sizes(self, read: dict) -> None:
+        """Without ``data.image_size``, every split's images need one size, or the model's input
+        is ill-defined (an error listing the sizes found)."""
+        if self.image_size is not None:
+            return
+        sizes: dict[tuple[int, int], list[Path]] = {}
+        for files, _, _, shapes in read.values():
+            for f, hw in zip(files, shapes):
+                sizes.setdefault(hw, []).append(f)
+        check_one_size(sizes)
 
     def _probe(self, files) -> torch.Tensor | None:
         """The first decodable training image, to estimate the decoded size of the set."""
