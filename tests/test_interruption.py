@@ -232,7 +232,8 @@ def test_a_stop_before_the_first_checkpoint_says_there_is_nothing_to_resume(tmp_
     Interruption(str(run)).on_exception(trainer, None, KeyboardInterrupt())
     m = json.loads((run / "metrics.json").read_text())
     assert m["status"] == "interrupted" and m["last_ckpt"] is None
-    assert m["resume"].startswith(f"no checkpoint yet; start over with python -m litlab.train hydra.run.dir={run}")
+    # and what it advises is what a new start is told (it advised hydra.run.dir=<this folder>, refused)
+    assert m["resume"] == f"no checkpoint yet, nothing to resume; start over in a new folder (or delete {run} first)"
     with pytest.raises(LitlabError, match=r"already holds a run\. It stopped before its first checkpoint, so it "
                                           r"cannot be resumed: choose a new folder, or delete .*run to start over"):
         check_overrides([f"hydra.run.dir={run}"])

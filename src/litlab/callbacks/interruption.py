@@ -170,8 +170,8 @@ class Interruption(L.Callback):
         if last.is_file():
             resume = f"python -m litlab.train ckpt_path=last hydra.run.dir={self.run_dir} <same overrides>"
         else:  # stopped before the first epoch's end: nothing to resume from, the folder may start over
-            resume = (f"no checkpoint yet; start over with python -m litlab.train hydra.run.dir={self.run_dir} "
-                      f"<same overrides>")
+            resume = (f"no checkpoint yet, nothing to resume; start over in a new folder (or delete {self.run_dir} "
+                      f"first)")
         # the best checkpoint so far and its score (val/acc by default), as a finished run records them
         best = trainer.checkpoint_callback
         so_far = ({best.monitor: float(best.best_model_score), "best_ckpt": best.best_model_path}
