@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +110,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         try:
             atomic_write(path, lambda f: torch.save(checkpoint, f), fsync=True)
-        except OSError as e:
+        except (OSError, RuntimeError) as e:
+            # torch's zip writer reports a full disk as a RuntimeError ("[enforce fail at inline_container.cc]
+            # unexpected pos ..."): any write failure of the file is one
+            if isinstance(e, RuntimeError) and not any(k in str(e) for k in ("inline_container", "PytorchStreamWriter")):
+                raise
             kept = "the previous one is kept" if path.exists() else "no earlier one exists"
-            raise LitlabError(f"could not write the checkpoint {path} ({e.strerror or e}); {kept}. Free space "
-                              f"on that disk or choose another output folder (hydra.run.dir=DIR).") from None
+            full = isinstance(e, RuntimeError) or e.errno in (errno.ENOSPC, errno.EDQUOT)
+            why = e.strerror if isinstance(e, OSError) and e.strerror else "the file could not be written"
+            try:
+                why += f"; {shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free there"
+            except OSError:
+                pass
+            advice = "Free space on that disk or choose" if full else "Choose"
+            raise LitlabError(f"could not write the checkpoint {path} ({why}); {kept}. {advice} another output "
+                              f"folder (hydra.run.dir=DIR).") from None
