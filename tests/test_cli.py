@@ -252,3 +252,22 @@ def test_a_failed_predict_leaves_its_folder_to_the_next_try(tmp_path):
     (run / "metrics.json").write_text('{"status": "failed", "task": "train"}')
     with pytest.raises(LitlabError, match=r"already holds a run"):
         check_overrides(args, "predict")
+
+
+@pytest.mark.parametrize("where", ["data_dir", "checkpoints"])
+def test_a_file_where_a_folder_goes_is_refused_before_any_work(tmp_path, where):
+    """paths.data_dir as a file ended in two tracebacks (FileExistsError); a file named checkpoints
+    in the run folder failed after the first epoch, advising to free disk space."""
+    from litlab.config_check import check_overrides
+    from litlab.errors import LitlabError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    if where == "data_dir":
+        (tmp_path / "afile").write_text("x")
+        args, match = [f"paths.data_dir={tmp_path / 'afile'}"], r"paths\.data_dir=.*afile is a file, not a folder"
+    else:
+        (run / "checkpoints").write_text("x")
+        args, match = [], r"hydra\.run\.dir=.*run holds a file named checkpoints where the run writes its checkpoints/"
+    with pytest.raises(LitlabError, match=match):
+        check_overrides([f"hydra.run.dir={run}", *args])

@@ -289,8 +289,19 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
         out = OmegaConf.select(cfg, key)
     except OmegaConfBaseException:
         out = None  # depends on values only known inside the run; Hydra reports it there
+    try:
+        data_dir = OmegaConf.select(cfg, "paths.data_dir")
+    except OmegaConfBaseException:
+        data_dir = None
+    if data_dir and Path(data_dir).exists() and not Path(data_dir).is_dir():
+        raise LitlabError(f"paths.data_dir={data_dir} is a file, not a folder; datasets are kept (and the digits "
+                          f"written) in that folder. Give a folder with paths.data_dir=DIR.")
     if out:
         check_writable(Path(out), key)
+        for name in ("checkpoints", ".hydra", "tensorboard", "csv", "export", "compressed"):
+            if (Path(out) / name).exists() and not (Path(out) / name).is_dir():
+                raise LitlabError(f"{key}={out} holds a file named {name} where the run writes its {name}/ folder. "
+                                  f"Move that file, or choose another folder with {key}=DIR.")
         if multirun and config_name == "train":
             check_new_sweep_dir(Path(out))
         # train resumes in its own folder with ckpt_path; eval's and predict's ckpt_path is what they read
