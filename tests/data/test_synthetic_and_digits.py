@@ -47,6 +47,26 @@ def test_digits_tree_is_written_once_with_a_fixed_split(tmp_path):
     assert dm.input_shape == (1, 8, 8) and dm.num_classes == 10
 
 
+def test_an_interrupted_digits_write_leaves_nothing_behind(tmp_path, monkeypatch):
+    """Ctrl-C while the PNG files were written left a .digits-* folder for good."""
+    from PIL import Image
+
+    from litlab.data import digits
+
+    real_save, saved = Image.Image.save, []
+
+    def save_then_interrupt(self, *args, **kwargs):
+        saved.append(1)
+        if len(saved) == 50:
+            raise KeyboardInterrupt
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        digits.write_digits_tree(tmp_path / "digits", 0.15, 0.2)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_digits_never_replace_a_folder_they_did_not_write(tmp_path):
     """data=digits data.root=<someone's folder> is refused; the folder is left as it was. A digits
     tree of another split is replaced, and an empty folder is filled."""

@@ -51,12 +51,16 @@ def write_digits_tree(root: Path, val_fraction: float, test_fraction: float) -> 
     parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".digits-", dir=root.parent))
-    for split, idx in parts.items():
-        for i in idx:
-            d = tmp / split / str(digits.target[i])
-            d.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(images[i], mode="L").save(d / f"{i:04d}.png")
-    (tmp / "split.json").write_text(json.dumps(spec))
+    try:
+        for split, idx in parts.items():
+            for i in idx:
+                d = tmp / split / str(digits.target[i])
+                d.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(images[i], mode="L").save(d / f"{i:04d}.png")
+        (tmp / "split.json").write_text(json.dumps(spec))
+    except BaseException:  # Ctrl-C or a full disk halfway: no half-written tree is left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if root.exists():
         # a digits tree of another split (or an empty folder): move it aside first, then swap
         old = Path(tempfile.mkdtemp(prefix=".digits-old-", dir=root.parent))
