@@ -237,3 +237,18 @@ def test_a_stop_before_the_first_checkpoint_says_there_is_nothing_to_resume(tmp_
     with pytest.raises(LitlabError, match=r"already holds a run\. It stopped before its first checkpoint, so it "
                                           r"cannot be resumed: choose a new folder, or delete .*run to start over"):
         check_overrides([f"hydra.run.dir={run}"])
+
+
+@pytest.mark.parametrize("name", ["plain-run_1", "dir with spaces/ü rün=1,x", "it's [here]"])
+def test_the_resume_command_reads_back_the_run_folder(tmp_path, name):
+    """A folder with spaces, '=' or commas came out unquoted: pasting the command failed to parse."""
+    import shlex
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from litlab.callbacks.interruption import run_dir_override
+
+    run = tmp_path / name
+    (word,) = shlex.split(run_dir_override(run))
+    parsed = OverridesParser.create().parse_override(word)
+    assert parsed.key_or_group == "hydra.run.dir" and parsed.value() == str(run)

@@ -9,6 +9,8 @@ batch, on all ranks at the same step, and records the stop in ``metrics.json``.
 from __future__ import annotations
 
 import logging
+import re
+import shlex
 import signal
 import threading
 from pathlib import Path
@@ -55,6 +57,16 @@ def _skip_lightnings_sigterm_broadcast(trainer: L.Trainer) -> None:
 
 def _nothing() -> None:
     return None
+
+
+def run_dir_override(run_dir: Path) -> str:
+    """``hydra.run.dir=...`` as a shell word that Hydra reads back as ``run_dir``: quoted for
+    Hydra where the path has characters its override grammar reserves (spaces, ``=``, commas,
+    brackets, ...), then for the shell."""
+    value = str(run_dir)
+    if not re.fullmatch(r"[\w./@:+~-]+", value):
+        value = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return shlex.quote(f"hydra.run.dir={value}")
 
 
 class Interruption(L.Callback):
@@ -168,7 +180,7 @@ class Interruption(L.Callback):
             return
         last = self.run_dir / "checkpoints" / "last.ckpt"
         if last.is_file():
-            resume = f"python -m litlab.train ckpt_path=last hydra.run.dir={self.run_dir} <same overrides>"
+            resume = f"python -m litlab.train ckpt_path=last {run_dir_override(self.run_dir)} <same overrides>"
         else:  # stopped before the first epoch's end: nothing to resume from, the folder may start over
             resume = (f"no checkpoint yet, nothing to resume; start over in a new folder (or delete {self.run_dir} "
                       f"first)")
