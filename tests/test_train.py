@@ -204,3 +204,15 @@ def test_the_last_epochs_figures_are_recorded_and_can_be_optimized(cfg_factory, 
     with open(tmp_path / "run" / "csv" / "metrics.csv", newline="") as f:  # the last epoch's, as logged
         rows = [r for r in csv.DictReader(f) if r.get("val/loss")]
     assert m["val/loss"] == pytest.approx(float(rows[-1]["val/loss"]))
+
+
+def test_a_run_killed_while_writing_its_first_last_ckpt_resumes_from_best(cfg_factory, tmp_path):
+    """kill -9 during the first last.ckpt write left best.ckpt and a temporary file: the resume
+    failed ("last.ckpt does not exist") and the 100 MB temporary file stayed for good."""
+    train(cfg_factory(["model=mlp", "trainer.max_epochs=2"], name="k"))
+    ckpts = tmp_path / "k" / "checkpoints"
+    (ckpts / "last.ckpt").unlink()
+    (ckpts / ".last.ckpt.x1y2z3.tmp").write_bytes(b"cut short")
+    train(cfg_factory(["model=mlp", "trainer.max_epochs=3", "ckpt_path=last"], name="k"))
+    assert _metrics(tmp_path / "k")["epochs"] == 3
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "last.ckpt"]

@@ -8,6 +8,7 @@ anything is written.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import lightning.pytorch as L
@@ -16,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.errors import LitlabError
 
+log = logging.getLogger(__name__)
 _ABSENT = object()
 
 
@@ -27,6 +29,11 @@ def resolve_ckpt_path(cfg: DictConfig, model: L.LightningModule, run_dir: Path) 
         return None, 0
     if path == "last":
         path = run_dir / "checkpoints" / "last.ckpt"
+        best = path.with_name("best.ckpt")
+        if not path.is_file() and best.is_file():
+            # killed while its first last.ckpt was being written: best.ckpt, written just before, is complete
+            log.warning("%s is missing (the run was stopped while writing it); resuming from %s", path, best)
+            path = best
     ckpt = load_checkpoint(path, compressed_ok=False)
     check_fits(model, ckpt["state_dict"], path)
     check_same_optimization(cfg, ckpt, path)

@@ -55,6 +55,13 @@ class _Checkpoints(ModelCheckpoint):
         if not self._should_save_on_train_epoch_end(trainer):
             self._keep_last_current(trainer)
 
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if trainer.is_global_zero and self.dirpath and Path(self.dirpath).is_dir():
+            # the temporary files of writes that a kill -9 cut short (AtomicCheckpointIO): never complete
+            for leftover in Path(self.dirpath).glob(".*.ckpt.*.tmp"):
+                leftover.unlink(missing_ok=True)
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Lightning restores the best score only when the checkpoint's folder is unchanged; in a
         run folder that was moved or copied, the first epoch of the resume then wrote over a better
