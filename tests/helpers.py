@@ -76,6 +76,51 @@ class PoisonWeightsAtEpoch:
         return _Poison()
 
 
+class SignalAtBatch:
+    """A callback (``+callbacks.signal._target_=...``) that sends this process ``signum`` at the
+    end of batch ``batch`` of the test (``stage=test``) or of a validation inside fit (``val``)."""
+
+    def __new__(cls, stage: str = "test", batch: int = 2, signum: int = 2):
+        import os
+
+        import lightning.pytorch as L
+
+        class _Signal(L.Callback):
+            sent = False
+
+            def _maybe(self, batch_idx):
+                if batch_idx == batch and not self.sent:
+                    self.sent = True
+                    os.kill(os.getpid(), signum)
+
+            def on_test_batch_end(self, trainer, pl_module, outputs, b, batch_idx, dataloader_idx=0):
+                if stage == "test":
+                    self._maybe(batch_idx)
+
+            def on_validation_batch_end(self, trainer, pl_module, outputs, b, batch_idx, dataloader_idx=0):
+                if stage == "val" and not trainer.sanity_checking:
+                    self._maybe(batch_idx)
+
+        return _Signal()
+
+
+class SignalAtFitEnd:
+    """A callback (``+callbacks.signal._target_=...``) that sends this process SIGTERM when fit
+    ends, before the test starts."""
+
+    def __new__(cls):
+        import os
+        import signal
+
+        import lightning.pytorch as L
+
+        class _Signal(L.Callback):
+            def on_fit_end(self, trainer, pl_module):
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        return _Signal()
+
+
 def tiny_lightning_module():
     """A four-input linear model with the least a Lightning fit needs (validation does nothing),
     for tests of callbacks under a plain ``L.Trainer``."""

@@ -252,3 +252,56 @@ def test_the_resume_command_reads_back_the_run_folder(tmp_path, name):
     (word,) = shlex.split(run_dir_override(run))
     parsed = OverridesParser.create().parse_override(word)
     assert parsed.key_or_group == "hydra.run.dir" and parsed.value() == str(run)
+
+
+@pytest.mark.parametrize("stage,sig", [("test", signal.SIGINT), ("val", signal.SIGTERM)])
+def test_a_signal_during_an_evaluation_stops_the_run(cfg_factory, tmp_path, stage, sig):
+    """Lightning checks the stop flag after training batches only: Ctrl-C or SIGTERM during the
+    test was acknowledged, then the whole test ran and the run exited 0 as "completed"."""
+    from litlab.entry import run_entrypoint
+    from litlab.training import train
+
+    cfg = cfg_factory(["model=mlp", "data.batch_size=8", "+callbacks.signal._target_=tests.helpers.SignalAtBatch",
+                       f"+callbacks.signal.stage={stage}", f"+callbacks.signal.signum={int(sig)}"])
+    with pytest.raises(SystemExit) as exit_info:
+        run_entrypoint(train, cfg)
+    assert exit_info.value.code == 128 + sig
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["status"] == "interrupted" and sig.name in m["error"]
+    assert "test/acc" not in m
+
+
+def test_a_signal_during_eval_stops_it_and_records_no_result(cfg_factory, tmp_path, monkeypatch):
+    """litlab.eval ran to the end, recorded "completed" and then exited 130 without a word."""
+    from litlab import evaluation
+    from litlab.entry import run_entrypoint
+    from litlab.training import train
+    from tests.helpers import SignalAtBatch
+
+    train(cfg_factory(["model=mlp", "trainer.max_epochs=1"], name="trained"))
+    build_trainer = evaluation.build_trainer
+    monkeypatch.setattr(evaluation, "build_trainer",
+                        lambda cfg, callbacks, loggers: build_trainer(cfg, [*callbacks, SignalAtBatch()], loggers))
+    cfg = cfg_factory([f"ckpt_path={tmp_path / 'trained' / 'checkpoints' / 'best.ckpt'}"], name="ev",
+                      config_name="eval", fast=False)
+    with pytest.raises(SystemExit) as exit_info:
+        run_entrypoint(lambda c: evaluation.evaluate(c, ["data.batch_size=8"]), cfg)
+    assert exit_info.value.code == 128 + signal.SIGINT
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["status"] == "interrupted" and m["task"] == "eval" and "test/acc" not in m
+
+
+def test_a_signal_between_fit_and_test_stops_the_test(cfg_factory, tmp_path):
+    """A signal after the last training batch was acknowledged ("stopping at the end of this
+    batch"), then forgotten when the test started (Lightning resets its flag there): the whole test
+    ran and the run exited 0 as "completed"."""
+    from litlab.entry import run_entrypoint
+    from litlab.training import train
+    from tests.helpers import SignalAtFitEnd  # noqa: F401  (the callback below, by its path)
+
+    cfg = cfg_factory(["model=mlp", "+callbacks.signal._target_=tests.helpers.SignalAtFitEnd"])
+    with pytest.raises(SystemExit) as exit_info:
+        run_entrypoint(train, cfg)
+    assert exit_info.value.code == 128 + signal.SIGTERM
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["status"] == "interrupted" and "test/acc" not in m and "ckpt_path=last" in m["resume"]

@@ -110,6 +110,13 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
             # Lightning's stop at a batch end after a signal, a SystemExit without a code (which
             # exits 0); the Interruption callback recorded it in metrics.json and the signal here
             sys.exit(128 + getattr(e, "signum", signal.SIGTERM))
+        if isinstance(e.__context__, KeyboardInterrupt):
+            # Lightning ends a KeyboardInterrupt inside its loops (a second Ctrl-C, or SIGTERM's
+            # Terminated where its own handler was not in place) with sys.exit(1): the signal's status
+            signum = getattr(e.__context__, "signum", signal.SIGINT)
+            _record(cfg, "interrupted", f"interrupted by signal {signal.Signals(signum).name}")
+            print(f"\nInterrupted by signal {signal.Signals(signum).name}; metrics.json records it.", file=sys.stderr)
+            sys.exit(128 + signum)
         raise
     except Exception as e:
         user_error = isinstance(e, LitlabError) or _is_misconfiguration(e)

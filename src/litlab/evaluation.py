@@ -12,6 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from litlab.build import build_data, build_loggers, build_model, build_task, build_trainer
+from litlab.callbacks.interruption import Interruption
 from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.compression.artifacts import is_artifact, load_net
 from litlab.errors import LitlabError, check_choice
@@ -67,7 +68,8 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         model = build_model(run_cfg.model, dm.input_shape, dm.num_classes)
         check_fits(model, ckpt["state_dict"], cfg.ckpt_path)
         model.load_state_dict(ckpt["state_dict"])
-    trainer = build_trainer(cfg, [], build_loggers(cfg))
+    # Ctrl-C or SIGTERM stops the evaluation at a batch end, recorded "interrupted" (exit 130/143)
+    trainer = build_trainer(cfg, [Interruption(cfg.paths.output_dir, task="eval")], build_loggers(cfg))
     dm.test_split = split
     if len(getattr(dm.splits, split)) == 0:
         raise LitlabError(f"split={split}: the data has no {split} samples to evaluate (see data.* of the run, or the "

@@ -109,7 +109,10 @@ def train(cfg: DictConfig) -> float | None:
     """Runs one experiment and returns the value of ``cfg.optimized_metric`` (for sweeps)."""
     run_dir = Path(cfg.paths.output_dir)
     started = time.perf_counter()
-    with sigterm_stops_here():  # preparing data can take minutes; from fit on, Lightning's loops stop at a batch end
+    # SIGTERM raises Terminated (recorded "interrupted", exit 143) wherever Lightning's loops and the
+    # Interruption callback do not stop at a batch end: data preparation, the moments between fit
+    # and test (Lightning puts this handler back there), compression and export
+    with sigterm_stops_here():
         check_trainer_config(cfg.trainer)  # devices, precision, strategy: before any data is prepared
         check_targets(cfg)  # every class by its _target_, likewise
         seed_everything(cfg.seed)
@@ -123,14 +126,13 @@ def train(cfg: DictConfig) -> float | None:
         trainer = build_trainer(cfg, build_callbacks(cfg), loggers)
         if trainer.is_global_zero:
             start_metrics(run_dir, status="running", task="train")
-    metrics = fit(trainer, model, dm, ckpt_path, step)
-    metrics.update(scale_facts(trainer, dm.batch_size))  # data.batch_size is per device
-    if cfg.get("test") and not trainer.interrupted:
-        metrics.update(test(trainer, model, dm, metrics.get("best_ckpt")))
-    if trainer.is_global_zero and not trainer.interrupted:
-        # training and test results are on record before compression and export, which may fail
-        update_metrics(run_dir, **{k: v for k, v in metrics.items() if k != "status"})
-        with sigterm_stops_here():
+        metrics = fit(trainer, model, dm, ckpt_path, step)
+        metrics.update(scale_facts(trainer, dm.batch_size))  # data.batch_size is per device
+        if cfg.get("test") and not trainer.interrupted:
+            metrics.update(test(trainer, model, dm, metrics.get("best_ckpt")))
+        if trainer.is_global_zero and not trainer.interrupted:
+            # training and test results are on record before compression and export, which may fail
+            update_metrics(run_dir, **{k: v for k, v in metrics.items() if k != "status"})
             metrics.update(after_training(cfg, trainer, model, dm, run_dir, metrics, loggers))
     metrics.setdefault("status", "completed")
     metrics["wall_time_s"] = time.perf_counter() - started

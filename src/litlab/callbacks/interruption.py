@@ -100,13 +100,15 @@ class Interruption(L.Callback):
 
     CHECK_EVERY = 16
 
-    def __init__(self, run_dir: str):
+    def __init__(self, run_dir: str, task: str = "train"):
         self.run_dir = Path(run_dir)
+        self.task = task
         self._trainer: L.Trainer | None = None
         self._signum: int | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._signum = None
+        if stage == "fit":  # a signal between fit and the test that follows it stops the test
+            self._signum = None
 
     def _take_over_signals(self, trainer: L.Trainer) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -150,6 +152,21 @@ class Interruption(L.Callback):
         if trainer.world_size > 1 and ((batch_idx + 1) % self.CHECK_EVERY == 0 or trainer.is_last_batch):
             self._stop_if_any_rank_was_signalled(pl_module)
 
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._stop_evaluation_if_signalled(trainer)
+
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int,
+                          dataloader_idx: int = 0) -> None:
+        self._stop_evaluation_if_signalled(trainer)
+
+    def _stop_evaluation_if_signalled(self, trainer: L.Trainer) -> None:
+        """Lightning checks the stop flag after training batches only: a signal during a validation
+        or the test was acknowledged, then the whole evaluation ran and the run ended "completed"
+        (several processes stop at the evaluation's end, which they all reach)."""
+        if self._signum is not None and trainer.world_size == 1:
+            raise SIGTERMException()
+
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # evaluation batches may differ in number between ranks; the epoch end is reached by all
         if trainer.world_size > 1:
@@ -177,6 +194,10 @@ class Interruption(L.Callback):
         else:
             what = str(exception) or "Ctrl-C"
         if not trainer.is_global_zero:
+            return
+        if self.task != "train":  # an evaluation: nothing to resume, the same command starts it again
+            update_metrics(self.run_dir, status="interrupted", error=f"interrupted ({what})", task=self.task)
+            log.warning("Interrupted during the %s; nothing was recorded as its result.", self.task)
             return
         last = self.run_dir / "checkpoints" / "last.ckpt"
         if last.is_file():
