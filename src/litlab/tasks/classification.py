@@ -95,8 +95,9 @@ class Classifier(L.LightningModule):
         self._eval_sums = _EpochSums()
         # the latest logged training loss, for the progress bar
         self.last_step_loss: float | None = None
-        # the losses of an optimizer step's micro-batches so far (gradient accumulation)
-        self._micro_losses: list[Tensor] = []
+        # the losses of an optimizer step's micro-batches so far; None without gradient accumulation
+        # (set when training starts: the per-step check stays one attribute read)
+        self._micro_losses: list[Tensor] | None = None
         # the training epoch's means, from its last batch until they are written at its end
         self._train_means: dict[str, Tensor] = {}
         # plain dicts saved in every checkpoint (config, data description): see litlab.training.run_record
@@ -127,13 +128,16 @@ class Classifier(L.LightningModule):
         """The loss of the optimizer step this batch ends, or None while gradients accumulate:
         with ``accumulate_grad_batches`` the mean of the step's micro-batches, one point per step
         (Lightning's logging step stays the same through them, and each was written at it)."""
-        if self.trainer.accumulate_grad_batches == 1:
+        if self._micro_losses is None:
             return loss
         self._micro_losses.append(loss)
         if self.trainer.fit_loop.epoch_loop._should_accumulate():
             return None
         mean, self._micro_losses = torch.stack(self._micro_losses).mean(), []
         return mean
+
+    def on_train_start(self) -> None:
+        self._micro_losses = [] if self.trainer.accumulate_grad_batches > 1 else None
 
     def on_train_epoch_start(self) -> None:
         self._train_sums = _EpochSums(self.device)
