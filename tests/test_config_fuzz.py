@@ -58,6 +58,12 @@ def test_random_overrides_work_or_fail_clearly(overrides, tmp_path):
                                                           r"metric that training logs; use one of val/acc, val/loss"),
     (["callbacks=early_stopping", "callbacks.early_stopping.monitor=val/acc_top"], r"early_stopping\.monitor=val/acc_top"),
     (["trainer.check_val_every_n_epoch=0"], r"trainer\.check_val_every_n_epoch must be an integer >= 1, got 0"),
+    # the default mode=max kept the worst epoch of a loss, silently
+    (["callbacks.model_checkpoint.monitor=val/loss"], r"callbacks\.model_checkpoint\.monitor=val/loss is best at its "
+                                                      r"lowest, but callbacks\.model_checkpoint\.mode=max keeps the "
+                                                      r"highest: the worst epoch\. Add callbacks\.model_checkpoint\.mode=min"),
+    (["callbacks=early_stopping", "callbacks.early_stopping.mode=min"], r"early_stopping\.monitor=val/acc is best at "
+                                                                        r"its highest"),
     (["+trainer.accumulate_grad_batches=0"], r"trainer\.accumulate_grad_batches must be an integer >= 1, got 0"),
     # Lightning took it as "no clipping", silently
     (["trainer.gradient_clip_val=-1"], r"trainer\.gradient_clip_val must be a number >= 0 \(0 or null: no clipping\), got -1"),

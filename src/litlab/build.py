@@ -158,6 +158,7 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
              if isinstance(c, DictConfig) and "_target_" in c}
     for name, c in named.items():
         check_monitor(f"callbacks.{name}.monitor", getattr(c, "monitor", None))
+        check_mode(f"callbacks.{name}", getattr(c, "monitor", None), getattr(c, "mode", None))
     callbacks = list(named.values())
     if not any(isinstance(c, EpochSeed) for c in callbacks):
         callbacks.append(EpochSeed(seed=cfg.seed))
@@ -177,6 +178,17 @@ def check_monitor(key: str, monitor: object) -> None:
         return
     raise LitlabError(f"{key}={monitor} is not a metric that training logs; use one of {', '.join(MONITORABLE)} "
                       f"(or val/acc_top<k>, with callbacks.eval_report.top_k=k).")
+
+
+def check_mode(key: str, monitor: object, mode: object) -> None:
+    """A loss is best at its lowest, an accuracy at its highest: the other mode silently keeps the
+    worst epoch (monitor=val/loss with the default mode=max picked the first epoch's best.ckpt)."""
+    wanted = "min" if str(monitor).endswith("loss") else "max" if "acc" in str(monitor) else None
+    if monitor is None or wanted is None or mode is None or str(mode) == wanted:
+        return
+    raise LitlabError(f"{key}.monitor={monitor} is best at its {'lowest' if wanted == 'min' else 'highest'}, but "
+                      f"{key}.mode={mode} keeps the {'highest' if wanted == 'min' else 'lowest'}: the worst epoch. "
+                      f"Add {key}.mode={wanted}.")
 
 
 def build_loggers(cfg: DictConfig) -> list:
