@@ -37,6 +37,11 @@ def choices(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_"))
 
 
+def _all_files(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
+    """Every YAML file of a config group, the shared bases (``_name``) included."""
+    return sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+
+
 def check_choices(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
     """``group=name`` (or ``group=a,b`` in a sweep, ``group=[a,b]`` for several at once) must name
     files of ``conf/<group>/``."""
@@ -108,7 +113,13 @@ def expand_sweeps(overrides: list[str], limit: int = 64) -> list[list[str]]:
     for o in parsed:
         if o.is_sweep_override() and isinstance(o.value(), Glob):  # a group's choices by pattern
             key = o.get_key_element()
-            names = o.value().filter(choices(key.lstrip("+~")))
+            group = key.lstrip("+~")
+            bases = [n for n in o.value().filter(_all_files(group)) if n.startswith("_")]
+            if bases:  # Hydra matches the shared bases too, and runs them as jobs that fail
+                raise LitlabError(
+                    f"{o.input_line} also matches {', '.join(bases)}, the base(s) that the choices of conf/{group}/ "
+                    f"share, not choices themselves. Leave them out with {key}=glob(*,exclude=_*).")
+            names = o.value().filter(choices(group))
             if not names:
                 raise LitlabError(f"{o.input_line} matches none of conf/{key.lstrip('+~')}/'s choices "
                                   f"({', '.join(choices(key.lstrip('+~')))}).")

@@ -71,6 +71,10 @@ def test_an_interval_needs_a_search_not_the_basic_sweeper():
 
 @pytest.mark.parametrize("args,error", [
     (["-m", "model=glob(m*)"], None),
+    # glob(*) also ran conf/model/_classifier.yaml as a job, which failed with a traceback
+    (["-m", "model=glob(*)"], r"model=glob\(\*\) also matches _classifier, the base\(s\) that the choices of "
+                              r"conf/model/ share, not choices themselves\. Leave them out with model=glob\(\*,exclude=_\*\)"),
+    (["-m", "model=glob(*,exclude=_*)"], None),
     (["-m", "model=glob(zz*)"], r"model=glob\(zz\*\) matches none of conf/model/'s choices \(cnn, gru"),
     (["-m", "model=choice(mlp,gru)"], None),
     (["-m", "model=choice(mlp,grux)"], r"model=grux is not a choice"),
