@@ -76,6 +76,10 @@ def test_resume_from_last_continues_the_epoch_count(cfg_factory, tmp_path):
         with pytest.raises(LitlabError, match=match):
             train(cfg_factory(["model=mlp", "ckpt_path=last", *overrides], name="r"))
         assert (tmp_path / "r" / "metrics.json").read_bytes() == record
+    # the same by path, into a new folder: it trained nothing and recorded a bare re-test there
+    with pytest.raises(LitlabError, match=r"ckpt_path=.*last\.ckpt: the run in .*r is completed .* nothing is left"):
+        train(cfg_factory(["model=mlp", f"ckpt_path={last}", "trainer.max_epochs=2"], name="elsewhere"))
+    assert not (tmp_path / "elsewhere" / "metrics.json").exists()
     again = cfg_factory(["model=mlp", "trainer.max_epochs=4", "ckpt_path=last"], name="r")
     train(again)
     m = _metrics(tmp_path / "r")

@@ -37,14 +37,14 @@ def resolve_ckpt_path(cfg: DictConfig, model: L.LightningModule, run_dir: Path) 
     ckpt = load_checkpoint(path, compressed_ok=False)
     check_fits(model, ckpt["state_dict"], path)
     check_same_optimization(cfg, ckpt, path)
-    if cfg.get("ckpt_path") == "last":
-        check_something_left(cfg, ckpt, run_dir)
+    check_something_left(cfg, ckpt, Path(path).parent.parent)
     return str(path), int(ckpt.get("global_step") or 0)
 
 
 def check_something_left(cfg: DictConfig, ckpt: dict, run_dir: Path) -> None:
-    """Resuming a completed run trains only up to a larger ``trainer.max_epochs``; without one it
-    would train nothing and rewrite the run's record from a bare re-test."""
+    """Resuming a completed run (``run_dir``, the checkpoint's own) trains only up to a larger
+    ``trainer.max_epochs``; without one it would train nothing and write a record of a bare
+    re-test (in the run's folder, or in a new one for ``ckpt_path=PATH``)."""
     try:
         status = json.loads((run_dir / "metrics.json").read_text()).get("status")
         done = int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
@@ -53,7 +53,7 @@ def check_something_left(cfg: DictConfig, ckpt: dict, run_dir: Path) -> None:
     max_epochs = cfg.trainer.get("max_epochs")
     if status == "completed" and max_epochs not in (None, -1) and done >= int(max_epochs):
         raise LitlabError(
-            f"ckpt_path=last: the run in {run_dir} is completed and has trained {done} epoch(s), as many as "
+            f"ckpt_path={cfg.ckpt_path}: the run in {run_dir} is completed and has trained {done} epoch(s), as many as "
             f"trainer.max_epochs={max_epochs}, so nothing is left to train. Raise trainer.max_epochs to train on "
             f"(e.g. trainer.max_epochs={done + 5}), or test it again with python -m litlab.eval ckpt_path="
             f"{run_dir / 'checkpoints' / 'best.ckpt'}.")
