@@ -271,3 +271,15 @@ def test_a_file_where_a_folder_goes_is_refused_before_any_work(tmp_path, where):
         args, match = [], r"hydra\.run\.dir=.*run holds a file named checkpoints where the run writes its checkpoints/"
     with pytest.raises(LitlabError, match=match):
         check_overrides([f"hydra.run.dir={run}", *args])
+
+
+def test_help_into_a_closed_pipe_is_quiet(tmp_path):
+    """`--help | head` ended in a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "litlab.eval", "--help"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before anything is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and "Traceback" not in err and "BrokenPipe" not in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -44,7 +45,10 @@ def check_cli(argv: list[str], config_name: str = "train") -> None:
         if "--help" in argv or "-h" in argv:
             from litlab.cli_help import help_text
 
-            print(help_text(config_name, argv))
+            try:
+                print(help_text(config_name, argv), flush=True)
+            except BrokenPipeError:  # `--help | head`: the reader has what it wanted
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(0)
         cfg = check_overrides(argv, config_name)
     except LitlabError as e:
