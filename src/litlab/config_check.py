@@ -265,6 +265,28 @@ def _how_to_go_on(run_dir: Path, config_name: str) -> str:
     return "Resume it with ckpt_path=last, or choose a new folder"
 
 
+def check_optimizer_values(cfg: DictConfig) -> None:
+    """``model.optimizer``'s learning rate and weight decay are numbers (an empty ``lr=`` failed in
+    torch's optimizer after the data was prepared, naming neither the key nor the value)."""
+    try:
+        optimizer = OmegaConf.select(cfg, "model.optimizer")
+    except OmegaConfBaseException:
+        return
+    if not isinstance(optimizer, DictConfig):
+        return
+    for key in ("lr", "weight_decay", "momentum"):
+        if key not in optimizer:
+            continue
+        try:
+            value = optimizer.get(key)
+        except OmegaConfBaseException:
+            continue
+        if value is None and key != "lr":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise LitlabError(f"model.optimizer.{key} must be a number >= 0, got {value!r}.")
+
+
 def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig | None:
     """Composes the command line's overrides (each swept value once) or raises a LitlabError.
     Returns the composed config (with its ``hydra`` node) of a single run, None for a multirun."""
@@ -278,6 +300,8 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
         raise explain(e, overrides) from None
     for combo in combos:
         cfg = compose_checked(combo, config_name, return_hydra_config=True)
+        if config_name == "train":
+            check_optimizer_values(cfg)
     intervals = [o for o in overrides if "interval(" in o.split("=", 1)[-1] and not o.startswith("hydra.")]
     if multirun and intervals and cfg.hydra.runtime.choices.get("hydra/sweeper") == "basic":
         raise LitlabError(

@@ -165,3 +165,22 @@ def test_the_ready_search_takes_another_sampler(sampler):
     cfg = compose_checked(["hparams_search=digits_optuna", f"hydra/sweeper/sampler={sampler}"], return_hydra_config=True)
     assert cfg.hydra.sweeper.sampler.seed == 1234
     assert cfg.hydra.sweeper.sampler._target_.endswith({"tpe": "TPESampler", "random": "RandomSampler"}[sampler])
+
+
+@pytest.mark.parametrize("override,error", [
+    ("model.optimizer.lr=", r"model\.optimizer\.lr must be a number >= 0, got ''"),
+    ("model.optimizer.lr=abc", r"model\.optimizer\.lr must be a number >= 0, got 'abc'"),
+    ("model.optimizer.weight_decay=-1", r"model\.optimizer\.weight_decay must be a number >= 0, got -1"),
+    ("model.optimizer.lr=0", None),
+    ("~model.optimizer.weight_decay", None),
+])
+def test_optimizer_values_are_checked_with_the_command_line(override, error):
+    """An empty lr= failed in torch's optimizer after the data was prepared: "model.optimizer:
+    TypeError: '<=' not supported between instances of 'float' and 'str'"."""
+    from litlab.config_check import check_overrides
+
+    if error is None:
+        assert check_overrides([override]) is not None
+    else:
+        with pytest.raises(LitlabError, match=error):
+            check_overrides([override])
