@@ -283,3 +283,28 @@ def test_help_into_a_closed_pipe_is_quiet(tmp_path):
     proc.stdout.close()  # the reader is gone before anything is written
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0 and "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_a_run_folder_in_use_by_another_command_is_refused(tmp_path):
+    """Two runs started at once into one hydra.run.dir both passed the check for an earlier run and
+    wrote over each other (one's config record, the other's metrics and checkpoints)."""
+    import subprocess
+    import sys
+
+    from litlab.config_check import check_overrides
+    from litlab.errors import LitlabError
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from litlab.config_check import hold_run_dir; "
+                               f"hold_run_dir(Path({str(run)!r}), 'hydra.run.dir'); print('held', flush=True); "
+                               "time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(LitlabError, match=r"hydra\.run\.dir=.*run is in use: another litlab command is running in "
+                                              r"it now"):
+            check_overrides([f"hydra.run.dir={run}"])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert check_overrides([f"hydra.run.dir={run}"]) is not None  # free once that process has ended

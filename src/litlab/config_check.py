@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,6 +22,11 @@ from hydra.core.override_parser.types import Glob, IntervalSweep
 from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: run folders are then not locked
+    fcntl = None
 
 from litlab.errors import LitlabError
 
@@ -265,6 +271,28 @@ def _how_to_go_on(run_dir: Path, config_name: str) -> str:
     return "Resume it with ckpt_path=last, or choose a new folder"
 
 
+# run folders this process holds (path -> the open lock file), for as long as it runs
+_held: dict[str, int] = {}
+
+
+def hold_run_dir(run_dir: Path, key: str) -> None:
+    """Takes ``run_dir`` for this process: an exclusive lock on ``run_dir/.litlab.lock``, released
+    when the process ends. Two commands started at once into one folder both passed the check for
+    an earlier run and wrote over each other; the second is refused now."""
+    path = str(Path(run_dir).absolute())
+    if path in _held or fcntl is None:
+        return
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    fd = os.open(Path(run_dir) / ".litlab.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise LitlabError(f"{key}={run_dir} is in use: another litlab command is running in it now. Wait for it "
+                          f"to end, or choose another folder.") from None
+    _held[path] = fd
+
+
 def check_optimizer_values(cfg: DictConfig) -> None:
     """``model.optimizer``'s learning rate and weight decay are numbers (an empty ``lr=`` failed in
     torch's optimizer after the data was prepared, naming neither the key nor the value)."""
@@ -339,6 +367,9 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
                                   f"Move that file, or choose another folder with {key}=DIR.")
         if multirun and config_name == "train":
             check_new_sweep_dir(Path(out))
+        if not multirun and any(a.startswith(("hydra.run.dir=", "+hydra.run.dir=", "++hydra.run.dir="))
+                                for a in overrides):
+            hold_run_dir(Path(out), key)  # a folder named twice at once: the second start is refused
         # train resumes in its own folder with ckpt_path; eval's and predict's ckpt_path is what they read
         resuming = config_name == "train" and cfg.get("ckpt_path")
         if not multirun and (Path(out) / "metrics.json").exists() and not resuming and not _failed_attempt(
