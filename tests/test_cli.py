@@ -95,7 +95,7 @@ def test_eval_cli_names_a_key_the_stored_run_does_not_have(finished_run, tmp_pat
     (["data=npz"], "data.path is not set"),
     (["ckpt_path=/no/such.ckpt"], "ckpt_path=/no/such.ckpt does not exist"),
     (["model.label_smoothing=2"], "model.label_smoothing must be a number in [0, 1)"),
-    (["model.optimizer.lr=-1"], "model.optimizer: ValueError: Invalid learning rate: -1"),
+    (["model.optimizer.lr=-1"], "model.optimizer.lr must be a number >= 0, got -1"),
     (["trainer.max_epochs=-1"], "model.scheduler.T_max=-1: the cosine schedule needs a number of epochs"),
     (["trainer.precision=16-mixed", "trainer.accelerator=cpu"], "needs a CUDA GPU"),
 ])

@@ -276,14 +276,14 @@ _held: dict[str, int] = {}
 
 
 def hold_run_dir(run_dir: Path, key: str) -> None:
-    """Takes ``run_dir`` for this process: an exclusive lock on ``run_dir/.litlab.lock``, released
-    when the process ends. Two commands started at once into one folder both passed the check for
-    an earlier run and wrote over each other; the second is refused now."""
+    """Takes ``run_dir`` for this process: an exclusive lock on the folder itself (no file is
+    written into it), released when the process ends. Two commands started at once into one folder
+    both passed the check for an earlier run and wrote over each other; the second is refused now."""
     path = str(Path(run_dir).absolute())
     if path in _held or fcntl is None:
         return
     Path(run_dir).mkdir(parents=True, exist_ok=True)
-    fd = os.open(Path(run_dir) / ".litlab.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(run_dir, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -367,13 +367,13 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
                                   f"Move that file, or choose another folder with {key}=DIR.")
         if multirun and config_name == "train":
             check_new_sweep_dir(Path(out))
-        if not multirun and any(a.startswith(("hydra.run.dir=", "+hydra.run.dir=", "++hydra.run.dir="))
-                                for a in overrides):
-            hold_run_dir(Path(out), key)  # a folder named twice at once: the second start is refused
         # train resumes in its own folder with ckpt_path; eval's and predict's ckpt_path is what they read
         resuming = config_name == "train" and cfg.get("ckpt_path")
         if not multirun and (Path(out) / "metrics.json").exists() and not resuming and not _failed_attempt(
                 Path(out), config_name):
             how = _how_to_go_on(Path(out), config_name)
             raise LitlabError(f"{key}={out} already holds a run. {how}; litlab does not write over a run.")
+        if not multirun and any(a.startswith(("hydra.run.dir=", "+hydra.run.dir=", "++hydra.run.dir="))
+                                for a in overrides):
+            hold_run_dir(Path(out), key)  # a folder named twice at once: the second start is refused
     return None if multirun else cfg

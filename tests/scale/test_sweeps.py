@@ -86,7 +86,7 @@ def test_submitit_local_launcher_runs_each_job_in_its_own_process(tmp_path):
 def test_a_sweep_whose_every_job_failed_exits_1(tmp_path, launcher):
     """Hydra ends such a sweep with status 0, which scripts and CI took for success; with submitit
     the jobs run in other processes, and it still did after the basic launcher's was fixed."""
-    proc = run_cli("litlab.train", "-m", f"hydra/launcher={launcher}", *TINY, "model.optimizer.lr=-1,-2",
+    proc = run_cli("litlab.train", "-m", f"hydra/launcher={launcher}", *TINY, "model.net.dropout=1.5,2.5",
                    f"paths.log_dir={tmp_path}")
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "Error: every job of this sweep failed (2: 2 failed)" in proc.stderr and "Traceback" not in proc.stderr
