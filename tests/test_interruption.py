@@ -297,7 +297,6 @@ def test_a_signal_between_fit_and_test_stops_the_test(cfg_factory, tmp_path):
     ran and the run exited 0 as "completed"."""
     from litlab.entry import run_entrypoint
     from litlab.training import train
-    from tests.helpers import SignalAtFitEnd  # noqa: F401  (the callback below, by its path)
 
     cfg = cfg_factory(["model=mlp", "+callbacks.signal._target_=tests.helpers.SignalAtFitEnd"])
     with pytest.raises(SystemExit) as exit_info:
