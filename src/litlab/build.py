@@ -17,6 +17,7 @@ from litlab.callbacks.checkpoints import AtomicCheckpointIO
 from litlab.callbacks.group import group_callbacks, skip_idle_step_hooks
 from litlab.callbacks.interruption import EpochSeed, Interruption
 from litlab.callbacks.nan_loss import StopOnNonFiniteLoss
+from litlab.config_check import check_mode
 from litlab.cuda_availability import drop_nvml_check_without_gpus
 from litlab.data.base import ClassificationData
 from litlab.distributed.launcher import use_run_dir_launcher
@@ -178,17 +179,6 @@ def check_monitor(key: str, monitor: object) -> None:
         return
     raise LitlabError(f"{key}={monitor} is not a metric that training logs; use one of {', '.join(MONITORABLE)} "
                       f"(or val/acc_top<k>, with callbacks.eval_report.top_k=k).")
-
-
-def check_mode(key: str, monitor: object, mode: object) -> None:
-    """A loss is best at its lowest, an accuracy at its highest: the other mode silently keeps the
-    worst epoch (monitor=val/loss with the default mode=max picked the first epoch's best.ckpt)."""
-    wanted = "min" if str(monitor).endswith("loss") else "max" if "acc" in str(monitor) else None
-    if monitor is None or wanted is None or mode is None or str(mode) == wanted:
-        return
-    raise LitlabError(f"{key}.monitor={monitor} is best at its {'lowest' if wanted == 'min' else 'highest'}, but "
-                      f"{key}.mode={mode} keeps the {'highest' if wanted == 'min' else 'lowest'}: the worst epoch. "
-                      f"Add {key}.mode={wanted}.")
 
 
 def build_loggers(cfg: DictConfig) -> list:

@@ -293,6 +293,17 @@ def hold_run_dir(run_dir: Path, key: str) -> None:
     _held[path] = fd
 
 
+def check_mode(key: str, monitor: object, mode: object) -> None:
+    """A loss is best at its lowest, an accuracy at its highest: the other mode silently keeps the
+    worst epoch (monitor=val/loss with the default mode=max picked the first epoch's best.ckpt)."""
+    wanted = "min" if str(monitor).endswith("loss") else "max" if "acc" in str(monitor) else None
+    if monitor is None or wanted is None or mode is None or str(mode) == wanted:
+        return
+    raise LitlabError(f"{key}.monitor={monitor} is best at its {'lowest' if wanted == 'min' else 'highest'}, but "
+                      f"{key}.mode={mode} keeps the {'highest' if wanted == 'min' else 'lowest'}: the worst epoch. "
+                      f"Add {key}.mode={wanted}.")
+
+
 def check_optimizer_values(cfg: DictConfig) -> None:
     """``model.optimizer``'s learning rate and weight decay are numbers (an empty ``lr=`` failed in
     torch's optimizer after the data was prepared, naming neither the key nor the value)."""
@@ -330,6 +341,9 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
         cfg = compose_checked(combo, config_name, return_hydra_config=True)
         if config_name == "train":
             check_optimizer_values(cfg)
+            for name, callback in (cfg.get("callbacks") or {}).items():
+                if isinstance(callback, DictConfig) and "monitor" in callback:
+                    check_mode(f"callbacks.{name}", callback.get("monitor"), callback.get("mode"))
     intervals = [o for o in overrides if "interval(" in o.split("=", 1)[-1] and not o.startswith("hydra.")]
     if multirun and intervals and cfg.hydra.runtime.choices.get("hydra/sweeper") == "basic":
         raise LitlabError(

@@ -184,3 +184,12 @@ def test_optimizer_values_are_checked_with_the_command_line(override, error):
     else:
         with pytest.raises(LitlabError, match=error):
             check_overrides([override])
+
+
+def test_a_loss_monitored_for_its_highest_value_is_refused_with_the_command_line():
+    """It was found after the data was prepared; best.ckpt had silently held the worst epoch before that."""
+    from litlab.config_check import check_overrides
+
+    with pytest.raises(LitlabError, match=r"callbacks\.model_checkpoint\.monitor=val/loss is best at its lowest"):
+        check_overrides(["callbacks.model_checkpoint.monitor=val/loss"])
+    assert check_overrides(["callbacks.model_checkpoint.monitor=val/loss", "callbacks.model_checkpoint.mode=min"])
