@@ -37,15 +37,14 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 ONE_CHOICE = ("data", "model", "trainer", "compress", "export", "paths")
 
 
-def choices(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
-    """The choices of a config group: its YAML files, without the shared bases (``_name``)."""
-    folder = conf_dir / group
-    return sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_"))
-
-
 def _all_files(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
     """Every YAML file of a config group, the shared bases (``_name``) included."""
     return sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+
+
+def choices(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
+    """The choices of a config group: its YAML files, without the shared bases (``_name``)."""
+    return [name for name in _all_files(group, conf_dir) if not name.startswith("_")]
 
 
 def check_choices(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
@@ -127,8 +126,8 @@ def expand_sweeps(overrides: list[str], limit: int = 64) -> list[list[str]]:
                     f"share, not choices themselves. Leave them out with {key}=glob(*,exclude=_*).")
             names = o.value().filter(choices(group))
             if not names:
-                raise LitlabError(f"{o.input_line} matches none of conf/{key.lstrip('+~')}/'s choices "
-                                  f"({', '.join(choices(key.lstrip('+~')))}).")
+                raise LitlabError(f"{o.input_line} matches none of conf/{group}/'s choices "
+                                  f"({', '.join(choices(group))}).")
             per_key.append([f"{key}={name}" for name in names])
         elif o.is_sweep_override() and o.is_interval_sweep():  # a range for a search (Optuna): its ends
             check_interval(o.input_line, o.value())

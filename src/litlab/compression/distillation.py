@@ -16,7 +16,7 @@ from litlab.compression.artifacts import build_net
 from litlab.compression.base import Compressor, Context
 from litlab.compression.finetune import FineTune, train_loop
 from litlab.compression.measure import evaluate
-from litlab.data.preprocess import Preprocess
+from litlab.data.preprocess import Normalize, Preprocess
 from litlab.errors import LitlabError, check_fraction
 
 
@@ -50,11 +50,10 @@ class RenormalizedTeacher(nn.Module):
     def __init__(self, net: nn.Module, kind: str, run: tuple[list, list], own: tuple[list, list]):
         super().__init__()
         self.net = net
-        shape = (1, -1, 1, 1) if kind == "image" else (1, 1, -1)
-        (run_mean, run_std), (own_mean, own_std) = [
-            (torch.as_tensor(m, dtype=torch.float32), torch.as_tensor(s, dtype=torch.float32)) for m, s in (run, own)]
-        self.register_buffer("scale", (run_std / own_std).view(shape))
-        self.register_buffer("shift", ((run_mean - own_mean) / own_std).view(shape))
+        # the statistics shaped to broadcast over a batch, as the run's normalization holds them
+        ran, trained = Normalize(kind, *run), Normalize(kind, *own)
+        self.register_buffer("scale", ran.std / trained.std)
+        self.register_buffer("shift", (ran.mean - trained.mean) / trained.std)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x * self.scale + self.shift)

@@ -89,6 +89,11 @@ class ClassificationData(L.LightningDataModule):
         # the training split, taking classes and normalization from the record
         self.trained: dict | None = None
 
+    def evaluating(self) -> bool:
+        """Whether this data serves a checkpoint's evaluation whose record gives the classes and
+        the normalization (``self.trained``), so that a source may lack its training split."""
+        return bool(self.trained) and "class_names" in self.trained and "preprocess" in self.trained
+
     # --- subclass contract -------------------------------------------------------------
     def load(self) -> Splits:
         raise NotImplementedError

@@ -12,7 +12,7 @@ from PIL import Image
 from litlab.data.base import ClassificationData, Splits, stats_or_given
 from litlab.data.datasets import FileSplit, TensorSplit, split_off
 from litlab.data.image_files import (check_one_size, check_readable, class_folders, decode, list_split,
-                                      report_bad_files, visible_files)
+                                     report_bad_files, visible_files)
 from litlab.data.preprocess import Preprocess
 from litlab.errors import LitlabError, check_choice, check_fraction, check_positive_int
 
@@ -97,9 +97,8 @@ class ImageFolderDataModule(ClassificationData):
         return classes
 
     def _evaluation_only(self) -> bool:
-        """A folder without train/, read for a checkpoint's evaluation (``self.trained``)."""
-        return bool(self.trained) and "class_names" in self.trained and "preprocess" in self.trained and not (
-            self.root / "train").is_dir()
+        """A folder without train/, read for a checkpoint's evaluation."""
+        return self.evaluating() and not (self.root / "train").is_dir()
 
     def _check_eval_splits(self, classes: list[str], known: str) -> None:
         """val/ and test/ hold class folders of ``classes`` (those of ``known``), not always all."""

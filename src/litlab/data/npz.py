@@ -92,9 +92,8 @@ class NpzDataModule(ClassificationData):
         return arrays
 
     def _evaluation_only(self, arrays: dict) -> bool:
-        """Arrays without a training split, read for a checkpoint's evaluation (``self.trained``)."""
-        return bool(self.trained) and "class_names" in self.trained and "preprocess" in self.trained and not (
-            "x_train" in arrays or "y_train" in arrays)
+        """Arrays without a training split, read for a checkpoint's evaluation."""
+        return self.evaluating() and not ("x_train" in arrays or "y_train" in arrays)
 
     def _load_evaluation(self, arrays: dict) -> Splits:
         """The val and test arrays only, in the checkpoint's classes and normalization (eval)."""
