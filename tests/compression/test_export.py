@@ -105,3 +105,27 @@ def test_torchscript_of_a_pixel_model_takes_uint8_and_float_pixels_as_eager_does
     with torch.no_grad():
         for x in (pixels, pixels.float() / 255):
             assert torch.allclose(loaded(x), model(x), atol=1e-5), x.dtype
+
+
+def test_an_interrupted_export_leaves_no_partial_file(tiny_cfg, monkeypatch):
+    """The file is written under a hidden name and renamed when whole: Ctrl-C in the middle of the
+    exporter's write leaves neither a truncated model.onnx nor an empty export/ folder."""
+    from litlab.compression.export import OnnxExport
+
+    def write_half_then_stop(self, model, example, path):
+        Path(path).write_bytes(b"\x08\x01")  # the first bytes of a model, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(OnnxExport, "write", write_half_then_stop)
+    cfg = tiny_cfg(["model=mlp", "export=onnx"])
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    assert (run_dir / "checkpoints" / "best.ckpt").exists()  # training itself finished
+    assert not (run_dir / "export").exists()
+
+
+def test_a_complete_export_leaves_only_the_model(tiny_cfg):
+    cfg = tiny_cfg(["model=mlp", "export=torchscript"])
+    train(cfg)
+    assert [p.name for p in (Path(cfg.paths.output_dir) / "export").iterdir()] == ["model.torchscript.pt"]

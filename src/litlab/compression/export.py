@@ -158,21 +158,35 @@ def export_after_training(cfg: DictConfig, model, dm, run_dir: Path, extra: dict
     out = Path(run_dir) / "export"
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"model{exporter.suffix}"
+    # written under a hidden name and renamed when complete: an interrupted or failed export
+    # leaves no half-written model.* (and no empty export/) behind
+    partial = out / f".partial-model{exporter.suffix}"
     example, _ = next(iter(dm.test_dataloader()))
     errors = []
-    for kind, net in candidates(model, run_dir, extra):
-        wrapped = with_normalization(net, dm)
-        try:
-            written = exporter.write(wrapped, example[:2], path)
-        except Exception as e:  # a format that cannot hold this model: try the next one
-            errors.append(f"{kind}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
-            log.warning("export=%s cannot hold the %s model (%s); exporting the next candidate", exporter.name, kind,
-                        type(e).__name__)
-            continue
-        fields = {"export/format": exporter.name, "export/path": str(path), "export/model": kind,
-                  "export/size_bytes": path.stat().st_size, **{f"export/{k}": v for k, v in written.items()}}
-        if exporter.check:
-            fields.update({f"export/{k}": v for k, v in exporter.verify(path, wrapped, dm).items()})
-        log.info("exported the %s model to %s", kind, path)
-        return fields
+    try:
+        for kind, net in candidates(model, run_dir, extra):
+            wrapped = with_normalization(net, dm)
+            try:
+                written = exporter.write(wrapped, example[:2], partial)
+            except Exception as e:  # a format that cannot hold this model: try the next one
+                errors.append(f"{kind}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+                log.warning("export=%s cannot hold the %s model (%s); exporting the next candidate", exporter.name,
+                            kind, type(e).__name__)
+                continue
+            partial.replace(path)
+            return _verified(exporter, kind, wrapped, path, written, dm)
+    finally:
+        partial.unlink(missing_ok=True)
+        if not any(out.iterdir()):
+            out.rmdir()
     raise RuntimeError(f"export={exporter.name} failed for every model: {'; '.join(errors)}")
+
+
+def _verified(exporter, kind: str, wrapped: nn.Module, path: Path, written: dict, dm) -> dict:
+    """The ``export/...`` fields of a written file, with the agreement check when asked for."""
+    fields = {"export/format": exporter.name, "export/path": str(path), "export/model": kind,
+              "export/size_bytes": path.stat().st_size, **{f"export/{k}": v for k, v in written.items()}}
+    if exporter.check:
+        fields.update({f"export/{k}": v for k, v in exporter.verify(path, wrapped, dm).items()})
+    log.info("exported the %s model to %s", kind, path)
+    return fields
