@@ -76,7 +76,7 @@ def test_missing_val_is_split_off(tmp_path):
      "3 of the 10 samples of x_test hold NaN or infinite values"),
     ({"x_val": np.full((10, 1, 6, 6), np.inf, dtype=np.float32)}, "10 of the 10 samples of x_val hold NaN or infinite"),
     ({"y_train": np.zeros(40, dtype=np.int64), "y_val": np.zeros(10, dtype=np.int64), "y_test": np.zeros(10, dtype=np.int64)},
-     "every label is 0, one class; a classifier needs at least two"),
+     "every label of y_train is 0, one class; a classifier needs training samples of at least two"),
     ({"y_train": np.tile([0, 5000, 123456], 14)[:40]},
      r"labels reach 123456 but only 3 distinct values occur in y_train; they look like IDs"),
     ({"x_train": np.zeros((40, 1, 6, 6), dtype=np.uint8)},
