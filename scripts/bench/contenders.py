@@ -41,10 +41,12 @@ class TrainSpec:
     """Training batches per epoch (None: the whole split)."""
     limit_val: int | None = 2
     extra: list[str] = field(default_factory=list)
+    accelerator: str = "cpu"
+    """``cpu`` or ``gpu`` (the hand-written loop then runs on ``cuda``)."""
 
     def litlab_overrides(self, data_dir: Path) -> list[str]:
-        o = [*self.overrides, f"paths.data_dir={data_dir}", "trainer.accelerator=cpu", f"trainer.max_epochs={self.epochs}",
-             "test=false", "seed=0", *self.extra]
+        o = [*self.overrides, f"paths.data_dir={data_dir}", f"trainer.accelerator={self.accelerator}",
+             f"trainer.max_epochs={self.epochs}", "test=false", "seed=0", *self.extra]
         if self.limit_train is not None:
             o.append(f"+trainer.limit_train_batches={self.limit_train}")
         if self.limit_val is not None:
@@ -93,7 +95,9 @@ def build_parts(spec: TrainSpec, data_dir: Path, run_dir: Path, tuned: bool = Fa
     The net is plain (contiguous memory order, eager) and the optimizer is built as configured,
     as a hand-written script would; with ``tuned``, both get litlab's automatic speed switches
     (``model.channels_last=auto``, ``model.fused_optimizer=auto``), to show what is left of
-    litlab's lead once a hand-written loop applies them too.
+    litlab's lead once a hand-written loop applies them too. Returns the net on the spec's device,
+    the normalized splits (on the CPU), the optimizer and scheduler factories, the batch size and
+    the autocast dtype (None for fp32).
     """
     from litlab.build import build_data, build_model
 
@@ -112,17 +116,46 @@ def build_parts(spec: TrainSpec, data_dir: Path, run_dir: Path, tuned: bool = Fa
 
         make_opt = functools.partial(build_optimizer, make_opt, fused=cfg.model.fused_optimizer)
     make_sched = hydra.utils.instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None
-    return net, train, val, make_opt, make_sched, int(cfg.data.batch_size)
+    autocast = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(str(cfg.trainer.precision))
+    return net.to(_device(spec)), train, val, make_opt, make_sched, int(cfg.data.batch_size), autocast
+
+
+def _device(spec: TrainSpec) -> torch.device:
+    return torch.device("cuda" if spec.accelerator == "gpu" else "cpu")
+
+
+def _shuffled_batches(data: TensorDataset, batch_size: int):
+    """One shuffled epoch fetched a batch at a time (one indexing op per batch, as litlab serves
+    in-memory data), instead of ``DataLoader``'s per-sample fetch and collate."""
+    x, y = data.tensors
+    for idx in torch.randperm(len(y)).split(batch_size):
+        yield x[idx], y[idx]
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    """Mixed precision as ``trainer.precision`` asks (nothing at all for fp32)."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def _sync(device: torch.device) -> None:
+    """Waits for the device's queued work, so host clock readings bound the work itself."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def run_raw(spec: TrainSpec, data_dir: Path, run_dir: Path, tuned: bool = False) -> float:
-    """An idiomatic PyTorch loop: shuffle, forward, loss, backward, step; eval each epoch."""
+    """An idiomatic PyTorch loop: shuffle, forward, loss, backward, step; eval each epoch.
+
+    ``tuned`` adds what litlab does without being asked: channels-last, fused optimizer, the
+    batched in-memory fetch, and the loss summed on the device (no ``.item()`` sync per step).
+    """
     with nvml_check(on=False):
         return _run_raw(spec, data_dir, run_dir, tuned)
 
 
 def _run_raw(spec: TrainSpec, data_dir: Path, run_dir: Path, tuned: bool) -> float:
-    net, train, val, make_opt, make_sched, batch_size = build_parts(spec, data_dir, run_dir, tuned)
+    net, train, val, make_opt, make_sched, batch_size, autocast = build_parts(spec, data_dir, run_dir, tuned)
+    device = _device(spec)
     loader = DataLoader(train, batch_size=batch_size, shuffle=True)
     val_loader = DataLoader(val, batch_size=batch_size)
     opt = make_opt(params=net.parameters())
@@ -130,33 +163,42 @@ def _run_raw(spec: TrainSpec, data_dir: Path, run_dir: Path, tuned: bool) -> flo
     epochs = []
     for _ in range(spec.epochs):
         net.train()
+        _sync(device)
         start = last = time.perf_counter()
-        samples, total_loss = 0, 0.0
-        for i, (x, y) in enumerate(loader):
+        samples, total_loss = 0, (torch.zeros((), device=device) if tuned else 0.0)
+        for i, (x, y) in enumerate(_shuffled_batches(train, batch_size) if tuned else loader):
             if spec.limit_train is not None and i >= spec.limit_train:
                 break
+            if device.type == "cuda":  # pinned, then copied while the host goes on (as litlab's loaders do)
+                x, y = x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
             opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(net(x), y)
+            with _autocast(device, autocast):
+                loss = F.cross_entropy(net(x), y)
             loss.backward()
             opt.step()
-            total_loss += loss.item()
+            total_loss += loss.detach() if tuned else loss.item()
             samples += len(y)
+            last = time.perf_counter()
+        _sync(device)
+        if device.type == "cuda":  # the host ran ahead of the device: the epoch ends with its last kernel
             last = time.perf_counter()
         epochs.append((last - start, samples))
         if sched is not None:
             sched.step()
-        _evaluate(net, val_loader, spec.limit_val)
+        _evaluate(net, val_loader, spec.limit_val, device, autocast)
     return steady_rate(epochs)
 
 
 @torch.no_grad()
-def _evaluate(net: torch.nn.Module, loader: DataLoader, limit: int | None) -> float:
+def _evaluate(net: torch.nn.Module, loader: DataLoader, limit: int | None, device: torch.device,
+              autocast: torch.dtype | None) -> float:
     net.eval()
     correct = seen = 0
     for i, (x, y) in enumerate(loader):
         if limit is not None and i >= limit:
             break
-        correct += int((net(x).argmax(1) == y).sum())
+        with _autocast(device, autocast):
+            correct += int((net(x.to(device)).argmax(1) == y.to(device)).sum())
         seen += len(y)
     return correct / max(seen, 1)
 
@@ -193,7 +235,7 @@ def run_lightning(spec: TrainSpec, data_dir: Path, run_dir: Path) -> float:
 
 
 def _run_lightning(spec: TrainSpec, data_dir: Path, run_dir: Path) -> float:
-    net, train, val, make_opt, make_sched, batch_size = build_parts(spec, data_dir, run_dir)
+    net, train, val, make_opt, make_sched, batch_size, _ = build_parts(spec, data_dir, run_dir)
     timer = EpochTimer()
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=spec.epochs, default_root_dir=str(run_dir),
                         limit_train_batches=spec.limit_train, limit_val_batches=spec.limit_val,
@@ -204,7 +246,7 @@ def _run_lightning(spec: TrainSpec, data_dir: Path, run_dir: Path) -> float:
 
 
 def run_raw_tuned(spec: TrainSpec, data_dir: Path, run_dir: Path) -> float:
-    """The hand-written loop with litlab's automatic speed switches applied by hand (informational)."""
+    """The hand-written loop with litlab's automatic fast paths applied by hand (informational)."""
     return run_raw(spec, data_dir, run_dir, tuned=True)
 
 
