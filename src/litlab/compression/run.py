@@ -17,7 +17,7 @@ from litlab.checkpoint_files import load_checkpoint
 from litlab.compression import artifacts, report
 from litlab.compression.base import Compressor, Context, Uncompressed
 from litlab.compression.export import build_exporter
-from litlab.compression.measure import figures
+from litlab.compression.measure import add_latencies, figures
 from litlab.errors import LitlabError
 from litlab.models.speed_switches import apply_speed_switches, runs_channels_last
 
@@ -78,7 +78,7 @@ def compress_after_training(cfg: DictConfig, model, dm, run_dir: Path, metrics: 
     before_path = out / "dense.pt"
     stored_net, stored_record = method.stored_reference(before_net, record)
     before_state = artifacts.save(before_path, stored_net, stored_record, Uncompressed(), {}, before_cfg)
-    before = figures(before_net, dm, before_path, before_state, method.measure)
+    before = figures(before_net, dm, before_path, before_state)
 
     log.info("compressing with %s", method.name)
     after_net = method.apply(artifacts.copy_net(before_net), dm, ctx).eval()
@@ -89,7 +89,8 @@ def compress_after_training(cfg: DictConfig, model, dm, run_dir: Path, metrics: 
         apply_speed_switches(after_net, channels_last="auto")
     after_path = out / f"{method.name}.pt"
     after_state = artifacts.save(after_path, after_net, record, method, method.recipe(after_net, ctx), ctx.net_cfg)
-    after = figures(after_net, dm, after_path, after_state, method.measure)
+    after = figures(after_net, dm, after_path, after_state)
+    add_latencies({"before": before, "after": after}, {"before": before_net, "after": after_net}, dm, method.measure)
 
     result = {
         "method": method.name,
