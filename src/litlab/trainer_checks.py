@@ -67,6 +67,11 @@ def check_devices(devices: object, device: str) -> int | None:
                               f"got {devices!r}.") from None
     available = {"cuda": torch.cuda.device_count(), "mps": 1, "cpu": os.cpu_count() or 1}[device]
     what = {"cuda": "CUDA GPU(s)", "mps": "Apple GPU", "cpu": "CPU cores (one process each)"}[device]
+    if device == "cpu" and not (isinstance(devices, int) and devices >= 1):
+        # Lightning's CPU accelerator takes a process count only: -1 and id lists fail in it later
+        raise LitlabError(f"trainer.devices={devices if isinstance(devices, int) else list(devices)}: on the CPU, "
+                          f"trainer.devices is the number of processes, from 1 to {available} on this machine "
+                          f"(e.g. trainer=ddp_cpu trainer.devices=2).")
     if isinstance(devices, int):
         if devices < 1 and devices != -1:
             raise LitlabError(f"trainer.devices must be a positive integer, -1 (all) or auto, got {devices}.")
@@ -98,9 +103,17 @@ def check_strategy(trainer: DictConfig, device: str) -> None:
     if name.startswith("deepspeed") and device != "cuda":
         raise LitlabError(f"trainer.strategy: DeepSpeed needs CUDA GPUs; this run is on the {device}.")
     backend = strategy.get("process_group_backend") if isinstance(strategy, DictConfig) else None
+    if backend is None:
+        return
     if backend == "nccl" and device != "cuda":
         raise LitlabError(f"trainer.strategy.process_group_backend=nccl needs CUDA GPUs; this run is on the {device}. "
                           f"Use gloo (trainer=ddp_cpu does).")
+    import torch.distributed as dist
+
+    if not isinstance(backend, str) or not dist.is_backend_available(backend):
+        usable = [b for b in ("gloo", "nccl", "mpi", "ucc") if dist.is_backend_available(b)]
+        raise LitlabError(f"trainer.strategy.process_group_backend={backend}: this torch build has no such "
+                          f"process-group backend; it has {', '.join(usable)} (gloo on CPUs, nccl on CUDA GPUs).")
 
 
 def check_nodes(trainer: DictConfig, devices: int | None) -> None:

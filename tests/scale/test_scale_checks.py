@@ -23,6 +23,12 @@ def _trainer(**keys):
     ({"strategy": "fsdp"}, "trainer.strategy"),
     ({"strategy": {"_target_": "lightning.pytorch.strategies.DDPStrategy", "process_group_backend": "nccl"}},
      "process_group_backend=nccl"),
+    # both passed the check and failed after the data was prepared: mpi in torch's traceback, with a
+    # rank left to be killed; -1 and id lists in Lightning's CPU accelerator
+    ({"strategy": {"_target_": "lightning.pytorch.strategies.DDPStrategy", "process_group_backend": "mpi"}},
+     "process_group_backend=mpi: this torch build has no such process-group backend; it has gloo"),
+    ({"devices": -1}, r"trainer.devices=-1: on the CPU, trainer.devices is the number of processes, from 1 to \d+"),
+    ({"devices": [0, 1]}, "trainer.devices=[0, 1]: on the CPU"),
 ])
 def test_what_this_machine_cannot_run_is_refused(keys, named, monkeypatch):
     for var in ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "WORLD_SIZE"):
