@@ -10,8 +10,9 @@ import lightning.pytorch as L
 class Throughput(L.Callback):
     """Logs ``perf/train_samples_per_s`` and ``perf/epoch_time_s`` each epoch.
 
-    Time counts from the first to the last training batch of the epoch (validation excluded);
-    totals over the whole fit are kept in ``samples`` and ``seconds`` for the run report.
+    Time counts from the start of the epoch to the end of its last training batch, less any
+    validation run in between (``trainer.val_check_interval`` < 1 validates mid-epoch); totals
+    over the whole fit are kept in ``samples`` and ``seconds`` for the run report.
     """
 
     def __init__(self):
@@ -20,17 +21,31 @@ class Throughput(L.Callback):
         self._epoch_start = 0.0
         self._last = 0.0
         self._epoch_samples = 0
+        self._validating_since: float | None = None
+        self._paused = 0.0  # validation time between the epoch's start and its latest training batch
+        self._pending = 0.0  # validation time after the latest training batch
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._epoch_start = self._last = time.perf_counter()
         self._epoch_samples = 0
+        self._paused = self._pending = 0.0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._epoch_samples += len(batch[1])
         self._last = time.perf_counter()
+        self._paused += self._pending
+        self._pending = 0.0
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._validating_since = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self._validating_since is not None:
+            self._pending += time.perf_counter() - self._validating_since
+            self._validating_since = None
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        seconds = self._last - self._epoch_start
+        seconds = self._last - self._epoch_start - self._paused
         # every rank sees its own shard: the global rate is the per-rank rate times the world size
         samples = self._epoch_samples * trainer.world_size
         self.samples += samples
