@@ -18,8 +18,9 @@ from pathlib import Path
 from litlab.errors import LitlabError
 from litlab.sweeps.compressed_keys import compression_keys
 from litlab.sweeps.sweep_plots import accuracy_vs_cost, metric_vs_params
-from litlab.sweeps.sweep_table import (check_metric_present, direction_of, format_markdown, format_text, rank, read_jobs,
-                                       swept_params, table_rows, write_csv)
+from litlab.sweeps.sweep_table import (check_metric_present, direction_of, format_markdown, format_text,
+                                       optimized_metrics, rank, read_jobs, swept_params, table_rows,
+                                       write_csv)
 
 
 # the figures a summary may draw, each DIR/<name>.png
@@ -32,7 +33,7 @@ def summarize(sweep_dir: Path, metric: str | None = None, direction: str | None 
     """Writes the summary files of ``sweep_dir``; returns ``rows``, ``metric``, ``direction``, ``files``."""
     sweep_dir = Path(sweep_dir)
     jobs = read_jobs(sweep_dir)
-    optimized = list(dict.fromkeys(j.metrics["optimized_metric"] for j in jobs if j.metrics.get("optimized_metric")))
+    optimized = optimized_metrics(jobs, sweep_dir)
     if metric is None and len(optimized) > 1:
         log.warning("the jobs of %s optimized different metrics (%s); ranking by %s. Choose one with --metric.",
                     sweep_dir, ", ".join(optimized), optimized[0])

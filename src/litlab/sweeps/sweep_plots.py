@@ -14,8 +14,9 @@ from litlab.sweeps.sweep_table import Job, parse_value  # noqa: E402
 
 
 def metric_vs_params(jobs: list[Job], params: list[str], metric: str) -> Figure | None:
-    """One panel per swept key: the metric of each completed job (numbers on a numeric axis)."""
-    done = [j for j in jobs if j.value(metric) is not None]
+    """One panel per swept key: the metric of each completed job (numbers on a numeric axis). A job
+    that did not complete is left out, even one that holds the metric (failed after training)."""
+    done = [j for j in jobs if j.completed and j.value(metric) is not None]
     if not params or not done:
         return None
     fig, axes = plt.subplots(1, len(params), figsize=(4 * len(params), 3.4), squeeze=False)
@@ -51,8 +52,9 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def accuracy_vs_cost(jobs: list[Job], acc_key: str, cost_key: str) -> tuple[Figure, list[str]] | None:
-    """Scatter of accuracy against a cost (size, latency), the Pareto front drawn and labelled."""
-    pairs = [(j, j.value(acc_key), j.value(cost_key)) for j in jobs]
+    """Scatter of accuracy against a cost (size, latency) of the completed jobs, the Pareto front
+    drawn and labelled; a failed job's numbers may be there but are no result to choose."""
+    pairs = [(j, j.value(acc_key), j.value(cost_key)) for j in jobs if j.completed]
     pairs = [(j, a, c) for j, a, c in pairs if a is not None and c is not None]
     if not pairs:
         return None

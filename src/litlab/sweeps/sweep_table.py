@@ -31,6 +31,12 @@ class Job:
     def status(self) -> str:
         return self.metrics.get("status", "missing")
 
+    @property
+    def completed(self) -> bool:
+        """Only a completed job is ranked: a failed one may still hold the metric (it failed after
+        training, e.g. on a misspelt ``optimized_metric``), an interrupted or running one a partial value."""
+        return self.status == "completed"
+
     def value(self, metric: str) -> float | None:
         v = self.metrics.get(metric)
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
@@ -100,6 +106,30 @@ def swept_params(jobs: list[Job]) -> list[str]:
     return varying or (keys if len(jobs) == 1 else [])
 
 
+def optimized_metrics(jobs: list[Job], sweep_dir: Path) -> list[str]:
+    """The metrics the jobs optimized, first seen first: each job's ``metrics.json`` names it, else
+    its ``.hydra/config.yaml`` (a job that failed before the end records none, or null); where no
+    job says, the sweep's ``multirun.yaml``. Empty when nothing names one."""
+    sweep_dir = Path(sweep_dir)
+    names = [j.metrics.get("optimized_metric") or _configured_metric(sweep_dir / j.name / ".hydra" / "config.yaml")
+             for j in jobs]
+    # multirun.yaml comes last: where optimized_metric was swept it holds the config's default, not a job's
+    names = [n for n in names if n] or [_configured_metric(sweep_dir / "multirun.yaml")]
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def _configured_metric(config_file: Path) -> str | None:
+    """``optimized_metric`` of a Hydra config file; None where the file is missing or unreadable."""
+    if not config_file.is_file():
+        return None
+    try:
+        config = yaml.safe_load(config_file.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    name = config.get("optimized_metric") if isinstance(config, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
 def direction_of(metric: str, sweep_dir: Path) -> str:
     """``maximize`` or ``minimize``: the Optuna sweeper's own when ``metric`` is the one it optimized
     (from the sweep's ``multirun.yaml``, or a job's ``.hydra/`` record where Optuna wrote none),
@@ -123,24 +153,30 @@ def direction_of(metric: str, sweep_dir: Path) -> str:
     return "minimize" if any(w in lowered for w in ("loss", "error", "latency", "size", "time")) else "maximize"
 
 
+def is_ranked(job: Job, metric: str) -> bool:
+    """A completed job with a value of ``metric``; every other job is listed after them, unranked."""
+    return job.completed and job.value(metric) is not None
+
+
 def rank(jobs: list[Job], metric: str, direction: str) -> list[Job]:
-    """Completed jobs best first, then those without a value (failed, running, missing)."""
-    scored = [j for j in jobs if j.value(metric) is not None]
+    """Completed jobs best first, then the others (failed, interrupted, running, missing, or
+    completed without the metric) in job order."""
+    scored = [j for j in jobs if is_ranked(j, metric)]
     scored.sort(key=lambda j: j.value(metric), reverse=direction == "maximize")
-    return scored + [j for j in jobs if j.value(metric) is None]
+    return scored + [j for j in jobs if not is_ranked(j, metric)]
 
 
 def table_rows(ranked: list[Job], params: list[str], metric: str, extra: list[str]) -> list[dict]:
-    """One dict per job: rank, job, swept values, status, the metric and extra metrics."""
+    """One dict per job: rank, job, swept values, status, the metric and extra metrics, and why a
+    job that did not complete ended (its recorded error)."""
     rows = []
     for i, job in enumerate(ranked, 1):
-        value = job.value(metric)
-        row = {"rank": i if value is not None else "-", "job": job.name}
+        row = {"rank": i if is_ranked(job, metric) else "-", "job": job.name}
         row.update({p: job.overrides.get(p, "") for p in params})
         row["status"] = job.status
-        row[metric] = value
+        row[metric] = job.value(metric)
         row.update({k: job.value(k) for k in extra})
-        if job.status == "failed":
+        if job.status == "failed" or (not job.completed and job.metrics.get("error")):
             row["error"] = str(job.metrics.get("error", ""))[:70]
         rows.append(row)
     return rows
