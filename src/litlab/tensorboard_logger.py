@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.fabric.utilities.logger import _add_prefix
@@ -13,6 +14,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
 from litlab.tensorboard_events import SummaryWriter
+
+# the file holding a run's hparams session (settings and final metrics), replaced as a whole
+HPARAMS_SUFFIX = ".hparams"
 
 
 class TensorBoardLogger(_LightningTensorBoardLogger):
@@ -90,14 +94,33 @@ class TensorBoardLogger(_LightningTensorBoardLogger):
 
     @rank_zero_only
     def log_hyperparams(self, params, metrics=None, step=None) -> None:
-        """Lightning's, then straight to disk (a run logs them at its start and, with its final
-        metrics, after its end)."""
+        """Lightning's, then straight to disk. Hyperparameters with final metrics (the hparams
+        tab's session) go to a file of their own, which replaces the one an earlier run in this
+        folder wrote: after a resume, TensorBoard showed both runs' ``hparams/*`` points and the
+        first run's settings (it keeps the first session record it reads)."""
+        if metrics:
+            self._write_final_hparams(params, metrics, step)
+            return
         super().log_hyperparams(params, metrics, step)
         self._write_pending()
         if self._finalized:  # after the run's end: the writer reopened a file for them; close it again
             self.experiment.close()
         else:
             self.experiment.flush()
+
+    def _write_final_hparams(self, params, metrics, step) -> None:
+        folder = Path(self.log_dir)
+        earlier = sorted(folder.glob(f"events.out.tfevents.*{HPARAMS_SUFFIX}"))
+        self._write_pending()
+        curves, self._experiment = self._experiment, SummaryWriter(log_dir=self.log_dir, filename_suffix=HPARAMS_SUFFIX)
+        try:
+            super().log_hyperparams(params, metrics, step)
+            self._write_pending()
+        finally:
+            self._experiment.close()
+            self._experiment = curves
+        for path in earlier:  # written first, removed after: a crash in between leaves both, never neither
+            path.unlink(missing_ok=True)
 
     @rank_zero_only
     def save(self) -> None:

@@ -189,3 +189,24 @@ def test_a_full_disk_is_one_clear_error_naming_the_file(tmp_path):
         events.add_event(Event(step=1))
     assert events.path in str(e.value) and "logger=csv" in str(e.value)
     assert open(events.path, "rb").read() == header  # what was written before is still there
+
+
+def test_a_resumed_run_shows_one_hparams_session_with_its_own_settings(tmp_path):
+    """The final hparams (settings and metrics) are a file of their own that the next run in the
+    folder replaces: after a resume TensorBoard showed both runs' hparams/* points at step 0 and
+    the first run's settings (it keeps the first session record it reads)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    for epochs, acc in ((3, 0.5), (5, 0.75)):  # a run, then its resume in the same folder
+        logger = TensorBoardLogger(save_dir=str(tmp_path), name="tb", version="")
+        logger.log_metrics({"val/acc": acc}, step=epochs * 10)
+        logger.finalize("success")
+        logger.log_hyperparams({"trainer": {"max_epochs": epochs}}, metrics={"hparams/val/acc": acc})
+    assert len(list((tmp_path / "tb").glob("*.hparams"))) == 1
+    assert _scalars(tmp_path / "tb", "hparams/val/acc") == [(0, 0.75)]
+    assert _scalars(tmp_path / "tb", "val/acc") == [(30, 0.5), (50, 0.75)]  # the curves are all kept
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    start = HParamsPluginData.FromString(acc.PluginTagToContent("hparams")["_hparams_/session_start_info"])
+    assert start.session_start_info.hparams["trainer/max_epochs"].number_value == 5
