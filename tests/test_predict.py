@@ -325,3 +325,28 @@ def test_output_cannot_be_the_commands_own_input_or_checkpoint(run_predict, ckpt
     with pytest.raises(LitlabError, match=rf"output=.* is the {which} file; writing the CSV there would destroy it"):
         run_predict(arrays, *overrides)
     assert target.read_bytes() == before
+
+
+@pytest.mark.parametrize("kind,input_shape,stored,quoted", [
+    # (N, L) arrays are read as (N, L, 1): the error quoted (50, 1, 1), a shape the user never made
+    ("sequence", (50, 1), (50, 1), r"x has shape \(50, 1\) but the model takes sequences \(N, L, F\) of shape "
+                                   r"\(N, 50, 1\)\. That is one sample without the batch axis: store x\[None\] "
+                                   r"\(a batch of one, shape \(1, 50, 1\)\)\.$"),
+    ("sequence", (50, 1), (3, 40), r"x has shape \(3, 40\) but .* \(N, 50, 1\)\. Give arrays shaped like"),
+    ("image", (1, 8, 8), (1, 8, 8), r"x has shape \(1, 8, 8\) .* store x\[None\] \(a batch of one, shape "
+                                    r"\(1, 1, 8, 8\)\)\.$"),
+])
+def test_a_wrong_npz_shape_is_quoted_as_stored_and_one_sample_is_named(tmp_path, kind, input_shape, stored, quoted):
+    from litlab.data.preprocess import Preprocess
+    from litlab.prediction.inputs import read_npz
+
+    np.savez(tmp_path / "one.npz", x=np.zeros(stored, np.float32))
+    pre = Preprocess(kind, [0.0] * (input_shape[-1] if kind == "sequence" else input_shape[0]), [1.0])
+    with pytest.raises(LitlabError, match=quoted):
+        read_npz(tmp_path / "one.npz", input_shape, pre)
+
+
+def test_one_unbatched_image_in_an_npz_is_named_by_predict(run_predict, tmp_path):
+    np.savez(tmp_path / "one.npz", x=np.zeros((1, 8, 8), np.uint8))
+    with pytest.raises(LitlabError, match=r"one sample without the batch axis: store x\[None\]"):
+        run_predict(tmp_path / "one.npz")

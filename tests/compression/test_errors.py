@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,26 @@ def test_a_compressed_model_as_teacher_is_named_as_such(tiny_cfg):
     with pytest.raises(LitlabError, match=r"compress\.teacher_ckpt=.* is a compressed model \(prune\).*best\.ckpt"):
         train(cfg)
     assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()  # refused before training
+
+
+@pytest.mark.parametrize("net,conv,skip_last,hint", [
+    # an RNN has no convolution: only its head could be factorized
+    ("rnn", True, True, r"\. Try compress\.skip_last=false \(factorizes the classifier head\)\.$"),
+    ("rnn", False, True, r"\. Try compress\.skip_last=false \(factorizes the classifier head\)\.$"),
+    ("convs", False, False, r"\. Try compress\.conv=true\.$"),
+    ("convs", False, True, r"\. Try compress\.conv=true with compress\.skip_last=false\.$"),
+    ("none", True, False, r"has no Linear or ungrouped Conv1d/Conv2d layer at all .* compress=prune"),
+])
+def test_lowrank_without_layers_suggests_only_settings_that_would_find_one(net, conv, skip_last, hint):
+    """compress.conv=true on an RNN was answered "Try compress.conv=true or compress.skip_last=false"."""
+    from litlab.compression.lowrank import LowRank
+    from litlab.models.rnn import RNN
+
+    nets = {"rnn": lambda: RNN((8, 2), 3), "convs": lambda: torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3)),
+            "none": lambda: torch.nn.Sequential(torch.nn.ReLU())}
+    with pytest.raises(LitlabError, match=r"compress=lowrank found no layer to factorize") as err:
+        LowRank(conv=conv, skip_last=skip_last).check(nets[net](), None)
+    message = str(err.value)
+    assert re.search(hint, message), message
+    if conv:
+        assert "compress.conv=true" not in message.split("). ", 1)[1]

@@ -68,6 +68,22 @@ def replace(net: nn.Module, name: str, module: nn.Module) -> None:
     setattr(net.get_submodule(parent_name) if parent_name else net, child, module)
 
 
+def no_layer_hint(net: nn.Module, conv: bool, skip_last: bool) -> str:
+    """The settings that would give ``net`` a layer to factorize, and only those: the hint suggested
+    compress.conv=true when it was set, and for nets (RNNs) without convolutions."""
+    tries = []
+    if not conv and candidates(net, True, skip_last):
+        tries.append("compress.conv=true")
+    if skip_last and candidates(net, conv, False):
+        tries.append("compress.skip_last=false (factorizes the classifier head)")
+    if not tries and not conv and skip_last and candidates(net, True, False):
+        tries.append("compress.conv=true with compress.skip_last=false")
+    if tries:
+        return f"Try {' or '.join(tries)}."
+    return ("It has no Linear or ungrouped Conv1d/Conv2d layer at all (recurrent and other layers are not "
+            "factorized); use another method, e.g. compress=prune or compress=quantize.")
+
+
 class LowRank(Compressor):
     """SVD factorization of Linear (and with ``conv``, Conv1d/2d) layers, then fine-tuning.
 
@@ -103,9 +119,10 @@ class LowRank(Compressor):
     def check(self, net: nn.Module, dm) -> None:
         layers = candidates(net, self.conv, self.skip_last)
         if not layers:
+            looked_for = "Linear" + (", Conv1d/Conv2d" if self.conv else "")
+            head = "; the head left whole: compress.skip_last=true" if self.skip_last else ""
             raise LitlabError(f"compress=lowrank found no layer to factorize in {type(net).__name__} "
-                              f"(Linear{', Conv' if self.conv else ''}, head excluded: compress.skip_last="
-                              f"{self.skip_last}). Try compress.conv=true or compress.skip_last=false.")
+                              f"(looked for {looked_for}{head}). {no_layer_hint(net, self.conv, self.skip_last)}")
         if self.rank is not None:
             for name, layer in layers.items():
                 limit = min(matrix_dims(layer))

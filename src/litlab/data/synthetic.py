@@ -18,9 +18,7 @@ def _image_prototypes(g: torch.Generator, num_classes: int, shape: tuple[int, in
     c, h, w = shape
     low = torch.randn(num_classes, c, max(2, h // 4), max(2, w // 4), generator=g)
     protos = torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
-    flat = protos.flatten(1)
-    # unit variance; a single pixel has none, so it is scaled to unit size instead (its std was NaN)
-    spread = flat.std(dim=1) if flat.shape[1] > 1 else flat.abs().squeeze(1)
+    spread = protos.flatten(1).std(dim=1)  # unit variance; one pixel has none, see _scalar_prototypes
     return protos / spread.clamp_min(1e-6).view(-1, 1, 1, 1)
 
 
@@ -31,6 +29,28 @@ def _sequence_prototypes(g: torch.Generator, num_classes: int, shape: tuple[int,
     freq = 1 + 4 * torch.rand(num_classes, 1, feats, generator=g)
     phase = 2 * math.pi * torch.rand(num_classes, 1, feats, generator=g)
     return torch.sin(2 * math.pi * freq * t + phase) * math.sqrt(2)
+
+
+def scalar_spacing(num_classes: int) -> float:
+    """Distance between neighbouring classes of ``_scalar_prototypes``: the one that gives them unit variance."""
+    return math.sqrt(12 / (num_classes ** 2 - 1))
+
+
+def _scalar_prototypes(num_classes: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """Evenly spaced levels, one per class, for samples of a single value. (K, *shape)
+
+    A single value has no pattern: random ones gave classes the same or nearly the same level
+    (one pixel scaled to unit size was +-1 for every class), and the data was not learnable.
+    """
+    levels = (torch.arange(num_classes) - (num_classes - 1) / 2) * scalar_spacing(num_classes)
+    return levels.view(num_classes, *shape)
+
+
+def make_prototypes(kind: str, g: torch.Generator, num_classes: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """One pattern per class ``(K, *shape)``; the generator is untouched for single-value samples."""
+    if math.prod(shape) == 1:
+        return _scalar_prototypes(num_classes, shape)
+    return (_image_prototypes if kind == "image" else _sequence_prototypes)(g, num_classes, shape)
 
 
 def available_memory_bytes() -> int | None:
@@ -56,10 +76,19 @@ def check_fits_in_memory(nbytes: int, keys: str) -> None:
 
 def make_synthetic(kind: str, shape: tuple[int, ...], num_classes: int, n: int, noise: float,
                    g: torch.Generator, protos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` samples: a random class's prototype times a random gain, plus Gaussian noise."""
+    """``n`` samples: a random class's prototype times a random gain, plus Gaussian noise.
+
+    Single values are shifted by the gain instead (by at most a quarter of the spacing between
+    classes): scaling a level by 0.75..1.25 slid it onto its neighbour's, where a pattern scaled
+    stays its class's pattern.
+    """
     y = torch.randint(0, num_classes, (n,), generator=g)
     gain = 0.75 + 0.5 * torch.rand(n, *([1] * len(shape)), generator=g)
-    x = protos[y] * gain + noise * torch.randn(n, *shape, generator=g)
+    if math.prod(shape) == 1:
+        signal = protos[y] + (gain - 1) * scalar_spacing(num_classes)
+    else:
+        signal = protos[y] * gain
+    x = signal + noise * torch.randn(n, *shape, generator=g)
     return x.float(), y
 
 
@@ -100,8 +129,7 @@ class SyntheticDataModule(ClassificationData):
 
     def load(self) -> Splits:
         g = torch.Generator().manual_seed(int(self.data_seed))
-        make_protos = _image_prototypes if self.kind == "image" else _sequence_prototypes
-        protos = make_protos(g, self.num_classes_, self.shape)
+        protos = make_prototypes(self.kind, g, self.num_classes_, self.shape)
         parts = [TensorSplit(*make_synthetic(self.kind, self.shape, self.num_classes_, n, self.noise, g, protos))
                  for n in self.sizes]
         mean, std = compute_stats(parts[0].x, self.kind)

@@ -61,19 +61,30 @@ def read_npz(path: Path, input_shape: tuple[int, ...], pre: Preprocess) -> tuple
         raise LitlabError(f"input={path} has no array named {' or '.join(NPZ_KEYS)}; it has "
                           f"{', '.join(sorted(arrays)) or 'none'}. Store the samples to classify under x.")
     x = arrays[key]
-    expected = "(N, " + ", ".join(map(str, input_shape)) + ")"
+    stored = tuple(x.shape)  # the errors quote it, not the reshape below
     if pre.kind == "sequence" and x.ndim == 2:
         if input_shape[0] == 1:
             x = x[:, None, :]  # (N, F) -> (N, 1, F), as training reads such arrays
         elif input_shape[-1] == 1:
             x = x[:, :, None]  # (N, L) -> (N, L, 1): a checkpoint of the time when training read 2-D arrays so
     if tuple(x.shape[1:]) != tuple(input_shape):
-        what = "images (N, C, H, W)" if pre.kind == "image" else "sequences (N, L, F)"
-        raise LitlabError(f"input={path}: {key} has shape {tuple(x.shape)} but the model takes {what} of shape "
-                          f"{expected}. Give arrays shaped like the training data of this checkpoint.")
+        raise LitlabError(shape_mismatch(f"input={path}", key, stored, input_shape, pre.kind))
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise LitlabError(f"input={path}: {key} has dtype {x.dtype}; expected real numbers.")
     return key, model_inputs(x, f"input={path}: {key}", pre)
+
+
+def shape_mismatch(where: str, key: str, stored: tuple[int, ...], input_shape: tuple[int, ...], kind: str) -> str:
+    """Why an array of shape ``stored`` cannot be the model's samples; one sample stored without
+    its batch axis is named as such."""
+    what = "images (N, C, H, W)" if kind == "image" else "sequences (N, L, F)"
+    expected = "(N, " + ", ".join(map(str, input_shape)) + ")"
+    msg = f"{where}: {key} has shape {stored} but the model takes {what} of shape {expected}."
+    if stored == tuple(input_shape):
+        batch_of_one = "(1, " + ", ".join(map(str, input_shape)) + ")"
+        return (f"{msg} That is one sample without the batch axis: store {key}[None] (a batch of one, shape "
+                f"{batch_of_one}).")
+    return f"{msg} Give arrays shaped like the training data of this checkpoint."
 
 
 def model_inputs(x: np.ndarray, where: str, pre: Preprocess) -> Tensor:
