@@ -32,7 +32,7 @@ def tiny_run(tmp_path_factory) -> tuple[str, dict]:
     out = tmp / "bench.json"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--markdown", "--json", str(out),
                            "--work-dir", str(tmp / "work")], cwd=REPO, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                          timeout=540, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout, json.loads(out.read_text()), tmp / "work" / "tiny"
 
