@@ -95,7 +95,7 @@ def after_training(cfg: DictConfig, trainer: L.Trainer, model, dm, run_dir: Path
         if export_cfg and "_target_" in export_cfg:
             from litlab.compression.export import export_after_training
 
-            extra.update(export_after_training(cfg, model, dm, run_dir, extra))
+            extra.update(export_after_training(cfg, model, dm, run_dir, metrics, extra))
     return extra
 
 

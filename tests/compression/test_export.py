@@ -129,3 +129,21 @@ def test_a_complete_export_leaves_only_the_model(tiny_cfg):
     cfg = tiny_cfg(["model=mlp", "export=torchscript"])
     train(cfg)
     assert [p.name for p in (Path(cfg.paths.output_dir) / "export").iterdir()] == ["model.torchscript.pt"]
+
+
+def test_the_exported_float_model_has_the_best_checkpoints_weights(tmp_path):
+    """Export took ``model.net`` as it was: the best weights only when the run had tested them (the
+    test loads best.ckpt into it), the last epoch's with ``test=false``, while compression started
+    from best.ckpt either way."""
+    from types import SimpleNamespace
+
+    from litlab.compression.export import candidates
+
+    torch.manual_seed(0)
+    best = torch.nn.Linear(4, 3)
+    torch.save({"state_dict": {f"net.{k}": v for k, v in best.state_dict().items()}, "litlab": {}},
+               tmp_path / "best.ckpt")
+    model = SimpleNamespace(net=torch.nn.Linear(4, 3))  # the last epoch's weights, other than the best
+    (kind, net), = candidates(model, {"best_ckpt": str(tmp_path / "best.ckpt")}, {})
+    assert kind == "float" and torch.equal(net.weight, best.weight) and torch.equal(net.bias, best.bias)
+    assert not torch.equal(model.net.weight, best.weight)  # the run's own net is left as it was

@@ -29,6 +29,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from litlab.checkpoint_files import load_checkpoint
 from litlab.compression import compact_storage, quant_backend, sparse_storage
 from litlab.errors import LitlabError
 
@@ -128,3 +129,15 @@ def load_net(artifact: dict, path: Path) -> nn.Module:
 
 def copy_net(net: nn.Module) -> nn.Module:
     return copy.deepcopy(net)
+
+
+def trained_net(model, metrics: dict) -> nn.Module:
+    """A float32 CPU copy of the trained net with the best checkpoint's weights (those test/acc
+    measured). Compression works in float32 whatever ``trainer.precision`` trained in (64,
+    bf16-true): the data's preprocessing gives float32 batches, and int8 kernels take float32."""
+    net = copy_net(model.net).cpu().float()
+    best = metrics.get("best_ckpt")
+    if best:
+        state = load_checkpoint(best, key="best_ckpt")["state_dict"]
+        net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
+    return net.eval()

@@ -13,7 +13,6 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from litlab.build import instantiate
-from litlab.checkpoint_files import load_checkpoint
 from litlab.compression import artifacts, report
 from litlab.compression.base import Compressor, Context, Uncompressed
 from litlab.compression.export import build_exporter
@@ -45,18 +44,6 @@ def check_compression(cfg: DictConfig, net: nn.Module, dm) -> None:
     build_exporter(cfg)  # export settings too: a bad one would otherwise fail after training
 
 
-def trained_net(model, metrics: dict) -> nn.Module:
-    """A float32 CPU copy of the trained net with the best checkpoint's weights (those test/acc
-    measured). Compression works in float32 whatever ``trainer.precision`` trained in (64,
-    bf16-true): the data's preprocessing gives float32 batches, and int8 kernels take float32."""
-    net = artifacts.copy_net(model.net).cpu().float()
-    best = metrics.get("best_ckpt")
-    if best:
-        state = load_checkpoint(best, key="best_ckpt")["state_dict"]
-        net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
-    return net.eval()
-
-
 def context(cfg: DictConfig, run_dir: Path, dm) -> Context:
     net_cfg = OmegaConf.to_container(cfg.model.net, resolve=True)
     return Context(run_dir=Path(run_dir), seed=int(cfg.seed), net_cfg=net_cfg, input_shape=tuple(dm.input_shape),
@@ -74,7 +61,7 @@ def compress_after_training(cfg: DictConfig, model, dm, run_dir: Path, metrics: 
     ctx = context(cfg, run_dir, dm)
     out = Path(run_dir) / "compressed"
     record = model.run_record
-    before_net, before_cfg = method.reference(trained_net(model, metrics), dm, ctx)
+    before_net, before_cfg = method.reference(artifacts.trained_net(model, metrics), dm, ctx)
     before_path = out / "dense.pt"
     stored_net, stored_record = method.stored_reference(before_net, record)
     before_state = artifacts.save(before_path, stored_net, stored_record, Uncompressed(), {}, before_cfg)
