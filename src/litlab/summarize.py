@@ -23,9 +23,9 @@ from litlab.sweeps.sweep_table import (check_metric_present, direction_of, forma
                                        write_csv)
 
 
-# the figures a summary may draw, each DIR/<name>.png
 log = logging.getLogger(__name__)
 
+# the figures a summary may draw, each DIR/<name>.png
 FIGURES = ("metric_vs_params", "accuracy_vs_size", "accuracy_vs_latency")
 
 

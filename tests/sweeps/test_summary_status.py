@@ -99,3 +99,15 @@ def test_a_job_record_names_the_metric_before_the_sweep_config(tmp_path):
     (s / "multirun.yaml").write_text("optimized_metric: val/acc\n")
     result = summarize(s)
     assert (result["metric"], result["direction"]) == ("val/loss", "minimize")
+
+
+def test_the_cost_axes_read_the_compressed_models_figures_by_name():
+    """The keys were guessed by substring ("b1" matched nothing; batch 1 won by being shorter)."""
+    from litlab.sweeps.compressed_keys import compression_keys
+
+    jobs = [{"compress/before/test_acc": 0.9, "compress/after/test_acc": 0.8, "compress/after/size_bytes": 10,
+             "compress/after/latency_ms_test_batch": 2.0, "compress/after/latency_ms_batch1": 1.0},
+            {"compress/size_ratio": 0.5}]
+    assert compression_keys(jobs) == {"accuracy": "compress/after/test_acc", "size": "compress/after/size_bytes",
+                                      "latency": "compress/after/latency_ms_batch1"}
+    assert compression_keys([{"val/acc": 0.9}]) == {}

@@ -26,8 +26,9 @@ class EpochLines(ProgressBar):
         self._enabled = True
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        # Read on every rank, printing or not: the first read computes the epoch's metrics, which
-        # syncs torchmetrics objects across processes; read on rank 0 alone, DDP deadlocks.
+        # Read on every rank, printing or not: the first read computes the epoch's logged values,
+        # reducing those logged with sync_dist=True (the throughput) across the processes, a
+        # collective; read on rank 0 alone, DDP deadlocks.
         metrics = trainer.callback_metrics
         if not (self._enabled and trainer.is_global_zero):
             return

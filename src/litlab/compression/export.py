@@ -105,7 +105,7 @@ class OnnxExport:
 
 
 class TorchScriptExport:
-    """``model.pt`` for ``torch.jit.load`` (no Python class needed), int8 models included.
+    """``model.torchscript.pt`` for ``torch.jit.load`` (no Python class needed), int8 models included.
 
     Args:
         check: run the test split through the loaded file and report argmax agreement.

@@ -32,7 +32,7 @@ class FineTune:
         weight_decay: AdamW weight decay.
     """
 
-    epochs: int = 3
+    epochs: int = 5
     lr: float = 1e-3
     weight_decay: float = 0.0
 
@@ -40,6 +40,10 @@ class FineTune:
         check_positive_int("compress.finetune.epochs", self.epochs)
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or self.lr <= 0:
             raise LitlabError(f"compress.finetune.lr must be a positive number, got {self.lr!r}.")
+        wd = self.weight_decay
+        if isinstance(wd, bool) or not isinstance(wd, (int, float)) or wd < 0:
+            # AdamW refused it only when fine-tuning began, after the whole training run
+            raise LitlabError(f"compress.finetune.weight_decay must be a number >= 0, got {wd!r}.")
 
 
 def cross_entropy(net: nn.Module, x: Tensor, y: Tensor) -> Tensor:

@@ -13,6 +13,11 @@ ROWS = ("test_acc", "test_loss", "params", "nonzero_params", "size_bytes", "late
         "latency_ms_test_batch")
 
 
+def after_key(row: str) -> str:
+    """The metrics.json key of a figure of the compressed model (one of :data:`ROWS`)."""
+    return f"compress/after/{row}"
+
+
 def ratios(before: dict, after: dict) -> dict:
     """after/before size and parameter ratios, before/after latency (speed-up)."""
     def div(a, b):
@@ -66,7 +71,7 @@ def write(run_dir: Path, report: dict, loggers: list) -> dict:
             writer = logger.experiment
             writer.add_text("compression", text)
             for key, value in fields.items():
-                if isinstance(value, (int, float)) and value is not None:
+                if isinstance(value, (int, float)):
                     writer.add_scalar(key, value)
             writer.flush()
     return fields

@@ -1,27 +1,15 @@
-"""Finding the compression results in metrics.json, whatever their exact names."""
+"""The compression results a sweep summary plots, by their metrics.json names."""
 
 from __future__ import annotations
 
+from litlab.compression.report import after_key
 
-def _pick(keys: list[str], must: tuple[str, ...], prefer: tuple[str, ...]) -> str | None:
-    found = [k for k in keys if all(m in k.lower() for m in must)]
-    for word in prefer:
-        preferred = [k for k in found if word in k.lower()]
-        if preferred:
-            found = preferred
-    return sorted(found, key=len)[0] if found else None
+# what each axis of the accuracy-vs-cost figures reads: the numbers after compression
+AXES = {"accuracy": after_key("test_acc"), "size": after_key("size_bytes"), "latency": after_key("latency_ms_batch1")}
 
 
 def compression_keys(metrics_of_jobs: list[dict]) -> dict[str, str]:
-    """``{"accuracy": key, "size": key, "latency": key}`` for the ``compress/...`` numbers present.
-
-    Prefers the numbers after compression (``compress/after/...``), test accuracy, sizes in bytes
-    and latency at batch size 1; a kind with no key is left out.
-    """
-    keys = sorted({k for m in metrics_of_jobs for k, v in m.items()
-                   if k.startswith("compress/") and isinstance(v, (int, float)) and not isinstance(v, bool)})
-    after = [k for k in keys if "after" in k] or keys
-    out = {"accuracy": _pick(after, ("acc",), ("test",)),
-           "size": _pick(after, ("size",), ("bytes",)),
-           "latency": _pick(after, ("latency",), ("b1",))}
-    return {kind: key for kind, key in out.items() if key}
+    """``{"accuracy": key, "size": key, "latency": key}`` for those of :data:`AXES` that some job
+    recorded as a number; a kind no job has is left out."""
+    present = {k for m in metrics_of_jobs for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {kind: key for kind, key in AXES.items() if key in present}

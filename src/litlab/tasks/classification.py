@@ -66,7 +66,7 @@ class Classifier(L.LightningModule):
         optimizer: partial optimizer, finished here with the parameters (``model.optimizer``).
         scheduler: partial LR scheduler stepped each epoch, or None (``model.scheduler``).
         label_smoothing: cross-entropy label smoothing for training (val/test loss is plain).
-        num_classes: outputs of ``net``; found from a dummy forward if not given.
+        num_classes: outputs of ``net``; taken from ``net.num_classes`` if not given (required otherwise).
         fused_optimizer: ``auto`` (fused optimizer kernels where torch has them), true or false
             (``model.fused_optimizer``; see ``litlab.tasks.optimizers``).
     """
