@@ -29,6 +29,7 @@ except ImportError:  # not on Windows: run folders are then not locked
     fcntl = None
 
 from litlab.errors import LitlabError
+from litlab.metric_direction import lower_is_better
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
@@ -228,6 +229,7 @@ def check_sweeper_and_launcher(cfg: DictConfig) -> None:
         directions = sweeper.direction if OmegaConf.is_list(sweeper.direction) else [sweeper.direction]
         if not directions or any(str(d).lower() not in ("minimize", "maximize") for d in directions):
             raise LitlabError(f"hydra.sweeper.direction must be minimize or maximize, got {sweeper.direction}.")
+        check_direction(cfg.get("optimized_metric"), directions)
         for key in ("n_trials", "n_jobs"):
             value = sweeper.get(key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -292,10 +294,24 @@ def hold_run_dir(run_dir: Path, key: str) -> None:
     _held[path] = fd
 
 
+def check_direction(metric: object, directions: list) -> None:
+    """An Optuna search must seek the metric's best end: hparams_search=digits_optuna with
+    optimized_metric=val/loss searched for the highest loss, without a word."""
+    lower = lower_is_better(metric) if metric else None
+    if lower is None or len(directions) != 1:
+        return
+    wanted = "minimize" if lower else "maximize"
+    if str(directions[0]).lower() != wanted:
+        raise LitlabError(f"optimized_metric={metric} is best at its {'lowest' if lower else 'highest'}, but "
+                          f"hydra.sweeper.direction={directions[0]} searches for its "
+                          f"{'highest' if lower else 'lowest'}. Add hydra.sweeper.direction={wanted}.")
+
+
 def check_mode(key: str, monitor: object, mode: object) -> None:
     """A loss is best at its lowest, an accuracy at its highest: the other mode silently keeps the
     worst epoch (monitor=val/loss with the default mode=max picked the first epoch's best.ckpt)."""
-    wanted = "min" if str(monitor).endswith("loss") else "max" if "acc" in str(monitor) else None
+    lower = lower_is_better(monitor)
+    wanted = None if lower is None else "min" if lower else "max"
     if monitor is None or wanted is None or mode is None or str(mode) == wanted:
         return
     raise LitlabError(f"{key}.monitor={monitor} is best at its {'lowest' if wanted == 'min' else 'highest'}, but "

@@ -94,6 +94,11 @@ def test_an_interval_needs_a_search_not_the_basic_sweeper():
     (["-m", "hparams_search=digits_optuna", "hydra.sweeper.n_jobs=0"], r"hydra\.sweeper\.n_jobs must be a positive"),
     (["-m", "hparams_search=digits_optuna", "hydra.sweeper.direction=upward"],
      r"hydra\.sweeper\.direction must be minimize or maximize, got upward"),
+    # the search sought the highest loss, without a word
+    (["hparams_search=digits_optuna", "optimized_metric=val/loss"],
+     r"optimized_metric=val/loss is best at its lowest, but hydra\.sweeper\.direction=maximize searches for its "
+     r"highest\. Add hydra\.sweeper\.direction=minimize\."),
+    (["hparams_search=digits_optuna", "optimized_metric=val/loss", "hydra.sweeper.direction=minimize"], None),
     # ranges Optuna cannot sample ended in its ValueError traceback after the sweep folder was made
     (["-m", "hparams_search=digits_optuna", "model.optimizer.lr=interval(0.1,0.01)"],
      r"model\.optimizer\.lr=interval\(0\.1,0\.01\): the range starts at 0\.1, above its end 0\.01"),

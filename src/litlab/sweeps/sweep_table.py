@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from litlab.errors import LitlabError
+from litlab.metric_direction import lower_is_better
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +150,7 @@ def direction_of(metric: str, sweep_dir: Path) -> str:
         optimized = config.get("optimized_metric")
         if isinstance(direction, str) and optimized in (None, metric):
             return "maximize" if direction.lower().endswith("maximize") else "minimize"
-    lowered = metric.lower()
-    return "minimize" if any(w in lowered for w in ("loss", "error", "latency", "size", "time")) else "maximize"
+    return "minimize" if lower_is_better(metric) else "maximize"
 
 
 def is_ranked(job: Job, metric: str) -> bool:
