@@ -128,3 +128,16 @@ def test_data_larger_than_the_memory_is_refused_before_it_is_drawn(monkeypatch):
                                           r"float32 data, and drawing it needs about 3\.4 GiB; this machine has 1\.0 GiB"):
         SyntheticDataModule(shape=[3, 100, 100], num_train=8000, num_val=1000, num_test=1000)
     SyntheticDataModule(shape=[3, 10, 10], num_train=8000, num_val=1000, num_test=1000)  # 34 MiB: fine
+
+
+def test_data_split_seed_chooses_the_digits_split(tmp_path):
+    """It was accepted and did nothing: the split used a fixed seed whatever data.split_seed said."""
+    root = tmp_path / "digits"
+    DigitsDataModule(root=str(root)).prepare_data()  # the default split
+    default = {p.name for p in (root / "test").rglob("*.png")}
+    DigitsDataModule(root=str(root), split_seed=7).prepare_data()
+    other = {p.name for p in (root / "test").rglob("*.png")}
+    assert len(other) == len(default) == 359 and other != default
+    assert json.loads((root / "split.json").read_text())["seed"] == 7
+    with pytest.raises(LitlabError, match=r"data\.split_seed must be an integer >= 0, got 'x'"):
+        DigitsDataModule(root=str(root), split_seed="x")

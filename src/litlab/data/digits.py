@@ -17,18 +17,18 @@ from litlab.errors import LitlabError, check_fraction
 
 log = logging.getLogger(__name__)
 
-# the split of the 1797 images never depends on the run's seed
+# the split of the 1797 images never depends on the run's seed (data.split_seed, by default this)
 DIGITS_SPLIT_SEED = 1234
 
 
-def write_digits_tree(root: Path, val_fraction: float, test_fraction: float) -> None:
+def write_digits_tree(root: Path, val_fraction: float, test_fraction: float, seed: int = DIGITS_SPLIT_SEED) -> None:
     """Writes ``root/{train,val,test}/<digit>/<index>.png`` unless the same split is already there.
 
     The tree is built in a temporary sibling folder and renamed into place, so concurrent
     processes (DDP ranks, parallel sweeps) never see a half-written dataset.
     """
     spec = {"source": "sklearn.datasets.load_digits", "val_fraction": val_fraction,
-            "test_fraction": test_fraction, "seed": DIGITS_SPLIT_SEED}
+            "test_fraction": test_fraction, "seed": seed}
     marker = root / "split.json"
     written = _written_split(marker)
     if written == spec:
@@ -45,7 +45,7 @@ def write_digits_tree(root: Path, val_fraction: float, test_fraction: float) -> 
     digits = load_digits()
     # 0..16 intensities -> 0..255 grayscale
     images = np.clip(np.round(digits.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)  # (N, 8, 8)
-    order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(images))
+    order = np.random.default_rng(seed).permutation(len(images))
     n_test = int(round(len(images) * test_fraction))
     n_val = int(round(len(images) * val_fraction))
     parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
@@ -89,11 +89,15 @@ class DigitsDataModule(ImageFolderDataModule):
     Args:
         val_fraction: share of the 1797 images used for validation.
         test_fraction: share used for testing.
+        split_seed: seed of the split into train, val and test (not the run's seed).
         **kwargs: as for ``ImageFolderDataModule`` (``root`` is where the PNG tree goes).
     """
 
-    def __init__(self, root: str, val_fraction: float = 0.15, test_fraction: float = 0.2, **kwargs):
-        super().__init__(root=root, val_fraction=val_fraction, **kwargs)
+    def __init__(self, root: str, val_fraction: float = 0.15, test_fraction: float = 0.2,
+                 split_seed: int = DIGITS_SPLIT_SEED, **kwargs):
+        super().__init__(root=root, val_fraction=val_fraction, split_seed=split_seed, **kwargs)
+        if isinstance(split_seed, bool) or not isinstance(split_seed, int) or split_seed < 0:
+            raise LitlabError(f"data.split_seed must be an integer >= 0, got {split_seed!r}.")
         self.test_fraction = check_fraction("data.test_fraction", test_fraction, allow_zero=False)
         check_fraction("data.val_fraction", val_fraction, allow_zero=False)
         if self.val_fraction + self.test_fraction > 0.9:
@@ -103,7 +107,7 @@ class DigitsDataModule(ImageFolderDataModule):
             )
 
     def prepare_data(self) -> None:
-        write_digits_tree(self.root, self.val_fraction, self.test_fraction)
+        write_digits_tree(self.root, self.val_fraction, self.test_fraction, self.split_seed)
 
     def load(self):
         self.prepare_data()
