@@ -103,10 +103,7 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
     except KeyboardInterrupt as e:
         # Ctrl-C, or SIGTERM (``Terminated``), where Lightning's loops do not catch it (compression,
         # export) or a second time: recorded, one line, the shell's exit status of that signal
-        signum = getattr(e, "signum", signal.SIGINT)
-        _record(cfg, "interrupted", f"interrupted by signal {signal.Signals(signum).name}")
-        print(f"\nInterrupted by signal {signal.Signals(signum).name}; metrics.json records it.", file=sys.stderr)
-        sys.exit(128 + signum)
+        _exit_interrupted(cfg, getattr(e, "signum", signal.SIGINT))
     except SystemExit as e:
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -117,10 +114,7 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
         if isinstance(e.__context__, KeyboardInterrupt):
             # Lightning ends a KeyboardInterrupt inside its loops (a second Ctrl-C, or SIGTERM's
             # Terminated where its own handler was not in place) with sys.exit(1): the signal's status
-            signum = getattr(e.__context__, "signum", signal.SIGINT)
-            _record(cfg, "interrupted", f"interrupted by signal {signal.Signals(signum).name}")
-            print(f"\nInterrupted by signal {signal.Signals(signum).name}; metrics.json records it.", file=sys.stderr)
-            sys.exit(128 + signum)
+            _exit_interrupted(cfg, getattr(e.__context__, "signum", signal.SIGINT))
         raise
     except Exception as e:
         user_error = isinstance(e, LitlabError) or _is_misconfiguration(e)
@@ -197,6 +191,14 @@ def user_message(e: Exception) -> str:
     if "Original Traceback" in text and marker in text:
         return text.rsplit(marker, 1)[1].strip()
     return text if isinstance(e, LitlabError) else " ".join(text.split())
+
+
+def _exit_interrupted(cfg, signum: int) -> None:
+    """Records the interruption, says so in one line, and exits with the shell's status of that signal."""
+    name = signal.Signals(signum).name
+    _record(cfg, "interrupted", f"interrupted by signal {name}")
+    print(f"\nInterrupted by signal {name}; metrics.json records it.", file=sys.stderr)
+    sys.exit(128 + signum)
 
 
 def _record(cfg: DictConfig, status: str, message: str) -> None:
