@@ -6,6 +6,7 @@ and error handling around ``train``.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from pathlib import Path
@@ -78,6 +79,26 @@ def test(trainer: L.Trainer, model: L.LightningModule, dm, best_ckpt: str | None
     return {k: float(v) for k, v in (results[0] if results else {}).items()}
 
 
+def debug_batch_limits(trainer: L.Trainer, dm) -> dict[str, int | None]:
+    """Batches per split for the work after training under the debug presets: ``debug=fdr``
+    (``trainer.fast_dev_run``) one batch of everything, ``debug=limit`` the ``limit_*_batches``
+    (a count, or a share of the split's batches); an empty dict for a normal run. Without it,
+    ``debug=fdr compress=prune`` fine-tuned over the whole training split for 8 epochs."""
+    if trainer.fast_dev_run:
+        n = int(trainer.fast_dev_run)  # True: 1
+        return {"train": n, "val": n, "test": n}
+    limits = {}
+    for split, limit in (("train", trainer.limit_train_batches), ("val", trainer.limit_val_batches),
+                         ("test", trainer.limit_test_batches)):
+        if isinstance(limit, int) or limit is None:
+            limits[split] = limit
+        elif limit < 1.0:
+            with dm.without_trainer():
+                loader = getattr(dm, f"{split}_dataloader")()
+            limits[split] = max(1, int(len(loader) * limit))
+    return limits
+
+
 def after_training(cfg: DictConfig, trainer: L.Trainer, model, dm, run_dir: Path, metrics: dict,
                    loggers: list) -> dict:
     """Compression and export of the trained model (rank 0, outside any distributed strategy).
@@ -85,7 +106,11 @@ def after_training(cfg: DictConfig, trainer: L.Trainer, model, dm, run_dir: Path
     Returns extra metrics.json fields (``compress/...``, ``export/...``).
     """
     extra: dict = {}
-    with dm.without_trainer():  # under DDP the trainer's evaluation loaders give rank 0 its shard only
+    if trainer.fast_dev_run and OmegaConf.select(cfg, "compress.finetune.epochs") is not None:
+        cfg = copy.deepcopy(cfg)  # the run's record keeps what was asked
+        OmegaConf.update(cfg, "compress.finetune.epochs", 1)  # one fine-tuning epoch of the debug's batches
+    # under DDP the trainer's evaluation loaders give rank 0 its shard only
+    with dm.without_trainer(), dm.first_batches(debug_batch_limits(trainer, dm)):
         compress_cfg = cfg.get("compress")
         if compress_cfg and "_target_" in compress_cfg:
             from litlab.compression.run import compress_after_training

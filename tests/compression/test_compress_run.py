@@ -119,3 +119,21 @@ def test_a_net_trained_in_another_dtype_is_compressed_and_exported_in_float32(ti
     assert m["status"] == "completed" and m["export/agreement"] >= 0.99
     # the float32 copy classifies the test split as the trained net did (rounding may move a sample or two)
     assert m["compress/before/test_acc"] == pytest.approx(m["test/acc"], abs=0.02)
+
+
+@pytest.mark.parametrize("preset", ["fdr", "limit"])
+def test_the_debug_presets_cut_compression_to_their_batches(tiny_cfg, caplog, preset):
+    """``debug=fdr compress=prune`` ran one batch of training and test, then fine-tuned over the
+    whole training split for 8 epochs and scored the models on the whole test split."""
+    import logging
+
+    cfg = tiny_cfg([f"debug={preset}", "compress=prune", "data.batch_size=16"])
+    with caplog.at_level(logging.INFO, logger="litlab.compression.finetune"):
+        train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    report = json.loads((run_dir / "compression.json").read_text())
+    # the dense model is scored on the test batches Lightning's test used: the same accuracy
+    assert report["before"]["test_acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+    epochs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("fine-tune epoch")]
+    assert len(epochs) == (1 if preset == "fdr" else 8)  # prune fine-tunes for 8 epochs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -21,6 +22,19 @@ from litlab.errors import LitlabError, check_positive_int
 
 
 log = logging.getLogger(__name__)
+
+
+class FirstBatches:
+    """The first ``limit`` batches of a loader, with the length of what it yields."""
+
+    def __init__(self, loader: DataLoader, limit: int):
+        self.loader, self.limit = loader, limit
+
+    def __len__(self) -> int:
+        return min(len(self.loader), self.limit)
+
+    def __iter__(self):
+        return itertools.islice(iter(self.loader), self.limit)
 
 
 @dataclass
@@ -179,6 +193,21 @@ class ClassificationData(L.LightningDataModule):
         finally:
             self.trainer = trainer
 
+    @contextlib.contextmanager
+    def first_batches(self, limits: dict[str, int | None]):
+        """Inside, the loader of split ``s`` yields at most ``limits[s]`` batches (None or absent:
+        all of them), so that the debug presets' ``trainer.fast_dev_run`` and ``limit_*_batches``
+        cut the work after training (compression, export) too."""
+        before, self._batch_limits = getattr(self, "_batch_limits", {}), dict(limits)
+        try:
+            yield self
+        finally:
+            self._batch_limits = before
+
+    def _limited(self, split: str, loader: DataLoader):
+        limit = getattr(self, "_batch_limits", {}).get(split)
+        return loader if limit is None else FirstBatches(loader, limit)
+
     # --- loaders -------------------------------------------------------------------------
     def _loader(self, ds: Dataset, shuffle: bool, sampler: Sampler | None = None) -> DataLoader:
         pin = torch.cuda.is_available()
@@ -236,13 +265,13 @@ class ClassificationData(L.LightningDataModule):
         return self._loader(ds, shuffle=False)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self._ready().train, shuffle=True)
+        return self._limited("train", self._loader(self._ready().train, shuffle=True))
 
     def val_dataloader(self) -> DataLoader:
-        return self._eval_loader(self._ready().val)
+        return self._limited("val", self._eval_loader(self._ready().val))
 
     def test_dataloader(self) -> DataLoader:
-        return self._eval_loader(getattr(self._ready(), self.test_split))
+        return self._limited("test", self._eval_loader(getattr(self._ready(), self.test_split)))
 
     def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
         """An ``(inputs, labels)`` pair of tensors moves with two ``.to`` calls; anything else the
