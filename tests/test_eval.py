@@ -114,3 +114,27 @@ def test_eval_takes_an_image_folder_of_test_images_only(cfg_factory, tmp_path):
     cfg = cfg_factory([f"ckpt_path={ckpt}"], name="ev_zebra", config_name="eval", fast=False)
     with pytest.raises(LitlabError, match=r"test has class folder\(s\) zebra not among the classes of the checkpoint \(a, b, c\)"):
         evaluate(cfg, [f"data.root={new}"])
+
+
+def test_eval_of_a_digits_checkpoint_reads_a_folder_of_new_images(cfg_factory, tmp_path):
+    """data.root=new_images/ on a checkpoint of the default digits data was refused as a digits
+    tree that writing the digits would overwrite; it is read as an image folder now."""
+    import shutil
+
+    from tests.conftest import make_cfg
+
+    run, data = tmp_path / "run", tmp_path / "data"
+    train(make_cfg(["model=mlp", "trainer.max_epochs=2"], run, data))
+    full = _eval(cfg_factory, run)
+    new = tmp_path / "new"
+    for digit in ("3", "7"):  # two of the ten classes: read in the checkpoint's ten
+        shutil.copytree(data / "digits" / "test" / digit, new / "test" / digit)
+    ckpt = json.loads((run / "metrics.json").read_text())["best_ckpt"]
+    cfg = cfg_factory([f"ckpt_path={ckpt}"], name="ev_digits", config_name="eval", fast=False)
+    with torch.no_grad():
+        only = evaluate(cfg, [f"data.root={new}"])
+    n = sum(len(list((new / "test" / d).iterdir())) for d in ("3", "7"))
+    hits = only["test/acc"] * n  # a share of the 81 new images, not of the 359 of the digits test split
+    assert 0 < only["test/acc"] <= 1 and abs(hits - round(hits)) < 1e-4 and n == 81
+    assert full["test/acc"] > 0.5
+    assert not (new / "split.json").exists()  # nothing written into the user's folder

@@ -106,8 +106,15 @@ class DigitsDataModule(ImageFolderDataModule):
                 f"training, got {self.val_fraction} + {self.test_fraction}."
             )
 
+    def _new_images(self) -> bool:
+        """``litlab.eval data.root=new_images/`` on a digits checkpoint: a folder of the user's
+        images, read as an image folder in the checkpoint's classes, not a digits tree to write
+        (it was refused as one that writing would overwrite)."""
+        return self.evaluating() and self.root.is_dir() and _written_split(self.root / "split.json") is None
+
     def prepare_data(self) -> None:
-        write_digits_tree(self.root, self.val_fraction, self.test_fraction, self.split_seed)
+        if not self._new_images():
+            write_digits_tree(self.root, self.val_fraction, self.test_fraction, self.split_seed)
 
     def load(self):
         self.prepare_data()
