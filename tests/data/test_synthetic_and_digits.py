@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -141,3 +142,31 @@ def test_data_split_seed_chooses_the_digits_split(tmp_path):
     assert json.loads((root / "split.json").read_text())["seed"] == 7
     with pytest.raises(LitlabError, match=r"data\.split_seed must be an integer >= 0, got 'x'"):
         DigitsDataModule(root=str(root), split_seed="x")
+
+
+def _read_split_sums(root: str, seed: int, rounds: int, out) -> None:
+    """Loads the digits with ``split_seed=seed`` ``rounds`` times; puts the test split's pixel sum of each."""
+    for _ in range(rounds):
+        dm = DigitsDataModule(root=root, split_seed=seed)
+        out.put((seed, int(dm.load().test.x.long().sum())))
+
+
+def test_processes_with_other_splits_each_read_their_own(tmp_path):
+    """Parallel sweep jobs over data.split_seed rewrite one digits tree; without taking turns a job
+    could read the tree another had just written, and train on a split it did not record."""
+    import multiprocessing as mp
+
+    from sklearn.datasets import load_digits
+
+    images = np.clip(np.round(load_digits().images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+    expected = {s: int(images[np.random.default_rng(s).permutation(len(images))[:359]].astype(np.int64).sum())
+                for s in (1, 2)}
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_read_split_sums, args=(str(tmp_path / "digits"), s, 4, out)) for s in (1, 2)]
+    for p in procs:
+        p.start()
+    seen = [out.get(timeout=120) for _ in range(8)]
+    for p in procs:
+        p.join(timeout=60)
+    assert all(total == expected[seed] for seed, total in seen), (seen, expected)

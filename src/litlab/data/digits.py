@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -11,6 +12,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: the processes then do not take turns
+    fcntl = None
 
 from litlab.data.image_folder import ImageFolderDataModule
 from litlab.errors import LitlabError, check_fraction
@@ -114,9 +120,30 @@ class DigitsDataModule(ImageFolderDataModule):
 
     def prepare_data(self) -> None:
         if not self._new_images():
-            write_digits_tree(self.root, self.val_fraction, self.test_fraction, self.split_seed)
+            with _taking_turns(self.root):
+                write_digits_tree(self.root, self.val_fraction, self.test_fraction, self.split_seed)
 
     def load(self):
-        self.prepare_data()
-        return super().load()
+        if self._new_images():
+            return super().load()
+        with _taking_turns(self.root):  # written and read (decoded into memory) in one turn
+            write_digits_tree(self.root, self.val_fraction, self.test_fraction, self.split_seed)
+            return super().load()
+
+
+@contextlib.contextmanager
+def _taking_turns(root: Path):
+    """Processes that write and read one digits tree take turns (an exclusive lock on a file beside
+    it): the jobs of a parallel sweep over data.split_seed or data.val_fraction each rewrite the
+    tree with their split, and one could read another's between its write and its read."""
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(root.parent / f".{root.name}.lock", "a")
+    except OSError:  # a read-only data folder: nobody can rewrite the tree there either
+        yield
+        return
+    with lock:
+        if fcntl is not None:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        yield
 
