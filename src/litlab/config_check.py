@@ -9,10 +9,7 @@ exist fails before the first job starts.
 from __future__ import annotations
 
 import itertools
-import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -23,13 +20,9 @@ from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-try:
-    import fcntl
-except ImportError:  # not on Windows: run folders are then not locked
-    fcntl = None
-
 from litlab.errors import LitlabError
 from litlab.metric_direction import lower_is_better
+from litlab.run_folders import check_run_folders
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
@@ -154,23 +147,6 @@ def check_interval(where: str, interval: IntervalSweep) -> None:
                           f"Give a positive low end, e.g. tag(log, interval(1e-5, {high:g})).")
 
 
-def check_writable(path: Path, key: str) -> None:
-    """The output folder (or its nearest existing parent) must be a folder this process can write."""
-    existing = Path(path).absolute()
-    while not existing.exists():
-        existing = existing.parent
-    problem = None if existing.is_dir() else f"{existing} is a file, not a folder"
-    if problem is None:
-        try:
-            with tempfile.TemporaryFile(dir=existing):
-                pass
-        except OSError as e:
-            problem = f"{existing} is not writable ({e.strerror})"
-    if problem:
-        raise LitlabError(f"{key}={path} cannot hold the run's outputs: {problem}. Choose another folder "
-                          f"with {key}=DIR (or paths.log_dir=DIR).")
-
-
 def compose_checked(overrides: list[str], config_name: str = "train", conf_dir: Path = CONF_DIR,
                     return_hydra_config: bool = False) -> DictConfig:
     """``compose(config_name, overrides)`` whose failures are LitlabErrors naming the key."""
@@ -208,18 +184,6 @@ def check_sweep_start(overrides: list[str], config_name: str = "train") -> None:
         ) from None
 
 
-def check_new_sweep_dir(path: Path) -> None:
-    """A sweep writes its jobs into ``0/``, ``1/``, ...: into the folder of an earlier sweep it would
-    replace that sweep's results job by job and mix the two in ``summarize``."""
-    jobs = sorted({p.parent.name for p in path.glob("*/metrics.json")}) if path.is_dir() else []
-    if jobs or (path / "multirun.yaml").exists() or (path / "optimization_results.yaml").exists():
-        raise LitlabError(
-            f"hydra.sweep.dir={path} already holds a sweep ({len(jobs)} job(s) with results). Choose a new folder "
-            f"(or leave hydra.sweep.dir out: each sweep gets its own timestamped one); litlab does not write over "
-            f"finished runs."
-        )
-
-
 def check_sweeper_and_launcher(cfg: DictConfig) -> None:
     """Settings that Optuna or submitit would otherwise reject with a traceback, after the sweep
     folder was made: the search's direction and sizes, and SLURM's presence."""
@@ -248,50 +212,6 @@ def check_sweeper_and_launcher(cfg: DictConfig) -> None:
             "hydra/launcher=submitit_slurm submits every job with SLURM's sbatch, which this machine does not have. "
             "Start the sweep on the cluster's login node, or try it here with hydra/launcher=submitit_local."
         )
-
-
-def _failed_attempt(run_dir: Path, config_name: str) -> bool:
-    """Whether ``run_dir`` holds a failed eval or predict of the same command: a second try may
-    take its folder (a training run, failed or not, keeps its own: it resumes with ckpt_path)."""
-    if config_name == "train":
-        return False
-    try:
-        record = json.loads((run_dir / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return record.get("status") == "failed" and record.get("task") == config_name
-
-
-def _how_to_go_on(run_dir: Path, config_name: str) -> str:
-    """What to do instead of starting a run in ``run_dir``, which holds one."""
-    if config_name != "train":
-        return "Choose a new folder (or leave hydra.run.dir out: each run gets its own)"
-    if not any((run_dir / "checkpoints").glob("*.ckpt")):  # stopped or failed before its first epoch's end
-        return (f"It stopped before its first checkpoint, so it cannot be resumed: choose a new folder, or delete "
-                f"{run_dir} to start over there")
-    return "Resume it with ckpt_path=last, or choose a new folder"
-
-
-# run folders this process holds (path -> the open lock file), for as long as it runs
-_held: dict[str, int] = {}
-
-
-def hold_run_dir(run_dir: Path, key: str) -> None:
-    """Takes ``run_dir`` for this process: an exclusive lock on the folder itself (no file is
-    written into it), released when the process ends. Two commands started at once into one folder
-    both passed the check for an earlier run and wrote over each other; the second is refused now."""
-    path = str(Path(run_dir).absolute())
-    if path in _held or fcntl is None:
-        return
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise LitlabError(f"{key}={run_dir} is in use: another litlab command is running in it now. Wait for it "
-                          f"to end, or choose another folder.") from None
-    _held[path] = fd
 
 
 def check_direction(metric: object, directions: list) -> None:
@@ -377,32 +297,5 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
             "ckpt_path=PATH with a checkpoint file."
         )
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    try:
-        out = OmegaConf.select(cfg, key)
-    except OmegaConfBaseException:
-        out = None  # depends on values only known inside the run; Hydra reports it there
-    try:
-        data_dir = OmegaConf.select(cfg, "paths.data_dir")
-    except OmegaConfBaseException:
-        data_dir = None
-    if data_dir and Path(data_dir).exists() and not Path(data_dir).is_dir():
-        raise LitlabError(f"paths.data_dir={data_dir} is a file, not a folder; datasets are kept (and the digits "
-                          f"written) in that folder. Give a folder with paths.data_dir=DIR.")
-    if out:
-        check_writable(Path(out), key)
-        for name in ("checkpoints", ".hydra", "tensorboard", "csv", "export", "compressed"):
-            if (Path(out) / name).exists() and not (Path(out) / name).is_dir():
-                raise LitlabError(f"{key}={out} holds a file named {name} where the run writes its {name}/ folder. "
-                                  f"Move that file, or choose another folder with {key}=DIR.")
-        if multirun and config_name == "train":
-            check_new_sweep_dir(Path(out))
-        # train resumes in its own folder with ckpt_path; eval's and predict's ckpt_path is what they read
-        resuming = config_name == "train" and cfg.get("ckpt_path")
-        if not multirun and (Path(out) / "metrics.json").exists() and not resuming and not _failed_attempt(
-                Path(out), config_name):
-            how = _how_to_go_on(Path(out), config_name)
-            raise LitlabError(f"{key}={out} already holds a run. {how}; litlab does not write over a run.")
-        if not multirun and any(a.startswith(("hydra.run.dir=", "+hydra.run.dir=", "++hydra.run.dir="))
-                                for a in overrides):
-            hold_run_dir(Path(out), key)  # a folder named twice at once: the second start is refused
+    check_run_folders(cfg, key, overrides, multirun, config_name)
     return None if multirun else cfg
