@@ -138,3 +138,17 @@ def test_eval_of_a_digits_checkpoint_reads_a_folder_of_new_images(cfg_factory, t
     assert 0 < only["test/acc"] <= 1 and abs(hits - round(hits)) < 1e-4 and n == 81
     assert full["test/acc"] > 0.5
     assert not (new / "split.json").exists()  # nothing written into the user's folder
+
+
+def test_eval_with_a_data_root_that_does_not_exist_is_refused(cfg_factory, tmp_path):
+    """On a digits checkpoint a misspelt data.root got a fresh digits set written there, scored,
+    and reported with exit 0 as if it were the folder meant."""
+    from tests.conftest import make_cfg
+
+    run = tmp_path / "run"
+    train(make_cfg(["model=mlp", "trainer.max_epochs=1"], run, tmp_path / "data"))
+    ckpt = json.loads((run / "metrics.json").read_text())["best_ckpt"]
+    cfg = cfg_factory([f"ckpt_path={ckpt}"], name="ev_missing", config_name="eval", fast=False)
+    with pytest.raises(LitlabError, match=r"data\.root=.*new_imagez is not a folder"):
+        evaluate(cfg, [f"data.root={tmp_path / 'new_imagez'}"])
+    assert not (tmp_path / "new_imagez").exists()
