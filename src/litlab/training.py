@@ -105,22 +105,29 @@ def after_training(cfg: DictConfig, trainer: L.Trainer, model, dm, run_dir: Path
 
     Returns extra metrics.json fields (``compress/...``, ``export/...``).
     """
-    extra: dict = {}
+    compress_cfg, export_cfg = cfg.get("compress"), cfg.get("export")
+    compressing = bool(compress_cfg) and "_target_" in compress_cfg
+    exporting = bool(export_cfg) and "_target_" in export_cfg
+    if not (compressing or exporting):
+        return {}
+    from litlab.compression.artifacts import trained_net
+
     if trainer.fast_dev_run and OmegaConf.select(cfg, "compress.finetune.epochs") is not None:
         cfg = copy.deepcopy(cfg)  # the run's record keeps what was asked
         OmegaConf.update(cfg, "compress.finetune.epochs", 1)  # one fine-tuning epoch of the debug's batches
+    extra: dict = {}
+
+    trained = trained_net(model, metrics)  # best.ckpt read once, for both
     # under DDP the trainer's evaluation loaders give rank 0 its shard only
     with dm.without_trainer(), dm.first_batches(debug_batch_limits(trainer, dm)):
-        compress_cfg = cfg.get("compress")
-        if compress_cfg and "_target_" in compress_cfg:
+        if compressing:
             from litlab.compression.run import compress_after_training
 
-            extra.update(compress_after_training(cfg, model, dm, run_dir, metrics, loggers))
-        export_cfg = cfg.get("export")
-        if export_cfg and "_target_" in export_cfg:
+            extra.update(compress_after_training(cfg, model, trained, dm, run_dir, loggers))
+        if exporting:
             from litlab.compression.export import export_after_training
 
-            extra.update(export_after_training(cfg, model, dm, run_dir, metrics, extra))
+            extra.update(export_after_training(cfg, trained, dm, run_dir, extra))
     return extra
 
 

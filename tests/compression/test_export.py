@@ -137,6 +137,7 @@ def test_the_exported_float_model_has_the_best_checkpoints_weights(tmp_path):
     from best.ckpt either way."""
     from types import SimpleNamespace
 
+    from litlab.compression.artifacts import trained_net
     from litlab.compression.export import candidates
 
     torch.manual_seed(0)
@@ -144,6 +145,6 @@ def test_the_exported_float_model_has_the_best_checkpoints_weights(tmp_path):
     torch.save({"state_dict": {f"net.{k}": v for k, v in best.state_dict().items()}, "litlab": {}},
                tmp_path / "best.ckpt")
     model = SimpleNamespace(net=torch.nn.Linear(4, 3))  # the last epoch's weights, other than the best
-    (kind, net), = candidates(model, {"best_ckpt": str(tmp_path / "best.ckpt")}, {})
+    (kind, net), = candidates(trained_net(model, {"best_ckpt": str(tmp_path / "best.ckpt")}), {})
     assert kind == "float" and torch.equal(net.weight, best.weight) and torch.equal(net.bias, best.bias)
     assert not torch.equal(model.net.weight, best.weight)  # the run's own net is left as it was

@@ -136,15 +136,15 @@ class TorchScriptExport:
         return {"agreement": agreement(lambda x: quant_backend.run(loaded, x).numpy(), model, dm)}
 
 
-def candidates(model, metrics: dict, extra: dict) -> list[tuple[str, nn.Module]]:
-    """The nets to try in order: the compressed one (if any), then the trained float one with the
-    best checkpoint's weights, the ones compression starts from and test/acc measured (``model.net``
-    holds the last epoch's when the run did not test), in float32, as the inputs."""
+def candidates(trained: nn.Module, extra: dict) -> list[tuple[str, nn.Module]]:
+    """The nets to try in order: the compressed one (if any), then ``trained``, the float net with
+    the best checkpoint's weights (``artifacts.trained_net``: those compression starts from and
+    test/acc measured; ``model.net`` holds the last epoch's when the run did not test)."""
     found = []
     path = extra.get("compress/artifact")
     if path:
         found.append(("compressed", artifacts.load_net(load_checkpoint(path), Path(path))))
-    found.append(("float", artifacts.trained_net(model, metrics)))
+    found.append(("float", trained))
     return found
 
 
@@ -154,7 +154,7 @@ def build_exporter(cfg: DictConfig):
     return instantiate(export_cfg, "export") if export_cfg and "_target_" in export_cfg else None
 
 
-def export_after_training(cfg: DictConfig, model, dm, run_dir: Path, metrics: dict, extra: dict) -> dict:
+def export_after_training(cfg: DictConfig, trained: nn.Module, dm, run_dir: Path, extra: dict) -> dict:
     """Writes ``export/model<suffix>`` in ``run_dir``; returns ``export/...`` fields for metrics.json."""
     exporter = build_exporter(cfg)
     out = Path(run_dir) / "export"
@@ -166,7 +166,7 @@ def export_after_training(cfg: DictConfig, model, dm, run_dir: Path, metrics: di
     example, _ = next(iter(dm.test_dataloader()))
     errors = []
     try:
-        for kind, net in candidates(model, metrics, extra):
+        for kind, net in candidates(trained, extra):
             wrapped = with_normalization(net, dm)
             try:
                 written = exporter.write(wrapped, example[:2], partial)

@@ -50,8 +50,9 @@ def context(cfg: DictConfig, run_dir: Path, dm) -> Context:
                    num_classes=dm.num_classes)
 
 
-def compress_after_training(cfg: DictConfig, model, dm, run_dir: Path, metrics: dict, loggers: list) -> dict:
-    """Compresses the trained model; writes ``compressed/`` and ``compression.json`` in ``run_dir``.
+def compress_after_training(cfg: DictConfig, model, trained: nn.Module, dm, run_dir: Path, loggers: list) -> dict:
+    """Compresses ``trained`` (``artifacts.trained_net``: the best checkpoint's weights, float32 on
+    the CPU) of ``model``'s run; writes ``compressed/`` and ``compression.json`` in ``run_dir``.
 
     Returns:
         ``compress/...`` fields for metrics.json.
@@ -61,7 +62,7 @@ def compress_after_training(cfg: DictConfig, model, dm, run_dir: Path, metrics: 
     ctx = context(cfg, run_dir, dm)
     out = Path(run_dir) / "compressed"
     record = model.run_record
-    before_net, before_cfg = method.reference(artifacts.trained_net(model, metrics), dm, ctx)
+    before_net, before_cfg = method.reference(trained, dm, ctx)
     before_path = out / "dense.pt"
     stored_net, stored_record = method.stored_reference(before_net, record)
     before_state = artifacts.save(before_path, stored_net, stored_record, Uncompressed(), {}, before_cfg)

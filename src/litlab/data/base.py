@@ -102,6 +102,8 @@ class ClassificationData(L.LightningDataModule):
         # the data record of a checkpoint being evaluated (build_data): a source may then lack
         # the training split, taking classes and normalization from the record
         self.trained: dict | None = None
+        # batches per split that the loaders yield at most (first_batches); none: all of them
+        self._batch_limits: dict[str, int | None] = {}
 
     def evaluating(self) -> bool:
         """Whether this data serves a checkpoint's evaluation whose record gives the classes and
@@ -198,14 +200,14 @@ class ClassificationData(L.LightningDataModule):
         """Inside, the loader of split ``s`` yields at most ``limits[s]`` batches (None or absent:
         all of them), so that the debug presets' ``trainer.fast_dev_run`` and ``limit_*_batches``
         cut the work after training (compression, export) too."""
-        before, self._batch_limits = getattr(self, "_batch_limits", {}), dict(limits)
+        before, self._batch_limits = self._batch_limits, dict(limits)
         try:
             yield self
         finally:
             self._batch_limits = before
 
     def _limited(self, split: str, loader: DataLoader):
-        limit = getattr(self, "_batch_limits", {}).get(split)
+        limit = self._batch_limits.get(split)
         return loader if limit is None else FirstBatches(loader, limit)
 
     # --- loaders -------------------------------------------------------------------------
