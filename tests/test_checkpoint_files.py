@@ -70,3 +70,21 @@ def test_where_only_a_training_checkpoint_will_do_a_compressed_model_is_refused_
     with pytest.raises(LitlabError, match=r"prune\.pt is a compressed model \(prune\), which eval and predict take; "
                                           r"here a training checkpoint is needed"):
         load_checkpoint(artifact, compressed_ok=False)
+
+
+def test_a_corrupt_last_ckpt_points_at_the_best_one_beside_it(tmp_path):
+    """The quoted torch message was cut mid-sentence, and nothing said that best.ckpt was there."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    torch.save({"litlab": {}, "state_dict": {"w": torch.zeros(3)}}, folder / "best.ckpt")
+    (folder / "last.ckpt").write_bytes((folder / "best.ckpt").read_bytes()[:300])
+    with pytest.raises(LitlabError) as info:
+        load_checkpoint(folder / "last.ckpt")
+    message = str(info.value)
+    assert f"The run's best.ckpt beside it may be intact: ckpt_path={folder / 'best.ckpt'} reads that one" in message
+    reason = message.split("(", 1)[1].split("). The file", 1)[0]
+    assert len(reason) < 260 and (reason.endswith(" ...") or len(reason) < 200), reason
+    (tmp_path / "other.ckpt").write_bytes(b"x")  # no best.ckpt beside it: no hint
+    with pytest.raises(LitlabError) as info:
+        load_checkpoint(tmp_path / "other.ckpt")
+    assert "beside it" not in str(info.value)

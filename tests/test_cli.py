@@ -233,6 +233,26 @@ def test_eval_and_predict_do_not_write_into_a_finished_run(tmp_path, config_name
     assert check_overrides([f"hydra.run.dir={tmp_path / 'new'}", *args[1:]], config_name) is not None
 
 
+def test_a_checkpoint_of_another_run_does_not_resume_into_a_finished_run(tmp_path):
+    """train ckpt_path=<run A's checkpoint> hydra.run.dir=<finished run C> was taken as resuming C:
+    it wrote over C's last.ckpt, purged C's TensorBoard curves and tested with C's best.ckpt."""
+    from litlab.config_check import check_overrides
+    from litlab.errors import LitlabError
+
+    other, run = tmp_path / "a", tmp_path / "c"
+    for folder in (other, run):
+        (folder / "checkpoints").mkdir(parents=True)
+        (folder / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        (folder / "metrics.json").write_text('{"status": "completed", "task": "train"}')
+    with pytest.raises(LitlabError, match=r"already holds a run\. ckpt_path=.*a/checkpoints/last\.ckpt is a "
+                                          r"checkpoint of another run"):
+        check_overrides([f"hydra.run.dir={run}", f"ckpt_path={other / 'checkpoints' / 'last.ckpt'}"], "train")
+    # its own checkpoint, by path or as `last`, and another run's into a new folder are resumes
+    for ckpt, folder in ((run / "checkpoints" / "last.ckpt", run), ("last", run),
+                         (other / "checkpoints" / "last.ckpt", tmp_path / "new")):
+        assert check_overrides([f"hydra.run.dir={folder}", f"ckpt_path={ckpt}"], "train") is not None
+
+
 def test_a_failed_predict_leaves_its_folder_to_the_next_try(tmp_path):
     """A predict that failed before any work (a wrong path) kept its hydra.run.dir: the corrected
     command was refused with "already holds a run"."""

@@ -45,3 +45,43 @@ def test_a_start_that_never_began_gets_its_config_record_back(tmp_path):
     assert (tmp_path / ".hydra" / "overrides.yaml").read_text() == "- model=mlp\n"
     assert (tmp_path / ".hydra" / "config.yaml").read_text() == "config.yaml of - model=mlp\n"
     assert not kept.exists()
+
+
+def test_a_resume_moves_the_earlier_starts_export_and_compression_to_its_record(tmp_path):
+    """A resume without export= left export/model.onnx of the first start's weights beside a new
+    best.ckpt; a refused resume puts them back."""
+    _write_record(tmp_path, "- export=onnx\n")
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "model.onnx").write_bytes(b"onnx")
+    (tmp_path / "compression.json").write_text("{}")
+    kept = keep_config_record(tmp_path)
+    assert not (tmp_path / "export").exists() and not (tmp_path / "compression.json").exists()
+    assert (kept / "export" / "model.onnx").read_bytes() == b"onnx" and (kept / "compression.json").is_file()
+    restore_config_record(kept)
+    assert (tmp_path / "export" / "model.onnx").read_bytes() == b"onnx" and (tmp_path / "compression.json").is_file()
+
+
+def test_a_full_disk_while_keeping_the_record_changes_nothing(tmp_path, monkeypatch):
+    """It ended in a traceback and left .hydra/start-2/ with an empty config.yaml for good."""
+    import shutil
+
+    import pytest
+
+    from litlab.errors import LitlabError
+
+    _write_record(tmp_path, "- seed=1\n")
+    update_metrics(tmp_path, status="completed")
+    (tmp_path / "export").mkdir()
+    real_copy = shutil.copy2
+
+    def copy2(src, dst, **kwargs):
+        if str(src).endswith("metrics.json"):
+            raise OSError(28, "No space left on device")
+        return real_copy(src, dst, **kwargs)
+
+    monkeypatch.setattr(shutil, "copy2", copy2)
+    with pytest.raises(LitlabError, match=r"Could not keep the record of the run's earlier start in .*start-1 "
+                                          r"before resuming \(No space left on device\); nothing was changed"):
+        keep_config_record(tmp_path)
+    assert sorted(p.name for p in (tmp_path / ".hydra").iterdir()) == ["config.yaml", "hydra.yaml", "overrides.yaml"]
+    assert (tmp_path / "export").is_dir()

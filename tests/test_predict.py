@@ -304,10 +304,26 @@ def test_an_npz_without_samples_is_named_and_nothing_is_written(run_predict, tmp
     empty = tmp_path / "empty.npz"
     np.savez(empty, x=np.zeros((0, 1, 8, 8), np.uint8))
     out = tmp_path / "keep.csv"
-    out.write_text("earlier results\n")
+    out.write_text("input,label_1,prob_1,error\nearlier.png,3,0.900000,\n")
     with pytest.raises(LitlabError, match=r"input=.*empty\.npz: x holds no samples"):
         run_predict(empty, f"output={out}")
-    assert out.read_text() == "earlier results\n"
+    assert out.read_text() == "input,label_1,prob_1,error\nearlier.png,3,0.900000,\n"
+
+
+def test_output_replaces_an_earlier_predictions_csv_but_no_other_file(run_predict, data_dir, tmp_path):
+    """output=<another run>/metrics.json wrote the CSV over that run's record."""
+    image = digit_files(data_dir, 1)[0]
+    record = tmp_path / "metrics.json"
+    record.write_text('{"status": "completed"}')
+    with pytest.raises(LitlabError, match=r"output=.*metrics\.json exists and is not a predictions CSV of "
+                                          r"litlab\.predict; writing there would destroy it"):
+        run_predict(image, f"output={record}")
+    assert record.read_text() == '{"status": "completed"}'
+    out = tmp_path / "p.csv"
+    run_predict(image, f"output={out}")
+    first = out.read_text()
+    run_predict(image, "top_k=1", f"output={out}")  # a rerun replaces its own CSV
+    assert first.startswith("input,label_1,prob_1,label_2") and out.read_text().startswith("input,label_1,prob_1,error")
 
 
 @pytest.mark.parametrize("which", ["input", "ckpt_path"])

@@ -71,6 +71,12 @@ def test_resume_from_last_continues_the_epoch_count(cfg_factory, tmp_path):
              r"\(model\.optimizer\.lr 0\.003 in the checkpoint, 0\.0001 here\) would be recorded but never applied"),
             (["trainer.max_epochs=4", "model.scheduler=null"],
              r"model\.scheduler\._target_ torch\.optim\.lr_scheduler\.CosineAnnealingLR in the checkpoint, absent here"),
+            # another dataset of the same shape and classes: the record mixed the two (best val/acc of
+            # one, test/acc on the other)
+            (["trainer.max_epochs=4", "data=synthetic", "data.shape=[1,8,8]"],
+             r"but the data differs \(data\._target_ litlab\.data\.digits\.DigitsDataModule in the checkpoint, "
+             r"litlab\.data\.synthetic\.SyntheticDataModule here; .*the run's record would mix two datasets"),
+            (["trainer.max_epochs=4", "data.split_seed=7"], r"data\.split_seed 1234 in the checkpoint, 7 here"),
             (["trainer.max_epochs=2"], r"is completed and has trained 2 epoch\(s\), as many as trainer\.max_epochs=2, "
                                        r"so nothing is left to train")):
         with pytest.raises(LitlabError, match=match):

@@ -36,9 +36,12 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path", compressed_ok: boo
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, wrong format, unsafe pickle
         reason = _unreadable_because(str(e))
+        best = path.with_name("best.ckpt")
+        other = (f" The run's {best.name} beside it may be intact: {key}={best} reads that one (a resume from it "
+                 f"trains the epochs after it again)." if path.name == "last.ckpt" and best.is_file() else "")
         raise LitlabError(f"{key}={path} could not be read as a checkpoint ({type(e).__name__}: {reason}). The "
                           f"file may be truncated or corrupt, or not a checkpoint; litlab loads only tensors and "
-                          f"plain values from it (weights_only), so no code in a file runs.") from None
+                          f"plain values from it (weights_only), so no code in a file runs.{other}") from None
     if isinstance(ckpt, dict) and str(ckpt.get("format", "")).startswith("litlab-compressed/"):
         from litlab.compression.artifacts import read  # compressed-model files store their record packed
 
@@ -61,7 +64,8 @@ def _unreadable_because(message: str) -> str:
         return f"it holds objects other than tensors and plain values{f' ({name})' if name else ''}"
     if "WeightsUnpickler error:" in message:
         return message.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0][:200]
-    return message.splitlines()[0][:200] if message else ""
+    first = message.splitlines()[0] if message else ""
+    return first if len(first) <= 200 else first[:200].rsplit(" ", 1)[0] + " ..."
 
 
 def check_fits(model: nn.Module, state_dict: dict, path: str | Path, key: str = "ckpt_path") -> None:

@@ -38,7 +38,7 @@ def groups_of(config_name: str) -> list[str]:
 
 def help_text(config_name: str, argv: list[str]) -> str:
     """The help of ``python -m litlab.<config_name> argv`` (in a sweep, with its first job's values)."""
-    overrides = [a for a in argv if not a.startswith("-") and "=" in a]
+    overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
     if "-m" in argv or "--multirun" in argv:
         try:
             overrides = expand_sweeps(overrides)[0]

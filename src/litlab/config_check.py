@@ -22,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from litlab.errors import LitlabError
 from litlab.metric_direction import lower_is_better
+from litlab.config_values import check_values
 from litlab.run_folders import check_run_folders
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
@@ -88,6 +89,10 @@ def _one_paragraph(e: BaseException) -> str:
 
 def explain(e: BaseException, overrides: list[str], config_name: str = "train") -> LitlabError:
     text = _one_paragraph(e)
+    if "Could not append to config. An item is already at" in text:
+        key = text.split("'")[1] if "'" in text else "?"
+        return LitlabError(f"+{key} adds a new key, but {key} is already a key of the config. Drop the + to set it "
+                           f"({key}=...), or use ++{key}=... (set it whether or not it exists).")
     if "is not in struct" in text or "Could not override" in text or "Could not append" in text:
         key = text.split("'")[1] if "'" in text else "?"
         bad = next((o for o in overrides if o.lstrip("+~").split("=")[0].endswith(key)), key)
@@ -264,7 +269,7 @@ def check_optimizer_values(cfg: DictConfig) -> None:
 def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig | None:
     """Composes the command line's overrides (each swept value once) or raises a LitlabError.
     Returns the composed config (with its ``hydra`` node) of a single run, None for a multirun."""
-    overrides = [a for a in argv if not a.startswith("-") and "=" in a]
+    overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
     # conf/hparams_search/ files set hydra.mode=MULTIRUN: such a search is a sweep without -m too
     multirun = any(a in ("-m", "--multirun") for a in argv) or any(
         o.split("=", 1)[0].lstrip("+") == "hparams_search" and o.split("=", 1)[1] not in ("", "null") for o in overrides)
@@ -274,6 +279,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
         raise explain(e, overrides) from None
     for combo in combos:
         cfg = compose_checked(combo, config_name, return_hydra_config=True)
+        check_values(cfg, config_name)
         if config_name == "train":
             check_optimizer_values(cfg)
             for name, callback in (cfg.get("callbacks") or {}).items():

@@ -51,15 +51,15 @@ def check_cli(argv: list[str], config_name: str = "train") -> None:
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(0)
         cfg = check_overrides(argv, config_name)
+        if config_name == "train" and cfg is not None and cfg.get("ckpt_path"):
+            # a resume in its run folder: Hydra is about to rewrite the folder's config record
+            run_dir = OmegaConf.select(cfg, "hydra.run.dir", throw_on_resolution_failure=False)
+            if run_dir:
+                global _kept_record
+                _kept_record = keep_config_record(Path(run_dir))
     except LitlabError as e:
         print(f"Error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
-    if config_name == "train" and cfg is not None and cfg.get("ckpt_path"):
-        # a resume in its run folder: Hydra is about to rewrite the folder's config record
-        run_dir = OmegaConf.select(cfg, "hydra.run.dir", throw_on_resolution_failure=False)
-        if run_dir:
-            global _kept_record
-            _kept_record = keep_config_record(Path(run_dir))
 
 
 # the copy of a resumed run's earlier record that ``check_cli`` made (None without a resume)

@@ -37,6 +37,7 @@ def resolve_ckpt_path(cfg: DictConfig, model: L.LightningModule, run_dir: Path) 
     ckpt = load_checkpoint(path, compressed_ok=False)
     check_fits(model, ckpt["state_dict"], path)
     check_same_optimization(cfg, ckpt, path)
+    check_same_data(cfg, ckpt, path, getattr(model, "run_record", {}).get("data") or {})
     check_something_left(cfg, ckpt, Path(path).parent.parent)
     return str(path), int(ckpt.get("global_step") or 0)
 
@@ -87,6 +88,46 @@ def check_same_optimization(cfg: DictConfig, ckpt: dict, path) -> None:
             f"ckpt_path={path} resumes the optimizer and learning-rate schedule saved with it, so the changed "
             f"settings ({'; '.join(changed)}) would be recorded but never applied. Resume with the run's own "
             f"model.optimizer and model.scheduler (leave those overrides out), or train a new run.")
+
+
+# data.* keys a resume may change: how the same samples are loaded and augmented, not which ones
+_LOADING = ("data.batch_size", "data.num_workers", "data.in_memory", "data.memory_limit_mb", "data.on_bad_file",
+            "data.augment")
+# where the same data lies: a resume may read it from another folder (a cluster job's local copy)
+_LOCATION = ("data.root", "data.path")
+
+
+def check_same_data(cfg: DictConfig, ckpt: dict, path, data_record: dict) -> None:
+    """A resume trains on what the run trained on: another dataset (``data=``, a shape, a split, a
+    normalization) would go on training the same weights on other samples and leave a record
+    (best val/acc, test/acc of best.ckpt) mixed from both. Refused; the loading settings
+    (``_LOADING``) may change, and the location (``_LOCATION``) when the classes and the sample
+    shape are the run's (``data_record``: this data's ``describe()``)."""
+    record = ckpt.get("litlab") or {}
+    stored = (record.get("config") or {}).get("data")
+    if not stored:
+        return  # an older checkpoint without its config: nothing to compare
+    old, new = _flat(stored, "data"), _flat(OmegaConf.to_container(cfg.data, resolve=True), "data")
+    changed, moved = [], []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key, _ABSENT) == new.get(key, _ABSENT) or key.startswith(_LOADING):
+            continue
+        (moved if key in _LOCATION else changed).append(
+            f"{key} {_shown(old.get(key, _ABSENT))} in the checkpoint, {_shown(new.get(key, _ABSENT))} here")
+    trained = record.get("data") or {}
+    for key, what in (("class_names", "classes"), ("input_shape", "sample shape")):
+        if key in trained and key in data_record and [str(v) for v in trained[key]] != [str(v) for v in data_record[key]]:
+            changed.append(f"the {what} {trained[key]} in the checkpoint, {data_record[key]} here")
+    if changed:
+        raise LitlabError(
+            f"ckpt_path={path} continues training on the data it was trained on, but the data differs "
+            f"({'; '.join(changed)}); the run's record would mix two datasets. Resume with the run's own data "
+            f"settings (its .hydra/overrides.yaml lists them), or start a new run (a new folder) on this data. Only "
+            f"data.batch_size, data.num_workers, data.in_memory, data.memory_limit_mb, data.on_bad_file and "
+            f"data.augment may change on a resume.")
+    if moved:
+        log.warning("resuming on the run's data from another place (%s); its classes and sample shape match",
+                    "; ".join(moved))
 
 
 def _shown(value) -> str:

@@ -42,10 +42,14 @@ def check_run_folders(cfg: DictConfig, key: str, overrides: list[str], multirun:
         if multirun and config_name == "train":
             check_new_sweep_dir(Path(out))
         # train resumes in its own folder with ckpt_path; eval's and predict's ckpt_path is what they read
-        resuming = config_name == "train" and cfg.get("ckpt_path")
+        resuming = config_name == "train" and _resumes_own_run(cfg.get("ckpt_path"), Path(out))
         if not multirun and (Path(out) / "metrics.json").exists() and not resuming and not _failed_attempt(
                 Path(out), config_name):
             how = _how_to_go_on(Path(out), config_name)
+            if config_name == "train" and cfg.get("ckpt_path"):
+                how = (f"ckpt_path={cfg.ckpt_path} is a checkpoint of another run, and resuming it here would mix the "
+                       f"two runs' checkpoints and logs. {how} (its own checkpoint), or resume the other run in a new "
+                       f"folder")
             raise LitlabError(f"{key}={out} already holds a run. {how}; litlab does not write over a run.")
         if not multirun and any(a.startswith(("hydra.run.dir=", "+hydra.run.dir=", "++hydra.run.dir="))
                                 for a in overrides):
@@ -79,6 +83,15 @@ def check_new_sweep_dir(path: Path) -> None:
             f"(or leave hydra.sweep.dir out: each sweep gets its own timestamped one); litlab does not write over "
             f"finished runs."
         )
+
+
+def _resumes_own_run(ckpt_path, run_dir: Path) -> bool:
+    """Whether ``ckpt_path`` continues the run in ``run_dir``: ``last``, or a checkpoint inside it."""
+    if not ckpt_path:
+        return False
+    if str(ckpt_path) == "last":
+        return True
+    return Path(ckpt_path).absolute().resolve().is_relative_to(run_dir.absolute().resolve())
 
 
 def _failed_attempt(run_dir: Path, config_name: str) -> bool:

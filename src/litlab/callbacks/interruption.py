@@ -212,5 +212,7 @@ class Interruption(L.Callback):
         update_metrics(self.run_dir, status="interrupted", error=f"interrupted ({what})",
                        epochs=trainer.current_epoch, global_step=trainer.global_step,
                        last_ckpt=str(last) if last.is_file() else None, resume=resume, **so_far)
-        log.warning("Interrupted at epoch %d, step %d. %s: %s", trainer.current_epoch, trainer.global_step,
-                    "Resume with" if last.is_file() else "Not resumable", resume)
+        # epochs counted from 1, as the progress lines do (current_epoch is the finished ones)
+        log.warning("Interrupted in epoch %d after %d finished epoch(s), step %d. %s: %s", trainer.current_epoch + 1,
+                    trainer.current_epoch, trainer.global_step, "Resume with" if last.is_file() else "Not resumable",
+                    resume)

@@ -67,11 +67,24 @@ def check_output(out: Path, inputs: dict[str, Path] | None = None) -> None:
     if out.is_dir():
         raise LitlabError(f"output={out} is a folder. Give the path of the CSV file to write, e.g. "
                           f"output={out / 'predictions.csv'}.")
+    if out.exists() and not _is_predictions_csv(out):
+        # an earlier predict's CSV is replaced (a rerun); any other file (a run's metrics.json, data) is kept
+        raise LitlabError(f"output={out} exists and is not a predictions CSV of litlab.predict; writing there would "
+                          f"destroy it. Give a new path, e.g. output={out.with_name('predictions.csv')}.")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise LitlabError(f"output={out}: its folder {out.parent} cannot be made ({e.strerror or e}). "
                           f"Give a path in a folder that exists or can be created.") from None
+
+
+def _is_predictions_csv(path: Path) -> bool:
+    """Whether ``path`` starts with the header that ``PredictionCsv`` writes."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(64).startswith(b"input,label_1,prob_1,")
+    except OSError:
+        return False
 
 
 def predict(cfg: DictConfig) -> dict:

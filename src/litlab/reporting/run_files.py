@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from litlab.atomic_files import atomic_write
+from litlab.errors import LitlabError
 
 
 def _clean(value: Any) -> Any:
@@ -69,9 +70,14 @@ def written_here(run_dir: Path) -> bool:
 HYDRA_RECORD = ("config.yaml", "hydra.yaml", "overrides.yaml")
 
 
+# what compression and export wrote for a start: a resume moves them to that start's record, so
+# that the folder never shows a compressed or exported model of weights it no longer trains
+EARLIER_OUTPUTS = ("compressed", "compression.json", "export")
+
+
 def keep_config_record(run_dir: Path) -> Path | None:
     """Copies the record of the run's latest start to ``.hydra/start-<n>/``: its config record and
-    its ``metrics.json``.
+    its ``metrics.json``; its compression and export outputs are moved there.
 
     Hydra rewrites ``.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml`` each time a run
     starts in its folder, and a resumed start begins a new ``metrics.json``, so resuming with
@@ -84,12 +90,25 @@ def keep_config_record(run_dir: Path) -> Path | None:
         return None
     taken = [int(p.name[len("start-"):]) for p in record.glob("start-*") if p.name[len("start-"):].isdigit()]
     dest = record / f"start-{max(taken, default=0) + 1}"
-    dest.mkdir()
-    for name in HYDRA_RECORD:
-        if (record / name).is_file():
-            shutil.copy2(record / name, dest / name)
-    if (Path(run_dir) / "metrics.json").is_file():
-        shutil.copy2(Path(run_dir) / "metrics.json", dest / "metrics.json")
+    partial = record / f".{dest.name}.partial"  # complete or absent: a full disk leaves no half record
+    try:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        for name in HYDRA_RECORD:
+            if (record / name).is_file():
+                shutil.copy2(record / name, partial / name)
+        if (Path(run_dir) / "metrics.json").is_file():
+            shutil.copy2(Path(run_dir) / "metrics.json", partial / "metrics.json")
+        for name in EARLIER_OUTPUTS:  # moved, not copied: a rename in the same folder tree
+            if (Path(run_dir) / name).exists():
+                (Path(run_dir) / name).rename(partial / name)
+        partial.rename(dest)
+    except OSError as e:
+        _move_outputs(partial, Path(run_dir))
+        shutil.rmtree(partial, ignore_errors=True)
+        raise LitlabError(f"Could not keep the record of the run's earlier start in {dest} before resuming "
+                          f"({e.strerror or e}); nothing was changed. Free space on that disk (or make the folder "
+                          f"writable) and resume again.") from None
     return dest
 
 
@@ -99,4 +118,12 @@ def restore_config_record(kept: Path) -> None:
     for name in HYDRA_RECORD:
         if (kept / name).is_file():
             shutil.copy2(kept / name, kept.parent / name)
+    _move_outputs(kept, kept.parent.parent)
     shutil.rmtree(kept, ignore_errors=True)
+
+
+def _move_outputs(src: Path, run_dir: Path) -> None:
+    """Puts the earlier start's compression and export outputs kept in ``src`` back into ``run_dir``."""
+    for name in EARLIER_OUTPUTS:
+        if (src / name).exists() and not (run_dir / name).exists():
+            (src / name).rename(run_dir / name)
