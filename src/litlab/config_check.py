@@ -212,11 +212,30 @@ def check_sweeper_and_launcher(cfg: DictConfig) -> None:
                 raise LitlabError(f"{where} is not a search space Hydra can read: {_one_paragraph(e)}") from None
             if o.is_interval_sweep():
                 check_interval(where, o.value())
+    if chosen.get("hydra/launcher") == "submitit_slurm":
+        check_slurm_tasks(cfg)
     if chosen.get("hydra/launcher") == "submitit_slurm" and shutil.which("sbatch") is None:
         raise LitlabError(
             "hydra/launcher=submitit_slurm submits every job with SLURM's sbatch, which this machine does not have. "
             "Start the sweep on the cluster's login node, or try it here with hydra/launcher=submitit_local."
         )
+
+
+def check_slurm_tasks(cfg: DictConfig) -> None:
+    """SLURM starts ``hydra.launcher.tasks_per_node`` x ``nodes`` processes per job and Lightning
+    runs one per device: a mismatch was refused only once each job had waited in the queue."""
+    devices, nodes = OmegaConf.select(cfg, "trainer.devices"), OmegaConf.select(cfg, "trainer.num_nodes") or 1
+    per_node = len(devices) if OmegaConf.is_list(devices) else devices
+    launcher = cfg.hydra.launcher
+    for key, theirs, ours in (("tasks_per_node", launcher.get("tasks_per_node"), per_node),
+                              ("nodes", launcher.get("nodes"), nodes)):
+        # -1 and auto (every visible device) are known only on the node
+        if isinstance(ours, int) and not isinstance(ours, bool) and ours >= 1 and isinstance(theirs, int) and theirs != ours:
+            mine = "trainer.devices" if key == "tasks_per_node" else "trainer.num_nodes"
+            raise LitlabError(
+                f"hydra.launcher.{key}={theirs} but {mine}={ours}: SLURM starts one process per task and Lightning "
+                f"one per device, so every job would be refused once it left the queue. Set "
+                f"hydra.launcher.{key}={ours} (and hydra.launcher.gpus_per_node to match on GPUs).")
 
 
 def check_direction(metric: object, directions: list) -> None:

@@ -155,6 +155,21 @@ def test_slurm_launcher_without_slurm_is_refused(monkeypatch):
         config_check.check_overrides(["-m", "hydra/launcher=submitit_slurm", "model=mlp,cnn"])
 
 
+def test_slurm_tasks_must_match_the_devices_before_the_jobs_are_queued(monkeypatch):
+    """A mismatch was refused only when each job started, after its wait in the queue."""
+    import litlab.config_check as config_check
+
+    monkeypatch.setattr(config_check.shutil, "which", lambda name: "/usr/bin/sbatch")
+    base = ["-m", "hydra/launcher=submitit_slurm", "model=mlp,cnn", "trainer=ddp_cpu"]
+    with pytest.raises(LitlabError, match=r"^hydra\.launcher\.tasks_per_node=1 but trainer\.devices=2: .* Set "
+                                          r"hydra\.launcher\.tasks_per_node=2"):
+        config_check.check_overrides([*base, "trainer.devices=2"])
+    with pytest.raises(LitlabError, match=r"^hydra\.launcher\.nodes=1 but trainer\.num_nodes=2"):
+        config_check.check_overrides([*base, "trainer.devices=2", "hydra.launcher.tasks_per_node=2",
+                                      "trainer.num_nodes=2"])
+    assert config_check.check_overrides([*base, "trainer.devices=2", "hydra.launcher.tasks_per_node=2"]) is None
+
+
 def test_a_sweep_folder_is_not_reused(tmp_path):
     """A second sweep into the same hydra.sweep.dir replaced the first one's jobs and mixed both."""
     from litlab.config_check import check_overrides

@@ -16,8 +16,17 @@ from litlab.metric_direction import lower_is_better
 
 log = logging.getLogger(__name__)
 
-# overrides that pick what runs, not a hyperparameter: never a column
-_NOT_PARAMS = ("hparams_search", "paths.", "hydra", "logger", "callbacks")
+# bookkeeping overrides (where files go, how Hydra runs and searches): never a column, not even
+# where they differ between jobs (each job's own folder, a sweeper's settings)
+_NOT_PARAMS = ("hparams_search", "paths", "hydra")
+# run setup (what is logged, which callbacks run): the same in most sweeps and then no column, not
+# even in a one-job sweep; a column where jobs differ in it (early_stopping.patience=2,10, logger=csv,tensorboard)
+_SETUP = ("logger", "callbacks")
+
+
+def _under(key: str, roots: tuple[str, ...]) -> bool:
+    """``key`` is one of ``roots`` (a group choice) or a key inside one (``root.x``, ``root/x``)."""
+    return any(key == r or key.startswith((f"{r}.", f"{r}/")) for r in roots)
 
 
 @dataclass
@@ -101,10 +110,12 @@ def check_metric_present(jobs: list[Job], metric: str) -> None:
 
 
 def swept_params(jobs: list[Job]) -> list[str]:
-    """Override keys whose value differs between jobs (all override keys when there is one job)."""
-    keys = list(dict.fromkeys(k for j in jobs for k in j.overrides if not k.startswith(_NOT_PARAMS)))
+    """Override keys whose value differs between jobs, ``logger``/``callbacks`` ones included (a job
+    without the key differs from one with it); when there is one job, its override keys but the
+    run setup. Bookkeeping keys (``paths``, ``hydra``, ``hparams_search``) are never columns."""
+    keys = list(dict.fromkeys(k for j in jobs for k in j.overrides if not _under(k, _NOT_PARAMS)))
     varying = [k for k in keys if len({j.overrides.get(k) for j in jobs}) > 1]
-    return varying or (keys if len(jobs) == 1 else [])
+    return varying or ([k for k in keys if not _under(k, _SETUP)] if len(jobs) == 1 else [])
 
 
 def optimized_metrics(jobs: list[Job], sweep_dir: Path) -> list[str]:
