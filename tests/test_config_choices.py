@@ -39,11 +39,11 @@ def test_a_sweep_over_a_group_names_keys_its_default_choice_lacks():
         check_overrides(["-m", "compress=prune,lowrank", "compress.finetune.nope=1"])
 
 
-def test_ckpt_path_last_needs_the_run_folder():
+def test_ckpt_path_last_needs_the_run_folder(tmp_path):
     """Without hydra.run.dir, ckpt_path=last looked in a new timestamped folder, failed there and
     left that folder behind as a failed run."""
     from litlab.config_check import check_overrides
 
     with pytest.raises(LitlabError, match=r"ckpt_path=last resumes the run in the folder given by hydra\.run\.dir"):
         check_overrides(["ckpt_path=last"])
-    assert check_overrides(["ckpt_path=last", "hydra.run.dir=outputs/runs/a"]).ckpt_path == "last"
+    assert check_overrides(["ckpt_path=last", f"hydra.run.dir={tmp_path / 'a'}"]).ckpt_path == "last"

@@ -273,13 +273,18 @@ def test_image_files_for_a_model_of_other_arrays_are_refused(tmp_path, pre, shap
         input_batches(tmp_path, model, 8)
 
 
-def test_a_model_of_raw_arrays_takes_uint8_as_it_is():
+def test_a_model_of_raw_arrays_takes_floats_as_they_are_and_refuses_uint8_images():
+    """uint8 images for a model trained on float images went in 255 times too large (every
+    probability 1.0), where eval refuses the same arrays."""
     from litlab.data.preprocess import Preprocess
     from litlab.prediction.inputs import model_inputs
 
     x = np.arange(8, dtype=np.uint8).reshape(2, 1, 2, 2)
-    raw = model_inputs(x, "x", Preprocess("image", [0.0], [1.0], pixels=False))
+    raw = model_inputs(x.astype(np.float32), "x", Preprocess("image", [0.0], [1.0], pixels=False))
     assert raw.dtype == torch.float32 and raw.max().item() == 7.0
+    with pytest.raises(LitlabError, match="x holds uint8 images, read as 8-bit pixels, but this checkpoint was "
+                                          "trained on images of another dtype"):
+        model_inputs(x, "x", Preprocess("image", [0.0], [1.0], pixels=False))
     assert model_inputs(x, "x", Preprocess("image", [0.0], [1.0], pixels=True)).dtype == torch.uint8
 
 

@@ -102,7 +102,20 @@ def build_data(cfg: DictConfig, trained: dict | None = None) -> ClassificationDa
     dm.setup("fit")
     log.info("data: %s, input %s, %d classes, %d/%d/%d samples", type(dm).__name__, dm.input_shape,
              dm.num_classes, len(dm.splits.train), len(dm.splits.val), len(dm.splits.test))
+    listing = class_listing(dm.class_names)
+    if listing:
+        log.info("data: classes in index order: %s", listing)
     return dm
+
+
+def class_listing(names: list[str], limit: int = 20) -> str | None:
+    """The class names in output-index order (index 0 first), the mapping that predictions and the
+    confusion matrix use; past ``limit`` the first ones and a count. None when the names are the
+    indices themselves (digits, npz labels), which a listing would only repeat."""
+    if names == [str(i) for i in range(len(names))]:
+        return None
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> Classifier:

@@ -42,17 +42,39 @@ def choices(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
     return [name for name in _all_files(group, conf_dir) if not name.startswith("_")]
 
 
+def searched_dirs(argv: list[str]) -> list[Path] | None:
+    """The folders of ``hydra.searchpath=[file://DIR,...]`` on the command line, where Hydra also
+    looks for config files (a user's own conf/model/my_net.yaml); None when one of them is not a
+    plain folder (``pkg://``), whose files only Hydra can list."""
+    dirs = []
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+") != "hydra.searchpath":
+            continue
+        for entry in value.strip().strip("[]").split(","):
+            entry = entry.strip().strip("'\"")
+            if entry.startswith("pkg://"):
+                return None
+            if entry:
+                dirs.append(Path(entry.removeprefix("file://")))
+    return dirs
+
+
 def check_choices(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
     """``group=name`` (or ``group=a,b`` in a sweep, ``group=[a,b]`` for several at once) must name
-    files of ``conf/<group>/``."""
+    files of ``conf/<group>/`` or of the same group in a ``hydra.searchpath`` folder."""
+    extra = searched_dirs(argv)
+    if extra is None:
+        return  # Hydra checks the choices against every folder of its search path
     for arg in argv:
         if "=" not in arg or arg.startswith("-"):
             continue
         key, value = arg.split("=", 1)
         group = key.lstrip("+~")
-        if "." in group or not (conf_dir / group).is_dir() or group.split("/")[0] == "hydra":
+        dirs = [d for d in (conf_dir, *extra) if (d / group).is_dir()]
+        if "." in group or not dirs or group.split("/")[0] == "hydra":
             continue  # Hydra's own groups have choices from its plugins too (basic, optuna, ...): it checks them
-        names = choices(group, conf_dir)
+        names = sorted({name for d in dirs for name in choices(group, d)})
         value = value.strip()
         listed = [v.strip() for v in value[1:-1].split(",") if v.strip()] if value.startswith("[") else []
         if group in ONE_CHOICE and len(listed) > 1:
@@ -73,10 +95,12 @@ def check_choices(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
                     f"{group}={name} is a base that the choices of conf/{group}/ share, not a choice itself. "
                     f"Pick one of {', '.join(names)}."
                 )
-            if name not in names and not (conf_dir / group / f"{name}.yaml").is_file():
+            if name not in names and not any((d / group / f"{name}.yaml").is_file() for d in dirs):
+                where = f"conf/{group}/" + "".join(f" and {(d / group).absolute()}/" for d in dirs if d != conf_dir)
                 raise LitlabError(
-                    f"{group}={name} is not a choice: conf/{group}/ has {', '.join(names) or 'no files'}. "
-                    f"Pick one of them, or add conf/{group}/{name}.yaml."
+                    f"{group}={name} is not a choice: {where} {'have' if len(dirs) > 1 else 'has'} "
+                    f"{', '.join(names) or 'no files'}. Pick one of them, or add {name}.yaml to conf/{group}/ "
+                    f"(or to {group}/ in a folder of your own, given with hydra.searchpath=[file://DIR])."
                 )
 
 

@@ -189,3 +189,22 @@ def test_16_bit_pngs_are_scaled_to_8_bits_and_float_images_refused(tmp_path):
     Image.fromarray(np.full((4, 4), 0.5, np.float32)).save(tmp_path / "float.tiff")
     with pytest.raises(ValueError, match="32-bit float pixels have no fixed range"):
         decode(tmp_path / "float.tiff", 1, None)
+
+
+@pytest.mark.parametrize("train_form,test_form,flag", [("NFD", "NFC", "nfd"), ("NFC", "NFD", "nfc")])
+def test_class_folders_that_differ_only_in_unicode_encoding_are_named_as_such(tmp_path, train_form, test_form, flag):
+    """café in train/ as e plus a combining accent (NFD, zips from macOS) and as é in test/ was
+    'not among the classes of train (b, café)': two names that print the same."""
+    import unicodedata
+
+    train_name, test_name = (unicodedata.normalize(f, "café") for f in (train_form, test_form))
+    root = write_image_folder(tmp_path / "imgs", splits=("train",), classes=("b", train_name), per_class=2)
+    write_image_folder(root, splits=("test",), classes=("b", test_name), per_class=2)
+    with pytest.raises(LitlabError) as e:
+        ImageFolderDataModule(root=str(root)).setup()
+    msg = str(e.value)
+    assert (f"test has class folder(s) whose names differ from those of {root / 'train'} only in their Unicode "
+            f"encoding: {ascii(test_name)} ({test_form}; {ascii(train_name)} ({train_form}) in {root / 'train'})") in msg
+    assert msg.endswith(f"Rename the folder(s) under {root / 'test'} to the spelling of {root / 'train'}, e.g. with "
+                        f"convmv -r -f utf8 -t utf8 --{flag} --notest {root / 'test'}.")
+    assert "not among the classes" not in msg

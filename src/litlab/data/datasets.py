@@ -65,9 +65,30 @@ class FileSplit(Dataset):
             raise LitlabError(f"data.root: {self.files[i]} could not be read during training ({e}).") from None
 
 
-def split_off(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
-    """Seeded random split of ``range(n)`` into (kept, held-out) index tensors."""
+def split_off(labels: Sequence[int] | Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Seeded random split of the samples with ``labels`` into (kept, held-out) index tensors.
+
+    The hold-out is a plain random ``fraction`` of the samples, except that a class whose every
+    sample it drew gets the first of them back: otherwise a rare class (one image of 41) could
+    vanish from training without a word. When every class keeps a training sample, the split is
+    the plain random one, so existing splits do not change.
+    """
+    labels = torch.as_tensor(labels, dtype=torch.long)
     g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(n, generator=g)
-    n_out = int(round(n * fraction))
-    return perm[n_out:].sort().values, perm[:n_out].sort().values
+    perm = torch.randperm(len(labels), generator=g)
+    n_out = int(round(len(labels) * fraction))
+    keep, out = perm[n_out:].sort().values, perm[:n_out].sort().values
+    back = _returned_to_training(labels, keep, out)
+    if len(back):
+        keep = torch.cat([keep, back]).sort().values
+        out = out[~torch.isin(out, back)]
+    return keep, out
+
+
+def _returned_to_training(labels: Tensor, keep: Tensor, out: Tensor) -> Tensor:
+    """The first held-out index of each class that ``keep`` has no sample of (sorted)."""
+    lost = set(labels[out].tolist()) - set(labels[keep].tolist())
+    firsts: dict[int, int] = {}
+    for i in out.tolist() if lost else []:  # ``out`` is sorted: a class's first index comes first
+        firsts.setdefault(int(labels[i]), i)
+    return torch.tensor(sorted(firsts[c] for c in lost), dtype=torch.long)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import unicodedata
 import warnings
 from pathlib import Path
 
@@ -23,6 +24,23 @@ MAX_PIXELS = 64_000_000
 def class_folders(split_dir: Path) -> list[str]:
     """Names of the class subfolders of ``split_dir``, sorted."""
     return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def unicode_twins(names: list[str], classes: list[str]) -> list[tuple[str, str]]:
+    """``(name, class)`` for each of ``names`` that differs from one of ``classes`` only in its
+    Unicode normalization: ``café`` as one code point (NFC) or as ``e`` plus a combining accent
+    (NFD, as zips made on macOS often store it). They print alike, so an error that calls them
+    different classes looks absurd unless it says why."""
+    by_nfc = {unicodedata.normalize("NFC", c): c for c in classes}
+    pairs = [(n, by_nfc.get(unicodedata.normalize("NFC", n))) for n in names]
+    return [(n, c) for n, c in pairs if c is not None and c != n]
+
+
+def unicode_form(name: str) -> str:
+    """``NFC``, ``NFD`` or ``mixed``: how the accented letters of ``name`` are encoded."""
+    if unicodedata.is_normalized("NFC", name):
+        return "NFC"
+    return "NFD" if unicodedata.is_normalized("NFD", name) else "mixed"
 
 
 def visible_files(folder: Path) -> list[Path]:

@@ -12,7 +12,7 @@ from PIL import Image
 from litlab.data.base import ClassificationData, Splits, stats_or_given
 from litlab.data.datasets import FileSplit, TensorSplit, split_off
 from litlab.data.image_files import (check_one_size, check_readable, class_folders, decode, list_split,
-                                     report_bad_files, visible_files)
+                                     report_bad_files, unicode_form, unicode_twins, visible_files)
 from litlab.data.preprocess import Preprocess
 from litlab.errors import LitlabError, check_choice, check_fraction, check_positive_int
 
@@ -107,6 +107,7 @@ class ImageFolderDataModule(ClassificationData):
             if not d.is_dir():
                 continue
             unknown = [c for c in class_folders(d) if c not in classes]
+            _check_unicode_twins(d, unknown, classes, known)
             if unknown:
                 raise LitlabError(
                     f"data.root: {d} has class folder(s) {', '.join(unknown)} not among the classes of {known} "
@@ -136,12 +137,12 @@ class ImageFolderDataModule(ClassificationData):
         log.info("data: %d image files under %s, %s", n_files, self.root, "decoded into memory" if memory else "streamed from disk")
         read = {s: self._read(files, labels, memory) for s, (files, labels) in listed.items()}
         self._check_sizes(read)
-        self._check_every_class_kept(read["train"][1], listed["train"][1], classes)
         parts = {s: self._split(s, files, labels, decoded, memory) for s, (files, labels, decoded, _) in read.items()}
         train = parts["train"]
         val = parts.get("val")
         if val is None:
             train, val = self._hold_out(train)
+        self._check_every_class_kept(_labels(train), listed["train"][1], classes)
         test = parts.get("test")
         if test is None:
             log.warning("data.root has no test/ folder: testing on the validation split")
@@ -233,7 +234,9 @@ class ImageFolderDataModule(ClassificationData):
             )
 
     def _hold_out(self, train):
-        keep, out = split_off(len(train), self.val_fraction, self.split_seed)
+        """(train, val) from train/ when there is no val/ folder; every class keeps a training
+        image (see ``split_off``)."""
+        keep, out = split_off(_labels(train), self.val_fraction, self.split_seed)
         if len(out) == 0:
             raise LitlabError(
                 f"data.root={self.root} has no val/ folder and data.val_fraction={self.val_fraction} holds "
@@ -247,6 +250,29 @@ class ImageFolderDataModule(ClassificationData):
         n = min(len(train), 512)
         idx = torch.linspace(0, len(train) - 1, n).long().tolist()
         return torch.stack([train[i][0] for i in idx])
+
+
+def _check_unicode_twins(d: Path, unknown: list[str], classes: list[str], known: str) -> None:
+    """Folders of ``d`` named like a class of ``known`` but in another Unicode normalization
+    (NFC vs NFD) are an error that says so; the plain "not among the classes" one would list
+    two names that print the same."""
+    twins = unicode_twins(unknown, classes)
+    if not twins:
+        return
+    target = unicode_form(twins[0][1])
+    listing = ", ".join(f"{ascii(n)} ({unicode_form(n)}; {ascii(c)} ({unicode_form(c)}) in {known})" for n, c in twins)
+    fix = (f", e.g. with convmv -r -f utf8 -t utf8 --{target.lower()} --notest {d}" if target != "mixed" else "")
+    raise LitlabError(
+        f"data.root: {d} has class folder(s) whose names differ from those of {known} only in their Unicode "
+        f"encoding: {listing}. They print alike, but one spells accented letters as single code points (NFC) "
+        f"and the other as a letter plus a combining accent (NFD, as zips made on macOS often do), so they "
+        f"would be different classes. Rename the folder(s) under {d} to the spelling of {known}{fix}."
+    )
+
+
+def _labels(ds) -> list[int]:
+    """The class index of every sample of a split held in memory or streamed."""
+    return ds.y.tolist() if isinstance(ds, TensorSplit) else list(ds.labels)
 
 
 def _subset(ds, idx: torch.Tensor):

@@ -145,6 +145,9 @@ class NpzDataModule(ClassificationData):
                 f"other dtypes are used as they are, so the splits would reach the model on different "
                 f"scales. Store every x_ array with one dtype."
             )
+        if "val" not in splits:
+            splits["train"], splits["val"] = self._hold_out(splits["train"])
+        # checked on the training split as trained on, after any hold-out
         num_classes = int(max(int(s.y.max()) for s in splits.values()) + 1)
         trained = sorted({int(v) for v in splits["train"].y.unique()})
         if len(trained) < 2:
@@ -153,18 +156,20 @@ class NpzDataModule(ClassificationData):
         for s, ds in splits.items():
             check_labels(ds.y, num_classes, f"data.path={self.path} y_{s}")
         _warn_unseen_classes(splits["train"].y, num_classes, self.path)
-        if "val" not in splits:
-            keep, out = split_off(len(splits["train"]), self.val_fraction, self.split_seed)
-            tr = splits["train"]
-            if len(out) == 0:
-                raise LitlabError(f"data.path={self.path} has no x_val and data.val_fraction={self.val_fraction} "
-                                  f"holds out nothing; raise data.val_fraction or add x_val/y_val.")
-            splits["train"], splits["val"] = TensorSplit(tr.x[keep], tr.y[keep]), TensorSplit(tr.x[out], tr.y[out])
         mean, std = stats_or_given(splits["train"].x, kind, self.mean, self.std, "data")
         names = [str(i) for i in range(num_classes)]
         shape = tuple(splits["train"].x.shape[1:])
         pre = Preprocess(kind, mean, std, pixels=pixels)
         return Splits(splits["train"], splits["val"], splits["test"], names, shape, pre)
+
+    def _hold_out(self, train: TensorSplit) -> tuple[TensorSplit, TensorSplit]:
+        """(train, val) from the training arrays when the file has no x_val; every class of
+        y_train keeps a training sample (see ``split_off``)."""
+        keep, out = split_off(train.y, self.val_fraction, self.split_seed)
+        if len(out) == 0:
+            raise LitlabError(f"data.path={self.path} has no x_val and data.val_fraction={self.val_fraction} "
+                              f"holds out nothing; raise data.val_fraction or add x_val/y_val.")
+        return TensorSplit(train.x[keep], train.y[keep]), TensorSplit(train.x[out], train.y[out])
 
 
 def read_arrays(path: Path, key: str) -> dict[str, np.ndarray]:

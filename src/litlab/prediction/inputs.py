@@ -92,10 +92,17 @@ def model_inputs(x: np.ndarray, where: str, pre: Preprocess) -> Tensor:
 
     A model trained on 8-bit pixels (``pre.pixels``) takes uint8 arrays, other integers within
     0..255 (as uint8) and floats in [0, 1] (pixels already scaled); anything else is an error
-    naming the range found. Other models take every array as float32, used as it is (uint8
-    included: they never saw scaled pixels). Checkpoints without the record keep litlab's old
+    naming the range found. An image model trained on other values (``pre.pixels`` False)
+    refuses uint8 images, as eval does: they are most likely 0..255 pixels for a model that saw
+    another scale, and would give confident nonsense. Other arrays (sequences included) reach
+    the model as float32, used as they are. Checkpoints without the record keep litlab's old
     rule (uint8 images scaled, everything else as it is).
     """
+    if pre.kind == "image" and pre.pixels is False and x.dtype == np.uint8:
+        raise LitlabError(f"{where} holds uint8 images, read as 8-bit pixels, but this checkpoint was trained on "
+                          f"images of another dtype, whose values reach it as they are; pixels 0..255 would be "
+                          f"on another scale. Give arrays of the training data's dtype, on the scale of the "
+                          f"training arrays.")
     if pre.kind == "image" and pre.pixels:
         if np.issubdtype(x.dtype, np.integer):
             lo, hi = (int(x.min()), int(x.max())) if x.size else (0, 0)
