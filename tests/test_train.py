@@ -196,6 +196,16 @@ def test_an_early_stop_is_recorded(cfg_factory, tmp_path):
                        "callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=2", "test=false"]))
     m = _metrics(tmp_path / "run")
     assert (m["stopped_early"], m["stopped_after_epoch"], m["epochs"]) == (True, 2, 2)
+    # resuming it unchanged trained on until the next stop; refused now, and with more patience it trains on
+    args = ["model=mlp", "trainer.max_epochs=10", "callbacks=early_stopping", "logger=none",
+            "callbacks.early_stopping.min_delta=2", "test=false", "ckpt_path=last"]
+    with pytest.raises(LitlabError, match=r"is completed: early stopping ended it after 2 epoch\(s\), when val/acc had "
+                                          r"not improved for callbacks\.early_stopping\.patience=1 epochs"):
+        train(cfg_factory([*args, "callbacks.early_stopping.patience=1"]))
+    # Lightning's own EarlyStopping took patience 1 back from the checkpoint and stopped after epoch 3
+    train(cfg_factory([*args, "callbacks.early_stopping.patience=3"]))
+    m = _metrics(tmp_path / "run")
+    assert (m["stopped_early"], m["stopped_after_epoch"], m["epochs"]) == (True, 4, 4)
 
 
 def test_a_validation_interval_longer_than_the_epoch_is_named(cfg_factory):

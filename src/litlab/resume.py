@@ -47,11 +47,22 @@ def check_something_left(cfg: DictConfig, ckpt: dict, run_dir: Path) -> None:
     ``trainer.max_epochs``; without one it would train nothing and write a record of a bare
     re-test (in the run's folder, or in a new one for ``ckpt_path=PATH``)."""
     try:
-        status = json.loads((run_dir / "metrics.json").read_text()).get("status")
+        record = json.loads((run_dir / "metrics.json").read_text())
+        status = record.get("status")
         done = int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return
     max_epochs = cfg.trainer.get("max_epochs")
+    stored = (ckpt.get("litlab") or {}).get("config") or {}
+    stopping = OmegaConf.to_container(cfg.callbacks, resolve=True).get("early_stopping") if cfg.get("callbacks") else None
+    if status == "completed" and record.get("stopped_early") and stopping is not None and stopping == (
+            stored.get("callbacks") or {}).get("early_stopping"):
+        raise LitlabError(
+            f"ckpt_path={cfg.ckpt_path}: the run in {run_dir} is completed: early stopping ended it after {done} "
+            f"epoch(s), when {stopping.get('monitor')} had not improved for callbacks.early_stopping.patience="
+            f"{stopping.get('patience')} epochs, and with the same early stopping a resume would stop again at the "
+            f"next check. Raise callbacks.early_stopping.patience to train on, or test it again with python -m "
+            f"litlab.eval ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}.")
     if status == "completed" and max_epochs not in (None, -1) and done >= int(max_epochs):
         raise LitlabError(
             f"ckpt_path={cfg.ckpt_path}: the run in {run_dir} is completed and has trained {done} epoch(s), as many as "
