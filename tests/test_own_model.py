@@ -55,6 +55,10 @@ def test_a_choice_from_a_searchpath_folder_is_accepted_and_a_typo_lists_both_fol
     with pytest.raises(LitlabError, match=r"model=tiny is not a choice: conf/model/ has"):
         check_choices(["model=tiny"])
     assert check_overrides(["model=tiny", own, f"hydra.run.dir={tmp_path / 'r'}"]).model.net.width == 24
+    from litlab.cli_help import help_text
+
+    assert "  model           [tiny] cnn, gru, lstm, mlp, resnet18, tiny, torchvision" in help_text(
+        "train", ["--help", "model=tiny", own]).splitlines()
 
 
 def test_an_own_net_trains_and_evaluates(own, cfg_factory, tmp_path):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from hydra.errors import OverrideParseException
 from omegaconf import OmegaConf
 
-from litlab.config_check import CONF_DIR, choices, compose_checked, expand_sweeps, explain
+from litlab.config_check import CONF_DIR, choices, compose_checked, expand_sweeps, explain, searched_dirs
 
 WHAT = {
     "train": "trains, tests and optionally compresses and exports one model; -m sweeps over values "
@@ -48,8 +48,10 @@ def help_text(config_name: str, argv: list[str]) -> str:
     chosen = cfg.hydra.runtime.choices
     lines = [f"python -m litlab.{config_name}: {WHAT.get(config_name, '')}.", "",
              "Config groups (group=choice; the current one in brackets):"]
+    extra = searched_dirs(argv) or []  # a user's own config folders (hydra.searchpath) add choices
     for group in groups_of(config_name):
-        lines.append(f"  {group:<15} [{chosen.get(group) or 'none'}] {', '.join(choices(group))}")
+        names = sorted({name for d in (CONF_DIR, *extra) if (d / group).is_dir() for name in choices(group, d)})
+        lines.append(f"  {group:<15} [{chosen.get(group) or 'none'}] {', '.join(names)}")
     keys = OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=False)
     lines += ["", "Keys (key=value, group.key=value; +key=value adds one), with this command line's overrides:", "",
               keys.rstrip(), "",
