@@ -208,6 +208,19 @@ def test_an_early_stop_is_recorded(cfg_factory, tmp_path):
     assert (m["stopped_early"], m["stopped_after_epoch"], m["epochs"]) == (True, 4, 4)
 
 
+def test_an_epoch_that_early_stopping_cuts_short_keeps_its_training_figures(cfg_factory, tmp_path):
+    """A stop after a mid-epoch validation in the first epoch recorded stopped_early false (Lightning's
+    stopped_epoch is 0 then) and no train/loss or train/acc of the cut epoch anywhere."""
+    train(cfg_factory(["model=mlp", "trainer.max_epochs=3", "+trainer.val_check_interval=0.5", "test=false",
+                       "callbacks=early_stopping", "callbacks.early_stopping.patience=1",
+                       "callbacks.early_stopping.min_delta=2"]))
+    m = _metrics(tmp_path / "run")
+    assert (m["stopped_early"], m["stopped_after_epoch"], m["epochs"]) == (True, 1, 1)
+    assert m["global_step"] < 19 and 0 < m["train/loss"] < 5 and 0 <= m["train/acc"] <= 1
+    rows = [r for r in _csv_rows(tmp_path / "run") if r.get("train/loss")]
+    assert len(rows) == 1 and float(rows[0]["train/loss"]) == pytest.approx(m["train/loss"], rel=1e-6)
+
+
 def test_a_validation_interval_longer_than_the_epoch_is_named(cfg_factory):
     with pytest.raises(LitlabError, match=r"trainer\.val_check_interval: `val_check_interval` \(100\) must be less than"):
         train(cfg_factory(["model=mlp", "+trainer.val_check_interval=100", "callbacks=none", "logger=none"]))

@@ -62,8 +62,9 @@ def fit(trainer: L.Trainer, model: L.LightningModule, dm, ckpt_path: str | None,
         facts["last_ckpt"] = str(Path(ckpt_cb.dirpath) / "last.ckpt") if ckpt_cb.save_last else None
     stopper = find_callback(trainer, EarlyStopping)
     if stopper is not None:  # whether early stopping ended the run, and after which epoch
-        facts["stopped_early"] = stopper.stopped_epoch > 0
-        if stopper.stopped_epoch > 0:
+        # litlab's EarlyStopping knows; Lightning's stopped_epoch is 0 also for a stop in the first epoch
+        facts["stopped_early"] = bool(getattr(stopper, "stopped", stopper.stopped_epoch > 0))
+        if facts["stopped_early"]:
             facts["stopped_after_epoch"] = stopper.stopped_epoch + 1
             log.info("early stopping: %s did not improve for %d validations; stopped after epoch %d",
                      stopper.monitor, stopper.patience, stopper.stopped_epoch + 1)

@@ -28,7 +28,9 @@ class EpochLines(ProgressBar):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         # Read on every rank, printing or not: the first read computes the epoch's logged values,
         # reducing those logged with sync_dist=True (the throughput) across the processes, a
-        # collective; read on rank 0 alone, DDP deadlocks.
+        # collective; read on rank 0 alone, DDP deadlocks. So is finishing an epoch cut short.
+        if hasattr(pl_module, "finish_train_epoch"):
+            pl_module.finish_train_epoch()
         metrics = trainer.callback_metrics
         if not (self._enabled and trainer.is_global_zero):
             return

@@ -151,7 +151,16 @@ class Classifier(L.LightningModule):
         self._train_means = {"train/loss": loss, "train/acc": acc}
         publish_epoch_means(self.trainer, self._train_means)
 
+    def finish_train_epoch(self) -> None:
+        """Publishes the epoch's training means where its last batch did not: a callback ended the
+        epoch early (``max_time``, early stopping after a mid-epoch validation), and the record
+        showed the epoch before's. Idempotent; a collective under DDP, so every rank calls it (the
+        progress callback, which prints the epoch's line before this module's epoch end, does)."""
+        if not self._train_means and self._train_sums.samples:
+            self._log_train_epoch()
+
     def on_train_epoch_end(self) -> None:
+        self.finish_train_epoch()
         if self._train_means:
             log_epoch_scalars(self.trainer, self._train_means)
             self._train_means = {}
