@@ -249,3 +249,22 @@ def test_a_run_killed_while_writing_its_first_last_ckpt_resumes_from_best(cfg_fa
     train(cfg_factory(["model=mlp", "trainer.max_epochs=3", "ckpt_path=last"], name="k"))
     assert _metrics(tmp_path / "k")["epochs"] == 3
     assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+def test_trainer_switches_are_recorded_as_they_ran(cfg_factory, tmp_path):
+    """Knobs the record used to misstate: an accumulation longer than the epoch (one step of every
+    batch, recorded as 32 batches), checkpointing switched off (written anyway), max_epochs=0
+    (last_ckpt named a file that was never written), early stopping without validation (a
+    Lightning traceback after the first epoch)."""
+    small = ["model=mlp", "data=synthetic", "data.shape=[1,4,4]", "data.num_train=256", "data.num_val=64",
+             "data.num_test=64", "logger=none"]
+    train(cfg_factory([*small, "+trainer.accumulate_grad_batches=32"], name="acc"))
+    m = _metrics(tmp_path / "acc")
+    assert (m["global_step"], m["effective_batch_size"]) == (2, 256)  # 4 batches of 64 per epoch, one step
+    train(cfg_factory([*small, "+trainer.enable_checkpointing=false"], name="nockpt"))
+    assert not (tmp_path / "nockpt" / "checkpoints").exists() and _metrics(tmp_path / "nockpt").get("best_ckpt") is None
+    train(cfg_factory([*small, "trainer.max_epochs=0", "optimized_metric=null"], name="zero"))
+    assert _metrics(tmp_path / "zero")["last_ckpt"] is None
+    with pytest.raises(LitlabError, match=r"callbacks\.early_stopping watches val/acc, but trainer\.limit_val_batches=0 "
+                                          r"runs no validation"):
+        train(cfg_factory([*small, "+trainer.limit_val_batches=0", "callbacks=early_stopping"], name="noval"))

@@ -205,6 +205,12 @@ def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
     if not loggers:
         # the LR monitor refuses to run without a logger; with logger=none there is nothing to monitor into
         callbacks = [c for c in callbacks if not isinstance(c, L.callbacks.LearningRateMonitor)]
+    # trainer.enable_checkpointing=false / enable_progress_bar=false turn litlab's callbacks of that
+    # kind off (the switches were overridden from the callbacks, and checkpoints were written anyway)
+    for switch, kind in (("enable_checkpointing", L.callbacks.ModelCheckpoint), ("enable_progress_bar",
+                                                                                 L.callbacks.ProgressBar)):
+        if cfg.trainer.get(switch) is False:
+            callbacks = [c for c in callbacks if not isinstance(c, kind)]
     plugins = [AtomicCheckpointIO()]
     # a real profiler times each callback's hooks separately: then no shared no-op profiler, no
     # grouping and no skipped hooks

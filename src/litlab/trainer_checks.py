@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
 from omegaconf import DictConfig
 
 from litlab.errors import LitlabError
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = ("32", "32-true", "64", "64-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
 
@@ -157,3 +160,23 @@ def check_trainer_config(trainer: DictConfig) -> None:
     devices = check_devices(trainer.get("devices", 1), device)
     check_strategy(trainer, device)
     check_nodes(trainer, devices)
+
+
+def check_validation_runs(cfg: DictConfig) -> None:
+    """``trainer.limit_val_batches=0`` runs no validation: early stopping on a validation metric
+    then failed after the first epoch with Lightning's traceback, and the best checkpoint is never
+    written (the test takes the last epoch's weights)."""
+    limit = cfg.trainer.get("limit_val_batches")
+    if limit is None or isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit != 0:
+        return
+    callbacks = cfg.get("callbacks") or {}
+    stopping = callbacks.get("early_stopping") if isinstance(callbacks, DictConfig) else None
+    if isinstance(stopping, DictConfig) and str(stopping.get("monitor", "")).startswith("val/"):
+        raise LitlabError(
+            f"callbacks.early_stopping watches {stopping.monitor}, but trainer.limit_val_batches=0 runs no "
+            f"validation, so it would never get a value. Leave limit_val_batches out, or train without early "
+            f"stopping (callbacks=default).")
+    checkpoint = callbacks.get("model_checkpoint") if isinstance(callbacks, DictConfig) else None
+    if isinstance(checkpoint, DictConfig) and str(checkpoint.get("monitor", "")).startswith("val/"):
+        log.warning("trainer.limit_val_batches=0 runs no validation: no best checkpoint by %s is written, and the "
+                    "test (and any compression) takes the last epoch's weights", checkpoint.monitor)

@@ -28,7 +28,7 @@ from litlab.reporting.run_files import start_metrics, update_metrics
 from litlab.reporting.summary import print_summary
 from litlab.distributed.launcher import scale_facts
 from litlab.seeding import seed_everything
-from litlab.trainer_checks import check_trainer_config
+from litlab.trainer_checks import check_trainer_config, check_validation_runs
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ def fit(trainer: L.Trainer, model: L.LightningModule, dm, ckpt_path: str | None,
         if ckpt_cb.monitor and ckpt_cb.best_model_score is not None:  # the best checkpoint's score, under
             facts[ckpt_cb.monitor] = ckpt_cb.best_model_score  # the name of what it monitors
         facts["best_ckpt"] = ckpt_cb.best_model_path or None
-        facts["last_ckpt"] = str(Path(ckpt_cb.dirpath) / "last.ckpt") if ckpt_cb.save_last else None
+        last = Path(ckpt_cb.dirpath) / "last.ckpt"  # none after trainer.max_epochs=0
+        facts["last_ckpt"] = str(last) if ckpt_cb.save_last and last.is_file() else None
     stopper = find_callback(trainer, EarlyStopping)
     if stopper is not None:  # whether early stopping ended the run, and after which epoch
         # litlab's EarlyStopping knows; Lightning's stopped_epoch is 0 also for a stop in the first epoch
@@ -147,6 +148,7 @@ def train(cfg: DictConfig) -> float | None:
     # and test (Lightning puts this handler back there), compression and export
     with sigterm_stops_here():
         check_trainer_config(cfg.trainer)  # devices, precision, strategy: before any data is prepared
+        check_validation_runs(cfg)
         check_targets(cfg)  # every class by its _target_, likewise
         seed_everything(cfg.seed)
         dm = build_data(cfg)

@@ -201,6 +201,10 @@ def check_shared_run_dir() -> None:
 def scale_facts(trainer: L.Trainer, batch_size: int) -> dict:
     """metrics.json fields that say how the run was spread: ranks, and the batch per optimizer step."""
     world = trainer.world_size
+    # an epoch of fewer batches than accumulate_grad_batches steps once, at its end, on all of them
+    micro = trainer.accumulate_grad_batches
+    per_epoch = trainer.num_training_batches
+    if isinstance(per_epoch, int) and per_epoch > 0:
+        micro = min(micro, per_epoch)
     return {"world_size": world, "num_nodes": trainer.num_nodes, "devices_per_node": trainer.num_devices,
-            "batch_size_per_device": batch_size,
-            "effective_batch_size": batch_size * world * trainer.accumulate_grad_batches}
+            "batch_size_per_device": batch_size, "effective_batch_size": batch_size * world * micro}
