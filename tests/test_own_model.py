@@ -70,3 +70,66 @@ def test_an_own_net_trains_and_evaluates(own, cfg_factory, tmp_path):
     ev = cfg_factory([f"ckpt_path={metrics['best_ckpt']}"], name="ev", config_name="eval", fast=False)
     with torch.no_grad():
         assert evaluate(ev)["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+
+
+SHAPES = """
+import torch
+from torch import nn
+
+class ViewCNN(nn.Module):
+    def __init__(self, input_shape, num_classes):
+        super().__init__()
+        self.conv = nn.Conv2d(input_shape[0], 4, 3, padding=1)
+        self.head = nn.Linear(4 * input_shape[1] * input_shape[2], num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x))
+        return self.head(x.view(x.size(0), -1))  # .view of a channels-last tensor fails
+
+class Pair(nn.Module):
+    def __init__(self, input_shape, num_classes):
+        super().__init__()
+        self.head = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        return self.head(x.flatten(1)), x
+
+class TenOut(nn.Module):
+    def __init__(self, input_shape, num_classes):
+        super().__init__()
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.head(x.flatten(1))
+
+class NoShape(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+"""
+
+
+@pytest.mark.parametrize("net,overrides,match", [
+    ("ViewCNN", [], None),  # channels_last=auto leaves it in the default memory order
+    ("ViewCNN", ["model.channels_last=true"], r"It runs in the default memory order: set model\.channels_last=false"),
+    ("Pair", [], r"returned a tuple for one sample of shape \(1, 8, 8\); litlab trains on logits, a tensor of shape "
+                 r"\(batch, num_classes\) = \(1, 3\)"),
+    ("TenOut", [], r"returned a tensor of shape \(1, 10\) for one sample .* = \(1, 3\)"),
+    ("NoShape", [], r"could not build .*NoShape .*A net for litlab takes the keyword arguments input_shape"),
+])
+def test_an_own_net_that_breaks_the_contract_is_named_before_any_work(cfg_factory, tmp_path, monkeypatch, net,
+                                                                        overrides, match):
+    """Each failed late (a traceback in the first validation, or exit 0 with a 10-class top-5 for
+    3 classes) or with a hint about model.net.* keys the user never set."""
+    from litlab.build import build_model
+    from litlab.models.speed_switches import runs_channels_last
+
+    (tmp_path / "litlab_test_shapes.py").write_text(textwrap.dedent(SHAPES))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = cfg_factory(["model=cnn", "~model.net", f"+model.net._target_=litlab_test_shapes.{net}",
+                       "+model.net._partial_=true", *overrides])
+    if match is None:
+        model = build_model(cfg.model, (1, 8, 8), 3)
+        assert not runs_channels_last(model.net) and model.net(torch.zeros(2, 1, 8, 8)).shape == (2, 3)
+        return
+    with pytest.raises(LitlabError, match=match):
+        build_model(cfg.model, (1, 8, 8), 3)

@@ -22,7 +22,7 @@ from litlab.cuda_availability import drop_nvml_check_without_gpus
 from litlab.data.base import ClassificationData
 from litlab.distributed.launcher import use_run_dir_launcher
 from litlab.errors import LitlabError
-from litlab.models.speed_switches import SPEED_SWITCHES, apply_speed_switches
+from litlab.models.speed_switches import SPEED_SWITCHES, apply_speed_switches, runs_channels_last, undo_channels_last
 from litlab.no_profiler import NoProfiler
 from litlab.tasks.classification import Classifier
 from litlab.trainer_checks import check_trainer_config
@@ -121,28 +121,44 @@ def class_listing(names: list[str], limit: int = 20) -> str | None:
 def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> Classifier:
     """The task module around a net built for this data (the user never types shapes)."""
     make_net = instantiate(model_cfg.net, "model.net")
+    target = model_cfg.net.get("_target_", "the net")
     try:
         net = make_net(input_shape=tuple(input_shape), num_classes=num_classes)
     except LitlabError:
         raise
     except Exception as e:  # the net's own argument checks (torch raises ValueError, TypeError, ...)
-        target = model_cfg.net.get("_target_", "the net")
+        reason = str(e).splitlines()[0] if str(e) else repr(e)
+        contract = (" A net for litlab takes the keyword arguments input_shape (one sample's shape) and "
+                    "num_classes, besides its own model.net.* keys." if isinstance(e, TypeError) and (
+                        "input_shape" in reason or "num_classes" in reason) else " Check the model.net.* keys.")
         raise LitlabError(f"model.net: could not build {target} with these settings: {type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else e!r}. Check the model.net.* keys.") from None
-    check_runs(net, tuple(input_shape), model_cfg.net.get("_target_", "the net"))
-    apply_speed_switches(net, **{k: model_cfg.get(k) for k in SPEED_SWITCHES})
+                          f"{reason}.{contract}") from None
+    check_runs(net, tuple(input_shape), target, num_classes)
+    switches = {k: model_cfg.get(k) for k in SPEED_SWITCHES}
+    apply_speed_switches(net, channels_last=switches.get("channels_last"))
+    if runs_channels_last(net):  # checked before torch.compile, which would compile for the check
+        try:
+            check_runs(net, tuple(input_shape), target, num_classes)
+        except LitlabError as e:
+            if switches.get("channels_last") != "auto":
+                raise LitlabError(f"{e} It runs in the default memory order: set model.channels_last=false.") from None
+            # auto: a fast path the net cannot take (a .view() of a channels-last tensor) is left out
+            undo_channels_last(net)
+            log.info("model.channels_last=auto: %s cannot run on channels-last inputs; it trains in the default "
+                     "memory order", target)
+    apply_speed_switches(net, compile=switches.get("compile"))
     return build_task(model_cfg, net, num_classes)
 
 
 @torch.no_grad()
-def check_runs(net: torch.nn.Module, input_shape: tuple[int, ...], target: str) -> None:
+def check_runs(net: torch.nn.Module, input_shape: tuple[int, ...], target: str, num_classes: int | None = None) -> None:
     """One sample through the net in eval mode (no state changes): settings that build a net that
     cannot run (a layer of width 0, a flag of the wrong type, images too small for a torchvision
     net) fail here, naming model.net, instead of in the first validation step after the data was
     prepared. A net with an ``unrunnable(error, input_shape)`` method words the message itself."""
     try:
         net.eval()
-        net(torch.zeros(1, *input_shape))
+        out = net(torch.zeros(1, *input_shape))
     except LitlabError:
         raise
     except Exception as e:
@@ -153,6 +169,12 @@ def check_runs(net: torch.nn.Module, input_shape: tuple[int, ...], target: str) 
                           f"Check the model.net.* keys.") from None
     finally:
         net.train()
+    if num_classes is not None and not (isinstance(out, torch.Tensor) and tuple(out.shape) == (1, num_classes)):
+        got = f"a tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
+        raise LitlabError(f"model.net: {target} returned {got} for one sample of shape {input_shape}; litlab trains "
+                          f"on logits, a tensor of shape (batch, num_classes) = (1, {num_classes}) here, where "
+                          f"num_classes is the data's class count (the num_classes argument the net is built "
+                          f"with).")
 
 
 def build_task(model_cfg: DictConfig, net, num_classes: int) -> Classifier:

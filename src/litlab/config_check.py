@@ -111,6 +111,18 @@ def _one_paragraph(e: BaseException) -> str:
     return " ".join(line for line in lines if not line.startswith(("See https://", "Set the environment")))
 
 
+# settings of Hydra's Optuna sweeper that its basic (grid) sweeper does not have
+_OPTUNA_KEYS = ("n_trials", "n_jobs", "direction", "sampler", "storage", "study_name", "search_space",
+                "custom_search_space")
+
+
+def _optuna_only(key: str) -> str:
+    return (f"{key} is a setting of the Optuna sweeper, and this sweep runs Hydra's basic sweeper, which runs "
+            f"every combination of the listed values (a grid) and has no such setting. Search with Optuna: "
+            f"hparams_search=digits_optuna (or your own conf/hparams_search/ file), or hydra/sweeper=optuna; or "
+            f"leave {key} out of the grid.")
+
+
 def explain(e: BaseException, overrides: list[str], config_name: str = "train") -> LitlabError:
     text = _one_paragraph(e)
     if "Could not append to config. An item is already at" in text:
@@ -119,6 +131,8 @@ def explain(e: BaseException, overrides: list[str], config_name: str = "train") 
                            f"({key}=...), or use ++{key}=... (set it whether or not it exists).")
     if "is not in struct" in text or "Could not override" in text or "Could not append" in text:
         key = text.split("'")[1] if "'" in text else "?"
+        if key.startswith("hydra.sweeper.") and key.split(".")[2] in _OPTUNA_KEYS:
+            return LitlabError(_optuna_only(key))
         bad = next((o for o in overrides if o.lstrip("+~").split("=")[0].endswith(key)), key)
         return LitlabError(
             f"{bad.split('=')[0]} is not a key of the config ({text}). Check the spelling with "
@@ -217,6 +231,10 @@ def check_sweeper_and_launcher(cfg: DictConfig) -> None:
     """Settings that Optuna or submitit would otherwise reject with a traceback, after the sweep
     folder was made: the search's direction and sizes, and SLURM's presence."""
     chosen = cfg.hydra.runtime.choices
+    if chosen.get("hydra/sweeper") == "basic":
+        extra = sorted(set(cfg.hydra.sweeper) - {"_target_", "max_batch_size", "params"})
+        if extra:
+            raise LitlabError(_optuna_only(f"hydra.sweeper.{extra[0]}"))
     if chosen.get("hydra/sweeper") == "optuna":
         sweeper = cfg.hydra.sweeper
         directions = sweeper.direction if OmegaConf.is_list(sweeper.direction) else [sweeper.direction]
@@ -320,14 +338,23 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
         combos = expand_sweeps(overrides) if multirun else [overrides]
     except OverrideParseException as e:
         raise explain(e, overrides) from None
+    unfit: list[LitlabError] = []
     for combo in combos:
-        cfg = compose_checked(combo, config_name, return_hydra_config=True)
+        try:
+            cfg = compose_checked(combo, config_name, return_hydra_config=True)
+        except LitlabError as e:
+            unfit.append(e)
+            continue
         check_values(cfg, config_name)
         if config_name == "train":
             check_optimizer_values(cfg)
             for name, callback in (cfg.get("callbacks") or {}).items():
                 if isinstance(callback, DictConfig) and "monitor" in callback:
                     check_mode(f"callbacks.{name}", callback.get("monitor"), callback.get("mode"))
+    if unfit:
+        if len(unfit) < len(combos):  # a key that only some swept choices have: say how to write it
+            check_sweep_start(overrides, config_name)
+        raise unfit[0]
     intervals = [o for o in overrides if "interval(" in o.split("=", 1)[-1] and not o.startswith("hydra.")]
     if multirun and intervals and cfg.hydra.runtime.choices.get("hydra/sweeper") == "basic":
         raise LitlabError(

@@ -219,3 +219,21 @@ def test_a_loss_monitored_for_its_highest_value_is_refused_with_the_command_line
     with pytest.raises(LitlabError, match=r"callbacks\.model_checkpoint\.monitor=val/loss is best at its lowest"):
         check_overrides(["callbacks.model_checkpoint.monitor=val/loss"])
     assert check_overrides(["callbacks.model_checkpoint.monitor=val/loss", "callbacks.model_checkpoint.mode=min"])
+
+
+@pytest.mark.parametrize("args,match", [
+    # the first error advised a +, which then failed with another error; only that one named ++
+    (["compress=none,prune", "compress.finetune.epochs=1"], r"^compress\.finetune\.epochs=1: a sweep over compress "
+                                                            r"starts from its default choice.*Write it as "
+                                                            r"\+\+compress\.finetune\.epochs=1"),
+    # Optuna's settings in a grid: "add it with +", then a TypeError from BasicSweeper and exit 1
+    (["model.optimizer.lr=1e-3,2e-3", "hydra.sweeper.n_trials=3"], r"^hydra\.sweeper\.n_trials is a setting of the "
+                                                                   r"Optuna sweeper, and this sweep runs Hydra's basic"),
+    (["model.optimizer.lr=1e-3,2e-3", "+hydra.sweeper.n_trials=3"], r"^hydra\.sweeper\.n_trials is a setting of the "
+                                                                    r"Optuna sweeper"),
+])
+def test_a_sweep_setting_in_the_wrong_place_says_where_it_goes(args, match):
+    from litlab.config_check import check_overrides
+
+    with pytest.raises(LitlabError, match=match):
+        check_overrides(["-m", *args])

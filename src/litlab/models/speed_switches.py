@@ -24,6 +24,14 @@ def runs_channels_last(net: nn.Module) -> bool:
     return any(hook is _inputs_channels_last for hook in net._forward_pre_hooks.values())
 
 
+def undo_channels_last(net: nn.Module) -> None:
+    """The net back in the default (contiguous) memory order, its inputs no longer converted."""
+    net.to(memory_format=torch.contiguous_format)
+    for key, hook in list(net._forward_pre_hooks.items()):
+        if hook is _inputs_channels_last:
+            del net._forward_pre_hooks[key]
+
+
 def wants_channels_last(net: nn.Module, setting: bool | str | None) -> bool:
     """``model.channels_last``: true, false, or ``auto`` (on for nets with 2-D convolutions, whose
     kernels run faster in (B, H, W, C) order on CPUs with oneDNN and on GPUs with tensor cores:
