@@ -131,3 +131,29 @@ def test_latencies_warm_every_net_up_then_time_them_in_alternation():
     assert set(timed) == {"before", "after"} and all(v >= 0 for v in timed.values())
     assert calls[:4] == ["before", "before", "after", "after"]  # warm-up of both first
     assert calls[4:] == ["before", "after", "after", "before", "before", "after", "after", "before"]
+
+
+def test_lowrank_keeps_the_head_the_forward_calls_last_and_frozen_layers_frozen():
+    """skip_last kept the last *registered* Linear (a net defining its head first lost a hidden
+    layer and had its head factorized), and factor pairs of a frozen layer were trained."""
+    from types import SimpleNamespace
+
+    from litlab.compression.lowrank import LowRank, candidates
+
+    class HeadFirst(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Linear(16, 3)
+            self.l1 = torch.nn.Linear(8, 16)
+            self.l2 = torch.nn.Linear(16, 16)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.l2(torch.relu(self.l1(x)))))
+
+    net = HeadFirst()
+    assert sorted(candidates(net, False, True, torch.zeros(1, 8))) == ["l1", "l2"]
+    assert sorted(candidates(net, False, True)) == ["head", "l1"]  # no example: the registration order
+    net.l1.weight.requires_grad_(False)
+    pair = factorize(net.l1, 4)
+    assert [p.requires_grad for p in pair.parameters()] == [False, False, True]  # the bias stays trainable
+    assert LowRank(rank=2).check(net, SimpleNamespace(input_shape=(8,))) is None  # the data's sample finds the head

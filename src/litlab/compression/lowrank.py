@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import Tensor, nn
 
@@ -9,16 +11,40 @@ from litlab.compression.base import Compressor, Context
 from litlab.compression.finetune import FineTune, train_loop
 from litlab.errors import LitlabError, check_positive_int
 
+log = logging.getLogger(__name__)
+
 CONVS = (nn.Conv1d, nn.Conv2d)
 
 
-def candidates(net: nn.Module, conv: bool, skip_last: bool) -> dict[str, nn.Module]:
-    """The layers to factorize by name: Linear (and conv) layers, the classifier head aside if asked."""
+def candidates(net: nn.Module, conv: bool, skip_last: bool, example: Tensor | None = None) -> dict[str, nn.Module]:
+    """The layers to factorize by name: Linear (and conv) layers, the classifier head aside if asked.
+
+    The head is the last of them that the forward pass of ``example`` calls (without an example,
+    the last one registered): a net that defines its head first would otherwise lose a hidden
+    layer instead and have its head factorized."""
     kinds = (nn.Linear, *CONVS) if conv else (nn.Linear,)
     found = {name: m for name, m in net.named_modules() if type(m) in kinds and getattr(m, "groups", 1) == 1}
     if skip_last and found:
-        found.pop(list(found)[-1])
+        found.pop(_called_last(net, found, example) or list(found)[-1])
     return found
+
+
+@torch.no_grad()
+def _called_last(net: nn.Module, layers: dict[str, nn.Module], example: Tensor | None) -> str | None:
+    """The name of the layer of ``layers`` that ``net(example)`` calls last (None without an example)."""
+    if example is None:
+        return None
+    order: list[str] = []
+    handles = [m.register_forward_hook(lambda mod, args, out, name=name: order.append(name))
+               for name, m in layers.items()]
+    was_training = net.training
+    try:
+        net.eval()(example)
+    finally:
+        net.train(was_training)
+        for h in handles:
+            h.remove()
+    return order[-1] if order else None
 
 
 def matrix_dims(layer: nn.Module) -> tuple[int, int]:
@@ -60,7 +86,18 @@ def factorize(layer: nn.Module, r: int) -> nn.Sequential:
     pair[1].weight.copy_((u[:, :r] * root.view(1, -1)).reshape(pair[1].weight.shape))  # (out, r)
     if layer.bias is not None:
         pair[1].bias.copy_(layer.bias)
+        pair[1].bias.requires_grad_(layer.bias.requires_grad)
+    for part in pair:  # a frozen layer stays frozen through the fine-tuning
+        part.weight.requires_grad_(layer.weight.requires_grad)
     return pair
+
+
+def _example(net: nn.Module, dm) -> Tensor | None:
+    """One zero sample of the data, on the net's device, to find the head by calling order."""
+    if dm is None:
+        return None
+    param = next(net.parameters(), None)
+    return torch.zeros(1, *dm.input_shape, device=param.device if param is not None else "cpu")
 
 
 def replace(net: nn.Module, name: str, module: nn.Module) -> None:
@@ -117,7 +154,7 @@ class LowRank(Compressor):
                 "ranks": self._ranks, **vars(self.finetune)}
 
     def check(self, net: nn.Module, dm) -> None:
-        layers = candidates(net, self.conv, self.skip_last)
+        layers = candidates(net, self.conv, self.skip_last, _example(net, dm))
         if not layers:
             looked_for = "Linear" + (", Conv1d/Conv2d" if self.conv else "")
             head = "; the head left whole: compress.skip_last=true" if self.skip_last else ""
@@ -132,13 +169,20 @@ class LowRank(Compressor):
                                       f"Use compress.rank < {limit} or compress.energy.")
 
     def apply(self, net: nn.Module, dm, ctx: Context) -> nn.Module:
-        for name, layer in candidates(net, self.conv, self.skip_last).items():
+        wide = []
+        for name, layer in candidates(net, self.conv, self.skip_last, _example(net, dm)).items():
             rows, cols = matrix_dims(layer)
             r = rank_for(layer, self.rank, self.energy)
             if r * (rows + cols) >= rows * cols:
+                wide.append(f"{name} (rank {r} of {rows}x{cols})")
                 continue  # a factorization this wide would be larger than the layer
             self._ranks[name] = r
             replace(net, name, factorize(layer, r))
+        if not self._ranks:
+            log.warning("compress=lowrank factorized no layer: at %s each one's factors would be larger than the "
+                        "layer (%s); the 'after' model is the trained one, only fine-tuned. Lower compress.energy "
+                        "or give a smaller compress.rank.", f"compress.energy={self.energy}" if self.rank is None
+                        else f"compress.rank={self.rank}", ", ".join(wide))
         return train_loop(net, dm, self.finetune, ctx.seed)
 
     def recipe(self, compressed: nn.Module, ctx: Context) -> dict:
