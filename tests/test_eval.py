@@ -152,3 +152,64 @@ def test_eval_with_a_data_root_that_does_not_exist_is_refused(cfg_factory, tmp_p
     with pytest.raises(LitlabError, match=r"data\.root=.*new_imagez is not a folder"):
         evaluate(cfg, [f"data.root={tmp_path / 'new_imagez'}"])
     assert not (tmp_path / "new_imagez").exists()
+
+
+@pytest.fixture(scope="module")
+def trained_bf16(tmp_path_factory):
+    """An MLP trained for two epochs in trainer.precision=bf16-mixed on the CPU; its run folder."""
+    from tests.conftest import make_cfg
+
+    root = tmp_path_factory.mktemp("eval_bf16")
+    path = write_npz(root / "train.npz", n=200)
+    train(make_cfg(["model=mlp", "data=npz", f"data.path={path}", "trainer.precision=bf16-mixed"], root / "run",
+                   root / "data"))
+    return root / "run"
+
+
+def _eval_record(cfg_factory, tmp_path, ckpt, name, *given):
+    """evaluate() on the CPU with ``given`` as the command line; (metrics, metrics.json)."""
+    cfg = cfg_factory([f"ckpt_path={ckpt}", "trainer.accelerator=cpu", *given], name=name, config_name="eval",
+                      fast=False)
+    with torch.no_grad():
+        metrics = evaluate(cfg, list(given))
+    return metrics, json.loads((tmp_path / name / "metrics.json").read_text())
+
+
+def test_eval_uses_the_precision_the_run_trained_in(trained_bf16, cfg_factory, tmp_path):
+    """A bf16-mixed run was evaluated in eval.yaml's 32-bit, so its figures differed from those
+    training reported; now the run's precision is used unless the command line gives one."""
+    trained = json.loads((trained_bf16 / "metrics.json").read_text())
+    same, record = _eval_record(cfg_factory, tmp_path, trained["best_ckpt"], "ev_bf16")
+    assert record["precision"] == "bf16-mixed"
+    assert same["test/loss"] == pytest.approx(trained["test/loss"], abs=1e-6)
+    assert same["test/acc"] == pytest.approx(trained["test/acc"], abs=1e-6)
+    forced, record = _eval_record(cfg_factory, tmp_path, trained["best_ckpt"], "ev_32", "trainer.precision=32-true")
+    assert record["precision"] == "32-true"
+    assert forced["test/loss"] != same["test/loss"]  # float32 scores this model differently
+
+
+def test_eval_falls_back_to_32_bit_where_the_run_precision_cannot_run(trained_bf16, cfg_factory, tmp_path,
+                                                                        caplog):
+    """A checkpoint of a 16-mixed GPU run evaluated on the CPU: 32-true with a warning naming both,
+    not a refusal."""
+    ckpt = torch.load(json.loads((trained_bf16 / "metrics.json").read_text())["best_ckpt"], weights_only=False)
+    ckpt["litlab"]["config"]["trainer"]["precision"] = "16-mixed"
+    torch.save(ckpt, tmp_path / "gpu_run.ckpt")
+    with caplog.at_level("WARNING", logger="litlab.evaluation"):
+        metrics, record = _eval_record(cfg_factory, tmp_path, tmp_path / "gpu_run.ckpt", "ev_fallback")
+    assert record["precision"] == "32-true" and 0 <= metrics["test/acc"] <= 1
+    assert "trainer.precision=16-mixed, which this machine's cpu cannot run; evaluating in " \
+           "trainer.precision=32-true" in caplog.text
+
+
+def test_eval_records_and_prints_on_rank_zero_only(trained, cfg_factory, tmp_path, monkeypatch, capsys):
+    """Under DDP (trainer=ddp_cpu trainer.devices=2) every rank printed the result block and wrote
+    metrics.json; a rank other than 0 now returns the figures and leaves both to rank 0."""
+    import lightning.pytorch as L
+
+    run_dir, path = trained
+    monkeypatch.setattr(L.Trainer, "is_global_zero", property(lambda self: False))
+    metrics = _eval(cfg_factory, run_dir, path)
+    assert 0 <= metrics["test/acc"] <= 1
+    assert not (tmp_path / "ev" / "metrics.json").exists()
+    assert "litlab eval of" not in capsys.readouterr().out

@@ -1,7 +1,9 @@
 """Re-evaluating a checkpoint (``evaluate(cfg)``), which ``python -m litlab.eval`` runs.
 
 Data and model are rebuilt from the run record stored in the checkpoint; ``data.KEY=VALUE``
-overrides change how the stored data is loaded (e.g. ``data.root`` after moving the files).
+overrides change how the stored data is loaded (e.g. ``data.root`` after moving the files). The
+run's ``trainer.precision`` is used too (see ``eval_precision``), so that the figures are those
+training reported.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from litlab.build import build_data, build_loggers, build_model, build_task, bui
 from litlab.callbacks.interruption import Interruption
 from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.compression.artifacts import is_artifact, load_net
+from litlab.distributed.ranks import is_rank_zero
 from litlab.errors import LitlabError, check_choice
 from litlab.eval import is_run_override
 from litlab.reporting.run_files import update_metrics
 from litlab.seeding import seed_everything
-from litlab.trainer_checks import check_trainer_config
+from litlab.trainer_checks import accelerator_of, check_precision, check_trainer_config
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,41 @@ def stored_config(ckpt: dict, overrides: list[str], ckpt_path: str = "the checkp
     return cfg
 
 
+def sets_key(overrides: list[str], key: str) -> bool:
+    """Whether the command line gives ``key`` (``key=``, ``+key=`` or ``++key=``)."""
+    return any("=" in o and o.split("=", 1)[0].lstrip("+") == key for o in overrides)
+
+
+def eval_precision(cfg: DictConfig, run_cfg: DictConfig, overrides: list[str], artifact: bool) -> tuple[str, str]:
+    """The ``trainer.precision`` to evaluate in, and where it comes from (for the log).
+
+    The run's own precision: a bf16-mixed run evaluated in 32-bit scores differently from what
+    its training reported. ``trainer.precision`` on the command line wins. A compressed model keeps
+    eval's (32-bit): compression measured it in float32. A recorded precision this machine cannot
+    run (16-mixed from a GPU run, evaluated on the CPU) falls back to 32-true with a warning,
+    rather than refusing an evaluation that float32 does nearly as well."""
+    given = str(cfg.trainer.get("precision", 32))
+    if sets_key(overrides, "trainer.precision"):
+        return given, "given on the command line"
+    if artifact:
+        return given, "a compressed model, measured in float32 by compression"
+    recorded = OmegaConf.select(run_cfg, "trainer.precision", default=None)
+    if recorded is None:  # a run record without trainer settings
+        return given, "eval's default: the checkpoint records no trainer.precision"
+    recorded = str(recorded)
+    device = accelerator_of(cfg.trainer)
+    try:
+        check_precision(recorded, device)
+    except LitlabError:
+        if is_rank_zero():
+            log.warning("The run of %s trained in trainer.precision=%s, which this machine's %s cannot run; "
+                        "evaluating in trainer.precision=32-true instead, so the figures may differ slightly from "
+                        "those training reported. Evaluate where the run trained to reproduce them, or give "
+                        "trainer.precision on the command line.", cfg.ckpt_path, recorded, device)
+        return "32-true", f"the run's {recorded} cannot run on the {device}"
+    return recorded, "the run's"
+
+
 def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     """Loads ``cfg.ckpt_path``, rebuilds its data and model, and tests it; returns the metrics."""
     if not cfg.get("ckpt_path"):
@@ -62,6 +100,10 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     artifact = is_artifact(ckpt)  # a compressed model written by litlab.compression
     if artifact and ckpt["compression"].get("cpu_only"):
         cfg = OmegaConf.merge(cfg, {"trainer": {"accelerator": "cpu", "devices": 1}})
+    precision, source = eval_precision(cfg, run_cfg, overrides or [], artifact)
+    cfg = OmegaConf.merge(cfg, {"trainer": {"precision": precision}})
+    if is_rank_zero():
+        log.info("evaluating in trainer.precision=%s (%s)", precision, source)
     check_trainer_config(cfg.trainer)  # devices, precision, strategy: before any data is prepared
     seed_everything(cfg.seed)
     record = ckpt["litlab"].get("data") or {}
@@ -82,9 +124,13 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     results = trainer.test(model, datamodule=dm, verbose=False)[0]
     metrics = {k.replace("test/", f"{split}/"): float(v) for k, v in results.items()}
     run_dir = Path(cfg.paths.output_dir)
-    update_metrics(run_dir, status="completed", task="eval", ckpt_path=str(cfg.ckpt_path), **metrics)
+    if not trainer.is_global_zero:
+        return metrics  # under DDP every rank has the figures; only rank 0 records and prints them
+    update_metrics(run_dir, status="completed", task="eval", ckpt_path=str(cfg.ckpt_path), precision=precision,
+                   **metrics)
     print(f"\nlitlab eval of {cfg.ckpt_path}:")
     for k, v in metrics.items():
         print(f"  {k:<12} {v:.6f}")
+    print(f"  {'precision':<12} {precision}")
     print(f"  metrics      {run_dir / 'metrics.json'}")
     return metrics

@@ -23,7 +23,7 @@ def _int_key(trainer: DictConfig, key: str, minimum: int, allow_none: bool = Fal
         raise LitlabError(f"trainer.{key} must be an integer >= {minimum}, got {value!r}.")
 
 
-def _accelerator(trainer: DictConfig) -> str:
+def accelerator_of(trainer: DictConfig) -> str:
     """``cpu``, ``cuda`` or ``mps``: where this run will train."""
     accelerator = trainer.get("accelerator", "auto")
     if accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):
@@ -155,7 +155,7 @@ def check_trainer_config(trainer: DictConfig) -> None:
     algorithm = trainer.get("gradient_clip_algorithm")
     if algorithm is not None and algorithm not in ("norm", "value"):
         raise LitlabError(f"trainer.gradient_clip_algorithm must be norm or value, got {algorithm!r}.")
-    device = _accelerator(trainer)
+    device = accelerator_of(trainer)
     check_precision(str(trainer.get("precision", 32)), device)
     devices = check_devices(trainer.get("devices", 1), device)
     check_strategy(trainer, device)

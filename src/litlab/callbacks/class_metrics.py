@@ -17,10 +17,14 @@ def add_to_confusion(cm: Tensor, target: Tensor, pred: Tensor) -> None:
 
 
 def per_class_scores(cm: Tensor) -> dict[str, Tensor]:
-    """Precision, recall, F1 and support of every class from a confusion matrix ``(C, C)``.
+    """Precision, recall, F1, support and prediction count of every class from a confusion matrix
+    ``(C, C)``, with scikit-learn's conventions (``zero_division=0``).
 
-    Classes never predicted get precision 0, classes without samples recall 0 (as scikit-learn's
-    ``zero_division=0``).
+    A ratio with nothing to divide by counts as 0: the precision of a class never predicted, the
+    recall of a class without samples. F1 is ``2 TP / (2 TP + FP + FN)``, 0 for a class with
+    samples or predictions but no hit (scikit-learn >= 1.3); for a class with neither it is 0 here
+    too, but ``per_class_table`` shows such a class as undefined and leaves it out of the macro
+    average.
     """
     cm = cm.double()
     tp = cm.diagonal()
@@ -28,26 +32,58 @@ def per_class_scores(cm: Tensor) -> dict[str, Tensor]:
     support = cm.sum(dim=1)
     precision = torch.where(predicted > 0, tp / predicted.clamp_min(1), torch.zeros_like(tp))
     recall = torch.where(support > 0, tp / support.clamp_min(1), torch.zeros_like(tp))
-    denom = precision + recall
-    f1 = torch.where(denom > 0, 2 * precision * recall / denom.clamp_min(1e-12), torch.zeros_like(tp))
-    return {"precision": precision, "recall": recall, "f1": f1, "support": support}
+    denom = support + predicted  # 2 TP + FP + FN
+    f1 = torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.zeros_like(tp))
+    return {"precision": precision, "recall": recall, "f1": f1, "support": support, "predicted": predicted}
 
 
 def per_class_table(cm: Tensor, class_names: list[str]) -> str:
     """A Markdown table (TensorBoard's text tab renders it) with one row per class and the
-    macro and support-weighted averages."""
+    macro and support-weighted averages.
+
+    As scikit-learn's ``classification_report``: the macro average is over the classes present,
+    in the samples or the predictions. A class with neither (absent from the split, never
+    predicted) has no defined scores: its row shows ``-``, and counting it as 0 would pull the
+    macro average down for a class the split does not hold. A class predicted but without samples
+    has precision 0 (every prediction of it is wrong) and an undefined recall (``-``), counted as 0
+    in the macro average (``zero_division=0``). The weighted average is by support, so classes
+    without samples add nothing to it. A footnote under the table says which classes lack samples.
+    """
     scores = {k: v.cpu().tolist() for k, v in per_class_scores(cm.cpu()).items()}
     rows = ["| class | precision | recall | F1 | support |", "| --- | ---: | ---: | ---: | ---: |"]
+    present = [i for i in range(len(class_names)) if scores["support"][i] > 0 or scores["predicted"][i] > 0]
     for i, name in enumerate(class_names):
-        rows.append(f"| {_cell(name)} | {scores['precision'][i]:.4f} | {scores['recall'][i]:.4f} | "
-                    f"{scores['f1'][i]:.4f} | {int(scores['support'][i])} |")
-    total = sum(scores["support"]) or 1.0
-    n = len(class_names) or 1
-    for label, weights in (("macro avg", [1.0 / n] * n), ("weighted avg", [s / total for s in scores["support"]])):
-        avg = {k: sum(w * v for w, v in zip(weights, scores[k])) for k in ("precision", "recall", "f1")}
-        rows.append(f"| **{label}** | {avg['precision']:.4f} | {avg['recall']:.4f} | {avg['f1']:.4f} | "
-                    f"{int(sum(scores['support']))} |")
+        p, r, f = (f"{scores[k][i]:.4f}" for k in ("precision", "recall", "f1"))
+        if scores["support"][i] == 0:
+            r = "-"  # recall of a class without samples: undefined
+            if i not in present:
+                p = f = "-"
+        rows.append(f"| {_cell(name)} | {p} | {r} | {f} | {int(scores['support'][i])} |")
+    total = sum(scores["support"])
+    weights = {"macro avg": {i: 1.0 / len(present) for i in present},
+               "weighted avg": {i: s / total for i, s in enumerate(scores["support"]) if s > 0}}
+    for label, w in weights.items():
+        cells = [f"{sum(wi * scores[k][i] for i, wi in w.items()):.4f}" if w else "-"
+                 for k in ("precision", "recall", "f1")]
+        rows.append(f"| **{label}** | {' | '.join(cells)} | {int(total)} |")
+    absent = [class_names[i] for i in range(len(class_names)) if i not in present]
+    unsupported = [class_names[i] for i in present if scores["support"][i] == 0]
+    if absent or unsupported:
+        notes = []
+        if absent:
+            notes.append(f"class(es) {_names(absent)} had no samples and no predictions: left out of the macro "
+                         f"average (scikit-learn's classification_report does the same)")
+        if unsupported:
+            notes.append(f"class(es) {_names(unsupported)} had predictions but no samples: precision 0, recall "
+                         f"undefined (-) and counted as 0 in the macro average (zero_division=0)")
+        rows += ["", "*" + "; ".join(notes) + ".*"]  # the blank line ends the Markdown table
     return "\n".join(rows)
+
+
+def _names(names: list[str], most: int = 10) -> str:
+    # a dataset of many classes evaluated on a few would list them all
+    shown = ", ".join(_cell(n).replace("*", "\\*") for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _cell(text: str) -> str:
