@@ -133,3 +133,21 @@ def test_an_own_net_that_breaks_the_contract_is_named_before_any_work(cfg_factor
         return
     with pytest.raises(LitlabError, match=match):
         build_model(cfg.model, (1, 8, 8), 3)
+
+
+def test_eval_and_predict_say_where_an_own_net_must_be_importable(own, cfg_factory, tmp_path, monkeypatch):
+    """Without the user's module on the path, eval said "could not build ... Check the model.net.*
+    values" after preparing the data."""
+    import sys
+
+    from litlab.prediction.checkpoint_model import load_predictor
+
+    train(cfg_factory(["model=tiny", own, "trainer.max_epochs=1"], name="run"))
+    best = json.loads((tmp_path / "run" / "metrics.json").read_text())["best_ckpt"]
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(tmp_path)])
+    monkeypatch.delitem(sys.modules, "my_nets_for_litlab_test")
+    message = r"holds a my_nets_for_litlab_test\.Tiny net, which cannot be imported here: .*Run the command from the folder"
+    with pytest.raises(LitlabError, match=message):
+        evaluate(cfg_factory([f"ckpt_path={best}"], name="ev", config_name="eval", fast=False))
+    with pytest.raises(LitlabError, match=message):
+        load_predictor(best, torch.device("cpu"))

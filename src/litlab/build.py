@@ -61,6 +61,20 @@ def check_targets(cfg: DictConfig, groups: tuple[str, ...] = ("data", "model", "
                                   f"function by its full dotted path, e.g. torch.optim.lr_scheduler.StepLR.")
 
 
+def check_stored_net(ckpt: dict, ckpt_path) -> None:
+    """The net class a checkpoint names can be imported here: a user's own net (``mymod.Net``) is
+    importable only from the folder the run trained in or with its folder on PYTHONPATH, and eval
+    said "could not build ... Check the model.net.* values" after preparing the data."""
+    record = ckpt.get("litlab") or {}
+    net = ((record.get("config") or {}).get("model") or {}).get("net") or (ckpt.get("compression") or {}).get("net")
+    target = net.get("_target_") if isinstance(net, dict) else None
+    why = _unimportable(target) if isinstance(target, str) else None
+    if why:
+        raise LitlabError(f"ckpt_path={ckpt_path} holds a {target} net, which cannot be imported here: {why}. Run "
+                          f"the command from the folder the training ran in, or put the folder of its module on "
+                          f"PYTHONPATH (PYTHONPATH=DIR python -m litlab...).")
+
+
 def _unimportable(path: str) -> str | None:
     """Why ``path`` (``package.module.Name``) names nothing importable, or None."""
     parts = path.split(".")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from litlab.build import build_data, build_loggers, build_model, build_task, build_trainer
+from litlab.build import build_data, build_loggers, build_model, build_task, build_trainer, check_stored_net
 from litlab.callbacks.interruption import Interruption
 from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.compression.artifacts import is_artifact, load_net
@@ -96,6 +96,7 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         raise LitlabError("ckpt_path is required: python -m litlab.eval ckpt_path=outputs/runs/<run>/checkpoints/best.ckpt")
     split = check_choice("split", cfg.get("split", "test"), ("test", "val"))
     ckpt = load_checkpoint(cfg.ckpt_path)
+    check_stored_net(ckpt, cfg.ckpt_path)  # a user's own net, before any data is prepared
     run_cfg = stored_config(ckpt, overrides or [], str(cfg.ckpt_path))
     artifact = is_artifact(ckpt)  # a compressed model written by litlab.compression
     if artifact and ckpt["compression"].get("cpu_only"):

@@ -9,7 +9,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
-from litlab.build import build_model
+from litlab.build import build_model, check_stored_net
 from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.data.preprocess import Preprocess
 from litlab.errors import LitlabError
@@ -51,6 +51,7 @@ def pick_device(name: str) -> torch.device:
 def load_predictor(ckpt_path: str, device: torch.device) -> Predictor:
     """Rebuilds the net of ``ckpt_path`` (a checkpoint or a compressed-model file) and loads its weights."""
     ckpt = load_checkpoint(ckpt_path)
+    check_stored_net(ckpt, ckpt_path)
     record = ckpt["litlab"]
     data = record.get("data") or {}
     missing = [k for k in ("input_shape", "class_names", "preprocess") if k not in data]
