@@ -137,3 +137,23 @@ def test_the_debug_presets_cut_compression_to_their_batches(tiny_cfg, caplog, pr
     assert report["before"]["test_acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
     epochs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("fine-tune epoch")]
     assert len(epochs) == (1 if preset == "fdr" else 8)  # prune fine-tunes for 8 epochs
+
+
+def test_a_method_that_breaks_on_the_net_fails_in_one_paragraph_and_writes_no_artifacts(tiny_cfg, monkeypatch):
+    """A user's net that a method could not handle (a dynamically quantized transformer layer)
+    failed after training with a traceback (exit 1) and left compressed/ half written."""
+    from litlab.compression import run as compress_run
+    from litlab.errors import LitlabError
+
+    def broken(*args, **kwargs):
+        raise AttributeError("'function' object has no attribute 'device'")
+
+    monkeypatch.setattr(compress_run, "add_latencies", broken)  # after dense.pt and prune.pt were written
+    cfg = tiny_cfg(CASES["prune"])
+    with pytest.raises(LitlabError, match=r"^compress \(MagnitudePrune\) failed on the trained MLP: AttributeError: "
+                                          r"'function' object has no attribute 'device'\. Training and test results "
+                                          r"are in metrics\.json"):
+        train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    assert not (run_dir / "compressed").exists() and not (run_dir / "compression.json").exists()
+    assert json.loads((run_dir / "metrics.json").read_text())["test/acc"] > 0

@@ -7,6 +7,7 @@ cannot apply fails before training) and ``compress_after_training`` after testin
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -18,6 +19,7 @@ from litlab.compression.base import Compressor, Context, Uncompressed
 from litlab.compression.export import build_exporter
 from litlab.compression.measure import add_latencies, figures
 from litlab.errors import LitlabError
+from litlab.file_only_logs import FILE_ONLY
 from litlab.models.speed_switches import apply_speed_switches, runs_channels_last
 
 log = logging.getLogger(__name__)
@@ -54,9 +56,40 @@ def compress_after_training(cfg: DictConfig, model, trained: nn.Module, dm, run_
     """Compresses ``trained`` (``artifacts.trained_net``: the best checkpoint's weights, float32 on
     the CPU) of ``model``'s run; writes ``compressed/`` and ``compression.json`` in ``run_dir``.
 
+    A method that breaks on this net (a user's own net: a dynamically quantized transformer layer,
+    a .view() in a statically quantized one) fails in one paragraph naming ``compress=``, the
+    traceback in the run's log file, and leaves no half-written ``compressed/``.
+
     Returns:
         ``compress/...`` fields for metrics.json.
     """
+    out = Path(run_dir) / "compressed"
+    try:
+        return _compress(cfg, model, trained, dm, run_dir, loggers)
+    except (LitlabError, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        log.error("compression failed", exc_info=True, extra=FILE_ONLY)
+        shutil.rmtree(out, ignore_errors=True)
+        name = OmegaConf.select(cfg, "compress._target_", default="?").rsplit(".", 1)[-1]
+        reason = str(e).splitlines()[0][:300] if str(e) else repr(e)
+        raise LitlabError(
+            f"{_chosen()} ({name}) failed on the trained {type(trained).__name__}: {type(e).__name__}: "
+            f"{reason}. Training and test results are in metrics.json and the checkpoints are kept; this method "
+            f"does not fit this net, so try another compress method (the traceback is in the run's log).") from None
+
+
+def _chosen() -> str:
+    """``compress=<choice>`` as typed (``prune``, ``quantize``, ...), or ``compress`` outside a Hydra job."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return f"compress={HydraConfig.get().runtime.choices.get('compress')}"
+    except ValueError:  # called directly (tests, the benchmark)
+        return "compress"
+
+
+def _compress(cfg: DictConfig, model, trained: nn.Module, dm, run_dir: Path, loggers: list) -> dict:
     method = build_compressor(cfg)
     assert method is not None
     ctx = context(cfg, run_dir, dm)
