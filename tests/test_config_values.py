@@ -36,3 +36,15 @@ def test_runtime_interpolations_and_set_variables_pass(monkeypatch):
     monkeypatch.setenv("LITLAB_TEST_DATA", "/tmp/somewhere")
     cfg = check_overrides(["data=imagefolder", "data.root=${oc.env:LITLAB_TEST_DATA}", "test=false"], "train")
     assert cfg.data.root == "/tmp/somewhere" and cfg.test is False
+
+
+def test_a_variable_of_the_slurm_nodes_is_left_to_the_jobs(monkeypatch):
+    """${oc.env:SLURM_TMPDIR} exists on the compute node only: a SLURM sweep from the login node was
+    refused; a local run still names it."""
+    import litlab.config_check as config_check
+
+    monkeypatch.setattr(config_check.shutil, "which", lambda name: "/usr/bin/sbatch")
+    root = "data.root=${oc.env:LITLAB_TEST_UNSET_VARIABLE}/digits"
+    assert check_overrides(["-m", "hydra/launcher=submitit_slurm", "data=imagefolder", root, "seed=1,2"]) is None
+    with pytest.raises(LitlabError, match=r"Environment variable 'LITLAB_TEST_UNSET_VARIABLE' not found"):
+        check_overrides(["-m", "hydra/launcher=submitit_local", "data=imagefolder", root, "seed=1,2"])

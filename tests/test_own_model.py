@@ -151,3 +151,14 @@ def test_eval_and_predict_say_where_an_own_net_must_be_importable(own, cfg_facto
         evaluate(cfg_factory([f"ckpt_path={best}"], name="ev", config_name="eval", fast=False))
     with pytest.raises(LitlabError, match=message):
         load_predictor(best, torch.device("cpu"))
+
+
+def test_a_compressed_file_is_checked_for_the_net_it_builds():
+    """A distilled file builds its student (compression.net), not the run's own teacher net."""
+    from litlab.build import check_stored_net
+
+    student = {"_target_": "litlab.models.mlp.MLP"}
+    record = {"config": {"model": {"net": {"_target_": "my_nets_not_here.Teacher"}}}}
+    check_stored_net({"litlab": record, "compression": {"net": student}}, "distill.pt")
+    with pytest.raises(LitlabError, match=r"holds a my_nets_not_here\.Teacher net"):
+        check_stored_net({"litlab": record}, "best.ckpt")

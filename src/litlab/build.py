@@ -66,7 +66,8 @@ def check_stored_net(ckpt: dict, ckpt_path) -> None:
     importable only from the folder the run trained in or with its folder on PYTHONPATH, and eval
     said "could not build ... Check the model.net.* values" after preparing the data."""
     record = ckpt.get("litlab") or {}
-    net = ((record.get("config") or {}).get("model") or {}).get("net") or (ckpt.get("compression") or {}).get("net")
+    # a compressed file builds its own net (a distilled student), a checkpoint the run's model.net
+    net = (ckpt.get("compression") or {}).get("net") or ((record.get("config") or {}).get("model") or {}).get("net")
     target = net.get("_target_") if isinstance(net, dict) else None
     why = _unimportable(target) if isinstance(target, str) else None
     if why:

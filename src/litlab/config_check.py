@@ -254,8 +254,9 @@ def check_sweeper_and_launcher(cfg: DictConfig) -> None:
                 raise LitlabError(f"{where} is not a search space Hydra can read: {_one_paragraph(e)}") from None
             if o.is_interval_sweep():
                 check_interval(where, o.value())
-    if chosen.get("hydra/launcher") == "submitit_slurm":
-        check_slurm_tasks(cfg)
+        from litlab.sweeps.optuna_resume import check_study_resume  # imports Optuna only for an Optuna search
+
+        check_study_resume(cfg)
     if chosen.get("hydra/launcher") == "submitit_slurm" and shutil.which("sbatch") is None:
         raise LitlabError(
             "hydra/launcher=submitit_slurm submits every job with SLURM's sbatch, which this machine does not have. "
@@ -266,6 +267,8 @@ def check_sweeper_and_launcher(cfg: DictConfig) -> None:
 def check_slurm_tasks(cfg: DictConfig) -> None:
     """SLURM starts ``hydra.launcher.tasks_per_node`` x ``nodes`` processes per job and Lightning
     runs one per device: a mismatch was refused only once each job had waited in the queue."""
+    if OmegaConf.select(cfg, "hydra.runtime.choices", default={}).get("hydra/launcher") != "submitit_slurm":
+        return
     devices, nodes = OmegaConf.select(cfg, "trainer.devices"), OmegaConf.select(cfg, "trainer.num_nodes") or 1
     per_node = len(devices) if OmegaConf.is_list(devices) else devices
     launcher = cfg.hydra.launcher
@@ -327,13 +330,19 @@ def check_optimizer_values(cfg: DictConfig) -> None:
             raise LitlabError(f"model.optimizer.{key} must be a number >= 0, got {value!r}.")
 
 
+def is_sweep_command(argv: list[str]) -> bool:
+    """``-m``/``--multirun``, or ``hparams_search=NAME``: conf/hparams_search/ files set
+    hydra.mode=MULTIRUN, so such a search is a sweep without -m too."""
+    return any(a in ("-m", "--multirun") for a in argv) or any(
+        a.split("=", 1)[0].lstrip("+") == "hparams_search" and a.split("=", 1)[1] not in ("", "null")
+        for a in argv if "=" in a and not a.startswith("-"))
+
+
 def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig | None:
     """Composes the command line's overrides (each swept value once) or raises a LitlabError.
     Returns the composed config (with its ``hydra`` node) of a single run, None for a multirun."""
     overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
-    # conf/hparams_search/ files set hydra.mode=MULTIRUN: such a search is a sweep without -m too
-    multirun = any(a in ("-m", "--multirun") for a in argv) or any(
-        o.split("=", 1)[0].lstrip("+") == "hparams_search" and o.split("=", 1)[1] not in ("", "null") for o in overrides)
+    multirun = is_sweep_command(argv)
     try:
         combos = expand_sweeps(overrides) if multirun else [overrides]
     except OverrideParseException as e:
@@ -346,6 +355,8 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
             unfit.append(e)
             continue
         check_values(cfg, config_name)
+        if multirun:
+            check_slurm_tasks(cfg)  # each job's devices (trainer.devices=1,2 is a sweep too)
         if config_name == "train":
             check_optimizer_values(cfg)
             for name, callback in (cfg.get("callbacks") or {}).items():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from litlab.errors import LitlabError
@@ -30,8 +30,12 @@ def check_values(cfg: DictConfig, config_name: str) -> None:
         value = cfg.get(key)
         if value is not None and not isinstance(value, bool):
             raise LitlabError(f"{key} must be true or false, got {value!r}.")
-    check_resolvable(cfg)
-    if cfg.get("hydra") is not None and cfg.hydra.job.get("chdir"):
+    hydra = cfg.get("hydra")
+    # jobs that SLURM runs on other machines resolve ${oc.env:...} there (SLURM_TMPDIR, a node's scratch)
+    remote = hydra is not None and OmegaConf.select(cfg, "hydra.runtime.choices", default={}).get(
+        "hydra/launcher") == "submitit_slurm"
+    check_resolvable(cfg, environment_elsewhere=remote)
+    if hydra is not None and cfg.hydra.job.get("chdir"):
         raise LitlabError(
             "hydra.job.chdir=true is not supported: litlab reads relative paths (data.root, data.path, ckpt_path, "
             "paths.data_dir) from the folder the command starts in and writes every output into the run's folder "
@@ -39,9 +43,10 @@ def check_values(cfg: DictConfig, config_name: str) -> None:
         )
 
 
-def check_resolvable(cfg: DictConfig) -> None:
+def check_resolvable(cfg: DictConfig, environment_elsewhere: bool = False) -> None:
     """Every value outside ``hydra`` resolves: a ``${key}`` that names no key, or ``${oc.env:NAME}``
-    of an unset variable, failed in a traceback after the data was prepared."""
+    of an unset variable, failed in a traceback after the data was prepared. With
+    ``environment_elsewhere`` (jobs on other machines) an unset variable is left to the job."""
     for path, node, key in _leaves(cfg):
         if path.startswith("hydra."):
             continue
@@ -52,7 +57,7 @@ def check_resolvable(cfg: DictConfig) -> None:
                               f"command line, {path}=..., or in your config file.") from None
         except OmegaConfBaseException as e:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            if _RUNTIME_ONLY in reason:
+            if _RUNTIME_ONLY in reason or (environment_elsewhere and "Environment variable" in reason):
                 continue
             raw = node._get_node(key)._value()  # the interpolation as written
             raise LitlabError(

@@ -48,8 +48,8 @@ def check_run_folders(cfg: DictConfig, key: str, overrides: list[str], multirun:
             how = _how_to_go_on(Path(out), config_name)
             if config_name == "train" and cfg.get("ckpt_path"):
                 how = (f"ckpt_path={cfg.ckpt_path} is a checkpoint of another run, and resuming it here would mix the "
-                       f"two runs' checkpoints and logs. {how} (its own checkpoint), or resume the other run in a new "
-                       f"folder")
+                       f"two runs' checkpoints and logs. Resume the other run in a new folder (leave {key} out), or "
+                       f"this folder's own run with ckpt_path=last")
             raise LitlabError(f"{key}={out} already holds a run. {how}; litlab does not write over a run.")
         if not multirun and any(a.startswith(("hydra.run.dir=", "+hydra.run.dir=", "++hydra.run.dir="))
                                 for a in overrides):

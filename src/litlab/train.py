@@ -12,7 +12,10 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from litlab.config_check import is_sweep_command
+from litlab.distributed.ranks import launched_rank
 from litlab.entry import check_cli, exit_if_every_job_failed, run_entrypoint, sigterm_stops_here
+from litlab.sweeps.interrupted import sweep_stops_on_signals
 
 
 def _train(cfg: DictConfig) -> float | None:
@@ -29,8 +32,13 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """``python -m litlab.train`` / ``litlab-train``."""
-    check_cli(sys.argv[1:])
-    _hydra_main()
+    argv = sys.argv[1:]
+    check_cli(argv)
+    if not is_sweep_command(argv) or launched_rank() != 0:  # a DDP rank > 0 runs one job of rank 0's sweep
+        _hydra_main()
+        return
+    with sweep_stops_on_signals():  # one line and 130/143 whichever launcher ran the jobs
+        _hydra_main()
     exit_if_every_job_failed()
 
 

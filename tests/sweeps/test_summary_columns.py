@@ -76,3 +76,18 @@ def test_a_one_job_sweep_shows_its_overrides_but_the_run_setup(tmp_path):
     s = tmp_path / "one"
     _job(s, "0", ["model.optimizer.lr=0.001", "logger=csv", "callbacks=default", "hydra.job.chdir=false"], 0.8)
     assert swept_params(read_jobs(s)) == ["model.optimizer.lr"]
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_job_resumed_in_its_folder_gets_no_ckpt_path_column(tmp_path, n_jobs):
+    """``ckpt_path=last hydra.run.dir=<sweep>/0`` rewrites that job's .hydra/overrides.yaml with
+    ckpt_path=last: the summary then showed a ckpt_path column (empty for the other jobs)."""
+    s = tmp_path / "sweep"
+    _job(s, "0", ["model=mlp", "model.optimizer.lr=0.001", "ckpt_path=last"], 0.8)
+    if n_jobs == 2:
+        _job(s, "1", ["model=mlp", "model.optimizer.lr=0.002"], 0.9)
+    expected = ["model.optimizer.lr"] if n_jobs == 2 else ["model", "model.optimizer.lr"]
+    assert swept_params(read_jobs(s)) == expected
+    rows = summarize(s)["rows"]
+    assert all("ckpt_path" not in r for r in rows)
+    assert "ckpt_path" not in (s / "summary.md").read_text()

@@ -10,6 +10,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -66,8 +67,8 @@ def compress_after_training(cfg: DictConfig, model, trained: nn.Module, dm, run_
     out = Path(run_dir) / "compressed"
     try:
         return _compress(cfg, model, trained, dm, run_dir, loggers)
-    except (LitlabError, KeyboardInterrupt):
-        raise
+    except (LitlabError, KeyboardInterrupt, OSError, MemoryError, torch.cuda.OutOfMemoryError):
+        raise  # a user error, a signal, or the machine (disk, memory), not the method on this net
     except Exception as e:
         log.error("compression failed", exc_info=True, extra=FILE_ONLY)
         shutil.rmtree(out, ignore_errors=True)

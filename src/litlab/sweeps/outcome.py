@@ -15,25 +15,43 @@ from omegaconf import DictConfig
 
 # the statuses of the sweep that just ended in this process, or None before any
 last_sweep: dict[str, int] | None = None
+# the folder of the sweep that started in this process (also when it never ended), or None before any
+current_sweep_dir: Path | None = None
+
+
+def statuses_by_job(sweep_dir: Path) -> dict[str, str]:
+    """The ``status`` of each job folder under ``sweep_dir`` (its path relative to it), in job
+    order; a job without a readable ``metrics.json`` is ``unknown``."""
+    jobs = {p.parent.parent for p in sweep_dir.glob("**/.hydra/config.yaml")}
+    jobs |= {p.parent for p in sweep_dir.glob("**/metrics.json")}
+    found = {}
+    for job in sorted(jobs, key=lambda j: (len(j.parts), len(j.name), j.name)):
+        try:
+            status = str(json.loads((job / "metrics.json").read_text()).get("status", "unknown"))
+        except (OSError, ValueError, AttributeError):
+            status = "unknown"
+        found[str(job.relative_to(sweep_dir))] = status
+    return found
 
 
 def job_statuses(sweep_dir: Path) -> dict[str, int]:
-    """How many jobs under ``sweep_dir`` ended with each ``status`` (a job without a readable
-    ``metrics.json`` counts as ``unknown``)."""
+    """How many jobs under ``sweep_dir`` ended with each ``status`` (``statuses_by_job``)."""
     counts: dict[str, int] = {}
-    jobs = {p.parent.parent for p in sweep_dir.glob("**/.hydra/config.yaml")}
-    jobs |= {p.parent for p in sweep_dir.glob("**/metrics.json")}
-    for job in sorted(jobs):
-        try:
-            status = str(json.loads((job / "metrics.json").read_text()).get("status", "unknown"))
-        except (OSError, ValueError):
-            status = "unknown"
+    for status in statuses_by_job(sweep_dir).values():
         counts[status] = counts.get(status, 0) + 1
     return counts
 
 
 class SweepOutcome(Callback):
-    """Hydra callback (conf/hydra/default.yaml): after a sweep, counts its jobs by status."""
+    """Hydra callback (conf/hydra/default.yaml): after a sweep, counts its jobs by status. At its
+    start, notes its folder and, for an Optuna search kept in a database, its sampler seed."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global current_sweep_dir
+        current_sweep_dir = Path(config.hydra.sweep.dir)
+        from litlab.sweeps.optuna_resume import record_seed
+
+        record_seed(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global last_sweep

@@ -16,9 +16,10 @@ from litlab.metric_direction import lower_is_better
 
 log = logging.getLogger(__name__)
 
-# bookkeeping overrides (where files go, how Hydra runs and searches): never a column, not even
-# where they differ between jobs (each job's own folder, a sweeper's settings)
-_NOT_PARAMS = ("hparams_search", "paths", "hydra")
+# bookkeeping overrides (where files go, how Hydra runs and searches, a resume's checkpoint): never a
+# column, not even where they differ between jobs (each job's own folder, a sweeper's settings, the
+# ckpt_path=last that resuming a job in its folder adds to that job's .hydra/overrides.yaml)
+_NOT_PARAMS = ("hparams_search", "paths", "hydra", "ckpt_path")
 # run setup (what is logged, which callbacks run): the same in most sweeps and then no column, not
 # even in a one-job sweep; a column where jobs differ in it (early_stopping.patience=2,10, logger=csv,tensorboard)
 _SETUP = ("logger", "callbacks")
@@ -112,7 +113,7 @@ def check_metric_present(jobs: list[Job], metric: str) -> None:
 def swept_params(jobs: list[Job]) -> list[str]:
     """Override keys whose value differs between jobs, ``logger``/``callbacks`` ones included (a job
     without the key differs from one with it); when there is one job, its override keys but the
-    run setup. Bookkeeping keys (``paths``, ``hydra``, ``hparams_search``) are never columns."""
+    run setup. Bookkeeping keys (``paths``, ``hydra``, ``hparams_search``, ``ckpt_path``) are never columns."""
     keys = list(dict.fromkeys(k for j in jobs for k in j.overrides if not _under(k, _NOT_PARAMS)))
     varying = [k for k in keys if len({j.overrides.get(k) for j in jobs}) > 1]
     return varying or ([k for k in keys if not _under(k, _SETUP)] if len(jobs) == 1 else [])
