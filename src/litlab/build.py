@@ -22,6 +22,7 @@ from litlab.cuda_availability import drop_nvml_check_without_gpus
 from litlab.data.base import ClassificationData
 from litlab.distributed.launcher import use_run_dir_launcher
 from litlab.errors import LitlabError
+from litlab.listing import first_of
 from litlab.models.speed_switches import SPEED_SWITCHES, apply_speed_switches, runs_channels_last, undo_channels_last
 from litlab.no_profiler import NoProfiler
 from litlab.tasks.classification import Classifier
@@ -129,8 +130,7 @@ def class_listing(names: list[str], limit: int = 20) -> str | None:
     indices themselves (digits, npz labels), which a listing would only repeat."""
     if names == [str(i) for i in range(len(names))]:
         return None
-    shown = ", ".join(names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+    return first_of(names, limit)
 
 
 def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> Classifier:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from litlab.listing import first_of
+
 
 def add_to_confusion(cm: Tensor, target: Tensor, pred: Tensor) -> None:
     """Counts each ``(target, pred)`` pair into ``cm`` (rows: true class, columns: predicted).
@@ -82,8 +84,7 @@ def per_class_table(cm: Tensor, class_names: list[str]) -> str:
 
 def _names(names: list[str], most: int = 10) -> str:
     # a dataset of many classes evaluated on a few would list them all
-    shown = ", ".join(_cell(n).replace("*", "\\*") for n in names[:most])
-    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+    return first_of([_cell(n).replace("*", "\\*") for n in names], most)
 
 
 def _cell(text: str) -> str:

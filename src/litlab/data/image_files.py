@@ -13,6 +13,7 @@ from PIL import Image
 from torch import Tensor
 
 from litlab.errors import LitlabError
+from litlab.listing import first_of
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def report_bad_files(bad: list[str], on_bad_file: str, what: str) -> None:
     """Fails the run on ``bad`` files (``data.on_bad_file=fail``) or warns that they are left out."""
     if not bad:
         return
-    listing = "; ".join(bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
+    listing = first_of(bad, 10, sep="; ", before_more="; ")
     if on_bad_file == "fail":
         raise LitlabError(
             f"{len(bad)} file(s) under data.root are not {what}: {listing}. Remove them, "

@@ -13,6 +13,7 @@ from litlab.data.base import ClassificationData, Splits, check_labels, stats_or_
 from litlab.data.datasets import TensorSplit, split_off
 from litlab.data.preprocess import Preprocess
 from litlab.errors import LitlabError, check_fraction
+from litlab.listing import first_of
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +220,7 @@ def _warn_unseen_classes(y: torch.Tensor, num_classes: int, path: Path) -> None:
         )
     unseen = sorted(set(range(num_classes)) - set(seen))
     if unseen:
-        shown = ", ".join(map(str, unseen[:20])) + (f" and {len(unseen) - 20} more" if len(unseen) > 20 else "")
+        shown = first_of(unseen, 20)
         log.warning("data.path=%s: %d of the %d classes have no training sample (labels %s). Labels are class "
                     "indices 0..%d; renumber them 0, 1, 2, ... if these classes do not exist.",
                     path, len(unseen), num_classes, shown, num_classes - 1)
