@@ -213,7 +213,7 @@ class Interruption(L.Callback):
                        epochs=trainer.current_epoch, global_step=trainer.global_step,
                        last_ckpt=str(last) if last.is_file() else None, resume=resume, **so_far)
         # epochs counted from 1, as the progress lines do (current_epoch is the finished ones)
-        where = (f"while testing, after {trainer.current_epoch} epoch(s) of training" if trainer.testing else
+        where = (f"while testing, after {trainer.current_epoch} epoch(s) of training" if getattr(trainer, "testing", False) else
                  f"in epoch {trainer.current_epoch + 1} after {trainer.current_epoch} finished epoch(s)")
         log.warning("Interrupted %s, step %d. %s: %s", where, trainer.global_step,
                     "Resume with" if last.is_file() else "Not resumable", resume)
