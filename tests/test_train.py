@@ -268,3 +268,18 @@ def test_trainer_switches_are_recorded_as_they_ran(cfg_factory, tmp_path):
     with pytest.raises(LitlabError, match=r"callbacks\.early_stopping watches val/acc, but trainer\.limit_val_batches=0 "
                                           r"runs no validation"):
         train(cfg_factory([*small, "+trainer.limit_val_batches=0", "callbacks=early_stopping"], name="noval"))
+
+
+def test_training_results_are_on_record_when_the_test_fails(cfg_factory, tmp_path, monkeypatch):
+    """An image that failed to decode in the test split left metrics.json with status and error only:
+    the finished training's val/acc, epochs and best checkpoint were lost (a sweep saw no value)."""
+    from litlab import training
+
+    def broken_test(*args, **kwargs):
+        raise LitlabError("data.root: x.png could not be read")
+
+    monkeypatch.setattr(training, "test", broken_test)
+    with pytest.raises(LitlabError):
+        train(cfg_factory(["model=mlp", "logger=none"]))
+    m = _metrics(tmp_path / "run")
+    assert m["epochs"] == 2 and 0 < m["val/acc"] <= 1 and m["best_ckpt"].endswith("best.ckpt")

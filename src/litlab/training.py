@@ -163,6 +163,8 @@ def train(cfg: DictConfig) -> float | None:
             start_metrics(run_dir, status="running", task="train")
         metrics = fit(trainer, model, dm, ckpt_path, step)
         metrics.update(scale_facts(trainer, dm.batch_size))  # data.batch_size is per device
+        if trainer.is_global_zero and not trainer.interrupted:  # on record before the test, which may fail
+            update_metrics(run_dir, **{k: v for k, v in metrics.items() if k != "status"})
         if cfg.get("test") and not trainer.interrupted:
             metrics.update(test(trainer, model, dm, metrics.get("best_ckpt")))
         if trainer.is_global_zero and not trainer.interrupted:

@@ -208,3 +208,32 @@ def test_class_folders_that_differ_only_in_unicode_encoding_are_named_as_such(tm
     assert msg.endswith(f"Rename the folder(s) under {root / 'test'} to the spelling of {root / 'train'}, e.g. with "
                         f"convmv -r -f utf8 -t utf8 --{flag} --notest {root / 'test'}.")
     assert "not among the classes" not in msg
+
+
+def test_streaming_leaves_out_what_decoding_would_refuse_as_memory_does(tmp_path, caplog):
+    """A float TIFF (or an image over the pixel limit) was skipped in memory but, streamed, failed
+    in a loader worker mid-epoch with a traceback naming no file."""
+    import numpy as np
+    from PIL import Image
+
+    root = write_image_folder(tmp_path / "imgs", per_class=3)
+    Image.fromarray(np.random.rand(8, 8).astype("float32"), mode="F").save(root / "test" / "a" / "zz_float.tif")
+    counts = {}
+    for memory in (True, False):
+        with caplog.at_level(logging.WARNING):
+            dm = ImageFolderDataModule(root=str(root), in_memory=memory, num_workers=0)
+            dm.setup()
+        counts[memory] = len(dm.splits.test)
+        assert "zz_float.tif" in caplog.text and "float pixels have no fixed range" in caplog.text
+        caplog.clear()
+    assert counts == {True: 9, False: 9}
+
+
+def test_a_file_that_fails_mid_epoch_is_named_in_one_paragraph(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", per_class=2)
+    dm = ImageFolderDataModule(root=str(root), in_memory=False, num_workers=0)
+    dm.setup()
+    dm.splits.test.files[0].write_bytes(dm.splits.test.files[0].read_bytes()[:40])  # cut after the header
+    with pytest.raises(LitlabError, match=r"^data\.root: .*\.png could not be read while the run was reading its "
+                                          r"images \(.*\)\. Remove or replace it"):
+        dm.splits.test[0]

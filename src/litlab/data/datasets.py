@@ -61,8 +61,10 @@ class FileSplit(Dataset):
             raise LitlabError(f"data.root: {self.files[i]} was listed when the run started but is gone now. "
                               f"Did the data folder move or disappear during training? Restore it and resume "
                               f"with ckpt_path=last.") from None
-        except OSError as e:
-            raise LitlabError(f"data.root: {self.files[i]} could not be read during training ({e}).") from None
+        except (OSError, ValueError) as e:  # a file that changed since the run started, or truncated pixel data
+            raise LitlabError(f"data.root: {self.files[i]} could not be read while the run was reading its images "
+                              f"({e}). Remove or replace it (data.on_bad_file=skip leaves out the files it can tell "
+                              f"are bad when the run starts).") from None
 
 
 def split_off(labels: Sequence[int] | Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:

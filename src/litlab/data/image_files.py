@@ -75,11 +75,20 @@ def list_split(split_dir: Path, classes: list[str], every_class: bool = True) ->
 HIGH_BIT_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
+def header_problem(im: Image.Image) -> str | None:
+    """Why an opened image (its header read, pixels not yet decoded) cannot be used, or None: too
+    many pixels, or float pixels. The streaming path checks this up front, as decoding does."""
+    if im.width * im.height > MAX_PIXELS:
+        return f"{im.width}x{im.height} pixels is over the {MAX_PIXELS} pixel limit"
+    if im.mode == "F":
+        return "32-bit float pixels have no fixed range; save the images with 8 or 16 bits per channel"
+    return None
+
+
 def _to_8_bit(im: Image.Image) -> Image.Image:
     """A 16-bit grayscale image (mode ``I;16*``, or ``I`` holding values in 0..65535) scaled to
-    8 bits, 65535 -> 255; float or wider integer pixels have no fixed range and are refused."""
-    if im.mode == "F":
-        raise ValueError("32-bit float pixels have no fixed range; save the images with 8 or 16 bits per channel")
+    8 bits, 65535 -> 255; wider integer pixels have no fixed range and are refused (float ones
+    already by ``header_problem``)."""
     arr = np.asarray(im).astype(np.int64)
     if arr.size and (arr.min() < 0 or arr.max() > 65535):
         raise ValueError(f"32-bit integer pixels from {arr.min()} to {arr.max()} are outside 16 bits (0..65535); "
@@ -92,8 +101,9 @@ def decode(path: Path, channels: int, size: tuple[int, int] | None) -> Tensor:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(path) as im:
-            if im.width * im.height > MAX_PIXELS:
-                raise ValueError(f"{im.width}x{im.height} pixels is over the {MAX_PIXELS} pixel limit")
+            problem = header_problem(im)
+            if problem:
+                raise ValueError(problem)
             if size is not None and im.format == "JPEG":
                 # decode at reduced resolution where the codec allows: much faster for big JPEGs
                 im.draft("L" if channels == 1 else "RGB", (size[1], size[0]))

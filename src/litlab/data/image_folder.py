@@ -11,8 +11,8 @@ from PIL import Image
 
 from litlab.data.base import ClassificationData, Splits, stats_or_given
 from litlab.data.datasets import FileSplit, TensorSplit, split_off
-from litlab.data.image_files import (check_one_size, check_readable, class_folders, decode, list_split,
-                                     report_bad_files, unicode_form, unicode_twins, visible_files)
+from litlab.data.image_files import (check_one_size, check_readable, class_folders, decode, header_problem,
+                                     list_split, report_bad_files, unicode_form, unicode_twins, visible_files)
 from litlab.data.preprocess import Preprocess
 from litlab.errors import LitlabError, check_choice, check_fraction, check_positive_int
 
@@ -215,11 +215,14 @@ class ImageFolderDataModule(ClassificationData):
         for f, lab in zip(files, labels):
             try:
                 with Image.open(f) as im:  # the header is parsed on open
+                    problem = header_problem(im)  # what decoding would refuse in a worker, mid-epoch
+                    if problem:
+                        raise ValueError(problem)
                     sizes.append((im.height, im.width))
                 keep_f.append(f)
                 keep_l.append(lab)
             except Exception as e:
-                bad.append(f"{f} ({type(e).__name__})")
+                bad.append(f"{f} ({type(e).__name__}{': ' + str(e) if isinstance(e, ValueError) else ''})")
         report_bad_files(bad, self.on_bad_file, "images")
         return keep_f, keep_l, None, sizes
 
@@ -247,7 +250,10 @@ class ImageFolderDataModule(ClassificationData):
     def _stats_sample(self, train) -> torch.Tensor:
         if isinstance(train, TensorSplit):
             return train.x
-        n = min(len(train), 512)
+        n = min(len(train), 512)  # each read decodes a file: an estimate for large streamed sets
+        if n < len(train):
+            log.info("data: mean and std estimated from %d evenly spaced of the %d streamed training images (in "
+                     "memory all are used); data.mean and data.std fix them", n, len(train))
         idx = torch.linspace(0, len(train) - 1, n).long().tolist()
         return torch.stack([train[i][0] for i in idx])
 

@@ -21,7 +21,8 @@ class Augment:
     hflip: bool = False
     """Flip each image left-right with probability 0.5."""
     shift: int = 0
-    """Translate each image by up to this many pixels (zero padding)."""
+    """Translate each image by up to this many pixels; the uncovered border is 0 after normalization,
+    the mean colour of the training images."""
 
 
 @dataclass
