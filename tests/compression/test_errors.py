@@ -110,9 +110,10 @@ def test_a_saved_teacher_sees_inputs_normalized_as_in_its_own_training(cfg_facto
 @pytest.mark.slow
 def test_cli_exits_2_with_one_paragraph(tmp_path):
     proc = run_cli("litlab.train", "model=resnet18", "compress=prune_structured", "data=synthetic",
-                   "data.shape=[1,8,8]", f"paths.output_dir={tmp_path}/run", "trainer.max_epochs=1")
+                   "data.shape=[1,8,8]", f"hydra.run.dir={tmp_path}/run", "trainer.max_epochs=1")
     assert proc.returncode == 2
     assert "compress=prune_structured" in proc.stderr and "Traceback" not in proc.stderr
+    assert (tmp_path / "run" / "train.log").is_file()  # its folder, not one under the repository's outputs/
 
 
 def test_a_compressed_model_as_teacher_is_named_as_such(tiny_cfg):
