@@ -111,7 +111,10 @@ def test_ctrl_c_during_a_submitit_local_sweep(tmp_path):
         [sys.executable, "-m", "litlab.train", "-m", "hydra/launcher=submitit_local", "model=mlp",
          "trainer.accelerator=cpu", "trainer.max_epochs=100", "model.optimizer.lr=1e-3,2e-3",
          f"hydra.sweep.dir={sweep}", f"paths.data_dir={tmp_path / 'data'}"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        # as from a terminal: Ctrl-C's default action (pytest-xdist's workers ignore SIGINT, and a
+        # child would inherit that)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:  # both jobs started
