@@ -65,6 +65,8 @@ def test_a_failed_job_is_no_point_of_the_pareto_front(tmp_path):
                                                   "compress/after/size_bytes": size})
     rows = summarize(s)["rows"]
     assert {r["job"]: r["pareto"] for r in rows} == {"0": "size", "1": "size", "2": ""}
+    # a count stays a count in the table and its CSV (it was written as 2000.0)
+    assert "2000" in (s / "summary.csv").read_text() and "2000.0" not in (s / "summary.csv").read_text()
 
 
 @pytest.mark.parametrize("where", ["job configs", "multirun.yaml"])

@@ -48,9 +48,12 @@ class Job:
         training, e.g. on a misspelt ``optimized_metric``), an interrupted or running one a partial value."""
         return self.status == "completed"
 
-    def value(self, metric: str) -> float | None:
+    def value(self, metric: str) -> float | int | None:
+        """The job's number under ``metric`` (a count such as size_bytes stays an int), None if absent."""
         v = self.metrics.get(metric)
-        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            return None
+        return v if isinstance(v, int) else float(v)
 
 
 def parse_value(text: str) -> float | int | str:
