@@ -245,6 +245,11 @@ def check_sweeper_and_launcher(cfg: DictConfig) -> None:
             value = sweeper.get(key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise LitlabError(f"hydra.sweeper.{key} must be a positive integer, got {value!r}.")
+        if sweeper.n_jobs > 1 and chosen.get("hydra/launcher") == "basic":
+            raise LitlabError(
+                f"hydra.sweeper.n_jobs={sweeper.n_jobs} asks for trials side by side, but Hydra's basic launcher runs "
+                f"them one after another in this process. Add hydra/launcher=submitit_local (or submitit_slurm) "
+                f"to run them together, or leave n_jobs at 1.")
         parser = OverridesParser.create()
         for key, value in (sweeper.get("params") or {}).items():
             where = f"hydra.sweeper.params.{key}={value}"

@@ -231,6 +231,9 @@ def test_a_loss_monitored_for_its_highest_value_is_refused_with_the_command_line
                                                                    r"Optuna sweeper, and this sweep runs Hydra's basic"),
     (["model.optimizer.lr=1e-3,2e-3", "+hydra.sweeper.n_trials=3"], r"^hydra\.sweeper\.n_trials is a setting of the "
                                                                     r"Optuna sweeper"),
+    # trials "in parallel" that ran one after another, silently
+    (["hparams_search=digits_optuna", "hydra.sweeper.n_jobs=2"], r"^hydra\.sweeper\.n_jobs=2 asks for trials side by "
+                                                                 r"side, but Hydra's basic launcher runs them one after"),
 ])
 def test_a_sweep_setting_in_the_wrong_place_says_where_it_goes(args, match):
     from litlab.config_check import check_overrides
