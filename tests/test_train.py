@@ -283,3 +283,20 @@ def test_training_results_are_on_record_when_the_test_fails(cfg_factory, tmp_pat
         train(cfg_factory(["model=mlp", "logger=none"]))
     m = _metrics(tmp_path / "run")
     assert m["epochs"] == 2 and 0 < m["val/acc"] <= 1 and m["best_ckpt"].endswith("best.ckpt")
+
+
+def test_a_run_on_part_of_the_data_says_so(cfg_factory, tmp_path, capsys):
+    """debug=limit and trainer.limit_* runs recorded their partial-split figures as any completed
+    run's. limit_* takes a fraction (float, 1.0 is all) or a number of batches (int, 1 is one)."""
+    from omegaconf import OmegaConf
+
+    from litlab.training import partial_data
+
+    train(cfg_factory(["model=mlp", "logger=none", "debug=limit"], name="limited"))
+    assert _metrics(tmp_path / "limited")["partial_data"] == {"limit_train_batches": 5, "limit_val_batches": 2,
+                                                              "limit_test_batches": 2}
+    assert "on part of the data:   trainer.limit_train_batches=5" in capsys.readouterr().out
+    train(cfg_factory(["model=mlp", "logger=none", "trainer.max_epochs=1"], name="whole"))
+    assert "partial_data" not in _metrics(tmp_path / "whole")
+    assert partial_data(OmegaConf.create({"limit_val_batches": 1.0, "fast_dev_run": False})) == {}
+    assert partial_data(OmegaConf.create({"limit_val_batches": 1})) == {"partial_data": {"limit_val_batches": 1}}

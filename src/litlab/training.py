@@ -133,6 +133,22 @@ def after_training(cfg: DictConfig, trainer: L.Trainer, model, dm, run_dir: Path
     return extra
 
 
+def partial_data(trainer_cfg: DictConfig) -> dict:
+    """``{"partial_data": {...}}`` when the trainer runs on part of the data (``debug=fdr``, ``limit``,
+    ``overfit`` or ``trainer.limit_*``): the figures of such a run cover those batches only, and its
+    record says so; ``{}`` otherwise. ``limit_*`` takes a fraction (a float; 1.0 is all) or a count of
+    batches (an int; 1 is one batch)."""
+    found = {}
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        value = trainer_cfg.get(key)
+        if value is not None and not (isinstance(value, float) and value == 1.0):
+            found[key] = value
+    for key in ("fast_dev_run", "overfit_batches"):
+        if trainer_cfg.get(key):  # False, 0 and 0.0 are off
+            found[key] = trainer_cfg.get(key)
+    return {"partial_data": found} if found else {}
+
+
 def run_record(cfg: DictConfig, dm) -> dict:
     """What every checkpoint carries so that eval and predict can rebuild the run (plain types only)."""
     config = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
@@ -163,6 +179,7 @@ def train(cfg: DictConfig) -> float | None:
             start_metrics(run_dir, status="running", task="train")
         metrics = fit(trainer, model, dm, ckpt_path, step)
         metrics.update(scale_facts(trainer, dm.batch_size))  # data.batch_size is per device
+        metrics.update(partial_data(cfg.trainer))
         if trainer.is_global_zero and not trainer.interrupted:  # on record before the test, which may fail
             update_metrics(run_dir, **{k: v for k, v in metrics.items() if k != "status"})
         if cfg.get("test") and not trainer.interrupted:

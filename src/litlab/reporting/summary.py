@@ -13,6 +13,9 @@ def format_summary(run_dir: Path, metrics: dict, has_tensorboard: bool) -> str:
         value = metrics.get(key)
         if value is not None:
             lines.append(f"  {key:<22} {value:.4f}" if isinstance(value, float) else f"  {key:<22} {value}")
+    if metrics.get("partial_data"):  # debug=fdr/limit/overfit, trainer.limit_*: not the whole splits
+        settings = " ".join(f"trainer.{k}={v}" for k, v in metrics["partial_data"].items())
+        lines.append(f"  on part of the data:   {settings} (the figures cover those batches only)")
     if metrics.get("best_ckpt"):
         lines.append(f"  best checkpoint        {metrics['best_ckpt']}")
     lines.append(f"  metrics                {run_dir / 'metrics.json'}")
