@@ -12,7 +12,8 @@ from __future__ import annotations
 from hydra.errors import OverrideParseException
 from omegaconf import OmegaConf
 
-from litlab.config_check import CONF_DIR, choices, compose_checked, expand_sweeps, explain, searched_dirs
+from litlab.config_check import (CONF_DIR, choices, compose_checked, expand_sweeps, explain, overrides_of,
+                                 searched_dirs)
 
 WHAT = {
     "train": "trains, tests and optionally compresses and exports one model; -m sweeps over values "
@@ -38,7 +39,7 @@ def groups_of(config_name: str) -> list[str]:
 
 def help_text(config_name: str, argv: list[str]) -> str:
     """The help of ``python -m litlab.<config_name> argv`` (in a sweep, with its first job's values)."""
-    overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+    overrides = overrides_of(argv)
     if "-m" in argv or "--multirun" in argv:
         try:
             overrides = expand_sweeps(overrides)[0]

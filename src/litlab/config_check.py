@@ -335,6 +335,11 @@ def check_optimizer_values(cfg: DictConfig) -> None:
             raise LitlabError(f"model.optimizer.{key} must be a number >= 0, got {value!r}.")
 
 
+def overrides_of(argv: list[str]) -> list[str]:
+    """The overrides of a command line (``key=value``, ``~key``), without Hydra's own flags."""
+    return [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+
+
 def is_sweep_command(argv: list[str]) -> bool:
     """``-m``/``--multirun``, or ``hparams_search=NAME``: conf/hparams_search/ files set
     hydra.mode=MULTIRUN, so such a search is a sweep without -m too."""
@@ -346,7 +351,7 @@ def is_sweep_command(argv: list[str]) -> bool:
 def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig | None:
     """Composes the command line's overrides (each swept value once) or raises a LitlabError.
     Returns the composed config (with its ``hydra`` node) of a single run, None for a multirun."""
-    overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+    overrides = overrides_of(argv)
     multirun = is_sweep_command(argv)
     try:
         combos = expand_sweeps(overrides) if multirun else [overrides]

@@ -47,7 +47,7 @@ def stored_config(ckpt: dict, overrides: list[str], ckpt_path: str = "the checkp
             )
     if mine:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o.lstrip("+") for o in mine]))
-    if any(o.split("=", 1)[0].lstrip("+") == "data.root" for o in mine) and not Path(str(cfg.data.root)).is_dir():
+    if sets_key(mine, "data.root") and not Path(str(cfg.data.root)).is_dir():
         # a digits checkpoint would write a fresh digits set there and score that, exit 0, as if it
         # were the folder meant (a misspelt one)
         raise LitlabError(f"data.root={cfg.data.root} is not a folder. Give the folder of the images to evaluate, "
