@@ -21,6 +21,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import shutil
 import sys
@@ -29,14 +30,17 @@ import traceback
 from pathlib import Path
 
 CASES = ("training", "data", "startup", "ddp", "gpu")
+MODULES = {"training": "training_loop", "data": "data_path", "startup": "startup", "ddp": "multiprocess", "gpu": "gpu"}
 # the cases' run folders: scratch, removed after each case (only the measured rates are kept)
 RUN_FOLDERS = ("runs", "ddp-runs", "startup-runs")
 REPO = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, checked before any case runs: a mistake in it (an unknown case, a JSON
+    path that cannot be written) must not surface only after minutes of measuring."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--json", type=Path, help="write the results here as JSON")
+    p.add_argument("--json", type=Path, help="write the results here as JSON (missing folders are created)")
     p.add_argument("--tiny", "--quick", action="store_true", help="tiny sizes and one repeat (checks, not numbers)")
     p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}")
     p.add_argument("--markdown", action="store_true", help="also print the table in Markdown (for BENCHMARKS.md)")
@@ -44,25 +48,95 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="data, generated images and run folders (default: outputs/bench)")
     p.add_argument("--probe-memory", metavar="NAME:CONTENDER:PHASE", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    unknown = set(args.cases.split(",")) - set(CASES)
-    if unknown:
-        p.error(f"--cases: unknown {', '.join(sorted(unknown))}; choose from {', '.join(CASES)}")
+    args.cases = case_names(p, args.cases)
+    if args.json is not None:
+        check_writable_file(p, "--json", args.json)
+    check_folder(p, "--work-dir", args.work_dir)
     return args
 
 
-def run_case(case: str, work: Path, tiny: bool) -> list[dict]:
-    """The records of one case; a case that crashes becomes a skipped record naming the error."""
-    from bench import common
+def case_names(p: argparse.ArgumentParser, listed: str) -> list[str]:
+    """``--cases``, split at commas and stripped (``"training, data"`` is two cases); an empty or
+    unknown name is a usage error that names it."""
+    names = [name.strip() for name in listed.split(",")]
+    if "" in names:
+        p.error(f"--cases: the list {listed!r} has an empty name; give comma-separated names from {', '.join(CASES)}")
+    unknown = set(names) - set(CASES)
+    if unknown:
+        p.error(f"--cases: unknown {', '.join(sorted(unknown))}; choose from {', '.join(CASES)}")
+    return names
 
-    modules = {"training": "training_loop", "data": "data_path", "startup": "startup", "ddp": "multiprocess",
-               "gpu": "gpu"}
+
+def blocking_file(path: Path) -> Path | None:
+    """The nearest existing path at or above ``path`` if it is not a folder (a file where a folder
+    is needed), else None: creating ``path`` as a folder would then fail."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+def check_writable_file(p: argparse.ArgumentParser, option: str, path: Path) -> None:
+    """``path`` can be written as a file once the run ends: not a folder, and no file stands where
+    one of its folders would be created."""
+    if path.is_dir():
+        p.error(f"{option} {path}: is a folder; give a file name, e.g. {path / 'results.json'}")
+    blocker = blocking_file(path.parent)
+    if blocker is not None:
+        p.error(f"{option} {path}: {blocker} is a file, not a folder")
+
+
+def check_folder(p: argparse.ArgumentParser, option: str, path: Path) -> None:
+    """``path`` is a folder or can be created as one."""
+    blocker = blocking_file(path)
+    if blocker is not None:
+        p.error(f"{option} {path}: {blocker} is a file, not a folder")
+
+
+def run_case(case: str, work: Path, tiny: bool) -> tuple[list[dict], str | None]:
+    """The records of one case, and why it failed (None if it ran). One broken case must not lose
+    the others' results, nor hide its own targets: a crash gives each target the case would have
+    judged a record that is skipped with the reason and missed (a case without targets: one record
+    named after the case)."""
+    module = None
     try:
-        module = __import__(f"bench.{modules[case]}", fromlist=["run"])
-        return module.run(work, tiny)
-    except Exception as e:  # one broken case must not lose the others' results
+        module = importlib.import_module(f"bench.{MODULES[case]}")
+        return module.run(work, tiny), None
+    except Exception as e:
         traceback.print_exc()
-        first_line = (str(e).splitlines() or [""])[0]  # the traceback above has the rest
-        return [common.skipped(case, "", "", f"failed: {type(e).__name__}: {first_line}")]
+        reason = failure_reason(e)
+        return failed_records(case, module, tiny, reason), reason
+
+
+def failure_reason(error: BaseException, limit: int = 500) -> str:
+    """``failed: TYPE: MESSAGE`` on one line of at most ``limit`` characters, for the case's
+    records and the table. The message's first line says what failed and the rest why: where it
+    carries a child process's stderr, that holds the child's own error (litlab's ``Error: ...``,
+    a traceback's final exception line). A traceback's header and frames (indented lines) are left
+    out, and an over-long first line (a command line with its paths) is shortened before the rest
+    is; the traceback printed on stderr has everything."""
+    first, *rest = str(error).splitlines() or [""]
+    why = " ".join(ln.strip() for ln in rest
+                   if ln.strip() and not ln[:1].isspace() and not ln.startswith("Traceback (most recent"))
+    head = f"failed: {type(error).__name__}: {first.strip()}"
+    if why and len(head) + 1 + len(why) > limit:
+        head = shorten(head, max(limit - 1 - len(why), limit // 3))
+    return shorten(f"{head} {why}".strip(), limit)
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, the cut marked with "..."."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def failed_records(case: str, module, tiny: bool, reason: str) -> list[dict]:
+    """A crashed case's records: one per target it would have judged (its module's ``targets``),
+    each missed, or one named after the case where it has none (or its module did not import)."""
+    from bench.common import failed
+
+    known = module.targets(tiny) if module is not None and hasattr(module, "targets") else []
+    return [failed(name, unit, baseline, reason, target) for name, unit, baseline, target in known] or \
+        [failed(case, "", "", reason)]
 
 
 def fmt(value, digits: int = 3, blank: str = "-") -> str:
@@ -77,7 +151,8 @@ def print_table(records: list[dict]) -> None:
           f"  target              met")
     for r in records:
         if r["skipped"]:
-            print(f"{r['name']:42} skipped: {r['skipped']}")
+            missed = f"  (target {r['target']}: NO)" if r["met"] is False else ""
+            print(f"{r['name']:42} skipped: {r['skipped']}{missed}")
             continue
         met = "-" if r["met"] is None else ("yes" if r["met"] else "NO")
         print(f"{r['name']:42} {r['unit']:22} {fmt(r['litlab']):>10} {r['baseline']:>10} "
@@ -92,7 +167,8 @@ def markdown_table(records: list[dict]) -> str:
              "| --- | --- | ---: | --- | ---: | ---: | ---: | --- | --- |"]
     for r in records:
         if r["skipped"]:
-            lines.append(f"| {r['name']} | | | | | | | {r['target'] or ''} | skipped: {r['skipped']} |")
+            missed = "**no**, " if r["met"] is False else ""
+            lines.append(f"| {r['name']} | | | | | | | {r['target'] or ''} | {missed}skipped: {r['skipped']} |")
             continue
         met = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
         lines.append(f"| {r['name']} | {r['unit']} | {fmt(r['litlab'])} | {r['baseline']} | "
@@ -102,6 +178,8 @@ def markdown_table(records: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the chosen cases and reports them; exit status 1 if any case failed (its records say
+    why), so that a script or CI running the benchmark sees it."""
     args = parse_args(argv)
     if args.probe_memory:
         from bench.training_loop import probe_main
@@ -115,15 +193,19 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     records: list[dict] = []
+    failures: dict[str, str] = {}
     info_wall: dict[str, float] = {}
-    for case in args.cases.split(","):
+    for case in args.cases:
         print(f"== {case}", flush=True)
         case_start = time.perf_counter()
         try:
-            records += run_case(case, work, args.tiny)
+            case_records, failure = run_case(case, work, args.tiny)
         finally:
             for name in RUN_FOLDERS:
                 shutil.rmtree(work / name, ignore_errors=True)
+        records += case_records
+        if failure is not None:
+            failures[case] = failure
         info_wall[case] = round(time.perf_counter() - case_start, 1)
     info = machine()
     info["benchmark_wall_s"] = round(time.perf_counter() - started, 1)
@@ -136,7 +218,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"cases": records, "machine": info}, indent=2))
-    return 0
+    return report_failures(failures)
+
+
+def report_failures(failures: dict[str, str]) -> int:
+    """Names the failed cases last, on stderr, where they cannot scroll out of sight behind the
+    table; the exit status: 1 if any case failed, else 0."""
+    for case, reason in failures.items():
+        print(f"benchmark: case {case} {reason}", file=sys.stderr)
+    if failures:
+        print(f"benchmark: {len(failures)} case(s) failed: {', '.join(failures)}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

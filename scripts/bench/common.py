@@ -109,6 +109,12 @@ def skipped(name: str, unit: str, baseline: str, reason: str, target: str | None
     return record(name, unit, None, baseline, None, target=target, skipped=reason)
 
 
+def failed(name: str, unit: str, baseline: str, reason: str, target: str | None = None) -> dict:
+    """The record of a comparison whose case crashed: skipped with the reason, and its target, if
+    it has one, missed (``met`` false): a crash must neither drop a target nor leave it unjudged."""
+    return record(name, unit, None, baseline, None, target=target, met=False if target else None, skipped=reason)
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -6,7 +6,10 @@
 
 All three take the net from litlab's builder, the optimizer and scheduler from the same config,
 the same seed, batch size and precision, and report steady-state training samples/s measured
-over the same window (epoch start to end of the epoch's last batch, first epoch excluded).
+over the same window (epoch start to end of the epoch's last batch, first epoch excluded). For the
+two Lightning contenders ``bench.timing.EpochTimer`` opens it before every other callback's
+epoch-start hook and closes it after every other callback's end-of-batch hook, as the hand-written
+loop's clock holds all of its own per-epoch and per-batch work.
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ from bench.timing import steady_rate
 
 SCRIPTS = Path(__file__).resolve().parents[1]
 NAME = "ddp_cpu_2proc_scaling"
+TARGET = 0.8
+"""Scaling efficiency, rate(2 processes) / (2 x rate(1)): at least this."""
 
 
 def workload(work: Path, tiny: bool) -> list[str]:
@@ -94,11 +96,17 @@ def gradient_numel(work: Path, tiny: bool) -> int:
         return sum(p.numel() for p in build_model(cfg.model, dm.input_shape, dm.num_classes).parameters())
 
 
+def targets(tiny: bool) -> list[tuple[str, str, str, str]]:
+    """The comparison of case 4 that carries a target, as ``(name, unit, baseline, target)``: what a
+    crash of the case reports as missed, instead of losing it."""
+    return [(NAME, "samples/s", "1 process x 2", f"ratio >= {TARGET}")]
+
+
 def run(work: Path, tiny: bool) -> list[dict]:
     """The record of case 4 (skipped while ``conf/trainer/ddp_cpu.yaml`` does not exist)."""
     if not (CONF_DIR / "trainer" / "ddp_cpu.yaml").is_file():
         return [skipped(NAME, "samples/s", "1 process x 2", "conf/trainer/ddp_cpu.yaml is not there yet; "
-                        "the case runs trainer=ddp_cpu trainer.devices=2 once it is", target="ratio >= 0.8")]
+                        "the case runs trainer=ddp_cpu trainer.devices=2 once it is", target=f"ratio >= {TARGET}")]
     repeats, warmup = (1, 0) if tiny else (3, 0)
     base = workload(work, tiny)
     single = [*base, "trainer=cpu", "trainer.devices=1"]
@@ -113,7 +121,7 @@ def run(work: Path, tiny: bool) -> list[dict]:
                         "one": lambda: run_cli(single, work), "side_by_side": side_by_side}, repeats, warmup)
     one = median(values["one"])
     r = record(NAME, "samples/s", median(values["two"]), "1 process x 2", 2 * one if one else None,
-               target="ratio >= 0.8", samples=values)
+               target=f"ratio >= {TARGET}", samples=values)
     step_s = 64 / one if one else float("nan")
     if tiny:  # two more interpreter start-ups; the plumbing is what tiny mode checks
         r["note"] = f"1 thread per process; per-process batch 64; step {step_s * 1e3:.0f} ms; all-reduce not timed"
@@ -123,7 +131,7 @@ def run(work: Path, tiny: bool) -> list[dict]:
         r["samples"]["compute_to_allreduce"] = ratio
         r["note"] = (f"1 thread per process; per-process batch 64; step {step_s * 1e3:.0f} ms vs all-reduce "
                      f"{reduce_s * 1e3:.2f} ms ({ratio:.0f}x)")
-    r["met"] = r["ratio"] is not None and r["ratio"] >= 0.8
+    r["met"] = r["ratio"] is not None and r["ratio"] >= TARGET
     side = median(values["side_by_side"])
     ceiling = side / (2 * one) if one else float("nan")
     c = record(f"{NAME}_vs_two_independent", "samples/s", median(values["two"]), "2 independent processes", side,

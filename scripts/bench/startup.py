@@ -18,7 +18,16 @@ from pathlib import Path
 from bench.common import alternate, median, record
 
 SCRIPTS = Path(__file__).resolve().parents[1]
+NAME = "startup_first_step_vs_import_lightning"
+TARGET = 1.5
+"""litlab's first training step / ``import lightning``: at most this."""
 IMPORT = "import {module}, time; print('BENCH_STAMP first_step', f'{{time.time():.6f}}', flush=True)"
+
+
+def targets(tiny: bool) -> list[tuple[str, str, str, str]]:
+    """The comparison of case 3 that carries a target, as ``(name, unit, baseline, target)``: what a
+    crash of the case reports as missed, instead of losing it."""
+    return [(NAME, "s (lower is better)", "import lightning", f"ratio <= {TARGET}")]
 
 
 def timed_child(cmd: list[str], cwd: Path) -> dict[str, float]:
@@ -76,9 +85,9 @@ def run(work: Path, tiny: bool) -> list[dict]:
     first = median(values["litlab"])
     note = (f"median milestones: imports+config+data {built:.2f}s, trainer built {fit:.2f}s, "
             f"first step {first:.2f}s (sanity validation included)")
-    r = record("startup_first_step_vs_import_lightning", "s (lower is better)", first, "import lightning",
-               median(values["lightning"]), target="ratio <= 1.5", note=note, samples=values)
-    r["met"] = r["ratio"] is not None and r["ratio"] <= 1.5
+    r = record(NAME, "s (lower is better)", first, "import lightning",
+               median(values["lightning"]), target=f"ratio <= {TARGET}", note=note, samples=values)
+    r["met"] = r["ratio"] is not None and r["ratio"] <= TARGET
     if tiny:
         return [r]
     imp = record("startup_import_litlab_training_vs_import_lightning", "s (lower is better)",

@@ -48,7 +48,7 @@ def test_every_record_has_the_schema_and_is_printed(tiny_run):
     assert MACHINE_KEYS <= set(result["machine"]) and result["machine"]["tiny"] is True
     for rec in result["cases"]:
         assert set(rec) == RECORD_KEYS, rec["name"]
-        # a case that crashed becomes a record named after the case with "failed: ..."
+        # a case that crashed gives "failed: ..." records (and exit status 1, which the fixture refuses)
         assert not (rec["skipped"] or "").startswith("failed"), rec["skipped"]
         assert rec["name"] in stdout
         assert f"| {rec['name']} |" in stdout  # the Markdown table
