@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 
 import numpy as np
 import pytest
@@ -81,6 +82,16 @@ def test_missing_val_is_split_off(tmp_path):
      r"labels reach 123456 but only 3 distinct values occur in y_train; they look like IDs"),
     ({"x_train": np.zeros((40, 1, 6, 6), dtype=np.uint8)},
      r"x_train is uint8, x_val is float64, x_test is float64\. uint8 images are 8-bit pixels"),
+    # trained on the real part only, after a ComplexWarning
+    ({"x_train": np.ones((40, 1, 6, 6), dtype=np.complex64)}, r"x_train has dtype complex64; expected real numbers"),
+    # reported as NaN or infinite values after an overflow in the float32 cast
+    ({"x_train": np.where(np.arange(40).reshape(40, 1, 1, 1) < 3, 1e39, np.zeros((40, 1, 6, 6)))},
+     r"3 of the 40 samples of x_train hold values beyond float32's range \(about 3\.4e38; the largest magnitude "
+     r"is 1e\+39\), and litlab trains in float32"),
+    # labels saved from a pandas column of strings
+    ({"y_test": np.array(["a", "b"] * 5, dtype=object)},
+     r"y_test is an object \(pickled\) array.*litlab will not unpickle it.*Save it as a numeric array, e\.g\. "
+     r"numpy\.asarray\(y_test, dtype=numpy\.int64\), or map class names to integers"),
 ])
 def test_malformed_files_get_clear_errors(tmp_path, replace, match):
     path = write_npz(tmp_path / "a.npz", **replace)
@@ -97,6 +108,18 @@ def test_missing_and_unreadable_files(tmp_path):
     bad.write_text("hello")
     with pytest.raises(LitlabError, match="not a readable .npz"):
         NpzDataModule(path=str(bad)).setup()
+
+
+@pytest.mark.parametrize("content", [b"hello", pickle.dumps({"x_train": [1, 2]}), b""], ids=["text", "pickle", "empty"])
+def test_a_file_that_is_not_an_archive_is_named_as_such(tmp_path, content):
+    """numpy said text and pickles hold "pickled (object) data" and suggested loading them unsafely."""
+    path = tmp_path / "a.npz"
+    path.write_bytes(content)
+    with pytest.raises(LitlabError) as e:
+        NpzDataModule(path=str(path)).setup()
+    assert str(e.value) == (f"data.path={path} is not a readable .npz file: it is not an .npz archive (the zip "
+                            f"format that numpy.savez and numpy.savez_compressed write). Save the arrays with "
+                            f"numpy.savez(FILE, name=array, ...).")
 
 
 def test_a_npy_file_is_named_as_such(tmp_path):
@@ -133,3 +156,53 @@ def test_augmentation_of_sequences_is_refused(tmp_path):
                                           r"data gives sequences or feature vectors of shape \(10, 2\)"):
         NpzDataModule(path=str(path), augment={"hflip": True}).setup()
     NpzDataModule(path=str(path), augment={"hflip": False, "shift": 0}).setup()
+
+
+def test_features_on_a_tiny_scale_are_normalized_to_unit_std(tmp_path):
+    """Stats rounded to 6 decimals gave mean 1e-6 and std 1e-6 for features around 5e-7 with a
+    spread of 1e-8: they reached the model as a near-constant 0.5 and test accuracy was 0.40."""
+    rng = np.random.default_rng(0)
+    y = np.arange(400) % 2
+    x = (5e-7 + rng.normal(size=(400, 2)) * 1e-8 + 1.5e-8 * y[:, None]).astype(np.float32)
+    x = np.concatenate([x, np.full((400, 1), 3.0, np.float32)], 1)  # a constant feature
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x_train=x[:300], y_train=y[:300], x_test=x[300:], y_test=y[300:])
+    dm = NpzDataModule(path=str(path))
+    normalized = dm.preprocess(dm.splits.train.x).numpy()[:, 0, :]
+    assert normalized[:, :2].mean(0) == pytest.approx([0, 0], abs=1e-3)
+    assert normalized[:, :2].std(0, ddof=1) == pytest.approx([1, 1], rel=1e-4)
+    # the constant feature is centred and left at its scale, not divided by a tiny std
+    assert dm.preprocess.mean[2] == 3.0 and dm.preprocess.std[2] == 1.0
+    assert np.abs(normalized[:, 2]).max() == 0
+
+
+def test_arrays_under_other_names_are_named_in_a_warning(tmp_path, caplog):
+    """x_valid and y_valid were ignored in silence, and training held out part of x_train instead."""
+    extra = {"x_valid": np.zeros((10, 1, 6, 6), np.float32), "y_valid": np.zeros(10, np.int64),
+             "feature_names": np.array(["a", "b"])}
+    path = write_npz(tmp_path / "a.npz", x_val=None, y_val=None, **extra)
+    with caplog.at_level(logging.WARNING):
+        dm = NpzDataModule(path=str(path))
+        dm.setup()
+        assert len(dm.splits.val) == 4
+    assert (f"data.path={path}: the array(s) feature_names, x_valid, y_valid are not used; litlab reads x_train, "
+            f"y_train, x_test, y_test and optionally x_val, y_val; without x_val and y_val, data.val_fraction=0.1 "
+            f"of the training arrays is held out for validation. Rename any that hold one of these splits."
+            ) in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        NpzDataModule(path=str(write_npz(tmp_path / "b.npz"))).setup()
+    assert "not used" not in caplog.text
+
+
+def test_an_unused_object_array_does_not_make_the_file_unreadable(tmp_path):
+    """Every member was loaded: feature names stored as objects made the whole file unreadable,
+    for training and for predict."""
+    from litlab.prediction.inputs import read_npz
+
+    names = np.array(["a", None], dtype=object)
+    dm = NpzDataModule(path=str(write_npz(tmp_path / "a.npz", feature_names=names)))
+    assert dm.num_classes == 3
+    np.savez(tmp_path / "new.npz", x=np.zeros((2, 1, 6, 6), np.float32), feature_names=names)
+    key, samples = read_npz(tmp_path / "new.npz", (1, 6, 6), dm.preprocess)
+    assert key == "x" and samples.shape == (2, 1, 6, 6)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import zipfile
+import zlib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,8 @@ from litlab.listing import first_of
 log = logging.getLogger(__name__)
 
 REQUIRED = ("x_train", "y_train", "x_test", "y_test")
+READ = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _as_inputs(x: np.ndarray, key: str, path: Path) -> tuple[torch.Tensor, str]:
@@ -38,10 +42,16 @@ def _as_inputs(x: np.ndarray, key: str, path: Path) -> tuple[torch.Tensor, str]:
             f"it; litlab reads (N, C, H, W) and would take {h} channels of {w}x{c} pixels. Store "
             f"{key}.transpose(0, 3, 1, 2), shaped ({n}, {c}, {h}, {w})."
         )
-    if x.dtype == np.uint8 and kind == "image":
-        return torch.from_numpy(np.ascontiguousarray(x)), kind
     if not np.issubdtype(x.dtype, np.number):
         raise LitlabError(f"data.path={path}: {key} has dtype {x.dtype}; expected numbers.")
+    if np.issubdtype(x.dtype, np.complexfloating):  # the float32 cast would keep the real part only
+        raise LitlabError(
+            f"data.path={path}: {key} has dtype {x.dtype}; expected real numbers. Store the features you mean as "
+            f"real arrays: {key}.real and {key}.imag as separate features, or numpy.abs({key})."
+        )
+    _check_values(x, key, path)
+    if x.dtype == np.uint8 and kind == "image":
+        return torch.from_numpy(np.ascontiguousarray(x)), kind
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), kind
 
 
@@ -90,7 +100,21 @@ class NpzDataModule(ClassificationData):
                 f"{', '.join(sorted(arrays)) or 'none'}. Needed: x_train, y_train, x_test, y_test "
                 f"(x_val and y_val optional, together)."
             )
+        self._warn_unused(arrays)
         return arrays
+
+    def _warn_unused(self, arrays: Mapping) -> None:
+        """Arrays under other names are never read: a validation split saved as x_valid would
+        otherwise be ignored in silence while training holds out part of x_train instead."""
+        unused = sorted(k for k in arrays if k not in READ)
+        if not unused:
+            return
+        held_out = "" if "x_val" in arrays or self._evaluation_only(arrays) else (
+            f"; without x_val and y_val, data.val_fraction={self.val_fraction} of the training arrays is held out "
+            f"for validation")
+        log.warning("data.path=%s: the array(s) %s are not used; litlab reads x_train, y_train, x_test, y_test and "
+                    "optionally x_val, y_val%s. Rename any that hold one of these splits.",
+                    self.path, ", ".join(unused), held_out)
 
     def _evaluation_only(self, arrays: dict) -> bool:
         """Arrays without a training split, read for a checkpoint's evaluation."""
@@ -104,7 +128,6 @@ class NpzDataModule(ClassificationData):
             if f"x_{s}" not in arrays:
                 continue
             x, kind = _as_inputs(arrays[f"x_{s}"], f"x_{s}", self.path)
-            _check_values(x, f"x_{s}", self.path)
             y = _as_labels(arrays[f"y_{s}"], f"y_{s}", self.path, len(x))
             check_labels(y, len(names), f"data.path={self.path} y_{s} (the checkpoint's {len(names)} classes)")
             splits[s], dtypes[s] = TensorSplit(x, y), arrays[f"x_{s}"].dtype
@@ -129,7 +152,6 @@ class NpzDataModule(ClassificationData):
                 continue
             raw = arrays[f"x_{s}"]
             x, kind = _as_inputs(raw, f"x_{s}", self.path)
-            _check_values(x, f"x_{s}", self.path)
             y = _as_labels(arrays[f"y_{s}"], f"y_{s}", self.path, len(x))
             splits[s] = TensorSplit(x, y)
             kinds.add(kind)
@@ -173,31 +195,103 @@ class NpzDataModule(ClassificationData):
         return TensorSplit(train.x[keep], train.y[keep]), TensorSplit(train.x[out], train.y[out])
 
 
-def read_arrays(path: Path, key: str) -> dict[str, np.ndarray]:
-    """Every array of the ``.npz`` file ``path`` (named by the config ``key``), or a clear error."""
+NPZ_PREFIXES = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive, as numpy.load tells them
+
+
+def read_arrays(path: Path, key: str) -> Mapping[str, np.ndarray]:
+    """The arrays of the ``.npz`` file ``path`` (named by the config ``key``) by name, or a clear error.
+
+    Each array is read when first asked for (see ``NpzArrays``). Files that do not start like a
+    zip archive are refused before numpy.load, which would try them as pickles and suggest
+    loading them unsafely."""
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.ndarray):  # a .npy file holds one bare array
+        with open(path, "rb") as f:
+            head = f.read(len(np.lib.format.MAGIC_PREFIX))
+        if head.startswith(NPZ_PREFIXES):
+            with np.load(path, allow_pickle=False) as f:
+                return NpzArrays(path, key, list(f.files))
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise LitlabError(f"{key}={path} is not a readable .npz file ({_first_line(e)}).") from None
+    if head == np.lib.format.MAGIC_PREFIX:
+        raise LitlabError(
+            f"{key}={path} holds one bare array (a .npy file), not an .npz archive of named arrays. "
+            f"Save the arrays with numpy.savez(FILE, x_train=..., y_train=..., ...) instead."
+        )
+    raise LitlabError(
+        f"{key}={path} is not a readable .npz file: it is not an .npz archive (the zip format that numpy.savez "
+        f"and numpy.savez_compressed write). Save the arrays with numpy.savez(FILE, name=array, ...)."
+    )
+
+
+class NpzArrays(Mapping):
+    """The arrays of an ``.npz`` file by name, each read on first access and kept: arrays litlab
+    does not use (feature names stored as objects, say) are never read, so they cannot make the
+    file unreadable."""
+
+    def __init__(self, path: Path, key: str, names: list[str]):
+        self.path, self.key, self.names = path, key, names
+        self._read: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.names:
+            raise KeyError(name)
+        if name not in self._read:
+            self._read[name] = _read_member(self.path, self.key, name)
+        return self._read[name]
+
+    def __contains__(self, name: object) -> bool:  # Mapping's default would read the array
+        return name in self.names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def _read_member(path: Path, key: str, name: str) -> np.ndarray:
+    """One array of the archive; object arrays are refused, since unpickling can run any code."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return f[name]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        if isinstance(e, ValueError) and "Object arrays cannot be loaded" in str(e):
             raise LitlabError(
-                f"{key}={path} holds one bare array (a .npy file), not an .npz archive of named arrays. "
-                f"Save the arrays with numpy.savez(FILE, x_train=..., y_train=..., ...) instead."
-            )
-        with loaded as f:
-            return {k: f[k] for k in f.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise LitlabError(f"{key}={path} is not a readable .npz file ({str(e).splitlines()[0][:200]}).") from None
+                f"{key}={path}: {name} is an object (pickled) array, such as labels saved from a pandas column of "
+                f"strings; litlab will not unpickle it, since unpickling can run any code. Save it as a numeric "
+                f"array, e.g. numpy.asarray({name}, dtype=numpy.int64), or map class names to integers first "
+                f"(numpy.unique({name}, return_inverse=True))."
+            ) from None
+        raise LitlabError(f"{key}={path}: the array {name} is not readable ({_first_line(e)}).") from None
 
 
-def _check_values(x: torch.Tensor, key: str, path: Path) -> None:
-    """No empty split and no NaN or infinite input: either would give numbers that mean nothing."""
+def _first_line(e: Exception) -> str:
+    return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+
+
+def _check_values(x: np.ndarray, key: str, path: Path) -> None:
+    """No empty split, no NaN or infinite input and no value beyond float32, which the model
+    computes in: any of these would give numbers that mean nothing. Checked before the float32
+    cast, which would turn too large values into infinities."""
     if len(x) == 0:
         raise LitlabError(f"data.path={path}: {key} holds no samples. Every split in the file needs at least one.")
-    if x.is_floating_point():
-        bad = len(x) - int(finite_samples(x).sum())
-        if bad:
+    if not np.issubdtype(x.dtype, np.floating):
+        return
+    flat = x.reshape(len(x), -1)
+    bad = len(x) - int(np.isfinite(flat).all(axis=1).sum())
+    if bad:
+        raise LitlabError(
+            f"data.path={path}: {bad} of the {len(x)} samples of {key} hold NaN or infinite values. "
+            f"Remove or fill them before training (numpy.nan_to_num, or drop those rows)."
+        )
+    if x.dtype.itemsize > 4:
+        magnitude = np.abs(flat)
+        big = int((magnitude > FLOAT32_MAX).any(axis=1).sum())
+        if big:
             raise LitlabError(
-                f"data.path={path}: {bad} of the {len(x)} samples of {key} hold NaN or infinite values. "
-                f"Remove or fill them before training (numpy.nan_to_num, or drop those rows)."
+                f"data.path={path}: {big} of the {len(x)} samples of {key} hold values beyond float32's range "
+                f"(about 3.4e38; the largest magnitude is {float(magnitude.max()):.3g}), and litlab trains in "
+                f"float32. Rescale {key} (divide it by a constant) before saving it."
             )
 
 

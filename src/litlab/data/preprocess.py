@@ -114,14 +114,22 @@ def augment_images(x: Tensor, aug: Augment) -> Tensor:
 
 
 def compute_stats(x: Tensor, kind: str) -> tuple[list[float], list[float]]:
-    """Per-channel (images) or per-feature (sequences) mean and std of a training set."""
-    if x.dtype == torch.uint8:
-        x = x.float() / 255.0
-    x = x.float()
-    dims = (0, 2, 3) if kind == "image" else (0, 1)
-    mean = x.mean(dim=dims)
-    std = x.std(dim=dims).clamp_min(1e-6)
-    return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
+    """Per-channel (images) or per-feature (sequences) mean and std of a training set.
+
+    Computed in float64 and rounded to 6 significant digits, not decimals, so that features on
+    any scale (1e-7 as well as 1e7) are normalized to unit std. A constant channel or feature
+    (std 0, or a single sample) gets std 1: centred, and not blown up by a tiny divisor. The
+    float64 copies are made a chunk of samples at a time, not of a whole in-memory image set."""
+    dims, view = ((0, 2, 3), (1, -1, 1, 1)) if kind == "image" else ((0, 1), (1, 1, -1))
+    chunks = x.split(max(1, 2**22 * len(x) // max(1, x.numel())))  # about 4M values (32 MB) each
+    total = sum(c.double().sum(dim=dims) for c in chunks)
+    count = x.numel() // total.numel()
+    mean = total / count
+    squares = sum(((c.double() - mean.view(view)) ** 2).sum(dim=dims) for c in chunks)
+    scale = 255.0 if x.dtype == torch.uint8 else 1.0  # 8-bit pixels: stats on the 0..1 scale
+    mean, std = mean / scale, (squares / (count - 1)).sqrt() / scale
+    std = torch.where(std > 0, std, torch.ones_like(std))  # NaN (one sample) is not > 0 either
+    return [float(f"{v:.6g}") for v in mean.tolist()], [float(f"{v:.6g}") for v in std.tolist()]
 
 
 class Normalize(nn.Module):
