@@ -252,3 +252,60 @@ def test_only_errors_of_lost_or_hung_ranks_are_explained(tmp_path):
     # once the child is seen gone, the error names it, whatever gloo said
     lost = rank_faults.explain(RuntimeError("Connection reset by peer"), children, tmp_path, "train")
     assert f"rank 1 of this multi-process run (pid {busy.pid}) was killed by signal SIGKILL" in str(lost)
+
+
+def test_ranks_that_never_joined_get_one_paragraph_also_in_metrics(tmp_path, monkeypatch, capsys):
+    """Under SLURM without srun, rank 0 waited for the others and died after 2 minutes with torch's
+    "DistStoreError: Timed out after 121 seconds waiting for clients. 1/2 clients joined." traceback."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+    from torch.distributed import DistStoreError
+
+    from litlab.entry import run_entrypoint
+
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)  # no Hydra job: this is no sweep
+    cfg = OmegaConf.create({"task_name": "train", "paths": {"output_dir": str(tmp_path)},
+                            "trainer": {"num_nodes": 2, "devices": 1}})
+
+    def work(cfg):  # Lightning's DDP setup, where the store gives up waiting for rank 1
+        raise DistStoreError("Timed out after 121 seconds waiting for clients. 1/2 clients joined.")
+
+    with pytest.raises(SystemExit) as exit_:
+        run_entrypoint(work, cfg)
+    assert exit_.value.code == 1
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["status"] == "failed"
+    assert m["error"].startswith(
+        "trainer.num_nodes=2 x trainer.devices=1 = 2 processes were expected to start this run together, but the "
+        "others never joined within trainer.strategy.timeout (Timed out after 121 seconds waiting for clients. "
+        "1/2 clients joined.).")
+    for cause in ("under SLURM the command must be started with srun, one task per device",
+                  "started on every node with the same --nnodes, --master-addr and --master-port",
+                  "another node failed before training began", "checkpoints/last.ckpt on every node"):
+        assert cause in m["error"]
+    assert "\n" not in m["error"]
+    err = capsys.readouterr().err
+    assert f"Error: {m['error']}" in err and "Traceback" not in err
+
+
+def test_only_store_timeouts_are_taken_for_ranks_that_never_joined():
+    from torch.distributed import DistNetworkError, DistStoreError
+
+    assert rank_faults.is_rendezvous_timeout(DistNetworkError(
+        "The client socket has timed out after 120000ms while trying to connect to (127.0.0.1, 29500)."))
+    wrapped = RuntimeError("setup failed")
+    wrapped.__cause__ = DistStoreError("Timed out after 121 seconds waiting for clients. 1/2 clients joined.")
+    assert rank_faults.is_rendezvous_timeout(wrapped)
+    # a port in use, or a collective's timeout once the ranks had met (``explain`` above), are other faults
+    assert not rank_faults.is_rendezvous_timeout(DistNetworkError(
+        "The server socket has failed to listen on any local network address. port: 29500, name: EADDRINUSE"))
+    assert not rank_faults.is_rendezvous_timeout(RuntimeError("Timed out waiting 20000ms for recv operation"))
+    # an exception chain that loops back on itself (a user error raised while another was handled)
+    # spun forever: every bad-input run hung at 100 % CPU instead of printing its one paragraph
+    first, second = ValueError("a"), ValueError("b")
+    first.__context__, second.__context__ = second, first
+    assert not rank_faults.is_rendezvous_timeout(first)

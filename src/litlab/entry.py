@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -20,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from litlab.errors import LitlabError
 from litlab.file_only_logs import FILE_ONLY
 from litlab.reporting.run_files import keep_config_record, restore_config_record, update_metrics, written_here
-from litlab.distributed.ranks import is_rank_zero, launched_rank
+from litlab.distributed.ranks import check_run_dir_given, is_rank_zero, launched_rank
 from litlab.sweeps.failed_jobs import failed_job_value
 
 log = logging.getLogger("litlab")
@@ -36,11 +37,13 @@ warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/submitit_\w+' is 
 
 def check_cli(argv: list[str], config_name: str = "train") -> None:
     """Command-line checks before Hydra starts; a mistake prints one paragraph and exits 2."""
-    from litlab.config_check import check_choices, check_overrides
+    from litlab.config_check import check_choices, check_overrides, is_sweep_command
 
-    if launched_rank() != 0:
-        return  # a DDP rank > 0 runs rank 0's command in rank 0's run directory: rank 0 checked it
     try:
+        if not is_sweep_command(argv):
+            check_run_dir_given(argv)  # every rank, before Hydra makes a folder for it
+        if launched_rank() != 0:
+            return  # a DDP rank > 0 runs rank 0's command in rank 0's run directory: rank 0 checks it
         check_choices(argv)
         if "--help" in argv or "-h" in argv:
             from litlab.cli_help import help_text
@@ -94,10 +97,9 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
     """
     lightning_logs_to_console()
     try:
-        from litlab.distributed.launcher import check_shared_run_dir, distributed_job  # imports Lightning
+        from litlab.distributed.launcher import distributed_job  # imports Lightning
 
-        with distributed_job():
-            check_shared_run_dir()
+        with distributed_job(cfg.get("trainer")):
             value = work(cfg)
         return value
     except KeyboardInterrupt as e:
@@ -117,8 +119,9 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
             _exit_interrupted(cfg, getattr(e.__context__, "signum", signal.SIGINT))
         raise
     except Exception as e:
-        user_error = isinstance(e, LitlabError) or _is_misconfiguration(e)
-        message = user_message(e) if user_error else f"{type(e).__name__}: {e}"
+        too_long = name_too_long(e, cfg)
+        user_error = isinstance(e, LitlabError) or _is_misconfiguration(e) or too_long is not None
+        message = too_long or (user_message(e) if user_error else f"{type(e).__name__}: {e}")
         _record(cfg, "failed", message)
         if user_error:
             log.error("%s", message, extra=FILE_ONLY)
@@ -130,6 +133,36 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
         if user_error:
             sys.exit(getattr(e, "exit_code", 2))
         raise
+
+
+def name_too_long(e: Exception, cfg: DictConfig) -> str | None:
+    """The one paragraph for a path the OS refused as too long (ENAMETOOLONG), e.g. eval's
+    ``ckpt_path`` with a 300-character file name, which ended in a traceback: the path is the
+    user's, so it is their mistake to fix. Names the config key that holds the path, if one does."""
+    if not isinstance(e, OSError) or e.errno != errno.ENAMETOOLONG:
+        return None
+    path = os.fsdecode(e.filename) if e.filename is not None else None
+    key = _key_holding(cfg, path) if path else None
+    where = f"{key}={path}" if key else (path or "a path")
+    return (f"{where}: a name in this path is too long for the file system (the limit per file or folder name is "
+            f"usually 255 bytes, and per path 4096). Give {f'{key}= ' if key else ''}a path with shorter names.")
+
+
+def _key_holding(cfg: DictConfig, path: str) -> str | None:
+    """The top-level key of ``cfg`` (``ckpt_path``, ``input``, ``output``, ...) whose value is
+    ``path``, or holds its longest name (the one too long: the OS may name a folder above the
+    given file, or a file below the given folder); None when none does."""
+    target = Path(path).absolute()
+    longest = max(target.parts, key=len)
+    for key in cfg:
+        try:
+            value = cfg.get(key)
+        except Exception:  # an interpolation that cannot be resolved here
+            continue
+        if isinstance(value, str) and value and (Path(value).absolute() == target
+                                                 or longest in Path(value).absolute().parts):
+            return str(key)
+    return None
 
 
 def exit_if_every_job_failed() -> None:

@@ -4,13 +4,16 @@ Reads each job's ``metrics.json`` and ``.hydra/overrides.yaml`` under a multirun
 table ranked by the optimized metric (swept values as columns, failed jobs marked) and writes
 ``summary.csv``, ``summary.md``, ``metric_vs_params.png`` and, when the jobs were compressed,
 ``accuracy_vs_size.png`` / ``accuracy_vs_latency.png`` with their Pareto fronts. The same table
-and figures go to TensorBoard in ``DIR/tensorboard_summary``.
+and figures go to TensorBoard in ``DIR/tensorboard_summary``. ``--out OUT`` writes these files into
+``OUT`` instead (for a sweep folder that is read-only or shared).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -19,8 +22,8 @@ from litlab.errors import LitlabError
 from litlab.sweeps.compressed_keys import compression_keys
 from litlab.sweeps.sweep_plots import accuracy_vs_cost, metric_vs_params
 from litlab.sweeps.sweep_table import (check_metric_present, direction_of, format_markdown, format_text,
-                                       optimized_metrics, rank, read_jobs, swept_params, table_rows,
-                                       write_csv)
+                                       optimized_metrics, os_reason, rank, read_jobs, swept_params,
+                                       table_rows, write_csv)
 
 
 log = logging.getLogger(__name__)
@@ -29,8 +32,18 @@ log = logging.getLogger(__name__)
 FIGURES = ("metric_vs_params", "accuracy_vs_size", "accuracy_vs_latency")
 
 
-def summarize(sweep_dir: Path, metric: str | None = None, direction: str | None = None) -> dict:
-    """Writes the summary files of ``sweep_dir``; returns ``rows``, ``metric``, ``direction``, ``files``."""
+def summarize(sweep_dir: Path, metric: str | None = None, direction: str | None = None,
+              out_dir: Path | None = None) -> dict:
+    """Writes the summary files of ``sweep_dir`` into ``out_dir`` (default: ``sweep_dir``); returns
+    ``rows``, ``metric``, ``direction``, ``files``."""
+    table = rank_sweep(sweep_dir, metric, direction)
+    files = write_summary(table, out_dir)
+    return {"rows": table["rows"], "metric": table["metric"], "direction": table["direction"], "files": files}
+
+
+def rank_sweep(sweep_dir: Path, metric: str | None = None, direction: str | None = None) -> dict:
+    """The ranked table of ``sweep_dir`` and its figures, with nothing written yet: the table can be
+    printed before the files are, so that a folder that cannot take them still gives the ranking."""
     sweep_dir = Path(sweep_dir)
     jobs = read_jobs(sweep_dir)
     optimized = optimized_metrics(jobs, sweep_dir)
@@ -43,12 +56,7 @@ def summarize(sweep_dir: Path, metric: str | None = None, direction: str | None 
     params = swept_params(jobs)
     compressed = compression_keys([j.metrics for j in jobs])
     extra = [k for k in ("test/acc", *compressed.values()) if k != metric]
-    ranked = rank(jobs, metric, direction)
-    rows = table_rows(ranked, params, metric, extra)
-    files = {"csv": sweep_dir / "summary.csv", "md": sweep_dir / "summary.md"}
-    write_csv(rows, files["csv"])
-    title = f"# Sweep {sweep_dir.name}: {len(jobs)} jobs ranked by {metric} ({direction})\n\n"
-    files["md"].write_text(title + format_markdown(rows) + "\n")
+    rows = table_rows(rank(jobs, metric, direction), params, metric, extra)
     figures = {"metric_vs_params": metric_vs_params(jobs, params, metric)}
     for kind in ("size", "latency"):
         if "accuracy" in compressed and kind in compressed:
@@ -59,18 +67,50 @@ def summarize(sweep_dir: Path, metric: str | None = None, direction: str | None 
                     row.setdefault("pareto", "")
                     if row["job"] in drawn[1]:
                         row["pareto"] = (row["pareto"] + f" {kind}").strip()
-    if any("pareto" in r for r in rows):  # rewrite with the Pareto column
+    title = f"# Sweep {sweep_dir.name}: {len(jobs)} jobs ranked by {metric} ({direction})\n\n"
+    return {"rows": rows, "metric": metric, "direction": direction, "sweep_dir": sweep_dir, "params": params,
+            "extra": extra, "figures": figures, "title": title}
+
+
+def write_summary(table: dict, out_dir: Path | None = None) -> dict[str, Path]:
+    """Writes the files of ``rank_sweep``'s table into ``out_dir`` (default: the sweep folder);
+    returns them by kind. A folder that cannot take them (read-only, a name too long) is a
+    LitlabError naming it and ``--out``, not a traceback."""
+    import matplotlib.pyplot as plt
+
+    sweep_dir = table["sweep_dir"]
+    folder = Path(out_dir) if out_dir is not None else sweep_dir
+    rows, figures, markdown = table["rows"], table["figures"], table["title"] + format_markdown(table["rows"])
+    files = {"csv": folder / "summary.csv", "md": folder / "summary.md"}
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
         write_csv(rows, files["csv"])
-        files["md"].write_text(title + format_markdown(rows) + "\n")
-    for name in FIGURES:  # a figure of an earlier summary that this one does not draw is stale
-        (sweep_dir / f"{name}.png").unlink(missing_ok=True)
-    for name, fig in figures.items():
-        if fig is not None:
-            files[name] = sweep_dir / f"{name}.png"
-            fig.savefig(files[name], dpi=110)
-    files["tensorboard"] = _to_tensorboard(sweep_dir / "tensorboard_summary", rows, params, metric, extra, figures,
-                                           title + format_markdown(rows))
-    return {"rows": rows, "metric": metric, "direction": direction, "files": files}
+        files["md"].write_text(markdown + "\n")
+        for name in FIGURES:  # a figure of an earlier summary that this one does not draw is stale
+            (folder / f"{name}.png").unlink(missing_ok=True)
+        for name, fig in figures.items():
+            if fig is not None:
+                files[name] = folder / f"{name}.png"
+                fig.savefig(files[name], dpi=110)
+        files["tensorboard"] = _to_tensorboard(folder / "tensorboard_summary", rows, table["params"],
+                                               table["metric"], table["extra"], figures, markdown)
+    except OSError as e:
+        raise LitlabError(_unwritable(e, folder, sweep_dir, out_dir is not None)) from None
+    finally:
+        plt.close("all")
+    return files
+
+
+def _unwritable(e: OSError, folder: Path, sweep_dir: Path, out_given: bool) -> str:
+    """The paragraph for a summary that ``folder`` cannot take: which file, why, and the ``--out``
+    that writes it elsewhere (the sweep folder of a finished sweep is often read-only, e.g. shared)."""
+    key = f"--out {folder}" if out_given else f"DIR: {sweep_dir}"
+    failed = os.fsdecode(e.filename) if e.filename is not None else str(folder)
+    why = "it is a file, not a folder" if os.path.isfile(folder) else f"{failed}: {os_reason(e)}"
+    example = Path("summaries") / (sweep_dir.name[:60] or "sweep")
+    return (f"{key}: the summary files cannot be written into {folder} ({why}). Write them to a folder "
+            f"you can write with --out DIR, e.g. python -m litlab.summarize {shlex.quote(str(sweep_dir))} --out "
+            f"{shlex.quote(str(example))}.")
 
 
 def _to_tensorboard(log_dir: Path, rows: list[dict], params: list[str], metric: str, extra: list[str],
@@ -89,7 +129,8 @@ def _to_tensorboard(log_dir: Path, rows: list[dict], params: list[str], metric: 
         for row in rows:
             hparams = {p: _hparam(row.get(p)) for p in params}
             hparams["status"] = row["status"]
-            values = {f"summary/{k}": row[k] for k in (metric, *extra) if isinstance(row.get(k), float)}
+            values = {f"summary/{k}": float(row[k]) for k in (metric, *extra)
+                      if isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool)}
             writer.add_hparams(hparams, values or {f"summary/{metric}": float("nan")}, run_name=f"job_{row['job']}")
     plt.close("all")
     return log_dir
@@ -102,24 +143,30 @@ def _hparam(text: object) -> float | int | str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: ``litlab-summarize DIR [--metric KEY] [--direction maximize|minimize]``."""
+    """Command line: ``litlab-summarize DIR [--metric KEY] [--direction maximize|minimize] [--out DIR]``.
+
+    The ranked table is printed before any file is written: a sweep folder that cannot take the
+    files (read-only) still shows its ranking, then one paragraph naming ``--out``."""
     parser = argparse.ArgumentParser(prog="litlab-summarize", description=__doc__.splitlines()[0])
     parser.add_argument("dir", type=Path, help="a multirun folder, e.g. outputs/multiruns/<time>")
     parser.add_argument("--metric", help="metrics.json key to rank by (default: the jobs' optimized_metric)")
     parser.add_argument("--direction", choices=("maximize", "minimize"),
                         help="default: the Optuna sweeper's direction, else guessed from the metric's name")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="folder for summary.csv/.md, the figures and tensorboard_summary/ (default: DIR itself)")
     args = parser.parse_args(argv)
     try:
-        result = summarize(args.dir, args.metric, args.direction)
+        table = rank_sweep(args.dir, args.metric, args.direction)
+        print(f"{len(table['rows'])} jobs ranked by {table['metric']} ({table['direction']}):\n")
+        print(format_text(table["rows"]))
+        print(flush=True)
+        files = write_summary(table, args.out)
     except LitlabError as e:
         print(f"Error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
-    print(f"{len(result['rows'])} jobs ranked by {result['metric']} ({result['direction']}):\n")
-    print(format_text(result["rows"]))
-    print()
-    for kind, path in result["files"].items():
+    for kind, path in files.items():
         print(f"  {kind:<18} {path}")
-    print(f"  open in TensorBoard: tensorboard --logdir {result['files']['tensorboard']}")
+    print(f"  open in TensorBoard: tensorboard --logdir {shlex.quote(str(files['tensorboard']))}")
 
 
 if __name__ == "__main__":

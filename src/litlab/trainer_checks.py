@@ -119,23 +119,49 @@ def check_strategy(trainer: DictConfig, device: str) -> None:
                           f"process-group backend; it has {', '.join(usable)} (gloo on CPUs, nccl on CUDA GPUs).")
 
 
-def check_nodes(trainer: DictConfig, devices: int | None) -> None:
-    """Several nodes need processes started by torchrun or SLURM, as many as nodes x devices."""
-    num_nodes = trainer.get("num_nodes", 1) or 1
-    if num_nodes == 1:
-        return
+def launched_world_size(num_nodes: int) -> int | None:
+    """The number of processes torchrun or SLURM started, None where Lightning starts them itself.
+
+    On one node only torchrun counts: there Lightning takes torchrun's processes as they are and
+    fails late, with a traceback, when their number differs from trainer.devices. A SLURM
+    allocation's task count on one node is left alone: Lightning may start its own processes
+    inside it (a plain ``python`` in a batch script).
+    """
     env = os.environ
-    world = env.get("WORLD_SIZE") if "TORCHELASTIC_RUN_ID" in env else env.get("SLURM_NTASKS")
-    if world is None:
+    if "TORCHELASTIC_RUN_ID" in env:
+        return int(env["WORLD_SIZE"]) if "WORLD_SIZE" in env else None
+    if num_nodes > 1 and "SLURM_NTASKS" in env:
+        return int(env["SLURM_NTASKS"])
+    return None
+
+
+def _launcher_hint() -> str:
+    """The values that match torchrun's processes, which it announces per node (LOCAL_WORLD_SIZE)."""
+    env = os.environ
+    if "TORCHELASTIC_RUN_ID" not in env or "LOCAL_WORLD_SIZE" not in env or "WORLD_SIZE" not in env:
+        return ""
+    per_node, world = int(env["LOCAL_WORLD_SIZE"]), int(env["WORLD_SIZE"])
+    if per_node < 1 or world % per_node:
+        return ""
+    return f" Here that is trainer.devices={per_node} trainer.num_nodes={world // per_node}."
+
+
+def check_nodes(trainer: DictConfig, devices: int | None) -> None:
+    """Processes started by torchrun or SLURM must be as many as nodes x devices; several nodes
+    need such a launcher (Lightning starts the processes of one node only)."""
+    num_nodes = trainer.get("num_nodes", 1) or 1
+    world = launched_world_size(num_nodes)
+    if world is None and num_nodes > 1:
         raise LitlabError(
             f"trainer.num_nodes={num_nodes} but this process was not started by torchrun or SLURM, so no other "
             f"node will join and the run would wait forever. Start one process per device on every node with "
             f"torchrun or srun (docs/scaling.md), or use trainer.num_nodes=1.")
-    if devices is not None and int(world) != num_nodes * devices:
+    if world is not None and devices is not None and world != num_nodes * devices:
         raise LitlabError(
-            f"trainer.num_nodes={num_nodes} x trainer.devices={devices} = {num_nodes * devices} processes, "
+            f"trainer.num_nodes={num_nodes} x trainer.devices={devices} = {num_nodes * devices} process(es), "
             f"but the launcher started {world}. Make trainer.devices equal the processes per node "
-            f"(torchrun --nproc-per-node, SLURM --ntasks-per-node) and trainer.num_nodes the node count.")
+            f"(torchrun --nproc-per-node, SLURM --ntasks-per-node) and trainer.num_nodes the node count."
+            f"{_launcher_hint()}")
 
 
 def check_trainer_config(trainer: DictConfig) -> None:

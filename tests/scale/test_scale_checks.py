@@ -44,6 +44,29 @@ def test_node_count_must_match_the_launcher(monkeypatch):
         check_trainer_config(_trainer(num_nodes=2, devices=1))
 
 
+def test_torchrun_process_count_must_match_the_devices_on_one_node(monkeypatch):
+    """torchrun --nproc-per-node=2 with trainer.devices=1 got Lightning's ValueError traceback on every
+    rank, after the data was prepared: the count was compared only for several nodes."""
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(LitlabError, match=r"^trainer\.num_nodes=1 x trainer\.devices=1 = 1 process\(es\), but the "
+                                          r"launcher started 2\. .* Here that is trainer\.devices=2 "
+                                          r"trainer\.num_nodes=1\.$"):
+        check_trainer_config(_trainer(devices=1))
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    check_trainer_config(_trainer(devices=1))
+
+
+def test_a_slurm_allocation_on_one_node_is_left_to_lightning(monkeypatch):
+    """A plain python in a batch script of several tasks: Lightning starts its own processes there."""
+    for var in ("TORCHELASTIC_RUN_ID", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    check_trainer_config(_trainer(devices=1))
+
+
 @pytest.mark.parametrize("precision", ["32", "64", "bf16-mixed"])
 def test_cpu_precisions_pass(precision):
     check_trainer_config(_trainer(precision=precision))

@@ -77,3 +77,103 @@ def test_jobs_that_optimized_different_metrics_are_named(tmp_path, caplog):
         result = summarize(s)
     assert result["metric"] == "val/acc"
     assert "optimized different metrics (val/acc, val/loss); ranking by val/acc. Choose one with --metric" in caplog.text
+
+
+def test_whole_number_metrics_reach_tensorboard_too(sweep):
+    """summary.csv had compress/after/size_bytes and a ranking by global_step, but the TensorBoard
+    table kept float values only: no size axis, and no value at all for a metric that is a count."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for job, steps in (("0", 38), ("1", 57)):
+        record = json.loads((sweep / job / "metrics.json").read_text()) | {"global_step": steps}
+        (sweep / job / "metrics.json").write_text(json.dumps(record))
+    summarize(sweep, metric="global_step", direction="minimize")
+    for job, steps in (("0", 38), ("1", 57)):
+        events = EventAccumulator(str(sweep / "tensorboard_summary" / f"job_{job}"))
+        events.Reload()
+        assert [e.value for e in events.Scalars("summary/global_step")] == [steps]
+
+
+def _read_only(monkeypatch, folder):
+    """``folder`` as on a read-only file system (root ignores chmod): opening a file in it for
+    writing, or making a folder in it, fails with EROFS."""
+    import builtins
+    import errno
+    import io
+    import os
+    from pathlib import Path
+
+    real_open, real_mkdir = builtins.open, Path.mkdir
+
+    def inside(path):
+        return isinstance(path, (str, os.PathLike)) and Path(os.fspath(path)).absolute().is_relative_to(folder)
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        if inside(file) and any(c in mode for c in "wax+"):
+            raise OSError(errno.EROFS, "Read-only file system", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    def fake_mkdir(self, *args, **kwargs):
+        if inside(self) and not self.is_dir():
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(io, "open", fake_open)
+    monkeypatch.setattr(Path, "mkdir", fake_mkdir)
+
+
+def test_a_read_only_sweep_folder_still_prints_the_table_and_names_out(sweep, tmp_path, capsys, monkeypatch):
+    """It ended in a traceback from summary.csv's write, before the table was printed."""
+    from litlab.summarize import main
+
+    _read_only(monkeypatch, sweep)
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(sweep)])
+    assert exit_info.value.code == 2
+    out, err = capsys.readouterr()
+    assert "4 jobs ranked by val/acc (maximize)" in out and "rank  job  model.optimizer.lr" in out
+    assert err == (f"Error: DIR: {sweep}: the summary files cannot be written into {sweep} ({sweep / 'summary.csv'}: "
+                   f"Read-only file system). Write them to a folder you can write with --out DIR, e.g. python -m "
+                   f"litlab.summarize {sweep} --out summaries/sweep.\n")
+    assert not (sweep / "summary.csv").exists()
+
+
+def test_out_writes_the_summary_into_another_folder(sweep, tmp_path, capsys, monkeypatch):
+    from litlab.summarize import main
+
+    _read_only(monkeypatch, sweep)
+    target = tmp_path / "elsewhere" / "s"
+    main([str(sweep), "--out", str(target)])
+    out = capsys.readouterr().out
+    assert {p.name for p in target.iterdir()} == {"summary.csv", "summary.md", "metric_vs_params.png",
+                                                  "tensorboard_summary"}
+    assert (target / "summary.csv").read_text().splitlines()[1].startswith("1,1,0.003,completed,0.95")
+    assert not (sweep / "summary.csv").exists() and not (sweep / "tensorboard_summary").exists()
+    assert f"tensorboard --logdir {target / 'tensorboard_summary'}" in out
+
+
+def test_a_sweep_folder_name_too_long_is_one_paragraph(tmp_path, capsys):
+    from litlab.summarize import main
+
+    folder = tmp_path / ("x" * 300)
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(folder)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (f"Error: DIR: {folder} cannot be read (a name in this path is too long; the "
+                                       f"limit per file or folder name is usually 255 bytes). Pass the path of a "
+                                       f"multirun folder you can read, e.g. outputs/multiruns/<time>.\n")
+
+
+def test_the_tensorboard_command_is_shell_quoted(tmp_path, capsys):
+    """``tensorboard --logdir`` with a space in the path, pasted into a shell, opened another folder."""
+    import shlex
+
+    from litlab.summarize import main
+
+    s = tmp_path / "my sweep"
+    _job(s, "0", 0.001, {"status": "completed", "val/acc": 0.9, "optimized_metric": "val/acc"})
+    main([str(s)])
+    line = next(x for x in capsys.readouterr().out.splitlines() if "tensorboard --logdir" in x)
+    assert shlex.split(line.split("open in TensorBoard: ", 1)[1]) == ["tensorboard", "--logdir",
+                                                                      str(s / "tensorboard_summary")]

@@ -23,6 +23,7 @@ import lightning.pytorch as L
 import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from lightning.fabric.utilities.distributed import _set_num_threads_if_needed
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
@@ -104,8 +105,10 @@ class RunDirLauncher(_SubprocessScriptLauncher):
 
 
 def use_run_dir_launcher(trainer: L.Trainer) -> None:
-    """Swaps Lightning's script launcher for ``RunDirLauncher`` when the run is under Hydra."""
+    """Swaps Lightning's script launcher for ``RunDirLauncher`` when the run is under Hydra; under
+    torchrun or SLURM the ranks' run folders are compared instead (``compare_run_dirs_after_setup``)."""
     strategy = trainer.strategy
+    compare_run_dirs_after_setup(strategy)
     launcher = getattr(strategy, "_launcher", None)
     if type(launcher) is _SubprocessScriptLauncher and HydraConfig.initialized():
         # the strategy reads its launcher from this private field at fit/test time
@@ -125,12 +128,14 @@ def _reap_children(wait_s: float) -> None:
 
 
 @contextmanager
-def distributed_job() -> Iterator[None]:
+def distributed_job(trainer_cfg: Any = None) -> Iterator[None]:
     """Around one job: quiet file logs on ranks > 0; afterwards end the process group, wait for
     the child ranks and restore the launch environment, so the next job of a sweep starts clean.
 
     An error that came from a lost or hung rank is raised again as a ``LostRankError`` that names
-    the rank and says how to resume.
+    the rank and says how to resume; one of ranks that never joined (the process group's setup
+    timed out) as one that says how many were expected (from ``trainer_cfg``) and why they may
+    be missing, on every rank.
     """
     saved = {k: os.environ.get(k) for k in LAUNCH_ENV}
     if not is_rank_zero():
@@ -141,7 +146,7 @@ def distributed_job() -> Iterator[None]:
         yield
         failed = False
     except Exception as e:
-        lost = _explain(e)
+        lost = _explain(e, trainer_cfg)
         if lost is not None:
             raise lost from e
         raise
@@ -158,7 +163,9 @@ def distributed_job() -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _explain(error: Exception) -> rank_faults.LostRankError | None:
+def _explain(error: Exception, trainer_cfg: Any = None) -> rank_faults.LostRankError | None:
+    if not (dist.is_available() and dist.is_initialized()) and rank_faults.is_rendezvous_timeout(error):
+        return rank_faults.LostRankError(rank_faults.ranks_never_joined_message(error, trainer_cfg))
     try:
         hc = HydraConfig.get()
     except ValueError:
@@ -177,25 +184,55 @@ def _drop_file_logs() -> None:
             handler.close()
 
 
-def check_shared_run_dir() -> None:
-    """Ranks started by torchrun or SLURM must be told the one run directory they share.
-
-    Each process composes its own config; without ``hydra.run.dir`` each would make its own
-    timestamped folder.
-    """
-    if launched_rank() == 0 and int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", 1))) <= 1:
-        return
-    if "LOCAL_WORLD_SIZE" in os.environ and "TORCHELASTIC_RUN_ID" not in os.environ:
-        return  # one of RunDirLauncher's children: it got hydra.run.dir
+def configured_run_dir() -> str | None:
+    """This process's ``hydra.run.dir`` as its config resolved it (None outside a Hydra run job)."""
     try:
         hc = HydraConfig.get()
     except ValueError:
+        return None
+    return None if hc.mode == RunMode.MULTIRUN else str(hc.run.dir)
+
+
+def check_same_run_dirs(run_dirs: list[str | None]) -> None:
+    """Every rank (by index) must have been given one run folder; otherwise a paragraph naming them."""
+    if len(set(run_dirs)) <= 1:
         return
-    if hc.mode == RunMode.RUN and not any(o.startswith("hydra.run.dir=") for o in hc.overrides.hydra):
-        raise LitlabError(
-            "hydra.run.dir: this process is one rank of a multi-process run started by torchrun or SLURM, "
-            "and every rank must write into the same run directory. Pass the same "
-            "hydra.run.dir=outputs/runs/<name> to every rank (see docs/scaling.md).")
+    ranks_of: dict[str | None, list[str]] = {}
+    for rank, run_dir in enumerate(run_dirs):
+        ranks_of.setdefault(run_dir, []).append(str(rank))
+    which = "; ".join(f"rank{'s' if len(r) > 1 else ''} {', '.join(r)} got {d}" for d, r in ranks_of.items())
+    raise LitlabError(
+        f"hydra.run.dir differs between the ranks of this run ({which}), but every rank must write into "
+        f"one run folder, so every rank was stopped before training. A path that each node works out for "
+        f"itself (${{now:...}} in it, or the shell's $(date)) can resolve differently on different nodes. "
+        f"Pass one literal folder to every rank, e.g. hydra.run.dir=outputs/runs/<name> (docs/scaling.md).")
+
+
+def check_ranks_share_run_dir() -> None:
+    """Once the process group exists: every rank compares its ``hydra.run.dir`` with the others'
+    and all fail together, so no rank is left waiting for one that stopped."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    run_dirs: list[str | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(run_dirs, configured_run_dir())
+    check_same_run_dirs(run_dirs)
+
+
+def compare_run_dirs_after_setup(strategy) -> None:
+    """Under torchrun or SLURM every rank composes its own config, so the ranks' run folders are
+    compared right after the strategy sets up the process group (and the device, which nccl's
+    all-gather needs), before training writes a log or checkpoint. Lightning's own child ranks are given
+    rank 0's folder, and every rank of a run has the same kind of cluster environment, so either
+    all ranks compare or none does."""
+    if not isinstance(getattr(strategy, "cluster_environment", None), (TorchElasticEnvironment, SLURMEnvironment)):
+        return
+    setup_environment = strategy.setup_environment
+
+    def setup_then_compare() -> None:
+        setup_environment()
+        check_ranks_share_run_dir()
+
+    strategy.setup_environment = setup_then_compare
 
 
 def scale_facts(trainer: L.Trainer, batch_size: int) -> dict:

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from litlab.errors import LitlabError
 from litlab.file_only_logs import FILE_ONLY
@@ -48,8 +49,9 @@ def how_it_ended(returncode: int) -> str:
 def resume_hint(run_dir: Path, entry: str) -> str:
     """What the user can do next: resume from ``last.ckpt`` when training wrote one."""
     if entry == "train" and (Path(run_dir) / "checkpoints" / "last.ckpt").is_file():
-        return ("checkpoints/last.ckpt holds the last finished epoch; resume with: python -m litlab.train "
-                f"ckpt_path=last hydra.run.dir={run_dir} <same overrides>")
+        from litlab.callbacks.interruption import resume_command
+
+        return f"checkpoints/last.ckpt holds the last finished epoch; resume with: {resume_command(Path(run_dir))}"
     return "No checkpoint of this run can be resumed; start it again."
 
 
@@ -78,6 +80,42 @@ def _is_collective_timeout(error: BaseException) -> bool:
     # gloo words it as "Timed out waiting 20000ms for recv" or "Application timeout caused pair closure"
     text = str(error).lower()
     return ("timed out" in text or "timeout" in text) and "dataloader" not in text
+
+
+def is_rendezvous_timeout(error: BaseException) -> bool:
+    """torch's store timing out while the process group is set up (``DistStoreError: Timed out after
+    121 seconds waiting for clients. 1/2 clients joined``, or a client's ``DistNetworkError`` that
+    timed out connecting): the other ranks never came. Other store errors (a port in use) are not."""
+    import torch.distributed as dist
+
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:  # a chain can loop back on itself
+        seen.add(id(error))
+        if isinstance(error, (dist.DistStoreError, dist.DistNetworkError)) and _is_collective_timeout(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _expected_ranks(trainer: Any) -> str:
+    """``trainer.num_nodes=2 x trainer.devices=1 = 2 processes``, as far as the config tells."""
+    num_nodes = (trainer.get("num_nodes") if trainer is not None else None) or 1
+    devices = trainer.get("devices", 1) if trainer is not None else 1
+    known = isinstance(devices, int) and not isinstance(devices, bool) and devices > 0
+    world = f" = {num_nodes * devices} processes" if known else " processes"
+    return f"trainer.num_nodes={num_nodes} x trainer.devices={devices}{world}"
+
+
+def ranks_never_joined_message(error: BaseException, trainer: Any) -> str:
+    """Why a run's processes never all met, and the usual reasons, in one paragraph."""
+    torch_says = " ".join(str(error).split())
+    return (f"{_expected_ranks(trainer)} were expected to start this run together, but the others never joined "
+            f"within trainer.strategy.timeout ({torch_says}). Usual causes: under "
+            f"SLURM the command must be started with srun, one task per device (srun python -m litlab.train ...), "
+            f"not run directly in the batch script; under torchrun it must be started on every node with the same "
+            f"--nnodes, --master-addr and --master-port; or another node failed before training began: look at "
+            f"that node's own output (a resume, for example, needs the run folder with checkpoints/last.ckpt on "
+            f"every node).")
 
 
 def explain(error: Exception, children: dict[int, subprocess.Popen], run_dir: Path, entry: str,

@@ -9,6 +9,8 @@ checkpoint, as do the class names. Results go to ``predictions.csv`` in the run 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -58,8 +60,8 @@ def check_takes_image_files(path: Path, predictor: Predictor) -> None:
 
 
 def check_output(out: Path, inputs: dict[str, Path] | None = None) -> None:
-    """``output=``: a file path whose folder exists or can be made, and not one of the command's own
-    files (``inputs``: key -> path), checked before any work."""
+    """``output=``: a file path whose folder exists or can be made and takes new files, and not one
+    of the command's own files (``inputs``: key -> path), checked before any work."""
     for key, path in (inputs or {}).items():
         if out.exists() and path.exists() and out.resolve() == path.resolve():
             raise LitlabError(f"output={out} is the {key} file; writing the CSV there would destroy it. Give "
@@ -71,11 +73,59 @@ def check_output(out: Path, inputs: dict[str, Path] | None = None) -> None:
         # an earlier predict's CSV is replaced (a rerun); any other file (a run's metrics.json, data) is kept
         raise LitlabError(f"output={out} exists and is not a predictions CSV of litlab.predict; writing there would "
                           f"destroy it. Give a new path, e.g. output={out.with_name('predictions.csv')}.")
+    check_no_file_above(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise LitlabError(f"output={out}: its folder {out.parent} cannot be made ({e.strerror or e}). "
                           f"Give a path in a folder that exists or can be created.") from None
+    check_folder_writable(out)
+
+
+def check_no_file_above(out: Path) -> None:
+    """A file where ``output=``'s folder (or one above it) should be: making the folder fails with
+    "File exists", which says nothing about which one is in the way."""
+    above = out.absolute().parent
+    while not os.path.lexists(above) and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise LitlabError(f"output={out}: {above} is a file, not a folder, so the CSV cannot be written under it. "
+                          f"Give a path in a folder, e.g. output={above.parent / 'predictions.csv'}.")
+
+
+def check_folder_writable(out: Path) -> None:
+    """``output=``'s folder takes a new file (a probe, created and removed): a read-only folder
+    failed only at the CSV's first write, after the model was loaded, with a bare OSError."""
+    try:
+        with tempfile.TemporaryFile(dir=out.parent):
+            pass
+    except OSError as e:
+        raise LitlabError(f"output={out}: its folder {out.parent} is not writable ({e.strerror or e}). Give a path "
+                          f"in a folder this process can write, with output=PATH.") from None
+
+
+def check_name_lengths(key: str, path: Path) -> None:
+    """Each name in ``path`` (a folder's or the file's) fits the file system's limit: a longer one
+    failed deep inside loading or writing with "[Errno 36] File name too long" and a traceback."""
+    limit = _name_max(path)
+    for name in Path(path).parts:
+        size = len(os.fsencode(name))
+        if size > limit:
+            raise LitlabError(f"{key}={path}: a name in this path is too long ({size} bytes, starting "
+                              f"{name[:20]}...), longer than the {limit} bytes the file system takes per file or "
+                              f"folder name. Give {key}= a path with shorter names.")
+
+
+def _name_max(path: Path) -> int:
+    """The longest name (in bytes) that the file system holding ``path`` takes; 255 where it does not say."""
+    folder = Path(path).absolute().parent
+    while not os.path.isdir(folder) and folder != folder.parent:
+        folder = folder.parent
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or the name is unknown
+        return 255
+    return limit if limit > 0 else 255  # -1: no limit known
 
 
 def _is_predictions_csv(path: Path) -> bool:
@@ -93,12 +143,15 @@ def predict(cfg: DictConfig) -> dict:
         if not cfg.get(key):
             raise LitlabError(f"{key} is required: python -m litlab.predict ckpt_path=outputs/runs/<run>/checkpoints/"
                               f"best.ckpt input=IMAGE|FOLDER|FILE.npz")
+    for key in ("ckpt_path", "input", "output"):
+        if cfg.get(key):
+            check_name_lengths(key, Path(cfg[key]))
     top_k = check_positive_int("top_k", cfg.get("top_k", 3))
     batch_size = check_positive_int("batch_size", cfg.get("batch_size", 64))
-    predictor = load_predictor(str(cfg.ckpt_path), pick_device(str(cfg.get("device", "auto"))))
     run_dir = Path(cfg.paths.output_dir)
     out = Path(cfg.output) if cfg.get("output") else run_dir / "predictions.csv"
-    check_output(out, {"ckpt_path": Path(cfg.ckpt_path), "input": Path(cfg.input)})
+    check_output(out, {"ckpt_path": Path(cfg.ckpt_path), "input": Path(cfg.input)})  # before the model loads
+    predictor = load_predictor(str(cfg.ckpt_path), pick_device(str(cfg.get("device", "auto"))))
     total, batches = input_batches(Path(cfg.input), predictor, batch_size)
     log.info("predicting %d input(s) from %s with %s", total, cfg.input, cfg.ckpt_path)
     with PredictionCsv(out, predictor.class_names, top_k) as rows:

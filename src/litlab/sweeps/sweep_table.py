@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import logging
 import math
@@ -69,10 +70,8 @@ def parse_value(text: str) -> float | int | str:
 def read_jobs(sweep_dir: Path) -> list[Job]:
     """Every job folder under ``sweep_dir`` (one with ``.hydra/overrides.yaml`` or ``metrics.json``)."""
     sweep_dir = Path(sweep_dir)
-    if not sweep_dir.is_dir():
-        raise LitlabError(f"DIR: {sweep_dir} is not a folder. Pass a multirun folder, e.g. outputs/multiruns/<time>.")
     jobs = []
-    for folder in sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for folder in _job_folders(sweep_dir):
         over_file, metrics_file = folder / ".hydra" / "overrides.yaml", folder / "metrics.json"
         if not over_file.is_file() and not metrics_file.is_file():
             continue
@@ -84,6 +83,27 @@ def read_jobs(sweep_dir: Path) -> list[Job]:
                           f"Pass the folder of a multirun, e.g. outputs/multiruns/<time>.")
     jobs.sort(key=lambda j: (len(j.name), j.name))
     return jobs
+
+
+def _job_folders(sweep_dir: Path) -> list[Path]:
+    """The visible subfolders of ``sweep_dir``, sorted. A folder that cannot be listed (a name in
+    its path too long, no permission) is a LitlabError naming it, not an OSError traceback."""
+    try:
+        if not sweep_dir.is_dir():
+            raise LitlabError(f"DIR: {sweep_dir} is not a folder. Pass a multirun folder, e.g. "
+                              f"outputs/multiruns/<time>.")
+        return sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError as e:
+        raise LitlabError(f"DIR: {sweep_dir} cannot be read ({os_reason(e)}). Pass the path of a multirun folder "
+                          f"you can read, e.g. outputs/multiruns/<time>.") from None
+
+
+def os_reason(e: OSError) -> str:
+    """Why the OS refused a path, in words; a name too long says what the limit usually is, as
+    "File name too long" alone does not say which name or how long it may be."""
+    if e.errno == errno.ENAMETOOLONG:
+        return "a name in this path is too long; the limit per file or folder name is usually 255 bytes"
+    return e.strerror or str(e)
 
 
 def read_metrics(path: Path) -> dict:
