@@ -110,6 +110,14 @@ def test_bad_input_is_one_paragraph_and_nonzero(tmp_path, args, message):
     (["model.label_smoothing=2"], "model.label_smoothing must be a number in [0, 1)"),
     (["model.optimizer.lr=-1"], "model.optimizer.lr must be a number >= 0, got -1"),
     (["trainer.max_epochs=-1"], "model.scheduler.T_max=-1: the cosine schedule needs a number of epochs"),
+    # an override without its value, a stray word: Hydra's parser said "missing EQUAL at '<EOF>'" (exit 1)
+    (["data.batch_size", "128"], "data.batch_size has no value: an override is key=value (e.g. data.batch_size=VALUE"),
+    (["--cfg", "job", "how?"], "'how?' is not an override: each argument is key=value"),
+    # batch normalization on one sample failed in the first step with two tracebacks
+    (["model=cnn", "data.batch_size=1"], "data.batch_size=1: this net has batch normalization (BatchNorm2d)"),
+    # a dict for an existing node merges into it: the error said model.net "is not a key", and its +fix merged too
+    (["model.net={_target_: litlab.models.mlp.MLP, hiddenx: 3}"],
+     "merges into the model.net that is already in the config, which has no key model.net.hiddenx"),
 ])
 def test_bad_values_are_named_in_one_paragraph(cfg_factory, args, message):
     """What the command prints for each (the checks before Hydra, then the run's own)."""

@@ -213,3 +213,21 @@ def test_eval_records_and_prints_on_rank_zero_only(trained, cfg_factory, tmp_pat
     assert 0 <= metrics["test/acc"] <= 1
     assert not (tmp_path / "ev" / "metrics.json").exists()
     assert "litlab eval of" not in capsys.readouterr().out
+
+
+def test_a_relative_data_path_is_recorded_absolute_and_eval_elsewhere_reads_it(cfg_factory, tmp_path, monkeypatch):
+    """The record kept data.path as typed: eval run in another folder read (or failed on) a file of
+    the same relative name there, and a digits run wrote a fresh copy of the digits where eval ran."""
+    work = tmp_path / "work"
+    work.mkdir()
+    write_npz(work / "arrays.npz", n=120)
+    monkeypatch.chdir(work)
+    train(cfg_factory(["model=mlp", "data=npz", "data.path=arrays.npz", "trainer.max_epochs=1"], name="rel"))
+    ckpt = json.loads((tmp_path / "rel" / "metrics.json").read_text())["best_ckpt"]
+    assert torch.load(ckpt, weights_only=False)["litlab"]["config"]["data"]["path"] == str(work / "arrays.npz")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # no arrays.npz here
+    result = evaluate(cfg_factory([f"ckpt_path={ckpt}"], name="ev_rel", config_name="eval", fast=False), [])
+    trained_acc = json.loads((tmp_path / "rel" / "metrics.json").read_text())["test/acc"]
+    assert result["test/acc"] == pytest.approx(trained_acc, abs=1e-6)

@@ -87,7 +87,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path):
     acc.Reload()
     steps = sorted({e.step for e in acc.Scalars("val/acc")})
     assert len(steps) == 4
-    # each step once: the unfinished epoch's points from before the stop are hidden (purge_step)
+    # each step once: the unfinished epoch's points from before the stop are dropped from the files
     straight_acc = EventAccumulator(str(tmp_path / "straight" / "tensorboard"))
     straight_acc.Reload()
     resumed_steps = [e.step for e in acc.Scalars("train/loss_step")]
@@ -252,6 +252,24 @@ def test_the_resume_command_reads_back_the_run_folder(tmp_path, name):
     (word,) = shlex.split(run_dir_override(run))
     parsed = OverridesParser.create().parse_override(word)
     assert parsed.key_or_group == "hydra.run.dir" and parsed.value() == str(run)
+
+
+def test_the_resume_command_carries_the_runs_own_overrides(tmp_path):
+    """metrics.json's resume said "<same overrides>": a shell redirect when pasted, and a resume
+    without the overrides is refused (the default model is another net)."""
+    import shlex
+
+    from litlab.callbacks.interruption import resume_command
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text(
+        "- model=mlp\n- data.shape=[1,8,8]\n- hydra.run.dir=elsewhere\n- ckpt_path=last\n")
+    words = shlex.split(resume_command(run))
+    assert words == ["python", "-m", "litlab.train", "model=mlp", "data.shape=[1,8,8]", "ckpt_path=last",
+                     f"hydra.run.dir={run}"]
+    (run / ".hydra" / "overrides.yaml").unlink()  # no record: says what to add
+    assert "<the run's overrides>" in resume_command(run)
 
 
 @pytest.mark.parametrize("stage,sig", [("test", signal.SIGINT), ("val", signal.SIGTERM)])

@@ -208,6 +208,19 @@ def test_an_early_stop_is_recorded(cfg_factory, tmp_path):
     assert (m["stopped_early"], m["stopped_after_epoch"], m["epochs"]) == (True, 4, 4)
 
 
+def test_a_stop_at_the_last_epochs_end_is_not_early_and_the_run_trains_on(cfg_factory, tmp_path):
+    """Early stopping that fires at the end of the last epoch ended nothing early: it recorded
+    stopped_early true, and a resume with more epochs was then refused as an early-stopped run."""
+    args = ["model=mlp", "callbacks=early_stopping", "logger=none", "callbacks.early_stopping.patience=1",
+            "callbacks.early_stopping.min_delta=2", "test=false"]
+    train(cfg_factory([*args, "trainer.max_epochs=2"]))  # the stop falls on the second (last) epoch
+    m = _metrics(tmp_path / "run")
+    assert (m["stopped_early"], m["epochs"]) == (False, 2) and "stopped_after_epoch" not in m
+    train(cfg_factory([*args, "trainer.max_epochs=4", "ckpt_path=last"]))  # the resume trains on
+    m = _metrics(tmp_path / "run")
+    assert (m["stopped_early"], m["stopped_after_epoch"], m["epochs"]) == (True, 3, 3)
+
+
 def test_an_epoch_that_early_stopping_cuts_short_keeps_its_training_figures(cfg_factory, tmp_path):
     """A stop after a mid-epoch validation in the first epoch recorded stopped_early false (Lightning's
     stopped_epoch is 0 then) and no train/loss or train/acc of the cut epoch anywhere."""

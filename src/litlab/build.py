@@ -166,6 +166,17 @@ def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes
 
 
 @torch.no_grad()
+def check_batch_norm_batch(net: torch.nn.Module, batch_size: int) -> None:
+    """Batch normalization cannot normalize a training batch of one sample: ``data.batch_size=1``
+    with a net that has it failed in the first step with two tracebacks (torch's "Expected more
+    than 1 value per channel when training")."""
+    norms = sorted({type(m).__name__ for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)})
+    if batch_size == 1 and norms:
+        raise LitlabError(f"data.batch_size=1: this net has batch normalization ({', '.join(norms)}), which cannot "
+                          f"normalize a training batch of one sample. Use data.batch_size=2 or more, or a net without "
+                          f"batch normalization (e.g. model=mlp).")
+
+
 def check_runs(net: torch.nn.Module, input_shape: tuple[int, ...], target: str, num_classes: int | None = None) -> None:
     """One sample through the net in eval mode (no state changes): settings that build a net that
     cannot run (a layer of width 0, a flag of the wrong type, images too small for a torchvision

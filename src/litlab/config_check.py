@@ -9,6 +9,7 @@ exist fails before the first job starts.
 from __future__ import annotations
 
 import itertools
+import re
 import shutil
 from pathlib import Path
 
@@ -134,6 +135,13 @@ def explain(e: BaseException, overrides: list[str], config_name: str = "train") 
         if key.startswith("hydra.sweeper.") and key.split(".")[2] in _OPTUNA_KEYS:
             return LitlabError(_optuna_only(key))
         bad = next((o for o in overrides if o.lstrip("+~").split("=")[0].endswith(key)), key)
+        nested = re.search(r"full_key: (\S+)", str(e.__cause__ or ""))
+        if nested and nested.group(1).startswith(f"{key}."):  # key={...}: a dict merges into the node there
+            return LitlabError(
+                f"{bad.split('=', 1)[0]}={{...}} merges into the {key} that is already in the config, which has no "
+                f"key {nested.group(1)}; a dict given to an existing key changes its keys, it does not replace it. "
+                f"To replace {key} as a whole, remove it first: '~{key}' '+{key}={{...}}'; to change single keys, set "
+                f"each one ({key}.NAME=VALUE).")
         return LitlabError(
             f"{bad.split('=')[0]} is not a key of the config ({text}). Check the spelling with "
             f"`python -m litlab.{config_name} --cfg job`, or add a new key with a leading +."
@@ -348,9 +356,31 @@ def is_sweep_command(argv: list[str]) -> bool:
         for a in argv if "=" in a and not a.startswith("-"))
 
 
+def check_values_given(argv: list[str], config_name: str = "train") -> None:
+    """Every override has ``=`` (``~key`` alone removes a key): ``data.batch_size 128`` or a stray
+    word got Hydra's parser message ("missing EQUAL at '<EOF>'") and exit 1."""
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        words = get_args_parser().parse_intermixed_args(argv).overrides  # flags may come between them
+    except SystemExit:  # a flag Hydra does not know: its own parser says which, as it runs
+        return
+    for word in words:
+        if "=" in word or word.startswith("~"):
+            continue
+        if re.fullmatch(r"[+]{0,2}[A-Za-z_][\w/]*(\.[\w/]+)*", word):
+            raise LitlabError(f"{word} has no value: an override is key=value (e.g. {word}=VALUE, with no "
+                              f"spaces around =); +key=value adds a key and ~key removes one. python -m "
+                              f"litlab.{config_name} --help lists the groups and keys.")
+        raise LitlabError(f"{word!r} is not an override: each argument is key=value (e.g. trainer.max_epochs=5), "
+                          f"+key=value to add a key or ~key to remove one, and a value with spaces is quoted whole "
+                          f"('key=a b'). python -m litlab.{config_name} --help lists the groups and keys.")
+
+
 def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig | None:
     """Composes the command line's overrides (each swept value once) or raises a LitlabError.
     Returns the composed config (with its ``hydra`` node) of a single run, None for a multirun."""
+    check_values_given(argv, config_name)
     overrides = overrides_of(argv)
     multirun = is_sweep_command(argv)
     try:

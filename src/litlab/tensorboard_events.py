@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 
-from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.summary.writer.record_writer import RecordWriter
 from torch.utils.tensorboard import SummaryWriter as _TorchSummaryWriter
 from torch.utils.tensorboard.writer import FileWriter
@@ -128,9 +128,53 @@ class SummaryWriter(_TorchSummaryWriter):
         if self.all_writers is None or self.file_writer is None:
             self.file_writer = _BufferedFileWriter(self.log_dir, self.flush_secs, self.filename_suffix)
             self.all_writers = {self.file_writer.get_logdir(): self.file_writer}
-            if self.purge_step is not None:  # a resumed run hides the events at or after this step
-                self.file_writer.add_event(Event(step=self.purge_step, file_version="brain.Event:2"))
-                self.file_writer.add_event(Event(step=self.purge_step,
-                                                 session_log=SessionLog(status=SessionLog.START)))
-                self.purge_step = None
         return self.file_writer
+
+
+def drop_events_from(log_dir: str | os.PathLike, step: int, skip_suffix: str = "") -> int:
+    """Removes the events at optimizer step ``step`` or later from the event files in ``log_dir``
+    (and its subfolders), for a run that resumes at ``step`` in the same folder; returns how many.
+
+    TensorBoard's own way, a ``purge_step`` marker in the new file, is read differently by each of
+    its readers: the default (Rust) server kept the events at exactly that step (the first start's
+    test results, logged at the checkpoint's step, showed beside the resumed run's), the Python
+    one ignored the marker in the first file it read (the unfinished epoch's steps twice), and the
+    legacy one kept text summaries. The files are rewritten instead, each through a copy that
+    replaces it in one rename, so a crash leaves the old file or the new one, never half of one.
+    Files whose name ends with ``skip_suffix`` are left alone.
+    """
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+
+    dropped = 0
+    for path in sorted(p for p in _event_paths(log_dir) if not (skip_suffix and p.endswith(skip_suffix))):
+        kept, gone = [], 0
+        for record in RawEventFileLoader(path).Load():
+            event = Event.FromString(record)
+            if event.HasField("file_version") or event.step < step and not event.HasField("session_log"):
+                kept.append(record)
+            else:
+                gone += 1
+        if not gone:
+            continue
+        partial = os.path.join(os.path.dirname(path), f".resume-{os.path.basename(path).replace('tfevents', 'tfe')}")
+        try:
+            with open(partial, "wb") as file:
+                writer = RecordWriter(file)
+                for record in kept:
+                    writer.write(record)
+            os.replace(partial, path)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
+            raise LitlabError(f"could not rewrite the TensorBoard events in {path} for the resume ({e.strerror or e}); "
+                              f"the file is as it was. Free space on that disk and resume again, or resume with "
+                              f"logger=csv.") from None
+        dropped += gone
+    return dropped
+
+
+def _event_paths(log_dir) -> list[str]:
+    found = []
+    for folder, _, names in os.walk(log_dir):
+        found += [os.path.join(folder, n) for n in names if "tfevents" in n]
+    return found

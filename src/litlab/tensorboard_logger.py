@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import TensorBoardLogger as _LightningTensorBoard
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
-from litlab.tensorboard_events import SummaryWriter
+from litlab.tensorboard_events import SummaryWriter, drop_events_from
 
 # the file holding a run's hparams session (settings and final metrics), replaced as a whole
 HPARAMS_SUFFIX = ".hparams"
@@ -49,6 +49,7 @@ class TensorBoardLogger(_LightningTensorBoardLogger):
         # (step, wall time of its first value, {tag: value}) not yet handed to the writer
         self._pending: tuple[int | None, float, dict[str, float]] | None = None
         self._finalized = False  # finalize() ran: later writes reopen the writer and close it again
+        self._resume_step: int | None = None  # continue_from_step's, applied when the writer opens
 
     @property
     @rank_zero_experiment
@@ -57,6 +58,9 @@ class TensorBoardLogger(_LightningTensorBoardLogger):
         if self._experiment is None:
             if self.root_dir:
                 self._fs.makedirs(self.root_dir, exist_ok=True)
+            if self._resume_step is not None and "://" not in str(self.log_dir) and Path(self.log_dir).is_dir():
+                drop_events_from(self.log_dir, self._resume_step, skip_suffix=HPARAMS_SUFFIX)
+                self._resume_step = None
             self._experiment = SummaryWriter(log_dir=self.log_dir, **self._kwargs)
         return self._experiment
 
@@ -132,10 +136,12 @@ class TensorBoardLogger(_LightningTensorBoardLogger):
 
     def continue_from_step(self, step: int) -> None:
         """The run resumes at optimizer step ``step`` in this folder: the events that an earlier run
-        wrote at that step or later (the unfinished epoch, which is trained again) are hidden from
-        TensorBoard (``SummaryWriter``'s ``purge_step``), so each step's curve point is shown once."""
+        wrote at that step or later (the unfinished epoch, which is trained again, and the earlier
+        start's test and compression results) are removed from its files before the first write
+        (``tensorboard_events.drop_events_from``), so each step shows once, from the run that
+        finished it, as in the CSV logger's ``metrics.csv``."""
         if self._experiment is None:
-            self._kwargs["purge_step"] = int(step)
+            self._resume_step = int(step)
 
     @rank_zero_only
     def finalize(self, status: str) -> None:

@@ -16,7 +16,8 @@ from lightning.pytorch.callbacks import EarlyStopping
 from omegaconf import DictConfig, OmegaConf
 
 from litlab import __version__
-from litlab.build import check_targets, build_callbacks, build_data, build_loggers, build_model, build_trainer
+from litlab.build import (build_callbacks, build_data, build_loggers, build_model, build_trainer, check_batch_norm_batch,
+                          check_targets)
 from litlab.callbacks.group import find_callback
 from litlab.callbacks.throughput import Throughput
 from litlab.compression.run import check_compression
@@ -67,6 +68,7 @@ def fit(trainer: L.Trainer, model: L.LightningModule, dm, ckpt_path: str | None,
         facts["stopped_early"] = bool(getattr(stopper, "stopped", stopper.stopped_epoch > 0))
         if facts["stopped_early"]:
             facts["stopped_after_epoch"] = stopper.stopped_epoch + 1
+        if facts["stopped_early"] and trainer.is_global_zero:  # once, not once per DDP rank
             log.info("early stopping: %s did not improve for %d validations; stopped after epoch %d",
                      stopper.monitor, stopper.patience, stopper.stopped_epoch + 1)
     throughput = find_callback(trainer, Throughput)
@@ -150,8 +152,17 @@ def partial_data(trainer_cfg: DictConfig) -> dict:
 
 
 def run_record(cfg: DictConfig, dm) -> dict:
-    """What every checkpoint carries so that eval and predict can rebuild the run (plain types only)."""
+    """What every checkpoint carries so that eval and predict can rebuild the run (plain types only).
+
+    ``data.root`` and ``data.path`` are recorded as absolute paths: a relative one (the default
+    ``./data/digits``) was read from wherever eval ran, so eval in another folder tested other data
+    of the same name, or wrote a fresh copy of the digits there, and said nothing."""
     config = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    data = config.get("data") or {}
+    for key in ("root", "path"):
+        value = data.get(key)
+        if isinstance(value, str) and value and "://" not in value and not Path(value).is_absolute():
+            data[key] = str(Path(value).absolute())
     return {"version": __version__, "config": config, "data": dm.describe()}
 
 
@@ -169,6 +180,7 @@ def train(cfg: DictConfig) -> float | None:
         seed_everything(cfg.seed)
         dm = build_data(cfg)
         model = build_model(cfg.model, dm.input_shape, dm.num_classes)
+        check_batch_norm_batch(model.net, dm.batch_size)
         model.run_record = run_record(cfg, dm)
         check_compression(cfg, model.net, dm)  # a compress method that cannot apply fails before training
         # a resume's checkpoint is checked before anything is written: a refused one changes nothing
@@ -184,6 +196,8 @@ def train(cfg: DictConfig) -> float | None:
             update_metrics(run_dir, **{k: v for k, v in metrics.items() if k != "status"})
         if cfg.get("test") and not trainer.interrupted:
             metrics.update(test(trainer, model, dm, metrics.get("best_ckpt")))
+            if getattr(dm, "test_is_val", False):  # an image folder without test/: say so beside the figures
+                metrics["test_split"] = "val"
         if trainer.is_global_zero and not trainer.interrupted:
             # training and test results are on record before compression and export, which may fail
             update_metrics(run_dir, **{k: v for k, v in metrics.items() if k != "status"})

@@ -4,6 +4,7 @@ TensorBoard, with numbers checked against the task's own accuracy."""
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from PIL import Image
@@ -12,7 +13,7 @@ from tensorboard.util.tensor_util import make_ndarray
 from litlab.callbacks.eval_report import EvalReport
 from litlab.errors import LitlabError
 from litlab.training import train
-from tests.callbacks.conftest import read_events
+from tests.callbacks.conftest import EVERYTHING, read_events
 
 
 def image(events, tag: str, index: int = -1) -> Image.Image:
@@ -92,7 +93,7 @@ def test_the_last_validation_is_drawn_when_training_ends_before_max_epochs_repor
 
 def test_a_resume_keeps_the_finished_epochs_figures_and_histograms(cfg_factory, tmp_path):
     """A validation's figures and the weight histograms sat one step after the epoch's scalars, at
-    the checkpoint's step, which a resume hides (purge_step): the last finished epoch's were lost."""
+    the checkpoint's step, which a resume drops: the last finished epoch's were lost."""
     common = ["model=mlp", "logger=tensorboard", "callbacks.eval_report.every_n_epochs=1", "logger.histograms=true",
               "test=false"]
     train(cfg_factory([*common, "trainer.max_epochs=2"], name="r"))
@@ -103,3 +104,40 @@ def test_a_resume_keeps_the_finished_epochs_figures_and_histograms(cfg_factory, 
     assert sorted(e.step for e in events.Scalars("val/acc")) == every_epoch
     assert sorted(e.step for e in events.Images("val/confusion_matrix")) == every_epoch
     assert sorted(e.step for e in events.Histograms("weights/net.layers.1.weight")) == every_epoch
+
+
+def test_a_resume_shows_only_its_own_test_and_compression_results(cfg_factory, tmp_path):
+    """The first start's test results (logged at the checkpoint's step) stayed beside the resumed
+    run's in TensorBoard, its compression results (logged at step 0) too, and TensorBoard's Python
+    reader showed the unfinished epoch's steps twice: the resume's purge marker was read differently
+    by each reader. Now the earlier events are gone from the files, whichever reader reads them."""
+    from collections import Counter
+
+    from tensorboard.backend.event_processing import plugin_event_accumulator
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+
+    common = ["model=mlp", "logger=tensorboard", "callbacks.eval_report.every_n_epochs=1"]
+    train(cfg_factory([*common, "trainer.max_epochs=2", "compress=prune", "compress.finetune.epochs=1",
+                       "compress.measure.warmup=1", "compress.measure.repeats=2"], name="r"))
+    train(cfg_factory([*common, "trainer.max_epochs=3", "ckpt_path=last"], name="r"))
+    test_acc = json.loads((tmp_path / "r" / "metrics.json").read_text())["test/acc"]
+
+    # every (tag, step) once in the files: no reader can show an earlier start's point
+    points, markers = Counter(), 0
+    for path in (tmp_path / "r" / "tensorboard").glob("events.out.tfevents.*"):
+        for event in LegacyEventFileLoader(str(path)).Load():
+            markers += event.HasField("session_log")
+            points.update((v.tag, event.step) for v in event.summary.value)
+    # ("epoch" goes with each of Lightning's logging calls: several at an epoch's step, one value)
+    assert [p for p, n in points.items() if n > 1 and p[0] != "epoch"] == []
+    assert not [tag for tag, _ in points if tag.startswith("compress")]
+    assert markers == 0  # nothing left for a reader to interpret
+
+    legacy = read_events(tmp_path / "r")
+    plugin = plugin_event_accumulator.EventAccumulator(str(tmp_path / "r" / "tensorboard"), size_guidance=EVERYTHING)
+    plugin.Reload()
+    assert [e.value for e in legacy.Scalars("test/acc")] == [pytest.approx(test_acc)]
+    assert [e.step for e in plugin.Tensors("test/acc")] == [3 * 19]
+    assert len(legacy.Tensors("test/per_class/text_summary")) == 1
+    steps = [e.step for e in plugin.Tensors("train/loss_step")]
+    assert len(steps) == len(set(steps)) == len(legacy.Scalars("train/loss_step"))

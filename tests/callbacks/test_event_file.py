@@ -124,7 +124,7 @@ def test_resumed_logger_hides_events_from_the_resume_step_on(tmp_path):
     for step in range(6, 9):
         resumed.log_metrics({"loss": 100.0 + step}, step=step)
     resumed.finalize("success")
-    # steps 6-9 of the first run are purged; the resumed run's 6-8 replace them
+    # steps 6-9 of the first run are dropped from its file; the resumed run's 6-8 replace them
     assert _scalars(tmp_path / "tb", "loss") == [(s, float(s)) for s in range(6)] + [(s, 100.0 + s) for s in range(6, 9)]
 
 

@@ -69,3 +69,17 @@ def test_epoch_lines_show_validation_only_for_epochs_that_validated(cfg_factory,
     assert len(lines) == 3
     assert ["val/acc" in line for line in lines] == [False, True, False]
     assert all("train/loss" in line for line in lines)
+
+
+@pytest.mark.parametrize("bar", ["lines", "live"])
+def test_the_run_log_file_gets_each_epochs_line_whatever_the_display(cfg_factory, caplog, monkeypatch, bar):
+    """train.log held the start-up lines only: each epoch's figures went to the console alone (and
+    a terminal's live bar leaves none behind)."""
+    from litlab.training import train
+
+    monkeypatch.setattr("sys.stdout.isatty", lambda: bar == "live", raising=False)
+    with caplog.at_level("INFO", logger="litlab.callbacks.progress"):
+        train(cfg_factory(["model=mlp", "trainer.max_epochs=2", "test=false", "logger=none"]))
+    lines = [r for r in caplog.records if r.name == "litlab.callbacks.progress"]
+    assert [r.getMessage().split("  ")[0] for r in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert all(getattr(r, "file_only", False) and "val/acc" in r.getMessage() for r in lines)

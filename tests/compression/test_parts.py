@@ -157,3 +157,22 @@ def test_lowrank_keeps_the_head_the_forward_calls_last_and_frozen_layers_frozen(
     pair = factorize(net.l1, 4)
     assert [p.requires_grad for p in pair.parameters()] == [False, False, True]  # the bias stays trainable
     assert LowRank(rank=2).check(net, SimpleNamespace(input_shape=(8,))) is None  # the data's sample finds the head
+
+
+def test_learned_scales_count_as_parameters_and_quantization_constants_do_not():
+    """A learned ``layer_scale`` (ConvNeXt) was left out of compression.json's params: the test
+    for quantization constants matched any key ending in "scale"."""
+    from litlab.compression.measure import count_params
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+            self.layer_scale = nn.Parameter(torch.full((3,), 0.5))
+            self.bn = nn.BatchNorm1d(3)
+
+    net = Scaled()
+    # batch norm: weight and bias (zeros) count, running statistics do not
+    assert count_params(net.state_dict()) == (15 + 3 + 6, 15 + 3 + 3)
+    quantized = torch.ao.nn.quantized.Linear(4, 3)  # its scale and zero_point are constants, not weights
+    assert count_params(quantized.state_dict())[0] == 15

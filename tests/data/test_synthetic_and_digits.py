@@ -170,3 +170,25 @@ def test_processes_with_other_splits_each_read_their_own(tmp_path):
     for p in procs:
         p.join(timeout=60)
     assert all(total == expected[seed] for seed, total in seen), (seen, expected)
+
+
+def test_an_evaluation_cut_to_its_first_batches_sees_every_class(data_dir):
+    """The digits' test split is stored class by class: debug=limit's two test batches held
+    classes 0-3 only, and a short run's test/acc read 0.0 beside a val/acc of 0.23."""
+    from types import SimpleNamespace
+
+    dm = DigitsDataModule(root=str(data_dir / "digits"), batch_size=64)
+    dm.setup()
+
+    def first_labels(**limits):
+        dm.trainer = SimpleNamespace(**{"world_size": 1, "fast_dev_run": False, "limit_val_batches": 1.0,
+                                        "limit_test_batches": 1.0, **limits})
+        loader = dm.test_dataloader()
+        return torch.cat([y for _, (_, y) in zip(range(2), loader)])
+
+    whole = first_labels()
+    assert set(whole.tolist()) <= {0, 1, 2, 3}  # the stored order: the whole split is read anyway
+    cut = first_labels(limit_test_batches=2)
+    assert len(cut) == 128 and set(cut.tolist()) == set(range(10))
+    assert torch.equal(cut, first_labels(limit_test_batches=2))  # the same sample every time
+    dm.trainer = None

@@ -77,6 +77,15 @@ def test_a_torchvision_net_that_needs_larger_images_says_so_when_built():
     assert net(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
 
 
+def test_a_vit_given_another_size_is_told_the_one_it_takes():
+    """The advice was to raise model.net.min_size, which cannot help a non-square or larger image."""
+    from litlab.build import check_runs
+
+    with pytest.raises(LitlabError, match=r"model\.net\.name=vit_b_32 takes 224x224 images only and would get "
+                                          r"224x448 .* data\.image_size=224 for an image folder"):
+        check_runs(TorchvisionNet((3, 8, 16), 10, name="vit_b_32", min_size=224), (3, 8, 16), "model.net")
+
+
 def test_torchvision_batch_norm_momentum_is_pytorchs_default_unless_kept():
     """mobilenet_v3_small's 0.01 left its statistics behind over a short run: test/acc 0.10 on digits."""
     def momenta(net):
@@ -96,9 +105,12 @@ def test_torchvision_batch_norm_momentum_is_pytorchs_default_unless_kept():
     (lambda: CNN((1, 8, 8), 3, channels=[]), r"model\.net\.channels is empty"),
     (lambda: TorchvisionNet((3, 8, 8), 3, min_size=-3), r"model\.net\.min_size must be a positive integer, got -3"),
     # torchvision's own keys, tried with +model.net.weights=DEFAULT: "unexpected keyword argument"
-    (lambda: TorchvisionNet((3, 8, 8), 3, weights="DEFAULT"), r"model\.net\.weights=DEFAULT: litlab trains torchvision "
-                                                               r"nets from random weights.*never does"),
+    (lambda: TorchvisionNet((3, 8, 8), 3, weights="DEFAULT"), r"model\.net\.weights=DEFAULT: litlab trains resnet18 "
+                                                               r"from random weights; it neither downloads"),
     (lambda: TorchvisionNet((3, 8, 8), 3, pretrained=True), r"model\.net\.pretrained=True"),
+    # a local file was told it "would be downloaded"; model=resnet18 said "unexpected keyword argument"
+    (lambda: TorchvisionNet((3, 8, 8), 3, weights="/tmp/w.pth"), r"weights=/tmp/w\.pth: .* nor loads them from a file"),
+    (lambda: resnet18_small((3, 8, 8), 3, pretrained=True), r"model\.net\.pretrained=True: litlab trains resnet18"),
 ])
 def test_net_settings_that_cannot_work_name_their_key(make, key):
     """A zero-width CNN and a string flag crashed in the first validation step; a zero-width MLP

@@ -16,8 +16,10 @@ class EarlyStopping(_EarlyStopping):
     end still reported ``stopped_early``. Here the configured patience stays, and a resumed run has
     not stopped yet; the count of checks without improvement and the best score carry on.
 
-    ``stopped`` is whether this callback ended the run: ``stopped_epoch`` is 0 both when it did
-    not and when it stopped in the first epoch (after a mid-epoch validation).
+    ``stopped`` is whether this callback ended the run before its end: ``stopped_epoch`` is 0 both
+    when it did not and when it stopped in the first epoch (after a mid-epoch validation), and a
+    stop at the last check of the last epoch (or at ``trainer.max_steps``) ends nothing early: that
+    run trained to the end it was given, and a resume with more epochs trains on.
     """
 
     stopped = False
@@ -25,7 +27,8 @@ class EarlyStopping(_EarlyStopping):
     def _run_early_stopping_check(self, trainer) -> None:
         before = trainer.should_stop
         super()._run_early_stopping_check(trainer)
-        self.stopped = self.stopped or (trainer.should_stop and not before)
+        if trainer.should_stop and not before and not _at_the_end(trainer):
+            self.stopped = True
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         patience = self.patience
@@ -34,3 +37,15 @@ class EarlyStopping(_EarlyStopping):
         if hasattr(self, "stopping_reason"):  # Lightning 2.6 records why it stopped
             self.stopping_reason = type(self.stopping_reason)(0)  # NOT_STOPPED
             self.stopping_reason_message = None
+
+
+def _at_the_end(trainer) -> bool:
+    """Whether training ends here anyway: ``max_steps`` reached, or the last epoch's last batch
+    (``trainer.limit_train_batches`` counted) done."""
+    loop = trainer.fit_loop.epoch_loop
+    if trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps:
+        return True
+    last_epoch = trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= trainer.max_epochs
+    # the epoch loop's own test (Lightning 2.x), else the data's end
+    epoch_done = getattr(loop, "_num_ready_batches_reached", lambda: loop.batch_progress.is_last_batch)()
+    return last_epoch and bool(epoch_done)

@@ -69,6 +69,24 @@ def run_dir_override(run_dir: Path) -> str:
     return shlex.quote(f"hydra.run.dir={value}")
 
 
+def resume_command(run_dir: Path) -> str:
+    """The command that resumes the run in ``run_dir``: its own overrides (``.hydra/overrides.yaml``,
+    without ``ckpt_path`` and ``hydra.run.dir``), shell-quoted, then ``ckpt_path=last`` and the folder.
+    A resume without them is refused (the default model is another net), and the placeholder the
+    record held (``<same overrides>``) was a shell redirect when pasted."""
+    import yaml
+
+    try:
+        overrides = yaml.safe_load((Path(run_dir) / ".hydra" / "overrides.yaml").read_text()) or []
+    except (OSError, yaml.YAMLError):
+        overrides = None
+    if not isinstance(overrides, list):
+        return f"python -m litlab.train <the run's overrides> ckpt_path=last {run_dir_override(run_dir)}"
+    kept = [str(o) for o in overrides
+            if str(o).lstrip("+~").split("=", 1)[0] not in ("ckpt_path", "hydra.run.dir")]
+    return " ".join(["python -m litlab.train", *map(shlex.quote, kept), "ckpt_path=last", run_dir_override(run_dir)])
+
+
 class Interruption(L.Callback):
     """Ctrl-C (SIGINT) and SIGTERM (sent by schedulers before pre-emption, or ``kill``) stop the
     run at the end of a batch, never in the middle of one; a second signal stops at once.
@@ -201,7 +219,7 @@ class Interruption(L.Callback):
             return
         last = self.run_dir / "checkpoints" / "last.ckpt"
         if last.is_file():
-            resume = f"python -m litlab.train ckpt_path=last {run_dir_override(self.run_dir)} <same overrides>"
+            resume = resume_command(self.run_dir)
         else:  # stopped before the first epoch's end: nothing to resume from, the folder may start over
             resume = (f"no checkpoint yet, nothing to resume; start over in a new folder (or delete {self.run_dir} "
                       f"first)")

@@ -50,8 +50,8 @@ def epoch_step(trainer: L.Trainer) -> int:
     """The step at which Lightning logs a validation's and an epoch's values: the last optimizer
     step before them (Lightning's logging counter has not counted it yet at validation time, and
     has at the epoch's end; ``global_step`` has at both). Figures and histograms go there too: one
-    step per epoch on every TensorBoard tab, and a resume's ``purge_step`` (the checkpoint's step,
-    one past it) leaves the finished epoch's alone."""
+    step per epoch on every TensorBoard tab, and a resume, which drops the events at the
+    checkpoint's step (one past it) and later, leaves the finished epoch's alone."""
     return max(trainer.global_step - 1, 0)
 
 

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 
 from litlab.errors import LitlabError
+from litlab.file_only_logs import FILE_ONLY
+
+log = logging.getLogger(__name__)
+
+
+def epoch_line(trainer, validated: bool) -> str:
+    """``epoch 3/20  train/loss ...  val/acc ...``: the epoch's figures, validation ones only for an
+    epoch that validated. Also written to the run's log file, whichever progress display runs."""
+    metrics = trainer.callback_metrics
+    keys = ("train/loss", "train/acc") + (("val/loss", "val/acc") if validated else ())
+    shown = [f"{key} {float(metrics[key]):.4f}" for key in keys if metrics.get(key) is not None]
+    return f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  " + "  ".join(shown)
 
 
 class EpochLines(ProgressBar):
@@ -31,18 +44,13 @@ class EpochLines(ProgressBar):
         # collective; read on rank 0 alone, DDP deadlocks. So is finishing an epoch cut short.
         if hasattr(pl_module, "finish_train_epoch"):
             pl_module.finish_train_epoch()
-        metrics = trainer.callback_metrics
-        if not (self._enabled and trainer.is_global_zero):
+        trainer.callback_metrics  # noqa: B018 (the read that reduces, on every rank)
+        if not trainer.is_global_zero:
             return
-        shown = []
-        keys = ("train/loss", "train/acc")
-        if self._validated_epoch == trainer.current_epoch:  # validation figures only for an epoch that validated
-            keys += ("val/loss", "val/acc")
-        for key in keys:
-            value = metrics.get(key)
-            if value is not None:
-                shown.append(f"{key} {float(value):.4f}")
-        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  " + "  ".join(shown), flush=True)
+        line = epoch_line(trainer, self._validated_epoch == trainer.current_epoch)
+        if self._enabled:
+            print(line, flush=True)
+        log.info(line, extra=FILE_ONLY)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:
@@ -65,6 +73,17 @@ class LiveBar(RichProgressBar):
     def __init__(self, refresh_rate: int = 10, **kwargs):
         super().__init__(refresh_rate=refresh_rate, **kwargs)
         self._next_update = 0.0
+        self._validated_epoch: int | None = None
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not trainer.sanity_checking:
+            self._validated_epoch = trainer.current_epoch
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if trainer.is_global_zero:  # the bar leaves no line behind: the run's log file gets one
+            log.info(epoch_line(trainer, self._validated_epoch == trainer.current_epoch), extra=FILE_ONLY)
 
     def _due(self, batch_idx: int, total: int | float) -> bool:
         now = time.monotonic()

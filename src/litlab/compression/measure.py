@@ -15,8 +15,11 @@ from torch import Tensor, nn
 from litlab.compression import quant_backend
 from litlab.errors import check_positive_int
 
-# state-dict entries that are statistics or quantization constants, not learned weights
-_NOT_PARAMS = re.compile(r"(running_mean|running_var|num_batches_tracked|scale(_\d+)?|zero_point(_\d+)?)$")
+# state-dict entries that are statistics, not learned weights
+_STATISTICS = re.compile(r"(^|\.)(running_mean|running_var|num_batches_tracked)$")
+# quantization constants come in pairs (``x.scale`` beside ``x.zero_point``); a learned ``layer_scale``
+# or a ``scale`` without its zero point is a weight
+_QUANT_CONSTANT = re.compile(r"(^|\.)(scale|zero_point)(_\d+)?$")
 
 
 @dataclass
@@ -43,11 +46,20 @@ def weight_tensors(state: dict) -> list[Tensor]:
     """The learned tensors of a state dict (float or int8), packed Linear params included."""
     out: list[Tensor] = []
     for key, value in state.items():
-        if _NOT_PARAMS.search(key):
+        if _STATISTICS.search(key) or _is_quant_constant(key, state):
             continue
         values = value if isinstance(value, (tuple, list)) else (value,)
         out += [v for v in values if isinstance(v, Tensor) and (v.is_floating_point() or v.is_quantized)]
     return out
+
+
+def _is_quant_constant(key: str, state: dict) -> bool:
+    match = _QUANT_CONSTANT.search(key)
+    if match is None:
+        return False
+    stem, name, number = key[:match.start(2)], match.group(2), match.group(3) or ""
+    partner = "zero_point" if name == "scale" else "scale"
+    return f"{stem}{partner}{number}" in state
 
 
 def count_params(state: dict) -> tuple[int, int]:

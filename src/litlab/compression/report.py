@@ -58,8 +58,10 @@ def metrics_fields(report: dict) -> dict:
     return fields
 
 
-def write(run_dir: Path, report: dict, loggers: list) -> dict:
-    """Writes compression.json and logs to TensorBoard; returns the metrics.json fields."""
+def write(run_dir: Path, report: dict, loggers: list, step: int = 0) -> dict:
+    """Writes compression.json and logs to TensorBoard at optimizer step ``step`` (the trained
+    run's last, where its test results are, so that a resume drops them together); returns the
+    metrics.json fields."""
     write_json(Path(run_dir) / "compression.json", report)
     text = table(report)
     log.info("compression report (%s):\n%s", Path(run_dir) / "compression.json", text)
@@ -69,9 +71,9 @@ def write(run_dir: Path, report: dict, loggers: list) -> dict:
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             writer = logger.experiment
-            writer.add_text("compression", text)
+            writer.add_text("compression", text, step)
             for key, value in fields.items():
                 if isinstance(value, (int, float)):
-                    writer.add_scalar(key, value)
+                    writer.add_scalar(key, value, step)
             writer.flush()
     return fields

@@ -124,4 +124,5 @@ def _compress(cfg: DictConfig, model, trained: nn.Module, dm, run_dir: Path, log
         "measure": vars(method.measure),
         "extra": ctx.extra,
     }
-    return report.write(run_dir, result, loggers)
+    trainer = getattr(model, "_trainer", None)
+    return report.write(run_dir, result, loggers, step=trainer.global_step if trainer is not None else 0)

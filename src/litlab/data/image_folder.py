@@ -145,8 +145,10 @@ class ImageFolderDataModule(ClassificationData):
         self._check_every_class_kept(_labels(train), listed["train"][1], classes)
         test = parts.get("test")
         if test is None:
-            log.warning("data.root has no test/ folder: testing on the validation split")
+            log.warning("data.root has no test/ folder: testing on the validation split, which also picks "
+                        "best.ckpt, so test/* are validation figures (metrics.json: test_split val)")
             test = val
+        self.test_is_val = test is val
         sample = self._stats_sample(train)
         mean, std = stats_or_given(sample, "image", self.mean, self.std, "data")
         shape = tuple(sample.shape[1:])

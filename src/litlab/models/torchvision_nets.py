@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import torchvision
 from torch import Tensor, nn
 
@@ -16,9 +18,19 @@ def _image_only(name: str, input_shape: tuple[int, ...]) -> None:
         )
 
 
-def resnet18_small(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+def _no_pretrained(name: str, weights, pretrained) -> None:
+    """torchvision's own ``weights``/``pretrained`` keys, which users try first, refused in one paragraph."""
+    for key, value in (("weights", weights), ("pretrained", pretrained)):
+        if value not in (None, False):
+            raise LitlabError(
+                f"model.net.{key}={value}: litlab trains {name} from random weights; it neither downloads pretrained "
+                f"weights (nothing is fetched at run time) nor loads them from a file. Leave model.net.{key} out.")
+
+
+def resnet18_small(input_shape: tuple[int, ...], num_classes: int, weights=None, pretrained=None) -> nn.Module:
     """torchvision's ResNet-18 with a 3x3 stride-1 stem and no max pool, so 8x8 to 32x32
     images keep enough resolution through the four stages; random init (no downloads)."""
+    _no_pretrained("resnet18", weights, pretrained)
     _image_only("resnet18", input_shape)
     net = torchvision.models.resnet18(weights=None, num_classes=num_classes)
     net.conv1 = nn.Conv2d(input_shape[0], 64, kernel_size=3, stride=1, padding=1, bias=False)
@@ -47,11 +59,7 @@ class TorchvisionNet(nn.Module):
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, name: str = "resnet18", min_size: int = 32,
                  bn_momentum: float | None = 0.1, weights=None, pretrained=None):
         super().__init__()
-        for key, value in (("weights", weights), ("pretrained", pretrained)):
-            if value not in (None, False):  # torchvision's own keys, which users try first
-                raise LitlabError(
-                    f"model.net.{key}={value}: litlab trains torchvision nets from random weights. Pretrained "
-                    f"weights would be downloaded at run time, which litlab never does; leave model.net.{key} out.")
+        _no_pretrained(name, weights, pretrained)
         _image_only(name, input_shape)
         available = torchvision.models.list_models(module=torchvision.models)
         if name not in available:
@@ -79,6 +87,13 @@ class TorchvisionNet(nn.Module):
         """What ``litlab.build.check_runs`` says when a sample of ``input_shape`` does not go
         through: several torchvision nets need larger images than ``min_size`` gives them."""
         size = self.upsample_to or tuple(input_shape[1:])
+        fixed = re.search(r"Expected (\d+) but got", str(error))  # ViTs take one size only
+        if fixed:
+            side = fixed.group(1)
+            return (f"model.net.name={self.name} takes {side}x{side} images only and would get {size[0]}x{size[1]} "
+                    f"({type(error).__name__}: {str(error).splitlines()[0][:160]}). Give it square images: "
+                    f"data.image_size={side} for an image folder, data.shape=[C,{side},{side}] for synthetic images, or "
+                    f"model.net.min_size={side} for square images smaller than that; or pick another net.")
         return (f"model.net.name={self.name} cannot take {size[0]}x{size[1]} images ({type(error).__name__}: "
                 f"{str(error).splitlines()[0][:160]}). Raise model.net.min_size (the size smaller inputs are upsampled "
                 f"to; ViTs and MaxViT need 224, Inception 75, AlexNet 63) or pick another net.")
