@@ -1,9 +1,10 @@
 """Checks of a composed config's values before any work: every ``${...}`` resolves, the keys a
-command cannot run without are there, switches are booleans, and Hydra settings litlab does not
-support are refused."""
+command cannot run without are there, switches are booleans, paths are ones litlab can use as
+written (no empty root, no ``~``), and Hydra settings litlab does not support are refused."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -17,6 +18,12 @@ REQUIRED = {"train": ("seed", "model", "data", "trainer"), "eval": (), "predict"
 SWITCHES = {"train": ("test",), "eval": (), "predict": ()}
 # interpolations only Hydra's running job can resolve (its output folder, the time)
 _RUNTIME_ONLY = "HydraConfig was not set"
+# keys that name a file or folder, besides every paths.* key (the command's own ones: predict's input and output)
+PATH_KEYS = {"train": ("data.root", "data.path", "ckpt_path"),
+             "eval": ("data.root", "data.path", "ckpt_path"),
+             "predict": ("ckpt_path", "input", "output")}
+# the run's and the sweep's folder, checked after paths.* (they are made of paths.log_dir by default)
+HYDRA_PATH_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
 
 
 def check_values(cfg: DictConfig, config_name: str) -> None:
@@ -41,6 +48,64 @@ def check_values(cfg: DictConfig, config_name: str) -> None:
             "paths.data_dir) from the folder the command starts in and writes every output into the run's folder "
             "itself, so changing into it would look for the data in the wrong place. Leave hydra.job.chdir out."
         )
+    check_root_dir(cfg)
+    check_no_home_paths(cfg, config_name)
+
+
+def check_root_dir(cfg: DictConfig) -> None:
+    """An empty ``paths.root_dir`` made ``paths.data_dir`` /data and ``paths.log_dir`` /outputs, at
+    the file system's root: ``${oc.env:LITLAB_ROOT,.}`` gives '' (not the default) for a variable set
+    but empty, as ``export LITLAB_ROOT=$SCRATCH`` does where SCRATCH is not set."""
+    root = _resolved(cfg, "paths.root_dir")
+    if root != "":
+        return
+    if os.environ.get("LITLAB_ROOT") == "" and "LITLAB_ROOT" in str(_raw(cfg, "paths.root_dir")):
+        raise LitlabError(
+            "LITLAB_ROOT is set but empty, so paths.root_dir (${oc.env:LITLAB_ROOT,.}) is '' and the data and the "
+            "outputs would go to /data and /outputs at the file system's root; an empty one is often a variable "
+            "that was not set, as in export LITLAB_ROOT=$SCRATCH. Unset it (unset LITLAB_ROOT) to work in the "
+            "current folder, or give it a folder (export LITLAB_ROOT=DIR)."
+        )
+    raise LitlabError(
+        "paths.root_dir is empty, so the data and the outputs would go to /data and /outputs at the file system's "
+        "root. Give it a folder (paths.root_dir=DIR), or leave it out to work in the current folder."
+    )
+
+
+def check_no_home_paths(cfg: DictConfig, config_name: str) -> None:
+    """A path that starts with ``~`` reached litlab as written (quoted, or from zsh after ``=``): a run
+    folder ``~/runs`` became a folder named ``~`` in the current one, which a later ``rm -rf ~`` of
+    the user would take for the home folder, and a checkpoint ``~/x.ckpt`` was said not to exist."""
+    paths = cfg.get("paths")
+    keys = [f"paths.{k}" for k in (paths.keys() if isinstance(paths, DictConfig) else ())]
+    for key in (*keys, *PATH_KEYS.get(config_name, ()), *HYDRA_PATH_KEYS):
+        value = _resolved(cfg, key)
+        if isinstance(value, str) and value.startswith("~"):  # ~, ~/..., ~user/...: a shell's home folder
+            full = os.path.expanduser(value)
+            how = (f"Write the full path instead, {key}={full}" if full != value else
+                   f"Write the full path instead (your home folder is {os.path.expanduser('~')}), or ./{value} for a "
+                   f"name that really starts with ~")
+            raise LitlabError(
+                f"{key}={value} starts with ~, which litlab does not expand: the shell turns ~ into your home folder "
+                f"only where it stands unquoted at the start of a word, and litlab takes paths as written, so it "
+                f"would make or read a folder named ~ in the current folder. {how}."
+            )
+
+
+def _resolved(cfg: DictConfig, key: str):
+    """The value of ``key``, or None where it is missing or resolves only inside the run."""
+    try:
+        return OmegaConf.select(cfg, key, default=None)
+    except OmegaConfBaseException:
+        return None
+
+
+def _raw(cfg: DictConfig, key: str):
+    """The value of ``key`` as written (an interpolation unresolved), or None where it is missing."""
+    parent, _, name = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None, throw_on_resolution_failure=False) if parent else cfg
+    child = node._get_node(name) if isinstance(node, DictConfig) and name in node else None
+    return None if child is None else child._value()
 
 
 def check_resolvable(cfg: DictConfig, environment_elsewhere: bool = False) -> None:

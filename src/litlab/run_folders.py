@@ -4,6 +4,7 @@ one command at a time."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -26,14 +27,11 @@ def check_run_folders(cfg: DictConfig, key: str, overrides: list[str], multirun:
         out = OmegaConf.select(cfg, key)
     except OmegaConfBaseException:
         out = None  # depends on values only known inside the run; Hydra reports it there
-    try:
-        data_dir = OmegaConf.select(cfg, "paths.data_dir")
-    except OmegaConfBaseException:
-        data_dir = None
-    if data_dir and Path(data_dir).exists() and not Path(data_dir).is_dir():
-        raise LitlabError(f"paths.data_dir={data_dir} is a file, not a folder; datasets are kept (and the digits "
-                          f"written) in that folder. Give a folder with paths.data_dir=DIR.")
+    check_data_dir(cfg)
     if out:
+        log_dir = _select(cfg, "paths.log_dir")
+        if log_dir and Path(out).is_relative_to(log_dir):  # the default: outputs/runs/<time>
+            check_writable(Path(log_dir), "paths.log_dir")
         check_writable(Path(out), key)
         for name in ("checkpoints", ".hydra", "tensorboard", "csv", "export", "compressed"):
             if (Path(out) / name).exists() and not (Path(out) / name).is_dir():
@@ -58,19 +56,90 @@ def check_run_folders(cfg: DictConfig, key: str, overrides: list[str], multirun:
 
 def check_writable(path: Path, key: str) -> None:
     """The output folder (or its nearest existing parent) must be a folder this process can write."""
+    problem = path_problem(Path(path), writable=True)
+    if problem:
+        also = "" if key == "paths.log_dir" else " (or paths.log_dir=DIR)"
+        raise LitlabError(f"{key}={path} cannot hold the run's outputs: {problem}. Choose another folder "
+                          f"with {key}=DIR{also}.")
+
+
+def check_data_dir(cfg: DictConfig) -> None:
+    """``paths.data_dir`` must be a folder or one litlab can make: one that is a file, under a file, a
+    symbolic link to nowhere or with a name too long failed in a traceback as the digits were written.
+    It must be writable only where the digits are still to be written into it (a shared, read-only
+    copy of them is fine)."""
+    data_dir = _select(cfg, "paths.data_dir")
+    if not data_dir:
+        return
+    if os.path.isfile(data_dir):
+        raise LitlabError(f"paths.data_dir={data_dir} is a file, not a folder; datasets are kept (and the digits "
+                          f"written) in that folder. Give a folder with paths.data_dir=DIR.")
+    problem = path_problem(Path(data_dir), writable=_writes_digits_into(cfg, Path(data_dir)))
+    if problem:
+        raise LitlabError(f"paths.data_dir={data_dir} cannot hold the datasets litlab prepares (the digits are "
+                          f"written into it): {problem}. Give another folder with paths.data_dir=DIR.")
+
+
+def _writes_digits_into(cfg: DictConfig, data_dir: Path) -> bool:
+    """Whether the run writes the digits tree inside ``data_dir`` (data=digits, not written there yet)."""
+    data = cfg.get("data")
+    if not isinstance(data, DictConfig) or not str(data.get("_target_", "")).endswith("DigitsDataModule"):
+        return False
+    root = _select(cfg, "data.root")
+    return bool(root) and Path(root).absolute().is_relative_to(data_dir.absolute()) and not os.path.isfile(
+        Path(root) / "split.json")
+
+
+def path_problem(path: Path, writable: bool) -> str | None:
+    """Why ``path`` cannot be (made into) a folder, or None. Each of these failed in a traceback from
+    ``exists()`` or ``mkdir`` (Python 3.11 raises for a name too long, and takes a symbolic link to
+    nowhere for a missing folder, which mkdir then cannot make); ``writable``: this process must be
+    able to create files in it (or in its nearest existing parent, where it is made)."""
     existing = Path(path).absolute()
-    while not existing.exists():
+    while not os.path.lexists(existing):  # lexists, unlike Path.exists, never raises
         existing = existing.parent
-    problem = None if existing.is_dir() else f"{existing} is a file, not a folder"
-    if problem is None:
+    limit = _name_limit(existing)
+    for name in Path(path).absolute().parts:
+        if len(os.fsencode(name)) > limit:
+            return (f"the name {name} is too long: {len(os.fsencode(name))} bytes, where the file system allows at "
+                    f"most {limit} per name")
+    if os.path.islink(existing) and not os.path.exists(existing):
+        what = "a loop of symbolic links" if _stat_errno(existing) == errno.ELOOP else "a target that does not exist"
+        return f"{existing} is a symbolic link to {os.readlink(existing)}, {what}"
+    if not os.path.isdir(existing):
+        return f"{existing} is a file, not a folder"
+    if writable:
         try:
             with tempfile.TemporaryFile(dir=existing):
                 pass
         except OSError as e:
-            problem = f"{existing} is not writable ({e.strerror})"
-    if problem:
-        raise LitlabError(f"{key}={path} cannot hold the run's outputs: {problem}. Choose another folder "
-                          f"with {key}=DIR (or paths.log_dir=DIR).")
+            return f"{existing} is not writable ({e.strerror})"
+    return None
+
+
+def _stat_errno(path: Path) -> int | None:
+    """The errno of ``os.stat(path)`` (ELOOP for a loop of symbolic links), None where it succeeds."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        return e.errno
+    return None
+
+
+def _name_limit(folder: Path) -> int:
+    """The longest name (in bytes) the file system of ``folder`` allows: 255 on most."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # a link to nowhere, or not on POSIX
+        return 255
+
+
+def _select(cfg: DictConfig, key: str):
+    """The value of ``key``, or None where it resolves only inside the run (Hydra reports it there)."""
+    try:
+        return OmegaConf.select(cfg, key)
+    except OmegaConfBaseException:
+        return None
 
 
 def check_new_sweep_dir(path: Path) -> None:
@@ -127,8 +196,12 @@ def hold_run_dir(run_dir: Path, key: str) -> None:
     path = str(Path(run_dir).absolute())
     if path in _held or fcntl is None:
         return
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir, os.O_RDONLY)
+    except OSError as e:  # what check_writable did not foresee (a folder made meanwhile, a full disk)
+        raise LitlabError(f"{key}={run_dir} cannot be made into the run's folder ({e.strerror or e}). "
+                          f"Choose another folder with {key}=DIR.") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -55,8 +55,7 @@ def write_digits_tree(root: Path, val_fraction: float, test_fraction: float, see
     n_test = int(round(len(images) * test_fraction))
     n_val = int(round(len(images) * val_fraction))
     parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".digits-", dir=root.parent))
+    tmp = _new_tree_folder(root)
     try:
         for split, idx in parts.items():
             for i in idx:
@@ -78,6 +77,22 @@ def write_digits_tree(root: Path, val_fraction: float, test_fraction: float, see
         # another process won the race with an identical tree
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("Wrote the digits dataset as PNG files to %s", root)
+
+
+def _new_tree_folder(root: Path) -> Path:
+    """A temporary folder beside ``root`` for the tree to be written into. A data folder that is
+    read-only, under a file or a symbolic link to nowhere failed here in a traceback (EROFS,
+    NotADirectoryError, FileExistsError); the checks before the run catch most, not eval's."""
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".digits-", dir=root.parent))
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        raise LitlabError(
+            f"data.root={root}: the digits cannot be written there: {e.strerror or e}{where}. They go to "
+            f"${{paths.data_dir}}/digits unless data.root says otherwise: give a folder this process can write, "
+            f"with paths.data_dir=DIR (or data.root=DIR)."
+        ) from None
 
 
 def _written_split(marker: Path) -> dict | None:
