@@ -252,6 +252,11 @@ def test_npz_pixels_in_any_dtype_give_the_same_predictions_and_nan_rows_are_erro
     assert bad[0]["input"].endswith("nan.npz[x][2]") and "NaN or infinite" in bad[0]["error"]
     kept = [o for i, o in enumerate(outputs["f32"]) if i != 2]
     assert [r["label_1"] for r in rows if not r["error"]] == [label for label, _ in kept]
+    # every sample bad: the error read "the first, nan.npz[x][0], is holds NaN" and asked for an .npz
+    np.savez(tmp_path / "all_nan.npz", x=np.full_like(with_nan[:3], np.nan))
+    with pytest.raises(LitlabError, match=r"all_nan\.npz: none of its 3 sample\(s\) could be classified; the first, "
+                                          r".*all_nan\.npz\[x\]\[0\], holds NaN or infinite values\. .*lists each sample"):
+        run_predict(tmp_path / "all_nan.npz")
     assert [float(r["prob_1"]) for r in rows if not r["error"]] == pytest.approx([p for _, p in kept], abs=1e-6)
 
 

@@ -237,3 +237,20 @@ def test_a_file_that_fails_mid_epoch_is_named_in_one_paragraph(tmp_path):
     with pytest.raises(LitlabError, match=r"^data\.root: .*\.png could not be read while the run was reading its "
                                           r"images \(.*\)\. Remove or replace it"):
         dm.splits.test[0]
+
+
+def test_a_folder_without_test_says_its_test_figures_are_validation_ones(cfg_factory, tmp_path, caplog):
+    """Without test/, test/acc came from the split that also picked best.ckpt, and only a warning
+    among the start-up lines said so; the record and the summary say it now."""
+    import json
+
+    from litlab.training import train
+
+    root = write_image_folder(tmp_path / "imgs", splits=("train",), per_class=8)
+    with caplog.at_level(logging.INFO, logger="litlab.reporting.summary"):
+        train(cfg_factory(["model=mlp", "data=imagefolder", f"data.root={root}", "trainer.max_epochs=1"]))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["test_split"] == "val" and 0 <= metrics["test/acc"] <= 1
+    (summary,) = [r for r in caplog.records if r.name == "litlab.reporting.summary"]  # the log file's copy
+    assert getattr(summary, "file_only", False)
+    assert "test split:            the validation split (no test/ folder)" in summary.getMessage()

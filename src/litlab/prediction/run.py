@@ -159,6 +159,10 @@ def predict(cfg: DictConfig) -> dict:
             rows.write(names, predictor.logits(x) if x is not None else None, errors, order)
     if rows.errors and not rows.predicted:
         name, why = rows.errors[0]
+        if Path(str(cfg.input)).suffix == ".npz":  # samples of one array, not files
+            raise LitlabError(f"input={cfg.input}: none of its {len(rows.errors)} sample(s) could be classified; the "
+                              f"first, {name}, {why}. {out} lists each sample with why. Give samples the model can "
+                              f"take (finite numbers, no NaN or infinity) under key x.")
         raise LitlabError(f"input={cfg.input}: none of its {len(rows.errors)} file(s) could be classified; the first, "
                           f"{name}, is {why}. {out} lists each file with why. Give images (PNG, JPEG, ...) or an "
                           f".npz file with the samples under key x.")
