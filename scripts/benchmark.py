@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -67,30 +68,28 @@ def case_names(p: argparse.ArgumentParser, listed: str) -> list[str]:
     return names
 
 
-def blocking_file(path: Path) -> Path | None:
-    """The nearest existing path at or above ``path`` if it is not a folder (a file where a folder
-    is needed), else None: creating ``path`` as a folder would then fail."""
-    for candidate in (path, *path.parents):
-        if candidate.exists():
-            return None if candidate.is_dir() else candidate
-    return None
-
-
 def check_writable_file(p: argparse.ArgumentParser, option: str, path: Path) -> None:
-    """``path`` can be written as a file once the run ends: not a folder, and no file stands where
-    one of its folders would be created."""
+    """``path`` can be written as a file once the run ends, checked before any case runs (the JSON
+    is written last, and a bad path lost a whole run's results): not a folder, a name the file
+    system takes, and a folder that is (or can be made) writable (``litlab.run_folders.path_problem``)."""
+    from litlab.run_folders import name_limit, path_problem
+
     if path.is_dir():
         p.error(f"{option} {path}: is a folder; give a file name, e.g. {path / 'results.json'}")
-    blocker = blocking_file(path.parent)
-    if blocker is not None:
-        p.error(f"{option} {path}: {blocker} is a file, not a folder")
+    if len(os.fsencode(path.name)) > name_limit(path.parent):
+        p.error(f"{option} {path}: the file name is too long for the file system")
+    problem = path_problem(path.parent, writable=True)
+    if problem:
+        p.error(f"{option} {path}: {problem}")
 
 
 def check_folder(p: argparse.ArgumentParser, option: str, path: Path) -> None:
-    """``path`` is a folder or can be created as one."""
-    blocker = blocking_file(path)
-    if blocker is not None:
-        p.error(f"{option} {path}: {blocker} is a file, not a folder")
+    """``path`` is a folder or can be created as one, and is writable."""
+    from litlab.run_folders import path_problem
+
+    problem = path_problem(path, writable=True)
+    if problem:
+        p.error(f"{option} {path}: {problem}")
 
 
 def run_case(case: str, work: Path, tiny: bool) -> tuple[list[dict], str | None]:

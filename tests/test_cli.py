@@ -113,8 +113,10 @@ def test_bad_input_is_one_paragraph_and_nonzero(tmp_path, args, message):
     # an override without its value, a stray word: Hydra's parser said "missing EQUAL at '<EOF>'" (exit 1)
     (["data.batch_size", "128"], "data.batch_size has no value: an override is key=value (e.g. data.batch_size=VALUE"),
     (["--cfg", "job", "how?"], "'how?' is not an override: each argument is key=value"),
-    # batch normalization on one sample failed in the first step with two tracebacks
-    (["model=cnn", "data.batch_size=1"], "data.batch_size=1: this net has batch normalization (BatchNorm2d)"),
+    # batch normalization of one value per channel failed in the first step with two tracebacks
+    # (a CNN on (1, F) features keeps one position; on 8x8 digits, batch size 1 trains)
+    (["model=cnn", "data=synthetic_seq", "data.shape=[1,4]", "data.batch_size=1"],
+     "data.batch_size=1: this net's batch normalization gets one value per channel from a single sample"),
     # a dict for an existing node merges into it: the error said model.net "is not a key", and its +fix merged too
     (["model.net={_target_: litlab.models.mlp.MLP, hiddenx: 3}"],
      "merges into the model.net that is already in the config, which has no key model.net.hiddenx"),
@@ -352,3 +354,13 @@ def test_a_run_folder_in_use_by_another_command_is_refused(tmp_path):
         holder.kill()
         holder.wait()
     assert check_overrides([f"hydra.run.dir={run}"]) is not None  # free once that process has ended
+
+
+def test_the_override_check_leaves_hydras_own_flags_to_hydra(capsys):
+    """The check parsed the command line with Hydra's parser, which printed --version (and a usage
+    error) once more before Hydra printed it itself."""
+    from litlab.config_check import check_values_given
+
+    for argv in (["--version"], ["--bogus", "seed=1"], ["--help"]):
+        check_values_given(argv)
+    assert capsys.readouterr() == ("", "")

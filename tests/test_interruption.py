@@ -268,6 +268,11 @@ def test_the_resume_command_carries_the_runs_own_overrides(tmp_path):
     words = shlex.split(resume_command(run))
     assert words == ["python", "-m", "litlab.train", "model=mlp", "data.shape=[1,8,8]", "ckpt_path=last",
                      f"hydra.run.dir={run}"]
+    # a sweep job's record: its search and launcher settings would start a new sweep, not resume it
+    (run / ".hydra" / "overrides.yaml").write_text(
+        "- hparams_search=digits_optuna\n- hydra.sweeper.n_trials=4\n- hydra/launcher=submitit_local\n"
+        "- model.optimizer.lr=0.002\n")
+    assert shlex.split(resume_command(run))[3:] == ["model.optimizer.lr=0.002", "ckpt_path=last", f"hydra.run.dir={run}"]
     (run / ".hydra" / "overrides.yaml").unlink()  # no record: says what to add
     assert "<the run's overrides>" in resume_command(run)
 

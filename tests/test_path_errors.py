@@ -92,7 +92,7 @@ def test_predict_output_in_a_read_only_folder(cfg_factory, tmp_path, capsys, mon
                       name="pred", config_name="predict", fast=False)
     _read_only(monkeypatch, shelf)
     line, _ = _run(_predict, cfg, capsys)
-    assert line == (f"Error: output={out}: its folder {shelf} is not writable (Read-only file system). Give a path "
+    assert line == (f"Error: output={out}: the CSV cannot be written there: {shelf} is not writable (Read-only file system). Give a path "
                     f"in a folder this process can write, with output=PATH.")
     assert list(shelf.iterdir()) == []
 
@@ -104,5 +104,6 @@ def test_predict_output_under_a_file(cfg_factory, tmp_path, capsys):
     cfg = cfg_factory([f"ckpt_path={tmp_path / 'none.ckpt'}", f"input={tmp_path / 'in.npz'}", f"output={out}"],
                       name="pred", config_name="predict", fast=False)
     line, _ = _run(_predict, cfg, capsys)
-    assert line.startswith(f"Error: output={out}: {tmp_path / 'afile'} is a file, not a folder")
+    assert line.startswith(f"Error: output={out}: the CSV cannot be written there: {tmp_path / 'afile'} is a file, "
+                           f"not a folder")
     assert (tmp_path / "afile").read_text() == ""

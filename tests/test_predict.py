@@ -160,7 +160,7 @@ def test_rows_written_before_a_failure_are_kept(run_predict, data_dir, tmp_path,
     ("npz_float_pixels", r"holds floats from 0 to 255, but this checkpoint was trained on 8-bit pixels"),
     ("npz_wide_ints", r"holds integers from 0 to 300, but this checkpoint was trained on 8-bit pixels"),
     ("output_folder", r"output=.*out is a folder\. Give the path of the CSV file"),
-    ("output_under_a_file", r"output=.*a_file is a file, not a folder, so the CSV cannot be written under it"),
+    ("output_under_a_file", r"output=.*: the CSV cannot be written there: .*a_file is a file, not a folder"),
 ])
 def test_bad_inputs_are_one_paragraph_errors(case, match, cfg_factory, ckpt, tmp_path):
     ckpt_path, input_path, extra = ckpt, tmp_path / "in", []

@@ -77,6 +77,8 @@ def test_resume_from_last_continues_the_epoch_count(cfg_factory, tmp_path):
              r"but the data differs \(data\._target_ litlab\.data\.digits\.DigitsDataModule in the checkpoint, "
              r"litlab\.data\.synthetic\.SyntheticDataModule here; .*the run's record would mix two datasets"),
             (["trainer.max_epochs=4", "data.split_seed=7"], r"data\.split_seed 1234 in the checkpoint, 7 here"),
+            # a period apart from the run's length is a change (the stretch follows the epochs only)
+            (["trainer.max_epochs=4", "model.scheduler.T_max=7"], r"model\.scheduler\.T_max 2 in the checkpoint, 7 here"),
             (["trainer.max_epochs=2"], r"is completed and has trained 2 epoch\(s\), as many as trainer\.max_epochs=2, "
                                        r"so nothing is left to train")):
         with pytest.raises(LitlabError, match=match):
@@ -86,7 +88,8 @@ def test_resume_from_last_continues_the_epoch_count(cfg_factory, tmp_path):
     with pytest.raises(LitlabError, match=r"ckpt_path=.*last\.ckpt: the run in .*r is completed .* nothing is left"):
         train(cfg_factory(["model=mlp", f"ckpt_path={last}", "trainer.max_epochs=2"], name="elsewhere"))
     assert not (tmp_path / "elsewhere" / "metrics.json").exists()
-    again = cfg_factory(["model=mlp", "trainer.max_epochs=4", "ckpt_path=last"], name="r")
+    # T_max spelled out as the new length is the default stretch, not a change (it was refused)
+    again = cfg_factory(["model=mlp", "trainer.max_epochs=4", "model.scheduler.T_max=4", "ckpt_path=last"], name="r")
     train(again)
     m = _metrics(tmp_path / "r")
     assert m["epochs"] == 4 and m["global_step"] == 4 * 19
@@ -188,6 +191,19 @@ def test_in_a_sweep_a_misspelt_optimized_metric_fails_the_job(cfg_factory, tmp_p
     out = capsys.readouterr().out
     assert "litlab run failed:" in out and "run completed" not in out
     assert 0 < m["val/acc"] <= 1
+
+
+def test_a_resume_keeps_a_period_set_apart_from_the_epochs(cfg_factory, tmp_path):
+    """T_max=10 over 3 epochs, resumed to 5 without the override, silently became a 5-epoch period
+    (the rate fell from 0.0027 to 0.0010 in one epoch)."""
+    train(cfg_factory(["model=mlp", "trainer.max_epochs=2", "model.scheduler.T_max=10", "logger=none",
+                       "test=false"], name="t"))
+    with pytest.raises(LitlabError, match=r"model\.scheduler\.T_max 10 in the checkpoint, 3 here"):
+        train(cfg_factory(["model=mlp", "trainer.max_epochs=3", "ckpt_path=last", "logger=none", "test=false"],
+                          name="t"))
+    train(cfg_factory(["model=mlp", "trainer.max_epochs=3", "model.scheduler.T_max=10", "ckpt_path=last",
+                       "logger=none", "test=false"], name="t"))
+    assert _metrics(tmp_path / "t")["epochs"] == 3
 
 
 def test_an_early_stop_is_recorded(cfg_factory, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import logging
 import re
@@ -166,15 +167,23 @@ def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes
 
 
 @torch.no_grad()
-def check_batch_norm_batch(net: torch.nn.Module, batch_size: int) -> None:
-    """Batch normalization cannot normalize a training batch of one sample: ``data.batch_size=1``
-    with a net that has it failed in the first step with two tracebacks (torch's "Expected more
-    than 1 value per channel when training")."""
-    norms = sorted({type(m).__name__ for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)})
-    if batch_size == 1 and norms:
-        raise LitlabError(f"data.batch_size=1: this net has batch normalization ({', '.join(norms)}), which cannot "
-                          f"normalize a training batch of one sample. Use data.batch_size=2 or more, or a net without "
-                          f"batch normalization (e.g. model=mlp).")
+def check_batch_norm_batch(net: torch.nn.Module, batch_size: int, input_shape: tuple[int, ...]) -> None:
+    """Batch normalization cannot normalize one value per channel in training: ``data.batch_size=1``
+    with a net whose normalized features shrink to a single position (a 1-D CNN on short inputs)
+    failed in the first step with two tracebacks (torch's "Expected more than 1 value per channel
+    when training"). Nets that keep several positions train on one sample, so a training step of
+    one sample is tried on a copy of the net (its statistics untouched)."""
+    if batch_size != 1 or not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+        return
+    probe = copy.deepcopy(net).train()
+    try:
+        probe(torch.zeros(1, *input_shape))
+    except ValueError as e:
+        if "more than 1 value per channel" not in str(e):
+            raise
+        raise LitlabError(f"data.batch_size=1: this net's batch normalization gets one value per channel from a "
+                          f"single sample ({str(e).splitlines()[0][:160]}), which it cannot normalize in training. "
+                          f"Use data.batch_size=2 or more, or a net without batch normalization (e.g. model=mlp).") from None
 
 
 def check_runs(net: torch.nn.Module, input_shape: tuple[int, ...], target: str, num_classes: int | None = None) -> None:

@@ -8,6 +8,8 @@ exist fails before the first job starts.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import re
 import shutil
@@ -361,9 +363,10 @@ def check_values_given(argv: list[str], config_name: str = "train") -> None:
     word got Hydra's parser message ("missing EQUAL at '<EOF>'") and exit 1."""
     from hydra._internal.utils import get_args_parser
 
-    try:
-        words = get_args_parser().parse_intermixed_args(argv).overrides  # flags may come between them
-    except SystemExit:  # a flag Hydra does not know: its own parser says which, as it runs
+    try:  # quietly: Hydra's own parse, which runs next, prints --version or a usage error once
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            words = get_args_parser().parse_intermixed_args(argv).overrides  # flags may come between them
+    except SystemExit:  # --version, --help, a flag Hydra does not know: Hydra deals with them
         return
     for word in words:
         if "=" in word or word.startswith("~"):

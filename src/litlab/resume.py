@@ -90,7 +90,10 @@ def check_same_optimization(cfg: DictConfig, ckpt: dict, path) -> None:
     for part in ("optimizer", "scheduler"):
         old, new, spelled = (_flat(d.get(part), f"model.{part}") for d in (stored, here, raw))
         for key in sorted(set(old) | set(new)):
-            if "${" in str(spelled.get(key, "")) or old.get(key, _ABSENT) == new.get(key, _ABSENT):
+            if key == "model.scheduler.T_max":
+                if _same_period(old.get(key), new.get(key), ckpt, cfg):
+                    continue
+            elif "${" in str(spelled.get(key, "")) or old.get(key, _ABSENT) == new.get(key, _ABSENT):
                 continue
             changed.append(f"{key} {_shown(old.get(key, _ABSENT))} in the checkpoint, {_shown(new.get(key, _ABSENT))} "
                            f"here")
@@ -99,6 +102,18 @@ def check_same_optimization(cfg: DictConfig, ckpt: dict, path) -> None:
             f"ckpt_path={path} resumes the optimizer and learning-rate schedule saved with it, so the changed "
             f"settings ({'; '.join(changed)}) would be recorded but never applied. Resume with the run's own "
             f"model.optimizer and model.scheduler (leave those overrides out), or train a new run.")
+
+
+def _same_period(old, new, ckpt: dict, cfg: DictConfig) -> bool:
+    """Whether a resume keeps the cosine period: the same ``T_max``, or one that spans the whole
+    run on both sides (``T_max`` = ``trainer.max_epochs``, the default), which a resume with more
+    epochs stretches (``tasks/optimizers.stretch_cosine_schedule``). A period set apart from the
+    epochs (``T_max=10`` over 3 epochs) is the user's choice: resuming it without the override
+    silently became the run's length (the rate jumped), and is refused like any other change."""
+    if old == new:
+        return True
+    stored_epochs = (((ckpt.get("litlab") or {}).get("config") or {}).get("trainer") or {}).get("max_epochs")
+    return old == stored_epochs and new == cfg.trainer.get("max_epochs")
 
 
 # data.* keys a resume may change: how the same samples are loaded and augmented, not which ones

@@ -30,7 +30,10 @@ def check_run_folders(cfg: DictConfig, key: str, overrides: list[str], multirun:
     check_data_dir(cfg)
     if out:
         log_dir = _select(cfg, "paths.log_dir")
-        if log_dir and Path(out).is_relative_to(log_dir):  # the default: outputs/runs/<time>
+        if log_dir and Path(out).is_relative_to(log_dir) and not os.path.lexists(log_dir):
+            # the default outputs/runs/<time>: a problem of paths.log_dir (a name too long, a file in
+            # the way) is named as its own; an existing one is the run folder's to pass (a read-only
+            # outputs/ may hold a writable run folder)
             check_writable(Path(log_dir), "paths.log_dir")
         check_writable(Path(out), key)
         for name in ("checkpoints", ".hydra", "tensorboard", "csv", "export", "compressed"):
@@ -98,7 +101,7 @@ def path_problem(path: Path, writable: bool) -> str | None:
     existing = Path(path).absolute()
     while not os.path.lexists(existing):  # lexists, unlike Path.exists, never raises
         existing = existing.parent
-    limit = _name_limit(existing)
+    limit = name_limit(existing)
     for name in Path(path).absolute().parts:
         if len(os.fsencode(name)) > limit:
             return (f"the name {name} is too long: {len(os.fsencode(name))} bytes, where the file system allows at "
@@ -126,12 +129,17 @@ def _stat_errno(path: Path) -> int | None:
     return None
 
 
-def _name_limit(folder: Path) -> int:
-    """The longest name (in bytes) the file system of ``folder`` allows: 255 on most."""
+def name_limit(path: Path) -> int:
+    """The longest name (in bytes) the file system holding ``path`` (or its nearest existing
+    parent) allows: 255 on most, and where it does not say."""
+    folder = Path(path).absolute()
+    while not os.path.isdir(folder) and folder != folder.parent:
+        folder = folder.parent
     try:
-        return os.pathconf(folder, "PC_NAME_MAX")
+        limit = os.pathconf(folder, "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):  # a link to nowhere, or not on POSIX
         return 255
+    return limit if limit > 0 else 255  # -1: no limit known
 
 
 def _select(cfg: DictConfig, key: str):

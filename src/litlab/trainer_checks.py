@@ -123,9 +123,9 @@ def launched_world_size(num_nodes: int) -> int | None:
     """The number of processes torchrun or SLURM started, None where Lightning starts them itself.
 
     On one node only torchrun counts: there Lightning takes torchrun's processes as they are and
-    fails late, with a traceback, when their number differs from trainer.devices. A SLURM
-    allocation's task count on one node is left alone: Lightning may start its own processes
-    inside it (a plain ``python`` in a batch script).
+    fails late, with a traceback, when their number differs from trainer.devices. A SLURM task
+    count on one node is left to Lightning, which starts its own processes where it differs from
+    trainer.devices (a plain ``python`` in a batch script) and takes SLURM's tasks where it matches.
     """
     env = os.environ
     if "TORCHELASTIC_RUN_ID" in env:

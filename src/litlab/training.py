@@ -180,7 +180,7 @@ def train(cfg: DictConfig) -> float | None:
         seed_everything(cfg.seed)
         dm = build_data(cfg)
         model = build_model(cfg.model, dm.input_shape, dm.num_classes)
-        check_batch_norm_batch(model.net, dm.batch_size)
+        check_batch_norm_batch(model.net, dm.batch_size, dm.input_shape)
         model.run_record = run_record(cfg, dm)
         check_compression(cfg, model.net, dm)  # a compress method that cannot apply fails before training
         # a resume's checkpoint is checked before anything is written: a refused one changes nothing

@@ -176,3 +176,12 @@ def test_learned_scales_count_as_parameters_and_quantization_constants_do_not():
     assert count_params(net.state_dict()) == (15 + 3 + 6, 15 + 3 + 3)
     quantized = torch.ao.nn.quantized.Linear(4, 3)  # its scale and zero_point are constants, not weights
     assert count_params(quantized.state_dict())[0] == 15
+
+
+def test_fx_quantization_constants_are_not_parameters():
+    """FX's converted nets name their constants 0_input_scale_0 / 0_input_zero_point_0."""
+    from litlab.compression.measure import count_params
+
+    state = {"0_input_scale_0": torch.tensor(0.1), "0_input_zero_point_0": torch.tensor(0),
+             "fc.weight": torch.ones(3, 4), "fc.layer_scale": torch.ones(3)}
+    assert count_params(state) == (15, 15)

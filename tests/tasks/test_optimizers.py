@@ -90,6 +90,27 @@ def test_optimizer_and_scheduler_settings_are_checked_when_the_model_is_built():
         check_optimizer_settings(adamw, functools.partial(torch.optim.lr_scheduler.StepLR, step_size="abc"))
 
 
+def test_optimizers_are_probed_as_training_steps_them():
+    """L-BFGS (its step takes a closure) was refused as a model.scheduler error; SparseAdam (no dense
+    gradients) and betas=[0.9] (IndexError) failed as tracebacks or a generic message."""
+    cosine = functools.partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=3)
+    check_optimizer_settings(functools.partial(torch.optim.LBFGS), cosine)
+    with pytest.raises(LitlabError, match=r"model\.optimizer: RuntimeError: SparseAdam does not support dense"):
+        check_optimizer_settings(functools.partial(torch.optim.SparseAdam), cosine)
+    with pytest.raises(LitlabError, match=r"model\.optimizer: IndexError: list index out of range\. Check"):
+        check_optimizer_settings(functools.partial(torch.optim.Adam, betas=[0.9]), cosine)
+
+
+def test_torch_compile_arguments_it_refuses_name_model_compile():
+    """model.compile={mode: bogus} was a double traceback and exit 1."""
+    from litlab.models.speed_switches import apply_speed_switches
+
+    for args, reason in (({"mode": "bogus"}, "Unrecognized mode=bogus"),
+                         ({"bogus_arg": 1}, "unexpected keyword argument 'bogus_arg'")):
+        with pytest.raises(LitlabError, match=rf"model\.compile=.*: torch\.compile refused these arguments .*{reason}"):
+            apply_speed_switches(torch.nn.Linear(2, 2), compile=args)
+
+
 def test_mixed_precision_that_unscales_gradients_gets_an_unfused_optimizer(cfg_factory, tmp_path):
     """bf16-mixed with gradient clipping crashed at the first step: Lightning refuses to clip for
     an optimizer that unscales inside its step, as fused ones do."""

@@ -69,6 +69,12 @@ def run_dir_override(run_dir: Path) -> str:
     return shlex.quote(f"hydra.run.dir={value}")
 
 
+def _sets(override: str, *keys: str) -> bool:
+    """Whether ``override`` (``key=value``, ``+key=...``, ``~key``) sets one of ``keys`` or a key under them."""
+    key = override.lstrip("+~").split("=", 1)[0]
+    return any(key == k or key.startswith((f"{k}.", f"{k}/")) for k in keys)
+
+
 def resume_command(run_dir: Path) -> str:
     """The command that resumes the run in ``run_dir``: its own overrides (``.hydra/overrides.yaml``,
     without ``ckpt_path`` and ``hydra.run.dir``), shell-quoted, then ``ckpt_path=last`` and the folder.
@@ -82,8 +88,9 @@ def resume_command(run_dir: Path) -> str:
         overrides = None
     if not isinstance(overrides, list):
         return f"python -m litlab.train <the run's overrides> ckpt_path=last {run_dir_override(run_dir)}"
-    kept = [str(o) for o in overrides
-            if str(o).lstrip("+~").split("=", 1)[0] not in ("ckpt_path", "hydra.run.dir")]
+    # not the folder and checkpoint (given below), nor a sweep's settings (hparams_search=, hydra.*),
+    # which would start a new sweep instead of resuming this job
+    kept = [str(o) for o in overrides if not _sets(str(o), "ckpt_path", "hparams_search", "hydra")]
     return " ".join(["python -m litlab.train", *map(shlex.quote, kept), "ckpt_path=last", run_dir_override(run_dir)])
 
 

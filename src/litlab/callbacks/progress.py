@@ -81,6 +81,8 @@ class LiveBar(RichProgressBar):
             self._validated_epoch = trainer.current_epoch
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if hasattr(pl_module, "finish_train_epoch"):  # an epoch cut short records its own means (every rank)
+            pl_module.finish_train_epoch()
         super().on_train_epoch_end(trainer, pl_module)
         if trainer.is_global_zero:  # the bar leaves no line behind: the run's log file gets one
             log.info(epoch_line(trainer, self._validated_epoch == trainer.current_epoch), extra=FILE_ONLY)

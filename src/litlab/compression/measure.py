@@ -19,7 +19,7 @@ from litlab.errors import check_positive_int
 _STATISTICS = re.compile(r"(^|\.)(running_mean|running_var|num_batches_tracked)$")
 # quantization constants come in pairs (``x.scale`` beside ``x.zero_point``); a learned ``layer_scale``
 # or a ``scale`` without its zero point is a weight
-_QUANT_CONSTANT = re.compile(r"(^|\.)(scale|zero_point)(_\d+)?$")
+_QUANT_CONSTANT = re.compile(r"(^|[._])(scale|zero_point)(_\d+)?$")  # FX names them 0_input_scale_0
 
 
 @dataclass

@@ -262,7 +262,7 @@ class ClassificationData(L.LightningDataModule):
         without samples would skip the evaluation epoch and its end-of-epoch reductions).
 
         An evaluation cut to its first batches (``role``'s ``trainer.limit_*_batches``, the debug
-        presets) reads the split in a fixed random order: its samples are stored class by class,
+        presets) in one process reads the split in a fixed random order: its samples are stored class by class,
         so the first batches of the digits' test split held classes 0-3 only, and a short run's
         test/acc read 0.0 beside a val/acc of 0.23."""
         trainer = self.trainer

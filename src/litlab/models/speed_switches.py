@@ -55,5 +55,11 @@ def apply_speed_switches(net: nn.Module, channels_last: bool | str | None = Fals
     if compile:
         if not isinstance(compile, (bool, DictConfig, dict)):
             raise LitlabError(f"model.compile must be true, false or a dict of torch.compile arguments, got {compile!r}.")
-        net.compile(**({} if compile is True else OmegaConf.to_container(compile) if isinstance(compile, DictConfig)
-                       else compile))
+        args = {} if compile is True else OmegaConf.to_container(compile) if isinstance(compile, DictConfig) else compile
+        try:
+            net.compile(**args)
+        except Exception as e:  # torch checks mode, backend and keywords here: mode=bogus was a double traceback
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise LitlabError(f"model.compile={args}: torch.compile refused these arguments ({type(e).__name__}: "
+                              f"{reason[:300]}). Give torch.compile's own keywords (mode, backend, fullgraph, "
+                              f"dynamic, options), or model.compile=true for its defaults.") from None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -20,6 +19,7 @@ from litlab.prediction.checkpoint_model import Predictor, load_predictor, pick_d
 from litlab.prediction.csv_rows import PredictionCsv
 from litlab.prediction.inputs import array_batches, image_batches, list_files, read_npz
 from litlab.reporting.run_files import update_metrics
+from litlab.run_folders import name_limit, path_problem
 
 log = logging.getLogger(__name__)
 
@@ -73,59 +73,34 @@ def check_output(out: Path, inputs: dict[str, Path] | None = None) -> None:
         # an earlier predict's CSV is replaced (a rerun); any other file (a run's metrics.json, data) is kept
         raise LitlabError(f"output={out} exists and is not a predictions CSV of litlab.predict; writing there would "
                           f"destroy it. Give a new path, e.g. output={out.with_name('predictions.csv')}.")
-    check_no_file_above(out)
+    check_output_folder(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise LitlabError(f"output={out}: its folder {out.parent} cannot be made ({e.strerror or e}). "
                           f"Give a path in a folder that exists or can be created.") from None
-    check_folder_writable(out)
 
 
-def check_no_file_above(out: Path) -> None:
-    """A file where ``output=``'s folder (or one above it) should be: making the folder fails with
-    "File exists", which says nothing about which one is in the way."""
-    above = out.absolute().parent
-    while not os.path.lexists(above) and above != above.parent:
-        above = above.parent
-    if not above.is_dir():
-        raise LitlabError(f"output={out}: {above} is a file, not a folder, so the CSV cannot be written under it. "
-                          f"Give a path in a folder, e.g. output={above.parent / 'predictions.csv'}.")
-
-
-def check_folder_writable(out: Path) -> None:
-    """``output=``'s folder takes a new file (a probe, created and removed): a read-only folder
-    failed only at the CSV's first write, after the model was loaded, with a bare OSError."""
-    try:
-        with tempfile.TemporaryFile(dir=out.parent):
-            pass
-    except OSError as e:
-        raise LitlabError(f"output={out}: its folder {out.parent} is not writable ({e.strerror or e}). Give a path "
-                          f"in a folder this process can write, with output=PATH.") from None
+def check_output_folder(out: Path) -> None:
+    """``output=``'s folder must be (or become) a folder this process can write: a file in the way
+    said only "File exists", and a read-only folder failed at the CSV's first write, after the
+    model was loaded, with a bare OSError (``run_folders.path_problem``, as for a run's folder)."""
+    problem = path_problem(out.absolute().parent, writable=True)
+    if problem:
+        raise LitlabError(f"output={out}: the CSV cannot be written there: {problem}. Give a path in a folder this "
+                          f"process can write, with output=PATH.")
 
 
 def check_name_lengths(key: str, path: Path) -> None:
     """Each name in ``path`` (a folder's or the file's) fits the file system's limit: a longer one
     failed deep inside loading or writing with "[Errno 36] File name too long" and a traceback."""
-    limit = _name_max(path)
+    limit = name_limit(path)
     for name in Path(path).parts:
         size = len(os.fsencode(name))
         if size > limit:
             raise LitlabError(f"{key}={path}: a name in this path is too long ({size} bytes, starting "
                               f"{name[:20]}...), longer than the {limit} bytes the file system takes per file or "
                               f"folder name. Give {key}= a path with shorter names.")
-
-
-def _name_max(path: Path) -> int:
-    """The longest name (in bytes) that the file system holding ``path`` takes; 255 where it does not say."""
-    folder = Path(path).absolute().parent
-    while not os.path.isdir(folder) and folder != folder.parent:
-        folder = folder.parent
-    try:
-        limit = os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or the name is unknown
-        return 255
-    return limit if limit > 0 else 255  # -1: no limit known
 
 
 def _is_predictions_csv(path: Path) -> bool:

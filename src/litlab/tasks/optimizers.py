@@ -46,15 +46,22 @@ def check_optimizer_settings(optimizer: Callable[..., torch.optim.Optimizer],
     (``model.optimizer.lr=-1``, an unknown keyword) is a clear error before any data is trained on,
     not a traceback from inside Lightning's fit."""
     try:
-        probe = optimizer(params=[torch.zeros(1, requires_grad=True)])
-    except (ValueError, TypeError) as e:
+        weight = torch.zeros(1, requires_grad=True)
+        probe = optimizer(params=[weight])
+        weight.grad = torch.zeros(1)  # a dense gradient, as training gives (SparseAdam refuses one)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # a closure for the optimizers that need one (L-BFGS re-evaluates the loss)
+            probe.step(lambda: torch.zeros(())) if _takes_closure(probe) else probe.step()
+    except LitlabError:
+        raise
+    except Exception as e:  # a bad value (betas=[0.9]: IndexError), an optimizer that cannot step
         raise LitlabError(f"model.optimizer: {_one_line(e)}. Check the model.optimizer.* keys.") from None
     if scheduler is None:
         return
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            probe.step()  # no gradient: changes nothing
             built = scheduler(optimizer=probe)
             _check_period(built)
             try:
@@ -65,6 +72,12 @@ def check_optimizer_settings(optimizer: Callable[..., torch.optim.Optimizer],
     except (ValueError, TypeError) as e:
         raise LitlabError(f"model.scheduler: {_one_line(e)}. Check the model.scheduler.* keys "
                           f"(model.scheduler=null for a constant learning rate).") from None
+
+
+def _takes_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer.step`` requires a closure (L-BFGS: it re-evaluates the loss)."""
+    closure = inspect.signature(optimizer.step).parameters.get("closure")
+    return closure is not None and closure.default is inspect.Parameter.empty
 
 
 # the metric ReduceLROnPlateau schedules are stepped with (logged at every validation's end)
