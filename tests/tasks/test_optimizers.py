@@ -166,3 +166,15 @@ def test_a_one_cycle_schedule_shorter_than_the_run_fails_before_training(cfg_fac
                        "~model.scheduler.T_max", "+model.scheduler.max_lr=0.01",
                        "+model.scheduler.total_steps=${trainer.max_epochs}", "trainer.max_epochs=3"], name="ok")
     train(cfg)
+
+
+def test_a_cosine_period_shorter_than_the_run_is_named(cfg_factory, caplog):
+    """T_max=2 over 4 epochs took the rate to 0 at epoch 3 and back up, without a word."""
+    from litlab.training import train
+
+    args = ["model=mlp", "logger=none", "test=false", "trainer.max_epochs=2"]
+    with caplog.at_level("WARNING", logger="litlab.tasks.classification"):
+        train(cfg_factory([*args, "model.scheduler.T_max=1"], name="short"))
+        train(cfg_factory(args, name="default"))  # T_max follows max_epochs: no warning
+    (record,) = [r for r in caplog.records if r.name == "litlab.tasks.classification"]
+    assert record.getMessage().startswith("model.scheduler.T_max=1 is shorter than trainer.max_epochs=2: the cosine")

@@ -239,6 +239,14 @@ class Classifier(L.LightningModule):
                 f"needs the number of epochs it decays over. Leave T_max at trainer.max_epochs (the default), or "
                 f"set model.scheduler=null for a constant learning rate.")
         epochs = self._trainer.max_epochs if self._trainer is not None else None
+        period = getattr(scheduler, "T_max", None)
+        if (isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and isinstance(epochs, int)
+                and 0 < period < epochs and self._trainer.is_global_zero):
+            # torch's cosine is periodic: past T_max the rate climbs back up (T_max=2 over 4 epochs:
+            # 0.003, 0.0015, 0.0, 0.0015), and an epoch at rate 0 trains nothing
+            log.warning("model.scheduler.T_max=%s is shorter than trainer.max_epochs=%s: the cosine rate reaches its "
+                        "minimum after epoch %s and then rises again. Leave T_max at trainer.max_epochs for one "
+                        "decay over the run.", period, epochs, period)
         total = getattr(scheduler, "total_steps", None)  # OneCycleLR: a fixed number of steps, one per epoch here
         if isinstance(total, int) and isinstance(epochs, int) and epochs > total:
             raise LitlabError(
