@@ -11,6 +11,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from litlab.errors import LitlabError
+from litlab.run_folders import select_or_none
 
 # keys every training run reads; `~seed` or `~model` removed them and the run failed in a traceback
 REQUIRED = {"train": ("seed", "model", "data", "trainer"), "eval": (), "predict": ()}
@@ -56,7 +57,7 @@ def check_root_dir(cfg: DictConfig) -> None:
     """An empty ``paths.root_dir`` made ``paths.data_dir`` /data and ``paths.log_dir`` /outputs, at
     the file system's root: ``${oc.env:LITLAB_ROOT,.}`` gives '' (not the default) for a variable set
     but empty, as ``export LITLAB_ROOT=$SCRATCH`` does where SCRATCH is not set."""
-    root = _resolved(cfg, "paths.root_dir")
+    root = select_or_none(cfg, "paths.root_dir")
     if root != "":
         return
     if os.environ.get("LITLAB_ROOT") == "" and "LITLAB_ROOT" in str(_raw(cfg, "paths.root_dir")):
@@ -79,7 +80,7 @@ def check_no_home_paths(cfg: DictConfig, config_name: str) -> None:
     paths = cfg.get("paths")
     keys = [f"paths.{k}" for k in (paths.keys() if isinstance(paths, DictConfig) else ())]
     for key in (*keys, *PATH_KEYS.get(config_name, ()), *HYDRA_PATH_KEYS):
-        value = _resolved(cfg, key)
+        value = select_or_none(cfg, key)
         if isinstance(value, str) and value.startswith("~"):  # ~, ~/..., ~user/...: a shell's home folder
             full = os.path.expanduser(value)
             how = (f"Write the full path instead, {key}={full}" if full != value else
@@ -90,14 +91,6 @@ def check_no_home_paths(cfg: DictConfig, config_name: str) -> None:
                 f"only where it stands unquoted at the start of a word, and litlab takes paths as written, so it "
                 f"would make or read a folder named ~ in the current folder. {how}."
             )
-
-
-def _resolved(cfg: DictConfig, key: str):
-    """The value of ``key``, or None where it is missing or resolves only inside the run."""
-    try:
-        return OmegaConf.select(cfg, key, default=None)
-    except OmegaConfBaseException:
-        return None
 
 
 def _raw(cfg: DictConfig, key: str):

@@ -29,7 +29,7 @@ def check_run_folders(cfg: DictConfig, key: str, overrides: list[str], multirun:
         out = None  # depends on values only known inside the run; Hydra reports it there
     check_data_dir(cfg)
     if out:
-        log_dir = _select(cfg, "paths.log_dir")
+        log_dir = select_or_none(cfg, "paths.log_dir")
         if log_dir and Path(out).is_relative_to(log_dir) and not os.path.lexists(log_dir):
             # the default outputs/runs/<time>: a problem of paths.log_dir (a name too long, a file in
             # the way) is named as its own; an existing one is the run folder's to pass (a read-only
@@ -71,7 +71,7 @@ def check_data_dir(cfg: DictConfig) -> None:
     symbolic link to nowhere or with a name too long failed in a traceback as the digits were written.
     It must be writable only where the digits are still to be written into it (a shared, read-only
     copy of them is fine)."""
-    data_dir = _select(cfg, "paths.data_dir")
+    data_dir = select_or_none(cfg, "paths.data_dir")
     if not data_dir:
         return
     if os.path.isfile(data_dir):
@@ -88,7 +88,7 @@ def _writes_digits_into(cfg: DictConfig, data_dir: Path) -> bool:
     data = cfg.get("data")
     if not isinstance(data, DictConfig) or not str(data.get("_target_", "")).endswith("DigitsDataModule"):
         return False
-    root = _select(cfg, "data.root")
+    root = select_or_none(cfg, "data.root")
     return bool(root) and Path(root).absolute().is_relative_to(data_dir.absolute()) and not os.path.isfile(
         Path(root) / "split.json")
 
@@ -142,8 +142,9 @@ def name_limit(path: Path) -> int:
     return limit if limit > 0 else 255  # -1: no limit known
 
 
-def _select(cfg: DictConfig, key: str):
-    """The value of ``key``, or None where it resolves only inside the run (Hydra reports it there)."""
+def select_or_none(cfg: DictConfig, key: str):
+    """The value of ``key``, or None where it is missing or resolves only inside the run (Hydra
+    reports it there)."""
     try:
         return OmegaConf.select(cfg, key)
     except OmegaConfBaseException:
