@@ -26,7 +26,8 @@ from litlab.errors import LitlabError
 from litlab.listing import first_of
 from litlab.models.speed_switches import SPEED_SWITCHES, apply_speed_switches, runs_channels_last, undo_channels_last
 from litlab.no_profiler import NoProfiler
-from litlab.tasks.classification import Classifier
+from litlab.tasks.classification import Classifier, check_label_smoothing
+from litlab.tasks.optimizers import check_fused_setting, check_optimizer_settings
 from litlab.trainer_checks import check_trainer_config
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,25 @@ def class_listing(names: list[str], limit: int = 20) -> str | None:
     if names == [str(i) for i in range(len(names))]:
         return None
     return first_of(names, limit)
+
+
+def check_task_settings(model_cfg: DictConfig) -> None:
+    """The task's own values (``model.label_smoothing``, ``model.fused_optimizer``, the optimizer
+    and scheduler on a stand-in parameter), checked before the data is prepared, which can take
+    minutes; the task checks them again when it is built. Only keys that are there, in the form
+    litlab's task takes them (partial optimizer and scheduler), are read: a task of the user's own
+    may not have them."""
+    if "label_smoothing" in model_cfg:
+        check_label_smoothing(model_cfg.label_smoothing)
+    if "fused_optimizer" in model_cfg:
+        check_fused_setting(model_cfg.fused_optimizer)
+    optimizer, scheduler = model_cfg.get("optimizer"), model_cfg.get("scheduler")
+    if not (isinstance(optimizer, DictConfig) and optimizer.get("_partial_")):
+        return
+    make_scheduler = None
+    if isinstance(scheduler, DictConfig) and scheduler.get("_partial_"):
+        make_scheduler = instantiate(scheduler, "model.scheduler")
+    check_optimizer_settings(instantiate(optimizer, "model.optimizer"), make_scheduler)
 
 
 def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> Classifier:

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from litlab import __version__
 from litlab.build import (build_callbacks, build_data, build_loggers, build_model, build_trainer, check_batch_norm_batch,
-                          check_targets)
+                          check_targets, check_task_settings)
 from litlab.callbacks.group import find_callback
 from litlab.callbacks.throughput import Throughput
 from litlab.compression.run import check_compression
@@ -177,6 +177,7 @@ def train(cfg: DictConfig) -> float | None:
         check_trainer_config(cfg.trainer)  # devices, precision, strategy: before any data is prepared
         check_validation_runs(cfg)
         check_targets(cfg)  # every class by its _target_, likewise
+        check_task_settings(cfg.model)  # label smoothing, optimizer, scheduler: likewise
         seed_everything(cfg.seed)
         dm = build_data(cfg)
         model = build_model(cfg.model, dm.input_shape, dm.num_classes)

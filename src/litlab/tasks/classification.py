@@ -58,6 +58,12 @@ class _EpochSums:
         return (sums[0] / count).float(), (sums[1] / count).float()
 
 
+def check_label_smoothing(value) -> None:
+    """``model.label_smoothing`` is a number in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise LitlabError(f"model.label_smoothing must be a number in [0, 1), got {value!r}.")
+
+
 class Classifier(L.LightningModule):
     """Trains ``net`` to classify; logs ``{train,val,test}/loss`` and ``{train,val,test}/acc``.
 
@@ -75,8 +81,7 @@ class Classifier(L.LightningModule):
                  scheduler: Callable[..., object] | None = None, label_smoothing: float = 0.0,
                  num_classes: int | None = None, fused_optimizer: bool | str = "auto"):
         super().__init__()
-        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) or not 0 <= label_smoothing < 1:
-            raise LitlabError(f"model.label_smoothing must be a number in [0, 1), got {label_smoothing!r}.")
+        check_label_smoothing(label_smoothing)
         if not callable(optimizer):
             raise LitlabError("model.optimizer must be a partial optimizer config (_partial_: true).")
         check_optimizer_settings(optimizer, scheduler)
