@@ -89,3 +89,34 @@ def test_a_moved_run_folder_keeps_its_best_score_on_resume(tmp_path):
     fresh = checkpoint_callback(str(tmp_path / "fresh" / "checkpoints"))
     fresh.load_state_dict(dict(state))
     assert fresh.best_model_score is None
+
+
+class LastAtValidation(L.Callback):
+    """After each validation (and the checkpoint callback's saves): (step, last.ckpt's step or None)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.seen: list[tuple[int, int | None]] = []
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            held = torch.load(self.path, weights_only=True)["global_step"] if Path(self.path).exists() else None
+            self.seen.append((trainer.global_step, held))
+
+
+def test_a_validation_within_an_epoch_leaves_last_checkpoint_at_the_finished_epoch(cfg_factory, tmp_path,
+                                                                                   monkeypatch):
+    """A resume from a mid-epoch last.ckpt restarted the epoch's data at its first batch while
+    Lightning counted the batches already done: 9 batches trained twice, 9 never (test/acc 0.944
+    against 0.972 uninterrupted). Only finished epochs go to last.ckpt."""
+    from litlab import build
+
+    cfg = cfg_factory(["model=mlp", "trainer.max_epochs=2", "+trainer.val_check_interval=0.5"], name="r")
+    probe = LastAtValidation(str(tmp_path / "r" / "checkpoints" / "last.ckpt"))
+    real = build.build_callbacks
+    monkeypatch.setattr("litlab.training.build_callbacks", lambda c: [*real(c), probe])
+    train(cfg)
+    # 19 batches an epoch, validated after its 9th and 18th: every validation is within an epoch
+    assert probe.seen == [(9, None), (18, None), (28, 19), (37, 19)]
+    final = torch.load(tmp_path / "r" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["global_step"] == 38

@@ -26,12 +26,17 @@ class _Checkpoints(ModelCheckpoint):
     written at the same step: with ``save_top_k=1``, an epoch that does not improve the monitored
     value left ``last.ckpt`` at the last improving epoch, so an interrupted run resumed from there
     and lost the epochs since; and where validation does not run at every epoch's end, Lightning
-    saves only after validation. Here an epoch's end always leaves ``last.ckpt`` holding it.
+    saves only after validation. Here an epoch's end always leaves ``last.ckpt`` holding it, and a
+    validation within an epoch leaves it alone (see ``on_validation_end``).
     """
 
     _last_written_step: int | None = None
 
+    _within_epoch = False
+
     def _save_last_checkpoint(self, trainer, monitor_candidates) -> None:
+        if self._within_epoch:
+            return
         super()._save_last_checkpoint(trainer, monitor_candidates)
         if self.save_last:
             self._last_written_step = trainer.global_step
@@ -51,8 +56,16 @@ class _Checkpoints(ModelCheckpoint):
         self._keep_last_current(trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
+        # A validation within a training epoch (val_check_interval) may write best.ckpt but not
+        # last.ckpt: a resume from the middle of an epoch restarts the epoch's data at its first
+        # batch while Lightning counts the batches already done, so some are trained twice and the
+        # rest never. last.ckpt keeps the last finished epoch; a resume redoes the unfinished one.
+        within = self._within_epoch = trainer.state.fn == TrainerFn.FITTING and not _epoch_finished(trainer)
+        try:
+            super().on_validation_end(trainer, pl_module)
+        finally:
+            self._within_epoch = False
+        if not within and not self._should_save_on_train_epoch_end(trainer):
             self._keep_last_current(trainer)
 
     def setup(self, trainer, pl_module, stage: str) -> None:
@@ -87,6 +100,13 @@ class _Checkpoints(ModelCheckpoint):
         if self._every_n_train_steps < 1 and self._train_time_interval is None:
             return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+def _epoch_finished(trainer) -> bool:
+    """Whether the training epoch in progress has run all its batches (at its last batch's
+    validation too, which Lightning runs before the epoch's end)."""
+    epoch_loop = trainer.fit_loop.epoch_loop
+    return epoch_loop.batch_progress.current.ready >= trainer.num_training_batches or epoch_loop.batch_progress.is_last_batch
 
 
 def _relocated(state: dict[str, Any], old: str, new: str) -> dict[str, Any]:
