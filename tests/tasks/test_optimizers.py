@@ -134,7 +134,13 @@ def test_a_cosine_of_zero_epochs_is_named_when_training_starts(cfg_factory):
         train(cfg_factory(["model=mlp", "model.scheduler.T_max=0", "callbacks=none", "test=false"]))
 
 
-def test_reduce_on_plateau_steps_with_the_validation_loss_of_each_validated_epoch(cfg_factory, tmp_path):
+@pytest.mark.parametrize("every", [
+    ["trainer.check_val_every_n_epoch=2"],
+    # by steps across epochs (19 batches an epoch): epochs 1 and 3 did not validate, and the rate
+    # was halved after them too, on the val/loss of the validation before
+    ["trainer.check_val_every_n_epoch=null", "+trainer.val_check_interval=38"],
+])
+def test_reduce_on_plateau_steps_with_the_validation_loss_of_each_validated_epoch(cfg_factory, tmp_path, every):
     """ReduceLROnPlateau was refused: its step needs the monitored value, which nothing passed."""
     import csv
 
@@ -143,7 +149,7 @@ def test_reduce_on_plateau_steps_with_the_validation_loss_of_each_validated_epoc
     # threshold=1: val/loss never improves by 100 %, so every stepped epoch halves the rate
     plateau = ["model=mlp", "model.scheduler._target_=torch.optim.lr_scheduler.ReduceLROnPlateau",
                "~model.scheduler.T_max", "+model.scheduler.patience=0", "+model.scheduler.threshold=1.0",
-               "+model.scheduler.factor=0.5", "trainer.max_epochs=5", "trainer.check_val_every_n_epoch=2"]
+               "+model.scheduler.factor=0.5", "trainer.max_epochs=5", *every]
     train(cfg_factory(plateau))
     with open(tmp_path / "run" / "csv" / "metrics.csv", newline="") as f:
         rates = [float(r["lr-AdamW"]) for r in csv.DictReader(f) if r.get("lr-AdamW")]

@@ -107,6 +107,8 @@ class Classifier(L.LightningModule):
         self._train_means: dict[str, Tensor] = {}
         # plain dicts saved in every checkpoint (config, data description): see litlab.training.run_record
         self.run_record: dict = {}
+        # whether a validation ran since the plateau schedule last stepped (see lr_scheduler_step)
+        self._validated = False
 
     def __setattr__(self, name: str, value) -> None:
         if name in _PLAIN_ATTRIBUTES:
@@ -203,6 +205,19 @@ class Classifier(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_eval_epoch("val")
+        if not self.trainer.sanity_checking:
+            self._validated = True
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        """A plateau schedule steps on a ``val/loss`` of a validation that ran since its last step.
+        Lightning steps it at every epoch's end and, where validation runs by steps across epochs
+        (``check_val_every_n_epoch=null``), an epoch without one stepped on the previous value
+        again and lowered the rate after improving epochs."""
+        if not on_plateau(scheduler):
+            scheduler.step()
+        elif self._validated:
+            self._validated = False
+            scheduler.step(metric)
 
     def on_test_epoch_start(self) -> None:
         self._start_eval_epoch()
@@ -259,8 +274,7 @@ class Classifier(L.LightningModule):
                 f"per epoch and would fail at epoch {total + 1}. Set model.scheduler.total_steps=${{trainer.max_epochs}}.")
         schedule = {"scheduler": scheduler, "interval": "epoch"}
         if on_plateau(scheduler):  # stepped with val/loss at the end of each epoch that validated
-            every = getattr(self._trainer, "check_val_every_n_epoch", None) or 1
-            schedule.update(monitor=PLATEAU_MONITOR, strict=False, frequency=every)
+            schedule.update(monitor=PLATEAU_MONITOR, strict=False)
         return {"optimizer": optimizer, "lr_scheduler": schedule}
 
 
