@@ -231,3 +231,59 @@ def test_a_relative_data_path_is_recorded_absolute_and_eval_elsewhere_reads_it(c
     result = evaluate(cfg_factory([f"ckpt_path={ckpt}"], name="ev_rel", config_name="eval", fast=False), [])
     trained_acc = json.loads((tmp_path / "rel" / "metrics.json").read_text())["test/acc"]
     assert result["test/acc"] == pytest.approx(trained_acc, abs=1e-6)
+
+
+def _eval_scored(cfg_factory, tmp_path, ckpt, name, given=(), data=()):
+    """evaluate() with ``given`` for eval's config and ``data`` (``data.KEY=VALUE``) for the stored
+    run; (metrics, metrics.json)."""
+    cfg = cfg_factory([f"ckpt_path={ckpt}", *given], name=name, config_name="eval", fast=False)
+    with torch.no_grad():
+        metrics = evaluate(cfg, list(data))
+    return metrics, json.loads((tmp_path / name / "metrics.json").read_text())
+
+
+def test_eval_records_which_data_it_scored(trained, cfg_factory, tmp_path, monkeypatch, capsys):
+    """metrics.json held the figures and ckpt_path only: an evaluation of data.path=other.npz or of
+    split=val read like one of the run's own test split (the choice was in .hydra/overrides.yaml)."""
+    run_dir, path = trained
+    ckpt = json.loads((run_dir / "metrics.json").read_text())["best_ckpt"]
+    _, record = _eval_scored(cfg_factory, tmp_path, ckpt, "ev_own")
+    assert {k: record[k] for k in ("test_split", "data", "data_path", "samples")} == {
+        "test_split": "test", "data": "litlab.data.npz.NpzDataModule", "data_path": str(path), "samples": 50}
+    assert "data_root" not in record and "partial_data" not in record
+    with np.load(path) as f:
+        arrays = dict(f)
+    np.savez(tmp_path / "other.npz", x_test=arrays["x_test"][:7], y_test=arrays["y_test"][:7],
+             x_val=arrays["x_val"][:9], y_val=arrays["y_val"][:9])
+    monkeypatch.chdir(tmp_path)  # data.path as typed, relative to where eval runs
+    capsys.readouterr()
+    _, record = _eval_scored(cfg_factory, tmp_path, ckpt, "ev_other", ["split=val"], ["data.path=other.npz"])
+    assert record["test_split"] == "val" and record["samples"] == 9 and "val/acc" in record
+    assert record["data_path"] == str(tmp_path / "other.npz")
+    out = capsys.readouterr().out
+    assert "  split        val\n" in out and "  samples      9\n" in out
+    assert f"  data         litlab.data.npz.NpzDataModule at {tmp_path / 'other.npz'}\n" in out
+    _, record = _eval_scored(cfg_factory, tmp_path, ckpt, "ev_part", ["+trainer.limit_test_batches=1"],
+                             ["data.path=other.npz", "data.batch_size=4"])
+    assert record["partial_data"] == {"limit_test_batches": 1} and record["samples"] == 7
+
+
+def test_eval_of_a_folder_without_test_says_it_scored_the_validation_split(cfg_factory, tmp_path, capsys):
+    """Training recorded test_split: val for an image folder without test/ (and eval logged that it
+    would), but eval's metrics.json and printed figures did not say so."""
+    from tests.conftest import make_cfg
+    from tests.helpers import write_image_folder
+
+    root = write_image_folder(tmp_path / "imgs", splits=("train", "val"), per_class=4)
+    run = tmp_path / "run"
+    train(make_cfg(["model=mlp", "data=imagefolder", f"data.root={root}", "trainer.max_epochs=1"], run,
+                   tmp_path / "data"))
+    trained_record = json.loads((run / "metrics.json").read_text())
+    assert trained_record["test_split"] == "val"
+    capsys.readouterr()
+    metrics, record = _eval_scored(cfg_factory, tmp_path, trained_record["best_ckpt"], "ev_noTest")
+    assert record["test_split"] == "val" and record["samples"] == 12
+    assert record["data"] == "litlab.data.image_folder.ImageFolderDataModule" and record["data_root"] == str(root)
+    assert metrics["test/acc"] == pytest.approx(trained_record["test/acc"], abs=1e-6)
+    out = capsys.readouterr().out
+    assert "  split        val (the data has no test/ folder: test/* are the validation split's figures)\n" in out

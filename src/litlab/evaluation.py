@@ -23,6 +23,7 @@ from litlab.eval import is_run_override
 from litlab.reporting.run_files import update_metrics
 from litlab.seeding import seed_everything
 from litlab.trainer_checks import accelerator_of, check_precision, check_trainer_config
+from litlab.training import partial_data
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +128,46 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     run_dir = Path(cfg.paths.output_dir)
     if not trainer.is_global_zero:
         return metrics  # under DDP every rank has the figures; only rank 0 records and prints them
+    scored = scored_data(run_cfg, dm, split)
     update_metrics(run_dir, status="completed", task="eval", ckpt_path=str(cfg.ckpt_path), precision=precision,
-                   **metrics)
-    print(f"\nlitlab eval of {cfg.ckpt_path}:")
+                   **scored, **partial_data(cfg.trainer), **metrics)
+    print_result(cfg.ckpt_path, metrics, precision, scored, run_dir)
+    return metrics
+
+
+def scored_data(run_cfg: DictConfig, dm, split: str) -> dict:
+    """What an evaluation scored, for its metrics.json: without it a record of ``data.path=other.npz``
+    or ``split=val`` read like one of the run's own test split (the choice was only in
+    .hydra/overrides.yaml).
+
+    ``test_split`` is the split whose samples were scored: ``val`` with ``split=val``, and also for
+    an image folder without test/, whose test split is the validation split (as training records
+    it); ``data`` the data module's ``_target_``; ``data_path``/``data_root`` where the data was read,
+    absolute (a relative override is read from eval's folder); ``samples`` the size of that split
+    (``partial_data`` beside it says when ``trainer.limit_test_batches`` scored only part of it)."""
+    test_split = "val" if split == "val" or getattr(dm, "test_is_val", False) else split
+    record = {"test_split": test_split, "data": str(run_cfg.data.get("_target_", type(dm).__name__))}
+    for key in ("path", "root"):
+        value = run_cfg.data.get(key)
+        if value:  # null for the data choices that read no files (synthetic)
+            value = str(value)
+            record[f"data_{key}"] = value if "://" in value else str(Path(value).absolute())
+    record["samples"] = len(getattr(dm.splits, split))
+    return record
+
+
+def print_result(ckpt_path, metrics: dict, precision: str, scored: dict, run_dir: Path) -> None:
+    """The figures and what they are of: the split (saying so when the test figures are the
+    validation split's), the data and the number of samples."""
+    print(f"\nlitlab eval of {ckpt_path}:")
     for k, v in metrics.items():
         print(f"  {k:<12} {v:.6f}")
+    split = scored["test_split"]
+    if split == "val" and any(k.startswith("test/") for k in metrics):
+        split = "val (the data has no test/ folder: test/* are the validation split's figures)"
+    print(f"  {'split':<12} {split}")
+    location = scored.get("data_path") or scored.get("data_root")
+    print(f"  {'data':<12} {scored['data']}" + (f" at {location}" if location else ""))
+    print(f"  {'samples':<12} {scored['samples']}")
     print(f"  {'precision':<12} {precision}")
     print(f"  metrics      {run_dir / 'metrics.json'}")
-    return metrics
