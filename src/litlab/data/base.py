@@ -60,19 +60,36 @@ def check_labels(y: Tensor, num_classes: int, where: str) -> None:
 
 
 def stats_or_given(x: Tensor, kind: str, mean, std, key: str) -> tuple[list[float], list[float]]:
-    """Training-set statistics, unless the user gave ``mean``/``std`` in the config."""
-    stats = list(compute_stats(x, kind))
-    for i, (name, given) in enumerate((("mean", mean), ("std", std))):
-        if given is None:
-            continue
-        values = list(given) if isinstance(given, (list, tuple)) else [given] * len(stats[i])
-        if len(values) != len(stats[i]) or not all(isinstance(v, (int, float)) for v in values):
-            unit = "channel" if kind == "image" else "feature"
-            raise LitlabError(
-                f"{key}.{name} needs a number or one number per {unit} ({len(stats[i])}), got {given!r}."
-            )
-        stats[i] = [float(v) for v in values]
-    return stats[0], stats[1]
+    """Training-set statistics, unless the user gave ``mean``/``std`` in the config; given values
+    are checked first, so that a bad one is refused before statistics are computed."""
+    count = x.shape[1] if kind == "image" else x.shape[-1]  # (N, C, H, W) or (N, L, F)
+    unit = "channel" if kind == "image" else "feature"
+    given = [given_stats(f"{key}.mean", mean, count, unit), given_stats(f"{key}.std", std, count, unit, positive=True)]
+    if any(g is None for g in given):
+        computed = compute_stats(x, kind)
+        given = [c if g is None else g for g, c in zip(given, computed)]
+    return given[0], given[1]
+
+
+def given_stats(key: str, value, count: int | None, unit: str, positive: bool = False) -> list[float] | None:
+    """``data.mean`` or ``data.std`` as the user gave it: None, one number for every ``unit``
+    (channel or feature) or one per ``unit`` (``count`` of them; None: not known yet), finite, and
+    above 0 if ``positive`` (``std``). A std of 0 or below gave a "loss became NaN" error at step 0
+    that blamed the learning rate."""
+    if value is None:
+        return None
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * (count or 1)
+    if (count is not None and len(values) != count) or not values or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        per = f"one number per {unit}" + (f" ({count})" if count is not None else "")
+        raise LitlabError(f"{key} needs a number or {per}, got {value!r}.")
+    if not all(math.isfinite(v) for v in values):
+        raise LitlabError(f"{key} must hold finite numbers, got {value!r}. Set it to null to compute it from the "
+                          f"training split.")
+    if positive and not all(v > 0 for v in values):
+        raise LitlabError(f"{key} must be above 0 (each input is divided by it), got {value!r}. Give the spread of "
+                          f"the training inputs per {unit}, or set {key}=null to compute it from the training split.")
+    return [float(v) for v in values]
 
 
 class ClassificationData(L.LightningDataModule):
@@ -92,10 +109,7 @@ class ClassificationData(L.LightningDataModule):
         if num_workers is not None and (isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0):
             raise LitlabError(f"data.num_workers must be a non-negative integer or null, got {num_workers!r}.")
         self.num_workers = num_workers
-        try:
-            self.augment = Augment(**dict(augment or {}))
-        except TypeError as e:
-            raise LitlabError(f"data.augment accepts hflip and shift only: {e}.") from None
+        self.augment = Augment.from_config(augment)
         self.splits: Splits | None = None
         # which split test_dataloader() serves (eval can test on "val")
         self.test_split = "test"
@@ -124,6 +138,8 @@ class ClassificationData(L.LightningDataModule):
                     f"data.augment (hflip={self.augment.hflip}, shift={self.augment.shift}) flips and shifts images, "
                     f"and this data gives sequences or feature vectors of shape ({shape}); it would be ignored. "
                     f"Leave data.augment.hflip=false and data.augment.shift=0 for such data.")
+            if splits.preprocess.kind == "image":
+                self.augment.check_fits(*splits.input_shape[-2:])  # (C, H, W)
             self.splits = splits
             self.splits.preprocess.augment = self.augment
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from litlab.data.base import ClassificationData, Splits, stats_or_given
+from litlab.data.base import ClassificationData, Splits, given_stats, stats_or_given
 from litlab.data.datasets import FileSplit, TensorSplit, split_off
-from litlab.data.image_files import (check_one_size, check_readable, class_folders, decode, header_problem,
+from litlab.data.image_files import (bad_file, check_one_size, check_readable, class_folders, decode, header_problem,
                                      list_split, report_bad_files, unicode_form, unicode_twins, visible_files)
 from litlab.data.preprocess import Preprocess
 from litlab.errors import LitlabError, check_choice, check_fraction, check_positive_int
@@ -67,6 +67,9 @@ class ImageFolderDataModule(ClassificationData):
             raise LitlabError(f"data.in_memory must be auto, true or false, got {in_memory!r}.")
         self.in_memory = in_memory
         self.memory_limit_mb = check_positive_int("data.memory_limit_mb", memory_limit_mb)
+        # checked before any file is read; stats_or_given checks them again against the data
+        given_stats("data.mean", mean, channels, "channel")
+        given_stats("data.std", std, channels, "channel", positive=True)
         self.mean, self.std = mean, std
 
     def _check_root(self) -> list[str]:
@@ -224,7 +227,7 @@ class ImageFolderDataModule(ClassificationData):
                 keep_f.append(f)
                 keep_l.append(lab)
             except Exception as e:
-                bad.append(f"{f} ({type(e).__name__}{': ' + str(e) if isinstance(e, ValueError) else ''})")
+                bad.append(bad_file(f, e))
         report_bad_files(bad, self.on_bad_file, "images")
         return keep_f, keep_l, None, sizes
 
