@@ -1,19 +1,25 @@
 """Resuming a run (``ckpt_path``): which checkpoint, and what it cannot honour.
 
-A resume restores the weights, the optimizer, the schedule and the loops from the checkpoint;
-settings of the command line that would be recorded but never applied are refused before
-anything is written.
+A resume restores the weights, the optimizer, the schedule and the loops from the checkpoint, and
+serves the data with the checkpoint's normalization; settings of the command line that would be
+recorded but never applied are refused before anything is written. The checkpoint is read before
+the data is prepared (``open_resume``), so that a resume on other data settings is refused before
+a dataset is downloaded or written, and checked against the data and model once they are built
+(``resolve_ckpt_path``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as L
 from omegaconf import DictConfig, OmegaConf
 
+from litlab.callbacks.interruption import run_overrides, sets_key
 from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.errors import LitlabError
 
@@ -21,12 +27,23 @@ log = logging.getLogger(__name__)
 _ABSENT = object()
 
 
-def resolve_ckpt_path(cfg: DictConfig, model: L.LightningModule, run_dir: Path) -> tuple[str | None, int]:
-    """``ckpt_path``: None, ``last`` (this run directory's last.ckpt) or a path; checked against the
-    model. Returns the path and the optimizer step the checkpoint was saved at (0 without one)."""
+@dataclass
+class Resume:
+    """The checkpoint ``ckpt_path`` names, read once (``open_resume``) for both checks."""
+
+    path: str | Path
+    """as given (``ckpt_path=...``), or the run directory's checkpoint for ``last``"""
+    ckpt: dict
+
+
+def open_resume(cfg: DictConfig, run_dir: Path) -> Resume | None:
+    """``ckpt_path``: None, ``last`` (this run directory's last.ckpt) or a path, read and compared
+    with the data settings before the data is prepared: a resume that forgot the run's
+    ``data=...`` would otherwise prepare (write, download) the default dataset first, only to be
+    refused. None without ``ckpt_path``."""
     path = cfg.get("ckpt_path")
     if path is None:
-        return None, 0
+        return None
     if path == "last":
         path = run_dir / "checkpoints" / "last.ckpt"
         best = path.with_name("best.ckpt")
@@ -35,9 +52,25 @@ def resolve_ckpt_path(cfg: DictConfig, model: L.LightningModule, run_dir: Path) 
             log.warning("%s is missing (the run was stopped while writing it); resuming from %s", path, best)
             path = best
     ckpt = load_checkpoint(path, compressed_ok=False)
+    check_same_data_settings(cfg, ckpt, path)
+    return Resume(path, ckpt)
+
+
+def resolve_ckpt_path(cfg: DictConfig, resume: Resume | None, dm, model: L.LightningModule) -> tuple[str | None, int]:
+    """Checks the checkpoint of ``open_resume`` against the data module ``dm`` and the model, and
+    has ``dm`` serve the data with the checkpoint's normalization (its statistics of the training
+    images, which another ``data.in_memory`` estimates otherwise: from 512 streamed images or from
+    all of them). Returns the path and the optimizer step the checkpoint was saved at (0 without one).
+
+    The data is compared before the weights: a checkpoint of other classes or another sample shape
+    does not fit the model built for this data, and was refused as "a different model"."""
+    if resume is None:
+        return None, 0
+    path, ckpt = resume.path, resume.ckpt
+    check_same_data(cfg, ckpt, path, dm.describe())
+    dm.adopt_trained(ckpt["litlab"].get("data") or {}, f"ckpt_path={path}")
     check_fits(model, ckpt["state_dict"], path)
     check_same_optimization(cfg, ckpt, path)
-    check_same_data(cfg, ckpt, path, getattr(model, "run_record", {}).get("data") or {})
     check_something_left(cfg, ckpt, Path(path).parent.parent)
     return str(path), int(ckpt.get("global_step") or 0)
 
@@ -55,20 +88,74 @@ def check_something_left(cfg: DictConfig, ckpt: dict, run_dir: Path) -> None:
     max_epochs = cfg.trainer.get("max_epochs")
     stored = (ckpt.get("litlab") or {}).get("config") or {}
     stopping = OmegaConf.to_container(cfg.callbacks, resolve=True).get("early_stopping") if cfg.get("callbacks") else None
-    if status == "completed" and record.get("stopped_early") and stopping is not None and stopping == (
-            stored.get("callbacks") or {}).get("early_stopping"):
+    stopped = status == "completed" and record.get("stopped_early") and stopping is not None and stopping == (
+        stored.get("callbacks") or {}).get("early_stopping")
+    trained_out = status == "completed" and max_epochs not in (None, -1) and done >= int(max_epochs)
+    if not (stopped or trained_out):
+        return
+    asked = _new_after_training(cfg, stored)
+    if asked:
+        work, verb, does = (" and ".join(_AFTER_TRAINING[g][i] for g in asked) for i in range(3))
+        raise LitlabError(
+            f"ckpt_path={cfg.ckpt_path}: the run in {run_dir} is completed ({done} epoch(s)), so nothing is left "
+            f"to train, and {work} {'run' if len(asked) > 1 else 'runs'} only at the end of a training run: a "
+            f"resume cannot {verb} a finished model. Run the job's overrides again with "
+            f"{' '.join(_given(cfg, asked))}, in a new folder; with the same seed it trains the same model again, "
+            f"then {does} it: {rerun_command(cfg, run_dir, asked)}")
+    if stopped:
         raise LitlabError(
             f"ckpt_path={cfg.ckpt_path}: the run in {run_dir} is completed: early stopping ended it after {done} "
             f"epoch(s), when {stopping.get('monitor')} had not improved for callbacks.early_stopping.patience="
             f"{stopping.get('patience')} epochs, and with the same early stopping a resume would stop again at the "
             f"next check. Raise callbacks.early_stopping.patience to train on, or test it again with python -m "
             f"litlab.eval ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}.")
-    if status == "completed" and max_epochs not in (None, -1) and done >= int(max_epochs):
-        raise LitlabError(
-            f"ckpt_path={cfg.ckpt_path}: the run in {run_dir} is completed and has trained {done} epoch(s), as many as "
-            f"trainer.max_epochs={max_epochs}, so nothing is left to train. Raise trainer.max_epochs to train on "
-            f"(e.g. trainer.max_epochs={done + 5}), or test it again with python -m litlab.eval ckpt_path="
-            f"{run_dir / 'checkpoints' / 'best.ckpt'}.")
+    raise LitlabError(
+        f"ckpt_path={cfg.ckpt_path}: the run in {run_dir} is completed and has trained {done} epoch(s), as many as "
+        f"trainer.max_epochs={max_epochs}, so nothing is left to train. Raise trainer.max_epochs to train on "
+        f"(e.g. trainer.max_epochs={done + 5}), or test it again with python -m litlab.eval ckpt_path="
+        f"{run_dir / 'checkpoints' / 'best.ckpt'}.")
+
+
+# what the work after training (training.after_training) is called, done, and does
+_AFTER_TRAINING = {"compress": ("compression", "compress", "compresses"), "export": ("export", "export", "exports")}
+
+
+def _new_after_training(cfg: DictConfig, stored: dict) -> list[str]:
+    """``compress`` and ``export`` where this command sets one other than the run's own (the run
+    already compressed or exported with its own, at its end)."""
+    asked = []
+    for group in ("compress", "export"):
+        node = cfg.get(group)
+        if isinstance(node, DictConfig) and "_target_" in node and OmegaConf.to_container(
+                node, resolve=True) != stored.get(group):
+            asked.append(group)
+    return asked
+
+
+def _job_overrides(cfg: DictConfig) -> list[str] | None:
+    """This command's overrides: the composed config's record of them (tests compose with it), or
+    the running Hydra job's; None outside both."""
+    found = OmegaConf.select(cfg, "hydra.overrides.task", default=None)
+    if found is not None:
+        return [str(o) for o in found]
+    from hydra.core.hydra_config import HydraConfig
+
+    return [str(o) for o in HydraConfig.get().overrides.task] if HydraConfig.initialized() else None
+
+
+def _given(cfg: DictConfig, groups: list[str]) -> list[str]:
+    """This command's overrides of ``groups`` (``compress=prune``, ``compress.amount=0.5``), or a
+    ``group=...`` placeholder where they are unknown."""
+    given = [o for o in _job_overrides(cfg) or [] if sets_key(o, *groups)]
+    return given or [f"{group}=..." for group in groups]
+
+
+def rerun_command(cfg: DictConfig, run_dir: Path, groups: list[str]) -> str:
+    """The command that trains the run in ``run_dir`` again, into a new folder, with this command's
+    settings of ``groups`` (``compress``, ``export``) in place of the run's."""
+    kept = run_overrides(run_dir, *groups)
+    run = ["<the run's overrides>"] if kept is None else [shlex.quote(o) for o in kept]
+    return " ".join(["python -m litlab.train", *run, *map(shlex.quote, _given(cfg, groups))])
 
 
 def _flat(value, prefix: str) -> dict:
@@ -123,37 +210,69 @@ _LOADING = ("data.batch_size", "data.num_workers", "data.in_memory", "data.memor
 _LOCATION = ("data.root", "data.path")
 
 
-def check_same_data(cfg: DictConfig, ckpt: dict, path, data_record: dict) -> None:
-    """A resume trains on what the run trained on: another dataset (``data=``, a shape, a split, a
-    normalization) would go on training the same weights on other samples and leave a record
-    (best val/acc, test/acc of best.ckpt) mixed from both. Refused; the loading settings
-    (``_LOADING``) may change, and the location (``_LOCATION``) when the classes and the sample
-    shape are the run's (``data_record``: this data's ``describe()``)."""
-    record = ckpt.get("litlab") or {}
-    stored = (record.get("config") or {}).get("data")
+def absolute_locations(data: dict) -> dict:
+    """``data`` (the plain ``data.*`` values) with ``data.root`` and ``data.path`` (``_LOCATION``)
+    made absolute against the working directory, as checkpoints record them: a relative one (the
+    default ``./data/digits``) names other data in another folder. URLs are left as they are."""
+    data = dict(data)
+    for key in (k.removeprefix("data.") for k in _LOCATION):
+        value = data.get(key)
+        if isinstance(value, str) and value and "://" not in value and not Path(value).is_absolute():
+            data[key] = str(Path(value).absolute())
+    return data
+
+
+def _data_changes(cfg: DictConfig, ckpt: dict) -> tuple[list[str], list[str]]:
+    """The ``data.*`` settings that differ from the checkpoint's: those that change which samples
+    are trained on, and those that say where the same data lies (``_LOCATION``), both sides made
+    absolute (the checkpoint records them so; a relative one here was a false "another place")."""
+    stored = ((ckpt.get("litlab") or {}).get("config") or {}).get("data")
     if not stored:
-        return  # an older checkpoint without its config: nothing to compare
-    old, new = _flat(stored, "data"), _flat(OmegaConf.to_container(cfg.data, resolve=True), "data")
+        return [], []  # an older checkpoint without its config: nothing to compare
+    here = absolute_locations(OmegaConf.to_container(cfg.data, resolve=True))
+    old, new = _flat(absolute_locations(stored), "data"), _flat(here, "data")
     changed, moved = [], []
     for key in sorted(set(old) | set(new)):
         if old.get(key, _ABSENT) == new.get(key, _ABSENT) or key.startswith(_LOADING):
             continue
         (moved if key in _LOCATION else changed).append(
             f"{key} {_shown(old.get(key, _ABSENT))} in the checkpoint, {_shown(new.get(key, _ABSENT))} here")
-    trained = record.get("data") or {}
+    return changed, moved
+
+
+def check_same_data_settings(cfg: DictConfig, ckpt: dict, path) -> None:
+    """The config part of ``check_same_data``, which needs no data: checked before the data is
+    prepared, so that a refused resume writes or downloads no dataset."""
+    changed, _ = _data_changes(cfg, ckpt)
+    if changed:
+        _refuse_other_data(path, changed)
+
+
+def check_same_data(cfg: DictConfig, ckpt: dict, path, data_record: dict) -> None:
+    """A resume trains on what the run trained on: another dataset (``data=``, a shape, a split, a
+    normalization) would go on training the same weights on other samples and leave a record
+    (best val/acc, test/acc of best.ckpt) mixed from both. Refused; the loading settings
+    (``_LOADING``) may change, and the location (``_LOCATION``) when the classes and the sample
+    shape are the run's (``data_record``: this data's ``describe()``)."""
+    changed, moved = _data_changes(cfg, ckpt)
+    trained = (ckpt.get("litlab") or {}).get("data") or {}
     for key, what in (("class_names", "classes"), ("input_shape", "sample shape")):
         if key in trained and key in data_record and [str(v) for v in trained[key]] != [str(v) for v in data_record[key]]:
             changed.append(f"the {what} {trained[key]} in the checkpoint, {data_record[key]} here")
     if changed:
-        raise LitlabError(
-            f"ckpt_path={path} continues training on the data it was trained on, but the data differs "
-            f"({'; '.join(changed)}); the run's record would mix two datasets. Resume with the run's own data "
-            f"settings (its .hydra/overrides.yaml lists them), or start a new run (a new folder) on this data. Only "
-            f"data.batch_size, data.num_workers, data.in_memory, data.memory_limit_mb, data.on_bad_file and "
-            f"data.augment may change on a resume.")
+        _refuse_other_data(path, changed)
     if moved:
         log.warning("resuming on the run's data from another place (%s); its classes and sample shape match",
                     "; ".join(moved))
+
+
+def _refuse_other_data(path, changed: list[str]) -> None:
+    raise LitlabError(
+        f"ckpt_path={path} continues training on the data it was trained on, but the data differs "
+        f"({'; '.join(changed)}); the run's record would mix two datasets. Resume with the run's own data "
+        f"settings (its .hydra/overrides.yaml lists them), or start a new run (a new folder) on this data. Only "
+        f"data.batch_size, data.num_workers, data.in_memory, data.memory_limit_mb, data.on_bad_file and "
+        f"data.augment may change on a resume.")
 
 
 def _shown(value) -> str:

@@ -23,7 +23,7 @@ from litlab.callbacks.throughput import Throughput
 from litlab.compression.run import check_compression
 from litlab.entry import is_multirun, sigterm_stops_here
 from litlab.errors import LitlabError
-from litlab.resume import resolve_ckpt_path
+from litlab.resume import absolute_locations, open_resume, resolve_ckpt_path
 from litlab.reporting.hparams import log_final_hparams
 from litlab.reporting.run_files import start_metrics, update_metrics
 from litlab.reporting.summary import print_summary
@@ -156,13 +156,11 @@ def run_record(cfg: DictConfig, dm) -> dict:
 
     ``data.root`` and ``data.path`` are recorded as absolute paths: a relative one (the default
     ``./data/digits``) was read from wherever eval ran, so eval in another folder tested other data
-    of the same name, or wrote a fresh copy of the digits there, and said nothing."""
+    of the same name, or wrote a fresh copy of the digits there, and said nothing. A resume compares
+    its own ``data.*`` with them made absolute the same way (``resume.absolute_locations``)."""
     config = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
-    data = config.get("data") or {}
-    for key in ("root", "path"):
-        value = data.get(key)
-        if isinstance(value, str) and value and "://" not in value and not Path(value).is_absolute():
-            data[key] = str(Path(value).absolute())
+    if config.get("data"):
+        config["data"] = absolute_locations(config["data"])
     return {"version": __version__, "config": config, "data": dm.describe()}
 
 
@@ -178,14 +176,18 @@ def train(cfg: DictConfig) -> float | None:
         check_validation_runs(cfg)
         check_targets(cfg)  # every class by its _target_, likewise
         check_task_settings(cfg.model)  # label smoothing, optimizer, scheduler: likewise
+        # a resume's checkpoint is read, and its data settings compared, before the data is prepared
+        resume = open_resume(cfg, run_dir)
         seed_everything(cfg.seed)
         dm = build_data(cfg)
         model = build_model(cfg.model, dm.input_shape, dm.num_classes)
         check_batch_norm_batch(model.net, dm.batch_size, dm.input_shape)
+        # checked before anything is written (a refused resume changes nothing), and before the run
+        # record: a resume serves the data with the checkpoint's normalization, and records it
+        ckpt_path, step = resolve_ckpt_path(cfg, resume, dm, model)
+        del resume  # the checkpoint's tensors: fit reads the file again
         model.run_record = run_record(cfg, dm)
         check_compression(cfg, model.net, dm)  # a compress method that cannot apply fails before training
-        # a resume's checkpoint is checked before anything is written: a refused one changes nothing
-        ckpt_path, step = resolve_ckpt_path(cfg, model, run_dir)
         loggers = build_loggers(cfg)
         trainer = build_trainer(cfg, build_callbacks(cfg), loggers)
         if trainer.is_global_zero:

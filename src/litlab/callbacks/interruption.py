@@ -69,28 +69,35 @@ def run_dir_override(run_dir: Path) -> str:
     return shlex.quote(f"hydra.run.dir={value}")
 
 
-def _sets(override: str, *keys: str) -> bool:
+def sets_key(override: str, *keys: str) -> bool:
     """Whether ``override`` (``key=value``, ``+key=...``, ``~key``) sets one of ``keys`` or a key under them."""
     key = override.lstrip("+~").split("=", 1)[0]
     return any(key == k or key.startswith((f"{k}.", f"{k}/")) for k in keys)
 
 
-def resume_command(run_dir: Path) -> str:
-    """The command that resumes the run in ``run_dir``: its own overrides (``.hydra/overrides.yaml``,
-    without ``ckpt_path`` and ``hydra.run.dir``), shell-quoted, then ``ckpt_path=last`` and the folder.
-    A resume without them is refused (the default model is another net), and the placeholder the
-    record held (``<same overrides>``) was a shell redirect when pasted."""
+def run_overrides(run_dir: Path, *dropped: str) -> list[str] | None:
+    """The overrides the run in ``run_dir`` was started with (``.hydra/overrides.yaml``), without
+    those of ``ckpt_path``, ``hydra.*``, ``hparams_search`` (a sweep's settings, which would start a
+    new sweep) and ``dropped``; None where the record cannot be read."""
     import yaml
 
     try:
         overrides = yaml.safe_load((Path(run_dir) / ".hydra" / "overrides.yaml").read_text()) or []
     except (OSError, yaml.YAMLError):
-        overrides = None
+        return None
     if not isinstance(overrides, list):
+        return None
+    return [str(o) for o in overrides if not sets_key(str(o), "ckpt_path", "hparams_search", "hydra", *dropped)]
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command that resumes the run in ``run_dir``: its own overrides (``run_overrides``),
+    shell-quoted, then ``ckpt_path=last`` and the folder. A resume without them is refused (the
+    default model is another net), and the placeholder the record held (``<same overrides>``) was
+    a shell redirect when pasted."""
+    kept = run_overrides(run_dir)
+    if kept is None:
         return f"python -m litlab.train <the run's overrides> ckpt_path=last {run_dir_override(run_dir)}"
-    # not the folder and checkpoint (given below), nor a sweep's settings (hparams_search=, hydra.*),
-    # which would start a new sweep instead of resuming this job
-    kept = [str(o) for o in overrides if not _sets(str(o), "ckpt_path", "hparams_search", "hydra")]
     return " ".join(["python -m litlab.train", *map(shlex.quote, kept), "ckpt_path=last", run_dir_override(run_dir)])
 
 

@@ -1,0 +1,134 @@
+"""Resuming (litlab.resume): the data a resume compares, in which order, and what a refusal advises."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import torch
+import yaml
+from omegaconf import OmegaConf
+
+from litlab.errors import LitlabError
+from litlab.resume import check_same_data, check_something_left
+from litlab.training import run_record, train
+from tests.helpers import write_image_folder, write_npz
+
+# a tiny, quick run on an npz file (1x6x6 inputs, 3 classes)
+NPZ_RUN = ["model=mlp", "data=npz", "trainer.max_epochs=1", "logger=none", "test=false"]
+
+
+class _NoData:
+    """A data module's ``describe()`` for a run record without data."""
+
+    def describe(self) -> dict:
+        return {}
+
+
+def test_a_relative_data_location_is_the_place_the_checkpoint_recorded(cfg_factory, tmp_path, monkeypatch, caplog):
+    """Every resume from the run's own folder warned "resuming on the run's data from another place
+    (data.root /abs/data/digits in the checkpoint, ./data/digits here)": the record holds it absolute."""
+    monkeypatch.chdir(tmp_path)
+    cfg = cfg_factory(["data=npz", "data.path=./a.npz"])
+    ckpt = {"litlab": run_record(cfg, _NoData())}
+    assert ckpt["litlab"]["config"]["data"]["path"] == str(tmp_path / "a.npz")
+    with caplog.at_level(logging.WARNING, logger="litlab.resume"):
+        for spelled in ("./a.npz", "a.npz", str(tmp_path / "a.npz")):
+            check_same_data(cfg_factory(["data=npz", f"data.path={spelled}"]), ckpt, "x.ckpt", {})
+    assert not [r for r in caplog.records if "another place" in r.getMessage()]
+    # data that lies elsewhere is still named, both sides absolute
+    with caplog.at_level(logging.WARNING, logger="litlab.resume"):
+        check_same_data(cfg_factory(["data=npz", "data.path=copy/a.npz"]), ckpt, "x.ckpt", {})
+    (warning,) = [r.getMessage() for r in caplog.records if "another place" in r.getMessage()]
+    assert f"data.path {tmp_path / 'a.npz'} in the checkpoint, {tmp_path / 'copy' / 'a.npz'} here" in warning
+
+
+def test_a_resume_on_other_data_blames_the_data_and_prepares_none(cfg_factory, tmp_path):
+    """A resume that forgot the run's data=npz, or gave data of other classes or another shape, was
+    refused as "belongs to a different model ... Use the same model=... settings", after writing the
+    default digits dataset."""
+    data = write_npz(tmp_path / "a.npz")
+    train(cfg_factory([*NPZ_RUN, f"data.path={data}"], name="r"))
+    record = (tmp_path / "r" / "metrics.json").read_bytes()
+    fresh = tmp_path / "fresh"  # where the default digits would be written
+    with pytest.raises(LitlabError, match=r"but the data differs \(data\._target_ litlab\.data\.npz\.NpzDataModule in "
+                                          r"the checkpoint, litlab\.data\.digits\.DigitsDataModule here; .*Resume with "
+                                          r"the run's own data settings \(its \.hydra/overrides\.yaml lists them\)"):
+        train(cfg_factory(["model=mlp", "trainer.max_epochs=2", "ckpt_path=last", f"paths.data_dir={fresh}"],
+                          name="r"))
+    assert not fresh.exists()
+    for other, differs in (
+            (write_npz(tmp_path / "four.npz", num_classes=4),
+             r"the classes \['0', '1', '2'\] in the checkpoint, \['0', '1', '2', '3'\] here"),
+            (write_npz(tmp_path / "flat.npz", kind="flat"),
+             r"the sample shape \[1, 6, 6\] in the checkpoint, \[1, 12\] here")):
+        with pytest.raises(LitlabError, match=rf"but the data differs \({differs}\); the run's record would mix two"):
+            train(cfg_factory([*NPZ_RUN, "trainer.max_epochs=2", f"data.path={other}", "ckpt_path=last"], name="r"))
+    assert (tmp_path / "r" / "metrics.json").read_bytes() == record
+    # another model on the run's own data is still the model's fault
+    last = tmp_path / "r" / "checkpoints" / "last.ckpt"
+    with pytest.raises(LitlabError, match=r"belongs to a different model"):
+        train(cfg_factory([*NPZ_RUN, "model=cnn", f"data.path={data}", f"ckpt_path={last}"], name="cnn"))
+
+
+def test_a_resume_keeps_the_checkpoints_normalization(cfg_factory, tmp_path):
+    """data.in_memory=false estimates mean and std from 512 streamed training images, true from all
+    of them: a resume that switched it went on training under another normalization (checkpoint
+    mean 0.487862, resumed 0.487897) and recorded that one."""
+    root = write_image_folder(tmp_path / "imgs", splits=("train",), per_class=172)  # 516 > 512 training images
+    write_image_folder(root, splits=("val", "test"), per_class=2, seed=1)
+    args = ["model=mlp", "data=imagefolder", f"data.root={root}", "data.num_workers=0", "data.batch_size=128",
+            "logger=none", "test=false"]
+    train(cfg_factory([*args, "data.in_memory=true", "trainer.max_epochs=1"], name="n"))
+    last = tmp_path / "n" / "checkpoints" / "last.ckpt"
+    trained = torch.load(last, weights_only=True)["litlab"]["data"]["preprocess"]
+    train(cfg_factory([*args, "data.in_memory=false", "trainer.max_epochs=2", "ckpt_path=last"], name="n"))
+    resumed = torch.load(last, weights_only=True)
+    assert resumed["epoch"] == 1
+    assert (resumed["litlab"]["data"]["preprocess"]["mean"], resumed["litlab"]["data"]["preprocess"]["std"]) == (
+        trained["mean"], trained["std"])
+
+
+def _finished_run(run_dir, overrides: list[str], compress: dict) -> dict:
+    """A completed one-epoch run's record on disk, and its checkpoint's contents (as far as read)."""
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (run_dir / "metrics.json").write_text(json.dumps({"status": "completed"}))
+    return {"loops": {"fit_loop": {"epoch_progress": {"current": {"processed": 1}}}},
+            "litlab": {"config": {"compress": compress}}}
+
+
+def test_compressing_a_finished_run_says_to_train_it_again_with_compress(cfg_factory, tmp_path):
+    """ckpt_path=<finished run>/checkpoints/last.ckpt compress=prune was told to raise
+    trainer.max_epochs or to test it with litlab.eval, neither of which gives a pruned model."""
+    run = tmp_path / "done"
+    ckpt = _finished_run(run, ["model=mlp", "seed=3", "trainer.max_epochs=1", "compress=quantize"], {})
+    cfg = cfg_factory(["model=mlp", "trainer.max_epochs=1", f"ckpt_path={run}/checkpoints/last.ckpt",
+                       "compress=prune", "compress.amount=0.5"], name="new")
+    with pytest.raises(LitlabError) as e:
+        check_something_left(cfg, ckpt, run)
+    message = str(e.value)
+    assert f"the run in {run} is completed (1 epoch(s)), so nothing is left to train, and compression runs only at " \
+           f"the end of a training run: a resume cannot compress a finished model" in message
+    assert "Run the job's overrides again with compress=prune compress.amount=0.5, in a new folder; with the same " \
+           "seed it trains the same model again, then compresses it" in message
+    # the run's own overrides, its compress replaced by this one, and no resume: a new folder
+    assert message.endswith(": python -m litlab.train model=mlp seed=3 trainer.max_epochs=1 compress=prune "
+                            "compress.amount=0.5")
+    # a run whose overrides are not on record: the placeholder, then the compression asked for
+    (run / ".hydra" / "overrides.yaml").unlink()
+    with pytest.raises(LitlabError, match=r": python -m litlab\.train <the run's overrides> compress=prune "
+                                          r"compress\.amount=0\.5$"):
+        check_something_left(cfg, ckpt, run)
+    # the run's own compression (done at its end): the usual advice
+    own = OmegaConf.to_container(cfg.compress, resolve=True)
+    with pytest.raises(LitlabError, match=r"so nothing is left to train\. Raise trainer\.max_epochs to train on"):
+        check_something_left(cfg, {**ckpt, "litlab": {"config": {"compress": own}}}, run)
+    # an export the run did not make: the same, for the export
+    cfg = cfg_factory(["model=mlp", "trainer.max_epochs=1", "ckpt_path=last", "export=onnx"], name="done")
+    with pytest.raises(LitlabError, match=r"and export runs only at the end of a training run: a resume cannot export "
+                                          r"a finished model\. Run the job's overrides again with export=onnx, in a "
+                                          r"new folder; .* then exports it: python -m litlab\.train <the run's "
+                                          r"overrides> export=onnx$"):
+        check_something_left(cfg, ckpt, run)
