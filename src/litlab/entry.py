@@ -171,12 +171,9 @@ def exit_if_every_job_failed() -> None:
     (``sweeps.outcome``), wherever they ran: this process, submitit's or SLURM's."""
     from litlab.sweeps import outcome
 
-    counts = outcome.last_sweep or {}
-    if counts and not counts.get("completed"):
-        jobs = sum(counts.values())
-        how = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        print(f"\nError: every job of this sweep failed ({jobs}: {how}); each job's metrics.json says why "
-              f"(python -m litlab.summarize <sweep folder> lists them).", file=sys.stderr)
+    message = outcome.every_job_failed()
+    if message:
+        print(f"\nError: {message}", file=sys.stderr)
         sys.exit(1)
 
 

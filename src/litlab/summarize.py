@@ -20,10 +20,11 @@ from pathlib import Path
 
 from litlab.errors import LitlabError
 from litlab.sweeps.compressed_keys import compression_keys
+from litlab.sweeps.grid_points import unstarted_commands, unstarted_lines
 from litlab.sweeps.sweep_plots import accuracy_vs_cost, metric_vs_params
-from litlab.sweeps.sweep_table import (check_metric_present, direction_of, format_markdown, format_text,
-                                       optimized_metrics, os_reason, rank, read_jobs, swept_params,
-                                       table_rows, write_csv)
+from litlab.sweeps.sweep_table import (TEST_SPLIT_LEGEND, check_metric_present, direction_of, format_markdown,
+                                       format_text, optimized_metrics, os_reason, rank, read_jobs, swept_params,
+                                       table_rows, training_jobs, write_csv)
 
 
 log = logging.getLogger(__name__)
@@ -35,17 +36,21 @@ FIGURES = ("metric_vs_params", "accuracy_vs_size", "accuracy_vs_latency")
 def summarize(sweep_dir: Path, metric: str | None = None, direction: str | None = None,
               out_dir: Path | None = None) -> dict:
     """Writes the summary files of ``sweep_dir`` into ``out_dir`` (default: ``sweep_dir``); returns
-    ``rows``, ``metric``, ``direction``, ``files``."""
+    ``rows``, ``metric``, ``direction``, ``notes``, ``unstarted`` (``rank_sweep``'s) and ``files``."""
     table = rank_sweep(sweep_dir, metric, direction)
     files = write_summary(table, out_dir)
-    return {"rows": table["rows"], "metric": table["metric"], "direction": table["direction"], "files": files}
+    return {**{k: table[k] for k in ("rows", "metric", "direction", "notes", "unstarted")}, "files": files}
 
 
 def rank_sweep(sweep_dir: Path, metric: str | None = None, direction: str | None = None) -> dict:
     """The ranked table of ``sweep_dir`` and its figures, with nothing written yet: the table can be
-    printed before the files are, so that a folder that cannot take them still gives the ranking."""
+    printed before the files are, so that a folder that cannot take them still gives the ranking.
+
+    ``notes`` are the lines under the table (folders left out, what a column means); ``unstarted``
+    the jobs of an interrupted grid sweep that never started, with the commands that run them."""
     sweep_dir = Path(sweep_dir)
-    jobs = read_jobs(sweep_dir)
+    found = read_jobs(sweep_dir)
+    jobs, left_out = training_jobs(found, sweep_dir)
     optimized = optimized_metrics(jobs, sweep_dir)
     if metric is None and len(optimized) > 1:
         log.warning("the jobs of %s optimized different metrics (%s); ranking by %s. Choose one with --metric.",
@@ -68,8 +73,21 @@ def rank_sweep(sweep_dir: Path, metric: str | None = None, direction: str | None
                     if row["job"] in drawn[1]:
                         row["pareto"] = (row["pareto"] + f" {kind}").strip()
     title = f"# Sweep {sweep_dir.name}: {len(jobs)} jobs ranked by {metric} ({direction})\n\n"
+    notes = [n for n in (left_out, TEST_SPLIT_LEGEND if any(r.get("test_split") == "val" for r in rows) else None)
+             if n]
     return {"rows": rows, "metric": metric, "direction": direction, "sweep_dir": sweep_dir, "params": params,
-            "extra": extra, "figures": figures, "title": title}
+            "extra": extra, "figures": figures, "title": title, "notes": notes,
+            "unstarted": unstarted_commands(sweep_dir, found)}
+
+
+def markdown_of(table: dict) -> str:
+    """summary.md: the title, the table, its notes, and the commands of the jobs that never started
+    (as a list, each command as code)."""
+    parts = [table["title"] + format_markdown(table["rows"]), *table["notes"]]
+    if table["unstarted"]:
+        head, commands = table["unstarted"]
+        parts.append(head + "\n\n" + "\n".join(f"- {label}: `{command}`" for label, command in commands))
+    return "\n\n".join(parts)
 
 
 def write_summary(table: dict, out_dir: Path | None = None) -> dict[str, Path]:
@@ -80,7 +98,7 @@ def write_summary(table: dict, out_dir: Path | None = None) -> dict[str, Path]:
 
     sweep_dir = table["sweep_dir"]
     folder = Path(out_dir) if out_dir is not None else sweep_dir
-    rows, figures, markdown = table["rows"], table["figures"], table["title"] + format_markdown(table["rows"])
+    rows, figures, markdown = table["rows"], table["figures"], markdown_of(table)
     files = {"csv": folder / "summary.csv", "md": folder / "summary.md"}
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -159,7 +177,8 @@ def main(argv: list[str] | None = None) -> None:
         table = rank_sweep(args.dir, args.metric, args.direction)
         print(f"{len(table['rows'])} jobs ranked by {table['metric']} ({table['direction']}):\n")
         print(format_text(table["rows"]))
-        print(flush=True)
+        after = [*table["notes"], *unstarted_lines(table["unstarted"], table["sweep_dir"])]
+        print("\n" + "\n".join(after) + "\n" if after else "", flush=True)
         files = write_summary(table, args.out)
     except LitlabError as e:
         print(f"Error: {e}", file=sys.stderr)

@@ -90,5 +90,6 @@ def test_a_sweep_whose_every_job_failed_exits_1(tmp_path, launcher):
                    f"paths.log_dir={tmp_path}")
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "Error: every job of this sweep failed (2: 2 failed)" in proc.stderr and "Traceback" not in proc.stderr
-    _, jobs = _jobs(tmp_path)
+    sweep_dir, jobs = _jobs(tmp_path)
+    assert f"(python -m litlab.summarize {sweep_dir} lists them)" in proc.stderr  # the folder, not a placeholder
     assert [metrics_of(j)["status"] for j in jobs] == ["failed", "failed"]

@@ -1,5 +1,6 @@
-"""Ctrl-C or SIGTERM during a sweep: one line naming the interrupted jobs, and the signal's exit
-status (130, 143), whichever launcher ran the jobs.
+"""Ctrl-C or SIGTERM during a sweep: one line naming the interrupted jobs (and, for a grid sweep,
+the jobs that never started, with the commands that run them), and the signal's exit status (130,
+143), whichever launcher ran the jobs.
 
 Under submitit's launchers the jobs stop on the signal in their own processes and record it, and
 the parent's wait for them failed with submitit's UncompletedJobError traceback and exit status 1.
@@ -9,14 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
 
 from litlab.entry import Terminated
+from litlab.errors import LitlabError
 from litlab.sweeps import outcome
+
+# the most never-started jobs of a grid sweep whose commands the end line shows (summarize shows all)
+UNSTARTED_SHOWN = 10
 
 
 def _stop(signum, frame) -> None:
@@ -53,19 +62,38 @@ def sweep_stops_on_signals() -> Iterator[None]:
 
 
 def exit_interrupted(signum: int) -> None:
-    """One line on the interrupted sweep (its jobs as their folders say), then the signal's status."""
+    """One line on the interrupted sweep (its jobs as their folders say), then, for a grid sweep,
+    its jobs that never started with the commands that run them (at most ``UNSTARTED_SHOWN``),
+    then the signal's status."""
     where = outcome.current_sweep_dir
-    jobs = ""
+    jobs, unstarted = "", []
     if where is not None and where.is_dir():
         found = _settled_statuses(where)
         listed = {status: [job for job, s in found.items() if s == status] for status in ("interrupted", "running")}
         jobs = f" in {where}; interrupted jobs: {', '.join(listed['interrupted']) or 'none'}"
         if listed["running"]:  # jobs that did not get the signal (sent to this process alone)
             jobs += f"; still running: {', '.join(listed['running'])}"
-        jobs += (f". python -m litlab.summarize {where} lists its jobs; an interrupted job's metrics.json says how "
-                 f"to resume it (resume)")
-    print(f"\nSweep interrupted by signal {signal.Signals(signum).name}{jobs}.", file=sys.stderr, flush=True)
+        jobs += (f". python -m litlab.summarize {shlex.quote(str(where))} lists its jobs; an interrupted job's "
+                 f"metrics.json says how to resume it (resume)")
+        unstarted = _unstarted(where)
+    print("\n".join([f"\nSweep interrupted by signal {signal.Signals(signum).name}{jobs}.", *unstarted]),
+          file=sys.stderr, flush=True)
     sys.exit(128 + signum)
+
+
+def _unstarted(sweep_dir: Path) -> list[str]:
+    """``grid_points.unstarted_lines`` of the sweep (none for an Optuna search); a job folder too
+    broken to read leaves them unsaid rather than hiding the line above behind a traceback."""
+    from litlab.sweeps.grid_points import unstarted_commands, unstarted_lines
+    from litlab.sweeps.sweep_table import read_jobs
+
+    try:
+        jobs = read_jobs(sweep_dir)
+    except LitlabError:  # not one job folder yet: every job of the grid is still to start
+        jobs = []
+    except (OSError, ValueError, yaml.YAMLError):  # an overrides.yaml cut short or edited
+        return []
+    return unstarted_lines(unstarted_commands(sweep_dir, jobs), sweep_dir, UNSTARTED_SHOWN)
 
 
 def _settled_statuses(sweep_dir, wait_s: float = 15.0) -> dict[str, str]:

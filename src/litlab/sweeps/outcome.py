@@ -7,6 +7,7 @@ so their run folders are what is counted, not this process's own bookkeeping.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,20 @@ def job_statuses(sweep_dir: Path) -> dict[str, int]:
     for status in statuses_by_job(sweep_dir).values():
         counts[status] = counts.get(status, 0) + 1
     return counts
+
+
+def every_job_failed() -> str | None:
+    """The paragraph after a sweep of this process whose every job failed (``last_sweep``), naming
+    its folder shell-quoted for the summarize command; None after a sweep with a completed job, or
+    before any. Hydra itself ends such a sweep with status 0: the entrypoint exits 1 with this."""
+    counts = last_sweep or {}
+    if not counts or counts.get("completed"):
+        return None
+    how = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    where = ""
+    if current_sweep_dir is not None:
+        where = f" (python -m litlab.summarize {shlex.quote(str(current_sweep_dir))} lists them)"
+    return f"every job of this sweep failed ({sum(counts.values())}: {how}); each job's metrics.json says why{where}."
 
 
 class SweepOutcome(Callback):

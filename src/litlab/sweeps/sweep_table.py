@@ -31,6 +31,11 @@ def _under(key: str, roots: tuple[str, ...]) -> bool:
     return any(key == r or key.startswith((f"{r}.", f"{r}/")) for r in roots)
 
 
+def is_bookkeeping(key: str) -> bool:
+    """``key`` says where files go or how the sweep runs (``_NOT_PARAMS``), not what a job trains."""
+    return _under(key, _NOT_PARAMS)
+
+
 @dataclass
 class Job:
     """One job folder of a multirun."""
@@ -76,13 +81,39 @@ def read_jobs(sweep_dir: Path) -> list[Job]:
         if not over_file.is_file() and not metrics_file.is_file():
             continue
         lines = yaml.safe_load(over_file.read_text()) if over_file.is_file() else []
-        overrides = dict(line.lstrip("+~").split("=", 1) for line in lines or [] if "=" in line)
-        jobs.append(Job(folder.name, overrides, read_metrics(metrics_file)))
+        jobs.append(Job(folder.name, override_values(lines or []), read_metrics(metrics_file)))
     if not jobs:
         raise LitlabError(f"DIR: {sweep_dir} holds no job folders (none has metrics.json or .hydra/overrides.yaml). "
                           f"Pass the folder of a multirun, e.g. outputs/multiruns/<time>.")
     jobs.sort(key=lambda j: (len(j.name), j.name))
     return jobs
+
+
+def override_values(lines: list[str]) -> dict[str, str]:
+    """``{key: value}`` of override lines (``+key=value`` as ``key``); a deletion (``~key``) sets nothing."""
+    return dict(str(line).lstrip("+~").split("=", 1) for line in lines if "=" in str(line))
+
+
+def training_jobs(jobs: list[Job], sweep_dir: Path) -> tuple[list[Job], str | None]:
+    """The jobs that trained, and the line that says which folders were left out: an eval or
+    predict run (``metrics.json`` ``task``) in a folder of runs scored no training, and ranked
+    among trained jobs its figures would be read as one's. A record without ``task`` (older, or
+    unreadable) stays in. None of them trained: a LitlabError."""
+    left = {}
+    for job in jobs:
+        task = job.metrics.get("task", "train")
+        if task != "train":
+            left.setdefault(str(task), []).append(job.name)
+    if not left:
+        return jobs, None
+    kept = [j for j in jobs if j.metrics.get("task", "train") == "train"]
+    which = "; ".join(f"task {task}: {', '.join(names)}" for task, names in left.items())
+    if not kept:
+        raise LitlabError(f"DIR: {sweep_dir} holds no training jobs: its {len(jobs)} run folder(s) are not training "
+                          f"runs (metrics.json {which}), and summarize ranks trained jobs. Pass a sweep folder or a "
+                          f"folder of training runs, e.g. outputs/multiruns/<time> or outputs/runs.")
+    n = sum(len(names) for names in left.values())
+    return kept, f"left out {n} folder(s) that are not training runs (metrics.json {which}): they scored no training."
 
 
 def _job_folders(sweep_dir: Path) -> list[Path]:
@@ -137,7 +168,7 @@ def swept_params(jobs: list[Job]) -> list[str]:
     """Override keys whose value differs between jobs, ``logger``/``callbacks`` ones included (a job
     without the key differs from one with it); when there is one job, its override keys but the
     run setup. Bookkeeping keys (``paths``, ``hydra``, ``hparams_search``, ``ckpt_path``) are never columns."""
-    keys = list(dict.fromkeys(k for j in jobs for k in j.overrides if not _under(k, _NOT_PARAMS)))
+    keys = list(dict.fromkeys(k for j in jobs for k in j.overrides if not is_bookkeeping(k)))
     varying = [k for k in keys if len({j.overrides.get(k) for j in jobs}) > 1]
     return varying or ([k for k in keys if not _under(k, _SETUP)] if len(jobs) == 1 else [])
 
@@ -203,7 +234,10 @@ def rank(jobs: list[Job], metric: str, direction: str) -> list[Job]:
 
 def table_rows(ranked: list[Job], params: list[str], metric: str, extra: list[str]) -> list[dict]:
     """One dict per job: rank, job, swept values, status, the metric and extra metrics, and why a
-    job that did not complete ended (its recorded error)."""
+    job that did not complete ended (its recorded error). Where some job's test figures are of the
+    validation split (an image folder without test/: ``test_split: val``), a ``test_split`` column
+    says for each job which split its test/* figures are of (see ``TEST_SPLIT_LEGEND``)."""
+    marks_split = any(j.metrics.get("test_split") == "val" for j in ranked)
     rows = []
     for i, job in enumerate(ranked, 1):
         row = {"rank": i if is_ranked(job, metric) else "-", "job": job.name}
@@ -211,10 +245,17 @@ def table_rows(ranked: list[Job], params: list[str], metric: str, extra: list[st
         row["status"] = job.status
         row[metric] = job.value(metric)
         row.update({k: job.value(k) for k in extra})
+        if marks_split:
+            row["test_split"] = job.metrics.get("test_split", "test" if job.value("test/acc") is not None else "")
         if job.status == "failed" or (not job.completed and job.metrics.get("error")):
             row["error"] = str(job.metrics.get("error", ""))[:70]
         rows.append(row)
     return rows
+
+
+# the line under a table with a test_split column
+TEST_SPLIT_LEGEND = ("test_split val: the job's data had no test/ folder, so its test/* figures are of the validation "
+                     "split, which also picked best.ckpt; they are not comparable with test figures.")
 
 
 def _cell(value: object) -> str:

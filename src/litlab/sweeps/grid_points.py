@@ -1,0 +1,134 @@
+"""The jobs of a grid sweep that never started, and the commands that run them.
+
+A grid sweep (Hydra's basic sweeper) stopped by Ctrl-C or SIGTERM leaves no folder for the jobs
+after the one it stopped in, so nothing listed them: the summary ranked the jobs that ran as if
+they were the whole sweep, and the sweep folder cannot take the sweep again
+(``run_folders.check_new_sweep_dir``). The grid is expanded again from what the sweep wrote into
+its ``multirun.yaml`` before its first job (the command's overrides, ``hydra.overrides.task``, and
+the sweeper's ``params``) by the basic sweeper's own expansion, so the jobs are numbered as the
+sweep numbered them (``hydra.job.num``, the job folder's name). An Optuna search has no fixed
+grid (and writes no ``multirun.yaml``): nothing is said there.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import yaml
+
+from litlab.sweeps.sweep_table import Job, is_bookkeeping, override_values
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+# the entrypoints a sweep may run (multirun.yaml's hydra.job.name)
+ENTRYPOINTS = ("train", "eval", "predict")
+
+
+def grid_points(sweep_dir: Path) -> list[list[str]] | None:
+    """The overrides of each job of the grid sweep in ``sweep_dir``, in job order; None for a
+    folder without a basic sweeper's ``multirun.yaml`` (an Optuna search, a folder of runs) or a
+    grid that cannot be expanded again as it was: ``glob()`` lists a group's files, which may have
+    changed since, and ``shuffle()`` drew an order that was not recorded."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    hydra = _hydra_record(Path(sweep_dir))
+    sweeper = hydra.get("sweeper") or {}
+    if not isinstance(sweeper, dict) or sweeper.get("_target_") != BASIC_SWEEPER:
+        return None
+    # the order of BasicSweeper.sweep: its params first, then the command's overrides
+    arguments = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+    arguments += [str(o) for o in (hydra.get("overrides") or {}).get("task") or []]
+    try:
+        overrides = OverridesParser.create().parse_overrides(arguments)
+        if any(getattr(o.value(), "shuffle", False) for o in overrides):  # shuffle(): an order not recorded
+            return None
+        return BasicSweeper.split_arguments(overrides, None)[0]
+    except HydraException:  # glob() (no config loader here), or an override Hydra no longer reads
+        return None
+
+
+def _hydra_record(sweep_dir: Path) -> dict:
+    """The ``hydra`` section of ``sweep_dir/multirun.yaml``; empty where there is none to read."""
+    try:
+        record = yaml.safe_load((sweep_dir / "multirun.yaml").read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    hydra = record.get("hydra") if isinstance(record, dict) else None
+    return hydra if isinstance(hydra, dict) else {}
+
+
+def unstarted_jobs(sweep_dir: Path, jobs: list[Job]) -> tuple[list[list[str]], list[int]] | None:
+    """``(the grid's jobs' overrides, the numbers of those without a folder among jobs)``; None
+    where ``sweep_dir`` holds no grid sweep. A job started if its folder (its number) is there, or
+    a job holds its values (a ``hydra.sweep.subdir`` that names folders otherwise); a resumed job
+    still does (``ckpt_path``, ``paths``, ``hydra`` are bookkeeping, not values)."""
+    points = grid_points(sweep_dir)
+    if points is None:
+        return None
+    folders = {j.name for j in jobs}
+    missing = []
+    for number, point in enumerate(points):
+        values = {k: v for k, v in override_values(point).items() if not is_bookkeeping(k)}
+        if str(number) not in folders and not any(all(j.overrides.get(k) == v for k, v in values.items())
+                                                  for j in jobs):
+            missing.append(number)
+    return points, missing
+
+
+def unstarted_commands(sweep_dir: Path, jobs: list[Job]) -> tuple[str, list[tuple[str, str]]] | None:
+    """A line saying how many of the grid's jobs never started, and for each a label (its number
+    and swept values) and the command that runs it in its own folder of the sweep, where summarize
+    finds it (the sweep itself cannot start again there); None where all started or ``sweep_dir``
+    holds no grid sweep."""
+    found = unstarted_jobs(sweep_dir, jobs)
+    if not found or not found[1]:
+        return None
+    points, missing = found
+    swept, entry = _swept_keys(points), _entrypoint(sweep_dir)
+    head = (f"{len(missing)} of the sweep's {len(points)} grid jobs never started (no job folder); run each in its "
+            f"own folder of the sweep with:")
+    commands = []
+    for number in missing:
+        values = " ".join(o for o in points[number] if o.lstrip("+~").split("=", 1)[0] in swept)
+        command = job_command(entry, sweep_dir, number, points[number])
+        commands.append((f"job {number} ({values or 'no swept value'})", command))
+    return head, commands
+
+
+def unstarted_lines(found: tuple[str, list[tuple[str, str]]] | None, sweep_dir: Path,
+                    limit: int | None = None) -> list[str]:
+    """``unstarted_commands``' answer as text lines, at most ``limit`` commands (then where the
+    others are listed); empty for None."""
+    if found is None:
+        return []
+    head, commands = found
+    lines = [head, *(f"  {label}: {command}" for label, command in commands[:limit])]
+    if limit is not None and len(commands) > limit:
+        lines.append(f"  and {len(commands) - limit} more: python -m litlab.summarize "
+                     f"{shlex.quote(str(sweep_dir))} lists them all")
+    return lines
+
+
+def job_command(entry: str, sweep_dir: Path, number: int, overrides: list[str]) -> str:
+    """``python -m litlab.<entry> <overrides> hydra.run.dir=<sweep_dir>/<number>``, shell-quoted:
+    the job as one run, in the folder the sweep would have given it."""
+    from litlab.callbacks.interruption import run_dir_override  # imports Lightning: only for a command
+
+    return " ".join([f"python -m litlab.{entry}", *map(shlex.quote, overrides),
+                     run_dir_override(Path(sweep_dir) / str(number))])
+
+
+def _entrypoint(sweep_dir: Path) -> str:
+    """The entrypoint the sweep ran (``hydra.job.name``): ``train`` unless it says another."""
+    job = _hydra_record(Path(sweep_dir)).get("job")
+    name = job.get("name") if isinstance(job, dict) else None
+    return name if name in ENTRYPOINTS else "train"
+
+
+def _swept_keys(points: list[list[str]]) -> set[str]:
+    """The keys whose value differs between the grid's jobs."""
+    values = [override_values(p) for p in points]
+    keys = {k for v in values for k in v}
+    return {k for k in keys if len({v.get(k) for v in values}) > 1}

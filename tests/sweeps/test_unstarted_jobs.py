@@ -1,0 +1,109 @@
+"""The jobs of an interrupted grid sweep that never started: the sweep's end line and summarize
+count them and give the command that runs each (sweep folders written by hand, with the
+``multirun.yaml`` Hydra's basic sweeper writes before its first job)."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+import yaml
+
+from litlab.summarize import main, rank_sweep
+from litlab.sweeps import outcome
+from litlab.sweeps.interrupted import exit_interrupted
+
+BASIC = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+OPTUNA = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+
+
+def _sweep(path, task, params=None, target=BASIC, name="train"):
+    """A sweep folder as the sweeper leaves it before its first job: multirun.yaml only."""
+    path.mkdir(parents=True)
+    hydra = {"sweep": {"dir": str(path), "subdir": "${hydra.job.num}"},
+             "sweeper": {"_target_": target, "max_batch_size": None, "params": params},
+             "overrides": {"hydra": [f"hydra.sweep.dir={path}", "hydra.mode=MULTIRUN"], "task": task},
+             "job": {"name": name}}
+    (path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": hydra, "task_name": name}))
+    return path
+
+
+def _job(sweep, name, overrides, status="completed", acc=0.9):
+    folder = sweep / name
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (folder / "metrics.json").write_text(json.dumps({"status": status, "task": "train", "val/acc": acc,
+                                                     "optimized_metric": "val/acc"}))
+
+
+def test_summarize_names_the_jobs_an_interrupted_grid_never_started(tmp_path, capsys):
+    """The user's sweep: model=mlp,cnn, SIGTERM in job 0, job 0 resumed; summarize printed
+    "1 jobs ranked" and model=cnn appeared nowhere."""
+    s = _sweep(tmp_path / "s", ["data=npz", "data.path=X.npz", "model=mlp,cnn", "trainer.max_epochs=3"])
+    # job 0 resumed in its folder: its record holds the resume's ckpt_path=last
+    _job(s, "0", ["data=npz", "data.path=X.npz", "model=mlp", "trainer.max_epochs=3", "ckpt_path=last"])
+    command = f"python -m litlab.train data=npz data.path=X.npz model=cnn trainer.max_epochs=3 hydra.run.dir={s}/1"
+    head = "1 of the sweep's 2 grid jobs never started (no job folder); run each in its own folder of the sweep with:"
+    assert rank_sweep(s)["unstarted"] == (head, [("job 1 (model=cnn)", command)])
+    main([str(s)])
+    out = capsys.readouterr().out
+    assert f"{head}\n  job 1 (model=cnn): {command}\n" in out
+    assert f"- job 1 (model=cnn): `{command}`" in (s / "summary.md").read_text()
+    # run as given, the job is in the sweep folder and nothing is missing any more
+    _job(s, "1", ["data=npz", "data.path=X.npz", "model=cnn", "trainer.max_epochs=3"])
+    assert rank_sweep(s)["unstarted"] is None
+
+
+def test_the_sweepers_params_come_first_and_number_the_jobs(tmp_path):
+    """hydra.sweeper.params are expanded before the command's overrides, as the basic sweeper does:
+    job 1 is lr=1e-3 with model=cnn (Hydra writes 0.001). A job in a folder named otherwise
+    (hydra.sweep.subdir) counts by its values."""
+    s = _sweep(tmp_path / "s", ["model=mlp,cnn"], params={"model.optimizer.lr": "1e-3,2e-3"})
+    _job(s, "0", ["model.optimizer.lr=0.001", "model=mlp"])
+    _job(s, "lr2e-3_mlp", ["model.optimizer.lr=0.002", "model=mlp"])
+    head, commands = rank_sweep(s)["unstarted"]
+    assert head.startswith("2 of the sweep's 4 grid jobs never started")
+    assert [label for label, _ in commands] == ["job 1 (model.optimizer.lr=0.001 model=cnn)",
+                                                "job 3 (model.optimizer.lr=0.002 model=cnn)"]
+    assert commands[1][1] == f"python -m litlab.train model.optimizer.lr=0.002 model=cnn hydra.run.dir={s}/3"
+
+
+@pytest.mark.parametrize("target, task", [(OPTUNA, ["model.optimizer.lr=interval(1e-4,1e-2)"]),
+                                          (BASIC, ["model=glob(*)", "seed=1,2"]),
+                                          (BASIC, ["seed=shuffle(1,2,3)"])])
+def test_nothing_is_said_where_the_jobs_cannot_be_known_again(tmp_path, capsys, target, task):
+    """An Optuna search has no fixed grid; glob() and shuffle() may expand otherwise a second time."""
+    s = _sweep(tmp_path / "s", task, target=target)
+    _job(s, "0", ["seed=1"])
+    assert rank_sweep(s)["unstarted"] is None
+    main([str(s)])
+    assert "never started" not in capsys.readouterr().out
+
+
+def test_the_sweeps_end_line_names_the_unstarted_jobs_with_their_commands(tmp_path, monkeypatch, capsys):
+    """SIGTERM in job 0 of 13: the end line named job 0 alone. The first 10 commands follow it,
+    then where the rest are; the folder is quoted for the shell in every command."""
+    s = _sweep(tmp_path / "my sweep", ["seed=range(0,13)", "model=mlp"])
+    _job(s, "0", ["seed=0", "model=mlp"], status="interrupted")
+    monkeypatch.setattr(outcome, "current_sweep_dir", s)
+    with pytest.raises(SystemExit) as stop:
+        exit_interrupted(signal.SIGTERM)
+    assert stop.value.code == 143
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0] == (f"Sweep interrupted by signal SIGTERM in {s}; interrupted jobs: 0. python -m litlab.summarize "
+                        f"'{s}' lists its jobs; an interrupted job's metrics.json says how to resume it (resume).")
+    assert lines[1].startswith("12 of the sweep's 13 grid jobs never started")
+    assert lines[2] == f"  job 1 (seed=1): python -m litlab.train seed=1 model=mlp 'hydra.run.dir='\"'\"'{s}/1'\"'\"''"
+    assert [line.split(":")[0] for line in lines[2:12]] == [f"  job {n} (seed={n})" for n in range(1, 11)]
+    assert lines[12:] == [f"  and 2 more: python -m litlab.summarize '{s}' lists them all"]
+
+
+def test_a_sweep_stopped_before_its_first_job_folder_lists_every_job(tmp_path, monkeypatch, capsys):
+    s = _sweep(tmp_path / "s", ["model=mlp,cnn"])
+    monkeypatch.setattr(outcome, "current_sweep_dir", s)
+    with pytest.raises(SystemExit):
+        exit_interrupted(signal.SIGINT)
+    err = capsys.readouterr().err
+    assert "2 of the sweep's 2 grid jobs never started" in err
+    assert f"  job 0 (model=mlp): python -m litlab.train model=mlp hydra.run.dir={s}/0\n" in err
