@@ -23,6 +23,7 @@ from litlab.eval import is_run_override
 from litlab.reporting.run_files import update_metrics
 from litlab.seeding import seed_everything
 from litlab.trainer_checks import accelerator_of, check_precision, check_trainer_config
+from litlab.resume import absolute_locations
 from litlab.training import partial_data
 
 log = logging.getLogger(__name__)
@@ -147,11 +148,8 @@ def scored_data(run_cfg: DictConfig, dm, split: str) -> dict:
     (``partial_data`` beside it says when ``trainer.limit_test_batches`` scored only part of it)."""
     test_split = "val" if split == "val" or getattr(dm, "test_is_val", False) else split
     record = {"test_split": test_split, "data": str(run_cfg.data.get("_target_", type(dm).__name__))}
-    for key in ("path", "root"):
-        value = run_cfg.data.get(key)
-        if value:  # null for the data choices that read no files (synthetic)
-            value = str(value)
-            record[f"data_{key}"] = value if "://" in value else str(Path(value).absolute())
+    located = absolute_locations({key: run_cfg.data.get(key) for key in ("path", "root")})
+    record.update({f"data_{key}": str(value) for key, value in located.items() if value})  # null: synthetic data
     record["samples"] = len(getattr(dm.splits, split))
     return record
 

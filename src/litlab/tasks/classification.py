@@ -274,7 +274,10 @@ class Classifier(L.LightningModule):
                 f"per epoch and would fail at epoch {total + 1}. Set model.scheduler.total_steps=${{trainer.max_epochs}}.")
         schedule = {"scheduler": scheduler, "interval": "epoch"}
         if on_plateau(scheduler):  # stepped with val/loss at the end of each epoch that validated
-            schedule.update(monitor=PLATEAU_MONITOR, strict=False)
+            # every n-th epoch validates: Lightning skips the others (it would warn that val/loss is
+            # missing before the first); by steps across epochs (null), lr_scheduler_step skips them
+            every = getattr(self._trainer, "check_val_every_n_epoch", None) or 1
+            schedule.update(monitor=PLATEAU_MONITOR, strict=False, frequency=every)
         return {"optimizer": optimizer, "lr_scheduler": schedule}
 
 
