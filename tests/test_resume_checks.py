@@ -132,3 +132,22 @@ def test_compressing_a_finished_run_says_to_train_it_again_with_compress(cfg_fac
                                           r"new folder; .* then exports it: python -m litlab\.train <the run's "
                                           r"overrides> export=onnx$"):
         check_something_left(cfg, ckpt, run)
+
+
+def test_a_run_stopped_in_its_first_epoch_does_not_resume_from_a_mid_epoch_best(cfg_factory, tmp_path, caplog):
+    """Without last.ckpt, ckpt_path=last falls back to best.ckpt (a kill while the first last.ckpt
+    was written); a best.ckpt from a validation within the first epoch would restart that epoch's
+    data at its first batch with the batches done counted, and is refused."""
+    path = write_npz(tmp_path / "a.npz", n=300)
+    run = [*NPZ_RUN, f"data.path={path}", "data.batch_size=16", "+trainer.val_check_interval=0.5"]
+    train(cfg_factory(run))
+    checkpoints = tmp_path / "run" / "checkpoints"
+    (checkpoints / "last.ckpt").unlink()
+    with pytest.raises(LitlabError, match=r"has no last\.ckpt, as the run stopped before its first epoch ended"):
+        train(cfg_factory([*run, "ckpt_path=last"]))
+    # an epoch-end best.ckpt is still the fallback
+    train(cfg_factory([f"data.path={path}", *NPZ_RUN], name="whole"))
+    (tmp_path / "whole" / "checkpoints" / "last.ckpt").unlink()
+    with caplog.at_level(logging.WARNING, logger="litlab.resume"):
+        train(cfg_factory([f"data.path={path}", *NPZ_RUN, "trainer.max_epochs=2", "ckpt_path=last"], name="whole"))
+    assert any("is missing (the run was stopped while writing it)" in r.getMessage() for r in caplog.records)

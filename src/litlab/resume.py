@@ -19,6 +19,7 @@ from pathlib import Path
 import lightning.pytorch as L
 from omegaconf import DictConfig, OmegaConf
 
+from litlab.callbacks.checkpoints import taken_within_epoch
 from litlab.callbacks.interruption import run_overrides, sets_key
 from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.errors import LitlabError
@@ -49,9 +50,17 @@ def open_resume(cfg: DictConfig, run_dir: Path) -> Resume | None:
         best = path.with_name("best.ckpt")
         if not path.is_file() and best.is_file():
             # killed while its first last.ckpt was being written: best.ckpt, written just before, is complete
-            log.warning("%s is missing (the run was stopped while writing it); resuming from %s", path, best)
             path = best
     ckpt = load_checkpoint(path, compressed_ok=False)
+    if cfg.get("ckpt_path") == "last" and path.name == "best.ckpt":
+        if taken_within_epoch(ckpt):
+            raise LitlabError(
+                f"ckpt_path=last: {run_dir} has no last.ckpt, as the run stopped before its first epoch ended; its "
+                f"best.ckpt is from a validation within that epoch, and a resume from there would start the epoch's "
+                f"data again at its first batch while counting the batches already trained. Start the run again: the "
+                f"same command without ckpt_path=last, in a new folder (hydra.run.dir=NEW_DIR).")
+        log.warning("%s is missing (the run was stopped while writing it); resuming from %s", path.with_name("last.ckpt"),
+                    path)
     check_same_data_settings(cfg, ckpt, path)
     return Resume(path, ckpt)
 

@@ -68,6 +68,11 @@ class _Checkpoints(ModelCheckpoint):
         if not within and not self._should_save_on_train_epoch_end(trainer):
             self._keep_last_current(trainer)
 
+    def state_dict(self) -> dict[str, Any]:
+        # saved in each checkpoint: whether it was taken within an epoch (best.ckpt at a validation
+        # inside it), which a resume cannot continue from (resume.open_resume)
+        return {**super().state_dict(), "within_epoch": self._within_epoch}
+
     def setup(self, trainer, pl_module, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         if trainer.is_global_zero and self.dirpath and Path(self.dirpath).is_dir():
@@ -100,6 +105,11 @@ class _Checkpoints(ModelCheckpoint):
         if self._every_n_train_steps < 1 and self._train_time_interval is None:
             return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+def taken_within_epoch(ckpt: dict) -> bool:
+    """Whether litlab's checkpoint callback wrote ``ckpt`` at a validation within an epoch."""
+    return any(isinstance(state, dict) and state.get("within_epoch") for state in (ckpt.get("callbacks") or {}).values())
 
 
 def _epoch_finished(trainer) -> bool:
