@@ -287,3 +287,17 @@ def test_eval_of_a_folder_without_test_says_it_scored_the_validation_split(cfg_f
     assert metrics["test/acc"] == pytest.approx(trained_record["test/acc"], abs=1e-6)
     out = capsys.readouterr().out
     assert "  split        val (the data has no test/ folder: test/* are the validation split's figures)\n" in out
+
+
+def test_a_stored_augmentation_refused_since_does_not_stop_an_evaluation(trained, cfg_factory, tmp_path):
+    """data.augment values are checked when a run trains (shift=-1 is refused now, and did nothing
+    before); evaluation never augments, so an older checkpoint holding one is still scored."""
+    run_dir, path = trained
+    ckpt_file = json.loads((run_dir / "metrics.json").read_text())["best_ckpt"]
+    ckpt = torch.load(ckpt_file, weights_only=False)
+    ckpt["litlab"]["config"]["data"]["augment"] = {"hflip": False, "shift": -1}
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    cfg = cfg_factory([f"ckpt_path={tmp_path / 'old.ckpt'}"], name="ev_old", config_name="eval", fast=False)
+    with torch.no_grad():
+        scored = evaluate(cfg, [f"data.path={path}"])
+    assert scored["test/acc"] == pytest.approx(_eval(cfg_factory, run_dir, path)["test/acc"], abs=1e-6)

@@ -49,7 +49,11 @@ def stored_config(ckpt: dict, overrides: list[str], ckpt_path: str = "the checkp
             )
     if mine:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o.lstrip("+") for o in mine]))
-    if sets_key(mine, "data.root") and not Path(str(cfg.data.root)).is_dir():
+    if isinstance(cfg.get("data"), DictConfig) and cfg.data.get("augment") is not None:
+        # evaluation never augments: the run's data.augment (checked when it trains; an older
+        # checkpoint may hold a value refused since) has nothing to say here
+        cfg.data.augment = None
+    if gives_key(mine, "data.root") and not Path(str(cfg.data.root)).is_dir():
         # a digits checkpoint would write a fresh digits set there and score that, exit 0, as if it
         # were the folder meant (a misspelt one)
         raise LitlabError(f"data.root={cfg.data.root} is not a folder. Give the folder of the images to evaluate, "
@@ -57,7 +61,7 @@ def stored_config(ckpt: dict, overrides: list[str], ckpt_path: str = "the checkp
     return cfg
 
 
-def sets_key(overrides: list[str], key: str) -> bool:
+def gives_key(overrides: list[str], key: str) -> bool:
     """Whether the command line gives ``key`` (``key=``, ``+key=`` or ``++key=``)."""
     return any("=" in o and o.split("=", 1)[0].lstrip("+") == key for o in overrides)
 
@@ -71,7 +75,7 @@ def eval_precision(cfg: DictConfig, run_cfg: DictConfig, overrides: list[str], a
     run (16-mixed from a GPU run, evaluated on the CPU) falls back to 32-true with a warning,
     rather than refusing an evaluation that float32 does nearly as well."""
     given = str(cfg.trainer.get("precision", 32))
-    if sets_key(overrides, "trainer.precision"):
+    if gives_key(overrides, "trainer.precision"):
         return given, "given on the command line"
     if artifact:
         return given, "a compressed model, measured in float32 by compression"
