@@ -107,3 +107,13 @@ def test_a_sweep_stopped_before_its_first_job_folder_lists_every_job(tmp_path, m
     err = capsys.readouterr().err
     assert "2 of the sweep's 2 grid jobs never started" in err
     assert f"  job 0 (model=mlp): python -m litlab.train model=mlp hydra.run.dir={s}/0\n" in err
+
+
+def test_a_job_folder_without_its_records_yet_started(tmp_path):
+    """A submitit job's folder exists a moment before its .hydra/ and metrics.json: it started,
+    and was listed as never started (no job folder)."""
+    s = _sweep(tmp_path / "s", ["model=mlp,cnn,gru"])
+    _job(s, "0", ["model=mlp"])
+    (s / "1").mkdir()
+    assert rank_sweep(s)["unstarted"][1] == [
+        ("job 2 (model=gru)", f"python -m litlab.train model=gru hydra.run.dir={s}/2")]

@@ -61,13 +61,16 @@ def _hydra_record(sweep_dir: Path) -> dict:
 
 def unstarted_jobs(sweep_dir: Path, jobs: list[Job]) -> tuple[list[list[str]], list[int]] | None:
     """``(the grid's jobs' overrides, the numbers of those without a folder among jobs)``; None
-    where ``sweep_dir`` holds no grid sweep. A job started if its folder (its number) is there, or
+    where ``sweep_dir`` holds no grid sweep or cannot be listed. A job started if its folder (its number) is there, or
     a job holds its values (a ``hydra.sweep.subdir`` that names folders otherwise); a resumed job
     still does (``ckpt_path``, ``paths``, ``hydra`` are bookkeeping, not values)."""
     points = grid_points(sweep_dir)
     if points is None:
         return None
-    folders = {j.name for j in jobs}
+    try:  # a job folder without its records yet (a submitit job starting) started too
+        folders = {j.name for j in jobs} | {p.name for p in Path(sweep_dir).iterdir() if p.is_dir()}
+    except OSError:  # a folder that cannot be listed: nothing can be said of its jobs
+        return None
     missing = []
     for number, point in enumerate(points):
         values = {k: v for k, v in override_values(point).items() if not is_bookkeeping(k)}

@@ -91,7 +91,7 @@ def _unstarted(sweep_dir: Path) -> list[str]:
         jobs = read_jobs(sweep_dir)
     except LitlabError:  # not one job folder yet: every job of the grid is still to start
         jobs = []
-    except (OSError, ValueError, yaml.YAMLError):  # an overrides.yaml cut short or edited
+    except (OSError, ValueError, TypeError, yaml.YAMLError):  # an overrides.yaml cut short or edited
         return []
     return unstarted_lines(unstarted_commands(sweep_dir, jobs), sweep_dir, UNSTARTED_SHOWN)
 
