@@ -52,6 +52,15 @@ def test_a_folder_of_eval_runs_alone_is_a_clear_error(tmp_path, capsys):
     assert not (runs / "summary.csv").exists()
 
 
+def test_a_sweep_of_evaluations_is_ranked_as_it_is(tmp_path):
+    """litlab.eval -m runs no training: its jobs are what the sweep holds, not folders to leave out."""
+    runs = tmp_path / "sweep"
+    _run(runs, "0", {"task": "eval", "test/acc": 0.8})
+    _run(runs, "1", {"task": "eval", "test/acc": 0.9})
+    table = rank_sweep(runs, metric="test/acc")
+    assert [row["job"] for row in table["rows"]] == ["1", "0"] and table["notes"] == []
+
+
 def test_test_figures_of_the_validation_split_are_marked(tmp_path, capsys):
     """A job of an image folder without test/ (test_split val) looked like one scored on a test split."""
     from litlab.sweeps.sweep_table import TEST_SPLIT_LEGEND

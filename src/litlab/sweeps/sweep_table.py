@@ -98,7 +98,8 @@ def training_jobs(jobs: list[Job], sweep_dir: Path) -> tuple[list[Job], str | No
     """The jobs that trained, and the line that says which folders were left out: an eval or
     predict run (``metrics.json`` ``task``) in a folder of runs scored no training, and ranked
     among trained jobs its figures would be read as one's. A record without ``task`` (older, or
-    unreadable) stays in. None of them trained: a LitlabError."""
+    unreadable) stays in. None of them trained: all of one task (an eval sweep) are ranked as they
+    are, a mix is a LitlabError."""
     left = {}
     for job in jobs:
         task = job.metrics.get("task", "train")
@@ -108,6 +109,8 @@ def training_jobs(jobs: list[Job], sweep_dir: Path) -> tuple[list[Job], str | No
         return jobs, None
     kept = [j for j in jobs if j.metrics.get("task", "train") == "train"]
     which = "; ".join(f"task {task}: {', '.join(names)}" for task, names in left.items())
+    if not kept and len(left) == 1:  # every job ran one other entrypoint (a litlab.eval -m sweep): rank those
+        return jobs, None
     if not kept:
         raise LitlabError(f"DIR: {sweep_dir} holds no training jobs: its {len(jobs)} run folder(s) are not training "
                           f"runs (metrics.json {which}), and summarize ranks trained jobs. Pass a sweep folder or a "
