@@ -80,10 +80,13 @@ def test_given_stats_are_checked_against_the_data(tmp_path):
     with pytest.raises(LitlabError, match=r"^data\.mean needs a number or one number per channel \(3\), got \[0\.5\]"):
         stats_or_given(x, "image", [0.5], None, "data")
     assert stats_or_given(x, "image", 0.5, [1, 2, 3], "data") == ([0.5, 0.5, 0.5], [1.0, 2.0, 3.0])
-    # the npz source, whose own constructor does not see the channel count, is refused at setup
-    path = write_npz(tmp_path / "d.npz", kind="sequence")
+    # the npz source refuses it before the file is read (a path that does not exist is not reached)
     with pytest.raises(LitlabError, match=r"^data\.std must be above 0"):
-        NpzDataModule(path=str(path), std=-1).setup()
+        NpzDataModule(path=str(tmp_path / "not-read.npz"), std=-1)
+    # and a count that does not fit the features once it is
+    path = write_npz(tmp_path / "d.npz", kind="sequence")
+    with pytest.raises(LitlabError, match=r"^data\.std needs a number or one number per feature"):
+        NpzDataModule(path=str(path), std=[1.0] * 99).setup()
 
 
 def _rgb_jpeg(path, h=12, w=16):

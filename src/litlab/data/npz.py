@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from litlab.data.base import ClassificationData, Splits, check_labels, stats_or_given
+from litlab.data.base import ClassificationData, Splits, check_labels, given_stats, stats_or_given
 from litlab.data.datasets import TensorSplit, split_off
 from litlab.data.preprocess import Preprocess
 from litlab.errors import LitlabError, check_fraction
@@ -84,6 +84,9 @@ class NpzDataModule(ClassificationData):
         self.path = Path(path)
         self.val_fraction = check_fraction("data.val_fraction", val_fraction)
         self.split_seed = split_seed
+        # checked before the file is read (the count per feature or channel once it is)
+        given_stats("data.mean", mean, None, "channel or feature")
+        given_stats("data.std", std, None, "channel or feature", positive=True)
         self.mean, self.std = mean, std
 
     def _read(self) -> dict[str, np.ndarray]:
