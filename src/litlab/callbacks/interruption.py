@@ -22,6 +22,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from litlab.reporting.run_files import update_metrics
 from litlab.seeding import seed_everything
+from litlab.sweeps.sweep_table import is_under
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,7 @@ def run_dir_override(run_dir: Path) -> str:
 
 def sets_key(override: str, *keys: str) -> bool:
     """Whether ``override`` (``key=value``, ``+key=...``, ``~key``) sets one of ``keys`` or a key under them."""
-    key = override.lstrip("+~").split("=", 1)[0]
-    return any(key == k or key.startswith((f"{k}.", f"{k}/")) for k in keys)
+    return is_under(override.lstrip("+~").split("=", 1)[0], keys)
 
 
 def run_overrides(run_dir: Path, *dropped: str) -> list[str] | None:

@@ -26,14 +26,14 @@ _NOT_PARAMS = ("hparams_search", "paths", "hydra", "ckpt_path")
 _SETUP = ("logger", "callbacks")
 
 
-def _under(key: str, roots: tuple[str, ...]) -> bool:
+def is_under(key: str, roots: tuple[str, ...]) -> bool:
     """``key`` is one of ``roots`` (a group choice) or a key inside one (``root.x``, ``root/x``)."""
     return any(key == r or key.startswith((f"{r}.", f"{r}/")) for r in roots)
 
 
 def is_bookkeeping(key: str) -> bool:
     """``key`` says where files go or how the sweep runs (``_NOT_PARAMS``), not what a job trains."""
-    return _under(key, _NOT_PARAMS)
+    return is_under(key, _NOT_PARAMS)
 
 
 @dataclass
@@ -173,7 +173,7 @@ def swept_params(jobs: list[Job]) -> list[str]:
     run setup. Bookkeeping keys (``paths``, ``hydra``, ``hparams_search``, ``ckpt_path``) are never columns."""
     keys = list(dict.fromkeys(k for j in jobs for k in j.overrides if not is_bookkeeping(k)))
     varying = [k for k in keys if len({j.overrides.get(k) for j in jobs}) > 1]
-    return varying or ([k for k in keys if not _under(k, _SETUP)] if len(jobs) == 1 else [])
+    return varying or ([k for k in keys if not is_under(k, _SETUP)] if len(jobs) == 1 else [])
 
 
 def optimized_metrics(jobs: list[Job], sweep_dir: Path) -> list[str]:
