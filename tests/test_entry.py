@@ -40,3 +40,31 @@ def test_a_path_with_a_name_too_long_is_a_one_paragraph_user_error_naming_its_ke
            f"folder name is usually 255 bytes" in err and "Traceback" not in err
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["status"] == "failed" and m["error"].startswith(f"ckpt_path={ckpt}: a name in this path is too long")
+
+
+@pytest.mark.parametrize("flags,composed", [([], 2), (["--config-name", "train"], 3)])
+def test_a_run_composes_its_config_once_before_hydra_and_once_in_it(monkeypatch, tmp_path, flags, composed):
+    """``check_cli`` composes the command's config and hands Hydra its ``hydra.mode``: Hydra then
+    composes it once more for the run (three times before, ~0.3 s each at start-up). With one of
+    Hydra's own flags, which may name another config, Hydra asks itself as before."""
+    import sys
+
+    from hydra._internal.hydra import Hydra
+
+    import litlab.train as command
+
+    runs, seen = [], {}
+    compose, get_mode = Hydra.compose_config, Hydra.get_mode
+
+    def counted(self, *args, **kwargs):
+        runs.append(kwargs.get("run_mode"))
+        return compose(self, *args, **kwargs)
+
+    monkeypatch.setattr(Hydra, "compose_config", counted)
+    monkeypatch.setattr(command, "_train", lambda cfg: seen.setdefault("cfg", cfg) and 0.5)
+    monkeypatch.setattr(sys, "argv", ["litlab.train", *flags, f"hydra.run.dir={tmp_path / 'run'}",
+                                      "hydra/job_logging=none", "hydra/hydra_logging=none", "trainer.max_epochs=3"])
+    command.main()
+    assert len(runs) == composed
+    assert seen["cfg"].trainer.max_epochs == 3 and (tmp_path / "run" / ".hydra" / "config.yaml").is_file()
+    assert Hydra.get_mode is get_mode  # put back

@@ -14,7 +14,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from litlab.entry import check_cli, run_entrypoint
+from litlab.config_check import CONF_DIR
+from litlab.entry import check_cli, mode_known, run_entrypoint
 
 # the config groups a checkpoint's run record holds, which eval overrides change
 RUN_GROUPS = ("data", "model")
@@ -33,7 +34,9 @@ def hydra_argv(argv: list[str]) -> list[str]:
     return [f"++{a}" if is_run_override(a) and not a.startswith("+") else a for a in argv]
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+# the folder by its absolute path: run as `litlab-eval` (a console script, which imports this
+# module by name) Hydra looked for a relative "conf" in a package litlab.conf and found none
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 def _hydra_main(cfg: DictConfig) -> None:
     overrides = list(HydraConfig.get().overrides.task)
 
@@ -48,8 +51,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 def main() -> None:
     """``python -m litlab.eval`` / ``litlab-eval``."""
     sys.argv[1:] = hydra_argv(sys.argv[1:])
-    check_cli(sys.argv[1:], "eval")
-    _hydra_main()
+    with mode_known(sys.argv[1:], check_cli(sys.argv[1:], "eval")):
+        _hydra_main()
 
 
 if __name__ == "__main__":

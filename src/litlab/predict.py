@@ -15,7 +15,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from litlab.entry import check_cli, run_entrypoint
+from litlab.config_check import CONF_DIR
+from litlab.entry import check_cli, mode_known, run_entrypoint
 
 
 def _predict(cfg: DictConfig) -> dict:
@@ -24,15 +25,17 @@ def _predict(cfg: DictConfig) -> dict:
     return predict(cfg)
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="predict")
+# the folder by its absolute path: run as `litlab-predict` (a console script, which imports this
+# module by name) Hydra looked for a relative "conf" in a package litlab.conf and found none
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
 def _hydra_main(cfg: DictConfig) -> None:
     run_entrypoint(_predict, cfg)
 
 
 def main() -> None:
     """``python -m litlab.predict`` / ``litlab-predict``."""
-    check_cli(sys.argv[1:], "predict")
-    _hydra_main()
+    with mode_known(sys.argv[1:], check_cli(sys.argv[1:], "predict")):
+        _hydra_main()
 
 
 if __name__ == "__main__":

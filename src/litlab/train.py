@@ -12,9 +12,9 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from litlab.config_check import is_sweep_command
+from litlab.config_check import CONF_DIR, is_sweep_command
 from litlab.distributed.ranks import launched_rank
-from litlab.entry import check_cli, exit_if_every_job_failed, run_entrypoint, sigterm_stops_here
+from litlab.entry import check_cli, exit_if_every_job_failed, mode_known, run_entrypoint, sigterm_stops_here
 from litlab.sweeps.interrupted import sweep_stops_on_signals
 
 
@@ -25,7 +25,9 @@ def _train(cfg: DictConfig) -> float | None:
     return train(cfg)
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+# the folder by its absolute path: run as `litlab-train` (a console script, which imports this
+# module by name) Hydra looked for a relative "conf" in a package litlab.conf and found none
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
     return run_entrypoint(_train, cfg)
 
@@ -33,9 +35,10 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 def main() -> None:
     """``python -m litlab.train`` / ``litlab-train``."""
     argv = sys.argv[1:]
-    check_cli(argv)
+    cfg = check_cli(argv)
     if not is_sweep_command(argv) or launched_rank() != 0:  # a DDP rank > 0 runs one job of rank 0's sweep
-        _hydra_main()
+        with mode_known(argv, cfg):
+            _hydra_main()
         return
     with sweep_stops_on_signals():  # one line and 130/143 whichever launcher ran the jobs
         _hydra_main()
