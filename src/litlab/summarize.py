@@ -20,7 +20,7 @@ from pathlib import Path
 
 from litlab.errors import LitlabError
 from litlab.sweeps.compressed_keys import compression_keys
-from litlab.sweeps.grid_points import unstarted_commands, unstarted_lines
+from litlab.sweeps.grid_points import none_started, unstarted_commands, unstarted_lines
 from litlab.sweeps.sweep_plots import accuracy_vs_cost, metric_vs_params
 from litlab.sweeps.sweep_table import (TEST_SPLIT_LEGEND, check_metric_present, direction_of, format_markdown,
                                        format_text, optimized_metrics, os_reason, rank, read_jobs, swept_params,
@@ -49,7 +49,13 @@ def rank_sweep(sweep_dir: Path, metric: str | None = None, direction: str | None
     ``notes`` are the lines under the table (folders left out, what a column means); ``unstarted``
     the jobs of an interrupted grid sweep that never started, with the commands that run them."""
     sweep_dir = Path(sweep_dir)
-    found = read_jobs(sweep_dir)
+    try:
+        found = read_jobs(sweep_dir)
+    except LitlabError:  # not one job folder: a grid sweep stopped before its first job says so
+        message = none_started(sweep_dir)
+        if message is None:
+            raise
+        raise LitlabError(message) from None
     jobs, left_out = training_jobs(found, sweep_dir)
     optimized = optimized_metrics(jobs, sweep_dir)
     if metric is None and len(optimized) > 1:

@@ -117,3 +117,21 @@ def test_a_job_folder_without_its_records_yet_started(tmp_path):
     (s / "1").mkdir()
     assert rank_sweep(s)["unstarted"][1] == [
         ("job 2 (model=gru)", f"python -m litlab.train model=gru hydra.run.dir={s}/2")]
+
+
+def test_summarize_of_a_grid_stopped_before_its_first_job_gives_the_sweeps_command(tmp_path, capsys):
+    """Ctrl-C while the first job was starting: summarize said the folder "holds no job folders" and
+    to pass a multirun folder, which it was."""
+    s = _sweep(tmp_path / "s", ["model=mlp,cnn", "model.optimizer.lr=1e-3,3e-3", "data.path=my data.npz"])
+    with pytest.raises(SystemExit) as e:
+        main([str(s)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert (f"is a grid sweep of 4 jobs that stopped before its first job started: no job has results to rank. Run "
+            f"the sweep again, into a new folder, with: python -m litlab.train -m model=mlp,cnn "
+            f"model.optimizer.lr=1e-3,3e-3 'data.path=my data.npz'") in err
+    # a folder of no sweep at all keeps its own message
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "empty")])
+    assert "holds no job folders" in capsys.readouterr().err

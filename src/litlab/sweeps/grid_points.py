@@ -114,6 +114,19 @@ def unstarted_lines(found: tuple[str, list[tuple[str, str]]] | None, sweep_dir: 
     return lines
 
 
+def none_started(sweep_dir: Path) -> str | None:
+    """What to say of a grid sweep in ``sweep_dir`` stopped before its first job made its folder
+    (no job has results; its folder cannot take the sweep again): how many jobs it had and the
+    sweep's command, which runs them all in a new folder. None where ``sweep_dir`` holds no grid."""
+    points = grid_points(sweep_dir)
+    if not points:
+        return None
+    task = (_hydra_record(Path(sweep_dir)).get("overrides") or {}).get("task") or []
+    command = " ".join([f"python -m litlab.{_entrypoint(sweep_dir)} -m", *map(shlex.quote, map(str, task))])
+    return (f"DIR: {sweep_dir} is a grid sweep of {len(points)} jobs that stopped before its first job started: no "
+            f"job has results to rank. Run the sweep again, into a new folder, with: {command}")
+
+
 def job_command(entry: str, sweep_dir: Path, number: int, overrides: list[str]) -> str:
     """``python -m litlab.<entry> <overrides> hydra.run.dir=<sweep_dir>/<number>``, shell-quoted:
     the job as one run, in the folder the sweep would have given it."""
