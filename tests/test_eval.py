@@ -301,3 +301,24 @@ def test_a_stored_augmentation_refused_since_does_not_stop_an_evaluation(trained
     with torch.no_grad():
         scored = evaluate(cfg, [f"data.path={path}"])
     assert scored["test/acc"] == pytest.approx(_eval(cfg_factory, run_dir, path)["test/acc"], abs=1e-6)
+
+
+def test_eval_of_a_folder_with_val_and_test_reads_no_training_image(cfg_factory, tmp_path, monkeypatch):
+    """eval listed train/ and decoded all of it (in memory) or 512 of its images (streamed) for
+    normalization statistics that the checkpoint's then replaced."""
+    from litlab.data import image_folder
+    from tests.conftest import make_cfg
+    from tests.helpers import write_image_folder
+
+    root = write_image_folder(tmp_path / "imgs", per_class=6)
+    run = tmp_path / "run"
+    train(make_cfg(["model=mlp", "data=imagefolder", f"data.root={root}", "trainer.max_epochs=1"], run,
+                   tmp_path / "data"))
+    trained = json.loads((run / "metrics.json").read_text())
+    listed, list_split = [], image_folder.list_split
+    monkeypatch.setattr(image_folder, "list_split", lambda d, *a, **k: listed.append(d.name) or list_split(d, *a, **k))
+    for split in ("test", "val"):
+        metrics, record = _eval_scored(cfg_factory, tmp_path, trained["best_ckpt"], f"ev_{split}", [f"split={split}"])
+        assert metrics[f"{split}/acc"] == pytest.approx(trained[f"{split}/acc"], abs=1e-6)
+        assert record["test_split"] == split and record["samples"] == 18
+    assert sorted(set(listed)) == ["test", "val"]

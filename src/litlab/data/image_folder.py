@@ -100,8 +100,12 @@ class ImageFolderDataModule(ClassificationData):
         return classes
 
     def _evaluation_only(self) -> bool:
-        """A folder without train/, read for a checkpoint's evaluation."""
-        return self.evaluating() and not (self.root / "train").is_dir()
+        """A checkpoint's evaluation that reads no training image: the folder has no train/, or it
+        has val/ and test/ (train/ would be decoded only for statistics the checkpoint's replace,
+        and for a hold-out of val or a test on val that does not happen here)."""
+        if not self.evaluating():
+            return False
+        return not (self.root / "train").is_dir() or all((self.root / s).is_dir() for s in ("val", "test"))
 
     def _check_eval_splits(self, classes: list[str], known: str) -> None:
         """val/ and test/ hold class folders of ``classes`` (those of ``known``), not always all."""
@@ -173,8 +177,8 @@ class ImageFolderDataModule(ClassificationData):
         own = Preprocess.from_dict(self.trained["preprocess"])
         pre = Preprocess(kind="image", mean=list(own.mean), std=list(own.std), image_size=self.image_size,
                          channels=self.channels, pixels=True)
-        log.info("data.root=%s has no train/ folder: evaluating with the checkpoint's classes and normalization",
-                 self.root)
+        log.info("data.root=%s: evaluating %s with the checkpoint's classes and normalization (train/ %s)", self.root,
+                 " and ".join(f"{s}/" for s in listed), "is not read" if (self.root / "train").is_dir() else "absent")
         return Splits(empty, parts.get("val", empty), parts.get("test", empty), classes, shape, pre)
 
     def _check_sizes(self, read: dict) -> None:
