@@ -134,17 +134,43 @@ def test_compressing_a_finished_run_says_to_train_it_again_with_compress(cfg_fac
         check_something_left(cfg, ckpt, run)
 
 
-def test_a_run_stopped_in_its_first_epoch_does_not_resume_from_a_mid_epoch_best(cfg_factory, tmp_path, caplog):
+def _as_older_litlab(path, to):
+    """The checkpoint ``path`` as a litlab that did not save the training loader's position wrote
+    it (no ``combined_loader`` in the fit loop's state), at ``to``."""
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    torch.save(ckpt, to)
+    return to
+
+
+def test_a_run_stopped_in_its_first_epoch_resumes_from_a_mid_epoch_best_only_with_the_loaders_position(
+        cfg_factory, tmp_path, caplog):
     """Without last.ckpt, ckpt_path=last falls back to best.ckpt (a kill while the first last.ckpt
-    was written); a best.ckpt from a validation within the first epoch would restart that epoch's
-    data at its first batch with the batches done counted, and is refused."""
+    was written). A best.ckpt from a validation within the first epoch holds the training loader's
+    position and continues that epoch; one of an older litlab, without it, would restart the epoch's
+    data at its first batch with the batches done counted, and is refused, as the fallback and when
+    named."""
     path = write_npz(tmp_path / "a.npz", n=300)
     run = [*NPZ_RUN, f"data.path={path}", "data.batch_size=16", "+trainer.val_check_interval=0.5"]
     train(cfg_factory(run))
     checkpoints = tmp_path / "run" / "checkpoints"
     (checkpoints / "last.ckpt").unlink()
+    best = checkpoints / "best.ckpt"
+    mine = best.read_bytes()
+    step = torch.load(best, weights_only=True)["global_step"]
+    assert 0 < step < 19  # 19 batches, validated after the 9th and the 18th
+    old = _as_older_litlab(best, tmp_path / "old.ckpt")
+    with pytest.raises(LitlabError, match=rf"ckpt_path={old} was written at a validation within epoch 0 after "
+                                          rf"{step} batches, without the training data's position in the epoch"):
+        train(cfg_factory([*run, f"ckpt_path={old}"], name="named"))
+    _as_older_litlab(best, best)
     with pytest.raises(LitlabError, match=r"has no last\.ckpt, as the run stopped before its first epoch ended"):
         train(cfg_factory([*run, "ckpt_path=last"]))
+    best.write_bytes(mine)
+    with caplog.at_level(logging.WARNING, logger="litlab.resume"):
+        train(cfg_factory([*run, "ckpt_path=last"]))
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 19
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["global_step"] == 19
     # an epoch-end best.ckpt is still the fallback
     train(cfg_factory([f"data.path={path}", *NPZ_RUN], name="whole"))
     (tmp_path / "whole" / "checkpoints" / "last.ckpt").unlink()

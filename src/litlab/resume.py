@@ -19,7 +19,7 @@ from pathlib import Path
 import lightning.pytorch as L
 from omegaconf import DictConfig, OmegaConf
 
-from litlab.callbacks.checkpoints import taken_within_epoch
+from litlab.callbacks.checkpoints import holds_data_position, taken_within_epoch
 from litlab.callbacks.interruption import run_overrides, sets_key
 from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.errors import LitlabError
@@ -52,17 +52,42 @@ def open_resume(cfg: DictConfig, run_dir: Path) -> Resume | None:
             # killed while its first last.ckpt was being written: best.ckpt, written just before, is complete
             path = best
     ckpt = load_checkpoint(path, compressed_ok=False)
-    if cfg.get("ckpt_path") == "last" and path.name == "best.ckpt":
-        if taken_within_epoch(ckpt):
-            raise LitlabError(
-                f"ckpt_path=last: {run_dir} has no last.ckpt, as the run stopped before its first epoch ended; its "
-                f"best.ckpt is from a validation within that epoch, and a resume from there would start the epoch's "
-                f"data again at its first batch while counting the batches already trained. Start the run again: the "
-                f"same command without ckpt_path=last, in a new folder (hydra.run.dir=NEW_DIR).")
+    fallback = cfg.get("ckpt_path") == "last" and path.name == "best.ckpt"
+    check_continuable(ckpt, path, run_dir, fallback)
+    if fallback:
         log.warning("%s is missing (the run was stopped while writing it); resuming from %s", path.with_name("last.ckpt"),
                     path)
     check_same_data_settings(cfg, ckpt, path)
     return Resume(path, ckpt)
+
+
+def check_continuable(ckpt: dict, path: Path, run_dir: Path, fallback: bool) -> None:
+    """A checkpoint taken within an epoch continues that epoch from the training loader's position
+    that it holds (``data/resumable_loader.py``). One written by a litlab that did not save it (a
+    best.ckpt of a validation within an epoch) cannot be continued exactly: Lightning would count
+    the epoch's batches already trained while the data started again at the epoch's first batch,
+    training some twice and the rest never. Refused, whether it is named or is the ``ckpt_path=last``
+    fallback (``fallback``) of a run without last.ckpt; such a run's last.ckpt, when there is one,
+    holds the end of its last finished epoch and resumes as before."""
+    if not taken_within_epoch(ckpt) or holds_data_position(ckpt):
+        return
+    if fallback:
+        raise LitlabError(
+            f"ckpt_path=last: {run_dir} has no last.ckpt, as the run stopped before its first epoch ended; its "
+            f"best.ckpt is from a validation within that epoch, without the training data's position in it (an "
+            f"older litlab, or trainer.overfit_batches), and a resume from there would start the epoch's data "
+            f"again at its first batch while counting the batches already trained. Start the run again: the same "
+            f"command without ckpt_path=last, in a new folder (hydra.run.dir=NEW_DIR).")
+    try:
+        done = f" after {int(ckpt['loops']['fit_loop']['epoch_loop.batch_progress']['current']['completed'])} batches"
+    except (KeyError, TypeError, ValueError):
+        done = ""
+    raise LitlabError(
+        f"ckpt_path={path} was written at a validation within epoch {ckpt.get('epoch')}{done}, without the "
+        f"training data's position in the epoch (an older litlab, or trainer.overfit_batches): a resume from it "
+        f"would start the epoch's data again at its first batch while counting the batches already trained, so "
+        f"some would be trained twice and others never. Resume from the run's last.ckpt (the end of its last "
+        f"finished epoch), or start the run again in a new folder.")
 
 
 def resolve_ckpt_path(cfg: DictConfig, resume: Resume | None, dm, model: L.LightningModule) -> tuple[str | None, int]:

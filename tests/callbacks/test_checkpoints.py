@@ -92,7 +92,7 @@ def test_a_moved_run_folder_keeps_its_best_score_on_resume(tmp_path):
 
 
 class LastAtValidation(L.Callback):
-    """After each validation (and the checkpoint callback's saves): (step, last.ckpt's step or None)."""
+    """At each validation's end, before the checkpoint callback's saves: (step, last.ckpt's step or None)."""
 
     def __init__(self, path: str):
         self.path = path
@@ -104,11 +104,8 @@ class LastAtValidation(L.Callback):
             self.seen.append((trainer.global_step, held))
 
 
-def test_a_validation_within_an_epoch_leaves_last_checkpoint_at_the_finished_epoch(cfg_factory, tmp_path,
-                                                                                   monkeypatch):
-    """A resume from a mid-epoch last.ckpt restarted the epoch's data at its first batch while
-    Lightning counted the batches already done: 9 batches trained twice, 9 never (test/acc 0.944
-    against 0.972 uninterrupted). Only finished epochs go to last.ckpt."""
+def _last_at_validations(cfg_factory, tmp_path, monkeypatch) -> list[tuple[int, int | None]]:
+    """(step, last.ckpt's step) after each validation of a 2-epoch run validated twice an epoch."""
     from litlab import build
 
     cfg = cfg_factory(["model=mlp", "trainer.max_epochs=2", "+trainer.val_check_interval=0.5"], name="r")
@@ -116,7 +113,27 @@ def test_a_validation_within_an_epoch_leaves_last_checkpoint_at_the_finished_epo
     real = build.build_callbacks
     monkeypatch.setattr("litlab.training.build_callbacks", lambda c: [*real(c), probe])
     train(cfg)
-    # 19 batches an epoch, validated after its 9th and 18th: every validation is within an epoch
-    assert probe.seen == [(9, None), (18, None), (28, 19), (37, 19)]
     final = torch.load(tmp_path / "r" / "checkpoints" / "last.ckpt", weights_only=True)
     assert final["global_step"] == 38
+    return probe.seen
+
+
+def test_a_validation_within_an_epoch_leaves_last_checkpoint_there(cfg_factory, tmp_path, monkeypatch):
+    """The training loader's position goes into checkpoints (data/resumable_loader.py), so a
+    validation within an epoch writes last.ckpt: a run with one long epoch validated by steps
+    resumes from its last validation, not from the start of the epoch (tests/test_mid_epoch_resume.py)."""
+    # 19 batches an epoch, validated after its 9th and 18th; the probe reads last.ckpt before the
+    # checkpoint callback's save (Lightning runs checkpoint callbacks last): the previous validation's
+    assert _last_at_validations(cfg_factory, tmp_path, monkeypatch) == [(9, None), (18, 9), (28, 19), (37, 28)]
+    best = torch.load(tmp_path / "r" / "checkpoints" / "best.ckpt", weights_only=True)
+    state = next(v for k, v in best["callbacks"].items() if k.startswith("_Checkpoints"))
+    assert state["within_epoch"] is True
+
+
+def test_without_the_loaders_position_last_checkpoint_stays_at_the_finished_epoch(cfg_factory, tmp_path,
+                                                                                   monkeypatch):
+    """A resume from a mid-epoch last.ckpt without the loader's position restarted the epoch's data
+    at its first batch while Lightning counted the batches already done: 9 batches trained twice, 9
+    never (test/acc 0.944 against 0.972 uninterrupted). Without it, only finished epochs go to last.ckpt."""
+    monkeypatch.setattr("litlab.callbacks.checkpoints.data_position_saved", lambda trainer: False)
+    assert _last_at_validations(cfg_factory, tmp_path, monkeypatch) == [(9, None), (18, None), (28, 19), (37, 19)]

@@ -26,16 +26,18 @@ class _Checkpoints(ModelCheckpoint):
     written at the same step: with ``save_top_k=1``, an epoch that does not improve the monitored
     value left ``last.ckpt`` at the last improving epoch, so an interrupted run resumed from there
     and lost the epochs since; and where validation does not run at every epoch's end, Lightning
-    saves only after validation. Here an epoch's end always leaves ``last.ckpt`` holding it, and a
-    validation within an epoch leaves it alone (see ``on_validation_end``).
+    saves only after validation. Here an epoch's end always leaves ``last.ckpt`` holding it, and so
+    does a validation within an epoch where the training loader's position goes into checkpoints
+    (``data/resumable_loader.py``; see ``on_validation_end``).
     """
 
     _last_written_step: int | None = None
 
-    _within_epoch = False
+    _keep_last = False
+    """last.ckpt stays at the last finished epoch (a validation within an epoch without the loader's position)"""
 
     def _save_last_checkpoint(self, trainer, monitor_candidates) -> None:
-        if self._within_epoch:
+        if self._keep_last:
             return
         super()._save_last_checkpoint(trainer, monitor_candidates)
         if self.save_last:
@@ -56,22 +58,39 @@ class _Checkpoints(ModelCheckpoint):
         self._keep_last_current(trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        # A validation within a training epoch (val_check_interval) may write best.ckpt but not
-        # last.ckpt: a resume from the middle of an epoch restarts the epoch's data at its first
-        # batch while Lightning counts the batches already done, so some are trained twice and the
-        # rest never. last.ckpt keeps the last finished epoch; a resume redoes the unfinished one.
-        within = self._within_epoch = trainer.state.fn == TrainerFn.FITTING and not _epoch_finished(trainer)
+        # A validation within a training epoch (val_check_interval) writes last.ckpt only where the
+        # checkpoint holds the training loader's position (data_position_saved): elsewhere a resume
+        # from the middle of an epoch restarts the epoch's data at its first batch while Lightning
+        # counts the batches already done, so some are trained twice and the rest never. last.ckpt
+        # then keeps the last finished epoch, and a resume redoes the unfinished one.
+        keep = self._keep_last = _epoch_unfinished(trainer) and not data_position_saved(trainer)
         try:
             super().on_validation_end(trainer, pl_module)
         finally:
-            self._within_epoch = False
-        if not within and not self._should_save_on_train_epoch_end(trainer):
+            self._keep_last = False
+        if not keep and not self._should_save_on_train_epoch_end(trainer):
             self._keep_last_current(trainer)
 
-    def state_dict(self) -> dict[str, Any]:
-        # saved in each checkpoint: whether it was taken within an epoch (best.ckpt at a validation
-        # inside it), which a resume cannot continue from (resume.open_resume)
-        return {**super().state_dict(), "within_epoch": self._within_epoch}
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        """Marks in each checkpoint whether it was taken within an epoch (``within_epoch``), which a
+        resume can continue only from the loader's position (``resume.open_resume``).
+
+        A run that stops before its epoch's end (``trainer.max_steps``, ``trainer.max_time``, early
+        stopping at a validation within the epoch) ends the epoch there: Lightning runs the epoch's end and
+        writes last.ckpt counting the epoch as done, so a resume went on with the next epoch and
+        never trained the rest of this one. With the loader's position saved, the checkpoint is
+        written as one from within the epoch (the epoch is not counted as processed), which
+        Lightning resumes at the next batch. (The epoch-end hooks of the cut epoch have run; they
+        run again when the resumed epoch ends.)"""
+        within = _epoch_unfinished(trainer)
+        state = (checkpoint.get("callbacks") or {}).get(self.state_key)
+        if isinstance(state, dict):
+            state["within_epoch"] = within
+        if within and data_position_saved(trainer):
+            progress = ((checkpoint.get("loops") or {}).get("fit_loop") or {}).get("epoch_progress")
+            if progress and _at_epoch_end_hooks(progress["current"]):
+                for part in ("total", "current"):
+                    progress[part]["processed"] -= 1
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
@@ -108,8 +127,36 @@ class _Checkpoints(ModelCheckpoint):
 
 
 def taken_within_epoch(ckpt: dict) -> bool:
-    """Whether litlab's checkpoint callback wrote ``ckpt`` at a validation within an epoch."""
+    """Whether litlab's checkpoint callback wrote ``ckpt`` before the end of a training epoch (at a
+    validation within it, or where the run stopped within it)."""
     return any(isinstance(state, dict) and state.get("within_epoch") for state in (ckpt.get("callbacks") or {}).values())
+
+
+def holds_data_position(ckpt: dict) -> bool:
+    """Whether ``ckpt`` holds the training loader's position within its epoch (the fit loop's
+    ``combined_loader`` states of ``ResumableLoader``), from which a resume continues the epoch."""
+    fit_loop = (ckpt.get("loops") or {}).get("fit_loop") or {}
+    states = (fit_loop.get("state_dict") or {}).get("combined_loader") or []
+    return bool(states) and all(isinstance(s, dict) and s.get("epoch") is not None for s in states)
+
+
+def data_position_saved(trainer) -> bool:
+    """Whether the checkpoints of this fit hold the training loader's position within an epoch:
+    every training loader is a ``ResumableLoader`` whose order follows the epoch."""
+    combined = getattr(trainer.fit_loop, "_combined_loader", None)
+    return combined is not None and all(getattr(dl, "resumable", False) for dl in combined.flattened)
+
+
+def _epoch_unfinished(trainer) -> bool:
+    """Whether a checkpoint now is taken within a training epoch (not all its batches run)."""
+    return trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking and not _epoch_finished(trainer)
+
+
+def _at_epoch_end_hooks(progress: dict) -> bool:
+    """Whether the fit loop's epoch progress is that of its epoch-end hooks (the epoch counted as
+    processed, not yet as completed): Lightning resumes such a checkpoint at the next epoch."""
+    return (progress["ready"] == progress["started"] == progress["processed"]
+            and progress["completed"] == progress["processed"] - 1)
 
 
 def _epoch_finished(trainer) -> bool:

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from litlab.data.datasets import TensorSplit, collate_batch
 from litlab.data.eval_shard import EvalShard
 from litlab.data.preprocess import Augment, Preprocess, compute_stats
+from litlab.data.resumable_loader import ResumableLoader
 from litlab.data.shuffled_batches import EpochShuffle, ShuffledBatches, loader_generator, run_seed
 from litlab.errors import LitlabError, check_positive_int
 
@@ -229,27 +230,32 @@ class ClassificationData(L.LightningDataModule):
     # --- loaders -------------------------------------------------------------------------
     def _loader(self, ds: Dataset, shuffle: bool, sampler: Sampler | None = None) -> DataLoader:
         pin = torch.cuda.is_available()
-        # no shuffle= argument: Lightning reads a given one to decide whether its distributed sampler shuffles
-        order: dict = {"sampler": sampler}
+        # the training loader's position within an epoch goes into checkpoints: data/resumable_loader.py
+        kind = ResumableLoader if shuffle else DataLoader
+        seed = run_seed()
+        # no shuffle= argument: Lightning reads a given one to decide whether its distributed sampler shuffles.
+        # A generator of its own for every loader: each new iterator draws its workers' seed from it, else from
+        # torch's global generator, which dropout and augmentation draw from; a validation then moved the
+        # training's draws, once per validation without workers and only at the first with persistent ones
+        # (so a resumed run drew differently from an uninterrupted one)
+        order: dict = {"sampler": sampler, "generator": loader_generator(seed)}
         if shuffle:  # the training order depends on (seed, epoch) only: data/shuffled_batches.py
-            seed = run_seed()
-            order["generator"] = loader_generator(seed)
             order["drop_last"] = self._lone_last_sample(len(ds))
             if sampler is None and isinstance(ds, TensorSplit) and self._one_process_plain_training():
                 # in memory: each batch is one indexing op with an index tensor
                 batches = ShuffledBatches(len(ds), self.batch_size, seed, drop_last=order["drop_last"])
-                return DataLoader(ds, batch_size=None, sampler=batches, generator=order["generator"],
-                                  collate_fn=collate_batch, pin_memory=pin)
+                return kind(ds, batch_size=None, sampler=batches, generator=order["generator"],
+                            collate_fn=collate_batch, pin_memory=pin)
             order["sampler"] = sampler or EpochShuffle(ds, seed)
         if isinstance(ds, TensorSplit):
             # in memory: worker processes would only add IPC
-            return DataLoader(ds, batch_size=self.batch_size, num_workers=0, collate_fn=collate_batch,
-                              pin_memory=pin, **order)
+            return kind(ds, batch_size=self.batch_size, num_workers=0, collate_fn=collate_batch, pin_memory=pin,
+                        **order)
         workers = self.num_workers
         if workers is None:
             workers = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-        return DataLoader(ds, batch_size=self.batch_size, num_workers=workers, persistent_workers=workers > 0,
-                          pin_memory=pin, prefetch_factor=4 if workers > 0 else None, **order)
+        return kind(ds, batch_size=self.batch_size, num_workers=workers, persistent_workers=workers > 0,
+                    pin_memory=pin, prefetch_factor=4 if workers > 0 else None, **order)
 
     def _lone_last_sample(self, n: int) -> bool:
         """Whether an epoch's training batches would end with a batch of one sample (per process),

@@ -1,0 +1,194 @@
+"""A resume from a checkpoint taken within an epoch continues it as the uninterrupted run would.
+
+The training loader's position (epoch, batches served) and the random state go into checkpoints
+(``data/resumable_loader.py``); a resume used to restart the epoch's data at its first batch while
+Lightning counted the batches already trained (some trained twice, the rest never), and a run cut
+by ``trainer.max_steps`` within an epoch resumed at the next epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import lightning.pytorch as L
+import pytest
+import torch
+from torch.utils.data import Dataset, DistributedSampler
+
+from litlab.data.base import ClassificationData
+from litlab.data.datasets import TensorSplit
+from litlab.data.resumable_loader import ResumableLoader
+from litlab.errors import LitlabError
+from litlab.training import train
+
+# 1,168 training digits in batches of 64: 19 batches an epoch, validated after the 9th and the 18th;
+# model=mlp trains with dropout (model.net.dropout=0.1)
+RUN = ["model=mlp", "trainer.max_epochs=2", "+trainer.val_check_interval=0.5"]
+
+
+def _same_run(tmp_path, whole: str, resumed: str) -> None:
+    """The final weights, step and figures of two runs' folders are the same."""
+    a, b = (torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True) for name in (whole, resumed))
+    assert b["global_step"] == a["global_step"] == 38
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=1e-6)
+    metrics = [json.loads((tmp_path / name / "metrics.json").read_text()) for name in (whole, resumed)]
+    for key in ("val/acc", "val/loss", "test/acc", "test/loss"):
+        assert metrics[1][key] == pytest.approx(metrics[0][key], abs=1e-6), key
+
+
+@pytest.mark.parametrize("data", [[], ["data.in_memory=false", "data.num_workers=0", "data.augment.shift=1"]],
+                         ids=["in_memory", "streamed_augmented"])
+def test_a_run_cut_by_max_steps_within_an_epoch_resumes_as_the_uninterrupted_run(cfg_factory, tmp_path, data):
+    """Cut after 12 of the first epoch's 19 batches (between its validations), then resumed from
+    last.ckpt: the same weights as the run trained through. The resume used to go on with the
+    second epoch (31 steps in all, the first epoch's last 7 batches never trained)."""
+    train(cfg_factory([*RUN, *data], name="whole"))
+    train(cfg_factory([*RUN, *data, "+trainer.max_steps=12"], name="cut"))
+    cut = torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (cut["epoch"], cut["global_step"]) == (0, 12)
+    train(cfg_factory([*RUN, *data, "ckpt_path=last"], name="cut"))
+    _same_run(tmp_path, "whole", "cut")
+
+
+class CopyLastAt(L.Callback):
+    """Copies last.ckpt as it is at the start of training step ``step`` to ``to``."""
+
+    def __init__(self, last, to, step: int):
+        self.last, self.to, self.step = last, to, step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            shutil.copy(self.last, self.to)
+
+
+def test_last_checkpoint_of_a_validation_within_an_epoch_resumes_as_the_uninterrupted_run(
+        cfg_factory, tmp_path, monkeypatch):
+    """last.ckpt as the validation after the 9th batch left it (a run killed during the 10th),
+    resumed: the same weights as the run that went on."""
+    from litlab import build
+
+    real = build.build_callbacks
+    copy = tmp_path / "at_9.ckpt"
+    probe = CopyLastAt(tmp_path / "whole" / "checkpoints" / "last.ckpt", copy, step=10)
+    monkeypatch.setattr("litlab.training.build_callbacks", lambda c: [*real(c), probe])
+    train(cfg_factory(RUN, name="whole"))
+    monkeypatch.setattr("litlab.training.build_callbacks", real)
+    mid = torch.load(copy, weights_only=True)
+    assert (mid["epoch"], mid["global_step"]) == (0, 9)
+    train(cfg_factory([*RUN, f"ckpt_path={copy}"], name="resumed"))
+    _same_run(tmp_path, "whole", "resumed")
+
+
+class CountedSplit(TensorSplit):
+    """A split in memory that notes every sample read."""
+
+    def __init__(self, n: int):
+        super().__init__(torch.zeros(n, 1), torch.arange(n))
+        self.read: list[int] = []
+
+    def __getitem__(self, i):
+        self.read.extend(torch.as_tensor(i).reshape(-1).tolist())
+        return super().__getitem__(i)
+
+
+class CountedFiles(Dataset):
+    """A streamed split (one sample per ``__getitem__``) that notes every sample read."""
+
+    def __init__(self, n: int):
+        self.n, self.read = n, []
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        self.read.append(i)
+        return torch.zeros(1), i
+
+
+def _labels(loader) -> list[list[int]]:
+    return [batch[1].tolist() for batch in loader]
+
+
+@pytest.mark.parametrize("make", [CountedSplit, CountedFiles], ids=["in_memory", "streamed"])
+def test_the_loader_leaves_out_the_batches_served_without_reading_them(make):
+    """After a checkpoint's state, the epoch goes on after the batches served before it, which are
+    not read (no sample of them is fetched); the epochs after it are whole."""
+    data = ClassificationData(batch_size=4, num_workers=0)
+    loader = data._loader(make(22), shuffle=True)  # 6 batches, the last of 2
+    assert isinstance(loader, ResumableLoader) and loader.resumable
+    loader.sampler.set_epoch(1)
+    whole = iter(loader)
+    served = [next(whole)[1].tolist() for _ in range(4)]
+    state = loader.state_dict()
+    assert {k: state[k] for k in ("epoch", "served", "batches", "world_size")} == {
+        "epoch": 1, "served": 4, "batches": 6, "world_size": 1}
+    rest = [b[1].tolist() for b in whole]
+
+    ds = make(22)
+    again = ClassificationData(batch_size=4, num_workers=0)._loader(ds, shuffle=True)
+    again.load_state_dict(state)
+    again.sampler.set_epoch(1)  # as Lightning does before the resumed epoch's first batch
+    assert _labels(again) == rest
+    assert sorted(ds.read) == sorted(i for batch in rest for i in batch)  # the 16 served never read
+    assert again.state_dict()["served"] == 6
+    again.sampler.set_epoch(2)
+    next_epoch = _labels(again)
+    assert len(next_epoch) == 6 and sorted(i for b in next_epoch for i in b) == list(range(22))
+    assert served + rest != next_epoch
+
+
+def test_the_loader_resumes_with_workers_in_the_epoch_lightning_sets_after_iter():
+    """Lightning calls iter() on the training loader before it gives a resumed run's sampler its
+    epoch; workers drew their first indices at once, so a resumed epoch was served in epoch 0's order."""
+    data = ClassificationData(batch_size=4, num_workers=2)
+    loader = data._loader(CountedFiles(22), shuffle=True)
+    loader.sampler.set_epoch(3)
+    expected = _labels(loader)
+    fresh = data._loader(CountedFiles(22), shuffle=True)
+    fresh.load_state_dict({"epoch": 3, "served": 2, "batches": 6, "world_size": 1})
+    batches = iter(fresh)
+    fresh.sampler.set_epoch(3)
+    assert [b[1].tolist() for b in batches] == expected[2:]
+
+
+def test_under_ddp_each_rank_goes_on_after_its_own_batches():
+    """Lightning rebuilds the training loader around its DistributedSampler under DDP: it stays a
+    ResumableLoader, and each rank leaves out the batches of its shard served before the checkpoint."""
+    from lightning.pytorch.utilities.data import _update_dataloader
+
+    data = ClassificationData(batch_size=3, num_workers=0)
+    for rank in (0, 1):
+        def ddp_loader(ds):
+            sampler = DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=True, seed=0)
+            return _update_dataloader(data._loader(ds, shuffle=True), sampler)
+
+        loader = ddp_loader(CountedFiles(20))  # 10 samples a rank: 4 batches
+        assert isinstance(loader, ResumableLoader) and loader.resumable
+        loader.sampler.set_epoch(1)
+        whole = iter(loader)
+        next(whole)
+        state = loader.state_dict()
+        assert (state["served"], state["batches"], state["world_size"]) == (1, 4, 2)
+        rest = [b[1].tolist() for b in whole]
+        ds = CountedFiles(20)
+        resumed = ddp_loader(ds)
+        resumed.load_state_dict(state)
+        resumed.sampler.set_epoch(1)
+        assert _labels(resumed) == rest
+        assert sorted(ds.read) == sorted(i for b in rest for i in b)
+
+
+def test_a_resume_within_an_epoch_with_another_batch_size_is_refused():
+    """The batches served are counted in the checkpoint's batch size and processes."""
+    loader = ClassificationData(batch_size=5, num_workers=0)._loader(CountedFiles(22), shuffle=True)
+    loader.load_state_dict({"epoch": 0, "served": 2, "batches": 6, "world_size": 1})
+    with pytest.raises(LitlabError, match=r"after 2 of the 6 training batches of epoch 0 per process, with 1 "
+                                          r"process\(es\); here an epoch has 5 batches per process with 1 "
+                                          r"process\(es\).*Resume with the run's data.batch_size"):
+        next(iter(loader))
+    # an epoch's end: the next epoch starts whole, in any batch size
+    loader.load_state_dict({"epoch": 0, "served": 6, "batches": 6, "world_size": 1})
+    loader.sampler.set_epoch(1)
+    assert len(_labels(loader)) == 5
