@@ -47,3 +47,17 @@ def test_ckpt_path_last_needs_the_run_folder(tmp_path):
     with pytest.raises(LitlabError, match=r"ckpt_path=last resumes the run in the folder given by hydra\.run\.dir"):
         check_overrides(["ckpt_path=last"])
     assert check_overrides(["ckpt_path=last", f"hydra.run.dir={tmp_path / 'a'}"]).ckpt_path == "last"
+
+
+def test_in_a_checkout_a_missing_choice_names_its_conf_folder(monkeypatch):
+    """Run from a checkout, litlab's conf/ is the project's own: named by its path from here, with
+    --config-dir as the other way in (only hydra.searchpath was named)."""
+    from litlab.config_check import CONF_DIR
+
+    root = CONF_DIR.parents[2]  # a checkout's root, which holds src/litlab/conf
+    monkeypatch.chdir(root)
+    with pytest.raises(LitlabError) as error:
+        check_choices(["model=transformer"])
+    assert str(error.value).endswith(
+        f"Pick one of them, or add transformer.yaml to {CONF_DIR.relative_to(root) / 'model'}/ (or to model/ in a "
+        f"folder of your own, given with --config-dir DIR or hydra.searchpath=[file://DIR]).")

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-from litlab.entry import run_entrypoint
+from litlab.config_check import CONF_DIR
+from litlab.entry import mode_known, run_entrypoint
 
 
 def test_a_setting_lightning_cannot_run_is_a_one_paragraph_user_error(cfg_factory, tmp_path, capsys):
@@ -42,11 +43,12 @@ def test_a_path_with_a_name_too_long_is_a_one_paragraph_user_error_naming_its_ke
     assert m["status"] == "failed" and m["error"].startswith(f"ckpt_path={ckpt}: a name in this path is too long")
 
 
-@pytest.mark.parametrize("flags,composed", [([], 2), (["--config-name", "train"], 3)])
+@pytest.mark.parametrize("flags,composed", [([], 2), (["--config-name", "train"], 2),
+                                            (["-cp", str(CONF_DIR), "-cd", str(CONF_DIR / "paths"), "--run"], 2)])
 def test_a_run_composes_its_config_once_before_hydra_and_once_in_it(monkeypatch, tmp_path, flags, composed):
     """``check_cli`` composes the command's config and hands Hydra its ``hydra.mode``: Hydra then
-    composes it once more for the run (three times before, ~0.3 s each at start-up). With one of
-    Hydra's own flags, which may name another config, Hydra asks itself as before."""
+    composes it once more for the run (three times before, ~0.3 s each at start-up). Also with
+    Hydra's config flags, which ``check_cli`` now composes with as Hydra does (it skipped them)."""
     import sys
 
     from hydra._internal.hydra import Hydra
@@ -68,3 +70,17 @@ def test_a_run_composes_its_config_once_before_hydra_and_once_in_it(monkeypatch,
     assert len(runs) == composed
     assert seen["cfg"].trainer.max_epochs == 3 and (tmp_path / "run" / ".hydra" / "config.yaml").is_file()
     assert Hydra.get_mode is get_mode  # put back
+
+
+@pytest.mark.parametrize("argv", [["--experimental-rerun", "config.pickle"], ["--bogus", "seed=1"], ["--cfg", "job"]])
+def test_hydra_finds_the_mode_itself_under_flags_check_cli_did_not_compose_with(cfg_factory, argv):
+    """Only overrides and config flags compose what ``check_cli`` composed: under any other flag
+    Hydra's own ``get_mode`` stays in place."""
+    from hydra._internal.hydra import Hydra
+
+    original = Hydra.get_mode
+    with mode_known(argv, cfg_factory()):
+        assert Hydra.get_mode is original
+    with mode_known(["-cn", "train", "seed=1"], cfg_factory()):
+        assert Hydra.get_mode is not original
+    assert Hydra.get_mode is original

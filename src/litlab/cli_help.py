@@ -3,8 +3,8 @@
 Hydra's own help lists every folder of ``conf/`` for every entrypoint, base files included
 (``_base``), although eval and predict take none of the training groups and no command takes a
 base. This help lists the groups the entrypoint's config uses, their choices and the current
-one, then the composed keys (the command line's overrides applied). ``--hydra-help`` still gives
-Hydra's.
+one, then the composed keys (the command line's overrides applied), of the config Hydra runs:
+with ``--config-dir DIR --config-name NAME`` the user's own. ``--hydra-help`` still gives Hydra's.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 from hydra.errors import OverrideParseException
 from omegaconf import OmegaConf
 
-from litlab.config_check import (CONF_DIR, choices, compose_checked, expand_sweeps, explain, overrides_of,
-                                 searched_dirs)
+from litlab.config_check import (CONF_DIR, choices, compose_checked, config_dirs, expand_sweeps, explain,
+                                 overrides_of, primary_of)
 
 WHAT = {
     "train": "trains, tests and optionally compresses and exports one model; -m sweeps over values "
@@ -25,36 +25,33 @@ WHAT = {
 }
 
 
-def groups_of(config_name: str) -> list[str]:
-    """The config groups of an entrypoint, in its defaults list's order (Hydra's own left out)."""
-    found = []
-    for entry in OmegaConf.load(CONF_DIR / f"{config_name}.yaml").get("defaults", []):
-        if isinstance(entry, str) or not entry:
-            continue
-        group = next(iter(entry)).removeprefix("override ").removeprefix("optional ")
-        if group != "hydra":
-            found.append(group)
-    return found
+def groups_of(cfg) -> list[str]:
+    """The config groups of a composed config, in its defaults list's order (Hydra's own left out).
+    Read from what Hydra chose (``hydra.runtime.choices``, filled from the end of the defaults
+    list), so a user's own primary config (``--config-name``) lists its own groups."""
+    return [group for group in reversed(list(cfg.hydra.runtime.choices))
+            if group != "hydra" and not group.startswith("hydra/")]
 
 
 def help_text(config_name: str, argv: list[str]) -> str:
     """The help of ``python -m litlab.<config_name> argv`` (in a sweep, with its first job's values)."""
+    primary = primary_of(argv, config_name)
+    dirs = config_dirs(argv, primary) or [CONF_DIR]  # a user's own config folders add choices
     overrides = overrides_of(argv)
     if "-m" in argv or "--multirun" in argv:
         try:
-            overrides = expand_sweeps(overrides)[0]
+            overrides = expand_sweeps(overrides, dirs=dirs)[0]
         except OverrideParseException as e:
-            raise explain(e, overrides, config_name) from None
-    cfg = compose_checked(overrides, config_name, return_hydra_config=True)
+            raise explain(e, overrides, primary) from None
+    cfg = compose_checked(overrides, return_hydra_config=True, primary=primary)
     chosen = cfg.hydra.runtime.choices
-    lines = [f"python -m litlab.{config_name}: {WHAT.get(config_name, '')}.", "",
+    lines = [f"{primary.command()}: {WHAT.get(config_name, '')}.", "",
              "Config groups (group=choice; the current one in brackets):"]
-    extra = searched_dirs(argv) or []  # a user's own config folders (hydra.searchpath) add choices
-    for group in groups_of(config_name):
-        names = sorted({name for d in (CONF_DIR, *extra) if (d / group).is_dir() for name in choices(group, d)})
+    for group in groups_of(cfg):
+        names = sorted({name for d in dirs if (d / group).is_dir() for name in choices(group, d)})
         lines.append(f"  {group:<15} [{chosen.get(group) or 'none'}] {', '.join(names)}")
     keys = OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=False)
     lines += ["", "Keys (key=value, group.key=value; +key=value adds one), with this command line's overrides:", "",
               keys.rstrip(), "",
-              f"The composed config only: python -m litlab.{config_name} --cfg job. Hydra's options: --hydra-help."]
+              f"The composed config only: {primary.command()} --cfg job. Hydra's options: --hydra-help."]
     return "\n".join(lines)

@@ -2,24 +2,30 @@
 
 Hydra's own messages for these mistakes span several lines and end in advice about stack
 traces; litlab checks the command line with Hydra's compose API first and words the error
-itself. In a sweep (``-m``) every swept value is composed, so a sweep over a key that does not
+itself, composing the config Hydra will (``Primary``: Hydra's --config-name, --config-dir and
+--config-path read as Hydra reads them). In a sweep (``-m``) every swept value is composed, so a sweep over a key that does not
 exist fails before the first job starts.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import itertools
+import os
 import re
+import shlex
 import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
+from hydra import compose
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob, IntervalSweep
-from hydra.errors import HydraException, OverrideParseException
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -33,6 +39,134 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 # groups of which a run takes exactly one file (logger and callbacks may take several)
 ONE_CHOICE = ("data", "model", "trainer", "compress", "export", "paths")
+
+
+def hydra_args(argv: list[str]) -> argparse.Namespace | None:
+    """The command line as Hydra's own parser reads it (its flags, and the overrides between
+    them); None where that parser would stop (``--version``, ``--help``, a flag it does not know),
+    which Hydra then reports itself."""
+    from hydra._internal.utils import get_args_parser
+
+    try:  # quietly: Hydra's own parse, which runs next, prints --version or a usage error once
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return get_args_parser().parse_intermixed_args(argv)  # flags may come between the overrides
+    except SystemExit:
+        return None
+
+
+@dataclass(frozen=True)
+class Primary:
+    """The config an entrypoint composes and the folders Hydra looks in for it: litlab's own
+    ``conf/<kind>.yaml``, unless Hydra's flags name another (``--config-dir my_conf --config-name
+    mytrain``, a file whose ``defaults: [train, ...]`` builds on litlab's). ``kind`` is the
+    entrypoint (train, eval, predict): it picks litlab's checks and the module that runs;
+    ``name`` is the file composed. Checks that composed litlab's ``train`` whatever the flags
+    said checked another config, and another run folder, than the one Hydra then ran."""
+
+    kind: str = "train"
+    name: str = "train"
+    # Hydra's "main" folder: litlab's conf/, or --config-path's (a pkg:// string: a package's)
+    main: Path | str = CONF_DIR
+    # --config-dir (absolute): searched after main, as Hydra adds it (provider "command-line")
+    extra: Path | None = None
+
+    def dirs(self) -> list[Path] | None:
+        """The folders searched for config files, main first; None where main is a package."""
+        if isinstance(self.main, str):
+            return None
+        return [self.main, *([self.extra] if self.extra is not None else [])]
+
+    def flags(self) -> list[str]:
+        """Hydra's flags that compose this config again (one word each, for a command litlab writes)."""
+        words = []
+        if isinstance(self.main, str) or (self.main != CONF_DIR and self.main.parts[-2:] != ("litlab", "conf")):
+            words.append(f"--config-path={self.main}")  # litlab's conf/, of this or another install, is the default
+        if self.extra is not None:
+            words.append(f"--config-dir={self.extra}")
+        if self.name != self.kind:
+            words.append(f"--config-name={self.name}")
+        return words
+
+    def command(self) -> str:
+        """``python -m litlab.<kind>`` with the flags, as the user can type it again."""
+        return " ".join([f"python -m litlab.{self.kind}", *map(shlex.quote, self.flags())])
+
+    def start_hydra(self) -> None:
+        """Initializes Hydra with the search path its ``hydra.main`` builds from these flags
+        (hydra/_internal/utils.py ``_run_hydra``): --config-dir goes before the structured configs."""
+        from hydra import version
+        from hydra._internal.hydra import Hydra
+        from hydra._internal.utils import create_config_search_path
+        from hydra.core.config_search_path import SearchPathQuery
+
+        version.setbase("1.3")
+        search_path = create_config_search_path(self.main if isinstance(self.main, str) else f"file://{self.main}")
+        if self.extra is not None:
+            search_path.prepend(provider="command-line", path=f"file://{self.extra}",
+                                anchor=SearchPathQuery(provider="schema"))
+        Hydra.create_main_hydra2(task_name="app", config_search_path=search_path)
+
+    @classmethod
+    def of_run(cls, hydra_cfg, kind: str) -> Primary:
+        """The primary config a run was composed from, as its Hydra config records it
+        (``hydra.job.config_name``; ``hydra.runtime.config_sources``, where --config-dir is the
+        provider "command-line"): the live ``HydraConfig`` or a run's ``.hydra/hydra.yaml``."""
+        sources = {s.provider: s for s in hydra_cfg.runtime.config_sources or []}
+        main, extra = sources.get("main"), sources.get("command-line")
+        return cls(kind, str(hydra_cfg.job.config_name or kind),
+                   CONF_DIR if main is None else Path(main.path) if main.schema == "file" else f"pkg://{main.path}",
+                   None if extra is None else Path(extra.path))
+
+
+def primary_of(argv: list[str], kind: str = "train", conf_dir: Path = CONF_DIR) -> Primary:
+    """The primary config of ``python -m litlab.<kind> argv``: Hydra's ``--config-name/-cn``,
+    ``--config-dir/-cd`` and ``--config-path/-cp`` read as Hydra reads them. A folder that is not
+    there is one paragraph naming the flag (Hydra's own error ended in exit status 1)."""
+    args = hydra_args(argv)
+    if args is None:
+        return Primary(kind, kind, conf_dir)
+    main: Path | str = conf_dir
+    if args.config_path is not None:
+        main = _config_path(args.config_path)
+    extra = None
+    if args.config_dir is not None:
+        extra = Path(os.path.abspath(args.config_dir))
+        if not extra.is_dir():
+            raise LitlabError(
+                f"--config-dir {args.config_dir}: {extra} is {'a file, not a folder' if extra.exists() else 'no folder'}. "
+                f"Give the folder that holds your own config files (e.g. --config-dir my_conf for my_conf/mytrain.yaml "
+                f"and my_conf/model/NAME.yaml), from the current folder {Path.cwd()} or as an absolute path.")
+    return Primary(kind, args.config_name or kind, main, extra)
+
+
+def _config_path(value: str) -> Path | str:
+    """``--config-path`` as Hydra reads it: absolute, ``pkg://``, or relative to litlab's package folder."""
+    if value.startswith("pkg://"):
+        return value
+    path = Path(value) if os.path.isabs(value) else Path(os.path.normpath(CONF_DIR.parent / value))
+    if not path.is_dir():
+        raise LitlabError(
+            f"--config-path {value}: {path} is no folder. --config-path replaces litlab's own conf/ and a relative "
+            f"one is read from litlab's package folder ({CONF_DIR.parent}), not the current folder. For a folder of "
+            f"your own configs next to litlab's, give --config-dir DIR (and --config-name NAME for its primary config).")
+    return path
+
+
+def _no_primary(primary: Primary) -> LitlabError:
+    """The one paragraph for a primary config that none of the searched folders holds."""
+    dirs = primary.dirs() or []
+    names = sorted({p.stem for d in dirs for p in d.glob("*.yaml")})
+    where = " and ".join(f"{d}/" for d in dirs) or "the folders Hydra searches"
+    held = f"they hold {', '.join(names)}" if names else "they hold no .yaml file"
+    if primary.name != primary.kind:
+        return LitlabError(
+            f"--config-name {primary.name}: there is no {primary.name}.yaml in {where}, where Hydra looks for the "
+            f"config to compose ({held}). Give one of those (its name without .yaml), put {primary.name}.yaml into "
+            f"the folder given with --config-dir DIR, or leave --config-name out for litlab's own {primary.kind} config.")
+    return LitlabError(
+        f"--config-path {primary.main}: there is no {primary.kind}.yaml in {where}, the config python -m "
+        f"litlab.{primary.kind} composes ({held}). Name one of those with --config-name NAME, or give your own folder "
+        f"with --config-dir DIR instead of --config-path (litlab's own conf/ is then still searched).")
 
 
 def _all_files(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
@@ -63,18 +197,27 @@ def searched_dirs(argv: list[str]) -> list[Path] | None:
     return dirs
 
 
+def config_dirs(argv: list[str], primary: Primary) -> list[Path] | None:
+    """Every folder Hydra looks in for config files: litlab's conf/ (or --config-path's), the
+    --config-dir and those of ``hydra.searchpath``; None where one is a package (``pkg://``),
+    whose files only Hydra can list."""
+    own, searched = primary.dirs(), searched_dirs(argv)
+    return None if own is None or searched is None else [*own, *searched]
+
+
 def check_choices(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
     """``group=name`` (or ``group=a,b`` in a sweep, ``group=[a,b]`` for several at once) must name
-    files of ``conf/<group>/`` or of the same group in a ``hydra.searchpath`` folder."""
-    extra = searched_dirs(argv)
-    if extra is None:
+    files of ``conf/<group>/`` or of the same group in a folder of the user's own (--config-dir,
+    ``hydra.searchpath``)."""
+    searched = config_dirs(argv, primary_of(argv, conf_dir=conf_dir))
+    if searched is None:
         return  # Hydra checks the choices against every folder of its search path
     for arg in argv:
         if "=" not in arg or arg.startswith("-"):
             continue
         key, value = arg.split("=", 1)
         group = key.lstrip("+~")
-        dirs = [d for d in (conf_dir, *extra) if (d / group).is_dir()]
+        dirs = [d for d in searched if (d / group).is_dir()]
         if "." in group or not dirs or group.split("/")[0] == "hydra":
             continue  # Hydra's own groups have choices from its plugins too (basic, optuna, ...): it checks them
         names = sorted({name for d in dirs for name in choices(group, d)})
@@ -99,12 +242,27 @@ def check_choices(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
                     f"Pick one of {', '.join(names)}."
                 )
             if name not in names and not any((d / group / f"{name}.yaml").is_file() for d in dirs):
-                where = f"conf/{group}/" + "".join(f" and {(d / group).absolute()}/" for d in dirs if d != conf_dir)
-                raise LitlabError(
-                    f"{group}={name} is not a choice: {where} {'have' if len(dirs) > 1 else 'has'} "
-                    f"{', '.join(names) or 'no files'}. Pick one of them, or add {name}.yaml to conf/{group}/ "
-                    f"(or to {group}/ in a folder of your own, given with hydra.searchpath=[file://DIR])."
-                )
+                raise _not_a_choice(group, name, names, dirs)
+
+
+def _not_a_choice(group: str, name: str, names: list[str], dirs: list[Path]) -> LitlabError:
+    """The one paragraph for a choice no searched folder has, saying where a new file is read:
+    the user's own folder where one was given; litlab's conf/ only in a checkout run from its
+    folder (an installed litlab's is in site-packages, and a conf/ of the project is not read)."""
+    where = " and ".join(f"conf/{group}/" if d == CONF_DIR else f"{(d / group).absolute()}/" for d in dirs)
+    own = [d for d in dirs if d != CONF_DIR]
+    here = Path.cwd()
+    if own:
+        add = f"add {name}.yaml to {(own[0] / group).absolute()}/"
+    elif CONF_DIR.is_relative_to(here):
+        add = (f"add {name}.yaml to {CONF_DIR.relative_to(here) / group}/ (or to {group}/ in a folder of your own, "
+               f"given with --config-dir DIR or hydra.searchpath=[file://DIR])")
+    else:
+        add = (f"add {name}.yaml to {group}/ in a folder of your own and give that folder with --config-dir DIR (or "
+               f"hydra.searchpath=[file://DIR]); conf/ is litlab's own, in {CONF_DIR}, and a conf/ folder in the "
+               f"current folder is not read")
+    return LitlabError(f"{group}={name} is not a choice: {where} {'have' if len(dirs) > 1 else 'has'} "
+                       f"{', '.join(names) or 'no files'}. Pick one of them, or {add}.")
 
 
 def _one_paragraph(e: BaseException) -> str:
@@ -126,7 +284,11 @@ def _optuna_only(key: str) -> str:
             f"leave {key} out of the grid.")
 
 
-def explain(e: BaseException, overrides: list[str], config_name: str = "train") -> LitlabError:
+def explain(e: BaseException, overrides: list[str], primary: Primary | None = None) -> LitlabError:
+    """The one paragraph for Hydra's error ``e`` about ``overrides`` composed into ``primary``'s config."""
+    primary = primary or Primary()
+    if isinstance(e, MissingConfigException) and e.missing_cfg_file == primary.name and "primary config" in str(e):
+        return _no_primary(primary)
     text = _one_paragraph(e)
     if "Could not append to config. An item is already at" in text:
         key = text.split("'")[1] if "'" in text else "?"
@@ -146,7 +308,7 @@ def explain(e: BaseException, overrides: list[str], config_name: str = "train") 
                 f"each one ({key}.NAME=VALUE).")
         return LitlabError(
             f"{bad.split('=')[0]} is not a key of the config ({text}). Check the spelling with "
-            f"`python -m litlab.{config_name} --cfg job`, or add a new key with a leading +."
+            f"`{primary.command()} --cfg job`, or add a new key with a leading +."
         )
     if isinstance(e, OverrideParseException):
         return LitlabError(f"could not parse the override(s) {' '.join(overrides)}: {text}. "
@@ -157,24 +319,25 @@ def explain(e: BaseException, overrides: list[str], config_name: str = "train") 
     return LitlabError(text)
 
 
-def expand_sweeps(overrides: list[str], limit: int = 64) -> list[list[str]]:
+def expand_sweeps(overrides: list[str], limit: int = 64, dirs: Sequence[Path] = (CONF_DIR,)) -> list[list[str]]:
     """The override lists of a sweep: one per value of each swept key (not their product),
-    enough to compose every value once."""
+    enough to compose every value once. A group's files are those of ``dirs`` (the searched folders)."""
     parsed = OverridesParser.create().parse_overrides(overrides)
     per_key: list[list[str]] = []
     for o in parsed:
         if o.is_sweep_override() and isinstance(o.value(), Glob):  # a group's choices by pattern
             key = o.get_key_element()
             group = key.lstrip("+~")
-            bases = [n for n in o.value().filter(_all_files(group)) if n.startswith("_")]
+            files = sorted({name for d in dirs for name in _all_files(group, d)})
+            bases = [n for n in o.value().filter(files) if n.startswith("_")]
             if bases:  # Hydra matches the shared bases too, and runs them as jobs that fail
                 raise LitlabError(
                     f"{o.input_line} also matches {', '.join(bases)}, the base(s) that the choices of conf/{group}/ "
                     f"share, not choices themselves. Leave them out with {key}=glob(*,exclude=_*).")
-            names = o.value().filter(choices(group))
+            names = o.value().filter([n for n in files if not n.startswith("_")])
             if not names:
                 raise LitlabError(f"{o.input_line} matches none of conf/{group}/'s choices "
-                                  f"({', '.join(choices(group))}).")
+                                  f"({', '.join(n for n in files if not n.startswith('_'))}).")
             per_key.append([f"{key}={name}" for name in names])
         elif o.is_sweep_override() and o.is_interval_sweep():  # a range for a search (Optuna): its ends
             check_interval(o.input_line, o.value())
@@ -201,19 +364,21 @@ def check_interval(where: str, interval: IntervalSweep) -> None:
 
 
 def compose_checked(overrides: list[str], config_name: str = "train", conf_dir: Path = CONF_DIR,
-                    return_hydra_config: bool = False) -> DictConfig:
-    """``compose(config_name, overrides)`` whose failures are LitlabErrors naming the key."""
+                    return_hydra_config: bool = False, primary: Primary | None = None) -> DictConfig:
+    """``compose(config_name, overrides)`` whose failures are LitlabErrors naming the key; with
+    ``primary``, its config from its folders, as Hydra composes it under those flags."""
+    primary = primary or Primary(config_name, config_name, conf_dir)
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(str(conf_dir), version_base="1.3"):
-            return compose(config_name, overrides=overrides, return_hydra_config=return_hydra_config)
+        primary.start_hydra()
+        return compose(primary.name, overrides=overrides, return_hydra_config=return_hydra_config)
     except (HydraException, OmegaConfBaseException, ValueError) as e:
-        raise explain(e, overrides, config_name) from None
+        raise explain(e, overrides, primary) from None
     finally:
         GlobalHydra.instance().clear()
 
 
-def check_sweep_start(overrides: list[str], config_name: str = "train") -> None:
+def check_sweep_start(overrides: list[str], config_name: str = "train", primary: Primary | None = None) -> None:
     """Hydra starts a sweep by composing the config without the swept values (a swept group at its
     default choice) and applies every other override to it. A key that only the swept choices
     have (``compress=prune,lowrank compress.finetune.epochs=1``, where the default
@@ -223,7 +388,7 @@ def check_sweep_start(overrides: list[str], config_name: str = "train") -> None:
     swept_groups = {o.get_key_element() for o in parsed if o.is_sweep_override() and "." not in o.get_key_element()}
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     try:
-        compose_checked(fixed, config_name)
+        compose_checked(fixed, config_name, primary=primary)
     except LitlabError:
         # the overrides of a key inside a swept group, each with its group
         culprits = {o: o.lstrip("+~").split(".")[0] for o in fixed if "=" in o and not o.startswith("++")}
@@ -361,14 +526,10 @@ def is_sweep_command(argv: list[str]) -> bool:
 def check_values_given(argv: list[str], config_name: str = "train") -> None:
     """Every override has ``=`` (``~key`` alone removes a key): ``data.batch_size 128`` or a stray
     word got Hydra's parser message ("missing EQUAL at '<EOF>'") and exit 1."""
-    from hydra._internal.utils import get_args_parser
-
-    try:  # quietly: Hydra's own parse, which runs next, prints --version or a usage error once
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            words = get_args_parser().parse_intermixed_args(argv).overrides  # flags may come between them
-    except SystemExit:  # --version, --help, a flag Hydra does not know: Hydra deals with them
+    args = hydra_args(argv)
+    if args is None:  # --version, --help, a flag Hydra does not know: Hydra deals with them
         return
-    for word in words:
+    for word in args.overrides:
         if "=" in word or word.startswith("~"):
             continue
         if re.fullmatch(r"[+]{0,2}[A-Za-z_][\w/]*(\.[\w/]+)*", word):
@@ -381,19 +542,22 @@ def check_values_given(argv: list[str], config_name: str = "train") -> None:
 
 
 def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig | None:
-    """Composes the command line's overrides (each swept value once) or raises a LitlabError.
-    Returns the composed config (with its ``hydra`` node) of a single run, None for a multirun."""
+    """Composes the command line's overrides (each swept value once) into the config Hydra will
+    compose (``primary_of``: litlab's ``<config_name>`` unless Hydra's flags name another) and
+    runs the checks of the entrypoint ``config_name``, or raises a LitlabError. Returns the
+    composed config (with its ``hydra`` node) of a single run, None for a multirun."""
     check_values_given(argv, config_name)
+    primary = primary_of(argv, config_name)
     overrides = overrides_of(argv)
     multirun = is_sweep_command(argv)
     try:
-        combos = expand_sweeps(overrides) if multirun else [overrides]
+        combos = expand_sweeps(overrides, dirs=config_dirs(argv, primary) or [CONF_DIR]) if multirun else [overrides]
     except OverrideParseException as e:
-        raise explain(e, overrides) from None
+        raise explain(e, overrides, primary) from None
     unfit: list[LitlabError] = []
     for combo in combos:
         try:
-            cfg = compose_checked(combo, config_name, return_hydra_config=True)
+            cfg = compose_checked(combo, return_hydra_config=True, primary=primary)
         except LitlabError as e:
             unfit.append(e)
             continue
@@ -407,7 +571,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
                     check_mode(f"callbacks.{name}", callback.get("monitor"), callback.get("mode"))
     if unfit:
         if len(unfit) < len(combos):  # a key that only some swept choices have: say how to write it
-            check_sweep_start(overrides, config_name)
+            check_sweep_start(overrides, config_name, primary)
         raise unfit[0]
     intervals = [o for o in overrides if "interval(" in o.split("=", 1)[-1] and not o.startswith("hydra.")]
     if multirun and intervals and cfg.hydra.runtime.choices.get("hydra/sweeper") == "basic":
@@ -417,7 +581,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
             f"conf/hparams_search/ file), or give values as a list."
         )
     if multirun:
-        check_sweep_start(overrides, config_name)
+        check_sweep_start(overrides, config_name, primary)
         check_sweeper_and_launcher(cfg)
     if config_name == "train" and not multirun and cfg.get("ckpt_path") == "last" and "${now:" in str(
             OmegaConf.to_container(cfg.hydra.run, resolve=False).get("dir")):  # a new timestamped folder

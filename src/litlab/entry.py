@@ -35,6 +35,33 @@ warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/submitit_\w+' is 
                         category=UserWarning)
 
 
+# the entrypoint this process runs (train, eval or predict), whatever its primary config is
+# called (``--config-name mytrain``): DDP's child ranks run its module, set by ``start``
+_entrypoint: str | None = None
+
+
+def start(kind: str) -> list[str]:
+    """What ``main()`` of the entrypoint ``kind`` does first; returns its command line.
+
+    The current folder is made importable, as ``python -m`` makes it: the console scripts
+    (``litlab-train``, ...) put their own bin/ folder first on ``sys.path`` instead, so a user's
+    ``model.net._target_=my_nets.Tiny`` next to them could not be imported although the README
+    says to run from that folder. Not under ``python -P`` (or PYTHONSAFEPATH), which asks for no
+    such folder.
+    """
+    global _entrypoint
+    _entrypoint = kind
+    here = os.getcwd()
+    if not sys.flags.safe_path and not any(os.path.abspath(p or ".") == here for p in sys.path):
+        sys.path.insert(0, here)
+    return sys.argv[1:]
+
+
+def entrypoint() -> str | None:
+    """The entrypoint (train, eval, predict) this process started as; None outside one."""
+    return _entrypoint
+
+
 def check_cli(argv: list[str], config_name: str = "train") -> DictConfig | None:
     """Command-line checks before Hydra starts; a mistake prints one paragraph and exits 2.
     Returns the composed config of a single run on rank 0 (None for a sweep or another rank)."""
@@ -71,12 +98,13 @@ def check_cli(argv: list[str], config_name: str = "train") -> DictConfig | None:
 def mode_known(argv: list[str], cfg: DictConfig | None):
     """Hydra composes a run's whole config twice: once only to read ``hydra.mode`` (whether the
     command is a sweep), then again for the run. ``check_cli`` has composed the same config from
-    the same overrides, so Hydra is given its mode instead of the first composition (~0.3 s of
-    every start-up). Only for a command of overrides alone: Hydra's own flags (``--config-dir``,
-    ``--config-name``, ...) may compose another config than ``check_cli`` did."""
+    the same overrides and config flags (``--config-dir``, ``--config-name``, ``--config-path``),
+    so Hydra is given its mode instead of the first composition (~0.3 s of every start-up). Any
+    other flag of Hydra's (``--experimental-rerun``, ...) or a command line its parser refuses
+    leaves Hydra to find the mode itself."""
     from hydra._internal.hydra import Hydra
 
-    if cfg is None or any(a.startswith("-") for a in argv) or not hasattr(Hydra, "get_mode"):
+    if cfg is None or not _config_flags_only(argv) or not hasattr(Hydra, "get_mode"):
         yield
         return
     mode = OmegaConf.select(cfg, "hydra.mode")
@@ -86,6 +114,21 @@ def mode_known(argv: list[str], cfg: DictConfig | None):
         yield
     finally:
         Hydra.get_mode = original
+
+
+def _config_flags_only(argv: list[str]) -> bool:
+    """Whether Hydra reads ``argv`` as overrides and config flags alone (``--run`` too): the
+    command whose config ``check_cli`` composed."""
+    from hydra._internal.utils import get_args_parser
+
+    from litlab.config_check import hydra_args
+
+    args = hydra_args(argv)
+    if args is None:
+        return False
+    defaults = vars(get_args_parser().parse_args([]))
+    return all(value == defaults.get(key) for key, value in vars(args).items()
+               if key not in ("overrides", "config_dir", "config_name", "config_path", "run"))
 
 
 # the copy of a resumed run's earlier record that ``check_cli`` made (None without a resume)

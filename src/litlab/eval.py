@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from litlab.config_check import CONF_DIR
-from litlab.entry import check_cli, mode_known, run_entrypoint
+from litlab.entry import check_cli, mode_known, run_entrypoint, start
 
 # the config groups a checkpoint's run record holds, which eval overrides change
 RUN_GROUPS = ("data", "model")
@@ -50,7 +50,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """``python -m litlab.eval`` / ``litlab-eval``."""
-    sys.argv[1:] = hydra_argv(sys.argv[1:])
+    sys.argv[1:] = hydra_argv(start("eval"))
     with mode_known(sys.argv[1:], check_cli(sys.argv[1:], "eval")):
         _hydra_main()
 

@@ -10,13 +10,11 @@ stays light (no torch) so that command-line mistakes are reported at once; the w
 
 from __future__ import annotations
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
 from litlab.config_check import CONF_DIR
-from litlab.entry import check_cli, mode_known, run_entrypoint
+from litlab.entry import check_cli, mode_known, run_entrypoint, start
 
 
 def _predict(cfg: DictConfig) -> dict:
@@ -34,7 +32,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """``python -m litlab.predict`` / ``litlab-predict``."""
-    with mode_known(sys.argv[1:], check_cli(sys.argv[1:], "predict")):
+    argv = start("predict")
+    with mode_known(argv, check_cli(argv, "predict")):
         _hydra_main()
 
 

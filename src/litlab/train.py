@@ -7,14 +7,12 @@ configuration has been checked and composed.
 
 from __future__ import annotations
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
 from litlab.config_check import CONF_DIR, is_sweep_command
 from litlab.distributed.ranks import launched_rank
-from litlab.entry import check_cli, exit_if_every_job_failed, mode_known, run_entrypoint, sigterm_stops_here
+from litlab.entry import check_cli, exit_if_every_job_failed, mode_known, run_entrypoint, sigterm_stops_here, start
 from litlab.sweeps.interrupted import sweep_stops_on_signals
 
 
@@ -34,7 +32,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """``python -m litlab.train`` / ``litlab-train``."""
-    argv = sys.argv[1:]
+    argv = start("train")
     cfg = check_cli(argv)
     if not is_sweep_command(argv) or launched_rank() != 0:  # a DDP rank > 0 runs one job of rank 0's sweep
         with mode_known(argv, cfg):

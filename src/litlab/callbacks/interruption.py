@@ -76,23 +76,49 @@ def sets_key(override: str, *keys: str) -> bool:
 
 
 def run_overrides(run_dir: Path, *dropped: str) -> list[str] | None:
-    """The overrides the run in ``run_dir`` was started with (``.hydra/overrides.yaml``), without
-    those of ``ckpt_path``, ``hydra.*``, ``hparams_search`` (a sweep's settings, which would start a
-    new sweep) and ``dropped``; None where the record cannot be read."""
+    """The words after ``python -m litlab.train`` that compose the run in ``run_dir`` again: the
+    config flags it was started with (``--config-dir``, ``--config-name``), then its overrides
+    (``.hydra/overrides.yaml``) and its ``hydra.searchpath`` (where its own config files are),
+    without those of ``ckpt_path``, other ``hydra.*`` keys and ``hparams_search`` (a sweep's
+    settings, which would start a new sweep) and ``dropped``; None where the record cannot be read.
+    Without the flags and the search path a pasted command composed litlab's ``train`` config,
+    which refused the run's own choices (``model=tiny is not a choice``)."""
     import yaml
 
+    record = Path(run_dir) / ".hydra"
     try:
-        overrides = yaml.safe_load((Path(run_dir) / ".hydra" / "overrides.yaml").read_text()) or []
+        overrides = yaml.safe_load((record / "overrides.yaml").read_text()) or []
     except (OSError, yaml.YAMLError):
         return None
     if not isinstance(overrides, list):
         return None
-    return [str(o) for o in overrides if not sets_key(str(o), "ckpt_path", "hparams_search", "hydra", *dropped)]
+    flags, searchpath = _run_config_flags(record / "hydra.yaml")
+    kept = [str(o) for o in overrides if not sets_key(str(o), "ckpt_path", "hparams_search", "hydra", *dropped)]
+    return [*flags, *searchpath, *kept]
+
+
+def _run_config_flags(hydra_record: Path) -> tuple[list[str], list[str]]:
+    """The config flags and ``hydra.searchpath`` overrides of a run, from its ``.hydra/hydra.yaml``
+    (``hydra.job.config_name``, ``hydra.runtime.config_sources``, ``hydra.overrides.hydra``);
+    none where that record is missing or unreadable (a run older than it, or hand-made)."""
+    import yaml
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from litlab.config_check import Primary
+
+    try:
+        hydra_cfg = OmegaConf.load(hydra_record).hydra
+        flags = Primary.of_run(hydra_cfg, "train").flags()
+        searchpath = [str(o) for o in hydra_cfg.overrides.hydra or [] if sets_key(str(o), "hydra.searchpath")]
+    except (OSError, yaml.YAMLError, OmegaConfBaseException, AttributeError, TypeError):  # no such keys
+        return [], []
+    return flags, searchpath
 
 
 def resume_command(run_dir: Path) -> str:
-    """The command that resumes the run in ``run_dir``: its own overrides (``run_overrides``),
-    shell-quoted, then ``ckpt_path=last`` and the folder. A resume without them is refused (the
+    """The command that resumes the run in ``run_dir``: its own config flags and overrides
+    (``run_overrides``), shell-quoted, then ``ckpt_path=last`` and the folder. A resume without them is refused (the
     default model is another net), and the placeholder the record held (``<same overrides>``) was
     a shell redirect when pasted."""
     kept = run_overrides(run_dir)

@@ -51,17 +51,31 @@ _children: dict[int, subprocess.Popen] = {}
 _job_ended = threading.Event()
 
 
+def entry_kind() -> str:
+    """The entrypoint this job runs (train, eval, predict): its module starts the child ranks.
+    Not ``hydra.job.config_name``, which is the primary config's name (``--config-name mytrain``
+    ran ``python -m litlab.mytrain``)."""
+    from litlab.entry import entrypoint
+
+    return entrypoint() or str(HydraConfig.get().job.config_name)
+
+
 def child_command(local_rank: int) -> list[str]:
-    """``python -m litlab.<entry>`` with this job's overrides, in this job's run directory.
+    """``python -m litlab.<entry>`` with this job's config flags and overrides, in this job's run directory.
 
     The job's overrides are Hydra's ``overrides.task``: inside a sweep these are the values of
     this job (``model.optimizer.lr=0.003``), never the sweep's lists, so every rank trains with
-    the same hyperparameters.
+    the same hyperparameters. The flags (``--config-dir``, ``--config-name``) are those the job
+    was composed with, as Hydra records them, so a rank composes the same config as rank 0.
     """
+    from litlab.config_check import Primary
+
     hc = HydraConfig.get()
+    kind = entry_kind()
     run_dir = str(hc.runtime.output_dir).replace("\\", "\\\\").replace("'", "\\'")
     hydra_overrides = [o for o in hc.overrides.hydra if not o.lstrip("+~").startswith(_SWEEP_ONLY)]
-    return [sys.executable, "-m", f"litlab.{hc.job.config_name}", *hc.overrides.task, *hydra_overrides,
+    return [sys.executable, "-m", f"litlab.{kind}", *Primary.of_run(hc, kind).flags(), *hc.overrides.task,
+            *hydra_overrides,
             f"hydra.run.dir='{run_dir}'", "hydra.output_subdir=null", "hydra.mode=RUN",
             f"hydra.job.name={hc.job.name}_rank{local_rank}"]
 
@@ -82,7 +96,7 @@ class RunDirLauncher(_SubprocessScriptLauncher):
             self._start_children()
             hc = HydraConfig.get()
             if hc.mode == RunMode.RUN:
-                watch = (dict(_children), _job_ended, hc.runtime.output_dir, hc.job.config_name, _FAIL_ON_ITS_OWN_S)
+                watch = (dict(_children), _job_ended, hc.runtime.output_dir, entry_kind(), _FAIL_ON_ITS_OWN_S)
                 threading.Thread(target=rank_faults.stop_all_if_a_child_fails, args=watch, name="litlab-rank-watch",
                                  daemon=True).start()
         _set_num_threads_if_needed(num_processes=self.num_processes)
@@ -172,7 +186,7 @@ def _explain(error: Exception, trainer_cfg: Any = None) -> rank_faults.LostRankE
         return None
     if not is_rank_zero() or not (_children or (dist.is_available() and dist.is_initialized())):
         return None  # a child rank (rank 0 reports the run), or not a multi-process job
-    return rank_faults.explain(error, _children, hc.runtime.output_dir, hc.job.config_name)
+    return rank_faults.explain(error, _children, hc.runtime.output_dir, entry_kind())
 
 
 def _drop_file_logs() -> None:
