@@ -52,7 +52,7 @@ def test_ckpt_path_last_needs_the_run_folder(tmp_path):
 def test_in_a_checkout_a_missing_choice_names_its_conf_folder(monkeypatch):
     """Run from a checkout, litlab's conf/ is the project's own: named by its path from here, with
     --config-dir as the other way in (only hydra.searchpath was named)."""
-    from litlab.config_check import CONF_DIR
+    from litlab.config_flags import CONF_DIR
 
     root = CONF_DIR.parents[2]  # a checkout's root, which holds src/litlab/conf
     monkeypatch.chdir(root)

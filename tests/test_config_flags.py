@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-from litlab.config_check import CONF_DIR, check_choices, check_overrides, compose_checked, overrides_of
+from litlab.config_check import check_choices, check_overrides, compose_checked, overrides_of
+from litlab.config_flags import CONF_DIR
 from litlab.errors import LitlabError
 
 NET = """
@@ -135,7 +136,7 @@ def test_not_a_choice_says_where_a_new_file_is_read(project):
 def _recorded_run(project: Path, overrides: list[str]) -> Path:
     """A run folder with the record Hydra writes (``.hydra/hydra.yaml``, ``overrides.yaml``) of
     ``python -m litlab.train overrides``."""
-    from litlab.config_check import primary_of
+    from litlab.config_flags import primary_of
 
     run = project / "runs" / "mine"
     cfg = compose_checked(overrides_of(overrides), return_hydra_config=True, primary=primary_of(overrides))
@@ -171,7 +172,7 @@ def test_a_ddp_child_rank_runs_the_entrypoint_with_the_runs_config_flags(project
     from hydra.core.hydra_config import HydraConfig
 
     import litlab.entry as entry
-    from litlab.config_check import primary_of
+    from litlab.config_flags import primary_of
     from litlab.distributed.launcher import child_command
 
     cfg = compose_checked(["data.num_train=300"], return_hydra_config=True, primary=primary_of(USER))

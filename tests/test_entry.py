@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-from litlab.config_check import CONF_DIR
+from litlab.config_flags import CONF_DIR
 from litlab.entry import mode_known, run_entrypoint
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from hydra.errors import OverrideParseException
 from omegaconf import OmegaConf
 
-from litlab.config_check import (CONF_DIR, choices, compose_checked, config_dirs, expand_sweeps, explain,
-                                 overrides_of, primary_of)
+from litlab.config_check import choices, compose_checked, expand_sweeps, explain, overrides_of
+from litlab.config_flags import CONF_DIR, config_dirs, primary_of
 
 WHAT = {
     "train": "trains, tests and optionally compresses and exports one model; -m sweeps over values "

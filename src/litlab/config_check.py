@@ -2,23 +2,17 @@
 
 Hydra's own messages for these mistakes span several lines and end in advice about stack
 traces; litlab checks the command line with Hydra's compose API first and words the error
-itself, composing the config Hydra will (``Primary``: Hydra's --config-name, --config-dir and
+itself, composing the config Hydra will (``config_flags.Primary``: Hydra's --config-name, --config-dir and
 --config-path read as Hydra reads them). In a sweep (``-m``) every swept value is composed, so a sweep over a key that does not
 exist fails before the first job starts.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
 import itertools
-import os
 import re
-import shlex
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from hydra import compose
@@ -29,144 +23,14 @@ from hydra.errors import HydraException, MissingConfigException, OverrideParseEx
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from litlab.config_flags import CONF_DIR, Primary, config_dirs, hydra_args, no_primary, primary_of
+from litlab.config_values import check_values
 from litlab.errors import LitlabError
 from litlab.metric_direction import lower_is_better
-from litlab.config_values import check_values
 from litlab.run_folders import check_run_folders
-
-CONF_DIR = Path(__file__).resolve().parent / "conf"
-
 
 # groups of which a run takes exactly one file (logger and callbacks may take several)
 ONE_CHOICE = ("data", "model", "trainer", "compress", "export", "paths")
-
-
-def hydra_args(argv: list[str]) -> argparse.Namespace | None:
-    """The command line as Hydra's own parser reads it (its flags, and the overrides between
-    them); None where that parser would stop (``--version``, ``--help``, a flag it does not know),
-    which Hydra then reports itself."""
-    from hydra._internal.utils import get_args_parser
-
-    try:  # quietly: Hydra's own parse, which runs next, prints --version or a usage error once
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            return get_args_parser().parse_intermixed_args(argv)  # flags may come between the overrides
-    except SystemExit:
-        return None
-
-
-@dataclass(frozen=True)
-class Primary:
-    """The config an entrypoint composes and the folders Hydra looks in for it: litlab's own
-    ``conf/<kind>.yaml``, unless Hydra's flags name another (``--config-dir my_conf --config-name
-    mytrain``, a file whose ``defaults: [train, ...]`` builds on litlab's). ``kind`` is the
-    entrypoint (train, eval, predict): it picks litlab's checks and the module that runs;
-    ``name`` is the file composed. Checks that composed litlab's ``train`` whatever the flags
-    said checked another config, and another run folder, than the one Hydra then ran."""
-
-    kind: str = "train"
-    name: str = "train"
-    # Hydra's "main" folder: litlab's conf/, or --config-path's (a pkg:// string: a package's)
-    main: Path | str = CONF_DIR
-    # --config-dir (absolute): searched after main, as Hydra adds it (provider "command-line")
-    extra: Path | None = None
-
-    def dirs(self) -> list[Path] | None:
-        """The folders searched for config files, main first; None where main is a package."""
-        if isinstance(self.main, str):
-            return None
-        return [self.main, *([self.extra] if self.extra is not None else [])]
-
-    def flags(self) -> list[str]:
-        """Hydra's flags that compose this config again (one word each, for a command litlab writes)."""
-        words = []
-        if isinstance(self.main, str) or (self.main != CONF_DIR and self.main.parts[-2:] != ("litlab", "conf")):
-            words.append(f"--config-path={self.main}")  # litlab's conf/, of this or another install, is the default
-        if self.extra is not None:
-            words.append(f"--config-dir={self.extra}")
-        if self.name != self.kind:
-            words.append(f"--config-name={self.name}")
-        return words
-
-    def command(self) -> str:
-        """``python -m litlab.<kind>`` with the flags, as the user can type it again."""
-        return " ".join([f"python -m litlab.{self.kind}", *map(shlex.quote, self.flags())])
-
-    def start_hydra(self) -> None:
-        """Initializes Hydra with the search path its ``hydra.main`` builds from these flags
-        (hydra/_internal/utils.py ``_run_hydra``): --config-dir goes before the structured configs."""
-        from hydra import version
-        from hydra._internal.hydra import Hydra
-        from hydra._internal.utils import create_config_search_path
-        from hydra.core.config_search_path import SearchPathQuery
-
-        version.setbase("1.3")
-        search_path = create_config_search_path(self.main if isinstance(self.main, str) else f"file://{self.main}")
-        if self.extra is not None:
-            search_path.prepend(provider="command-line", path=f"file://{self.extra}",
-                                anchor=SearchPathQuery(provider="schema"))
-        Hydra.create_main_hydra2(task_name="app", config_search_path=search_path)
-
-    @classmethod
-    def of_run(cls, hydra_cfg, kind: str) -> Primary:
-        """The primary config a run was composed from, as its Hydra config records it
-        (``hydra.job.config_name``; ``hydra.runtime.config_sources``, where --config-dir is the
-        provider "command-line"): the live ``HydraConfig`` or a run's ``.hydra/hydra.yaml``."""
-        sources = {s.provider: s for s in hydra_cfg.runtime.config_sources or []}
-        main, extra = sources.get("main"), sources.get("command-line")
-        return cls(kind, str(hydra_cfg.job.config_name or kind),
-                   CONF_DIR if main is None else Path(main.path) if main.schema == "file" else f"pkg://{main.path}",
-                   None if extra is None else Path(extra.path))
-
-
-def primary_of(argv: list[str], kind: str = "train", conf_dir: Path = CONF_DIR) -> Primary:
-    """The primary config of ``python -m litlab.<kind> argv``: Hydra's ``--config-name/-cn``,
-    ``--config-dir/-cd`` and ``--config-path/-cp`` read as Hydra reads them. A folder that is not
-    there is one paragraph naming the flag (Hydra's own error ended in exit status 1)."""
-    args = hydra_args(argv)
-    if args is None:
-        return Primary(kind, kind, conf_dir)
-    main: Path | str = conf_dir
-    if args.config_path is not None:
-        main = _config_path(args.config_path)
-    extra = None
-    if args.config_dir is not None:
-        extra = Path(os.path.abspath(args.config_dir))
-        if not extra.is_dir():
-            raise LitlabError(
-                f"--config-dir {args.config_dir}: {extra} is {'a file, not a folder' if extra.exists() else 'no folder'}. "
-                f"Give the folder that holds your own config files (e.g. --config-dir my_conf for my_conf/mytrain.yaml "
-                f"and my_conf/model/NAME.yaml), from the current folder {Path.cwd()} or as an absolute path.")
-    return Primary(kind, args.config_name or kind, main, extra)
-
-
-def _config_path(value: str) -> Path | str:
-    """``--config-path`` as Hydra reads it: absolute, ``pkg://``, or relative to litlab's package folder."""
-    if value.startswith("pkg://"):
-        return value
-    path = Path(value) if os.path.isabs(value) else Path(os.path.normpath(CONF_DIR.parent / value))
-    if not path.is_dir():
-        raise LitlabError(
-            f"--config-path {value}: {path} is no folder. --config-path replaces litlab's own conf/ and a relative "
-            f"one is read from litlab's package folder ({CONF_DIR.parent}), not the current folder. For a folder of "
-            f"your own configs next to litlab's, give --config-dir DIR (and --config-name NAME for its primary config).")
-    return path
-
-
-def _no_primary(primary: Primary) -> LitlabError:
-    """The one paragraph for a primary config that none of the searched folders holds."""
-    dirs = primary.dirs() or []
-    names = sorted({p.stem for d in dirs for p in d.glob("*.yaml")})
-    where = " and ".join(f"{d}/" for d in dirs) or "the folders Hydra searches"
-    held = f"they hold {', '.join(names)}" if names else "they hold no .yaml file"
-    if primary.name != primary.kind:
-        return LitlabError(
-            f"--config-name {primary.name}: there is no {primary.name}.yaml in {where}, where Hydra looks for the "
-            f"config to compose ({held}). Give one of those (its name without .yaml), put {primary.name}.yaml into "
-            f"the folder given with --config-dir DIR, or leave --config-name out for litlab's own {primary.kind} config.")
-    return LitlabError(
-        f"--config-path {primary.main}: there is no {primary.kind}.yaml in {where}, the config python -m "
-        f"litlab.{primary.kind} composes ({held}). Name one of those with --config-name NAME, or give your own folder "
-        f"with --config-dir DIR instead of --config-path (litlab's own conf/ is then still searched).")
 
 
 def _all_files(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
@@ -177,32 +41,6 @@ def _all_files(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
 def choices(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
     """The choices of a config group: its YAML files, without the shared bases (``_name``)."""
     return [name for name in _all_files(group, conf_dir) if not name.startswith("_")]
-
-
-def searched_dirs(argv: list[str]) -> list[Path] | None:
-    """The folders of ``hydra.searchpath=[file://DIR,...]`` on the command line, where Hydra also
-    looks for config files (a user's own conf/model/my_net.yaml); None when one of them is not a
-    plain folder (``pkg://``), whose files only Hydra can list."""
-    dirs = []
-    for arg in argv:
-        key, _, value = arg.partition("=")
-        if key.lstrip("+") != "hydra.searchpath":
-            continue
-        for entry in value.strip().strip("[]").split(","):
-            entry = entry.strip().strip("'\"")
-            if entry.startswith("pkg://"):
-                return None
-            if entry:
-                dirs.append(Path(entry.removeprefix("file://")))
-    return dirs
-
-
-def config_dirs(argv: list[str], primary: Primary) -> list[Path] | None:
-    """Every folder Hydra looks in for config files: litlab's conf/ (or --config-path's), the
-    --config-dir and those of ``hydra.searchpath``; None where one is a package (``pkg://``),
-    whose files only Hydra can list."""
-    own, searched = primary.dirs(), searched_dirs(argv)
-    return None if own is None or searched is None else [*own, *searched]
 
 
 def check_choices(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
@@ -288,7 +126,7 @@ def explain(e: BaseException, overrides: list[str], primary: Primary | None = No
     """The one paragraph for Hydra's error ``e`` about ``overrides`` composed into ``primary``'s config."""
     primary = primary or Primary()
     if isinstance(e, MissingConfigException) and e.missing_cfg_file == primary.name and "primary config" in str(e):
-        return _no_primary(primary)
+        return no_primary(primary)
     text = _one_paragraph(e)
     if "Could not append to config. An item is already at" in text:
         key = text.split("'")[1] if "'" in text else "?"

@@ -121,7 +121,7 @@ def _config_flags_only(argv: list[str]) -> bool:
     command whose config ``check_cli`` composed."""
     from hydra._internal.utils import get_args_parser
 
-    from litlab.config_check import hydra_args
+    from litlab.config_flags import hydra_args
 
     args = hydra_args(argv)
     if args is None:

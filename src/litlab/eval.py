@@ -14,7 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from litlab.config_check import CONF_DIR
+from litlab.config_flags import CONF_DIR
 from litlab.entry import check_cli, mode_known, run_entrypoint, start
 
 # the config groups a checkpoint's run record holds, which eval overrides change

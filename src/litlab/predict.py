@@ -13,7 +13,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from litlab.config_check import CONF_DIR
+from litlab.config_flags import CONF_DIR
 from litlab.entry import check_cli, mode_known, run_entrypoint, start
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from litlab.config_check import CONF_DIR, is_sweep_command
+from litlab.config_check import is_sweep_command
+from litlab.config_flags import CONF_DIR
 from litlab.distributed.ranks import launched_rank
 from litlab.entry import check_cli, exit_if_every_job_failed, mode_known, run_entrypoint, sigterm_stops_here, start
 from litlab.sweeps.interrupted import sweep_stops_on_signals

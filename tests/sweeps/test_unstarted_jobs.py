@@ -127,9 +127,9 @@ def test_summarize_of_a_grid_stopped_before_its_first_job_gives_the_sweeps_comma
         main([str(s)])
     err = capsys.readouterr().err
     assert e.value.code == 2
-    assert (f"is a grid sweep of 4 jobs that stopped before its first job started: no job has results to rank. Run "
-            f"the sweep again, into a new folder, with: python -m litlab.train -m model=mlp,cnn "
-            f"model.optimizer.lr=1e-3,3e-3 'data.path=my data.npz'") in err
+    assert ("is a grid sweep of 4 jobs that stopped before its first job started: no job has results to rank. Run "
+            "the sweep again, into a new folder, with: python -m litlab.train -m model=mlp,cnn "
+            "model.optimizer.lr=1e-3,3e-3 'data.path=my data.npz'") in err
     # a folder of no sweep at all keeps its own message
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit):

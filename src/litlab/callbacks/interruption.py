@@ -105,7 +105,7 @@ def _run_config_flags(hydra_record: Path) -> tuple[list[str], list[str]]:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from litlab.config_check import Primary
+    from litlab.config_flags import Primary
 
     try:
         hydra_cfg = OmegaConf.load(hydra_record).hydra

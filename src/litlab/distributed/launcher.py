@@ -68,7 +68,7 @@ def child_command(local_rank: int) -> list[str]:
     the same hyperparameters. The flags (``--config-dir``, ``--config-name``) are those the job
     was composed with, as Hydra records them, so a rank composes the same config as rank 0.
     """
-    from litlab.config_check import Primary
+    from litlab.config_flags import Primary
 
     hc = HydraConfig.get()
     kind = entry_kind()
