@@ -18,13 +18,13 @@ BASIC = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 OPTUNA = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
 
 
-def _sweep(path, task, params=None, target=BASIC, name="train"):
+def _sweep(path, task, params=None, target=BASIC, name="train", **more):
     """A sweep folder as the sweeper leaves it before its first job: multirun.yaml only."""
     path.mkdir(parents=True)
     hydra = {"sweep": {"dir": str(path), "subdir": "${hydra.job.num}"},
              "sweeper": {"_target_": target, "max_batch_size": None, "params": params},
              "overrides": {"hydra": [f"hydra.sweep.dir={path}", "hydra.mode=MULTIRUN"], "task": task},
-             "job": {"name": name}}
+             "job": {"name": name}, **more}
     (path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": hydra, "task_name": name}))
     return path
 
@@ -135,3 +135,27 @@ def test_summarize_of_a_grid_stopped_before_its_first_job_gives_the_sweeps_comma
     with pytest.raises(SystemExit):
         main([str(tmp_path / "empty")])
     assert "holds no job folders" in capsys.readouterr().err
+
+
+def test_the_commands_of_a_sweep_of_ones_own_config_keep_its_config_flags(tmp_path, capsys):
+    """A sweep started with --config-dir my_conf --config-name mytrain and hydra.searchpath: the
+    commands given for its jobs composed litlab's own train config ("model=tiny is not a choice")."""
+    from litlab.config_flags import CONF_DIR
+
+    mine = tmp_path / "my_conf"
+    searchpath = f"hydra.searchpath=[file://{mine}]"
+    s = _sweep(tmp_path / "s", ["model=tiny", "seed=1,2"],
+               job={"name": "train", "config_name": "mytrain"},
+               runtime={"config_sources": [{"path": str(CONF_DIR), "schema": "file", "provider": "main"},
+                                           {"path": str(mine), "schema": "file", "provider": "command-line"}]})
+    record = yaml.safe_load((s / "multirun.yaml").read_text())
+    record["hydra"]["overrides"]["hydra"].append(searchpath)
+    (s / "multirun.yaml").write_text(yaml.safe_dump(record))
+    words = f"--config-dir={mine} --config-name=mytrain '{searchpath}'"
+    with pytest.raises(SystemExit):
+        main([str(s)])
+    assert f"Run the sweep again, into a new folder, with: python -m litlab.train -m {words} model=tiny seed=1,2" in \
+        capsys.readouterr().err
+    _job(s, "0", ["model=tiny", "seed=1"])
+    _, commands = rank_sweep(s)["unstarted"]
+    assert commands == [("job 1 (seed=2)", f"python -m litlab.train {words} model=tiny seed=2 hydra.run.dir={s}/1")]

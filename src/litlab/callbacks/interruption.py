@@ -92,28 +92,37 @@ def run_overrides(run_dir: Path, *dropped: str) -> list[str] | None:
         return None
     if not isinstance(overrides, list):
         return None
-    flags, searchpath = _run_config_flags(record / "hydra.yaml")
     kept = [str(o) for o in overrides if not sets_key(str(o), "ckpt_path", "hparams_search", "hydra", *dropped)]
-    return [*flags, *searchpath, *kept]
+    return [*_run_config_words(record / "hydra.yaml"), *kept]
 
 
-def _run_config_flags(hydra_record: Path) -> tuple[list[str], list[str]]:
-    """The config flags and ``hydra.searchpath`` overrides of a run, from its ``.hydra/hydra.yaml``
-    (``hydra.job.config_name``, ``hydra.runtime.config_sources``, ``hydra.overrides.hydra``);
-    none where that record is missing or unreadable (a run older than it, or hand-made)."""
+def _run_config_words(hydra_record: Path) -> list[str]:
+    """``config_words`` of a run, from its ``.hydra/hydra.yaml``; none where that record is missing
+    or unreadable (a run older than it, or hand-made)."""
     import yaml
     from omegaconf import OmegaConf
+
+    try:
+        return config_words(OmegaConf.load(hydra_record).hydra)
+    except (OSError, yaml.YAMLError):
+        return []
+
+
+def config_words(hydra_cfg, kind: str = "train") -> list[str]:
+    """The config flags and ``hydra.searchpath`` overrides that compose a run's config again, from
+    its ``hydra`` node (``hydra.job.config_name``, ``hydra.runtime.config_sources``,
+    ``hydra.overrides.hydra``; a run's ``.hydra/hydra.yaml`` or a sweep's ``multirun.yaml``); none
+    where the node lacks them."""
     from omegaconf.errors import OmegaConfBaseException
 
     from litlab.config_flags import Primary
 
     try:
-        hydra_cfg = OmegaConf.load(hydra_record).hydra
-        flags = Primary.of_run(hydra_cfg, "train").flags()
+        flags = Primary.of_run(hydra_cfg, kind).flags()
         searchpath = [str(o) for o in hydra_cfg.overrides.hydra or [] if sets_key(str(o), "hydra.searchpath")]
-    except (OSError, yaml.YAMLError, OmegaConfBaseException, AttributeError, TypeError):  # no such keys
-        return [], []
-    return flags, searchpath
+    except (OmegaConfBaseException, AttributeError, TypeError):  # no such keys
+        return []
+    return [*flags, *searchpath]
 
 
 def resume_command(run_dir: Path) -> str:

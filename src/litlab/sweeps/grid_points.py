@@ -122,7 +122,8 @@ def none_started(sweep_dir: Path) -> str | None:
     if not points:
         return None
     task = (_hydra_record(Path(sweep_dir)).get("overrides") or {}).get("task") or []
-    command = " ".join([f"python -m litlab.{_entrypoint(sweep_dir)} -m", *map(shlex.quote, map(str, task))])
+    words = [*_config_words(sweep_dir), *map(str, task)]
+    command = " ".join([f"python -m litlab.{_entrypoint(sweep_dir)} -m", *map(shlex.quote, words)])
     return (f"DIR: {sweep_dir} is a grid sweep of {len(points)} jobs that stopped before its first job started: no "
             f"job has results to rank. Run the sweep again, into a new folder, with: {command}")
 
@@ -132,8 +133,19 @@ def job_command(entry: str, sweep_dir: Path, number: int, overrides: list[str]) 
     the job as one run, in the folder the sweep would have given it."""
     from litlab.callbacks.interruption import run_dir_override  # imports Lightning: only for a command
 
-    return " ".join([f"python -m litlab.{entry}", *map(shlex.quote, overrides),
+    return " ".join([f"python -m litlab.{entry}", *map(shlex.quote, [*_config_words(sweep_dir), *overrides]),
                      run_dir_override(Path(sweep_dir) / str(number))])
+
+
+def _config_words(sweep_dir: Path) -> list[str]:
+    """The sweep's config flags (``--config-dir``, ``--config-name``) and ``hydra.searchpath``,
+    without which a command of its jobs composed litlab's own ``train`` config instead."""
+    from omegaconf import OmegaConf
+
+    from litlab.callbacks.interruption import config_words
+
+    hydra = _hydra_record(Path(sweep_dir))
+    return config_words(OmegaConf.create(hydra), _entrypoint(sweep_dir)) if hydra else []
 
 
 def _entrypoint(sweep_dir: Path) -> str:
