@@ -54,10 +54,11 @@ def test_in_a_checkout_a_missing_choice_names_its_conf_folder(monkeypatch):
     --config-dir as the other way in (only hydra.searchpath was named)."""
     from litlab.config_flags import CONF_DIR
 
-    root = CONF_DIR.parents[2]  # a checkout's root, which holds src/litlab/conf
+    root = CONF_DIR.parents[2]  # a checkout's root, whose src/litlab/conf is a link to its conf/
     monkeypatch.chdir(root)
     with pytest.raises(LitlabError) as error:
         check_choices(["model=transformer"])
     assert str(error.value).endswith(
-        f"Pick one of them, or add transformer.yaml to {CONF_DIR.relative_to(root) / 'model'}/ (or to model/ in a "
-        f"folder of your own, given with --config-dir DIR or hydra.searchpath=[file://DIR]).")
+        f"Pick one of them, or add transformer.yaml to {CONF_DIR.resolve().relative_to(root) / 'model'}/ (or to model/ "
+        f"in a folder of your own, given with --config-dir DIR or hydra.searchpath=[file://DIR]).")
+    assert "src/litlab" not in str(error.value)  # the folder the message's "conf/model/ has" names

@@ -89,11 +89,11 @@ def _not_a_choice(group: str, name: str, names: list[str], dirs: list[Path]) -> 
     folder (an installed litlab's is in site-packages, and a conf/ of the project is not read)."""
     where = " and ".join(f"conf/{group}/" if d == CONF_DIR else f"{(d / group).absolute()}/" for d in dirs)
     own = [d for d in dirs if d != CONF_DIR]
-    here = Path.cwd()
+    here, real = Path.cwd().resolve(), CONF_DIR.resolve()  # a checkout's src/litlab/conf is its conf/
     if own:
         add = f"add {name}.yaml to {(own[0] / group).absolute()}/"
-    elif CONF_DIR.is_relative_to(here):
-        add = (f"add {name}.yaml to {CONF_DIR.relative_to(here) / group}/ (or to {group}/ in a folder of your own, "
+    elif real.is_relative_to(here) and "site-packages" not in real.parts:
+        add = (f"add {name}.yaml to {real.relative_to(here) / group}/ (or to {group}/ in a folder of your own, "
                f"given with --config-dir DIR or hydra.searchpath=[file://DIR])")
     else:
         add = (f"add {name}.yaml to {group}/ in a folder of your own and give that folder with --config-dir DIR (or "
