@@ -192,3 +192,28 @@ def test_a_resume_within_an_epoch_with_another_batch_size_is_refused():
     loader.load_state_dict({"epoch": 0, "served": 6, "batches": 6, "world_size": 1})
     loader.sampler.set_epoch(1)
     assert len(_labels(loader)) == 5
+
+
+def test_a_resume_within_an_epoch_with_other_batches_is_refused_before_anything_is_written(cfg_factory, tmp_path):
+    """Another data.batch_size (or process count) makes other batches of the epoch's rest: the
+    loader refused it only once the run had started, and the run's record was rewritten as failed."""
+    train(cfg_factory([*RUN, "+trainer.max_steps=12"], name="cut"))
+    record = (tmp_path / "cut" / "metrics.json").read_bytes()
+    last = (tmp_path / "cut" / "checkpoints" / "last.ckpt").read_bytes()
+    with pytest.raises(LitlabError, match=r"was taken after 12 of the 19 training batches of epoch 0 per process, "
+                                          r"and a resume goes on with the batches left; here they would be other "
+                                          r"batches \(data\.batch_size=64 in the checkpoint, 32 here\)"):
+        train(cfg_factory([*RUN, "data.batch_size=32", "ckpt_path=last"], name="cut"))
+    assert (tmp_path / "cut" / "metrics.json").read_bytes() == record
+    assert (tmp_path / "cut" / "checkpoints" / "last.ckpt").read_bytes() == last
+
+
+def test_a_run_cut_within_an_epoch_without_the_loaders_position_resumes_at_the_next_epoch(cfg_factory, tmp_path):
+    """trainer.overfit_batches serves a fixed loader whose position is not saved: its run cut by
+    max_steps wrote a last.ckpt that was refused as "written at a validation within epoch 1"."""
+    overfit = ["model=mlp", "trainer.max_epochs=10", "+trainer.overfit_batches=2"]
+    train(cfg_factory([*overfit, "+trainer.max_steps=3"], name="cut"))
+    cut = torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert cut["global_step"] == 3
+    train(cfg_factory([*overfit, "+trainer.max_steps=5", "ckpt_path=last"], name="cut"))
+    assert torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5

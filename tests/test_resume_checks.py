@@ -160,7 +160,7 @@ def test_a_run_stopped_in_its_first_epoch_resumes_from_a_mid_epoch_best_only_wit
     step = torch.load(best, weights_only=True)["global_step"]
     assert 0 < step < 19  # 19 batches, validated after the 9th and the 18th
     old = _as_older_litlab(best, tmp_path / "old.ckpt")
-    with pytest.raises(LitlabError, match=rf"ckpt_path={old} was written at a validation within epoch 0 after "
+    with pytest.raises(LitlabError, match=rf"ckpt_path={old} was written within epoch 0 after "
                                           rf"{step} batches, without the training data's position in the epoch"):
         train(cfg_factory([*run, f"ckpt_path={old}"], name="named"))
     _as_older_litlab(best, best)

@@ -109,7 +109,7 @@ def mode_known(argv: list[str], cfg: DictConfig | None):
         return
     mode = OmegaConf.select(cfg, "hydra.mode")
     original = Hydra.get_mode
-    Hydra.get_mode = lambda self, config_name, overrides: mode
+    Hydra.get_mode = lambda self, *args, **kwargs: mode
     try:
         yield
     finally:

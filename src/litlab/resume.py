@@ -54,6 +54,7 @@ def open_resume(cfg: DictConfig, run_dir: Path) -> Resume | None:
     ckpt = load_checkpoint(path, compressed_ok=False)
     fallback = cfg.get("ckpt_path") == "last" and path.name == "best.ckpt"
     check_continuable(ckpt, path, run_dir, fallback)
+    check_same_batches(cfg, ckpt, path)
     if fallback:
         log.warning("%s is missing (the run was stopped while writing it); resuming from %s", path.with_name("last.ckpt"),
                     path)
@@ -82,12 +83,39 @@ def check_continuable(ckpt: dict, path: Path, run_dir: Path, fallback: bool) -> 
         done = f" after {int(ckpt['loops']['fit_loop']['epoch_loop.batch_progress']['current']['completed'])} batches"
     except (KeyError, TypeError, ValueError):
         done = ""
+    instead = ("start the run again in a new folder" if Path(path).name == "last.ckpt" else
+               "resume from the run's last.ckpt (the end of its last finished epoch), or start the run again in a "
+               "new folder")
     raise LitlabError(
-        f"ckpt_path={path} was written at a validation within epoch {ckpt.get('epoch')}{done}, without the "
-        f"training data's position in the epoch (an older litlab, or trainer.overfit_batches): a resume from it "
-        f"would start the epoch's data again at its first batch while counting the batches already trained, so "
-        f"some would be trained twice and others never. Resume from the run's last.ckpt (the end of its last "
-        f"finished epoch), or start the run again in a new folder.")
+        f"ckpt_path={path} was written within epoch {ckpt.get('epoch')}{done}, without the training data's "
+        f"position in the epoch (an older litlab, or trainer.overfit_batches): a resume from it would start the "
+        f"epoch's data again at its first batch while counting the batches already trained, so some would be "
+        f"trained twice and others never. Instead, {instead}.")
+
+
+def check_same_batches(cfg: DictConfig, ckpt: dict, path) -> None:
+    """A resume within an epoch goes on with the batches of the epoch not yet trained, counted in
+    batches of the run's ``data.batch_size`` per process: another batch size or process count
+    makes other batches. Refused before anything is prepared or written (the loader's own check,
+    ``ResumableLoader._check_same_batches``, came after the run's record was rewritten)."""
+    if not (taken_within_epoch(ckpt) and holds_data_position(ckpt)):
+        return
+    position = ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
+    stored = (((ckpt.get("litlab") or {}).get("config") or {}).get("data") or {}).get("batch_size")
+    differ = []
+    if stored is not None and stored != cfg.data.get("batch_size"):
+        differ.append(f"data.batch_size={stored} in the checkpoint, {cfg.data.get('batch_size')} here")
+    devices, nodes = cfg.trainer.get("devices"), cfg.trainer.get("num_nodes", 1)
+    if isinstance(devices, int) and devices > 0 and isinstance(nodes, int) and position.get("world_size") not in (
+            None, devices * nodes):
+        differ.append(f"{position['world_size']} process(es) in the checkpoint, {devices * nodes} here "
+                      f"(trainer.devices x trainer.num_nodes)")
+    if differ:
+        raise LitlabError(
+            f"ckpt_path={path} was taken after {position.get('served')} of the {position.get('batches')} training "
+            f"batches of epoch {position.get('epoch')} per process, and a resume goes on with the batches left; "
+            f"here they would be other batches ({'; '.join(differ)}). Resume with the run's data.batch_size, "
+            f"trainer.devices and trainer.num_nodes (its .hydra/overrides.yaml lists those it set).")
 
 
 def resolve_ckpt_path(cfg: DictConfig, resume: Resume | None, dm, model: L.LightningModule) -> tuple[str | None, int]:

@@ -83,14 +83,16 @@ class _Checkpoints(ModelCheckpoint):
         Lightning resumes at the next batch. (The epoch-end hooks of the cut epoch have run; they
         run again when the resumed epoch ends.)"""
         within = _epoch_unfinished(trainer)
+        progress = ((checkpoint.get("loops") or {}).get("fit_loop") or {}).get("epoch_progress")
+        if within and progress and _at_epoch_end_hooks(progress["current"]):
+            if data_position_saved(trainer):
+                for part in ("total", "current"):
+                    progress[part]["processed"] -= 1
+            else:  # resumed at the next epoch, as one that finished (trainer.overfit_batches): as before
+                within = False
         state = (checkpoint.get("callbacks") or {}).get(self.state_key)
         if isinstance(state, dict):
             state["within_epoch"] = within
-        if within and data_position_saved(trainer):
-            progress = ((checkpoint.get("loops") or {}).get("fit_loop") or {}).get("epoch_progress")
-            if progress and _at_epoch_end_hooks(progress["current"]):
-                for part in ("total", "current"):
-                    progress[part]["processed"] -= 1
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
@@ -144,7 +146,8 @@ def data_position_saved(trainer) -> bool:
     """Whether the checkpoints of this fit hold the training loader's position within an epoch:
     every training loader is a ``ResumableLoader`` whose order follows the epoch."""
     combined = getattr(trainer.fit_loop, "_combined_loader", None)
-    return combined is not None and all(getattr(dl, "resumable", False) for dl in combined.flattened)
+    return (combined is not None and all(getattr(dl, "resumable", False) for dl in combined.flattened)
+            and hasattr(trainer.fit_loop, "_restart_stage"))  # Lightning's restart within an epoch (2.6 here)
 
 
 def _epoch_unfinished(trainer) -> bool:

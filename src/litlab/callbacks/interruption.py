@@ -93,18 +93,19 @@ def run_overrides(run_dir: Path, *dropped: str) -> list[str] | None:
     if not isinstance(overrides, list):
         return None
     kept = [str(o) for o in overrides if not sets_key(str(o), "ckpt_path", "hparams_search", "hydra", *dropped)]
-    return [*_run_config_words(record / "hydra.yaml"), *kept]
+    return [*recorded_config_words(record / "hydra.yaml"), *kept]
 
 
-def _run_config_words(hydra_record: Path) -> list[str]:
-    """``config_words`` of a run, from its ``.hydra/hydra.yaml``; none where that record is missing
-    or unreadable (a run older than it, or hand-made)."""
+def recorded_config_words(record: Path, kind: str = "train") -> list[str]:
+    """``config_words`` of the ``hydra`` node in ``record`` (a run's ``.hydra/hydra.yaml``, a
+    sweep's ``multirun.yaml``); none where that record is missing or unreadable (older, or hand-made)."""
     import yaml
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     try:
-        return config_words(OmegaConf.load(hydra_record).hydra)
-    except (OSError, yaml.YAMLError):
+        return config_words(OmegaConf.load(record).hydra, kind)
+    except (OSError, yaml.YAMLError, OmegaConfBaseException):
         return []
 
 

@@ -142,7 +142,8 @@ def _replicas(loader: DataLoader) -> int:
 
 def random_state() -> dict[str, Any]:
     """The generators that dropout and augmentation draw from, as plain values and tensors (a
-    checkpoint is read back with ``weights_only``)."""
+    checkpoint is read back with ``weights_only``, which refuses NumPy's state as NumPy gives it;
+    hence not Lightning's own ``_collect_rng_states``)."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state = {"torch": torch.get_rng_state(), "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
              "python": _plain(random.getstate())}
@@ -154,7 +155,9 @@ def random_state() -> dict[str, Any]:
 def random_states() -> list[dict[str, Any]]:
     """``random_state()`` of every process, in rank order: under DDP each rank draws from its own
     stream (``EpochSeed`` seeds each with its rank), and Lightning saves rank 0's loader state only.
-    One collective there; every rank saves each checkpoint (``dump_checkpoint`` runs on all)."""
+    One collective there, so every rank must take each checkpoint of a fit: ``ModelCheckpoint``
+    does (``trainer.save_checkpoint`` on all ranks); a ``save_checkpoint`` on one rank alone during
+    a fit would wait here for the others."""
     mine = random_state()
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return [mine]

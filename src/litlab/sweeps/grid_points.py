@@ -140,12 +140,9 @@ def job_command(entry: str, sweep_dir: Path, number: int, overrides: list[str]) 
 def _config_words(sweep_dir: Path) -> list[str]:
     """The sweep's config flags (``--config-dir``, ``--config-name``) and ``hydra.searchpath``,
     without which a command of its jobs composed litlab's own ``train`` config instead."""
-    from omegaconf import OmegaConf
+    from litlab.callbacks.interruption import recorded_config_words
 
-    from litlab.callbacks.interruption import config_words
-
-    hydra = _hydra_record(Path(sweep_dir))
-    return config_words(OmegaConf.create(hydra), _entrypoint(sweep_dir)) if hydra else []
+    return recorded_config_words(Path(sweep_dir) / "multirun.yaml", _entrypoint(sweep_dir))
 
 
 def _entrypoint(sweep_dir: Path) -> str:
