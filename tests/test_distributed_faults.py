@@ -210,14 +210,16 @@ def test_watcher_stops_every_rank_when_rank_0_does_not_fail_on_its_own(tmp_path,
     dead, busy = _child("import sys; sys.exit(3)"), _child("import time; time.sleep(120)")
     signals = []
     monkeypatch.setattr(rank_faults.os, "kill", lambda pid, sig: signals.append((pid, sig)))
+    monkeypatch.setattr(rank_faults.os, "_exit", lambda status: signals.append(("exit", status)))
     try:
         rank_faults.stop_all_if_a_child_fails({1: dead, 2: busy}, threading.Event(), tmp_path, "train", grace_s=0.2)
     finally:
         monkeypatch.undo()
         busy.kill()
         busy.wait()
-    # the living rank and rank 0 itself are killed (SIGKILL); the record names the lost rank
-    assert signals == [(busy.pid, signal.SIGKILL), (os.getpid(), signal.SIGKILL)]
+    # the living rank is killed (SIGKILL) and rank 0 exits with status 1 (it killed itself: status
+    # 137, read as an out-of-memory kill); the record names the lost rank
+    assert signals == [(busy.pid, signal.SIGKILL), ("exit", 1)]
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["status"] == "failed"
     assert f"rank 1 of this multi-process run (pid {dead.pid}) exited with code 3" in m["error"]
@@ -231,6 +233,7 @@ def test_watcher_leaves_a_rank_0_that_failed_on_its_own(tmp_path, monkeypatch):
     threading.Timer(0.3, ended.set).start()  # rank 0's job ends: it noticed the lost rank itself
     signals = []
     monkeypatch.setattr(rank_faults.os, "kill", lambda pid, sig: signals.append((pid, sig)))
+    monkeypatch.setattr(rank_faults.os, "_exit", lambda status: signals.append(("exit", status)))
     rank_faults.stop_all_if_a_child_fails({1: dead}, ended, tmp_path, "train", grace_s=30)
     assert signals == [] and not (tmp_path / "metrics.json").exists()
 
