@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.conftest import REPO, make_cfg
 
-# the default data (digits, held in memory) in epochs long enough (1168 steps, about a second) to
-# be interrupted in the middle of one
-ARGS = ["data.batch_size=1", "model=mlp", "trainer.max_epochs=4", "logger=tensorboard", "seed=3"]
+# the default data (digits, held in memory) in batches of 2, in epochs long enough (200 steps, half
+# a second) to be interrupted in the middle of one; every step logged, so that the unfinished epoch
+# always leaves points in the event files for a resume to drop
+ARGS = ["data.batch_size=2", "model=mlp", "trainer.max_epochs=4", "logger=tensorboard", "seed=3",
+        "+trainer.limit_train_batches=200", "trainer.log_every_n_steps=1"]
 
 
 def _start(run_dir, *extra):
@@ -64,6 +66,13 @@ def test_ctrl_c_marks_the_run_interrupted(tmp_path):
 def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path):
     run = tmp_path / "run"
     _interrupt_after_first_epoch(run, signal.SIGTERM, expected_code=128 + signal.SIGTERM)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    # the stop came after steps of the unfinished epoch were logged: the resume must drop them
+    stopped = EventAccumulator(str(run / "tensorboard"))
+    stopped.Reload()
+    saved_step = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert max(e.step for e in stopped.Scalars("train/loss_step")) >= saved_step
 
     resumed = _start(run, "ckpt_path=last")
     err = _wait(resumed, 300)
@@ -72,17 +81,17 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path):
     first, latest = (run / ".hydra" / "start-1" / "overrides.yaml").read_text(), (run / ".hydra" / "overrides.yaml").read_text()
     assert "seed=3" in first and "ckpt_path" not in first
     assert "ckpt_path=last" in latest
-    straight = _start(tmp_path / "straight")
-    err = _wait(straight, 300)
-    assert straight.returncode == 0, err[-3000:]
+    # the uninterrupted run, the reference, needs no signal and no second process: it trains here
+    # (an interpreter start-up less), with the same overrides, data and one compute thread
+    from litlab.training import train
+
+    train(make_cfg(ARGS, tmp_path / "straight", run.parent / "data", fast=False))
     a = json.loads((run / "metrics.json").read_text())
     b = json.loads((tmp_path / "straight" / "metrics.json").read_text())
     assert a["status"] == "completed" and a["epochs"] == b["epochs"] == 4
     for key in ("val/acc", "test/acc", "test/loss"):
         assert abs(a[key] - b[key]) <= 1e-6, (key, a[key], b[key])
     # the TensorBoard curves continue in the same folder
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     acc = EventAccumulator(str(run / "tensorboard"))
     acc.Reload()
     steps = sorted({e.step for e in acc.Scalars("val/acc")})
@@ -173,29 +182,43 @@ def test_every_training_run_keeps_interruption_and_epoch_seeds(cfg_factory):
         assert kinds.count(Interruption) == 1 and kinds.count(EpochSeed) == 1, choice
 
 
-@pytest.mark.parametrize("module,work_module,args", [
-    ("litlab.train", "litlab.training", []),
-    ("litlab.eval", "litlab.evaluation", ["ckpt_path=best.ckpt"]),
-    ("litlab.predict", "litlab.prediction.run", ["ckpt_path=best.ckpt", "input=x.png"]),
-])
-def test_ctrl_c_while_the_training_code_is_imported_is_recorded(tmp_path, module, work_module, args):
+def test_ctrl_c_while_the_training_code_is_imported_is_recorded(tmp_path):
     """The entrypoints import torch and Lightning after Hydra has made the run folder (seconds):
     Ctrl-C there must be recorded like anywhere else in the run, not leave a folder without a
-    record and a traceback. The interrupt is raised where that import happens."""
-    probe = ("import builtins, runpy, sys\n"
+    record and a traceback. The interrupt is raised where that import happens.
+
+    The three entrypoints run one after another in one process, each in its own folder: two
+    interpreter start-ups (and imports of Lightning) less than a process each."""
+    entrypoints = [("litlab.train", "litlab.training", []),
+                   ("litlab.eval", "litlab.evaluation", ["ckpt_path=best.ckpt"]),
+                   ("litlab.predict", "litlab.prediction.run", ["ckpt_path=best.ckpt", "input=x.png"])]
+    probe = ("import builtins, os, runpy, sys\n"
              "real = builtins.__import__\n"
-             "def interrupted(name, *a, **k):\n"
-             f"    if name == {work_module!r}:\n"
-             "        raise KeyboardInterrupt\n"
-             "    return real(name, *a, **k)\n"
-             "builtins.__import__ = interrupted\n"
-             f"sys.argv = [{module!r}, *{args!r}, 'hydra.run.dir=run']\n"
-             f"runpy.run_module({module!r}, run_name='__main__')\n")
-    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 128 + signal.SIGINT, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
-    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert m["status"] == "interrupted" and "SIGINT" in m["error"]
+             f"for module, work_module, args in {entrypoints!r}:\n"
+             "    def interrupted(name, *a, work_module=work_module, **k):\n"
+             "        if name == work_module:\n"
+             "            raise KeyboardInterrupt\n"
+             "        return real(name, *a, **k)\n"
+             "    os.mkdir(module)\n"
+             "    os.chdir(module)\n"
+             "    print(f'== {module}', file=sys.stderr, flush=True)\n"
+             "    builtins.__import__ = interrupted\n"
+             "    sys.argv = [module, *args, 'hydra.run.dir=run']\n"
+             "    try:\n"
+             "        runpy.run_module(module, run_name='__main__')\n"
+             "        code = 0\n"
+             "    except SystemExit as e:\n"
+             "        code = e.code\n"
+             "    builtins.__import__ = real\n"
+             "    os.chdir('..')\n"
+             "    print('exit', module, code, flush=True)\n")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    for module, _, _ in entrypoints:
+        assert f"exit {module} {128 + signal.SIGINT}\n" in proc.stdout, (module, proc.stdout, proc.stderr[-2000:])
+        m = json.loads((tmp_path / module / "run" / "metrics.json").read_text())
+        assert m["status"] == "interrupted" and "SIGINT" in m["error"], (module, m)
 
 
 def test_sigterm_while_the_data_is_prepared_is_recorded(cfg_factory, tmp_path, monkeypatch):

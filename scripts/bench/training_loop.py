@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -113,8 +112,10 @@ PINNED_MMAP_THRESHOLD = {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
 def memory(spec: TrainSpec, work: Path, tiny: bool, repeats: int = 1, pinned: bool = True) -> dict[str, dict]:
     """``probe_memory`` of each contender in its own subprocess (after ``probe_modules`` in
     another), ``repeats`` rounds in rotating order; each contender's record is its median round,
-    with every round's figure in ``rounds_mib``. One after the other, except in tiny mode (a check
-    of the plumbing, not a measurement), where the contenders run side by side. ``pinned``: with
+    with every round's figure in ``rounds_mib``. Tiny mode checks the plumbing only, not a
+    measurement: one ``probe_modules`` (litlab's, in this process) for all three, and the three
+    ``probe_memory`` one after another in one subprocess (each from a trimmed heap and a reset
+    peak, so each figure is its own run's, though not a fresh process's). ``pinned``: with
     glibc's mmap threshold fixed (``PINNED_MMAP_THRESHOLD``); else with glibc's defaults."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     env.pop("MALLOC_MMAP_THRESHOLD_", None)  # the caller's own setting never leaks in
@@ -136,16 +137,19 @@ def memory(spec: TrainSpec, work: Path, tiny: bool, repeats: int = 1, pinned: bo
         (listed / f"{spec.name}-{contender}.json").write_text(json.dumps(run_probe(contender, "modules")))
 
     contenders = [c for c in CONTENDERS if c != "raw_tuned"]  # memory: the three of the brief
-    if tiny:
-        with ThreadPoolExecutor(len(contenders)) as pool:
-            list(pool.map(list_modules, contenders))
-            return dict(zip(contenders, pool.map(lambda c: run_probe(c, "memory"), contenders)))
+    if tiny:  # five interpreter start-ups less: the modules of litlab's run are listed in this process
+        # (which has most of them imported already), and one probe process measures the three
+        # contenders one after another, each preloading that list
+        modules = json.dumps(probe_modules(memory_spec(spec), "litlab", work))
+        for c in contenders:
+            (listed / f"{spec.name}-{c}.json").write_text(modules)
+        return run_probe(",".join(contenders), "memory")
     for c in contenders:
         list_modules(c)
     rounds: dict[str, list[dict]] = {c: [] for c in contenders}
     for r in range(repeats):
         for c in contenders[r % len(contenders):] + contenders[:r % len(contenders)]:
-            rounds[c].append(run_probe(c, "memory"))
+            rounds[c].append(run_probe(c, "memory")[c])
     result = {}
     for c, probes in rounds.items():
         probes.sort(key=lambda p: p["delta_mib"])
@@ -204,11 +208,15 @@ def memory_records(spec: TrainSpec, work: Path, tiny: bool) -> list[dict]:
 
 def probe_main(arg: str, work: Path, tiny: bool) -> None:
     """``--probe-memory NAME:CONTENDER:PHASE``: prints ``probe_modules``' (PHASE ``modules``) or
-    ``probe_memory``'s (``memory``) result as one JSON line."""
+    ``probe_memory``'s (``memory``) result as one JSON line; for ``memory``, CONTENDER may be a
+    comma-separated list (measured one after another) and the line maps each to its result."""
     name, contender, phase = arg.split(":")
     spec = memory_spec(next(s for s in specs(tiny) if s.name == name))
     if phase == "modules":
         print(json.dumps(probe_modules(spec, contender, work)))
         return
-    modules = json.loads((work / "mem-modules" / f"{name}-{contender}.json").read_text())["modules"]
-    print(json.dumps(probe_memory(spec, contender, work, modules)))
+    results = {}
+    for c in contender.split(","):
+        modules = json.loads((work / "mem-modules" / f"{name}-{c}.json").read_text())["modules"]
+        results[c] = probe_memory(spec, c, work, modules)
+    print(json.dumps(results))

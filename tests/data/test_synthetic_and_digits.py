@@ -144,8 +144,11 @@ def test_data_split_seed_chooses_the_digits_split(tmp_path):
         DigitsDataModule(root=str(root), split_seed="x")
 
 
-def _read_split_sums(root: str, seed: int, rounds: int, out) -> None:
-    """Loads the digits with ``split_seed=seed`` ``rounds`` times; puts the test split's pixel sum of each."""
+def _read_split_sums(root: str, seed: int, rounds: int, out, started=None) -> None:
+    """Loads the digits with ``split_seed=seed`` ``rounds`` times; puts the test split's pixel sum of
+    each. ``started`` (an event) is set just before the first load."""
+    if started is not None:
+        started.set()
     for _ in range(rounds):
         dm = DigitsDataModule(root=root, split_seed=seed)
         out.put((seed, int(dm.load().test.x.long().sum())))
@@ -153,22 +156,30 @@ def _read_split_sums(root: str, seed: int, rounds: int, out) -> None:
 
 def test_processes_with_other_splits_each_read_their_own(tmp_path):
     """Parallel sweep jobs over data.split_seed rewrite one digits tree; without taking turns a job
-    could read the tree another had just written, and train on a split it did not record."""
+    could read the tree another had just written, and train on a split it did not record.
+
+    The two processes: a fresh one (split 1) and this one (split 2), which starts its loads once the
+    other's begin, so that they overlap; one interpreter start-up fewer than two fresh processes."""
     import multiprocessing as mp
+    import queue
 
     from sklearn.datasets import load_digits
 
     images = np.clip(np.round(load_digits().images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
     expected = {s: int(images[np.random.default_rng(s).permutation(len(images))[:359]].astype(np.int64).sum())
                 for s in (1, 2)}
+    root = str(tmp_path / "digits")
     ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=_read_split_sums, args=(str(tmp_path / "digits"), s, 4, out)) for s in (1, 2)]
-    for p in procs:
-        p.start()
-    seen = [out.get(timeout=120) for _ in range(8)]
-    for p in procs:
-        p.join(timeout=60)
+    out, started = ctx.Queue(), ctx.Event()
+    other = ctx.Process(target=_read_split_sums, args=(root, 1, 4, out, started))
+    other.start()
+    try:
+        assert started.wait(timeout=120), "the other process never started its loads"
+        mine: queue.Queue = queue.Queue()
+        _read_split_sums(root, 2, 4, mine)
+        seen = [out.get(timeout=120) for _ in range(4)] + [mine.get_nowait() for _ in range(4)]
+    finally:
+        other.join(timeout=60)
     assert all(total == expected[seed] for seed, total in seen), (seen, expected)
 
 

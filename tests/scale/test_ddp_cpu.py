@@ -2,10 +2,15 @@
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import make_cfg, run_cli
 
 from .tiny_run import TINY, metrics_of, run_dirs
 from .weight_digest import digest_override, read_digests
+
+# a model that does not change (lr 0, no dropout) sees the same samples split or not; 63 validation
+# and test samples: one rank of two gets one fewer
+FROZEN = ("model.optimizer.lr=0", "model.net.dropout=0", "logger=[csv,tensorboard]", "data.num_val=63",
+          "data.num_test=63")
 
 
 def _train(tmp_path, name, *extra):
@@ -16,9 +21,25 @@ def _train(tmp_path, name, *extra):
     return log_dir, read_digests(digests)
 
 
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory, data_dir):
+    """``(log_dir, digests)`` of the one-process run that the DDP runs below are held against: the
+    same overrides as ``_train``'s with ``trainer=cpu`` and ``FROZEN``. One process spans no
+    processes, so it trains in this one (an interpreter start-up less), and once for the module:
+    what the tests read of it (samples per epoch, batch size, steps, epoch figures) is the same for
+    both."""
+    from litlab.training import train
+
+    tmp = tmp_path_factory.mktemp("one_process")
+    log_dir, digests = tmp / "one", tmp / "one_digest"
+    train(make_cfg([*TINY, "trainer.max_epochs=2", digest_override(digests), "trainer=cpu", *FROZEN],
+                   log_dir / "run", data_dir, fast=False))
+    return log_dir, read_digests(digests)
+
+
 @pytest.mark.slow
-def test_two_processes_share_the_epoch_and_one_run_dir(tmp_path):
-    one_dir, one = _train(tmp_path, "one", "trainer=cpu")
+def test_two_processes_share_the_epoch_and_one_run_dir(tmp_path, one_process):
+    one_dir, one = one_process
     two_dir, two = _train(tmp_path, "two", "trainer=ddp_cpu", "trainer.devices=2", "compress=prune",
                           "compress.finetune.epochs=1", "compress.measure.warmup=1", "compress.measure.repeats=3",
                           "export=onnx")
@@ -75,14 +96,12 @@ def _epoch_metrics(log_dir) -> dict:
 
 
 @pytest.mark.slow
-def test_epoch_metrics_average_over_every_rank(tmp_path):
-    # a model that does not change (lr 0, no dropout) sees the same samples split or not: each
-    # epoch's loss and accuracy must be the same on one and on two processes, not rank 0's alone
+def test_epoch_metrics_average_over_every_rank(tmp_path, one_process):
+    # a model that does not change (FROZEN) sees the same samples split or not: each epoch's loss
+    # and accuracy must be the same on one and on two processes, not rank 0's alone
     # 63 validation and test samples: one rank gets one fewer, and no sample is counted twice
-    frozen = ("model.optimizer.lr=0", "model.net.dropout=0", "logger=[csv,tensorboard]", "data.num_val=63",
-              "data.num_test=63")
-    one_dir, _ = _train(tmp_path, "one", "trainer=cpu", *frozen)
-    two_dir, _ = _train(tmp_path, "two", "trainer=ddp_cpu", "trainer.devices=2", *frozen)
+    one_dir, _ = one_process
+    two_dir, _ = _train(tmp_path, "two", "trainer=ddp_cpu", "trainer.devices=2", *FROZEN)
     one, two = _epoch_metrics(one_dir), _epoch_metrics(two_dir)
     for key, value in one.items():
         assert two[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key

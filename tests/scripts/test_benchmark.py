@@ -1,23 +1,27 @@
 """scripts/benchmark.py in its tiny mode: every case runs, prints its fields and writes the JSON
 schema. Timings are never asserted: at this size, on a shared machine, they are noise.
 
-The benchmark runs once per module (one subprocess) and each test checks one part of it.
+The benchmark runs once per module and each test checks one part of it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import io
 import json
-import os
 import statistics
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "benchmark.py"
+SCRIPTS = REPO / "scripts"
+SCRIPT = SCRIPTS / "benchmark.py"
 RECORD_KEYS = {"name", "unit", "litlab", "baseline", "baseline_value", "ratio", "paired_ratio", "target", "met",
                "note", "skipped", "samples"}
 MACHINE_KEYS = {"cpu", "cores", "torch_threads", "torch", "lightning", "litlab", "python", "cuda", "tiny"}
@@ -26,15 +30,28 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> tuple[str, dict]:
-    """stdout and parsed JSON of ``benchmark.py --tiny`` over every case."""
+def tiny_run(tmp_path_factory) -> tuple[str, dict, Path]:
+    """stdout and parsed JSON of ``benchmark.py --tiny`` over every case, and its work folder.
+
+    The script's ``main`` runs in this process, which has imported torch, Lightning and litlab
+    already: an interpreter start-up less than the script as a command (which
+    ``test_unknown_case_is_a_usage_error`` runs). The cases start their own processes wherever a
+    process is what they measure, as they do from the command line."""
     tmp = tmp_path_factory.mktemp("bench")
     out = tmp / "bench.json"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--markdown", "--json", str(out),
-                           "--work-dir", str(tmp / "work")], cwd=REPO, capture_output=True, text=True,
-                          timeout=540, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout, json.loads(out.read_text()), tmp / "work" / "tiny"
+    sys.path.insert(0, str(SCRIPTS))  # for ``bench``, as for the script itself
+    try:
+        spec = importlib.util.spec_from_file_location("benchmark_tiny_run", SCRIPT)
+        benchmark = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(benchmark)
+        stdout = io.StringIO()
+        with contextlib.redirect_stdout(stdout), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            code = benchmark.main(["--tiny", "--markdown", "--json", str(out), "--work-dir", str(tmp / "work")])
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    assert code == 0, "benchmark.py --tiny failed: its stderr, captured above, says which case and why"
+    return stdout.getvalue(), json.loads(out.read_text()), tmp / "work" / "tiny"
 
 
 def records(result: dict, prefix: str) -> list[dict]:
