@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from litlab.errors import LitlabError
+from litlab.sweeps.sweep_table import is_under
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
@@ -173,3 +174,33 @@ def config_dirs(argv: list[str], primary: Primary) -> list[Path] | None:
     whose files only Hydra can list."""
     own, searched = primary.dirs(), searched_dirs(argv)
     return None if own is None or searched is None else [*own, *searched]
+
+
+def config_words(hydra_cfg, kind: str = "train") -> list[str]:
+    """The config flags and ``hydra.searchpath`` overrides that compose a run's config again, from
+    its ``hydra`` node (``hydra.job.config_name``, ``hydra.runtime.config_sources``,
+    ``hydra.overrides.hydra``; a run's ``.hydra/hydra.yaml`` or a sweep's ``multirun.yaml``); none
+    where the node lacks them. Without them a command litlab writes for the run (a resume, a
+    sweep's job) composed litlab's ``train`` config, which refused the run's own choices."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        flags = Primary.of_run(hydra_cfg, kind).flags()
+        searchpath = [str(o) for o in hydra_cfg.overrides.hydra or []
+                      if is_under(str(o).lstrip("+~").split("=", 1)[0], ("hydra.searchpath",))]
+    except (OmegaConfBaseException, AttributeError, TypeError):  # no such keys
+        return []
+    return [*flags, *searchpath]
+
+
+def recorded_config_words(record: Path, kind: str = "train") -> list[str]:
+    """``config_words`` of the ``hydra`` node in ``record`` (a run's ``.hydra/hydra.yaml``, a
+    sweep's ``multirun.yaml``); none where that record is missing or unreadable (older, or hand-made)."""
+    import yaml
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return config_words(OmegaConf.load(record).hydra, kind)
+    except (OSError, yaml.YAMLError, OmegaConfBaseException):
+        return []

@@ -35,6 +35,17 @@ warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/submitit_\w+' is 
                         category=UserWarning)
 
 
+def hydra_main(config_name: str):
+    """``hydra.main`` of the entrypoint whose config is ``conf/<config_name>.yaml``. The folder is
+    given by its absolute path: run as a console script (``litlab-train``, which imports the
+    module by name), Hydra looked for a relative ``conf`` in a package ``litlab.conf`` and found none."""
+    import hydra
+
+    from litlab.config_flags import CONF_DIR
+
+    return hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)
+
+
 # the entrypoint this process runs (train, eval or predict), whatever its primary config is
 # called (``--config-name mytrain``): DDP's child ranks run its module, set by ``start``
 _entrypoint: str | None = None

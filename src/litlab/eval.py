@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import sys
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from litlab.config_flags import CONF_DIR
-from litlab.entry import check_cli, mode_known, run_entrypoint, start
+from litlab.entry import check_cli, hydra_main, mode_known, run_entrypoint, start
 
 # the config groups a checkpoint's run record holds, which eval overrides change
 RUN_GROUPS = ("data", "model")
@@ -34,9 +32,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
     return [f"++{a}" if is_run_override(a) and not a.startswith("+") else a for a in argv]
 
 
-# the folder by its absolute path: run as `litlab-eval` (a console script, which imports this
-# module by name) Hydra looked for a relative "conf" in a package litlab.conf and found none
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
+@hydra_main("eval")
 def _hydra_main(cfg: DictConfig) -> None:
     overrides = list(HydraConfig.get().overrides.task)
 

@@ -10,11 +10,9 @@ stays light (no torch) so that command-line mistakes are reported at once; the w
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from litlab.config_flags import CONF_DIR
-from litlab.entry import check_cli, mode_known, run_entrypoint, start
+from litlab.entry import check_cli, hydra_main, mode_known, run_entrypoint, start
 
 
 def _predict(cfg: DictConfig) -> dict:
@@ -23,9 +21,7 @@ def _predict(cfg: DictConfig) -> dict:
     return predict(cfg)
 
 
-# the folder by its absolute path: run as `litlab-predict` (a console script, which imports this
-# module by name) Hydra looked for a relative "conf" in a package litlab.conf and found none
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
+@hydra_main("predict")
 def _hydra_main(cfg: DictConfig) -> None:
     run_entrypoint(_predict, cfg)
 

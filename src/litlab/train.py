@@ -7,13 +7,12 @@ configuration has been checked and composed.
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
 from litlab.config_check import is_sweep_command
-from litlab.config_flags import CONF_DIR
 from litlab.distributed.ranks import launched_rank
-from litlab.entry import check_cli, exit_if_every_job_failed, mode_known, run_entrypoint, sigterm_stops_here, start
+from litlab.entry import (check_cli, exit_if_every_job_failed, hydra_main, mode_known, run_entrypoint,
+                          sigterm_stops_here, start)
 from litlab.sweeps.interrupted import sweep_stops_on_signals
 
 
@@ -24,9 +23,7 @@ def _train(cfg: DictConfig) -> float | None:
     return train(cfg)
 
 
-# the folder by its absolute path: run as `litlab-train` (a console script, which imports this
-# module by name) Hydra looked for a relative "conf" in a package litlab.conf and found none
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+@hydra_main("train")
 def _hydra_main(cfg: DictConfig) -> float | None:
     return run_entrypoint(_train, cfg)
 

@@ -93,37 +93,9 @@ def run_overrides(run_dir: Path, *dropped: str) -> list[str] | None:
     if not isinstance(overrides, list):
         return None
     kept = [str(o) for o in overrides if not sets_key(str(o), "ckpt_path", "hparams_search", "hydra", *dropped)]
+    from litlab.config_flags import recorded_config_words
+
     return [*recorded_config_words(record / "hydra.yaml"), *kept]
-
-
-def recorded_config_words(record: Path, kind: str = "train") -> list[str]:
-    """``config_words`` of the ``hydra`` node in ``record`` (a run's ``.hydra/hydra.yaml``, a
-    sweep's ``multirun.yaml``); none where that record is missing or unreadable (older, or hand-made)."""
-    import yaml
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        return config_words(OmegaConf.load(record).hydra, kind)
-    except (OSError, yaml.YAMLError, OmegaConfBaseException):
-        return []
-
-
-def config_words(hydra_cfg, kind: str = "train") -> list[str]:
-    """The config flags and ``hydra.searchpath`` overrides that compose a run's config again, from
-    its ``hydra`` node (``hydra.job.config_name``, ``hydra.runtime.config_sources``,
-    ``hydra.overrides.hydra``; a run's ``.hydra/hydra.yaml`` or a sweep's ``multirun.yaml``); none
-    where the node lacks them."""
-    from omegaconf.errors import OmegaConfBaseException
-
-    from litlab.config_flags import Primary
-
-    try:
-        flags = Primary.of_run(hydra_cfg, kind).flags()
-        searchpath = [str(o) for o in hydra_cfg.overrides.hydra or [] if sets_key(str(o), "hydra.searchpath")]
-    except (OmegaConfBaseException, AttributeError, TypeError):  # no such keys
-        return []
-    return [*flags, *searchpath]
 
 
 def resume_command(run_dir: Path) -> str:

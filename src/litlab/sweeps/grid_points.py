@@ -29,11 +29,15 @@ def grid_points(sweep_dir: Path) -> list[list[str]] | None:
     folder without a basic sweeper's ``multirun.yaml`` (an Optuna search, a folder of runs) or a
     grid that cannot be expanded again as it was: ``glob()`` lists a group's files, which may have
     changed since, and ``shuffle()`` drew an order that was not recorded."""
+    return _points(_hydra_record(Path(sweep_dir)))
+
+
+def _points(hydra: dict) -> list[list[str]] | None:
+    """``grid_points`` of a sweep's ``hydra`` record (``_hydra_record``)."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    hydra = _hydra_record(Path(sweep_dir))
     sweeper = hydra.get("sweeper") or {}
     if not isinstance(sweeper, dict) or sweeper.get("_target_") != BASIC_SWEEPER:
         return None
@@ -59,12 +63,13 @@ def _hydra_record(sweep_dir: Path) -> dict:
     return hydra if isinstance(hydra, dict) else {}
 
 
-def unstarted_jobs(sweep_dir: Path, jobs: list[Job]) -> tuple[list[list[str]], list[int]] | None:
-    """``(the grid's jobs' overrides, the numbers of those without a folder among jobs)``; None
-    where ``sweep_dir`` holds no grid sweep or cannot be listed. A job started if its folder (its number) is there, or
-    a job holds its values (a ``hydra.sweep.subdir`` that names folders otherwise); a resumed job
-    still does (``ckpt_path``, ``paths``, ``hydra`` are bookkeeping, not values)."""
-    points = grid_points(sweep_dir)
+def unstarted_jobs(sweep_dir: Path, jobs: list[Job], points: list[list[str]] | None
+                   ) -> tuple[list[list[str]], list[int]] | None:
+    """``(the grid's jobs' overrides, the numbers of those without a folder among jobs)`` of the
+    grid ``points`` (``grid_points``); None where ``sweep_dir`` holds no grid sweep or cannot be
+    listed. A job started if its folder (its number) is there, or a job holds its values (a
+    ``hydra.sweep.subdir`` that names folders otherwise); a resumed job still does (``ckpt_path``,
+    ``paths``, ``hydra`` are bookkeeping, not values)."""
     if points is None:
         return None
     try:  # a job folder without its records yet (a submitit job starting) started too
@@ -85,17 +90,19 @@ def unstarted_commands(sweep_dir: Path, jobs: list[Job]) -> tuple[str, list[tupl
     and swept values) and the command that runs it in its own folder of the sweep, where summarize
     finds it (the sweep itself cannot start again there); None where all started or ``sweep_dir``
     holds no grid sweep."""
-    found = unstarted_jobs(sweep_dir, jobs)
+    hydra = _hydra_record(Path(sweep_dir))
+    found = unstarted_jobs(sweep_dir, jobs, _points(hydra))
     if not found or not found[1]:
         return None
     points, missing = found
-    swept, entry = _swept_keys(points), _entrypoint(sweep_dir)
+    swept, entry = _swept_keys(points), _entrypoint(hydra)
+    words = _config_words(hydra, entry)
     head = (f"{len(missing)} of the sweep's {len(points)} grid jobs never started (no job folder); run each in its "
             f"own folder of the sweep with:")
     commands = []
     for number in missing:
         values = " ".join(o for o in points[number] if o.lstrip("+~").split("=", 1)[0] in swept)
-        command = job_command(entry, sweep_dir, number, points[number])
+        command = job_command(entry, sweep_dir, number, [*words, *points[number]])
         commands.append((f"job {number} ({values or 'no swept value'})", command))
     return head, commands
 
@@ -118,36 +125,40 @@ def none_started(sweep_dir: Path) -> str | None:
     """What to say of a grid sweep in ``sweep_dir`` stopped before its first job made its folder
     (no job has results; its folder cannot take the sweep again): how many jobs it had and the
     sweep's command, which runs them all in a new folder. None where ``sweep_dir`` holds no grid."""
-    points = grid_points(sweep_dir)
+    hydra = _hydra_record(Path(sweep_dir))
+    points = _points(hydra)
     if not points:
         return None
-    task = (_hydra_record(Path(sweep_dir)).get("overrides") or {}).get("task") or []
-    words = [*_config_words(sweep_dir), *map(str, task)]
-    command = " ".join([f"python -m litlab.{_entrypoint(sweep_dir)} -m", *map(shlex.quote, words)])
+    entry, task = _entrypoint(hydra), (hydra.get("overrides") or {}).get("task") or []
+    words = [*_config_words(hydra, entry), *map(str, task)]
+    command = " ".join([f"python -m litlab.{entry} -m", *map(shlex.quote, words)])
     return (f"DIR: {sweep_dir} is a grid sweep of {len(points)} jobs that stopped before its first job started: no "
             f"job has results to rank. Run the sweep again, into a new folder, with: {command}")
 
 
-def job_command(entry: str, sweep_dir: Path, number: int, overrides: list[str]) -> str:
-    """``python -m litlab.<entry> <overrides> hydra.run.dir=<sweep_dir>/<number>``, shell-quoted:
-    the job as one run, in the folder the sweep would have given it."""
+def job_command(entry: str, sweep_dir: Path, number: int, words: list[str]) -> str:
+    """``python -m litlab.<entry> <words> hydra.run.dir=<sweep_dir>/<number>``, shell-quoted: the
+    job as one run (``words``: the sweep's config flags, then the job's overrides), in the folder
+    the sweep would have given it."""
     from litlab.callbacks.interruption import run_dir_override  # imports Lightning: only for a command
 
-    return " ".join([f"python -m litlab.{entry}", *map(shlex.quote, [*_config_words(sweep_dir), *overrides]),
+    return " ".join([f"python -m litlab.{entry}", *map(shlex.quote, words),
                      run_dir_override(Path(sweep_dir) / str(number))])
 
 
-def _config_words(sweep_dir: Path) -> list[str]:
+def _config_words(hydra: dict, entry: str) -> list[str]:
     """The sweep's config flags (``--config-dir``, ``--config-name``) and ``hydra.searchpath``,
     without which a command of its jobs composed litlab's own ``train`` config instead."""
-    from litlab.callbacks.interruption import recorded_config_words
+    from omegaconf import OmegaConf
 
-    return recorded_config_words(Path(sweep_dir) / "multirun.yaml", _entrypoint(sweep_dir))
+    from litlab.config_flags import config_words
+
+    return config_words(OmegaConf.create(hydra), entry) if hydra else []
 
 
-def _entrypoint(sweep_dir: Path) -> str:
-    """The entrypoint the sweep ran (``hydra.job.name``): ``train`` unless it says another."""
-    job = _hydra_record(Path(sweep_dir)).get("job")
+def _entrypoint(hydra: dict) -> str:
+    """The entrypoint a sweep ran (its record's ``hydra.job.name``): ``train`` unless it says another."""
+    job = hydra.get("job")
     name = job.get("name") if isinstance(job, dict) else None
     return name if name in ENTRYPOINTS else "train"
 
