@@ -19,7 +19,7 @@ from pathlib import Path
 import lightning.pytorch as L
 from omegaconf import DictConfig, OmegaConf
 
-from litlab.callbacks.checkpoints import holds_data_position, taken_within_epoch
+from litlab.callbacks.checkpoints import data_position, holds_data_position, taken_within_epoch
 from litlab.callbacks.interruption import run_overrides, sets_key
 from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.errors import LitlabError
@@ -98,9 +98,9 @@ def check_same_batches(cfg: DictConfig, ckpt: dict, path) -> None:
     batches of the run's ``data.batch_size`` per process: another batch size or process count
     makes other batches. Refused before anything is prepared or written (the loader's own check,
     ``ResumableLoader._check_same_batches``, came after the run's record was rewritten)."""
-    if not (taken_within_epoch(ckpt) and holds_data_position(ckpt)):
+    position = data_position(ckpt)
+    if not taken_within_epoch(ckpt) or position is None:
         return
-    position = ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
     stored = (((ckpt.get("litlab") or {}).get("config") or {}).get("data") or {}).get("batch_size")
     differ = []
     if stored is not None and stored != cfg.data.get("batch_size"):

@@ -134,12 +134,20 @@ def taken_within_epoch(ckpt: dict) -> bool:
     return any(isinstance(state, dict) and state.get("within_epoch") for state in (ckpt.get("callbacks") or {}).values())
 
 
-def holds_data_position(ckpt: dict) -> bool:
-    """Whether ``ckpt`` holds the training loader's position within its epoch (the fit loop's
-    ``combined_loader`` states of ``ResumableLoader``), from which a resume continues the epoch."""
+def data_position(ckpt: dict) -> dict | None:
+    """The training loader's position within its epoch that ``ckpt`` holds (the fit loop's
+    ``combined_loader`` state of ``ResumableLoader``: epoch, batches served, batches, world size),
+    from which a resume continues the epoch; None where it holds none."""
     fit_loop = (ckpt.get("loops") or {}).get("fit_loop") or {}
     states = (fit_loop.get("state_dict") or {}).get("combined_loader") or []
-    return bool(states) and all(isinstance(s, dict) and s.get("epoch") is not None for s in states)
+    if states and all(isinstance(s, dict) and s.get("epoch") is not None for s in states):
+        return states[0]
+    return None
+
+
+def holds_data_position(ckpt: dict) -> bool:
+    """Whether ``ckpt`` holds the training loader's position within its epoch (``data_position``)."""
+    return data_position(ckpt) is not None
 
 
 def data_position_saved(trainer) -> bool:
