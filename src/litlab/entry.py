@@ -80,7 +80,7 @@ def check_cli(argv: list[str], config_name: str = "train") -> DictConfig | None:
 
     try:
         if not is_sweep_command(argv):
-            check_run_dir_given(argv)  # every rank, before Hydra makes a folder for it
+            check_run_dir_given(argv, config_name)  # every rank, before Hydra makes a folder for it
         if launched_rank() != 0:
             return  # a DDP rank > 0 runs rank 0's command in rank 0's run directory: rank 0 checks it
         check_choices(argv)

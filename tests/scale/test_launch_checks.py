@@ -48,8 +48,36 @@ def test_a_torchrun_rank_without_run_dir_is_refused_before_hydra_makes_a_folder(
     assert capsys.readouterr().err.strip() == (
         "Error: hydra.run.dir: this process is one rank of a multi-process run started by torchrun or SLURM, and "
         "every rank must write into the same run directory. Pass the same literal hydra.run.dir=outputs/runs/<name> "
-        "to every rank (see docs/scaling.md).")
+        "to every rank, or set a folder without ${now:...} as hydra.run.dir in your own config (see docs/scaling.md).")
     assert list(tmp_path.iterdir()) == []
+
+
+def _own_primary(folder, run_dir: str, extra: str = "") -> list[str]:
+    """``--config-dir/--config-name`` of a primary config of the user's that sets ``hydra.run.dir``."""
+    folder.mkdir()
+    (folder / "mytrain.yaml").write_text(f"defaults:\n  - train\n  - _self_\n{extra}hydra:\n  run:\n    dir: {run_dir}\n")
+    return ["--config-dir", str(folder), "--config-name", "mytrain", "trainer=ddp_cpu"]
+
+
+def test_a_torchrun_rank_whose_own_config_fixes_the_run_dir_passes(tmp_path, monkeypatch):
+    """Every rank was refused ("pass hydra.run.dir=") although the user's primary config set one
+    fixed folder for all of them."""
+    from litlab.entry import check_cli
+
+    _torchrun_rank(monkeypatch, 1)
+    check_cli(_own_primary(tmp_path / "my_conf", "outputs/runs/${name}", extra="name: fixed\n"))
+
+
+@pytest.mark.parametrize("run_dir, extra", [("outputs/${stamp}", "stamp: ${now:%H-%M-%S}\n"),
+                                            ("outputs/runs/${now:%H-%M}", "")])
+def test_a_torchrun_rank_whose_own_run_dir_is_timestamped_is_refused(run_dir, extra, tmp_path, monkeypatch, capsys):
+    from litlab.entry import check_cli
+
+    _torchrun_rank(monkeypatch, 1)
+    with pytest.raises(SystemExit) as exit_:
+        check_cli(_own_primary(tmp_path / "my_conf", run_dir, extra))
+    assert exit_.value.code == 2
+    assert "every rank must write into the same run directory" in capsys.readouterr().err
 
 
 def test_a_torchrun_rank_with_run_dir_passes_the_command_line_checks(monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from litlab.errors import LitlabError
@@ -37,17 +38,59 @@ def started_by_launcher() -> bool:
     return launched_rank() != 0 or int(env.get("WORLD_SIZE", env.get("SLURM_NTASKS", 1))) > 1
 
 
-def check_run_dir_given(argv: list[str]) -> None:
-    """Every rank that torchrun or SLURM starts needs ``hydra.run.dir=`` on its command line.
+def check_run_dir_given(argv: list[str], kind: str = "train") -> None:
+    """Every rank that torchrun or SLURM starts needs one fixed run directory: ``hydra.run.dir=`` on
+    its command line, or a folder without a timestamp set in the run's own configs (a primary
+    config of the user's with ``--config-dir/--config-name``, an experiment file).
 
-    Checked before Hydra starts, on every rank: without the key each rank would make (and leave
-    behind) its own timestamped folder before any later check could refuse the run.
+    Checked before Hydra starts, on every rank: with the default timestamped folder each rank would
+    make (and leave behind) its own folder before any later check could refuse the run. The ranks
+    compare the folders they resolved once the process group exists (``launcher``), so a folder
+    that depends on something else that differs between ranks is still caught there.
     """
     if not started_by_launcher():
         return
     if any(a.lstrip("+").startswith("hydra.run.dir=") for a in argv):
         return
+    configured = _configured_run_dir(argv, kind)
+    if configured is not None and not _depends_on_time(*configured):
+        return
     raise LitlabError(
         "hydra.run.dir: this process is one rank of a multi-process run started by torchrun or SLURM, "
         "and every rank must write into the same run directory. Pass the same literal "
-        "hydra.run.dir=outputs/runs/<name> to every rank (see docs/scaling.md).")
+        "hydra.run.dir=outputs/runs/<name> to every rank, or set a folder without ${now:...} as hydra.run.dir in "
+        "your own config (see docs/scaling.md).")
+
+
+def _configured_run_dir(argv: list[str], kind: str) -> tuple[dict, str] | None:
+    """The run's config (unresolved, with its ``hydra`` node) and its ``hydra.run.dir`` as written,
+    composed from the command line's configs and overrides; None when it sets none."""
+    from omegaconf import OmegaConf
+
+    from litlab.config_check import compose_checked, overrides_of
+    from litlab.config_flags import primary_of
+
+    cfg = compose_checked(overrides_of(argv), kind, return_hydra_config=True, primary=primary_of(argv, kind))
+    tree = OmegaConf.to_container(cfg, resolve=False)
+    run_dir = tree.get("hydra", {}).get("run", {}).get("dir")
+    return (tree, run_dir) if isinstance(run_dir, str) and run_dir else None
+
+
+# a plain reference to another key, ``${paths.log_dir}`` (not a resolver call like ``${now:%H}``)
+_REFERENCE = re.compile(r"\$\{\s*([\w.\-]+)\s*\}")
+
+
+def _depends_on_time(tree: dict, value: str, depth: int = 0) -> bool:
+    """Whether ``value`` reads the clock (``${now:...}``), itself or through the keys it refers to:
+    each rank would resolve its own timestamp."""
+    if "${now:" in value.replace(" ", ""):
+        return True
+    if depth > 20:  # a reference cycle: Hydra refuses it later, with its own message
+        return False
+    for key in _REFERENCE.findall(value):
+        node = tree
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, str) and _depends_on_time(tree, node, depth + 1):
+            return True
+    return False
