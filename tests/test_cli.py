@@ -286,8 +286,11 @@ def test_a_failed_predict_leaves_its_folder_to_the_next_try(tmp_path):
     from litlab.errors import LitlabError
 
     run = tmp_path / "run"
-    proc = run_cli("litlab.predict", f"ckpt_path={tmp_path / 'missing.ckpt'}", "input=x.npz", f"hydra.run.dir={run}")
-    assert proc.returncode == 2 and "missing.ckpt" in proc.stderr
+    (tmp_path / "bad.ckpt").write_text("not a checkpoint")
+    (tmp_path / "x.npz").write_text("not read")
+    proc = run_cli("litlab.predict", f"ckpt_path={tmp_path / 'bad.ckpt'}", f"input={tmp_path / 'x.npz'}",
+                   f"hydra.run.dir={run}")
+    assert proc.returncode == 2 and "bad.ckpt could not be read as a checkpoint" in proc.stderr
     record = json.loads((run / "metrics.json").read_text())
     assert record["status"] == "failed" and record["task"] == "predict"
     args = [f"hydra.run.dir={run}", "ckpt_path=best.ckpt", "input=x.npz"]

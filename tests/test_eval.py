@@ -322,3 +322,30 @@ def test_eval_of_a_folder_with_val_and_test_reads_no_training_image(cfg_factory,
         assert metrics[f"{split}/acc"] == pytest.approx(trained[f"{split}/acc"], abs=1e-6)
         assert record["test_split"] == split and record["samples"] == 18
     assert sorted(set(listed)) == ["test", "val"]
+
+
+def test_eval_names_a_checkpoint_it_cannot_open(cfg_factory, tmp_path, monkeypatch):
+    """A checkpoint this process may not read (another user's, a mount) was said to be "truncated or
+    corrupt, or not a checkpoint", after torch and Lightning were imported; now it is named as
+    unreadable by the checks the command line runs before those imports."""
+    import builtins
+    import errno
+    import os
+
+    ckpt = tmp_path / "best.ckpt"
+    ckpt.write_bytes(b"x")
+    real_open = builtins.open
+
+    def refusing(file, *args, **kwargs):  # as root, chmod 000 does not stop a read
+        if str(file) == str(ckpt):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing)
+    cfg = cfg_factory([f"ckpt_path={ckpt}"], name="ev_unreadable", config_name="eval", fast=False)
+    with pytest.raises(LitlabError) as e:
+        evaluate(cfg, [])
+    assert str(e.value) == (
+        f"ckpt_path={ckpt} cannot be opened for reading (Permission denied). Give the path of a litlab run's "
+        f"checkpoint (outputs/runs/<run>/checkpoints/best.ckpt or last.ckpt) or compressed model "
+        f"(outputs/runs/<run>/compressed/<method>.pt) that this process can read.")

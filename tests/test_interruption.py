@@ -201,6 +201,7 @@ def test_ctrl_c_while_the_training_code_is_imported_is_recorded(tmp_path):
              "        return real(name, *a, **k)\n"
              "    os.mkdir(module)\n"
              "    os.chdir(module)\n"
+             "    open('best.ckpt', 'wb').close(); open('x.png', 'wb').close()\n"
              "    print(f'== {module}', file=sys.stderr, flush=True)\n"
              "    builtins.__import__ = interrupted\n"
              "    sys.argv = [module, *args, 'hydra.run.dir=run']\n"

@@ -168,3 +168,53 @@ def test_the_tensorboard_command_runs_as_pasted(tmp_path, name):
     assert shlex.split(tensorboard_command(run)) == ["tensorboard", "--logdir", str(run / "tensorboard")]
     plain = tmp_path / "plain-run_1"  # a plain path is printed as it is
     assert tensorboard_command(plain) == f"tensorboard --logdir {plain / 'tensorboard'}"
+
+
+def test_eval_and_predict_name_a_wrong_path_before_importing_torch(tmp_path):
+    """A mistyped ckpt_path or input= was reported only after torch and Lightning were imported
+    (~8 s of CPU); train reported its mistakes in well under 2. Both entrypoints run in one process
+    (one interpreter start-up), each case to its exit status, the message and whether torch was
+    imported; a message is the one the in-process checks give."""
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "folder.ckpt").mkdir()
+    (tmp_path / "model.ckpt").write_bytes(b"not read before torch is imported")
+    (tmp_path / "out").mkdir()
+    wanted = ("a litlab run's checkpoint (outputs/runs/<run>/checkpoints/best.ckpt or last.ckpt) or compressed "
+              "model (outputs/runs/<run>/compressed/<method>.pt)")
+    ckpt, missing = tmp_path / "model.ckpt", tmp_path / "nope.ckpt"
+    cases = [
+        ("litlab.predict", [f"ckpt_path={missing}", "input=x.png"],
+         f"ckpt_path={missing} does not exist. Give the path of {wanted}."),
+        ("litlab.predict", [f"ckpt_path={tmp_path / 'folder.ckpt'}", "input=x.png"],
+         f"ckpt_path={tmp_path / 'folder.ckpt'} is a folder, not a file. Give the path of {wanted}."),
+        ("litlab.predict", [f"ckpt_path={ckpt}", f"input={tmp_path / 'x.png'}"],
+         f"input={tmp_path / 'x.png'} does not exist. Give an image file, a folder of images or an .npz file."),
+        ("litlab.predict", [f"ckpt_path={ckpt}", "input=x.png", f"output={tmp_path / 'out'}"],
+         f"output={tmp_path / 'out'} is a folder. Give the path of the CSV file to write, e.g. "
+         f"output={tmp_path / 'out' / 'predictions.csv'}."),
+        ("litlab.eval", [f"ckpt_path={missing}"], f"ckpt_path={missing} does not exist. Give the path of {wanted}."),
+        ("litlab.eval", [f"ckpt_path={ckpt}", f"data.root={tmp_path / 'imagez'}"],
+         f"data.root={tmp_path / 'imagez'} is not a folder. Give the folder of the images to evaluate, holding "
+         f"test/<class>/ (or val/<class>/ with split=val)."),
+    ]
+    probe = ("import json, runpy, sys\n"
+             f"for i, (module, args, _) in enumerate({cases!r}):\n"
+             "    sys.argv = [module, *args, f'hydra.run.dir=run{i}']\n"
+             "    try:\n"
+             "        runpy.run_module(module, run_name='__main__')\n"
+             "        code = 0\n"
+             "    except SystemExit as e:\n"
+             "        code = e.code\n"
+             "    print(json.dumps([code, 'torch' in sys.modules]), flush=True)\n")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = [json.loads(line) for line in proc.stdout.splitlines()]
+    messages = [line.removeprefix("Error: ") for line in proc.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(results) == len(cases) and len(messages) == len(cases), proc.stderr[-3000:]
+    for (module, args, message), (code, torch_imported), got in zip(cases, results, messages):
+        assert (code, got) == (2, message), (module, args)
+        assert not torch_imported, (module, args)
+    assert not any((tmp_path / f"run{i}" / "metrics.json").exists() for i in range(len(cases)))

@@ -50,3 +50,18 @@ def test_uint8_sequences_are_values_used_as_they_are(tmp_path):
     np.savez(path, x=np.arange(12, dtype=np.uint8).reshape(2, 3, 2) * 20)
     _, got = read_npz(path, (3, 2), Preprocess("sequence", [0.0, 0.0], [1.0, 1.0], pixels=False))
     assert got.dtype == torch.float32 and got.max().item() == 220.0
+
+
+def test_predict_names_a_missing_input_before_it_reads_the_checkpoint(cfg_factory, tmp_path):
+    """A missing input= was found only after the model had loaded; the command line checks it before
+    torch is imported (``prediction.path_checks``), and ``predict(cfg)`` in-process the same way: here
+    the checkpoint file is not one, and is never read."""
+    from litlab.prediction.run import predict
+
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"not a checkpoint")
+    missing = tmp_path / "x.png"
+    cfg = cfg_factory([f"ckpt_path={ckpt}", f"input={missing}"], name="pred", config_name="predict", fast=False)
+    with pytest.raises(LitlabError) as e:
+        predict(cfg)
+    assert str(e.value) == f"input={missing} does not exist. Give an image file, a folder of images or an .npz file."

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from litlab.checkpoint_paths import check_checkpoint_path
 from litlab.errors import LitlabError
 
 
@@ -17,21 +18,7 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path", compressed_ok: boo
     ``compressed_ok``: whether a compressed model (``compressed/<method>.pt``) is also accepted
     (eval, predict), or only a training checkpoint (resuming, a teacher).
     """
-    path = Path(path)
-    wanted = "a litlab run's checkpoint (outputs/runs/<run>/checkpoints/best.ckpt or last.ckpt)"
-    if compressed_ok:
-        wanted += " or compressed model (outputs/runs/<run>/compressed/<method>.pt)"
-    if path.is_dir():
-        found = sorted(str(p) for folder in (path, path / "checkpoints") if folder.is_dir()
-                       for p in folder.glob("*.ckpt"))
-        hint = f"; it holds {', '.join(found)}" if found else ""
-        raise LitlabError(f"{key}={path} is a folder, not a file{hint}. Give the path of {wanted}.")
-    if not path.is_file():
-        raise LitlabError(f"{key}={path} does not exist. Give the path of {wanted}.")
-    if path.suffix.lower() == ".onnx" or path.name.endswith(".torchscript.pt"):
-        raise LitlabError(f"{key}={path} is an exported model (export/), which runs on its own in onnxruntime or "
-                          f"torch.jit.load. litlab reads its checkpoints (checkpoints/*.ckpt) and compressed "
-                          f"models (compressed/*.pt).")
+    path = check_checkpoint_path(path, key, compressed_ok)  # before torch: see checkpoint_paths
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, wrong format, unsafe pickle

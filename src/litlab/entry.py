@@ -73,9 +73,13 @@ def entrypoint() -> str | None:
     return _entrypoint
 
 
-def check_cli(argv: list[str], config_name: str = "train") -> DictConfig | None:
+def check_cli(argv: list[str], config_name: str = "train",
+              checks: Callable[[DictConfig], None] | None = None) -> DictConfig | None:
     """Command-line checks before Hydra starts; a mistake prints one paragraph and exits 2.
-    Returns the composed config of a single run on rank 0 (None for a sweep or another rank)."""
+    Returns the composed config of a single run on rank 0 (None for a sweep or another rank).
+
+    ``checks``: the entrypoint's own checks of that config (eval's and predict's paths), which must
+    need no torch: they run before it is imported, so that a mistyped path is reported at once."""
     from litlab.config_check import check_choices, check_overrides, is_sweep_command
 
     try:
@@ -93,6 +97,14 @@ def check_cli(argv: list[str], config_name: str = "train") -> DictConfig | None:
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(0)
         cfg = check_overrides(argv, config_name)
+        if checks is not None and cfg is not None:
+            try:
+                checks(cfg)
+            except OSError as e:  # a path too long for the file system (Path.is_dir raises it): as in the run
+                message = name_too_long(e, cfg)
+                if message is None:
+                    raise
+                raise LitlabError(message) from None
         if config_name == "train" and cfg is not None and cfg.get("ckpt_path"):
             # a resume in its run folder: Hydra is about to rewrite the folder's config record
             run_dir = OmegaConf.select(cfg, "hydra.run.dir", throw_on_resolution_failure=False)

@@ -9,11 +9,15 @@ the work is ``litlab.evaluation.evaluate``.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from litlab.checkpoint_paths import check_checkpoint_path
 from litlab.entry import check_cli, hydra_main, mode_known, run_entrypoint, start
+from litlab.errors import LitlabError, check_choice
+from litlab.run_folders import select_or_none
 
 # the config groups a checkpoint's run record holds, which eval overrides change
 RUN_GROUPS = ("data", "model")
@@ -32,6 +36,31 @@ def hydra_argv(argv: list[str]) -> list[str]:
     return [f"++{a}" if is_run_override(a) and not a.startswith("+") else a for a in argv]
 
 
+def check_before_loading(cfg: DictConfig) -> str:
+    """Every check of eval that needs neither torch nor the checkpoint's contents; returns the split.
+
+    ``ckpt_path`` is given and is a checkpoint file that can be read, and a ``data.root`` given on
+    the command line is a folder. ``check_cli`` runs this before torch and Lightning are imported
+    (seconds), so that a mistyped path is reported at once; ``evaluation.evaluate`` runs it too."""
+    if not cfg.get("ckpt_path"):
+        raise LitlabError("ckpt_path is required: python -m litlab.eval "
+                          "ckpt_path=outputs/runs/<run>/checkpoints/best.ckpt")
+    split = check_choice("split", cfg.get("split", "test"), ("test", "val"))
+    check_checkpoint_path(cfg.ckpt_path)
+    root = select_or_none(cfg, "data.root")  # in the command line's config only when given (++data.root)
+    if root is not None:
+        check_root_given(root)
+    return split
+
+
+def check_root_given(root: object) -> None:
+    """A ``data.root`` given to eval must be a folder: on a digits checkpoint a misspelt one got a
+    fresh digits set written there, scored, and reported with exit 0 as if it were the folder meant."""
+    if not Path(str(root)).is_dir():
+        raise LitlabError(f"data.root={root} is not a folder. Give the folder of the images to evaluate, "
+                          f"holding test/<class>/ (or val/<class>/ with split=val).")
+
+
 @hydra_main("eval")
 def _hydra_main(cfg: DictConfig) -> None:
     overrides = list(HydraConfig.get().overrides.task)
@@ -47,7 +76,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 def main() -> None:
     """``python -m litlab.eval`` / ``litlab-eval``."""
     sys.argv[1:] = hydra_argv(start("eval"))
-    with mode_known(sys.argv[1:], check_cli(sys.argv[1:], "eval")):
+    with mode_known(sys.argv[1:], check_cli(sys.argv[1:], "eval", check_before_loading)):
         _hydra_main()
 
 

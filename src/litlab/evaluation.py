@@ -18,8 +18,8 @@ from litlab.callbacks.interruption import Interruption
 from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.compression.artifacts import is_artifact, load_net
 from litlab.distributed.ranks import is_rank_zero
-from litlab.errors import LitlabError, check_choice
-from litlab.eval import is_run_override
+from litlab.errors import LitlabError
+from litlab.eval import check_before_loading, check_root_given, is_run_override
 from litlab.reporting.run_files import update_metrics
 from litlab.seeding import seed_everything
 from litlab.trainer_checks import accelerator_of, check_precision, check_trainer_config
@@ -53,11 +53,8 @@ def stored_config(ckpt: dict, overrides: list[str], ckpt_path: str = "the checkp
         # evaluation never augments: the run's data.augment (checked when it trains; an older
         # checkpoint may hold a value refused since) has nothing to say here
         cfg.data.augment = None
-    if gives_key(mine, "data.root") and not Path(str(cfg.data.root)).is_dir():
-        # a digits checkpoint would write a fresh digits set there and score that, exit 0, as if it
-        # were the folder meant (a misspelt one)
-        raise LitlabError(f"data.root={cfg.data.root} is not a folder. Give the folder of the images to evaluate, "
-                          f"holding test/<class>/ (or val/<class>/ with split=val).")
+    if gives_key(mine, "data.root"):
+        check_root_given(cfg.data.root)
     return cfg
 
 
@@ -98,9 +95,7 @@ def eval_precision(cfg: DictConfig, run_cfg: DictConfig, overrides: list[str], a
 
 def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     """Loads ``cfg.ckpt_path``, rebuilds its data and model, and tests it; returns the metrics."""
-    if not cfg.get("ckpt_path"):
-        raise LitlabError("ckpt_path is required: python -m litlab.eval ckpt_path=outputs/runs/<run>/checkpoints/best.ckpt")
-    split = check_choice("split", cfg.get("split", "test"), ("test", "val"))
+    split = check_before_loading(cfg)  # also run by the command line, before torch is imported
     ckpt = load_checkpoint(cfg.ckpt_path)
     check_stored_net(ckpt, cfg.ckpt_path)  # a user's own net, before any data is prepared
     run_cfg = stored_config(ckpt, overrides or [], str(cfg.ckpt_path))

@@ -13,6 +13,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from litlab.entry import check_cli, hydra_main, mode_known, run_entrypoint, start
+from litlab.prediction.path_checks import check_command_line
 
 
 def _predict(cfg: DictConfig) -> dict:
@@ -29,7 +30,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 def main() -> None:
     """``python -m litlab.predict`` / ``litlab-predict``."""
     argv = start("predict")
-    with mode_known(argv, check_cli(argv, "predict")):
+    with mode_known(argv, check_cli(argv, "predict", check_command_line)):
         _hydra_main()
 
 
