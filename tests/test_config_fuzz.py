@@ -15,14 +15,14 @@ BASE = ["data=synthetic", "data.num_train=64", "data.num_val=16", "data.num_test
 KEYS = ["data.batch_size", "data.noise", "data.num_classes", "data.kind", "data.num_train", "data.shape",
         "model.optimizer.lr", "model.label_smoothing", "model.net.hidden_sizes", "model.net.dropout",
         "trainer.max_epochs", "trainer.precision", "trainer.devices", "trainer.accelerator",
-        "trainer.log_every_n_steps", "seed", "data.augment.shift"]
+        "trainer.log_every_n_steps", "seed", "data.augment.shift", "model.scheduler_interval", "model.warmup_epochs"]
 GROUPS = ["model", "data", "trainer", "logger", "callbacks"]
 
 values = st.one_of(
     st.integers(min_value=-10**6, max_value=10**6).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.sampled_from(["true", "false", "null", "abc", "''", "[]", "[1,2]", "{a:1}", "-1", "0", "1e9", "16-mixed",
-                     "bf16-mixed", "64", "auto", "gpu", "[1,8,8]", "[0]", "image", "sequence"]),
+                     "bf16-mixed", "64", "auto", "gpu", "[1,8,8]", "[0]", "image", "sequence", "step", "epoch"]),
     st.text(alphabet="abc019.-_[]{},:= ", max_size=8),
 )
 key_override = st.tuples(st.sampled_from(KEYS), values).map(lambda kv: f"{kv[0]}={kv[1]}")

@@ -8,6 +8,7 @@ by ``trainer.max_steps`` within an epoch resumed at the next epoch.
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 
@@ -27,15 +28,29 @@ from litlab.training import train
 RUN = ["model=mlp", "trainer.max_epochs=2", "+trainer.val_check_interval=0.5"]
 
 
+def _epoch_means(run_dir) -> list[tuple[int, int, float, float]]:
+    """(epoch, step, train/acc, train/loss) of every row of the run's metrics.csv that has them."""
+    with open(run_dir / "csv" / "metrics.csv", newline="") as file:
+        return [(int(float(r["epoch"])), int(r["step"]), float(r["train/acc"]), float(r["train/loss"]))
+                for r in csv.DictReader(file) if r.get("train/acc")]
+
+
 def _same_run(tmp_path, whole: str, resumed: str) -> None:
-    """The final weights, step and figures of two runs' folders are the same."""
+    """The final weights, step and figures of two runs' folders are the same, the training epochs'
+    means in metrics.csv too: one row per epoch (the resumed epoch's over all its batches, not only
+    those after the checkpoint, and no second row of the start that was cut within it)."""
     a, b = (torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True) for name in (whole, resumed))
     assert b["global_step"] == a["global_step"] == 38
     for key, value in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=1e-6)
     metrics = [json.loads((tmp_path / name / "metrics.json").read_text()) for name in (whole, resumed)]
-    for key in ("val/acc", "val/loss", "test/acc", "test/loss"):
+    for key in ("val/acc", "val/loss", "test/acc", "test/loss", "train/acc", "train/loss"):
         assert metrics[1][key] == pytest.approx(metrics[0][key], abs=1e-6), key
+    expected, found = (_epoch_means(tmp_path / name) for name in (whole, resumed))
+    assert [row[:2] for row in expected] == [(0, 18), (1, 37)]
+    assert [row[:2] for row in found] == [row[:2] for row in expected]
+    for got, want in zip(found, expected):
+        assert got[2:] == pytest.approx(want[2:], abs=1e-6), got
 
 
 @pytest.mark.parametrize("data", [[], ["data.in_memory=false", "data.num_workers=0", "data.augment.shift=1"]],
@@ -43,11 +58,15 @@ def _same_run(tmp_path, whole: str, resumed: str) -> None:
 def test_a_run_cut_by_max_steps_within_an_epoch_resumes_as_the_uninterrupted_run(cfg_factory, tmp_path, data):
     """Cut after 12 of the first epoch's 19 batches (between its validations), then resumed from
     last.ckpt: the same weights as the run trained through. The resume used to go on with the
-    second epoch (31 steps in all, the first epoch's last 7 batches never trained)."""
+    second epoch (31 steps in all, the first epoch's last 7 batches never trained).
+
+    The cut run records its 12 batches' means at the step it stopped, the checkpoint's, which the
+    resume drops: metrics.csv had two rows of epoch 0 (one at step 11, one of the last 7 batches)."""
     train(cfg_factory([*RUN, *data], name="whole"))
     train(cfg_factory([*RUN, *data, "+trainer.max_steps=12"], name="cut"))
     cut = torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=True)
     assert (cut["epoch"], cut["global_step"]) == (0, 12)
+    assert [row[:2] for row in _epoch_means(tmp_path / "cut")] == [(0, 12)]
     train(cfg_factory([*RUN, *data, "ckpt_path=last"], name="cut"))
     _same_run(tmp_path, "whole", "cut")
 
@@ -217,3 +236,52 @@ def test_a_run_cut_within_an_epoch_without_the_loaders_position_resumes_at_the_n
     assert cut["global_step"] == 3
     train(cfg_factory([*overfit, "+trainer.max_steps=5", "ckpt_path=last"], name="cut"))
     assert torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5
+
+
+class LoaderPositions(L.Callback):
+    """Notes (batch index, batches the training loader has served) after each training batch.
+    ``early``: reads ``trainer.estimated_stepping_batches`` in ``setup``, which builds the training
+    loader before the checkpoint is restored (Lightning bug #20550); ``peek``: takes one batch of
+    the training loader at ``on_train_start``."""
+
+    def __init__(self, early: bool = False, peek: bool = False):
+        self.early, self.peek, self.seen = early, peek, []
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self.early:
+            trainer.estimated_stepping_batches  # noqa: B018
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.peek:
+            next(iter(trainer.train_dataloader))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.seen.append((batch_idx, trainer.fit_loop._combined_loader.flattened[0]._served))
+
+
+def test_a_training_loader_built_before_the_restore_still_starts_at_the_checkpoints_batch(
+        cfg_factory, tmp_path, monkeypatch):
+    """Lightning gives the loader its checkpoint position only where it builds the loader after the
+    restore; one built before (estimated_stepping_batches in setup) served the resumed epoch from
+    its first batch while Lightning counted from the 13th: batches 1-7 trained twice, 13-19 never.
+    A loader that has already served its position before training is refused, before any batch."""
+    from litlab import build
+
+    one_epoch = ["model=mlp", "trainer.max_epochs=1", "logger=none"]
+    train(cfg_factory([*one_epoch, "+trainer.max_steps=12"], name="cut"))
+    at_12 = tmp_path / "at_12.ckpt"
+    shutil.copy(tmp_path / "cut" / "checkpoints" / "last.ckpt", at_12)
+    real = build.build_callbacks
+
+    def resume(probe: LoaderPositions, name: str) -> None:
+        monkeypatch.setattr("litlab.training.build_callbacks", lambda c: [*real(c), probe])
+        train(cfg_factory([*one_epoch, f"ckpt_path={at_12}"], name=name))
+
+    early = LoaderPositions(early=True)
+    resume(early, "early")
+    assert early.seen == [(i, i + 1) for i in range(12, 19)]
+    with pytest.raises(LitlabError, match=r"resumes within epoch 0 after 12 of its training batches, but the "
+                                          r"training loader would start at its first batch.*#20550.*Nothing was "
+                                          r"trained"):
+        resume(LoaderPositions(peek=True), "peek")
+    assert not (tmp_path / "peek" / "checkpoints").exists()

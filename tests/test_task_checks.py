@@ -15,6 +15,10 @@ from litlab.errors import LitlabError
     ("model.scheduler.T_max=-1", "model.scheduler.T_max=-1: the cosine schedule needs a number of epochs"),
     ("+model.optimizer.betas=[0.9]", "model.optimizer: IndexError"),
     ("model.scheduler._target_=torch.optim.lr_scheduler.StepLR", "model.scheduler: TypeError"),
+    ("model.scheduler_interval=batch", "model.scheduler_interval must be epoch or step, got 'batch'"),
+    ("model.warmup_epochs=-1", "model.warmup_epochs must be a number of epochs >= 0"),
+    ("model.scheduler_interval=step model.scheduler._target_=torch.optim.lr_scheduler.ReduceLROnPlateau "
+     "~model.scheduler.T_max", "cannot step with model.scheduler_interval=step"),
 ])
 def test_task_values_are_refused_before_the_data_is_prepared(cfg_factory, monkeypatch, override, message):
     def prepared(*args, **kwargs):
@@ -22,7 +26,7 @@ def test_task_values_are_refused_before_the_data_is_prepared(cfg_factory, monkey
 
     monkeypatch.setattr(training, "build_data", prepared)
     with pytest.raises(LitlabError) as info:
-        training.train(cfg_factory([override]))
+        training.train(cfg_factory(override.split()))
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
@@ -37,4 +41,5 @@ def test_a_model_config_without_these_keys_goes_on_to_the_data(cfg_factory, monk
 
     monkeypatch.setattr(training, "build_data", prepared)
     with pytest.raises(_Reached):
-        training.train(cfg_factory(["~model.scheduler", "~model.label_smoothing", "~model.fused_optimizer"]))
+        training.train(cfg_factory(["~model.scheduler", "~model.label_smoothing", "~model.fused_optimizer",
+                                    "~model.scheduler_interval", "~model.warmup_epochs"]))

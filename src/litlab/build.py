@@ -27,7 +27,8 @@ from litlab.listing import first_of
 from litlab.models.speed_switches import SPEED_SWITCHES, apply_speed_switches, runs_channels_last, undo_channels_last
 from litlab.no_profiler import NoProfiler
 from litlab.tasks.classification import Classifier, check_label_smoothing
-from litlab.tasks.optimizers import check_fused_setting, check_optimizer_settings
+from litlab.tasks.optimizers import built_class, check_fused_setting, check_optimizer_settings
+from litlab.tasks.schedules import check_schedule_settings
 from litlab.trainer_checks import check_trainer_config
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ def class_listing(names: list[str], limit: int = 20) -> str | None:
 
 def check_task_settings(model_cfg: DictConfig) -> None:
     """The task's own values (``model.label_smoothing``, ``model.fused_optimizer``, the optimizer
-    and scheduler on a stand-in parameter), checked before the data is prepared, which can take
+    and scheduler on a stand-in parameter, ``model.scheduler_interval``, ``model.warmup_epochs``), checked before the data is prepared, which can take
     minutes; the task checks them again when it is built. Only keys that are there, in the form
     litlab's task takes them (partial optimizer and scheduler), are read: a task of the user's own
     may not have them."""
@@ -152,6 +153,9 @@ def check_task_settings(model_cfg: DictConfig) -> None:
     if isinstance(scheduler, DictConfig) and scheduler.get("_partial_"):
         make_scheduler = instantiate(scheduler, "model.scheduler")
     check_optimizer_settings(instantiate(optimizer, "model.optimizer"), make_scheduler)
+    if "scheduler_interval" in model_cfg or "warmup_epochs" in model_cfg:
+        check_schedule_settings(model_cfg.get("scheduler_interval", "epoch"), model_cfg.get("warmup_epochs", 0),
+                                built_class(make_scheduler) if make_scheduler is not None else None)
 
 
 def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> Classifier:

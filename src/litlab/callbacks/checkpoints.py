@@ -158,6 +158,13 @@ def data_position_saved(trainer) -> bool:
             and hasattr(trainer.fit_loop, "_restart_stage"))  # Lightning's restart within an epoch (2.6 here)
 
 
+def resumes_within_epoch(trainer) -> bool:
+    """Whether a checkpoint taken now is resumed within the training epoch in progress: the epoch
+    has batches left and the loader's position goes into checkpoints. A resume then trains the
+    epoch's rest and runs its end again (also where a run stops before it: ``on_save_checkpoint``)."""
+    return _epoch_unfinished(trainer) and data_position_saved(trainer)
+
+
 def _epoch_unfinished(trainer) -> bool:
     """Whether a checkpoint now is taken within a training epoch (not all its batches run)."""
     return trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking and not _epoch_finished(trainer)

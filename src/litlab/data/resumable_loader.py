@@ -101,6 +101,42 @@ class ResumableLoader(DataLoader):
         return _epoch_sampler(self) is not None
 
 
+def start_at_checkpoint_position(trainer) -> bool:
+    """Whether this fit resumes within a training epoch at the loader position of its checkpoint;
+    makes sure that the training loaders start there. Call it at ``on_train_start``, before the
+    first training batch.
+
+    Lightning gives the loaders their checkpoint state when it builds them after the restore
+    (``FitLoop.setup_data``). One built before it (Lightning bug #20550: reading
+    ``trainer.estimated_stepping_batches`` or ``trainer.train_dataloader`` in ``setup`` or
+    ``configure_optimizers``) is used as it is and never got its position: the epoch started again
+    at its first batch while Lightning counted those already trained, so some were trained twice
+    and the rest never. The state Lightning still holds is given to them here (they read it at
+    their first batch); a loader that cannot start at the position is an error before any batch."""
+    loop = trainer.fit_loop
+    combined = getattr(loop, "_combined_loader", None)
+    if (not getattr(loop, "restarted_mid_epoch", False) or combined is None
+            or not all(getattr(dl, "resumable", False) for dl in combined.flattened)):
+        return False
+    if getattr(loop, "_combined_loader_states_to_load", None):  # never given: the loaders were built before
+        loop._load_combined_loader_states()
+    done, epoch = loop.epoch_loop.batch_progress.current.completed, trainer.current_epoch
+    for loader in combined.flattened:
+        resume = loader._resume
+        if resume is None or (resume.get("epoch"), resume.get("served")) != (epoch, done):
+            at = ("its first batch" if resume is None else
+                  f"batch {resume.get('served')} of epoch {resume.get('epoch')} (counted from 0)")
+            raise LitlabError(
+                f"The run resumes within epoch {epoch} after {done} of its training batches, but the training "
+                f"loader would start at {at}, so some batches of the epoch would be trained twice and others "
+                f"never. Something built the loader before the checkpoint was restored and it was not given its "
+                f"position (Lightning bug #20550: trainer.estimated_stepping_batches or trainer.train_dataloader "
+                f"read in setup or configure_optimizers), or took batches of it before training started (in "
+                f"on_fit_start or on_train_start). Nothing was trained. Take training batches in a callback only "
+                f"from the first training batch on, or resume from a checkpoint taken at an epoch's end.")
+    return True
+
+
 class _SkipFirst:
     """An index sampler (of samples or of batches) whose next pass leaves out the loader's
     ``_skip`` first items. Torch keeps the object for the iterator's life (persistent workers

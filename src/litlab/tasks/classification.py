@@ -12,11 +12,14 @@ import torch.nn.functional as F
 from lightning.pytorch.plugins.precision import MixedPrecision
 from torch import Tensor, nn
 
+from litlab.callbacks.checkpoints import data_position, resumes_within_epoch, taken_within_epoch
 from litlab.callbacks.log_steps import is_logging_step, log_epoch_scalars, log_step_scalars, publish_epoch_means
+from litlab.data.resumable_loader import start_at_checkpoint_position
 from litlab.distributed.buffers import share_rank_zero_buffers
 from litlab.errors import LitlabError
 from litlab.tasks.optimizers import (PLATEAU_MONITOR, build_optimizer, check_fused_setting,
                                      check_optimizer_settings, on_plateau, stretch_cosine_schedule)
+from litlab.tasks.schedules import LearningRateClock
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +27,10 @@ log = logging.getLogger(__name__)
 # times per step); they are plain values, so they skip nn.Module.__setattr__'s parameter, module
 # and buffer checks
 _PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "last_step_loss", "_micro_losses"})
+
+
+# the checkpoint key of the training epoch's sums so far, in checkpoints taken within an epoch
+_TRAIN_SUMS = "train_epoch_sums"
 
 
 class _EpochSums:
@@ -51,11 +58,35 @@ class _EpochSums:
         if strategy.world_size == 1:  # nothing to reduce: four small ops instead of nine
             count = max(self.samples, 1)
             return (self.loss / count).float(), (self.correct / count).float()
-        sums = torch.stack([self.loss, self.correct,
-                            torch.tensor(float(self.samples), dtype=torch.float64, device=self.loss.device)])
-        sums = strategy.reduce(sums, reduce_op="sum")
+        sums = self._totals(strategy)
         count = sums[2].clamp_min(1)
         return (sums[0] / count).float(), (sums[1] / count).float()
+
+    def _totals(self, strategy) -> Tensor:
+        """Loss sum, correct predictions and samples of all ranks, ``(3,)`` float64 (a collective
+        under DDP: every rank calls it)."""
+        sums = torch.stack([self.loss, self.correct,
+                            torch.tensor(float(self.samples), dtype=torch.float64, device=self.loss.device)])
+        return sums if strategy.world_size == 1 else strategy.reduce(sums, reduce_op="sum")
+
+    def state(self, strategy) -> dict[str, float | int]:
+        """The sums of all ranks so far as plain numbers, for a checkpoint taken within the epoch: a
+        resume from it goes on from them, so its epoch means cover the batches trained before it.
+        Reduced here because only rank 0's checkpoint is written (a collective under DDP)."""
+        loss, correct, samples = self._totals(strategy).tolist()
+        return {"loss": loss, "correct": correct, "samples": int(samples)}
+
+    @classmethod
+    def restored(cls, state: dict, device: torch.device | str, holder: bool) -> _EpochSums:
+        """Sums that go on from a checkpoint's ``state()``, on ``device``. Only one rank (``holder``)
+        takes the checkpoint's totals, the others start from zero: the reduction at the epoch's end
+        then counts them once."""
+        sums = cls(device)
+        if holder:
+            sums.loss.fill_(float(state["loss"]))
+            sums.correct.fill_(float(state["correct"]))
+            sums.samples = int(state["samples"])
+        return sums
 
 
 def check_label_smoothing(value) -> None:
@@ -70,21 +101,27 @@ class Classifier(L.LightningModule):
     Args:
         net: the plain ``nn.Module`` (input batch -> logits ``(B, num_classes)``).
         optimizer: partial optimizer, finished here with the parameters (``model.optimizer``).
-        scheduler: partial LR scheduler stepped each epoch, or None (``model.scheduler``).
+        scheduler: partial LR scheduler, or None (``model.scheduler``); its periods count epochs.
         label_smoothing: cross-entropy label smoothing for training (val/test loss is plain).
         num_classes: outputs of ``net``; taken from ``net.num_classes`` if not given (required otherwise).
         fused_optimizer: ``auto`` (fused optimizer kernels where torch has them), true or false
             (``model.fused_optimizer``; see ``litlab.tasks.optimizers``).
+        scheduler_interval: ``epoch`` (the schedule steps once per epoch) or ``step`` (after every
+            optimizer step; ``model.scheduler_interval``, see ``litlab.tasks.schedules``).
+        warmup_epochs: epochs of linear learning-rate warm-up before the schedule (``model.warmup_epochs``).
     """
 
     def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., object] | None = None, label_smoothing: float = 0.0,
-                 num_classes: int | None = None, fused_optimizer: bool | str = "auto"):
+                 num_classes: int | None = None, fused_optimizer: bool | str = "auto",
+                 scheduler_interval: str = "epoch", warmup_epochs: float = 0.0):
         super().__init__()
         check_label_smoothing(label_smoothing)
         if not callable(optimizer):
             raise LitlabError("model.optimizer must be a partial optimizer config (_partial_: true).")
         check_optimizer_settings(optimizer, scheduler)
+        # steps the schedule by epochs or optimizer steps, with the warm-up in front of it
+        self.lr_clock = LearningRateClock(scheduler_interval, warmup_epochs, scheduler)
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -143,8 +180,19 @@ class Classifier(L.LightningModule):
         mean, self._micro_losses = torch.stack(self._micro_losses).mean(), []
         return mean
 
+    _resumed_sums: dict | None = None
+    """the training epoch's sums in the checkpoint being resumed, until training starts (on_load_checkpoint)"""
+
     def on_train_start(self) -> None:
         self._micro_losses = [] if self.trainer.accumulate_grad_batches > 1 else None
+        saved, self._resumed_sums = self._resumed_sums, None
+        within = start_at_checkpoint_position(self.trainer)
+        if within and saved is not None and saved.get("epoch") == self.trainer.current_epoch:
+            # Lightning skips on_train_epoch_start when it resumes within an epoch: the epoch goes on
+            # from the sums of the batches before the checkpoint, held by rank 0
+            self._train_sums = _EpochSums.restored(saved, self.device, self.trainer.is_global_zero)
+        else:  # on the module's device (the sums made with the module are on the CPU)
+            self._train_sums = _EpochSums(self.device)
 
     def on_train_epoch_start(self) -> None:
         self._train_sums = _EpochSums(self.device)
@@ -169,7 +217,15 @@ class Classifier(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         self.finish_train_epoch()
         if self._train_means:
-            log_epoch_scalars(self.trainer, self._train_means)
+            if resumes_within_epoch(self.trainer):
+                # The run stops before the epoch's end (trainer.max_steps, max_time, early stopping)
+                # and a resume trains the epoch's rest and writes its means over the whole epoch.
+                # These partial means go where the run stopped, at the checkpoint's step (as its test
+                # results do, logged at the same step), from which a resume in this folder drops
+                # what was logged (metrics.csv, TensorBoard): one train/acc point per epoch.
+                log_step_scalars(self.trainer, {**self._train_means, "epoch": self.trainer.current_epoch})
+            else:
+                log_epoch_scalars(self.trainer, self._train_means)
             self._train_means = {}
 
     def _ends_epoch(self, batch_idx: int) -> bool:
@@ -212,12 +268,34 @@ class Classifier(L.LightningModule):
         """A plateau schedule steps on a ``val/loss`` of a validation that ran since its last step.
         Lightning steps it at every epoch's end and, where validation runs by steps across epochs
         (``check_val_every_n_epoch=null``), an epoch without one stepped on the previous value
-        again and lowered the rate after improving epochs."""
-        if not on_plateau(scheduler):
-            scheduler.step()
-        elif self._validated:
-            self._validated = False
-            scheduler.step(metric)
+        again and lowered the rate after improving epochs. During a warm-up the schedule steps on its
+        own rates, not the warmed ones (``LearningRateClock.scheduling``)."""
+        with self.lr_clock.scheduling(self.trainer.global_step):
+            if not on_plateau(scheduler):
+                scheduler.step()
+            elif self._validated:
+                self._validated = False
+                scheduler.step(metric)
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
+        """Lightning's step; during a warm-up at the warmed rate, after which the groups hold the
+        rate of the next step (what the learning-rate monitor logs and a checkpoint stores)."""
+        clock = self.lr_clock
+        if not (clock.warmup_steps and clock.warming(self.trainer.global_step)):
+            optimizer.step(closure=optimizer_closure)
+            return
+        step = self.trainer.global_step
+        clock.apply(step)
+        optimizer.step(closure=optimizer_closure)
+        clock.apply(step + 1)
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """The learning-rate clock: it starts with training, after a resume's restore, when the steps
+        per epoch are known (``litlab.tasks.schedules``); its per-batch hooks are skipped. Not again
+        where the trainer has it from fit already (the test after it): Lightning would say it
+        replaces it."""
+        attached = self._trainer is not None and any(c is self.lr_clock for c in self._trainer.callbacks)
+        return [] if attached else [self.lr_clock]
 
     def on_test_epoch_start(self) -> None:
         self._start_eval_epoch()
@@ -238,8 +316,16 @@ class Classifier(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["litlab"] = self.run_record
+        # Taken within an epoch that a resume continues from the loader's position (marked by the
+        # checkpoint callback, which runs first): without the epoch's sums so far, the resumed
+        # epoch's train/loss and train/acc covered only the batches after the checkpoint. On every
+        # rank (each takes each checkpoint of a fit, as the loader's random states need too).
+        position = data_position(checkpoint)
+        if taken_within_epoch(checkpoint) and position is not None:
+            checkpoint[_TRAIN_SUMS] = {"epoch": position["epoch"], **self._train_sums.state(self.trainer.strategy)}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._resumed_sums = checkpoint.get(_TRAIN_SUMS)  # taken at training start (on_train_start)
         old = stretch_cosine_schedule(checkpoint, self.scheduler_factory)
         if old is not None:
             log.info("resuming on a cosine schedule of %s epochs (the checkpoint's had %s)",
@@ -251,8 +337,12 @@ class Classifier(L.LightningModule):
         optimizer = build_optimizer(self.optimizer_factory, self.parameters(), self.fused_optimizer, sharded=sharded,
                                     unscales=_unscales_gradients(self._trainer))
         if self.scheduler_factory is None:
+            self.lr_clock.bind(optimizer, None)
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)
+        self.lr_clock.bind(optimizer, scheduler)
+        # the periods below count epochs under either model.scheduler_interval (step converts them
+        # to optimizer steps when training starts: litlab.tasks.schedules)
         if getattr(scheduler, "T_max", None) == 0 and self._trainer is not None and self._trainer.max_epochs:
             raise LitlabError(  # torch divides by it at the first epoch's end
                 f"model.scheduler.T_max=0 with trainer.max_epochs={self._trainer.max_epochs}: the cosine schedule "
@@ -267,12 +357,13 @@ class Classifier(L.LightningModule):
             log.warning("model.scheduler.T_max=%s is shorter than trainer.max_epochs=%s: the cosine rate reaches its "
                         "minimum after epoch %s and then rises again. Leave T_max at trainer.max_epochs for one "
                         "decay over the run.", period, epochs, period)
-        total = getattr(scheduler, "total_steps", None)  # OneCycleLR: a fixed number of steps, one per epoch here
+        total = getattr(scheduler, "total_steps", None)  # OneCycleLR: a fixed number of steps, epochs in litlab
         if isinstance(total, int) and isinstance(epochs, int) and epochs > total:
             raise LitlabError(
-                f"model.scheduler.total_steps={total} but trainer.max_epochs={epochs}: this schedule is stepped once "
-                f"per epoch and would fail at epoch {total + 1}. Set model.scheduler.total_steps=${{trainer.max_epochs}}.")
-        schedule = {"scheduler": scheduler, "interval": "epoch"}
+                f"model.scheduler.total_steps={total} but trainer.max_epochs={epochs}: litlab counts this schedule's "
+                f"steps in epochs (with model.scheduler_interval=step it takes total_steps epochs' optimizer steps), "
+                f"so it would fail at epoch {total + 1}. Set model.scheduler.total_steps=${{trainer.max_epochs}}.")
+        schedule = {"scheduler": scheduler, "interval": self.lr_clock.interval}
         if on_plateau(scheduler):  # stepped with val/loss at the end of each epoch that validated
             # every n-th epoch validates: Lightning skips the others (it would warn that val/loss is
             # missing before the first); by steps across epochs (null), lr_scheduler_step skips them

@@ -25,9 +25,15 @@ CHOICES = (True, False, "auto")
 _IMPLEMENTATION_KEYS = ("fused", "foreach", "differentiable")
 
 
-def _optimizer_class(factory: Callable) -> type | None:
+def built_class(factory: Callable) -> type | None:
+    """The class that ``factory`` (a class, or Hydra's partial of one) builds; None for a function."""
     target = factory.func if isinstance(factory, functools.partial) else factory
-    return target if isinstance(target, type) and issubclass(target, torch.optim.Optimizer) else None
+    return target if isinstance(target, type) else None
+
+
+def _optimizer_class(factory: Callable) -> type | None:
+    target = built_class(factory)
+    return target if target is not None and issubclass(target, torch.optim.Optimizer) else None
 
 
 def _user_keywords(factory: Callable) -> dict:
@@ -82,6 +88,9 @@ def _takes_closure(optimizer: torch.optim.Optimizer) -> bool:
 
 # the metric ReduceLROnPlateau schedules are stepped with (logged at every validation's end)
 PLATEAU_MONITOR = "val/loss"
+# the attribute, saved in its state_dict, of a schedule whose periods litlab converted from epochs
+# to optimizer steps (model.scheduler_interval=step): its optimizer steps per epoch
+STEPS_PER_EPOCH_KEY = "litlab_steps_per_epoch"
 
 
 def on_plateau(scheduler: object) -> bool:
@@ -151,15 +160,16 @@ def build_optimizer(factory: Callable[..., torch.optim.Optimizer], params: Itera
     return factory(params=params, fused=True)
 
 
-def stretch_cosine_schedule(checkpoint: dict, scheduler_factory: Callable | None) -> int | None:
+def stretch_cosine_schedule(checkpoint: dict, scheduler_factory: Callable | None) -> int | float | None:
     """A resume whose cosine schedule is longer than the checkpoint's (``trainer.max_epochs`` raised
     to train on) continues on the longer cosine: the stored schedule gets the new ``T_max`` and the
     learning rate that cosine has at the stored epoch. Otherwise the stored schedule would run on:
     its rate reached ``eta_min`` at the old end, stays there one epoch and then rises again.
 
     Edits ``checkpoint`` (before Lightning restores optimizer and schedule from it); returns the
-    old ``T_max`` when it changed it, else None. A schedule that is not a single cosine, or a
-    length that does not reach past the stored epoch, is left as it is.
+    old ``T_max`` (in epochs) when it changed it, else None. A schedule that is not a single cosine,
+    or a length that does not reach past the stored epoch, is left as it is. A schedule stepped per
+    optimizer step (``model.scheduler_interval=step``) counts its ``T_max`` and position in steps.
     """
     states = checkpoint.get("lr_schedulers") or []
     optimizers = checkpoint.get("optimizer_states") or []
@@ -167,6 +177,8 @@ def stretch_cosine_schedule(checkpoint: dict, scheduler_factory: Callable | None
     if len(states) != 1 or len(optimizers) != 1 or not isinstance(new, (int, float)) or isinstance(new, bool):
         return None
     state = states[0]
+    steps = state.get(STEPS_PER_EPOCH_KEY) or 1  # the schedule's steps per epoch
+    new = new * steps
     old, epoch = state.get("T_max"), state.get("last_epoch")
     if old is None or old == new or "eta_min" not in state or epoch is None or new <= epoch:
         return None
@@ -175,4 +187,4 @@ def stretch_cosine_schedule(checkpoint: dict, scheduler_factory: Callable | None
     state["T_max"], state["_last_lr"] = new, lrs
     for group, lr in zip(optimizers[0]["param_groups"], lrs):
         group["lr"] = lr
-    return old
+    return old if steps == 1 else old // steps if old % steps == 0 else old / steps

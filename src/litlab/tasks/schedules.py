@@ -1,0 +1,209 @@
+"""Learning-rate schedules stepped after every optimizer step, and a linear warm-up before any schedule.
+
+A schedule's periods stay in epochs in the config (timm's convention), so ``T_max:
+${trainer.max_epochs}`` means one decay over the run whether the schedule steps once per epoch
+(``model.scheduler_interval=epoch``) or after every optimizer step (``step``). For ``step`` the
+periods of torch's schedulers are converted to optimizer steps once, when training starts: only
+then, after a resume's checkpoint is restored, does the run know its steps per epoch. Reading them
+earlier (``trainer.estimated_stepping_batches`` in ``configure_optimizers``) builds the training
+loader before the restore, which drops the loader's position (Lightning #20550): a mid-epoch resume
+would restart its epoch. A converted schedule keeps its steps per epoch in its state, so a resume
+continues it in steps and never converts twice.
+
+Warm-up (``model.warmup_epochs``) scales the rate by ``(step + 1) / warmup_steps`` over the first
+optimizer steps. Between steps the optimizer's groups hold the rate the next step applies: what the
+learning-rate monitor logs and a checkpoint stores. While the schedule steps, its own rate is put
+back, so torch's chainable formulas (cosine's recursion, the plateau's reductions) never see a
+warmed value. The factor depends on the global step alone, so a resume continues it exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+
+import lightning.pytorch as L
+from torch.optim import lr_scheduler as torch_schedulers
+
+from litlab.callbacks.group import skip_idle_step_hooks
+from litlab.errors import LitlabError
+from litlab.tasks.optimizers import STEPS_PER_EPOCH_KEY, built_class
+
+# settings of model.scheduler_interval
+INTERVALS = ("epoch", "step")
+
+
+def _times(key: str) -> Callable[[object, int], dict]:
+    return lambda schedule, steps: {key: getattr(schedule, key) * steps}
+
+
+# torch's schedules whose periods count epochs in the config, and those periods in optimizer steps
+# (``steps`` per epoch), read from the built schedule so that defaults count too (LinearLR's
+# total_iters=5); OneCycleLR's total_steps is also there when built from its epochs and steps_per_epoch
+_IN_STEPS: dict[type, Callable[[object, int], dict]] = {
+    torch_schedulers.CosineAnnealingLR: _times("T_max"),
+    torch_schedulers.OneCycleLR: _times("total_steps"),
+    torch_schedulers.StepLR: _times("step_size"),
+    torch_schedulers.MultiStepLR: lambda s, steps: {"milestones": sorted(m * steps for m in s.milestones.elements())},
+    torch_schedulers.LinearLR: _times("total_iters"),
+    torch_schedulers.ConstantLR: _times("total_iters"),
+    torch_schedulers.PolynomialLR: _times("total_iters"),
+    torch_schedulers.ExponentialLR: lambda s, steps: {"gamma": s.gamma ** (1 / steps)},
+    torch_schedulers.CosineAnnealingWarmRestarts: _times("T_0"),
+}
+
+
+def check_scheduler_interval(value) -> None:
+    """``model.scheduler_interval`` is epoch or step."""
+    if not isinstance(value, str) or value not in INTERVALS:
+        raise LitlabError(f"model.scheduler_interval must be epoch or step, got {value!r}. epoch steps the schedule "
+                          f"once per epoch; step after every optimizer step (its periods, such as T_max, still "
+                          f"count epochs).")
+
+
+def check_warmup_epochs(value) -> None:
+    """``model.warmup_epochs`` is a number of epochs >= 0 (a fraction is fine)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise LitlabError(f"model.warmup_epochs must be a number of epochs >= 0 (0.5 for half an epoch, 0 for no "
+                          f"warm-up), got {value!r}.")
+
+
+def check_steppable(cls: type | None, interval: str) -> None:
+    """Under ``step`` the schedule is one of torch's whose periods litlab converts to optimizer
+    steps: for any other class it cannot know which arguments count epochs."""
+    if interval != "step" or cls is None:
+        return
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    if issubclass(cls, torch_schedulers.ReduceLROnPlateau):
+        raise LitlabError(f"model.scheduler._target_={name} cannot step with model.scheduler_interval=step: it steps "
+                          f"on val/loss after each validation, not after optimizer steps. Leave "
+                          f"model.scheduler_interval=epoch for it (model.warmup_epochs works with either).")
+    if cls not in _IN_STEPS:
+        known = ", ".join(c.__name__ for c in _IN_STEPS)
+        raise LitlabError(f"model.scheduler._target_={name} cannot step with model.scheduler_interval=step: litlab "
+                          f"converts the periods of torch's {known} from epochs to optimizer steps, and cannot tell "
+                          f"which arguments of this one count epochs. Use one of those, or "
+                          f"model.scheduler_interval=epoch to step it once per epoch.")
+
+
+def check_schedule_settings(interval, warmup_epochs, scheduler_class: type | None = None) -> None:
+    """``model.scheduler_interval``, ``model.warmup_epochs`` and whether the schedule's class can step
+    by optimizer steps; before any data is prepared (``config_check``) and when the task is built."""
+    check_scheduler_interval(interval)
+    check_warmup_epochs(warmup_epochs)
+    check_steppable(scheduler_class, interval)
+
+
+def optimizer_steps_per_epoch(trainer: L.Trainer) -> int:
+    """Optimizer steps in one training epoch: its batches over ``accumulate_grad_batches``, the
+    last partial group stepping too (as Lightning does). Read when training starts, never before."""
+    batches = trainer.num_training_batches
+    if not math.isfinite(batches):
+        raise LitlabError("model.scheduler_interval=step and model.warmup_epochs count epochs in optimizer steps, "
+                          "but this training data has no length (an iterable loader). Use "
+                          "model.scheduler_interval=epoch and model.warmup_epochs=0 with it.")
+    return max(1, math.ceil(batches / trainer.accumulate_grad_batches))
+
+
+class LearningRateClock(L.Callback):
+    """Steps the schedule by epochs or optimizer steps and puts the warm-up in front of it.
+
+    The task calls ``bind`` when it builds the optimizer, ``apply`` around each optimizer step and
+    ``scheduling`` around each step of the schedule; as a callback (returned by the task's
+    ``configure_callbacks``) it starts when training does, after a resume's restore. Per epoch
+    without warm-up (the default) it only checks that a resumed schedule counts epochs.
+
+    Args:
+        interval: ``epoch`` or ``step`` (``model.scheduler_interval``).
+        warmup_epochs: epochs of linear warm-up, 0 for none (``model.warmup_epochs``).
+        factory: the partial schedule (``model.scheduler``), rebuilt with its periods in steps.
+    """
+
+    def __init__(self, interval: str = "epoch", warmup_epochs: float = 0.0, factory: Callable | None = None):
+        check_schedule_settings(interval, warmup_epochs, built_class(factory) if factory is not None else None)
+        self.interval, self.warmup_epochs, self.factory = interval, float(warmup_epochs), factory
+        self.optimizer = self.scheduler = None
+        # each group's rate as the schedule has it, without the warm-up factor
+        self.rates: list = []
+        # optimizer steps of warm-up, known when training starts (0: none)
+        self.warmup_steps = 0
+        skip_idle_step_hooks([self])  # it acts once per run: Lightning passes over its per-batch hooks
+
+    @property
+    def active(self) -> bool:
+        """Whether the clock changes anything (the default, per-epoch without warm-up, is Lightning's own)."""
+        return self.interval == "step" or self.warmup_epochs > 0
+
+    def bind(self, optimizer, scheduler) -> None:
+        """The optimizer and the schedule built on it (None for a constant rate), before any restore."""
+        if scheduler is not None:
+            check_steppable(type(scheduler), self.interval)  # factories that are functions, not classes
+            if self.warmup_epochs and not callable(getattr(scheduler, "get_last_lr", None)):
+                raise LitlabError(f"model.warmup_epochs={self.warmup_epochs:g} needs a schedule that tells its rate "
+                                  f"(get_last_lr(), as torch's have); {type(scheduler).__name__} does not. Set "
+                                  f"model.warmup_epochs=0 or use a torch.optim.lr_scheduler class.")
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.rates = [group["lr"] for group in optimizer.param_groups]
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.scheduler is not None:
+            self._check_unit()
+        if self.optimizer is None or not self.active:
+            return
+        steps = optimizer_steps_per_epoch(trainer)
+        if self.scheduler is not None:
+            if self.interval == "step" and not hasattr(self.scheduler, STEPS_PER_EPOCH_KEY):
+                self._count_steps(steps)
+            self.rates = list(self.scheduler.get_last_lr())
+        self.warmup_steps = max(1, round(self.warmup_epochs * steps)) if self.warmup_epochs else 0
+        if self.warming(trainer.global_step):
+            self.apply(trainer.global_step)
+
+    def _check_unit(self) -> None:
+        """A resumed schedule counts the unit this run steps it by: continuing one that counts the
+        other would decay over the wrong length."""
+        in_steps = hasattr(self.scheduler, STEPS_PER_EPOCH_KEY)
+        if in_steps and self.interval == "epoch":
+            raise LitlabError("The checkpoint's learning-rate schedule steps after every optimizer step, but "
+                              "model.scheduler_interval=epoch here. Resume with model.scheduler_interval=step (the "
+                              "run's own setting), or train a new run.")
+        if not in_steps and self.interval == "step" and getattr(self.scheduler, "last_epoch", 0) > 0:
+            raise LitlabError("The checkpoint's learning-rate schedule steps once per epoch, but "
+                              "model.scheduler_interval=step here. Resume with model.scheduler_interval=epoch (the "
+                              "run's own setting), or train a new run.")
+
+    def _count_steps(self, steps: int) -> None:
+        """The schedule rebuilt from its config with its periods in optimizer steps, once per run: the
+        converted schedule keeps ``steps`` in its state, which a resume restores."""
+        in_steps = _IN_STEPS[type(self.scheduler)](self.scheduler, steps)
+        self.scheduler.load_state_dict(self.factory(optimizer=self.optimizer, **in_steps).state_dict())
+        setattr(self.scheduler, STEPS_PER_EPOCH_KEY, steps)  # in its state_dict: saved with checkpoints
+
+    def factor(self, step: int) -> float:
+        """The warm-up's factor at optimizer step ``step`` (0-based): a linear rise to 1."""
+        return min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+
+    def warming(self, step: int) -> bool:
+        """Whether optimizer step ``step`` is within the warm-up."""
+        return step < self.warmup_steps
+
+    def apply(self, step: int) -> None:
+        """Sets each group's rate to the one optimizer step ``step`` applies: the schedule's, warmed."""
+        factor = self.factor(step)
+        for group, rate in zip(self.optimizer.param_groups, self.rates):
+            group["lr"] = rate * factor
+
+    @contextlib.contextmanager
+    def scheduling(self, next_step: int) -> Iterator[None]:
+        """Around a step of the schedule: it sees and updates its own rates, not warmed ones; then the
+        groups hold the rate of optimizer step ``next_step``. From the warm-up's last step on, the
+        groups hold the schedule's rates as they are."""
+        if self.optimizer is None or not self.warming(next_step):
+            yield
+            return
+        for group, rate in zip(self.optimizer.param_groups, self.rates):
+            group["lr"] = rate
+        yield
+        self.rates = [group["lr"] for group in self.optimizer.param_groups]
+        self.apply(next_step)
