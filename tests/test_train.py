@@ -77,6 +77,9 @@ def test_resume_from_last_continues_the_epoch_count(cfg_factory, tmp_path):
              r"but the data differs \(data\._target_ litlab\.data\.digits\.DigitsDataModule in the checkpoint, "
              r"litlab\.data\.synthetic\.SyntheticDataModule here; .*the run's record would mix two datasets"),
             (["trainer.max_epochs=4", "data.split_seed=7"], r"data\.split_seed 1234 in the checkpoint, 7 here"),
+            # the saved schedule counts epochs: refused before the data is prepared
+            (["trainer.max_epochs=4", "model.scheduler_interval=step"],
+             r"model\.scheduler_interval epoch in the checkpoint, step here"),
             # a period apart from the run's length is a change (the stretch follows the epochs only)
             (["trainer.max_epochs=4", "model.scheduler.T_max=7"], r"model\.scheduler\.T_max 2 in the checkpoint, 7 here"),
             (["trainer.max_epochs=2"], r"is completed and has trained 2 epoch\(s\), as many as trainer\.max_epochs=2, "

@@ -246,11 +246,16 @@ def check_same_optimization(cfg: DictConfig, ckpt: dict, path) -> None:
                 continue
             changed.append(f"{key} {_shown(old.get(key, _ABSENT))} in the checkpoint, {_shown(new.get(key, _ABSENT))} "
                            f"here")
+    # the saved schedule counts epochs or optimizer steps (checkpoints before the key: epochs)
+    old, new = (d.get("scheduler_interval", "epoch") for d in (stored, here))
+    if old != new:
+        changed.append(f"model.scheduler_interval {_shown(old)} in the checkpoint, {_shown(new)} here")
     if changed:
         raise LitlabError(
             f"ckpt_path={path} resumes the optimizer and learning-rate schedule saved with it, so the changed "
             f"settings ({'; '.join(changed)}) would be recorded but never applied. Resume with the run's own "
-            f"model.optimizer and model.scheduler (leave those overrides out), or train a new run.")
+            f"model.optimizer, model.scheduler and model.scheduler_interval (leave those overrides out), or train "
+            f"a new run.")
 
 
 def _same_period(old, new, ckpt: dict, cfg: DictConfig) -> bool:
