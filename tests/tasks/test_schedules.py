@@ -19,7 +19,7 @@ from litlab.errors import LitlabError
 BASE = 3e-3  # model.optimizer.lr
 STEPS = 6  # optimizer steps per epoch
 TINY = ["model=mlp", "test=false", "+trainer.limit_train_batches=6", "+trainer.limit_val_batches=1",
-        "trainer.log_every_n_steps=1", "callbacks.learning_rate_monitor.logging_interval=step"]
+        "trainer.log_every_n_steps=1"]
 
 
 class AppliedRates(L.Callback):
@@ -69,7 +69,9 @@ def test_step_interval_follows_the_cosine_over_optimizer_steps_and_warmup_hands_
                     name="warmed")
     assert [warmed[s] for s in range(3)] == pytest.approx([plain[s] * (s + 1) / 3 for s in range(3)], rel=1e-12)
     assert [warmed[s] for s in range(3, 2 * STEPS)] == [plain[s] for s in range(3, 2 * STEPS)]
-    assert _logged(tmp_path / "warmed") == warmed  # logging_interval=step, every step
+    # the monitor's default (logging_interval=null) follows the schedule: every logging step here
+    assert _logged(tmp_path / "plain") == plain
+    assert _logged(tmp_path / "warmed") == warmed
 
 
 def test_epoch_interval_is_unchanged_and_warmup_composes_with_it(cfg_factory, tmp_path, monkeypatch):
@@ -78,6 +80,7 @@ def test_epoch_interval_is_unchanged_and_warmup_composes_with_it(cfg_factory, tm
     rate of the epoch's first step (3e-3 / 6 at step 0), not the schedule's 3e-3."""
     rates = _train(cfg_factory, monkeypatch, [])
     assert rates == {s: _cosine(s // STEPS, 2) for s in range(2 * STEPS)}
+    assert _logged(tmp_path / "run") == {0: BASE, STEPS: rates[STEPS]}  # once per epoch, as it steps
     warmed = _train(cfg_factory, monkeypatch, ["model.warmup_epochs=1",
                                                "callbacks.learning_rate_monitor.logging_interval=epoch"], name="warm")
     assert [warmed[s] for s in range(STEPS)] == pytest.approx([BASE * (s + 1) / STEPS for s in range(STEPS)])
@@ -121,7 +124,7 @@ def test_a_resume_with_the_other_interval_is_refused(cfg_factory, monkeypatch):
     """A schedule stepped per optimizer step, resumed per epoch (or the other way round), would
     decay over the wrong length."""
     _train(cfg_factory, monkeypatch, ["model.scheduler_interval=step", "trainer.max_epochs=1"], name="steps")
-    with pytest.raises(LitlabError, match=r"steps after every optimizer step, but model\.scheduler_interval=epoch"):
+    with pytest.raises(LitlabError, match=r"model\.scheduler_interval step in the checkpoint, epoch here"):
         _train(cfg_factory, monkeypatch, ["trainer.max_epochs=2", "ckpt_path=last"], name="steps")
 
 
