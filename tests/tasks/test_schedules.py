@@ -69,7 +69,7 @@ def test_step_interval_follows_the_cosine_over_optimizer_steps_and_warmup_hands_
                     name="warmed")
     assert [warmed[s] for s in range(3)] == pytest.approx([plain[s] * (s + 1) / 3 for s in range(3)], rel=1e-12)
     assert [warmed[s] for s in range(3, 2 * STEPS)] == [plain[s] for s in range(3, 2 * STEPS)]
-    # the monitor's default (logging_interval=null) follows the schedule: every logging step here
+    # the monitor follows model.scheduler_interval: every logging step here
     assert _logged(tmp_path / "plain") == plain
     assert _logged(tmp_path / "warmed") == warmed
 
