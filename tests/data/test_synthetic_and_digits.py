@@ -137,11 +137,70 @@ def test_data_split_seed_chooses_the_digits_split(tmp_path):
     DigitsDataModule(root=str(root)).prepare_data()  # the default split
     default = {p.name for p in (root / "test").rglob("*.png")}
     DigitsDataModule(root=str(root), split_seed=7).prepare_data()
-    other = {p.name for p in (root / "test").rglob("*.png")}
+    tree = root / "splits" / "seed7_val0.15_test0.2"  # each split in a folder of its own
+    other = {p.name for p in (tree / "test").rglob("*.png")}
     assert len(other) == len(default) == 359 and other != default
-    assert json.loads((root / "split.json").read_text())["seed"] == 7
+    assert json.loads((tree / "split.json").read_text())["seed"] == 7
+    assert json.loads((root / "split.json").read_text())["seed"] == 1234
     with pytest.raises(LitlabError, match=r"data\.split_seed must be an integer >= 0, got 'x'"):
         DigitsDataModule(root=str(root), split_seed="x")
+
+
+def test_a_streamed_split_keeps_its_files_while_another_split_is_written(tmp_path):
+    """A run streaming the digits from disk (data.in_memory=false) stopped with "... was listed when
+    the run started but is gone now": a run of another split rewrote data/digits meanwhile."""
+    root = tmp_path / "digits"
+    dm = DigitsDataModule(root=str(root), in_memory=False)
+    dm.setup()
+    train = dm.splits.train
+    assert len(train) == 1168 and all(f.is_relative_to(root / "train") for f in train.files)
+    DigitsDataModule(root=str(root), split_seed=7).prepare_data()  # the other run starts meanwhile
+    for split in (train, dm.splits.val, dm.splits.test):  # every listed file still reads, as it was
+        assert [split[i][1] for i in range(len(split))] == split.labels
+    assert (train[0][0].shape, len(dm.splits.val), len(dm.splits.test)) == ((1, 8, 8), 270, 359)
+    # eval's data.root=<that split's tree> reads it as it is; a run of another split is refused
+    tree = root / "splits" / "seed7_val0.15_test0.2"
+    mine = DigitsDataModule(root=str(tree), split_seed=7, in_memory=False)
+    mine.setup()
+    assert len(mine.splits.test) == 359 and mine.splits.test.files[0].parent.parent == tree / "test"
+    assert sorted(p.name for p in tree.iterdir()) == ["split.json", "test", "train", "val"]
+    with pytest.raises(LitlabError, match=r"data\.root=.*seed7_val0\.15_test0\.2 is the digits tree of one "
+                                          r"split \(seed7_val0\.15_test0\.2\).* Point data\.root at the digits"):
+        DigitsDataModule(root=str(tree), split_seed=8).prepare_data()
+
+
+def test_an_older_litlabs_tree_of_another_split_gives_way_to_the_default_one(tmp_path):
+    """An older litlab rewrote data.root with each run's split; its tree of another split there is
+    replaced by the default split's, and the trees of other splits beside it are left alone."""
+    root = tmp_path / "digits"
+    (root / "train" / "0").mkdir(parents=True)
+    (root / "train" / "0" / "0000.png").write_bytes(b"an older split's")
+    (root / "split.json").write_text(json.dumps({"source": "sklearn.datasets.load_digits", "val_fraction": 0.15,
+                                                 "test_fraction": 0.2, "seed": 7}))
+    (root / "splits" / "being_read").mkdir(parents=True)
+    (root / "splits" / "being_read" / "a.png").write_bytes(b"keep")
+    assert write_digits_tree(root, 0.15, 0.2, 7) == root / "splits" / "seed7_val0.15_test0.2"
+    assert json.loads((root / "split.json").read_text())["seed"] == 1234
+    assert {s: len(list((root / s).rglob("*.png"))) for s in ("train", "val", "test")} == {
+        "train": 1168, "val": 270, "test": 359}
+    assert len(list((root / "splits" / "seed7_val0.15_test0.2").rglob("*.png"))) == 1797
+    assert (root / "splits" / "being_read" / "a.png").read_bytes() == b"keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["digits"]  # no temporary folder left
+
+
+def test_the_digits_folders_follow_the_umask(tmp_path):
+    """data/digits was made with mode 0700 whatever the umask (a temporary folder renamed into
+    place), so a team's shared paths.data_dir held digits only its first user could read."""
+    import os
+    import stat
+
+    before = os.umask(0o022)
+    try:
+        tree = write_digits_tree(tmp_path / "digits", 0.15, 0.2, 7)
+    finally:
+        os.umask(before)
+    for folder in (tmp_path / "digits", tmp_path / "digits" / "train" / "3", tmp_path / "digits" / "splits", tree):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~0o022 == 0o755, folder
 
 
 def _read_split_sums(root: str, seed: int, rounds: int, out, started=None) -> None:
