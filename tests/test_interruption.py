@@ -351,3 +351,49 @@ def test_a_signal_between_fit_and_test_stops_the_test(cfg_factory, tmp_path):
     assert exit_info.value.code == 128 + signal.SIGTERM
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["status"] == "interrupted" and "test/acc" not in m and "ckpt_path=last" in m["resume"]
+
+
+class SignalsItsWorker(torch.utils.data.Dataset):
+    """20 samples; the loader worker that reads the first sends itself SIGINT, as a Ctrl-C reaches
+    every process of the terminal's group, and reads on."""
+
+    def __len__(self) -> int:
+        return 20
+
+    def __getitem__(self, i: int) -> int:
+        if i == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs at the next bytecode
+        return i
+
+
+def test_a_loader_worker_forked_with_the_handler_serves_on_without_a_word(tmp_path):
+    """Workers are forked with the process's handler: each wrote "SIGINT received" into train.log
+    (5 copies for one Ctrl-C with data.num_workers=2 and data.in_memory=false). A worker notes the
+    signal silently and serves on (one that exited, as torch's do on Ctrl-C, failed its process's
+    next batch: "DataLoader worker exited unexpectedly"); the process itself still logs it."""
+    import logging
+    from types import SimpleNamespace
+
+    from litlab.callbacks import interruption
+
+    train_log = logging.FileHandler(tmp_path / "train.log")  # as Hydra's, which forked workers inherit
+    interruption.log.addHandler(train_log)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    trainer = SimpleNamespace(world_size=1, _signal_connector=SimpleNamespace(received_sigterm=False))
+    try:
+        interruption.Interruption(str(tmp_path))._take_over_signals(trainer)
+        loader = torch.utils.data.DataLoader(SignalsItsWorker(), batch_size=5, num_workers=1,
+                                             multiprocessing_context="fork")
+        assert [b.tolist() for b in loader] == [list(range(i, i + 5)) for i in range(0, 20, 5)]
+        train_log.flush()
+        assert (tmp_path / "train.log").read_text() == "" and not trainer._signal_connector.received_sigterm
+        os.kill(os.getpid(), signal.SIGINT)  # the process's own signal: logged once, the run stops
+        time.sleep(0.05)
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+        interruption.log.removeHandler(train_log)
+        train_log.close()
+    assert trainer._signal_connector.received_sigterm
+    assert (tmp_path / "train.log").read_text().count("SIGINT received: stopping at the end of this batch") == 1

@@ -35,6 +35,12 @@ def _epoch_means(run_dir) -> list[tuple[int, int, float, float]]:
                 for r in csv.DictReader(file) if r.get("train/acc")]
 
 
+def _rows(run_dir, key: str) -> list[dict[str, str]]:
+    """The rows of the run's metrics.csv that hold ``key``."""
+    with open(run_dir / "csv" / "metrics.csv", newline="") as file:
+        return [r for r in csv.DictReader(file) if r.get(key)]
+
+
 def _same_run(tmp_path, whole: str, resumed: str) -> None:
     """The final weights, step and figures of two runs' folders are the same, the training epochs'
     means in metrics.csv too: one row per epoch (the resumed epoch's over all its batches, not only
@@ -67,8 +73,29 @@ def test_a_run_cut_by_max_steps_within_an_epoch_resumes_as_the_uninterrupted_run
     cut = torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=True)
     assert (cut["epoch"], cut["global_step"]) == (0, 12)
     assert [row[:2] for row in _epoch_means(tmp_path / "cut")] == [(0, 12)]
+    # the cut epoch's means and throughput at the checkpoint's step, with an integer epoch as every
+    # other row (it read 0.0), where the resume drops them (the throughput's row stayed, at step 11)
+    assert {key: [(r["epoch"], r["step"]) for r in _rows(tmp_path / "cut", key)]
+            for key in ("train/acc", "perf/train_samples_per_s")} == {
+        "train/acc": [("0", "12")], "perf/train_samples_per_s": [("0", "12")]}
     train(cfg_factory([*RUN, *data, "ckpt_path=last"], name="cut"))
     _same_run(tmp_path, "whole", "cut")
+    _plausible_throughput(tmp_path / "whole", tmp_path / "cut")
+
+
+def _plausible_throughput(whole, resumed) -> None:
+    """One throughput row per epoch, and the resumed epoch's and run's rates of the same order as
+    the uninterrupted run's: the resumed epoch's timer was never started (Lightning skips
+    on_train_epoch_start there), and it logged ~60,000 s and 0.01 samples/s, in metrics.json too."""
+    expected, found = (_rows(run, "perf/train_samples_per_s") for run in (whole, resumed))
+    assert [(r["epoch"], r["step"]) for r in found] == [(r["epoch"], r["step"]) for r in expected] == [
+        ("0", "18"), ("1", "37")]
+    typical = sorted(float(r["perf/train_samples_per_s"]) for r in expected)[0]
+    rates = [float(r["perf/train_samples_per_s"]) for r in found]
+    rates.append(json.loads((resumed / "metrics.json").read_text())["train_samples_per_s"])
+    for rate in rates:
+        assert typical / 20 < rate < typical * 20, (rates, typical)
+    assert all(0 < float(r["perf/epoch_time_s"]) < 60 for r in found), found
 
 
 class CopyLastAt(L.Callback):
@@ -98,6 +125,7 @@ def test_last_checkpoint_of_a_validation_within_an_epoch_resumes_as_the_uninterr
     assert (mid["epoch"], mid["global_step"]) == (0, 9)
     train(cfg_factory([*RUN, f"ckpt_path={copy}"], name="resumed"))
     _same_run(tmp_path, "whole", "resumed")
+    _plausible_throughput(tmp_path / "whole", tmp_path / "resumed")
 
 
 class CountedSplit(TensorSplit):

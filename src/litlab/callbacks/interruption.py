@@ -9,6 +9,7 @@ batch, on all ranks at the same step, and records the stop in ``metrics.json``.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shlex
 import signal
@@ -145,6 +146,7 @@ class Interruption(L.Callback):
         self.task = task
         self._trainer: L.Trainer | None = None
         self._signum: int | None = None
+        self._pid: int | None = None  # the process that installed the handler (data loader workers inherit it)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":  # a signal between fit and the test that follows it stops the test
@@ -154,6 +156,7 @@ class Interruption(L.Callback):
         if threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be set from the main thread
         self._trainer = trainer
+        self._pid = os.getpid()  # also where a forked DDP rank finds its parent's handler installed
         for signum in (signal.SIGINT, signal.SIGTERM):
             if signal.getsignal(signum) != self._on_signal:
                 signal.signal(signum, self._on_signal)
@@ -177,6 +180,16 @@ class Interruption(L.Callback):
         if self._signum is not None:
             raise KeyboardInterrupt(f"signal {name}, a second time")
         self._signum = signum
+        if self._pid is not None and os.getpid() != self._pid:
+            # A data loader worker, forked with this handler, got the signal too (Ctrl-C and a
+            # scheduler's SIGTERM reach the whole process group): it notes it silently and serves
+            # on. Each worker had logged "SIGINT received" (5 lines for one Ctrl-C with 2 workers),
+            # and one that exited, as torch's do on Ctrl-C, would starve the batches its process
+            # still takes before the stop (a validation's first, up to CHECK_EVERY under DDP):
+            # "DataLoader worker exited unexpectedly". The process shuts its workers down as it
+            # stops; a second signal raises KeyboardInterrupt above, which torch's worker loop ends
+            # quietly, as in the process itself.
+            return
         if self._trainer is not None and self._trainer.world_size > 1:
             log.warning("%s received: stopping within %d batches, on all ranks at the same one (send it "
                         "again to stop at once)", name, self.CHECK_EVERY)

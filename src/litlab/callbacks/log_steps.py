@@ -55,13 +55,20 @@ def epoch_step(trainer: L.Trainer) -> int:
     return max(trainer.global_step - 1, 0)
 
 
-def log_epoch_scalars(trainer: L.Trainer, scalars: dict[str, Tensor | float]) -> None:
-    """Writes a training epoch's ``scalars`` to every logger where Lightning writes epoch values
-    at the training epoch's end (its last step, with the epoch number); rank 0 only."""
+def log_epoch_scalars(trainer: L.Trainer, scalars: dict[str, Tensor | float], step: int | None = None) -> None:
+    """Writes a training epoch's ``scalars`` with the epoch number to every logger; rank 0 only.
+
+    Args:
+        step: where; None: where Lightning writes epoch values at the training epoch's end (its
+            last step). An epoch that a resume continues (``checkpoints.resumes_within_epoch``)
+            goes at the checkpoint's step, ``trainer.global_step``, which a resume in the same
+            folder drops with the rest of the cut epoch. ``log_step_scalars`` with an ``epoch``
+            key wrote the epoch there as a float (``0.0`` in metrics.csv, ``0`` in every other row).
+    """
     if not trainer.is_global_zero:
         return
-    loop = trainer.fit_loop.epoch_loop
-    step = getattr(loop, "_batches_that_stepped", trainer.global_step) - 1
+    if step is None:
+        step = getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", trainer.global_step) - 1
     values = {k: float(v) for k, v in scalars.items()}
     values["epoch"] = trainer.current_epoch
     for logger in trainer.loggers:

@@ -217,15 +217,13 @@ class Classifier(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         self.finish_train_epoch()
         if self._train_means:
-            if resumes_within_epoch(self.trainer):
-                # The run stops before the epoch's end (trainer.max_steps, max_time, early stopping)
-                # and a resume trains the epoch's rest and writes its means over the whole epoch.
-                # These partial means go where the run stopped, at the checkpoint's step (as its test
-                # results do, logged at the same step), from which a resume in this folder drops
-                # what was logged (metrics.csv, TensorBoard): one train/acc point per epoch.
-                log_step_scalars(self.trainer, {**self._train_means, "epoch": self.trainer.current_epoch})
-            else:
-                log_epoch_scalars(self.trainer, self._train_means)
+            # Where the run stops before the epoch's end (trainer.max_steps, max_time, early stopping),
+            # a resume trains the epoch's rest and writes its means over the whole epoch. These
+            # partial means go where the run stopped, at the checkpoint's step (as its test results
+            # do, logged at the same step), from which a resume in this folder drops what was
+            # logged (metrics.csv, TensorBoard): one train/acc point per epoch.
+            cut = resumes_within_epoch(self.trainer)
+            log_epoch_scalars(self.trainer, self._train_means, step=self.trainer.global_step if cut else None)
             self._train_means = {}
 
     def _ends_epoch(self, batch_idx: int) -> bool:
