@@ -62,21 +62,27 @@ def open_resume(cfg: DictConfig, run_dir: Path) -> Resume | None:
     return Resume(path, ckpt)
 
 
+# why a checkpoint taken within an epoch holds no position of the training data
+_NO_POSITION = ("(an older litlab, trainer.overfit_batches, or taken in the middle of a "
+                "trainer.accumulate_grad_batches window, whose summed gradients no checkpoint holds)")
+
+
 def check_continuable(ckpt: dict, path: Path, run_dir: Path, fallback: bool) -> None:
     """A checkpoint taken within an epoch continues that epoch from the training loader's position
     that it holds (``data/resumable_loader.py``). One written by a litlab that did not save it (a
-    best.ckpt of a validation within an epoch) cannot be continued exactly: Lightning would count
-    the epoch's batches already trained while the data started again at the epoch's first batch,
-    training some twice and the rest never. Refused, whether it is named or is the ``ckpt_path=last``
-    fallback (``fallback``) of a run without last.ckpt; such a run's last.ckpt, when there is one,
-    holds the end of its last finished epoch and resumes as before."""
+    best.ckpt of a validation within an epoch), or one without it as it was taken in the middle of
+    an accumulation window (``checkpoints._gradients_pending``), cannot be continued exactly:
+    Lightning would count the epoch's batches already trained while the data started again at the
+    epoch's first batch, training some twice and the rest never. Refused, whether it is named or is
+    the ``ckpt_path=last`` fallback (``fallback``) of a run without last.ckpt; such a run's
+    last.ckpt, when there is one, holds the end of its last finished epoch and resumes as before."""
     if not taken_within_epoch(ckpt) or holds_data_position(ckpt):
         return
     if fallback:
         raise LitlabError(
             f"ckpt_path=last: {run_dir} has no last.ckpt, as the run stopped before its first epoch ended; its "
-            f"best.ckpt is from a validation within that epoch, without the training data's position in it (an "
-            f"older litlab, or trainer.overfit_batches), and a resume from there would start the epoch's data "
+            f"best.ckpt is from a validation within that epoch, without the training data's position in it "
+            f"{_NO_POSITION}, and a resume from there would start the epoch's data "
             f"again at its first batch while counting the batches already trained. Start the run again: the same "
             f"command without ckpt_path=last, in a new folder (hydra.run.dir=NEW_DIR).")
     try:
@@ -84,25 +90,31 @@ def check_continuable(ckpt: dict, path: Path, run_dir: Path, fallback: bool) -> 
     except (KeyError, TypeError, ValueError):
         done = ""
     instead = ("start the run again in a new folder" if Path(path).name == "last.ckpt" else
-               "resume from the run's last.ckpt (the end of its last finished epoch), or start the run again in a "
-               "new folder")
+               "resume from the run's last.ckpt (the last checkpoint that can be continued exactly), or start the "
+               "run again in a new folder")
     raise LitlabError(
         f"ckpt_path={path} was written within epoch {ckpt.get('epoch')}{done}, without the training data's "
-        f"position in the epoch (an older litlab, or trainer.overfit_batches): a resume from it would start the "
+        f"position in the epoch {_NO_POSITION}: a resume from it would start the "
         f"epoch's data again at its first batch while counting the batches already trained, so some would be "
         f"trained twice and others never. Instead, {instead}.")
 
 
 def check_same_batches(cfg: DictConfig, ckpt: dict, path) -> None:
     """A resume within an epoch goes on with the batches of the epoch not yet trained, counted in
-    batches of the run's ``data.batch_size`` per process: another batch size or process count
-    makes other batches. Refused before anything is prepared or written (the loader's own check,
-    ``ResumableLoader._check_same_batches``, came after the run's record was rewritten)."""
+    batches of the run's ``data.batch_size`` per process, in the epoch's order drawn from the run's
+    ``seed`` (``data/shuffled_batches.py``): another batch size, process count or seed makes other
+    batches, and some samples of the epoch were trained twice, others never. Refused before
+    anything is prepared or written (the loader's own check, ``ResumableLoader._check_same_batches``,
+    came after the run's record was rewritten). At an epoch's end all three may change: they change
+    only the epochs to come."""
     position = data_position(ckpt)
     if not taken_within_epoch(ckpt) or position is None:
         return
-    stored = (((ckpt.get("litlab") or {}).get("config") or {}).get("data") or {}).get("batch_size")
+    config = (ckpt.get("litlab") or {}).get("config") or {}
+    stored = (config.get("data") or {}).get("batch_size")
     differ = []
+    if config.get("seed") is not None and config["seed"] != cfg.get("seed"):
+        differ.append(f"seed={config['seed']} in the checkpoint, {cfg.get('seed')} here")
     if stored is not None and stored != cfg.data.get("batch_size"):
         differ.append(f"data.batch_size={stored} in the checkpoint, {cfg.data.get('batch_size')} here")
     devices, nodes = cfg.trainer.get("devices"), cfg.trainer.get("num_nodes", 1)
@@ -114,8 +126,9 @@ def check_same_batches(cfg: DictConfig, ckpt: dict, path) -> None:
         raise LitlabError(
             f"ckpt_path={path} was taken after {position.get('served')} of the {position.get('batches')} training "
             f"batches of epoch {position.get('epoch')} per process, and a resume goes on with the batches left; "
-            f"here they would be other batches ({'; '.join(differ)}). Resume with the run's data.batch_size, "
-            f"trainer.devices and trainer.num_nodes (its .hydra/overrides.yaml lists those it set).")
+            f"here they would be other batches ({'; '.join(differ)}). Resume with the run's seed, data.batch_size, "
+            f"trainer.devices and trainer.num_nodes (its .hydra/overrides.yaml lists those it set), or from a "
+            f"checkpoint taken at an epoch's end, where they may change.")
 
 
 def resolve_ckpt_path(cfg: DictConfig, resume: Resume | None, dm, model: L.LightningModule) -> tuple[str | None, int]:

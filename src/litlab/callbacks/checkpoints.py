@@ -28,13 +28,14 @@ class _Checkpoints(ModelCheckpoint):
     and lost the epochs since; and where validation does not run at every epoch's end, Lightning
     saves only after validation. Here an epoch's end always leaves ``last.ckpt`` holding it, and so
     does a validation within an epoch where the training loader's position goes into checkpoints
-    (``data/resumable_loader.py``; see ``on_validation_end``).
+    (``data/resumable_loader.py``) and no gradients wait for the rest of an accumulation window
+    (``_gradients_pending``; see ``on_validation_end``).
     """
 
     _last_written_step: int | None = None
 
     _keep_last = False
-    """last.ckpt stays at the last finished epoch (a validation within an epoch without the loader's position)"""
+    """last.ckpt stays as it is (a checkpoint within an epoch that a resume could not continue exactly)"""
 
     def _save_last_checkpoint(self, trainer, monitor_candidates) -> None:
         if self._keep_last:
@@ -51,19 +52,28 @@ class _Checkpoints(ModelCheckpoint):
         self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
-        # also where Lightning saves only after validation (validation every n-th epoch, or within
-        # epochs): an epoch that ends without one, or after one inside it, would leave last.ckpt
-        # behind (runs after the epoch's validation; a save at the same step is not repeated)
-        self._keep_last_current(trainer)
+        # an epoch cut in the middle of an accumulation window (trainer.max_time, early stopping):
+        # last.ckpt keeps the last checkpoint that a resume continues exactly (_gradients_pending)
+        self._keep_last = _gradients_pending(trainer)
+        try:
+            super().on_train_epoch_end(trainer, pl_module)
+            # also where Lightning saves only after validation (validation every n-th epoch, or within
+            # epochs): an epoch that ends without one, or after one inside it, would leave last.ckpt
+            # behind (runs after the epoch's validation; a save at the same step is not repeated)
+            self._keep_last_current(trainer)
+        finally:
+            self._keep_last = False
 
     def on_validation_end(self, trainer, pl_module) -> None:
         # A validation within a training epoch (val_check_interval) writes last.ckpt only where the
         # checkpoint holds the training loader's position (data_position_saved): elsewhere a resume
         # from the middle of an epoch restarts the epoch's data at its first batch while Lightning
         # counts the batches already done, so some are trained twice and the rest never. last.ckpt
-        # then keeps the last finished epoch, and a resume redoes the unfinished one.
-        keep = self._keep_last = _epoch_unfinished(trainer) and not data_position_saved(trainer)
+        # then keeps the last finished epoch, and a resume redoes the unfinished one. So it does in
+        # the middle of an accumulation window (_gradients_pending): last.ckpt keeps the last
+        # validation that ended a window, or the last epoch's end.
+        keep = self._keep_last = _epoch_unfinished(trainer) and not (
+            data_position_saved(trainer) and not _gradients_pending(trainer))
         try:
             super().on_validation_end(trainer, pl_module)
         finally:
@@ -81,14 +91,20 @@ class _Checkpoints(ModelCheckpoint):
         never trained the rest of this one. With the loader's position saved, the checkpoint is
         written as one from within the epoch (the epoch is not counted as processed), which
         Lightning resumes at the next batch. (The epoch-end hooks of the cut epoch have run; they
-        run again when the resumed epoch ends.)"""
+        run again when the resumed epoch ends.)
+
+        Taken in the middle of an accumulation window, it holds no loader position
+        (``_gradients_pending``): a resume from it is refused (``resume.check_continuable``)."""
         within = _epoch_unfinished(trainer)
+        pending = _gradients_pending(trainer)
+        if pending:
+            _drop_data_position(checkpoint)
         progress = ((checkpoint.get("loops") or {}).get("fit_loop") or {}).get("epoch_progress")
         if within and progress and _at_epoch_end_hooks(progress["current"]):
-            if data_position_saved(trainer):
+            if data_position_saved(trainer) and not pending:
                 for part in ("total", "current"):
                     progress[part]["processed"] -= 1
-            else:  # resumed at the next epoch, as one that finished (trainer.overfit_batches): as before
+            elif not pending:  # resumed at the next epoch, as one that finished (trainer.overfit_batches): as before
                 within = False
         state = (checkpoint.get("callbacks") or {}).get(self.state_key)
         if isinstance(state, dict):
@@ -161,8 +177,31 @@ def data_position_saved(trainer) -> bool:
 def resumes_within_epoch(trainer) -> bool:
     """Whether a checkpoint taken now is resumed within the training epoch in progress: the epoch
     has batches left and the loader's position goes into checkpoints. A resume then trains the
-    epoch's rest and runs its end again (also where a run stops before it: ``on_save_checkpoint``)."""
+    epoch's rest and runs its end again (also where a run stops before it: ``on_save_checkpoint``;
+    in the middle of an accumulation window, from the earlier last.ckpt: ``_gradients_pending``)."""
     return _epoch_unfinished(trainer) and data_position_saved(trainer)
+
+
+def _gradients_pending(trainer) -> bool:
+    """Whether the last training batches' gradients wait in ``.grad`` for the rest of their
+    ``trainer.accumulate_grad_batches`` window (Lightning steps after every n-th batch of an epoch
+    and after its last). No checkpoint holds them: one taken now and resumed at the next batch
+    stepped the window with its later batches only, and ended with other weights than the
+    uninterrupted run. Such a checkpoint gets no loader position and is never written as
+    last.ckpt, which keeps the last checkpoint at a window's end or an epoch's end. The same on
+    every rank (it counts batches)."""
+    return (_epoch_unfinished(trainer) and trainer.accumulate_grad_batches > 1
+            and trainer.fit_loop.epoch_loop._should_accumulate())
+
+
+def _drop_data_position(checkpoint: dict) -> None:
+    """Takes the training loader's position (and random state) out of ``checkpoint``: what
+    ``data_position`` reads, left as a loader that has served nothing yet saves it."""
+    fit_loop = (checkpoint.get("loops") or {}).get("fit_loop") or {}
+    for state in (fit_loop.get("state_dict") or {}).get("combined_loader") or []:
+        if isinstance(state, dict) and "epoch" in state:
+            state.update(epoch=None, served=0)
+            state.pop("random", None)
 
 
 def _epoch_unfinished(trainer) -> bool:
