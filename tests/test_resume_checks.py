@@ -177,3 +177,22 @@ def test_a_run_stopped_in_its_first_epoch_resumes_from_a_mid_epoch_best_only_wit
     with caplog.at_level(logging.WARNING, logger="litlab.resume"):
         train(cfg_factory([f"data.path={path}", *NPZ_RUN, "trainer.max_epochs=2", "ckpt_path=last"], name="whole"))
     assert any("is missing (the run was stopped while writing it)" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("own_config", [False, True])
+def test_ckpt_path_last_into_a_timestamped_folder_is_refused(own_config, tmp_path, monkeypatch):
+    """ckpt_path=last without hydra.run.dir would resume from a new, empty folder. A run folder of
+    the user's own config timestamped through another key (``dir: outputs/${stamp}``) passed the
+    check, which looked for ``${now:`` in hydra.run.dir's own text only."""
+    from litlab.config_check import check_overrides
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["ckpt_path=last"]
+    if own_config:
+        (tmp_path / "my_conf").mkdir()
+        (tmp_path / "my_conf" / "mytrain.yaml").write_text(
+            "defaults:\n  - train\n  - _self_\nstamp: ${now:%H-%M-%S}\nhydra:\n  run:\n    dir: outputs/${stamp}\n")
+        argv = ["--config-dir", "my_conf", "--config-name", "mytrain", *argv]
+    with pytest.raises(LitlabError, match=r"ckpt_path=last resumes the run in the folder given by hydra\.run\.dir"):
+        check_overrides(argv)
+    assert not (tmp_path / "outputs").exists()

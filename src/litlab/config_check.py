@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from litlab.config_flags import CONF_DIR, Primary, config_dirs, hydra_args, no_primary, primary_of
-from litlab.config_values import check_values
+from litlab.config_values import check_values, reads_clock
 from litlab.errors import LitlabError
 from litlab.metric_direction import lower_is_better
 from litlab.run_folders import check_run_folders
@@ -372,6 +372,13 @@ def check_schedule_values(cfg: DictConfig) -> None:
     check_schedule_settings(interval, warmup, cls)
 
 
+def _new_folder_each_start(cfg: DictConfig) -> bool:
+    """Whether the run's ``hydra.run.dir`` is timestamped (the default ``${now:...}``, or a key it
+    refers to that is): each start gets a new folder, which holds no checkpoint to resume."""
+    tree = OmegaConf.to_container(cfg, resolve=False)
+    return reads_clock(tree, tree["hydra"]["run"].get("dir"))
+
+
 def overrides_of(argv: list[str]) -> list[str]:
     """The overrides of a command line (``key=value``, ``~key``), without Hydra's own flags."""
     return [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
@@ -446,8 +453,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
     if multirun:
         check_sweep_start(overrides, config_name, primary)
         check_sweeper_and_launcher(cfg)
-    if config_name == "train" and not multirun and cfg.get("ckpt_path") == "last" and "${now:" in str(
-            OmegaConf.to_container(cfg.hydra.run, resolve=False).get("dir")):  # a new timestamped folder
+    if config_name == "train" and not multirun and cfg.get("ckpt_path") == "last" and _new_folder_each_start(cfg):
         raise LitlabError(
             "ckpt_path=last resumes the run in the folder given by hydra.run.dir, and none was given (a new "
             "folder has no checkpoint). Pass hydra.run.dir=outputs/runs/<run> with the run's folder, or "

@@ -5,6 +5,7 @@ written (no empty root, no ``~``), and Hydra settings litlab does not support ar
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -136,3 +137,26 @@ def _leaves(node, prefix: str = "") -> Iterator[tuple[str, DictConfig | ListConf
             yield from _leaves(child, path + ".")
         else:
             yield path, node, key
+
+
+# a plain reference to another key, ``${paths.log_dir}`` (not a resolver call like ``${now:%H}``)
+_REFERENCE = re.compile(r"\$\{\s*([\w.\-]+)\s*\}")
+
+
+def reads_clock(tree: dict, value: object, depth: int = 0) -> bool:
+    """Whether the config value ``value`` (as written, from ``tree``, the unresolved config as plain
+    containers) reads the clock (``${now:...}``), itself or through the keys it refers to: a
+    timestamped folder is a new one at every start and on every node."""
+    if not isinstance(value, str):
+        return False
+    if "${now:" in value.replace(" ", ""):
+        return True
+    if depth > 20:  # a reference cycle: Hydra refuses it later, with its own message
+        return False
+    for key in _REFERENCE.findall(value):
+        node = tree
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if reads_clock(tree, node, depth + 1):
+            return True
+    return False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 
 from litlab.errors import LitlabError
@@ -52,8 +51,10 @@ def check_run_dir_given(argv: list[str], kind: str = "train") -> None:
         return
     if any(a.lstrip("+").startswith("hydra.run.dir=") for a in argv):
         return
+    from litlab.config_values import reads_clock
+
     configured = _configured_run_dir(argv, kind)
-    if configured is not None and not _depends_on_time(*configured):
+    if configured is not None and not reads_clock(*configured):
         return
     raise LitlabError(
         "hydra.run.dir: this process is one rank of a multi-process run started by torchrun or SLURM, "
@@ -74,23 +75,3 @@ def _configured_run_dir(argv: list[str], kind: str) -> tuple[dict, str] | None:
     tree = OmegaConf.to_container(cfg, resolve=False)
     run_dir = tree.get("hydra", {}).get("run", {}).get("dir")
     return (tree, run_dir) if isinstance(run_dir, str) and run_dir else None
-
-
-# a plain reference to another key, ``${paths.log_dir}`` (not a resolver call like ``${now:%H}``)
-_REFERENCE = re.compile(r"\$\{\s*([\w.\-]+)\s*\}")
-
-
-def _depends_on_time(tree: dict, value: str, depth: int = 0) -> bool:
-    """Whether ``value`` reads the clock (``${now:...}``), itself or through the keys it refers to:
-    each rank would resolve its own timestamp."""
-    if "${now:" in value.replace(" ", ""):
-        return True
-    if depth > 20:  # a reference cycle: Hydra refuses it later, with its own message
-        return False
-    for key in _REFERENCE.findall(value):
-        node = tree
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, str) and _depends_on_time(tree, node, depth + 1):
-            return True
-    return False
