@@ -279,6 +279,43 @@ def test_a_checkpoint_of_another_run_does_not_resume_into_a_finished_run(tmp_pat
         assert check_overrides([f"hydra.run.dir={folder}", f"ckpt_path={ckpt}"], "train") is not None
 
 
+def test_a_run_interrupted_before_its_own_checkpoint_takes_the_one_it_started_from_again(tmp_path):
+    """A run started from another run's checkpoint and interrupted before its own first one was told to
+    start over in a new folder: the same command into its folder was refused as "a checkpoint of another
+    run", and ckpt_path=last found no last.ckpt there. Only that checkpoint, and only while the folder
+    holds no checkpoint of its own and the run was interrupted, is taken."""
+    import json
+
+    from litlab.config_check import check_overrides
+    from litlab.errors import LitlabError
+
+    other, run = tmp_path / "a", tmp_path / "b"
+    (other / "checkpoints").mkdir(parents=True)
+    start = other / "checkpoints" / "last.ckpt"
+    start.write_bytes(b"x")
+    run.mkdir()
+    record = {"status": "interrupted", "task": "train", "started_from": str(start)}
+    (run / "metrics.json").write_text(json.dumps(record))
+    assert check_overrides([f"hydra.run.dir={run}", f"ckpt_path={start}"], "train") is not None
+    with pytest.raises(LitlabError, match=rf"already holds a run\. It was interrupted before its first checkpoint; "
+                                          rf"resume it from the checkpoint it started from with ckpt_path={start}"):
+        check_overrides([f"hydra.run.dir={run}"], "train")
+    # ckpt_path=last failed once the run began: "last.ckpt does not exist"
+    with pytest.raises(LitlabError, match=rf"ckpt_path=last: .*b holds no checkpoint: its run started from "
+                                          rf"ckpt_path={start} and was interrupted .* Resume it from there with "
+                                          rf"ckpt_path={start}"):
+        check_overrides([f"hydra.run.dir={run}", "ckpt_path=last"], "train")
+    # a finished (or failed) run, or one with a checkpoint of its own, is not written over
+    for status, own in (("completed", False), ("failed", False), ("interrupted", True)):
+        (run / "metrics.json").write_text(json.dumps({**record, "status": status}))
+        if own:
+            (run / "checkpoints").mkdir()
+            (run / "checkpoints" / "best.ckpt").write_bytes(b"x")
+        with pytest.raises(LitlabError, match=r"already holds a run\. ckpt_path=.*a/checkpoints/last\.ckpt is a "
+                                              r"checkpoint of another run"):
+            check_overrides([f"hydra.run.dir={run}", f"ckpt_path={start}"], "train")
+
+
 def test_a_failed_predict_leaves_its_folder_to_the_next_try(tmp_path):
     """A predict that failed before any work (a wrong path) kept its hydra.run.dir: the corrected
     command was refused with "already holds a run"."""

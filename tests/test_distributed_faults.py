@@ -122,7 +122,7 @@ def _assert_failed_and_resumable(run: DdpRun, *words: str) -> None:
     for word in words:
         assert word in m["error"], (word, m["error"])
     assert f"ckpt_path=last hydra.run.dir={run.run_dir}" in m["error"]
-    assert "checkpoints/last.ckpt holds the last finished epoch" in m["error"]
+    assert "checkpoints/last.ckpt holds the run's last epoch end or validation that a resume continues exactly" in m["error"]
     ckpt = torch.load(run.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["epoch"] < 19 and ckpt["state_dict"]  # stopped early, and the checkpoint is whole
 

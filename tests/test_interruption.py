@@ -263,6 +263,68 @@ def test_a_stop_before_the_first_checkpoint_says_there_is_nothing_to_resume(tmp_
         check_overrides([f"hydra.run.dir={run}"])
 
 
+def test_a_run_from_another_runs_checkpoint_stopped_before_its_own_resumes_from_that_one(cfg_factory, tmp_path):
+    """train ckpt_path=<S0's last.ckpt> hydra.run.dir=S1, stopped before S1's first checkpoint, said
+    "no checkpoint yet, nothing to resume; start over in a new folder": the same command into S1 was
+    then refused ("already holds a run"), and ckpt_path=last found no last.ckpt in S1."""
+    import shlex
+
+    from litlab.config_check import check_overrides
+    from litlab.entry import run_entrypoint
+    from litlab.errors import LitlabError
+    from litlab.training import train
+
+    short = ["model=mlp", "test=false", "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=3"]
+    train(cfg_factory([*short, "trainer.max_epochs=1"], name="s0"))
+    start = tmp_path / "s0" / "checkpoints" / "last.ckpt"
+    s1 = tmp_path / "s1"
+    (s1 / ".hydra").mkdir(parents=True)  # the record Hydra writes: the resume command repeats its overrides
+    (s1 / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in [*short, f"ckpt_path={start}"]))
+    # stopped in the validation that ends S1's first epoch, before its checkpoint is written
+    stop = ["+callbacks.signal._target_=tests.helpers.SignalAtBatch", "+callbacks.signal.stage=val",
+            "+callbacks.signal.batch=0", f"+callbacks.signal.signum={int(signal.SIGTERM)}"]
+    with pytest.raises(SystemExit):
+        run_entrypoint(train, cfg_factory([*short, f"ckpt_path={start}", *stop], name="s1"))
+    assert not any((s1 / "checkpoints").glob("*.ckpt"))
+    m = json.loads((s1 / "metrics.json").read_text())
+    words = shlex.split(m["resume"])
+    assert words == ["python", "-m", "litlab.train", *short, f"ckpt_path={start}", f"hydra.run.dir={s1}"]
+    assert m["status"] == "interrupted" and m["started_from"] == str(start) and m["last_ckpt"] is None
+    # the advised command is taken; so is the same checkpoint named relatively
+    assert check_overrides(words[3:]) is not None
+    relative = os.path.relpath(start)
+    assert check_overrides([*short, f"ckpt_path={relative}", f"hydra.run.dir={s1}"]) is not None
+    # a plain start, or a third run's checkpoint, would write over it: refused, naming the way on
+    with pytest.raises(LitlabError, match=rf"already holds a run\. It was interrupted before its first checkpoint; "
+                                          rf"resume it from the checkpoint it started from with ckpt_path={start}"):
+        check_overrides([*short, f"hydra.run.dir={s1}"])
+    (tmp_path / "s2" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "s2" / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    with pytest.raises(LitlabError, match=rf"is a checkpoint of another run.*this folder's own run with "
+                                          rf"ckpt_path={start}, the checkpoint it started from"):
+        check_overrides([*short, f"ckpt_path={tmp_path / 's2' / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={s1}"])
+    # and it resumes: S1 trains its second epoch from S0's first
+    done = train(cfg_factory([*short, f"ckpt_path={start}"], name="s1"))
+    m = json.loads((s1 / "metrics.json").read_text())
+    assert m["status"] == "completed" and m["epochs"] == 2, (done, m)
+    # with a checkpoint of its own, S0's is another run's again: the run resumes with ckpt_path=last
+    with pytest.raises(LitlabError, match=r"is a checkpoint of another run.*own run with ckpt_path=last"):
+        check_overrides([*short, f"ckpt_path={start}", f"hydra.run.dir={s1}"])
+
+
+def test_a_lost_rank_says_what_last_ckpt_holds(tmp_path):
+    """It said "last.ckpt holds the last finished epoch": since validations within an epoch write
+    it too, a resume from it may continue the middle of an epoch."""
+    from litlab.distributed.rank_faults import resume_hint
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    hint = resume_hint(tmp_path, "train")
+    assert "finished epoch" not in hint
+    assert hint.startswith("checkpoints/last.ckpt holds the run's last epoch end or validation that a resume "
+                           "continues exactly; resume with: python -m litlab.train")
+
+
 @pytest.mark.parametrize("name", ["plain-run_1", "dir with spaces/ü rün=1,x", "it's [here]"])
 def test_the_resume_command_reads_back_the_run_folder(tmp_path, name):
     """A folder with spaces, '=' or commas came out unquoted: pasting the command failed to parse."""

@@ -313,3 +313,34 @@ def test_a_training_loader_built_before_the_restore_still_starts_at_the_checkpoi
                                           r"trained"):
         resume(LoaderPositions(peek=True), "peek")
     assert not (tmp_path / "peek" / "checkpoints").exists()
+
+
+def test_a_bare_lightning_module_resumed_with_an_early_loader_starts_at_the_checkpoints_batch(tmp_path):
+    """The repair of a loader built before the restore is EpochSeed's, the callback every litlab
+    run keeps: a LightningModule of the user's own (not litlab's task) gets it too. Without it the
+    resumed epoch was served from its first batch (batch 2 as the loader's first)."""
+    from litlab.callbacks.checkpoints import checkpoint_callback
+    from litlab.callbacks.interruption import EpochSeed
+
+    class Bare(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(1, 1)
+
+        def training_step(self, batch, batch_idx):
+            return self.layer(batch[0]).pow(2).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        def train_dataloader(self):  # 22 samples in batches of 4: 6 batches
+            return ClassificationData(batch_size=4, num_workers=0)._loader(CountedFiles(22), shuffle=True)
+
+    def fit(callbacks: list, ckpt_path=None, **kwargs) -> None:
+        L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                  limit_val_batches=0, callbacks=callbacks, **kwargs).fit(Bare(), ckpt_path=ckpt_path)
+
+    fit([EpochSeed(0), checkpoint_callback(str(tmp_path / "cut"), monitor=None)], max_steps=2)
+    early = LoaderPositions(early=True)
+    fit([EpochSeed(0), early], ckpt_path=tmp_path / "cut" / "last.ckpt", enable_checkpointing=False)
+    assert early.seen == [(i, i + 1) for i in range(2, 6)]

@@ -138,10 +138,10 @@ def class_listing(names: list[str], limit: int = 20) -> str | None:
 
 def check_task_settings(model_cfg: DictConfig) -> None:
     """The task's own values (``model.label_smoothing``, ``model.fused_optimizer``, the optimizer
-    and scheduler on a stand-in parameter, ``model.scheduler_interval``, ``model.warmup_epochs``), checked before the data is prepared, which can take
-    minutes; the task checks them again when it is built. Only keys that are there, in the form
-    litlab's task takes them (partial optimizer and scheduler), are read: a task of the user's own
-    may not have them."""
+    and scheduler on a stand-in parameter, ``model.scheduler_interval``, ``model.warmup_epochs``),
+    checked before the data is prepared, which can take minutes; the task checks them again when
+    it is built. Only keys that are there, in the form litlab's task takes them (partial optimizer
+    and scheduler), are read: a task of the user's own may not have them."""
     if "label_smoothing" in model_cfg:
         check_label_smoothing(model_cfg.label_smoothing)
     if "fused_optimizer" in model_cfg:
@@ -248,18 +248,35 @@ def build_task(model_cfg: DictConfig, net, num_classes: int) -> Classifier:
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     """The training run's callbacks from ``callbacks``, plus the two every run keeps whatever the
     choice (``callbacks=none`` included): ``Interruption`` (Ctrl-C and SIGTERM stop at a batch end,
-    recorded) and ``EpochSeed`` (each epoch's randomness depends on the seed and the epoch alone)."""
+    recorded) and ``EpochSeed`` (each epoch's randomness depends on the seed and the epoch alone,
+    and a resumed epoch starts at its checkpoint's batch). A learning-rate monitor left at
+    ``logging_interval: null`` gets litlab's pick (``lr_logging_interval``)."""
     named = {name: instantiate(c, f"callbacks.{name}") for name, c in (cfg.get("callbacks") or {}).items()
              if isinstance(c, DictConfig) and "_target_" in c}
     for name, c in named.items():
         check_monitor(f"callbacks.{name}.monitor", getattr(c, "monitor", None))
         check_mode(f"callbacks.{name}", getattr(c, "monitor", None), getattr(c, "mode", None))
     callbacks = list(named.values())
+    for c in callbacks:
+        if isinstance(c, L.callbacks.LearningRateMonitor) and c.logging_interval is None:
+            c.logging_interval = lr_logging_interval(cfg)
     if not any(isinstance(c, EpochSeed) for c in callbacks):
         callbacks.append(EpochSeed(seed=cfg.seed))
     if not any(isinstance(c, Interruption) for c in callbacks):
         callbacks.append(Interruption(run_dir=cfg.paths.output_dir))
     return callbacks
+
+
+def lr_logging_interval(cfg: DictConfig) -> str:
+    """How often a learning-rate monitor with ``logging_interval: null`` (litlab's default) logs:
+    every logging step where the rate changes after each optimizer step
+    (``model.scheduler_interval=step``, or a warm-up: ``model.warmup_epochs`` > 0), else once per
+    epoch, as the schedule steps. Per epoch, a warm-up's rate was logged once, at the epoch's first
+    step, while it rose every step; and the default run is left without the monitor's per-step work."""
+    interval = OmegaConf.select(cfg, "model.scheduler_interval", default="epoch")
+    warmup = OmegaConf.select(cfg, "model.warmup_epochs", default=0)
+    warming = isinstance(warmup, (int, float)) and not isinstance(warmup, bool) and warmup > 0
+    return "step" if interval == "step" or warming else "epoch"
 
 
 # what a training run logs that checkpointing and early stopping can monitor (besides val/acc_top<k>)

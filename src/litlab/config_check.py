@@ -348,30 +348,6 @@ def check_optimizer_values(cfg: DictConfig) -> None:
             raise LitlabError(f"model.optimizer.{key} must be a number >= 0, got {value!r}.")
 
 
-def check_schedule_values(cfg: DictConfig) -> None:
-    """``model.scheduler_interval``, ``model.warmup_epochs`` and a schedule that ``step`` can
-    convert, before any data is prepared. Only a run that changes either key from its default
-    imports torch for it (that run imports it next anyway)."""
-    try:
-        model = OmegaConf.select(cfg, "model")
-        interval, warmup = model.get("scheduler_interval", "epoch"), model.get("warmup_epochs", 0)
-        scheduler = model.get("scheduler")
-    except (OmegaConfBaseException, AttributeError):
-        return
-    if interval == "epoch" and warmup == 0 and not isinstance(warmup, bool):
-        return
-    from hydra.utils import get_class
-
-    from litlab.tasks.schedules import check_schedule_settings
-
-    target = scheduler.get("_target_") if isinstance(scheduler, DictConfig) else None
-    try:
-        cls = get_class(target) if isinstance(target, str) else None
-    except Exception:  # an unknown _target_: named by the task's own checks
-        cls = None
-    check_schedule_settings(interval, warmup, cls)
-
-
 def _new_folder_each_start(cfg: DictConfig) -> bool:
     """Whether the run's ``hydra.run.dir`` is timestamped (the default ``${now:...}``, or a key it
     refers to that is): each start gets a new folder, which holds no checkpoint to resume."""
@@ -435,7 +411,6 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
             check_slurm_tasks(cfg)  # each job's devices (trainer.devices=1,2 is a sweep too)
         if config_name == "train":
             check_optimizer_values(cfg)
-            check_schedule_values(cfg)
             for name, callback in (cfg.get("callbacks") or {}).items():
                 if isinstance(callback, DictConfig) and "monitor" in callback:
                     check_mode(f"callbacks.{name}", callback.get("monitor"), callback.get("mode"))

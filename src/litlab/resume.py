@@ -75,7 +75,7 @@ def check_continuable(ckpt: dict, path: Path, run_dir: Path, fallback: bool) -> 
     Lightning would count the epoch's batches already trained while the data started again at the
     epoch's first batch, training some twice and the rest never. Refused, whether it is named or is
     the ``ckpt_path=last`` fallback (``fallback``) of a run without last.ckpt; such a run's
-    last.ckpt, when there is one, holds the end of its last finished epoch and resumes as before."""
+    last.ckpt, when there is one, holds an epoch's end or a validation it can continue, and resumes as before."""
     if not taken_within_epoch(ckpt) or holds_data_position(ckpt):
         return
     if fallback:

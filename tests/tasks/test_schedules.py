@@ -75,17 +75,34 @@ def test_step_interval_follows_the_cosine_over_optimizer_steps_and_warmup_hands_
 
 
 def test_epoch_interval_is_unchanged_and_warmup_composes_with_it(cfg_factory, tmp_path, monkeypatch):
-    """The default steps the cosine once per epoch: 3e-3 through epoch 1, 1.5e-3 through epoch 2.
-    A warm-up of one epoch ramps the first epoch's steps; the monitor, once per epoch, logs the
-    rate of the epoch's first step (3e-3 / 6 at step 0), not the schedule's 3e-3."""
+    """The default steps the cosine once per epoch: 3e-3 through epoch 1, 1.5e-3 through epoch 2,
+    and the monitor logs once per epoch. A warm-up of one epoch ramps the first epoch's steps; the
+    monitor then logs every step's rate (once per epoch it logged 3e-3 / 6 for the whole ramp)."""
     rates = _train(cfg_factory, monkeypatch, [])
     assert rates == {s: _cosine(s // STEPS, 2) for s in range(2 * STEPS)}
     assert _logged(tmp_path / "run") == {0: BASE, STEPS: rates[STEPS]}  # once per epoch, as it steps
-    warmed = _train(cfg_factory, monkeypatch, ["model.warmup_epochs=1",
-                                               "callbacks.learning_rate_monitor.logging_interval=epoch"], name="warm")
+    warmed = _train(cfg_factory, monkeypatch, ["model.warmup_epochs=1"], name="warm")
     assert [warmed[s] for s in range(STEPS)] == pytest.approx([BASE * (s + 1) / STEPS for s in range(STEPS)])
     assert [warmed[s] for s in range(STEPS, 2 * STEPS)] == [rates[s] for s in range(STEPS, 2 * STEPS)]
-    assert _logged(tmp_path / "warm") == {0: pytest.approx(BASE / STEPS), STEPS: rates[STEPS]}
+    assert _logged(tmp_path / "warm") == warmed
+
+
+def test_the_monitor_logs_per_step_only_where_the_rate_changes_per_step(cfg_factory):
+    """logging_interval: null is litlab's pick from the model's keys; a value the user gives is kept."""
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    from litlab.build import build_callbacks
+
+    def interval(overrides: list[str]) -> str:
+        monitors = [c for c in build_callbacks(cfg_factory(overrides)) if isinstance(c, LearningRateMonitor)]
+        assert len(monitors) == 1
+        return monitors[0].logging_interval
+
+    assert interval([]) == "epoch"
+    assert interval(["model.warmup_epochs=0.5"]) == "step"
+    assert interval(["model.scheduler_interval=step"]) == "step"
+    assert interval(["model.warmup_epochs=0.5", "callbacks.learning_rate_monitor.logging_interval=epoch"]) == "epoch"
+    assert interval(["callbacks.learning_rate_monitor.logging_interval=step"]) == "step"
 
 
 def test_warmup_before_a_plateau_schedule_and_without_a_schedule(cfg_factory, monkeypatch):
@@ -126,6 +143,27 @@ def test_a_resume_with_the_other_interval_is_refused(cfg_factory, monkeypatch):
     _train(cfg_factory, monkeypatch, ["model.scheduler_interval=step", "trainer.max_epochs=1"], name="steps")
     with pytest.raises(LitlabError, match=r"model\.scheduler_interval step in the checkpoint, epoch here"):
         _train(cfg_factory, monkeypatch, ["trainer.max_epochs=2", "ckpt_path=last"], name="steps")
+
+
+def test_a_step_resume_whose_epochs_have_other_step_counts_is_refused(cfg_factory, tmp_path, monkeypatch):
+    """The schedule kept the checkpoint's 6 steps per epoch (a cosine over 12 steps) while an epoch
+    of the resume had 3 (here trainer.limit_train_batches; also data.batch_size, trainer.devices,
+    trainer.accumulate_grad_batches): the rate reached 0 mid-run and climbed again. Refused at
+    training start, before any step, naming both counts and the keys."""
+    run = ["model.scheduler_interval=step", "model.warmup_epochs=0.5"]
+    _train(cfg_factory, monkeypatch, [*run, "+trainer.max_steps=6"], name="cut")
+    last = tmp_path / "cut" / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    with pytest.raises(LitlabError) as info:
+        _train(cfg_factory, monkeypatch, [*run, "trainer.limit_train_batches=3", "ckpt_path=last"], name="cut")
+    message = str(info.value)
+    assert "\n" not in message
+    assert ("model.scheduler_interval=step) counts 6 optimizer steps per epoch, but an epoch here has 3" in message
+            and "data.batch_size, trainer.devices, trainer.accumulate_grad_batches and trainer.limit_train_batches"
+            in message and "or train a new run" in message), message
+    assert last.read_bytes() == before  # nothing trained
+    # the same counts resume
+    assert sorted(_train(cfg_factory, monkeypatch, [*run, "ckpt_path=last"], name="cut")) == list(range(6, 2 * STEPS))
 
 
 def _schedule(cls, **keywords):
@@ -176,14 +214,3 @@ def test_bad_settings_are_refused_naming_the_key(interval, warmup, scheduler, me
     with pytest.raises(LitlabError, match=message):
         Classifier(MLP(input_shape=(4,), num_classes=2), functools.partial(torch.optim.SGD, lr=0.1),
                    scheduler, scheduler_interval=interval, warmup_epochs=warmup)
-
-
-def test_bad_settings_are_refused_before_any_data_is_prepared():
-    from litlab.config_check import check_overrides
-
-    with pytest.raises(LitlabError, match=r"model\.scheduler_interval must be epoch or step, got 'batch'"):
-        check_overrides(["model.scheduler_interval=batch"])
-    with pytest.raises(LitlabError, match=r"ReduceLROnPlateau cannot step with model\.scheduler_interval=step"):
-        check_overrides(["model.scheduler_interval=step", "~model.scheduler.T_max",
-                         "model.scheduler._target_=torch.optim.lr_scheduler.ReduceLROnPlateau"])
-    check_overrides(["model.scheduler_interval=step", "model.warmup_epochs=0.5"])

@@ -94,8 +94,10 @@ def skip_idle_step_hooks(callbacks: Iterable[L.Callback]) -> None:
     Lightning calls a callback's hook only if the attribute is callable (``_call_callback_hooks``),
     so it passes these over instead of entering its profiler context and calling an empty method
     (~0.5 µs each; ~20 times per training step for the checkpoint callback, the progress lines,
-    the model summary and a group). Used only without a real profiler, after grouping: a group's
-    hooks that no member defines are skipped the same way.
+    the model summary and a group). ``build_trainer`` applies it to the trainer's callbacks only
+    without a real profiler (which times each callback's hooks), after grouping: a group's hooks
+    that no member defines are skipped the same way. A callback that never acts per batch (the
+    learning-rate clock) applies it to itself under any profiler, which would time empty calls.
     """
     for c in callbacks:
         for hook in STEP_HOOKS:

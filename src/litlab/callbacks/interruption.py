@@ -21,6 +21,7 @@ import torch
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from litlab.data.resumable_loader import start_at_checkpoint_position
 from litlab.reporting.run_files import update_metrics
 from litlab.seeding import seed_everything
 from litlab.sweeps.sweep_table import is_under
@@ -29,7 +30,11 @@ log = logging.getLogger(__name__)
 
 
 class EpochSeed(L.Callback):
-    """Reseeds Python, NumPy and torch at the start of every training epoch.
+    """Reseeds Python, NumPy and torch at the start of every training epoch, and makes a run that
+    resumes within an epoch start at its checkpoint's batch.
+
+    Both make a resume continue as the uninterrupted run would have, whatever the LightningModule,
+    so the callback every run keeps (``callbacks=none`` included) does them.
 
     Args:
         seed: the run's ``seed``.
@@ -37,6 +42,12 @@ class EpochSeed(L.Callback):
 
     def __init__(self, seed: int):
         self.seed = int(seed)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # gives the checkpoint's position to a training loader built before the restore (Lightning
+        # #20550), which would serve the resumed epoch from its first batch; before the module's own
+        # on_train_start, which Lightning calls after every callback's
+        start_at_checkpoint_position(trainer)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # a different stream per epoch and per rank; the data loader's shuffle draws from it
@@ -62,13 +73,18 @@ def _nothing() -> None:
 
 
 def run_dir_override(run_dir: Path) -> str:
-    """``hydra.run.dir=...`` as a shell word that Hydra reads back as ``run_dir``: quoted for
-    Hydra where the path has characters its override grammar reserves (spaces, ``=``, commas,
-    brackets, ...), then for the shell."""
-    value = str(run_dir)
+    """``hydra.run.dir=...`` as a shell word that Hydra reads back as ``run_dir``."""
+    return path_override("hydra.run.dir", run_dir)
+
+
+def path_override(key: str, path: Path | str) -> str:
+    """``key=path`` as a shell word that Hydra reads back as ``path``: quoted for Hydra where the
+    path has characters its override grammar reserves (spaces, ``=``, commas, brackets, ...), then
+    for the shell."""
+    value = str(path)
     if not re.fullmatch(r"[\w./@:+~-]+", value):
         value = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    return shlex.quote(f"hydra.run.dir={value}")
+    return shlex.quote(f"{key}={value}")
 
 
 def sets_key(override: str, *keys: str) -> bool:
@@ -99,15 +115,26 @@ def run_overrides(run_dir: Path, *dropped: str) -> list[str] | None:
     return [*recorded_config_words(record / "hydra.yaml"), *kept]
 
 
-def resume_command(run_dir: Path) -> str:
+def resume_command(run_dir: Path, ckpt: Path | None = None) -> str:
     """The command that resumes the run in ``run_dir``: its own config flags and overrides
-    (``run_overrides``), shell-quoted, then ``ckpt_path=last`` and the folder. A resume without them is refused (the
-    default model is another net), and the placeholder the record held (``<same overrides>``) was
-    a shell redirect when pasted."""
+    (``run_overrides``), shell-quoted, then ``ckpt_path=last`` (or ``ckpt``, the checkpoint of
+    another run that a run without one of its own started from) and the folder. A resume without
+    them is refused (the default model is another net), and the placeholder the record held
+    (``<same overrides>``) was a shell redirect when pasted."""
     kept = run_overrides(run_dir)
-    if kept is None:
-        return f"python -m litlab.train <the run's overrides> ckpt_path=last {run_dir_override(run_dir)}"
-    return " ".join(["python -m litlab.train", *map(shlex.quote, kept), "ckpt_path=last", run_dir_override(run_dir)])
+    start = "ckpt_path=last" if ckpt is None else path_override("ckpt_path", ckpt)
+    run = ["<the run's overrides>"] if kept is None else [shlex.quote(o) for o in kept]
+    return " ".join(["python -m litlab.train", *run, start, run_dir_override(run_dir)])
+
+
+def started_from(trainer: L.Trainer) -> Path | None:
+    """The checkpoint the training of ``trainer`` started from (its ``ckpt_path``, set once the
+    checkpoint is restored), absolute: the command's folder is the process's (``hydra.job.chdir``
+    is refused). None for a new run, and while testing, where it names the tested checkpoint."""
+    path = getattr(trainer, "ckpt_path", None)
+    if not path or getattr(trainer, "testing", False):
+        return None
+    return Path(path).absolute()
 
 
 class Interruption(L.Callback):
@@ -132,8 +159,11 @@ class Interruption(L.Callback):
 
     On a stop this callback marks ``metrics.json`` ``status: interrupted`` with how to resume, and
     the process exits with 128 + the signal number (130 after Ctrl-C, 143 after SIGTERM).
-    ``checkpoints/last.ckpt`` holds the last finished epoch (written atomically at each epoch
-    end), and resuming from it restarts the unfinished epoch.
+    ``checkpoints/last.ckpt`` (written atomically) holds the last point a resume continues exactly:
+    an epoch's end, or a validation within an epoch (``trainer.val_check_interval``) that did not
+    fall in the middle of a ``trainer.accumulate_grad_batches`` window; a resume from it retrains
+    the batches trained since. A run started from another run's checkpoint and stopped before it
+    wrote one of its own resumes from that checkpoint again, in its folder (``started_from``).
 
     Args:
         run_dir: the run's directory.
@@ -253,9 +283,15 @@ class Interruption(L.Callback):
             log.warning("Interrupted during the %s; nothing was recorded as its result.", self.task)
             return
         last = self.run_dir / "checkpoints" / "last.ckpt"
+        started = started_from(trainer)
+        # stopped before a checkpoint of its own: the one it started from starts it again in its
+        # folder, which takes that command (run_folders.resumes_interrupted_start)
+        again = started is not None and not any(last.parent.glob("*.ckpt"))
         if last.is_file():
             resume = resume_command(self.run_dir)
-        else:  # stopped before the first epoch's end: nothing to resume from, the folder may start over
+        elif again:
+            resume = resume_command(self.run_dir, started)
+        else:  # stopped before its first checkpoint: nothing to resume from, the folder may start over
             resume = (f"no checkpoint yet, nothing to resume; start over in a new folder (or delete {self.run_dir} "
                       f"first)")
         # the best checkpoint so far and its score (val/acc by default), as a finished run records them
@@ -264,9 +300,10 @@ class Interruption(L.Callback):
                   if best is not None and best.monitor and best.best_model_score is not None else {})
         update_metrics(self.run_dir, status="interrupted", error=f"interrupted ({what})",
                        epochs=trainer.current_epoch, global_step=trainer.global_step,
-                       last_ckpt=str(last) if last.is_file() else None, resume=resume, **so_far)
+                       last_ckpt=str(last) if last.is_file() else None, resume=resume,
+                       started_from=None if started is None else str(started), **so_far)
         # epochs counted from 1, as the progress lines do (current_epoch is the finished ones)
         where = (f"while testing, after {trainer.current_epoch} epoch(s) of training" if getattr(trainer, "testing", False) else
                  f"in epoch {trainer.current_epoch + 1} after {trainer.current_epoch} finished epoch(s)")
         log.warning("Interrupted %s, step %d. %s: %s", where, trainer.global_step,
-                    "Resume with" if last.is_file() else "Not resumable", resume)
+                    "Resume with" if last.is_file() or again else "Not resumable", resume)

@@ -51,7 +51,8 @@ def resume_hint(run_dir: Path, entry: str) -> str:
     if entry == "train" and (Path(run_dir) / "checkpoints" / "last.ckpt").is_file():
         from litlab.callbacks.interruption import resume_command
 
-        return f"checkpoints/last.ckpt holds the last finished epoch; resume with: {resume_command(Path(run_dir))}"
+        return (f"checkpoints/last.ckpt holds the run's last epoch end or validation that a resume continues "
+                f"exactly; resume with: {resume_command(Path(run_dir))}")
     return "No checkpoint of this run can be resumed; start it again."
 
 

@@ -186,6 +186,9 @@ class Classifier(L.LightningModule):
     def on_train_start(self) -> None:
         self._micro_losses = [] if self.trainer.accumulate_grad_batches > 1 else None
         saved, self._resumed_sums = self._resumed_sums, None
+        # whether the loaders start within the epoch at the checkpoint's batch: EpochSeed gave a
+        # loader built before the restore its position; here, after every callback's on_train_start,
+        # this is the check that none of them took batches since (a repair only without EpochSeed)
         within = start_at_checkpoint_position(self.trainer)
         if within and saved is not None and saved.get("epoch") == self.trainer.current_epoch:
             # Lightning skips on_train_epoch_start when it resumes within an epoch: the epoch goes on
@@ -278,11 +281,10 @@ class Classifier(L.LightningModule):
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
         """Lightning's step; during a warm-up at the warmed rate, after which the groups hold the
         rate of the next step (what the learning-rate monitor logs and a checkpoint stores)."""
-        clock = self.lr_clock
-        if not (clock.warmup_steps and clock.warming(self.trainer.global_step)):
+        clock, step = self.lr_clock, self.trainer.global_step
+        if not (clock.warmup_steps and clock.warming(step)):
             optimizer.step(closure=optimizer_closure)
             return
-        step = self.trainer.global_step
         clock.apply(step)
         optimizer.step(closure=optimizer_closure)
         clock.apply(step + 1)

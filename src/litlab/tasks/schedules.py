@@ -8,7 +8,7 @@ then, after a resume's checkpoint is restored, does the run know its steps per e
 earlier (``trainer.estimated_stepping_batches`` in ``configure_optimizers``) builds the training
 loader before the restore, which drops the loader's position (Lightning #20550): a mid-epoch resume
 would restart its epoch. A converted schedule keeps its steps per epoch in its state, so a resume
-continues it in steps and never converts twice.
+continues it in steps and never converts twice; one whose epoch has another count is refused.
 
 Warm-up (``model.warmup_epochs``) scales the rate by ``(step + 1) / warmup_steps`` over the first
 optimizer steps. Between steps the optimizer's groups hold the rate the next step applies: what the
@@ -89,7 +89,8 @@ def check_steppable(cls: type | None, interval: str) -> None:
 
 def check_schedule_settings(interval, warmup_epochs, scheduler_class: type | None = None) -> None:
     """``model.scheduler_interval``, ``model.warmup_epochs`` and whether the schedule's class can step
-    by optimizer steps; before any data is prepared (``config_check``) and when the task is built."""
+    by optimizer steps; before any data is prepared (``build.check_task_settings``) and when the
+    task is built."""
     check_scheduler_interval(interval)
     check_warmup_epochs(warmup_epochs)
     check_steppable(scheduler_class, interval)
@@ -106,13 +107,28 @@ def optimizer_steps_per_epoch(trainer: L.Trainer) -> int:
     return max(1, math.ceil(batches / trainer.accumulate_grad_batches))
 
 
+def check_same_steps_per_epoch(stored: int, steps: int) -> None:
+    """A schedule converted to optimizer steps resumes only where an epoch has as many steps as in
+    the checkpoint: its periods were fixed in those steps, and a resume whose epoch had another count
+    (another batch size, device count, accumulation or batch limit) ended its cosine mid-run and
+    climbed again while the warm-up counted the new epochs. Refused rather than rescaled: the
+    resumed run would follow neither curve exactly."""
+    if stored == steps:
+        return
+    raise LitlabError(f"The checkpoint's learning-rate schedule (model.scheduler_interval=step) counts {stored} "
+                      f"optimizer steps per epoch, but an epoch here has {steps}, so its periods would end at other "
+                      f"points of the run. Resume with the run's own data.batch_size, trainer.devices, "
+                      f"trainer.accumulate_grad_batches and trainer.limit_train_batches (its .hydra/overrides.yaml "
+                      f"lists those it set), or train a new run.")
+
+
 class LearningRateClock(L.Callback):
     """Steps the schedule by epochs or optimizer steps and puts the warm-up in front of it.
 
     The task calls ``bind`` when it builds the optimizer, ``apply`` around each optimizer step and
     ``scheduling`` around each step of the schedule; as a callback (returned by the task's
     ``configure_callbacks``) it starts when training does, after a resume's restore. Per epoch
-    without warm-up (the default) it only checks that a resumed schedule counts epochs.
+    without warm-up (the default) it does nothing: Lightning steps the schedule.
 
     Args:
         interval: ``epoch`` or ``step`` (``model.scheduler_interval``).
@@ -147,31 +163,22 @@ class LearningRateClock(L.Callback):
         self.rates = [group["lr"] for group in optimizer.param_groups]
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.scheduler is not None:
-            self._check_unit()
+        # a resume with the other interval was refused before any data was prepared
+        # (resume.check_same_optimization)
         if self.optimizer is None or not self.active:
             return
         steps = optimizer_steps_per_epoch(trainer)
         if self.scheduler is not None:
-            if self.interval == "step" and not hasattr(self.scheduler, STEPS_PER_EPOCH_KEY):
-                self._count_steps(steps)
+            if self.interval == "step":
+                stored = getattr(self.scheduler, STEPS_PER_EPOCH_KEY, None)
+                if stored is None:
+                    self._count_steps(steps)
+                else:
+                    check_same_steps_per_epoch(stored, steps)
             self.rates = list(self.scheduler.get_last_lr())
         self.warmup_steps = max(1, round(self.warmup_epochs * steps)) if self.warmup_epochs else 0
         if self.warming(trainer.global_step):
             self.apply(trainer.global_step)
-
-    def _check_unit(self) -> None:
-        """A resumed schedule counts the unit this run steps it by: continuing one that counts the
-        other would decay over the wrong length."""
-        in_steps = hasattr(self.scheduler, STEPS_PER_EPOCH_KEY)
-        if in_steps and self.interval == "epoch":
-            raise LitlabError("The checkpoint's learning-rate schedule steps after every optimizer step, but "
-                              "model.scheduler_interval=epoch here. Resume with model.scheduler_interval=step (the "
-                              "run's own setting), or train a new run.")
-        if not in_steps and self.interval == "step" and getattr(self.scheduler, "last_epoch", 0) > 0:
-            raise LitlabError("The checkpoint's learning-rate schedule steps once per epoch, but "
-                              "model.scheduler_interval=step here. Resume with model.scheduler_interval=epoch (the "
-                              "run's own setting), or train a new run.")
 
     def _count_steps(self, steps: int) -> None:
         """The schedule rebuilt from its config with its periods in optimizer steps, once per run: the
