@@ -43,3 +43,17 @@ def test_a_model_config_without_these_keys_goes_on_to_the_data(cfg_factory, monk
     with pytest.raises(_Reached):
         training.train(cfg_factory(["~model.scheduler", "~model.label_smoothing", "~model.fused_optimizer",
                                     "~model.scheduler_interval", "~model.warmup_epochs"]))
+
+
+@pytest.mark.parametrize("override,message", [
+    ("model.scheduler_interval=steps", "model.scheduler_interval must be epoch or step, got 'steps'"),
+    ("model.warmup_epochs=-1", "model.warmup_epochs must be a number of epochs >= 0"),
+])
+def test_schedule_values_are_refused_before_hydra_makes_the_folder(override, message, tmp_path):
+    """Refused only when the run started, its folder then held a failed run that refused the
+    corrected command in the same hydra.run.dir."""
+    from litlab.config_check import check_overrides
+
+    with pytest.raises(LitlabError, match=message):
+        check_overrides([override, f"hydra.run.dir={tmp_path / 'run'}"])
+    assert not (tmp_path / "run").exists()

@@ -28,6 +28,7 @@ from litlab.models.speed_switches import SPEED_SWITCHES, apply_speed_switches, r
 from litlab.no_profiler import NoProfiler
 from litlab.tasks.classification import Classifier, check_label_smoothing
 from litlab.tasks.optimizers import built_class, check_fused_setting, check_optimizer_settings
+from litlab.tasks.schedule_values import changes_per_step
 from litlab.tasks.schedules import check_schedule_settings
 from litlab.trainer_checks import check_trainer_config
 
@@ -273,10 +274,9 @@ def lr_logging_interval(cfg: DictConfig) -> str:
     (``model.scheduler_interval=step``, or a warm-up: ``model.warmup_epochs`` > 0), else once per
     epoch, as the schedule steps. Per epoch, a warm-up's rate was logged once, at the epoch's first
     step, while it rose every step; and the default run is left without the monitor's per-step work."""
-    interval = OmegaConf.select(cfg, "model.scheduler_interval", default="epoch")
-    warmup = OmegaConf.select(cfg, "model.warmup_epochs", default=0)
-    warming = isinstance(warmup, (int, float)) and not isinstance(warmup, bool) and warmup > 0
-    return "step" if interval == "step" or warming else "epoch"
+    per_step = changes_per_step(OmegaConf.select(cfg, "model.scheduler_interval", default="epoch"),
+                                OmegaConf.select(cfg, "model.warmup_epochs", default=0))
+    return "step" if per_step else "epoch"
 
 
 # what a training run logs that checkpointing and early stopping can monitor (besides val/acc_top<k>)

@@ -28,6 +28,7 @@ from litlab.config_values import check_values, reads_clock
 from litlab.errors import LitlabError
 from litlab.metric_direction import lower_is_better
 from litlab.run_folders import check_run_folders
+from litlab.tasks.schedule_values import check_scheduler_interval, check_warmup_epochs
 
 # groups of which a run takes exactly one file (logger and callbacks may take several)
 ONE_CHOICE = ("data", "model", "trainer", "compress", "export", "paths")
@@ -355,6 +356,19 @@ def _new_folder_each_start(cfg: DictConfig) -> bool:
     return reads_clock(tree, tree["hydra"]["run"].get("dir"))
 
 
+def check_schedule_values(cfg: DictConfig) -> None:
+    """``model.scheduler_interval`` and ``model.warmup_epochs``, before Hydra makes the run's folder
+    (a failed run there would hold the folder against the corrected command). Whether the schedule's
+    class can step per optimizer step needs torch: checked when the run starts."""
+    model = OmegaConf.select(cfg, "model", throw_on_resolution_failure=False)
+    if not isinstance(model, DictConfig):
+        return
+    if "scheduler_interval" in model:
+        check_scheduler_interval(model.scheduler_interval)
+    if "warmup_epochs" in model:
+        check_warmup_epochs(model.warmup_epochs)
+
+
 def overrides_of(argv: list[str]) -> list[str]:
     """The overrides of a command line (``key=value``, ``~key``), without Hydra's own flags."""
     return [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
@@ -411,6 +425,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
             check_slurm_tasks(cfg)  # each job's devices (trainer.devices=1,2 is a sweep too)
         if config_name == "train":
             check_optimizer_values(cfg)
+            check_schedule_values(cfg)
             for name, callback in (cfg.get("callbacks") or {}).items():
                 if isinstance(callback, DictConfig) and "monitor" in callback:
                     check_mode(f"callbacks.{name}", callback.get("monitor"), callback.get("mode"))

@@ -23,6 +23,7 @@ from litlab.callbacks.checkpoints import data_position, holds_data_position, tak
 from litlab.callbacks.interruption import run_overrides, sets_key
 from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.errors import LitlabError
+from litlab.tasks.optimizers import STEPS_PER_EPOCH_KEY
 
 log = logging.getLogger(__name__)
 _ABSENT = object()
@@ -55,6 +56,7 @@ def open_resume(cfg: DictConfig, run_dir: Path) -> Resume | None:
     fallback = cfg.get("ckpt_path") == "last" and path.name == "best.ckpt"
     check_continuable(ckpt, path, run_dir, fallback)
     check_same_batches(cfg, ckpt, path)
+    check_same_steps_per_epoch(cfg, ckpt, path)
     if fallback:
         log.warning("%s is missing (the run was stopped while writing it); resuming from %s", path.with_name("last.ckpt"),
                     path)
@@ -237,6 +239,33 @@ def _flat(value, prefix: str) -> dict:
     if not isinstance(value, dict):
         return {prefix: value}
     return {k: v for key, sub in value.items() for k, v in _flat(sub, f"{prefix}.{key}").items()}
+
+
+# the settings that fix how many optimizer steps an epoch has
+_EPOCH_STEPS = ("data.batch_size", "trainer.devices", "trainer.num_nodes", "trainer.accumulate_grad_batches",
+                "trainer.limit_train_batches")
+
+
+def check_same_steps_per_epoch(cfg: DictConfig, ckpt: dict, path) -> None:
+    """A schedule stepped per optimizer step (``model.scheduler_interval=step``) holds its periods in
+    the checkpoint's optimizer steps per epoch; a resume with a setting that changes that count
+    would end its cosine mid-run. Refused here, before anything is written; the schedule checks the
+    count itself when training starts (``schedules.check_same_steps_per_epoch``), which also
+    catches a change of the data's size."""
+    if not any(isinstance(s, dict) and STEPS_PER_EPOCH_KEY in s for s in ckpt.get("lr_schedulers") or []):
+        return
+    stored = OmegaConf.create(((ckpt.get("litlab") or {}).get("config")) or {})
+    changed = []
+    for key in _EPOCH_STEPS:
+        old, new = (OmegaConf.select(c, key, default=_ABSENT, throw_on_resolution_failure=False) for c in (stored, cfg))
+        if old != new:
+            changed.append(f"{key} {_shown(old)} in the checkpoint, {_shown(new)} here")
+    if changed:
+        raise LitlabError(
+            f"ckpt_path={path} holds a learning-rate schedule stepped per optimizer step "
+            f"(model.scheduler_interval=step), whose periods count the optimizer steps of the run's epochs; "
+            f"{'; '.join(changed)} would give an epoch another number of steps and end the schedule at other "
+            f"points of the run. Resume with the run's own settings, or train a new run.")
 
 
 def check_same_optimization(cfg: DictConfig, ckpt: dict, path) -> None:

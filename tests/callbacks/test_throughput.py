@@ -23,7 +23,7 @@ def test_validation_in_the_middle_of_an_epoch_is_not_training_time(monkeypatch):
     """With trainer.val_check_interval=0.1 the rate fell 4x (19 validations counted as training)."""
     clock = Clock()
     monkeypatch.setattr(throughput, "time", clock)
-    monkeypatch.setattr(throughput, "resumes_within_epoch", lambda trainer: False, raising=False)
+    monkeypatch.setattr(throughput, "resumes_within_epoch", lambda trainer: False)
     logged = {}
     module = SimpleNamespace(log_dict=lambda d, **kw: logged.update(d))
     trainer = SimpleNamespace(world_size=2)
@@ -59,7 +59,7 @@ def test_an_epoch_resumed_within_counts_from_the_resume(monkeypatch):
     clock = Clock()
     clock.now = 60_000.0
     monkeypatch.setattr(throughput, "time", clock)
-    monkeypatch.setattr(throughput, "resumes_within_epoch", lambda trainer: False, raising=False)
+    monkeypatch.setattr(throughput, "resumes_within_epoch", lambda trainer: False)
     logged = {}
     module = SimpleNamespace(log_dict=lambda d, **kw: logged.update(d))
     trainer = SimpleNamespace(world_size=1)
@@ -79,7 +79,7 @@ def test_a_cut_epoch_is_logged_at_the_checkpoints_step(monkeypatch):
     epoch), not through self.log at the step before, which a resume kept beside the whole epoch's."""
     clock = Clock()
     monkeypatch.setattr(throughput, "time", clock)
-    monkeypatch.setattr(throughput, "resumes_within_epoch", lambda trainer: True, raising=False)
+    monkeypatch.setattr(throughput, "resumes_within_epoch", lambda trainer: True)
     logger = Logger()
     module = SimpleNamespace(log_dict=lambda d, **kw: pytest.fail("logged through self.log"))
     trainer = SimpleNamespace(world_size=1, is_global_zero=True, loggers=[logger], current_epoch=0, global_step=12)

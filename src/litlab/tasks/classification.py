@@ -281,8 +281,9 @@ class Classifier(L.LightningModule):
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
         """Lightning's step; during a warm-up at the warmed rate, after which the groups hold the
         rate of the next step (what the learning-rate monitor logs and a checkpoint stores)."""
-        clock, step = self.lr_clock, self.trainer.global_step
-        if not (clock.warmup_steps and clock.warming(step)):
+        clock = self.lr_clock
+        step = self.trainer.global_step if clock.warmup_steps else None  # read only where a warm-up is on
+        if step is None or not clock.warming(step):
             optimizer.step(closure=optimizer_closure)
             return
         clock.apply(step)

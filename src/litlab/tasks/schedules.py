@@ -29,9 +29,8 @@ from torch.optim import lr_scheduler as torch_schedulers
 from litlab.callbacks.group import skip_idle_step_hooks
 from litlab.errors import LitlabError
 from litlab.tasks.optimizers import STEPS_PER_EPOCH_KEY, built_class
+from litlab.tasks.schedule_values import changes_per_step, check_scheduler_interval, check_warmup_epochs
 
-# settings of model.scheduler_interval
-INTERVALS = ("epoch", "step")
 
 
 def _times(key: str) -> Callable[[object, int], dict]:
@@ -52,21 +51,6 @@ _IN_STEPS: dict[type, Callable[[object, int], dict]] = {
     torch_schedulers.ExponentialLR: lambda s, steps: {"gamma": s.gamma ** (1 / steps)},
     torch_schedulers.CosineAnnealingWarmRestarts: _times("T_0"),
 }
-
-
-def check_scheduler_interval(value) -> None:
-    """``model.scheduler_interval`` is epoch or step."""
-    if not isinstance(value, str) or value not in INTERVALS:
-        raise LitlabError(f"model.scheduler_interval must be epoch or step, got {value!r}. epoch steps the schedule "
-                          f"once per epoch; step after every optimizer step (its periods, such as T_max, still "
-                          f"count epochs).")
-
-
-def check_warmup_epochs(value) -> None:
-    """``model.warmup_epochs`` is a number of epochs >= 0 (a fraction is fine)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise LitlabError(f"model.warmup_epochs must be a number of epochs >= 0 (0.5 for half an epoch, 0 for no "
-                          f"warm-up), got {value!r}.")
 
 
 def check_steppable(cls: type | None, interval: str) -> None:
@@ -118,8 +102,8 @@ def check_same_steps_per_epoch(stored: int, steps: int) -> None:
     raise LitlabError(f"The checkpoint's learning-rate schedule (model.scheduler_interval=step) counts {stored} "
                       f"optimizer steps per epoch, but an epoch here has {steps}, so its periods would end at other "
                       f"points of the run. Resume with the run's own data.batch_size, trainer.devices, "
-                      f"trainer.accumulate_grad_batches and trainer.limit_train_batches (its .hydra/overrides.yaml "
-                      f"lists those it set), or train a new run.")
+                      f"trainer.accumulate_grad_batches and trainer.limit_train_batches, on the same data, or train "
+                      f"a new run.")
 
 
 class LearningRateClock(L.Callback):
@@ -149,7 +133,7 @@ class LearningRateClock(L.Callback):
     @property
     def active(self) -> bool:
         """Whether the clock changes anything (the default, per-epoch without warm-up, is Lightning's own)."""
-        return self.interval == "step" or self.warmup_epochs > 0
+        return changes_per_step(self.interval, self.warmup_epochs)
 
     def bind(self, optimizer, scheduler) -> None:
         """The optimizer and the schedule built on it (None for a constant rate), before any restore."""
