@@ -69,9 +69,9 @@ class _Checkpoints(ModelCheckpoint):
         # checkpoint holds the training loader's position (data_position_saved): elsewhere a resume
         # from the middle of an epoch restarts the epoch's data at its first batch while Lightning
         # counts the batches already done, so some are trained twice and the rest never. last.ckpt
-        # then keeps what it held (an epoch's end or an earlier such validation), and a resume redoes the rest. So it does in
-        # the middle of an accumulation window (_gradients_pending): last.ckpt keeps the last
-        # validation that ended a window, or the last epoch's end.
+        # then keeps what it held (an epoch's end or an earlier such validation), and a resume
+        # redoes the rest. So it does in the middle of an accumulation window (_gradients_pending):
+        # last.ckpt keeps the last validation that ended a window, or the last epoch's end.
         keep = self._keep_last = _epoch_unfinished(trainer) and not (
             data_position_saved(trainer) and not _gradients_pending(trainer))
         try:
