@@ -80,7 +80,7 @@ def test_default_run_groups_litlab_callbacks_and_a_profiler_does_not(cfg_factory
     groups = [c for c in trainer.callbacks if isinstance(c, CallbackGroup)]
     assert len(groups) == 1
     names = [type(m).__name__ for m in groups[0].members]
-    assert names == ["LearningRateMonitor", "Throughput", "EvalReport", "GradNorm", "WeightHistograms", "EpochSeed",
+    assert names == ["LearningRateMonitor", "EvalReport", "GradNorm", "WeightHistograms", "EpochSeed",
                      "Interruption", "StopOnNonFiniteLoss"]
     assert trainer.checkpoint_callback is not None and trainer.progress_bar_callback is not None
     assert isinstance(find_callback(trainer, Throughput), Throughput)

@@ -92,3 +92,54 @@ def test_a_cut_epoch_is_logged_at_the_checkpoints_step(monkeypatch):
     cb.on_train_epoch_end(trainer, module)
     assert logger.rows == [(12, {"perf/train_samples_per_s": 32.0, "perf/epoch_time_s": 3.0, "epoch": 0})]
     assert type(logger.rows[0][1]["epoch"]) is int
+
+
+def test_the_runs_totals_go_into_checkpoints_and_a_resume_goes_on_from_them(monkeypatch):
+    """A checkpoint holds the samples and training seconds so far, the epoch in progress included
+    (Lightning writes an epoch's last validation's checkpoint before on_train_epoch_end), and once
+    only after the epoch's end; a resume (within the epoch here) counts on from them, so the run's
+    rate is the whole run's. It covered the resumed process only: 2 batches of 6."""
+    clock = Clock()
+    monkeypatch.setattr(throughput, "time", clock)
+    monkeypatch.setattr(throughput, "resumes_within_epoch", lambda trainer: False)
+    module = SimpleNamespace(log_dict=lambda d, **kw: None)
+    trainer = SimpleNamespace(world_size=2)
+    batch = (torch.zeros(8, 3), torch.zeros(8))
+    first = Throughput()
+    first.on_train_start(trainer, module)
+    for step in range(4):  # epoch 0: 4 batches of 8 samples per rank, 1 s each
+        clock.now += 1.0
+        first.on_train_batch_end(trainer, module, None, batch, step)
+    first.on_validation_start(trainer, module)
+    clock.now += 10.0
+    first.on_validation_end(trainer, module)
+    assert first.state_dict() == {"samples": 64, "seconds": 4.0}  # the epoch's validation: best.ckpt, last.ckpt
+    first.on_train_epoch_end(trainer, module)
+    assert first.state_dict() == {"samples": 64, "seconds": 4.0}  # last.ckpt at the epoch's end: counted once
+    first.on_train_epoch_start(trainer, module)
+    for step in range(2):  # epoch 1: 2 batches of 3 s, then a validation within it writes last.ckpt
+        clock.now += 3.0
+        first.on_train_batch_end(trainer, module, None, batch, step)
+    state = first.state_dict()
+    assert state == {"samples": 96, "seconds": 10.0}
+
+    resumed = Throughput()  # ckpt_path=last: the epoch goes on at its 3rd batch, without on_train_epoch_start
+    resumed.on_load_checkpoint(trainer, module, {"callbacks": {"Throughput": state}})
+    resumed.load_state_dict(state)
+    clock.now = 50_000.0
+    resumed.on_train_start(trainer, module)
+    for step in range(2, 4):
+        clock.now += 1.0
+        resumed.on_train_batch_end(trainer, module, None, batch, step)
+    resumed.on_train_epoch_end(trainer, module)
+    assert (resumed.samples, resumed.seconds) == (128, 12.0)
+    assert resumed.samples_per_s == 128 / 12.0 and resumed.covers == "run"
+
+
+def test_a_checkpoint_without_totals_counts_from_the_resume_and_says_so():
+    """A checkpoint of an older litlab holds no totals: the run's rate is that of the resumed
+    process, as before, and ``covers`` tells metrics.json so."""
+    cb = Throughput()
+    assert cb.covers == "run"
+    cb.on_load_checkpoint(None, None, {"callbacks": {"EarlyStopping{'monitor': 'val/acc', 'mode': 'max'}": {}}})
+    assert cb.covers == "since_resume" and (cb.samples, cb.seconds) == (0, 0.0)

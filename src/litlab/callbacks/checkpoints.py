@@ -29,7 +29,7 @@ class _Checkpoints(ModelCheckpoint):
     saves only after validation. Here an epoch's end always leaves ``last.ckpt`` holding it, and so
     does a validation within an epoch where the training loader's position goes into checkpoints
     (``data/resumable_loader.py``) and no gradients wait for the rest of an accumulation window
-    (``_gradients_pending``; see ``on_validation_end``).
+    (``gradients_pending``; see ``on_validation_end``).
     """
 
     _last_written_step: int | None = None
@@ -52,9 +52,10 @@ class _Checkpoints(ModelCheckpoint):
         self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        # an epoch cut in the middle of an accumulation window (trainer.max_time, early stopping):
-        # last.ckpt keeps the last checkpoint that a resume continues exactly (_gradients_pending)
-        self._keep_last = _gradients_pending(trainer)
+        # an epoch cut in the middle of an accumulation window (trainer.max_time, Ctrl-C; early
+        # stopping waits for the window's end): last.ckpt keeps the last checkpoint that a resume
+        # continues exactly (gradients_pending)
+        self._keep_last = gradients_pending(trainer)
         try:
             super().on_train_epoch_end(trainer, pl_module)
             # also where Lightning saves only after validation (validation every n-th epoch, or within
@@ -70,10 +71,10 @@ class _Checkpoints(ModelCheckpoint):
         # from the middle of an epoch restarts the epoch's data at its first batch while Lightning
         # counts the batches already done, so some are trained twice and the rest never. last.ckpt
         # then keeps what it held (an epoch's end or an earlier such validation), and a resume
-        # redoes the rest. So it does in the middle of an accumulation window (_gradients_pending):
+        # redoes the rest. So it does in the middle of an accumulation window (gradients_pending):
         # last.ckpt keeps the last validation that ended a window, or the last epoch's end.
         keep = self._keep_last = _epoch_unfinished(trainer) and not (
-            data_position_saved(trainer) and not _gradients_pending(trainer))
+            data_position_saved(trainer) and not gradients_pending(trainer))
         try:
             super().on_validation_end(trainer, pl_module)
         finally:
@@ -94,9 +95,9 @@ class _Checkpoints(ModelCheckpoint):
         run again when the resumed epoch ends.)
 
         Taken in the middle of an accumulation window, it holds no loader position
-        (``_gradients_pending``): a resume from it is refused (``resume.check_continuable``)."""
+        (``gradients_pending``): a resume from it is refused (``resume.check_continuable``)."""
         within = _epoch_unfinished(trainer)
-        pending = _gradients_pending(trainer)
+        pending = gradients_pending(trainer)
         if pending:
             _drop_data_position(checkpoint)
         progress = ((checkpoint.get("loops") or {}).get("fit_loop") or {}).get("epoch_progress")
@@ -178,18 +179,19 @@ def resumes_within_epoch(trainer) -> bool:
     """Whether a checkpoint taken now is resumed within the training epoch in progress: the epoch
     has batches left and the loader's position goes into checkpoints. A resume then trains the
     epoch's rest and runs its end again (also where a run stops before it: ``on_save_checkpoint``;
-    in the middle of an accumulation window, from the earlier last.ckpt: ``_gradients_pending``)."""
+    in the middle of an accumulation window, from the earlier last.ckpt: ``gradients_pending``)."""
     return _epoch_unfinished(trainer) and data_position_saved(trainer)
 
 
-def _gradients_pending(trainer) -> bool:
+def gradients_pending(trainer) -> bool:
     """Whether the last training batches' gradients wait in ``.grad`` for the rest of their
     ``trainer.accumulate_grad_batches`` window (Lightning steps after every n-th batch of an epoch
     and after its last). No checkpoint holds them: one taken now and resumed at the next batch
     stepped the window with its later batches only, and ended with other weights than the
     uninterrupted run. Such a checkpoint gets no loader position and is never written as
-    last.ckpt, which keeps the last checkpoint at a window's end or an epoch's end. The same on
-    every rank (it counts batches)."""
+    last.ckpt, which keeps the last checkpoint at a window's end or an epoch's end (early stopping
+    stops at the window's end instead: ``early_stopping.py``). The same on every rank (it counts
+    batches)."""
     return (_epoch_unfinished(trainer) and trainer.accumulate_grad_batches > 1
             and trainer.fit_loop.epoch_loop._should_accumulate())
 

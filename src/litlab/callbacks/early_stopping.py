@@ -6,6 +6,8 @@ from typing import Any
 
 from lightning.pytorch.callbacks import EarlyStopping as _EarlyStopping
 
+from litlab.callbacks.checkpoints import gradients_pending
+
 
 class EarlyStopping(_EarlyStopping):
     """Lightning's ``EarlyStopping``, resumed as the command line asks, with ``stopped``.
@@ -20,6 +22,15 @@ class EarlyStopping(_EarlyStopping):
     when it did not and when it stopped in the first epoch (after a mid-epoch validation), and a
     stop at the last check of the last epoch (or at ``trainer.max_steps``) ends nothing early: that
     run trained to the end it was given, and a resume with more epochs trains on.
+
+    A check that stops in the middle of a ``trainer.accumulate_grad_batches`` window (at a
+    validation within an epoch) lets the window finish first. The window's first gradients wait in
+    ``.grad``, which no checkpoint holds, so last.ckpt is never written within a window
+    (``checkpoints.gradients_pending``): a run stopped there left last.ckpt older than its final
+    weights (none at all in the first epoch) and dropped those batches. After the window's
+    optimizer step Lightning validates once more, and last.ckpt holds the final weights with the
+    training data's position, from which a resume with a larger patience goes on as the run that
+    never stopped.
     """
 
     stopped = False
@@ -27,8 +38,20 @@ class EarlyStopping(_EarlyStopping):
     def _run_early_stopping_check(self, trainer) -> None:
         before = trainer.should_stop
         super()._run_early_stopping_check(trainer)
-        if trainer.should_stop and not before and not _at_the_end(trainer):
-            self.stopped = True
+        if trainer.should_stop and not before:
+            if not _at_the_end(trainer):
+                self.stopped = True
+            if gradients_pending(trainer):  # the same on every rank, as the stop itself
+                trainer.should_stop = False
+                # set only while a stop waits (Lightning calls a hook once it is callable): the
+                # batches before pay no per-batch call to early stopping
+                self.on_train_batch_end = self._stop_at_window_end
+
+    def _stop_at_window_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """Stops after the batch that ends the accumulation window (the epoch's last at the latest)."""
+        if not gradients_pending(trainer):
+            trainer.should_stop = True
+            self.on_train_batch_end = None
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         patience = self.patience

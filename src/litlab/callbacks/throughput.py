@@ -17,11 +17,21 @@ class Throughput(L.Callback):
     validation run in between (``trainer.val_check_interval`` < 1 validates mid-epoch); totals
     over the whole fit are kept in ``samples`` and ``seconds`` for the run report. An epoch resumed
     within (``ckpt_path=last`` after a cut) counts from the resume, over the batches trained since.
+
+    The totals go into checkpoints (``state_dict``: the epoch in progress included), so that a
+    resumed run reports the whole run's rate, not that of its last process; ``covers`` says which
+    (``"run"``, or ``"since_resume"`` after a checkpoint of an older litlab, which holds none).
+    Holding state keeps it out of ``CallbackGroup`` (``group.groupable``): its checkpoint entry is
+    ``Throughput`` whether or not the trainer groups its callbacks. Under DDP each rank counts all
+    ranks' samples (its own times the world size) over its own clock; a checkpoint holds rank 0's
+    totals, which every rank of a resume goes on from.
     """
 
     def __init__(self):
         self.samples = 0
         self.seconds = 0.0
+        self.covers = "run"
+        self._world_size = 1
         self._epoch_start = 0.0
         self._last = 0.0
         self._epoch_samples = 0
@@ -35,6 +45,7 @@ class Throughput(L.Callback):
         self.on_train_epoch_start(trainer, pl_module)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._world_size = trainer.world_size
         self._epoch_start = self._last = time.perf_counter()
         self._epoch_samples = 0
         self._paused = self._pending = 0.0
@@ -54,11 +65,11 @@ class Throughput(L.Callback):
             self._validating_since = None
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        seconds = self._last - self._epoch_start - self._paused
-        # every rank sees its own shard: the global rate is the per-rank rate times the world size
-        samples = self._epoch_samples * trainer.world_size
+        samples, seconds = self._epoch_so_far()
         self.samples += samples
         self.seconds += seconds
+        # closed: a checkpoint written after this (last.ckpt at the epoch's end) holds the epoch once
+        self._epoch_samples, self._epoch_start, self._paused = 0, self._last, 0.0
         if seconds <= 0:
             return
         values = {"perf/train_samples_per_s": samples / seconds, "perf/epoch_time_s": seconds}
@@ -68,6 +79,25 @@ class Throughput(L.Callback):
             log_epoch_scalars(trainer, values, step=trainer.global_step)
         else:
             pl_module.log_dict(values, on_step=False, on_epoch=True, sync_dist=True)
+
+    def _epoch_so_far(self) -> tuple[int, float]:
+        """Samples (all ranks) and training seconds of the epoch in progress, up to its latest batch."""
+        # every rank sees its own shard: the global rate is the per-rank rate times the world size
+        return self._epoch_samples * self._world_size, self._last - self._epoch_start - self._paused
+
+    def state_dict(self) -> dict[str, float]:
+        # Lightning writes the checkpoint of an epoch's last validation before on_train_epoch_end,
+        # and one within an epoch in the middle of it: both hold the batches trained so far, after
+        # which a resume goes on
+        samples, seconds = self._epoch_so_far()
+        return {"samples": self.samples + samples, "seconds": self.seconds + seconds}
+
+    def load_state_dict(self, state_dict: dict[str, float]) -> None:
+        self.samples, self.seconds = int(state_dict["samples"]), float(state_dict["seconds"])
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        # a checkpoint of an older litlab holds no totals: they count from the resume, as before
+        self.covers = "run" if self.state_key in (checkpoint.get("callbacks") or {}) else "since_resume"
 
     @property
     def samples_per_s(self) -> float | None:
