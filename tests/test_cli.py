@@ -305,8 +305,11 @@ def test_a_run_interrupted_before_its_own_checkpoint_takes_the_one_it_started_fr
                                           rf"ckpt_path={start} and was interrupted .* Resume it from there with "
                                           rf"ckpt_path={start}"):
         check_overrides([f"hydra.run.dir={run}", "ckpt_path=last"], "train")
-    # a finished (or failed) run, or one with a checkpoint of its own, is not written over
-    for status, own in (("completed", False), ("failed", False), ("interrupted", True)):
+    # a start that failed before its own first checkpoint is taken the same way (and says so)
+    (run / "metrics.json").write_text(json.dumps({**record, "status": "failed"}))
+    assert check_overrides([f"hydra.run.dir={run}", f"ckpt_path={start}"], "train") is not None
+    # a finished run, or one with a checkpoint of its own, is not written over
+    for status, own in (("completed", False), ("interrupted", True)):
         (run / "metrics.json").write_text(json.dumps({**record, "status": status}))
         if own:
             (run / "checkpoints").mkdir()

@@ -252,10 +252,16 @@ def test_a_stop_before_the_first_checkpoint_says_there_is_nothing_to_resume(tmp_
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    trainer = SimpleNamespace(is_global_zero=True, current_epoch=0, global_step=3, checkpoint_callback=None)
+    # 3 of the first epoch's 10 batches run
+    batches = SimpleNamespace(current=SimpleNamespace(ready=3, completed=3), is_last_batch=False)
+    fit_loop = SimpleNamespace(epoch_progress=SimpleNamespace(current=SimpleNamespace(started=1, completed=0)),
+                               epoch_loop=SimpleNamespace(batch_progress=batches))
+    trainer = SimpleNamespace(is_global_zero=True, current_epoch=0, global_step=3, checkpoint_callback=None,
+                              fit_loop=fit_loop, num_training_batches=10)
     Interruption(str(run)).on_exception(trainer, None, KeyboardInterrupt())
     m = json.loads((run / "metrics.json").read_text())
     assert m["status"] == "interrupted" and m["last_ckpt"] is None
+    assert (m["epochs"], m.get("cut_epoch_batches"), m["global_step"]) == (0, 3, 3)
     # and what it advises is what a new start is told (it advised hydra.run.dir=<this folder>, refused)
     assert m["resume"] == f"no checkpoint yet, nothing to resume; start over in a new folder (or delete {run} first)"
     with pytest.raises(LitlabError, match=r"already holds a run\. It stopped before its first checkpoint, so it "
@@ -310,6 +316,45 @@ def test_a_run_from_another_runs_checkpoint_stopped_before_its_own_resumes_from_
     # with a checkpoint of its own, S0's is another run's again: the run resumes with ckpt_path=last
     with pytest.raises(LitlabError, match=r"is a checkpoint of another run.*own run with ckpt_path=last"):
         check_overrides([*short, f"ckpt_path={start}", f"hydra.run.dir={s1}"])
+
+
+class SignalAfterTrainBatch:
+    """A callback (``+callbacks.signal._target_=...``) that sends this process SIGTERM at the end of
+    training batch ``batch`` of the first epoch."""
+
+    def __new__(cls, batch: int = 3):
+        import lightning.pytorch as L
+
+        class _Signal(L.Callback):
+            def on_train_batch_end(self, trainer, pl_module, outputs, b, batch_idx):
+                if trainer.current_epoch == 0 and batch_idx == batch:
+                    os.kill(os.getpid(), signal.SIGTERM)
+
+        return _Signal()
+
+
+@pytest.mark.parametrize("cut", ["max_steps", "signal"])
+def test_an_epoch_cut_short_is_not_counted_as_finished(cfg_factory, tmp_path, cut):
+    """A run cut after 4 of its first epoch's 6 batches by trainer.max_steps recorded epochs: 1 (Lightning
+    counts that epoch as completed), the same cut by SIGTERM epochs: 0. Both record the finished
+    epochs and the batches of the cut one; the run resumed to its end has no cut epoch."""
+    from litlab.entry import run_entrypoint
+    from litlab.training import train
+
+    run = ["model=mlp", "test=false", "+trainer.limit_train_batches=6", "+trainer.limit_val_batches=1"]
+    stop = (["+trainer.max_steps=4"] if cut == "max_steps" else
+            ["+callbacks.signal._target_=tests.test_interruption.SignalAfterTrainBatch"])
+    if cut == "max_steps":
+        train(cfg_factory([*run, *stop]))
+    else:
+        with pytest.raises(SystemExit):
+            run_entrypoint(train, cfg_factory([*run, *stop]))
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (m["epochs"], m.get("cut_epoch_batches"), m["global_step"]) == (0, 4, 4), m
+    if cut == "max_steps":  # resumed within the epoch, to the end of the second
+        train(cfg_factory([*run, "ckpt_path=last"]))
+        m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+        assert (m["status"], m["epochs"], m["global_step"]) == ("completed", 2, 12) and "cut_epoch_batches" not in m
 
 
 def test_a_lost_rank_says_what_last_ckpt_holds(tmp_path):

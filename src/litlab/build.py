@@ -18,7 +18,7 @@ from litlab.callbacks.checkpoints import AtomicCheckpointIO
 from litlab.callbacks.group import group_callbacks, skip_idle_step_hooks
 from litlab.callbacks.interruption import EpochSeed, Interruption
 from litlab.callbacks.nan_loss import StopOnNonFiniteLoss
-from litlab.config_check import check_mode
+from litlab.config_check import check_averaging, check_mode
 from litlab.cuda_availability import drop_nvml_check_without_gpus
 from litlab.data.base import ClassificationData
 from litlab.distributed.launcher import use_run_dir_launcher
@@ -27,7 +27,7 @@ from litlab.listing import first_of
 from litlab.models.speed_switches import SPEED_SWITCHES, apply_speed_switches, runs_channels_last, undo_channels_last
 from litlab.no_profiler import NoProfiler
 from litlab.tasks.classification import Classifier, check_label_smoothing
-from litlab.tasks.optimizers import built_class, check_fused_setting, check_optimizer_settings
+from litlab.tasks.optimizers import built_class, check_decay_setting, check_fused_setting, check_optimizer_settings
 from litlab.tasks.schedule_values import changes_per_step
 from litlab.tasks.schedules import check_schedule_settings
 from litlab.trainer_checks import check_trainer_config
@@ -51,8 +51,8 @@ def instantiate(node: Any, key: str, **kwargs: Any) -> Any:
                           f"{str(root).splitlines()[0] if str(root) else root!r}. Check the {key}.* values.") from None
 
 
-def check_targets(cfg: DictConfig, groups: tuple[str, ...] = ("data", "model", "callbacks", "logger", "compress",
-                                                              "export")) -> None:
+def check_targets(cfg: DictConfig, groups: tuple[str, ...] = ("data", "model", "callbacks", "averaging", "logger",
+                                                              "compress", "export")) -> None:
     """Every ``_target_`` of these groups names something importable: a misspelt class was found
     only when its turn came to be built, after data preparation, and named its group, not its key."""
     for group in groups:
@@ -147,6 +147,8 @@ def check_task_settings(model_cfg: DictConfig) -> None:
         check_label_smoothing(model_cfg.label_smoothing)
     if "fused_optimizer" in model_cfg:
         check_fused_setting(model_cfg.fused_optimizer)
+    if "decay_biases_and_norms" in model_cfg:
+        check_decay_setting(model_cfg.decay_biases_and_norms)
     optimizer, scheduler = model_cfg.get("optimizer"), model_cfg.get("scheduler")
     if not (isinstance(optimizer, DictConfig) and optimizer.get("_partial_")):
         return
@@ -247,8 +249,8 @@ def build_task(model_cfg: DictConfig, net, num_classes: int) -> Classifier:
 
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
-    """The training run's callbacks from ``callbacks``, plus the two every run keeps whatever the
-    choice (``callbacks=none`` included): ``Interruption`` (Ctrl-C and SIGTERM stop at a batch end,
+    """The training run's callbacks from ``callbacks`` and ``averaging``, plus the two every run
+    keeps whatever the choice (``callbacks=none`` included): ``Interruption`` (Ctrl-C and SIGTERM stop at a batch end,
     recorded) and ``EpochSeed`` (each epoch's randomness depends on the seed and the epoch alone,
     and a resumed epoch starts at its checkpoint's batch). A learning-rate monitor left at
     ``logging_interval: null`` gets litlab's pick (``lr_logging_interval``)."""
@@ -261,6 +263,11 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     for c in callbacks:
         if isinstance(c, L.callbacks.LearningRateMonitor) and c.logging_interval is None:
             c.logging_interval = lr_logging_interval(cfg)
+    averaging = cfg.get("averaging")  # averaging=ema/swa (conf/averaging/); none has no _target_
+    if isinstance(averaging, DictConfig) and "_target_" in averaging:
+        check_averaging(cfg)  # the strategy and settings, also for a config the command line did not check
+        # first: the other callbacks' validation hooks then run with the average swapped in
+        callbacks.insert(0, instantiate(averaging, "averaging"))
     if not any(isinstance(c, EpochSeed) for c in callbacks):
         callbacks.append(EpochSeed(seed=cfg.seed))
     if not any(isinstance(c, Interruption) for c in callbacks):

@@ -24,6 +24,7 @@ from litlab.callbacks.interruption import run_overrides, sets_key
 from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.errors import LitlabError
 from litlab.tasks.optimizers import STEPS_PER_EPOCH_KEY
+from litlab.tasks.schedules import WARMUP_STEPS_KEY
 
 log = logging.getLogger(__name__)
 _ABSENT = object()
@@ -57,6 +58,7 @@ def open_resume(cfg: DictConfig, run_dir: Path) -> Resume | None:
     check_continuable(ckpt, path, run_dir, fallback)
     check_same_batches(cfg, ckpt, path)
     check_same_steps_per_epoch(cfg, ckpt, path)
+    check_same_averaging(cfg, ckpt, path)
     if fallback:
         log.warning("%s is missing (the run was stopped while writing it); resuming from %s", path.with_name("last.ckpt"),
                     path)
@@ -73,7 +75,7 @@ def check_continuable(ckpt: dict, path: Path, run_dir: Path, fallback: bool) -> 
     """A checkpoint taken within an epoch continues that epoch from the training loader's position
     that it holds (``data/resumable_loader.py``). One written by a litlab that did not save it (a
     best.ckpt of a validation within an epoch), or one without it as it was taken in the middle of
-    an accumulation window (``checkpoints._gradients_pending``), cannot be continued exactly:
+    an accumulation window (``checkpoints.gradients_pending``), cannot be continued exactly:
     Lightning would count the epoch's batches already trained while the data started again at the
     epoch's first batch, training some twice and the rest never. Refused, whether it is named or is
     the ``ckpt_path=last`` fallback (``fallback``) of a run without last.ckpt; such a run's
@@ -251,8 +253,15 @@ def check_same_steps_per_epoch(cfg: DictConfig, ckpt: dict, path) -> None:
     the checkpoint's optimizer steps per epoch; a resume with a setting that changes that count
     would end its cosine mid-run. Refused here, before anything is written; the schedule checks the
     count itself when training starts (``schedules.check_same_steps_per_epoch``), which also
-    catches a change of the data's size."""
-    if not any(isinstance(s, dict) and STEPS_PER_EPOCH_KEY in s for s in ckpt.get("lr_schedulers") or []):
+    catches a change of the data's size.
+
+    So does a warm-up (``model.warmup_epochs``, before a schedule stepped per epoch or none) while
+    it lasts: its length in steps was counted in those epochs (``schedules.check_same_warmup``).
+    A checkpoint past its warm-up may change the count: the warm-up is done, and the schedule after
+    it counts epochs."""
+    per_step = any(isinstance(s, dict) and STEPS_PER_EPOCH_KEY in s for s in ckpt.get("lr_schedulers") or [])
+    warmup = _warmup_left(ckpt)
+    if not per_step and warmup is None:
         return
     stored = OmegaConf.create(((ckpt.get("litlab") or {}).get("config")) or {})
     changed = []
@@ -260,12 +269,70 @@ def check_same_steps_per_epoch(cfg: DictConfig, ckpt: dict, path) -> None:
         old, new = (OmegaConf.select(c, key, default=_ABSENT, throw_on_resolution_failure=False) for c in (stored, cfg))
         if old != new:
             changed.append(f"{key} {_shown(old)} in the checkpoint, {_shown(new)} here")
-    if changed:
+    if changed and per_step:
         raise LitlabError(
             f"ckpt_path={path} holds a learning-rate schedule stepped per optimizer step "
             f"(model.scheduler_interval=step), whose periods count the optimizer steps of the run's epochs; "
             f"{'; '.join(changed)} would give an epoch another number of steps and end the schedule at other "
             f"points of the run. Resume with the run's own settings, or train a new run.")
+    if changed:
+        raise LitlabError(
+            f"ckpt_path={path} was taken at optimizer step {warmup[0]} of the run's learning-rate warm-up of "
+            f"{warmup[1]} steps (model.warmup_epochs), whose length counts the optimizer steps of the run's epochs; "
+            f"{'; '.join(changed)} would give an epoch another number of steps and end the warm-up at another "
+            f"point of the run. Resume with the run's own settings (from a checkpoint after the warm-up they may "
+            f"change), or train a new run.")
+
+
+def _warmup_left(ckpt: dict) -> tuple[int, int] | None:
+    """(the checkpoint's optimizer step, the warm-up's length in steps) where ``ckpt`` was taken
+    within its warm-up, from the learning-rate clock's saved state (``schedules.WARMUP_STEPS_KEY``);
+    None after it or without one."""
+    step = int(ckpt.get("global_step") or 0)
+    for state in (ckpt.get("callbacks") or {}).values():
+        length = state.get(WARMUP_STEPS_KEY) if isinstance(state, dict) else None
+        if isinstance(length, int) and step < length:
+            return step, length
+    return None
+
+
+def check_same_averaging(cfg: DictConfig, ckpt: dict, path) -> None:
+    """A checkpoint trained with weight averaging (``averaging=ema``/``swa``) holds the average in
+    ``state_dict`` and the trained weights in ``current_model_state``; one trained without holds the
+    trained weights only. A resume with other averaging went on from the average as if it were the
+    trained weights (``averaging=none``: Lightning loads ``state_dict``), started an average partway
+    through the run (Lightning only warns), or went on with an average taken under other settings:
+    refused, before anything is written. Checkpoints from before ``averaging`` trained without."""
+    config = (ckpt.get("litlab") or {}).get("config")
+    if not config:
+        return  # an older checkpoint without its config: nothing to compare
+    node = cfg.get("averaging")
+    old = config.get("averaging") or {}
+    new = (OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else None) or {}
+    if old == new:
+        return
+
+    def shown(settings: dict) -> str:  # as overrides: averaging=ema averaging.decay=0.999 ...
+        if "_target_" not in settings:
+            return "averaging=none"
+        keys = [f"averaging.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in settings.items()
+                if k != "_target_"]
+        return " ".join([f"averaging={str(settings['_target_']).rsplit('.', 1)[-1]}", *keys])
+
+    if "_target_" not in old:
+        why = ("it holds no average, and the resume would start one partway through the run, so best.ckpt and "
+               "the test would hold an average of the resumed part only")
+    elif "_target_" not in new:
+        why = ("its state_dict holds the average and its current_model_state the trained weights, and without "
+               "averaging the resume would go on training from the average as if it were the trained weights")
+    else:
+        why = "its average so far was taken with those settings, and the resume would go on with these"
+    fresh = (f"train a new run with this averaging, in a new folder: "
+             f"{rerun_command(cfg, Path(path).parent.parent, ['averaging'])}" if "_target_" in new else
+             "train a new run without averaging, in a new folder (the run's overrides without its averaging ones)")
+    raise LitlabError(
+        f"ckpt_path={path} was trained with {shown(old)}, and this command has {shown(new)}: {why}. Resume with "
+        f"the run's own averaging ({shown(old)}), or {fresh}.")
 
 
 def check_same_optimization(cfg: DictConfig, ckpt: dict, path) -> None:
@@ -292,12 +359,18 @@ def check_same_optimization(cfg: DictConfig, ckpt: dict, path) -> None:
     old, new = (d.get("scheduler_interval", "epoch") for d in (stored, here))
     if old != new:
         changed.append(f"model.scheduler_interval {_shown(old)} in the checkpoint, {_shown(new)} here")
+    # the saved optimizer holds its parameter groups (two without decay on biases and norms), which
+    # Lightning fails to restore into another grouping; checkpoints before the key decayed every parameter
+    old, new = (str(d.get("decay_biases_and_norms", True)).lower() for d in (stored, here))
+    if old != new:
+        changed.append(f"model.decay_biases_and_norms {old} in the checkpoint, {new} here")
     if changed:
         raise LitlabError(
             f"ckpt_path={path} resumes the optimizer and learning-rate schedule saved with it, so the changed "
             f"settings ({'; '.join(changed)}) would be recorded but never applied. Resume with the run's own "
-            f"model.optimizer, model.scheduler and model.scheduler_interval (leave those overrides out), or train "
-            f"a new run.")
+            f"model.optimizer, model.scheduler, model.scheduler_interval and model.decay_biases_and_norms (leave "
+            f"those overrides out; a checkpoint from before that last key needs model.decay_biases_and_norms=true), "
+            f"or train a new run.")
 
 
 def _same_period(old, new, ckpt: dict, cfg: DictConfig) -> bool:

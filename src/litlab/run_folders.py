@@ -44,18 +44,18 @@ def check_run_folders(cfg: DictConfig, key: str, overrides: list[str], multirun:
             check_new_sweep_dir(Path(out))
         # train resumes in its own folder with ckpt_path; eval's and predict's ckpt_path is what they read
         resuming = config_name == "train" and (_resumes_own_run(cfg.get("ckpt_path"), Path(out)) or
-                                               resumes_interrupted_start(cfg.get("ckpt_path"), Path(out)))
+                                               resumes_unfinished_start(cfg.get("ckpt_path"), Path(out)))
         if config_name == "train" and not multirun and cfg.get("ckpt_path") == "last":
-            _check_last_of_interrupted_start(Path(out))
+            _check_last_of_unfinished_start(Path(out))
         if not multirun and (Path(out) / "metrics.json").exists() and not resuming and not _failed_attempt(
                 Path(out), config_name):
             how = _how_to_go_on(Path(out), config_name)
             if config_name == "train" and cfg.get("ckpt_path"):
-                started = interrupted_start(Path(out))
-                own = "ckpt_path=last" if started is None else f"ckpt_path={started}, the checkpoint it started from"
+                own = _own_resume(Path(out))
+                own = (f", or this folder's own run with {own}" if own is not None else
+                       "; this folder's run stopped before its first checkpoint and cannot be resumed")
                 how = (f"ckpt_path={cfg.ckpt_path} is a checkpoint of another run, and resuming it here would mix the "
-                       f"two runs' checkpoints and logs. Resume the other run in a new folder (leave {key} out), or "
-                       f"this folder's own run with {own}")
+                       f"two runs' checkpoints and logs. Resume the other run in a new folder (leave {key} out){own}")
             raise LitlabError(f"{key}={out} already holds a run. {how}; litlab does not write over a run.")
         if not multirun and any(a.startswith(("hydra.run.dir=", "+hydra.run.dir=", "++hydra.run.dir="))
                                 for a in overrides):
@@ -177,42 +177,76 @@ def _resumes_own_run(ckpt_path, run_dir: Path) -> bool:
     return Path(ckpt_path).absolute().resolve().is_relative_to(run_dir.absolute().resolve())
 
 
-def interrupted_start(run_dir: Path) -> str | None:
-    """The checkpoint (another run's) that the training run in ``run_dir`` started from, where that
-    run was interrupted before it wrote a checkpoint of its own: ``started_from`` of its
-    ``metrics.json`` (``Interruption``), absolute. None for any other folder."""
-    if any((run_dir / "checkpoints").glob("*.ckpt")):
-        return None
+def _record(run_dir: Path) -> dict:
+    """The folder's ``metrics.json``; an empty dict where there is none or it cannot be read."""
     try:
         record = json.loads((run_dir / "metrics.json").read_text())
     except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or record.get("status") != "interrupted" or not record.get("started_from"):
-        return None
-    return str(record["started_from"])
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
-def resumes_interrupted_start(ckpt_path, run_dir: Path) -> bool:
+def recorded_start(run_dir: Path) -> str | None:
+    """The checkpoint the latest start of the training run in ``run_dir`` began from, absolute:
+    ``started_from`` of its ``metrics.json``, recorded as the start began (``training.train``),
+    before any data is set up or Lightning restores the checkpoint. None for a run without one."""
+    started = _record(run_dir).get("started_from")
+    return str(started) if started else None
+
+
+# how a start that ended before its work was done says so in its record, and where its resume command is
+_UNFINISHED = {"interrupted": ("was interrupted", "its metrics.json's resume is the whole command"),
+               "failed": ("failed", "the command it was started with, once the error its metrics.json records is "
+                                    "mended")}
+
+
+def unfinished_start(run_dir: Path) -> str | None:
+    """The checkpoint (another run's) that the training run in ``run_dir`` started from, where that
+    start was interrupted or failed before it wrote a checkpoint of its own (``recorded_start``).
+    None for any other folder."""
+    if any((run_dir / "checkpoints").glob("*.ckpt")) or _record(run_dir).get("status") not in _UNFINISHED:
+        return None
+    return recorded_start(run_dir)
+
+
+def _how_it_ended(run_dir: Path) -> tuple[str, str]:
+    """How the ``unfinished_start`` of ``run_dir`` ended (``was interrupted``, ``failed``) and where
+    the command that resumes it is, for messages."""
+    return _UNFINISHED.get(_record(run_dir).get("status"), ("stopped", "the command it was started with"))
+
+
+def _own_resume(run_dir: Path) -> str | None:
+    """The ``ckpt_path`` that resumes the run in ``run_dir``: the checkpoint its unfinished start
+    began from, or ``last`` where it wrote one of its own; None where nothing resumes it."""
+    started = unfinished_start(run_dir)
+    if started is not None:
+        return f"ckpt_path={started}, the checkpoint it started from"
+    return "ckpt_path=last" if any((run_dir / "checkpoints").glob("*.ckpt")) else None
+
+
+def resumes_unfinished_start(ckpt_path, run_dir: Path) -> bool:
     """Whether ``ckpt_path`` is the checkpoint the run in ``run_dir`` started from and was stopped
-    before its own first one (``interrupted_start``): the command its record advises. It resumes
-    that run in its folder as ``ckpt_path=last`` does one with a checkpoint of its own (the earlier
-    start's record is kept in ``.hydra/start-<n>/``, its logs from the checkpoint's step on are
-    dropped); it was refused as another run's checkpoint, and ``ckpt_path=last`` found none."""
-    started = interrupted_start(run_dir)
+    before its own first one (``unfinished_start``): the command it was started with, which an
+    interrupted run's record advises. It resumes that run in its folder as ``ckpt_path=last`` does
+    one with a checkpoint of its own (the earlier start's record is kept in ``.hydra/start-<n>/``,
+    its logs from the checkpoint's step on are dropped); it was refused as another run's
+    checkpoint, and ``ckpt_path=last`` found none."""
+    started = unfinished_start(run_dir)
     if not ckpt_path or str(ckpt_path) == "last" or started is None:
         return False
     return Path(ckpt_path).absolute().resolve() == Path(started).resolve()
 
 
-def _check_last_of_interrupted_start(run_dir: Path) -> None:
-    """``ckpt_path=last`` in the folder of an ``interrupted_start`` failed as the run began, after
+def _check_last_of_unfinished_start(run_dir: Path) -> None:
+    """``ckpt_path=last`` in the folder of an ``unfinished_start`` failed as the run began, after
     Hydra had rewritten the folder's record: last.ckpt "does not exist". The checkpoint the run
     started from resumes it."""
-    started = interrupted_start(run_dir)
+    started = unfinished_start(run_dir)
     if started is not None:
+        ended, command = _how_it_ended(run_dir)
         raise LitlabError(f"ckpt_path=last: {run_dir} holds no checkpoint: its run started from ckpt_path={started} "
-                          f"and was interrupted before it wrote one of its own. Resume it from there with "
-                          f"ckpt_path={started} (its metrics.json's resume is the whole command).")
+                          f"and {ended} before it wrote one of its own. Resume it from there with ckpt_path={started} "
+                          f"({command}).")
 
 
 def _failed_attempt(run_dir: Path, config_name: str) -> bool:
@@ -220,10 +254,7 @@ def _failed_attempt(run_dir: Path, config_name: str) -> bool:
     take its folder (a training run, failed or not, keeps its own: it resumes with ckpt_path)."""
     if config_name == "train":
         return False
-    try:
-        record = json.loads((run_dir / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return False
+    record = _record(run_dir)
     return record.get("status") == "failed" and record.get("task") == config_name
 
 
@@ -231,10 +262,11 @@ def _how_to_go_on(run_dir: Path, config_name: str) -> str:
     """What to do instead of starting a run in ``run_dir``, which holds one."""
     if config_name != "train":
         return "Choose a new folder (or leave hydra.run.dir out: each run gets its own)"
-    started = interrupted_start(run_dir)
+    started = unfinished_start(run_dir)
     if started is not None:
-        return (f"It was interrupted before its first checkpoint; resume it from the checkpoint it started from with "
-                f"ckpt_path={started} (its metrics.json's resume is the whole command), or choose a new folder")
+        ended, command = _how_it_ended(run_dir)
+        return (f"It {ended} before its first checkpoint; resume it from the checkpoint it started from with "
+                f"ckpt_path={started} ({command}), or choose a new folder")
     if not any((run_dir / "checkpoints").glob("*.ckpt")):  # stopped or failed before its first checkpoint
         return (f"It stopped before its first checkpoint, so it cannot be resumed: choose a new folder, or delete "
                 f"{run_dir} to start over there")

@@ -8,6 +8,7 @@ import os
 import torch
 from omegaconf import DictConfig
 
+from litlab.config_check import strategy_name
 from litlab.errors import LitlabError
 
 log = logging.getLogger(__name__)
@@ -88,18 +89,10 @@ def check_devices(devices: object, device: str) -> int | None:
     return len(ids)
 
 
-def _strategy_name(strategy: object) -> str:
-    """``ddp``, ``fsdp``, ... from a strategy name or a ``_target_`` config."""
-    if isinstance(strategy, DictConfig):
-        target = str(strategy.get("_target_", ""))
-        return target.rsplit(".", 1)[-1].removesuffix("Strategy").lower()
-    return str(strategy or "auto").lower()
-
-
 def check_strategy(trainer: DictConfig, device: str) -> None:
     """The strategy must run on this accelerator with this backend."""
     strategy = trainer.get("strategy", "auto")
-    name = _strategy_name(strategy)
+    name = strategy_name(strategy)
     if name.startswith("fsdp") and device != "cuda":
         raise LitlabError(f"trainer.strategy: FSDP shards the model over CUDA GPUs; this run is on the {device}. "
                           f"Use trainer=ddp_cpu to test several processes on the CPU, or run trainer=fsdp on GPUs.")

@@ -19,7 +19,9 @@ from litlab import __version__
 from litlab.build import (build_callbacks, build_data, build_loggers, build_model, build_trainer, check_batch_norm_batch,
                           check_targets, check_task_settings)
 from litlab.callbacks.group import find_callback
+from litlab.callbacks.interruption import epochs_trained
 from litlab.callbacks.throughput import Throughput
+from litlab.callbacks.weight_averaging import Averaging
 from litlab.compression.run import check_compression
 from litlab.entry import is_multirun, sigterm_stops_here
 from litlab.errors import LitlabError
@@ -48,7 +50,7 @@ def fit(trainer: L.Trainer, model: L.LightningModule, dm, ckpt_path: str | None,
         if str(e).strip().startswith("`val_check_interval`"):
             raise LitlabError(f"trainer.val_check_interval: {' '.join(str(e).split())}") from None
         raise
-    facts: dict = {"fit_time_s": time.perf_counter() - start, "epochs": trainer.current_epoch,
+    facts: dict = {"fit_time_s": time.perf_counter() - start, **epochs_trained(trainer),
                    "global_step": trainer.global_step}
     if trainer.interrupted:
         facts["status"] = "interrupted"
@@ -74,6 +76,9 @@ def fit(trainer: L.Trainer, model: L.LightningModule, dm, ckpt_path: str | None,
     throughput = find_callback(trainer, Throughput)
     if throughput is not None:
         facts["train_samples_per_s"] = throughput.samples_per_s
+    averaging = find_callback(trainer, Averaging)
+    if averaging is not None:  # which weights validation, best.ckpt and the test used
+        facts["averaging"] = averaging.describe()
     return facts
 
 
@@ -191,7 +196,11 @@ def train(cfg: DictConfig) -> float | None:
         loggers = build_loggers(cfg)
         trainer = build_trainer(cfg, build_callbacks(cfg), loggers)
         if trainer.is_global_zero:
-            start_metrics(run_dir, status="running", task="train")
+            # the checkpoint this start begins from is on record before fit: a stop or a failure before
+            # Lightning restores it (data set-up, a lost rank) still names the one that resumes the run
+            # in this folder (Interruption, run_folders.unfinished_start)
+            origin = {} if ckpt_path is None else {"started_from": str(Path(ckpt_path).absolute())}
+            start_metrics(run_dir, status="running", task="train", **origin)
         metrics = fit(trainer, model, dm, ckpt_path, step)
         metrics.update(scale_facts(trainer, dm.batch_size))  # data.batch_size is per device
         metrics.update(partial_data(cfg.trainer))

@@ -166,6 +166,53 @@ def test_a_step_resume_whose_epochs_have_other_step_counts_is_refused(cfg_factor
     assert sorted(_train(cfg_factory, monkeypatch, [*run, "ckpt_path=last"], name="cut")) == list(range(6, 2 * STEPS))
 
 
+@pytest.mark.parametrize("schedule", [["model.scheduler=null"], []], ids=["warmup-only", "warmup-then-cosine"])
+def test_a_resume_within_the_warmup_whose_epochs_have_other_step_counts_is_refused(cfg_factory, tmp_path,
+                                                                                   monkeypatch, schedule):
+    """A warm-up of one epoch (6 steps) cut at step 4 and resumed with 3 steps per epoch was taken:
+    its length was counted again (3 steps), so it ended at step 4 instead of 6. Refused before
+    anything is written; past the warm-up the count may change (the cosine here steps per epoch)."""
+    run = ["model.warmup_epochs=1", *schedule]
+    _train(cfg_factory, monkeypatch, [*run, "+trainer.max_steps=4"], name="cut")
+    last = tmp_path / "cut" / "checkpoints" / "last.ckpt"
+    before, record = last.read_bytes(), (tmp_path / "cut" / "metrics.json").read_bytes()
+    with pytest.raises(LitlabError) as info:
+        _train(cfg_factory, monkeypatch, [*run, "trainer.limit_train_batches=3", "ckpt_path=last"], name="cut")
+    message = str(info.value)
+    assert "\n" not in message
+    assert ("was taken at optimizer step 4 of the run's learning-rate warm-up of 6 steps (model.warmup_epochs), "
+            "whose length counts the optimizer steps of the run's epochs; trainer.limit_train_batches 6 in the "
+            "checkpoint, 3 here would give an epoch another number of steps" in message), message
+    assert last.read_bytes() == before and (tmp_path / "cut" / "metrics.json").read_bytes() == record
+    # past the warm-up (at the end of the first epoch, step 6 of 6) the same change resumes, on the
+    # schedule's own rates
+    _train(cfg_factory, monkeypatch, [*run, "+trainer.max_steps=6", "ckpt_path=last"], name="cut")
+    rates = _train(cfg_factory, monkeypatch, [*run, "trainer.limit_train_batches=3", "ckpt_path=last"], name="cut")
+    assert sorted(rates) == [6, 7, 8]  # the second epoch's 3 batches
+    assert all(rate == pytest.approx(BASE if schedule else _cosine(1, 2), rel=1e-12) for rate in rates.values())
+
+
+def test_a_warmup_resumed_on_data_with_other_step_counts_is_refused_when_training_starts(cfg_factory, tmp_path,
+                                                                                        monkeypatch):
+    """The run's data in another place (allowed: the same classes and sample shape) with twice the
+    samples gave its epochs 12 steps instead of 6: a resume within the warm-up of 2 epochs counted
+    it again as 24 steps. No setting tells before the data is there; training start refuses it."""
+    from tests.helpers import write_npz
+
+    small, large = write_npz(tmp_path / "small.npz", n=48), write_npz(tmp_path / "large.npz", n=96)
+    run = ["data=npz", "data.batch_size=8", "trainer.limit_train_batches=1.0", "model.scheduler=null",
+           "model.warmup_epochs=2", "logger=none"]  # every batch of the data (TINY takes 6)
+    _train(cfg_factory, monkeypatch, [*run, f"data.path={small}", "trainer.max_epochs=1"], name="warm")
+    with pytest.raises(LitlabError, match=r"The checkpoint is at optimizer step 6 of its learning-rate warm-up of 12 "
+                                          r"steps \(model\.warmup_epochs\), counted in 6 optimizer steps per epoch, "
+                                          r"but an epoch here has 12"):
+        _train(cfg_factory, monkeypatch, [*run, f"data.path={large}", "ckpt_path=last"], name="warm")
+    # what the checkpoint holds of the warm-up: its length, and the steps per epoch it counts
+    state = [s for s in torch.load(tmp_path / "warm" / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]
+             .values() if "litlab_warmup_steps" in s]
+    assert state == [{"litlab_warmup_steps": 12, "litlab_steps_per_epoch": 6}]
+
+
 def _schedule(cls, **keywords):
     return functools.partial(cls, **keywords)
 

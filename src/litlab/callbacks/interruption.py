@@ -21,8 +21,10 @@ import torch
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from litlab.callbacks.checkpoints import _epoch_finished
 from litlab.data.resumable_loader import start_at_checkpoint_position
 from litlab.reporting.run_files import update_metrics
+from litlab.run_folders import recorded_start
 from litlab.seeding import seed_everything
 from litlab.sweeps.sweep_table import is_under
 
@@ -127,14 +129,30 @@ def resume_command(run_dir: Path, ckpt: Path | None = None) -> str:
     return " ".join(["python -m litlab.train", *run, start, run_dir_override(run_dir)])
 
 
-def started_from(trainer: L.Trainer) -> Path | None:
-    """The checkpoint the training of ``trainer`` started from (its ``ckpt_path``, set once the
-    checkpoint is restored), absolute: the command's folder is the process's (``hydra.job.chdir``
-    is refused). None for a new run, and while testing, where it names the tested checkpoint."""
+def started_from(trainer: L.Trainer, run_dir: Path) -> Path | None:
+    """The checkpoint the training of ``trainer`` started from, absolute (the command's folder is
+    the process's: ``hydra.job.chdir`` is refused): its ``ckpt_path`` once Lightning restored it,
+    and before that, or while testing (where ``ckpt_path`` names the tested checkpoint), the one
+    ``train`` recorded in the run's ``metrics.json`` as the run began. Without that record a stop
+    while the data was set up, before the restore, advised starting over. None for a new run."""
     path = getattr(trainer, "ckpt_path", None)
-    if not path or getattr(trainer, "testing", False):
-        return None
-    return Path(path).absolute()
+    if path and not getattr(trainer, "testing", False):
+        return Path(path).absolute()
+    recorded = recorded_start(run_dir)
+    return None if recorded is None else Path(recorded)
+
+
+def epochs_trained(trainer: L.Trainer) -> dict:
+    """``epochs``: the training epochs that ran all their batches, and ``cut_epoch_batches``: the
+    batches run of the epoch after them where a stop cut it short (``trainer.max_steps``, early
+    stopping at a validation within it, a signal), for metrics.json. Lightning's ``current_epoch``
+    counts an epoch that max_steps or early stopping ended as finished and one a signal cut as not:
+    a run cut within its first epoch recorded ``epochs: 1`` or ``0`` for the same batches."""
+    progress = trainer.fit_loop.epoch_progress.current
+    if progress.started == 0 or _epoch_finished(trainer):
+        return {"epochs": progress.completed}
+    return {"epochs": progress.started - 1,
+            "cut_epoch_batches": trainer.fit_loop.epoch_loop.batch_progress.current.completed}
 
 
 class Interruption(L.Callback):
@@ -283,9 +301,9 @@ class Interruption(L.Callback):
             log.warning("Interrupted during the %s; nothing was recorded as its result.", self.task)
             return
         last = self.run_dir / "checkpoints" / "last.ckpt"
-        started = started_from(trainer)
+        started = started_from(trainer, self.run_dir)
         # stopped before a checkpoint of its own: the one it started from starts it again in its
-        # folder, which takes that command (run_folders.resumes_interrupted_start)
+        # folder, which takes that command (run_folders.resumes_unfinished_start)
         again = started is not None and not any(last.parent.glob("*.ckpt"))
         if last.is_file():
             resume = resume_command(self.run_dir)
@@ -298,12 +316,23 @@ class Interruption(L.Callback):
         best = trainer.checkpoint_callback
         so_far = ({best.monitor: float(best.best_model_score), "best_ckpt": best.best_model_path}
                   if best is not None and best.monitor and best.best_model_score is not None else {})
+        # before Lightning restored the checkpoint the run started from, the trainer's counts are not the run's
+        restored = started is None or bool(getattr(trainer, "ckpt_path", None) or getattr(trainer, "testing", False))
+        counts = {**epochs_trained(trainer), "global_step": trainer.global_step} if restored else {}
         update_metrics(self.run_dir, status="interrupted", error=f"interrupted ({what})",
-                       epochs=trainer.current_epoch, global_step=trainer.global_step,
                        last_ckpt=str(last) if last.is_file() else None, resume=resume,
-                       started_from=None if started is None else str(started), **so_far)
-        # epochs counted from 1, as the progress lines do (current_epoch is the finished ones)
-        where = (f"while testing, after {trainer.current_epoch} epoch(s) of training" if getattr(trainer, "testing", False) else
-                 f"in epoch {trainer.current_epoch + 1} after {trainer.current_epoch} finished epoch(s)")
-        log.warning("Interrupted %s, step %d. %s: %s", where, trainer.global_step,
+                       started_from=None if started is None else str(started), **counts, **so_far)
+        log.warning("Interrupted %s. %s: %s", _where(trainer, counts),
                     "Resume with" if last.is_file() or again else "Not resumable", resume)
+
+
+def _where(trainer: L.Trainer, counts: dict) -> str:
+    """Where the run stopped, for the log: epochs counted from 1, as the progress lines do."""
+    if not counts:
+        return "before the checkpoint it started from was restored"
+    done, step = counts["epochs"], counts["global_step"]
+    if getattr(trainer, "testing", False):
+        return f"while testing, after {done} epoch(s) of training, step {step}"
+    cut = counts.get("cut_epoch_batches")
+    batches = "" if cut is None else f" and {cut} batch(es) of it"
+    return f"in epoch {done + 1} after {done} finished epoch(s){batches}, step {step}"

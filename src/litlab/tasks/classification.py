@@ -17,7 +17,7 @@ from litlab.callbacks.log_steps import is_logging_step, log_epoch_scalars, log_s
 from litlab.data.resumable_loader import start_at_checkpoint_position
 from litlab.distributed.buffers import share_rank_zero_buffers
 from litlab.errors import LitlabError
-from litlab.tasks.optimizers import (PLATEAU_MONITOR, build_optimizer, check_fused_setting,
+from litlab.tasks.optimizers import (PLATEAU_MONITOR, build_optimizer, check_decay_setting, check_fused_setting,
                                      check_optimizer_settings, on_plateau, stretch_cosine_schedule)
 from litlab.tasks.schedules import LearningRateClock
 
@@ -109,12 +109,15 @@ class Classifier(L.LightningModule):
         scheduler_interval: ``epoch`` (the schedule steps once per epoch) or ``step`` (after every
             optimizer step; ``model.scheduler_interval``, see ``litlab.tasks.schedules``).
         warmup_epochs: epochs of linear learning-rate warm-up before the schedule (``model.warmup_epochs``).
+        decay_biases_and_norms: false keeps weight decay off every parameter of fewer than 2
+            dimensions (``model.decay_biases_and_norms``; see ``optimizers.parameter_groups``).
     """
 
     def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., object] | None = None, label_smoothing: float = 0.0,
                  num_classes: int | None = None, fused_optimizer: bool | str = "auto",
-                 scheduler_interval: str = "epoch", warmup_epochs: float = 0.0):
+                 scheduler_interval: str = "epoch", warmup_epochs: float = 0.0,
+                 decay_biases_and_norms: bool = False):
         super().__init__()
         check_label_smoothing(label_smoothing)
         if not callable(optimizer):
@@ -128,6 +131,8 @@ class Classifier(L.LightningModule):
         self.label_smoothing = float(label_smoothing)
         check_fused_setting(fused_optimizer)  # at build time, before any training
         self.fused_optimizer = fused_optimizer
+        check_decay_setting(decay_biases_and_norms)
+        self.decay_biases_and_norms = decay_biases_and_norms
         self.num_classes = num_classes or getattr(net, "num_classes", None)
         if self.num_classes is None:
             raise LitlabError("Classifier needs num_classes (litlab passes it from the data).")
@@ -336,7 +341,8 @@ class Classifier(L.LightningModule):
         strategy = self._trainer.strategy if self._trainer is not None else None
         sharded = strategy is not None and "fsdp" in type(strategy).__name__.lower()
         optimizer = build_optimizer(self.optimizer_factory, self.parameters(), self.fused_optimizer, sharded=sharded,
-                                    unscales=_unscales_gradients(self._trainer))
+                                    unscales=_unscales_gradients(self._trainer),
+                                    decay_biases_and_norms=self.decay_biases_and_norms)
         if self.scheduler_factory is None:
             self.lr_clock.bind(optimizer, None)
             return optimizer

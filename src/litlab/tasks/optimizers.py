@@ -40,6 +40,13 @@ def _user_keywords(factory: Callable) -> dict:
     return dict(factory.keywords) if isinstance(factory, functools.partial) else {}
 
 
+def check_decay_setting(value) -> None:
+    """``model.decay_biases_and_norms`` must be true or false."""
+    if not isinstance(value, bool):
+        raise LitlabError(f"model.decay_biases_and_norms must be true or false, got {value!r}. false keeps weight "
+                          f"decay off biases and normalisation weights (every parameter of fewer than 2 dimensions).")
+
+
 def check_fused_setting(fused) -> None:
     """``model.fused_optimizer`` must be true, false or auto."""
     if fused not in CHOICES:
@@ -120,10 +127,56 @@ def has_fused_kernel(factory: Callable) -> bool:
     return cls is not None and "fused" in inspect.signature(cls.__init__).parameters
 
 
+# names of the two parameter groups of model.decay_biases_and_norms=false (the learning-rate
+# monitor logs one lr-<Optimizer> for groups that share their rate: litlab.callbacks.lr_monitor)
+DECAYED, NOT_DECAYED = "decay", "no_decay"
+# optimizers that refuse several parameter groups ("doesn't support per-parameter options")
+_ONE_GROUP_ONLY = (torch.optim.LBFGS,)
+
+
+def _weight_decay(factory: Callable) -> object:
+    """The weight decay the optimizer is built with: ``model.optimizer.weight_decay``, else the
+    default of its signature (AdamW 0.01, SGD 0); 0 for an optimizer without one (Rprop)."""
+    keywords = _user_keywords(factory)
+    if "weight_decay" in keywords:
+        return keywords["weight_decay"]
+    target = factory.func if isinstance(factory, functools.partial) else factory
+    try:
+        parameter = inspect.signature(target).parameters.get("weight_decay")
+    except (TypeError, ValueError):  # a builder inspect cannot read
+        return 0
+    return 0 if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
+
+
+def parameter_groups(factory: Callable, params: Iterable[torch.nn.Parameter], decay_biases_and_norms: bool = True,
+                     sharded: bool = False) -> list:
+    """The parameters as the optimizer gets them: a plain list (one group, every parameter decays),
+    or with ``decay_biases_and_norms=False`` two named groups, the second with ``weight_decay=0``
+    for every parameter of fewer than 2 dimensions: biases and the scales and shifts of BatchNorm,
+    LayerNorm and GroupNorm. Decay pulls weights towards 0 to keep a layer's function simple; a
+    bias or a norm's scale has no such role, and shrinking a scale only fights the normalisation
+    (timm's ``filter_bias_and_bn``, nanoGPT's "only 2-D tensors decay"). Embeddings are 2-D and decay.
+
+    One group where two mean nothing or cannot be: no weight decay to leave out (0, or none in the
+    optimizer's signature), an optimizer that refuses several groups (L-BFGS), and sharded
+    parameters (FSDP), whose local shards are 1-D whatever the parameter's shape (every parameter
+    then decays, as with ``decay_biases_and_norms=True``).
+    """
+    params = list(params)
+    cls = _optimizer_class(factory)
+    if decay_biases_and_norms or sharded or not _weight_decay(factory) or (cls and issubclass(cls, _ONE_GROUP_ONLY)):
+        return params
+    decayed, kept = [p for p in params if p.dim() >= 2], [p for p in params if p.dim() < 2]
+    if not decayed or not kept:  # all of one kind: one group, without names (one plain lr-<Optimizer> tag)
+        return params if not kept else [{"params": kept, "weight_decay": 0.0}]
+    return [{"params": decayed, "name": DECAYED}, {"params": kept, "weight_decay": 0.0, "name": NOT_DECAYED}]
+
+
 def build_optimizer(factory: Callable[..., torch.optim.Optimizer], params: Iterable[torch.nn.Parameter],
-                    fused: bool | str = "auto", sharded: bool = False, unscales: bool = False
-                    ) -> torch.optim.Optimizer:
-    """``factory(params=params)``, adding ``fused=True`` when ``fused`` asks for it.
+                    fused: bool | str = "auto", sharded: bool = False, unscales: bool = False,
+                    decay_biases_and_norms: bool = True) -> torch.optim.Optimizer:
+    """``factory(params=...)`` on the ``parameter_groups`` of ``params``, adding ``fused=True`` when
+    ``fused`` asks for it (one fused kernel covers both groups).
 
     ``auto`` fuses when the optimizer has a fused kernel, the user set none of ``fused``, ``foreach``
     or ``differentiable`` in ``model.optimizer``, every parameter is a floating-point tensor on a
@@ -132,11 +185,13 @@ def build_optimizer(factory: Callable[..., torch.optim.Optimizer], params: Itera
     ``unscales``: mixed precision unscales the gradients before the step (gradient clipping, or
     16-mixed's loss scaling, where clipping and the logged gradient norm need true gradients),
     which a fused optimizer would do inside its step instead (Lightning then refuses to clip).
+    ``decay_biases_and_norms=False``: no weight decay on parameters of fewer than 2 dimensions.
     """
     check_fused_setting(fused)
     params = list(params)
+    groups = parameter_groups(factory, params, decay_biases_and_norms, sharded)
     if fused is False:
-        return factory(params=params)
+        return factory(params=groups)
     cls = _optimizer_class(factory)
     name = cls.__name__ if cls else "this optimizer"
     reasons = []
@@ -156,8 +211,8 @@ def build_optimizer(factory: Callable[..., torch.optim.Optimizer], params: Itera
         if fused is True:
             raise LitlabError(f"model.fused_optimizer=true cannot be honoured: {'; '.join(reasons)}. Use "
                               f"model.fused_optimizer=auto (fuse where possible) or false.")
-        return factory(params=params)
-    return factory(params=params, fused=True)
+        return factory(params=groups)
+    return factory(params=groups, fused=True)
 
 
 def stretch_cosine_schedule(checkpoint: dict, scheduler_factory: Callable | None) -> int | float | None:

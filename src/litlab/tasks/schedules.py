@@ -14,7 +14,9 @@ Warm-up (``model.warmup_epochs``) scales the rate by ``(step + 1) / warmup_steps
 optimizer steps. Between steps the optimizer's groups hold the rate the next step applies: what the
 learning-rate monitor logs and a checkpoint stores. While the schedule steps, its own rate is put
 back, so torch's chainable formulas (cosine's recursion, the plateau's reductions) never see a
-warmed value. The factor depends on the global step alone, so a resume continues it exactly.
+warmed value. The factor depends on the global step alone, so a resume continues it exactly; its
+length in steps is counted in the run's steps per epoch, so a resume within it whose epochs have
+another count is refused (``check_same_warmup``).
 """
 
 from __future__ import annotations
@@ -106,6 +108,28 @@ def check_same_steps_per_epoch(stored: int, steps: int) -> None:
                       f"a new run.")
 
 
+# the warm-up's length in optimizer steps, in LearningRateClock's state in checkpoints (with
+# STEPS_PER_EPOCH_KEY, the steps per epoch it was counted in): a resume whose epochs have another
+# count is refused while the warm-up lasts (resume.check_same_steps_per_epoch, check_same_warmup)
+WARMUP_STEPS_KEY = "litlab_warmup_steps"
+
+
+def check_same_warmup(stored: dict, step: int, steps: int) -> None:
+    """A warm-up counts ``model.warmup_epochs`` in the optimizer steps of the run's epochs when
+    training starts, so a resume whose epoch had another count ended it at another point of the run
+    (another batch size, device count, accumulation, batch limit or data size). Refused while the
+    checkpoint's warm-up (``stored``, its saved state) lasts at optimizer step ``step``; once over,
+    another count (``steps`` per epoch here) changes nothing for it."""
+    length, counted = stored.get(WARMUP_STEPS_KEY), stored.get(STEPS_PER_EPOCH_KEY)
+    if length is None or counted is None or step >= length or counted == steps:
+        return
+    raise LitlabError(f"The checkpoint is at optimizer step {step} of its learning-rate warm-up of {length} steps "
+                      f"(model.warmup_epochs), counted in {counted} optimizer steps per epoch, but an epoch here has "
+                      f"{steps}, so the warm-up would end at another point of the run. Resume with the run's own "
+                      f"data.batch_size, trainer.devices, trainer.accumulate_grad_batches and "
+                      f"trainer.limit_train_batches, on the same data, or train a new run.")
+
+
 class LearningRateClock(L.Callback):
     """Steps the schedule by epochs or optimizer steps and puts the warm-up in front of it.
 
@@ -126,8 +150,9 @@ class LearningRateClock(L.Callback):
         self.optimizer = self.scheduler = None
         # each group's rate as the schedule has it, without the warm-up factor
         self.rates: list = []
-        # optimizer steps of warm-up, known when training starts (0: none)
-        self.warmup_steps = 0
+        # optimizer steps of warm-up, known when training starts (0: none), and per epoch
+        self.warmup_steps = self.steps_per_epoch = 0
+        self.restored: dict = {}  # the checkpoint's state of a resumed warm-up (state_dict)
         skip_idle_step_hooks([self])  # it acts once per run: Lightning passes over its per-batch hooks
 
     @property
@@ -160,9 +185,21 @@ class LearningRateClock(L.Callback):
                 else:
                     check_same_steps_per_epoch(stored, steps)
             self.rates = list(self.scheduler.get_last_lr())
+        check_same_warmup(self.restored, trainer.global_step, steps)
         self.warmup_steps = max(1, round(self.warmup_epochs * steps)) if self.warmup_epochs else 0
+        self.steps_per_epoch = steps
         if self.warming(trainer.global_step):
             self.apply(trainer.global_step)
+
+    def state_dict(self) -> dict:
+        """The warm-up's length and the steps per epoch it counts, saved with checkpoints (nothing
+        without a warm-up), for a resume's checks (``check_same_warmup``)."""
+        if not self.warmup_steps:
+            return {}
+        return {WARMUP_STEPS_KEY: self.warmup_steps, STEPS_PER_EPOCH_KEY: self.steps_per_epoch}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.restored = dict(state_dict)
 
     def _count_steps(self, steps: int) -> None:
         """The schedule rebuilt from its config with its periods in optimizer steps, once per run: the
