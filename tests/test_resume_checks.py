@@ -196,3 +196,76 @@ def test_ckpt_path_last_into_a_timestamped_folder_is_refused(own_config, tmp_pat
     with pytest.raises(LitlabError, match=r"ckpt_path=last resumes the run in the folder given by hydra\.run\.dir"):
         check_overrides(argv)
     assert not (tmp_path / "outputs").exists()
+
+
+def test_other_optimizer_settings_are_refused_before_the_data_is_prepared(cfg_factory, tmp_path):
+    """The optimizer and schedule settings need the config and the checkpoint alone, but were
+    compared after the data was prepared (written, downloaded). Another net is still told as "a
+    different model" once it is built, not by the optimizer settings that come with it (resnet18
+    trains at another learning rate)."""
+    from litlab.resume import open_resume
+
+    cfg = cfg_factory(["model=mlp"], name="trained")
+    ckpt = tmp_path / "mlp.ckpt"
+    torch.save({"litlab": run_record(cfg, _NoData()), "state_dict": {}}, ckpt)
+    for overrides, match in (
+            (["model=mlp", "model.optimizer.lr=1e-4"],
+             r"\(model\.optimizer\.lr 0\.003 in the checkpoint, 0\.0001 here\) would be recorded but never applied"),
+            (["model=mlp", "model.scheduler_interval=step"],
+             r"model\.scheduler_interval epoch in the checkpoint, step here"),
+            # a warm-up restarted (or cut short) from the checkpoint's step
+            (["model=mlp", "model.warmup_epochs=1"], r"model\.warmup_epochs 0 in the checkpoint, 1 here")):
+        with pytest.raises(LitlabError, match=match):
+            open_resume(cfg_factory([*overrides, f"ckpt_path={ckpt}"]), tmp_path / "run")
+    open_resume(cfg_factory(["model=resnet18", f"ckpt_path={ckpt}"]), tmp_path / "run")
+
+
+def _warmup_checkpoint(cfg, schedule_steps: int | None = None) -> dict:
+    """A checkpoint of the run ``cfg`` taken at optimizer step 4 of a warm-up of 6 steps counted in
+    epochs of 6 optimizer steps, or (``schedule_steps``) with a schedule converted to steps instead."""
+    from litlab.tasks.optimizers import STEPS_PER_EPOCH_KEY
+    from litlab.tasks.schedules import WARMUP_STEPS_KEY
+
+    ckpt = {"global_step": 4, "litlab": run_record(cfg, _NoData())}
+    if schedule_steps is None:
+        ckpt["callbacks"] = {"LearningRateClock": {WARMUP_STEPS_KEY: 6, STEPS_PER_EPOCH_KEY: 6}}
+    else:
+        ckpt["lr_schedulers"] = [{STEPS_PER_EPOCH_KEY: schedule_steps}]
+    return ckpt
+
+
+def test_settings_that_give_epochs_as_many_steps_resume_and_both_refusals_read_alike(cfg_factory):
+    """+trainer.limit_train_batches=1.0 (every batch, as the checkpoint's absent one) was refused as
+    "absent in the checkpoint, 1.0 here", so was an explicit accumulate_grad_batches=1 or
+    num_nodes=1; each is the run's own count of steps. limit_train_batches=1 (one batch) is another.
+    The refusal before anything is written and the one when training starts (another size of the
+    data) differed in wording and advice: they now differ only in what they found."""
+    from litlab.resume import check_same_steps_per_epoch
+    from litlab.tasks.schedules import check_same_warmup
+
+    cfg = cfg_factory(["model.warmup_epochs=1"], name="trained")
+    same = cfg_factory(["model.warmup_epochs=1", "+trainer.limit_train_batches=1.0",
+                        "+trainer.accumulate_grad_batches=1", "+trainer.num_nodes=1"])
+    for schedule_steps in (None, 6):
+        check_same_steps_per_epoch(same, _warmup_checkpoint(cfg, schedule_steps), "a.ckpt")
+    other = cfg_factory(["model.warmup_epochs=1", "+trainer.limit_train_batches=1"])
+    with pytest.raises(LitlabError) as info:
+        check_same_steps_per_epoch(other, _warmup_checkpoint(cfg), "a.ckpt")
+    found = "another number of optimizer steps (trainer.limit_train_batches absent in the checkpoint, 1 here)"
+    assert str(info.value) == (
+        f"ckpt_path=a.ckpt was taken at optimizer step 4 of the run's learning-rate warm-up of 6 steps "
+        f"(model.warmup_epochs), whose length counts the run's epochs of 6 optimizer steps; here an epoch would have "
+        f"{found}, so the warm-up would end at another point of the run. Resume with the run's own data.batch_size, "
+        f"trainer.devices, trainer.num_nodes, trainer.accumulate_grad_batches and trainer.limit_train_batches, on the "
+        f"same data (from a checkpoint past the warm-up they may change), or train a new run.")
+    with pytest.raises(LitlabError) as at_start:
+        check_same_warmup(_warmup_checkpoint(cfg)["callbacks"]["LearningRateClock"], 4, 12, "ckpt_path=a.ckpt")
+    assert str(at_start.value) == str(info.value).replace(found, "12 optimizer steps")
+    with pytest.raises(LitlabError, match=r"^ckpt_path=a\.ckpt holds a learning-rate schedule stepped per optimizer "
+                                          r"step \(model\.scheduler_interval=step\), whose periods count the run's "
+                                          r"epochs of 6 optimizer steps; here an epoch would have another number of "
+                                          r"optimizer steps \(trainer\.limit_train_batches absent in the checkpoint, 1 "
+                                          r"here\), so the schedule would end at another point of the run\. Resume "
+                                          r"with the run's own data\.batch_size, .*, on the same data, or train a new "
+                                          r"run\.$"):
+        check_same_steps_per_epoch(other, _warmup_checkpoint(cfg, 6), "a.ckpt")

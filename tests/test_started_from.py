@@ -116,3 +116,69 @@ def test_another_runs_checkpoint_into_a_folder_that_nothing_resumes_names_no_ckp
     assert "ckpt_path=last" not in str(info.value)
     assert ("Resume the other run in a new folder (leave hydra.run.dir out); this folder's run stopped before its "
             "first checkpoint and cannot be resumed; litlab does not write over a run.") in str(info.value)
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "crash"])
+def test_a_start_stopped_while_litlab_prepares_the_data_resumes_from_its_checkpoint(cfg_factory, tmp_path, start,
+                                                                                    monkeypatch, stop):
+    """Ctrl-C or a crash in litlab's own data preparation (build_data, the long part of a start: an
+    image folder scanned, the digits written) came before train's first record: entry's record had
+    no started_from, and the same command was refused in its folder as "another run's checkpoint
+    ... this folder's run stopped before its first checkpoint and cannot be resumed", though nothing
+    had been trained."""
+    def build_data(cfg):
+        if stop == "ctrl-c":
+            raise KeyboardInterrupt
+        raise RuntimeError("crashed preparing the data")
+
+    monkeypatch.setattr("litlab.training.build_data", build_data)
+    s3 = tmp_path / "s3"
+    (s3 / ".hydra").mkdir(parents=True)
+    (s3 / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in [*SHORT, f"ckpt_path={start}"]))
+    with pytest.raises(SystemExit if stop == "ctrl-c" else RuntimeError) as info:
+        run_entrypoint(train, cfg_factory([*SHORT, f"ckpt_path={start}"], name="s3"))
+    m = _record(s3)
+    assert (m["status"], m.get("started_from"), m["task"]) == (
+        ("interrupted" if stop == "ctrl-c" else "failed"), str(start), "train")
+    if stop == "ctrl-c":
+        assert info.value.code == 128 + signal.SIGINT
+        assert shlex.split(m["resume"]) == ["python", "-m", "litlab.train", *SHORT, f"ckpt_path={start}",
+                                            f"hydra.run.dir={s3}"]
+    else:
+        assert "resume" not in m  # the command it was started with, once the error is mended
+    assert check_overrides([*SHORT, f"ckpt_path={start}", f"hydra.run.dir={s3}"]) is not None
+    ended = "was interrupted" if stop == "ctrl-c" else "failed"
+    with pytest.raises(LitlabError, match=rf"already holds a run\. It {ended} before its first checkpoint; resume "
+                                          rf"it from the checkpoint it started from with ckpt_path={start} "):
+        check_overrides([*SHORT, f"hydra.run.dir={s3}"])
+
+
+def test_a_start_refused_before_its_checkpoint_was_read_names_none(cfg_factory, tmp_path):
+    """ckpt_path=last in a new folder and a path to no file name no checkpoint the folder's run could
+    resume from: their records have no started_from."""
+    for name, ckpt in (("l", "last"), ("n", str(tmp_path / "no" / "such.ckpt"))):
+        with pytest.raises(SystemExit):
+            run_entrypoint(train, cfg_factory([*SHORT, f"ckpt_path={ckpt}"], name=name))
+        m = _record(tmp_path / name)
+        assert m["status"] == "failed" and "started_from" not in m, m
+
+
+def test_a_lost_rank_of_a_start_without_a_checkpoint_of_its_own_names_the_one_it_started_from(tmp_path):
+    """A rank lost before the start wrote a checkpoint of its own: "No checkpoint of this run can be
+    resumed; start it again", where the one it started from resumes it in its folder."""
+    from litlab.distributed.rank_faults import resume_hint
+
+    other = tmp_path / "other.ckpt"
+    other.write_bytes(b"x")
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text(f"- model=mlp\n- ckpt_path={other}\n")
+    (run / "checkpoints").mkdir()
+    (run / "metrics.json").write_text(json.dumps({"status": "failed", "task": "train", "started_from": str(other)}))
+    hint = resume_hint(run, "train")
+    assert hint.startswith("This start wrote no checkpoint of its own; resume it from the one it started from with: ")
+    assert shlex.split(hint.split("with: ", 1)[1]) == ["python", "-m", "litlab.train", "model=mlp",
+                                                        f"ckpt_path={other}", f"hydra.run.dir={run}"]
+    (run / "checkpoints" / "best.ckpt").write_bytes(b"x")  # one of its own, not last.ckpt: as before
+    assert resume_hint(run, "train") == "No checkpoint of this run can be resumed; start it again."
+    assert resume_hint(run, "eval") == "No checkpoint of this run can be resumed; start it again."

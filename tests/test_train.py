@@ -218,8 +218,8 @@ def test_an_early_stop_is_recorded(cfg_factory, tmp_path):
     # resuming it unchanged trained on until the next stop; refused now, and with more patience it trains on
     args = ["model=mlp", "trainer.max_epochs=10", "callbacks=early_stopping", "logger=none",
             "callbacks.early_stopping.min_delta=2", "test=false", "ckpt_path=last"]
-    with pytest.raises(LitlabError, match=r"is completed: early stopping ended it after 2 epoch\(s\), when val/acc had "
-                                          r"not improved for callbacks\.early_stopping\.patience=1 epochs"):
+    with pytest.raises(LitlabError, match=r"is completed: early stopping ended it in epoch 2, when val/acc had "
+                                          r"not improved for callbacks\.early_stopping\.patience=1 validations"):
         train(cfg_factory([*args, "callbacks.early_stopping.patience=1"]))
     # Lightning's own EarlyStopping took patience 1 back from the checkpoint and stopped after epoch 3
     train(cfg_factory([*args, "callbacks.early_stopping.patience=3"]))

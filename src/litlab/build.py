@@ -18,7 +18,7 @@ from litlab.callbacks.checkpoints import AtomicCheckpointIO
 from litlab.callbacks.group import group_callbacks, skip_idle_step_hooks
 from litlab.callbacks.interruption import EpochSeed, Interruption
 from litlab.callbacks.nan_loss import StopOnNonFiniteLoss
-from litlab.config_check import check_averaging, check_mode
+from litlab.config_check import check_mode
 from litlab.cuda_availability import drop_nvml_check_without_gpus
 from litlab.data.base import ClassificationData
 from litlab.distributed.launcher import use_run_dir_launcher
@@ -265,8 +265,7 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
             c.logging_interval = lr_logging_interval(cfg)
     averaging = cfg.get("averaging")  # averaging=ema/swa (conf/averaging/); none has no _target_
     if isinstance(averaging, DictConfig) and "_target_" in averaging:
-        check_averaging(cfg)  # the strategy and settings, also for a config the command line did not check
-        # first: the other callbacks' validation hooks then run with the average swapped in
+        # first: the other callbacks' validation hooks up to on_validation_epoch_end see the average
         callbacks.insert(0, instantiate(averaging, "averaging"))
     if not any(isinstance(c, EpochSeed) for c in callbacks):
         callbacks.append(EpochSeed(seed=cfg.seed))

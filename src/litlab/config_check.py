@@ -434,7 +434,8 @@ def check_averaging_settings(decay: object = 0.999, warmup: object = True, updat
                           f"(averaging.start_epoch=15), or set trainer.max_epochs.")
     first = int(start_epoch * max_epochs) if fraction else start_epoch
     if max_epochs >= 0 and first >= max_epochs:
-        raise LitlabError(f"averaging.start_epoch={start_epoch} starts averaging at epoch {first} (0 is the first), "
+        raise LitlabError(f"averaging.start_epoch={start_epoch} starts averaging at the end of epoch {first + 1} (as the log "
+                          f"counts), "
                           f"but the run has trainer.max_epochs={max_epochs}, so nothing would be averaged. Give an "
                           f"earlier epoch (at most {max_epochs - 1}) or a fraction in (0, 1).")
 

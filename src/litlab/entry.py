@@ -20,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from litlab.errors import LitlabError
 from litlab.file_only_logs import FILE_ONLY
-from litlab.reporting.run_files import keep_config_record, restore_config_record, update_metrics, written_here
+from litlab.reporting.run_files import (keep_config_record, restore_config_record, start_origin, update_metrics,
+                                        written_here)
 from litlab.distributed.ranks import check_run_dir_given, is_rank_zero, launched_rank
 from litlab.sweeps.failed_jobs import failed_job_value
 
@@ -323,7 +324,8 @@ def _exit_interrupted(cfg, signum: int) -> None:
 def _record(cfg: DictConfig, status: str, message: str) -> None:
     """Writes the outcome into the run's metrics.json, unless that record belongs to an earlier
     start of the run that this process never began (a resume refused before it started): then
-    that record, and the config record Hydra replaced, are left as they were."""
+    that record, and the config record Hydra replaced, are left as they were. The first record of a
+    training start names the checkpoint it began from (``_start_origin``)."""
     try:
         run_dir = Path(cfg.paths.output_dir)
     except Exception:
@@ -338,6 +340,25 @@ def _record(cfg: DictConfig, status: str, message: str) -> None:
                         run_dir / "metrics.json")
             return
         task = {"task": cfg.task_name} if cfg.get("task_name") else {}  # also when it failed before its work began
-        update_metrics(run_dir, status=status, error=message, **task)
+        first = {} if (run_dir / "metrics.json").is_file() else _start_origin(cfg, run_dir, status)
+        update_metrics(run_dir, status=status, error=message, **task, **first)
     except OSError:
         pass
+
+
+def _start_origin(cfg: DictConfig, run_dir: Path, status: str) -> dict:
+    """What the first record of a training start from a checkpoint carries (``started_from``,
+    ``run_files.start_origin``) where the start ended before ``training.train`` wrote its own:
+    Ctrl-C or a failure while litlab prepared the data, or a resume refused. Without it the folder
+    held a run "stopped before its first checkpoint" that nothing could resume, and refused the
+    command that does. An interrupted start's record also holds that command (``resume``), as the
+    Interruption callback's does. ``ckpt_path=last`` and a path to no file name nothing to resume from."""
+    ckpt = cfg.get("ckpt_path") if cfg.get("task_name") == "train" else None
+    if not ckpt or str(ckpt) == "last" or not os.path.isfile(ckpt):  # isfile: False for a name too long
+        return {}
+    origin = start_origin(ckpt)
+    if status == "interrupted":
+        from litlab.callbacks.interruption import resume_command
+
+        origin["resume"] = resume_command(run_dir, Path(origin["started_from"]))
+    return origin

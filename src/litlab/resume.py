@@ -23,8 +23,10 @@ from litlab.callbacks.checkpoints import data_position, holds_data_position, tak
 from litlab.callbacks.interruption import run_overrides, sets_key
 from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.errors import LitlabError
-from litlab.tasks.optimizers import STEPS_PER_EPOCH_KEY
-from litlab.tasks.schedules import WARMUP_STEPS_KEY
+from litlab.config_check import strategy_name
+from litlab.tasks.optimizers import (DECAYED, NOT_DECAYED, STEPS_PER_EPOCH_KEY, group_names, one_group_reason,
+                                     parameter_groups)
+from litlab.tasks.schedules import EPOCH_STEP_SETTINGS, WARMUP_STEPS_KEY, other_epoch_steps
 
 log = logging.getLogger(__name__)
 _ABSENT = object()
@@ -63,6 +65,9 @@ def open_resume(cfg: DictConfig, run_dir: Path) -> Resume | None:
         log.warning("%s is missing (the run was stopped while writing it); resuming from %s", path.with_name("last.ckpt"),
                     path)
     check_same_data_settings(cfg, ckpt, path)
+    if _same_net(cfg, ckpt):  # another net is told as "a different model" once it is built (check_fits)
+        check_same_optimization(cfg, ckpt, path)
+        check_same_grouping(cfg, ckpt, path)
     return Resume(path, ckpt)
 
 
@@ -139,7 +144,9 @@ def resolve_ckpt_path(cfg: DictConfig, resume: Resume | None, dm, model: L.Light
     """Checks the checkpoint of ``open_resume`` against the data module ``dm`` and the model, and
     has ``dm`` serve the data with the checkpoint's normalization (its statistics of the training
     images, which another ``data.in_memory`` estimates otherwise: from 512 streamed images or from
-    all of them). Returns the path and the optimizer step the checkpoint was saved at (0 without one).
+    all of them), and the model build the optimizer's parameter groups its saved state holds
+    (``check_same_grouping``). Returns the path and the optimizer step the checkpoint was saved at
+    (0 without one).
 
     The data is compared before the weights: a checkpoint of other classes or another sample shape
     does not fit the model built for this data, and was refused as "a different model"."""
@@ -149,7 +156,8 @@ def resolve_ckpt_path(cfg: DictConfig, resume: Resume | None, dm, model: L.Light
     check_same_data(cfg, ckpt, path, dm.describe())
     dm.adopt_trained(ckpt["litlab"].get("data") or {}, f"ckpt_path={path}")
     check_fits(model, ckpt["state_dict"], path)
-    check_same_optimization(cfg, ckpt, path)
+    check_same_optimization(cfg, ckpt, path)  # checked before the data unless the net's settings differ
+    check_same_grouping(cfg, ckpt, path, model)
     check_something_left(cfg, ckpt, Path(path).parent.parent)
     return str(path), int(ckpt.get("global_step") or 0)
 
@@ -161,7 +169,7 @@ def check_something_left(cfg: DictConfig, ckpt: dict, run_dir: Path) -> None:
     try:
         record = json.loads((run_dir / "metrics.json").read_text())
         status = record.get("status")
-        done = int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+        done = _epochs_done(ckpt)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return
     max_epochs = cfg.trainer.get("max_epochs")
@@ -183,9 +191,9 @@ def check_something_left(cfg: DictConfig, ckpt: dict, run_dir: Path) -> None:
             f"then {does} it: {rerun_command(cfg, run_dir, asked)}")
     if stopped:
         raise LitlabError(
-            f"ckpt_path={cfg.ckpt_path}: the run in {run_dir} is completed: early stopping ended it after {done} "
-            f"epoch(s), when {stopping.get('monitor')} had not improved for callbacks.early_stopping.patience="
-            f"{stopping.get('patience')} epochs, and with the same early stopping a resume would stop again at the "
+            f"ckpt_path={cfg.ckpt_path}: the run in {run_dir} is completed: early stopping ended it in epoch "
+            f"{record.get('stopped_after_epoch') or done}, when {stopping.get('monitor')} had not improved for "
+            f"callbacks.early_stopping.patience={stopping.get('patience')} validations, and with the same early stopping a resume would stop again at the "
             f"next check. Raise callbacks.early_stopping.patience to train on, or test it again with python -m "
             f"litlab.eval ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}.")
     raise LitlabError(
@@ -193,6 +201,20 @@ def check_something_left(cfg: DictConfig, ckpt: dict, run_dir: Path) -> None:
         f"trainer.max_epochs={max_epochs}, so nothing is left to train. Raise trainer.max_epochs to train on "
         f"(e.g. trainer.max_epochs={done + 5}), or test it again with python -m litlab.eval ckpt_path="
         f"{run_dir / 'checkpoints' / 'best.ckpt'}.")
+
+
+def _epochs_done(ckpt: dict) -> int:
+    """The training epochs that ran all their batches before ``ckpt`` was taken. Early stopping at
+    the last batch of an epoch (the end of a ``trainer.accumulate_grad_batches`` window) validates,
+    and writes last.ckpt, before Lightning counts the epoch as processed; a resume goes on at the
+    next epoch, so that epoch is done too (counted as not, a completed run resumed with the same
+    ``trainer.max_epochs`` trained nothing and rewrote its record)."""
+    loop = ckpt["loops"]["fit_loop"]
+    progress = loop["epoch_progress"]["current"]
+    done = int(progress["processed"])
+    if int(progress.get("started", done)) > done and (loop.get("epoch_loop.batch_progress") or {}).get("is_last_batch"):
+        done += 1
+    return done
 
 
 # what the work after training (training.after_training) is called, done, and does
@@ -243,11 +265,6 @@ def _flat(value, prefix: str) -> dict:
     return {k: v for key, sub in value.items() for k, v in _flat(sub, f"{prefix}.{key}").items()}
 
 
-# the settings that fix how many optimizer steps an epoch has
-_EPOCH_STEPS = ("data.batch_size", "trainer.devices", "trainer.num_nodes", "trainer.accumulate_grad_batches",
-                "trainer.limit_train_batches")
-
-
 def check_same_steps_per_epoch(cfg: DictConfig, ckpt: dict, path) -> None:
     """A schedule stepped per optimizer step (``model.scheduler_interval=step``) holds its periods in
     the checkpoint's optimizer steps per epoch; a resume with a setting that changes that count
@@ -257,42 +274,48 @@ def check_same_steps_per_epoch(cfg: DictConfig, ckpt: dict, path) -> None:
 
     So does a warm-up (``model.warmup_epochs``, before a schedule stepped per epoch or none) while
     it lasts: its length in steps was counted in those epochs (``schedules.check_same_warmup``).
-    A checkpoint past its warm-up may change the count: the warm-up is done, and the schedule after
-    it counts epochs."""
-    per_step = any(isinstance(s, dict) and STEPS_PER_EPOCH_KEY in s for s in ckpt.get("lr_schedulers") or [])
+    A checkpoint past its warm-up may change the count: a resume keeps the warm-up's length in
+    steps (``LearningRateClock.warmup_length``), so the run stays past it, and the schedule after
+    it counts epochs. The settings (``schedules.EPOCH_STEP_SETTINGS``) are compared as the run
+    applies them: ``+trainer.limit_train_batches=1.0`` is the checkpoint's absent one."""
+    per_step = [s[STEPS_PER_EPOCH_KEY] for s in ckpt.get("lr_schedulers") or []
+                if isinstance(s, dict) and STEPS_PER_EPOCH_KEY in s]
     warmup = _warmup_left(ckpt)
-    if not per_step and warmup is None:
-        return
-    stored = OmegaConf.create(((ckpt.get("litlab") or {}).get("config")) or {})
+    config = (ckpt.get("litlab") or {}).get("config")
+    if not (per_step or warmup) or not config:
+        return  # an older checkpoint without its config: the counts are checked when training starts
+    stored = OmegaConf.create(config)
     changed = []
-    for key in _EPOCH_STEPS:
+    for key, default in EPOCH_STEP_SETTINGS.items():
         old, new = (OmegaConf.select(c, key, default=_ABSENT, throw_on_resolution_failure=False) for c in (stored, cfg))
-        if old != new:
+        if _applied(old, default) != _applied(new, default):
             changed.append(f"{key} {_shown(old)} in the checkpoint, {_shown(new)} here")
-    if changed and per_step:
-        raise LitlabError(
-            f"ckpt_path={path} holds a learning-rate schedule stepped per optimizer step "
-            f"(model.scheduler_interval=step), whose periods count the optimizer steps of the run's epochs; "
-            f"{'; '.join(changed)} would give an epoch another number of steps and end the schedule at other "
-            f"points of the run. Resume with the run's own settings, or train a new run.")
-    if changed:
-        raise LitlabError(
-            f"ckpt_path={path} was taken at optimizer step {warmup[0]} of the run's learning-rate warm-up of "
-            f"{warmup[1]} steps (model.warmup_epochs), whose length counts the optimizer steps of the run's epochs; "
-            f"{'; '.join(changed)} would give an epoch another number of steps and end the warm-up at another "
-            f"point of the run. Resume with the run's own settings (from a checkpoint after the warm-up they may "
-            f"change), or train a new run.")
+    if not changed:
+        return
+    other = f"another number of optimizer steps ({'; '.join(changed)})"
+    if per_step:
+        raise other_epoch_steps(f"ckpt_path={path}", per_step[0], other)
+    raise other_epoch_steps(f"ckpt_path={path}", warmup[2], other, warmup[:2])
 
 
-def _warmup_left(ckpt: dict) -> tuple[int, int] | None:
-    """(the checkpoint's optimizer step, the warm-up's length in steps) where ``ckpt`` was taken
-    within its warm-up, from the learning-rate clock's saved state (``schedules.WARMUP_STEPS_KEY``);
-    None after it or without one."""
+def _applied(value, default) -> tuple[bool, object]:
+    """A setting of ``EPOCH_STEP_SETTINGS`` as the run applies it: absent or null is its
+    ``default`` (where it has one), and a float differs from the int of the same value
+    (``trainer.limit_train_batches=1.0`` trains every batch, ``1`` one batch)."""
+    if (value is _ABSENT or value is None) and default is not None:
+        value = default
+    return isinstance(value, float), value
+
+
+def _warmup_left(ckpt: dict) -> tuple[int, int, int | None] | None:
+    """(the checkpoint's optimizer step, the warm-up's length in steps, the steps per epoch it
+    counts) where ``ckpt`` was taken within its warm-up, from the learning-rate clock's saved state
+    (``schedules.WARMUP_STEPS_KEY``); None after it or without one."""
     step = int(ckpt.get("global_step") or 0)
     for state in (ckpt.get("callbacks") or {}).values():
         length = state.get(WARMUP_STEPS_KEY) if isinstance(state, dict) else None
         if isinstance(length, int) and step < length:
-            return step, length
+            return step, length, state.get(STEPS_PER_EPOCH_KEY)
     return None
 
 
@@ -315,8 +338,8 @@ def check_same_averaging(cfg: DictConfig, ckpt: dict, path) -> None:
     def shown(settings: dict) -> str:  # as overrides: averaging=ema averaging.decay=0.999 ...
         if "_target_" not in settings:
             return "averaging=none"
-        keys = [f"averaging.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in settings.items()
-                if k != "_target_"]
+        keys = [f"{k}={str(v).lower() if isinstance(v, bool) else v}"
+                for k, v in _flat(settings, "averaging").items() if k != "averaging._target_"]
         return " ".join([f"averaging={str(settings['_target_']).rsplit('.', 1)[-1]}", *keys])
 
     if "_target_" not in old:
@@ -338,7 +361,9 @@ def check_same_averaging(cfg: DictConfig, ckpt: dict, path) -> None:
 def check_same_optimization(cfg: DictConfig, ckpt: dict, path) -> None:
     """A resume restores the optimizer's and the schedule's state from the checkpoint, so other
     ``model.optimizer``/``model.scheduler`` values would be recorded but never used: refused.
-    Keys that follow other settings (the cosine ``T_max`` from ``trainer.max_epochs``) may differ."""
+    Keys that follow other settings (the cosine ``T_max`` from ``trainer.max_epochs``) may differ.
+    Needs the config alone (``open_resume``: before the data is prepared); the optimizer's parameter
+    groups (``model.decay_biases_and_norms``) are ``check_same_grouping``'s."""
     stored = ((ckpt.get("litlab") or {}).get("config") or {}).get("model")
     if not stored:
         return
@@ -359,18 +384,16 @@ def check_same_optimization(cfg: DictConfig, ckpt: dict, path) -> None:
     old, new = (d.get("scheduler_interval", "epoch") for d in (stored, here))
     if old != new:
         changed.append(f"model.scheduler_interval {_shown(old)} in the checkpoint, {_shown(new)} here")
-    # the saved optimizer holds its parameter groups (two without decay on biases and norms), which
-    # Lightning fails to restore into another grouping; checkpoints before the key decayed every parameter
-    old, new = (str(d.get("decay_biases_and_norms", True)).lower() for d in (stored, here))
+    # the warm-up's length in steps is saved with the schedule's clock: another one restarted it
+    old, new = (float(d.get("warmup_epochs") or 0) for d in (stored, here))
     if old != new:
-        changed.append(f"model.decay_biases_and_norms {old} in the checkpoint, {new} here")
+        changed.append(f"model.warmup_epochs {old:g} in the checkpoint, {new:g} here")
     if changed:
         raise LitlabError(
             f"ckpt_path={path} resumes the optimizer and learning-rate schedule saved with it, so the changed "
             f"settings ({'; '.join(changed)}) would be recorded but never applied. Resume with the run's own "
-            f"model.optimizer, model.scheduler, model.scheduler_interval and model.decay_biases_and_norms (leave "
-            f"those overrides out; a checkpoint from before that last key needs model.decay_biases_and_norms=true), "
-            f"or train a new run.")
+            f"model.optimizer, model.scheduler, model.scheduler_interval and model.warmup_epochs (leave those "
+            f"overrides out), or train a new run.")
 
 
 def _same_period(old, new, ckpt: dict, cfg: DictConfig) -> bool:
@@ -383,6 +406,123 @@ def _same_period(old, new, ckpt: dict, cfg: DictConfig) -> bool:
         return True
     stored_epochs = (((ckpt.get("litlab") or {}).get("config") or {}).get("trainer") or {}).get("max_epochs")
     return old == stored_epochs and new == cfg.trainer.get("max_epochs")
+
+
+# the switch of the optimizer's parameter groups (tasks/optimizers.parameter_groups)
+_DECAY = "model.decay_biases_and_norms"
+
+
+def check_same_grouping(cfg: DictConfig, ckpt: dict, path, model: L.LightningModule | None = None) -> None:
+    """A resume restores the optimizer state saved in the checkpoint group by group; Lightning fails
+    ("loaded state dict has a different number of parameter groups") where this run's optimizer has
+    other groups. ``model.decay_biases_and_norms=false`` splits biases and norms off into a second
+    group, except where ``optimizers.parameter_groups`` keeps one (no weight decay, L-BFGS, FSDP).
+
+    A command that does not set the key continues the run as it was trained, said in the log: with
+    the checkpoint's setting (``true`` for one from before the key: every parameter decayed), or with
+    one group where the saved state has one that the setting would split here (an FSDP run resumed
+    without FSDP, which decayed every parameter). A setting given on the command line that builds
+    other groups is refused, as is a saved state no setting rebuilds here (two groups under FSDP).
+
+    Runs twice: on the config alone before the data is prepared (``open_resume``), where a setting
+    that splits counts as two groups, as every net of weight matrices and biases or norms gets them;
+    then on the built ``model``'s parameters (``resolve_ckpt_path``), where it sets the model's and
+    the config's setting to the one resumed with (the run's record holds that one)."""
+    node = cfg.get("model")
+    if not isinstance(node, DictConfig) or "decay_biases_and_norms" not in node:
+        return  # a task of the user's own
+    stored = ((ckpt.get("litlab") or {}).get("config") or {}).get("model") or {}
+    old = stored.get("decay_biases_and_norms", True)  # before the key every parameter decayed
+    given = any(sets_key(o, _DECAY) for o in _job_overrides(cfg) or [])
+    setting, saved = node.decay_biases_and_norms if given else old, _saved_groups(ckpt)
+    sharded = strategy_name(OmegaConf.select(cfg, "trainer.strategy", default="auto")).startswith("fsdp")
+    if model is None:
+        factory = _optimizer_factory(node)
+        if factory is None or saved is None:
+            return
+        reason = one_group_reason(factory, setting, sharded)
+        built = [None] if reason else [DECAYED, NOT_DECAYED]
+        # two groups for one saved: a net of one kind, or FSDP's one group, told apart on the model
+        if not _same_groups(saved, built) and (len(built) == 1 or (given and setting != old)):
+            _refuse_grouping(path, saved, built, setting, given, reason, sharded)
+        return
+    factory = getattr(model, "optimizer_factory", None)
+    if factory is None or not hasattr(model, "decay_biases_and_norms"):
+        return
+    why = "the setting it was trained with" if "decay_biases_and_norms" in stored else (
+        "it is from before the key, when every parameter decayed")
+    if saved is not None:
+        built = group_names(parameter_groups(factory, model.parameters(), setting, sharded))
+        if not _same_groups(saved, built):
+            if given or len(saved) != 1:
+                _refuse_grouping(path, saved, built, setting, given, one_group_reason(factory, setting, sharded),
+                                 sharded)
+            setting, why = True, (f"its saved optimizer state has one parameter group (every parameter decays, as "
+                                  f"under FSDP), which {str(old).lower()} would split in two here")
+    if setting != model.decay_biases_and_norms:
+        log.info("resuming with %s=%s, as ckpt_path=%s was trained: %s", _DECAY, str(setting).lower(), path, why)
+        model.decay_biases_and_norms = node.decay_biases_and_norms = setting
+
+
+def _saved_groups(ckpt: dict) -> list[str | None] | None:
+    """The names of the parameter groups of the checkpoint's saved optimizer state (None for an
+    unnamed group); None without one."""
+    states = ckpt.get("optimizer_states") or []
+    groups = states[0].get("param_groups") if len(states) == 1 and isinstance(states[0], dict) else None
+    if not isinstance(groups, list) or not groups:
+        return None
+    return [g.get("name") if isinstance(g, dict) else None for g in groups]
+
+
+def _same_groups(saved: list[str | None], built: list[str | None]) -> bool:
+    """As many groups, of the same names where the saved state names them."""
+    return len(saved) == len(built) and all(s is None or s == b for s, b in zip(saved, built))
+
+
+def _optimizer_factory(node: DictConfig):
+    """``model.optimizer`` built as the task gets it (a partial), or None for a task of the user's own."""
+    optimizer = node.get("optimizer")
+    if not (isinstance(optimizer, DictConfig) and optimizer.get("_partial_")):
+        return None
+    from litlab.build import instantiate
+
+    return instantiate(optimizer, "model.optimizer")
+
+
+def _groups_shown(names: list[str | None], reason: str | None = None) -> str:
+    if len(names) == 1:
+        return f"1 parameter group ({reason or 'every parameter with the same weight decay'})"
+    named = ", ".join(n for n in names if n)
+    return f"{len(names)} parameter groups ({f'{named}: ' if named else ''}biases and norms without weight decay)"
+
+
+def _refuse_grouping(path, saved: list, built: list, setting: bool, given: bool, reason: str | None,
+                     sharded: bool) -> None:
+    what = (f"this command's {_DECAY}={str(setting).lower()}" if given else
+            f"{_DECAY}={str(setting).lower()} (the checkpoint's)")
+    if sharded and len(saved) > 1:
+        todo = ("Resume with the run's own trainer.strategy (FSDP keeps its sharded parameters in one group), or "
+                "train a new run in a new folder.")
+    elif given:
+        todo = (f"Leave {_DECAY} out of the command: the resume then keeps the checkpoint's grouping. To train with "
+                f"this setting, start a new run in a new folder.")
+    else:
+        todo = "Resume with the run's own model.optimizer and trainer settings, or train a new run in a new folder."
+    raise LitlabError(
+        f"ckpt_path={path}: the saved optimizer state has {_groups_shown(saved)}, and {what} builds "
+        f"{_groups_shown(built, reason)} here. A resume restores the optimizer state group by group, and Lightning "
+        f"cannot load it into other groups. {todo}")
+
+
+def _same_net(cfg: DictConfig, ckpt: dict) -> bool:
+    """Whether this command builds the checkpoint's net (``model.net`` as recorded; a checkpoint
+    without it counts as the same). Another net is refused as "a different model" once it is built
+    (``check_fits``), which says more than the optimizer settings that come with it."""
+    stored = (((ckpt.get("litlab") or {}).get("config") or {}).get("model") or {}).get("net")
+    node = OmegaConf.select(cfg, "model.net", default=None)
+    if stored is None or not isinstance(node, DictConfig):
+        return True
+    return OmegaConf.to_container(node, resolve=True) == stored
 
 
 # data.* keys a resume may change: how the same samples are loaded and augmented, not which ones

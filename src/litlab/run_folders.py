@@ -211,8 +211,9 @@ def unfinished_start(run_dir: Path) -> str | None:
 
 def _how_it_ended(run_dir: Path) -> tuple[str, str]:
     """How the ``unfinished_start`` of ``run_dir`` ended (``was interrupted``, ``failed``) and where
-    the command that resumes it is, for messages."""
-    return _UNFINISHED.get(_record(run_dir).get("status"), ("stopped", "the command it was started with"))
+    the command that resumes it is, for messages. Only for a folder that has one, whose status is
+    therefore one of ``_UNFINISHED``."""
+    return _UNFINISHED[_record(run_dir).get("status")]
 
 
 def _own_resume(run_dir: Path) -> str | None:

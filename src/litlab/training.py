@@ -27,7 +27,7 @@ from litlab.entry import is_multirun, sigterm_stops_here
 from litlab.errors import LitlabError
 from litlab.resume import absolute_locations, open_resume, resolve_ckpt_path
 from litlab.reporting.hparams import log_final_hparams
-from litlab.reporting.run_files import start_metrics, update_metrics
+from litlab.reporting.run_files import start_metrics, start_origin, update_metrics
 from litlab.reporting.summary import print_summary
 from litlab.distributed.launcher import scale_facts
 from litlab.seeding import seed_everything
@@ -74,8 +74,8 @@ def fit(trainer: L.Trainer, model: L.LightningModule, dm, ckpt_path: str | None,
             log.info("early stopping: %s did not improve for %d validations; stopped after epoch %d",
                      stopper.monitor, stopper.patience, stopper.stopped_epoch + 1)
     throughput = find_callback(trainer, Throughput)
-    if throughput is not None:
-        facts["train_samples_per_s"] = throughput.samples_per_s
+    if throughput is not None:  # the whole run's rate, or says it is the rate since a resume
+        facts.update(throughput.facts())
     averaging = find_callback(trainer, Averaging)
     if averaging is not None:  # which weights validation, best.ckpt and the test used
         facts["averaging"] = averaging.describe()
@@ -198,9 +198,9 @@ def train(cfg: DictConfig) -> float | None:
         if trainer.is_global_zero:
             # the checkpoint this start begins from is on record before fit: a stop or a failure before
             # Lightning restores it (data set-up, a lost rank) still names the one that resumes the run
-            # in this folder (Interruption, run_folders.unfinished_start)
-            origin = {} if ckpt_path is None else {"started_from": str(Path(ckpt_path).absolute())}
-            start_metrics(run_dir, status="running", task="train", **origin)
+            # in this folder (Interruption, run_folders.unfinished_start); a start that ends before this
+            # record (litlab's own data preparation, a refused resume) has it in entry's
+            start_metrics(run_dir, status="running", task="train", **start_origin(ckpt_path))
         metrics = fit(trainer, model, dm, ckpt_path, step)
         metrics.update(scale_facts(trainer, dm.batch_size))  # data.batch_size is per device
         metrics.update(partial_data(cfg.trainer))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -9,6 +10,8 @@ import torch
 
 from litlab.callbacks import throughput
 from litlab.callbacks.throughput import Throughput
+from litlab.training import train
+from tests.helpers import write_npz
 
 
 class Clock:
@@ -136,10 +139,45 @@ def test_the_runs_totals_go_into_checkpoints_and_a_resume_goes_on_from_them(monk
     assert resumed.samples_per_s == 128 / 12.0 and resumed.covers == "run"
 
 
-def test_a_checkpoint_without_totals_counts_from_the_resume_and_says_so():
+def test_a_checkpoint_without_totals_counts_from_the_resume_and_says_so(cfg_factory, tmp_path):
     """A checkpoint of an older litlab holds no totals: the run's rate is that of the resumed
-    process, as before, and ``covers`` tells metrics.json so."""
+    process, as before, and metrics.json says so (``train_samples_per_s_covers: since_resume``);
+    it read as the whole run's, as ``covers`` was set and never recorded. The checkpoints of that
+    start carry it, so that a later resume still says so; a run without such a resume has no key."""
+    run = ["model=mlp", "data=npz", "data.batch_size=16", "logger=none", "test=false",
+           f"data.path={write_npz(tmp_path / 'a.npz', n=64)}"]  # 4 batches of 16 an epoch
+    train(cfg_factory([*run, "+trainer.max_steps=2"], name="run"))
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["train_samples_per_s"] > 0 and "train_samples_per_s_covers" not in record
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    older = torch.load(last, weights_only=True)
+    del older["callbacks"]["Throughput"]  # as an older litlab wrote it
+    torch.save(older, last)
+
+    train(cfg_factory([*run, "ckpt_path=last"], name="run"))  # the cut epoch's 2 batches, then epoch 2's 4
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (record["global_step"], record.get("train_samples_per_s_covers")) == (8, "since_resume")
+    totals = torch.load(last, weights_only=True)["callbacks"]["Throughput"]
+    assert (totals["samples"], totals.get("covers")) == (6 * 16, "since_resume")
+    assert record["train_samples_per_s"] == pytest.approx(totals["samples"] / totals["seconds"], rel=1e-9)
+
+    train(cfg_factory([*run, "ckpt_path=last", "trainer.max_epochs=3"], name="run"))
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (record["global_step"], record["train_samples_per_s_covers"]) == (12, "since_resume")
+    assert torch.load(last, weights_only=True)["callbacks"]["Throughput"]["samples"] == 10 * 16
+
+
+def test_covers_goes_into_checkpoints_only_where_it_is_not_the_whole_run():
+    """Checkpoints of a run whose totals cover the whole run keep their two numbers alone."""
     cb = Throughput()
-    assert cb.covers == "run"
+    assert cb.covers == "run" and cb.facts() == {"train_samples_per_s": None}
     cb.on_load_checkpoint(None, None, {"callbacks": {"EarlyStopping{'monitor': 'val/acc', 'mode': 'max'}": {}}})
     assert cb.covers == "since_resume" and (cb.samples, cb.seconds) == (0, 0.0)
+    cb.samples, cb.seconds = 64, 2.0
+    assert cb.facts() == {"train_samples_per_s": 32.0, "train_samples_per_s_covers": "since_resume"}
+    state = cb.state_dict()
+    assert state == {"samples": 64, "seconds": 2.0, "covers": "since_resume"}
+    resumed = Throughput()
+    resumed.on_load_checkpoint(None, None, {"callbacks": {"Throughput": state}})
+    resumed.load_state_dict(state)
+    assert resumed.covers == "since_resume"

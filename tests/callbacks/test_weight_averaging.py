@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+from collections import Counter
 from types import SimpleNamespace
 
 import lightning.pytorch as L
@@ -15,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from litlab.build import build_model
+from litlab.callbacks.checkpoints import checkpoint_callback
 from litlab.callbacks.group import find_callback
 from litlab.callbacks.weight_averaging import Averaging, ema, swa
 from litlab.config_check import check_averaging, check_overrides
@@ -26,6 +29,8 @@ from tests.conftest import make_cfg
 # the 9th and the 18th batch of each epoch (last.ckpt also at each epoch's end)
 RUN = ["model=mlp", "+trainer.val_check_interval=0.5"]
 RUNS = {"none": [], "ema": ["averaging=ema"], "swa": ["averaging=swa", "averaging.start_epoch=0"]}
+# the hooks that must reach the averaging callback (counted in the EMA run)
+HOOKS = ("on_train_batch_end", "on_validation_start", "on_validation_end", "on_fit_end")
 
 
 def _state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -123,6 +128,77 @@ def test_a_bfloat16_module_is_averaged_in_float32():
     torch.testing.assert_close(weight, torch.full_like(weight, 1 + 0.001 * 0.0078125), rtol=0, atol=1e-7)
 
 
+class Scored(Tiny):
+    """Tiny whose validation logs the epoch's score from ``scores`` as val/acc: which checkpoint is
+    best is then known in advance."""
+
+    def __init__(self, scores: list[float]):
+        super().__init__()
+        self.scores = scores
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/acc", self.scores[self.current_epoch])
+
+
+def _fit_checkpointed(averaging: Averaging, epochs: int, dirpath, snapshots: Snapshots, scores: list[float],
+                      ckpt_path=None) -> tuple[Scored, L.Trainer]:
+    """``epochs`` epochs of 2 batches of 4 (in the same order each epoch) with litlab's checkpoint
+    callback writing best.ckpt (by val/acc) and last.ckpt to ``dirpath``, resumed from ``ckpt_path``."""
+    torch.manual_seed(0)
+    data = TensorDataset(torch.randn(8, 3), torch.randint(0, 2, (8,)))
+    module = Scored(scores)
+    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0,
+                        callbacks=[averaging, snapshots, checkpoint_callback(str(dirpath))])
+    trainer.fit(module, DataLoader(data, batch_size=4), DataLoader(data, batch_size=8), ckpt_path=ckpt_path)
+    return module, trainer
+
+
+@pytest.mark.parametrize("start_epoch", [1, 3], ids=["started", "never-started"])
+def test_swa_best_checkpoint_is_the_best_validation_of_the_average(tmp_path, caplog, start_epoch):
+    """Scores 0.9, 0.5, 0.7 over 3 epochs: SWA from epoch 1 validates the live weights at epoch 0
+    (0.9), then the average (0.5, 0.7). best.ckpt is the best average's (epoch 2), not the live
+    weights' 0.9 (which Lightning kept to the end: the test and export then used weights never
+    averaged). A run that ends before the start (epoch 3 of 3) keeps the best live checkpoint and
+    says that nothing was averaged, in a warning and in its record."""
+    averaging, snapshots = swa(start_epoch=start_epoch), Snapshots()
+    with caplog.at_level(logging.WARNING, logger="litlab.callbacks.weight_averaging"):
+        _, trainer = _fit_checkpointed(averaging, 3, tmp_path, snapshots, [0.9, 0.5, 0.7])
+    best, last = (torch.load(tmp_path / f"{name}.ckpt", weights_only=True) for name in ("best", "last"))
+    assert last["global_step"] == 6 and last["averaging_state"]["n_averaged"].item() == (2 if start_epoch == 1 else 0)
+    if start_epoch == 1:
+        assert best["epoch"] == 2 and best["averaging_state"]["n_averaged"].item() == 2
+        assert trainer.checkpoint_callback.best_model_score.item() == pytest.approx(0.7)
+        first, second = snapshots.epochs[1:]
+        for key, value in best["state_dict"].items():
+            if value.is_floating_point():
+                torch.testing.assert_close(value, (first[key] + second[key]) / 2, rtol=0, atol=1e-6)
+        assert averaging.describe() == "swa(from epoch 2)" and "never" not in caplog.text
+    else:
+        assert best["epoch"] == 0 and best["averaging_state"]["n_averaged"].item() == 0
+        assert trainer.checkpoint_callback.best_model_score.item() == pytest.approx(0.9)
+        _assert_same(best["state_dict"], snapshots.epochs[0])
+        assert averaging.describe() == "swa(start_epoch=3, never reached: trained weights)"
+        assert caplog.text.count("averaging=swa never updated: start_epoch=3 (epoch 4) was not reached") == 1
+        assert "the run's weights, best.ckpt's and the test's, are the trained ones" in caplog.text
+
+
+def test_a_fractional_swa_start_stays_the_runs_on_a_resume_with_more_epochs(tmp_path):
+    """0.75 of 4 epochs is epoch 3. Resumed from last.ckpt with 8 epochs, the average goes on from
+    it (epochs 3 to 7, 1-based 4 to 8), not from 0.75 of 8 (epoch 6): before, the resume re-resolved
+    the fraction, averaged epochs 3, 6 and 7 and recorded "from epoch 6"."""
+    snapshots, averaging = Snapshots(), swa(start_epoch=0.75)
+    _fit_checkpointed(swa(start_epoch=0.75), 4, tmp_path, snapshots, [0.5] * 8)
+    module, _ = _fit_checkpointed(averaging, 8, tmp_path, snapshots, [0.5] * 8, ckpt_path=tmp_path / "last.ckpt")
+    assert len(snapshots.epochs) == 8
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["averaging_state"]["n_averaged"].item() == 5
+    assert averaging.describe() == "swa(from epoch 4)"
+    for key, value in module.state_dict().items():
+        if value.is_floating_point():
+            want = sum(snapshots.epochs[e][key] for e in range(3, 8)) / 5
+            torch.testing.assert_close(value, want, rtol=0, atol=1e-6, msg=lambda m: f"{key}: {m}")
+
+
 def test_a_channels_last_net_is_copied_and_swapped_in_place(cfg_factory):
     """model.channels_last=true stores the 4-D weights channels-last: the deep copy keeps that, and
     validation's swap writes into the same tensors (which a net compiled in place by model.compile
@@ -158,6 +234,7 @@ class Recorder(L.Callback):
 
     def __init__(self):
         self.averages, self.epoch_ends, self.final, self.tested, self.callbacks = [], [], None, None, None
+        self.calls = Counter()  # calls of the averaging callback's HOOKS (see _count_hooks)
 
     def on_validation_end(self, trainer, pl_module):
         averaging = find_callback(trainer, Averaging)
@@ -177,6 +254,16 @@ class Recorder(L.Callback):
         self.callbacks = list(trainer.callbacks)
 
 
+def _count_hooks(mp, calls: Counter) -> None:
+    """Counts in ``calls`` each call of Averaging's ``HOOKS`` (wrapped on the class: the run builds
+    its own instance). A hook set to None on the instance (``skip_idle_step_hooks``) is not called."""
+    for hook in HOOKS:
+        def counted(self, *args, _real=getattr(Averaging, hook), _hook=hook, **kwargs):
+            calls[_hook] += 1
+            return _real(self, *args, **kwargs)
+        mp.setattr(Averaging, hook, counted)
+
+
 def _train(mp, cfg, *extra: L.Callback) -> None:
     """``train(cfg)`` with ``extra`` callbacks added to the run's."""
     from litlab import build
@@ -193,6 +280,8 @@ def runs(tmp_path_factory, data_dir):
     for name, overrides in RUNS.items():
         run_dir, recorder = tmp_path_factory.mktemp(name) / "run", Recorder()
         with pytest.MonkeyPatch.context() as mp:
+            if name == "ema":
+                _count_hooks(mp, recorder.calls)
             _train(mp, make_cfg([*RUN, *overrides], run_dir, data_dir), recorder)
         out[name] = (run_dir, recorder)
     return out
@@ -227,18 +316,18 @@ def test_an_ema_run_validates_saves_and_tests_the_average(runs):
     assert _validations(ema_dir) != _validations(none_dir)
     metrics = {name: json.loads((runs[name][0] / "metrics.json").read_text()) for name in ("none", "ema")}
     assert metrics["ema"]["test/acc"] > 0.85 and abs(metrics["ema"]["test/acc"] - metrics["none"]["test/acc"]) < 0.05
-    # its own callback in the trainer's list (stateful: never grouped), its hooks not skipped as idle
-    averaging = [c for c in recorder.callbacks if isinstance(c, Averaging)]
-    assert len(averaging) == 1
-    for hook in ("on_train_batch_end", "on_validation_start", "on_validation_end", "on_fit_end"):
-        assert getattr(averaging[0], hook) is not None
+    # its own callback in the trainer's list (stateful: never grouped), its hooks not skipped as idle:
+    # called at each of the 38 steps, the 4 validations (no sanity check) and the fit's end
+    assert len([c for c in recorder.callbacks if isinstance(c, Averaging)]) == 1
+    assert recorder.calls == {"on_train_batch_end": 38, "on_validation_start": 4, "on_validation_end": 4,
+                              "on_fit_end": 1}
 
 
 def test_swa_validates_the_live_weights_before_its_first_update(runs):
     """SWA from epoch 0 first averages at that epoch's last (19th) batch: the validations after the
     9th and 18th batch measure the live weights (Lightning swapped in the untrained initial copy),
-    those of the second epoch the average of the first epoch's end; last.ckpt holds the mean of both
-    epochs' ends."""
+    those of the second epoch the average of the first epoch's end, and only they compete for
+    best.ckpt; last.ckpt holds the mean of both epochs' ends."""
     (none_dir, _), (swa_dir, recorder) = runs["none"], runs["swa"]
     with_swa, without = _validations(swa_dir), _validations(none_dir)
     assert with_swa[:2] == without[:2] and with_swa[2:] != without[2:]
@@ -249,6 +338,12 @@ def test_swa_validates_the_live_weights_before_its_first_update(runs):
         if value.is_floating_point():
             torch.testing.assert_close(value, (first[key] + second[key]) / 2, rtol=0, atol=1e-6)
     _assert_same(last["current_model_state"], _ckpt(none_dir)["state_dict"])
+    best = _ckpt(swa_dir, "best")
+    assert best["global_step"] in (28, 37) and best["averaging_state"]["n_averaged"].item() == 1
+    _assert_same(best["state_dict"], first)  # the average of one update: the first epoch's end
+    metrics = json.loads((swa_dir / "metrics.json").read_text())
+    assert metrics["val/acc"] == pytest.approx(max(acc for _, acc, _ in with_swa[2:]))
+    assert metrics["averaging"] == "swa(from epoch 1)"
 
 
 @pytest.mark.parametrize("name", ["ema", "swa"])
@@ -261,7 +356,11 @@ def test_a_run_cut_within_an_epoch_resumes_to_the_same_average_bit_for_bit(runs,
     train(cfg_factory([*run, "+trainer.max_steps=12"], name="cut"))
     cut = _ckpt(tmp_path / "cut")
     assert cut["global_step"] == 12 and cut["averaging_state"]["n_averaged"].item() == (12 if name == "ema" else 0)
+    recorded = {"ema": "ema(decay=0.999, warmup)", "swa": "swa(start_epoch=0, never reached: trained weights)"}
+    assert json.loads((tmp_path / "cut" / "metrics.json").read_text())["averaging"] == recorded[name]
     train(cfg_factory([*run, "ckpt_path=last"], name="cut"))
+    recorded["swa"] = "swa(from epoch 1)"
+    assert json.loads((tmp_path / "cut" / "metrics.json").read_text())["averaging"] == recorded[name]
     whole, resumed = _ckpt(runs[name][0]), _ckpt(tmp_path / "cut")
     assert resumed["global_step"] == whole["global_step"] == 38
     for part in ("state_dict", "current_model_state", "averaging_state"):
@@ -304,15 +403,25 @@ def test_a_resume_with_other_averaging_is_refused_before_anything_is_written(run
     (["averaging.update_every_n_steps=0"], "averaging.update_every_n_steps must be an integer >= 1, got 0"),
 ])
 def test_settings_ema_cannot_run_are_refused_before_the_run_folder_is_made(overrides, message, tmp_path):
-    """By the command line's check, before Hydra makes the folder (and when the callbacks are built)."""
+    """By the command line's check, before Hydra makes the folder (the callback checks its settings
+    when it is built, and the trainer's strategy when it is set up)."""
     with pytest.raises(LitlabError) as info:
         check_overrides(["averaging=ema", *overrides, f"hydra.run.dir={tmp_path / 'run'}"])
     assert message in str(info.value) and "\n" not in str(info.value)
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("strategy,name", [("FSDPStrategy", "fsdp"), ("DeepSpeedStrategy", "deepspeed")])
+def test_the_callback_refuses_a_sharded_strategy_when_it_is_set_up(strategy, name):
+    """For configs that reach training without the command line's check: the live strategy, named as
+    on the command line."""
+    cls = getattr(L.strategies, strategy)
+    with pytest.raises(LitlabError, match=rf"averaging=ema/swa cannot run with trainer.strategy={name}: "):
+        ema().setup(SimpleNamespace(strategy=cls.__new__(cls), max_epochs=2), Tiny(), "fit")
+
+
 @pytest.mark.parametrize("overrides,message", [
-    (["averaging.start_epoch=2"], "averaging.start_epoch=2 starts averaging at epoch 2 (0 is the first), but the run "
+    (["averaging.start_epoch=2"], "averaging.start_epoch=2 starts averaging at the end of epoch 3 (as the log counts), but the run "
                                   "has trainer.max_epochs=2, so nothing would be averaged"),
     (["trainer.max_epochs=-1", "+trainer.max_steps=10"], "averaging.start_epoch=0.75 is a fraction of "
                                                         "trainer.max_epochs, which is unlimited here (-1)"),

@@ -158,9 +158,13 @@ def test_a_step_resume_whose_epochs_have_other_step_counts_is_refused(cfg_factor
         _train(cfg_factory, monkeypatch, [*run, "trainer.limit_train_batches=3", "ckpt_path=last"], name="cut")
     message = str(info.value)
     assert "\n" not in message
-    assert ("(model.scheduler_interval=step), whose periods count the optimizer steps of the run's epochs; "
-            "trainer.limit_train_batches 6 in the checkpoint, 3 here would give an epoch another number of "
-            "steps" in message and "or train a new run" in message), message
+    assert message == (f"ckpt_path={last} holds a learning-rate schedule stepped per optimizer step "
+                       "(model.scheduler_interval=step), whose periods count the run's epochs of 6 optimizer steps; "
+                       "here an epoch would have another number of optimizer steps (trainer.limit_train_batches 6 "
+                       "in the checkpoint, 3 here), so the schedule would end at another point of the run. Resume "
+                       "with the run's own data.batch_size, trainer.devices, trainer.num_nodes, "
+                       "trainer.accumulate_grad_batches and trainer.limit_train_batches, on the same data, or train "
+                       "a new run.")
     assert last.read_bytes() == before and (tmp_path / "cut" / "metrics.json").read_bytes() == record
     # the same counts resume
     assert sorted(_train(cfg_factory, monkeypatch, [*run, "ckpt_path=last"], name="cut")) == list(range(6, 2 * STEPS))
@@ -171,25 +175,30 @@ def test_a_resume_within_the_warmup_whose_epochs_have_other_step_counts_is_refus
                                                                                    monkeypatch, schedule):
     """A warm-up of one epoch (6 steps) cut at step 4 and resumed with 3 steps per epoch was taken:
     its length was counted again (3 steps), so it ended at step 4 instead of 6. Refused before
-    anything is written; past the warm-up the count may change (the cosine here steps per epoch)."""
+    anything is written; past the warm-up the count may change (the cosine here steps per epoch),
+    and the run stays past it: resumed with 12 steps per epoch, its warm-up was counted again as 12
+    steps, and steps 6 to 11 were warmed once more (the rate fell to 7/12 and climbed again)."""
     run = ["model.warmup_epochs=1", *schedule]
     _train(cfg_factory, monkeypatch, [*run, "+trainer.max_steps=4"], name="cut")
     last = tmp_path / "cut" / "checkpoints" / "last.ckpt"
     before, record = last.read_bytes(), (tmp_path / "cut" / "metrics.json").read_bytes()
     with pytest.raises(LitlabError) as info:
         _train(cfg_factory, monkeypatch, [*run, "trainer.limit_train_batches=3", "ckpt_path=last"], name="cut")
+    assert last.read_bytes() == before and (tmp_path / "cut" / "metrics.json").read_bytes() == record
+    # past the warm-up (at the end of the first epoch, step 6 of 6) a change resumes, on the
+    # schedule's own rates, and the checkpoint keeps the warm-up's length and its count
+    _train(cfg_factory, monkeypatch, [*run, "+trainer.max_steps=6", "ckpt_path=last"], name="cut")
+    rates = _train(cfg_factory, monkeypatch, [*run, "trainer.limit_train_batches=12", "ckpt_path=last"], name="cut")
+    # the second epoch's 12 batches
+    assert rates == pytest.approx({s: BASE if schedule else _cosine(1, 2) for s in range(6, 18)}, rel=1e-12)
+    assert _warmup_state(last) == [{"litlab_warmup_steps": 6, "litlab_steps_per_epoch": 6}]
     message = str(info.value)
     assert "\n" not in message
     assert ("was taken at optimizer step 4 of the run's learning-rate warm-up of 6 steps (model.warmup_epochs), "
-            "whose length counts the optimizer steps of the run's epochs; trainer.limit_train_batches 6 in the "
-            "checkpoint, 3 here would give an epoch another number of steps" in message), message
-    assert last.read_bytes() == before and (tmp_path / "cut" / "metrics.json").read_bytes() == record
-    # past the warm-up (at the end of the first epoch, step 6 of 6) the same change resumes, on the
-    # schedule's own rates
-    _train(cfg_factory, monkeypatch, [*run, "+trainer.max_steps=6", "ckpt_path=last"], name="cut")
-    rates = _train(cfg_factory, monkeypatch, [*run, "trainer.limit_train_batches=3", "ckpt_path=last"], name="cut")
-    assert sorted(rates) == [6, 7, 8]  # the second epoch's 3 batches
-    assert all(rate == pytest.approx(BASE if schedule else _cosine(1, 2), rel=1e-12) for rate in rates.values())
+            "whose length counts the run's epochs of 6 optimizer steps; here an epoch would have another number "
+            "of optimizer steps (trainer.limit_train_batches 6 in the checkpoint, 3 here), so the warm-up would "
+            "end at another point of the run." in message), message
+    assert "on the same data (from a checkpoint past the warm-up they may change), or train a new run." in message
 
 
 def test_a_warmup_resumed_on_data_with_other_step_counts_is_refused_when_training_starts(cfg_factory, tmp_path,
@@ -203,14 +212,22 @@ def test_a_warmup_resumed_on_data_with_other_step_counts_is_refused_when_trainin
     run = ["data=npz", "data.batch_size=8", "trainer.limit_train_batches=1.0", "model.scheduler=null",
            "model.warmup_epochs=2", "logger=none"]  # every batch of the data (TINY takes 6)
     _train(cfg_factory, monkeypatch, [*run, f"data.path={small}", "trainer.max_epochs=1"], name="warm")
-    with pytest.raises(LitlabError, match=r"The checkpoint is at optimizer step 6 of its learning-rate warm-up of 12 "
-                                          r"steps \(model\.warmup_epochs\), counted in 6 optimizer steps per epoch, "
-                                          r"but an epoch here has 12"):
+    last = tmp_path / "warm" / "checkpoints" / "last.ckpt"
+    with pytest.raises(LitlabError, match=rf"^ckpt_path={last} was taken at optimizer step 6 of the run's "
+                                          r"learning-rate warm-up of 12 steps \(model\.warmup_epochs\), whose length "
+                                          r"counts the run's epochs of 6 optimizer steps; here an epoch would have 12 "
+                                          r"optimizer steps, so the warm-up would end at another point of the run\. "
+                                          r"Resume with the run's own data\.batch_size, .* on the same data \(from a "
+                                          r"checkpoint past the warm-up they may change\), or train a new run\.$"):
         _train(cfg_factory, monkeypatch, [*run, f"data.path={large}", "ckpt_path=last"], name="warm")
     # what the checkpoint holds of the warm-up: its length, and the steps per epoch it counts
-    state = [s for s in torch.load(tmp_path / "warm" / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]
-             .values() if "litlab_warmup_steps" in s]
-    assert state == [{"litlab_warmup_steps": 12, "litlab_steps_per_epoch": 6}]
+    assert _warmup_state(last) == [{"litlab_warmup_steps": 12, "litlab_steps_per_epoch": 6}]
+
+
+def _warmup_state(path) -> list[dict]:
+    """The learning-rate clock's state in the checkpoint at ``path``."""
+    states = torch.load(path, weights_only=True)["callbacks"].values()
+    return [s for s in states if "litlab_warmup_steps" in s]
 
 
 def _schedule(cls, **keywords):

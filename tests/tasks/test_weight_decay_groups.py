@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
+import logging
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
 from litlab.errors import LitlabError
@@ -152,25 +154,167 @@ def test_groups_that_differ_in_a_logged_value_keep_a_tag_each():
     assert names() == [["lr-AdamW/decay", "lr-AdamW/no_decay"]]
 
 
-def test_a_resume_with_the_switch_changed_is_refused(cfg_factory):
-    """Lightning failed restoring the optimizer: 'ValueError: loaded state dict has a different
-    number of parameter groups', a traceback after the run's folder was in use."""
-    from litlab.resume import check_same_optimization
+class _Data:
+    """What a resume reads of the data module: its record, and the normalization it adopts."""
 
-    cfg = cfg_factory(["model=mlp"])
-    model = OmegaConf.to_container(cfg.model, resolve=True)
-    ckpt = {"litlab": {"config": {"model": model, "trainer": {"max_epochs": 2}}}}
-    check_same_optimization(cfg, ckpt, "last.ckpt")  # the same settings resume
-    flipped = cfg_factory(["model=mlp", "model.decay_biases_and_norms=true"], name="flipped")
-    with pytest.raises(LitlabError, match=r"ckpt_path=last\.ckpt resumes the optimizer .*\(model\.decay_biases_and_"
-                                          r"norms false in the checkpoint, true here\) would be recorded but never "
-                                          r"applied\. Resume with the run's own .*model\.decay_biases_and_norms"):
-        check_same_optimization(flipped, ckpt, "last.ckpt")
-    # a checkpoint from before the key decayed every parameter, in one group
-    old = {"litlab": {"config": {"model": {k: v for k, v in model.items() if k != "decay_biases_and_norms"},
-                                 "trainer": {"max_epochs": 2}}}}
-    with pytest.raises(LitlabError, match=r"model\.decay_biases_and_norms true in the checkpoint, false here.* a "
-                                          r"checkpoint from before that last key needs model\.decay_biases_and_norms"
-                                          r"=true"):
-        check_same_optimization(cfg, old, "last.ckpt")
-    check_same_optimization(flipped, old, "last.ckpt")
+    def describe(self) -> dict:
+        return {}
+
+    def adopt_trained(self, record: dict, source: str) -> None:
+        pass
+
+
+# the saved optimizer state's groups: litlab's two, and one (before the key, FSDP, no weight decay)
+SPLIT, ONE = ["decay", "no_decay"], [None]
+# model.decay_biases_and_norms dropped from a checkpoint's record, as litlab wrote it before the key
+BEFORE_THE_KEY = object()
+
+
+def _checkpoint(cfg, path, groups: list, decay=None) -> str:
+    """A checkpoint file of the run ``cfg`` composes (its MLP on 1x8x8 inputs, 10 classes) whose
+    saved optimizer state has the parameter groups named ``groups`` (None: unnamed), its record
+    holding ``decay`` as model.decay_biases_and_norms (None: ``cfg``'s, ``BEFORE_THE_KEY``: none)."""
+    from litlab.build import build_model
+    from litlab.training import run_record
+
+    record = run_record(cfg, _Data())
+    if decay is BEFORE_THE_KEY:
+        del record["config"]["model"]["decay_biases_and_norms"]
+    elif decay is not None:
+        record["config"]["model"]["decay_biases_and_norms"] = decay
+    state = {"state": {}, "param_groups": [{"params": [], **({"name": n} if n else {})} for n in groups]}
+    torch.save({"litlab": record, "state_dict": build_model(cfg.model, (1, 8, 8), 10).state_dict(), "epoch": 0,
+                "global_step": 3, "optimizer_states": [state]}, path)
+    return str(path)
+
+
+def _resume(cfg_factory, ckpt: str, *overrides: str, stage: list | None = None):
+    """A resume from ``ckpt`` with ``overrides``, checked as ``litlab.training.train`` checks it: on
+    the config before the data is prepared (``stage`` gets "before the data"), then on the built
+    model ("on the model"). Returns the config and the model, as the resume would train them."""
+    from litlab.build import build_model
+    from litlab.resume import open_resume, resolve_ckpt_path
+
+    stage = [] if stage is None else stage
+    cfg = cfg_factory(["model=mlp", f"ckpt_path={ckpt}", *overrides], name="resumed")
+    stage.append("before the data")
+    resume = open_resume(cfg, Path(cfg.paths.output_dir))
+    stage.append("on the model")
+    model = build_model(cfg.model, (1, 8, 8), 10)
+    resolve_ckpt_path(cfg, resume, _Data(), model)
+    return cfg, model
+
+
+def _groups_built(model) -> list:
+    return [g.get("name") for g in model.configure_optimizers()["optimizer"].param_groups]
+
+
+def test_a_resume_keeps_the_checkpoints_grouping_unless_the_command_sets_another(cfg_factory, tmp_path, caplog):
+    """Every default run from before the key (one group, every parameter decayed) was refused on
+    resume, also with the resume command its own record gives, saying the setting "would be
+    recorded but never applied" and "true in the checkpoint" (which has no such key)."""
+    cfg = cfg_factory(["model=mlp"], name="trained")
+    old = _checkpoint(cfg, tmp_path / "old.ckpt", ONE, decay=BEFORE_THE_KEY)
+    with caplog.at_level(logging.INFO, logger="litlab.resume"):
+        resumed, model = _resume(cfg_factory, old)
+    assert model.decay_biases_and_norms is True and resumed.model.decay_biases_and_norms is True  # the record's
+    assert _groups_built(model) == ONE
+    (line,) = [r.getMessage() for r in caplog.records if "decay_biases_and_norms" in r.getMessage()]
+    assert line == (f"resuming with model.decay_biases_and_norms=true, as ckpt_path={old} was trained: it is from "
+                    f"before the key, when every parameter decayed")
+    # another grouping set on the command line: refused on the config, before the data is prepared
+    stage = []
+    with pytest.raises(LitlabError) as refused:
+        _resume(cfg_factory, old, "model.decay_biases_and_norms=false", stage=stage)
+    assert stage == ["before the data"]
+    assert str(refused.value) == (
+        f"ckpt_path={old}: the saved optimizer state has 1 parameter group (every parameter with the same weight "
+        f"decay), and this command's model.decay_biases_and_norms=false builds 2 parameter groups (decay, no_decay: "
+        f"biases and norms without weight decay) here. A resume restores the optimizer state group by group, and "
+        f"Lightning cannot load it into other groups. Leave model.decay_biases_and_norms out of the command: the "
+        f"resume then keeps the checkpoint's grouping. To train with this setting, start a new run in a new folder.")
+    _, model = _resume(cfg_factory, old, "model.decay_biases_and_norms=true")  # the checkpoint's own
+    assert _groups_built(model) == ONE
+    # a run of today's default: two groups, kept, and refused as one
+    split = _checkpoint(cfg, tmp_path / "split.ckpt", SPLIT)
+    _, model = _resume(cfg_factory, split)
+    assert model.decay_biases_and_norms is False and _groups_built(model) == SPLIT
+    stage = []
+    with pytest.raises(LitlabError, match=r"the saved optimizer state has 2 parameter groups \(decay, no_decay: biases "
+                                          r"and norms without weight decay\), and this command's model\.decay_biases_"
+                                          r"and_norms=true builds 1 parameter group \(every parameter decays\) here"):
+        _resume(cfg_factory, split, "model.decay_biases_and_norms=true", stage=stage)
+    assert stage == ["before the data"]
+
+
+@pytest.mark.parametrize("optimizer", [
+    ["model.optimizer.weight_decay=0"],  # nothing to leave out
+    ["model.optimizer._target_=torch.optim.SGD", "~model.optimizer.weight_decay"],  # SGD's default: 0
+    ["model.optimizer._target_=torch.optim.Rprop", "~model.optimizer.weight_decay"],  # none at all
+])
+def test_one_group_either_way_resumes_with_the_commands_setting(cfg_factory, tmp_path, optimizer):
+    """Refused as a change although the optimizer had one group with either setting: a checkpoint
+    from before the key resumed with false, and one trained with false resumed with true."""
+    for trained, command in ((BEFORE_THE_KEY, "false"), (False, "true")):
+        cfg = cfg_factory(["model=mlp", *optimizer, f"model.decay_biases_and_norms={command}"], name="trained")
+        ckpt = _checkpoint(cfg, tmp_path / "one.ckpt", ONE, decay=trained)
+        _, model = _resume(cfg_factory, ckpt, *optimizer, f"model.decay_biases_and_norms={command}")
+        assert str(model.decay_biases_and_norms).lower() == command and _groups_built(model) == ONE
+
+
+def test_an_fsdp_runs_one_group_resumes_without_fsdp_as_one_group(cfg_factory, tmp_path, caplog):
+    """FSDP keeps every parameter in one group (its shards are 1-D); resumed under DDP with the
+    run's own setting, the optimizer had two, and Lightning failed restoring the state."""
+    cfg = cfg_factory(["model=mlp", "trainer=fsdp"], name="trained")
+    ckpt = _checkpoint(cfg, tmp_path / "fsdp.ckpt", ONE)
+    with caplog.at_level(logging.INFO, logger="litlab.resume"):
+        _, model = _resume(cfg_factory, ckpt)
+    assert model.decay_biases_and_norms is True and _groups_built(model) == ONE
+    assert f"resuming with model.decay_biases_and_norms=true, as ckpt_path={ckpt} was trained: its saved optimizer " \
+           f"state has one parameter group (every parameter decays, as under FSDP), which false would split in two " \
+           f"here" in caplog.text
+    stage = []
+    with pytest.raises(LitlabError, match=r"the saved optimizer state has 1 parameter group .* and this command's "
+                                          r"model\.decay_biases_and_norms=false builds 2 parameter groups"):
+        _resume(cfg_factory, ckpt, "model.decay_biases_and_norms=false", stage=stage)
+    assert stage == ["before the data", "on the model"]  # the net's parameters tell it
+    # the other way: two groups saved, and FSDP's one group for any setting
+    split = _checkpoint(cfg_factory(["model=mlp"], name="trained"), tmp_path / "split.ckpt", SPLIT)
+    stage = []
+    with pytest.raises(LitlabError, match=r"model\.decay_biases_and_norms=false \(the checkpoint's\) builds 1 "
+                                          r"parameter group \(FSDP's local shards are all 1-D, so every parameter "
+                                          r"decays\) here\. .* Resume with the run's own trainer\.strategy"):
+        _resume(cfg_factory, split, "trainer=fsdp", stage=stage)
+    assert stage == ["before the data"]
+
+
+def test_a_run_from_before_the_key_trains_on_in_its_folder(cfg_factory, tmp_path, monkeypatch):
+    """The whole resume of a run that litlab trained before the key, made here by a run with every
+    parameter decayed (one group) whose record drops the key: it trains on in one group, and its
+    record holds the setting it trained with. Another grouping set on the command line is refused
+    before the data is prepared, leaving the run's record as it was."""
+    from litlab import training
+    from tests.helpers import write_npz
+
+    run = ["model=mlp", "data=npz", f"data.path={write_npz(tmp_path / 'a.npz')}", "logger=none", "test=false"]
+    training.train(cfg_factory([*run, "trainer.max_epochs=1", "model.decay_biases_and_norms=true"], name="r"))
+    last = tmp_path / "r" / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=True)
+    del ckpt["litlab"]["config"]["model"]["decay_biases_and_norms"]
+    torch.save(ckpt, last)
+    record = (tmp_path / "r" / "metrics.json").read_bytes()
+    with monkeypatch.context() as patched:
+        patched.setattr(training, "build_data", lambda cfg: pytest.fail("the data was prepared"))
+        with pytest.raises(LitlabError, match=r"the saved optimizer state has 1 parameter group \(every parameter "
+                                              r"with the same weight decay\), and this command's model\.decay_biases_"
+                                              r"and_norms=false builds 2 parameter groups"):
+            training.train(cfg_factory([*run, "trainer.max_epochs=2", "ckpt_path=last",
+                                        "model.decay_biases_and_norms=false"], name="r"))
+    assert (tmp_path / "r" / "metrics.json").read_bytes() == record
+    training.train(cfg_factory([*run, "trainer.max_epochs=2", "ckpt_path=last"], name="r"))
+    resumed = torch.load(last, weights_only=True)
+    assert resumed["epoch"] == 1 and resumed["global_step"] == 2 * ckpt["global_step"]
+    assert resumed["litlab"]["config"]["model"]["decay_biases_and_norms"] is True
+    (group,) = resumed["optimizer_states"][0]["param_groups"]
+    assert group["weight_decay"] == 1e-4 and "name" not in group
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["epochs"] == 2

@@ -129,6 +129,16 @@ class _Checkpoints(ModelCheckpoint):
                 state_dict = moved
         super().load_state_dict(state_dict)
 
+    def restart_best(self) -> None:
+        """Forgets the best checkpoint so far: the next validation writes best.ckpt whatever its score,
+        and later ones compete with it. Weight averaging calls it when validation first measures an
+        average that starts after training does (SWA), so that best.ckpt is the best average, not a
+        checkpoint of weights from before the average whose score the average's cannot beat.
+        last.ckpt is written as before."""
+        self.best_k_models, self.kth_best_model_path, self.best_model_path = {}, "", ""
+        self.best_model_score = self.current_score = None
+        self.kth_value = torch.tensor(torch.inf if self.mode == "min" else -torch.inf)
+
     @property
     def state_key(self) -> str:
         key = self.__dict__.get("_state_key")
@@ -208,7 +218,7 @@ def _drop_data_position(checkpoint: dict) -> None:
 
 def _epoch_unfinished(trainer) -> bool:
     """Whether a checkpoint now is taken within a training epoch (not all its batches run)."""
-    return trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking and not _epoch_finished(trainer)
+    return trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking and not epoch_finished(trainer)
 
 
 def _at_epoch_end_hooks(progress: dict) -> bool:
@@ -218,11 +228,15 @@ def _at_epoch_end_hooks(progress: dict) -> bool:
             and progress["completed"] == progress["processed"] - 1)
 
 
-def _epoch_finished(trainer) -> bool:
+def epoch_finished(trainer) -> bool:
     """Whether the training epoch in progress has run all its batches (at its last batch's
     validation too, which Lightning runs before the epoch's end)."""
     epoch_loop = trainer.fit_loop.epoch_loop
     return epoch_loop.batch_progress.current.ready >= trainer.num_training_batches or epoch_loop.batch_progress.is_last_batch
+
+
+# the former private name, until callbacks/weight_averaging.py imports epoch_finished
+_epoch_finished = epoch_finished
 
 
 def _relocated(state: dict[str, Any], old: str, new: str) -> dict[str, Any]:

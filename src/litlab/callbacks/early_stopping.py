@@ -30,36 +30,55 @@ class EarlyStopping(_EarlyStopping):
     weights (none at all in the first epoch) and dropped those batches. After the window's
     optimizer step Lightning validates once more, and last.ckpt holds the final weights with the
     training data's position, from which a resume with a larger patience goes on as the run that
-    never stopped.
+    never stopped. Whether the stop ended the run early is told where it takes effect, at the
+    window's end: a window that ends with the last epoch (or at ``trainer.max_steps``) trained all
+    the run was given. A later check within the window (``trainer.val_check_interval`` below
+    ``trainer.accumulate_grad_batches``) that does not call for a stop, as the score improved,
+    cancels the waiting one.
     """
 
     stopped = False
 
     def _run_early_stopping_check(self, trainer) -> None:
-        before = trainer.should_stop
+        before, waiting = trainer.should_stop, self.on_train_batch_end == self._stop_at_window_end
         super()._run_early_stopping_check(trainer)
-        if trainer.should_stop and not before:
-            if not _at_the_end(trainer):
-                self.stopped = True
-            if gradients_pending(trainer):  # the same on every rank, as the stop itself
-                trainer.should_stop = False
-                # set only while a stop waits (Lightning calls a hook once it is callable): the
-                # batches before pay no per-batch call to early stopping
-                self.on_train_batch_end = self._stop_at_window_end
+        if before or not (trainer.should_stop or waiting):
+            return
+        if not trainer.should_stop:  # an improvement within the window: the stop waiting for its end is off
+            self.on_train_batch_end = None
+            self._not_stopped()
+        elif gradients_pending(trainer):  # the same on every rank, as the stop itself
+            trainer.should_stop = False
+            # set only while a stop waits (Lightning calls a hook once it is callable): the
+            # batches before pay no per-batch call to early stopping
+            self.on_train_batch_end = self._stop_at_window_end
+        else:
+            self._stop(trainer)
 
     def _stop_at_window_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         """Stops after the batch that ends the accumulation window (the epoch's last at the latest)."""
         if not gradients_pending(trainer):
-            trainer.should_stop = True
             self.on_train_batch_end = None
+            self._stop(trainer)
+
+    def _stop(self, trainer) -> None:
+        """Ends training here; ``stopped`` unless it ends here anyway (the last epoch's last batch,
+        ``trainer.max_steps``)."""
+        trainer.should_stop = True
+        self.stopped = not _at_the_end(trainer)
+
+    def _not_stopped(self) -> None:
+        """The state of a run that early stopping has not stopped (yet)."""
+        self.stopped_epoch, self.stopped = 0, False
+        if hasattr(self, "stopping_reason"):  # Lightning 2.6 records why it stopped
+            self.stopping_reason = type(self.stopping_reason)(0)  # NOT_STOPPED
+            self.stopping_reason_message = None
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         patience = self.patience
         super().load_state_dict(state_dict)
-        self.patience, self.stopped_epoch, self.stopped = patience, 0, False
-        if hasattr(self, "stopping_reason"):  # Lightning 2.6 records why it stopped
-            self.stopping_reason = type(self.stopping_reason)(0)  # NOT_STOPPED
-            self.stopping_reason_message = None
+        self.patience = patience
+        self._not_stopped()
 
 
 def _at_the_end(trainer) -> bool:

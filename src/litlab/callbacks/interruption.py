@@ -21,7 +21,7 @@ import torch
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from litlab.callbacks.checkpoints import _epoch_finished
+from litlab.callbacks.checkpoints import epoch_finished
 from litlab.data.resumable_loader import start_at_checkpoint_position
 from litlab.reporting.run_files import update_metrics
 from litlab.run_folders import recorded_start
@@ -149,7 +149,7 @@ def epochs_trained(trainer: L.Trainer) -> dict:
     counts an epoch that max_steps or early stopping ended as finished and one a signal cut as not:
     a run cut within its first epoch recorded ``epochs: 1`` or ``0`` for the same batches."""
     progress = trainer.fit_loop.epoch_progress.current
-    if progress.started == 0 or _epoch_finished(trainer):
+    if progress.started == 0 or epoch_finished(trainer):
         return {"epochs": progress.completed}
     return {"epochs": progress.started - 1,
             "cut_epoch_batches": trainer.fit_loop.epoch_loop.batch_progress.current.completed}

@@ -20,7 +20,8 @@ class Throughput(L.Callback):
 
     The totals go into checkpoints (``state_dict``: the epoch in progress included), so that a
     resumed run reports the whole run's rate, not that of its last process; ``covers`` says which
-    (``"run"``, or ``"since_resume"`` after a checkpoint of an older litlab, which holds none).
+    (``"run"``, or ``"since_resume"`` after a checkpoint of an older litlab, which holds none; it is
+    checkpointed too, so that a later resume still says so), and ``facts`` gives metrics.json both.
     Holding state keeps it out of ``CallbackGroup`` (``group.groupable``): its checkpoint entry is
     ``Throughput`` whether or not the trainer groups its callbacks. Under DDP each rank counts all
     ranks' samples (its own times the world size) over its own clock; a checkpoint holds rank 0's
@@ -85,15 +86,18 @@ class Throughput(L.Callback):
         # every rank sees its own shard: the global rate is the per-rank rate times the world size
         return self._epoch_samples * self._world_size, self._last - self._epoch_start - self._paused
 
-    def state_dict(self) -> dict[str, float]:
+    def state_dict(self) -> dict[str, float | str]:
         # Lightning writes the checkpoint of an epoch's last validation before on_train_epoch_end,
         # and one within an epoch in the middle of it: both hold the batches trained so far, after
         # which a resume goes on
         samples, seconds = self._epoch_so_far()
-        return {"samples": self.samples + samples, "seconds": self.seconds + seconds}
+        # totals counted since a resume from an older litlab's checkpoint stay so in the next resume
+        partial = {} if self.covers == "run" else {"covers": self.covers}
+        return {"samples": self.samples + samples, "seconds": self.seconds + seconds, **partial}
 
-    def load_state_dict(self, state_dict: dict[str, float]) -> None:
+    def load_state_dict(self, state_dict: dict[str, float | str]) -> None:
         self.samples, self.seconds = int(state_dict["samples"]), float(state_dict["seconds"])
+        self.covers = str(state_dict.get("covers", "run"))
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         # a checkpoint of an older litlab holds no totals: they count from the resume, as before
@@ -102,3 +106,10 @@ class Throughput(L.Callback):
     @property
     def samples_per_s(self) -> float | None:
         return self.samples / self.seconds if self.seconds > 0 else None
+
+    def facts(self) -> dict:
+        """metrics.json's ``train_samples_per_s``, and ``train_samples_per_s_covers: since_resume``
+        where it covers the run only since a resume from a checkpoint without totals (older litlab):
+        the rate alone read as the whole run's."""
+        covers = {} if self.covers == "run" else {"train_samples_per_s_covers": self.covers}
+        return {"train_samples_per_s": self.samples_per_s, **covers}

@@ -17,6 +17,11 @@ that callback does in litlab's runs:
 * SWA averages the weights at the last batch of each epoch, before that epoch's validation and
   checkpoint (Lightning's epoch-end update came after both, and after a run cut within an epoch
   it averaged the cut epoch's weights, which the uninterrupted run never does);
+* under SWA, best.ckpt is chosen among validations of the average once there is one (Lightning
+  kept a checkpoint of the weights from before the start whenever its score was higher, and that
+  was tested and shipped); a run that stops before the start says so and keeps the trained weights;
+* a fractional SWA start is resolved once: a resume with another ``trainer.max_epochs`` goes on
+  averaging from the run's first averaged epoch;
 * the average is copied over the trained weights when fitting ends, after the checkpoint callback's
   own train-end save (whose ``current_model_state`` must stay the live weights), and a test of
   best.ckpt after fit tests its ``state_dict`` (Lightning loaded ``current_model_state`` over it).
@@ -33,11 +38,12 @@ import torch
 from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.model_helpers import is_overridden
+from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
-from litlab.callbacks.checkpoints import _epoch_finished
-from litlab.config_check import NOT_GIVEN, check_averaging_settings, check_averaging_strategy
+from litlab.callbacks.checkpoints import epoch_finished
+from litlab.config_check import NOT_GIVEN, check_averaging_settings, check_averaging_strategy, strategy_name
 
 log = logging.getLogger(__name__)
 
@@ -78,25 +84,34 @@ class Averaging(WeightAveraging):
         self.warmup = warmup
         self.update_every_n_steps = update_every_n_steps
         self.start_epoch = start_epoch
-        self._first_epoch = start_epoch  # the epoch number, once trainer.max_epochs is known (setup)
+        # the first averaged epoch (0-based), once trainer.max_epochs is known (setup); a resume after
+        # the first update keeps the run's own (load_state_dict), whatever its trainer.max_epochs
+        self._first_epoch = start_epoch
         self._updates = 0
-        """the average's update count (its ``n_averaged``), mirrored here so that no step reads the device"""
+        """the average's update count, kept here (no step touches the device for it) and written to
+        its ``n_averaged`` when a checkpoint is saved"""
+        # SWA: whether best.ckpt's competition was restarted for the average (see on_validation_start)
+        self._average_validated = False
+        self._never_updated = False  # SWA whose start the run did not reach (set when fitting ends)
         self._pending: dict[str, Tensor] | None = None  # a resumed average, loaded once it is on its device
         self._held: list[Tensor] | None = None  # the live weights while the average is swapped in
-        # (floating averages, their live tensors, integer averages, theirs) while fitting, and whether
-        # live floating tensors need a cast to their average's dtype (see on_fit_start)
+        # (floating averages, their live tensors, integer averages, theirs) while fitting, and for 16-bit
+        # live weights the float32 buffer they are copied into before each update (see on_fit_start)
         self._lists: tuple[list[Tensor], ...] | None = None
-        self._cast = False
+        self._cast_buffer: list[Tensor] | None = None
         self._fitting = False
 
     def describe(self) -> str:
-        """What the run's weights are, for its record: ``ema(decay=0.999, warmup)``, ``swa(from epoch 15)``."""
+        """What the run's weights are, for its record: ``ema(decay=0.999, warmup)``, ``swa(from epoch 16)``
+        (1-based, as the epochs in the run's log), ``swa(start_epoch=15, never reached: trained weights)``."""
         if self.every == "step":
             every = f", every {self.update_every_n_steps} steps" if self.update_every_n_steps > 1 else ""
             return f"ema(decay={self.decay:g}{', warmup' if self.warmup else ''}{every})"
+        if self._never_updated:
+            return f"swa(start_epoch={self.start_epoch}, never reached: trained weights)"
         if isinstance(self._first_epoch, float):  # before setup: a fraction of trainer.max_epochs
             return f"swa(start_epoch={self._first_epoch})"
-        return f"swa(from epoch {self._first_epoch})"
+        return f"swa(from epoch {self._first_epoch + 1})"
 
     def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
         if self.every == "step":
@@ -106,10 +121,13 @@ class Averaging(WeightAveraging):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        check_averaging_strategy(type(trainer.strategy).__name__.removesuffix("Strategy").lower())
+        # the live strategy, named as a trainer.strategy config with its class as _target_ would be
+        strategy = type(trainer.strategy)
+        check_averaging_strategy(strategy_name(DictConfig({"_target_": f"{strategy.__module__}.{strategy.__name__}"})))
         if self.every == "epoch" and isinstance(self.start_epoch, float):  # a fraction needs an epoch count
-            # (a start after the run's end is refused with the config; here it may be a debug run's:
-            # debug=fdr trains one epoch, and its weights stay as trained)
+            # (debug=fdr's trainer has one epoch: 0.75 of it is epoch 0, averaged once). An epoch number
+            # past the run's end is refused with the command line (config_check.check_overrides), not
+            # here, where debug=fdr would refuse any but 0; a run that ends before it says so (on_fit_end)
             check_averaging_settings(start_epoch=self.start_epoch, max_epochs=trainer.max_epochs)
             self._first_epoch = int(self.start_epoch * trainer.max_epochs)  # as Lightning's swa_epoch_start
         if is_overridden("configure_model", pl_module):  # its layers exist only after it (as Lightning does)
@@ -118,6 +136,7 @@ class Averaging(WeightAveraging):
         self._average_model = AveragedModel(pl_module, use_buffers=True)
         self._updates, self._pending, self._held, self._fitting = 0, None, None, True
         self._latest_update_step, self._latest_update_epoch = 0, -1
+        self._average_validated = self._never_updated = False
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._average_model is None:
@@ -138,7 +157,10 @@ class Averaging(WeightAveraging):
         counts = [(a, live) for a, live in pairs if not a.is_floating_point()]
         self._lists = ([a for a, _ in floats], [live for _, live in floats], [a for a, _ in counts],
                        [live for _, live in counts])
-        self._cast = any(a.dtype != live.dtype for a, live in floats)  # 16-bit weights, float32 average
+        # 16-bit weights, float32 average: lerp needs one dtype, so each update copies the live weights
+        # into this buffer first (a cast per tensor allocated a float32 copy of the net at every step)
+        cast = any(a.dtype != live.dtype for a, live in floats)
+        self._cast_buffer = [torch.empty_like(a) for a, _ in floats] if cast else None
 
     @torch.no_grad()
     def _update(self, pl_module: L.LightningModule) -> None:
@@ -147,16 +169,16 @@ class Averaging(WeightAveraging):
         buffers (batch-norm's ``num_batches_tracked``) are counters, copied."""
         assert self._average_model is not None and self._lists is not None
         averages, lives, counts, live_counts = self._lists
-        if self._cast:
-            lives = [live.to(a.dtype) for a, live in zip(averages, lives)]
+        if self._cast_buffer is not None:
+            torch._foreach_copy_(self._cast_buffer, lives)
+            lives = self._cast_buffer
         if self._updates == 0:
             torch._foreach_copy_(averages, lives)
         elif averages:
             torch._foreach_lerp_(averages, lives, self._step_weight())
         if counts:
             torch._foreach_copy_(counts, live_counts)
-        self._average_model.n_averaged.add_(1)
-        self._updates += 1
+        self._updates += 1  # n_averaged: written when a checkpoint is saved (on_save_checkpoint)
 
     def _step_weight(self) -> float:
         """How far an update moves the average toward the live weights after ``n`` updates: 1 - the
@@ -174,7 +196,7 @@ class Averaging(WeightAveraging):
             if trainer.global_step > self._latest_update_step and self.should_update(step_idx=trainer.global_step - 1):
                 self._update(pl_module)
                 self._latest_update_step = trainer.global_step
-        elif (trainer.current_epoch > self._latest_update_epoch and _epoch_finished(trainer)
+        elif (trainer.current_epoch > self._latest_update_epoch and epoch_finished(trainer)
               and self.should_update(epoch_idx=trainer.current_epoch)):
             self._update(pl_module)
             self._latest_update_epoch = trainer.current_epoch
@@ -183,12 +205,22 @@ class Averaging(WeightAveraging):
         """Nothing: SWA updates at an epoch's last batch (``on_train_batch_end``)."""
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # from validation's first hook to its last, so that every callback's validation hooks see
-        # the average; checkpoint callbacks (always last) save after the live weights are back
+        # swapped in until this callback's on_validation_end: validation's steps and the callbacks'
+        # validation hooks up to on_validation_epoch_end see the average; the on_validation_end hooks
+        # of the callbacks after this one (build_callbacks puts it first) see the live weights again,
+        # the checkpoint callbacks' saves among them (on_save_checkpoint puts the average in state_dict)
         if self._fitting and self._updates > 0 and self._held is None:
             live = _tensors(pl_module)
             self._held = [t.clone() for t in live]
             torch._foreach_copy_(live, _tensors(self._average_model.module))
+            if self.every == "epoch" and not self._average_validated and not trainer.sanity_checking:
+                # SWA's first validation of the average: best.ckpt becomes this validation's checkpoint,
+                # and only averages compete from now on (a best score of the live weights from before
+                # the start, which the average rarely beats, kept a non-averaged best.ckpt to the end)
+                for callback in trainer.checkpoint_callbacks:
+                    if hasattr(callback, "restart_best"):  # litlab's (checkpoints._Checkpoints)
+                        callback.restart_best()
+                self._average_validated = True
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._held is not None:
@@ -213,10 +245,19 @@ class Averaging(WeightAveraging):
             if trainer.is_global_zero:  # once, not once per DDP rank
                 log.info("weight averaging: the model holds the average of %d updates, %s", self._updates,
                          self.describe())
-        self._fitting, self._lists = False, None  # Lightning's teardown has moved the module to the CPU
+        elif self._fitting and self.every == "epoch":
+            self._never_updated = True  # the run's record says so (describe)
+            if trainer.is_global_zero:
+                log.warning("averaging=swa never updated: start_epoch=%s (epoch %d) was not reached, the run "
+                            "stopped before it (early stopping, trainer.max_steps, trainer.max_time or a stop); "
+                            "the run's weights, best.ckpt's and the test's, are the trained ones. Give an earlier "
+                            "averaging.start_epoch to average.", self.start_epoch, self._first_epoch + 1)
+        # Lightning's teardown has moved the module to the CPU
+        self._fitting, self._lists, self._cast_buffer = False, None, None
 
     def state_dict(self) -> dict[str, Any]:
         return {"latest_update_step": self._latest_update_step, "latest_update_epoch": self._latest_update_epoch,
+                "first_epoch": self._first_epoch, "average_validated": self._average_validated,
                 "averaging": self.describe()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -224,6 +265,11 @@ class Averaging(WeightAveraging):
             return  # a test of a checkpoint after fit
         self._latest_update_step = state_dict.get("latest_update_step", 0)
         self._latest_update_epoch = state_dict.get("latest_update_epoch", -1)
+        self._average_validated = bool(state_dict.get("average_validated", False))
+        if self.every == "epoch" and self._latest_update_epoch >= 0 and isinstance(state_dict.get("first_epoch"), int):
+            # SWA under way: its first epoch stays the run's, also where a fraction of a resume's other
+            # trainer.max_epochs (set up just before) is another epoch; before it, that one is the start
+            self._first_epoch = state_dict["first_epoch"]
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
                            ) -> None:
@@ -231,6 +277,7 @@ class Averaging(WeightAveraging):
         ``current_model_state``: the live weights; ``averaging_state``: the update count."""
         if not self._fitting or self._average_model is None:
             return
+        self._average_model.n_averaged.fill_(self._updates)  # not kept up to date by the updates
         average = self._average_model.state_dict()
         checkpoint["current_model_state"] = checkpoint["state_dict"]
         if self._updates > 0:

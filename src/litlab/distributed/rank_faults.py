@@ -47,12 +47,22 @@ def how_it_ended(returncode: int) -> str:
 
 
 def resume_hint(run_dir: Path, entry: str) -> str:
-    """What the user can do next: resume from ``last.ckpt`` when training wrote one."""
-    if entry == "train" and (Path(run_dir) / "checkpoints" / "last.ckpt").is_file():
-        from litlab.callbacks.interruption import resume_command
+    """What the user can do next: resume from ``last.ckpt`` when training wrote one, or, for a start
+    from another run's checkpoint that wrote none of its own yet, from that one (``started_from`` of
+    its record), as the Interruption callback advises; "no checkpoint can be resumed" was false there."""
+    if entry != "train":
+        return "No checkpoint of this run can be resumed; start it again."
+    from litlab.callbacks.interruption import resume_command
+    from litlab.run_folders import recorded_start
 
+    checkpoints = Path(run_dir) / "checkpoints"
+    if (checkpoints / "last.ckpt").is_file():
         return (f"checkpoints/last.ckpt holds the run's last epoch end or validation that a resume continues "
                 f"exactly; resume with: {resume_command(Path(run_dir))}")
+    started = recorded_start(Path(run_dir))
+    if started is not None and not any(checkpoints.glob("*.ckpt")):
+        return (f"This start wrote no checkpoint of its own; resume it from the one it started from with: "
+                f"{resume_command(Path(run_dir), Path(started))}")
     return "No checkpoint of this run can be resumed; start it again."
 
 

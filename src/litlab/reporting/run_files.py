@@ -55,6 +55,15 @@ def start_metrics(run_dir: Path, **fields: Any) -> dict:
     return _write_metrics(Path(run_dir) / "metrics.json", _clean(fields))
 
 
+def start_origin(ckpt_path: str | Path | None) -> dict:
+    """``{"started_from": <ckpt_path, absolute>}`` for a training start from a checkpoint, ``{}`` for a
+    new run: what every first record of such a start carries (``training.train``'s, or
+    ``entry``'s of a start stopped or failed before it), so that a start stopped before a
+    checkpoint of its own resumes from this one in its folder (``run_folders.unfinished_start``).
+    Absolute because the command's folder is the process's (``hydra.job.chdir`` is refused)."""
+    return {} if ckpt_path is None else {"started_from": str(Path(ckpt_path).absolute())}
+
+
 def _write_metrics(path: Path, data: dict) -> dict:
     write_json(path, data)
     _WRITTEN.add(path.absolute())

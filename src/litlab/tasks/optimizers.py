@@ -148,6 +148,28 @@ def _weight_decay(factory: Callable) -> object:
     return 0 if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
 
 
+def one_group_reason(factory: Callable, decay_biases_and_norms: bool, sharded: bool = False) -> str | None:
+    """Why ``parameter_groups`` keeps every parameter in one group whatever the net, in words for a
+    message; None where it splits biases and norms off into a second group. The resume reads it to
+    compare a checkpoint's saved groups with this run's before any net is built."""
+    cls = _optimizer_class(factory)
+    if decay_biases_and_norms:
+        return "every parameter decays"
+    if sharded:
+        return "FSDP's local shards are all 1-D, so every parameter decays"
+    if cls is not None and issubclass(cls, _ONE_GROUP_ONLY):
+        return f"{cls.__name__} takes one parameter group only"
+    if not _weight_decay(factory):
+        return "the optimizer has no weight decay to leave out"
+    return None
+
+
+def group_names(groups: list) -> list[str | None]:
+    """The names of the optimizer's groups for what ``parameter_groups`` returned (None for an
+    unnamed group), as the optimizer's saved state lists them: ``[None]`` for a plain list."""
+    return [g.get("name") for g in groups] if groups and isinstance(groups[0], dict) else [None]
+
+
 def parameter_groups(factory: Callable, params: Iterable[torch.nn.Parameter], decay_biases_and_norms: bool = True,
                      sharded: bool = False) -> list:
     """The parameters as the optimizer gets them: a plain list (one group, every parameter decays),
@@ -163,8 +185,7 @@ def parameter_groups(factory: Callable, params: Iterable[torch.nn.Parameter], de
     then decays, as with ``decay_biases_and_norms=True``).
     """
     params = list(params)
-    cls = _optimizer_class(factory)
-    if decay_biases_and_norms or sharded or not _weight_decay(factory) or (cls and issubclass(cls, _ONE_GROUP_ONLY)):
+    if one_group_reason(factory, decay_biases_and_norms, sharded) is not None:
         return params
     decayed, kept = [p for p in params if p.dim() >= 2], [p for p in params if p.dim() < 2]
     if not decayed or not kept:  # all of one kind: one group, without names (one plain lr-<Optimizer> tag)

@@ -14,9 +14,11 @@ Warm-up (``model.warmup_epochs``) scales the rate by ``(step + 1) / warmup_steps
 optimizer steps. Between steps the optimizer's groups hold the rate the next step applies: what the
 learning-rate monitor logs and a checkpoint stores. While the schedule steps, its own rate is put
 back, so torch's chainable formulas (cosine's recursion, the plateau's reductions) never see a
-warmed value. The factor depends on the global step alone, so a resume continues it exactly; its
-length in steps is counted in the run's steps per epoch, so a resume within it whose epochs have
-another count is refused (``check_same_warmup``).
+warmed value. The factor depends on the global step alone, so a resume continues it exactly. Its
+length in steps is counted in the run's steps per epoch when the run starts, and saved with
+checkpoints: a resume keeps the checkpoint's length, so a run past its warm-up stays past it
+whatever its epochs count now, and a resume within it whose epochs have another count is refused
+(``check_same_warmup``): the warm-up would end at another point of the run.
 """
 
 from __future__ import annotations
@@ -93,19 +95,44 @@ def optimizer_steps_per_epoch(trainer: L.Trainer) -> int:
     return max(1, math.ceil(batches / trainer.accumulate_grad_batches))
 
 
-def check_same_steps_per_epoch(stored: int, steps: int) -> None:
+# the settings that fix how many optimizer steps an epoch has, each with the value it has when absent
+# or null (Lightning's default; None: no default): the advice of a resume's refusals names them, and
+# resume.check_same_steps_per_epoch compares them before anything is written
+EPOCH_STEP_SETTINGS = {"data.batch_size": None, "trainer.devices": "auto", "trainer.num_nodes": 1,
+                       "trainer.accumulate_grad_batches": 1, "trainer.limit_train_batches": 1.0}
+
+
+def other_epoch_steps(source: str, counted: int | None, other: str,
+                      warmup: tuple[int, int] | None = None) -> LitlabError:
+    """The refusal of a resume whose epochs would have ``other`` optimizer steps, where the
+    checkpoint (``source``) counts ``counted`` per epoch (None: an older one does not say) in the
+    periods of its schedule stepped per optimizer step, or, given ``warmup`` (its optimizer step,
+    the warm-up's length), in the length of its warm-up. One wording for the check of the settings
+    before anything is written (``resume.check_same_steps_per_epoch``; ``other`` names them) and
+    those of the counts when training starts (``check_same_steps_per_epoch``,
+    ``check_same_warmup``), which also see another size of the data."""
+    epochs = f"the run's epochs of {counted} optimizer steps" if counted else "the optimizer steps of the run's epochs"
+    if warmup is None:
+        holds, ends, past = (f"holds a learning-rate schedule stepped per optimizer step (model.scheduler_interval="
+                             f"step), whose periods count {epochs}", "the schedule would end", "")
+    else:
+        holds, ends, past = (f"was taken at optimizer step {warmup[0]} of the run's learning-rate warm-up of "
+                             f"{warmup[1]} steps (model.warmup_epochs), whose length counts {epochs}",
+                             "the warm-up would end", " (from a checkpoint past the warm-up they may change)")
+    keys = list(EPOCH_STEP_SETTINGS)
+    return LitlabError(f"{source} {holds}; here an epoch would have {other}, so {ends} at another point of the "
+                       f"run. Resume with the run's own {', '.join(keys[:-1])} and {keys[-1]}, on the same "
+                       f"data{past}, or train a new run.")
+
+
+def check_same_steps_per_epoch(stored: int, steps: int, source: str = "The checkpoint") -> None:
     """A schedule converted to optimizer steps resumes only where an epoch has as many steps as in
-    the checkpoint: its periods were fixed in those steps, and a resume whose epoch had another count
-    (another batch size, device count, accumulation or batch limit) ended its cosine mid-run and
-    climbed again while the warm-up counted the new epochs. Refused rather than rescaled: the
-    resumed run would follow neither curve exactly."""
-    if stored == steps:
-        return
-    raise LitlabError(f"The checkpoint's learning-rate schedule (model.scheduler_interval=step) counts {stored} "
-                      f"optimizer steps per epoch, but an epoch here has {steps}, so its periods would end at other "
-                      f"points of the run. Resume with the run's own data.batch_size, trainer.devices, "
-                      f"trainer.accumulate_grad_batches and trainer.limit_train_batches, on the same data, or train "
-                      f"a new run.")
+    the checkpoint (``source``): its periods were fixed in those steps, and a resume whose epoch had
+    another count (another batch size, device count, accumulation, batch limit or data size) ended
+    its cosine mid-run and climbed again. Refused rather than rescaled: the resumed run would follow
+    neither curve exactly."""
+    if stored != steps:
+        raise other_epoch_steps(source, stored, f"{steps} optimizer steps")
 
 
 # the warm-up's length in optimizer steps, in LearningRateClock's state in checkpoints (with
@@ -114,20 +141,18 @@ def check_same_steps_per_epoch(stored: int, steps: int) -> None:
 WARMUP_STEPS_KEY = "litlab_warmup_steps"
 
 
-def check_same_warmup(stored: dict, step: int, steps: int) -> None:
-    """A warm-up counts ``model.warmup_epochs`` in the optimizer steps of the run's epochs when
-    training starts, so a resume whose epoch had another count ended it at another point of the run
-    (another batch size, device count, accumulation, batch limit or data size). Refused while the
-    checkpoint's warm-up (``stored``, its saved state) lasts at optimizer step ``step``; once over,
-    another count (``steps`` per epoch here) changes nothing for it."""
+def check_same_warmup(stored: dict, step: int, steps: int, source: str = "The checkpoint") -> None:
+    """A warm-up counts ``model.warmup_epochs`` in the optimizer steps of the run's epochs when the
+    run starts, and a resume keeps that length (``LearningRateClock.warmup_length``), so within the
+    warm-up a resume whose epoch has another count (another batch size, device count, accumulation,
+    batch limit or data size) would end it at another point of the run than its warmup_epochs.
+    Refused while the checkpoint's warm-up (``stored``, its saved state; ``source`` names the
+    checkpoint) lasts at optimizer step ``step``; once over, another count (``steps`` per epoch here)
+    changes nothing for it: the run stays past it."""
     length, counted = stored.get(WARMUP_STEPS_KEY), stored.get(STEPS_PER_EPOCH_KEY)
     if length is None or counted is None or step >= length or counted == steps:
         return
-    raise LitlabError(f"The checkpoint is at optimizer step {step} of its learning-rate warm-up of {length} steps "
-                      f"(model.warmup_epochs), counted in {counted} optimizer steps per epoch, but an epoch here has "
-                      f"{steps}, so the warm-up would end at another point of the run. Resume with the run's own "
-                      f"data.batch_size, trainer.devices, trainer.accumulate_grad_batches and "
-                      f"trainer.limit_train_batches, on the same data, or train a new run.")
+    raise other_epoch_steps(source, counted, f"{steps} optimizer steps", (step, length))
 
 
 class LearningRateClock(L.Callback):
@@ -150,7 +175,8 @@ class LearningRateClock(L.Callback):
         self.optimizer = self.scheduler = None
         # each group's rate as the schedule has it, without the warm-up factor
         self.rates: list = []
-        # optimizer steps of warm-up, known when training starts (0: none), and per epoch
+        # optimizer steps of warm-up, known when training starts (0: none), and the optimizer steps
+        # per epoch they were counted in (a resume's: the checkpoint's)
         self.warmup_steps = self.steps_per_epoch = 0
         self.restored: dict = {}  # the checkpoint's state of a resumed warm-up (state_dict)
         skip_idle_step_hooks([self])  # it acts once per run: Lightning passes over its per-batch hooks
@@ -177,17 +203,17 @@ class LearningRateClock(L.Callback):
         if self.optimizer is None or not self.active:
             return
         steps = optimizer_steps_per_epoch(trainer)
+        source = f"ckpt_path={trainer.ckpt_path}" if trainer.ckpt_path else "The checkpoint"
         if self.scheduler is not None:
             if self.interval == "step":
                 stored = getattr(self.scheduler, STEPS_PER_EPOCH_KEY, None)
                 if stored is None:
                     self._count_steps(steps)
                 else:
-                    check_same_steps_per_epoch(stored, steps)
+                    check_same_steps_per_epoch(stored, steps, source)
             self.rates = list(self.scheduler.get_last_lr())
-        check_same_warmup(self.restored, trainer.global_step, steps)
-        self.warmup_steps = max(1, round(self.warmup_epochs * steps)) if self.warmup_epochs else 0
-        self.steps_per_epoch = steps
+        check_same_warmup(self.restored, trainer.global_step, steps, source)
+        self.warmup_steps, self.steps_per_epoch = self.warmup_length(steps)
         if self.warming(trainer.global_step):
             self.apply(trainer.global_step)
 
@@ -200,6 +226,24 @@ class LearningRateClock(L.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.restored = dict(state_dict)
+
+    def warmup_length(self, steps: int) -> tuple[int, int]:
+        """The warm-up's length in optimizer steps and the steps per epoch it counts: the
+        checkpoint's on a resume, else ``model.warmup_epochs`` in this run's ``steps`` per epoch.
+        Counted again on a resume, a run past its warm-up whose epochs now have more steps (a
+        smaller ``data.batch_size``) went back into it, its rate dropping and climbing again. A
+        checkpoint's length that ``model.warmup_epochs`` does not give in its steps per epoch was
+        another warm-up setting, which this command changes: counted anew, as asked."""
+        if not self.warmup_epochs:
+            return 0, steps
+        length, counted = self.restored.get(WARMUP_STEPS_KEY), self.restored.get(STEPS_PER_EPOCH_KEY)
+        if isinstance(counted, int) and length == self._in_steps(counted):
+            return length, counted
+        return self._in_steps(steps), steps
+
+    def _in_steps(self, steps: int) -> int:
+        """``model.warmup_epochs`` in optimizer steps, at ``steps`` per epoch (one at least)."""
+        return max(1, round(self.warmup_epochs * steps))
 
     def _count_steps(self, steps: int) -> None:
         """The schedule rebuilt from its config with its periods in optimizer steps, once per run: the
