@@ -235,9 +235,6 @@ def epoch_finished(trainer) -> bool:
     return epoch_loop.batch_progress.current.ready >= trainer.num_training_batches or epoch_loop.batch_progress.is_last_batch
 
 
-# the former private name, until callbacks/weight_averaging.py imports epoch_finished
-_epoch_finished = epoch_finished
-
 
 def _relocated(state: dict[str, Any], old: str, new: str) -> dict[str, Any]:
     """``state`` with every path inside the folder ``old`` moved to the folder ``new``."""
