@@ -151,7 +151,7 @@ def test_the_resume_command_composes_the_run_again(project):
     dropped hydra.searchpath and the config flags: pasted, it composed litlab's train, which
     refused the run's own choice (model=wide is not a choice)."""
     from litlab.callbacks.interruption import resume_command
-    from litlab.resume import rerun_command
+    from litlab.resume_overrides import rerun_command
 
     more = project / "more_conf"
     (more / "model").mkdir(parents=True)
@@ -163,7 +163,7 @@ def test_the_resume_command_composes_the_run_again(project):
                      searchpath, "model=wide", "data.num_train=300", "ckpt_path=last", f"hydra.run.dir={run}"]
     cfg = check_overrides(words[3:])  # the pasted command: the run's config, in its folder
     assert (cfg.model.net.width, cfg.data.num_train, cfg.ckpt_path) == (128, 300, "last")
-    again = shlex.split(rerun_command(cfg, run, ["compress"]))  # resume.py's rerun uses the same words
+    again = shlex.split(rerun_command(cfg, run, ["compress"]))  # a refused resume's rerun uses the same words
     assert again[3:7] == words[3:7]
 
 

@@ -240,7 +240,7 @@ def test_settings_that_give_epochs_as_many_steps_resume_and_both_refusals_read_a
     num_nodes=1; each is the run's own count of steps. limit_train_batches=1 (one batch) is another.
     The refusal before anything is written and the one when training starts (another size of the
     data) differed in wording and advice: they now differ only in what they found."""
-    from litlab.resume import check_same_steps_per_epoch
+    from litlab.resume_settings import check_same_steps_per_epoch
     from litlab.tasks.schedules import check_same_warmup
 
     cfg = cfg_factory(["model.warmup_epochs=1"], name="trained")

@@ -97,7 +97,7 @@ def optimizer_steps_per_epoch(trainer: L.Trainer) -> int:
 
 # the settings that fix how many optimizer steps an epoch has, each with the value it has when absent
 # or null (Lightning's default; None: no default): the advice of a resume's refusals names them, and
-# resume.check_same_steps_per_epoch compares them before anything is written
+# resume_settings.check_same_steps_per_epoch compares them before anything is written
 EPOCH_STEP_SETTINGS = {"data.batch_size": None, "trainer.devices": "auto", "trainer.num_nodes": 1,
                        "trainer.accumulate_grad_batches": 1, "trainer.limit_train_batches": 1.0}
 
@@ -108,7 +108,7 @@ def other_epoch_steps(source: str, counted: int | None, other: str,
     checkpoint (``source``) counts ``counted`` per epoch (None: an older one does not say) in the
     periods of its schedule stepped per optimizer step, or, given ``warmup`` (its optimizer step,
     the warm-up's length), in the length of its warm-up. One wording for the check of the settings
-    before anything is written (``resume.check_same_steps_per_epoch``; ``other`` names them) and
+    before anything is written (``resume_settings.check_same_steps_per_epoch``; ``other`` names them) and
     those of the counts when training starts (``check_same_steps_per_epoch``,
     ``check_same_warmup``), which also see another size of the data."""
     epochs = f"the run's epochs of {counted} optimizer steps" if counted else "the optimizer steps of the run's epochs"
@@ -137,7 +137,7 @@ def check_same_steps_per_epoch(stored: int, steps: int, source: str = "The check
 
 # the warm-up's length in optimizer steps, in LearningRateClock's state in checkpoints (with
 # STEPS_PER_EPOCH_KEY, the steps per epoch it was counted in): a resume whose epochs have another
-# count is refused while the warm-up lasts (resume.check_same_steps_per_epoch, check_same_warmup)
+# count is refused while the warm-up lasts (resume_settings.check_same_steps_per_epoch, check_same_warmup)
 WARMUP_STEPS_KEY = "litlab_warmup_steps"
 
 
@@ -199,7 +199,7 @@ class LearningRateClock(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # a resume with the other interval was refused before any data was prepared
-        # (resume.check_same_optimization)
+        # (resume_settings.check_same_optimization)
         if self.optimizer is None or not self.active:
             return
         steps = optimizer_steps_per_epoch(trainer)
