@@ -142,3 +142,17 @@ def tiny_lightning_module():
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     return Tiny()
+
+
+def train_twins(pairs, steps: int) -> None:
+    """``steps`` optimizer steps of cross-entropy on one fixed random batch (32 samples of 8
+    features, 3 classes) for each (net, optimizer) of ``pairs``, interleaved: nets that start
+    equal and update alike stay equal."""
+    import torch
+
+    x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
+    for _ in range(steps):
+        for model, opt in pairs:
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()

@@ -10,6 +10,7 @@ from torch import nn
 
 from litlab.errors import LitlabError
 from litlab.tasks.optimizers import build_optimizer, check_optimizer_settings
+from tests.helpers import train_twins
 
 
 def _params():
@@ -51,12 +52,7 @@ def test_fused_and_plain_adamw_take_the_same_steps():
     make = functools.partial(torch.optim.AdamW, lr=3e-3, weight_decay=1e-4)
     fused, plain = build_optimizer(make, net.parameters(), "auto"), build_optimizer(make, twin.parameters(), False)
     assert _fused(fused) and not _fused(plain)
-    x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
-    for _ in range(50):
-        for model, opt in ((net, fused), (twin, plain)):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
+    train_twins(((net, fused), (twin, plain)), steps=50)
     for a, b in zip(net.parameters(), twin.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from litlab.errors import LitlabError
 from litlab.tasks.optimizers import build_optimizer
+from tests.helpers import train_twins
 
 # (model choice, input shape): the digits images and a synthetic sequence (L, F)
 MODELS = [("cnn", (1, 8, 8)), ("mlp", (1, 8, 8)), ("gru", (32, 4)), ("resnet18", (1, 8, 8))]
@@ -86,12 +87,7 @@ def test_fused_adamw_covers_both_groups_and_steps_as_the_plain_one():
     plain = build_optimizer(make, twin.parameters(), False, decay_biases_and_norms=False)
     assert fused.defaults["fused"] and [g["fused"] for g in fused.param_groups] == [True, True]
     assert [g["weight_decay"] for g in fused.param_groups] == [0.1, 0.0] and not plain.defaults["fused"]
-    x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
-    for _ in range(20):
-        for model, opt in ((net, fused), (twin, plain)):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
+    train_twins(((net, fused), (twin, plain)), steps=20)
     for a, b in zip(net.parameters(), twin.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
