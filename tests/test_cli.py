@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tests.conftest import run_cli
 
@@ -43,17 +44,22 @@ def test_summary_names_metrics_outputs_and_tensorboard(finished_run):
     assert f"tensorboard --logdir {run / 'tensorboard'}" in proc.stdout
 
 
-def test_eval_cli_reproduces_the_test_metric(finished_run, tmp_path):
+def test_eval_reproduces_the_test_metric(finished_run, cfg_factory, tmp_path):
+    """In process, a process start-up less: the command's own evaluation is the next test's (split=val)."""
+    from litlab.evaluation import evaluate
+
     run, _ = finished_run
     m = json.loads((run / "metrics.json").read_text())
-    proc = run_cli("litlab.eval", f"ckpt_path={m['best_ckpt']}", f"paths.root_dir={tmp_path}", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    evals = list((tmp_path / "outputs" / "runs").iterdir())
-    e = json.loads((evals[0] / "metrics.json").read_text())
+    evaluate(cfg_factory([f"ckpt_path={m['best_ckpt']}"], name="ev", config_name="eval", fast=False))
+    e = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert abs(e["test/acc"] - m["test/acc"]) < 1e-4
 
 
-def test_eval_cli_applies_data_overrides_to_the_stored_run(finished_run, tmp_path):
+def test_eval_cli_applies_data_overrides_to_the_stored_run(finished_run, cfg_factory, tmp_path, monkeypatch):
+    from litlab.errors import LitlabError
+    from litlab.eval import hydra_argv
+    from litlab.evaluation import evaluate
+
     run, _ = finished_run
     m = json.loads((run / "metrics.json").read_text())
     proc = run_cli("litlab.eval", f"ckpt_path={m['best_ckpt']}", "split=val", "data.batch_size=7",
@@ -61,14 +67,21 @@ def test_eval_cli_applies_data_overrides_to_the_stored_run(finished_run, tmp_pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     e = json.loads((next((tmp_path / "outputs" / "runs").iterdir()) / "metrics.json").read_text())
     assert abs(e["val/acc"] - m["val/acc"]) < 1e-4  # best.ckpt is the epoch of the best val/acc
+    # in process from here, with the command line as the command hands it to Hydra and evaluate()
+    # (a failed eval's exit status 2 and one paragraph: test_eval_cli_names_a_key_the_stored_run_does_not_have)
+    def evaluate_with(*args: str, name: str) -> None:
+        given = hydra_argv([f"ckpt_path={m['best_ckpt']}", *args])
+        evaluate(cfg_factory(given, name=name, config_name="eval", fast=False), given)
+
     # the override reaches the data module: a bad value is its error
-    bad = run_cli("litlab.eval", f"ckpt_path={m['best_ckpt']}", "data.batch_size=0", f"paths.root_dir={tmp_path}",
-                  cwd=tmp_path)
-    assert bad.returncode == 2 and "data.batch_size must be a positive integer, got 0" in bad.stderr
+    with pytest.raises(LitlabError) as bad:
+        evaluate_with("data.batch_size=0", name="bad")
+    assert "data.batch_size must be a positive integer, got 0" in str(bad.value)
     # the trainer is checked before any data is prepared: its error comes first
-    gpu = run_cli("litlab.eval", f"ckpt_path={m['best_ckpt']}", "trainer=gpu", "data.batch_size=0",
-                  f"paths.root_dir={tmp_path}", cwd=tmp_path, env={"CUDA_VISIBLE_DEVICES": ""})
-    assert gpu.returncode == 2 and "trainer.accelerator" in gpu.stderr and "data.batch_size" not in gpu.stderr
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the command ran with CUDA_VISIBLE_DEVICES=""
+    with pytest.raises(LitlabError) as gpu:
+        evaluate_with("trainer=gpu", "data.batch_size=0", name="gpu")
+    assert "trainer.accelerator" in str(gpu.value) and "data.batch_size" not in str(gpu.value)
 
 
 def test_eval_cli_names_a_key_the_stored_run_does_not_have(finished_run, tmp_path):
@@ -86,11 +99,11 @@ def test_eval_cli_names_a_key_the_stored_run_does_not_have(finished_run, tmp_pat
     assert message in log.read_text()
 
 
-# the whole command for one mistake of each kind: a choice (before Hydra), a value found inside
-# the run, a missing file; the messages of the others are checked in process below
+# the whole command for one mistake of each kind: a choice (before Hydra), a missing file, and a
+# value found inside the run (data=npz without data.path: test_a_failed_run_writes_only_its_own_directory);
+# the messages of the others are checked in process below
 @pytest.mark.parametrize("args,message", [
     (["model=transformer"], "model=transformer is not a choice: conf/model/ has cnn, gru, lstm, mlp"),
-    (["data.batch_size=abc"], "data.batch_size must be a positive integer, got 'abc'"),
     (["ckpt_path=/no/such.ckpt"], "ckpt_path=/no/such.ckpt does not exist"),
 ])
 def test_bad_input_is_one_paragraph_and_nonzero(tmp_path, args, message):
@@ -103,6 +116,7 @@ def test_bad_input_is_one_paragraph_and_nonzero(tmp_path, args, message):
 
 
 @pytest.mark.parametrize("args,message", [
+    (["data.batch_size=abc"], "data.batch_size must be a positive integer, got 'abc'"),
     (["trainer.max_epochs=many"], "trainer.max_epochs must be an integer"),
     (["data=imagefolder"], "data.root is not set"),
     (["data=imagefolder", "data.root=/no/such/dir"], "data.root=/no/such/dir is not a folder"),
@@ -147,6 +161,9 @@ def test_a_failed_run_writes_only_its_own_directory(tmp_path, finished_run):
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     proc = run_cli("litlab.train", *TINY, "data=npz", f"paths.root_dir={run.parents[2]}", cwd=run.parents[2])
     assert proc.returncode == 2
+    # a value found inside the run: one paragraph (test_bad_input_is_one_paragraph_and_nonzero's other kinds)
+    assert "data.path is not set" in proc.stderr and "Traceback" not in proc.stderr
+    assert sum(line.startswith("Error:") for line in proc.stderr.splitlines()) == 1
     assert before == {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     failed = [d for d in run.parent.iterdir() if d != run]
     assert len(failed) == 1

@@ -57,7 +57,12 @@ def write_npz_twin(folder_overrides: list[str], data_dir: Path, out: Path, work:
 
 def loader_rate(folder_overrides: list[str], data_dir: Path, work: Path, passes: int = 2) -> float:
     """Images/s of the training loader alone (no model): the last of ``passes`` epochs, so
-    worker start-up is excluded as it is from the training figures."""
+    worker start-up is excluded as it is from the training figures. Its worker processes are shut
+    down at the end, as Lightning does after a fit: left to the garbage collector (the loader is in
+    a reference cycle), they stalled whatever ran at the next collection by 5 s per worker (10 s
+    idle in the tiny benchmark's ddp case; in a full run possibly inside a later timed window)."""
+    from lightning.pytorch.utilities.combined_loader import _shutdown_workers_and_reset_iterator
+
     from litlab.build import build_data
 
     cfg = compose_cfg([*folder_overrides, f"paths.data_dir={data_dir}"], work / "runs" / "loader")
@@ -69,6 +74,7 @@ def loader_rate(folder_overrides: list[str], data_dir: Path, work: Path, passes:
             for _, y in loader:
                 n += len(y)
             rate = n / (time.perf_counter() - start)
+    _shutdown_workers_and_reset_iterator(loader)
     return rate
 
 

@@ -1,15 +1,18 @@
 """Case 1, training-loop overhead: litlab vs a hand-written loop vs plain Lightning.
 
 Throughput is measured in this process, alternating the contenders (see ``common.alternate``);
-peak memory in a fresh subprocess per contender, since a process's peak cannot be shared.
+peak memory in a fresh subprocess per contender, since a process's peak cannot be shared (tiny
+mode, which checks the plumbing only: the probe's command line in this process).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import io
 import json
 import os
+import runpy
 import shutil
 import subprocess
 import sys
@@ -114,9 +117,10 @@ def memory(spec: TrainSpec, work: Path, tiny: bool, repeats: int = 1, pinned: bo
     another), ``repeats`` rounds in rotating order; each contender's record is its median round,
     with every round's figure in ``rounds_mib``. Tiny mode checks the plumbing only, not a
     measurement: one ``probe_modules`` (litlab's, in this process) for all three, and the three
-    ``probe_memory`` one after another in one subprocess (each from a trimmed heap and a reset
-    peak, so each figure is its own run's, though not a fresh process's). ``pinned``: with
-    glibc's mmap threshold fixed (``PINNED_MMAP_THRESHOLD``); else with glibc's defaults."""
+    ``probe_memory`` one after another, by the probe's command line run in this process
+    (``probe_command``; each from a trimmed heap and a reset peak, so each figure is its own
+    run's, though not a fresh process's). ``pinned``: with glibc's mmap threshold fixed
+    (``PINNED_MMAP_THRESHOLD``; tiny mode: not, as no process starts); else with glibc's defaults."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     env.pop("MALLOC_MMAP_THRESHOLD_", None)  # the caller's own setting never leaks in
     if pinned:
@@ -125,21 +129,21 @@ def memory(spec: TrainSpec, work: Path, tiny: bool, repeats: int = 1, pinned: bo
     listed.mkdir(parents=True, exist_ok=True)
 
     def run_probe(contender, phase):
-        cmd = [sys.executable, str(SCRIPT), "--work-dir", str(work), "--probe-memory",
-               f"{spec.name}:{contender}:{phase}", *(["--tiny"] if tiny else [])]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-        if proc.returncode != 0 or not lines:
-            raise RuntimeError(f"memory probe {spec.name}:{contender}:{phase} failed:\n{proc.stderr[-3000:]}")
+        args = ["--work-dir", str(work), "--probe-memory", f"{spec.name}:{contender}:{phase}",
+                *(["--tiny"] if tiny else [])]
+        code, stdout, stderr = probe_command(args, env, here=tiny)
+        lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
+        if code != 0 or not lines:
+            raise RuntimeError(f"memory probe {spec.name}:{contender}:{phase} failed:\n{stderr[-3000:]}")
         return json.loads(lines[-1])
 
     def list_modules(contender):
         (listed / f"{spec.name}-{contender}.json").write_text(json.dumps(run_probe(contender, "modules")))
 
     contenders = [c for c in CONTENDERS if c != "raw_tuned"]  # memory: the three of the brief
-    if tiny:  # five interpreter start-ups less: the modules of litlab's run are listed in this process
-        # (which has most of them imported already), and one probe process measures the three
-        # contenders one after another, each preloading that list
+    if tiny:  # six interpreter start-ups less: the modules of litlab's run are listed in this process
+        # (which has most of them imported already), and one probe, also in this process, measures
+        # the three contenders one after another, each preloading that list
         modules = json.dumps(probe_modules(memory_spec(spec), "litlab", work))
         for c in contenders:
             (listed / f"{spec.name}-{c}.json").write_text(modules)
@@ -155,6 +159,20 @@ def memory(spec: TrainSpec, work: Path, tiny: bool, repeats: int = 1, pinned: bo
         probes.sort(key=lambda p: p["delta_mib"])
         result[c] = {**probes[len(probes) // 2], "rounds_mib": [p["delta_mib"] for p in probes]}
     return result
+
+
+def probe_command(args: list[str], env: dict[str, str], here: bool) -> tuple[int, str, str]:
+    """``benchmark.py ARGS`` (a ``--probe-memory`` line) in a fresh process with ``env``: its exit
+    status, stdout and stderr. ``here`` (tiny mode): the same command line through the script's
+    ``main`` in this process, whose errors raise as they are; an interpreter start-up, with torch
+    and Lightning imported again (~10 CPU seconds), is most of what a tiny probe costs."""
+    if here:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = runpy.run_path(str(SCRIPT))["main"](args)
+        return code, out.getvalue(), ""
+    proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=900)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def run(work: Path, tiny: bool) -> list[dict]:

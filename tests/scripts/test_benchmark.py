@@ -36,7 +36,8 @@ def tiny_run(tmp_path_factory) -> tuple[str, dict, Path]:
     The script's ``main`` runs in this process, which has imported torch, Lightning and litlab
     already: an interpreter start-up less than the script as a command (which
     ``test_unknown_case_is_a_usage_error`` runs). The cases start their own processes wherever a
-    process is what they measure, as they do from the command line."""
+    process is what they measure, as they do from the command line; tiny mode runs the memory
+    probe's command line (``--probe-memory``) in this process too."""
     tmp = tmp_path_factory.mktemp("bench")
     out = tmp / "bench.json"
     sys.path.insert(0, str(SCRIPTS))  # for ``bench``, as for the script itself

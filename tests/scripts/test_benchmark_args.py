@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -151,22 +149,23 @@ def test_epoch_window_holds_every_callbacks_epoch_start_and_batch_end(benchmark,
 
 
 @pytest.mark.slow
-def test_a_crashed_case_fails_the_run_and_keeps_its_reason_and_target(tmp_path):
-    # the start-up child refuses a data folder that is a file (litlab's one-paragraph "Error: ...")
+def test_a_crashed_case_fails_the_run_and_keeps_its_reason_and_target(benchmark, capsys, tmp_path):
+    # the start-up child refuses a data folder that is a file (litlab's one-paragraph "Error: ...");
+    # the script's main in this process, as the tiny benchmark's fixture runs it: a process start-up
+    # (torch, Lightning) less, and its return value is the exit status (`sys.exit(main())`)
     (tmp_path / "work" / "tiny").mkdir(parents=True)
     (tmp_path / "work" / "tiny" / "data").write_text("")
     out = tmp_path / "out" / "fail.json"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--cases", "startup", "--markdown",
-                           "--work-dir", str(tmp_path / "work"), "--json", str(out)], cwd=REPO,
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    assert proc.returncode == 1, proc.stderr[-3000:]
-    assert proc.stderr.strip().splitlines()[-1] == "benchmark: 1 case(s) failed: startup"
+    code = benchmark.main(["--tiny", "--cases", "startup", "--markdown", "--work-dir", str(tmp_path / "work"),
+                           "--json", str(out)])
+    proc = capsys.readouterr()
+    assert code == 1, proc.err[-3000:]
+    assert proc.err.strip().splitlines()[-1] == "benchmark: 1 case(s) failed: startup"
     (rec,) = json.loads(out.read_text())["cases"]
     assert rec["name"] == "startup_first_step_vs_import_lightning"
     assert rec["target"] == "ratio <= 1.5" and rec["met"] is False and rec["ratio"] is None
     reason = rec["skipped"]
     assert reason.startswith("failed: RuntimeError: ") and "\n" not in reason and len(reason) <= 500
     assert f"Error: paths.data_dir={tmp_path / 'work' / 'tiny' / 'data'} is a file, not a folder" in reason
-    assert reason in proc.stdout and "(target ratio <= 1.5: NO)" in proc.stdout
-    assert f"| ratio <= 1.5 | **no**, skipped: {reason} |" in proc.stdout
+    assert reason in proc.out and "(target ratio <= 1.5: NO)" in proc.out
+    assert f"| ratio <= 1.5 | **no**, skipped: {reason} |" in proc.out
