@@ -183,6 +183,14 @@ def test_swa_best_checkpoint_is_the_best_validation_of_the_average(tmp_path, cap
         assert "the run's weights, best.ckpt's and the test's, are the trained ones" in caplog.text
 
 
+def test_under_swa_a_later_average_with_the_same_score_replaces_best(tmp_path):
+    """Scores 0.9, 0.7, 0.7: the averages of epochs 2 and 2-3 tie. best.ckpt was the first (one
+    epoch's weights, Lightning's strict rule); the later average, of two epochs, replaces it."""
+    _fit_checkpointed(swa(start_epoch=1), 3, tmp_path, Snapshots(), [0.9, 0.7, 0.7])
+    best = torch.load(tmp_path / "best.ckpt", weights_only=True)
+    assert (best["epoch"], best["averaging_state"]["n_averaged"].item()) == (2, 2)
+
+
 def test_a_fractional_swa_start_stays_the_runs_on_a_resume_with_more_epochs(tmp_path):
     """0.75 of 4 epochs is epoch 3. Resumed from last.ckpt with 8 epochs, the average goes on from
     it (epochs 3 to 7, 1-based 4 to 8), not from 0.75 of 8 (epoch 6): before, the resume re-resolved
@@ -193,6 +201,8 @@ def test_a_fractional_swa_start_stays_the_runs_on_a_resume_with_more_epochs(tmp_
     assert len(snapshots.epochs) == 8
     assert torch.load(tmp_path / "last.ckpt", weights_only=True)["averaging_state"]["n_averaged"].item() == 5
     assert averaging.describe() == "swa(from epoch 4)"
+    # every score ties: the resumed run keeps letting later averages replace best.ckpt (state restored)
+    assert torch.load(tmp_path / "best.ckpt", weights_only=True)["epoch"] == 7
     for key, value in module.state_dict().items():
         if value.is_floating_point():
             want = sum(snapshots.epochs[e][key] for e in range(3, 8)) / 5

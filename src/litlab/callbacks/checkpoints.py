@@ -33,6 +33,7 @@ class _Checkpoints(ModelCheckpoint):
     """
 
     _last_written_step: int | None = None
+    _later_wins_ties = False  # after restart_best (SWA): a tie with the best replaces best.ckpt
 
     _keep_last = False
     """last.ckpt stays as it is (a checkpoint within an epoch that a resume could not continue exactly)"""
@@ -128,13 +129,29 @@ class _Checkpoints(ModelCheckpoint):
             if moved.get("best_model_path") and Path(moved["best_model_path"]).is_file():
                 state_dict = moved
         super().load_state_dict(state_dict)
+        self._later_wins_ties = bool(state_dict.get("later_wins_ties", False))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "later_wins_ties": self._later_wins_ties}
+
+    def check_monitor_top_k(self, trainer, current=None) -> bool:
+        """Lightning's rule (a strictly better score replaces best.ckpt), except after ``restart_best``:
+        there a score equal to the best also replaces it, as a later average holds more epochs."""
+        if (not self._later_wins_ties or current is None or self.save_top_k == -1
+                or len(self.best_k_models) < self.save_top_k):
+            return super().check_monitor_top_k(trainer, current)
+        at_least = {"min": torch.le, "max": torch.ge}[self.mode]
+        return trainer.strategy.reduce_boolean_decision(
+            bool(at_least(current, self.best_k_models[self.kth_best_model_path])))
 
     def restart_best(self) -> None:
         """Forgets the best checkpoint so far: the next validation writes best.ckpt whatever its score,
         and later ones compete with it. Weight averaging calls it when validation first measures an
         average that starts after training does (SWA), so that best.ckpt is the best average, not a
-        checkpoint of weights from before the average whose score the average's cannot beat.
-        last.ckpt is written as before."""
+        checkpoint of weights from before the average whose score the average's cannot beat. From
+        then on a tie replaces best.ckpt too (``check_monitor_top_k``): the later average holds more
+        epochs. last.ckpt is written as before."""
+        self._later_wins_ties = True
         self.best_k_models, self.kth_best_model_path, self.best_model_path = {}, "", ""
         self.best_model_score = self.current_score = None
         self.kth_value = torch.tensor(torch.inf if self.mode == "min" else -torch.inf)
