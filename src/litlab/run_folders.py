@@ -177,6 +177,11 @@ def _resumes_own_run(ckpt_path, run_dir: Path) -> bool:
     return Path(ckpt_path).absolute().resolve().is_relative_to(run_dir.absolute().resolve())
 
 
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` wrote a checkpoint of its own (any ``checkpoints/*.ckpt``)."""
+    return any((run_dir / "checkpoints").glob("*.ckpt"))
+
+
 def _record(run_dir: Path) -> dict:
     """The folder's ``metrics.json``; an empty dict where there is none or it cannot be read."""
     try:
@@ -204,7 +209,7 @@ def unfinished_start(run_dir: Path) -> str | None:
     """The checkpoint (another run's) that the training run in ``run_dir`` started from, where that
     start was interrupted or failed before it wrote a checkpoint of its own (``recorded_start``).
     None for any other folder."""
-    if any((run_dir / "checkpoints").glob("*.ckpt")) or _record(run_dir).get("status") not in _UNFINISHED:
+    if has_checkpoint(run_dir) or _record(run_dir).get("status") not in _UNFINISHED:
         return None
     return recorded_start(run_dir)
 
@@ -222,7 +227,7 @@ def _own_resume(run_dir: Path) -> str | None:
     started = unfinished_start(run_dir)
     if started is not None:
         return f"ckpt_path={started}, the checkpoint it started from"
-    return "ckpt_path=last" if any((run_dir / "checkpoints").glob("*.ckpt")) else None
+    return "ckpt_path=last" if has_checkpoint(run_dir) else None
 
 
 def resumes_unfinished_start(ckpt_path, run_dir: Path) -> bool:
@@ -268,7 +273,7 @@ def _how_to_go_on(run_dir: Path, config_name: str) -> str:
         ended, command = _how_it_ended(run_dir)
         return (f"It {ended} before its first checkpoint; resume it from the checkpoint it started from with "
                 f"ckpt_path={started} ({command}), or choose a new folder")
-    if not any((run_dir / "checkpoints").glob("*.ckpt")):  # stopped or failed before its first checkpoint
+    if not has_checkpoint(run_dir):  # stopped or failed before its first checkpoint
         return (f"It stopped before its first checkpoint, so it cannot be resumed: choose a new folder, or delete "
                 f"{run_dir} to start over there")
     return "Resume it with ckpt_path=last, or choose a new folder"

@@ -53,14 +53,14 @@ def resume_hint(run_dir: Path, entry: str) -> str:
     if entry != "train":
         return "No checkpoint of this run can be resumed; start it again."
     from litlab.callbacks.interruption import resume_command
-    from litlab.run_folders import recorded_start
+    from litlab.run_folders import has_checkpoint, recorded_start
 
     checkpoints = Path(run_dir) / "checkpoints"
     if (checkpoints / "last.ckpt").is_file():
         return (f"checkpoints/last.ckpt holds the run's last epoch end or validation that a resume continues "
                 f"exactly; resume with: {resume_command(Path(run_dir))}")
     started = recorded_start(Path(run_dir))
-    if started is not None and not any(checkpoints.glob("*.ckpt")):
+    if started is not None and not has_checkpoint(Path(run_dir)):
         return (f"This start wrote no checkpoint of its own; resume it from the one it started from with: "
                 f"{resume_command(Path(run_dir), Path(started))}")
     return "No checkpoint of this run can be resumed; start it again."
