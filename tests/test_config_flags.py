@@ -99,7 +99,7 @@ def test_help_shows_the_users_own_config(project):
 @pytest.mark.parametrize("flags, message", [
     (["-cd", "my_conf", "-cn", "nope"],
      r"Error: --config-name nope: there is no nope\.yaml in \S+/conf/ and \S+/my_conf/, where Hydra looks for the "
-     r"config to compose \(they hold chdir, eval, fixed, mytrain, predict, train\)\. Give one of those"),
+     r"config to compose \(they hold chdir, eval, fixed, lr_find, mytrain, predict, train\)\. Give one of those"),
     (["--config-dir", "nodir", "seed=1"], r"Error: --config-dir nodir: \S+/nodir is no folder\. Give the folder that "
                                           r"holds your own config files"),
     (["--config-path", "nodir"], r"Error: --config-path nodir: \S+/litlab/nodir is no folder\. --config-path replaces "

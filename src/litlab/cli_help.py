@@ -22,6 +22,9 @@ WHAT = {
             "[split=val]; data.KEY=VALUE and model.KEY=VALUE change the run stored in the checkpoint "
             "(its .hydra/config.yaml lists them)",
     "predict": "classifies image files, folders or an .npz with a checkpoint: ckpt_path=PATH input=PATH",
+    "lr_find": "a learning-rate range test: trains as litlab.train would (same groups and overrides) while the "
+               "rate rises from lr_find.min_lr to lr_find.max_lr, and suggests a model.optimizer.lr "
+               "(lr_find.csv, lr_find.png, metrics.json)",
 }
 
 

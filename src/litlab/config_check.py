@@ -23,6 +23,7 @@ from hydra.errors import HydraException, MissingConfigException, OverrideParseEx
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from litlab.checkpoint_paths import check_checkpoint_path
 from litlab.config_flags import CONF_DIR, Primary, config_dirs, hydra_args, no_primary, primary_of
 from litlab.config_values import check_values, reads_clock
 from litlab.errors import LitlabError
@@ -379,65 +380,6 @@ def strategy_name(strategy: object) -> str:
 
 # strategies whose processes each hold a part of the weights (names as ``strategy_name`` gives them)
 SHARDED = ("fsdp", "deepspeed", "modelparallel", "model_parallel")
-# a setting the averaging method does not take (EMA has no averaging.start_epoch)
-NOT_GIVEN = object()
-
-
-def check_averaging(cfg: DictConfig) -> None:
-    """``averaging=ema``/``swa`` (``conf/averaging/``): its settings, and a strategy under which one
-    process holds every weight to average, checked before Hydra makes the run's folder (and again
-    when the callback is built and set up, for configs that reach ``train`` another way)."""
-    node = OmegaConf.select(cfg, "averaging", throw_on_resolution_failure=False)
-    if not isinstance(node, DictConfig) or "_target_" not in node:
-        return
-    check_averaging_strategy(strategy_name(OmegaConf.select(cfg, "trainer.strategy", default="auto")))
-    settings = {key: node.get(key) for key in ("decay", "warmup", "update_every_n_steps", "start_epoch")
-                if key in node}  # those of the method's file (a key it lacks is refused by Hydra)
-    check_averaging_settings(**settings, max_epochs=OmegaConf.select(cfg, "trainer.max_epochs", default=None))
-
-
-def check_averaging_strategy(name: str) -> None:
-    """Weight averaging keeps a whole copy of the weights in every process and averages it with the
-    process's own: under a sharded strategy (FSDP, DeepSpeed) a process holds a shard only, and the
-    average would be of the wrong tensors or fail in the first step."""
-    if name.startswith(SHARDED):
-        raise LitlabError(f"averaging=ema/swa cannot run with trainer.strategy={name}: weight averaging keeps a "
-                          f"whole copy of the model in every process, and a sharded strategy (FSDP, DeepSpeed) "
-                          f"gives each process a part of the weights only. Use averaging=none with this strategy, "
-                          f"or a strategy that keeps the whole model in each process (trainer=gpu, trainer=ddp).")
-
-
-def check_averaging_settings(decay: object = 0.999, warmup: object = True, update_every_n_steps: object = 1,
-                             start_epoch: object = NOT_GIVEN, max_epochs: object = None) -> None:
-    """``averaging.decay`` in (0, 1), ``averaging.warmup`` a boolean, ``averaging.update_every_n_steps``
-    an integer >= 1, and ``averaging.start_epoch`` (SWA's; ``NOT_GIVEN`` for EMA) an epoch (an integer
-    >= 0) or a fraction in (0, 1) of ``trainer.max_epochs`` that leaves at least one epoch to average
-    (``max_epochs``: -1 for unlimited, None where it is not known yet)."""
-    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
-        raise LitlabError(f"averaging.decay must be a number in (0, 1), got {decay!r}: the weight of the old "
-                          f"average at each update (0.999 averages over ~1,000 updates, 0.99 over ~100).")
-    if not isinstance(warmup, bool):
-        raise LitlabError(f"averaging.warmup must be true or false, got {warmup!r}.")
-    if isinstance(update_every_n_steps, bool) or not isinstance(update_every_n_steps, int) or update_every_n_steps < 1:
-        raise LitlabError(f"averaging.update_every_n_steps must be an integer >= 1, got {update_every_n_steps!r}.")
-    if start_epoch is NOT_GIVEN:
-        return
-    fraction = isinstance(start_epoch, float) and 0 < start_epoch < 1
-    if isinstance(start_epoch, bool) or not (fraction or isinstance(start_epoch, int) and start_epoch >= 0):
-        raise LitlabError(f"averaging.start_epoch must be an epoch number (0 is the first) or a fraction in (0, 1) "
-                          f"of trainer.max_epochs (0.75: the last quarter of the run), got {start_epoch!r}.")
-    if isinstance(max_epochs, bool) or not isinstance(max_epochs, int):
-        return  # not known yet (null: Lightning picks it), checked again when fitting starts
-    if fraction and max_epochs < 0:
-        raise LitlabError(f"averaging.start_epoch={start_epoch} is a fraction of trainer.max_epochs, which is "
-                          f"unlimited here ({max_epochs}). Give the first averaged epoch as a number "
-                          f"(averaging.start_epoch=15), or set trainer.max_epochs.")
-    first = int(start_epoch * max_epochs) if fraction else start_epoch
-    if max_epochs >= 0 and first >= max_epochs:
-        raise LitlabError(f"averaging.start_epoch={start_epoch} starts averaging at the end of epoch {first + 1} (as the log "
-                          f"counts), "
-                          f"but the run has trainer.max_epochs={max_epochs}, so nothing would be averaged. Give an "
-                          f"earlier epoch (at most {max_epochs - 1}) or a fraction in (0, 1).")
 
 
 def overrides_of(argv: list[str]) -> list[str]:
@@ -471,6 +413,16 @@ def check_values_given(argv: list[str], config_name: str = "train") -> None:
                           f"('key=a b'). python -m litlab.{config_name} --help lists the groups and keys.")
 
 
+def check_start_checkpoint(cfg: DictConfig) -> None:
+    """A training run's ``ckpt_path=PATH`` (each swept one) must be a training checkpoint file this
+    process can read: ``checkpoint_files.load_checkpoint`` checks it with the same function as the
+    run begins, after torch and Lightning are imported (seconds) and Hydra made the run's folder.
+    ``ckpt_path=last`` is the run folder's, checked against it (``run_folders``)."""
+    ckpt = OmegaConf.select(cfg, "ckpt_path", throw_on_resolution_failure=False)
+    if ckpt and str(ckpt) != "last":
+        check_checkpoint_path(ckpt, compressed_ok=False)
+
+
 def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig | None:
     """Composes the command line's overrides (each swept value once) into the config Hydra will
     compose (``primary_of``: litlab's ``<config_name>`` unless Hydra's flags name another) and
@@ -495,6 +447,10 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
         if multirun:
             check_slurm_tasks(cfg)  # each job's devices (trainer.devices=1,2 is a sweep too)
         if config_name == "train":
+            # imported here, not at the top: it imports SHARDED and strategy_name from this module
+            from litlab.averaging_checks import check_averaging
+
+            check_start_checkpoint(cfg)
             check_optimizer_values(cfg)
             check_schedule_values(cfg)
             check_averaging(cfg)

@@ -15,13 +15,15 @@ from litlab.errors import LitlabError
 from litlab.run_folders import select_or_none
 
 # keys every training run reads; `~seed` or `~model` removed them and the run failed in a traceback
-REQUIRED = {"train": ("seed", "model", "data", "trainer"), "eval": (), "predict": ()}
+REQUIRED = {"train": ("seed", "model", "data", "trainer"), "lr_find": ("seed", "model", "data", "trainer"),
+            "eval": (), "predict": ()}
 # true/false switches of the entry configs (a string such as `test=no` counted as true)
 SWITCHES = {"train": ("test",), "eval": (), "predict": ()}
 # interpolations only Hydra's running job can resolve (its output folder, the time)
 _RUNTIME_ONLY = "HydraConfig was not set"
 # keys that name a file or folder, besides every paths.* key (the command's own ones: predict's input and output)
 PATH_KEYS = {"train": ("data.root", "data.path", "ckpt_path"),
+             "lr_find": ("data.root", "data.path"),
              "eval": ("data.root", "data.path", "ckpt_path"),
              "predict": ("ckpt_path", "input", "output")}
 # the run's and the sweep's folder, checked after paths.* (they are made of paths.log_dir by default)

@@ -1,6 +1,6 @@
 """The output folders a command names, checked before any work: writable, not a file where a
 run's folder goes, not an earlier run's or sweep's (litlab never writes over one), and held by
-one command at a time."""
+one command at a time. That hold also tells a running run from a killed one (``recorded_status``)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ def check_run_folders(cfg: DictConfig, key: str, overrides: list[str], multirun:
             if (Path(out) / name).exists() and not (Path(out) / name).is_dir():
                 raise LitlabError(f"{key}={out} holds a file named {name} where the run writes its {name}/ folder. "
                                   f"Move that file, or choose another folder with {key}=DIR.")
+        if not multirun and str(Path(out).absolute()) not in _held and is_running(Path(out)):
+            raise _in_use(Path(out), key)  # its run goes on: not one to resume or to be told "already holds a run"
         if multirun and config_name == "train":
             check_new_sweep_dir(Path(out))
         # train resumes in its own folder with ckpt_path; eval's and predict's ckpt_path is what they read
@@ -199,17 +201,36 @@ def recorded_start(run_dir: Path) -> str | None:
     return str(started) if started else None
 
 
+# the status of a run whose record says running but whose folder no command holds (``recorded_status``)
+KILLED = "killed"
+# what that status means, where a table shows it (the record names no error of its own)
+KILLED_MEANS = "ended without recording its end: killed, out of memory or a power cut"
+
 # how a start that ended before its work was done says so in its record, and where its resume command is
 _UNFINISHED = {"interrupted": ("was interrupted", "its metrics.json's resume is the whole command"),
                "failed": ("failed", "the command it was started with, once the error its metrics.json records is "
-                                    "mended")}
+                                    "mended"),
+               KILLED: ("was killed (its metrics.json still says running, and no command runs in it)",
+                        "the command it was started with, in its .hydra/overrides.yaml")}
+
+
+def recorded_status(run_dir: Path, record: dict | None = None) -> str | None:
+    """The ``status`` of the run in ``run_dir`` (its ``metrics.json``, or ``record`` already read
+    from it), or ``KILLED`` where it says ``running`` and no command holds the folder
+    (``is_running``): a run killed before it could record its end (SIGKILL, the out-of-memory
+    killer, a power cut) said running forever, and could not be resumed as a stopped one. Only a
+    record that says running is probed; where that cannot be told, it stays running."""
+    status = (_record(run_dir) if record is None else record).get("status")
+    if status == "running" and is_running(run_dir) is False:
+        return KILLED
+    return status
 
 
 def unfinished_start(run_dir: Path) -> str | None:
     """The checkpoint (another run's) that the training run in ``run_dir`` started from, where that
-    start was interrupted or failed before it wrote a checkpoint of its own (``recorded_start``).
-    None for any other folder."""
-    if has_checkpoint(run_dir) or _record(run_dir).get("status") not in _UNFINISHED:
+    start was interrupted, failed or was killed before it wrote a checkpoint of its own
+    (``recorded_start``). None for any other folder."""
+    if has_checkpoint(run_dir) or recorded_status(run_dir) not in _UNFINISHED:
         return None
     return recorded_start(run_dir)
 
@@ -218,7 +239,7 @@ def _how_it_ended(run_dir: Path) -> tuple[str, str]:
     """How the ``unfinished_start`` of ``run_dir`` ended (``was interrupted``, ``failed``) and where
     the command that resumes it is, for messages. Only for a folder that has one, whose status is
     therefore one of ``_UNFINISHED``."""
-    return _UNFINISHED[_record(run_dir).get("status")]
+    return _UNFINISHED[recorded_status(run_dir)]
 
 
 def _own_resume(run_dir: Path) -> str | None:
@@ -298,8 +319,62 @@ def hold_run_dir(run_dir: Path, key: str) -> None:
                           f"Choose another folder with {key}=DIR.") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as e:
         os.close(fd)
-        raise LitlabError(f"{key}={run_dir} is in use: another litlab command is running in it now. Wait for it "
-                          f"to end, or choose another folder.") from None
+        if e.errno in _HELD:
+            raise _in_use(run_dir, key) from None
+        return  # a file system without locks (ENOLCK): the folder goes unlocked, as without fcntl
     _held[path] = fd
+
+
+# flock's errors for a lock another open file holds; any other (ENOLCK, EINVAL) means no locks there
+_HELD = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+
+
+def _in_use(run_dir: Path, key: str) -> LitlabError:
+    return LitlabError(f"{key}={run_dir} is in use: another litlab command is running in it now. Wait for it "
+                       f"to end, or choose another folder.")
+
+
+def is_running(run_dir: Path) -> bool | None:
+    """Whether a litlab command runs in ``run_dir`` now: True where one holds its lock
+    (``hold_run_dir``, this process's own included), False where none does, None where that cannot
+    be told (no fcntl, a file system without locks, a folder that cannot be opened). One open and a
+    shared, non-blocking flock, let go at once: two readers never block each other."""
+    if str(Path(run_dir).absolute()) in _held:
+        return True
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(run_dir, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        return True if e.errno in _HELD else None
+    finally:
+        os.close(fd)  # closing lets go of the probe's own lock
+    return False
+
+
+# the folders hold_for_run took, which the next job of an in-process sweep lets go
+_taken_for_runs: list[str] = []
+
+
+def hold_for_run(run_dir: Path, key: str) -> None:
+    """Holds ``run_dir`` while the command's run (a single run, or one job of a sweep) works in it,
+    so that ``recorded_status`` can tell a running run from one killed before it could record its
+    end. A folder ``check_run_folders`` took is held already; one of an earlier job of a sweep in
+    this process is let go (hundreds of jobs would each keep a file open), its record written by
+    then. For rank 0 only: the other ranks of a run work in rank 0's folder."""
+    path = str(Path(run_dir).absolute())
+    for earlier in [p for p in _taken_for_runs if p != path]:
+        _taken_for_runs.remove(earlier)
+        fd = _held.pop(earlier, None)
+        if fd is not None:
+            os.close(fd)  # its lock goes with it
+    if path not in _held:
+        hold_run_dir(Path(run_dir), key)
+        if path in _held:
+            _taken_for_runs.append(path)

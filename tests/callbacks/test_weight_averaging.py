@@ -16,11 +16,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from litlab.averaging_checks import check_averaging
 from litlab.build import build_model
 from litlab.callbacks.checkpoints import checkpoint_callback
 from litlab.callbacks.group import find_callback
 from litlab.callbacks.weight_averaging import Averaging, ema, swa
-from litlab.config_check import check_averaging, check_overrides
+from litlab.config_check import check_overrides
 from litlab.errors import LitlabError
 from litlab.training import train
 from tests.conftest import make_cfg

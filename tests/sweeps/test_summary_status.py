@@ -34,7 +34,7 @@ def mixed(tmp_path):
     _job(s, "1", 0.003, {"status": "completed", "val/acc": 0.8, "optimized_metric": "val/acc"})
     _job(s, "2", 0.001, {"status": "interrupted", "val/acc": 0.97, "error": "interrupted by signal SIGTERM"})
     _job(s, "3", 0.001, {"status": "completed", "val/acc": 0.9, "optimized_metric": "val/acc"})
-    _job(s, "4", 0.01, {"status": "running", "val/acc": 0.98})
+    _job(s, "4", 0.01, {"status": "running", "val/acc": 0.98})  # no command runs in it: killed (test_killed_runs)
     return s
 
 
@@ -43,7 +43,7 @@ def test_jobs_that_did_not_complete_are_listed_last_unranked(mixed):
     rows = summarize(mixed, metric="val/acc")["rows"]
     assert [(r["rank"], r["job"], r["status"]) for r in rows] == [
         (1, "3", "completed"), (2, "1", "completed"),
-        ("-", "0", "failed"), ("-", "2", "interrupted"), ("-", "4", "running")]
+        ("-", "0", "failed"), ("-", "2", "interrupted"), ("-", "4", "killed")]
     assert rows[2]["error"].startswith("optimized_metric=val/accuracy is not among")
     assert rows[3]["error"] == "interrupted by signal SIGTERM"
     md = (mixed / "summary.md").read_text().splitlines()

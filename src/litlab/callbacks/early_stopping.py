@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from lightning.pytorch.callbacks import EarlyStopping as _EarlyStopping
 
 from litlab.callbacks.checkpoints import gradients_pending
@@ -35,6 +36,15 @@ class EarlyStopping(_EarlyStopping):
     the run was given. A later check within the window (``trainer.val_check_interval`` below
     ``trainer.accumulate_grad_batches``) that does not call for a stop, as the score improved,
     cancels the waiting one.
+
+    Under ``averaging=swa`` validation measures the live weights before SWA's first update and the
+    average from then on. At the first validation of the average the best score and the count of
+    checks without improvement start over (``restart_best``, as best.ckpt's competition does), so
+    averages are compared with averages: a best of the live weights from before the start, which
+    the average rarely beats, stopped the run after ``patience`` checks of averages however much
+    they improved. This happens once per run (a resume after it carries on with the checkpoint's
+    best and count); under ``averaging=ema``, which validates averages from the first step, nothing
+    starts over.
     """
 
     stopped = False
@@ -73,6 +83,13 @@ class EarlyStopping(_EarlyStopping):
         if hasattr(self, "stopping_reason"):  # Lightning 2.6 records why it stopped
             self.stopping_reason = type(self.stopping_reason)(0)  # NOT_STOPPED
             self.stopping_reason_message = None
+
+    def restart_best(self) -> None:
+        """Forgets the best score and the checks without improvement so far: the next check is an
+        improvement whatever its score, and later ones compete with it. Weight averaging calls it at
+        SWA's first validation of the average, before that validation's check."""
+        self.best_score = torch.tensor(torch.inf if self.monitor_op == torch.lt else -torch.inf)
+        self.wait_count = 0
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         patience = self.patience

@@ -19,7 +19,8 @@ that callback does in litlab's runs:
   it averaged the cut epoch's weights, which the uninterrupted run never does);
 * under SWA, best.ckpt is chosen among validations of the average once there is one (Lightning
   kept a checkpoint of the weights from before the start whenever its score was higher, and that
-  was tested and shipped); a run that stops before the start says so and keeps the trained weights;
+  was tested and shipped), and early stopping's best and patience start over there as well; a run
+  that stops before the start says so and keeps the trained weights;
 * a fractional SWA start is resolved once: a resume with another ``trainer.max_epochs`` goes on
   averaging from the run's first averaged epoch;
 * the average is copied over the trained weights when fitting ends, after the checkpoint callback's
@@ -42,8 +43,9 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
+from litlab.averaging_checks import NOT_GIVEN, check_averaging_settings, check_averaging_strategy
 from litlab.callbacks.checkpoints import epoch_finished
-from litlab.config_check import NOT_GIVEN, check_averaging_settings, check_averaging_strategy, strategy_name
+from litlab.config_check import strategy_name
 
 log = logging.getLogger(__name__)
 
@@ -216,9 +218,11 @@ class Averaging(WeightAveraging):
             if self.every == "epoch" and not self._average_validated and not trainer.sanity_checking:
                 # SWA's first validation of the average: best.ckpt becomes this validation's checkpoint,
                 # and only averages compete from now on (a best score of the live weights from before
-                # the start, which the average rarely beats, kept a non-averaged best.ckpt to the end)
-                for callback in trainer.checkpoint_callbacks:
-                    if hasattr(callback, "restart_best"):  # litlab's (checkpoints._Checkpoints)
+                # the start, which the average rarely beats, kept a non-averaged best.ckpt to the end);
+                # early stopping's best and patience start over the same way (its check of this
+                # validation comes after this hook: on_validation_end or on_train_epoch_end)
+                for callback in trainer.callbacks:
+                    if hasattr(callback, "restart_best"):  # litlab's checkpoints._Checkpoints and EarlyStopping
                         callback.restart_best()
                 self._average_validated = True
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -142,16 +143,26 @@ class _SkipFirst:
     ``_skip`` first items. Torch keeps the object for the iterator's life (persistent workers
     start every epoch's pass from it), so the count is read from the loader at each pass, when
     the pass yields its first item: torch makes a pass that it never reads when it creates an
-    iterator with workers, and then the one it reads."""
+    iterator with workers, and then the one it reads.
+
+    The loader is held by a weak reference: a loader with persistent workers holds its iterator,
+    which holds this object, and a strong one back made a cycle. Dropping the loader then left its
+    workers running until a garbage collection, which stalled 5 s per worker (the collection stops
+    the index queues' feeder threads before the iterator's shutdown puts its stop signal in them,
+    so torch waits out its join timeout and then kills each worker)."""
 
     def __init__(self, loader: ResumableLoader, sampler):
-        self.loader, self.sampler = loader, sampler
+        self.loader, self.sampler = weakref.ref(loader), sampler
 
     def __len__(self) -> int:
         return len(self.sampler)
 
     def __iter__(self) -> Iterator:
-        skip, self.loader._skip = self.loader._skip, 0
+        loader = self.loader()  # None once the loader is gone (torch's iterator used on its own): no skip
+        skip = 0 if loader is None else loader._skip
+        if skip:
+            loader._skip = 0
+        del loader  # this generator lives for the whole pass: its frame must not hold the loader either
         order = iter(self.sampler)
         yield from itertools.islice(order, skip, None) if skip else order
 

@@ -14,6 +14,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from litlab.run_folders import recorded_status
+
 # the statuses of the sweep that just ended in this process, or None before any
 last_sweep: dict[str, int] | None = None
 # the folder of the sweep that started in this process (also when it never ended), or None before any
@@ -27,8 +29,8 @@ def statuses_by_job(sweep_dir: Path) -> dict[str, str]:
     jobs |= {p.parent for p in sweep_dir.glob("**/metrics.json")}
     found = {}
     for job in sorted(jobs, key=lambda j: (len(j.parts), len(j.name), j.name)):
-        try:
-            status = str(json.loads((job / "metrics.json").read_text()).get("status", "unknown"))
+        try:  # a job killed before it recorded its end is "killed", not "running"
+            status = str(recorded_status(job, json.loads((job / "metrics.json").read_text())) or "unknown")
         except (OSError, ValueError, AttributeError):
             status = "unknown"
         found[str(job.relative_to(sweep_dir))] = status

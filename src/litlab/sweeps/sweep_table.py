@@ -14,6 +14,7 @@ import yaml
 
 from litlab.errors import LitlabError
 from litlab.metric_direction import lower_is_better
+from litlab.run_folders import KILLED_MEANS, recorded_status
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def read_jobs(sweep_dir: Path) -> list[Job]:
         if not over_file.is_file() and not metrics_file.is_file():
             continue
         lines = yaml.safe_load(over_file.read_text()) if over_file.is_file() else []
-        jobs.append(Job(folder.name, override_values(lines or []), read_metrics(metrics_file)))
+        jobs.append(Job(folder.name, override_values(lines or []), as_ended(folder, read_metrics(metrics_file))))
     if not jobs:
         raise LitlabError(f"DIR: {sweep_dir} holds no job folders (none has metrics.json or .hydra/overrides.yaml). "
                           f"Pass the folder of a multirun, e.g. outputs/multiruns/<time>.")
@@ -157,6 +158,16 @@ def read_metrics(path: Path) -> dict:
     return {"status": "unreadable", "error": f"metrics.json is {why}"}
 
 
+def as_ended(folder: Path, metrics: dict) -> dict:
+    """A job's ``metrics`` with the status ``killed`` (and why, as its error) where they say
+    ``running`` and no command runs in its folder (``run_folders.recorded_status``): a killed job
+    was listed as running forever."""
+    status = recorded_status(folder, metrics)
+    if status == metrics.get("status"):
+        return metrics
+    return {**metrics, "status": status, "error": metrics.get("error") or KILLED_MEANS}
+
+
 def check_metric_present(jobs: list[Job], metric: str) -> None:
     """A metric no job has would rank nothing: an error naming the keys the jobs have."""
     if any(j.value(metric) is not None for j in jobs):
@@ -228,7 +239,7 @@ def is_ranked(job: Job, metric: str) -> bool:
 
 
 def rank(jobs: list[Job], metric: str, direction: str) -> list[Job]:
-    """Completed jobs best first, then the others (failed, interrupted, running, missing, or
+    """Completed jobs best first, then the others (failed, interrupted, killed, running, missing, or
     completed without the metric) in job order."""
     scored = [j for j in jobs if is_ranked(j, metric)]
     scored.sort(key=lambda j: j.value(metric), reverse=direction == "maximize")

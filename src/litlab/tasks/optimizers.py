@@ -41,14 +41,18 @@ def _user_keywords(factory: Callable) -> dict:
 
 
 def check_decay_setting(value) -> None:
-    """``model.decay_biases_and_norms`` must be true or false."""
+    """``model.decay_biases_and_norms`` must be true or false. Checked twice, both needed:
+    ``build.check_task_settings`` (before the data is prepared) and ``Classifier`` (a task built in
+    code, which no config check saw)."""
     if not isinstance(value, bool):
         raise LitlabError(f"model.decay_biases_and_norms must be true or false, got {value!r}. false keeps weight "
                           f"decay off biases and normalisation weights (every parameter of fewer than 2 dimensions).")
 
 
 def check_fused_setting(fused) -> None:
-    """``model.fused_optimizer`` must be true, false or auto."""
+    """``model.fused_optimizer`` must be true, false or auto. Checked where the value comes in:
+    ``build.check_task_settings`` (before the data is prepared), ``Classifier`` (a task built in
+    code) and ``build_optimizer`` (called directly, as the tests do)."""
     if fused not in CHOICES:
         raise LitlabError(f"model.fused_optimizer must be true, false or auto, got {fused!r}.")
 
@@ -208,7 +212,7 @@ def build_optimizer(factory: Callable[..., torch.optim.Optimizer], params: Itera
     which a fused optimizer would do inside its step instead (Lightning then refuses to clip).
     ``decay_biases_and_norms=False``: no weight decay on parameters of fewer than 2 dimensions.
     """
-    check_fused_setting(fused)
+    check_fused_setting(fused)  # also here: a direct call ("yes") would otherwise build as auto
     params = list(params)
     groups = parameter_groups(factory, params, decay_biases_and_norms, sharded)
     if fused is False:

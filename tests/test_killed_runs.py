@@ -1,0 +1,181 @@
+"""A run killed before it could record its end (SIGKILL, the out-of-memory killer, a power cut)
+kept ``status: running`` in its metrics.json for good: summarize listed it as running, and a start
+from another run's checkpoint killed before its own first one could not be resumed in its folder.
+A folder whose record says running but which no command holds (``run_folders.hold_run_dir``'s
+lock) reads as ``killed``; one that a command holds still reads as running."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from litlab import run_folders
+from litlab.config_check import check_overrides
+from litlab.errors import LitlabError
+from litlab.run_folders import unfinished_start
+from litlab.summarize import rank_sweep
+from litlab.sweeps.outcome import statuses_by_job
+
+IN_USE = r"hydra\.run\.dir=.*run is in use: another litlab command is running in it now"
+KILLED_MEANS = "ended without recording its end: killed, out of memory or a power cut"  # the table's error column
+
+
+@pytest.fixture(autouse=True)
+def let_go():
+    """The folders a test's checks took for this process are let go after it (as at a process's end)."""
+    before = set(run_folders._held)
+    yield
+    for path in set(run_folders._held) - before:
+        os.close(run_folders._held.pop(path))
+        if path in getattr(run_folders, "_taken_for_runs", []):
+            run_folders._taken_for_runs.remove(path)
+
+
+@pytest.fixture
+def holder():
+    """``holder(folder)``: another process takes the folder's lock, as a running litlab command
+    does (hold_run_dir's exclusive flock), and holds it until the test ends."""
+    procs = []
+
+    def hold(folder: Path) -> None:
+        proc = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); "
+                                 "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
+                                 str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        procs.append(proc)
+        assert proc.stdout.readline().strip() == "held"
+
+    yield hold
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def _folder(path: Path, record: dict, overrides: list[str] = ()) -> Path:
+    (path / ".hydra").mkdir(parents=True)
+    (path / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    (path / "metrics.json").write_text(json.dumps(record))
+    return path
+
+
+def test_summarize_lists_a_job_killed_before_its_end_as_killed(tmp_path, holder):
+    """A job whose record says running, with no command in its folder, was listed as running."""
+    sweep = tmp_path / "sweep"
+    _folder(sweep / "0", {"status": "completed", "val/acc": 0.9, "optimized_metric": "val/acc"},
+            ["model.optimizer.lr=0.001"])
+    _folder(sweep / "1", {"status": "running", "val/acc": 0.95}, ["model.optimizer.lr=0.01"])
+    _folder(sweep / "2", {"status": "running"}, ["model.optimizer.lr=0.1"])
+    holder(sweep / "2")  # still working
+    rows = rank_sweep(sweep)["rows"]
+    assert [(r["rank"], r["job"], r["status"], r.get("error")) for r in rows] == [
+        (1, "0", "completed", None), ("-", "1", "killed", KILLED_MEANS), ("-", "2", "running", None)]
+    assert statuses_by_job(sweep) == {"0": "completed", "1": "killed", "2": "running"}
+    assert json.loads((sweep / "1" / "metrics.json").read_text())["status"] == "running"  # read, never written
+
+
+def test_a_start_killed_before_its_first_checkpoint_resumes_from_the_one_it_started_from(tmp_path):
+    """Killed before its own first checkpoint, a start from another run's checkpoint kept "running":
+    the command that resumes it was refused as another run's checkpoint, and the advice said it
+    could not be resumed at all."""
+    start = tmp_path / "s0" / "checkpoints" / "last.ckpt"
+    start.parent.mkdir(parents=True)
+    start.write_bytes(b"not read by the checks")
+    run = _folder(tmp_path / "run", {"status": "running", "task": "train", "started_from": str(start)},
+                  ["model=mlp", f"ckpt_path={start}"])
+    assert unfinished_start(run) == str(start)
+    with pytest.raises(LitlabError) as info:
+        check_overrides(["model=mlp", f"hydra.run.dir={run}"])
+    assert str(info.value) == (
+        f"hydra.run.dir={run} already holds a run. It was killed (its metrics.json still says running, and no "
+        f"command runs in it) before its first checkpoint; resume it from the checkpoint it started from with "
+        f"ckpt_path={start} (the command it was started with, in its .hydra/overrides.yaml), or choose a new "
+        f"folder; litlab does not write over a run.")
+    with pytest.raises(LitlabError, match=rf"^ckpt_path=last: {run} holds no checkpoint: its run started from "
+                                          rf"ckpt_path={start} and was killed \(.*\) before it wrote one of its own\. "
+                                          rf"Resume it from there with ckpt_path={start} "):
+        check_overrides(["model=mlp", "ckpt_path=last", f"hydra.run.dir={run}"])
+    assert check_overrides(["model=mlp", f"ckpt_path={start}", f"hydra.run.dir={run}"]) is not None  # taken
+    assert (run_folders.is_running(run), run_folders.recorded_status(run)) == (True, "running")  # held here now
+
+
+def test_a_running_start_is_refused_as_in_use(tmp_path, holder):
+    """The same folder while its command still runs: running, and refused as in use (not "already holds
+    a run ... cannot be resumed", nor taken as a resume)."""
+    start = tmp_path / "s0.ckpt"
+    start.write_bytes(b"x")
+    run = _folder(tmp_path / "run", {"status": "running", "task": "train", "started_from": str(start)})
+    holder(run)
+    for args in ([], [f"ckpt_path={start}"], ["ckpt_path=last"]):
+        with pytest.raises(LitlabError, match=IN_USE):
+            check_overrides([*args, f"hydra.run.dir={run}"])
+    assert json.loads((run / "metrics.json").read_text())["status"] == "running"
+    assert unfinished_start(run) is None
+    assert (run_folders.is_running(run), run_folders.recorded_status(run)) == (True, "running")
+
+
+def test_a_lock_of_this_process_from_another_open_file_counts_as_held(tmp_path):
+    """flock locks belong to an open file: a second open in the same process is refused too, so the
+    probe sees a sweep job this process runs (hold_for_run) as held; its own lock is let go at once."""
+    import fcntl
+
+    run = _folder(tmp_path / "run", {"status": "running"})
+    fd = os.open(run, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert run_folders.is_running(run) is True and run_folders.recorded_status(run) == "running"
+    finally:
+        os.close(fd)
+    assert run_folders.is_running(run) is False and run_folders.recorded_status(run) == "killed"
+    assert run_folders.is_running(run) is False  # the probe kept no lock
+
+
+def test_a_training_run_holds_its_folder_while_it_works(tmp_path, monkeypatch):
+    """The default timestamped folders and a sweep's job folders were never locked: each would read
+    as killed while it trained. Each job's folder is held while it works; an earlier job's is let go."""
+    import fcntl
+
+    import litlab.train as entry
+    from omegaconf import OmegaConf
+
+    def held_elsewhere(folder: Path) -> bool:  # what a summarize in another process finds
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    seen = []
+    training = types.SimpleNamespace(train=lambda cfg: seen.append(held_elsewhere(Path(cfg.paths.output_dir))))
+    monkeypatch.setitem(sys.modules, "litlab.training", training)  # the training itself is not the point here
+    jobs = [tmp_path / "sweep" / str(n) for n in range(3)]
+    for job in jobs:
+        job.mkdir(parents=True)  # as Hydra makes it
+        entry._train(OmegaConf.create({"paths": {"output_dir": str(job)}}))
+    assert seen == [True, True, True]
+    assert [held_elsewhere(job) for job in jobs] == [False, False, True]  # one folder held at a time
+
+
+def test_without_locks_a_running_record_stays_running(tmp_path, monkeypatch):
+    """A file system without flock (ENOLCK) or no fcntl (Windows): nothing tells a running run from a
+    killed one, so the record is taken as it is, and a run starts there unlocked (ENOLCK was "in use")."""
+    run = _folder(tmp_path / "run", {"status": "running", "task": "train", "started_from": str(tmp_path / "a.ckpt")})
+
+    def no_locks(fd, how):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(run_folders, "fcntl", types.SimpleNamespace(flock=no_locks, LOCK_EX=2, LOCK_SH=1, LOCK_NB=4))
+    run_folders.hold_run_dir(tmp_path / "new", "hydra.run.dir")  # not "in use"
+    assert str((tmp_path / "new").absolute()) not in run_folders._held and unfinished_start(run) is None
+    assert (run_folders.is_running(run), run_folders.recorded_status(run)) == (None, "running")
+    monkeypatch.setattr(run_folders, "fcntl", None)
+    assert (run_folders.is_running(run), run_folders.recorded_status(run), unfinished_start(run)) == (
+        None, "running", None)
