@@ -46,6 +46,8 @@ def test_ckpt_path_last_needs_the_run_folder(tmp_path):
 
     with pytest.raises(LitlabError, match=r"ckpt_path=last resumes the run in the folder given by hydra\.run\.dir"):
         check_overrides(["ckpt_path=last"])
+    (tmp_path / "a" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "a" / "checkpoints" / "last.ckpt").write_bytes(b"x")
     assert check_overrides(["ckpt_path=last", f"hydra.run.dir={tmp_path / 'a'}"]).ckpt_path == "last"
 
 

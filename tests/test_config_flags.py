@@ -143,6 +143,8 @@ def _recorded_run(project: Path, overrides: list[str]) -> Path:
     (run / ".hydra").mkdir(parents=True)
     OmegaConf.save(OmegaConf.create({"hydra": OmegaConf.to_container(cfg.hydra)}), run / ".hydra" / "hydra.yaml")
     OmegaConf.save(OmegaConf.create(list(cfg.hydra.overrides.task)), run / ".hydra" / "overrides.yaml")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"x")  # ckpt_path=last needs one to resume
     return run
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 
 from litlab.reporting.run_files import keep_config_record, restore_config_record, start_metrics, update_metrics
 
@@ -33,7 +35,8 @@ def test_a_resumed_start_begins_its_own_metrics_and_keeps_the_earlier_ones(tmp_p
     update_metrics(tmp_path, status="completed", **{"test/acc": 0.9, "compress/method": "prune", "export/model": "x"})
     kept = keep_config_record(tmp_path)
     start_metrics(tmp_path, status="running", task="train")
-    assert json.loads((tmp_path / "metrics.json").read_text()) == {"status": "running", "task": "train"}
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"status": "running", "task": "train",
+                                                                   "host": socket.gethostname(), "pid": os.getpid()}
     assert json.loads((kept / "metrics.json").read_text())["export/model"] == "x"
 
 

@@ -14,7 +14,7 @@ from litlab.build import build_callbacks, build_data, build_loggers, build_model
 from litlab.config_check import choices
 from tests.conftest import CONF_DIR
 
-GROUPS = ["model", "data", "trainer", "callbacks", "averaging", "logger", "compress", "export", "debug", "experiment"]
+GROUPS = ["model", "data", "trainer", "callbacks", "averaging", "mixing", "logger", "compress", "export", "debug", "experiment"]
 # choices that need a CUDA GPU: built where there is one (they carry the gpu mark), skipped elsewhere
 NEEDS_GPU = {("trainer", "gpu"), ("trainer", "ddp"), ("trainer", "fsdp")}
 NEEDS_INPUT = {"imagefolder": "data.root", "npz": "data.path"}

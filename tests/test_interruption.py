@@ -17,8 +17,10 @@ from tests.conftest import REPO, make_cfg
 
 # the default data (digits, held in memory) in batches of 2, in epochs long enough (200 steps, half
 # a second) to be interrupted in the middle of one; every step logged, so that the unfinished epoch
-# always leaves points in the event files for a resume to drop
-ARGS = ["data.batch_size=2", "model=mlp", "trainer.max_epochs=4", "logger=tensorboard", "seed=3",
+# always leaves points in the event files for a resume to drop; three epochs: a stop in the second
+# leaves a whole one after it for the resume
+EPOCHS = 3
+ARGS = ["data.batch_size=2", "model=mlp", f"trainer.max_epochs={EPOCHS}", "logger=tensorboard", "seed=3",
         "+trainer.limit_train_batches=200", "trainer.log_every_n_steps=1"]
 
 
@@ -52,7 +54,7 @@ def _interrupt_after_first_epoch(run, sig, expected_code):
     m = json.loads((run / "metrics.json").read_text())
     assert m["status"] == "interrupted", m
     assert "ckpt_path=last" in m["resume"]
-    assert torch.load(last, weights_only=True)["epoch"] < 3  # it really stopped early
+    assert torch.load(last, weights_only=True)["epoch"] < EPOCHS - 1  # it really stopped early
     # the best epoch so far is on record, as for a finished run
     assert 0 < m["val/acc"] <= 1 and Path(m["best_ckpt"]).is_file()
 
@@ -88,14 +90,14 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path):
     train(make_cfg(ARGS, tmp_path / "straight", run.parent / "data", fast=False))
     a = json.loads((run / "metrics.json").read_text())
     b = json.loads((tmp_path / "straight" / "metrics.json").read_text())
-    assert a["status"] == "completed" and a["epochs"] == b["epochs"] == 4
+    assert a["status"] == "completed" and a["epochs"] == b["epochs"] == EPOCHS
     for key in ("val/acc", "test/acc", "test/loss"):
         assert abs(a[key] - b[key]) <= 1e-6, (key, a[key], b[key])
     # the TensorBoard curves continue in the same folder
     acc = EventAccumulator(str(run / "tensorboard"))
     acc.Reload()
     steps = sorted({e.step for e in acc.Scalars("val/acc")})
-    assert len(steps) == 4
+    assert len(steps) == EPOCHS
     # each step once: the unfinished epoch's points from before the stop are dropped from the files
     straight_acc = EventAccumulator(str(tmp_path / "straight" / "tensorboard"))
     straight_acc.Reload()

@@ -9,9 +9,12 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -135,33 +138,138 @@ def test_a_lock_of_this_process_from_another_open_file_counts_as_held(tmp_path):
     assert run_folders.is_running(run) is False  # the probe kept no lock
 
 
-def test_a_training_run_holds_its_folder_while_it_works(tmp_path, monkeypatch):
-    """The default timestamped folders and a sweep's job folders were never locked: each would read
-    as killed while it trained. Each job's folder is held while it works; an earlier job's is let go."""
+def _held_elsewhere(folder: Path) -> bool:
+    """What a summarize in another process finds: whether a process holds ``folder``'s lock."""
     import fcntl
 
-    import litlab.train as entry
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+# each entrypoint that writes status running: its run_entrypoint work and the module of its real work
+RUNNING_WRITERS = {"train": ("litlab.train", "_train", "litlab.training", "train"),
+                   "lr_find": ("litlab.lr_find", "_lr_find", "litlab.tuning.lr_range", "lr_find")}
+
+
+def _entrypoint_work(name: str, monkeypatch, work: Callable) -> Callable:
+    """The work ``run_entrypoint`` runs for entrypoint ``name``, its real work replaced by ``work``
+    (the training or range test itself is not the point here)."""
+    import importlib
+
+    module, function, inner_module, inner = RUNNING_WRITERS[name]
+    monkeypatch.setitem(sys.modules, inner_module, types.SimpleNamespace(**{inner: work}))
+    return getattr(importlib.import_module(module), function)
+
+
+@pytest.mark.parametrize("name", sorted(RUNNING_WRITERS))
+def test_every_command_that_records_running_holds_its_folder_while_it_works(tmp_path, monkeypatch, name):
+    """The default timestamped folders and a sweep's job folders were never locked: each would read
+    as killed while it trained, and lr_find's folder was never held at all. Each job's folder is held
+    while it works; an earlier job's is let go."""
     from omegaconf import OmegaConf
 
-    def held_elsewhere(folder: Path) -> bool:  # what a summarize in another process finds
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
+    from litlab.entry import run_entrypoint
 
     seen = []
-    training = types.SimpleNamespace(train=lambda cfg: seen.append(held_elsewhere(Path(cfg.paths.output_dir))))
-    monkeypatch.setitem(sys.modules, "litlab.training", training)  # the training itself is not the point here
+    work = _entrypoint_work(name, monkeypatch, lambda cfg: seen.append(_held_elsewhere(Path(cfg.paths.output_dir))))
     jobs = [tmp_path / "sweep" / str(n) for n in range(3)]
     for job in jobs:
         job.mkdir(parents=True)  # as Hydra makes it
-        entry._train(OmegaConf.create({"paths": {"output_dir": str(job)}}))
+        run_entrypoint(work, OmegaConf.create({"paths": {"output_dir": str(job)}}))
     assert seen == [True, True, True]
-    assert [held_elsewhere(job) for job in jobs] == [False, False, True]  # one folder held at a time
+    assert [_held_elsewhere(job) for job in jobs] == [False, False, True]  # one folder held at a time
+
+
+def test_a_folder_named_through_dot_dot_or_a_link_is_held_once(tmp_path, monkeypatch):
+    """hydra.run.dir=outputs/../outputs/runs/g: the checks held the folder by that path, the run by
+    Hydra's normalised one, and its second lock was refused by its own first: "is in use", and a
+    failed record in a folder that could not be used again. A symbolic link to it likewise."""
+    from omegaconf import OmegaConf
+
+    from litlab.entry import run_entrypoint
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs" / "runs").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "outputs" / "runs", target_is_directory=True)
+    seen = []
+    work = _entrypoint_work("train", monkeypatch, lambda cfg: seen.append(_held_elsewhere(Path(cfg.paths.output_dir))))
+    for given, normalised in (("outputs/../outputs/runs/g", tmp_path / "outputs" / "runs" / "g"),
+                              (f"{tmp_path}/link/h", tmp_path / "outputs" / "runs" / "h")):
+        assert check_overrides(["model=mlp", f"hydra.run.dir={given}"]) is not None  # holds it by the given path
+        assert run_folders.is_running(normalised) is True
+        run_entrypoint(work, OmegaConf.create({"paths": {"output_dir": str(normalised)}}))
+        assert not (normalised / "metrics.json").exists()  # no failed record
+    assert seen == [True, True]
+
+
+def test_an_in_use_folder_is_refused_without_a_record(tmp_path, monkeypatch, holder, capsys):
+    """Two starts at once into one folder (the same second's timestamped one): the second was
+    refused as in use, then wrote "failed" into the first one's folder before that run's own record."""
+    from omegaconf import OmegaConf
+
+    from litlab.entry import run_entrypoint
+
+    run = tmp_path / "run"
+    run.mkdir()
+    holder(run)  # the first start, before its record
+    seen = []
+    work = _entrypoint_work("train", monkeypatch, seen.append)
+    with pytest.raises(SystemExit) as info:
+        run_entrypoint(work, OmegaConf.create({"paths": {"output_dir": str(run)}, "task_name": "train"}))
+    assert info.value.code == 2 and seen == []
+    assert re.search(IN_USE, capsys.readouterr().err)
+    assert sorted(p.name for p in run.iterdir()) == []  # the first start's folder as it was
+
+
+def test_a_running_record_names_its_machine_and_process(tmp_path):
+    """The record's host is what tells whose lock the folder's is (``running_elsewhere``)."""
+    from litlab.reporting.run_files import start_metrics
+
+    record = start_metrics(tmp_path, status="running", task="lr_find")
+    assert json.loads((tmp_path / "metrics.json").read_text()) == record == {
+        "status": "running", "task": "lr_find", "host": socket.gethostname(), "pid": os.getpid()}
+    assert "host" not in start_metrics(tmp_path, status="completed")
+
+
+def test_a_run_of_another_machine_stays_running(tmp_path):
+    """On NFS or Lustre a flock may be local to a machine: a run working on a compute node read as
+    killed from a login node, and its folder was offered for a resume while it ran. Only the
+    machine a record names reads it as killed; a record without a host is read as before."""
+    start = tmp_path / "a.ckpt"
+    start.write_bytes(b"x")
+    sweep = tmp_path / "sweep"
+    elsewhere = {"status": "running", "task": "train", "started_from": str(start), "host": "node-7", "pid": 1}
+    _folder(sweep / "0", elsewhere, ["model.optimizer.lr=0.1"])
+    _folder(sweep / "1", {**elsewhere, "host": socket.gethostname()}, ["model.optimizer.lr=0.2"])
+    _folder(sweep / "2", {k: v for k, v in elsewhere.items() if k not in ("host", "pid")}, ["model.optimizer.lr=0.3"])
+    assert statuses_by_job(sweep) == {"0": "running", "1": "killed", "2": "killed"}
+    assert [unfinished_start(sweep / j) for j in "012"] == [None, str(start), str(start)]
+    assert [(r["job"], r["status"]) for r in rank_sweep(sweep)["rows"]] == [
+        ("0", "running (on node-7)"), ("1", "killed"), ("2", "killed")]
+    with pytest.raises(LitlabError, match=r"already holds a run\. ckpt_path=.* is a checkpoint of another run"):
+        check_overrides([f"ckpt_path={start}", f"hydra.run.dir={sweep / '0'}"])  # not taken for a resume
+
+
+def test_an_interrupted_sweep_names_its_killed_jobs(tmp_path, monkeypatch, capsys, sweep_jobs_written_by_hand):
+    """The end line of an interrupted sweep named interrupted and running jobs; a killed one was in neither."""
+    import signal
+
+    from litlab.sweeps import interrupted, outcome
+
+    sweep = tmp_path / "sweep"
+    _folder(sweep / "0", {"status": "interrupted"}, ["seed=1"])
+    _folder(sweep / "1", {"status": "running"}, ["seed=2"])
+    monkeypatch.setattr(outcome, "current_sweep_dir", sweep)
+    with pytest.raises(SystemExit) as info:
+        interrupted.exit_interrupted(signal.SIGINT)
+    assert info.value.code == 130
+    assert f"in {sweep}; interrupted jobs: 0; killed before recording their end: 1. " in capsys.readouterr().err
 
 
 def test_without_locks_a_running_record_stays_running(tmp_path, monkeypatch):
@@ -173,8 +281,9 @@ def test_without_locks_a_running_record_stays_running(tmp_path, monkeypatch):
         raise OSError(errno.ENOLCK, "No locks available")
 
     monkeypatch.setattr(run_folders, "fcntl", types.SimpleNamespace(flock=no_locks, LOCK_EX=2, LOCK_SH=1, LOCK_NB=4))
+    held = dict(run_folders._held)
     run_folders.hold_run_dir(tmp_path / "new", "hydra.run.dir")  # not "in use"
-    assert str((tmp_path / "new").absolute()) not in run_folders._held and unfinished_start(run) is None
+    assert run_folders._held == held and unfinished_start(run) is None
     assert (run_folders.is_running(run), run_folders.recorded_status(run)) == (None, "running")
     monkeypatch.setattr(run_folders, "fcntl", None)
     assert (run_folders.is_running(run), run_folders.recorded_status(run), unfinished_start(run)) == (

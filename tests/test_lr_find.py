@@ -46,9 +46,10 @@ def test_smoothing_is_the_bias_corrected_moving_average():
 def test_divergence_stops_on_a_rise_over_the_factor_or_a_nan():
     assert divergence(1.0, [1.0, 5.0], 4.0) is None  # the first two points have no best yet
     assert divergence(1.0, [1.0, 0.9, 3.5], 4.0) is None  # 3.5 < 4 x 0.9
-    assert "exceeded 4 x the best 0.9" in divergence(1.0, [1.0, 0.9, 3.7], 4.0)
+    assert divergence(1.0, [1.0, 0.9, 3.7], 4.0) == "the smoothed loss 3.7 exceeded 4 x the best 0.9 after 3 steps"
     assert divergence(1.0, [1.0, 0.9, 3.7], None) is None  # stop_factor=null: every step
-    assert "the loss became nan at step 2" in divergence(float("nan"), [1.0, 0.9, float("nan")], 4.0)
+    # a count of the steps run, as the summary's "steps 3 of N" (it said "at step 2", an index)
+    assert divergence(float("nan"), [1.0, 0.9, float("nan")], 4.0) == "the loss became nan after 3 steps"
 
 
 def test_suggestion_is_the_steepest_descent_against_log_lr():
@@ -64,13 +65,51 @@ def test_suggestion_is_the_steepest_descent_against_log_lr():
     assert s.usable_points == 121 - 10 - 1
 
 
-def test_no_suggestion_from_too_few_points_or_a_loss_that_never_falls():
+def test_no_suggestion_from_too_few_points():
     lrs = lr_sequence(1e-6, 1.0, 30, "exponential")
     early_nan = [2.0 - 0.01 * k for k in range(12)] + [float("nan")] * 18
     few = suggest(lrs, early_nan, begin=3)
     assert few.lr is None and few.usable_points == 8 and "only 8 usable point(s) of 30" in few.reason
+    assert "more steps (lr_find.num_steps) or a lower lr_find.max_lr" in few.reason
+
+
+def test_a_loss_lowest_at_the_start_asks_for_lower_rates_without_fastais_rule():
+    """The loss rose from the first usable point (every usable rate too high): it advised raising
+    max_lr or num_steps, and printed fastai's rule read off that first point."""
+    lrs = lr_sequence(1e-6, 1.0, 30, "exponential")
     rising = suggest(lrs, [1.0 + 0.1 * k for k in range(30)], begin=3)
-    assert rising.lr is None and "never fell" in rising.reason
+    assert rising.lr is None and rising.min_loss_step == 3 and rising.min_loss_lr == pytest.approx(lrs[3])
+    assert rising.min_loss_lr_div10 is None
+    assert rising.reason.startswith(f"the smoothed loss was lowest at the start of the usable range (lr {lrs[3]:.1e}, "
+                                    f"after the first 3 steps left out) and rose from there")
+    assert rising.reason.endswith("Run again with lower rates: a lower lr_find.min_lr and lr_find.max_lr")
+    assert "raise" not in rising.reason
+    # lr_find.mode=linear lr_find.num_steps=30 (model=mlp): every usable rate is >= 0.1
+    linear = lr_sequence(1e-7, 1.0, 30, "linear")
+    flat_then_up = suggest(linear, [2.3 + 0.05 * k for k in range(30)], begin=3, mode="linear")
+    assert linear[3] == pytest.approx(0.1034, rel=1e-3) and "lr_find.mode=exponential" in flat_then_up.reason
+    record = flat_then_up.as_record()
+    assert record["suggested_lr"] is None and record["min_loss_lr_div10"] is None
+
+
+def test_the_summary_says_why_and_prints_no_fastai_rule_where_the_loss_never_fell(tmp_path, data_dir, capsys):
+    from litlab.tuning.lr_files import write_results
+    from litlab.tuning.lr_range import RangeResult
+
+    run_dir = tmp_path / "run"
+    cfg = make_cfg(["logger=none"], run_dir, data_dir, config_name="lr_find")
+    lrs = lr_sequence(1e-7, 1.0, 30, "exponential")
+    losses = [2.0 + 0.02 * k for k in range(30)]
+    result = RangeResult(lrs=lrs, losses=losses, smoothed=smooth(losses, 0.05))
+    suggestion = suggest(result.lrs, result.smoothed, begin=3)
+    facts = {"steps_run": 30, "stop_reason": None, "settings": {"num_steps": 30}, "wall_time_s": 1.0,
+             **suggestion.as_record()}
+    write_results(cfg, run_dir, result, suggestion, facts)
+    out = capsys.readouterr().out
+    assert "fastai's rule" not in out and "never fell" not in out
+    assert re.search(r"no learning rate suggested: the smoothed loss was lowest at the start of the usable range "
+                     r"\(lr 5\.3e-07, after the first 3 steps left out\).*a lower lr_find.min_lr and lr_find.max_lr\. "
+                     r"Look at .*lr_find\.png\.", out)
 
 
 # ---- the steps ----------------------------------------------------------------------------------
@@ -133,16 +172,33 @@ def test_the_sweep_leaves_the_weights_and_the_configured_rate_as_they_were(accum
     model = accumulated_run.model
     after = model.state_dict()
     assert all(torch.equal(after[k], v) for k, v in accumulated_run.before.items())
-    assert model.optimizer_factory.keywords["lr"] == 3e-3
+    # the sweep's optimizer ended at a rate of its own; the task's, built again, has the configured one
+    assert {g["lr"] for g in model.trainer.optimizers[0].param_groups} != {3e-3}
+    optimizer = model.configure_optimizers()
+    assert [float(g["lr"]) for g in optimizer.param_groups] == [3e-3] * len(optimizer.param_groups)
 
 
 def test_a_nan_loss_at_the_first_step_is_a_user_error():
-    from litlab.tuning.lr_range import RangeResult, check_first_step
-    from litlab.tuning.lr_settings import RangeSettings
+    from omegaconf import OmegaConf
 
+    from litlab.tuning.lr_range import RangeResult, check_first_step
+    from litlab.tuning.lr_settings import range_settings
+
+    settings = range_settings(OmegaConf.create({"lr_find": {}}))  # every value conf/lr_find.yaml's
     with pytest.raises(LitlabError, match=r"training loss was nan at the first step, at lr_find.min_lr=1e-07.*"
                                           r"trainer.precision=32"):
-        check_first_step(RangeResult(lrs=[1e-7], losses=[float("nan")]), RangeSettings(), {"precision": 32})
+        check_first_step(RangeResult(lrs=[1e-7], losses=[float("nan")]), settings, {"precision": 32})
+
+
+def test_the_defaults_are_those_of_conf_lr_find_yaml_alone():
+    from omegaconf import OmegaConf
+
+    from litlab.config_flags import CONF_DIR
+    from litlab.tuning.lr_settings import RangeSettings, range_settings
+
+    written = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "lr_find.yaml").lr_find)
+    assert range_settings(OmegaConf.create({"lr_find": {"num_steps": 30}})) == RangeSettings(**{**written,
+                                                                                                "num_steps": 30})
 
 
 def test_a_ddp_trainer_runs_in_one_process_with_the_same_samples_per_step(tmp_path, data_dir):
@@ -154,23 +210,62 @@ def test_a_ddp_trainer_runs_in_one_process_with_the_same_samples_per_step(tmp_pa
     assert (node.devices, node.num_nodes, node.strategy, node.accumulate_grad_batches) == (1, 1, "auto", 6)
     assert (node.max_steps, node.max_epochs, node.limit_val_batches) == (50, -1, 0)
     assert "2 process(es)" in note and "accumulating 6 batches per optimizer step instead of 3" in note
+    # two nodes of 2 processes: counted, not refused for want of a launcher (a range test never has one)
+    cfg = make_cfg([*TINY, "trainer=ddp_cpu", "trainer.num_nodes=2"], tmp_path / "run", data_dir,
+                   config_name="lr_find")
+    node, note = range_trainer_config(cfg.trainer, 50)
+    assert (node.num_nodes, node.accumulate_grad_batches) == (1, 4) and "4 process(es)" in note
+
+
+@pytest.mark.parametrize("override, message", [
+    # read as 3 processes (the string's length), and printed in the command to train with
+    ("trainer.devices=abc", r"trainer.devices must be an integer, a list of device ids or auto, got 'abc'"),
+    ("trainer.num_nodes=0", r"trainer.num_nodes must be an integer >= 1, got 0"),
+    ("+trainer.accumulate_grad_batches=0", r"trainer.accumulate_grad_batches must be an integer >= 1, got 0"),
+])
+def test_trainer_values_train_refuses_are_refused_before_the_trainer_is_rewritten(override, message, tmp_path,
+                                                                                   data_dir):
+    from litlab.tuning.lr_range import range_trainer_config
+
+    cfg = make_cfg([*TINY, "trainer=ddp_cpu", override], tmp_path / "run", data_dir, config_name="lr_find")
+    with pytest.raises(LitlabError, match=message):
+        range_trainer_config(cfg.trainer, 50)
 
 
 # ---- the files ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def diverged_run(tmp_path_factory, data_dir):
-    """lr_find(cfg) in-process up to lr 1e4, which diverges before the last step."""
+    """lr_find(cfg) in-process up to lr 1e4, which diverges before the last step; with choices the
+    range test leaves out (weight averaging, compression, early stopping), and a DDP trainer. Its
+    start line (the log) and printed summary are kept."""
+    import contextlib
+    import io
+    import logging
+
     from litlab.tuning.lr_range import lr_find
 
     run_dir = tmp_path_factory.mktemp("lrf_files") / "run"
-    cfg = make_cfg([*TINY, "lr_find.num_steps=60", "lr_find.min_lr=1e-4", "lr_find.max_lr=1e4"], run_dir, data_dir,
+    cfg = make_cfg([*TINY, "lr_find.num_steps=60", "lr_find.min_lr=1e-4", "lr_find.max_lr=1e4", "averaging=ema",
+                    "compress=prune", "callbacks=early_stopping", "trainer=ddp_cpu"], run_dir, data_dir,
                    config_name="lr_find")
-    return run_dir, lr_find(cfg)
+    logger, lines = logging.getLogger("litlab.tuning.lr_range"), []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: lines.append(record.getMessage())
+    level, out = logger.level, io.StringIO()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with contextlib.redirect_stdout(out):
+            record = lr_find(cfg)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return SimpleNamespace(run_dir=run_dir, record=record, log=lines, out=out.getvalue())
 
 
 def test_a_diverging_sweep_stops_early_and_writes_its_curve(diverged_run):
-    run_dir, record = diverged_run
+    run_dir, record = diverged_run.run_dir, diverged_run.record
     assert record["stopped_early"] and 3 <= record["steps_run"] < 60
     assert "exceeded 4 x the best" in record["stop_reason"] or "the loss became" in record["stop_reason"]
     with open(run_dir / "lr_find.csv", newline="") as f:
@@ -192,6 +287,36 @@ def test_a_diverging_sweep_stops_early_and_writes_its_curve(diverged_run):
     with open(run_dir / "csv" / "metrics.csv", newline="") as f:
         logged = list(csv.DictReader(f))
     assert len(logged) == record["steps_run"] and float(logged[0]["lr_find/lr"]) == pytest.approx(1e-4)
+
+
+def test_what_the_config_chose_and_the_test_left_out_is_named_alike_everywhere(diverged_run):
+    """metrics.json's not_used named model.scheduler only (averaging=ema and compress=prune not at
+    all), while the start line named weight averaging, compression and export whether chosen or not;
+    the summary lacked the one-process (DDP) note."""
+    chosen = ["model.scheduler", "averaging=ema", "compress=prune", "callbacks.early_stopping"]
+    record = json.loads((diverged_run.run_dir / "metrics.json").read_text())
+    assert record["not_used"] == chosen
+    start = next(line for line in diverged_run.log if line.startswith("lr_find: 60 steps"))
+    assert start.endswith(f"Not used: {', '.join(chosen)}") and "export" not in start
+    assert f"  not used               {', '.join(chosen)} (the range test only trains" in diverged_run.out
+    note = ("the trainer trains in 2 process(es) (data.batch_size each); the range test runs in one, accumulating 2 "
+            "batches per optimizer step instead of 1")
+    assert record["one_process"].startswith(note) and record["accumulate_grad_batches"] == 2
+    assert f"  one process            {note}" in diverged_run.out
+    # the count of steps and the stop agree: "steps 23 of 60 (stopped: ... after 23 steps)"
+    assert re.search(rf"  steps +{record['steps_run']} of 60 \(stopped: .* after {record['steps_run']} steps\)",
+                     diverged_run.out)
+
+
+def test_a_divergence_at_the_last_step_stopped_nothing(tmp_path):
+    """"steps 100 of 100 (stopped: ... at step 99)": every step ran, yet it said stopped."""
+    from litlab.tuning.lr_files import summary_lines
+
+    reason = "the smoothed loss 9.3 exceeded 4 x the best 2.1 after 100 steps"
+    facts = {"steps_run": 100, "settings": {"num_steps": 100}, "stop_reason": reason, "stopped_early": False,
+             "wall_time_s": 1.0}
+    lines = summary_lines(tmp_path, facts, suggest(lr_sequence(1e-7, 1.0, 100), [1.0] * 100, begin=10), False)
+    assert lines[1] == f"  steps                  100 of 100 (the last one diverged: {reason})"
 
 
 def test_a_curve_without_a_suggestion_still_writes_its_files_and_says_why(tmp_path, data_dir, capsys):
@@ -218,7 +343,7 @@ def test_summarize_leaves_a_range_test_out_of_a_ranking(diverged_run, tmp_path):
     from litlab.summarize import rank_sweep
 
     runs = tmp_path / "runs"
-    shutil.copytree(diverged_run[0], runs / "lr_find_run")
+    shutil.copytree(diverged_run.run_dir, runs / "lr_find_run")
     (runs / "trained").mkdir()
     (runs / "trained" / "metrics.json").write_text(json.dumps({"status": "completed", "task": "train",
                                                                "val/acc": 0.9, "optimized_metric": "val/acc"}))
@@ -239,7 +364,9 @@ def test_summarize_leaves_a_range_test_out_of_a_ranking(diverged_run, tmp_path):
     ("+lr_find.steps=50", r"lr_find.steps is not a setting of the range test"),
     ("ckpt_path=some.ckpt", r"ckpt_path=some.ckpt: the range test starts from the config's own initialization"),
     ("debug=fdr", r"trainer.fast_dev_run=True \(debug=fdr\) runs one batch"),
-    ("trainer=fsdp", r"trainer.strategy=fsdp: the range test runs in one process"),
+    # the key is not in conf/trainer/gpu.yaml: without the + Hydra refused the advised override
+    ("trainer=fsdp", r"trainer.strategy=fsdp: the range test runs in one process.* trainer=gpu .*; "
+                     r"\+trainer.accumulate_grad_batches=N \(a key"),
     ("model.optimizer._target_=torch.optim.LBFGS", r"model.optimizer._target_=torch.optim.LBFGS: L-BFGS"),
     ("model.optimizer.lr=-1", r"model.optimizer.lr must be a number >= 0"),
 ])
@@ -256,6 +383,71 @@ def test_sweeps_are_refused():
         with pytest.raises(LitlabError, match="one range test per command"):
             check_one_process(argv)
 
+
+def test_an_optimizer_whose_step_needs_a_closure_is_refused_whatever_its_class():
+    """Only L-BFGS (and its subclasses) was refused, though the docstring promised a user's own."""
+    from functools import partial
+
+    from litlab.tuning.lr_range import check_closure_free
+
+    class LineSearch(torch.optim.Optimizer):  # a user's own: evaluates the loss itself
+        def step(self, closure):
+            return closure()
+
+    with pytest.raises(LitlabError, match=r"model.optimizer: LineSearch takes several loss evaluations per step"):
+        check_closure_free(SimpleNamespace(optimizer_factory=partial(LineSearch, lr=0.1)))
+    check_closure_free(SimpleNamespace(optimizer_factory=partial(torch.optim.SGD, lr=0.1)))  # closure=None: fine
+
+
+def test_a_training_folder_that_holds_a_range_test_says_so(tmp_path):
+    """train hydra.run.dir=<an lr_find folder> said "It stopped before its first checkpoint, so it
+    cannot be resumed ... or delete it", of a completed range test."""
+    from litlab.config_check import check_overrides
+
+    run = tmp_path / "lrf"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"status": "completed", "task": "lr_find"}))
+    said = (r"already holds a run\. It holds the results of python -m litlab\.lr_find \(its metrics\.json says task: "
+            r"lr_find\), not a training run, so there is nothing to resume there: choose a new folder")
+    with pytest.raises(LitlabError, match=said) as refused:
+        check_overrides([f"hydra.run.dir={run}"], "train")
+    assert "first checkpoint" not in str(refused.value) and "delete" not in str(refused.value)
+    # a training run whose early failure recorded a task_name of the user's own is still one
+    (run / "metrics.json").write_text(json.dumps({"status": "failed", "task": "myexp"}))
+    with pytest.raises(LitlabError, match=r"It stopped before its first checkpoint"):
+        check_overrides([f"hydra.run.dir={run}"], "train")
+
+
+def test_the_training_command_keeps_the_config_search_path(tmp_path, data_dir, capsys):
+    """With hydra.searchpath (a user's own conf/model/mymlp.yaml) the printed command left it out,
+    and failed: "model=mymlp is not a choice"."""
+    import shlex
+
+    from litlab.tuning.lr_files import write_results
+    from litlab.tuning.lr_range import RangeResult
+
+    own = tmp_path / "myconf"
+    (own / "model").mkdir(parents=True)
+    (own / "model" / "mymlp.yaml").write_text("defaults:\n  - mlp\n  - _self_\nnet:\n  hidden_sizes: [16]\n")
+    run_dir = tmp_path / "run"
+    cfg = make_cfg(["logger=none", "model=mymlp", f"hydra.searchpath=[file://{own}]", "lr_find.num_steps=30",
+                    "model.optimizer.lr=0.1"], run_dir, data_dir, config_name="lr_find")
+    lrs = lr_sequence(1e-6, 1.0, 30)
+    losses = [2.0 - math.tanh(k / 5 - 3) for k in range(30)]  # falls fastest in the middle
+    result = RangeResult(lrs=lrs, losses=losses, smoothed=smooth(losses, 0.05))
+    suggestion = suggest(result.lrs, result.smoothed, begin=3)
+    facts = {"steps_run": 30, "stop_reason": None, "settings": {"num_steps": 30}, "wall_time_s": 1.0}
+    write_results(cfg, run_dir, result, suggestion, facts)
+    command = re.search(r"train with: (.*)", capsys.readouterr().out).group(1)
+    words = shlex.split(command)
+    assert words[:3] == ["python", "-m", "litlab.train"]
+    assert f"hydra.searchpath=[file://{own}]" in words and "model=mymlp" in words
+    assert words.count(f"model.optimizer.lr={suggestion.lr:.1e}") == 1 and "model.optimizer.lr=0.1" not in words
+    assert not any(w.startswith(("lr_find", "--config-name")) for w in words)
+    # the command composes: train's config with the user's model
+    trained = make_cfg(words[3:], tmp_path / "train", data_dir, fast=False)
+    assert trained.model.net.hidden_sizes == [16] and trained.model.optimizer.lr == pytest.approx(suggestion.lr,
+                                                                                                  rel=0.05)
 
 # ---- the command --------------------------------------------------------------------------------
 

@@ -5,15 +5,15 @@ run's folder (``config_check.check_overrides`` calls ``check_averaging``), and t
 (``callbacks/weight_averaging.py``), when it is built and when fitting starts, for a config that
 reaches ``train`` another way or a trainer whose epoch count or strategy was not known before.
 Kept apart from ``config_check``, which checks the command line as a whole, as ``trainer_checks``
-and ``resume_settings`` are; like them it takes the strategy's name from there.
+and ``resume_settings`` are; like them it takes the strategy's name from ``strategies``.
 """
 
 from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from litlab.config_check import SHARDED, strategy_name
 from litlab.errors import LitlabError
+from litlab.strategies import SHARDED, strategy_name
 
 # a setting the averaging method does not take (EMA has no averaging.start_epoch)
 NOT_GIVEN = object()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import inspect
 import logging
 import re
 from typing import Any
@@ -24,6 +25,7 @@ from litlab.data.base import ClassificationData
 from litlab.distributed.launcher import use_run_dir_launcher
 from litlab.errors import LitlabError
 from litlab.listing import first_of
+from litlab.mixing_checks import check_image_samples
 from litlab.models.speed_switches import SPEED_SWITCHES, apply_speed_switches, runs_channels_last, undo_channels_last
 from litlab.no_profiler import NoProfiler
 from litlab.tasks.classification import Classifier, check_label_smoothing
@@ -51,8 +53,8 @@ def instantiate(node: Any, key: str, **kwargs: Any) -> Any:
                           f"{str(root).splitlines()[0] if str(root) else root!r}. Check the {key}.* values.") from None
 
 
-def check_targets(cfg: DictConfig, groups: tuple[str, ...] = ("data", "model", "callbacks", "averaging", "logger",
-                                                              "compress", "export")) -> None:
+def check_targets(cfg: DictConfig, groups: tuple[str, ...] = ("data", "model", "callbacks", "averaging", "mixing",
+                                                              "logger", "compress", "export")) -> None:
     """Every ``_target_`` of these groups names something importable: a misspelt class was found
     only when its turn came to be built, after data preparation, and named its group, not its key."""
     for group in groups:
@@ -161,8 +163,10 @@ def check_task_settings(model_cfg: DictConfig) -> None:
                                 built_class(make_scheduler) if make_scheduler is not None else None)
 
 
-def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> Classifier:
-    """The task module around a net built for this data (the user never types shapes)."""
+def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int,
+                mixing: DictConfig | None = None) -> Classifier:
+    """The task module around a net built for this data (the user never types shapes). ``mixing``:
+    a training run's ``cfg.mixing`` (``build_mixing``); eval, predict and the checks build without."""
     make_net = instantiate(model_cfg.net, "model.net")
     target = model_cfg.net.get("_target_", "the net")
     try:
@@ -190,7 +194,20 @@ def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes
             log.info("model.channels_last=auto: %s cannot run on channels-last inputs; it trains in the default "
                      "memory order", target)
     apply_speed_switches(net, compile=switches.get("compile"))
-    return build_task(model_cfg, net, num_classes)
+    return build_task(model_cfg, net, num_classes, build_mixing(mixing, tuple(input_shape)))
+
+
+def build_mixing(node: DictConfig | None, input_shape: tuple[int, ...]):
+    """The batch mixer of ``mixing=mixup``/``cutmix``/... (``conf/mixing/``), or None for
+    ``mixing=none`` (no ``_target_``). A mixer that pastes boxes of images (CutMix) is refused
+    here for data of other samples: the command line's check knows the data's kind from its config
+    only where the config says it (``data.kind=sequence``), an ``.npz`` only once it is read."""
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return None
+    mixer = instantiate(node, "mixing")
+    if getattr(mixer, "pastes_boxes", False):
+        check_image_samples(input_shape)
+    return mixer
 
 
 @torch.no_grad()
@@ -239,13 +256,35 @@ def check_runs(net: torch.nn.Module, input_shape: tuple[int, ...], target: str, 
                           f"with).")
 
 
-def build_task(model_cfg: DictConfig, net, num_classes: int) -> Classifier:
-    """The task module of ``model_cfg`` around an already built ``net``."""
+def build_task(model_cfg: DictConfig, net, num_classes: int, mixing=None) -> Classifier:
+    """The task module of ``model_cfg`` around an already built ``net``, with the batch ``mixing``
+    of a training run (None: unmixed, and a task of the user's own is built as before)."""
     task_cfg = model_cfg.copy()  # a shallow copy keeps its parent: ${trainer.*} still resolves
     with open_dict(task_cfg):
         for key in SPEED_SWITCHES:
             task_cfg.pop(key, None)
-    return instantiate(task_cfg, "model", net=net, num_classes=num_classes)
+    if mixing is None:
+        return instantiate(task_cfg, "model", net=net, num_classes=num_classes)
+    check_takes_mixing(task_cfg)
+    return instantiate(task_cfg, "model", net=net, num_classes=num_classes, mixing=mixing)
+
+
+def check_takes_mixing(task_cfg: DictConfig) -> None:
+    """Mixing needs a task whose training loss mixes labels: litlab's ``Classifier`` takes the mixer
+    as its ``mixing`` argument. A task of the user's own without one (another loss, another kind of
+    target) failed with "unexpected keyword argument" after the data was prepared."""
+    target = task_cfg.get("_target_")
+    try:
+        task = hydra.utils.get_class(str(target))
+        takes = inspect.signature(task).parameters
+    except Exception:  # not a class (a builder function): instantiate says what it takes
+        return
+    if "mixing" in takes or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in takes.values()):
+        return
+    raise LitlabError(f"mixing=... mixes training batches and their labels, which the task's training_step must "
+                      f"take (litlab's Classifier takes the mixer as its mixing argument), but model._target_="
+                      f"{target} has no mixing argument. Use mixing=none with this task, or give its __init__ a "
+                      f"mixing argument and call it in training_step (see litlab.tasks.batch_mixing).")
 
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:

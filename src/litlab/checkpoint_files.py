@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from litlab.checkpoint_paths import check_checkpoint_path
+from litlab.checkpoint_paths import check_checkpoint_path, compressed_refused
 from litlab.errors import LitlabError
 
 
@@ -34,9 +34,8 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path", compressed_ok: boo
 
         ckpt = read(ckpt)
     if not compressed_ok and isinstance(ckpt, dict) and "compression" in ckpt and "litlab" in ckpt:
-        raise LitlabError(f"{key}={path} is a compressed model ({ckpt['compression'].get('method')}), which eval and "
-                          f"predict take; here a training checkpoint is needed: the checkpoints/best.ckpt or "
-                          f"last.ckpt of the run that wrote it.")
+        # one check_checkpoint_path could not tell without torch (a file torch.save wrote otherwise)
+        raise compressed_refused(path, key, ckpt["compression"].get("method"))
     if not isinstance(ckpt, dict) or "litlab" not in ckpt or "state_dict" not in ckpt:
         raise LitlabError(f"{key}={path} is not a litlab checkpoint (it lacks the 'litlab' run record). "
                           f"Use a checkpoint from a litlab run's checkpoints/ folder.")

@@ -23,16 +23,18 @@ from hydra.errors import HydraException, MissingConfigException, OverrideParseEx
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from litlab.averaging_checks import check_averaging
 from litlab.checkpoint_paths import check_checkpoint_path
 from litlab.config_flags import CONF_DIR, Primary, config_dirs, hydra_args, no_primary, primary_of
 from litlab.config_values import check_values, reads_clock
 from litlab.errors import LitlabError
 from litlab.metric_direction import lower_is_better
-from litlab.run_folders import check_run_folders
+from litlab.mixing_checks import check_mixing
+from litlab.run_folders import LAST_NEEDS_A_RUN, check_run_folders
 from litlab.tasks.schedule_values import check_scheduler_interval, check_warmup_epochs
 
 # groups of which a run takes exactly one file (logger and callbacks may take several)
-ONE_CHOICE = ("data", "model", "trainer", "averaging", "compress", "export", "paths")
+ONE_CHOICE = ("data", "model", "trainer", "averaging", "mixing", "compress", "export", "paths")
 
 
 def _all_files(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
@@ -370,18 +372,6 @@ def check_schedule_values(cfg: DictConfig) -> None:
         check_warmup_epochs(model.warmup_epochs)
 
 
-def strategy_name(strategy: object) -> str:
-    """``ddp``, ``fsdp``, ... from a strategy name or a ``_target_`` config."""
-    if isinstance(strategy, DictConfig):
-        target = str(strategy.get("_target_", ""))
-        return target.rsplit(".", 1)[-1].removesuffix("Strategy").lower()
-    return str(strategy or "auto").lower()
-
-
-# strategies whose processes each hold a part of the weights (names as ``strategy_name`` gives them)
-SHARDED = ("fsdp", "deepspeed", "modelparallel", "model_parallel")
-
-
 def overrides_of(argv: list[str]) -> list[str]:
     """The overrides of a command line (``key=value``, ``~key``), without Hydra's own flags."""
     return [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
@@ -415,9 +405,10 @@ def check_values_given(argv: list[str], config_name: str = "train") -> None:
 
 def check_start_checkpoint(cfg: DictConfig) -> None:
     """A training run's ``ckpt_path=PATH`` (each swept one) must be a training checkpoint file this
-    process can read: ``checkpoint_files.load_checkpoint`` checks it with the same function as the
-    run begins, after torch and Lightning are imported (seconds) and Hydra made the run's folder.
-    ``ckpt_path=last`` is the run folder's, checked against it (``run_folders``)."""
+    process can read, not an exported or compressed model (told from the file's first bytes,
+    ``checkpoint_paths.compressed_method``): ``checkpoint_files.load_checkpoint`` checks it with the
+    same function as the run begins, after torch and Lightning are imported (seconds) and Hydra made
+    the run's folder. ``ckpt_path=last`` is the run folder's, checked against it (``run_folders``)."""
     ckpt = OmegaConf.select(cfg, "ckpt_path", throw_on_resolution_failure=False)
     if ckpt and str(ckpt) != "last":
         check_checkpoint_path(ckpt, compressed_ok=False)
@@ -447,13 +438,11 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
         if multirun:
             check_slurm_tasks(cfg)  # each job's devices (trainer.devices=1,2 is a sweep too)
         if config_name == "train":
-            # imported here, not at the top: it imports SHARDED and strategy_name from this module
-            from litlab.averaging_checks import check_averaging
-
             check_start_checkpoint(cfg)
             check_optimizer_values(cfg)
             check_schedule_values(cfg)
             check_averaging(cfg)
+            check_mixing(cfg)
             for name, callback in (cfg.get("callbacks") or {}).items():
                 if isinstance(callback, DictConfig) and "monitor" in callback:
                     check_mode(f"callbacks.{name}", callback.get("monitor"), callback.get("mode"))
@@ -473,9 +462,8 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
         check_sweeper_and_launcher(cfg)
     if config_name == "train" and not multirun and cfg.get("ckpt_path") == "last" and _new_folder_each_start(cfg):
         raise LitlabError(
-            "ckpt_path=last resumes the run in the folder given by hydra.run.dir, and none was given (a new "
-            "folder has no checkpoint). Pass hydra.run.dir=outputs/runs/<run> with the run's folder, or "
-            "ckpt_path=PATH with a checkpoint file."
+            f"ckpt_path=last resumes the run in the folder given by hydra.run.dir, and none was given (a new "
+            f"folder has no checkpoint). {LAST_NEEDS_A_RUN}"
         )
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     check_run_folders(cfg, key, overrides, multirun, config_name)

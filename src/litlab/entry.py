@@ -23,6 +23,7 @@ from litlab.file_only_logs import FILE_ONLY
 from litlab.reporting.run_files import (keep_config_record, restore_config_record, start_origin, update_metrics,
                                         written_here)
 from litlab.distributed.ranks import check_run_dir_given, is_rank_zero, launched_rank
+from litlab.run_folders import hold_for_run
 from litlab.sweeps.failed_jobs import failed_job_value
 
 log = logging.getLogger("litlab")
@@ -183,9 +184,19 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
 
     User mistakes (LitlabError) print one paragraph and exit 2, other errors keep their
     traceback and exit 1. In a multirun the job returns the worst value instead (NaN, or -inf/+inf
-    for a sweeper with a direction), so the sweep goes on.
+    for a sweeper with a direction), so the sweep goes on. A run folder that another command holds
+    (``_hold_run_folder``) is refused in the same way, but without a record: the one there is not ours.
     """
     lightning_logs_to_console()
+    try:
+        _hold_run_folder(cfg)
+    except LitlabError as e:
+        # another command works in this folder now (two starts in one second share a timestamped
+        # folder): the folder's record and log are that command's, so this start writes nothing there
+        print(f"\nError: {e}", file=sys.stderr)
+        if is_multirun():
+            return failed_job_value()
+        sys.exit(e.exit_code)
     try:
         from litlab.distributed.launcher import distributed_job  # imports Lightning
 
@@ -223,6 +234,19 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
         if user_error:
             sys.exit(getattr(e, "exit_code", 2))
         raise
+
+
+def _hold_run_folder(cfg: DictConfig) -> None:
+    """Rank 0 holds the run's folder while the command works in it (``run_folders.hold_for_run``),
+    from before its record says ``running`` (train's, lr_find's) until the process, or the sweep's
+    job, ends: a folder whose record says running and that no command holds reads as killed. DDP's
+    other ranks work in rank 0's folder and take nothing."""
+    try:
+        run_dir = cfg.paths.output_dir
+    except Exception:  # a config without one writes no record either (``_record``)
+        return
+    if run_dir and launched_rank() == 0:
+        hold_for_run(Path(run_dir), "hydra.sweep.dir" if is_multirun() else "hydra.run.dir")
 
 
 def name_too_long(e: Exception, cfg: DictConfig) -> str | None:

@@ -17,9 +17,9 @@ import lightning.pytorch as L
 from omegaconf import DictConfig, OmegaConf
 
 from litlab.callbacks.interruption import sets_key
-from litlab.config_check import strategy_name
 from litlab.errors import LitlabError
 from litlab.resume_overrides import ABSENT, flat_keys, job_overrides, rerun_command, shown_value
+from litlab.strategies import strategy_name
 from litlab.tasks.optimizers import (DECAYED, NOT_DECAYED, STEPS_PER_EPOCH_KEY, group_names, one_group_reason,
                                      parameter_groups)
 from litlab.tasks.schedules import EPOCH_STEP_SETTINGS, WARMUP_STEPS_KEY, other_epoch_steps

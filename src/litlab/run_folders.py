@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def check_run_folders(cfg: DictConfig, key: str, overrides: list[str], multirun:
             if (Path(out) / name).exists() and not (Path(out) / name).is_dir():
                 raise LitlabError(f"{key}={out} holds a file named {name} where the run writes its {name}/ folder. "
                                   f"Move that file, or choose another folder with {key}=DIR.")
-        if not multirun and str(Path(out).absolute()) not in _held and is_running(Path(out)):
+        if not multirun and not holds(Path(out)) and is_running(Path(out)):
             raise _in_use(Path(out), key)  # its run goes on: not one to resume or to be told "already holds a run"
         if multirun and config_name == "train":
             check_new_sweep_dir(Path(out))
@@ -48,7 +49,7 @@ def check_run_folders(cfg: DictConfig, key: str, overrides: list[str], multirun:
         resuming = config_name == "train" and (_resumes_own_run(cfg.get("ckpt_path"), Path(out)) or
                                                resumes_unfinished_start(cfg.get("ckpt_path"), Path(out)))
         if config_name == "train" and not multirun and cfg.get("ckpt_path") == "last":
-            _check_last_of_unfinished_start(Path(out))
+            _check_last(Path(out), key)
         if not multirun and (Path(out) / "metrics.json").exists() and not resuming and not _failed_attempt(
                 Path(out), config_name):
             how = _how_to_go_on(Path(out), config_name)
@@ -219,11 +220,23 @@ def recorded_status(run_dir: Path, record: dict | None = None) -> str | None:
     from it), or ``KILLED`` where it says ``running`` and no command holds the folder
     (``is_running``): a run killed before it could record its end (SIGKILL, the out-of-memory
     killer, a power cut) said running forever, and could not be resumed as a stopped one. Only a
-    record that says running is probed; where that cannot be told, it stays running."""
-    status = (_record(run_dir) if record is None else record).get("status")
-    if status == "running" and is_running(run_dir) is False:
+    record that says running is probed, and only on the machine it names (``running_elsewhere``);
+    where that cannot be told, it stays running."""
+    record = _record(run_dir) if record is None else record
+    status = record.get("status")
+    if status == "running" and running_elsewhere(record) is None and is_running(run_dir) is False:
         return KILLED
     return status
+
+
+def running_elsewhere(record: dict) -> str | None:
+    """The machine that a record saying running names (``host``, which ``run_files.start_metrics``
+    writes), where that is not this one: a folder's lock on a network file system (NFS, Lustre)
+    may be seen only by the machine that took it, so from another one a run working there would
+    read as killed, and its folder be taken for a resume. None for this machine, and for a record
+    without a host (litlab before it wrote one), which only the lock can tell."""
+    host = record.get("host")
+    return str(host) if host and host != socket.gethostname() else None
 
 
 def unfinished_start(run_dir: Path) -> str | None:
@@ -264,16 +277,37 @@ def resumes_unfinished_start(ckpt_path, run_dir: Path) -> bool:
     return Path(ckpt_path).absolute().resolve() == Path(started).resolve()
 
 
-def _check_last_of_unfinished_start(run_dir: Path) -> None:
-    """``ckpt_path=last`` in the folder of an ``unfinished_start`` failed as the run began, after
-    Hydra had rewritten the folder's record: last.ckpt "does not exist". The checkpoint the run
-    started from resumes it."""
+# what to give instead of ckpt_path=last where the folder holds no run to resume
+LAST_NEEDS_A_RUN = ("Pass hydra.run.dir=outputs/runs/<run> with the run's folder, or ckpt_path=PATH with a "
+                    "checkpoint file.")
+
+
+def _check_last(run_dir: Path, key: str) -> None:
+    """``ckpt_path=last`` resumes from ``<run_dir>/checkpoints/last.ckpt``. Without that file the run
+    failed ("last.ckpt does not exist") only once torch was imported (seconds), after Hydra had made
+    the folder (or rewritten the record of an existing one) and marked it failed. Refused here: a
+    folder that does not exist or holds no run, and a run that stopped (or was killed) before its
+    first checkpoint, which the checkpoint an ``unfinished_start`` began from resumes. A run killed
+    after writing last.ckpt resumes from it."""
+    if (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return
+    if not run_dir.is_dir():
+        raise LitlabError(f"ckpt_path=last resumes the run in the folder given by hydra.run.dir, and {key}={run_dir} "
+                          f"does not exist. {LAST_NEEDS_A_RUN}")
     started = unfinished_start(run_dir)
     if started is not None:
         ended, command = _how_it_ended(run_dir)
         raise LitlabError(f"ckpt_path=last: {run_dir} holds no checkpoint: its run started from ckpt_path={started} "
                           f"and {ended} before it wrote one of its own. Resume it from there with ckpt_path={started} "
                           f"({command}).")
+    if not (run_dir / "metrics.json").exists():
+        raise LitlabError(f"ckpt_path=last: {key}={run_dir} holds no run to resume (no metrics.json, no "
+                          f"checkpoints/last.ckpt). {LAST_NEEDS_A_RUN}")
+    others = sorted(str(p) for p in (run_dir / "checkpoints").glob("*.ckpt"))
+    if others:  # last.ckpt removed, or a best.ckpt of a validation within the first epoch
+        raise LitlabError(f"ckpt_path=last: {run_dir} holds no checkpoints/last.ckpt, only {', '.join(others)}. "
+                          f"Resume from one of those with ckpt_path=PATH, or choose a new folder.")
+    raise LitlabError(f"ckpt_path=last: {run_dir} holds no checkpoint. {_how_to_go_on(run_dir, 'train')}.")
 
 
 def _failed_attempt(run_dir: Path, config_name: str) -> bool:
@@ -289,6 +323,11 @@ def _how_to_go_on(run_dir: Path, config_name: str) -> str:
     """What to do instead of starting a run in ``run_dir``, which holds one."""
     if config_name != "train":
         return "Choose a new folder (or leave hydra.run.dir out: each run gets its own)"
+    other = _other_command(run_dir)
+    if other is not None:  # no training run: "stopped before its first checkpoint" was false of it
+        return (f"It holds the results of python -m litlab.{other} (its metrics.json says task: {other}), not a "
+                f"training run, so there is nothing to resume there: choose a new folder (or leave hydra.run.dir "
+                f"out: each run gets its own)")
     started = unfinished_start(run_dir)
     if started is not None:
         ended, command = _how_it_ended(run_dir)
@@ -300,16 +339,45 @@ def _how_to_go_on(run_dir: Path, config_name: str) -> str:
     return "Resume it with ckpt_path=last, or choose a new folder"
 
 
-# run folders this process holds (path -> the open lock file), for as long as it runs
-_held: dict[str, int] = {}
+def _other_command(run_dir: Path) -> str | None:
+    """The litlab command other than train whose run ``run_dir`` holds: its metrics.json's
+    ``task`` where that is one of litlab's entry configs (eval, predict, lr_find). None for a
+    training run, also one whose early failure recorded a ``task_name`` of the user's own."""
+    from litlab.config_flags import CONF_DIR  # not at the top: config_flags imports this module
+
+    task = _record(run_dir).get("task")
+    if not isinstance(task, str) or task == "train" or not task.isidentifier():
+        return None
+    return task if (CONF_DIR / f"{task}.yaml").is_file() else None
+
+
+# run folders this process holds (``_folder_id`` -> the open lock file), for as long as it runs: by
+# the folder itself, which a path with ``..`` or through a symbolic link names too (Hydra's
+# output_dir is the normalised path), so that no second open of it is locked against the first
+_held: dict[tuple[int, int], int] = {}
+
+
+def _folder_id(folder: Path | int) -> tuple[int, int] | None:
+    """The folder itself (a path to it, or an open file of it): its device and inode, the same by
+    every path that leads to it. None where there is no such folder (yet)."""
+    try:
+        st = os.fstat(folder) if isinstance(folder, int) else os.stat(folder)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def holds(run_dir: Path) -> bool:
+    """Whether this process holds ``run_dir`` (``hold_run_dir``), by whichever path it is named."""
+    folder = _folder_id(run_dir)
+    return folder is not None and folder in _held
 
 
 def hold_run_dir(run_dir: Path, key: str) -> None:
     """Takes ``run_dir`` for this process: an exclusive lock on the folder itself (no file is
     written into it), released when the process ends. Two commands started at once into one folder
     both passed the check for an earlier run and wrote over each other; the second is refused now."""
-    path = str(Path(run_dir).absolute())
-    if path in _held or fcntl is None:
+    if fcntl is None:
         return
     try:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
@@ -317,6 +385,10 @@ def hold_run_dir(run_dir: Path, key: str) -> None:
     except OSError as e:  # what check_writable did not foresee (a folder made meanwhile, a full disk)
         raise LitlabError(f"{key}={run_dir} cannot be made into the run's folder ({e.strerror or e}). "
                           f"Choose another folder with {key}=DIR.") from None
+    folder = _folder_id(fd)
+    if folder in _held:  # held already, maybe by another path to it: a second lock would be refused
+        os.close(fd)  # an open file without a lock: closing it leaves the held one's lock in place
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
@@ -324,7 +396,7 @@ def hold_run_dir(run_dir: Path, key: str) -> None:
         if e.errno in _HELD:
             raise _in_use(run_dir, key) from None
         return  # a file system without locks (ENOLCK): the folder goes unlocked, as without fcntl
-    _held[path] = fd
+    _held[folder] = fd
 
 
 # flock's errors for a lock another open file holds; any other (ENOLCK, EINVAL) means no locks there
@@ -341,8 +413,6 @@ def is_running(run_dir: Path) -> bool | None:
     (``hold_run_dir``, this process's own included), False where none does, None where that cannot
     be told (no fcntl, a file system without locks, a folder that cannot be opened). One open and a
     shared, non-blocking flock, let go at once: two readers never block each other."""
-    if str(Path(run_dir).absolute()) in _held:
-        return True
     if fcntl is None:
         return None
     try:
@@ -350,6 +420,8 @@ def is_running(run_dir: Path) -> bool | None:
     except OSError:
         return None
     try:
+        if _folder_id(fd) in _held:
+            return True
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError as e:
         return True if e.errno in _HELD else None
@@ -358,8 +430,8 @@ def is_running(run_dir: Path) -> bool | None:
     return False
 
 
-# the folders hold_for_run took, which the next job of an in-process sweep lets go
-_taken_for_runs: list[str] = []
+# the folders (``_folder_id``) hold_for_run took, which the next job of an in-process sweep lets go
+_taken_for_runs: list[tuple[int, int]] = []
 
 
 def hold_for_run(run_dir: Path, key: str) -> None:
@@ -368,13 +440,15 @@ def hold_for_run(run_dir: Path, key: str) -> None:
     end. A folder ``check_run_folders`` took is held already; one of an earlier job of a sweep in
     this process is let go (hundreds of jobs would each keep a file open), its record written by
     then. For rank 0 only: the other ranks of a run work in rank 0's folder."""
-    path = str(Path(run_dir).absolute())
-    for earlier in [p for p in _taken_for_runs if p != path]:
+    folder = _folder_id(run_dir)  # None for a folder not made yet: every earlier one is let go
+    for earlier in [f for f in _taken_for_runs if f != folder]:
         _taken_for_runs.remove(earlier)
         fd = _held.pop(earlier, None)
         if fd is not None:
             os.close(fd)  # its lock goes with it
-    if path not in _held:
-        hold_run_dir(Path(run_dir), key)
-        if path in _held:
-            _taken_for_runs.append(path)
+    if folder is not None and folder in _held:
+        return
+    hold_run_dir(Path(run_dir), key)
+    folder = _folder_id(run_dir)
+    if folder is not None and folder in _held:
+        _taken_for_runs.append(folder)

@@ -7,21 +7,16 @@ configuration has been checked and composed.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from omegaconf import DictConfig
 
 from litlab.config_check import is_sweep_command
 from litlab.distributed.ranks import launched_rank
-from litlab.entry import (check_cli, exit_if_every_job_failed, hydra_main, is_multirun, mode_known, run_entrypoint,
+from litlab.entry import (check_cli, exit_if_every_job_failed, hydra_main, mode_known, run_entrypoint,
                           sigterm_stops_here, start)
-from litlab.run_folders import hold_for_run
 from litlab.sweeps.interrupted import sweep_stops_on_signals
 
 
 def _train(cfg: DictConfig) -> float | None:
-    if launched_rank() == 0:  # held from before its record says running until the process (or job) ends
-        hold_for_run(Path(cfg.paths.output_dir), "hydra.sweep.dir" if is_multirun() else "hydra.run.dir")
     with sigterm_stops_here():  # seconds of imports, inside run_entrypoint: a signal here is recorded
         from litlab.training import train
 

@@ -8,8 +8,8 @@ import os
 import torch
 from omegaconf import DictConfig
 
-from litlab.config_check import strategy_name
 from litlab.errors import LitlabError
+from litlab.strategies import strategy_name
 
 log = logging.getLogger(__name__)
 

@@ -79,6 +79,8 @@ def fit(trainer: L.Trainer, model: L.LightningModule, dm, ckpt_path: str | None,
     averaging = find_callback(trainer, Averaging)
     if averaging is not None:  # which weights validation, best.ckpt and the test used
         facts["averaging"] = averaging.describe()
+    if getattr(model, "mixing", None) is not None:  # how training batches were mixed: mixup(alpha=0.2), ...
+        facts["mixing"] = str(model.mixing)
     return facts
 
 
@@ -185,7 +187,7 @@ def train(cfg: DictConfig) -> float | None:
         resume = open_resume(cfg, run_dir)
         seed_everything(cfg.seed)
         dm = build_data(cfg)
-        model = build_model(cfg.model, dm.input_shape, dm.num_classes)
+        model = build_model(cfg.model, dm.input_shape, dm.num_classes, mixing=cfg.get("mixing"))
         check_batch_norm_batch(model.net, dm.batch_size, dm.input_shape)
         # checked before anything is written (a refused resume changes nothing), and before the run
         # record: a resume serves the data with the checkpoint's normalization, and records it

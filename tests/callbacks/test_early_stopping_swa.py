@@ -147,3 +147,27 @@ def test_a_litlab_run_restarts_its_early_stopping_at_the_first_average(cfg_facto
     # the live weights' epoch, then the averages of epoch 2 and of epochs 2-3, which improved on it
     assert len(scores) == 3 and scores[2] > scores[1]
     assert live.end == (pytest.approx(scores[2]), 0)
+
+
+class Unasked(L.Callback):
+    """A user's callback that happens to have a ``restart_best`` method of its own."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def restart_best(self) -> None:
+        self.calls += 1
+
+
+def test_only_litlabs_own_callbacks_start_over(tmp_path):
+    """SWA called ``restart_best`` on any callback that had a method of that name; a user's callback
+    is not called, litlab's early stopping still is (the first average, 0.5, becomes its best)."""
+    unasked, stopper = Unasked(), Checked(mode="max", patience=3)
+    torch.manual_seed(0)
+    data = TensorDataset(torch.randn(8, 3), torch.randint(0, 2, (8,)))
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
+                        callbacks=[swa(start_epoch=1), stopper, unasked])
+    trainer.fit(Scored(SCORES), DataLoader(data, batch_size=4), DataLoader(data, batch_size=8))
+    assert unasked.calls == 0
+    assert stopper.checks == [(pytest.approx(b), w) for b, w in CHECKS[:2]]

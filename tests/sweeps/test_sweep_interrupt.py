@@ -31,7 +31,8 @@ class _NotStopped(Exception):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_while_the_sweep_waits_for_its_jobs_exits_with_its_status(tmp_path, monkeypatch, capsys, sig):
+def test_a_signal_while_the_sweep_waits_for_its_jobs_exits_with_its_status(tmp_path, monkeypatch, capsys, sig,
+                                                                           sweep_jobs_written_by_hand):
     """The launcher's wait (submitit's) is stopped with one line and the signal's status; before,
     submitit's UncompletedJobError traceback ended the sweep with status 1 (SIGINT), or the process
     died without a word (SIGTERM's default)."""
@@ -67,7 +68,8 @@ def test_a_signal_while_the_sweep_waits_for_its_jobs_exits_with_its_status(tmp_p
     assert signal.getsignal(signal.SIGINT) is previous
 
 
-def test_a_job_of_this_process_that_exits_on_the_signal_ends_the_sweep_with_the_line(tmp_path, monkeypatch, capsys):
+def test_a_job_of_this_process_that_exits_on_the_signal_ends_the_sweep_with_the_line(tmp_path, monkeypatch, capsys,
+                                                                                     sweep_jobs_written_by_hand):
     """Under the basic launcher the job itself stops on Ctrl-C and exits 130: the sweep said nothing."""
     sweep = _sweep_dir(tmp_path, **{"0": "completed", "1": "interrupted"})
 

@@ -44,7 +44,8 @@ class EarlyStopping(_EarlyStopping):
     the average rarely beats, stopped the run after ``patience`` checks of averages however much
     they improved. This happens once per run (a resume after it carries on with the checkpoint's
     best and count); under ``averaging=ema``, which validates averages from the first step, nothing
-    starts over.
+    starts over. Only this class starts over (``callbacks=early_stopping``): Lightning's own
+    ``EarlyStopping`` given as a ``_target_`` keeps comparing averages with the live weights' best.
     """
 
     stopped = False
@@ -88,6 +89,7 @@ class EarlyStopping(_EarlyStopping):
         """Forgets the best score and the checks without improvement so far: the next check is an
         improvement whatever its score, and later ones compete with it. Weight averaging calls it at
         SWA's first validation of the average, before that validation's check."""
+        # the best score Lightning's __init__ starts from (it has no function of its own to call)
         self.best_score = torch.tensor(torch.inf if self.monitor_op == torch.lt else -torch.inf)
         self.wait_count = 0
 

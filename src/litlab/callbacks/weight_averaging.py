@@ -44,8 +44,9 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
 from litlab.averaging_checks import NOT_GIVEN, check_averaging_settings, check_averaging_strategy
-from litlab.callbacks.checkpoints import epoch_finished
-from litlab.config_check import strategy_name
+from litlab.callbacks.checkpoints import _Checkpoints, epoch_finished
+from litlab.callbacks.early_stopping import EarlyStopping
+from litlab.strategies import strategy_name
 
 log = logging.getLogger(__name__)
 
@@ -220,9 +221,10 @@ class Averaging(WeightAveraging):
                 # and only averages compete from now on (a best score of the live weights from before
                 # the start, which the average rarely beats, kept a non-averaged best.ckpt to the end);
                 # early stopping's best and patience start over the same way (its check of this
-                # validation comes after this hook: on_validation_end or on_train_epoch_end)
+                # validation comes after this hook: on_validation_end or on_train_epoch_end). Only
+                # litlab's own: a user's callback with a method of that name is not called unasked
                 for callback in trainer.callbacks:
-                    if hasattr(callback, "restart_best"):  # litlab's checkpoints._Checkpoints and EarlyStopping
+                    if isinstance(callback, (_Checkpoints, EarlyStopping)):
                         callback.restart_best()
                 self._average_validated = True
 

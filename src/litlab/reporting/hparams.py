@@ -9,9 +9,10 @@ FINAL = ("val/acc", "test/acc", "test/loss", "train_samples_per_s", "effective_b
 
 
 def hparams_of(cfg: DictConfig) -> dict:
-    """The hyperparameters worth comparing across runs: model, data, trainer, seed, compression."""
+    """The hyperparameters worth comparing across runs: model, data, trainer, seed, weight averaging,
+    batch mixing, compression."""
     out = {"seed": cfg.get("seed")}
-    for group in ("model", "data", "trainer", "compress"):
+    for group in ("model", "data", "trainer", "averaging", "mixing", "compress"):
         node = cfg.get(group)
         if node is not None:
             out[group] = OmegaConf.to_container(node, resolve=True)

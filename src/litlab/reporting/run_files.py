@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +53,13 @@ def update_metrics(run_dir: Path, **fields: Any) -> dict:
 def start_metrics(run_dir: Path, **fields: Any) -> dict:
     """Begins this start's ``run_dir/metrics.json`` with ``fields`` alone: a resumed run's record
     describes the resumed start only, with no figures left from an earlier one (compression or
-    export it did not repeat); ``keep_config_record`` kept the earlier record."""
+    export it did not repeat); ``keep_config_record`` kept the earlier record.
+
+    A start that says ``running`` also names the machine and process it runs in (``host``,
+    ``pid``): the folder's lock that tells it from a killed one may be seen only on that machine
+    (``run_folders.recorded_status``)."""
+    if fields.get("status") == "running":
+        fields = {**fields, "host": socket.gethostname(), "pid": os.getpid()}
     return _write_metrics(Path(run_dir) / "metrics.json", _clean(fields))
 
 

@@ -22,6 +22,7 @@ import yaml
 
 from litlab.entry import Terminated
 from litlab.errors import LitlabError
+from litlab.run_folders import KILLED
 from litlab.sweeps import outcome
 
 # the most never-started jobs of a grid sweep whose commands the end line shows (summarize shows all)
@@ -69,10 +70,13 @@ def exit_interrupted(signum: int) -> None:
     jobs, unstarted = "", []
     if where is not None and where.is_dir():
         found = _settled_statuses(where)
-        listed = {status: [job for job, s in found.items() if s == status] for status in ("interrupted", "running")}
+        listed = {status: [job for job, s in found.items() if s == status]
+                  for status in ("interrupted", "running", KILLED)}
         jobs = f" in {where}; interrupted jobs: {', '.join(listed['interrupted']) or 'none'}"
         if listed["running"]:  # jobs that did not get the signal (sent to this process alone)
             jobs += f"; still running: {', '.join(listed['running'])}"
+        if listed[KILLED]:  # jobs whose process ended without recording it (kill -9, the out-of-memory killer)
+            jobs += f"; killed before recording their end: {', '.join(listed[KILLED])}"
         jobs += (f". python -m litlab.summarize {shlex.quote(str(where))} lists its jobs; an interrupted job's "
                  f"metrics.json says how to resume it (resume)")
         unstarted = _unstarted(where)

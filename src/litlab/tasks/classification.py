@@ -17,6 +17,7 @@ from litlab.callbacks.log_steps import is_logging_step, log_epoch_scalars, log_s
 from litlab.data.resumable_loader import start_at_checkpoint_position
 from litlab.distributed.buffers import share_rank_zero_buffers
 from litlab.errors import LitlabError
+from litlab.tasks.batch_mixing import MixedBatch
 from litlab.tasks.optimizers import (PLATEAU_MONITOR, build_optimizer, check_decay_setting, check_fused_setting,
                                      check_optimizer_settings, on_plateau, stretch_cosine_schedule)
 from litlab.tasks.schedules import LearningRateClock
@@ -47,10 +48,12 @@ class _EpochSums:
         self.correct = torch.zeros((), dtype=torch.float64, device=device)
         self.samples = 0
 
-    def add(self, loss: Tensor, logits: Tensor, y: Tensor) -> None:
+    def add(self, loss: Tensor, logits: Tensor, y: Tensor, correct: Tensor | None = None) -> None:
+        """``correct``: the batch's count of correct predictions where it is not ``argmax == y``
+        (a mixed batch's, each share weighted: ``MixedBatch.correct``)."""
         # detached inputs and no gradient on the sums: nothing is recorded for autograd
         self.loss.add_(loss.detach(), alpha=len(y))
-        self.correct.add_((logits.argmax(dim=1) == y).sum())
+        self.correct.add_((logits.argmax(dim=1) == y).sum() if correct is None else correct)
         self.samples += len(y)
 
     def means(self, strategy) -> tuple[Tensor, Tensor]:
@@ -111,13 +114,17 @@ class Classifier(L.LightningModule):
         warmup_epochs: epochs of linear learning-rate warm-up before the schedule (``model.warmup_epochs``).
         decay_biases_and_norms: false keeps weight decay off every parameter of fewer than 2
             dimensions (``model.decay_biases_and_norms``; see ``optimizers.parameter_groups``).
+        mixing: mixes each training batch and gives its loss (``mixing=mixup``/``cutmix``, built by
+            ``build.build_mixing``; see ``litlab.tasks.batch_mixing``), or None to train unmixed;
+            ``train/loss`` is then the mixed loss and ``train/acc`` counts against the mixed targets.
     """
 
     def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., object] | None = None, label_smoothing: float = 0.0,
                  num_classes: int | None = None, fused_optimizer: bool | str = "auto",
                  scheduler_interval: str = "epoch", warmup_epochs: float = 0.0,
-                 decay_biases_and_norms: bool = False):
+                 decay_biases_and_norms: bool = False,
+                 mixing: Callable[[Tensor, Tensor], MixedBatch] | None = None):
         super().__init__()
         check_label_smoothing(label_smoothing)
         if not callable(optimizer):
@@ -133,6 +140,7 @@ class Classifier(L.LightningModule):
         self.fused_optimizer = fused_optimizer
         check_decay_setting(decay_biases_and_norms)
         self.decay_biases_and_norms = decay_biases_and_norms
+        self.mixing = mixing
         self.num_classes = num_classes or getattr(net, "num_classes", None)
         if self.num_classes is None:
             raise LitlabError("Classifier needs num_classes (litlab passes it from the data).")
@@ -163,9 +171,15 @@ class Classifier(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        logits = self.net(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        self._train_sums.add(loss, logits, y)
+        if self.mixing is None:
+            logits = self.net(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+            self._train_sums.add(loss, logits, y)
+        else:  # x is preprocessed and augmented here (on_after_batch_transfer): mixing comes after both
+            mixed = self.mixing(x, y)
+            logits = self.net(mixed.x)
+            loss = mixed.loss(logits, self.label_smoothing)
+            self._train_sums.add(loss, logits, y, correct=mixed.correct(logits))
         step_loss = self._optimizer_step_loss(loss.detach())
         if step_loss is not None and is_logging_step(self.trainer):
             self.last_step_loss = log_step_scalars(self.trainer, {"train/loss_step": step_loss}).get("train/loss_step")

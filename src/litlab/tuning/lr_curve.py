@@ -52,15 +52,17 @@ def smooth_next(avg: float, loss: float, k: int, smoothing: float) -> tuple[floa
 def divergence(loss: float, smoothed: list[float], stop_factor: float | None) -> str | None:
     """Why the sweep stops after its latest point (the last of ``smoothed``), or None: a loss that
     is not a number, or a smoothed loss above ``stop_factor`` times the best so far (checked from
-    the third point on, as Lightning does: the first two have no best to speak of)."""
+    the third point on, as Lightning does: the first two have no best to speak of). It counts the
+    steps run ("after 60 steps"), as the summary's "steps 60 of 100" does: an index (step 59, the
+    row of lr_find.csv) read as one short of the count."""
     if not math.isfinite(loss):
-        return f"the loss became {loss} at step {len(smoothed) - 1}"
+        return f"the loss became {loss} after {len(smoothed)} steps"
     if stop_factor is None or len(smoothed) < 3:
         return None
     best = min(smoothed[:-1])
     if smoothed[-1] > stop_factor * best:
-        return (f"the smoothed loss {smoothed[-1]:.4g} exceeded {stop_factor:g} x the best {best:.4g} at step "
-                f"{len(smoothed) - 1}")
+        return (f"the smoothed loss {smoothed[-1]:.4g} exceeded {stop_factor:g} x the best {best:.4g} after "
+                f"{len(smoothed)} steps")
     return None
 
 
@@ -78,14 +80,13 @@ class Suggestion:
     """the rate at the steepest descent of the smoothed loss (per unit of log lr)"""
     step: int | None = None
     min_loss_lr: float | None = None
-    """the rate of the lowest smoothed loss; fastai's rule suggests a tenth of it"""
+    """the rate of the lowest smoothed loss"""
     min_loss_step: int | None = None
+    min_loss_lr_div10: float | None = None
+    """fastai's rule, a tenth of ``min_loss_lr``; None where the loss was lowest at the first usable
+    point: it never fell, and a tenth of that rate is a guess below the swept range"""
     usable_points: int = 0
     reason: str | None = None
-
-    @property
-    def min_loss_lr_div10(self) -> float | None:
-        return None if self.min_loss_lr is None else self.min_loss_lr / 10
 
     def as_record(self) -> dict:
         return {"suggested_lr": self.lr, "suggested_by": "steepest descent of the smoothed loss",
@@ -94,29 +95,51 @@ class Suggestion:
                 "no_suggestion": self.reason}
 
 
-def suggest(lrs: list[float], smoothed: list[float], begin: int, end: int = SKIP_END) -> Suggestion:
+def suggest(lrs: list[float], smoothed: list[float], begin: int, end: int = SKIP_END,
+            mode: str = "exponential") -> Suggestion:
     """The steepest descent of ``smoothed`` against log lr (the most negative gradient, as
     Lightning's suggestion; its own is against the step, the same for an exponential sweep), over
     the points left after ``begin`` at the start and ``end`` at the end, up to the first that is
     not finite, and at or before the lowest smoothed loss. Fewer than ``MIN_POINTS`` such points,
-    or a loss that never falls, suggest nothing."""
+    or a loss lowest at the first of them, suggest nothing; each reason says what to change
+    (``mode``, the sweep's, picks the advice for the latter)."""
     finite = next((k for k, v in enumerate(smoothed) if not math.isfinite(v)), len(smoothed))
     stop = max(begin, finite - end)
     idx = list(range(begin, stop))
     if len(idx) < MIN_POINTS:
         return Suggestion(usable_points=len(idx), reason=(
             f"only {len(idx)} usable point(s) of {len(smoothed)} (at least {MIN_POINTS} are needed after leaving out "
-            f"the first {begin} and the last {end} before the loss diverged or stopped being a number)"))
+            f"the first {begin} and the last {end} before the loss diverged or stopped being a number). Run again "
+            f"with more steps (lr_find.num_steps) or a lower lr_find.max_lr, so that more come before the divergence"))
     x = np.log(np.asarray([lrs[k] for k in idx], dtype=np.float64))
     y = np.asarray([smoothed[k] for k in idx], dtype=np.float64)
     gradient = np.gradient(y, x)
     lowest = int(np.argmin(y))
     result = Suggestion(min_loss_lr=lrs[idx[lowest]], min_loss_step=idx[lowest], usable_points=len(idx))
+    if lowest == 0:
+        result.reason = lowest_at_start(lrs[idx[0]], begin, mode)
+        return result
+    result.min_loss_lr_div10 = result.min_loss_lr / 10
     # only up to the lowest point: past it the loss is diverging, and a fall there is noise of a
     # diverging run (Lightning and fastai search the whole curve, and then may suggest such a rate)
     steepest = int(np.argmin(gradient[:lowest + 1]))
-    if not gradient[steepest] < 0:
-        result.reason = "the smoothed loss never fell over the swept rates (raise lr_find.max_lr or num_steps)"
+    if not gradient[steepest] < 0:  # lower at its lowest than at the start, yet no point falls: a flat step
+        result.reason = "the smoothed loss fell at no point before its lowest one"
         return result
     result.lr, result.step = lrs[idx[steepest]], idx[steepest]
     return result
+
+
+def lowest_at_start(first_lr: float, begin: int, mode: str) -> str:
+    """Why nothing is suggested where the smoothed loss was lowest at the first usable point: it
+    rose from there, so every usable rate was already too high (more steps or a higher max_lr,
+    which was advised, only go further), and how to sweep lower ones. A linear sweep's first usable
+    rate is about a tenth of max_lr whatever min_lr says (``skip_begin`` leaves out a tenth)."""
+    if mode == "linear":
+        how = ("lr_find.mode=exponential, which gives every decade from lr_find.min_lr up as many steps, or a lower "
+               "lr_find.max_lr (a linear sweep's first usable rate is about a tenth of it)")
+    else:
+        how = "a lower lr_find.min_lr and lr_find.max_lr"
+    return (f"the smoothed loss was lowest at the start of the usable range (lr {first_lr:.1e}, after the first "
+            f"{begin} steps left out) and rose from there: every usable rate was already too high. Run again with "
+            f"lower rates: {how}")

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("step", "lr", "loss", "smoothed_loss")
 # the config keys of the range test itself, left out of the training command it suggests
-_OWN_KEYS = ("lr_find.", "model.optimizer.lr=")
+_OWN_KEYS = ("lr_find", "model.optimizer.lr")
 
 
 def write_csv(path: Path, result) -> None:
@@ -78,34 +78,49 @@ def log_curve(cfg: DictConfig, result) -> None:
         logger.finalize("success")
 
 
-def training_command(lr: float | None) -> str:
-    """``python -m litlab.train model.optimizer.lr=<lr>`` with this command's other overrides and
-    config folders (those of ``lr_find`` itself left out)."""
-    words = ["python -m litlab.train"]
-    try:
-        from hydra.core.hydra_config import HydraConfig
+def hydra_node(cfg: DictConfig):
+    """The run's ``hydra`` node: the config's own where it was composed with it (in-process,
+    ``compose(..., return_hydra_config=True)``), else the live ``HydraConfig`` of a Hydra run
+    (which takes it out of the config); None outside both."""
+    node = cfg.get("hydra")
+    if node is not None:
+        return node
+    from hydra.core.hydra_config import HydraConfig
 
-        from litlab.config_flags import Primary
+    return HydraConfig.get() if HydraConfig.initialized() else None
 
-        hc = HydraConfig.get()
-        primary = Primary.of_run(hc, "train")
-        words += Primary("train", "train", primary.main, primary.extra).flags()
-        overrides = [o for o in hc.overrides.task if not o.lstrip("+~").startswith(_OWN_KEYS)]
-    except ValueError:  # in-process, outside a Hydra run
-        overrides = []
+
+def training_command(lr: float | None, hydra_cfg=None) -> str:
+    """``python -m litlab.train model.optimizer.lr=<lr>`` with the config flags and
+    ``hydra.searchpath`` (``config_flags.config_words``, as a resume command's) and overrides of
+    the run of ``hydra_cfg`` (``hydra_node``), those of the range test itself left out. Without
+    the search path it composed litlab's own config folders, which lack the user's files
+    (``model=mymlp is not a choice``)."""
+    from litlab.callbacks.interruption import sets_key
+    from litlab.config_flags import config_words
+
+    words, overrides = [], []
+    if hydra_cfg is not None:
+        # --config-name names this command's own config (an lr_find one, with its lr_find node): train
+        # composes its own from the same folders
+        words = [w for w in config_words(hydra_cfg, "lr_find") if not w.startswith("--config-name=")]
+        overrides = [str(o) for o in hydra_cfg.overrides.task or [] if not sets_key(str(o), *_OWN_KEYS)]
     if lr is not None:
         words.append(f"model.optimizer.lr={lr:.1e}")
-    return " ".join([words[0], *map(shlex.quote, words[1:]), *map(shlex.quote, overrides)])
+    return " ".join(["python -m litlab.train", *map(shlex.quote, [*words, *overrides])])
 
 
-def summary_lines(run_dir: Path, facts: dict, suggestion, has_tensorboard: bool) -> list[str]:
-    """The lines printed at the end: the outcome, the figures, the files, and the suggestion with
-    the command that trains with it (or why there is none)."""
+def summary_lines(run_dir: Path, facts: dict, suggestion, has_tensorboard: bool, hydra_cfg=None) -> list[str]:
+    """The lines printed at the end: the outcome, the figures, the files, what of the config the
+    test left out and how it ran a multi-process trainer, and the suggestion with the command that
+    trains with it (or why there is none). ``hydra_cfg``: the run's (``training_command``)."""
+    stop, stopped = facts.get("stop_reason"), ""
+    if stop:  # a divergence at the last step stopped nothing: every step ran
+        stopped = f" (stopped: {stop})" if facts.get("stopped_early") else f" (the last one diverged: {stop})"
     lines = [f"litlab lr_find completed: {run_dir}",
-             f"  steps                  {facts['steps_run']} of {facts['settings']['num_steps']}"
-             + (f" (stopped: {facts['stop_reason']})" if facts["stop_reason"] else ""),
+             f"  steps                  {facts['steps_run']} of {facts['settings']['num_steps']}{stopped}",
              f"  wall_time_s            {facts['wall_time_s']:.1f}"]
-    if suggestion.min_loss_lr is not None:
+    if suggestion.min_loss_lr_div10 is not None:
         lines.append(f"  lowest smoothed loss   at lr {suggestion.min_loss_lr:.1e} (fastai's rule: a tenth of it, "
                      f"{suggestion.min_loss_lr_div10:.1e})")
     lines += [f"  curve                  {run_dir / 'lr_find.csv'}, {run_dir / 'lr_find.png'}",
@@ -113,13 +128,15 @@ def summary_lines(run_dir: Path, facts: dict, suggestion, has_tensorboard: bool)
     if has_tensorboard:
         lines.append(f"  open in TensorBoard:   tensorboard --logdir {shlex.quote(str(run_dir / 'tensorboard'))}")
     if facts.get("not_used"):
-        lines.append(f"  not used               {', '.join(facts['not_used'])} (the range test sets every step's rate)")
+        lines.append(f"  not used               {', '.join(facts['not_used'])} (the range test only trains, at "
+                     f"rates of its own)")
+    if facts.get("one_process"):
+        lines.append(f"  one process            {facts['one_process']}")
     if suggestion.lr is None:
-        lines.append(f"no learning rate suggested: {suggestion.reason}. Look at {run_dir / 'lr_find.png'}, or run "
-                     f"again with a wider range (lr_find.min_lr, lr_find.max_lr) or more steps (lr_find.num_steps).")
+        lines.append(f"no learning rate suggested: {suggestion.reason}. Look at {run_dir / 'lr_find.png'}.")
     else:
         lines.append(f"suggested learning rate: {suggestion.lr:.1e} (steepest descent); train with: "
-                     f"{training_command(suggestion.lr)}")
+                     f"{training_command(suggestion.lr, hydra_cfg)}")
     return lines
 
 
@@ -129,7 +146,7 @@ def write_results(cfg: DictConfig, run_dir: Path, result, suggestion, facts: dic
     draw_curve(run_dir / "lr_find.png", result, suggestion)
     log_curve(cfg, result)
     record = update_metrics(run_dir, **facts)
-    text = "\n".join(summary_lines(run_dir, facts, suggestion, (run_dir / "tensorboard").is_dir()))
+    text = "\n".join(summary_lines(run_dir, facts, suggestion, (run_dir / "tensorboard").is_dir(), hydra_node(cfg)))
     if suggestion.lr is None:
         log.warning("lr_find: no learning rate suggested: %s", suggestion.reason)
     print("\n" + text, flush=True)

@@ -10,14 +10,16 @@ restores a checkpoint through litlab's checkpoint hooks. Here ``RangeRecorder`` 
 rate (keeping the groups' relative rates) and records the mean loss of the step's micro-batches.
 
 The model's schedule and warm-up are left out (the test owns the rate), and so are validation,
-checkpoints, the config's callbacks, weight averaging, compression and export; nothing is saved
-but the curve. A multi-process trainer (DDP) runs as one process that accumulates the gradients of
-as many batches as there were processes: the same samples per optimizer step.
+checkpoints, the config's callbacks, weight averaging, batch mixing, compression and export
+(``unused_choices`` names those the config chose); nothing is saved but the curve. A
+multi-process trainer (DDP) runs as one process that accumulates the gradients of as many
+batches as there were processes: the same samples per optimizer step.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import math
 import time
@@ -31,21 +33,24 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from litlab.build import (build_data, build_model, check_batch_norm_batch, check_targets, check_task_settings,
                           instantiate)
 from litlab.callbacks.interruption import EpochSeed
-from litlab.config_check import strategy_name
+from litlab.config_flags import CONF_DIR
 from litlab.entry import Terminated, sigterm_stops_here
 from litlab.errors import LitlabError
 from litlab.no_profiler import NoProfiler
 from litlab.reporting.run_files import start_metrics
 from litlab.seeding import seed_everything
-from litlab.trainer_checks import accelerator_of, check_trainer_config
+from litlab.strategies import strategy_name
+from litlab.trainer_checks import accelerator_of, check_devices, check_trainer_config
 from litlab.tuning.lr_curve import divergence, lr_sequence, skip_begin, smooth_next, suggest
-from litlab.tuning.lr_files import write_results
+from litlab.tuning.lr_files import hydra_node, write_results
 from litlab.tuning.lr_settings import RangeSettings, check_range_command
 
 log = logging.getLogger(__name__)
 
 # the model's settings the range test replaces: it sets the rate of every step itself
 IGNORED_MODEL_KEYS = {"scheduler": None, "warmup_epochs": 0}
+# the groups a training run uses beside or after its steps, which a range test leaves out
+UNUSED_GROUPS = ("averaging", "compress", "export")
 
 
 @dataclass
@@ -67,7 +72,11 @@ class RangeRecorder(L.Callback):
     counts the optimizer steps taken), on every parameter group, times the group's rate relative to
     the first group's as the task built them (litlab's groups share one rate; a task of the user's
     own may not). A step's loss is the mean of its micro-batches' losses (Lightning hands each one
-    divided by ``accumulate_grad_batches``). The sweep stops once ``lr_curve.divergence`` says so.
+    divided by ``accumulate_grad_batches``), the figure ``Classifier._optimizer_step_loss`` logs as
+    ``train/loss_step``. That method is not called here: it collects the micro-batches itself (a
+    second call would count each twice) and hands its mean to the logger only on logging steps, and
+    a task of the user's own has no such method; the outputs of ``training_step`` are every task's.
+    The sweep stops once ``lr_curve.divergence`` says so.
     """
 
     def __init__(self, lrs: list[float], smoothing: float, stop_factor: float | None):
@@ -132,30 +141,57 @@ def range_model_config(cfg: DictConfig) -> tuple[DictConfig, list[str]]:
     return cfg, ignored
 
 
-def processes_of(trainer_cfg: DictConfig) -> int:
-    """How many processes the trainer config trains in (devices per node x nodes)."""
-    devices, nodes = trainer_cfg.get("devices", 1), trainer_cfg.get("num_nodes", 1) or 1
-    if isinstance(devices, str) and devices.isdigit():
-        devices = int(devices)
-    if isinstance(devices, int) and devices >= 1:
-        count = devices
-    elif isinstance(devices, int) or devices == "auto":  # -1 or auto: every GPU, one CPU process
-        count = max(1, torch.cuda.device_count()) if accelerator_of(trainer_cfg) == "cuda" else 1
-    else:
-        count = len(list(devices))
-    return count * int(nodes)
+def unused_choices(cfg: DictConfig) -> list[str]:
+    """What else the config chose that the range test leaves out, to say so: the groups that work
+    after or beside training (``averaging=ema``, ``compress=prune``, ...: those whose node has a
+    ``_target_``) and callbacks beyond litlab's default ones (``callbacks.early_stopping``). It
+    only trains: the default callbacks (checkpoints, reports) go without saying."""
+    hydra = hydra_node(cfg)
+    choices = OmegaConf.select(hydra, "runtime.choices", default=None) if hydra is not None else None
+    found = []
+    for group in UNUSED_GROUPS:
+        node = cfg.get(group)
+        if isinstance(node, DictConfig) and "_target_" in node:
+            choice = choices.get(group) if choices is not None else None
+            found.append(f"{group}={choice}" if choice else f"{group} ({str(node._target_).rsplit('.', 1)[-1]})")
+    callbacks = cfg.get("callbacks")
+    if isinstance(callbacks, DictConfig):
+        default = OmegaConf.load(CONF_DIR / "callbacks" / "default.yaml")
+        found += [f"callbacks.{name}" for name in callbacks if name not in default
+                  and isinstance(callbacks.get(name), DictConfig) and "_target_" in callbacks.get(name)]
+    return found
+
+
+def trainer_processes(trainer_cfg: DictConfig) -> int:
+    """How many processes the run's trainer config trains in (devices per node x nodes), its
+    values checked first as ``training.train`` checks them (``check_trainer_config``; the count is
+    ``check_devices``'): ``trainer.devices=abc`` was read as 3 processes (its length) and printed
+    in the training command to run. The devices must be on this machine, as for a training run
+    here. Several nodes count as they are: each needs a launcher, which the one process of a range
+    test never has (``check_nodes`` would refuse them)."""
+    nodes = trainer_cfg.get("num_nodes", 1)
+    one_node = OmegaConf.create(OmegaConf.to_container(trainer_cfg, resolve=True))
+    if isinstance(nodes, int) and nodes > 1:
+        one_node.num_nodes = 1
+    check_trainer_config(one_node)  # a num_nodes that is no integer >= 1 is refused here
+    device = accelerator_of(one_node)
+    count = check_devices(one_node.get("devices", 1), device)
+    if count is None:  # auto: Lightning's auto_device_count, every GPU, one process elsewhere
+        count = max(1, torch.cuda.device_count()) if device == "cuda" else 1
+    return count * (nodes or 1)
 
 
 def range_trainer_config(trainer_cfg: DictConfig, num_steps: int) -> tuple[DictConfig, str | None]:
     """The run's trainer settings for ``num_steps`` optimizer steps of training alone (over as
     many epochs as that takes, each reshuffled as in training), in one process; and the note that
-    says how a multi-process trainer was turned into one."""
+    says how a multi-process trainer was turned into one. The user's trainer node is checked
+    first, as training checks it (``trainer_processes``): what ``train`` refuses is refused here."""
+    world, note = trainer_processes(trainer_cfg), None
     node = OmegaConf.create(OmegaConf.to_container(trainer_cfg, resolve=True))
     with open_dict(node):
         node.update(max_steps=num_steps, max_epochs=-1, min_epochs=None, min_steps=None, max_time=None,
                     limit_val_batches=0, num_sanity_val_steps=0, val_check_interval=None, check_val_every_n_epoch=1,
                     enable_model_summary=False)
-        world, note = processes_of(node), None
         if world > 1 or strategy_name(node.get("strategy", "auto")).startswith("ddp"):
             accumulate = int(node.get("accumulate_grad_batches", 1) or 1)
             node.update(devices=1, num_nodes=1, strategy="auto", accumulate_grad_batches=accumulate * world)
@@ -213,40 +249,56 @@ def lr_find(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     settings = check_range_command(cfg)
     cfg, ignored = range_model_config(cfg)
+    not_used = [*ignored, *unused_choices(cfg)]
     with sigterm_stops_here():  # data preparation: a SIGTERM is recorded as an interruption
         trainer_cfg, note = range_trainer_config(cfg.trainer, settings.num_steps)
-        check_trainer_config(trainer_cfg)
         check_targets(cfg, groups=("data", "model"))
         check_task_settings(cfg.model)
         start_metrics(run_dir, status="running", task="lr_find")
         seed_everything(cfg.seed)
         dm = build_data(cfg)
-        model = build_model(cfg.model, dm.input_shape, dm.num_classes)
+        # mixing=mixup/cutmix: the loss the run will train on, as training builds it
+        model = build_model(cfg.model, dm.input_shape, dm.num_classes, mixing=cfg.get("mixing"))
         check_closure_free(model)
         check_batch_norm_batch(model.net, dm.batch_size, dm.input_shape)
-    log.info("lr_find: %d steps from %g to %g (%s); %s. Not used: %s", settings.num_steps, settings.min_lr,
-             settings.max_lr, settings.mode, note or "one process, as the trainer config trains",
-             ", ".join([*ignored, "validation", "checkpoints", "the config's callbacks", "weight averaging",
-                        "compression and export"]))
+    log.info("lr_find: %d steps from %g to %g (%s); %s; training only, no validation or checkpoints.%s",
+             settings.num_steps, settings.min_lr, settings.max_lr, settings.mode,
+             note or "one process, as the trainer config trains",
+             f" Not used: {', '.join(not_used)}" if not_used else "")
     result = run_range_test(model, dm, trainer_cfg, settings, cfg.seed)
-    suggestion = suggest(result.lrs, result.smoothed, skip_begin(settings.num_steps))
+    suggestion = suggest(result.lrs, result.smoothed, skip_begin(settings.num_steps), mode=settings.mode)
     facts = {"status": "completed", "task": "lr_find", "steps_run": len(result.losses),
-             "stopped_early": result.stop_reason is not None, "stop_reason": result.stop_reason,
+             # a divergence at the last step ended nothing early: every step ran
+             "stopped_early": result.stop_reason is not None and len(result.losses) < settings.num_steps,
+             "stop_reason": result.stop_reason,
              **suggestion.as_record(), "settings": vars(settings) | {"skip_begin": skip_begin(settings.num_steps)},
              "optimizer": type(model.trainer.optimizers[0]).__name__,
              "accumulate_grad_batches": int(trainer_cfg.get("accumulate_grad_batches", 1) or 1),
              "batch_size": dm.batch_size, "precision": str(trainer_cfg.get("precision", 32)),
-             "not_used": ignored, "one_process": note, "fit_time_s": result.fit_time_s,
+             "not_used": not_used, "one_process": note, "fit_time_s": result.fit_time_s,
              "wall_time_s": time.perf_counter() - started}
     return write_results(cfg, run_dir, result, suggestion, facts)
 
 
 def check_closure_free(model: L.LightningModule) -> None:
-    """An optimizer whose step needs a closure (L-BFGS, a user's own) evaluates the loss several
-    times per step at rates of its own choosing: refused, also where its ``_target_`` did not say so."""
+    """An optimizer whose ``step`` needs a closure (its ``closure`` argument has no default: L-BFGS,
+    a user's own of that kind) evaluates the loss several times per step at rates of its own
+    choosing: refused, also where its ``_target_`` did not say so (a subclass, a partial of a
+    builder). Read from the task's ``optimizer_factory`` (litlab's tasks); a step that takes an
+    optional closure and needs it anyway cannot be told from its signature."""
     factory = getattr(model, "optimizer_factory", None)
     target = getattr(factory, "func", factory)
-    if isinstance(target, type) and issubclass(target, torch.optim.LBFGS):
+    if isinstance(target, type) and issubclass(target, torch.optim.Optimizer) and _needs_closure(target):
         raise LitlabError(f"model.optimizer: {target.__name__} takes several loss evaluations per step and searches "
                           f"its own step size, so a sweep of its learning rate measures nothing useful. Run the range "
                           f"test with a first-order optimizer (the default AdamW, or SGD).")
+
+
+def _needs_closure(optimizer_class: type) -> bool:
+    """Whether ``optimizer_class.step`` must be given a closure (a ``closure`` argument without a
+    default), as L-BFGS's; the first-order optimizers take ``closure=None``."""
+    try:
+        closure = inspect.signature(optimizer_class.step).parameters.get("closure")
+    except (TypeError, ValueError):  # a step without a readable signature (a C extension)
+        return False
+    return closure is not None and closure.default is inspect.Parameter.empty

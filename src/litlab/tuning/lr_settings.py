@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
 
-from litlab.config_check import SHARDED, check_optimizer_values, strategy_name
+from litlab.config_check import check_optimizer_values
 from litlab.errors import LitlabError, check_choice
+from litlab.strategies import SHARDED, strategy_name
 
 # the fewest optimizer steps of a sweep: a tenth is skipped at the start, and the suggestion needs
 # 10 points after that (lr_curve.MIN_POINTS)
@@ -21,14 +22,23 @@ MODES = ("exponential", "linear")
 
 @dataclass(frozen=True)
 class RangeSettings:
-    """The ``lr_find`` node, checked (see conf/lr_find.yaml)."""
+    """The ``lr_find`` node, checked; its defaults and what each does are in conf/lr_find.yaml
+    alone (``yaml_defaults``)."""
 
-    min_lr: float = 1e-7
-    max_lr: float = 1.0
-    num_steps: int = 100
-    mode: str = "exponential"
-    smoothing: float = 0.05
-    stop_factor: float | None = 4.0
+    min_lr: float
+    max_lr: float
+    num_steps: int
+    mode: str
+    smoothing: float
+    stop_factor: float | None
+
+
+def yaml_defaults() -> dict:
+    """conf/lr_find.yaml's ``lr_find`` node, the one place its defaults are written: a config of
+    the user's own whose node sets some of the keys takes the others from it."""
+    from litlab.config_flags import CONF_DIR
+
+    return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "lr_find.yaml").lr_find)
 
 
 def _number(key: str, value: object) -> float:
@@ -48,7 +58,7 @@ def range_settings(cfg: DictConfig) -> RangeSettings:
     if unknown:
         raise LitlabError(f"lr_find.{unknown[0]} is not a setting of the range test; its settings are "
                           f"{', '.join(f'lr_find.{k}' for k in RangeSettings.__dataclass_fields__)}.")
-    given = {**{k: getattr(RangeSettings, k) for k in known}, **OmegaConf.to_container(node, resolve=True)}
+    given = {**yaml_defaults(), **OmegaConf.to_container(node, resolve=True)}
     min_lr, max_lr = _number("min_lr", given["min_lr"]), _number("max_lr", given["max_lr"])
     if min_lr <= 0:
         raise LitlabError(f"lr_find.min_lr must be > 0 (the sweep multiplies it up to lr_find.max_lr), got {min_lr:g}. "
@@ -93,7 +103,8 @@ def check_range_command(cfg: DictConfig) -> RangeSettings:
         if name.startswith(SHARDED):
             raise LitlabError(f"trainer.strategy={name}: the range test runs in one process, and this strategy shards "
                               f"the model over several. Run it with trainer=gpu (one GPU holding the whole model); "
-                              f"trainer.accumulate_grad_batches=N gives the samples per step of N GPUs.")
+                              f"+trainer.accumulate_grad_batches=N (a key trainer=gpu does not have: hence the +) "
+                              f"gives the samples per step of N GPUs.")
     target = OmegaConf.select(cfg, "model.optimizer._target_", default=None)
     if isinstance(target, str) and target.rsplit(".", 1)[-1] == "LBFGS":
         raise LitlabError(f"model.optimizer._target_={target}: L-BFGS takes several loss evaluations per step and "
