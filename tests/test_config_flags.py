@@ -79,7 +79,7 @@ def test_the_checks_compose_the_config_the_flags_name(project):
     assert check_overrides(["-cd", "my_conf", "model=tiny", f"hydra.run.dir={project / 'r'}"]).model.net.width == 64
     fixed = ["--config-dir=my_conf", "--config-name=fixed"]
     assert check_overrides(fixed).hydra.run.dir == str(project / "runs" / "fixed")
-    (project / "runs" / "fixed").mkdir(parents=True)
+    (project / "runs" / "fixed").mkdir(parents=True, exist_ok=True)
     (project / "runs" / "fixed" / "metrics.json").write_text('{"status": "completed"}')
     with pytest.raises(LitlabError, match=rf"hydra\.run\.dir={project / 'runs' / 'fixed'} already holds a run"):
         check_overrides(fixed)

@@ -252,7 +252,7 @@ def test_a_run_of_another_machine_stays_running(tmp_path):
     assert [unfinished_start(sweep / j) for j in "012"] == [None, str(start), str(start)]
     assert [(r["job"], r["status"]) for r in rank_sweep(sweep)["rows"]] == [
         ("0", "running (on node-7)"), ("1", "killed"), ("2", "killed")]
-    with pytest.raises(LitlabError, match=r"already holds a run\. ckpt_path=.* is a checkpoint of another run"):
+    with pytest.raises(LitlabError, match=r"is in use by another machine: .* running on node-7 \(pid 1\)"):
         check_overrides([f"ckpt_path={start}", f"hydra.run.dir={sweep / '0'}"])  # not taken for a resume
 
 
@@ -288,3 +288,125 @@ def test_without_locks_a_running_record_stays_running(tmp_path, monkeypatch):
     monkeypatch.setattr(run_folders, "fcntl", None)
     assert (run_folders.is_running(run), run_folders.recorded_status(run), unfinished_start(run)) == (
         None, "running", None)
+
+
+def test_a_resume_of_a_run_running_on_another_machine_is_refused(tmp_path):
+    """ckpt_path=last resumed a run whose record says running on another machine: its lock there
+    cannot be seen from here (NFS), so the run read as killed and was resumed while it went on."""
+    run = _folder(tmp_path / "run", {"status": "running", "task": "train", "host": "node-7", "pid": 4242})
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    with pytest.raises(LitlabError) as info:
+        check_overrides(["model=mlp", "ckpt_path=last", f"hydra.run.dir={run}"])
+    assert str(info.value) == (
+        f"hydra.run.dir={run} is in use by another machine: its metrics.json says its run is running on node-7 (pid "
+        f"4242), and a lock there cannot be seen from {socket.gethostname()}. Run this command on node-7, which can "
+        f"tell whether that run still works there or was killed, or choose another folder. If node-7 is gone for "
+        f"good and the run ended with it, set \"status\": \"killed\" in {run / 'metrics.json'} and run this command "
+        f"again.")
+    assert not run_folders.holds(run)  # refused before it took the folder
+    for record in ({"status": "running", "task": "train", "host": socket.gethostname(), "pid": 4242},  # killed here
+                   {"status": "killed", "task": "train", "host": "node-7", "pid": 4242}):  # the way out, by hand
+        (run / "metrics.json").write_text(json.dumps(record))
+        assert check_overrides(["model=mlp", "ckpt_path=last", f"hydra.run.dir={run}"]) is not None  # resumes
+        os.close(run_folders._held.pop(run_folders._folder_id(run)))  # as at the process's end
+
+
+def test_a_second_sweep_into_one_sweep_folder_is_refused_before_anything_is_written(tmp_path, monkeypatch, holder):
+    """Two sweeps at once with the same hydra.sweep.dir both passed the checks, and the second wrote
+    its multirun.yaml and jobs' records over the running one's. The sweep's checks hold the folder;
+    its own jobs (in this process, or submitit's processes) hold only their job folders inside it."""
+    from omegaconf import OmegaConf
+
+    from litlab.entry import run_entrypoint
+
+    sweep, taken = tmp_path / "sweep", tmp_path / "taken"
+    taken.mkdir()
+    holder(taken)  # a sweep running there
+    with pytest.raises(LitlabError, match=rf"^hydra\.sweep\.dir={taken} is in use: another litlab command is running"):
+        check_overrides(["-m", "model=mlp", "seed=1,2", f"hydra.sweep.dir={taken}"])
+    assert list(taken.iterdir()) == []
+    assert check_overrides(["-m", "model=mlp", "seed=1,2", f"hydra.sweep.dir={sweep}"]) is None
+    assert _held_elsewhere(sweep)  # a second sweep into it is refused as in use
+    seen = []
+    work = _entrypoint_work("train", monkeypatch, lambda cfg: seen.append(_held_elsewhere(Path(cfg.paths.output_dir))))
+    (sweep / "0").mkdir()
+    run_entrypoint(work, OmegaConf.create({"paths": {"output_dir": str(sweep / "0")}}))  # a job in this process
+    (sweep / "1").mkdir()
+    holder(sweep / "1")  # a job in submitit's process: it takes its own folder
+    assert seen == [True]
+
+
+def test_a_run_folder_set_in_a_config_file_is_held_by_the_checks(tmp_path):
+    """The checks held a run's folder early only for hydra.run.dir= on the command line: one set in
+    an experiment file was held once Hydra had rewritten its .hydra/ record, so a second start at
+    once replaced the first one's record before it was refused. A timestamped folder is not made."""
+    conf, run = tmp_path / "my_conf", tmp_path / "fixed"
+    (conf / "experiment").mkdir(parents=True)
+    (conf / "experiment" / "fixed.yaml").write_text(f"# @package _global_\nhydra:\n  run:\n    dir: {run}\n")
+    assert check_overrides(["--config-dir", str(conf), "model=mlp", "experiment=fixed"]) is not None
+    assert _held_elsewhere(run)
+    assert check_overrides(["model=mlp", f"paths.log_dir={tmp_path / 'logs'}"]) is not None
+    assert not (tmp_path / "logs").exists()
+
+
+def test_a_sweep_job_in_use_is_named_as_the_job_folder(tmp_path, monkeypatch, holder):
+    """A job's folder held by another command was named hydra.sweep.dir=<the job's folder>: not a value
+    to give hydra.sweep.dir."""
+    from omegaconf import OmegaConf
+
+    from litlab import entry
+
+    job = tmp_path / "sweep" / "3"
+    job.mkdir(parents=True)
+    holder(job)
+    monkeypatch.setattr(entry, "is_multirun", lambda: True)
+    with pytest.raises(LitlabError, match=rf"^the job's folder {job} is in use: another litlab command is running"):
+        entry._hold_run_folder(OmegaConf.create({"paths": {"output_dir": str(job)}}))
+
+
+def test_a_training_resume_into_an_lr_find_folder_names_lr_find(tmp_path):
+    """train ckpt_path=<other run's> into an lr_find folder said its run "stopped before its first
+    checkpoint and cannot be resumed": it holds no training run at all."""
+    other = tmp_path / "other.ckpt"
+    other.write_bytes(b"not read by the checks")
+    run = _folder(tmp_path / "lr", {"status": "completed", "task": "lr_find"})
+    with pytest.raises(LitlabError) as info:
+        check_overrides(["model=mlp", f"ckpt_path={other}", f"hydra.run.dir={run}"])
+    assert str(info.value) == (
+        f"hydra.run.dir={run} already holds a run. It holds the results of python -m litlab.lr_find (its metrics.json "
+        f"says task: lr_find), not a training run, so there is nothing to resume there: choose a new folder (or leave "
+        f"hydra.run.dir out: each run gets its own); litlab does not write over a run.")
+
+
+@pytest.mark.parametrize("task", ["eval", "predict"])
+def test_a_retry_of_a_failed_eval_starts_its_record_afresh(tmp_path, monkeypatch, task):
+    """A failed eval or predict retried in its folder kept the first try's error next to the retry's
+    status: completed (records are merged into); a retry that failed again kept the first error."""
+    from omegaconf import OmegaConf
+
+    from litlab.entry import run_entrypoint
+    from litlab.reporting.run_files import update_metrics
+
+    run = _folder(tmp_path / "run", {"status": "failed", "task": task, "error": "the first try's"})
+    cfg = OmegaConf.create({"paths": {"output_dir": str(run)}, "task_name": task})
+
+    def fails(cfg):
+        raise LitlabError("the second try's")
+
+    with pytest.raises(SystemExit):
+        run_entrypoint(fails, cfg)
+    assert json.loads((run / "metrics.json").read_text()) == {"status": "failed", "task": task,
+                                                               "error": "the second try's"}
+    os.close(run_folders._held.pop(run_folders._folder_id(run)))  # as at the process's end
+    run_folders._taken_for_runs.clear()
+    run_entrypoint(lambda cfg: update_metrics(run, status="completed", task=task, predicted=3), cfg)
+    assert json.loads((run / "metrics.json").read_text()) == {"status": "completed", "task": task, "predicted": 3}
+
+
+def test_a_folder_that_cannot_be_identified_is_not_held_as_none(tmp_path, monkeypatch):
+    """Where fstat failed, the folder was held under None, and every later folder without an
+    identity read as held by this process."""
+    monkeypatch.setattr(run_folders, "_folder_id", lambda folder: None)
+    run_folders.hold_run_dir(tmp_path / "run", "hydra.run.dir")
+    assert None not in run_folders._held

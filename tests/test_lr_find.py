@@ -449,6 +449,19 @@ def test_the_training_command_keeps_the_config_search_path(tmp_path, data_dir, c
     assert trained.model.net.hidden_sizes == [16] and trained.model.optimizer.lr == pytest.approx(suggestion.lr,
                                                                                                   rel=0.05)
 
+def test_the_range_test_trains_on_the_runs_mixed_loss_and_records_the_mixer(tmp_path, data_dir):
+    """lr_find builds the task with mixing=... as training does; its metrics.json did not say so."""
+    from litlab.tuning.lr_range import lr_find
+
+    run_dir = tmp_path / "run"
+    cfg = make_cfg([*TINY, "mixing=mixup", "lr_find.num_steps=20", "logger=none"], run_dir, data_dir,
+                   config_name="lr_find")
+    record = lr_find(cfg)
+    on_disk = json.loads((run_dir / "metrics.json").read_text())
+    assert record["mixing"] == on_disk["mixing"] == "mixup(alpha=0.2)"
+    assert record["steps_run"] == 20 and "mixing=mixup" not in record["not_used"]
+
+
 # ---- the command --------------------------------------------------------------------------------
 
 def test_command_writes_its_files_and_prints_the_training_command(tmp_path, data_dir):

@@ -1,7 +1,10 @@
 """What a checkpoint path must be before it is read: a file that exists, is not an exported model
 (nor a compressed one where a training checkpoint is needed) and can be opened. No torch here:
-``litlab.eval``, ``litlab.predict`` and ``litlab.train`` run these checks before they import torch
-and Lightning (seconds), and ``checkpoint_files.load_checkpoint`` runs them too."""
+``litlab.eval``, ``litlab.predict`` and ``litlab.train`` check their ``ckpt_path`` with them before
+they import torch and Lightning (seconds), and ``checkpoint_files.load_checkpoint`` runs them on
+every file it reads. A distillation teacher (``compress.teacher_ckpt``) is checked only there,
+once the run has begun (torch imported, data set up): distillation's own check loads it before
+training."""
 
 from __future__ import annotations
 

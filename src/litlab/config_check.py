@@ -29,7 +29,7 @@ from litlab.config_flags import CONF_DIR, Primary, config_dirs, hydra_args, no_p
 from litlab.config_values import check_values, reads_clock
 from litlab.errors import LitlabError
 from litlab.metric_direction import lower_is_better
-from litlab.mixing_checks import check_mixing
+from litlab.mixing_checks import check_mixing, sweep_chooses_mixer
 from litlab.run_folders import LAST_NEEDS_A_RUN, check_run_folders
 from litlab.tasks.schedule_values import check_scheduler_interval, check_warmup_epochs
 
@@ -148,6 +148,15 @@ def explain(e: BaseException, overrides: list[str], primary: Primary | None = No
                 f"key {nested.group(1)}; a dict given to an existing key changes its keys, it does not replace it. "
                 f"To replace {key} as a whole, remove it first: '~{key}' '+{key}={{...}}'; to change single keys, set "
                 f"each one ({key}.NAME=VALUE).")
+        if key.startswith("mixing.") and not any(o.split("=", 1)[0] == "mixing" and o.split("=", 1)[-1] != "none"
+                                                 for o in overrides):
+            # the default mixing=none is empty: Hydra's +mixing.KEY would add a key nothing reads
+            # (mixing_checks.check_mixing refuses it)
+            setting = bad.lstrip("+~")
+            return LitlabError(
+                f"{key} is not a key of mixing=none (the default), which mixes nothing: choose a mixer first, "
+                f"mixing=mixup|cutmix|mixup_cutmix ({primary.command()} mixing=mixup "
+                f"{setting}).")
         return LitlabError(
             f"{bad.split('=')[0]} is not a key of the config ({text}). Check the spelling with "
             f"`{primary.command()} --cfg job`, or add a new key with a leading +."
@@ -442,7 +451,9 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
             check_optimizer_values(cfg)
             check_schedule_values(cfg)
             check_averaging(cfg)
-            check_mixing(cfg)
+        if config_name in ("train", "lr_find"):  # lr_find builds the task with the run's mixing too
+            check_mixing(cfg, sweep_mixes=multirun and sweep_chooses_mixer(combos))
+        if config_name == "train":
             for name, callback in (cfg.get("callbacks") or {}).items():
                 if isinstance(callback, DictConfig) and "monitor" in callback:
                     check_mode(f"callbacks.{name}", callback.get("monitor"), callback.get("mode"))
@@ -466,5 +477,5 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
             f"folder has no checkpoint). {LAST_NEEDS_A_RUN}"
         )
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    check_run_folders(cfg, key, overrides, multirun, config_name)
+    check_run_folders(cfg, key, multirun, config_name)
     return None if multirun else cfg

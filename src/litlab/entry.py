@@ -23,7 +23,7 @@ from litlab.file_only_logs import FILE_ONLY
 from litlab.reporting.run_files import (keep_config_record, restore_config_record, start_origin, update_metrics,
                                         written_here)
 from litlab.distributed.ranks import check_run_dir_given, is_rank_zero, launched_rank
-from litlab.run_folders import hold_for_run
+from litlab.run_folders import hold_for_run, take_failed_attempt
 from litlab.sweeps.failed_jobs import failed_job_value
 
 log = logging.getLogger("litlab")
@@ -192,7 +192,9 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
         _hold_run_folder(cfg)
     except LitlabError as e:
         # another command works in this folder now (two starts in one second share a timestamped
-        # folder): the folder's record and log are that command's, so this start writes nothing there
+        # folder): its metrics.json is that command's, so this start writes no record there. Hydra has
+        # already rewritten the folder's .hydra/ and opened its log by now: a folder not timestamped
+        # is refused before that, by the command line's checks (``run_folders.check_run_folders``)
         print(f"\nError: {e}", file=sys.stderr)
         if is_multirun():
             return failed_job_value()
@@ -240,13 +242,16 @@ def _hold_run_folder(cfg: DictConfig) -> None:
     """Rank 0 holds the run's folder while the command works in it (``run_folders.hold_for_run``),
     from before its record says ``running`` (train's, lr_find's) until the process, or the sweep's
     job, ends: a folder whose record says running and that no command holds reads as killed. DDP's
-    other ranks work in rank 0's folder and take nothing."""
+    other ranks work in rank 0's folder and take nothing. A failed eval or predict of the same
+    command in that folder is this command's to retry: its record begins afresh
+    (``run_folders.take_failed_attempt``)."""
     try:
         run_dir = cfg.paths.output_dir
     except Exception:  # a config without one writes no record either (``_record``)
         return
     if run_dir and launched_rank() == 0:
-        hold_for_run(Path(run_dir), "hydra.sweep.dir" if is_multirun() else "hydra.run.dir")
+        hold_for_run(Path(run_dir), None if is_multirun() else "hydra.run.dir")  # None: named as the job's folder
+        take_failed_attempt(Path(run_dir), cfg.get("task_name"))
 
 
 def name_too_long(e: Exception, cfg: DictConfig) -> str | None:

@@ -17,21 +17,41 @@ from litlab.errors import LitlabError
 # the settings of the mixing classes of conf/mixing/, as the command line names them
 SETTINGS = ("alpha", "mixup_alpha", "cutmix_alpha", "prob", "switch_prob")
 
-# the classes that paste boxes of images, by ``_target_`` (the others blend any input)
+# the classes that paste boxes of images, by ``_target_`` (the others blend any input), for the
+# command line's check, which runs before torch is imported (batch_mixing imports it): the built
+# mixers say it themselves (``pastes_boxes``); a test keeps the two in step
 PASTES_BOXES = ("litlab.tasks.batch_mixing.CutMix", "litlab.tasks.batch_mixing.MixupOrCutMix")
 
 
-def check_mixing(cfg: DictConfig) -> None:
+def check_mixing(cfg: DictConfig, sweep_mixes: bool = False) -> None:
     """``mixing=mixup/cutmix/mixup_cutmix``: its settings, and for CutMix data of images, checked
-    before Hydra makes the run's folder. ``mixing=none`` (no ``_target_``) trains unmixed."""
+    before Hydra makes the run's folder. ``mixing=none`` (no ``_target_``) trains unmixed, so a
+    setting added to it (``+mixing.prob=0.5``, Hydra's own hint) would be silently unused: refused,
+    unless ``sweep_mixes`` (a sweep whose other jobs choose a mixer, ``-m mixing=none,mixup
+    ++mixing.alpha=0.5``, where the none job carries the key legitimately)."""
     node = OmegaConf.select(cfg, "mixing", throw_on_resolution_failure=False)
-    if not isinstance(node, DictConfig) or "_target_" not in node:
+    if not isinstance(node, DictConfig):
+        return
+    if "_target_" not in node:
+        if len(node) and not sweep_mixes:
+            key, value = next(iter(node.items()))
+            raise LitlabError(f"mixing.{key} sets mixup/CutMix, and mixing=none mixes nothing: choose "
+                              f"mixing=mixup|cutmix|mixup_cutmix first (python -m litlab.train mixing=mixup "
+                              f"mixing.{key}={value}).")
         return
     for key in SETTINGS:
         if key in node:
             check_mixing_setting(key, node.get(key))
     if node.get("_target_") in PASTES_BOXES and OmegaConf.select(cfg, "data.kind", default=None) == "sequence":
         check_image_samples("sequences (data.kind=sequence)")
+
+
+def sweep_chooses_mixer(combos: list[list[str]]) -> bool:
+    """Whether a sweep's jobs (their override lists, ``config_check.expand_sweeps``) choose a mixer
+    (``mixing=mixup``, ...) in some job: there, a ``mixing.*`` key is for those jobs, and the
+    ``mixing=none`` job carries it unused."""
+    return any(o.lstrip("+~").split("=", 1)[0] == "mixing" and o.split("=", 1)[-1] not in ("none", "null")
+               for combo in combos for o in combo if "=" in o)
 
 
 def check_mixing_setting(key: str, value: object) -> None:
@@ -54,6 +74,10 @@ def check_image_samples(sample: tuple[int, ...] | str) -> None:
     if not isinstance(sample, str) and len(sample) == 3:
         return
     shown = sample if isinstance(sample, str) else f"of shape {tuple(sample)}"
+    # an .npz's (N, H, W) images (no channel axis) are read as sequences (data/npz.py reads images
+    # as (N, C, H, W) only): say how to store them, where the shape is known
+    stored = ("" if isinstance(sample, str) else " For CutMix, store images as (N, C, H, W) (an .npz's (N, H, W) "
+              "images are read as sequences of rows: store x[:, None]; (N, H, W, C): x.transpose(0, 3, 1, 2)).")
     raise LitlabError(f"mixing=cutmix and mixing=mixup_cutmix paste a box of one image into another, so they need "
                       f"image samples (C, H, W), and this data's samples are {shown}. Use mixing=mixup, which "
-                      f"blends any input, or mixing=none.")
+                      f"blends any input, or mixing=none.{stored}")

@@ -25,7 +25,7 @@ from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.errors import LitlabError
 from litlab.resume_overrides import ABSENT, flat_keys, given_overrides, rerun_command, shown_value
 from litlab.resume_settings import (check_same_averaging, check_same_grouping, check_same_optimization,
-                                    check_same_steps_per_epoch, same_net)
+                                    check_same_steps_per_epoch, log_mixing_change, same_net)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ def open_resume(cfg: DictConfig, run_dir: Path) -> Resume | None:
     check_same_batches(cfg, ckpt, path)
     check_same_steps_per_epoch(cfg, ckpt, path)
     check_same_averaging(cfg, ckpt, path)
+    log_mixing_change(cfg, ckpt, path)  # a resume may change it: said, not refused
     if fallback:
         log.warning("%s is missing (the run was stopped while writing it); resuming from %s", path.with_name("last.ckpt"),
                     path)

@@ -121,6 +121,28 @@ def check_same_averaging(cfg: DictConfig, ckpt: dict, path) -> None:
         f"the run's own averaging ({shown(old)}), or {fresh}.")
 
 
+def log_mixing_change(cfg: DictConfig, ckpt: dict, path) -> None:
+    """A resume may change the batch mixing (``mixing=...``): a checkpoint holds no mixing state, so
+    the steps from here train with the new mixing, not refused (as the README says). Said in the
+    log, naming both, so that the run's record of one ``mixing`` is not read as the whole run's."""
+    config = (ckpt.get("litlab") or {}).get("config")
+    if not config:
+        return  # an older checkpoint without its config: nothing to compare
+    node = cfg.get("mixing")
+    old = config.get("mixing") or {}
+    new = (OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else None) or {}
+
+    def shown(settings: dict) -> str:  # Mixup(alpha=0.2, prob=1.0), or none
+        if "_target_" not in settings:
+            return "none"
+        keys = ", ".join(f"{k}={v}" for k, v in settings.items() if k != "_target_")
+        return f"{str(settings['_target_']).rsplit('.', 1)[-1]}({keys})"
+
+    if shown(old) != shown(new):
+        log.info("resuming with mixing %s, and ckpt_path=%s was trained with mixing %s: the steps from here train "
+                 "with the new mixing", shown(new), path, shown(old))
+
+
 def check_same_optimization(cfg: DictConfig, ckpt: dict, path) -> None:
     """A resume restores the optimizer's and the schedule's state from the checkpoint, so other
     ``model.optimizer``/``model.scheduler`` values would be recorded but never used: refused.

@@ -22,7 +22,7 @@ except ImportError:  # not on Windows: run folders are then not locked
 from litlab.errors import LitlabError
 
 
-def check_run_folders(cfg: DictConfig, key: str, overrides: list[str], multirun: bool, config_name: str) -> None:
+def check_run_folders(cfg: DictConfig, key: str, multirun: bool, config_name: str) -> None:
     """The run's (or sweep's) output folder ``key`` and ``paths.data_dir`` of a composed config."""
     try:
         out = OmegaConf.select(cfg, key)
@@ -41,8 +41,10 @@ def check_run_folders(cfg: DictConfig, key: str, overrides: list[str], multirun:
             if (Path(out) / name).exists() and not (Path(out) / name).is_dir():
                 raise LitlabError(f"{key}={out} holds a file named {name} where the run writes its {name}/ folder. "
                                   f"Move that file, or choose another folder with {key}=DIR.")
-        if not multirun and not holds(Path(out)) and is_running(Path(out)):
+        if not holds(Path(out)) and is_running(Path(out)):
             raise _in_use(Path(out), key)  # its run goes on: not one to resume or to be told "already holds a run"
+        if not multirun:
+            check_not_running_elsewhere(Path(out), key)
         if multirun and config_name == "train":
             check_new_sweep_dir(Path(out))
         # train resumes in its own folder with ckpt_path; eval's and predict's ckpt_path is what they read
@@ -53,16 +55,30 @@ def check_run_folders(cfg: DictConfig, key: str, overrides: list[str], multirun:
         if not multirun and (Path(out) / "metrics.json").exists() and not resuming and not _failed_attempt(
                 Path(out), config_name):
             how = _how_to_go_on(Path(out), config_name)
-            if config_name == "train" and cfg.get("ckpt_path"):
+            if config_name == "train" and cfg.get("ckpt_path") and _other_command(Path(out)) is None:
                 own = _own_resume(Path(out))
                 own = (f", or this folder's own run with {own}" if own is not None else
                        "; this folder's run stopped before its first checkpoint and cannot be resumed")
                 how = (f"ckpt_path={cfg.ckpt_path} is a checkpoint of another run, and resuming it here would mix the "
                        f"two runs' checkpoints and logs. Resume the other run in a new folder (leave {key} out){own}")
             raise LitlabError(f"{key}={out} already holds a run. {how}; litlab does not write over a run.")
-        if not multirun and any(a.startswith(("hydra.run.dir=", "+hydra.run.dir=", "++hydra.run.dir="))
-                                for a in overrides):
+        if not reads_the_clock(cfg, key):
             hold_run_dir(Path(out), key)  # a folder named twice at once: the second start is refused
+
+
+def reads_the_clock(cfg: DictConfig, key: str) -> bool:
+    """Whether the folder ``key`` of ``cfg`` (``hydra.run.dir``, ``hydra.sweep.dir``) is timestamped
+    (``config_values.reads_clock``), from the command line or a config file. Any other folder is
+    held by the checks (``hold_run_dir``), before Hydra writes its ``.hydra/`` record there: a second
+    start into it was refused only after that had replaced the running one's. A timestamped one is
+    held by the run (``hold_for_run``): the checks' clock is not the run's, and their folder not its."""
+    from litlab.config_values import reads_clock  # not at the top: config_values imports this module
+
+    tree = OmegaConf.to_container(cfg, resolve=False)
+    node = tree
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return reads_clock(tree, node)
 
 
 def check_writable(path: Path, key: str) -> None:
@@ -239,6 +255,24 @@ def running_elsewhere(record: dict) -> str | None:
     return str(host) if host and host != socket.gethostname() else None
 
 
+def check_not_running_elsewhere(run_dir: Path, key: str) -> None:
+    """Refuses a folder whose record says its run is running on another machine
+    (``running_elsewhere``): its lock may not be seen from here (NFS, Lustre), so ``is_running``
+    found none, and ``ckpt_path=last`` resumed that run here while it went on there, both writing
+    the same checkpoints. Only that machine can tell whether it still runs; a record edited by hand
+    is the way out where that machine is gone."""
+    record = _record(run_dir)
+    host = running_elsewhere(record) if record.get("status") == "running" else None
+    if host is None:
+        return
+    raise LitlabError(
+        f"{key}={run_dir} is in use by another machine: its metrics.json says its run is running on {host} (pid "
+        f"{record.get('pid', 'unknown')}), and a lock there cannot be seen from {socket.gethostname()}. Run this "
+        f"command on {host}, which can tell whether that run still works there or was killed, or choose another "
+        f"folder. If {host} is gone for good and the run ended with it, set \"status\": \"killed\" in "
+        f"{run_dir / 'metrics.json'} and run this command again.")
+
+
 def unfinished_start(run_dir: Path) -> str | None:
     """The checkpoint (another run's) that the training run in ``run_dir`` started from, where that
     start was interrupted, failed or was killed before it wrote a checkpoint of its own
@@ -319,6 +353,16 @@ def _failed_attempt(run_dir: Path, config_name: str) -> bool:
     return record.get("status") == "failed" and record.get("task") == config_name
 
 
+def take_failed_attempt(run_dir: Path, config_name: str | None) -> None:
+    """Where this command (a retry) takes a folder its failed try left (``_failed_attempt``), the
+    retry's record begins afresh: records of eval and predict are merged into
+    (``update_metrics``), and a retry that completed kept the first try's ``error`` next to its
+    ``status: completed``, while one that failed again kept the first try's record whole (not
+    written by this process: ``run_files.written_here``)."""
+    if config_name and _failed_attempt(run_dir, config_name):
+        (run_dir / "metrics.json").unlink(missing_ok=True)
+
+
 def _how_to_go_on(run_dir: Path, config_name: str) -> str:
     """What to do instead of starting a run in ``run_dir``, which holds one."""
     if config_name != "train":
@@ -373,20 +417,24 @@ def holds(run_dir: Path) -> bool:
     return folder is not None and folder in _held
 
 
-def hold_run_dir(run_dir: Path, key: str) -> None:
+def hold_run_dir(run_dir: Path, key: str | None) -> None:
     """Takes ``run_dir`` for this process: an exclusive lock on the folder itself (no file is
     written into it), released when the process ends. Two commands started at once into one folder
-    both passed the check for an earlier run and wrote over each other; the second is refused now."""
+    both passed the check for an earlier run and wrote over each other; the second is refused now.
+    ``key``: the setting that names the folder, for messages; None for a sweep's job folder, which
+    no setting names alone."""
     if fcntl is None:
         return
     try:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         fd = os.open(run_dir, os.O_RDONLY)
     except OSError as e:  # what check_writable did not foresee (a folder made meanwhile, a full disk)
-        raise LitlabError(f"{key}={run_dir} cannot be made into the run's folder ({e.strerror or e}). "
-                          f"Choose another folder with {key}=DIR.") from None
+        raise LitlabError(f"{_named(run_dir, key)} cannot be made into the run's folder ({e.strerror or e}). "
+                          f"Choose another folder with {key or 'hydra.sweep.dir'}=DIR.") from None
     folder = _folder_id(fd)
-    if folder in _held:  # held already, maybe by another path to it: a second lock would be refused
+    # held already, maybe by another path to it: a second lock would be refused; None (fstat failed):
+    # nothing to hold it by, and _held[None] would make every later folder without one read as held
+    if folder is None or folder in _held:
         os.close(fd)  # an open file without a lock: closing it leaves the held one's lock in place
         return
     try:
@@ -403,9 +451,15 @@ def hold_run_dir(run_dir: Path, key: str) -> None:
 _HELD = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
 
 
-def _in_use(run_dir: Path, key: str) -> LitlabError:
-    return LitlabError(f"{key}={run_dir} is in use: another litlab command is running in it now. Wait for it "
-                       f"to end, or choose another folder.")
+def _in_use(run_dir: Path, key: str | None) -> LitlabError:
+    return LitlabError(f"{_named(run_dir, key)} is in use: another litlab command is running in it now. Wait for "
+                       f"it to end, or choose another folder.")
+
+
+def _named(run_dir: Path, key: str | None) -> str:
+    """``run_dir`` as messages name it: by the setting that gives it, or as a sweep's job folder (a
+    job's folder is not ``hydra.sweep.dir`` itself, but a folder inside it)."""
+    return f"{key}={run_dir}" if key else f"the job's folder {run_dir}"
 
 
 def is_running(run_dir: Path) -> bool | None:
@@ -434,7 +488,7 @@ def is_running(run_dir: Path) -> bool | None:
 _taken_for_runs: list[tuple[int, int]] = []
 
 
-def hold_for_run(run_dir: Path, key: str) -> None:
+def hold_for_run(run_dir: Path, key: str | None) -> None:
     """Holds ``run_dir`` while the command's run (a single run, or one job of a sweep) works in it,
     so that ``recorded_status`` can tell a running run from one killed before it could record its
     end. A folder ``check_run_folders`` took is held already; one of an earlier job of a sweep in

@@ -203,6 +203,8 @@ def train(cfg: DictConfig) -> float | None:
             # in this folder (Interruption, run_folders.unfinished_start); a start that ends before this
             # record (litlab's own data preparation, a refused resume) has it in entry's
             start_metrics(run_dir, status="running", task="train", **start_origin(ckpt_path))
+            # how training batches are mixed, once (not once per DDP rank): mixup(alpha=0.2), ..., none
+            log.info("mixing: %s", model.mixing if getattr(model, "mixing", None) is not None else "none")
         metrics = fit(trainer, model, dm, ckpt_path, step)
         metrics.update(scale_facts(trainer, dm.batch_size))  # data.batch_size is per device
         metrics.update(partial_data(cfg.trainer))

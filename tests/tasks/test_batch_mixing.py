@@ -153,7 +153,9 @@ def test_the_task_trains_on_the_mixed_loss_and_never_mixes_validation_or_test(tm
         (plain.argmax(dim=1) == y).float().mean().item(), abs=1e-6)
 
 
-def test_a_cutmix_run_trains_mixes_training_batches_only_and_records_the_mixing(cfg_factory, tmp_path, monkeypatch):
+def test_a_cutmix_run_trains_mixes_training_batches_only_and_records_the_mixing(cfg_factory, tmp_path, monkeypatch,
+                                                                               caplog):
+    caplog.set_level("INFO", logger="litlab.training")
     calls = []
     real = CutMix.__call__
     monkeypatch.setattr(CutMix, "__call__", lambda self, x, y: calls.append(tuple(x.shape)) or real(self, x, y))
@@ -167,6 +169,9 @@ def test_a_cutmix_run_trains_mixes_training_batches_only_and_records_the_mixing(
     unmixed = cfg_factory(["model=mlp", "trainer.max_epochs=0", "logger=none", "test=false"], name="plain")
     train(unmixed)
     assert "mixing" not in json.loads((tmp_path / "plain" / "metrics.json").read_text())
+    # train.log names the mixing at the start, once a run
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("mixing:")] == [
+        "mixing: cutmix(alpha=0.5)", "mixing: none"]
 
 
 # 1,168 training digits in batches of 64: 19 batches an epoch; mixup or CutMix, and 1 batch in 5 not
@@ -227,3 +232,83 @@ def test_mixers_refuse_bad_settings_and_cutmix_data_that_is_not_images_when_buil
     check_takes_mixing(OmegaConf.create({"_target_": "litlab.tasks.classification.Classifier"}))
     with pytest.raises(LitlabError, match=r"model._target_=torch.nn.Linear has no mixing argument. Use mixing=none"):
         check_takes_mixing(OmegaConf.create({"_target_": "torch.nn.Linear"}))
+
+
+# ---- review fixes (mixing=none with keys, lr_find's checks, the log, hparams, the box list) --------
+
+@pytest.mark.parametrize("overrides,message", [
+    # Hydra's own hint for mixing.prob=0.5 under the default mixing=none: it trained unmixed
+    (["+mixing.prob=0.5"], r"^mixing.prob sets mixup/CutMix, and mixing=none mixes nothing: choose "
+                           r"mixing=mixup\|cutmix\|mixup_cutmix first \(python -m litlab.train mixing=mixup "
+                           r"mixing.prob=0.5\)\.$"),
+    # without the +: Hydra's "not a key", which suggested +mixing.prob
+    (["mixing.prob=0.5"], r"^mixing.prob is not a key of mixing=none \(the default\), which mixes nothing: choose a "
+                          r"mixer first, mixing=mixup\|cutmix\|mixup_cutmix \(python -m litlab.train mixing=mixup "
+                          r"mixing.prob=0.5\)\.$"),
+])
+def test_a_mixing_key_under_mixing_none_is_refused_naming_a_mixer(overrides, message, tmp_path):
+    folder = tmp_path / "cli"
+    with pytest.raises(LitlabError, match=message):
+        check_overrides([*overrides, f"hydra.run.dir={folder}"])
+    assert not folder.exists()
+
+
+def test_a_sweep_whose_other_jobs_mix_lets_the_none_job_carry_the_key(tmp_path):
+    assert check_overrides(["-m", "mixing=none,mixup", "++mixing.alpha=0.5", f"hydra.sweep.dir={tmp_path / 's'}"]) is None
+    with pytest.raises(LitlabError, match=r"^mixing.alpha sets mixup/CutMix, and mixing=none mixes nothing"):
+        check_overrides(["-m", "mixing=none", "++mixing.alpha=0.5,0.3", f"hydra.sweep.dir={tmp_path / 't'}"])
+
+
+def test_hparams_record_none_for_no_mixing_and_no_averaging(cfg_factory):
+    from litlab.reporting.hparams import hparams_of
+
+    # the none job's hparams: none, not its unused key (and not a blank for empty nodes)
+    assert hparams_of(cfg_factory(["++mixing.alpha=0.5"]))["mixing"] == "none"
+    plain = hparams_of(cfg_factory([]))
+    assert plain["mixing"] == "none" and plain["averaging"] == "none"
+    mixed = hparams_of(cfg_factory(["mixing=mixup", "averaging=ema"]))
+    assert mixed["mixing"] == {"_target_": "litlab.tasks.batch_mixing.Mixup", "alpha": 0.2, "prob": 1.0}
+    assert mixed["averaging"]["_target_"] == "litlab.callbacks.weight_averaging.ema"
+
+
+def test_lr_find_refuses_cutmix_on_sequences_before_the_run_folder_is_made(tmp_path):
+    folder = tmp_path / "lrf"
+    with pytest.raises(LitlabError, match=r"mixing=cutmix and mixing=mixup_cutmix paste a box .* samples are "
+                                          r"sequences \(data.kind=sequence\)"):
+        check_overrides(["model=gru", "data=synthetic_seq", "mixing=cutmix", f"hydra.run.dir={folder}"], "lr_find")
+    assert not folder.exists()
+
+
+def test_cutmix_on_images_without_a_channel_axis_says_how_to_store_them():
+    cutmix = OmegaConf.create({"_target_": "litlab.tasks.batch_mixing.CutMix", "alpha": 1.0, "prob": 1.0})
+    # an .npz of (N, 8, 8) images is read as sequences of 8 rows
+    with pytest.raises(LitlabError, match=r"samples are of shape \(8, 8\)\. Use mixing=mixup, which blends any input, "
+                                          r"or mixing=none\. For CutMix, store images as \(N, C, H, W\) .*x\[:, None\]"):
+        build_mixing(cutmix, (8, 8))
+
+
+def test_the_command_lines_list_of_box_pasting_mixers_is_the_classes_own():
+    from litlab.mixing_checks import PASTES_BOXES
+    from litlab.tasks import batch_mixing
+
+    classes = {f"{c.__module__}.{c.__name__}" for c in vars(batch_mixing).values()
+               if isinstance(c, type) and c.__module__ == batch_mixing.__name__ and getattr(c, "pastes_boxes", False)}
+    assert set(PASTES_BOXES) == classes == {"litlab.tasks.batch_mixing.CutMix",
+                                            "litlab.tasks.batch_mixing.MixupOrCutMix"}
+
+
+def test_a_resume_with_other_mixing_says_so_in_the_log(cfg_factory, caplog):
+    import logging
+
+    from litlab.resume_settings import log_mixing_change
+
+    stored = OmegaConf.to_container(cfg_factory([]), resolve=False)
+    stored.pop("hydra", None)
+    ckpt = {"litlab": {"config": stored}}
+    with caplog.at_level(logging.INFO, logger="litlab.resume"):
+        log_mixing_change(cfg_factory([]), ckpt, "run/checkpoints/last.ckpt")
+        assert not [r for r in caplog.records if "mixing" in r.getMessage()]
+        log_mixing_change(cfg_factory(["mixing=mixup"]), ckpt, "run/checkpoints/last.ckpt")
+    (line,) = [r.getMessage() for r in caplog.records if "mixing" in r.getMessage()]
+    assert line == ("resuming with mixing Mixup(alpha=0.2, prob=1.0), and ckpt_path=run/checkpoints/last.ckpt was "
+                    "trained with mixing none: the steps from here train with the new mixing")

@@ -10,11 +10,15 @@ FINAL = ("val/acc", "test/acc", "test/loss", "train_samples_per_s", "effective_b
 
 def hparams_of(cfg: DictConfig) -> dict:
     """The hyperparameters worth comparing across runs: model, data, trainer, seed, weight averaging,
-    batch mixing, compression."""
+    batch mixing, compression. ``averaging=none`` and ``mixing=none`` (no ``_target_``) are recorded
+    as ``none``: their empty nodes recorded nothing, a blank in the table; a sweep's none job that
+    carries a key for the others (``-m mixing=none,mixup ++mixing.alpha=0.5``) is ``none`` too."""
     out = {"seed": cfg.get("seed")}
     for group in ("model", "data", "trainer", "averaging", "mixing", "compress"):
         node = cfg.get(group)
-        if node is not None:
+        if group in ("averaging", "mixing") and (not isinstance(node, DictConfig) or "_target_" not in node):
+            out[group] = "none"
+        elif node is not None:
             out[group] = OmegaConf.to_container(node, resolve=True)
     return out
 

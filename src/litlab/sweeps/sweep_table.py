@@ -164,8 +164,9 @@ def as_ended(folder: Path, metrics: dict) -> dict:
     was listed as running forever. One running on another machine says which (``running (on
     HOST)``): only there can it be told from a killed one."""
     status = recorded_status(folder, metrics)
-    if status == "running" and running_elsewhere(metrics):
-        return {**metrics, "status": f"running (on {running_elsewhere(metrics)})"}
+    host = running_elsewhere(metrics) if status == "running" else None
+    if host:
+        return {**metrics, "status": f"running (on {host})"}
     if status == metrics.get("status"):
         return metrics
     return {**metrics, "status": status, "error": metrics.get("error") or KILLED_MEANS}

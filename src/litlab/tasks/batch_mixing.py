@@ -1,4 +1,5 @@
-"""Mixup and CutMix: each training batch mixed with a shuffled copy of itself (as timm's ``Mixup``).
+"""Mixup and CutMix: each training batch mixed with a shuffled copy of itself (as timm's ``Mixup``,
+with a random permutation of partners where timm reverses the batch, ``x.flip(0)``).
 
 Mixup (Zhang et al., 2018) blends whole inputs, ``lam * x + (1 - lam) * x[perm]``; CutMix (Yun et
 al., 2019) pastes a box of ``x[perm]`` into each image, ``lam`` then being the share of the image
@@ -147,10 +148,14 @@ class CutMix:
         self.alpha, self.prob = float(alpha), float(prob)
 
     def __call__(self, x: Tensor, y: Tensor) -> MixedBatch:
-        if x.dim() != 4:  # build.build_mixing refuses such data before training; a batch of another kind
-            check_image_samples(tuple(x.shape[1:]))
+        if x.dim() != 4:  # build.build_mixing refuses such data before training; this catches a batch of
+            check_image_samples(tuple(x.shape[1:]))  # another kind from a data module of the user's own
         if not draws(self.prob):
             return unmixed(x, y)
+        return self.draw_and_paste(x, y)
+
+    def draw_and_paste(self, x: Tensor, y: Tensor) -> MixedBatch:
+        """One box of ``x[perm]`` pasted into ``x`` (a batch ``(B, C, H, W)``, checked by the caller)."""
         height, width = x.shape[-2:]
         lam = draw_lam(self.alpha)
         center_y, center_x = int(np.random.randint(height)), int(np.random.randint(width))
@@ -201,7 +206,9 @@ class MixupOrCutMix:
             check_image_samples(tuple(x.shape[1:]))
         if not draws(self.prob):
             return unmixed(x, y)
-        return (self.cutmix if draws(self.switch_prob) else self.mixup)(x, y)
+        if draws(self.switch_prob):
+            return self.cutmix.draw_and_paste(x, y)  # the batch's shape is checked above, once
+        return self.mixup(x, y)
 
     def __repr__(self) -> str:
         prob = f", prob={_shown(self.prob)}" if self.prob != 1.0 else ""

@@ -10,8 +10,9 @@ restores a checkpoint through litlab's checkpoint hooks. Here ``RangeRecorder`` 
 rate (keeping the groups' relative rates) and records the mean loss of the step's micro-batches.
 
 The model's schedule and warm-up are left out (the test owns the rate), and so are validation,
-checkpoints, the config's callbacks, weight averaging, batch mixing, compression and export
-(``unused_choices`` names those the config chose); nothing is saved but the curve. A
+checkpoints, the config's callbacks, weight averaging, compression and export (``unused_choices``
+names those the config chose); nothing is saved but the curve. Batch mixing (``mixing=mixup``, ...)
+is kept: the steps train on the mixed loss the run will train on (metrics.json names the mixer). A
 multi-process trainer (DDP) runs as one process that accumulates the gradients of as many
 batches as there were processes: the same samples per optimizer step.
 """
@@ -276,6 +277,8 @@ def lr_find(cfg: DictConfig) -> dict:
              "accumulate_grad_batches": int(trainer_cfg.get("accumulate_grad_batches", 1) or 1),
              "batch_size": dm.batch_size, "precision": str(trainer_cfg.get("precision", 32)),
              "not_used": not_used, "one_process": note, "fit_time_s": result.fit_time_s,
+             # as training records it: mixup(alpha=0.2), ...; absent for mixing=none
+             **({"mixing": str(model.mixing)} if getattr(model, "mixing", None) is not None else {}),
              "wall_time_s": time.perf_counter() - started}
     return write_results(cfg, run_dir, result, suggestion, facts)
 
