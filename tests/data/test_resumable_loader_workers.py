@@ -48,16 +48,13 @@ def test_a_dropped_loader_ends_its_workers_without_a_garbage_collection():
     gc.disable()
     try:
         del loader
-        deadline = time.monotonic() + 2
+        deadline = time.monotonic() + 10  # at once when it works; without the fix they never end here
         while any(w.is_alive() for w in workers) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert [w.is_alive() for w in workers] == [False], "the loader's worker outlived the loader"
         assert [w.exitcode for w in workers] == [0]  # stopped by the loader's shutdown, not killed
     finally:
         gc.enable()
-    start = time.monotonic()
-    gc.collect()
-    assert time.monotonic() - start < 1
 
 
 def test_a_resume_with_persistent_workers_leaves_out_the_served_batches_of_its_first_epoch_only():
