@@ -82,6 +82,18 @@ def _warmup_left(ckpt: dict) -> tuple[int, int, int | None] | None:
     return None
 
 
+def stored_and_given(cfg: DictConfig, ckpt: dict, group: str) -> tuple[dict, dict] | None:
+    """The settings of config group ``group`` (``averaging``, ``mixing``) the checkpoint's run was
+    trained with and those of this command, as plain dicts (``{}`` for a choice without settings,
+    ``none``); None for a checkpoint without its config (older litlab)."""
+    config = (ckpt.get("litlab") or {}).get("config")
+    if not config:
+        return None
+    node = cfg.get(group)
+    new = (OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else None) or {}
+    return config.get(group) or {}, new
+
+
 def check_same_averaging(cfg: DictConfig, ckpt: dict, path) -> None:
     """A checkpoint trained with weight averaging (``averaging=ema``/``swa``) holds the average in
     ``state_dict`` and the trained weights in ``current_model_state``; one trained without holds the
@@ -89,12 +101,10 @@ def check_same_averaging(cfg: DictConfig, ckpt: dict, path) -> None:
     trained weights (``averaging=none``: Lightning loads ``state_dict``), started an average partway
     through the run (Lightning only warns), or went on with an average taken under other settings:
     refused, before anything is written. Checkpoints from before ``averaging`` trained without."""
-    config = (ckpt.get("litlab") or {}).get("config")
-    if not config:
+    settings = stored_and_given(cfg, ckpt, "averaging")
+    if settings is None:
         return  # an older checkpoint without its config: nothing to compare
-    node = cfg.get("averaging")
-    old = config.get("averaging") or {}
-    new = (OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else None) or {}
+    old, new = settings
     if old == new:
         return
 
@@ -125,12 +135,10 @@ def log_mixing_change(cfg: DictConfig, ckpt: dict, path) -> None:
     """A resume may change the batch mixing (``mixing=...``): a checkpoint holds no mixing state, so
     the steps from here train with the new mixing, not refused (as the README says). Said in the
     log, naming both, so that the run's record of one ``mixing`` is not read as the whole run's."""
-    config = (ckpt.get("litlab") or {}).get("config")
-    if not config:
+    settings = stored_and_given(cfg, ckpt, "mixing")
+    if settings is None:
         return  # an older checkpoint without its config: nothing to compare
-    node = cfg.get("mixing")
-    old = config.get("mixing") or {}
-    new = (OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else None) or {}
+    old, new = settings
 
     def shown(settings: dict) -> str:  # Mixup(alpha=0.2, prob=1.0), or none
         if "_target_" not in settings:

@@ -86,7 +86,23 @@ def _shown(value: float) -> str:
     return f"{value:g}"
 
 
-class Mixup:
+class _OneMixer:
+    """What mixup and CutMix share: ``alpha`` and ``prob`` (checked), and the record's text,
+    ``NAME(alpha=..., prob=...)`` with ``prob`` left out at its default 1."""
+
+    name = ""
+
+    def __init__(self, alpha: float, prob: float = 1.0):
+        check_mixing_setting("alpha", alpha)
+        check_mixing_setting("prob", prob)
+        self.alpha, self.prob = float(alpha), float(prob)
+
+    def __repr__(self) -> str:
+        prob = f", prob={_shown(self.prob)}" if self.prob != 1.0 else ""
+        return f"{self.name}(alpha={_shown(self.alpha)}{prob})"
+
+
+class Mixup(_OneMixer):
     """``mixing=mixup``: each mixed batch is ``lam * x + (1 - lam) * x[perm]``, any input shape.
 
     Args:
@@ -95,11 +111,10 @@ class Mixup:
     """
 
     pastes_boxes = False
+    name = "mixup"
 
     def __init__(self, alpha: float = 0.2, prob: float = 1.0):
-        check_mixing_setting("alpha", alpha)
-        check_mixing_setting("prob", prob)
-        self.alpha, self.prob = float(alpha), float(prob)
+        super().__init__(alpha, prob)
 
     def __call__(self, x: Tensor, y: Tensor) -> MixedBatch:
         if not draws(self.prob):
@@ -112,10 +127,6 @@ class Mixup:
         perm = partners(len(y), x.device) if perm is None else perm
         # index_select: a quarter of the time of x[perm] on small batches
         return MixedBatch(x * lam + x.index_select(0, perm) * (1.0 - lam), y, y.index_select(0, perm), lam)
-
-    def __repr__(self) -> str:
-        prob = f", prob={_shown(self.prob)}" if self.prob != 1.0 else ""
-        return f"mixup(alpha={_shown(self.alpha)}{prob})"
 
 
 def cutmix_box(height: int, width: int, lam: float, center_y: int, center_x: int) -> tuple[int, int, int, int]:
@@ -130,7 +141,7 @@ def cutmix_box(height: int, width: int, lam: float, center_y: int, center_x: int
     return top, bottom, left, right
 
 
-class CutMix:
+class CutMix(_OneMixer):
     """``mixing=cutmix``: a box of ``x[perm]`` is pasted into each image of the batch (the same box
     for all), and lam is the share of each image kept. Images only: batches ``(B, C, H, W)``.
 
@@ -141,11 +152,10 @@ class CutMix:
     """
 
     pastes_boxes = True
+    name = "cutmix"
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0):
-        check_mixing_setting("alpha", alpha)
-        check_mixing_setting("prob", prob)
-        self.alpha, self.prob = float(alpha), float(prob)
+        super().__init__(alpha, prob)
 
     def __call__(self, x: Tensor, y: Tensor) -> MixedBatch:
         if x.dim() != 4:  # build.build_mixing refuses such data before training; this catches a batch of
@@ -173,10 +183,6 @@ class CutMix:
         mixed = x.clone()  # the batch's own tensor stays as it came
         mixed[:, :, top:bottom, left:right] = x[:, :, top:bottom, left:right].index_select(0, perm)
         return MixedBatch(mixed, y, y.index_select(0, perm), 1.0 - area / (x.shape[-2] * x.shape[-1]))
-
-    def __repr__(self) -> str:
-        prob = f", prob={_shown(self.prob)}" if self.prob != 1.0 else ""
-        return f"cutmix(alpha={_shown(self.alpha)}{prob})"
 
 
 class MixupOrCutMix:
