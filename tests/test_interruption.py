@@ -41,13 +41,30 @@ def _wait(proc, timeout):
         pytest.fail(f"no exit {timeout} s after the signal; the stacks:\n{err[-6000:]}")
 
 
-def _interrupt_after_first_epoch(run, sig, expected_code):
-    proc = _start(run)
+def _logged_past(run, step) -> bool:
+    """Whether the run's event files hold a ``train/loss_step`` point at or after ``step``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    return "train/loss_step" in events.Tags()["scalars"] and max(
+        e.step for e in events.Scalars("train/loss_step")) >= step
+
+
+def _interrupt_after_first_epoch(run, sig, expected_code, into_the_next_epoch=False):
+    """Starts the run and sends ``sig`` once its first last.ckpt is written; ``into_the_next_epoch``:
+    only once a step after that checkpoint is in the event files (a signal right at the epoch's end
+    on a busy machine left nothing for a resume to drop)."""
+    proc = _start(run, *(["logger.tensorboard.flush_every_s=0.05"] if into_the_next_epoch else []))
     last = run / "checkpoints" / "last.ckpt"
     deadline = time.time() + 120
     while not last.is_file() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert last.is_file(), proc.communicate()[1][-3000:]
+    if into_the_next_epoch:
+        saved = torch.load(last, weights_only=True)["global_step"]
+        while not _logged_past(run, saved) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
     proc.send_signal(sig)
     err = _wait(proc, 60)
     assert proc.returncode == expected_code, err[-3000:]
@@ -67,7 +84,7 @@ def test_ctrl_c_marks_the_run_interrupted(tmp_path):
 @pytest.mark.slow
 def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path):
     run = tmp_path / "run"
-    _interrupt_after_first_epoch(run, signal.SIGTERM, expected_code=128 + signal.SIGTERM)
+    _interrupt_after_first_epoch(run, signal.SIGTERM, expected_code=128 + signal.SIGTERM, into_the_next_epoch=True)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     # the stop came after steps of the unfinished epoch were logged: the resume must drop them
