@@ -402,7 +402,7 @@ def test_a_run_folder_in_use_by_another_command_is_refused(tmp_path):
 
     run = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from litlab.run_folders import hold_run_dir; "
+                               "from litlab.run_lock import hold_run_dir; "
                                f"hold_run_dir(Path({str(run)!r}), 'hydra.run.dir'); print('held', flush=True); "
                                "time.sleep(120)"], stdout=subprocess.PIPE, text=True)
     try:

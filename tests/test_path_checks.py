@@ -122,7 +122,7 @@ def test_the_command_prints_one_paragraph_and_exits_2(tmp_path, capsys):
 
 def test_a_run_folder_that_cannot_be_made_is_one_paragraph(tmp_path):
     """hold_run_dir's mkdir, should a folder turn bad after the checks."""
-    from litlab.run_folders import hold_run_dir
+    from litlab.run_lock import hold_run_dir
 
     os.symlink(tmp_path / "nowhere", tmp_path / "link")
     with pytest.raises(LitlabError, match=r"^hydra\.run\.dir=.*link cannot be made into the run's folder \(File "

@@ -23,7 +23,8 @@ from litlab.file_only_logs import FILE_ONLY
 from litlab.reporting.run_files import (keep_config_record, restore_config_record, start_origin, update_metrics,
                                         written_here)
 from litlab.distributed.ranks import check_run_dir_given, is_rank_zero, launched_rank
-from litlab.run_folders import hold_for_run, take_failed_attempt
+from litlab.run_folders import take_failed_attempt
+from litlab.run_lock import hold_for_run
 from litlab.sweeps.failed_jobs import failed_job_value
 
 log = logging.getLogger("litlab")
@@ -239,7 +240,7 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
 
 
 def _hold_run_folder(cfg: DictConfig) -> None:
-    """Rank 0 holds the run's folder while the command works in it (``run_folders.hold_for_run``),
+    """Rank 0 holds the run's folder while the command works in it (``run_lock.hold_for_run``),
     from before its record says ``running`` (train's, lr_find's) until the process, or the sweep's
     job, ends: a folder whose record says running and that no command holds reads as killed. DDP's
     other ranks work in rank 0's folder and take nothing. A failed eval or predict of the same

@@ -1,25 +1,24 @@
 """The output folders a command names, checked before any work: writable, not a file where a
 run's folder goes, not an earlier run's or sweep's (litlab never writes over one), and held by
-one command at a time. That hold also tells a running run from a killed one (``recorded_status``)."""
+one command at a time (``run_lock``). A refusal says how the folder's run ended and how it goes
+on, from its metrics.json read once for all the checks of the folder (``FolderRecord``)."""
 
 from __future__ import annotations
 
 import errno
-import json
 import os
 import socket
 import tempfile
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-try:
-    import fcntl
-except ImportError:  # not on Windows: run folders are then not locked
-    fcntl = None
-
 from litlab.errors import LitlabError
+from litlab.run_lock import (KILLED, hold_run_dir, holds, in_use, is_running, read_record, recorded_status,
+                             running_elsewhere)
 
 
 def check_run_folders(cfg: DictConfig, key: str, multirun: bool, config_name: str) -> None:
@@ -42,21 +41,22 @@ def check_run_folders(cfg: DictConfig, key: str, multirun: bool, config_name: st
                 raise LitlabError(f"{key}={out} holds a file named {name} where the run writes its {name}/ folder. "
                                   f"Move that file, or choose another folder with {key}=DIR.")
         if not holds(Path(out)) and is_running(Path(out)):
-            raise _in_use(Path(out), key)  # its run goes on: not one to resume or to be told "already holds a run"
+            raise in_use(Path(out), key)  # its run goes on: not one to resume or to be told "already holds a run"
+        folder = FolderRecord(Path(out))  # its metrics.json, read (once) by the first check that asks
         if not multirun:
-            check_not_running_elsewhere(Path(out), key)
+            check_not_running_elsewhere(folder, key)
         if multirun and config_name == "train":
             check_new_sweep_dir(Path(out))
         # train resumes in its own folder with ckpt_path; eval's and predict's ckpt_path is what they read
         resuming = config_name == "train" and (_resumes_own_run(cfg.get("ckpt_path"), Path(out)) or
-                                               resumes_unfinished_start(cfg.get("ckpt_path"), Path(out)))
+                                               resumes_unfinished_start(cfg.get("ckpt_path"), folder))
         if config_name == "train" and not multirun and cfg.get("ckpt_path") == "last":
-            _check_last(Path(out), key)
+            _check_last(folder, key)
         if not multirun and (Path(out) / "metrics.json").exists() and not resuming and not _failed_attempt(
-                Path(out), config_name):
-            how = _how_to_go_on(Path(out), config_name)
-            if config_name == "train" and cfg.get("ckpt_path") and _other_command(Path(out)) is None:
-                own = _own_resume(Path(out))
+                folder, config_name):
+            how = _how_to_go_on(folder, config_name)
+            if config_name == "train" and cfg.get("ckpt_path") and _other_command(folder) is None:
+                own = _own_resume(folder)
                 own = (f", or this folder's own run with {own}" if own is not None else
                        "; this folder's run stopped before its first checkpoint and cannot be resumed")
                 how = (f"ckpt_path={cfg.ckpt_path} is a checkpoint of another run, and resuming it here would mix the "
@@ -201,27 +201,39 @@ def has_checkpoint(run_dir: Path) -> bool:
     return any((run_dir / "checkpoints").glob("*.ckpt"))
 
 
-def _record(run_dir: Path) -> dict:
-    """The folder's ``metrics.json``; an empty dict where there is none or it cannot be read."""
-    try:
-        record = json.loads((run_dir / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
+@dataclass(frozen=True)
+class FolderRecord:
+    """The ``metrics.json`` of the folder ``run_dir`` as one check of it sees it: read at the first
+    question asked and kept for the rest. Where each of a refusal's helpers (where the run started
+    from, how it ended, which command wrote it) read the file itself, one start read it up to seven
+    times, and two reads could disagree where a run wrote its record in between."""
+
+    run_dir: Path
+
+    @cached_property
+    def fields(self) -> dict:
+        """The record (``run_lock.read_record``): empty where there is none or it cannot be read."""
+        return read_record(self.run_dir)
+
+    @cached_property
+    def status(self) -> str | None:
+        """Its ``status``; ``killed`` where it says running and no command holds the folder
+        (``run_lock.recorded_status``, which probes the lock only for such a record)."""
+        return recorded_status(self.run_dir, self.fields)
 
 
 def recorded_start(run_dir: Path) -> str | None:
     """The checkpoint the latest start of the training run in ``run_dir`` began from, absolute:
     ``started_from`` of its ``metrics.json``, recorded as the start began (``training.train``),
     before any data is set up or Lightning restores the checkpoint. None for a run without one."""
-    started = _record(run_dir).get("started_from")
+    return _started_from(FolderRecord(Path(run_dir)))
+
+
+def _started_from(folder: FolderRecord) -> str | None:
+    """``recorded_start`` of a folder whose record a check holds."""
+    started = folder.fields.get("started_from")
     return str(started) if started else None
 
-
-# the status of a run whose record says running but whose folder no command holds (``recorded_status``)
-KILLED = "killed"
-# what that status means, where a table shows it (the record names no error of its own)
-KILLED_MEANS = "ended without recording its end: killed, out of memory or a power cut"
 
 # how a start that ended before its work was done says so in its record, and where its resume command is
 _UNFINISHED = {"interrupted": ("was interrupted", "its metrics.json's resume is the whole command"),
@@ -231,37 +243,13 @@ _UNFINISHED = {"interrupted": ("was interrupted", "its metrics.json's resume is 
                         "the command it was started with, in its .hydra/overrides.yaml")}
 
 
-def recorded_status(run_dir: Path, record: dict | None = None) -> str | None:
-    """The ``status`` of the run in ``run_dir`` (its ``metrics.json``, or ``record`` already read
-    from it), or ``KILLED`` where it says ``running`` and no command holds the folder
-    (``is_running``): a run killed before it could record its end (SIGKILL, the out-of-memory
-    killer, a power cut) said running forever, and could not be resumed as a stopped one. Only a
-    record that says running is probed, and only on the machine it names (``running_elsewhere``);
-    where that cannot be told, it stays running."""
-    record = _record(run_dir) if record is None else record
-    status = record.get("status")
-    if status == "running" and running_elsewhere(record) is None and is_running(run_dir) is False:
-        return KILLED
-    return status
-
-
-def running_elsewhere(record: dict) -> str | None:
-    """The machine that a record saying running names (``host``, which ``run_files.start_metrics``
-    writes), where that is not this one: a folder's lock on a network file system (NFS, Lustre)
-    may be seen only by the machine that took it, so from another one a run working there would
-    read as killed, and its folder be taken for a resume. None for this machine, and for a record
-    without a host (litlab before it wrote one), which only the lock can tell."""
-    host = record.get("host")
-    return str(host) if host and host != socket.gethostname() else None
-
-
-def check_not_running_elsewhere(run_dir: Path, key: str) -> None:
+def check_not_running_elsewhere(folder: FolderRecord, key: str) -> None:
     """Refuses a folder whose record says its run is running on another machine
     (``running_elsewhere``): its lock may not be seen from here (NFS, Lustre), so ``is_running``
     found none, and ``ckpt_path=last`` resumed that run here while it went on there, both writing
     the same checkpoints. Only that machine can tell whether it still runs; a record edited by hand
     is the way out where that machine is gone."""
-    record = _record(run_dir)
+    record, run_dir = folder.fields, folder.run_dir
     host = running_elsewhere(record) if record.get("status") == "running" else None
     if host is None:
         return
@@ -277,38 +265,43 @@ def unfinished_start(run_dir: Path) -> str | None:
     """The checkpoint (another run's) that the training run in ``run_dir`` started from, where that
     start was interrupted, failed or was killed before it wrote a checkpoint of its own
     (``recorded_start``). None for any other folder."""
-    if has_checkpoint(run_dir) or recorded_status(run_dir) not in _UNFINISHED:
+    return _unfinished(FolderRecord(Path(run_dir)))
+
+
+def _unfinished(folder: FolderRecord) -> str | None:
+    """``unfinished_start`` of a folder whose record a check holds."""
+    if has_checkpoint(folder.run_dir) or folder.status not in _UNFINISHED:
         return None
-    return recorded_start(run_dir)
+    return _started_from(folder)
 
 
-def _how_it_ended(run_dir: Path) -> tuple[str, str]:
-    """How the ``unfinished_start`` of ``run_dir`` ended (``was interrupted``, ``failed``) and where
+def _how_it_ended(folder: FolderRecord) -> tuple[str, str]:
+    """How the ``unfinished_start`` of the folder ended (``was interrupted``, ``failed``) and where
     the command that resumes it is, for messages. Only for a folder that has one, whose status is
     therefore one of ``_UNFINISHED``."""
-    return _UNFINISHED[recorded_status(run_dir)]
+    return _UNFINISHED[folder.status]
 
 
-def _own_resume(run_dir: Path) -> str | None:
-    """The ``ckpt_path`` that resumes the run in ``run_dir``: the checkpoint its unfinished start
+def _own_resume(folder: FolderRecord) -> str | None:
+    """The ``ckpt_path`` that resumes the run in the folder: the checkpoint its unfinished start
     began from, or ``last`` where it wrote one of its own; None where nothing resumes it."""
-    started = unfinished_start(run_dir)
+    started = _unfinished(folder)
     if started is not None:
         return f"ckpt_path={started}, the checkpoint it started from"
-    return "ckpt_path=last" if has_checkpoint(run_dir) else None
+    return "ckpt_path=last" if has_checkpoint(folder.run_dir) else None
 
 
-def resumes_unfinished_start(ckpt_path, run_dir: Path) -> bool:
-    """Whether ``ckpt_path`` is the checkpoint the run in ``run_dir`` started from and was stopped
+def resumes_unfinished_start(ckpt_path, folder: FolderRecord) -> bool:
+    """Whether ``ckpt_path`` is the checkpoint the run in the folder started from and was stopped
     before its own first one (``unfinished_start``): the command it was started with, which an
     interrupted run's record advises. It resumes that run in its folder as ``ckpt_path=last`` does
     one with a checkpoint of its own (the earlier start's record is kept in ``.hydra/start-<n>/``,
     its logs from the checkpoint's step on are dropped); it was refused as another run's
     checkpoint, and ``ckpt_path=last`` found none."""
-    started = unfinished_start(run_dir)
-    if not ckpt_path or str(ckpt_path) == "last" or started is None:
+    if not ckpt_path or str(ckpt_path) == "last":
         return False
-    return Path(ckpt_path).absolute().resolve() == Path(started).resolve()
+    started = _unfinished(folder)
+    return started is not None and Path(ckpt_path).absolute().resolve() == Path(started).resolve()
 
 
 # what to give instead of ckpt_path=last where the folder holds no run to resume
@@ -316,21 +309,22 @@ LAST_NEEDS_A_RUN = ("Pass hydra.run.dir=outputs/runs/<run> with the run's folder
                     "checkpoint file.")
 
 
-def _check_last(run_dir: Path, key: str) -> None:
+def _check_last(folder: FolderRecord, key: str) -> None:
     """``ckpt_path=last`` resumes from ``<run_dir>/checkpoints/last.ckpt``. Without that file the run
     failed ("last.ckpt does not exist") only once torch was imported (seconds), after Hydra had made
     the folder (or rewritten the record of an existing one) and marked it failed. Refused here: a
     folder that does not exist or holds no run, and a run that stopped (or was killed) before its
     first checkpoint, which the checkpoint an ``unfinished_start`` began from resumes. A run killed
     after writing last.ckpt resumes from it."""
+    run_dir = folder.run_dir
     if (run_dir / "checkpoints" / "last.ckpt").is_file():
         return
     if not run_dir.is_dir():
         raise LitlabError(f"ckpt_path=last resumes the run in the folder given by hydra.run.dir, and {key}={run_dir} "
                           f"does not exist. {LAST_NEEDS_A_RUN}")
-    started = unfinished_start(run_dir)
+    started = _unfinished(folder)
     if started is not None:
-        ended, command = _how_it_ended(run_dir)
+        ended, command = _how_it_ended(folder)
         raise LitlabError(f"ckpt_path=last: {run_dir} holds no checkpoint: its run started from ckpt_path={started} "
                           f"and {ended} before it wrote one of its own. Resume it from there with ckpt_path={started} "
                           f"({command}).")
@@ -341,15 +335,15 @@ def _check_last(run_dir: Path, key: str) -> None:
     if others:  # last.ckpt removed, or a best.ckpt of a validation within the first epoch
         raise LitlabError(f"ckpt_path=last: {run_dir} holds no checkpoints/last.ckpt, only {', '.join(others)}. "
                           f"Resume from one of those with ckpt_path=PATH, or choose a new folder.")
-    raise LitlabError(f"ckpt_path=last: {run_dir} holds no checkpoint. {_how_to_go_on(run_dir, 'train')}.")
+    raise LitlabError(f"ckpt_path=last: {run_dir} holds no checkpoint. {_how_to_go_on(folder, 'train')}.")
 
 
-def _failed_attempt(run_dir: Path, config_name: str) -> bool:
-    """Whether ``run_dir`` holds a failed eval or predict of the same command: a second try may
-    take its folder (a training run, failed or not, keeps its own: it resumes with ckpt_path)."""
+def _failed_attempt(folder: FolderRecord, config_name: str) -> bool:
+    """Whether the folder holds a failed eval or predict of the same command: a second try may
+    take it (a training run, failed or not, keeps its own: it resumes with ckpt_path)."""
     if config_name == "train":
         return False
-    record = _record(run_dir)
+    record = folder.fields
     return record.get("status") == "failed" and record.get("task") == config_name
 
 
@@ -359,150 +353,37 @@ def take_failed_attempt(run_dir: Path, config_name: str | None) -> None:
     (``update_metrics``), and a retry that completed kept the first try's ``error`` next to its
     ``status: completed``, while one that failed again kept the first try's record whole (not
     written by this process: ``run_files.written_here``)."""
-    if config_name and _failed_attempt(run_dir, config_name):
+    if config_name and _failed_attempt(FolderRecord(Path(run_dir)), config_name):
         (run_dir / "metrics.json").unlink(missing_ok=True)
 
 
-def _how_to_go_on(run_dir: Path, config_name: str) -> str:
-    """What to do instead of starting a run in ``run_dir``, which holds one."""
+def _how_to_go_on(folder: FolderRecord, config_name: str) -> str:
+    """What to do instead of starting a run in the folder, which holds one."""
     if config_name != "train":
         return "Choose a new folder (or leave hydra.run.dir out: each run gets its own)"
-    other = _other_command(run_dir)
+    other = _other_command(folder)
     if other is not None:  # no training run: "stopped before its first checkpoint" was false of it
         return (f"It holds the results of python -m litlab.{other} (its metrics.json says task: {other}), not a "
                 f"training run, so there is nothing to resume there: choose a new folder (or leave hydra.run.dir "
                 f"out: each run gets its own)")
-    started = unfinished_start(run_dir)
+    started = _unfinished(folder)
     if started is not None:
-        ended, command = _how_it_ended(run_dir)
+        ended, command = _how_it_ended(folder)
         return (f"It {ended} before its first checkpoint; resume it from the checkpoint it started from with "
                 f"ckpt_path={started} ({command}), or choose a new folder")
-    if not has_checkpoint(run_dir):  # stopped or failed before its first checkpoint
+    if not has_checkpoint(folder.run_dir):  # stopped or failed before its first checkpoint
         return (f"It stopped before its first checkpoint, so it cannot be resumed: choose a new folder, or delete "
-                f"{run_dir} to start over there")
+                f"{folder.run_dir} to start over there")
     return "Resume it with ckpt_path=last, or choose a new folder"
 
 
-def _other_command(run_dir: Path) -> str | None:
-    """The litlab command other than train whose run ``run_dir`` holds: its metrics.json's
+def _other_command(folder: FolderRecord) -> str | None:
+    """The litlab command other than train whose run the folder holds: its metrics.json's
     ``task`` where that is one of litlab's entry configs (eval, predict, lr_find). None for a
     training run, also one whose early failure recorded a ``task_name`` of the user's own."""
     from litlab.config_flags import CONF_DIR  # not at the top: config_flags imports this module
 
-    task = _record(run_dir).get("task")
+    task = folder.fields.get("task")
     if not isinstance(task, str) or task == "train" or not task.isidentifier():
         return None
     return task if (CONF_DIR / f"{task}.yaml").is_file() else None
-
-
-# run folders this process holds (``_folder_id`` -> the open lock file), for as long as it runs: by
-# the folder itself, which a path with ``..`` or through a symbolic link names too (Hydra's
-# output_dir is the normalised path), so that no second open of it is locked against the first
-_held: dict[tuple[int, int], int] = {}
-
-
-def _folder_id(folder: Path | int) -> tuple[int, int] | None:
-    """The folder itself (a path to it, or an open file of it): its device and inode, the same by
-    every path that leads to it. None where there is no such folder (yet)."""
-    try:
-        st = os.fstat(folder) if isinstance(folder, int) else os.stat(folder)
-    except (OSError, ValueError):
-        return None
-    return st.st_dev, st.st_ino
-
-
-def holds(run_dir: Path) -> bool:
-    """Whether this process holds ``run_dir`` (``hold_run_dir``), by whichever path it is named."""
-    folder = _folder_id(run_dir)
-    return folder is not None and folder in _held
-
-
-def hold_run_dir(run_dir: Path, key: str | None) -> None:
-    """Takes ``run_dir`` for this process: an exclusive lock on the folder itself (no file is
-    written into it), released when the process ends. Two commands started at once into one folder
-    both passed the check for an earlier run and wrote over each other; the second is refused now.
-    ``key``: the setting that names the folder, for messages; None for a sweep's job folder, which
-    no setting names alone."""
-    if fcntl is None:
-        return
-    try:
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
-        fd = os.open(run_dir, os.O_RDONLY)
-    except OSError as e:  # what check_writable did not foresee (a folder made meanwhile, a full disk)
-        raise LitlabError(f"{_named(run_dir, key)} cannot be made into the run's folder ({e.strerror or e}). "
-                          f"Choose another folder with {key or 'hydra.sweep.dir'}=DIR.") from None
-    folder = _folder_id(fd)
-    # held already, maybe by another path to it: a second lock would be refused; None (fstat failed):
-    # nothing to hold it by, and _held[None] would make every later folder without one read as held
-    if folder is None or folder in _held:
-        os.close(fd)  # an open file without a lock: closing it leaves the held one's lock in place
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        os.close(fd)
-        if e.errno in _HELD:
-            raise _in_use(run_dir, key) from None
-        return  # a file system without locks (ENOLCK): the folder goes unlocked, as without fcntl
-    _held[folder] = fd
-
-
-# flock's errors for a lock another open file holds; any other (ENOLCK, EINVAL) means no locks there
-_HELD = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
-
-
-def _in_use(run_dir: Path, key: str | None) -> LitlabError:
-    return LitlabError(f"{_named(run_dir, key)} is in use: another litlab command is running in it now. Wait for "
-                       f"it to end, or choose another folder.")
-
-
-def _named(run_dir: Path, key: str | None) -> str:
-    """``run_dir`` as messages name it: by the setting that gives it, or as a sweep's job folder (a
-    job's folder is not ``hydra.sweep.dir`` itself, but a folder inside it)."""
-    return f"{key}={run_dir}" if key else f"the job's folder {run_dir}"
-
-
-def is_running(run_dir: Path) -> bool | None:
-    """Whether a litlab command runs in ``run_dir`` now: True where one holds its lock
-    (``hold_run_dir``, this process's own included), False where none does, None where that cannot
-    be told (no fcntl, a file system without locks, a folder that cannot be opened). One open and a
-    shared, non-blocking flock, let go at once: two readers never block each other."""
-    if fcntl is None:
-        return None
-    try:
-        fd = os.open(run_dir, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        if _folder_id(fd) in _held:
-            return True
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError as e:
-        return True if e.errno in _HELD else None
-    finally:
-        os.close(fd)  # closing lets go of the probe's own lock
-    return False
-
-
-# the folders (``_folder_id``) hold_for_run took, which the next job of an in-process sweep lets go
-_taken_for_runs: list[tuple[int, int]] = []
-
-
-def hold_for_run(run_dir: Path, key: str | None) -> None:
-    """Holds ``run_dir`` while the command's run (a single run, or one job of a sweep) works in it,
-    so that ``recorded_status`` can tell a running run from one killed before it could record its
-    end. A folder ``check_run_folders`` took is held already; one of an earlier job of a sweep in
-    this process is let go (hundreds of jobs would each keep a file open), its record written by
-    then. For rank 0 only: the other ranks of a run work in rank 0's folder."""
-    folder = _folder_id(run_dir)  # None for a folder not made yet: every earlier one is let go
-    for earlier in [f for f in _taken_for_runs if f != folder]:
-        _taken_for_runs.remove(earlier)
-        fd = _held.pop(earlier, None)
-        if fd is not None:
-            os.close(fd)  # its lock goes with it
-    if folder is not None and folder in _held:
-        return
-    hold_run_dir(Path(run_dir), key)
-    folder = _folder_id(run_dir)
-    if folder is not None and folder in _held:
-        _taken_for_runs.append(folder)

@@ -57,7 +57,7 @@ def start_metrics(run_dir: Path, **fields: Any) -> dict:
 
     A start that says ``running`` also names the machine and process it runs in (``host``,
     ``pid``): the folder's lock that tells it from a killed one may be seen only on that machine
-    (``run_folders.recorded_status``)."""
+    (``run_lock.recorded_status``)."""
     if fields.get("status") == "running":
         fields = {**fields, "host": socket.gethostname(), "pid": os.getpid()}
     return _write_metrics(Path(run_dir) / "metrics.json", _clean(fields))

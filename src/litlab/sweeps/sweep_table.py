@@ -14,7 +14,7 @@ import yaml
 
 from litlab.errors import LitlabError
 from litlab.metric_direction import lower_is_better
-from litlab.run_folders import KILLED_MEANS, recorded_status, running_elsewhere
+from litlab.run_lock import KILLED_MEANS, recorded_status, running_elsewhere
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def read_metrics(path: Path) -> dict:
 
 def as_ended(folder: Path, metrics: dict) -> dict:
     """A job's ``metrics`` with the status ``killed`` (and why, as its error) where they say
-    ``running`` and no command runs in its folder (``run_folders.recorded_status``): a killed job
+    ``running`` and no command runs in its folder (``run_lock.recorded_status``): a killed job
     was listed as running forever. One running on another machine says which (``running (on
     HOST)``): only there can it be told from a killed one."""
     status = recorded_status(folder, metrics)
