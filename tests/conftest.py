@@ -55,19 +55,6 @@ def cfg_factory(tmp_path, data_dir):
     return factory
 
 
-@pytest.fixture
-def sweep_jobs_written_by_hand(monkeypatch):
-    """For a sweep's end line (``exit_interrupted``) called in this process on job folders written
-    by the test: no wait for job processes to settle. The line first waits up to 15 s for this
-    process's children (submitit's job controllers) to exit, and a pytest worker may hold children
-    that never do (multiprocessing's resource tracker, once an earlier test used it): 15 idle
-    seconds per test. The wait itself is covered by ``test_ctrl_c_during_a_submitit_local_sweep``."""
-    from litlab.sweeps import interrupted
-
-    real = interrupted._settled_statuses
-    monkeypatch.setattr(interrupted, "_settled_statuses", lambda sweep_dir: real(sweep_dir, wait_s=0))
-
-
 def run_cli(module: str, *args: str, cwd: Path | None = None, timeout: int = 300, env: dict | None = None
             ) -> subprocess.CompletedProcess:
     """Runs ``python -m <module> args`` as a user would, returning the finished process."""

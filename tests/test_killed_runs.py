@@ -1,7 +1,7 @@
 """A run killed before it could record its end (SIGKILL, the out-of-memory killer, a power cut)
 kept ``status: running`` in its metrics.json for good: summarize listed it as running, and a start
 from another run's checkpoint killed before its own first one could not be resumed in its folder.
-A folder whose record says running but which no command holds (``run_folders.hold_run_dir``'s
+A folder whose record says running but which no command holds (``run_lock.hold_run_dir``'s
 lock) reads as ``killed``; one that a command holds still reads as running."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from litlab import run_folders
+from litlab import run_lock
 from litlab.config_check import check_overrides
 from litlab.errors import LitlabError
 from litlab.run_folders import unfinished_start
@@ -33,12 +33,12 @@ KILLED_MEANS = "ended without recording its end: killed, out of memory or a powe
 @pytest.fixture(autouse=True)
 def let_go():
     """The folders a test's checks took for this process are let go after it (as at a process's end)."""
-    before = set(run_folders._held)
+    before = set(run_lock._held)
     yield
-    for path in set(run_folders._held) - before:
-        os.close(run_folders._held.pop(path))
-        if path in getattr(run_folders, "_taken_for_runs", []):
-            run_folders._taken_for_runs.remove(path)
+    for path in set(run_lock._held) - before:
+        os.close(run_lock._held.pop(path))
+        if path in getattr(run_lock, "_taken_for_runs", []):
+            run_lock._taken_for_runs.remove(path)
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_a_start_killed_before_its_first_checkpoint_resumes_from_the_one_it_star
                                           rf"Resume it from there with ckpt_path={start} "):
         check_overrides(["model=mlp", "ckpt_path=last", f"hydra.run.dir={run}"])
     assert check_overrides(["model=mlp", f"ckpt_path={start}", f"hydra.run.dir={run}"]) is not None  # taken
-    assert (run_folders.is_running(run), run_folders.recorded_status(run)) == (True, "running")  # held here now
+    assert (run_lock.is_running(run), run_lock.recorded_status(run)) == (True, "running")  # held here now
 
 
 def test_a_running_start_is_refused_as_in_use(tmp_path, holder):
@@ -119,7 +119,7 @@ def test_a_running_start_is_refused_as_in_use(tmp_path, holder):
             check_overrides([*args, f"hydra.run.dir={run}"])
     assert json.loads((run / "metrics.json").read_text())["status"] == "running"
     assert unfinished_start(run) is None
-    assert (run_folders.is_running(run), run_folders.recorded_status(run)) == (True, "running")
+    assert (run_lock.is_running(run), run_lock.recorded_status(run)) == (True, "running")
 
 
 def test_a_lock_of_this_process_from_another_open_file_counts_as_held(tmp_path):
@@ -131,11 +131,11 @@ def test_a_lock_of_this_process_from_another_open_file_counts_as_held(tmp_path):
     fd = os.open(run, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        assert run_folders.is_running(run) is True and run_folders.recorded_status(run) == "running"
+        assert run_lock.is_running(run) is True and run_lock.recorded_status(run) == "running"
     finally:
         os.close(fd)
-    assert run_folders.is_running(run) is False and run_folders.recorded_status(run) == "killed"
-    assert run_folders.is_running(run) is False  # the probe kept no lock
+    assert run_lock.is_running(run) is False and run_lock.recorded_status(run) == "killed"
+    assert run_lock.is_running(run) is False  # the probe kept no lock
 
 
 def _held_elsewhere(folder: Path) -> bool:
@@ -202,7 +202,7 @@ def test_a_folder_named_through_dot_dot_or_a_link_is_held_once(tmp_path, monkeyp
     for given, normalised in (("outputs/../outputs/runs/g", tmp_path / "outputs" / "runs" / "g"),
                               (f"{tmp_path}/link/h", tmp_path / "outputs" / "runs" / "h")):
         assert check_overrides(["model=mlp", f"hydra.run.dir={given}"]) is not None  # holds it by the given path
-        assert run_folders.is_running(normalised) is True
+        assert run_lock.is_running(normalised) is True
         run_entrypoint(work, OmegaConf.create({"paths": {"output_dir": str(normalised)}}))
         assert not (normalised / "metrics.json").exists()  # no failed record
     assert seen == [True, True]
@@ -256,7 +256,7 @@ def test_a_run_of_another_machine_stays_running(tmp_path):
         check_overrides([f"ckpt_path={start}", f"hydra.run.dir={sweep / '0'}"])  # not taken for a resume
 
 
-def test_an_interrupted_sweep_names_its_killed_jobs(tmp_path, monkeypatch, capsys, sweep_jobs_written_by_hand):
+def test_an_interrupted_sweep_names_its_killed_jobs(tmp_path, monkeypatch, capsys):
     """The end line of an interrupted sweep named interrupted and running jobs; a killed one was in neither."""
     import signal
 
@@ -280,13 +280,13 @@ def test_without_locks_a_running_record_stays_running(tmp_path, monkeypatch):
     def no_locks(fd, how):
         raise OSError(errno.ENOLCK, "No locks available")
 
-    monkeypatch.setattr(run_folders, "fcntl", types.SimpleNamespace(flock=no_locks, LOCK_EX=2, LOCK_SH=1, LOCK_NB=4))
-    held = dict(run_folders._held)
-    run_folders.hold_run_dir(tmp_path / "new", "hydra.run.dir")  # not "in use"
-    assert run_folders._held == held and unfinished_start(run) is None
-    assert (run_folders.is_running(run), run_folders.recorded_status(run)) == (None, "running")
-    monkeypatch.setattr(run_folders, "fcntl", None)
-    assert (run_folders.is_running(run), run_folders.recorded_status(run), unfinished_start(run)) == (
+    monkeypatch.setattr(run_lock, "fcntl", types.SimpleNamespace(flock=no_locks, LOCK_EX=2, LOCK_SH=1, LOCK_NB=4))
+    held = dict(run_lock._held)
+    run_lock.hold_run_dir(tmp_path / "new", "hydra.run.dir")  # not "in use"
+    assert run_lock._held == held and unfinished_start(run) is None
+    assert (run_lock.is_running(run), run_lock.recorded_status(run)) == (None, "running")
+    monkeypatch.setattr(run_lock, "fcntl", None)
+    assert (run_lock.is_running(run), run_lock.recorded_status(run), unfinished_start(run)) == (
         None, "running", None)
 
 
@@ -304,12 +304,12 @@ def test_a_resume_of_a_run_running_on_another_machine_is_refused(tmp_path):
         f"tell whether that run still works there or was killed, or choose another folder. If node-7 is gone for "
         f"good and the run ended with it, set \"status\": \"killed\" in {run / 'metrics.json'} and run this command "
         f"again.")
-    assert not run_folders.holds(run)  # refused before it took the folder
+    assert not run_lock.holds(run)  # refused before it took the folder
     for record in ({"status": "running", "task": "train", "host": socket.gethostname(), "pid": 4242},  # killed here
                    {"status": "killed", "task": "train", "host": "node-7", "pid": 4242}):  # the way out, by hand
         (run / "metrics.json").write_text(json.dumps(record))
         assert check_overrides(["model=mlp", "ckpt_path=last", f"hydra.run.dir={run}"]) is not None  # resumes
-        os.close(run_folders._held.pop(run_folders._folder_id(run)))  # as at the process's end
+        os.close(run_lock._held.pop(run_lock._folder_id(run)))  # as at the process's end
 
 
 def test_a_second_sweep_into_one_sweep_folder_is_refused_before_anything_is_written(tmp_path, monkeypatch, holder):
@@ -398,8 +398,8 @@ def test_a_retry_of_a_failed_eval_starts_its_record_afresh(tmp_path, monkeypatch
         run_entrypoint(fails, cfg)
     assert json.loads((run / "metrics.json").read_text()) == {"status": "failed", "task": task,
                                                                "error": "the second try's"}
-    os.close(run_folders._held.pop(run_folders._folder_id(run)))  # as at the process's end
-    run_folders._taken_for_runs.clear()
+    os.close(run_lock._held.pop(run_lock._folder_id(run)))  # as at the process's end
+    run_lock._taken_for_runs.clear()
     run_entrypoint(lambda cfg: update_metrics(run, status="completed", task=task, predicted=3), cfg)
     assert json.loads((run / "metrics.json").read_text()) == {"status": "completed", "task": task, "predicted": 3}
 
@@ -407,6 +407,6 @@ def test_a_retry_of_a_failed_eval_starts_its_record_afresh(tmp_path, monkeypatch
 def test_a_folder_that_cannot_be_identified_is_not_held_as_none(tmp_path, monkeypatch):
     """Where fstat failed, the folder was held under None, and every later folder without an
     identity read as held by this process."""
-    monkeypatch.setattr(run_folders, "_folder_id", lambda folder: None)
-    run_folders.hold_run_dir(tmp_path / "run", "hydra.run.dir")
-    assert None not in run_folders._held
+    monkeypatch.setattr(run_lock, "_folder_id", lambda folder: None)
+    run_lock.hold_run_dir(tmp_path / "run", "hydra.run.dir")
+    assert None not in run_lock._held

@@ -4,8 +4,10 @@ processes (submitit_local ended in a 24-line UncompletedJobError traceback and e
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -14,7 +16,7 @@ import time
 import pytest
 
 import litlab.train as entry
-from litlab.sweeps import outcome
+from litlab.sweeps import interrupted, outcome
 from tests.conftest import REPO
 
 
@@ -31,8 +33,7 @@ class _NotStopped(Exception):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_while_the_sweep_waits_for_its_jobs_exits_with_its_status(tmp_path, monkeypatch, capsys, sig,
-                                                                           sweep_jobs_written_by_hand):
+def test_a_signal_while_the_sweep_waits_for_its_jobs_exits_with_its_status(tmp_path, monkeypatch, capsys, sig):
     """The launcher's wait (submitit's) is stopped with one line and the signal's status; before,
     submitit's UncompletedJobError traceback ended the sweep with status 1 (SIGINT), or the process
     died without a word (SIGTERM's default)."""
@@ -68,8 +69,7 @@ def test_a_signal_while_the_sweep_waits_for_its_jobs_exits_with_its_status(tmp_p
     assert signal.getsignal(signal.SIGINT) is previous
 
 
-def test_a_job_of_this_process_that_exits_on_the_signal_ends_the_sweep_with_the_line(tmp_path, monkeypatch, capsys,
-                                                                                     sweep_jobs_written_by_hand):
+def test_a_job_of_this_process_that_exits_on_the_signal_ends_the_sweep_with_the_line(tmp_path, monkeypatch, capsys):
     """Under the basic launcher the job itself stops on Ctrl-C and exits 130: the sweep said nothing."""
     sweep = _sweep_dir(tmp_path, **{"0": "completed", "1": "interrupted"})
 
@@ -90,6 +90,43 @@ def test_a_job_of_this_process_that_exits_on_the_signal_ends_the_sweep_with_the_
     assert exit_info.value.code == 130
     assert capsys.readouterr().err.strip().startswith(f"Sweep interrupted by signal SIGINT in {sweep}; interrupted "
                                                       f"jobs: 1. ")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="children are told apart from Linux's /proc")
+def test_the_end_line_waits_for_the_job_controllers_and_no_other_child(tmp_path, monkeypatch, capsys):
+    """Children of the sweep's process: the resource tracker (for good), a process that ends by
+    itself after 40 s, and a submitit job controller whose job ends once told. The line waited for
+    every child up to its deadline (60 s here): it reaped the 40 s child, then waited on for the
+    tracker. Now it comes once the controller ended, the other two still running (40 s leaves a
+    loaded machine time to start the controller and its job)."""
+    from multiprocessing import resource_tracker
+
+    from submitit.local.local import start_controller
+
+    resource_tracker.ensure_running()
+    tracker = resource_tracker._resource_tracker._pid
+    go = tmp_path / "go"
+    job = f"import pathlib, time\nwhile not pathlib.Path({str(go)!r}).exists(): time.sleep(0.05)"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(40)"])
+    controller = start_controller(tmp_path / ".submitit" / "%j", shlex.join([sys.executable, "-c", job]))
+    sweep = _sweep_dir(tmp_path, **{"0": "interrupted", "1": "completed"})
+    monkeypatch.setattr(outcome, "current_sweep_dir", sweep)
+    monkeypatch.setattr(interrupted, "_settled_statuses",
+                        functools.partial(interrupted._settled_statuses, wait_s=60))
+    try:
+        go.touch()
+        with pytest.raises(SystemExit) as exit_info:
+            interrupted.exit_interrupted(signal.SIGINT)
+        assert other.poll() is None, "the line waited for a child that runs no job"
+        assert not os.path.exists(f"/proc/{controller.pid}"), "the job controller was not waited for"
+        assert tracker is not None and os.path.exists(f"/proc/{tracker}")
+    finally:
+        other.kill()
+        other.wait()
+        controller.wait(timeout=60)
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.strip().startswith(f"Sweep interrupted by signal SIGINT in {sweep}; interrupted "
+                                                      f"jobs: 0. ")
 
 
 def test_a_sigint_the_shell_had_ignored_stays_ignored():

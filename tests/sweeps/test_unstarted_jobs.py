@@ -81,8 +81,7 @@ def test_nothing_is_said_where_the_jobs_cannot_be_known_again(tmp_path, capsys, 
     assert "never started" not in capsys.readouterr().out
 
 
-def test_the_sweeps_end_line_names_the_unstarted_jobs_with_their_commands(tmp_path, monkeypatch, capsys,
-                                                                          sweep_jobs_written_by_hand):
+def test_the_sweeps_end_line_names_the_unstarted_jobs_with_their_commands(tmp_path, monkeypatch, capsys):
     """SIGTERM in job 0 of 13: the end line named job 0 alone. The first 10 commands follow it,
     then where the rest are; the folder is quoted for the shell in every command."""
     s = _sweep(tmp_path / "my sweep", ["seed=range(0,13)", "model=mlp"])
@@ -100,8 +99,7 @@ def test_the_sweeps_end_line_names_the_unstarted_jobs_with_their_commands(tmp_pa
     assert lines[12:] == [f"  and 2 more: python -m litlab.summarize '{s}' lists them all"]
 
 
-def test_a_sweep_stopped_before_its_first_job_folder_lists_every_job(tmp_path, monkeypatch, capsys,
-                                                                     sweep_jobs_written_by_hand):
+def test_a_sweep_stopped_before_its_first_job_folder_lists_every_job(tmp_path, monkeypatch, capsys):
     s = _sweep(tmp_path / "s", ["model=mlp,cnn"])
     monkeypatch.setattr(outcome, "current_sweep_dir", s)
     with pytest.raises(SystemExit):

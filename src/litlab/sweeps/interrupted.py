@@ -9,7 +9,6 @@ the parent's wait for them failed with submitit's UncompletedJobError traceback 
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 import signal
 import sys
@@ -22,8 +21,9 @@ import yaml
 
 from litlab.entry import Terminated
 from litlab.errors import LitlabError
-from litlab.run_folders import KILLED
+from litlab.run_lock import KILLED
 from litlab.sweeps import outcome
+from litlab.sweeps.job_processes import wait_for_job_processes
 
 # the most never-started jobs of a grid sweep whose commands the end line shows (summarize shows all)
 UNSTARTED_SHOWN = 10
@@ -102,16 +102,12 @@ def _unstarted(sweep_dir: Path) -> list[str]:
 
 def _settled_statuses(sweep_dir, wait_s: float = 15.0) -> dict[str, str]:
     """``outcome.statuses_by_job`` once the jobs have recorded their stop: jobs in other processes
-    (submitit's) stop a moment after this one stopped waiting for them, so first this process's
-    children (submitit's local job controllers) are waited for, then for no job saying ``running``;
-    at most ``wait_s`` seconds."""
+    (submitit's) stop a moment after this one stopped waiting for them, so first the children that
+    run jobs (submitit's local job controllers, ``job_processes``) are waited for, never one that
+    lives as long as this process (multiprocessing's resource tracker), then for no job saying
+    ``running``; at most ``wait_s`` seconds."""
     deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        try:
-            if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                time.sleep(0.1)
-        except ChildProcessError:  # none left
-            break
+    wait_for_job_processes(deadline)
     found = outcome.statuses_by_job(sweep_dir)
     while "running" in found.values() and time.monotonic() < deadline:
         time.sleep(0.25)
