@@ -27,9 +27,10 @@ from litlab.averaging_checks import check_averaging
 from litlab.checkpoint_paths import check_checkpoint_path
 from litlab.config_flags import CONF_DIR, Primary, config_dirs, hydra_args, no_primary, primary_of
 from litlab.config_values import check_values, reads_clock
+from litlab.empty_choices import check_empty_choices, key_of_empty_choice
 from litlab.errors import LitlabError
 from litlab.metric_direction import lower_is_better
-from litlab.mixing_checks import check_mixing, sweep_chooses_mixer
+from litlab.mixing_checks import check_mixing
 from litlab.run_folders import LAST_NEEDS_A_RUN, check_run_folders
 from litlab.tasks.schedule_values import check_scheduler_interval, check_warmup_epochs
 
@@ -148,15 +149,10 @@ def explain(e: BaseException, overrides: list[str], primary: Primary | None = No
                 f"key {nested.group(1)}; a dict given to an existing key changes its keys, it does not replace it. "
                 f"To replace {key} as a whole, remove it first: '~{key}' '+{key}={{...}}'; to change single keys, set "
                 f"each one ({key}.NAME=VALUE).")
-        if key.startswith("mixing.") and not any(o.split("=", 1)[0] == "mixing" and o.split("=", 1)[-1] != "none"
-                                                 for o in overrides):
-            # the default mixing=none is empty: Hydra's +mixing.KEY would add a key nothing reads
-            # (mixing_checks.check_mixing refuses it)
-            setting = bad.lstrip("+~")
-            return LitlabError(
-                f"{key} is not a key of mixing=none (the default), which mixes nothing: choose a mixer first, "
-                f"mixing=mixup|cutmix|mixup_cutmix ({primary.command()} mixing=mixup "
-                f"{setting}).")
+        # averaging.decay=0.9 under averaging=none: Hydra's hint, +averaging.decay, adds a key nothing reads
+        empty = key_of_empty_choice(key, ONE_CHOICE, overrides, primary, config_dirs(overrides, primary) or [])
+        if empty is not None:
+            return empty
         return LitlabError(
             f"{bad.split('=')[0]} is not a key of the config ({text}). Check the spelling with "
             f"`{primary.command()} --cfg job`, or add a new key with a leading +."
@@ -443,6 +439,9 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
         except LitlabError as e:
             unfit.append(e)
             continue
+        # a key of an empty choice (+averaging.decay=0.9 under averaging=none), which nothing reads
+        check_empty_choices(cfg, ONE_CHOICE, config_dirs(argv, primary) or [], overrides, primary,
+                            sweep=combos if multirun else None, multirun_flag="-m" in argv or "--multirun" in argv)
         check_values(cfg, config_name)
         if multirun:
             check_slurm_tasks(cfg)  # each job's devices (trainer.devices=1,2 is a sweep too)
@@ -452,7 +451,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
             check_schedule_values(cfg)
             check_averaging(cfg)
         if config_name in ("train", "lr_find"):  # lr_find builds the task with the run's mixing too
-            check_mixing(cfg, sweep_mixes=multirun and sweep_chooses_mixer(combos))
+            check_mixing(cfg)
         if config_name == "train":
             for name, callback in (cfg.get("callbacks") or {}).items():
                 if isinstance(callback, DictConfig) and "monitor" in callback:

@@ -23,35 +23,18 @@ SETTINGS = ("alpha", "mixup_alpha", "cutmix_alpha", "prob", "switch_prob")
 PASTES_BOXES = ("litlab.tasks.batch_mixing.CutMix", "litlab.tasks.batch_mixing.MixupOrCutMix")
 
 
-def check_mixing(cfg: DictConfig, sweep_mixes: bool = False) -> None:
+def check_mixing(cfg: DictConfig) -> None:
     """``mixing=mixup/cutmix/mixup_cutmix``: its settings, and for CutMix data of images, checked
-    before Hydra makes the run's folder. ``mixing=none`` (no ``_target_``) trains unmixed, so a
-    setting added to it (``+mixing.prob=0.5``, Hydra's own hint) would be silently unused: refused,
-    unless ``sweep_mixes`` (a sweep whose other jobs choose a mixer, ``-m mixing=none,mixup
-    ++mixing.alpha=0.5``, where the none job carries the key legitimately)."""
+    before Hydra makes the run's folder. ``mixing=none`` (no ``_target_``) trains unmixed; a setting
+    added to it (``+mixing.prob=0.5``) is refused by ``empty_choices``, as for every empty choice."""
     node = OmegaConf.select(cfg, "mixing", throw_on_resolution_failure=False)
-    if not isinstance(node, DictConfig):
-        return
-    if "_target_" not in node:
-        if len(node) and not sweep_mixes:
-            key, value = next(iter(node.items()))
-            raise LitlabError(f"mixing.{key} sets mixup/CutMix, and mixing=none mixes nothing: choose "
-                              f"mixing=mixup|cutmix|mixup_cutmix first (python -m litlab.train mixing=mixup "
-                              f"mixing.{key}={value}).")
+    if not isinstance(node, DictConfig) or "_target_" not in node:
         return
     for key in SETTINGS:
         if key in node:
             check_mixing_setting(key, node.get(key))
     if node.get("_target_") in PASTES_BOXES and OmegaConf.select(cfg, "data.kind", default=None) == "sequence":
         check_image_samples("sequences (data.kind=sequence)")
-
-
-def sweep_chooses_mixer(combos: list[list[str]]) -> bool:
-    """Whether a sweep's jobs (their override lists, ``config_check.expand_sweeps``) choose a mixer
-    (``mixing=mixup``, ...) in some job: there, a ``mixing.*`` key is for those jobs, and the
-    ``mixing=none`` job carries it unused."""
-    return any(o.lstrip("+~").split("=", 1)[0] == "mixing" and o.split("=", 1)[-1] not in ("none", "null")
-               for combo in combos for o in combo if "=" in o)
 
 
 def check_mixing_setting(key: str, value: object) -> None:

@@ -238,12 +238,13 @@ def test_mixers_refuse_bad_settings_and_cutmix_data_that_is_not_images_when_buil
 
 @pytest.mark.parametrize("overrides,message", [
     # Hydra's own hint for mixing.prob=0.5 under the default mixing=none: it trained unmixed
-    (["+mixing.prob=0.5"], r"^mixing.prob sets mixup/CutMix, and mixing=none mixes nothing: choose "
-                           r"mixing=mixup\|cutmix\|mixup_cutmix first \(python -m litlab.train mixing=mixup "
-                           r"mixing.prob=0.5\)\.$"),
+    (["+mixing.prob=0.5"], r"^mixing.prob=0.5 sets a key of mixing=none \(the default\), which has no settings: "
+                           r"nothing would read it\. The choices of mixing are cutmix, mixup, mixup_cutmix, none; "
+                           r"choose one that has prob first: mixing=cutmix\|mixup\|mixup_cutmix \(python -m "
+                           r"litlab.train hydra.run.dir=\S+ mixing=cutmix mixing.prob=0.5\)\.$"),
     # without the +: Hydra's "not a key", which suggested +mixing.prob
-    (["mixing.prob=0.5"], r"^mixing.prob is not a key of mixing=none \(the default\), which mixes nothing: choose a "
-                          r"mixer first, mixing=mixup\|cutmix\|mixup_cutmix \(python -m litlab.train mixing=mixup "
+    (["mixing.prob=0.5"], r"^mixing.prob=0.5 sets a key of mixing=none \(the default\), which has no settings: "
+                          r"nothing would read it\. .* \(python -m litlab.train hydra.run.dir=\S+ mixing=cutmix "
                           r"mixing.prob=0.5\)\.$"),
 ])
 def test_a_mixing_key_under_mixing_none_is_refused_naming_a_mixer(overrides, message, tmp_path):
@@ -255,7 +256,7 @@ def test_a_mixing_key_under_mixing_none_is_refused_naming_a_mixer(overrides, mes
 
 def test_a_sweep_whose_other_jobs_mix_lets_the_none_job_carry_the_key(tmp_path):
     assert check_overrides(["-m", "mixing=none,mixup", "++mixing.alpha=0.5", f"hydra.sweep.dir={tmp_path / 's'}"]) is None
-    with pytest.raises(LitlabError, match=r"^mixing.alpha sets mixup/CutMix, and mixing=none mixes nothing"):
+    with pytest.raises(LitlabError, match=r"^mixing.alpha=0.5,0.3 sets a key of mixing=none, which has no settings"):
         check_overrides(["-m", "mixing=none", "++mixing.alpha=0.5,0.3", f"hydra.sweep.dir={tmp_path / 't'}"])
 
 
