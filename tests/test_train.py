@@ -172,7 +172,7 @@ def test_a_misspelt_optimized_metric_is_named(cfg_factory, caplog):
     assert value is None
     (record,) = [r for r in caplog.records if "optimized_metric" in r.getMessage()]
     assert record.levelname == "WARNING"
-    assert "optimized_metric=val/accuracy is not among this run's metrics (train/loss, train/acc, val/acc_top5, val/loss, val/acc)" in record.getMessage()
+    assert "optimized_metric=val/accuracy is not among this run's metrics (train/loss, train/acc, val/acc_top5, val/ece, val/loss, val/acc)" in record.getMessage()
     # the run's own metric is returned as before
     assert 0 < train(cfg_factory(["model=mlp", "test=false"], name="ok")) <= 1
 
@@ -189,7 +189,7 @@ def test_in_a_sweep_a_misspelt_optimized_metric_fails_the_job(cfg_factory, tmp_p
                                                            "trainer.max_epochs=1"]))
     assert math.isnan(value)  # the basic sweeper's worst value (no direction)
     m = _metrics(tmp_path / "run")
-    assert m["status"] == "failed" and "optimized_metric=val/accuracy is not among this run's metrics (train/loss, train/acc, val/acc_top5, val/loss, val/acc)" in m["error"]
+    assert m["status"] == "failed" and "optimized_metric=val/accuracy is not among this run's metrics (train/loss, train/acc, val/acc_top5, val/ece, val/loss, val/acc)" in m["error"]
     # the job's summary says so too (it used to print "litlab run completed" just before the error)
     out = capsys.readouterr().out
     assert "litlab run failed:" in out and "run completed" not in out

@@ -14,6 +14,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from litlab.build import build_data, build_loggers, build_model, build_task, build_trainer, check_stored_net
+from litlab.callbacks.calibration import DEFAULT_BINS
+from litlab.callbacks.eval_report import EvalReport
 from litlab.callbacks.interruption import Interruption
 from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.compression.artifacts import is_artifact, load_net
@@ -118,7 +120,10 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         check_fits(model, ckpt["state_dict"], cfg.ckpt_path)
         model.load_state_dict(ckpt["state_dict"])
     # Ctrl-C or SIGTERM stops the evaluation at a batch end, recorded "interrupted" (exit 130/143)
-    trainer = build_trainer(cfg, [Interruption(cfg.paths.output_dir, task="eval")], build_loggers(cfg))
+    # test/ece with the bins the run trained with, so that it matches the run's own
+    bins = OmegaConf.select(run_cfg, "callbacks.eval_report.calibration_bins", default=DEFAULT_BINS)
+    report = EvalReport(misclassified=0, top_k=0, calibration_bins=bins)
+    trainer = build_trainer(cfg, [Interruption(cfg.paths.output_dir, task="eval"), report], build_loggers(cfg))
     dm.test_split = split
     if len(getattr(dm.splits, split)) == 0:
         raise LitlabError(f"split={split}: the data has no {split} samples to evaluate (see data.* of the run, or the "

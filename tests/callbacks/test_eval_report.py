@@ -54,6 +54,19 @@ def test_top5_accuracy_scalars(tensorboard_run):
     assert events.Scalars("test/acc_top5")[-1].value == pytest.approx(metrics["test/acc_top5"])
 
 
+def test_calibration_scalars_and_reliability_diagrams(tensorboard_run):
+    _, metrics, events = tensorboard_run
+    val = [e.value for e in events.Scalars("val/ece")]
+    assert len(val) == 2 and all(0 <= v <= 1 for v in val)
+    assert 0 <= metrics["test/ece"] <= 1
+    assert events.Scalars("test/ece")[-1].value == pytest.approx(metrics["test/ece"])
+    # drawn with the confusion matrices: each validation (every_n_epochs=1) and the test
+    for stage, drawn in (("val", 2), ("test", 1)):
+        diagrams = events.Images(f"{stage}/reliability")
+        assert [e.step for e in diagrams] == [e.step for e in events.Images(f"{stage}/confusion_matrix")]
+        assert len(diagrams) == drawn and min(image(events, f"{stage}/reliability").size) > 300
+
+
 def test_misclassified_test_samples_grid(tensorboard_run):
     _, metrics, events = tensorboard_run
     assert metrics["test/acc"] < 1.0  # two epochs leave mistakes to show
@@ -68,12 +81,14 @@ def test_sequences_get_line_plots_and_no_histograms_by_default(cfg_factory, tmp_
     train(cfg)
     events = read_events(tmp_path / "run")
     tags = events.Tags()
-    assert {"val/confusion_matrix", "test/confusion_matrix", "test/misclassified"} <= set(tags["images"])
-    assert "val/acc_top5" in tags["scalars"]
+    assert {"val/confusion_matrix", "test/confusion_matrix", "test/misclassified", "val/reliability",
+            "test/reliability"} <= set(tags["images"])
+    assert {"val/acc_top5", "val/ece", "test/ece"} <= set(tags["scalars"])
     assert not tags["histograms"]
 
 
-@pytest.mark.parametrize("key,value", [("every_n_epochs", 0), ("misclassified", -1), ("top_k", 1.5)])
+@pytest.mark.parametrize("key,value", [("every_n_epochs", 0), ("misclassified", -1), ("top_k", 1.5),
+                                       ("calibration_bins", 0)])
 def test_bad_settings_name_the_key(key, value):
     with pytest.raises(LitlabError, match=f"callbacks.eval_report.{key}"):
         EvalReport(**{key: value})
@@ -87,6 +102,7 @@ def test_the_last_validation_is_drawn_when_training_ends_before_max_epochs_repor
     events = read_events(tmp_path / "run")
     # at the step of the validation's scalars (the epoch's last training step)
     assert [e.step for e in events.Images("val/confusion_matrix")] == [2 * 19 - 1]
+    assert [e.step for e in events.Images("val/reliability")] == [2 * 19 - 1]
     assert [e.step for e in events.Scalars("val/acc")] == [2 * 19 - 1]
     assert len(events.Tensors("val/per_class/text_summary")) == 1
 

@@ -92,7 +92,7 @@ def _epoch_metrics(log_dir) -> dict:
     for key in ("train/loss", "train/acc", "val/loss", "val/acc"):
         found[key] = float(next(r for r in rows if r.get(key))[key])
     m = metrics_of(run_dir)
-    return found | {"test/loss": m["test/loss"], "test/acc": m["test/acc"]}
+    return found | {"test/loss": m["test/loss"], "test/acc": m["test/acc"], "test/ece": m["test/ece"]}
 
 
 @pytest.mark.slow
@@ -105,9 +105,9 @@ def test_epoch_metrics_average_over_every_rank(tmp_path, one_process):
     one, two = _epoch_metrics(one_dir), _epoch_metrics(two_dir)
     for key, value in one.items():
         assert two[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
-    # so are the test report's figures: the confusion matrix and the most confidently
-    # misclassified samples of all ranks together
-    for tag in ("test/confusion_matrix", "test/misclassified"):
+    # so are the test report's figures: the confusion matrix, the calibration bins (test/ece above,
+    # the reliability diagram) and the most confidently misclassified samples of all ranks together
+    for tag in ("test/confusion_matrix", "test/reliability", "test/misclassified"):
         assert _image(two_dir, tag) == _image(one_dir, tag), tag
 
 

@@ -1,5 +1,5 @@
-"""Validation and test reports in TensorBoard: confusion matrix, per-class table, top-k accuracy
-and the most confidently misclassified test samples.
+"""Validation and test reports in TensorBoard: confusion matrix, per-class table, top-k accuracy,
+calibration (ECE and a reliability diagram) and the most confidently misclassified test samples.
 
 Cost: the logits come from a forward hook on ``pl_module.net`` (the forward the task already
 runs), the running counts stay on the device (no per-step host syncs), and figures are drawn
@@ -12,9 +12,11 @@ import lightning.pytorch as L
 import torch
 from torch import Tensor, nn
 
+from litlab.callbacks.calibration import DEFAULT_BINS, CalibrationBins
 from litlab.callbacks.class_metrics import add_to_confusion, per_class_table
 from litlab.callbacks.figures import confusion_figure, misclassified_figure
 from litlab.callbacks.log_steps import epoch_step
+from litlab.callbacks.reliability_figure import reliability_figure
 from litlab.callbacks.tensorboard_writer import add_rgb_image, tensorboard_writer
 from litlab.errors import LitlabError
 
@@ -22,9 +24,11 @@ from litlab.errors import LitlabError
 class _Tally:
     """What one val/test epoch accumulates, as device tensors."""
 
-    def __init__(self, keep: int):
+    def __init__(self, keep: int, bins: int):
         self.keep = keep
+        self.bins = bins
         self.cm: Tensor | None = None  # (C, C) counts, rows true class
+        self.calibration: CalibrationBins | None = None  # per confidence bin: count, confidence sum, hits
         self.topk_hits: Tensor | None = None  # () samples whose class is among the top k
         self.x: Tensor | None = None  # (K, ...) the most confidently misclassified samples so far
         self.target = self.pred = self.conf = self.score = None  # (K,) each
@@ -34,9 +38,11 @@ class _Tally:
         if self.cm is None:
             self.cm = torch.zeros(num_classes, num_classes, dtype=torch.long, device=logits.device)
             self.topk_hits = torch.zeros((), dtype=torch.long, device=logits.device)
+            self.calibration = CalibrationBins.empty(self.bins, logits.device)
         probs = logits.float().softmax(dim=-1)  # (B, C)
         conf, pred = probs.max(dim=-1)  # (B,) each
         add_to_confusion(self.cm, y, pred)
+        self.calibration.add(conf, pred == y)
         if num_classes > top_k:
             top = logits.topk(top_k, dim=-1).indices  # (B, k)
             self.topk_hits += (top == y.view(-1, 1)).any(dim=-1).sum()
@@ -55,11 +61,15 @@ class _Tally:
 
 
 class EvalReport(L.Callback):
-    """Logs ``{val,test}/acc_top<k>`` every epoch and, on reporting epochs, writes to TensorBoard:
+    """Logs ``{val,test}/acc_top<k>`` and ``{val,test}/ece`` (expected calibration error of the
+    top-1 confidence, see ``calibration.py``) every epoch and, on reporting epochs, writes to
+    TensorBoard:
 
     - ``{val,test}/confusion_matrix``: an image (validation every ``every_n_epochs`` epochs and
       the run's last one, also when training stops before ``max_epochs``; test always);
     - ``{val,test}/per_class``: precision, recall, F1 and support per class, as a text table;
+    - ``{val,test}/reliability``: the reliability diagram (accuracy per confidence bin against the
+      diagonal, with the bins' sample counts), at the same epochs as the confusion matrix;
     - ``test/misclassified``: the ``misclassified`` most confidently wrong test samples with true
       and predicted class and confidence (images as images, sequences as line plots).
 
@@ -69,25 +79,28 @@ class EvalReport(L.Callback):
         every_n_epochs: validation figures and tables every N epochs (``callbacks.eval_report.every_n_epochs``).
         misclassified: how many misclassified test samples the grid shows; 0 for none.
         top_k: also log top-k accuracy when there are more than ``top_k`` classes; 0 for none.
+        calibration_bins: equal-width confidence bins over [0, 1] of the ECE and the reliability diagram.
     """
 
-    def __init__(self, every_n_epochs: int = 5, misclassified: int = 16, top_k: int = 5):
+    def __init__(self, every_n_epochs: int = 5, misclassified: int = 16, top_k: int = 5,
+                 calibration_bins: int = DEFAULT_BINS):
         for key, value, low in (("every_n_epochs", every_n_epochs, 1), ("misclassified", misclassified, 0),
-                                ("top_k", top_k, 0)):
+                                ("top_k", top_k, 0), ("calibration_bins", calibration_bins, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise LitlabError(f"callbacks.eval_report.{key} must be an integer >= {low}, got {value!r}.")
         self.every_n_epochs = every_n_epochs
         self.misclassified = misclassified
         self.top_k = top_k
+        self.calibration_bins = calibration_bins
         self._tally: _Tally | None = None
         self._hook = None
         self._logits: Tensor | None = None
-        # the latest validation's summed confusion matrix, step and epoch while not drawn yet
-        self._undrawn: tuple[Tensor, int, int] | None = None
+        # the latest validation's summed confusion matrix and calibration bins, step and epoch while not drawn yet
+        self._undrawn: tuple[Tensor, CalibrationBins, int, int] | None = None
 
     # --- collecting ------------------------------------------------------------------------
     def _start(self, pl_module: L.LightningModule, keep: int) -> None:
-        self._tally = _Tally(keep)
+        self._tally = _Tally(keep, self.calibration_bins)
         net = getattr(pl_module, "net", None)
         if isinstance(net, nn.Module):
             self._hook = net.register_forward_hook(self._capture)
@@ -152,26 +165,30 @@ class EvalReport(L.Callback):
             hits = trainer.strategy.reduce(tally.topk_hits, reduce_op="sum")
             pl_module.log(f"{stage}/acc_top{self.top_k}", hits.float() / cm.sum().clamp_min(1).float(),
                           on_step=False, on_epoch=True, sync_dist=True)
+        # the bins' sums of all ranks, as the confusion matrix's; the ECE is then every sample's
+        calibration = CalibrationBins(trainer.strategy.reduce(tally.calibration.sums, reduce_op="sum"))
+        pl_module.log(f"{stage}/ece", calibration.ece().float(), on_step=False, on_epoch=True, sync_dist=True)
         if draw and tally.x is not None and trainer.world_size > 1:
             _gather_worst(trainer, tally)  # a collective: every rank decides `draw` alike
         # a validation's figures at its scalars' step (the epoch's last training step)
         step = epoch_step(trainer) if stage == "val" else trainer.global_step
         if stage == "val":  # kept until drawn: the last validation may come before max_epochs
-            self._undrawn = None if draw else (cm, step, trainer.current_epoch)
+            self._undrawn = None if draw else (cm, calibration, step, trainer.current_epoch)
         if draw:
-            self._draw(trainer, cm, tally, stage, step, trainer.current_epoch)
+            self._draw(trainer, cm, calibration, tally, stage, step, trainer.current_epoch)
 
     def on_train_end(self, trainer, pl_module) -> None:
         # the run's last validation, when training ended before max_epochs (early stopping, a
         # max_steps limit) or without validation at its last epochs (check_val_every_n_epoch)
         if self._undrawn is not None:
-            cm, step, epoch = self._undrawn
+            cm, calibration, step, epoch = self._undrawn
             self._undrawn = None
-            self._draw(trainer, cm, None, "val", step, epoch)
+            self._draw(trainer, cm, calibration, None, "val", step, epoch)
 
-    def _draw(self, trainer, cm: Tensor, tally: _Tally | None, stage: str, step: int, epoch: int) -> None:
-        """The confusion matrix, per-class table and (test) misclassified samples; rank 0 only
-        (no collectives)."""
+    def _draw(self, trainer, cm: Tensor, calibration: CalibrationBins, tally: _Tally | None, stage: str, step: int,
+              epoch: int) -> None:
+        """The confusion matrix, per-class table, reliability diagram and (test) misclassified
+        samples; rank 0 only (no collectives)."""
         writer = tensorboard_writer(trainer)
         if writer is None:
             return
@@ -181,6 +198,8 @@ class EvalReport(L.Callback):
         matrix = confusion_figure(cm, names, f"{name} confusion matrix{epoch_note}")
         add_rgb_image(writer, f"{stage}/confusion_matrix", matrix, step)
         writer.add_text(f"{stage}/per_class", per_class_table(cm, names), step)
+        reliability = reliability_figure(calibration, f"{name} reliability diagram{epoch_note}")
+        add_rgb_image(writer, f"{stage}/reliability", reliability, step)
         if tally is not None and tally.x is not None:
             wrong = (tally.score >= 0).cpu()
             x = _data_scale(trainer, tally.x[wrong.to(tally.x.device)])
