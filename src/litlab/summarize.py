@@ -19,8 +19,10 @@ import sys
 from pathlib import Path
 
 from litlab.errors import LitlabError
+from litlab.metric_direction import names_a_rate
 from litlab.sweeps.compressed_keys import compression_keys
 from litlab.sweeps.grid_points import none_started, unstarted_commands, unstarted_lines
+from litlab.sweeps.running_sweep import running_sweep
 from litlab.sweeps.sweep_plots import accuracy_vs_cost, metric_vs_params
 from litlab.sweeps.sweep_table import (TEST_SPLIT_LEGEND, check_metric_present, direction_of, format_markdown,
                                        format_text, optimized_metrics, os_reason, rank, read_jobs, swept_params,
@@ -47,12 +49,18 @@ def rank_sweep(sweep_dir: Path, metric: str | None = None, direction: str | None
     printed before the files are, so that a folder that cannot take them still gives the ranking.
 
     ``notes`` are the lines under the table (folders left out, what a column means); ``unstarted``
-    the jobs of an interrupted grid sweep that never started, with the commands that run them."""
+    the jobs of an interrupted grid sweep that never started, with the commands that run them (of
+    a sweep still running, how many are still to start, without commands). ``direction`` is None
+    for a metric that is best at neither end (``no_direction``), listed in job order, unranked."""
     sweep_dir = Path(sweep_dir)
     try:
         found = read_jobs(sweep_dir)
     except LitlabError:  # not one job folder: a grid sweep stopped before its first job says so
-        message = none_started(sweep_dir)
+        running = running_sweep(sweep_dir, [])
+        message = none_started(sweep_dir, running)
+        if message is None and running:  # an Optuna search starting its first trial
+            message = (f"DIR: {sweep_dir} holds no job folder yet ({running}): no job has results to rank. Run "
+                       f"this command again once a job has ended.")
         if message is None:
             raise
         raise LitlabError(message) from None
@@ -63,11 +71,15 @@ def rank_sweep(sweep_dir: Path, metric: str | None = None, direction: str | None
                     sweep_dir, ", ".join(optimized), optimized[0])
     metric = metric or (optimized[0] if optimized else "val/acc")
     check_metric_present(jobs, metric)
-    direction = direction or direction_of(metric, sweep_dir)
+    unranked = None if direction else no_direction(metric, jobs)
+    direction = None if unranked else direction or direction_of(metric, sweep_dir)
     params = swept_params(jobs)
     compressed = compression_keys([j.metrics for j in jobs])
     extra = [k for k in ("test/acc", *compressed.values()) if k != metric]
-    rows = table_rows(rank(jobs, metric, direction), params, metric, extra)
+    rows = table_rows(rank(jobs, metric, direction) if direction else jobs, params, metric, extra)
+    if unranked:
+        for row in rows:
+            row["rank"] = "-"
     figures = {"metric_vs_params": metric_vs_params(jobs, params, metric)}
     for kind in ("size", "latency"):
         if "accuracy" in compressed and kind in compressed:
@@ -78,12 +90,33 @@ def rank_sweep(sweep_dir: Path, metric: str | None = None, direction: str | None
                     row.setdefault("pareto", "")
                     if row["job"] in drawn[1]:
                         row["pareto"] = (row["pareto"] + f" {kind}").strip()
-    title = f"# Sweep {sweep_dir.name}: {len(jobs)} jobs ranked by {metric} ({direction})\n\n"
-    notes = [n for n in (left_out, TEST_SPLIT_LEGEND if any(r.get("test_split") == "val" for r in rows) else None)
-             if n]
+    title = f"# Sweep {sweep_dir.name}: {len(jobs)} jobs {ordering(metric, direction)}\n\n"
+    notes = [n for n in (left_out, TEST_SPLIT_LEGEND if any(r.get("test_split") == "val" for r in rows) else None,
+                         unranked) if n]
     return {"rows": rows, "metric": metric, "direction": direction, "sweep_dir": sweep_dir, "params": params,
             "extra": extra, "figures": figures, "title": title, "notes": notes,
-            "unstarted": unstarted_commands(sweep_dir, found)}
+            "unstarted": unstarted_commands(sweep_dir, found, running_sweep(sweep_dir, found))}
+
+
+def no_direction(metric: str, jobs: list) -> str | None:
+    """Why ``metric`` is best at neither end, for the line under the table; None for a score.
+    A learning rate is a setting, not a score (``metric_direction.names_a_rate``), and every figure
+    of lr_find's range tests (``task: lr_find``) describes the test: ranked, the largest suggested
+    rate came first as if it were the best (guessed ``maximize``, the default for a name that does
+    not tell). ``--direction`` ranks by it all the same."""
+    if jobs and all(j.metrics.get("task") == "lr_find" for j in jobs):
+        why = f"{metric} of a learning-rate range test (task: lr_find) describes the test; it is not a score"
+    elif names_a_rate(metric):
+        why = f"{metric} is a learning rate, a setting and not a score"
+    else:
+        return None
+    return (f"no direction: {why}, so the jobs are listed in job order, unranked. Pass --direction maximize or "
+            f"--direction minimize to rank them by it.")
+
+
+def ordering(metric: str, direction: str | None) -> str:
+    """How the table's jobs are ordered, after "N jobs": ``ranked by val/acc (maximize)``."""
+    return f"ranked by {metric} ({direction})" if direction else f"by {metric} (no direction: listed in job order)"
 
 
 def markdown_of(table: dict) -> str:
@@ -91,8 +124,9 @@ def markdown_of(table: dict) -> str:
     (as a list, each command as code)."""
     parts = [table["title"] + format_markdown(table["rows"]), *table["notes"]]
     if table["unstarted"]:
-        head, commands = table["unstarted"]
-        parts.append(head + "\n\n" + "\n".join(f"- {label}: `{command}`" for label, command in commands))
+        head, commands = table["unstarted"]  # no commands for the jobs a running sweep has still to start
+        parts.append("\n\n".join([head, *(["\n".join(f"- {label}: `{command}`" for label, command in commands)]
+                                            if commands else [])]))
     return "\n\n".join(parts)
 
 
@@ -175,13 +209,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("dir", type=Path, help="a multirun folder, e.g. outputs/multiruns/<time>")
     parser.add_argument("--metric", help="metrics.json key to rank by (default: the jobs' optimized_metric)")
     parser.add_argument("--direction", choices=("maximize", "minimize"),
-                        help="default: the Optuna sweeper's direction, else guessed from the metric's name")
+                        help="default: the Optuna sweeper's direction, else guessed from the metric's name; a "
+                             "learning rate, and every figure of lr_find runs, has none: listed in job order")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="folder for summary.csv/.md, the figures and tensorboard_summary/ (default: DIR itself)")
     args = parser.parse_args(argv)
     try:
         table = rank_sweep(args.dir, args.metric, args.direction)
-        print(f"{len(table['rows'])} jobs ranked by {table['metric']} ({table['direction']}):\n")
+        print(f"{len(table['rows'])} jobs {ordering(table['metric'], table['direction'])}:\n")
         print(format_text(table["rows"]))
         after = [*table["notes"], *unstarted_lines(table["unstarted"], table["sweep_dir"])]
         print("\n" + "\n".join(after) + "\n" if after else "", flush=True)

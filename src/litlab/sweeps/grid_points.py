@@ -85,16 +85,21 @@ def unstarted_jobs(sweep_dir: Path, jobs: list[Job], points: list[list[str]] | N
     return points, missing
 
 
-def unstarted_commands(sweep_dir: Path, jobs: list[Job]) -> tuple[str, list[tuple[str, str]]] | None:
+def unstarted_commands(sweep_dir: Path, jobs: list[Job], running: str | None = None
+                       ) -> tuple[str, list[tuple[str, str]]] | None:
     """A line saying how many of the grid's jobs never started, and for each a label (its number
     and swept values) and the command that runs it in its own folder of the sweep, where summarize
     finds it (the sweep itself cannot start again there); None where all started or ``sweep_dir``
-    holds no grid sweep."""
+    holds no grid sweep. ``running``: words for a sweep still running (``running_sweep``), whose
+    jobs without a folder are waiting for their turn: the line says so, and no command is given
+    (the sweep would start the job a second time into the folder the command took)."""
     hydra = _hydra_record(Path(sweep_dir))
     found = unstarted_jobs(sweep_dir, jobs, _points(hydra))
     if not found or not found[1]:
         return None
     points, missing = found
+    if running:
+        return f"{len(missing)} of the grid's {len(points)} jobs not started yet ({running})", []
     swept, entry = _swept_keys(points), _entrypoint(hydra)
     words = _config_words(hydra, entry)
     head = (f"{len(missing)} of the sweep's {len(points)} grid jobs never started (no job folder); run each in its "
@@ -121,14 +126,19 @@ def unstarted_lines(found: tuple[str, list[tuple[str, str]]] | None, sweep_dir: 
     return lines
 
 
-def none_started(sweep_dir: Path) -> str | None:
+def none_started(sweep_dir: Path, running: str | None = None) -> str | None:
     """What to say of a grid sweep in ``sweep_dir`` stopped before its first job made its folder
     (no job has results; its folder cannot take the sweep again): how many jobs it had and the
-    sweep's command, which runs them all in a new folder. None where ``sweep_dir`` holds no grid."""
+    sweep's command, which runs them all in a new folder. None where ``sweep_dir`` holds no grid.
+    ``running``: words for a sweep still running (``running_sweep``), whose first job is starting:
+    to wait, not to run it again."""
     hydra = _hydra_record(Path(sweep_dir))
     points = _points(hydra)
     if not points:
         return None
+    if running:
+        return (f"DIR: {sweep_dir} is a grid sweep of {len(points)} jobs that has not started its first job yet "
+                f"({running}): no job has results to rank. Run this command again once a job has ended.")
     entry, task = _entrypoint(hydra), (hydra.get("overrides") or {}).get("task") or []
     words = [*_config_words(hydra, entry), *map(str, task)]
     command = " ".join([f"python -m litlab.{entry} -m", *map(shlex.quote, words)])

@@ -14,7 +14,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from litlab.run_folders import recorded_status
+from litlab.run_lock import recorded_status
 
 # the statuses of the sweep that just ended in this process, or None before any
 last_sweep: dict[str, int] | None = None
@@ -61,13 +61,17 @@ def every_job_failed() -> str | None:
 
 class SweepOutcome(Callback):
     """Hydra callback (conf/hydra/default.yaml): after a sweep, counts its jobs by status. At its
-    start, notes its folder and, for an Optuna search kept in a database, its sampler seed."""
+    start, notes and holds its folder and, for an Optuna search kept in a database, its sampler seed."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global current_sweep_dir
         current_sweep_dir = Path(config.hydra.sweep.dir)
+        from litlab.distributed.ranks import launched_rank
+        from litlab.run_lock import hold_run_dir
         from litlab.sweeps.optuna_resume import record_seed
 
+        if launched_rank() == 0:  # held to the process's end: summarize tells a running sweep by it
+            hold_run_dir(current_sweep_dir, "hydra.sweep.dir")
         record_seed(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
