@@ -5,7 +5,9 @@ table ranked by the optimized metric (swept values as columns, failed jobs marke
 ``summary.csv``, ``summary.md``, ``metric_vs_params.png`` and, when the jobs were compressed,
 ``accuracy_vs_size.png`` / ``accuracy_vs_latency.png`` with their Pareto fronts. The same table
 and figures go to TensorBoard in ``DIR/tensorboard_summary``. ``--out OUT`` writes these files into
-``OUT`` instead (for a sweep folder that is read-only or shared).
+``OUT`` instead (for a sweep folder that is read-only or shared). ``--average-over seed`` makes
+one row of the jobs that differ only in the seed, with each metric's mean ± std over them
+(``sweeps/seed_groups.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from litlab.metric_direction import names_a_rate
 from litlab.sweeps.compressed_keys import compression_keys
 from litlab.sweeps.grid_points import none_started, unstarted_commands, unstarted_lines
 from litlab.sweeps.running_sweep import running_sweep
+from litlab.sweeps.seed_groups import average_keys, check_keys, group_jobs, group_notes, group_rows, shown_rows
 from litlab.sweeps.sweep_plots import accuracy_vs_cost, metric_vs_params
 from litlab.sweeps.sweep_table import (TEST_SPLIT_LEGEND, check_metric_present, direction_of, format_markdown,
                                        format_text, optimized_metrics, os_reason, rank, read_jobs, swept_params,
@@ -36,23 +39,28 @@ FIGURES = ("metric_vs_params", "accuracy_vs_size", "accuracy_vs_latency")
 
 
 def summarize(sweep_dir: Path, metric: str | None = None, direction: str | None = None,
-              out_dir: Path | None = None) -> dict:
+              out_dir: Path | None = None, average_over: str | None = None) -> dict:
     """Writes the summary files of ``sweep_dir`` into ``out_dir`` (default: ``sweep_dir``); returns
-    ``rows``, ``metric``, ``direction``, ``notes``, ``unstarted`` (``rank_sweep``'s) and ``files``."""
-    table = rank_sweep(sweep_dir, metric, direction)
+    ``rows``, ``metric``, ``direction``, ``notes``, ``unstarted``, ``averaged`` (``rank_sweep``'s) and ``files``."""
+    table = rank_sweep(sweep_dir, metric, direction, average_over)
     files = write_summary(table, out_dir)
-    return {**{k: table[k] for k in ("rows", "metric", "direction", "notes", "unstarted")}, "files": files}
+    return {**{k: table[k] for k in ("rows", "metric", "direction", "notes", "unstarted", "averaged")},
+            "files": files}
 
 
-def rank_sweep(sweep_dir: Path, metric: str | None = None, direction: str | None = None) -> dict:
+def rank_sweep(sweep_dir: Path, metric: str | None = None, direction: str | None = None,
+               average_over: str | None = None) -> dict:
     """The ranked table of ``sweep_dir`` and its figures, with nothing written yet: the table can be
     printed before the files are, so that a folder that cannot take them still gives the ranking.
 
     ``notes`` are the lines under the table (folders left out, what a column means); ``unstarted``
     the jobs of an interrupted grid sweep that never started, with the commands that run them (of
     a sweep still running, how many are still to start, without commands). ``direction`` is None
-    for a metric that is best at neither end (``no_direction``), listed in job order, unranked."""
+    for a metric that is best at neither end (``no_direction``), listed in job order, unranked.
+    ``averaged`` is None, or with ``average_over`` (``"seed"``, ``"seed,data.split_seed"``) the table
+    of the groups of jobs that differ only in those keys (``average_table``)."""
     sweep_dir = Path(sweep_dir)
+    keys = average_keys(average_over) if average_over is not None else None
     try:
         found = read_jobs(sweep_dir)
     except LitlabError:  # not one job folder: a grid sweep stopped before its first job says so
@@ -93,9 +101,24 @@ def rank_sweep(sweep_dir: Path, metric: str | None = None, direction: str | None
     title = f"# Sweep {sweep_dir.name}: {len(jobs)} jobs {ordering(metric, direction)}\n\n"
     notes = [n for n in (left_out, TEST_SPLIT_LEGEND if any(r.get("test_split") == "val" for r in rows) else None,
                          unranked) if n]
+    averaged = average_table(jobs, params, keys, metric, direction, extra, sweep_dir) if keys else None
     return {"rows": rows, "metric": metric, "direction": direction, "sweep_dir": sweep_dir, "params": params,
-            "extra": extra, "figures": figures, "title": title, "notes": notes,
+            "extra": extra, "figures": figures, "title": title, "notes": notes, "averaged": averaged,
             "unstarted": unstarted_commands(sweep_dir, found, running_sweep(sweep_dir, found))}
+
+
+def average_table(jobs: list, params: list[str], keys: list[str], metric: str, direction: str | None,
+                  extra: list[str], sweep_dir: Path) -> dict:
+    """The groups of ``jobs`` that differ only in ``keys``: ``rows`` for summary.csv (each metric's
+    mean, std and n as numbers), ``shown`` for the printed table and summary.md (``val/acc mean ± std
+    (n)``), ``heading`` (after "N groups of M jobs") and ``notes``."""
+    notes = check_keys(keys, jobs, params, sweep_dir)
+    groups = group_jobs(jobs, params, keys)
+    rows = group_rows(groups, metric, direction, extra)
+    order = f"ranked by mean {metric} ({direction})" if direction else "listed in job order (no direction)"
+    heading = f"averaged over {', '.join(keys)}, {order}"
+    return {"keys": keys, "rows": rows, "shown": shown_rows(rows, metric, extra), "heading": heading,
+            "notes": [*group_notes(groups, keys, metric), *notes], "n_jobs": len(jobs)}
 
 
 def no_direction(metric: str, jobs: list) -> str | None:
@@ -121,8 +144,15 @@ def ordering(metric: str, direction: str | None) -> str:
 
 def markdown_of(table: dict) -> str:
     """summary.md: the title, the table, its notes, and the commands of the jobs that never started
-    (as a list, each command as code)."""
+    (as a list, each command as code). With ``--average-over``, the grouped table and its notes come
+    first and the per-job table under a heading of its own."""
     parts = [table["title"] + format_markdown(table["rows"]), *table["notes"]]
+    averaged = table["averaged"]
+    if averaged:
+        jobs_title = table["title"].replace("# Sweep", "## Each job of sweep", 1)
+        parts = [f"# Sweep {table['sweep_dir'].name}: {len(averaged['rows'])} groups of {averaged['n_jobs']} jobs "
+                 f"{averaged['heading']}\n\n" + format_markdown(averaged["shown"]), *averaged["notes"],
+                 jobs_title + format_markdown(table["rows"]), *table["notes"]]
     if table["unstarted"]:
         head, commands = table["unstarted"]  # no commands for the jobs a running sweep has still to start
         parts.append("\n\n".join([head, *(["\n".join(f"- {label}: `{command}`" for label, command in commands)]
@@ -142,7 +172,13 @@ def write_summary(table: dict, out_dir: Path | None = None) -> dict[str, Path]:
     files = {"csv": folder / "summary.csv", "md": folder / "summary.md"}
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        write_csv(rows, files["csv"])
+        if table["averaged"]:  # summary.csv holds the groups, summary_jobs.csv the jobs
+            files["jobs_csv"] = folder / "summary_jobs.csv"
+            write_csv(table["averaged"]["rows"], files["csv"])
+            write_csv(rows, files["jobs_csv"])
+        else:
+            (folder / "summary_jobs.csv").unlink(missing_ok=True)  # an earlier averaged summary's, now stale
+            write_csv(rows, files["csv"])
         files["md"].write_text(markdown + "\n")
         for name in FIGURES:  # a figure of an earlier summary that this one does not draw is stale
             (folder / f"{name}.png").unlink(missing_ok=True)
@@ -201,7 +237,8 @@ def _hparam(text: object) -> float | int | str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: ``litlab-summarize DIR [--metric KEY] [--direction maximize|minimize] [--out DIR]``.
+    """Command line: ``litlab-summarize DIR [--metric KEY] [--direction maximize|minimize] [--out DIR]
+    [--average-over KEY[,KEY...]]``.
 
     The ranked table is printed before any file is written: a sweep folder that cannot take the
     files (read-only) still shows its ranking, then one paragraph naming ``--out``."""
@@ -213,10 +250,21 @@ def main(argv: list[str] | None = None) -> None:
                              "learning rate, and every figure of lr_find runs, has none: listed in job order")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="folder for summary.csv/.md, the figures and tensorboard_summary/ (default: DIR itself)")
+    parser.add_argument("--average-over", metavar="KEY[,KEY...]",
+                        help="swept keys that only repeat a setting, e.g. seed or data.split_seed: the jobs that "
+                             "differ only in them form one row with each metric's mean ± sample std (n), ranked by "
+                             "the mean. summary.csv then holds these rows and summary_jobs.csv the per-job table; "
+                             "the printout and summary.md show both, the per-job table below")
     args = parser.parse_args(argv)
     try:
-        table = rank_sweep(args.dir, args.metric, args.direction)
-        print(f"{len(table['rows'])} jobs {ordering(table['metric'], table['direction'])}:\n")
+        table = rank_sweep(args.dir, args.metric, args.direction, args.average_over)
+        averaged = table["averaged"]
+        if averaged:
+            print(f"{len(averaged['rows'])} groups of {averaged['n_jobs']} jobs {averaged['heading']}:\n")
+            print(format_text(averaged["shown"]))
+            print("\n" + "\n".join(averaged["notes"]) + "\n")
+        each = "Each job: " if averaged else ""
+        print(f"{each}{len(table['rows'])} jobs {ordering(table['metric'], table['direction'])}:\n")
         print(format_text(table["rows"]))
         after = [*table["notes"], *unstarted_lines(table["unstarted"], table["sweep_dir"])]
         print("\n" + "\n".join(after) + "\n" if after else "", flush=True)
