@@ -4,6 +4,7 @@ group's choices and the command with a choice that has the key."""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 
@@ -69,7 +70,7 @@ def test_lr_find_names_its_own_command(tmp_path):
     with pytest.raises(LitlabError) as e:
         check_overrides(["+mixing.prob=0.5", "lr_find.num_steps=30", f"hydra.run.dir={folder}"], "lr_find")
     assert str(e.value).endswith(f"(python -m litlab.lr_find lr_find.num_steps=30 hydra.run.dir={folder} "
-                                 f"mixing=cutmix mixing.prob=0.5).")
+                                 f"mixing=mixup mixing.prob=0.5).")
     assert "litlab.train" not in str(e.value)
     assert not folder.exists()
 
@@ -148,3 +149,44 @@ def test_groups_with_settings_and_collections_are_unchanged(tmp_path):
     assert cfg.callbacks.mine._target_ == "litlab.callbacks.throughput.Throughput"
     with pytest.raises(LitlabError, match=r"^model\.fo is not a key of the config"):
         check_overrides(["model.fo=1", f"hydra.run.dir={tmp_path / 'd'}"])
+
+
+def _suggested_command(message: str) -> list[str]:
+    """The arguments of the command a refusal suggests: ``... (python -m litlab.train ARGS).``"""
+    return shlex.split(message.rsplit("(python -m litlab.train ", 1)[1].removesuffix(")."))
+
+
+@pytest.mark.parametrize("key,choice", [("+mixing.prob=0.5", "mixup"), ("+mixing.alpha=0.5", "mixup"),
+                                        ("+mixing.switch_prob=0.3", "mixup_cutmix"),
+                                        ("+averaging.decay=0.9", "ema"), ("+averaging.start_epoch=3", "swa")])
+def test_the_suggested_choice_is_one_that_takes_any_data(key, choice, tmp_path):
+    """mixing=cutmix came first in name order, and is refused on sequences; mixup blends any
+    input. Where only choices for one kind of data have the key, the first of them."""
+    with pytest.raises(LitlabError) as e:
+        check_overrides([key, f"hydra.run.dir={tmp_path / 'r'}"])
+    group = key.lstrip("+").split(".")[0]
+    assert f"{group}={choice} {key.lstrip('+')})." in str(e.value)
+    assert [a for a in _suggested_command(str(e.value)) if a.startswith(f"{group}=")] == [f"{group}={choice}"]
+
+
+def test_the_suggested_command_runs_on_sequences(tmp_path):
+    folder = tmp_path / "seq"
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["data=synthetic_seq", "+mixing.prob=0.5", f"hydra.run.dir={folder}"])
+    cfg = check_overrides(_suggested_command(str(e.value)))
+    assert cfg.data.kind == "sequence" and cfg.mixing._target_ == "litlab.tasks.batch_mixing.Mixup"
+    assert cfg.mixing.prob == 0.5
+
+
+def test_a_users_own_box_pasting_mixer_is_not_suggested(tmp_path):
+    """Whether a choice needs images is read from its file's _target_, also in a folder of one's own."""
+    from litlab.empty_choices import suggested_choice
+
+    own = tmp_path / "my_conf" / "mixing"
+    own.mkdir(parents=True)
+    (own / "aaa_boxes.yaml").write_text("_target_: litlab.tasks.batch_mixing.CutMix\nalpha: 0.5\nprob: 1.0\n")
+    (own / "blend.yaml").write_text("_target_: litlab.tasks.batch_mixing.Mixup\nalpha: 0.5\nprob: 1.0\n")
+    dirs = [CONF_DIR, tmp_path / "my_conf"]
+    assert suggested_choice("mixing", ["aaa_boxes", "blend", "cutmix", "mixup"], dirs) == "blend"
+    # none that takes any data: the first in name order
+    assert suggested_choice("mixing", ["aaa_boxes", "cutmix"], dirs) == "aaa_boxes"

@@ -16,6 +16,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from litlab.callbacks.checkpoints import AtomicCheckpointIO
+from litlab.callbacks.eval_report import EvalReport
 from litlab.callbacks.group import group_callbacks, skip_idle_step_hooks
 from litlab.callbacks.interruption import EpochSeed, Interruption
 from litlab.callbacks.nan_loss import StopOnNonFiniteLoss
@@ -295,8 +296,9 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     ``logging_interval: null`` gets litlab's pick (``lr_logging_interval``)."""
     named = {name: instantiate(c, f"callbacks.{name}") for name, c in (cfg.get("callbacks") or {}).items()
              if isinstance(c, DictConfig) and "_target_" in c}
+    reported = any(isinstance(c, EvalReport) for c in named.values())
     for name, c in named.items():
-        check_monitor(f"callbacks.{name}.monitor", getattr(c, "monitor", None))
+        check_monitor(f"callbacks.{name}.monitor", getattr(c, "monitor", None), reported)
         check_mode(f"callbacks.{name}", getattr(c, "monitor", None), getattr(c, "mode", None))
     callbacks = list(named.values())
     for c in callbacks:
@@ -324,13 +326,19 @@ def lr_logging_interval(cfg: DictConfig) -> str:
     return "step" if per_step else "epoch"
 
 
-# what a training run logs that checkpointing and early stopping can monitor (besides val/acc_top<k>)
-MONITORABLE = ("val/acc", "val/loss", "train/acc", "train/loss")
+# what a training run logs that checkpointing and early stopping can monitor (besides val/acc_top<k>);
+# val/ece (calibration error, best at its lowest: mode=min) comes from callbacks.eval_report
+MONITORABLE = ("val/acc", "val/loss", "val/ece", "train/acc", "train/loss")
 
 
-def check_monitor(key: str, monitor: object) -> None:
+def check_monitor(key: str, monitor: object, reported: bool = True) -> None:
     """A monitored metric the run never logs fails Lightning only after the first validation, with
-    a traceback: checked here, before any work."""
+    a traceback: checked here, before any work. ``reported``: whether the run has an ``EvalReport``
+    (``callbacks.eval_report``), which logs ``val/ece``."""
+    if monitor == "val/ece" and not reported:
+        raise LitlabError(f"{key}=val/ece is logged by callbacks.eval_report, which this run leaves out: nothing "
+                          f"would be monitored. Keep callbacks.eval_report (callbacks=default or "
+                          f"callbacks=early_stopping), or monitor val/loss or val/acc.")
     if monitor is None or monitor in MONITORABLE or re.fullmatch(r"val/acc_top\d+", str(monitor)):
         return
     raise LitlabError(f"{key}={monitor} is not a metric that training logs; use one of {', '.join(MONITORABLE)} "

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from litlab.config_flags import Primary
 from litlab.errors import LitlabError
+from litlab.mixing_checks import PASTES_BOXES
 
 
 def group_choices(group: str, dirs: Sequence[Path]) -> list[str]:
@@ -88,7 +89,7 @@ def setting_of_empty_choice(group: str, choice: str, overrides: list[str], prima
                             given: list[str] | None = None, multirun_flag: bool = False) -> LitlabError:
     """The paragraph for keys of ``group`` given to its empty choice ``choice``: the keys as typed
     (else ``given``, the config's), the group's choices, those that have the first key, and the
-    command again with one of them (the user's other overrides kept)."""
+    command again with the one ``suggested_choice`` picks (the user's other overrides kept)."""
     typed = [o for o in overrides if _of_group(o, group)]
     settings = [o.lstrip("+") for o in typed] or given or [f"{group}.KEY=VALUE"]
     key = settings[0].split("=", 1)[0]
@@ -102,10 +103,30 @@ def setting_of_empty_choice(group: str, choice: str, overrides: list[str], prima
         return LitlabError(f"{start}, and none of them has a key {name}: check its spelling in the choice you mean "
                            f"({primary.command()} {group}=CHOICE --cfg job).")
     rest = [o for o in overrides if not _of_group(o, group) and o.lstrip("+~").split("=", 1)[0] != group]
-    words = [primary.command(), *(["-m"] if multirun_flag else []), *map(shlex.quote, rest), f"{group}={having[0]}",
+    suggested = suggested_choice(group, having, dirs)
+    words = [primary.command(), *(["-m"] if multirun_flag else []), *map(shlex.quote, rest), f"{group}={suggested}",
              *map(shlex.quote, settings)]
     return LitlabError(f"{start}; choose one that has {name} first: {group}={'|'.join(having)} "
                        f"({' '.join(words)}).")
+
+
+def suggested_choice(group: str, having: list[str], dirs: Sequence[Path]) -> str:
+    """The choice the command in the message takes, of ``having`` (the choices with the key, in
+    name order). The message names them all; the command should run whatever the user's data, so
+    it takes the first that works on every kind of data: a mixer that pastes boxes of images
+    (``mixing_checks.PASTES_BOXES``: cutmix, mixup_cutmix) is refused on sequences, and mixup,
+    which blends any input, is not (``+mixing.prob=0.5`` gives ``mixing=mixup``, where name order
+    gave ``mixing=cutmix``). Only the mixers are known to need a kind of data before the run
+    starts; among the others, name order decides."""
+    return next((c for c in having if takes_any_data(group, c, dirs)), having[0])
+
+
+def takes_any_data(group: str, name: str, dirs: Sequence[Path]) -> bool:
+    """Whether ``group=name`` works on any kind of data (images, sequences, features): false for
+    a file of a mixer that pastes boxes of images, read from its ``_target_``."""
+    paths = [d / group / f"{name}.yaml" for d in dirs if (d / group / f"{name}.yaml").is_file()]
+    nodes = [OmegaConf.load(path) for path in paths]
+    return not any(isinstance(n, DictConfig) and n.get("_target_") in PASTES_BOXES for n in nodes)
 
 
 def key_of_empty_choice(key: str, groups: Sequence[str], overrides: list[str], primary: Primary,

@@ -241,10 +241,10 @@ def test_mixers_refuse_bad_settings_and_cutmix_data_that_is_not_images_when_buil
     (["+mixing.prob=0.5"], r"^mixing.prob=0.5 sets a key of mixing=none \(the default\), which has no settings: "
                            r"nothing would read it\. The choices of mixing are cutmix, mixup, mixup_cutmix, none; "
                            r"choose one that has prob first: mixing=cutmix\|mixup\|mixup_cutmix \(python -m "
-                           r"litlab.train hydra.run.dir=\S+ mixing=cutmix mixing.prob=0.5\)\.$"),
+                           r"litlab.train hydra.run.dir=\S+ mixing=mixup mixing.prob=0.5\)\.$"),
     # without the +: Hydra's "not a key", which suggested +mixing.prob
     (["mixing.prob=0.5"], r"^mixing.prob=0.5 sets a key of mixing=none \(the default\), which has no settings: "
-                          r"nothing would read it\. .* \(python -m litlab.train hydra.run.dir=\S+ mixing=cutmix "
+                          r"nothing would read it\. .* \(python -m litlab.train hydra.run.dir=\S+ mixing=mixup "
                           r"mixing.prob=0.5\)\.$"),
 ])
 def test_a_mixing_key_under_mixing_none_is_refused_naming_a_mixer(overrides, message, tmp_path):
