@@ -260,22 +260,27 @@ def main(argv: list[str] | None = None) -> None:
         table = rank_sweep(args.dir, args.metric, args.direction, args.average_over)
         averaged = table["averaged"]
         if averaged:
-            print(f"{len(averaged['rows'])} groups of {averaged['n_jobs']} jobs {averaged['heading']}:\n")
-            print(format_text(averaged["shown"]))
-            print("\n" + "\n".join(averaged["notes"]) + "\n")
+            _show(f"{len(averaged['rows'])} groups of {averaged['n_jobs']} jobs {averaged['heading']}:\n",
+                  format_text(averaged["shown"]), "\n" + "\n".join(averaged["notes"]) + "\n")
         each = "Each job: " if averaged else ""
-        print(f"{each}{len(table['rows'])} jobs {ordering(table['metric'], table['direction'])}:\n")
-        print(format_text(table["rows"]))
         after = [*table["notes"], *unstarted_lines(table["unstarted"], table["sweep_dir"])]
-        print("\n" + "\n".join(after) + "\n" if after else "", flush=True)
+        _show(f"{each}{len(table['rows'])} jobs {ordering(table['metric'], table['direction'])}:\n",
+              format_text(table["rows"]), "\n" + "\n".join(after) + "\n" if after else "")
         files = write_summary(table, args.out)
     except LitlabError as e:
         print(f"Error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
-    for kind, path in files.items():
-        print(f"  {kind:<18} {path}")
-    print(f"  open in TensorBoard: tensorboard --logdir {shlex.quote(str(files['tensorboard']))}")
+    _show(*(f"  {kind:<18} {path}" for kind, path in files.items()),
+          f"  open in TensorBoard: tensorboard --logdir {shlex.quote(str(files['tensorboard']))}")
 
+
+def _show(*lines: str) -> None:
+    """Print ``lines``; a reader that stopped reading (``litlab-summarize DIR | head``) has what it
+    wanted: the rest of the printout goes nowhere, and the files are still written."""
+    try:
+        print("\n".join(lines), flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 if __name__ == "__main__":
     main()

@@ -177,3 +177,17 @@ def test_the_tensorboard_command_is_shell_quoted(tmp_path, capsys):
     line = next(x for x in capsys.readouterr().out.splitlines() if "tensorboard --logdir" in x)
     assert shlex.split(line.split("open in TensorBoard: ", 1)[1]) == ["tensorboard", "--logdir",
                                                                       str(s / "tensorboard_summary")]
+
+
+def test_a_reader_that_stops_early_gets_no_traceback_and_the_files_are_written(sweep):
+    """``litlab-summarize DIR | head``: the pipe is closed before the first line is printed."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "litlab.summarize", str(sweep)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before the table is printed (the command imports first)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+    assert (sweep / "summary.csv").is_file() and (sweep / "summary.md").is_file()
