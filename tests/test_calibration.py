@@ -12,9 +12,10 @@ import torch
 from litlab.callbacks import figures
 from litlab.callbacks.calibration import CalibrationBins, bin_index
 from litlab.callbacks.eval_report import _Tally
-from litlab.callbacks.reliability_figure import BAR, reliability_figure
+from litlab.callbacks.reliability_figure import BAR, BAR_EDGE, reliability_figure
 from litlab.evaluation import evaluate
 from litlab.training import train
+from tests.callbacks.conftest import read_events
 
 
 def _reference(logits: np.ndarray, y: np.ndarray, bins: int) -> dict:
@@ -38,11 +39,11 @@ def _reference(logits: np.ndarray, y: np.ndarray, bins: int) -> dict:
 
 def _tally(logits: torch.Tensor, y: torch.Tensor, bins: int, batch: int | None = None) -> CalibrationBins:
     """The bins EvalReport accumulates, fed ``batch`` samples at a time."""
-    tally = _Tally(keep=0, bins=bins)
+    tally = _Tally(keep=0, bins=bins, top_k=5)
     batch = batch or len(y)
     for start in range(0, len(y), batch):
         part = slice(start, start + batch)
-        tally.add(logits[part], y[part], logits[part], top_k=5)
+        tally.add(logits[part], y[part], logits[part])
     return tally.calibration
 
 
@@ -146,12 +147,20 @@ def test_reliability_figure_has_title_counts_and_axes(drawn_texts):
     assert "0" in drawn_texts and drawn_texts.count("100") == 1  # empty bins get no count
 
 
-def test_reliability_bars_are_as_high_as_the_accuracy():
-    img = np.asarray(reliability_figure(_overconfident_bins(10), "t"))
-    blue = (np.abs(img.astype(int) - np.array(BAR)) <= 10).all(axis=-1)
+def _bar_heights(img) -> set[int]:
+    """The heights in pixels of the blue bars standing on the plot's bottom (a bar one pixel wide
+    is all edge)."""
+    img = np.asarray(img).astype(int)
+    blue = np.zeros(img.shape[:2], dtype=bool)
+    for colour in (BAR, BAR_EDGE):
+        blue |= (np.abs(img - np.array(colour)) <= 10).all(axis=-1)
     bottom = np.nonzero(blue)[0].max()  # the bars' lowest row (the legend's blue square is above)
     # per column standing on that row: how many blue pixels rise from it without a break
-    heights = {int(np.argmin(blue[bottom::-1, c])) for c in np.nonzero(blue[bottom])[0]}
+    return {int(np.argmin(blue[bottom::-1, c])) for c in np.nonzero(blue[bottom])[0]}
+
+
+def test_reliability_bars_are_as_high_as_the_accuracy():
+    heights = _bar_heights(reliability_figure(_overconfident_bins(10), "t"))
     assert len(heights) == 2  # two bars, of accuracy 0.3 and 0.6
     assert max(heights) / min(heights) == pytest.approx(2.0, rel=0.02)
     assert max(heights) == pytest.approx(0.6 * 360, abs=2)  # the plot is 360 px high
@@ -161,9 +170,54 @@ def test_reliability_figure_of_many_bins_says_how_full_the_fullest_is(drawn_text
     img = reliability_figure(_overconfident_bins(200), "t")
     assert img.width > 300
     assert "100 in the fullest of 200 bins" in drawn_texts
+    assert not [t for t in drawn_texts if "merged" in t]  # 200 bins get a bar each
+
+
+@pytest.mark.parametrize("bins,per_bar", [(361, "1 or 2"), (400, "1 or 2"), (720, "2"), (1000, "2 or 3")])
+def test_more_bins_than_pixels_are_drawn_merged_and_said_so(bins, per_bar, drawn_texts):
+    """Bins narrower than a pixel drew a rectangle with its right edge left of its left edge,
+    which Pillow refuses (ValueError): a run with calibration_bins above 360 crashed."""
+    # a right sample in every bin: every column of the plot gets a bar
+    everywhere = CalibrationBins.empty(bins, "cpu")
+    everywhere.add((torch.arange(bins, dtype=torch.float64) + 0.5) / bins, torch.ones(bins, dtype=torch.bool))
+    img = np.asarray(reliability_figure(everywhere, "t")).astype(int)
+    blue = (np.abs(img - np.array(BAR_EDGE)) <= 10).all(axis=-1)
+    assert blue.any(axis=0).sum() >= 360  # the bars of all 360 columns (and the legend's square)
+    assert f"bars: 360 columns of {per_bar} merged bins (ECE and MCE: all {bins} bins)" in drawn_texts
+
+    img = reliability_figure(_overconfident_bins(bins), "t")
+    assert "100 in the fullest of %d bins" % bins in drawn_texts
+    heights = _bar_heights(img)  # the two filled bins, in columns of their own
+    assert len(heights) == 2 and max(heights) == pytest.approx(0.6 * 360, abs=2)
+
+
+def test_merged_bars_pool_their_bins_while_the_title_keeps_the_real_bins(drawn_texts):
+    # 720 bins: bins 600 and 601 share the plot's column 300; 10 samples in the first all right,
+    # 30 in the second all wrong, so the column's bar is 10 / 40 = 0.25 high
+    c1, c2 = 600.5 / 720, 601.5 / 720
+    bins = CalibrationBins.empty(720, "cpu")
+    bins.add(torch.full((10,), c1, dtype=torch.float64), torch.ones(10, dtype=torch.bool))
+    bins.add(torch.full((30,), c2, dtype=torch.float64), torch.zeros(30, dtype=torch.bool))
+    img = reliability_figure(bins, "t")
+    (height,) = _bar_heights(img)
+    assert height == pytest.approx(0.25 * 360, abs=2)
+    # the gaps of the two real bins (1 - c1 and c2), not of the drawn column (c - 0.25)
+    ece, mce = (10 * (1 - c1) + 30 * c2) / 40, max(1 - c1, c2)
+    assert f"t (40 samples, ECE {ece:.4f}, MCE {mce:.4f})" in drawn_texts
 
 
 # --- test/ece in the records -------------------------------------------------------------------
+def test_a_run_with_400_bins_draws_its_reliability_diagrams(cfg_factory, tmp_path):
+    """Crashed at the first validation (ValueError from Pillow) before bins were merged for drawing."""
+    train(cfg_factory(["model=mlp", "trainer.max_epochs=1", "logger=tensorboard", "+trainer.limit_train_batches=2",
+                       "+trainer.limit_val_batches=2", "+trainer.limit_test_batches=2", "trainer.log_every_n_steps=1",
+                       "callbacks.eval_report.calibration_bins=400"]))
+    events = read_events(tmp_path / "run")
+    assert len(events.Images("val/reliability")) == 1 and len(events.Images("test/reliability")) == 1
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert 0 <= metrics["test/ece"] <= 1
+
+
 def test_train_and_eval_record_the_same_test_ece(cfg_factory, tmp_path, capsys):
     train(cfg_factory(["model=mlp", "callbacks.eval_report.calibration_bins=10"]))
     trained = json.loads((tmp_path / "run" / "metrics.json").read_text())

@@ -6,11 +6,13 @@ from __future__ import annotations
 import io
 import json
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 from tensorboard.util.tensor_util import make_ndarray
 
-from litlab.callbacks.eval_report import EvalReport
+from litlab.callbacks.eval_report import EvalReport, _Tally
 from litlab.errors import LitlabError
 from litlab.training import train
 from tests.callbacks.conftest import EVERYTHING, read_events
@@ -52,6 +54,39 @@ def test_top5_accuracy_scalars(tensorboard_run):
     assert len(val) == 2 and all(0 < v <= 1 for v in val)
     assert metrics["test/acc_top5"] >= metrics["test/acc"]
     assert events.Scalars("test/acc_top5")[-1].value == pytest.approx(metrics["test/acc_top5"])
+
+
+def test_top_k_0_runs_no_top_k_and_logs_no_top_k_accuracy(cfg_factory, tmp_path, monkeypatch):
+    """top_k=0 (as litlab.eval builds the report) ran logits.topk(0) on every val/test batch: the
+    condition was only "more classes than top_k"."""
+    asked: list[int] = []
+    topk = torch.Tensor.topk
+
+    def spy(self, k, *args, **kwargs):
+        asked.append(k)
+        return topk(self, k, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "topk", spy)
+    train(cfg_factory(["model=mlp", "trainer.max_epochs=1", "logger=tensorboard", "callbacks.eval_report.top_k=0"]))
+    monkeypatch.undo()
+    assert 0 not in asked
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "test/acc" in metrics and not [k for k in metrics if "acc_top" in k]
+    assert not [tag for tag in read_events(tmp_path / "run").Tags()["scalars"] if "acc_top" in tag]
+
+
+@pytest.mark.parametrize("top_k,counted", [(0, False), (3, True), (10, False), (12, False)])
+def test_tally_counts_top_k_hits_only_for_0_lt_top_k_lt_classes(top_k, counted):
+    g = torch.Generator().manual_seed(top_k)
+    logits, y = torch.randn(50, 10, generator=g), torch.randint(0, 10, (50,), generator=g)
+    tally = _Tally(keep=0, bins=15, top_k=top_k)
+    tally.add(logits[:20], y[:20], logits[:20])
+    tally.add(logits[20:], y[20:], logits[20:])
+    if not counted:  # none asked for, or every sample a hit: neither counted nor logged
+        assert tally.topk_hits is None
+        return
+    ranks = (-logits.numpy()).argsort(axis=1)[:, :top_k]  # (50, k) the k highest logits' classes
+    assert int(tally.topk_hits) == int((ranks == y.numpy()[:, None]).any(axis=1).sum())
 
 
 def test_calibration_scalars_and_reliability_diagrams(tensorboard_run):

@@ -24,27 +24,30 @@ from litlab.errors import LitlabError
 class _Tally:
     """What one val/test epoch accumulates, as device tensors."""
 
-    def __init__(self, keep: int, bins: int):
+    def __init__(self, keep: int, bins: int, top_k: int):
         self.keep = keep
         self.bins = bins
+        self.top_k = top_k
         self.cm: Tensor | None = None  # (C, C) counts, rows true class
         self.calibration: CalibrationBins | None = None  # per confidence bin: count, confidence sum, hits
-        self.topk_hits: Tensor | None = None  # () samples whose class is among the top k
+        # () samples whose class is among the top k; None (not counted) unless 0 < top_k < classes
+        self.topk_hits: Tensor | None = None
         self.x: Tensor | None = None  # (K, ...) the most confidently misclassified samples so far
         self.target = self.pred = self.conf = self.score = None  # (K,) each
 
-    def add(self, logits: Tensor, y: Tensor, x: Tensor, top_k: int) -> None:
+    def add(self, logits: Tensor, y: Tensor, x: Tensor) -> None:
         num_classes = logits.shape[-1]
         if self.cm is None:
             self.cm = torch.zeros(num_classes, num_classes, dtype=torch.long, device=logits.device)
-            self.topk_hits = torch.zeros((), dtype=torch.long, device=logits.device)
+            if 0 < self.top_k < num_classes:  # top_k=0 asks for none; with <= k classes every sample is a hit
+                self.topk_hits = torch.zeros((), dtype=torch.long, device=logits.device)
             self.calibration = CalibrationBins.empty(self.bins, logits.device)
         probs = logits.float().softmax(dim=-1)  # (B, C)
         conf, pred = probs.max(dim=-1)  # (B,) each
         add_to_confusion(self.cm, y, pred)
         self.calibration.add(conf, pred == y)
-        if num_classes > top_k:
-            top = logits.topk(top_k, dim=-1).indices  # (B, k)
+        if self.topk_hits is not None:
+            top = logits.topk(self.top_k, dim=-1).indices  # (B, k)
             self.topk_hits += (top == y.view(-1, 1)).any(dim=-1).sum()
         if self.keep > 0:
             self._keep_worst(x.detach(), y, pred, conf)
@@ -100,7 +103,7 @@ class EvalReport(L.Callback):
 
     # --- collecting ------------------------------------------------------------------------
     def _start(self, pl_module: L.LightningModule, keep: int) -> None:
-        self._tally = _Tally(keep, self.calibration_bins)
+        self._tally = _Tally(keep, self.calibration_bins, self.top_k)
         net = getattr(pl_module, "net", None)
         if isinstance(net, nn.Module):
             self._hook = net.register_forward_hook(self._capture)
@@ -118,7 +121,7 @@ class EvalReport(L.Callback):
             # the task did not call pl_module.net once with this batch: run the model ourselves
             with torch.no_grad():
                 logits = pl_module(x)
-        self._tally.add(logits.detach(), y, x, self.top_k)
+        self._tally.add(logits.detach(), y, x)
 
     def _stop(self) -> _Tally | None:
         if self._hook is not None:
@@ -161,7 +164,7 @@ class EvalReport(L.Callback):
             return
         # every rank runs the reductions (collectives); only rank 0 draws
         cm = trainer.strategy.reduce(tally.cm, reduce_op="sum")
-        if self.top_k and cm.shape[0] > self.top_k:
+        if tally.topk_hits is not None:  # every rank alike: the same top_k and number of classes
             hits = trainer.strategy.reduce(tally.topk_hits, reduce_op="sum")
             pl_module.log(f"{stage}/acc_top{self.top_k}", hits.float() / cm.sum().clamp_min(1).float(),
                           on_step=False, on_epoch=True, sync_dist=True)

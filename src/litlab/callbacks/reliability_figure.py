@@ -6,6 +6,10 @@ where the model was overconfident, over the bar's top where it was underconfiden
 model's bars reach the dashed diagonal. Under the plot each bin's sample count is written, so that
 a large gap over a handful of samples is read as such. Drawn with Pillow, with the text helpers
 of ``figures.py``.
+
+A bar needs a pixel column: with more bins than the plot is wide, neighbouring bins are merged
+into one bar per column for drawing only (the title's ECE and MCE stay those of the real bins),
+and the text under the plot says so.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from litlab.callbacks import figures
-from litlab.callbacks.calibration import CalibrationBins
+from litlab.callbacks.calibration import COUNT, CONFIDENCE, HITS, CalibrationBins
 from litlab.callbacks.figures import FRAME, INK, LABEL_SIZE, PAD, SMALL_SIZE, TICK_LENGTH, TICK_SIZE, TITLE_SIZE, WHITE
 
 PLOT_SIDE = 360  # the square plot area, in pixels
@@ -33,14 +37,16 @@ def reliability_figure(bins: CalibrationBins, title: str) -> Image.Image:
 
     The title gets the number of samples, the ECE and the maximum calibration error (MCE).
     """
-    count = bins.count.cpu().double().numpy()
-    accuracy = bins.accuracy().cpu().double().numpy()
-    confidence = bins.mean_confidence().cpu().double().numpy()
-    n = len(count)
-    title = (f"{title} ({int(count.sum())} samples, ECE {float(bins.ece()):.4f}, "
+    sums = bins.sums.cpu().double().numpy()  # (3, B)
+    fullest, n = int(sums[COUNT].max()), bins.bins
+    title = (f"{title} ({int(sums[COUNT].sum())} samples, ECE {float(bins.ece()):.4f}, "
              f"MCE {float(bins.max_error()):.4f})")
+    drawn, merged_note = _merge_for_drawing(sums)  # (3, D): D = B, or PLOT_SIDE bars of merged bins
+    count = drawn[COUNT]
+    accuracy = drawn[HITS] / np.maximum(count, 1)
+    confidence = drawn[CONFIDENCE] / np.maximum(count, 1)
     labels = [str(int(c)) if c > 0 else "" for c in count]
-    bin_width = PLOT_SIDE / n
+    bin_width = PLOT_SIDE / len(count)
     count_size, counts_vertical = _count_text(labels, bin_width)
 
     # horizontal layout: "accuracy" | tick labels | plot
@@ -57,13 +63,16 @@ def reliability_figure(bins: CalibrationBins, title: str) -> Image.Image:
     if count_size:
         counts_height = max((figures._text_width(s, count_size) for s in labels if s), default=0) if counts_vertical \
             else figures._line_height(count_size)
-    height = counts_y + max(counts_height, figures._line_height(SMALL_SIZE)) + PAD
+    counts_lines = 2 if merged_note else 1
+    height = counts_y + max(counts_height, counts_lines * figures._line_height(SMALL_SIZE)) + PAD
     title_width = figures._text_width(title, TITLE_SIZE)
-    width = max(plot_x + PLOT_SIDE + PAD + TICK_SIZE, title_width + 2 * PAD)
+    width = max(plot_x + PLOT_SIDE + PAD + TICK_SIZE, title_width + 2 * PAD,
+                plot_x + figures._text_width(merged_note, SMALL_SIZE) + PAD)
 
     img = Image.new("RGB", (width, height), WHITE)
     draw = ImageDraw.Draw(img)
-    edges = [plot_x + round(k * bin_width) for k in range(n + 1)]  # each bin's left edge, and the plot's right
+    # each bar's left edge, and the plot's right (one column each when bins were merged)
+    edges = [plot_x + round(k * bin_width) for k in range(len(count) + 1)]
     _bars(img, draw, edges, plot_y, count, accuracy, confidence)
     _dashed_diagonal(draw, plot_x, plot_y)
     _axes(img, draw, plot_x, plot_y, xlabel_y)
@@ -75,13 +84,35 @@ def reliability_figure(bins: CalibrationBins, title: str) -> Image.Image:
             centre = (edges[k] + edges[k + 1]) / 2
             figures._put_text(img, (centre, counts_y), text, count_size, INK, "mt", vertical=counts_vertical)
     else:  # too many bins for a number under each
-        figures._put_text(img, (plot_x, counts_y), f"{int(count.max())} in the fullest of {n} bins", SMALL_SIZE,
-                          INK, "lt")
+        figures._put_text(img, (plot_x, counts_y), f"{fullest} in the fullest of {n} bins", SMALL_SIZE, INK, "lt")
+    if merged_note:
+        figures._put_text(img, (plot_x, counts_y + figures._line_height(SMALL_SIZE)), merged_note, SMALL_SIZE, INK,
+                          "lt")
 
     _legend(img, draw, plot_x, legend_y)
     title_x = min(max(plot_x + PLOT_SIDE / 2, PAD + title_width / 2), width - PAD - title_width / 2)
     figures._put_text(img, (title_x, PAD), title, TITLE_SIZE, INK, "mt")
     return img
+
+
+def _merge_for_drawing(sums: np.ndarray) -> tuple[np.ndarray, str]:
+    """The per-bin sums ``(3, B)`` as drawn: unchanged when every bin gets a pixel column, else
+    summed into ``PLOT_SIDE`` columns ``(3, PLOT_SIDE)``, with a line for the figure saying so
+    ("" when unchanged).
+
+    Bin ``k`` starts at pixel ``k * PLOT_SIDE / B`` of the plot and goes to the column holding
+    that pixel, so each bar sits within a pixel of its bins' span of confidences; a column gets
+    ``floor(B / PLOT_SIDE)`` or ``ceil(B / PLOT_SIDE)`` neighbouring bins.
+    """
+    n = sums.shape[1]
+    if n <= PLOT_SIDE:  # bars at least a pixel wide (bin_width >= 1)
+        return sums, ""
+    columns = np.arange(n) * PLOT_SIDE // n  # (B,) integer arithmetic: no rounding at the column edges
+    drawn = np.stack([np.bincount(columns, weights=row, minlength=PLOT_SIDE) for row in sums])  # (3, PLOT_SIDE)
+    per_column = np.bincount(columns)  # (PLOT_SIDE,) bins merged into each column
+    fewest, most = per_column.min(), per_column.max()
+    per_bar = f"{fewest}" if fewest == most else f"{fewest} or {most}"
+    return drawn, f"bars: {PLOT_SIDE} columns of {per_bar} merged bins (ECE and MCE: all {n} bins)"
 
 
 def _row(value: float, plot_y: int) -> int:
