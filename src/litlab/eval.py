@@ -12,12 +12,13 @@ import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from litlab.checkpoint_paths import check_checkpoint_path
 from litlab.entry import check_cli, hydra_main, mode_known, run_entrypoint, start
-from litlab.errors import LitlabError, check_choice
+from litlab.errors import LitlabError, check_choice, check_positive_int
 from litlab.run_folders import select_or_none
+from litlab.tuning.temperature_setting import eval_temperature
 
 # the config groups a checkpoint's run record holds, which eval overrides change
 RUN_GROUPS = ("data", "model")
@@ -50,7 +51,33 @@ def check_before_loading(cfg: DictConfig) -> str:
     root = select_or_none(cfg, "data.root")  # in the command line's config only when given (++data.root)
     if root is not None:
         check_root_given(root)
+    eval_temperature(cfg)  # a number or auto, not auto with split=val
+    check_callbacks_given(cfg)
     return split
+
+
+def check_callbacks_given(cfg: DictConfig) -> None:
+    """Of the training callbacks, eval takes ``+callbacks.eval_report.calibration_bins=N`` (the bins
+    of ``test/ece``; the run's own by default); any other ``callbacks.*`` key was accepted and did
+    nothing, so it is refused, naming it."""
+    given = select_or_none(cfg, "callbacks")
+    if given is None:
+        return
+    if not isinstance(given, DictConfig):
+        given = OmegaConf.create({"": given})  # callbacks=<value>: reported as callbacks.
+    report = given.get("eval_report")
+    others = [f"callbacks.{k}".rstrip(".") for k in given if k != "eval_report"]
+    if isinstance(report, DictConfig):
+        others += [f"callbacks.eval_report.{k}" for k in report if k != "calibration_bins"]
+    elif report is not None:
+        others.append("callbacks.eval_report")
+    if others:
+        raise LitlabError(f"{', '.join(others)}: eval runs none of the training callbacks, so this would change "
+                          f"nothing. Of them, eval takes only +callbacks.eval_report.calibration_bins=N (the bins of "
+                          f"test/ece). Remove the key.")
+    bins = report.get("calibration_bins") if isinstance(report, DictConfig) else None
+    if bins is not None:
+        check_positive_int("callbacks.eval_report.calibration_bins", bins)
 
 
 def check_root_given(root: object) -> None:

@@ -3,7 +3,8 @@
 Data and model are rebuilt from the run record stored in the checkpoint; ``data.KEY=VALUE``
 overrides change how the stored data is loaded (e.g. ``data.root`` after moving the files). The
 run's ``trainer.precision`` is used too (see ``eval_precision``), so that the figures are those
-training reported.
+training reported. ``temperature=auto|<number>`` scores softmax(logits / T), with the T = 1
+figures beside (``calibrate``; the passes are in ``litlab.temperature_scaling``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from litlab.errors import LitlabError
 from litlab.eval import check_before_loading, check_root_given, is_run_override
 from litlab.reporting.run_files import update_metrics
 from litlab.seeding import seed_everything
+from litlab.temperature_scaling import figures_at_t1, fit_on_validation, scale_net, temperature_record
+from litlab.tuning.temperature_setting import AUTO, eval_temperature
 from litlab.trainer_checks import accelerator_of, check_precision, check_trainer_config
 from litlab.resume import absolute_locations
 from litlab.training import partial_data
@@ -119,25 +122,54 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         model = build_model(run_cfg.model, dm.input_shape, dm.num_classes)
         check_fits(model, ckpt["state_dict"], cfg.ckpt_path)
         model.load_state_dict(ckpt["state_dict"])
-    # Ctrl-C or SIGTERM stops the evaluation at a batch end, recorded "interrupted" (exit 130/143)
-    # test/ece with the bins the run trained with, so that it matches the run's own
-    bins = OmegaConf.select(run_cfg, "callbacks.eval_report.calibration_bins", default=DEFAULT_BINS)
-    report = EvalReport(misclassified=0, top_k=0, calibration_bins=bins)
-    trainer = build_trainer(cfg, [Interruption(cfg.paths.output_dir, task="eval"), report], build_loggers(cfg))
+    bins = calibration_bins(cfg, run_cfg)
     dm.test_split = split
     if len(getattr(dm.splits, split)) == 0:
         raise LitlabError(f"split={split}: the data has no {split} samples to evaluate (see data.* of the run, or the "
                           f"data.path/data.root given). Use split=test, or data with a {split} split.")
+    temperature, fit, at_t1 = calibrate(cfg, model, dm, bins)
+    # Ctrl-C or SIGTERM stops the evaluation at a batch end, recorded "interrupted" (exit 130/143)
+    report = EvalReport(misclassified=0, top_k=0, calibration_bins=bins)
+    trainer = build_trainer(cfg, [Interruption(cfg.paths.output_dir, task="eval"), report], build_loggers(cfg))
     results = trainer.test(model, datamodule=dm, verbose=False)[0]
     metrics = {k.replace("test/", f"{split}/"): float(v) for k, v in results.items()}
+    metrics.update({f"{split}/{k.split('/', 1)[1]}_at_t1": v for k, v in at_t1.items()
+                    if k.split("/", 1)[1] in ("loss", "ece")})
     run_dir = Path(cfg.paths.output_dir)
     if not trainer.is_global_zero:
         return metrics  # under DDP every rank has the figures; only rank 0 records and prints them
     scored = scored_data(run_cfg, dm, split)
+    scaling = {} if temperature is None else {"temperature": temperature_record(temperature, fit, str(cfg.ckpt_path))}
     update_metrics(run_dir, status="completed", task="eval", ckpt_path=str(cfg.ckpt_path), precision=precision,
-                   **scored, **partial_data(cfg.trainer), **metrics)
-    print_result(cfg.ckpt_path, metrics, precision, scored, run_dir)
+                   calibration_bins=bins, **scaling, **scored, **partial_data(cfg.trainer), **metrics)
+    print_result(cfg.ckpt_path, metrics, precision, scored, run_dir, scaling.get("temperature"))
     return metrics
+
+
+def calibration_bins(cfg: DictConfig, run_cfg: DictConfig) -> int:
+    """The bins of ``test/ece``: ``+callbacks.eval_report.calibration_bins=N`` on eval's command line
+    (checked by ``eval.check_callbacks_given``), else the run's own, so that it matches the run's figure."""
+    given = OmegaConf.select(cfg, "callbacks.eval_report.calibration_bins", default=None)
+    if given is not None:
+        return int(given)
+    return OmegaConf.select(run_cfg, "callbacks.eval_report.calibration_bins", default=DEFAULT_BINS)
+
+
+def calibrate(cfg: DictConfig, model, dm, bins: int) -> tuple[float | None, object, dict]:
+    """``temperature=``: None (T = 1, nothing to do), a number, or ``auto`` (fitted on the validation
+    split). With a T, the split is scored once at T = 1 (its figures come back, ``test/*``) and the
+    net is then wrapped to divide its logits by T. Returns (T or None, the fit or None, the T = 1 figures)."""
+    setting = eval_temperature(cfg)
+    if setting is None:
+        return None, None, {}
+    fit = fit_on_validation(cfg, model, dm) if setting == AUTO else None
+    temperature = fit.temperature if fit is not None else float(setting)
+    at_t1 = figures_at_t1(cfg, model, dm, bins)
+    scale_net(model, temperature)
+    if is_rank_zero():
+        log.info("scoring with temperature T=%.4f (%s): probabilities are softmax(logits / T)", temperature,
+                 "fitted on the validation split" if fit is not None else "given")
+    return temperature, fit, at_t1
 
 
 def scored_data(run_cfg: DictConfig, dm, split: str) -> dict:
@@ -158,7 +190,8 @@ def scored_data(run_cfg: DictConfig, dm, split: str) -> dict:
     return record
 
 
-def print_result(ckpt_path, metrics: dict, precision: str, scored: dict, run_dir: Path) -> None:
+def print_result(ckpt_path, metrics: dict, precision: str, scored: dict, run_dir: Path,
+                 temperature: dict | None = None) -> None:
     """The figures and what they are of: the split (saying so when the test figures are the
     validation split's), the data and the number of samples."""
     print(f"\nlitlab eval of {ckpt_path}:")
@@ -172,4 +205,8 @@ def print_result(ckpt_path, metrics: dict, precision: str, scored: dict, run_dir
     print(f"  {'data':<12} {scored['data']}" + (f" at {location}" if location else ""))
     print(f"  {'samples':<12} {scored['samples']}")
     print(f"  {'precision':<12} {precision}")
+    if temperature is not None:
+        how = (f"fitted on val: NLL {temperature['val_nll_at_t1']:.6f} at T=1 -> {temperature['val_nll']:.6f}"
+               if temperature.get("fitted_on") else "given")
+        print(f"  {'temperature':<12} {temperature['value']:.6f} ({how}); *_at_t1 are the figures at T=1")
     print(f"  metrics      {run_dir / 'metrics.json'}")

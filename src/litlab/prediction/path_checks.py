@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from litlab.checkpoint_paths import check_checkpoint_path
 from litlab.errors import LitlabError, check_positive_int
 from litlab.run_folders import name_limit, path_problem, select_or_none
+from litlab.tuning.temperature_setting import predict_temperature
 
 
 def check_before_loading(cfg: DictConfig, out: Path | None) -> tuple[int, int]:
@@ -35,6 +36,7 @@ def check_before_loading(cfg: DictConfig, out: Path | None) -> tuple[int, int]:
         check_output(out, {"ckpt_path": Path(cfg.ckpt_path), "input": Path(cfg.input)})
     check_checkpoint_path(cfg.ckpt_path)
     check_input_exists(Path(cfg.input))
+    predict_temperature(cfg)  # a positive number, or an eval folder that fitted T for this checkpoint
     return top_k, batch_size
 
 

@@ -14,11 +14,13 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from litlab.errors import LitlabError
+from litlab.models.temperature_scaled import TemperatureScaled
 from litlab.prediction.checkpoint_model import Predictor, load_predictor, pick_device
 from litlab.prediction.csv_rows import PredictionCsv
 from litlab.prediction.inputs import array_batches, image_batches, list_files, read_npz
 from litlab.prediction.path_checks import check_before_loading, check_input_exists
 from litlab.reporting.run_files import update_metrics
+from litlab.tuning.temperature_setting import predict_temperature
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,10 @@ def predict(cfg: DictConfig) -> dict:
     out = Path(cfg.output) if cfg.get("output") else run_dir / "predictions.csv"
     top_k, batch_size = check_before_loading(cfg, out)  # also run by the command line, before torch is imported
     predictor = load_predictor(str(cfg.ckpt_path), pick_device(str(cfg.get("device", "auto"))))
+    temperature, source = predict_temperature(cfg)
+    if temperature is not None:  # probabilities softmax(logits / T); the ranking stays the same
+        predictor.net = TemperatureScaled(predictor.net, temperature)
+        log.info("temperature T=%.4f (%s)", temperature, "given" if source == "given" else f"fitted by eval in {source}")
     total, batches = input_batches(Path(cfg.input), predictor, batch_size)
     log.info("predicting %d input(s) from %s with %s", total, cfg.input, cfg.ckpt_path)
     with PredictionCsv(out, predictor.class_names, top_k) as rows:
@@ -79,6 +85,8 @@ def predict(cfg: DictConfig) -> dict:
                           f".npz file with the samples under key x.")
     summary = {"predicted": rows.predicted, "errors": len(rows.errors), "predictions": str(out),
                "top1_counts": dict(sorted(rows.top1_counts.items(), key=lambda kv: -kv[1]))}
+    if temperature is not None:
+        summary["temperature"] = {"value": temperature, "from": source}
     update_metrics(run_dir, status="completed", task="predict", ckpt_path=str(cfg.ckpt_path), input=str(cfg.input),
                    **{k: v for k, v in summary.items() if k != "top1_counts"})
     print_summary(cfg, summary, rows.errors)
@@ -90,6 +98,9 @@ def print_summary(cfg: DictConfig, summary: dict, errors: list[tuple[str, str]])
     print(f"\nlitlab predict with {cfg.ckpt_path}:")
     print(f"  input        {cfg.input}")
     print(f"  predicted    {summary['predicted']}")
+    if "temperature" in summary:
+        t = summary["temperature"]
+        print(f"  temperature  {t['value']:.6f} ({'given' if t['from'] == 'given' else 'fitted by eval in ' + t['from']})")
     if summary["top1_counts"]:
         common = list(summary["top1_counts"].items())[:5]
         print("  top classes  " + ", ".join(f"{name} ({n})" for name, n in common))

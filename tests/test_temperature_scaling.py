@@ -1,0 +1,297 @@
+"""Temperature scaling: the fit against a grid search, ``litlab.eval temperature=...`` (T fitted on
+the validation split or given, figures at T = 1 beside the scaled ones, accuracy unchanged) and
+``litlab.predict temperature=...`` (probabilities softmax(logits / T)), and the refusals."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from litlab.callbacks.calibration import CalibrationBins
+from litlab.errors import LitlabError
+from litlab.evaluation import evaluate
+from litlab.prediction.checkpoint_model import load_predictor
+from litlab.prediction.run import predict
+from litlab.training import train
+
+
+def grid_minimum(logits: torch.Tensor, targets: torch.Tensor, low: float, high: float, n: int = 4001) -> float:
+    """The T of the lowest NLL on a fine grid of log T (brute force, no search)."""
+    grid = torch.linspace(math.log(low), math.log(high), n, dtype=torch.float64).exp()  # (n,)
+    nll = torch.stack([F.cross_entropy(logits.double() / t, targets) for t in grid])  # (n,)
+    return float(grid[nll.argmin()])
+
+
+def synthetic(n: int, classes: int, sharpness: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels drawn from softmax(base); logits = base * sharpness (sharpness > 1: overconfident)."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(n, classes, generator=g, dtype=torch.float64) * 2
+    targets = torch.multinomial(base.softmax(-1), 1, generator=g).squeeze(1)
+    return base * sharpness, targets
+
+
+@pytest.mark.parametrize("sharpness,classes,seed", [(1.0, 10, 0), (4.0, 3, 1), (0.3, 5, 2)])
+def test_the_fit_is_the_grid_search_minimum(sharpness, classes, seed):
+    from litlab.tuning.temperature_fit import fit_temperature, mean_nll
+
+    logits, targets = synthetic(2000, classes, sharpness, seed)
+    fit = fit_temperature(logits, targets)
+    best = grid_minimum(logits, targets, fit.temperature / 2, fit.temperature * 2)
+    assert fit.temperature == pytest.approx(best, rel=1e-3)
+    # the data were made with T = sharpness: the fit finds about that, and lowers the NLL
+    assert fit.temperature == pytest.approx(sharpness, rel=0.15)
+    assert fit.nll_after <= fit.nll_before and fit.nll_after == pytest.approx(mean_nll(logits, targets, best), abs=1e-9)
+    # deterministic: the same logits give the same T
+    assert fit_temperature(logits, targets).temperature == fit.temperature
+
+
+def test_the_fit_refuses_data_without_a_minimum():
+    """Every validation sample right: the NLL falls as T goes to 0, so no T is 'fitted'."""
+    from litlab.tuning.temperature_fit import fit_temperature
+
+    targets = torch.arange(30) % 3
+    logits = F.one_hot(targets, 3).double() * 3
+    with pytest.raises(LitlabError, match=r"temperature=auto: the NLL of the validation split \(30 samples\) keeps "
+                                          r"falling up to T = 0\.01.*every sample is predicted right"):
+        fit_temperature(logits, targets)
+
+
+# --- eval --------------------------------------------------------------------------------------
+
+
+def overlapping_classes(path: Path) -> Path:
+    """An npz of 3 classes that overlap (a small offset per class in noise), so that a trained
+    model gets some validation samples wrong: 400 training, 100 validation and 100 test samples."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 400), ("val", 100), ("test", 100)):
+        y = rng.integers(0, 3, n)
+        arrays[f"x_{split}"] = (rng.normal(size=(n, 1, 6, 6)) + 0.15 * y[:, None, None, None]).astype(np.float32)
+        arrays[f"y_{split}"] = y
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """(best.ckpt of a 2-epoch MLP on a small npz, the same with its last layer x5 (overconfident), npz)."""
+    from tests.conftest import make_cfg
+
+    root = tmp_path_factory.mktemp("tscale")
+    path = overlapping_classes(root / "arrays.npz")
+    train(make_cfg(["model=mlp", "data=npz", f"data.path={path}"], root / "run", root / "data"))
+    best = Path(json.loads((root / "run" / "metrics.json").read_text())["best_ckpt"])
+    ckpt = torch.load(best, weights_only=False)
+    last = max((k for k, v in ckpt["state_dict"].items() if k.endswith(".weight") and v.ndim == 2),
+               key=lambda k: int(k.split(".")[-2]))
+    for name in (last, last.replace(".weight", ".bias")):
+        ckpt["state_dict"][name] = ckpt["state_dict"][name] * 5  # logits x5
+    sharp = root / "sharp.ckpt"
+    torch.save(ckpt, sharp)
+    return best, sharp, path
+
+
+def _eval(cfg_factory, tmp_path, ckpt, name, *given):
+    cfg = cfg_factory([f"ckpt_path={ckpt}", *given], name=name, config_name="eval", fast=False)
+    with torch.no_grad():
+        metrics = evaluate(cfg, [])
+    return metrics, json.loads((tmp_path / name / "metrics.json").read_text())
+
+
+def split_arrays(path: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    with np.load(path) as f:
+        return torch.from_numpy(f[f"x_{split}"]), torch.from_numpy(f[f"y_{split}"]).long()
+
+
+
+
+def ece_of(ckpt: Path, path: Path, temperature: float, bins: int = 15, split: str = "test") -> float:
+    """The ECE of softmax(logits / T) on the npz's split, computed outside eval."""
+    x, y = split_arrays(path, split)
+    probs = (load_predictor(str(ckpt), torch.device("cpu")).logits(x).double() / temperature).softmax(-1)
+    calibration = CalibrationBins.empty(bins, "cpu")
+    conf, pred = probs.max(-1)
+    calibration.add(conf, pred == y)
+    return float(calibration.ece())
+
+
+def test_auto_on_an_overconfident_model_fits_t_above_1_and_lowers_ece_and_nll(checkpoints, cfg_factory, tmp_path,
+                                                                             capsys):
+    best, sharp, path = checkpoints
+    plain, _ = _eval(cfg_factory, tmp_path, sharp, "plain")
+    metrics, record = _eval(cfg_factory, tmp_path, sharp, "auto", "temperature=auto")
+    t = record["temperature"]
+    assert t["fitted_on"] == "val" and t["val_samples"] == 100 and t["ckpt_path"] == str(sharp)
+    assert t["value"] > 1 and t["val_nll"] < t["val_nll_at_t1"]
+    assert metrics["test/ece"] < metrics["test/ece_at_t1"] and metrics["test/loss"] < metrics["test/loss_at_t1"]
+    # accuracy unchanged; the T = 1 figures are those of an evaluation without temperature
+    assert metrics["test/acc"] == plain["test/acc"]
+    assert metrics["test/loss_at_t1"] == pytest.approx(plain["test/loss"], abs=1e-6)
+    assert metrics["test/ece_at_t1"] == pytest.approx(plain["test/ece"], abs=1e-6)
+    assert record["test/ece"] == metrics["test/ece"] and record["test/loss_at_t1"] == metrics["test/loss_at_t1"]
+    # the val NLL at T = 1 is the validation split's loss, as split=val scores it
+    val, _ = _eval(cfg_factory, tmp_path, sharp, "val", "split=val")
+    assert t["val_nll_at_t1"] == pytest.approx(val["val/loss"], abs=1e-5)
+    # the evaluation report's hook saw the scaled logits: its ECE is that of softmax(logits / T)
+    assert metrics["test/ece"] == pytest.approx(ece_of(sharp, path, t["value"]), abs=1e-5)
+    # logits x5 exactly: the fit on the unscaled checkpoint finds T / 5
+    _, unscaled = _eval(cfg_factory, tmp_path, best, "auto_best", "temperature=auto")
+    assert unscaled["temperature"]["value"] == pytest.approx(t["value"] / 5, rel=1e-5)
+    out = capsys.readouterr().out
+    assert f"  temperature  {t['value']:.6f} (fitted on val: NLL {t['val_nll_at_t1']:.6f} at T=1 -> " in out
+
+
+def test_a_given_temperature_is_used_as_it_is(checkpoints, cfg_factory, tmp_path):
+    best, _, path = checkpoints
+    plain, _ = _eval(cfg_factory, tmp_path, best, "plain")
+    metrics, record = _eval(cfg_factory, tmp_path, best, "given", "temperature=2.5")
+    assert record["temperature"] == {"value": 2.5, "given": True, "ckpt_path": str(best)}
+    assert metrics["test/acc"] == plain["test/acc"] and metrics["test/ece_at_t1"] == pytest.approx(plain["test/ece"])
+    assert metrics["test/ece"] == pytest.approx(ece_of(best, path, 2.5), abs=1e-5)
+    x, y = split_arrays(path, "test")
+    logits = load_predictor(str(best), torch.device("cpu")).logits(x).double()
+    assert metrics["test/loss"] == pytest.approx(float(F.cross_entropy(logits / 2.5, y)), abs=1e-5)
+    assert "temperature" not in json.loads((tmp_path / "plain" / "metrics.json").read_text())
+
+
+def test_tensorboard_gets_the_scaled_pass_only(checkpoints, cfg_factory, tmp_path):
+    """The T = 1 pass and the fit run without loggers: one test/ece (the scaled one) and one
+    reliability diagram in TensorBoard."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, sharp, _ = checkpoints
+    metrics, _ = _eval(cfg_factory, tmp_path, sharp, "tb", "temperature=auto", "logger=tensorboard")
+    events = EventAccumulator(str(tmp_path / "tb" / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    assert [e.value for e in events.Scalars("test/ece")] == [pytest.approx(metrics["test/ece"])]
+    assert metrics["test/ece"] < metrics["test/ece_at_t1"]
+    assert len(events.Images("test/reliability")) == 1 and "val/ece" not in events.Tags()["scalars"]
+
+
+def test_calibration_bins_given_to_eval_are_used(checkpoints, cfg_factory, tmp_path):
+    """+callbacks.eval_report.calibration_bins=4 was accepted and test/ece kept the run's 15 bins."""
+    best, _, path = checkpoints
+    metrics, record = _eval(cfg_factory, tmp_path, best, "bins4", "+callbacks.eval_report.calibration_bins=4")
+    assert metrics["test/ece"] == pytest.approx(ece_of(best, path, 1.0, bins=4), abs=1e-6)
+    assert ece_of(best, path, 1.0, bins=4) != pytest.approx(ece_of(best, path, 1.0, bins=15), abs=1e-6)
+    assert record["calibration_bins"] == 4
+
+
+@pytest.mark.parametrize("given,message", [
+    (["temperature=auto", "split=val"], "temperature=auto fits T on the validation split, so with split=val"),
+    (["temperature=0"], "temperature must be a positive finite number (the logits are divided by it), got 0."),
+    (["temperature=-1.5"], "temperature must be a positive finite number (the logits are divided by it), got -1.5."),
+    (["temperature=true"], "temperature=true is a yes/no value, not a temperature."),
+    (["temperature=warm"], "temperature must be a positive number or auto, got 'warm'."),
+    (["temperature=auto", "trainer.devices=2"], "temperature=auto fits T on every validation logit in one process"),
+    (["+callbacks.eval_report.top_k=3"], "callbacks.eval_report.top_k: eval runs none of the training callbacks"),
+    (["+callbacks.eval_report.calibration_bins=0"], "callbacks.eval_report.calibration_bins must be a positive"),
+])
+def test_eval_refusals_exit_2_before_any_work(checkpoints, tmp_path, given, message):
+    best, _, _ = checkpoints
+    out = tmp_path / "ev"
+    stderr = refused("litlab.eval", [f"ckpt_path={best}", *given, f"hydra.run.dir={out}"], tmp_path)
+    assert message in " ".join(stderr.split()) and "Traceback" not in stderr
+    assert nothing_in(out)
+
+
+def refused(module: str, args: list[str], cwd: Path) -> str:
+    """Runs ``python -m module args`` (as its ``__main__``) and asserts that it exits 2 before torch
+    is imported; returns its stderr."""
+    probe = ("import runpy, sys\n"
+             f"sys.argv = [{module!r}, *{args!r}]\n"
+             "try:\n"
+             f"    runpy.run_module({module!r}, run_name='__main__')\n"
+             "except SystemExit as e:\n"
+             "    print('exit', e.code, 'torch imported:', 'torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert "exit 2 torch imported: False" in done.stdout, done.stderr[-2000:]
+    return done.stderr
+
+
+# --- predict -----------------------------------------------------------------------------------
+
+
+def nothing_in(folder: Path) -> bool:
+    """No file written under ``folder`` (the command line may have made the empty run folder)."""
+    return not folder.exists() or not any(p.is_file() for p in folder.rglob("*"))
+
+
+def _predict(cfg_factory, tmp_path, ckpt, npz, name, *given):
+    cfg = cfg_factory([f"ckpt_path={ckpt}", f"input={npz}", "top_k=3", *given], name=name, config_name="predict",
+                      fast=False)
+    summary = predict(cfg)
+    with open(summary["predictions"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    return rows, json.loads((tmp_path / name / "metrics.json").read_text())
+
+
+def _probs(rows: list[dict], class_names: list[str]) -> torch.Tensor:
+    """(N, C) probabilities of the CSV rows, by class index."""
+    out = torch.zeros(len(rows), len(class_names), dtype=torch.float64)
+    for i, row in enumerate(rows):
+        for k in range(1, len(class_names) + 1):
+            out[i, class_names.index(row[f"label_{k}"])] = float(row[f"prob_{k}"])
+    return out
+
+
+def test_predict_writes_softmax_of_logits_over_t(checkpoints, cfg_factory, tmp_path):
+    best, _, path = checkpoints
+    x, _ = split_arrays(path, "test")
+    np.savez(tmp_path / "inputs.npz", x=x.numpy())
+    predictor = load_predictor(str(best), torch.device("cpu"))
+    logits = predictor.logits(x).double()
+    plain, _ = _predict(cfg_factory, tmp_path, best, tmp_path / "inputs.npz", "p1")
+    scaled, record = _predict(cfg_factory, tmp_path, best, tmp_path / "inputs.npz", "p17", "temperature=1.7")
+    assert record["temperature"] == {"value": 1.7, "from": "given"}
+    assert torch.allclose(_probs(scaled, predictor.class_names), (logits / 1.7).softmax(-1), atol=6e-7)
+    assert torch.allclose(_probs(plain, predictor.class_names), logits.softmax(-1), atol=6e-7)
+    # the ranking is the same; the probabilities are not
+    assert [[r[f"label_{k}"] for k in (1, 2, 3)] for r in scaled] == [[r[f"label_{k}"] for k in (1, 2, 3)]
+                                                                     for r in plain]
+    assert any(a["prob_1"] != b["prob_1"] for a, b in zip(scaled, plain))
+
+
+def test_predict_reads_t_from_an_eval_folder_of_the_same_checkpoint(checkpoints, cfg_factory, tmp_path):
+    best, sharp, path = checkpoints
+    _, fitted = _eval(cfg_factory, tmp_path, best, "fit", "temperature=auto")
+    x, _ = split_arrays(path, "test")
+    np.savez(tmp_path / "inputs.npz", x=x[:20].numpy())
+    rows, record = _predict(cfg_factory, tmp_path, best, tmp_path / "inputs.npz", "pf", f"temperature={tmp_path / 'fit'}")
+    t = fitted["temperature"]["value"]
+    assert record["temperature"] == {"value": t, "from": str(tmp_path / "fit")}
+    predictor = load_predictor(str(best), torch.device("cpu"))
+    expected = (predictor.logits(x[:20]).double() / t).softmax(-1)
+    assert torch.allclose(_probs(rows, predictor.class_names), expected, atol=6e-7)
+    # the same folder for another checkpoint, a folder without a temperature: refused, naming both paths
+    for ckpt, folder, message in (
+            (sharp, tmp_path / "fit", f"the temperature in {tmp_path / 'fit' / 'metrics.json'} was fitted for the "
+                                      f"checkpoint {best}, not for ckpt_path={sharp}"),
+            (best, best.parent.parent, f"{best.parent.parent / 'metrics.json'} records no temperature")):
+        out = tmp_path / "refused"
+        stderr = refused("litlab.predict", [f"ckpt_path={ckpt}", f"input={tmp_path / 'inputs.npz'}",
+                                            f"temperature={folder}", f"hydra.run.dir={out}"], tmp_path)
+        assert message in " ".join(stderr.split()) and nothing_in(out)
+
+
+@pytest.mark.parametrize("value,message", [
+    ("auto", "temperature=auto needs labelled data to fit T on, which predict does not have."),
+    ("0", "temperature must be a positive finite number"),
+    ("false", "temperature=false is a yes/no value"),
+    ("no_such_folder", "temperature=no_such_folder is neither a positive number nor a folder."),
+])
+def test_predict_refusals_exit_2_with_nothing_written(checkpoints, tmp_path, value, message):
+    best, _, path = checkpoints
+    out = tmp_path / "pr"
+    stderr = refused("litlab.predict", [f"ckpt_path={best}", f"input={path}", f"temperature={value}",
+                                        f"hydra.run.dir={out}"], tmp_path)
+    assert message in " ".join(stderr.split()) and nothing_in(out)
