@@ -190,3 +190,170 @@ def test_a_users_own_box_pasting_mixer_is_not_suggested(tmp_path):
     assert suggested_choice("mixing", ["aaa_boxes", "blend", "cutmix", "mixup"], dirs) == "blend"
     # none that takes any data: the first in name order
     assert suggested_choice("mixing", ["aaa_boxes", "cutmix"], dirs) == "aaa_boxes"
+
+
+# ---- review fixes: jobs of an allowed sweep run alone, choices as composed, typed keys only, pkg:// ----
+
+def _a_setting(group: str) -> str:
+    """``KEY=VALUE`` of the first choice of ``group`` in conf/ that has a class, with its own value,
+    read from the files here."""
+    for path in sorted((CONF_DIR / group).glob("*.yaml")):
+        node = OmegaConf.load(path)
+        if "_target_" in node:
+            key = next(k for k, v in node.items()
+                       if k not in ("_target_", "defaults") and isinstance(v, (int, float, str)))
+            return f"{key}={node[key]}"
+    raise AssertionError(f"no choice of {group} with a class")
+
+
+@pytest.mark.parametrize("group,choice", _empty_choices())
+def test_a_job_of_a_sweep_over_an_empty_choice_runs_alone(group, choice, tmp_path):
+    """-m averaging=none,ema ++averaging.decay=0.9 records averaging=none ++averaging.decay=0.9 for
+    job 0: its resume and the grid's command for a job never started repeat that, and were refused."""
+    from litlab.sweeps.grid_points import job_command
+
+    setting = f"++{group}.{_a_setting(group)}"
+    sweep = tmp_path / "sweep"
+    command = shlex.split(job_command("train", sweep, 0, [f"{group}={choice}", setting]))
+    assert command[:3] == ["python", "-m", "litlab.train"]
+    cfg = check_overrides(command[3:])
+    assert cfg.hydra.runtime.choices[group] == choice and cfg.hydra.run.dir == str(sweep / "0")
+    key, value = setting.lstrip("+").split("=")
+    assert str(OmegaConf.select(cfg, key)) == value
+    # the resume the README gives for such a job
+    folder = tmp_path / "resume"
+    assert check_overrides([f"{group}={choice}", setting, "trainer.max_epochs=2", f"hydra.run.dir={folder}"])
+    # typed with a single +, or alone in a sweep where no job has the key: still refused
+    refused = tmp_path / "refused"
+    with pytest.raises(LitlabError, match=rf"^{key}={value} sets a key of {group}={choice}, which has no settings"):
+        check_overrides([f"{group}={choice}", setting[1:], f"hydra.run.dir={refused}"])
+    with pytest.raises(LitlabError, match=rf"^{key}={value} sets a key of {group}={choice}, which has no settings"):
+        check_overrides(["-m", f"{group}={choice}", "seed=1,2", setting, f"hydra.sweep.dir={refused}"])
+    assert not refused.exists()
+
+
+@pytest.mark.slow
+def test_the_none_job_of_an_averaging_sweep_resumes_with_its_recorded_overrides(tmp_path):
+    import yaml
+
+    from tests.scale.tiny_run import TINY, metrics_of
+
+    sweep = tmp_path / "sweep"
+    done = subprocess.run([sys.executable, "-m", "litlab.train", "-m", "averaging=none,ema", "++averaging.decay=0.9",
+                           *TINY, f"hydra.sweep.dir={sweep}"], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    recorded = yaml.safe_load((sweep / "0" / ".hydra" / "overrides.yaml").read_text())
+    assert recorded[:2] == ["averaging=none", "++averaging.decay=0.9"]
+    again = [o.replace("trainer.max_epochs=1", "trainer.max_epochs=2") for o in recorded]
+    done = subprocess.run([sys.executable, "-m", "litlab.train", *again, "ckpt_path=last",
+                           f"hydra.run.dir={sweep / '0'}"], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = metrics_of(sweep / "0")
+    assert metrics["status"] == "completed" and metrics["epochs"] == 2
+    assert metrics["started_from"] == str(sweep / "0" / "checkpoints" / "last.ckpt")
+
+
+def _own_conf(tmp_path):
+    """A --config-dir with experiments that choose averaging: ema_exp (EMA, decay 0.95) and
+    mine_exp (an EMA file of the user's own that lists no decay)."""
+    own = tmp_path / "cd"
+    (own / "experiment").mkdir(parents=True)
+    (own / "averaging").mkdir()
+    (own / "experiment" / "ema_exp.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /averaging: ema\naveraging:\n  decay: 0.95\n")
+    (own / "averaging" / "mine.yaml").write_text("_target_: litlab.callbacks.weight_averaging.ema\nwarmup: false\n")
+    (own / "experiment" / "mine_exp.yaml").write_text("# @package _global_\ndefaults:\n  - override /averaging: mine\n")
+    return own
+
+
+def test_a_sweep_whose_experiment_chooses_averaging_carries_the_key(tmp_path):
+    """The exemption read the typed averaging=... only: an experiment choosing averaging=ema did not count."""
+    own = _own_conf(tmp_path)
+    assert check_overrides(["-m", "--config-dir", str(own), "experiment=digits_mlp,ema_exp", "++averaging.decay=0.9",
+                            f"hydra.sweep.dir={tmp_path / 's'}"]) is None
+    # + adds the key to a choice that lacks it (mine): the none job carries it
+    assert check_overrides(["-m", "--config-dir", str(own), "experiment=digits_mlp,mine_exp", "+averaging.decay=0.5",
+                            f"hydra.sweep.dir={tmp_path / 't'}"]) is None
+    # no job with averaging: refused
+    with pytest.raises(LitlabError, match=r"^averaging.decay=0.9 sets a key of averaging=none \(the default\)"):
+        check_overrides(["-m", "experiment=digits_mlp,sequences_gru", "++averaging.decay=0.9",
+                         f"hydra.sweep.dir={tmp_path / 'u'}"])
+    assert not (tmp_path / "u").exists()
+
+
+def test_a_key_from_an_experiment_under_a_chosen_empty_option_is_not_refused(tmp_path):
+    """experiment=ema_exp averaging=none: the experiment's averaging.decay is merged under none, which
+    the user chose; refusing it as typed (and suggesting averaging=ema) was wrong. A key typed is refused."""
+    own = _own_conf(tmp_path)
+    cfg = check_overrides(["--config-dir", str(own), "experiment=ema_exp", "averaging=none",
+                           f"hydra.run.dir={tmp_path / 'r'}"])
+    assert cfg.hydra.runtime.choices.averaging == "none" and OmegaConf.to_container(cfg.averaging) == {"decay": 0.95}
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["--config-dir", str(own), "experiment=ema_exp", "averaging=none", "averaging.decay=0.9",
+                         f"hydra.run.dir={tmp_path / 'refused'}"])
+    assert str(e.value).startswith("averaging.decay=0.9 sets a key of averaging=none, which has no settings")
+    assert "averaging.decay=0.95" not in str(e.value)
+    assert not (tmp_path / "refused").exists()
+
+
+@pytest.fixture
+def conf_package(tmp_path, monkeypatch):
+    """An importable package of config files (averaging/off.yaml: {}, mixing/gentle.yaml: a Mixup),
+    searched with hydra.searchpath=[pkg://NAME]; returns NAME."""
+    import importlib
+
+    name = "litlab_test_pkg_conf"
+    root = tmp_path / "site"
+    for sub in ("averaging", "mixing"):
+        (root / name / sub).mkdir(parents=True)
+    (root / name / "__init__.py").write_text("")
+    (root / name / "averaging" / "off.yaml").write_text("{}\n")
+    (root / name / "mixing" / "gentle.yaml").write_text("_target_: litlab.tasks.batch_mixing.Mixup\nalpha: 0.1\n"
+                                                       "prob: 0.5\n")
+    monkeypatch.syspath_prepend(str(root))
+    importlib.invalidate_caches()
+    return name
+
+
+def test_choices_are_read_from_a_pkg_search_path(conf_package, tmp_path):
+    """hydra.searchpath=[pkg://...] skipped the whole check: +mixing.prob=0.5 ran unmixed (refused before)."""
+    searchpath = f"hydra.searchpath=[pkg://{conf_package}]"
+    folder = tmp_path / "r"
+    with pytest.raises(LitlabError) as e:
+        check_overrides([searchpath, "+mixing.prob=0.5", f"hydra.run.dir={folder}"])
+    assert str(e.value).startswith(
+        "mixing.prob=0.5 sets a key of mixing=none (the default), which has no settings: nothing would read it. The "
+        "choices of mixing are cutmix, gentle, mixup, mixup_cutmix, none; choose one that has prob first: "
+        "mixing=cutmix|gentle|mixup|mixup_cutmix (")
+    for typed in ("+averaging.decay=0.9", "averaging.decay=0.9"):  # Hydra's "not a key" for the second
+        with pytest.raises(LitlabError, match=r"^averaging.decay=0.9 sets a key of averaging=off, which has no "
+                                              r"settings: nothing would read it\. The choices of averaging are ema, "
+                                              r"none, off, swa; .*averaging=ema averaging.decay=0.9\)\.$"):
+            check_overrides([searchpath, "averaging=off", typed, f"hydra.run.dir={folder}"])
+    assert not folder.exists()
+    cfg = check_overrides([searchpath, "mixing=gentle", "mixing.prob=0.25", f"hydra.run.dir={folder}"])
+    assert cfg.mixing.prob == 0.25
+
+
+def test_the_train_entrypoint_refuses_a_key_of_a_packages_empty_choice(conf_package, tmp_path):
+    import os
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([sys.path[0], os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "litlab.train", f"hydra.searchpath=[pkg://{conf_package}]",
+                           "averaging=off", "+averaging.decay=0.9", f"hydra.run.dir={tmp_path / 'r'}"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("Error: averaging.decay=0.9 sets a key of averaging=off, which has no settings")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "outputs").exists()
+
+
+def test_where_a_choices_file_cannot_be_read_a_node_without_class_or_keys_is_empty():
+    """A config that does not record its sources: the node as composed decides, as mixing's old rule did."""
+    from litlab.config_flags import Primary
+    from litlab.empty_choices import check_empty_choices
+
+    cfg = OmegaConf.create({"hydra": {"runtime": {"choices": {"mixing": "plain"}}}, "mixing": {"prob": 0.5}})
+    with pytest.raises(LitlabError, match=r"^mixing.prob=0.5 sets a key of mixing=plain, which has no settings"):
+        check_empty_choices(cfg, ["mixing"], ["mixing=plain", "+mixing.prob=0.5"], Primary())
+    cfg.mixing._target_ = "litlab.tasks.batch_mixing.Mixup"
+    check_empty_choices(cfg, ["mixing"], ["mixing=plain", "+mixing.prob=0.5"], Primary())  # a class: not empty

@@ -150,7 +150,7 @@ def explain(e: BaseException, overrides: list[str], primary: Primary | None = No
                 f"To replace {key} as a whole, remove it first: '~{key}' '+{key}={{...}}'; to change single keys, set "
                 f"each one ({key}.NAME=VALUE).")
         # averaging.decay=0.9 under averaging=none: Hydra's hint, +averaging.decay, adds a key nothing reads
-        empty = key_of_empty_choice(key, ONE_CHOICE, overrides, primary, config_dirs(overrides, primary) or [])
+        empty = key_of_empty_choice(key, ONE_CHOICE, overrides, primary, config_dirs(overrides, primary))
         if empty is not None:
             return empty
         return LitlabError(
@@ -433,15 +433,17 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
     except OverrideParseException as e:
         raise explain(e, overrides, primary) from None
     unfit: list[LitlabError] = []
+    composed: list[DictConfig] = []
     for combo in combos:
         try:
-            cfg = compose_checked(combo, return_hydra_config=True, primary=primary)
+            composed.append(compose_checked(combo, return_hydra_config=True, primary=primary))
         except LitlabError as e:
             unfit.append(e)
-            continue
-        # a key of an empty choice (+averaging.decay=0.9 under averaging=none), which nothing reads
-        check_empty_choices(cfg, ONE_CHOICE, config_dirs(argv, primary) or [], overrides, primary,
-                            sweep=combos if multirun else None, multirun_flag="-m" in argv or "--multirun" in argv)
+    for cfg in composed:
+        if not unfit:  # a job that does not compose comes first (+averaging.decay under averaging=ema: use ++)
+            # a key of an empty choice (+averaging.decay=0.9 under averaging=none), which nothing reads
+            check_empty_choices(cfg, ONE_CHOICE, overrides, primary, sweep=composed if multirun else None,
+                                multirun_flag="-m" in argv or "--multirun" in argv)
         check_values(cfg, config_name)
         if multirun:
             check_slurm_tasks(cfg)  # each job's devices (trainer.devices=1,2 is a sweep too)
