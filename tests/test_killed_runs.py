@@ -22,7 +22,7 @@ import pytest
 from litlab import run_lock
 from litlab.config_check import check_overrides
 from litlab.errors import LitlabError
-from litlab.run_folders import unfinished_start
+from litlab.run_folders import FolderRecord, _unfinished_start
 from litlab.summarize import rank_sweep
 from litlab.sweeps.outcome import statuses_by_job
 
@@ -58,6 +58,12 @@ def holder():
     for proc in procs:
         proc.kill()
         proc.wait()
+
+
+def unfinished_start(run: Path) -> str | None:
+    """The checkpoint that the run in ``run`` started from, where that start ended before its own
+    first checkpoint, as the folder checks read it."""
+    return _unfinished_start(FolderRecord(run))
 
 
 def _folder(path: Path, record: dict, overrides: list[str] = ()) -> Path:

@@ -43,6 +43,8 @@ def test_a_wrong_ckpt_path_is_named_before_torch_and_before_any_folder(tmp_path)
          f"exist. {LAST_NEEDS_A_RUN}"),
         # passed the early check, and was refused once torch had loaded it (in a folder marked failed)
         ([f"ckpt_path={pruned}", "hydra.run.dir=run"], f"ckpt_path={pruned} is a compressed model (prune), {NEEDED}"),
+        # every job failed ("0/checkpoints/last.ckpt does not exist"), then "every job of this sweep failed"
+        (["-m", "model.optimizer.lr=1e-3,2e-3", "ckpt_path=last"], sweep_last("SWEEP_DIR")),
     ]
     probe = ("import json, runpy, sys\n"
              f"for args, _ in {cases!r}:\n"
@@ -70,6 +72,31 @@ NEEDED = ("which eval and predict take; here a training checkpoint is needed: th
           "last.ckpt of the run that wrote it.")
 LAST_NEEDS_A_RUN = ("Pass hydra.run.dir=outputs/runs/<run> with the run's folder, or ckpt_path=PATH with a checkpoint "
                     "file.")
+
+
+def sweep_last(where):
+    """The refusal of ``ckpt_path=last`` in a sweep whose folder is ``where``."""
+    return (f"ckpt_path=last resumes a run in its own folder, and a sweep gives each of its jobs a new folder, which "
+            f"holds no checkpoint: every job would fail. A sweep's jobs go on one by one, each as a run in its folder "
+            f"of the sweep: python -m litlab.train <the job's overrides> ckpt_path=last hydra.run.dir={where}/<job> "
+            f"(an interrupted job's metrics.json holds that command as resume, and python -m litlab.summarize {where} "
+            f"lists the jobs with their overrides and the commands of those that never started).")
+
+
+def test_a_sweep_with_ckpt_path_last_is_refused_with_how_its_jobs_go_on(tmp_path):
+    """``-m ... ckpt_path=last hydra.sweep.dir=<an interrupted sweep>``, as if to resume it: the
+    ckpt_path refusal says how (not only "already holds a sweep"), and the command it gives for a job
+    passes the checks in that job's folder."""
+    sweep = tmp_path / "sweep"
+    (sweep / "multirun.yaml").parent.mkdir()
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    _run(sweep / "0", {"status": "interrupted", "task": "train"}, ["last.ckpt"])
+    for args in (["-m", "model=mlp,cnn"], ["hparams_search=digits_optuna"]):
+        with pytest.raises(LitlabError) as info:
+            check_overrides([*args, "ckpt_path=last", f"hydra.sweep.dir={sweep}"])
+        assert str(info.value) == sweep_last(sweep)
+    assert sorted(p.name for p in sweep.iterdir()) == ["0", "multirun.yaml"]
+    assert check_overrides(["model=mlp", "ckpt_path=last", f"hydra.run.dir={sweep / '0'}"]).ckpt_path == "last"
 
 
 def _compressed_model(path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shlex
 import socket
 import tempfile
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ def check_run_folders(cfg: DictConfig, key: str, multirun: bool, config_name: st
     except OmegaConfBaseException:
         out = None  # depends on values only known inside the run; Hydra reports it there
     check_data_dir(cfg)
+    if multirun and config_name == "train" and cfg.get("ckpt_path") == "last":
+        raise _sweep_resume_refused(cfg, key)
     if out:
         log_dir = select_or_none(cfg, "paths.log_dir")
         if log_dir and Path(out).is_relative_to(log_dir) and not os.path.lexists(log_dir):
@@ -44,12 +47,12 @@ def check_run_folders(cfg: DictConfig, key: str, multirun: bool, config_name: st
             raise in_use(Path(out), key)  # its run goes on: not one to resume or to be told "already holds a run"
         folder = FolderRecord(Path(out))  # its metrics.json, read (once) by the first check that asks
         if not multirun:
-            check_not_running_elsewhere(folder, key)
+            _check_not_running_elsewhere(folder, key)
         if multirun and config_name == "train":
             check_new_sweep_dir(Path(out))
         # train resumes in its own folder with ckpt_path; eval's and predict's ckpt_path is what they read
         resuming = config_name == "train" and (_resumes_own_run(cfg.get("ckpt_path"), Path(out)) or
-                                               resumes_unfinished_start(cfg.get("ckpt_path"), folder))
+                                               _resumes_unfinished_start(cfg.get("ckpt_path"), folder))
         if config_name == "train" and not multirun and cfg.get("ckpt_path") == "last":
             _check_last(folder, key)
         if not multirun and (Path(out) / "metrics.json").exists() and not resuming and not _failed_attempt(
@@ -243,7 +246,7 @@ _UNFINISHED = {"interrupted": ("was interrupted", "its metrics.json's resume is 
                         "the command it was started with, in its .hydra/overrides.yaml")}
 
 
-def check_not_running_elsewhere(folder: FolderRecord, key: str) -> None:
+def _check_not_running_elsewhere(folder: FolderRecord, key: str) -> None:
     """Refuses a folder whose record says its run is running on another machine
     (``running_elsewhere``): its lock may not be seen from here (NFS, Lustre), so ``is_running``
     found none, and ``ckpt_path=last`` resumed that run here while it went on there, both writing
@@ -261,22 +264,17 @@ def check_not_running_elsewhere(folder: FolderRecord, key: str) -> None:
         f"{run_dir / 'metrics.json'} and run this command again.")
 
 
-def unfinished_start(run_dir: Path) -> str | None:
-    """The checkpoint (another run's) that the training run in ``run_dir`` started from, where that
+def _unfinished_start(folder: FolderRecord) -> str | None:
+    """The checkpoint (another run's) that the training run in the folder started from, where that
     start was interrupted, failed or was killed before it wrote a checkpoint of its own
     (``recorded_start``). None for any other folder."""
-    return _unfinished(FolderRecord(Path(run_dir)))
-
-
-def _unfinished(folder: FolderRecord) -> str | None:
-    """``unfinished_start`` of a folder whose record a check holds."""
     if has_checkpoint(folder.run_dir) or folder.status not in _UNFINISHED:
         return None
     return _started_from(folder)
 
 
 def _how_it_ended(folder: FolderRecord) -> tuple[str, str]:
-    """How the ``unfinished_start`` of the folder ended (``was interrupted``, ``failed``) and where
+    """How the ``_unfinished_start`` of the folder ended (``was interrupted``, ``failed``) and where
     the command that resumes it is, for messages. Only for a folder that has one, whose status is
     therefore one of ``_UNFINISHED``."""
     return _UNFINISHED[folder.status]
@@ -285,22 +283,22 @@ def _how_it_ended(folder: FolderRecord) -> tuple[str, str]:
 def _own_resume(folder: FolderRecord) -> str | None:
     """The ``ckpt_path`` that resumes the run in the folder: the checkpoint its unfinished start
     began from, or ``last`` where it wrote one of its own; None where nothing resumes it."""
-    started = _unfinished(folder)
+    started = _unfinished_start(folder)
     if started is not None:
         return f"ckpt_path={started}, the checkpoint it started from"
     return "ckpt_path=last" if has_checkpoint(folder.run_dir) else None
 
 
-def resumes_unfinished_start(ckpt_path, folder: FolderRecord) -> bool:
+def _resumes_unfinished_start(ckpt_path, folder: FolderRecord) -> bool:
     """Whether ``ckpt_path`` is the checkpoint the run in the folder started from and was stopped
-    before its own first one (``unfinished_start``): the command it was started with, which an
+    before its own first one (``_unfinished_start``): the command it was started with, which an
     interrupted run's record advises. It resumes that run in its folder as ``ckpt_path=last`` does
     one with a checkpoint of its own (the earlier start's record is kept in ``.hydra/start-<n>/``,
     its logs from the checkpoint's step on are dropped); it was refused as another run's
     checkpoint, and ``ckpt_path=last`` found none."""
     if not ckpt_path or str(ckpt_path) == "last":
         return False
-    started = _unfinished(folder)
+    started = _unfinished_start(folder)
     return started is not None and Path(ckpt_path).absolute().resolve() == Path(started).resolve()
 
 
@@ -314,7 +312,7 @@ def _check_last(folder: FolderRecord, key: str) -> None:
     failed ("last.ckpt does not exist") only once torch was imported (seconds), after Hydra had made
     the folder (or rewritten the record of an existing one) and marked it failed. Refused here: a
     folder that does not exist or holds no run, and a run that stopped (or was killed) before its
-    first checkpoint, which the checkpoint an ``unfinished_start`` began from resumes. A run killed
+    first checkpoint, which the checkpoint an ``_unfinished_start`` began from resumes. A run killed
     after writing last.ckpt resumes from it."""
     run_dir = folder.run_dir
     if (run_dir / "checkpoints" / "last.ckpt").is_file():
@@ -322,7 +320,7 @@ def _check_last(folder: FolderRecord, key: str) -> None:
     if not run_dir.is_dir():
         raise LitlabError(f"ckpt_path=last resumes the run in the folder given by hydra.run.dir, and {key}={run_dir} "
                           f"does not exist. {LAST_NEEDS_A_RUN}")
-    started = _unfinished(folder)
+    started = _unfinished_start(folder)
     if started is not None:
         ended, command = _how_it_ended(folder)
         raise LitlabError(f"ckpt_path=last: {run_dir} holds no checkpoint: its run started from ckpt_path={started} "
@@ -336,6 +334,22 @@ def _check_last(folder: FolderRecord, key: str) -> None:
         raise LitlabError(f"ckpt_path=last: {run_dir} holds no checkpoints/last.ckpt, only {', '.join(others)}. "
                           f"Resume from one of those with ckpt_path=PATH, or choose a new folder.")
     raise LitlabError(f"ckpt_path=last: {run_dir} holds no checkpoint. {_how_to_go_on(folder, 'train')}.")
+
+
+def _sweep_resume_refused(cfg: DictConfig, key: str) -> LitlabError:
+    """``ckpt_path=last`` in a sweep: each job resumes from ``checkpoints/last.ckpt`` of its own
+    folder, and a sweep gives each job a new one (the folder of an earlier sweep is refused,
+    ``check_new_sweep_dir``): every job failed ("last.ckpt does not exist") once torch was imported,
+    then the sweep ("every job of this sweep failed"). Refused before any job, with how a sweep's
+    jobs go on: each as a run of its own in its folder of the sweep."""
+    out = select_or_none(cfg, key)
+    where = shlex.quote(str(out)) if out and not reads_the_clock(cfg, key) else "SWEEP_DIR"
+    return LitlabError(
+        f"ckpt_path=last resumes a run in its own folder, and a sweep gives each of its jobs a new folder, which "
+        f"holds no checkpoint: every job would fail. A sweep's jobs go on one by one, each as a run in its folder of "
+        f"the sweep: python -m litlab.train <the job's overrides> ckpt_path=last hydra.run.dir={where}/<job> (an "
+        f"interrupted job's metrics.json holds that command as resume, and python -m litlab.summarize {where} lists "
+        f"the jobs with their overrides and the commands of those that never started).")
 
 
 def _failed_attempt(folder: FolderRecord, config_name: str) -> bool:
@@ -366,7 +380,7 @@ def _how_to_go_on(folder: FolderRecord, config_name: str) -> str:
         return (f"It holds the results of python -m litlab.{other} (its metrics.json says task: {other}), not a "
                 f"training run, so there is nothing to resume there: choose a new folder (or leave hydra.run.dir "
                 f"out: each run gets its own)")
-    started = _unfinished(folder)
+    started = _unfinished_start(folder)
     if started is not None:
         ended, command = _how_it_ended(folder)
         return (f"It {ended} before its first checkpoint; resume it from the checkpoint it started from with "

@@ -24,7 +24,7 @@ from litlab.errors import LitlabError
 from litlab.metric_direction import names_a_rate
 from litlab.sweeps.compressed_keys import compression_keys
 from litlab.sweeps.grid_points import none_started, unstarted_commands, unstarted_lines
-from litlab.sweeps.running_sweep import running_sweep
+from litlab.sweeps.running_sweep import running_sweep, sweep_note, wait_for_a_job
 from litlab.sweeps.seed_groups import average_keys, check_keys, group_jobs, group_notes, group_rows, shown_rows
 from litlab.sweeps.sweep_plots import accuracy_vs_cost, metric_vs_params
 from litlab.sweeps.sweep_table import (TEST_SPLIT_LEGEND, check_metric_present, direction_of, format_markdown,
@@ -55,20 +55,19 @@ def rank_sweep(sweep_dir: Path, metric: str | None = None, direction: str | None
 
     ``notes`` are the lines under the table (folders left out, what a column means); ``unstarted``
     the jobs of an interrupted grid sweep that never started, with the commands that run them (of
-    a sweep still running, how many are still to start, without commands). ``direction`` is None
-    for a metric that is best at neither end (``no_direction``), listed in job order, unranked.
-    ``averaged`` is None, or with ``average_over`` (``"seed"``, ``"seed,data.split_seed"``) the table
+    a sweep whose process still holds its folder, how many are still to start, without commands).
+    ``direction`` is None for a metric that is best at neither end (``no_direction``), listed in job
+    order, unranked. ``averaged`` is None, or with ``average_over`` (``"seed"``, ``"seed,data.split_seed"``) the table
     of the groups of jobs that differ only in those keys (``average_table``)."""
     sweep_dir = Path(sweep_dir)
     keys = average_keys(average_over) if average_over is not None else None
     try:
         found = read_jobs(sweep_dir)
     except LitlabError:  # not one job folder: a grid sweep stopped before its first job says so
-        running = running_sweep(sweep_dir, [])
-        message = none_started(sweep_dir, running)
+        running = running_sweep(sweep_dir)  # None for a single run's folder, held by its run
+        message = none_started(sweep_dir, running, sweep_note(sweep_dir, []))
         if message is None and running:  # an Optuna search starting its first trial
-            message = (f"DIR: {sweep_dir} holds no job folder yet ({running}): no job has results to rank. Run "
-                       f"this command again once a job has ended.")
+            message = wait_for_a_job(sweep_dir, "holds no job folder yet", running)
         if message is None:
             raise
         raise LitlabError(message) from None
@@ -102,9 +101,10 @@ def rank_sweep(sweep_dir: Path, metric: str | None = None, direction: str | None
     notes = [n for n in (left_out, TEST_SPLIT_LEGEND if any(r.get("test_split") == "val" for r in rows) else None,
                          unranked) if n]
     averaged = average_table(jobs, params, keys, metric, direction, extra, sweep_dir) if keys else None
+    unstarted = unstarted_commands(sweep_dir, found, running_sweep(sweep_dir), sweep_note(sweep_dir, found))
     return {"rows": rows, "metric": metric, "direction": direction, "sweep_dir": sweep_dir, "params": params,
             "extra": extra, "figures": figures, "title": title, "notes": notes, "averaged": averaged,
-            "unstarted": unstarted_commands(sweep_dir, found, running_sweep(sweep_dir, found))}
+            "unstarted": unstarted}
 
 
 def average_table(jobs: list, params: list[str], keys: list[str], metric: str, direction: str | None,

@@ -14,6 +14,7 @@ import sys
 import pytest
 import yaml
 
+from litlab.errors import LitlabError
 from litlab.summarize import main, rank_sweep
 
 BASIC = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -141,3 +142,112 @@ def test_the_lock_holder_is_the_process_that_holds_the_folder(tmp_path):
         proc.kill()
         proc.wait()
     assert lock_holder(folder) is None
+
+
+def test_a_sweep_folder_another_command_holds_ends_the_command_before_any_job(tmp_path, capsys, monkeypatch):
+    """Two sweeps started in the same second share a timestamped folder. The second's hold raised a
+    LitlabError inside Hydra's callback wrapper, which catches every Exception and only warns (hidden
+    under PYTHONWARNINGS=ignore): the sweep then ran its jobs into the folder the first one holds."""
+    from hydra._internal.callbacks import Callbacks
+    from omegaconf import OmegaConf
+
+    from litlab.sweeps import outcome
+
+    monkeypatch.setattr(outcome, "current_sweep_dir", None)
+    sweep = _sweep(tmp_path / "sweep", ["model=mlp,cnn"])
+    before = sorted(p.name for p in sweep.iterdir())
+    cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}, "callbacks": {
+        "sweep_outcome": {"_target_": "litlab.sweeps.outcome.SweepOutcome"}}}})
+    proc = subprocess.Popen([sys.executable, "-c", SWEEP_PROCESS, str(sweep)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "started"
+        with pytest.raises(SystemExit) as exit_info:
+            Callbacks(cfg).on_multirun_start(config=cfg)  # as Hydra calls it, in its try/except Exception
+    finally:
+        proc.kill()
+        proc.wait()
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (f"Error: hydra.sweep.dir={sweep} is in use: another litlab command is running "
+                                       f"in it now. Wait for it to end, or choose another folder.\n")
+    assert sorted(p.name for p in sweep.iterdir()) == before
+
+
+def _job_holder(folder):
+    """Another process that holds a job's folder as its running job does, while the sweep folder is
+    held by no one (the sweep's process has ended)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys; fcntl.flock(os.open(sys.argv[1], "
+                             "os.O_RDONLY), fcntl.LOCK_EX); print('started', flush=True); sys.stdin.read()",
+                             str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "started"
+    return proc
+
+
+@pytest.mark.parametrize("where", ["here", "a machine that is gone"])
+def test_a_job_running_on_after_its_sweep_ended_leaves_the_commands_given(tmp_path, where):
+    """A job still running (resumed by hand, a submitit job going on after the sweep's process was
+    stopped, or recorded running by a machine that is gone) read as "the sweep is running", and the
+    never-started jobs' commands were withheld although nothing would ever start them."""
+    sweep = _sweep(tmp_path / "sweep", ["model=mlp,cnn,rnn"])
+    _job(sweep, "0", ["model=mlp"], {"status": "completed", "val/acc": 0.9})
+    host = socket.gethostname() if where == "here" else "node-gone"
+    running = _job(sweep, "1", ["model=cnn"], {"status": "running", "host": host, "pid": 4242})
+    proc = _job_holder(running) if where == "here" else None
+    try:
+        table = rank_sweep(sweep)
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+    status = "running" if where == "here" else "running (on node-gone)"
+    assert {row["job"]: row["status"] for row in table["rows"]} == {"0": "completed", "1": status}
+    assert table["unstarted"] == (
+        f"1 of the sweep's 3 grid jobs never started (no job folder; job 1 runs, pid 4242 on host {host}; the sweep's "
+        f"process has ended); run each in its own folder of the sweep with:",
+        [("job 2 (model=rnn)", f"python -m litlab.train model=rnn hydra.run.dir={sweep}/2")])
+
+
+def test_where_the_sweep_folders_lock_cannot_be_read_the_commands_are_given(tmp_path, monkeypatch):
+    """A file system without locks: a job's record saying running stays running (nothing tells it from
+    a killed one), and that was taken for a running sweep, whose unstarted jobs got no command; with
+    no job folder at all, "stopped before its first job" was said as if that were known."""
+    from litlab import run_lock
+    from litlab.sweeps import running_sweep
+
+    monkeypatch.setattr(run_lock, "is_running", lambda folder: None)
+    monkeypatch.setattr(running_sweep, "is_running", lambda folder: None)
+    cannot = ("whether the sweep's process still runs cannot be told here: its folder's lock cannot be read (a file "
+              "system without locks); if it still runs, it starts these jobs itself")
+    sweep = _sweep(tmp_path / "sweep", ["model=mlp,cnn"])
+    with pytest.raises(LitlabError) as info:
+        rank_sweep(sweep)
+    assert str(info.value) == (f"DIR: {sweep} is a grid sweep of 2 jobs with no job folder yet: no job has results to "
+                               f"rank ({cannot}). Once its process has ended, run the sweep again, into a new folder, "
+                               f"with: python -m litlab.train -m model=mlp,cnn")
+    _job(sweep, "0", ["model=mlp"], {"status": "running", "host": socket.gethostname(), "pid": 4242})
+    table = rank_sweep(sweep)
+    assert table["rows"][0]["status"] == "running"
+    assert table["unstarted"] == (
+        f"1 of the sweep's 2 grid jobs never started (no job folder; {cannot}); run each in its own folder of the "
+        f"sweep with:", [("job 1 (model=cnn)", f"python -m litlab.train model=cnn hydra.run.dir={sweep}/1")])
+
+
+def test_a_single_runs_folder_while_it_trains_is_not_a_running_sweep(tmp_path, capsys):
+    """summarize of one training run's folder while it trains (it holds its folder as a sweep does)
+    said the folder "holds no job folder yet (the sweep is running ...)" and to run it again once a
+    job had ended, which never comes: it is the ordinary error for a folder without job folders."""
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / "checkpoints").mkdir()
+    (run / "metrics.json").write_text(json.dumps({"task": "train", "status": "running", "pid": 4242}))
+    proc = _job_holder(run)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(run)])
+    finally:
+        proc.kill()
+        proc.wait()
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (f"Error: DIR: {run} holds no job folders (none has metrics.json or "
+                                       f".hydra/overrides.yaml). Pass the folder of a multirun, e.g. "
+                                       f"outputs/multiruns/<time>.\n")

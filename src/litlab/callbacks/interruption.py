@@ -303,7 +303,7 @@ class Interruption(L.Callback):
         last = self.run_dir / "checkpoints" / "last.ckpt"
         started = started_from(trainer, self.run_dir)
         # stopped before a checkpoint of its own: the one it started from starts it again in its
-        # folder, which takes that command (run_folders.resumes_unfinished_start)
+        # folder, which takes that command (run_folders._resumes_unfinished_start)
         again = started is not None and not any(last.parent.glob("*.ckpt"))
         if last.is_file():
             resume = resume_command(self.run_dir)

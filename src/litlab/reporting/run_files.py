@@ -67,7 +67,7 @@ def start_origin(ckpt_path: str | Path | None) -> dict:
     """``{"started_from": <ckpt_path, absolute>}`` for a training start from a checkpoint, ``{}`` for a
     new run: what every first record of such a start carries (``training.train``'s, or
     ``entry``'s of a start stopped or failed before it), so that a start stopped before a
-    checkpoint of its own resumes from this one in its folder (``run_folders.unfinished_start``).
+    checkpoint of its own resumes from this one in its folder (``run_folders._unfinished_start``).
     Absolute because the command's folder is the process's (``hydra.job.chdir`` is refused)."""
     return {} if ckpt_path is None else {"started_from": str(Path(ckpt_path).absolute())}
 

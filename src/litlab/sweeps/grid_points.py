@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from litlab.sweeps.running_sweep import wait_for_a_job
 from litlab.sweeps.sweep_table import Job, is_bookkeeping, override_values
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -85,14 +86,15 @@ def unstarted_jobs(sweep_dir: Path, jobs: list[Job], points: list[list[str]] | N
     return points, missing
 
 
-def unstarted_commands(sweep_dir: Path, jobs: list[Job], running: str | None = None
+def unstarted_commands(sweep_dir: Path, jobs: list[Job], running: str | None = None, note: str | None = None
                        ) -> tuple[str, list[tuple[str, str]]] | None:
     """A line saying how many of the grid's jobs never started, and for each a label (its number
     and swept values) and the command that runs it in its own folder of the sweep, where summarize
     finds it (the sweep itself cannot start again there); None where all started or ``sweep_dir``
     holds no grid sweep. ``running``: words for a sweep still running (``running_sweep``), whose
     jobs without a folder are waiting for their turn: the line says so, and no command is given
-    (the sweep would start the job a second time into the folder the command took)."""
+    (the sweep would start the job a second time into the folder the command took). ``note``:
+    words for a sweep that may seem to run (``sweep_note``), said in the line; the commands are given."""
     hydra = _hydra_record(Path(sweep_dir))
     found = unstarted_jobs(sweep_dir, jobs, _points(hydra))
     if not found or not found[1]:
@@ -102,7 +104,8 @@ def unstarted_commands(sweep_dir: Path, jobs: list[Job], running: str | None = N
         return f"{len(missing)} of the grid's {len(points)} jobs not started yet ({running})", []
     swept, entry = _swept_keys(points), _entrypoint(hydra)
     words = _config_words(hydra, entry)
-    head = (f"{len(missing)} of the sweep's {len(points)} grid jobs never started (no job folder); run each in its "
+    why = f"no job folder; {note}" if note else "no job folder"
+    head = (f"{len(missing)} of the sweep's {len(points)} grid jobs never started ({why}); run each in its "
             f"own folder of the sweep with:")
     commands = []
     for number in missing:
@@ -126,22 +129,27 @@ def unstarted_lines(found: tuple[str, list[tuple[str, str]]] | None, sweep_dir: 
     return lines
 
 
-def none_started(sweep_dir: Path, running: str | None = None) -> str | None:
+def none_started(sweep_dir: Path, running: str | None = None, note: str | None = None) -> str | None:
     """What to say of a grid sweep in ``sweep_dir`` stopped before its first job made its folder
     (no job has results; its folder cannot take the sweep again): how many jobs it had and the
     sweep's command, which runs them all in a new folder. None where ``sweep_dir`` holds no grid.
     ``running``: words for a sweep still running (``running_sweep``), whose first job is starting:
-    to wait, not to run it again."""
+    to wait, not to run it again. ``note``: words for a sweep whose process cannot be told to
+    have ended (``sweep_note``): the command, for once it has."""
     hydra = _hydra_record(Path(sweep_dir))
     points = _points(hydra)
     if not points:
         return None
     if running:
-        return (f"DIR: {sweep_dir} is a grid sweep of {len(points)} jobs that has not started its first job yet "
-                f"({running}): no job has results to rank. Run this command again once a job has ended.")
+        return wait_for_a_job(sweep_dir, f"is a grid sweep of {len(points)} jobs that has not started its first job "
+                                         f"yet", running)
     entry, task = _entrypoint(hydra), (hydra.get("overrides") or {}).get("task") or []
     words = [*_config_words(hydra, entry), *map(str, task)]
     command = " ".join([f"python -m litlab.{entry} -m", *map(shlex.quote, words)])
+    if note:
+        return (f"DIR: {sweep_dir} is a grid sweep of {len(points)} jobs with no job folder yet: no job has results "
+                f"to rank ({note}). Once its process has ended, run the sweep again, into a new folder, with: "
+                f"{command}")
     return (f"DIR: {sweep_dir} is a grid sweep of {len(points)} jobs that stopped before its first job started: no "
             f"job has results to rank. Run the sweep again, into a new folder, with: {command}")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +67,31 @@ class SweepOutcome(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global current_sweep_dir
         current_sweep_dir = Path(config.hydra.sweep.dir)
-        from litlab.distributed.ranks import launched_rank
-        from litlab.run_lock import hold_run_dir
         from litlab.sweeps.optuna_resume import record_seed
 
-        if launched_rank() == 0:  # held to the process's end: summarize tells a running sweep by it
-            hold_run_dir(current_sweep_dir, "hydra.sweep.dir")
-        record_seed(config)
+        hold_sweep_dir(current_sweep_dir)
+        record_seed(config)  # after the hold: a sweep refused there searched nothing with its seed
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global last_sweep
         last_sweep = job_statuses(Path(config.hydra.sweep.dir))
+
+
+def hold_sweep_dir(sweep_dir: Path) -> None:
+    """Holds the sweep's folder to the process's end (``run_lock.hold_run_dir``): summarize tells a
+    running sweep by it. A folder another command holds (two sweeps started in the same second
+    share the timestamped one) ends the command here with its paragraph and status 2, before any
+    job writes there: Hydra catches every ``Exception`` of a callback and only warns (a warning
+    ``PYTHONWARNINGS=ignore`` hides), and the sweep then ran into the held folder. ``SystemExit``
+    is not an ``Exception``. Only rank 0 of a launched run holds it: the others work in rank 0's."""
+    from litlab.distributed.ranks import launched_rank
+    from litlab.errors import LitlabError
+    from litlab.run_lock import hold_run_dir
+
+    if launched_rank() != 0:
+        return
+    try:
+        hold_run_dir(sweep_dir, "hydra.sweep.dir")
+    except LitlabError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)

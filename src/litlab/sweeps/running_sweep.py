@@ -3,7 +3,9 @@
 The sweep's process holds its folder from the sweep's start to the process's end
 (``outcome.SweepOutcome.on_multirun_start``, ``run_lock.hold_run_dir``), as a run holds its own.
 While it does, a grid job without a folder is waiting for its turn: summarize must not hand out a
-command that starts it, which the sweep would then start a second time into the same folder.
+command that starts it, which the sweep would then start a second time into the same folder. Only
+that lock tells: a job still running (resumed by hand, a submitit job going on after the sweep's
+process was stopped, a record of a machine that is gone) is no sweep that will start more jobs.
 """
 
 from __future__ import annotations
@@ -16,23 +18,54 @@ from litlab.run_lock import holds, is_running
 from litlab.sweeps.sweep_table import Job
 
 
-def running_sweep(sweep_dir: Path, jobs: list[Job]) -> str | None:
-    """Words for a sweep that is still running (``the sweep is running, pid P on host H``), or
-    None once it ended. Running means: another process holds the sweep folder, or a job still
-    runs (its status, ``sweep_table.as_ended``'s, is running: its folder is held, or its machine
-    is another whose lock cannot be seen from here). A folder this process holds is a sweep it
-    ran itself, over by the time it is summarized."""
+def running_sweep(sweep_dir: Path) -> str | None:
+    """Words for a sweep whose process still runs (``the sweep is running, pid P on host H``): another
+    process holds its folder. None otherwise: no process holds it, this one does (a sweep it ran
+    itself, over by the time it is summarized), its lock cannot be read (``sweep_note`` says so),
+    or it is a single run's folder (``is_run_folder``), held by that run."""
     sweep_dir = Path(sweep_dir)
-    if not holds(sweep_dir) and is_running(sweep_dir):
-        pid = lock_holder(sweep_dir)
-        if pid is None:  # a lock taken on another machine of a network file system, or not on Linux
-            return "the sweep is running: a process holds its folder"
-        return f"the sweep is running, pid {pid} on host {socket.gethostname()}"
+    if is_run_folder(sweep_dir) or holds(sweep_dir) or not is_running(sweep_dir):
+        return None
+    pid = lock_holder(sweep_dir)
+    if pid is None:  # a lock taken on another machine of a network file system, or not on Linux
+        return "the sweep is running: a process holds its folder"
+    return f"the sweep is running, pid {pid} on host {socket.gethostname()}"
+
+
+def sweep_note(sweep_dir: Path, jobs: list[Job]) -> str | None:
+    """Words for a sweep that is not known to run (``running_sweep`` is None) but may seem to, said
+    next to the commands of its jobs that never started: its folder's lock cannot be read here (a
+    file system without locks, no fcntl), or a job still runs (its status, ``sweep_table.as_ended``'s,
+    begins with running) while no process holds the sweep's folder. None where nothing needs saying."""
+    sweep_dir = Path(sweep_dir)
+    if is_run_folder(sweep_dir) or holds(sweep_dir):
+        return None
+    held = is_running(sweep_dir)
+    if held is None:
+        return ("whether the sweep's process still runs cannot be told here: its folder's lock cannot be read (a "
+                "file system without locks); if it still runs, it starts these jobs itself")
     job = next((j for j in jobs if j.status.startswith("running")), None)
-    if job is None:
+    if job is None or held:  # held: running_sweep's words
         return None
     host = job.metrics.get("host") or "unknown"
-    return f"the sweep is running: its job {job.name} runs, pid {job.metrics.get('pid', 'unknown')} on host {host}"
+    return f"job {job.name} runs, pid {job.metrics.get('pid', 'unknown')} on host {host}; the sweep's process has ended"
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a single run's own (its ``metrics.json`` or ``.hydra/`` at the top), not a
+    sweep's: a sweep writes those only into its job folders, and a grid sweep's own record is its
+    ``multirun.yaml``. A run holds its folder as a sweep does, and was taken for a running sweep.
+    ``os.path``'s tests, unlike Path's, never raise (a name too long is no run's folder)."""
+    if os.path.exists(os.path.join(folder, "multirun.yaml")):
+        return False
+    return os.path.exists(os.path.join(folder, "metrics.json")) or os.path.isdir(os.path.join(folder, ".hydra"))
+
+
+def wait_for_a_job(sweep_dir: Path, what: str, running: str) -> str:
+    """summarize's refusal for a running sweep none of whose jobs has ended yet: ``DIR: <sweep_dir>
+    <what> (<running>)``, then that there is nothing to rank and when to run it again."""
+    return (f"DIR: {sweep_dir} {what} ({running}): no job has results to rank. Run this command again once a job "
+            f"has ended.")
 
 
 def lock_holder(folder: Path) -> int | None:
