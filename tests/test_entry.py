@@ -84,3 +84,37 @@ def test_hydra_finds_the_mode_itself_under_flags_check_cli_did_not_compose_with(
     with mode_known(["-cn", "train", "seed=1"], cfg_factory()):
         assert Hydra.get_mode is not original
     assert Hydra.get_mode is original
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_refused_command_leaves_no_folder_the_checks_made(tmp_path, existing):
+    """The checks hold a named run folder (making it) before they refuse: the refusal removes what
+    they made, and only that: a folder the user made beforehand stays."""
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "runs" / "a" / "eval"
+    if existing:
+        run_dir.mkdir(parents=True)
+    proc = subprocess.run([sys.executable, "-m", "litlab.eval", f"hydra.run.dir={run_dir}"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "ckpt_path is required" in proc.stderr
+    if existing:
+        assert run_dir.is_dir() and not any(run_dir.iterdir())
+    else:
+        assert not (tmp_path / "runs").exists()
+
+
+def test_removing_made_folders_keeps_a_folder_something_was_written_into(tmp_path):
+    from litlab import run_lock
+
+    run_dir = tmp_path / "x" / "run"
+    run_lock.hold_run_dir(run_dir, "hydra.run.dir")
+    assert run_lock.holds(run_dir)
+    (run_dir / "kept.txt").write_text("mine")
+    run_lock.remove_made_folders()
+    assert (run_dir / "kept.txt").read_text() == "mine" and not run_lock.holds(run_dir)
+    other = tmp_path / "y" / "z" / "run"
+    run_lock.hold_run_dir(other, "hydra.run.dir")
+    run_lock.remove_made_folders()
+    assert not (tmp_path / "y").exists() and not run_lock.holds(other)

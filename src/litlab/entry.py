@@ -24,7 +24,7 @@ from litlab.reporting.run_files import (keep_config_record, restore_config_recor
                                         written_here)
 from litlab.distributed.ranks import check_run_dir_given, is_rank_zero, launched_rank
 from litlab.run_folders import take_failed_attempt
-from litlab.run_lock import hold_for_run
+from litlab.run_lock import hold_for_run, remove_made_folders
 from litlab.sweeps.failed_jobs import failed_job_value
 
 log = logging.getLogger("litlab")
@@ -116,6 +116,7 @@ def check_cli(argv: list[str], config_name: str = "train",
                 _kept_record = keep_config_record(Path(run_dir))
         return cfg
     except LitlabError as e:
+        remove_made_folders()  # the checks may have made the run's folder to hold it: a refusal leaves none
         print(f"Error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
 

@@ -89,7 +89,10 @@ def hold_run_dir(run_dir: Path, key: str | None) -> None:
     if fcntl is None:
         return
     try:
+        made = _outermost_missing(Path(run_dir))
         Path(run_dir).mkdir(parents=True, exist_ok=True)
+        if made is not None:
+            _made.append((made, Path(run_dir)))
         fd = os.open(run_dir, os.O_RDONLY)
     except OSError as e:  # what check_writable did not foresee (a folder made meanwhile, a full disk)
         raise LitlabError(f"{_named(run_dir, key)} cannot be made into the run's folder ({e.strerror or e}). "
@@ -108,6 +111,40 @@ def hold_run_dir(run_dir: Path, key: str | None) -> None:
             raise in_use(run_dir, key) from None
         return  # a file system without locks (ENOLCK): the folder goes unlocked, as without fcntl
     _held[folder] = fd
+
+
+# the folders hold_run_dir made, as (the outermost folder it made, the run's folder): a command
+# refused after its checks held its folder leaves none of them behind (``remove_made_folders``)
+_made: list[tuple[Path, Path]] = []
+
+
+def _outermost_missing(run_dir: Path) -> Path | None:
+    """The outermost folder of ``run_dir``'s path that does not exist yet (``run_dir`` itself, or
+    one of its parents); None where ``run_dir`` exists."""
+    missing = None
+    for folder in (run_dir, *run_dir.parents):
+        if os.path.lexists(folder):
+            return missing
+        missing = folder
+    return missing
+
+
+def remove_made_folders() -> None:
+    """Undoes ``hold_run_dir``'s folders for a command refused after its checks held them: each
+    is let go and removed with the parents it made, as long as they are empty (nothing has been
+    written into them; a folder that holds anything stays, with everything in it)."""
+    while _made:
+        top, run_dir = _made.pop()
+        folder = _folder_id(run_dir)
+        if folder is not None and folder in _held:
+            os.close(_held.pop(folder))
+        for path in (run_dir, *run_dir.parents):
+            try:
+                path.rmdir()
+            except OSError:
+                break
+            if path == top:
+                break
 
 
 # flock's errors for a lock another open file holds; any other (ENOLCK, EINVAL) means no locks there
