@@ -269,3 +269,41 @@ def test_settings_that_give_epochs_as_many_steps_resume_and_both_refusals_read_a
                                           r"with the run's own data\.batch_size, .*, on the same data, or train a new "
                                           r"run\.$"):
         check_same_steps_per_epoch(other, _warmup_checkpoint(cfg, 6), "a.ckpt")
+
+
+# a run within its warm-up after one epoch: 4 optimizer steps per epoch, 12 of warm-up
+WARMING = ["model=mlp", "data=synthetic", "data.num_train=128", "data.num_val=32", "data.num_test=32",
+           "data.batch_size=32", "model.warmup_epochs=3", "logger=none", "test=false"]
+
+
+@pytest.mark.parametrize("trained, resumed", [("trainer.devices=1", "~trainer.devices"),
+                                              ("trainer.devices=1", "trainer.devices=auto"),
+                                              ("~trainer.devices", "trainer.devices=1")])
+def test_a_resume_within_the_warm_up_counts_processes_not_how_devices_is_written(cfg_factory, tmp_path, trained,
+                                                                                  resumed):
+    """On the CPU, an absent trainer.devices (Lightning's auto) and auto are one process, as 1 is:
+    an epoch has as many optimizer steps. The resume compared the values as written and refused
+    ("trainer.devices 1 in the checkpoint, absent here") a run that would train the same steps."""
+    train(cfg_factory([*WARMING, "trainer.max_epochs=1", trained]))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (metrics["status"], metrics["epochs"], metrics["global_step"]) == ("completed", 1, 4)
+    train(cfg_factory([*WARMING, "trainer.max_epochs=2", "ckpt_path=last", resumed]))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (metrics["status"], metrics["epochs"], metrics["global_step"]) == ("completed", 2, 8)
+
+
+def test_another_process_count_within_the_warm_up_is_refused_by_its_count(cfg_factory):
+    """The checkpoint's process count is the one its training data's position records; a run of
+    2 processes resumed in 1 has epochs of twice the optimizer steps. Without that record (an older
+    checkpoint) an auto of an unknown machine is compared as written."""
+    from litlab.resume_settings import check_same_steps_per_epoch
+
+    cfg = cfg_factory(["model.warmup_epochs=1"], name="trained")
+    ckpt = _warmup_checkpoint(cfg)
+    ckpt["loops"] = {"fit_loop": {"state_dict": {"combined_loader": [{"epoch": 0, "world_size": 2}]}}}
+    with pytest.raises(LitlabError, match=r"another number of optimizer steps \(trainer\.devices x trainer\.num_nodes "
+                                          r"= 2 process\(es\) in the checkpoint, 1 here\)"):
+        check_same_steps_per_epoch(cfg_factory(["model.warmup_epochs=1", "trainer.devices=auto"]), ckpt, "a.ckpt")
+    older = _warmup_checkpoint(cfg_factory(["model.warmup_epochs=1", "trainer.devices=auto"], name="auto"))
+    with pytest.raises(LitlabError, match=r"\(trainer\.devices auto in the checkpoint, 1 here\)"):
+        check_same_steps_per_epoch(cfg_factory(["model.warmup_epochs=1"]), older, "a.ckpt")

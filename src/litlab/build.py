@@ -6,7 +6,6 @@ import copy
 import importlib
 import inspect
 import logging
-import re
 from typing import Any
 
 import hydra
@@ -20,6 +19,7 @@ from litlab.callbacks.eval_report import EvalReport
 from litlab.callbacks.group import group_callbacks, skip_idle_step_hooks
 from litlab.callbacks.interruption import EpochSeed, Interruption
 from litlab.callbacks.nan_loss import StopOnNonFiniteLoss
+from litlab.collection_entries import COLLECTIONS, check_entries, check_histograms
 from litlab.config_check import check_mode
 from litlab.cuda_availability import drop_nvml_check_without_gpus
 from litlab.data.base import ClassificationData
@@ -28,6 +28,7 @@ from litlab.errors import LitlabError
 from litlab.listing import first_of
 from litlab.mixing_checks import check_image_samples
 from litlab.models.speed_switches import SPEED_SWITCHES, apply_speed_switches, runs_channels_last, undo_channels_last
+from litlab.monitor_checks import check_monitor
 from litlab.no_profiler import NoProfiler
 from litlab.tasks.classification import Classifier, check_label_smoothing
 from litlab.tasks.optimizers import built_class, check_decay_setting, check_fused_setting, check_optimizer_settings
@@ -62,11 +63,15 @@ def check_targets(cfg: DictConfig, groups: tuple[str, ...] = ("data", "model", "
         node = cfg.get(group)
         if not isinstance(node, DictConfig):
             continue
+        if group in COLLECTIONS:
+            check_entries(cfg, group)
         for key, target in _targets(node, group):
             why = _unimportable(target)
             if why:
                 raise LitlabError(f"{key}._target_={target} cannot be imported: {why}. Check the spelling: a class or "
                                   f"function by its full dotted path, e.g. torch.optim.lr_scheduler.StepLR.")
+    if "logger" in groups:
+        check_histograms(cfg)
 
 
 def check_stored_net(ckpt: dict, ckpt_path) -> None:
@@ -294,11 +299,13 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     recorded) and ``EpochSeed`` (each epoch's randomness depends on the seed and the epoch alone,
     and a resumed epoch starts at its checkpoint's batch). A learning-rate monitor left at
     ``logging_interval: null`` gets litlab's pick (``lr_logging_interval``)."""
+    check_entries(cfg, "callbacks")
     named = {name: instantiate(c, f"callbacks.{name}") for name, c in (cfg.get("callbacks") or {}).items()
              if isinstance(c, DictConfig) and "_target_" in c}
-    reported = any(isinstance(c, EvalReport) for c in named.values())
+    report = next((c for c in named.values() if isinstance(c, EvalReport)), None)
     for name, c in named.items():
-        check_monitor(f"callbacks.{name}.monitor", getattr(c, "monitor", None), reported)
+        check_monitor(f"callbacks.{name}.monitor", getattr(c, "monitor", None),
+                      report.top_k if report is not None else None)
         check_mode(f"callbacks.{name}", getattr(c, "monitor", None), getattr(c, "mode", None))
     callbacks = list(named.values())
     for c in callbacks:
@@ -326,26 +333,8 @@ def lr_logging_interval(cfg: DictConfig) -> str:
     return "step" if per_step else "epoch"
 
 
-# what a training run logs that checkpointing and early stopping can monitor (besides val/acc_top<k>);
-# val/ece (calibration error, best at its lowest: mode=min) comes from callbacks.eval_report
-MONITORABLE = ("val/acc", "val/loss", "val/ece", "train/acc", "train/loss")
-
-
-def check_monitor(key: str, monitor: object, reported: bool = True) -> None:
-    """A monitored metric the run never logs fails Lightning only after the first validation, with
-    a traceback: checked here, before any work. ``reported``: whether the run has an ``EvalReport``
-    (``callbacks.eval_report``), which logs ``val/ece``."""
-    if monitor == "val/ece" and not reported:
-        raise LitlabError(f"{key}=val/ece is logged by callbacks.eval_report, which this run leaves out: nothing "
-                          f"would be monitored. Keep callbacks.eval_report (callbacks=default or "
-                          f"callbacks=early_stopping), or monitor val/loss or val/acc.")
-    if monitor is None or monitor in MONITORABLE or re.fullmatch(r"val/acc_top\d+", str(monitor)):
-        return
-    raise LitlabError(f"{key}={monitor} is not a metric that training logs; use one of {', '.join(MONITORABLE)} "
-                      f"(or val/acc_top<k>, with callbacks.eval_report.top_k=k).")
-
-
 def build_loggers(cfg: DictConfig) -> list:
+    check_entries(cfg, "logger")
     return [instantiate(c, f"logger.{name}") for name, c in (cfg.get("logger") or {}).items()
             if isinstance(c, DictConfig) and "_target_" in c]
 

@@ -14,8 +14,9 @@ import logging
 from pathlib import Path
 
 import lightning.pytorch as L
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from litlab.callbacks.checkpoints import data_position
 from litlab.callbacks.interruption import sets_key
 from litlab.errors import LitlabError
 from litlab.resume_overrides import ABSENT, flat_keys, job_overrides, rerun_command, shown_value
@@ -23,6 +24,7 @@ from litlab.strategies import strategy_name
 from litlab.tasks.optimizers import (DECAYED, NOT_DECAYED, STEPS_PER_EPOCH_KEY, group_names, one_group_reason,
                                      parameter_groups)
 from litlab.tasks.schedules import EPOCH_STEP_SETTINGS, WARMUP_STEPS_KEY, other_epoch_steps
+from litlab.trainer_checks import processes
 
 # the resume's logger: what a resume says keeps one name in the log, whichever module checks it
 log = logging.getLogger("litlab.resume")
@@ -40,7 +42,8 @@ def check_same_steps_per_epoch(cfg: DictConfig, ckpt: dict, path) -> None:
     A checkpoint past its warm-up may change the count: a resume keeps the warm-up's length in
     steps (``LearningRateClock.warmup_length``), so the run stays past it, and the schedule after
     it counts epochs. The settings (``schedules.EPOCH_STEP_SETTINGS``) are compared as the run
-    applies them: ``+trainer.limit_train_batches=1.0`` is the checkpoint's absent one."""
+    applies them: ``+trainer.limit_train_batches=1.0`` is the checkpoint's absent one, and
+    ``trainer.devices`` and ``trainer.num_nodes`` by the processes they make (``_process_counts``)."""
     per_step = [s[STEPS_PER_EPOCH_KEY] for s in ckpt.get("lr_schedulers") or []
                 if isinstance(s, dict) and STEPS_PER_EPOCH_KEY in s]
     warmup = _warmup_left(ckpt)
@@ -49,7 +52,13 @@ def check_same_steps_per_epoch(cfg: DictConfig, ckpt: dict, path) -> None:
         return  # an older checkpoint without its config: the counts are checked when training starts
     stored = OmegaConf.create(config)
     changed = []
+    counts = _process_counts(stored, cfg, ckpt)
     for key, default in EPOCH_STEP_SETTINGS.items():
+        if key in _PROCESS_KEYS and counts is not None:
+            if key == _PROCESS_KEYS[0] and counts[0] != counts[1]:
+                changed.append(f"trainer.devices x trainer.num_nodes = {counts[0]} process(es) in the checkpoint, "
+                               f"{counts[1]} here")
+            continue
         old, new = (OmegaConf.select(c, key, default=ABSENT, throw_on_resolution_failure=False) for c in (stored, cfg))
         if _applied(old, default) != _applied(new, default):
             changed.append(f"{key} {shown_value(old)} in the checkpoint, {shown_value(new)} here")
@@ -59,6 +68,27 @@ def check_same_steps_per_epoch(cfg: DictConfig, ckpt: dict, path) -> None:
     if per_step:
         raise other_epoch_steps(f"ckpt_path={path}", per_step[0], other)
     raise other_epoch_steps(f"ckpt_path={path}", warmup[2], other, warmup[:2])
+
+
+# the settings whose product is the run's process count, which splits each epoch's batches
+_PROCESS_KEYS = ("trainer.devices", "trainer.num_nodes")
+
+
+def _process_counts(stored: DictConfig, cfg: DictConfig, ckpt: dict) -> tuple[int, int] | None:
+    """The processes the checkpoint's run trained in and those of this command: an epoch's
+    optimizer steps follow their number, not how ``trainer.devices`` spells it (absent, ``auto``
+    and 1 are one process on the CPU). The checkpoint's is the one its training data's position
+    records (``world_size``), else its config's where that is a count; None where either is not
+    known (``auto`` on an unknown machine): the settings are then compared as written."""
+    position = data_position(ckpt) or {}
+    old = position.get("world_size")
+    if not isinstance(old, int):
+        devices, nodes = (OmegaConf.select(stored, k, default=None) for k in _PROCESS_KEYS)
+        count = len(devices) if isinstance(devices, (list, ListConfig)) else devices
+        known = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (count, nodes or 1))
+        old = count * (nodes or 1) if known else None
+    new = processes(cfg.trainer) if isinstance(cfg.get("trainer"), DictConfig) else None
+    return (old, new) if old is not None and new is not None else None
 
 
 def _applied(value, default) -> tuple[bool, object]:

@@ -9,6 +9,7 @@ import torch
 from omegaconf import DictConfig
 
 from litlab.errors import LitlabError
+from litlab.monitor_checks import check_monitored
 from litlab.strategies import strategy_name
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,22 @@ def check_devices(devices: object, device: str) -> int | None:
     if device == "cuda" and any(not isinstance(i, int) or not 0 <= i < available for i in ids):
         raise LitlabError(f"trainer.devices={ids} names GPUs this machine lacks: it has ids 0..{available - 1}.")
     return len(ids)
+
+
+def processes(trainer: DictConfig) -> int | None:
+    """The processes this run trains in (``trainer.devices`` x ``trainer.num_nodes``) on this
+    machine, with ``auto`` (also an absent ``trainer.devices``, Lightning's default) and -1 counted
+    as Lightning counts them: every GPU, one process on the CPU or an Apple GPU. None where the
+    values cannot run here (``check_trainer_config`` says why)."""
+    try:
+        device = accelerator_of(trainer)
+        devices = check_devices(trainer.get("devices", "auto"), device)
+    except LitlabError:
+        return None
+    if devices is None:  # auto
+        devices = torch.cuda.device_count() if device == "cuda" else 1
+    nodes = trainer.get("num_nodes", 1) or 1
+    return devices * nodes if isinstance(nodes, int) and not isinstance(nodes, bool) else None
 
 
 def check_strategy(trainer: DictConfig, device: str) -> None:
@@ -182,9 +199,12 @@ def check_trainer_config(trainer: DictConfig) -> None:
 
 
 def check_validation_runs(cfg: DictConfig) -> None:
-    """``trainer.limit_val_batches=0`` runs no validation: early stopping on a validation metric
+    """What checkpointing and early stopping monitor is logged by this run (``monitor_checks``:
+    ``val/acc_top5`` needs ``callbacks.eval_report`` with ``top_k=5``), and
+    ``trainer.limit_val_batches=0`` runs no validation: early stopping on a validation metric
     then failed after the first epoch with Lightning's traceback, and the best checkpoint is never
     written (the test takes the last epoch's weights)."""
+    check_monitored(cfg)
     limit = cfg.trainer.get("limit_val_batches")
     if limit is None or isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit != 0:
         return

@@ -25,6 +25,7 @@ from litlab.callbacks.weight_averaging import Averaging
 from litlab.compression.run import check_compression
 from litlab.entry import is_multirun, sigterm_stops_here
 from litlab.errors import LitlabError
+from litlab.monitor_checks import check_monitored
 from litlab.resume import absolute_locations, open_resume, resolve_ckpt_path
 from litlab.reporting.hparams import log_final_hparams
 from litlab.reporting.run_files import start_metrics, start_origin, update_metrics
@@ -187,6 +188,7 @@ def train(cfg: DictConfig) -> float | None:
         resume = open_resume(cfg, run_dir)
         seed_everything(cfg.seed)
         dm = build_data(cfg)
+        check_monitored(cfg, dm.num_classes)  # val/acc_top<k> is logged with more than k classes
         model = build_model(cfg.model, dm.input_shape, dm.num_classes, mixing=cfg.get("mixing"))
         check_batch_norm_batch(model.net, dm.batch_size, dm.input_shape)
         # checked before anything is written (a refused resume changes nothing), and before the run
@@ -200,7 +202,7 @@ def train(cfg: DictConfig) -> float | None:
         if trainer.is_global_zero:
             # the checkpoint this start begins from is on record before fit: a stop or a failure before
             # Lightning restores it (data set-up, a lost rank) still names the one that resumes the run
-            # in this folder (Interruption, run_folders.unfinished_start); a start that ends before this
+            # in this folder (Interruption, run_folders._unfinished_start); a start that ends before this
             # record (litlab's own data preparation, a refused resume) has it in entry's
             start_metrics(run_dir, status="running", task="train", **start_origin(ckpt_path))
             # how training batches are mixed, once (not once per DDP rank): mixup(alpha=0.2), ..., none

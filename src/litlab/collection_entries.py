@@ -1,0 +1,104 @@
+"""Entries of the ``logger`` and ``callbacks`` collections: each builds one logger or callback.
+
+Unlike the groups of which a run takes one file, these two hold several entries, each a
+``{_target_: ...}`` node (``conf/logger/csv.yaml``, ``conf/callbacks/default.yaml``) that
+``build`` instantiates; any other entry was passed over without a word (``+logger.foo=1``, or
+``+callbacks.early_stopping.patience=3`` under ``callbacks=default``). ``check_targets`` runs these
+checks before the data is prepared, and the builders of loggers and callbacks run them again
+(eval builds its loggers without ``check_targets``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from litlab.callbacks.weight_histograms import WeightHistograms
+from litlab.errors import LitlabError
+
+# the groups whose entries are each one {_target_: ...} node, a logger or a callback, with the
+# config file that shows one and a key people set on one
+COLLECTIONS = {"logger": ("logger", "conf/logger/csv.yaml", "logger.tensorboard.flush_every_s=10"),
+               "callbacks": ("callback", "conf/callbacks/default.yaml", "callbacks.eval_report.top_k=3")}
+
+# the one key of ``logger`` that is not a logger: the weight-histogram switch that
+# callbacks.weight_histograms reads (conf/logger/tensorboard.yaml)
+LOGGER_SWITCHES = ("histograms",)
+
+
+def check_entries(cfg: DictConfig, group: str) -> None:
+    """Every entry of ``logger`` or ``callbacks`` (``group``) is a ``{_target_: ...}`` node that
+    builds one logger or callback; the runs passed any other over without a word: ``+logger.foo=1``,
+    or ``+callbacks.early_stopping.patience=3`` under ``callbacks=default``, which has no early
+    stopping to set. Refused, naming the key. ``null`` leaves an entry out
+    (``callbacks.progress_bar=null``), and ``logger.histograms`` is a switch (true or false)."""
+    node = cfg.get(group)
+    if not isinstance(node, DictConfig):
+        return
+    kind, example, key_example = COLLECTIONS[group]
+    for name in node:
+        value = node.get(name)
+        key = f"{group}.{name}"
+        if value is None or (isinstance(value, DictConfig) and "_target_" in value):
+            continue
+        if group == "logger" and name in LOGGER_SWITCHES:
+            if not isinstance(value, bool):
+                raise LitlabError(f"logger.{name} must be true or false, got {value!r}.")
+            continue
+        if isinstance(value, DictConfig):
+            keys = ", ".join(str(k) for k in value) or "nothing"
+            files = _choices_with_entry(group, str(name))
+            several = {"logger": " (logger=[csv,tensorboard] takes two)", "callbacks": " (it keeps the default ones)"}
+            pick = (f" conf/{group}/{files[0]}.yaml has one of that name: choose it with {group}={files[0]}"
+                    f"{several[group] if files[0] != 'default' else ''}, then set its keys." if files else "")
+            built = ", ".join(_built(node))
+            raise LitlabError(
+                f"{key} has no _target_ (it holds {keys}), so it builds no {kind} and its keys would be passed over: "
+                f"this run has no {kind} of that name to set.{pick} Or give it a _target_ ({key}._target_=CLASS, a "
+                f"{kind} class by its dotted path){f', or set a key of one this run has ({built})' if built else ''}.")
+        switch = " The one other key of logger is histograms (true or false)." if group == "logger" else ""
+        raise LitlabError(
+            f"{key}={value}: each entry of {group} is a {{_target_: ...}} node that builds one {kind} (as in "
+            f"{example}), so this value would be passed over and nothing built. Add a {kind} as "
+            f"+{key}={{_target_:CLASS,KEY:VALUE}}, set a key of one this run has (e.g. {key_example}), or leave "
+            f"one out with {group}.NAME=null.{switch}")
+
+
+def _choices_with_entry(group: str, name: str) -> list[str]:
+    """The files of litlab's ``conf/<group>/`` that hold an entry ``name`` of their own."""
+    files = sorted((Path(__file__).parent / "conf" / group).glob("*.yaml"))
+    return [f.stem for f in files if name in (OmegaConf.load(f) or {})]
+
+
+def _built(node: DictConfig) -> list[str]:
+    """The names of the entries of ``node`` that build something."""
+    return [str(k) for k in node if isinstance(node.get(k), DictConfig) and "_target_" in node.get(k)]
+
+
+def check_histograms(cfg: DictConfig) -> None:
+    """``logger.histograms=true`` writes weight histograms through callbacks.weight_histograms into
+    TensorBoard: a run without either wrote none, without a word (``logger=csv``, ``callbacks=none``)."""
+    logger, callbacks = cfg.get("logger"), cfg.get("callbacks")
+    if not isinstance(logger, DictConfig) or logger.get("histograms") is not True:
+        return
+    if not any(_builds(logger.get(k), TensorBoardLogger) for k in _built(logger)):
+        raise LitlabError("logger.histograms=true writes weight histograms into TensorBoard, and this run has no "
+                          "TensorBoard logger: nothing would be written. Use logger=tensorboard (or "
+                          "logger=[csv,tensorboard] for both), or leave logger.histograms out.")
+    if not (isinstance(callbacks, DictConfig) and any(_builds(callbacks.get(k), WeightHistograms)
+                                                      for k in _built(callbacks))):
+        raise LitlabError("logger.histograms=true is written by callbacks.weight_histograms, which this run leaves "
+                          "out: nothing would be written. Use callbacks=default (or callbacks=early_stopping), or "
+                          "leave logger.histograms out.")
+
+
+def _builds(node: DictConfig, kind: type) -> bool:
+    """Whether the ``_target_`` of ``node`` is ``kind`` or a subclass of it."""
+    try:
+        target = hydra.utils.get_class(str(node.get("_target_")))
+    except Exception:  # a builder function, or a class check_targets has already reported
+        return False
+    return isinstance(target, type) and issubclass(target, kind)

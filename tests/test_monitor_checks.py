@@ -1,0 +1,63 @@
+"""What checkpointing and early stopping monitor (litlab.monitor_checks): val/acc_top<k> is logged
+by callbacks.eval_report for its top_k only, and only where the data has more than k classes."""
+
+from __future__ import annotations
+
+import pytest
+
+from litlab.build import build_callbacks
+from litlab.errors import LitlabError
+from litlab.training import train
+
+# a tiny synthetic run (10 classes of 1x16x16 images)
+TINY = ["model=mlp", "data=synthetic", "data.num_train=64", "data.num_val=32", "data.num_test=32", "logger=none",
+        "trainer.max_epochs=1"]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["callbacks.model_checkpoint.monitor=val/acc_top5", "callbacks.eval_report.top_k=3"],
+     "callbacks.model_checkpoint.monitor=val/acc_top5, but callbacks.eval_report.top_k=3 logs val/acc_top3, so "
+     "val/acc_top5 would never be logged. Use callbacks.eval_report.top_k=5, or monitor val/acc_top3."),
+    (["callbacks=early_stopping", "callbacks.early_stopping.monitor=val/acc_top5", "callbacks.eval_report.top_k=0"],
+     "callbacks.early_stopping.monitor=val/acc_top5, but callbacks.eval_report.top_k=0 logs no top-k accuracy, so "
+     "val/acc_top5 would never be logged. Use callbacks.eval_report.top_k=5, or monitor val/acc."),
+    (["~callbacks.eval_report", "callbacks.model_checkpoint.monitor=val/acc_top5"],
+     "callbacks.model_checkpoint.monitor=val/acc_top5 is logged by callbacks.eval_report, which this run leaves "
+     "out: nothing would be monitored. Keep callbacks.eval_report with callbacks.eval_report.top_k=5 "
+     "(callbacks=default or callbacks=early_stopping), or monitor val/loss or val/acc."),
+])
+def test_a_top_k_accuracy_the_run_does_not_log_is_refused_before_the_data(cfg_factory, tmp_path, monkeypatch,
+                                                                           overrides, message):
+    """Lightning failed after the first epoch: "could not find the monitored key" (checkpointing)
+    or a RuntimeError traceback (early stopping)."""
+    cfg = cfg_factory([*TINY, *overrides])
+    prepared = []
+    monkeypatch.setattr("litlab.training.build_data", lambda *a, **k: prepared.append(1) or pytest.fail("prepared"))
+    with pytest.raises(LitlabError) as info:
+        train(cfg)
+    assert str(info.value) == message
+    assert prepared == []
+
+
+def test_top_k_accuracy_of_as_many_classes_as_k_is_refused_once_the_data_is_known(cfg_factory, tmp_path):
+    """With 5 classes every sample's class is among the top 5: the report logs no val/acc_top5."""
+    cfg = cfg_factory([*TINY, "data.num_classes=5", "callbacks.model_checkpoint.monitor=val/acc_top5"])
+    with pytest.raises(LitlabError, match=r"^callbacks\.model_checkpoint\.monitor=val/acc_top5, but the data has 5 "
+                                          r"classes, and top-5 accuracy is logged only with more than 5"):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_the_top_k_accuracy_the_report_logs_is_monitored(cfg_factory, tmp_path):
+    cfg = cfg_factory([*TINY, "test=false", "callbacks.model_checkpoint.monitor=val/acc_top3",
+                       "callbacks.eval_report.top_k=3"])
+    train(cfg)
+    assert (tmp_path / "run" / "checkpoints" / "best.ckpt").is_file()
+
+
+def test_a_report_of_the_users_own_without_top_k_is_not_second_guessed(cfg_factory):
+    """An eval report entry without top_k logs the class's default: the name alone is checked."""
+    cfg = cfg_factory([*TINY, "~callbacks.eval_report", "callbacks.model_checkpoint.monitor=val/acc_top5",
+                       "+callbacks.mine._target_=litlab.callbacks.eval_report.EvalReport"])
+    monitored = {getattr(c, "monitor", None) for c in build_callbacks(cfg)} - {None}
+    assert monitored == {"val/acc_top5"}
