@@ -61,3 +61,21 @@ def test_a_report_of_the_users_own_without_top_k_is_not_second_guessed(cfg_facto
                        "+callbacks.mine._target_=litlab.callbacks.eval_report.EvalReport"])
     monitored = {getattr(c, "monitor", None) for c in build_callbacks(cfg)} - {None}
     assert monitored == {"val/acc_top5"}
+
+
+def test_the_command_line_refuses_such_a_monitor_before_the_run_folder(tmp_path):
+    """The same refusal from the command-line checks: exit 2, no run folder, no failure record."""
+    from litlab.config_check import check_overrides
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(LitlabError, match=r"val/acc_top3, so val/acc_top5 would never be logged"):
+        check_overrides([*TINY, "callbacks.model_checkpoint.monitor=val/acc_top5", "callbacks.eval_report.top_k=3",
+                         f"hydra.run.dir={run_dir}"], "train")
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "litlab.train", *TINY, "callbacks.model_checkpoint.monitor=val/acc_top5",
+                           "callbacks.eval_report.top_k=3", f"hydra.run.dir={run_dir}"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "would never be logged" in proc.stderr
+    assert not run_dir.exists()

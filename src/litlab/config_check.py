@@ -31,6 +31,7 @@ from litlab.empty_choices import check_empty_choices, key_of_empty_choice
 from litlab.errors import LitlabError
 from litlab.metric_direction import lower_is_better
 from litlab.mixing_checks import check_mixing
+from litlab.monitor_checks import check_monitored
 from litlab.run_folders import LAST_NEEDS_A_RUN, check_run_folders
 from litlab.tasks.schedule_values import check_scheduler_interval, check_warmup_epochs
 
@@ -458,6 +459,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
             for name, callback in (cfg.get("callbacks") or {}).items():
                 if isinstance(callback, DictConfig) and "monitor" in callback:
                     check_mode(f"callbacks.{name}", callback.get("monitor"), callback.get("mode"))
+            check_monitored(cfg)  # a monitor the run would not log (val/acc_top5 with eval_report.top_k=3)
     if unfit:
         if len(unfit) < len(combos):  # a key that only some swept choices have: say how to write it
             check_sweep_start(overrides, config_name, primary)
