@@ -14,6 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
 import litlab
+from litlab.callbacks import figures
 
 CONF_DIR = Path(litlab.__file__).resolve().parent / "conf"
 REPO = Path(__file__).resolve().parents[1]
@@ -55,9 +56,37 @@ def cfg_factory(tmp_path, data_dir):
     return factory
 
 
+def refused_before_torch(module: str, args: list[str], cwd: Path, timeout: int = 300) -> str:
+    """Runs ``python -m module args`` (as its ``__main__``), asserts that it exits 2 before torch
+    is imported, and returns its stderr."""
+    probe = ("import runpy, sys\n"
+             f"sys.argv = [{module!r}, *{args!r}]\n"
+             "try:\n"
+             f"    runpy.run_module({module!r}, run_name='__main__')\n"
+             "except SystemExit as e:\n"
+             "    print('exit', e.code, 'torch imported:', 'torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert "exit 2 torch imported: False" in done.stdout, done.stderr[-2000:]
+    return done.stderr
+
+
 def run_cli(module: str, *args: str, cwd: Path | None = None, timeout: int = 300, env: dict | None = None
             ) -> subprocess.CompletedProcess:
     """Runs ``python -m <module> args`` as a user would, returning the finished process."""
     full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or REPO, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
+
+
+@pytest.fixture
+def drawn_texts(monkeypatch) -> list[str]:
+    """Every text the figures draw, in order."""
+    texts: list[str] = []
+    draw = figures._put_text
+
+    def spy(img, xy, text, *args, **kwargs):
+        texts.append(text)
+        draw(img, xy, text, *args, **kwargs)
+
+    monkeypatch.setattr(figures, "_put_text", spy)
+    return texts

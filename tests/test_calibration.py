@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from litlab.callbacks import figures
 from litlab.callbacks.calibration import CalibrationBins, bin_index
 from litlab.callbacks.eval_report import _Tally
 from litlab.callbacks.reliability_figure import BAR, BAR_EDGE, reliability_figure
@@ -118,19 +117,6 @@ def test_no_samples_give_zero_rather_than_nan():
 
 
 # --- the reliability diagram ----------------------------------------------------------------
-@pytest.fixture
-def drawn_texts(monkeypatch) -> list[str]:
-    texts: list[str] = []
-    draw = figures._put_text
-
-    def spy(img, xy, text, *args, **kwargs):
-        texts.append(text)
-        draw(img, xy, text, *args, **kwargs)
-
-    monkeypatch.setattr(figures, "_put_text", spy)
-    return texts
-
-
 def _overconfident_bins(bins: int) -> CalibrationBins:
     calibration = CalibrationBins.empty(bins, "cpu")
     calibration.add(torch.full((100,), 0.95), torch.arange(100) < 60)  # the last bin: 60% right

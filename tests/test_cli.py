@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import run_cli
+from tests.conftest import refused_before_torch, run_cli
 
 TINY = ["trainer.max_epochs=1", "model=mlp", "trainer.num_sanity_val_steps=0"]
 
@@ -217,17 +217,10 @@ def test_bad_overrides_fail_before_any_work(tmp_path, args, message):
 def test_a_command_line_mistake_is_reported_before_torch_is_imported(tmp_path, module, args):
     """Each entrypoint checks its command line before it imports torch or Lightning (seconds of
     imports), so a misspelt key is reported at once, with the command that lists the real keys."""
-    probe = ("import runpy, sys\n"
-             f"sys.argv = [{module!r}, *{args!r}]\n"
-             "try:\n"
-             f"    runpy.run_module({module!r}, run_name='__main__')\n"
-             "except SystemExit as e:\n"
-             "    print('exit', e.code, 'torch imported:', 'torch' in sys.modules)\n")
-    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert "exit 2 torch imported: False" in proc.stdout, proc.stderr[-2000:]
+    stderr = refused_before_torch(module, args, tmp_path)
     key = args[-1].split("=")[0]
-    assert f"Error: {key} is not a key of the config" in proc.stderr
-    assert f"`python -m {module} --cfg job`" in proc.stderr
+    assert f"Error: {key} is not a key of the config" in stderr
+    assert f"`python -m {module} --cfg job`" in stderr
 
 
 @pytest.mark.parametrize("module,groups,not_groups", [

@@ -7,8 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ from litlab.evaluation import evaluate
 from litlab.prediction.checkpoint_model import load_predictor
 from litlab.prediction.run import predict
 from litlab.training import train
+from tests.conftest import refused_before_torch
 
 
 def grid_minimum(logits: torch.Tensor, targets: torch.Tensor, low: float, high: float, n: int = 4001) -> float:
@@ -199,23 +198,9 @@ def test_calibration_bins_given_to_eval_are_used(checkpoints, cfg_factory, tmp_p
 def test_eval_refusals_exit_2_before_any_work(checkpoints, tmp_path, given, message):
     best, _, _ = checkpoints
     out = tmp_path / "ev"
-    stderr = refused("litlab.eval", [f"ckpt_path={best}", *given, f"hydra.run.dir={out}"], tmp_path)
+    stderr = refused_before_torch("litlab.eval", [f"ckpt_path={best}", *given, f"hydra.run.dir={out}"], tmp_path)
     assert message in " ".join(stderr.split()) and "Traceback" not in stderr
     assert nothing_in(out)
-
-
-def refused(module: str, args: list[str], cwd: Path) -> str:
-    """Runs ``python -m module args`` (as its ``__main__``) and asserts that it exits 2 before torch
-    is imported; returns its stderr."""
-    probe = ("import runpy, sys\n"
-             f"sys.argv = [{module!r}, *{args!r}]\n"
-             "try:\n"
-             f"    runpy.run_module({module!r}, run_name='__main__')\n"
-             "except SystemExit as e:\n"
-             "    print('exit', e.code, 'torch imported:', 'torch' in sys.modules)\n")
-    done = subprocess.run([sys.executable, "-c", probe], cwd=cwd, capture_output=True, text=True, timeout=300)
-    assert "exit 2 torch imported: False" in done.stdout, done.stderr[-2000:]
-    return done.stderr
 
 
 # --- predict -----------------------------------------------------------------------------------
@@ -278,7 +263,7 @@ def test_predict_reads_t_from_an_eval_folder_of_the_same_checkpoint(checkpoints,
                                       f"checkpoint {best}, not for ckpt_path={sharp}"),
             (best, best.parent.parent, f"{best.parent.parent / 'metrics.json'} records no temperature")):
         out = tmp_path / "refused"
-        stderr = refused("litlab.predict", [f"ckpt_path={ckpt}", f"input={tmp_path / 'inputs.npz'}",
+        stderr = refused_before_torch("litlab.predict", [f"ckpt_path={ckpt}", f"input={tmp_path / 'inputs.npz'}",
                                             f"temperature={folder}", f"hydra.run.dir={out}"], tmp_path)
         assert message in " ".join(stderr.split()) and nothing_in(out)
 
@@ -292,6 +277,6 @@ def test_predict_reads_t_from_an_eval_folder_of_the_same_checkpoint(checkpoints,
 def test_predict_refusals_exit_2_with_nothing_written(checkpoints, tmp_path, value, message):
     best, _, path = checkpoints
     out = tmp_path / "pr"
-    stderr = refused("litlab.predict", [f"ckpt_path={best}", f"input={path}", f"temperature={value}",
+    stderr = refused_before_torch("litlab.predict", [f"ckpt_path={best}", f"input={path}", f"temperature={value}",
                                         f"hydra.run.dir={out}"], tmp_path)
     assert message in " ".join(stderr.split()) and nothing_in(out)

@@ -40,20 +40,6 @@ def close_to(pixels: np.ndarray, colour: np.ndarray, tolerance: int = 30) -> np.
     return (np.abs(pixels.astype(int) - colour) <= tolerance).all(axis=-1)
 
 
-@pytest.fixture
-def drawn_texts(monkeypatch) -> list[str]:
-    """Every text the figures draw, in order."""
-    texts: list[str] = []
-    draw = figures._put_text
-
-    def spy(img, xy, text, *args, **kwargs):
-        texts.append(text)
-        draw(img, xy, text, *args, **kwargs)
-
-    monkeypatch.setattr(figures, "_put_text", spy)
-    return texts
-
-
 def test_confusion_figure_is_an_rgb_array_with_names_counts_and_title(drawn_texts):
     cm = torch.arange(100).view(10, 10)
     img = _pixels(confusion_figure, cm, [f"c{i}" for i in range(10)], "test confusion matrix")
