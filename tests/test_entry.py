@@ -118,3 +118,49 @@ def test_removing_made_folders_keeps_a_folder_something_was_written_into(tmp_pat
     run_lock.hold_run_dir(other, "hydra.run.dir")
     run_lock.remove_made_folders()
     assert not (tmp_path / "y").exists() and not run_lock.holds(other)
+
+
+def test_a_dot_dot_path_removes_only_the_folder_it_made(tmp_path):
+    """``hydra.run.dir=outputs/new/../x`` with the user's empty ``outputs/x``: mkdir makes
+    ``outputs/new`` only; the refusal removes that one and keeps ``outputs/x``."""
+    import subprocess
+    import sys
+
+    (tmp_path / "outputs" / "x").mkdir(parents=True)
+    proc = subprocess.run([sys.executable, "-m", "litlab.eval", "hydra.run.dir=outputs/new/../x"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "ckpt_path is required" in proc.stderr
+    assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == ["x"]
+
+
+def test_a_folder_made_here_but_held_by_another_command_first_is_left_to_it(tmp_path, monkeypatch):
+    """The folder is made by this command, and another one locks it before this one does: this
+    one is refused as in use, and its refusal must not remove the other's folder."""
+    import subprocess
+    import sys
+
+    from litlab import run_lock
+
+    run_dir = tmp_path / "a" / "run"
+    holder = None
+    real_open = run_lock.os.open
+
+    def open_after_another_holds(path, flags, *args):
+        nonlocal holder
+        if holder is None and Path(path) == run_dir:
+            holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time\n"
+                                       f"fd = os.open({str(run_dir)!r}, os.O_RDONLY)\n"
+                                       "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)"],
+                                      stdout=subprocess.PIPE, text=True)
+            assert holder.stdout.readline().strip() == "held"
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(run_lock.os, "open", open_after_another_holds)
+    try:
+        with pytest.raises(Exception, match="is in use"):
+            run_lock.hold_run_dir(run_dir, "hydra.run.dir")
+        run_lock.remove_made_folders()
+        assert run_dir.is_dir()
+    finally:
+        holder.kill()
+        holder.wait()

@@ -89,10 +89,8 @@ def hold_run_dir(run_dir: Path, key: str | None) -> None:
     if fcntl is None:
         return
     try:
-        made = _outermost_missing(Path(run_dir))
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
-        if made is not None:
-            _made.append((made, Path(run_dir)))
+        made: list[tuple[Path, tuple[int, int] | None]] = []
+        _make_folder(Path(run_dir), made)
         fd = os.open(run_dir, os.O_RDONLY)
     except OSError as e:  # what check_writable did not foresee (a folder made meanwhile, a full disk)
         raise LitlabError(f"{_named(run_dir, key)} cannot be made into the run's folder ({e.strerror or e}). "
@@ -111,40 +109,47 @@ def hold_run_dir(run_dir: Path, key: str | None) -> None:
             raise in_use(run_dir, key) from None
         return  # a file system without locks (ENOLCK): the folder goes unlocked, as without fcntl
     _held[folder] = fd
+    _made.extend(made)  # only once held: a folder another command took meanwhile is its, not this one's
 
 
-# the folders hold_run_dir made, as (the outermost folder it made, the run's folder): a command
-# refused after its checks held its folder leaves none of them behind (``remove_made_folders``)
-_made: list[tuple[Path, Path]] = []
+# the folders hold_run_dir made and then held (each with its ``_folder_id``), outermost first: a
+# command refused after its checks held its folder leaves none of them behind (``remove_made_folders``)
+_made: list[tuple[Path, tuple[int, int] | None]] = []
 
 
-def _outermost_missing(run_dir: Path) -> Path | None:
-    """The outermost folder of ``run_dir``'s path that does not exist yet (``run_dir`` itself, or
-    one of its parents); None where ``run_dir`` exists."""
-    missing = None
-    for folder in (run_dir, *run_dir.parents):
-        if os.path.lexists(folder):
-            return missing
-        missing = folder
-    return missing
+def _make_folder(path: Path, made: list) -> None:
+    """``path.mkdir(parents=True, exist_ok=True)``, one folder at a time, adding to ``made`` each
+    folder this call made itself (not one that existed, nor one another process made meanwhile).
+    As ``mkdir`` does, a ``..`` is taken as written: in ``a/new/../x`` it makes ``a/new`` (and
+    ``x`` only if ``a/x`` is missing)."""
+    if path.parent != path and not os.path.isdir(path.parent):
+        _make_folder(path.parent, made)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+        return
+    made.append((path, _folder_id(path)))
 
 
 def remove_made_folders() -> None:
     """Undoes ``hold_run_dir``'s folders for a command refused after its checks held them: each
-    is let go and removed with the parents it made, as long as they are empty (nothing has been
-    written into them; a folder that holds anything stays, with everything in it)."""
+    folder it made is removed, innermost first, while it is still the folder made (the same
+    device and inode) and empty (nothing has been written into it; a folder that holds anything
+    stays, with everything in it, and so do the folders around it). A held folder is removed
+    before its lock is let go, so no other command can have taken it in between."""
     while _made:
-        top, run_dir = _made.pop()
-        folder = _folder_id(run_dir)
-        if folder is not None and folder in _held:
-            os.close(_held.pop(folder))
-        for path in (run_dir, *run_dir.parents):
-            try:
-                path.rmdir()
-            except OSError:
-                break
-            if path == top:
-                break
+        path, made_id = _made.pop()
+        if made_id is None or _folder_id(path) != made_id:
+            continue
+        try:
+            path.rmdir()
+        except OSError:
+            _made.clear()  # not empty: the folders around it are not either
+        fd = _held.pop(made_id, None)
+        if fd is not None:
+            os.close(fd)
 
 
 # flock's errors for a lock another open file holds; any other (ENOLCK, EINVAL) means no locks there
