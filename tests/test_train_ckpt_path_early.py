@@ -162,3 +162,15 @@ def test_a_compressed_model_is_no_checkpoint_to_resume(tmp_path):
     trained = tmp_path / "last.ckpt"
     torch.save({"epoch": 1, "state_dict": {"w": torch.zeros(2)}, "litlab": {}}, trained)
     assert check_overrides([f"ckpt_path={trained}", f"hydra.run.dir={tmp_path / 'new'}"]) is not None
+
+
+@pytest.mark.parametrize("values", ["last,null", "null,last"])
+def test_a_sweep_over_ckpt_path_with_last_among_its_values_is_refused(tmp_path, values):
+    """Only the last composed job reached the sweep's ``ckpt_path=last`` refusal: ``last,null``
+    passed (its job 0 then failed on a last.ckpt its new folder could not hold) while ``null,last``
+    was refused. Either order is refused, and no sweep folder is made."""
+    sweep = tmp_path / "sweep"
+    with pytest.raises(LitlabError) as info:
+        check_overrides(["-m", "model=mlp", "trainer.max_epochs=1", f"ckpt_path={values}", f"hydra.sweep.dir={sweep}"])
+    assert str(info.value) == sweep_last(sweep)
+    assert not sweep.exists()

@@ -22,14 +22,17 @@ from litlab.run_lock import (KILLED, hold_run_dir, holds, in_use, is_running, re
                              running_elsewhere)
 
 
-def check_run_folders(cfg: DictConfig, key: str, multirun: bool, config_name: str) -> None:
-    """The run's (or sweep's) output folder ``key`` and ``paths.data_dir`` of a composed config."""
+def check_run_folders(cfg: DictConfig, key: str, multirun: bool, config_name: str,
+                      jobs: list[DictConfig] = ()) -> None:
+    """The run's (or sweep's) output folder ``key`` and ``paths.data_dir`` of a composed config.
+    ``jobs``: every composed job of a sweep (``cfg`` is one of them), each checked for ``ckpt_path=last``:
+    ``ckpt_path=last,null`` is refused as ``null,last`` is, not only when the last job resumes."""
     try:
         out = OmegaConf.select(cfg, key)
     except OmegaConfBaseException:
         out = None  # depends on values only known inside the run; Hydra reports it there
     check_data_dir(cfg)
-    if multirun and config_name == "train" and cfg.get("ckpt_path") == "last":
+    if multirun and config_name == "train" and any(c.get("ckpt_path") == "last" for c in (cfg, *jobs)):
         raise _sweep_resume_refused(cfg, key)
     if out:
         log_dir = select_or_none(cfg, "paths.log_dir")

@@ -111,14 +111,20 @@ def average_table(jobs: list, params: list[str], keys: list[str], metric: str, d
                   extra: list[str], sweep_dir: Path) -> dict:
     """The groups of ``jobs`` that differ only in ``keys``: ``rows`` for summary.csv (each metric's
     mean, std and n as numbers), ``shown`` for the printed table and summary.md (``val/acc mean ± std
-    (n)``), ``heading`` (after "N groups of M jobs") and ``notes``."""
+    (n)``), ``heading`` (after "N groups of M jobs", ``groups_of_jobs``) and ``notes``."""
     notes = check_keys(keys, jobs, params, sweep_dir)
     groups = group_jobs(jobs, params, keys)
     rows = group_rows(groups, metric, direction, extra)
     order = f"ranked by mean {metric} ({direction})" if direction else "listed in job order (no direction)"
     heading = f"averaged over {', '.join(keys)}, {order}"
     return {"keys": keys, "rows": rows, "shown": shown_rows(rows, metric, extra), "heading": heading,
-            "notes": [*group_notes(groups, keys, metric), *notes], "n_jobs": len(jobs)}
+            "notes": [*group_notes(groups, keys, metric, extra), *notes], "n_jobs": len(jobs)}
+
+
+def groups_of_jobs(averaged: dict) -> str:
+    """``3 groups of 9 jobs`` (``1 group of 3 jobs``): how many rows the grouped table has, of how many jobs."""
+    groups, jobs = len(averaged["rows"]), averaged["n_jobs"]
+    return f"{groups} group{'' if groups == 1 else 's'} of {jobs} job{'' if jobs == 1 else 's'}"
 
 
 def no_direction(metric: str, jobs: list) -> str | None:
@@ -150,7 +156,7 @@ def markdown_of(table: dict) -> str:
     averaged = table["averaged"]
     if averaged:
         jobs_title = table["title"].replace("# Sweep", "## Each job of sweep", 1)
-        parts = [f"# Sweep {table['sweep_dir'].name}: {len(averaged['rows'])} groups of {averaged['n_jobs']} jobs "
+        parts = [f"# Sweep {table['sweep_dir'].name}: {groups_of_jobs(averaged)} "
                  f"{averaged['heading']}\n\n" + format_markdown(averaged["shown"]), *averaged["notes"],
                  jobs_title + format_markdown(table["rows"]), *table["notes"]]
     if table["unstarted"]:
@@ -260,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
         table = rank_sweep(args.dir, args.metric, args.direction, args.average_over)
         averaged = table["averaged"]
         if averaged:
-            _show(f"{len(averaged['rows'])} groups of {averaged['n_jobs']} jobs {averaged['heading']}:\n",
+            _show(f"{groups_of_jobs(averaged)} {averaged['heading']}:\n",
                   format_text(averaged["shown"]), "\n" + "\n".join(averaged["notes"]) + "\n")
         each = "Each job: " if averaged else ""
         after = [*table["notes"], *unstarted_lines(table["unstarted"], table["sweep_dir"])]

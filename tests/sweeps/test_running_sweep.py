@@ -183,28 +183,48 @@ def _job_holder(folder):
     return proc
 
 
-@pytest.mark.parametrize("where", ["here", "a machine that is gone"])
-def test_a_job_running_on_after_its_sweep_ended_leaves_the_commands_given(tmp_path, where):
-    """A job still running (resumed by hand, a submitit job going on after the sweep's process was
-    stopped, or recorded running by a machine that is gone) read as "the sweep is running", and the
-    never-started jobs' commands were withheld although nothing would ever start them."""
+def test_a_job_running_on_after_its_sweep_ended_leaves_the_commands_given(tmp_path):
+    """A job still running here (resumed by hand, a submitit job going on after the sweep's process
+    was stopped) read as "the sweep is running", and the never-started jobs' commands were withheld
+    although nothing would ever start them."""
     sweep = _sweep(tmp_path / "sweep", ["model=mlp,cnn,rnn"])
     _job(sweep, "0", ["model=mlp"], {"status": "completed", "val/acc": 0.9})
-    host = socket.gethostname() if where == "here" else "node-gone"
+    host = socket.gethostname()
     running = _job(sweep, "1", ["model=cnn"], {"status": "running", "host": host, "pid": 4242})
-    proc = _job_holder(running) if where == "here" else None
+    proc = _job_holder(running)
     try:
         table = rank_sweep(sweep)
     finally:
-        if proc is not None:
-            proc.kill()
-            proc.wait()
-    status = "running" if where == "here" else "running (on node-gone)"
-    assert {row["job"]: row["status"] for row in table["rows"]} == {"0": "completed", "1": status}
+        proc.kill()
+        proc.wait()
+    assert {row["job"]: row["status"] for row in table["rows"]} == {"0": "completed", "1": "running"}
     assert table["unstarted"] == (
         f"1 of the sweep's 3 grid jobs never started (no job folder; job 1 runs, pid 4242 on host {host}; the sweep's "
         f"process has ended); run each in its own folder of the sweep with:",
         [("job 2 (model=rnn)", f"python -m litlab.train model=rnn hydra.run.dir={sweep}/2")])
+
+
+def test_a_job_running_on_another_machine_leaves_the_sweeps_end_untold(tmp_path, capsys):
+    """A job whose record names another machine was said to run after "the sweep's process has
+    ended": the sweep folder's lock, taken there, may not be seen here (a network file system), and
+    the sweep may go on there and start the jobs the commands start too. That it cannot be told is
+    said, and the commands are for once the sweep there has ended."""
+    sweep = _sweep(tmp_path / "sweep", ["model=mlp,cnn,rnn"])
+    _job(sweep, "0", ["model=mlp"], {"status": "completed", "val/acc": 0.9})
+    _job(sweep, "1", ["model=cnn"], {"status": "running", "host": "node-7", "pid": 4242})
+    table = rank_sweep(sweep)
+    assert {row["job"]: row["status"] for row in table["rows"]} == {"0": "completed", "1": "running (on node-7)"}
+    head, commands = table["unstarted"]
+    assert head == (
+        "1 of the sweep's 3 grid jobs has not started (no job folder; job 1 runs, pid 4242 on host node-7, so "
+        "whether the sweep's process still runs cannot be told here: the lock on its folder may be held on another "
+        "machine without this one seeing it (a network file system); if the sweep still runs, it starts these jobs "
+        "itself); if the sweep on node-7 has ended, run each in its own folder of the sweep with:")
+    assert commands == [("job 2 (model=rnn)", f"python -m litlab.train model=rnn hydra.run.dir={sweep}/2")]
+    assert "process has ended" not in head
+    main([str(sweep)])
+    assert "if the sweep on node-7 has ended, run each" in capsys.readouterr().out
+    assert "if the sweep on node-7 has ended, run each" in (sweep / "summary.md").read_text()
 
 
 def test_where_the_sweep_folders_lock_cannot_be_read_the_commands_are_given(tmp_path, monkeypatch):

@@ -186,3 +186,65 @@ def test_a_bookkeeping_key_is_not_averaged_over(tmp_path):
     with pytest.raises(LitlabError, match=r"paths\.output_dir is not swept in .* \(it says where files go or how the "
                                           r"sweep runs, not what a job trains\).*The keys swept there are: seed\."):
         summarize(s, average_over="paths.output_dir")
+
+
+def test_a_value_typed_another_way_is_the_same_setting(tmp_path, capsys):
+    """A job resumed by hand records the learning rate as typed (``1e-3``), the sweep's others as
+    Hydra wrote them (``0.001``): they were two groups of one setting, each mean over part of its seeds."""
+    s = tmp_path / "typed"
+    accs = {"1": 0.80, "2": 0.84, "3": 0.90}
+    for i, (seed, acc) in enumerate(accs.items()):
+        lr = "1e-3" if seed == "2" else "0.001"  # job 1 resumed with its overrides typed again
+        _job(s, str(i), [f"model.optimizer.lr={lr}", f"seed={seed}"], {"status": "completed", "val/acc": acc})
+    _job(s, "3", ["model.optimizer.lr=0.01", "seed=1"], {"status": "completed", "val/acc": 0.5})
+    averaged = summarize(s, average_over="seed")["averaged"]
+    assert [(r["model.optimizer.lr"], r["jobs"], r["n"]) for r in averaged["rows"]] == [("0.001", "0 1 2", 3),
+                                                                                        ("0.01", "3", 1)]
+    assert averaged["rows"][0]["val/acc mean"] == pytest.approx(statistics.mean(accs.values()))
+    assert averaged["rows"][0]["val/acc std"] == pytest.approx(statistics.stdev(accs.values()))
+    main([str(s), "--average-over", "seed"])
+    assert capsys.readouterr().out.startswith("2 groups of 4 jobs averaged over seed")
+
+
+def test_one_group_is_said_in_the_singular(tmp_path, capsys):
+    s = tmp_path / "one"
+    for i, seed in enumerate("123"):
+        _job(s, str(i), ["model.optimizer.lr=0.001", f"seed={seed}"], {"status": "completed", "val/acc": 0.8})
+    main([str(s), "--average-over", "seed"])
+    assert capsys.readouterr().out.startswith("1 group of 3 jobs averaged over seed")
+    assert (s / "summary.md").read_text().startswith("# Sweep one: 1 group of 3 jobs averaged over seed")
+
+
+def test_test_figures_of_the_validation_split_are_marked_and_not_averaged_with_test_ones(tmp_path, capsys):
+    """Jobs of an image folder without test/ record ``test_split: val``: their test/acc is a
+    validation figure. The grouped rows lost that mark, and a group of both kinds averaged a
+    validation figure with a test one."""
+    from litlab.sweeps.sweep_table import TEST_SPLIT_LEGEND
+
+    s = tmp_path / "splits"
+    jobs = {  # job: (data, seed, test_split, val/acc, test/acc)
+        "0": ("a", "1", "val", 0.80, 0.80), "1": ("a", "2", "val", 0.90, 0.90),
+        "2": ("b", "1", None, 0.70, 0.60), "3": ("b", "2", None, 0.75, 0.65),
+        "4": ("c", "1", "val", 0.60, 0.60), "5": ("c", "2", None, 0.65, 0.50),
+    }
+    for name, (data, seed, split, val, test) in jobs.items():
+        record = {"status": "completed", "val/acc": val, "test/acc": test, **({"test_split": split} if split else {})}
+        _job(s, name, [f"data.root={data}", f"seed={seed}"], record)
+    averaged = summarize(s, average_over="seed")["averaged"]
+    rows = {r["data.root"]: r for r in averaged["rows"]}
+    assert {k: r["test_split"] for k, r in rows.items()} == {"a": "val", "b": "test", "c": "mixed"}
+    assert rows["a"]["test/acc mean"] == pytest.approx(0.85) and rows["b"]["test/acc mean"] == pytest.approx(0.625)
+    assert (rows["c"]["test/acc mean"], rows["c"]["test/acc n"]) == (None, 0)  # 0.6 (val) and 0.5 (test): no mean
+    assert rows["c"]["val/acc mean"] == pytest.approx(0.625)  # the val figures are one split's: averaged
+    notes = averaged["notes"]
+    assert TEST_SPLIT_LEGEND in notes
+    assert any(n.startswith("test_split mixed: row(s) of jobs 4 5 ") and "test/acc is not averaged" in n
+               for n in notes)
+    written = _csv(s / "summary.csv")
+    assert {r["data.root"]: r["test_split"] for r in written} == {"a": "val", "b": "test", "c": "mixed"}
+    assert [r["test/acc mean"] == "" for r in written] == [r["data.root"] == "c" for r in written]
+    md = (s / "summary.md").read_text()
+    assert md.index(TEST_SPLIT_LEGEND) < md.index("## Each job of sweep")  # among the grouped table's notes
+    main([str(s), "--average-over", "seed"])
+    printed = capsys.readouterr().out
+    assert printed.index("test_split mixed") < printed.index("Each job:")

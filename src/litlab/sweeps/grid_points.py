@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from litlab.sweeps.running_sweep import wait_for_a_job
+from litlab.sweeps.running_sweep import job_elsewhere, wait_for_a_job
 from litlab.sweeps.sweep_table import Job, is_bookkeeping, override_values
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -94,7 +94,8 @@ def unstarted_commands(sweep_dir: Path, jobs: list[Job], running: str | None = N
     holds no grid sweep. ``running``: words for a sweep still running (``running_sweep``), whose
     jobs without a folder are waiting for their turn: the line says so, and no command is given
     (the sweep would start the job a second time into the folder the command took). ``note``:
-    words for a sweep that may seem to run (``sweep_note``), said in the line; the commands are given."""
+    words for a sweep that may seem to run (``sweep_note``), said in the line; the commands are given,
+    for once the sweep has ended where a job runs on another machine (``job_elsewhere``)."""
     hydra = _hydra_record(Path(sweep_dir))
     found = unstarted_jobs(sweep_dir, jobs, _points(hydra))
     if not found or not found[1]:
@@ -105,7 +106,10 @@ def unstarted_commands(sweep_dir: Path, jobs: list[Job], running: str | None = N
     swept, entry = _swept_keys(points), _entrypoint(hydra)
     words = _config_words(hydra, entry)
     why = f"no job folder; {note}" if note else "no job folder"
-    head = (f"{len(missing)} of the sweep's {len(points)} grid jobs never started ({why}); run each in its "
+    elsewhere = job_elsewhere(jobs) if note else None  # a sweep there may start them itself: a job run twice
+    run = f"if the sweep on {elsewhere[1]} has ended, run each" if elsewhere else "run each"
+    started = f"{'has' if len(missing) == 1 else 'have'} not started" if elsewhere else "never started"
+    head = (f"{len(missing)} of the sweep's {len(points)} grid jobs {started} ({why}); {run} in its "
             f"own folder of the sweep with:")
     commands = []
     for number in missing:

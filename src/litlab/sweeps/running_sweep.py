@@ -14,7 +14,7 @@ import os
 import socket
 from pathlib import Path
 
-from litlab.run_lock import holds, is_running
+from litlab.run_lock import holds, is_running, running_elsewhere
 from litlab.sweeps.sweep_table import Job
 
 
@@ -36,7 +36,9 @@ def sweep_note(sweep_dir: Path, jobs: list[Job]) -> str | None:
     """Words for a sweep that is not known to run (``running_sweep`` is None) but may seem to, said
     next to the commands of its jobs that never started: its folder's lock cannot be read here (a
     file system without locks, no fcntl), or a job still runs (its status, ``sweep_table.as_ended``'s,
-    begins with running) while no process holds the sweep's folder. None where nothing needs saying."""
+    begins with running) while no process holds the sweep's folder. A job whose record names another
+    machine (``job_elsewhere``) leaves it untold: on a network file system the lock of a sweep working
+    there may not be seen here. None where nothing needs saying."""
     sweep_dir = Path(sweep_dir)
     if is_run_folder(sweep_dir) or holds(sweep_dir):
         return None
@@ -47,8 +49,26 @@ def sweep_note(sweep_dir: Path, jobs: list[Job]) -> str | None:
     job = next((j for j in jobs if j.status.startswith("running")), None)
     if job is None or held:  # held: running_sweep's words
         return None
+    elsewhere = job_elsewhere(jobs)
+    if elsewhere:
+        job, host = elsewhere
+        return (f"job {job.name} runs, pid {job.metrics.get('pid', 'unknown')} on host {host}, so whether the sweep's "
+                f"process still runs cannot be told here: the lock on its folder may be held on another machine "
+                f"without this one seeing it (a network file system); if the sweep still runs, it starts these jobs "
+                f"itself")
     host = job.metrics.get("host") or "unknown"
     return f"job {job.name} runs, pid {job.metrics.get('pid', 'unknown')} on host {host}; the sweep's process has ended"
+
+
+def job_elsewhere(jobs: list[Job]) -> tuple[Job, str] | None:
+    """The first job still running (its status begins with running) whose record names another
+    machine (``run_lock.running_elsewhere``), with that machine; None where no job does. The sweep
+    that started it may be running there, which no lock read from here can rule out."""
+    for job in jobs:
+        host = running_elsewhere(job.metrics) if job.status.startswith("running") else None
+        if host:
+            return job, host
+    return None
 
 
 def is_run_folder(folder: Path) -> bool:

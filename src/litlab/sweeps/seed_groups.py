@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from litlab.errors import LitlabError
-from litlab.sweeps.sweep_table import Job, is_ranked
+from litlab.sweeps.sweep_table import TEST_SPLIT_LEGEND, Job, is_ranked, parse_value
 
 # the line under a grouped table that says what its cells are
 GROUP_LEGEND = ("mean ± std (n): over the n jobs of the row that completed with that metric; std is the sample "
@@ -44,7 +44,7 @@ def check_keys(keys: list[str], jobs: list[Job], params: list[str], sweep_dir: o
     naming it and the keys that are swept."""
     notes = []
     for key in keys:
-        values = {j.overrides.get(key) for j in jobs}  # None: a job without the key
+        values = {_parsed(j, key) for j in jobs}  # None: a job without the key
         if key in params and len(values) > 1:
             continue
         if len(values) == 1 and None not in values:
@@ -63,13 +63,46 @@ def check_keys(keys: list[str], jobs: list[Job], params: list[str], sweep_dir: o
 
 
 def group_jobs(jobs: list[Job], params: list[str], keys: list[str]) -> list[Group]:
-    """The groups of jobs with the same values of the swept keys but ``keys``, in order of their first job."""
+    """The groups of jobs with the same values of the swept keys but ``keys``, in order of their first job.
+    Values are compared as numbers where they are ones: ``lr=1e-3`` typed by hand (a resumed job's
+    record) and Hydra's ``lr=0.001`` are one setting; the row shows its first job's text."""
     kept = [p for p in params if p not in keys]
     groups: dict[tuple, Group] = {}
     for job in jobs:
         values = {p: job.overrides.get(p, "") for p in kept}
-        groups.setdefault(tuple(values.values()), Group(values, [])).jobs.append(job)
+        same = tuple(parse_value(v) for v in values.values())
+        groups.setdefault(same, Group(values, [])).jobs.append(job)
     return list(groups.values())
+
+
+def _parsed(job: Job, key: str) -> float | int | str | None:
+    """The job's value of ``key`` as ``group_jobs`` compares it; None where the job does not set it."""
+    text = job.overrides.get(key)
+    return None if text is None else parse_value(text)
+
+
+def is_test_figure(name: str) -> bool:
+    """A figure of the test split: ``test/acc``, ``compress/after/test_acc``; an image folder without
+    test/ scores the validation split under these names (``test_split: val``)."""
+    return name.startswith("test/") or name.rsplit("/", 1)[-1].startswith("test_")
+
+
+def job_split(job: Job) -> str:
+    """The split a job's test figures are of, as the per-job table's ``test_split`` says it: its
+    metrics.json's, else ``test`` where it has test/acc, else empty (no test figures)."""
+    return str(job.metrics.get("test_split", "test" if job.value("test/acc") is not None else ""))
+
+
+def group_split(group: Group) -> str:
+    """The split of the test figures of a group's completed jobs: ``val``, ``test``, ``mixed`` where
+    they differ (not averaged: ``group_rows``), empty where none has test figures."""
+    splits = {job_split(j) for j in group.jobs if j.completed} - {""}
+    return "mixed" if len(splits) > 1 else next(iter(splits), "")
+
+
+def marks_split(groups: list[Group]) -> bool:
+    """Whether some job's test figures are of the validation split: then each row says its split."""
+    return any(j.metrics.get("test_split") == "val" for g in groups for j in g.jobs)
 
 
 def mean_std(jobs: list[Job], metric: str) -> tuple[float | None, float | None, int]:
@@ -84,13 +117,20 @@ def mean_std(jobs: list[Job], metric: str) -> tuple[float | None, float | None, 
 def group_rows(groups: list[Group], metric: str, direction: str | None, extra: list[str]) -> list[dict]:
     """One dict per group, best mean first (groups without an averaged job last, rank ``-``; in
     group order where ``direction`` is None): rank, the other swept values, its jobs, n, their
-    statuses, and ``<metric> mean``/``std``/``n`` for the ranked metric and each extra one."""
-    rows = []
+    statuses, ``test_split`` where some job's test figures are the validation split's (``group_split``;
+    a ``mixed`` group's test figures are not averaged), and ``<metric> mean``/``std``/``n`` for the
+    ranked metric and each extra one."""
+    rows, marked = [], marks_split(groups)
     for group in groups:
         row = {"rank": "-", **group.values, "jobs": " ".join(j.name for j in group.jobs), "n": len(group.jobs),
                "status": ", ".join(f"{n} {s}" for s, n in Counter(j.status for j in group.jobs).items())}
+        split = group_split(group) if marked else ""
+        if marked:
+            row["test_split"] = split
         for name in (metric, *extra):
-            row[f"{name} mean"], row[f"{name} std"], row[f"{name} n"] = mean_std(group.jobs, name)
+            mixed = split == "mixed" and is_test_figure(name)  # val figures and test figures: no one mean
+            row[f"{name} mean"], row[f"{name} std"], row[f"{name} n"] = (None, None, 0) if mixed else mean_std(
+                group.jobs, name)
         rows.append(row)
     if direction is None:
         return rows
@@ -122,10 +162,22 @@ def _mean_cell(mean: float | None, std: float | None, n: int) -> str:
     return f"{mean:.4g}{spread} ({n})"
 
 
-def group_notes(groups: list[Group], keys: list[str], metric: str) -> list[str]:
-    """The lines under the grouped table: the legend, the jobs counted but not averaged, and a sweep
-    where no two jobs differ only in ``keys`` (an Optuna search draws each trial's values afresh)."""
+def group_notes(groups: list[Group], keys: list[str], metric: str, extra: list[str] = ()) -> list[str]:
+    """The lines under the grouped table: the legend (and the test_split one where rows say their
+    split), the groups whose test figures were not averaged across splits, the jobs counted but not
+    averaged, and a sweep where no two jobs differ only in ``keys`` (an Optuna search draws each
+    trial's values afresh)."""
     notes = [GROUP_LEGEND]
+    if marks_split(groups):
+        notes.append(TEST_SPLIT_LEGEND)
+    mixed = [g for g in groups if group_split(g) == "mixed"]
+    figures = [n for n in (metric, *extra) if is_test_figure(n)]
+    if mixed and figures:
+        which = "; ".join(" ".join(j.name for j in g.jobs) for g in mixed)
+        notes.append(f"test_split mixed: row(s) of jobs {which} hold jobs whose test figures are of the validation "
+                     f"split beside jobs whose are of the test split, so {', '.join(figures)} "
+                     f"{'is' if len(figures) == 1 else 'are'} not averaged there (left empty); the per-job table "
+                     f"gives each job's figures and split.")
     left = [f"{j.name} ({j.status if not j.completed else f'completed without {metric}'})"
             for g in groups for j in g.jobs if not is_ranked(j, metric)]
     if left:
