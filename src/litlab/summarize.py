@@ -97,7 +97,7 @@ def rank_sweep(sweep_dir: Path, metric: str | None = None, direction: str | None
                     row.setdefault("pareto", "")
                     if row["job"] in drawn[1]:
                         row["pareto"] = (row["pareto"] + f" {kind}").strip()
-    title = f"# Sweep {sweep_dir.name}: {len(jobs)} jobs {ordering(metric, direction)}\n\n"
+    title = f"# Sweep {sweep_dir.name}: {counted(len(jobs), 'job')} {ordering(metric, direction)}\n\n"
     notes = [n for n in (left_out, TEST_SPLIT_LEGEND if any(r.get("test_split") == "val" for r in rows) else None,
                          unranked) if n]
     averaged = average_table(jobs, params, keys, metric, direction, extra, sweep_dir) if keys else None
@@ -123,8 +123,12 @@ def average_table(jobs: list, params: list[str], keys: list[str], metric: str, d
 
 def groups_of_jobs(averaged: dict) -> str:
     """``3 groups of 9 jobs`` (``1 group of 3 jobs``): how many rows the grouped table has, of how many jobs."""
-    groups, jobs = len(averaged["rows"]), averaged["n_jobs"]
-    return f"{groups} group{'' if groups == 1 else 's'} of {jobs} job{'' if jobs == 1 else 's'}"
+    return f"{counted(len(averaged['rows']), 'group')} of {counted(averaged['n_jobs'], 'job')}"
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 job``, ``3 jobs``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def no_direction(metric: str, jobs: list) -> str | None:
@@ -270,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
                   format_text(averaged["shown"]), "\n" + "\n".join(averaged["notes"]) + "\n")
         each = "Each job: " if averaged else ""
         after = [*table["notes"], *unstarted_lines(table["unstarted"], table["sweep_dir"])]
-        _show(f"{each}{len(table['rows'])} jobs {ordering(table['metric'], table['direction'])}:\n",
+        _show(f"{each}{counted(len(table['rows']), 'job')} {ordering(table['metric'], table['direction'])}:\n",
               format_text(table["rows"]), "\n" + "\n".join(after) + "\n" if after else "")
         files = write_summary(table, args.out)
     except LitlabError as e:

@@ -49,6 +49,7 @@ def test_summarize_names_the_jobs_an_interrupted_grid_never_started(tmp_path, ca
     main([str(s)])
     out = capsys.readouterr().out
     assert f"{head}\n  job 1 (model=cnn): {command}\n" in out
+    assert out.startswith("1 job ranked by val/acc (maximize):")
     assert f"- job 1 (model=cnn): `{command}`" in (s / "summary.md").read_text()
     # run as given, the job is in the sweep folder and nothing is missing any more
     _job(s, "1", ["data=npz", "data.path=X.npz", "model=cnn", "trainer.max_epochs=3"])

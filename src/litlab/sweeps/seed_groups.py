@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from litlab.errors import LitlabError
-from litlab.sweeps.sweep_table import TEST_SPLIT_LEGEND, Job, is_ranked, parse_value
+from litlab.sweeps.sweep_table import TEST_SPLIT_LEGEND, Job, is_ranked, job_split, parse_value
 
 # the line under a grouped table that says what its cells are
 GROUP_LEGEND = ("mean ± std (n): over the n jobs of the row that completed with that metric; std is the sample "
@@ -85,12 +85,6 @@ def is_test_figure(name: str) -> bool:
     """A figure of the test split: ``test/acc``, ``compress/after/test_acc``; an image folder without
     test/ scores the validation split under these names (``test_split: val``)."""
     return name.startswith("test/") or name.rsplit("/", 1)[-1].startswith("test_")
-
-
-def job_split(job: Job) -> str:
-    """The split a job's test figures are of, as the per-job table's ``test_split`` says it: its
-    metrics.json's, else ``test`` where it has test/acc, else empty (no test figures)."""
-    return str(job.metrics.get("test_split", "test" if job.value("test/acc") is not None else ""))
 
 
 def group_split(group: Group) -> str:

@@ -264,11 +264,17 @@ def table_rows(ranked: list[Job], params: list[str], metric: str, extra: list[st
         row[metric] = job.value(metric)
         row.update({k: job.value(k) for k in extra})
         if marks_split:
-            row["test_split"] = job.metrics.get("test_split", "test" if job.value("test/acc") is not None else "")
+            row["test_split"] = job_split(job)
         if job.status == "failed" or (not job.completed and job.metrics.get("error")):
             row["error"] = str(job.metrics.get("error", ""))[:70]
         rows.append(row)
     return rows
+
+
+def job_split(job: Job) -> str:
+    """The split a job's test figures are of (the ``test_split`` column): its metrics.json's, else
+    ``test`` where it has test/acc, else empty (no test figures)."""
+    return str(job.metrics.get("test_split", "test" if job.value("test/acc") is not None else ""))
 
 
 # the line under a table with a test_split column
