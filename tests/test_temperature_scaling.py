@@ -5,8 +5,10 @@ the validation split or given, figures at T = 1 beside the scaled ones, accuracy
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -146,14 +148,19 @@ def test_auto_on_an_overconfident_model_fits_t_above_1_and_lowers_ece_and_nll(ch
     _, unscaled = _eval(cfg_factory, tmp_path, best, "auto_best", "temperature=auto")
     assert unscaled["temperature"]["value"] == pytest.approx(t["value"] / 5, rel=1e-5)
     out = capsys.readouterr().out
-    assert f"  temperature  {t['value']:.6f} (fitted on val: NLL {t['val_nll_at_t1']:.6f} at T=1 -> " in out
+    width = len("test/loss_at_t1")  # the longest key: the values' column starts after it, on every row
+    assert f"  {'temperature':<{width}} {t['value']:.6f} (fitted on val: NLL {t['val_nll_at_t1']:.6f} at T=1 -> " in out
+    table = out.split("\nlitlab eval of ")[2].splitlines()[1:]  # the rows of the auto eval of sharp.ckpt
+    assert {row[2:2 + width].strip() for row in table} >= {"test/loss_at_t1", "test/ece", "temperature", "metrics"}
+    assert {len(row) - len(row[2 + width:].lstrip()) for row in table} == {3 + width}, table
 
 
 def test_a_given_temperature_is_used_as_it_is(checkpoints, cfg_factory, tmp_path):
     best, _, path = checkpoints
     plain, _ = _eval(cfg_factory, tmp_path, best, "plain")
     metrics, record = _eval(cfg_factory, tmp_path, best, "given", "temperature=2.5")
-    assert record["temperature"] == {"value": 2.5, "given": True, "ckpt_path": str(best)}
+    assert record["temperature"] == {"value": 2.5, "given": True, "ckpt_path": str(best), "ckpt_bytes": best.stat().st_size,
+                                     "ckpt_sha256": hashlib.sha256(best.read_bytes()).hexdigest()}
     assert metrics["test/acc"] == plain["test/acc"] and metrics["test/ece_at_t1"] == pytest.approx(plain["test/ece"])
     assert metrics["test/ece"] == pytest.approx(ece_of(best, path, 2.5), abs=1e-5)
     x, y = split_arrays(path, "test")
@@ -192,6 +199,8 @@ def test_calibration_bins_given_to_eval_are_used(checkpoints, cfg_factory, tmp_p
     (["temperature=true"], "temperature=true is a yes/no value, not a temperature."),
     (["temperature=warm"], "temperature must be a positive number or auto, got 'warm'."),
     (["temperature=auto", "trainer.devices=2"], "temperature=auto fits T on every validation logit in one process"),
+    (["temperature=auto", 'trainer.devices="2"'], "temperature=auto fits T on every validation logit in one process"),
+    (["temperature=auto", 'trainer.devices="0,1"'], "temperature=auto fits T on every validation logit in one process"),
     (["+callbacks.eval_report.top_k=3"], "callbacks.eval_report.top_k: eval runs none of the training callbacks"),
     (["+callbacks.eval_report.calibration_bins=0"], "callbacks.eval_report.calibration_bins must be a positive"),
 ])
@@ -201,6 +210,56 @@ def test_eval_refusals_exit_2_before_any_work(checkpoints, tmp_path, given, mess
     stderr = refused_before_torch("litlab.eval", [f"ckpt_path={best}", *given, f"hydra.run.dir={out}"], tmp_path)
     assert message in " ".join(stderr.split()) and "Traceback" not in stderr
     assert nothing_in(out)
+
+
+@pytest.mark.parametrize("trainer,several", [
+    ({"devices": "2"}, True), ({"devices": " 3 "}, True), ({"devices": "0,1"}, True), ({"devices": [0, 1]}, True),
+    ({"devices": 2}, True), ({"num_nodes": "2"}, True), ({"num_nodes": 2}, True),
+    ({"devices": "1"}, False), ({"devices": "1,"}, False), ({"devices": [1]}, False), ({"devices": 1}, False),
+    ({"devices": "-1"}, False), ({"devices": "auto"}, False), ({"devices": -1}, False), ({}, False),
+])
+def test_auto_counts_the_devices_as_lightning_reads_them(trainer, several):
+    """trainer.devices as a string ("2", "0,1") was not counted; -1 and auto are left to the run
+    (``fit_on_validation`` refuses several processes once the trainer knows them)."""
+    from omegaconf import OmegaConf
+
+    from litlab.tuning.temperature_setting import AUTO, eval_temperature
+
+    cfg = OmegaConf.create({"temperature": "auto", "split": "test", "trainer": trainer})
+    if several:
+        with pytest.raises(LitlabError, match="fits T on every validation logit in one process, and this evaluation "
+                                              "runs in several"):
+            eval_temperature(cfg)
+    else:
+        assert eval_temperature(cfg) == AUTO
+
+
+def test_auto_is_refused_where_the_test_split_is_the_validation_split(cfg_factory, tmp_path):
+    """An image folder without test/ scores its validation split as test/*: fitting T there too
+    scored the calibration on the samples it was fitted to (as split=val, which is refused)."""
+    from tests.conftest import make_cfg
+    from tests.helpers import write_image_folder
+
+    root = write_image_folder(tmp_path / "imgs", splits=("train", "val"), per_class=4)
+    train(make_cfg(["model=mlp", "data=imagefolder", f"data.root={root}", "trainer.max_epochs=1"], tmp_path / "run",
+                   tmp_path / "data"))
+    best = json.loads((tmp_path / "run" / "metrics.json").read_text())["best_ckpt"]
+    with pytest.raises(LitlabError, match=rf"temperature=auto fits T on the validation split, and data.root={root} has "
+                                          r"no test/ folder, so its test split is the validation split"):
+        _eval(cfg_factory, tmp_path, best, "ev", "temperature=auto")
+    assert not (tmp_path / "ev" / "metrics.json").exists()
+    # a given T is scored as it is, on the split the folder has
+    metrics, record = _eval(cfg_factory, tmp_path, best, "ev_given", "temperature=2.0")
+    assert record["temperature"]["given"] and record["test_split"] == "val" and "test/ece_at_t1" in metrics
+
+
+def test_auto_without_validation_batches_says_so(checkpoints, cfg_factory, tmp_path):
+    """trainer.limit_val_batches=0 runs no validation batch: a ValueError from torch.cat before."""
+    best, _, _ = checkpoints
+    with pytest.raises(LitlabError, match=r"temperature=auto: the validation split gave no logits to fit T on \(no "
+                                          r"batch of it ran: an empty split, or trainer.limit_val_batches=0\)"):
+        _eval(cfg_factory, tmp_path, best, "ev", "temperature=auto", "+trainer.limit_val_batches=0")
+    assert not (tmp_path / "ev" / "metrics.json").exists()
 
 
 # --- predict -----------------------------------------------------------------------------------
@@ -260,7 +319,8 @@ def test_predict_reads_t_from_an_eval_folder_of_the_same_checkpoint(checkpoints,
     # the same folder for another checkpoint, a folder without a temperature: refused, naming both paths
     for ckpt, folder, message in (
             (sharp, tmp_path / "fit", f"the temperature in {tmp_path / 'fit' / 'metrics.json'} was fitted for the "
-                                      f"checkpoint {best}, not for ckpt_path={sharp}"),
+                                      f"checkpoint {best}, and ckpt_path={sharp} is another file with other contents "
+                                      f"({sharp.stat().st_size} bytes, where the eval recorded {best.stat().st_size})"),
             (best, best.parent.parent, f"{best.parent.parent / 'metrics.json'} records no temperature")):
         out = tmp_path / "refused"
         stderr = refused_before_torch("litlab.predict", [f"ckpt_path={ckpt}", f"input={tmp_path / 'inputs.npz'}",
@@ -280,3 +340,63 @@ def test_predict_refusals_exit_2_with_nothing_written(checkpoints, tmp_path, val
     stderr = refused_before_torch("litlab.predict", [f"ckpt_path={best}", f"input={path}", f"temperature={value}",
                                         f"hydra.run.dir={out}"], tmp_path)
     assert message in " ".join(stderr.split()) and nothing_in(out)
+
+
+def _copy_run(ckpt: Path, folder: Path) -> Path:
+    """``ckpt`` copied into ``folder/checkpoints/last.ckpt`` (a run of one's own to rewrite or move)."""
+    (folder / "checkpoints").mkdir(parents=True)
+    return Path(shutil.copyfile(ckpt, folder / "checkpoints" / "last.ckpt"))
+
+
+def test_predict_refuses_a_t_whose_checkpoint_was_rewritten_since_the_eval(checkpoints, cfg_factory, tmp_path):
+    """A resume that wrote over last.ckpt after the eval: the path matched, and the old T was used."""
+    best, sharp, path = checkpoints
+    last = _copy_run(best, tmp_path / "run")
+    _eval(cfg_factory, tmp_path, last, "fit", "temperature=auto")
+    inputs = tmp_path / "inputs.npz"
+    np.savez(inputs, x=split_arrays(path, "test")[0][:5].numpy())
+    data = bytearray(last.read_bytes())
+    data[-1] ^= 1  # the same size, other bytes: only the sha256 tells
+    for contents in (bytes(data), sharp.read_bytes()):
+        last.write_bytes(contents)
+        out = tmp_path / "refused"
+        stderr = " ".join(refused_before_torch("litlab.predict", [
+            f"ckpt_path={last}", f"input={inputs}", f"temperature={tmp_path / 'fit'}", f"hydra.run.dir={out}"],
+            tmp_path).split())
+        assert (f"temperature={tmp_path / 'fit'}: the checkpoint changed since the eval. The temperature in "
+                f"{tmp_path / 'fit' / 'metrics.json'} was fitted for {last} as it was then ({best.stat().st_size} "
+                f"bytes, sha256 {hashlib.sha256(best.read_bytes()).hexdigest()[:16]}...), and ckpt_path={last} now "
+                f"holds other contents ({len(contents)} bytes") in stderr, stderr
+        assert (f"Run python -m litlab.eval ckpt_path={last} temperature=auto again" in stderr and nothing_in(out))
+
+
+def test_predict_takes_the_t_of_a_moved_run_with_the_same_checkpoint(checkpoints, cfg_factory, tmp_path):
+    """A run folder moved after its eval holds the same bytes: refused as "another model's T" before."""
+    best, _, path = checkpoints
+    last = _copy_run(best, tmp_path / "run")
+    _, fitted = _eval(cfg_factory, tmp_path, last, "fit", "temperature=auto")
+    (tmp_path / "run").rename(tmp_path / "moved")
+    moved = tmp_path / "moved" / "checkpoints" / "last.ckpt"
+    x, _ = split_arrays(path, "test")
+    np.savez(tmp_path / "inputs.npz", x=x[:10].numpy())
+    rows, record = _predict(cfg_factory, tmp_path, moved, tmp_path / "inputs.npz", "pm", f"temperature={tmp_path / 'fit'}")
+    t = fitted["temperature"]["value"]
+    assert record["temperature"] == {"value": t, "from": str(tmp_path / "fit")}
+    predictor = load_predictor(str(moved), torch.device("cpu"))
+    expected = (predictor.logits(x[:10]).double() / t).softmax(-1)
+    assert torch.allclose(_probs(rows, predictor.class_names), expected, atol=6e-7)
+
+
+def test_predict_says_a_t_given_to_the_eval_was_given(checkpoints, cfg_factory, tmp_path, capsys):
+    """An eval's temperature=2.5 was reported by predict as "fitted by eval in ..."."""
+    best, _, path = checkpoints
+    _eval(cfg_factory, tmp_path, best, "given", "temperature=2.5")
+    _eval(cfg_factory, tmp_path, best, "fit", "temperature=auto")
+    np.savez(tmp_path / "inputs.npz", x=split_arrays(path, "test")[0][:5].numpy())
+    capsys.readouterr()
+    for name, how in (("given", "given to the eval in"), ("fit", "fitted by eval in")):
+        _, record = _predict(cfg_factory, tmp_path, best, tmp_path / "inputs.npz", f"p_{name}",
+                             f"temperature={tmp_path / name}")
+        value = record["temperature"]["value"]
+        assert f"  temperature  {value:.6f} ({how} {tmp_path / name})\n" in capsys.readouterr().out
+    assert value != 2.5

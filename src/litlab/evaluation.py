@@ -26,7 +26,7 @@ from litlab.eval import check_before_loading, check_root_given, is_run_override
 from litlab.reporting.run_files import update_metrics
 from litlab.seeding import seed_everything
 from litlab.temperature_scaling import figures_at_t1, fit_on_validation, scale_net, temperature_record
-from litlab.tuning.temperature_setting import AUTO, eval_temperature
+from litlab.tuning.temperature_setting import AUTO, checkpoint_fingerprint, eval_temperature
 from litlab.trainer_checks import accelerator_of, check_precision, check_trainer_config
 from litlab.resume import absolute_locations
 from litlab.training import partial_data
@@ -101,6 +101,8 @@ def eval_precision(cfg: DictConfig, run_cfg: DictConfig, overrides: list[str], a
 def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     """Loads ``cfg.ckpt_path``, rebuilds its data and model, and tests it; returns the metrics."""
     split = check_before_loading(cfg)  # also run by the command line, before torch is imported
+    # the bytes a temperature is recorded for, read before the checkpoint is loaded (predict compares them)
+    fingerprint = checkpoint_fingerprint(cfg.ckpt_path) if cfg.get("temperature") is not None else {}
     ckpt = load_checkpoint(cfg.ckpt_path)
     check_stored_net(ckpt, cfg.ckpt_path)  # a user's own net, before any data is prepared
     run_cfg = stored_config(ckpt, overrides or [], str(cfg.ckpt_path))
@@ -139,7 +141,8 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     if not trainer.is_global_zero:
         return metrics  # under DDP every rank has the figures; only rank 0 records and prints them
     scored = scored_data(run_cfg, dm, split)
-    scaling = {} if temperature is None else {"temperature": temperature_record(temperature, fit, str(cfg.ckpt_path))}
+    scaling = {} if temperature is None else {"temperature": temperature_record(temperature, fit, str(cfg.ckpt_path),
+                                                                                fingerprint)}
     update_metrics(run_dir, status="completed", task="eval", ckpt_path=str(cfg.ckpt_path), precision=precision,
                    calibration_bins=bins, **scaling, **scored, **partial_data(cfg.trainer), **metrics)
     print_result(cfg.ckpt_path, metrics, precision, scored, run_dir, scaling.get("temperature"))
@@ -162,6 +165,12 @@ def calibrate(cfg: DictConfig, model, dm, bins: int) -> tuple[float | None, obje
     setting = eval_temperature(cfg)
     if setting is None:
         return None, None, {}
+    if setting == AUTO and getattr(dm, "test_is_val", False):  # an image folder without test/, as split=val
+        raise LitlabError(f"temperature=auto fits T on the validation split, and data.root={getattr(dm, 'root', '')} "
+                          f"has no test/ folder, so its test split is the validation split: the calibration would be "
+                          f"scored on the very samples T was fitted to and look better than it is. Add a test/ folder "
+                          f"(test/<class>/<images>) to score, or give a temperature fitted elsewhere "
+                          f"(temperature=<number>).")
     fit = fit_on_validation(cfg, model, dm) if setting == AUTO else None
     temperature = fit.temperature if fit is not None else float(setting)
     at_t1 = figures_at_t1(cfg, model, dm, bins)
@@ -194,19 +203,20 @@ def print_result(ckpt_path, metrics: dict, precision: str, scored: dict, run_dir
                  temperature: dict | None = None) -> None:
     """The figures and what they are of: the split (saying so when the test figures are the
     validation split's), the data and the number of samples."""
+    width = max([12, *map(len, metrics)])  # the keys' column: test/loss_at_t1 is longer than 12
     print(f"\nlitlab eval of {ckpt_path}:")
     for k, v in metrics.items():
-        print(f"  {k:<12} {v:.6f}")
+        print(f"  {k:<{width}} {v:.6f}")
     split = scored["test_split"]
     if split == "val" and any(k.startswith("test/") for k in metrics):
         split = "val (the data has no test/ folder: test/* are the validation split's figures)"
-    print(f"  {'split':<12} {split}")
+    print(f"  {'split':<{width}} {split}")
     location = scored.get("data_path") or scored.get("data_root")
-    print(f"  {'data':<12} {scored['data']}" + (f" at {location}" if location else ""))
-    print(f"  {'samples':<12} {scored['samples']}")
-    print(f"  {'precision':<12} {precision}")
+    print(f"  {'data':<{width}} {scored['data']}" + (f" at {location}" if location else ""))
+    print(f"  {'samples':<{width}} {scored['samples']}")
+    print(f"  {'precision':<{width}} {precision}")
     if temperature is not None:
         how = (f"fitted on val: NLL {temperature['val_nll_at_t1']:.6f} at T=1 -> {temperature['val_nll']:.6f}"
                if temperature.get("fitted_on") else "given")
-        print(f"  {'temperature':<12} {temperature['value']:.6f} ({how}); *_at_t1 are the figures at T=1")
-    print(f"  metrics      {run_dir / 'metrics.json'}")
+        print(f"  {'temperature':<{width}} {temperature['value']:.6f} ({how}); *_at_t1 are the figures at T=1")
+    print(f"  {'metrics':<{width}} {run_dir / 'metrics.json'}")

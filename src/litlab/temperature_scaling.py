@@ -74,7 +74,10 @@ def fit_on_validation(cfg: DictConfig, model: L.LightningModule, dm) -> Temperat
                           f"runs in {trainer.world_size}. Fit on one device (trainer.devices=1), then give the T it "
                           f"reports to the multi-device evaluation (temperature=<number>).")
     trainer.validate(model, datamodule=dm, verbose=False)
-    fit = fit_temperature(torch.cat(logits.logits), torch.cat(logits.targets))
+    if logits.logits:
+        fit = fit_temperature(torch.cat(logits.logits), torch.cat(logits.targets))
+    else:  # no validation batch ran (trainer.limit_val_batches=0): fit_temperature's error says so
+        fit = fit_temperature(torch.empty(0, 0, dtype=torch.float64), torch.empty(0, dtype=torch.long))
     log.info("temperature T=%.4f fitted on %d validation samples (their NLL %.4f at T=1, %.4f at T)",
              fit.temperature, fit.samples, fit.nll_before, fit.nll_after)
     return fit
@@ -94,10 +97,12 @@ def scale_net(model: L.LightningModule, temperature: float) -> None:
     model.net = TemperatureScaled(model.net, temperature)
 
 
-def temperature_record(temperature: float, fit: TemperatureFit | None, ckpt_path: str) -> dict:
+def temperature_record(temperature: float, fit: TemperatureFit | None, ckpt_path: str, fingerprint: dict) -> dict:
     """``metrics.json``'s ``temperature``: the value, how it came (``fitted_on: val`` with the val
-    NLL before and after, or ``given``) and the absolute checkpoint path (predict's
-    ``temperature=<eval folder>`` checks that it is the checkpoint it classifies with)."""
+    NLL before and after, or ``given``), the absolute checkpoint path and its ``fingerprint``
+    (``ckpt_bytes``, ``ckpt_sha256`` of ``temperature_setting.checkpoint_fingerprint``, taken before
+    it was loaded), which predict's ``temperature=<eval folder>`` compares with the checkpoint it
+    classifies with."""
     from pathlib import Path
 
     record: dict = {"value": temperature}
@@ -107,4 +112,5 @@ def temperature_record(temperature: float, fit: TemperatureFit | None, ckpt_path
         record.update(fitted_on="val", val_samples=fit.samples, val_nll_at_t1=fit.nll_before,
                       val_nll=fit.nll_after)
     record["ckpt_path"] = str(Path(ckpt_path).absolute())
+    record.update(fingerprint)
     return record

@@ -36,7 +36,7 @@ def check_before_loading(cfg: DictConfig, out: Path | None) -> tuple[int, int]:
         check_output(out, {"ckpt_path": Path(cfg.ckpt_path), "input": Path(cfg.input)})
     check_checkpoint_path(cfg.ckpt_path)
     check_input_exists(Path(cfg.input))
-    predict_temperature(cfg)  # a positive number, or an eval folder that fitted T for this checkpoint
+    predict_temperature(cfg)  # a positive number, or an eval folder whose T is of this checkpoint's bytes (sha256)
     return top_k, batch_size
 
 

@@ -65,10 +65,10 @@ def predict(cfg: DictConfig) -> dict:
     out = Path(cfg.output) if cfg.get("output") else run_dir / "predictions.csv"
     top_k, batch_size = check_before_loading(cfg, out)  # also run by the command line, before torch is imported
     predictor = load_predictor(str(cfg.ckpt_path), pick_device(str(cfg.get("device", "auto"))))
-    temperature, source = predict_temperature(cfg)
+    temperature, source, how = predict_temperature(cfg)
     if temperature is not None:  # probabilities softmax(logits / T); the ranking stays the same
         predictor.net = TemperatureScaled(predictor.net, temperature)
-        log.info("temperature T=%.4f (%s)", temperature, "given" if source == "given" else f"fitted by eval in {source}")
+        log.info("temperature T=%.4f (%s)", temperature, how)
     total, batches = input_batches(Path(cfg.input), predictor, batch_size)
     log.info("predicting %d input(s) from %s with %s", total, cfg.input, cfg.ckpt_path)
     with PredictionCsv(out, predictor.class_names, top_k) as rows:
@@ -89,18 +89,19 @@ def predict(cfg: DictConfig) -> dict:
         summary["temperature"] = {"value": temperature, "from": source}
     update_metrics(run_dir, status="completed", task="predict", ckpt_path=str(cfg.ckpt_path), input=str(cfg.input),
                    **{k: v for k, v in summary.items() if k != "top1_counts"})
-    print_summary(cfg, summary, rows.errors)
+    print_summary(cfg, summary, rows.errors, how)
     return summary
 
 
-def print_summary(cfg: DictConfig, summary: dict, errors: list[tuple[str, str]]) -> None:
-    """A few lines: counts, the most frequent predicted classes, the first errors, the CSV."""
+def print_summary(cfg: DictConfig, summary: dict, errors: list[tuple[str, str]], how: str | None = None) -> None:
+    """A few lines: counts, the most frequent predicted classes, the first errors, the CSV.
+    ``how``: where the temperature came from (``temperature_setting.predict_temperature``)."""
     print(f"\nlitlab predict with {cfg.ckpt_path}:")
     print(f"  input        {cfg.input}")
     print(f"  predicted    {summary['predicted']}")
     if "temperature" in summary:
         t = summary["temperature"]
-        print(f"  temperature  {t['value']:.6f} ({'given' if t['from'] == 'given' else 'fitted by eval in ' + t['from']})")
+        print(f"  temperature  {t['value']:.6f} ({how or t['from']})")
     if summary["top1_counts"]:
         common = list(summary["top1_counts"].items())[:5]
         print("  top classes  " + ", ".join(f"{name} ({n})" for name, n in common))

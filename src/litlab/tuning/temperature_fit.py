@@ -44,8 +44,9 @@ def fit_temperature(logits: Tensor, targets: Tensor, where: str = "the validatio
     right (the NLL falls as T goes to 0) or the probabilities carry no information; that is an
     error naming ``where``, rather than a T that would make every prediction certain."""
     if logits.ndim != 2 or len(logits) == 0 or len(logits) != len(targets):
-        raise LitlabError(f"temperature=auto: {where} gave no logits to fit T on. Use data with a validation split, "
-                          f"or give temperature=<number>.")
+        raise LitlabError(f"temperature=auto: {where} gave no logits to fit T on (no batch of it ran: an empty split, "
+                          f"or trainer.limit_val_batches=0). Use data with a validation split and let its batches run "
+                          f"(leave trainer.limit_val_batches out, or above 0), or give temperature=<number>.")
     logits, targets = logits.detach().double().cpu(), targets.detach().long().cpu()
     low, high = math.log(LOWEST), math.log(HIGHEST)
 

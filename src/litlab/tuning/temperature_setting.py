@@ -8,7 +8,9 @@ ranking of the classes (so the accuracy) stays as it is.
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 from litlab.errors import LitlabError
@@ -33,8 +35,9 @@ def _number_or_none(value: object, other: str) -> float | None:
 def eval_temperature(cfg) -> float | str | None:
     """Eval's ``temperature``: None (T = 1), a positive number used as it is, or ``auto`` (fitted on
     the run's validation split). ``auto`` with ``split=val`` is refused: the figures would be scored
-    on the data T was fitted to. Several processes are refused with ``auto`` too (the fit needs every
-    validation logit in one place; see ``evaluation``)."""
+    on the data T was fitted to (an image folder without test/, whose test split is the validation
+    split, is refused for that once the data is read: ``evaluation.calibrate``). Several processes
+    are refused with ``auto`` too (the fit needs every validation logit in one place)."""
     value = cfg.get("temperature")
     if value is None:
         return None
@@ -59,32 +62,59 @@ def eval_temperature(cfg) -> float | str | None:
 
 def _several_processes(cfg) -> bool:
     trainer = cfg.get("trainer") or {}
-    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
-    several = isinstance(devices, int) and not isinstance(devices, bool) and devices > 1
-    several = several or (not isinstance(devices, (int, str)) and devices is not None and len(devices) > 1)
-    return several or (isinstance(nodes, int) and nodes > 1)
+    devices, nodes = _count(trainer.get("devices", 1), indices=True), _count(trainer.get("num_nodes", 1))
+    return (devices or 1) > 1 or (nodes or 1) > 1
 
 
-def predict_temperature(cfg) -> tuple[float | None, str | None]:
-    """Predict's ``temperature``: ``(None, None)`` for T = 1, ``(T, "given")`` for a positive number,
-    ``(T, <folder>)`` for the folder of a ``litlab.eval ... temperature=...`` run of the same
-    checkpoint, whose ``metrics.json`` holds the T it used."""
+def _count(value: object, indices: bool = False) -> int | None:
+    """How many devices (or nodes) ``value`` asks for, read as Lightning reads ``trainer.devices``:
+    a number, a string of one (``"2"``), or with ``indices`` a list of device indices (``[0, 1]``,
+    ``"0,1"``, ``"1,"``). None where only the machine can tell (``-1``, ``"auto"``) or the value is
+    no count: the trainer checks report those, and ``temperature_scaling.fit_on_validation`` refuses
+    several processes again once the trainer knows how many it runs."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if indices and "," in text:
+                return len([int(part) for part in text.split(",") if part.strip()])
+            value = int(text)
+        except ValueError:
+            return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if indices and isinstance(value, Sequence):  # a list of device indices (a ListConfig too)
+        return len(value)
+    return None
+
+
+def predict_temperature(cfg) -> tuple[float | None, str | None, str | None]:
+    """Predict's ``temperature`` as ``(T, source, how)``: ``(None, None, None)`` for T = 1,
+    ``(T, "given", "given")`` for a positive number, ``(T, <folder>, "fitted by eval in <folder>")``
+    (or ``"given to the eval in <folder>"``) for the folder of a ``litlab.eval ... temperature=...``
+    run of the same checkpoint, whose ``metrics.json`` holds the T it used."""
     value = cfg.get("temperature")
     if value is None:
-        return None, None
+        return None, None, None
     number = _number_or_none(value, "the folder of an eval run that fitted it")
     if number is not None:
-        return number, "given"
+        return number, "given", "given"
     if value == AUTO:
         raise LitlabError("temperature=auto needs labelled data to fit T on, which predict does not have. Fit it with "
                           "python -m litlab.eval ckpt_path=... temperature=auto, then give that eval's folder: "
                           "temperature=outputs/runs/<eval run>.")
     folder = Path(str(value))
-    return eval_record_temperature(folder, cfg.get("ckpt_path")), str(folder.absolute())
+    temperature, fitted = eval_record_temperature(folder, cfg.get("ckpt_path"))
+    source = str(folder.absolute())
+    return temperature, source, f"{'fitted by eval' if fitted else 'given to the eval'} in {source}"
 
 
-def eval_record_temperature(folder: Path, ckpt_path: object) -> float:
-    """The T recorded in ``folder/metrics.json`` by an eval of ``ckpt_path``; errors name both paths."""
+def eval_record_temperature(folder: Path, ckpt_path: object) -> tuple[float, bool]:
+    """The T recorded in ``folder/metrics.json`` by an eval of ``ckpt_path``, and whether the eval
+    fitted it (else it was given to the eval). The checkpoint must have the size and sha256 that
+    the eval recorded: a resume that wrote over ``last.ckpt`` since is another model under the same
+    path, and a run folder moved since is the same model under another. Errors name both paths."""
     from litlab.reporting.run_files import read_json  # no torch
 
     where = f"temperature={folder}"
@@ -104,11 +134,57 @@ def eval_record_temperature(folder: Path, ckpt_path: object) -> float:
                           f"another command). Run python -m litlab.eval ckpt_path={ckpt_path} temperature=auto and "
                           f"give its folder, or give a number.")
     recorded = fitted.get("ckpt_path") or record.get("ckpt_path")
-    if not recorded or not _same_file(Path(str(recorded)), Path(str(ckpt_path))):
-        raise LitlabError(f"{where}: the temperature in {path} was fitted for the checkpoint {recorded}, not for "
-                          f"ckpt_path={ckpt_path}; another model's T does not calibrate this one. Give the folder of an "
-                          f"eval of {ckpt_path} (python -m litlab.eval ckpt_path={ckpt_path} temperature=auto).")
-    return float(fitted["value"])
+    how = "fitted for" if fitted.get("fitted_on") else "given to the eval of"
+    again = (f"Run python -m litlab.eval ckpt_path={ckpt_path} temperature=auto again and give its folder, or give "
+             f"a number.")
+    kept = {key: fitted.get(key) for key in FINGERPRINT_KEYS}
+    if not isinstance(kept["ckpt_bytes"], int) or not isinstance(kept["ckpt_sha256"], str):
+        raise LitlabError(f"{where}: {path} records no size and sha256 of the checkpoint its temperature was {how} "
+                          f"({recorded}; an eval from before litlab recorded them), so it cannot be told whether "
+                          f"ckpt_path={ckpt_path} is that model. {again}")
+    if _has_fingerprint(Path(str(ckpt_path)), kept):
+        return float(fitted["value"]), bool(fitted.get("fitted_on"))
+    now = Path(str(ckpt_path)).stat().st_size
+    if recorded and _same_file(Path(str(recorded)), Path(str(ckpt_path))):
+        raise LitlabError(f"{where}: the checkpoint changed since the eval. The temperature in {path} was {how} "
+                          f"{recorded} as it was then ({kept['ckpt_bytes']} bytes, sha256 "
+                          f"{kept['ckpt_sha256'][:16]}...), and ckpt_path={ckpt_path} now holds other contents "
+                          f"({now} bytes{', another sha256' if now == kept['ckpt_bytes'] else ''}): a resume or "
+                          f"another run wrote over it, so that T calibrates the model it held before. {again}")
+    raise LitlabError(f"{where}: the temperature in {path} was {how} the checkpoint {recorded}, and "
+                      f"ckpt_path={ckpt_path} is another file with other contents ({now} bytes, where the eval "
+                      f"recorded {kept['ckpt_bytes']}{' and another sha256' if now == kept['ckpt_bytes'] else ''}), "
+                      f"so another model, which that T does not calibrate. Give the folder of an eval of "
+                      f"{ckpt_path} (python -m litlab.eval ckpt_path={ckpt_path} temperature=auto).")
+
+
+FINGERPRINT_KEYS = ("ckpt_bytes", "ckpt_sha256")
+_DIGESTS: dict[tuple[str, int, int], str] = {}  # (resolved path, size, mtime_ns) -> sha256, for this process
+
+
+def checkpoint_fingerprint(path: str | Path) -> dict:
+    """``{"ckpt_bytes": size, "ckpt_sha256": hex digest}`` of the file at ``path``, which eval
+    records beside a temperature and predict compares: T follows the model's bytes, not its path.
+    A file is hashed once per process while its size and modification time stay (predict checks
+    on the command line and again in the run); hashing reads the file, about 1 s for a few hundred MB."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()
+    return {"ckpt_bytes": stat.st_size, "ckpt_sha256": _DIGESTS[key]}
+
+
+def _has_fingerprint(path: Path, kept: dict) -> bool:
+    """Whether the file at ``path`` has the size and sha256 in ``kept`` (of another size: not hashed)."""
+    try:
+        return path.stat().st_size == kept["ckpt_bytes"] and checkpoint_fingerprint(path) == kept
+    except OSError:
+        return False
 
 
 def _same_file(a: Path, b: Path) -> bool:
