@@ -194,42 +194,142 @@ def test_a_users_own_box_pasting_mixer_is_not_suggested(tmp_path):
 
 # ---- review fixes: jobs of an allowed sweep run alone, choices as composed, typed keys only, pkg:// ----
 
-def _a_setting(group: str) -> str:
-    """``KEY=VALUE`` of the first choice of ``group`` in conf/ that has a class, with its own value,
-    read from the files here."""
+def _a_setting(group: str) -> tuple[str, str]:
+    """``(CHOICE, KEY=VALUE)``: the first choice of ``group`` in conf/ that has a class, and one of
+    its own keys with its value, read from the files here."""
     for path in sorted((CONF_DIR / group).glob("*.yaml")):
         node = OmegaConf.load(path)
         if "_target_" in node:
             key = next(k for k, v in node.items()
                        if k not in ("_target_", "defaults") and isinstance(v, (int, float, str)))
-            return f"{key}={node[key]}"
+            return path.stem, f"{key}={node[key]}"
     raise AssertionError(f"no choice of {group} with a class")
+
+
+BASIC = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def _grid_sweep(path, task):
+    """A grid sweep's folder as Hydra's basic sweeper leaves it before its first job: the
+    ``multirun.yaml`` of the command's overrides ``task``."""
+    import yaml
+
+    path.mkdir(parents=True)
+    hydra = {"sweep": {"dir": str(path), "subdir": "${hydra.job.num}"},
+             "sweeper": {"_target_": BASIC, "max_batch_size": None, "params": None},
+             "overrides": {"hydra": [f"hydra.sweep.dir={path}", "hydra.mode=MULTIRUN"], "task": task},
+             "job": {"name": "train"}}
+    (path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": hydra, "task_name": "train"}))
+    return path
+
+
+def _job_record(folder, overrides):
+    """A job's folder with the ``.hydra/overrides.yaml`` Hydra writes for it."""
+    import yaml
+
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
 
 
 @pytest.mark.parametrize("group,choice", _empty_choices())
 def test_a_job_of_a_sweep_over_an_empty_choice_runs_alone(group, choice, tmp_path):
     """-m averaging=none,ema ++averaging.decay=0.9 records averaging=none ++averaging.decay=0.9 for
-    job 0: its resume and the grid's command for a job never started repeat that, and were refused."""
-    from litlab.sweeps.grid_points import job_command
+    job 0: the grid's command for it, never started, and its resume repeat that, and were refused."""
+    from litlab.sweeps.grid_points import unstarted_commands
 
-    setting = f"++{group}.{_a_setting(group)}"
-    sweep = tmp_path / "sweep"
-    command = shlex.split(job_command("train", sweep, 0, [f"{group}={choice}", setting]))
-    assert command[:3] == ["python", "-m", "litlab.train"]
+    other, value = _a_setting(group)
+    setting = f"++{group}.{value}"
+    sweep = _grid_sweep(tmp_path / "sweep", [f"{group}={choice},{other}", setting])
+    _, commands = unstarted_commands(sweep, [])
+    command = shlex.split(commands[0][1])  # job 0: the empty choice
+    assert command[:3] == ["python", "-m", "litlab.train"] and setting in command
     cfg = check_overrides(command[3:])
     assert cfg.hydra.runtime.choices[group] == choice and cfg.hydra.run.dir == str(sweep / "0")
     key, value = setting.lstrip("+").split("=")
     assert str(OmegaConf.select(cfg, key)) == value
-    # the resume the README gives for such a job
-    folder = tmp_path / "resume"
-    assert check_overrides([f"{group}={choice}", setting, "trainer.max_epochs=2", f"hydra.run.dir={folder}"])
+    # the job started: its resume, with the overrides it recorded (the README's command)
+    _job_record(sweep / "0", [f"{group}={choice}", setting])
+    (sweep / "0" / "checkpoints").mkdir()
+    (sweep / "0" / "checkpoints" / "last.ckpt").write_bytes(b"")  # only its presence is read before the run
+    assert check_overrides([f"{group}={choice}", setting, "trainer.max_epochs=2", "ckpt_path=last",
+                            f"hydra.run.dir={sweep / '0'}"])
     # typed with a single +, or alone in a sweep where no job has the key: still refused
     refused = tmp_path / "refused"
     with pytest.raises(LitlabError, match=rf"^{key}={value} sets a key of {group}={choice}, which has no settings"):
-        check_overrides([f"{group}={choice}", setting[1:], f"hydra.run.dir={refused}"])
+        check_overrides([f"{group}={choice}", setting[1:], f"hydra.run.dir={sweep / '0'}"])
     with pytest.raises(LitlabError, match=rf"^{key}={value} sets a key of {group}={choice}, which has no settings"):
         check_overrides(["-m", f"{group}={choice}", "seed=1,2", setting, f"hydra.sweep.dir={refused}"])
     assert not refused.exists()
+
+
+@pytest.mark.parametrize("setting", ["++averaging.decay=0.9", "++mixing.prob=0.5", "++compress.finetune.epochs=2"])
+def test_a_forced_key_of_an_empty_choice_in_a_new_run_is_refused(setting, tmp_path):
+    """++averaging.decay=0.9 on a single run was let through as a sweep's job: the run completed
+    without averaging, its config.yaml holding averaging: {decay: 0.9}."""
+    folder = tmp_path / "run"
+    group = setting.lstrip("+").split(".")[0]
+    with pytest.raises(LitlabError) as e:
+        check_overrides([setting, f"hydra.run.dir={folder}"])
+    assert str(e.value).startswith(f"{setting[2:]} sets a key of {group}=none (the default), which has no settings: "
+                                   f"nothing would read it.")
+    assert str(e.value).endswith(f" {setting[2:]}).")
+    assert not folder.exists()
+
+
+def test_the_train_entrypoint_refuses_a_forced_key_with_exit_2(tmp_path):
+    folder = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "litlab.train", "++averaging.decay=0.9", f"hydra.run.dir={folder}"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.startswith("Error: averaging.decay=0.9 sets a key of averaging=none (the default)")
+    assert not folder.exists() and not (tmp_path / "outputs").exists()
+
+
+def test_a_forced_key_passes_only_where_the_folders_sweep_recorded_that_line(tmp_path, monkeypatch):
+    """What lets ++ through is the very line, recorded for the job of the run's folder."""
+    monkeypatch.chdir(tmp_path)
+    sweep = _grid_sweep(tmp_path / "sweep", ["averaging=none,ema", "++averaging.decay=0.9"])
+    refused = r"^averaging.decay=0.5 sets a key of averaging=none \(the default\), which has no settings"
+    # another value than the sweep's, in the folder of its job 0 (never started), then started
+    with pytest.raises(LitlabError, match=refused):
+        check_overrides(["++averaging.decay=0.5", f"hydra.run.dir={sweep / '0'}"])
+    _job_record(sweep / "0", ["averaging=none", "++averaging.decay=0.9"])
+    with pytest.raises(LitlabError, match=refused):
+        check_overrides(["++averaging.decay=0.5", f"hydra.run.dir={sweep / '0'}"])
+    # the sweep's line, given as a relative folder: Hydra's folder, read from where the command runs
+    assert check_overrides(["++averaging.decay=0.9", "hydra.run.dir=sweep/0"])
+    # beside the sweep's jobs, but not one of them: the grid has 2 jobs; a folder not named by a number
+    for folder in (sweep / "2", sweep / "extra", tmp_path / "elsewhere" / "0"):
+        with pytest.raises(LitlabError, match=r"^averaging.decay=0.9 sets a key of averaging=none"):
+            check_overrides(["++averaging.decay=0.9", f"hydra.run.dir={folder}"])
+        assert not folder.exists()
+    # a single run's own folder records what it was given, which held no averaging key
+    _job_record(tmp_path / "single", ["seed=3"])
+    with pytest.raises(LitlabError, match=r"^averaging.decay=0.9 sets a key of averaging=none"):
+        check_overrides(["++averaging.decay=0.9", "seed=3", f"hydra.run.dir={tmp_path / 'single'}"])
+
+
+def test_only_the_file_hydra_composes_decides_whether_a_choice_is_empty(tmp_path):
+    """A --config-dir's averaging/none.yaml with keys comes after litlab's conf/ in Hydra's search
+    order, so Hydra composes conf/'s empty none.yaml; counting the other copy let +averaging.decay
+    through unread, and the message listed averaging=ema|none."""
+    from hydra import compose, initialize_config_dir
+
+    own = tmp_path / "cdir"
+    (own / "averaging").mkdir(parents=True)
+    (own / "averaging" / "none.yaml").write_text("decay: 0.5\n")
+    (own / "averaging" / "slow.yaml").write_text("_target_: litlab.callbacks.weight_averaging.ema\ndecay: 0.999\n")
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):  # what Hydra composes: conf/'s none
+        assert OmegaConf.to_container(compose("train", overrides=["averaging=none"]).averaging) == {}
+    folder = tmp_path / "r"
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["--config-dir", str(own), "+averaging.decay=0.9", f"hydra.run.dir={folder}"])
+    assert str(e.value).startswith("averaging.decay=0.9 sets a key of averaging=none (the default), which has no "
+                                   "settings: nothing would read it. The choices of averaging are ema, none, slow, "
+                                   "swa; choose one that has decay first: averaging=ema|slow (")
+    assert not folder.exists()
+    cfg = check_overrides(["--config-dir", str(own), "averaging=slow", f"hydra.run.dir={folder}"])
+    assert cfg.averaging.decay == 0.999
 
 
 @pytest.mark.slow
@@ -357,3 +457,37 @@ def test_where_a_choices_file_cannot_be_read_a_node_without_class_or_keys_is_emp
         check_empty_choices(cfg, ["mixing"], ["mixing=plain", "+mixing.prob=0.5"], Primary())
     cfg.mixing._target_ = "litlab.tasks.batch_mixing.Mixup"
     check_empty_choices(cfg, ["mixing"], ["mixing=plain", "+mixing.prob=0.5"], Primary())  # a class: not empty
+
+
+def test_keys_of_different_choices_are_not_sent_to_one_of_them(tmp_path):
+    """+averaging.decay=0.9 +averaging.start_epoch=3 suggested averaging=ema, which has no
+    start_epoch: the suggested command failed in turn. Choices are those that have every key."""
+    folder = tmp_path / "r"
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["+averaging.decay=0.9", "+averaging.start_epoch=3", "+averaging.zzz=1",
+                         f"hydra.run.dir={folder}"])
+    assert str(e.value) == (
+        "averaging.decay=0.9 sets a key of averaging=none (the default), which has no settings: nothing would read "
+        "it. The choices of averaging are ema, none, swa, and none of them has all of decay, start_epoch and zzz "
+        "(decay: averaging=ema; start_epoch: averaging=swa; zzz: no choice): give only the keys of the choice you "
+        "mean (python -m litlab.train averaging=CHOICE --cfg job lists them).")
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["+mixing.prob=0.5", "+mixing.switch_prob=0.3", f"hydra.run.dir={folder}"])
+    assert "; choose one that has prob and switch_prob first: mixing=mixup_cutmix (" in str(e.value)
+    assert not folder.exists()
+    cfg = check_overrides(_suggested_command(str(e.value)))
+    assert cfg.mixing.prob == 0.5 and cfg.mixing.switch_prob == 0.3
+
+
+def test_a_jobs_resume_repeats_a_single_plus_its_sweep_recorded(tmp_path):
+    """-m experiment=digits_mlp,mine_exp +averaging.decay=0.5 is allowed (mine lacks decay) and
+    records +averaging.decay=0.5 for the job without averaging: its resume was refused."""
+    own = _own_conf(tmp_path)
+    job = tmp_path / "sweep" / "0"
+    _job_record(job, ["experiment=digits_mlp", "+averaging.decay=0.5"])
+    argv = ["--config-dir", str(own), "experiment=digits_mlp", "+averaging.decay=0.5"]
+    cfg = check_overrides([*argv, f"hydra.run.dir={job}"])
+    assert cfg.hydra.runtime.choices.averaging == "none"
+    with pytest.raises(LitlabError, match=r"^averaging.decay=0.5 sets a key of averaging=none \(the default\)"):
+        check_overrides([*argv, f"hydra.run.dir={tmp_path / 'new'}"])
+    assert not (tmp_path / "new").exists()

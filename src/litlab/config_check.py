@@ -480,5 +480,5 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
             f"folder has no checkpoint). {LAST_NEEDS_A_RUN}"
         )
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    check_run_folders(cfg, key, multirun, config_name)
+    check_run_folders(cfg, key, multirun, config_name, jobs=composed)
     return None if multirun else cfg

@@ -7,7 +7,8 @@ without averaging, without a word. ``config_check`` refuses such a key here, bef
 the run's folder, in one paragraph that names the key, lists the group's choices and gives the
 command with a choice that has the key. Which choices are empty is read from the group's files
 where Hydra reads them (its config sources: litlab's conf/, --config-dir, the folders and
-packages of ``hydra.searchpath``, ``file://`` or ``pkg://``); no list of them is kept here.
+packages of ``hydra.searchpath``, ``file://`` or ``pkg://``), each choice from the one file Hydra
+composes, the first in search order; no list of them is kept here.
 
 Only a key the command line typed is refused, and not every one:
 
@@ -16,10 +17,12 @@ Only a key the command line typed is refused, and not every one:
 - in a sweep, a key is the sweep's where some job chooses an option that has settings
   (``-m averaging=none,ema ++averaging.decay=0.9``; each job's choice as composed, so an
   experiment that chooses ``averaging=ema`` counts): the empty job carries it unused;
-- in a single run, ``++group.KEY`` (force the key in) is taken as deliberate: it is the form in
-  which such a sweep records the key for each job, and the job's resume (``ckpt_path=last
-  hydra.run.dir=SWEEP/0``) or the grid's command for a job never started
-  (``sweeps/grid_points.job_command``) repeats it; ``+group.KEY`` or ``group.KEY`` is refused.
+- in a single run, a line such a sweep recorded for the job in the run's folder
+  (``hydra.run.dir``): ``++averaging.decay=0.9`` in the job's ``.hydra/overrides.yaml`` (its resume,
+  ``ckpt_path=last hydra.run.dir=SWEEP/0``), or in the grid's job of that number where the
+  folder's parent holds the sweep's ``multirun.yaml`` (``sweeps/grid_points.job_command``, for a
+  job never started). Any other key typed in a single run is refused, ``++group.KEY`` too: in a
+  new folder, it was kept in the config and read by nothing.
 
 It covers the groups of which a run takes one file (``config_check.ONE_CHOICE``). The keys of
 ``logger`` and ``callbacks`` name entries of a collection rather than settings of one choice:
@@ -74,28 +77,30 @@ def group_choices(group: str, where: Where) -> list[str]:
                    for name in source.list(group, ObjectType.CONFIG) if not name.startswith("_")})
 
 
-def _files(group: str, name: str, where: Where) -> list[object]:
-    """The config of ``group/name`` in each source that has the file, as written (``defaults`` kept)."""
+def read_file(group: str, name: str, where: Where) -> object | None:
+    """The config of ``group/name`` as written (``defaults`` kept), from the file Hydra composes:
+    that of the first source in search order that has it, as Hydra's loader takes it. A copy of
+    the same name further on is never read (litlab's conf/ comes before --config-dir and
+    ``hydra.searchpath``: a ``--config-dir`` of one's own with ``averaging/none.yaml`` holding keys
+    still composes litlab's empty file). None where no source has the file."""
     path = f"{group}/{name}"
-    return [source.load_config(path).config for source in as_sources(where) if source.is_config(path)]
+    return next((s.load_config(path).config for s in as_sources(where) if s.is_config(path)), None)
 
 
 def choice_keys(group: str, name: str, where: Where, _seen: frozenset[str] = frozenset()) -> set[str] | None:
-    """The top-level keys that ``group=name`` sets: those of its file, with those of the group's
-    files it builds on (``defaults: [_base, _self_]``); None where no source has the file.
-    Every source's copy counts, so a user's own file of the same name with keys is not empty."""
+    """The top-level keys that ``group=name`` sets: those of the file Hydra reads (``read_file``),
+    with those of the group's files it builds on (``defaults: [_base, _self_]``, each found again
+    in search order); None where no source has the file."""
     sources = as_sources(where)
-    nodes = _files(group, name, sources)
-    if not nodes or name in _seen:
+    node = read_file(group, name, sources)
+    if node is None or name in _seen:
         return None
-    keys: set[str] = set()
-    for node in nodes:
-        if not isinstance(node, DictConfig):
-            continue
-        keys |= {str(k) for k in node if k != "defaults"}
-        for base in node.get("defaults") or []:
-            if isinstance(base, str) and base != "_self_":
-                keys |= choice_keys(group, base, sources, _seen | {name}) or set()
+    if not isinstance(node, DictConfig):
+        return set()
+    keys = {str(k) for k in node if k != "defaults"}
+    for base in node.get("defaults") or []:
+        if isinstance(base, str) and base != "_self_":
+            keys |= choice_keys(group, base, sources, _seen | {name}) or set()
     return keys
 
 
@@ -114,9 +119,10 @@ def check_empty_choices(cfg: DictConfig, groups: Sequence[str], overrides: list[
     chosen = OmegaConf.select(cfg, "hydra.runtime.choices", default=None) or {}
     searched = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
     sources = sources_of(cfg)
+    recorded = None if sweep is not None else recorded_for_folder(cfg)
     for group in groups:
         node = OmegaConf.select(cfg, group, throw_on_resolution_failure=False)
-        typed = typed_settings(group, overrides, forced_too=sweep is not None)
+        typed = typed_settings(group, overrides, recorded)
         if not typed or not isinstance(node, DictConfig) or not _sets_nothing(group, chosen.get(group), node,
                                                                              typed, sources):
             continue
@@ -126,12 +132,41 @@ def check_empty_choices(cfg: DictConfig, groups: Sequence[str], overrides: list[
                                       multirun_flag)
 
 
-def typed_settings(group: str, overrides: list[str], forced_too: bool = False) -> list[str]:
-    """The overrides that set a key of ``group`` (``+averaging.decay=0.9``, ``averaging.decay=0.9``);
-    ``++averaging.decay=0.9`` too only where ``forced_too`` (a sweep: the form every sweep over an
-    empty choice needs, refused where no job has the key; in a single run, a job of such a sweep)."""
-    return [o for o in overrides if _of_group(o, group) and not o.startswith("~")
-            and (forced_too or not o.startswith("++"))]
+def typed_settings(group: str, overrides: list[str], recorded: set[str] | None = None) -> list[str]:
+    """The overrides that set a key of ``group`` (``+averaging.decay=0.9``, ``averaging.decay=0.9``,
+    ``++averaging.decay=0.9``) but those in ``recorded``: the lines a sweep recorded for the single
+    run's folder (``recorded_for_folder``; None for a sweep, whose lines all count)."""
+    return [o for o in overrides if _of_group(o, group) and not o.startswith("~") and o not in (recorded or ())]
+
+
+def recorded_for_folder(cfg: DictConfig) -> set[str]:
+    """The overrides a sweep recorded for the job in the single run's folder (``hydra.run.dir``):
+    those of the job's ``.hydra/overrides.yaml`` (its resume: ``ckpt_path=last
+    hydra.run.dir=SWEEP/0``), and where the folder's parent is a grid sweep's (its ``multirun.yaml``),
+    those of the grid's job of the folder's number (the command ``sweeps/grid_points.job_command``
+    gives for a job never started). Empty for a folder of neither: a new run's."""
+    run_dir = OmegaConf.select(cfg, "hydra.run.dir", default=None, throw_on_resolution_failure=False)
+    if not run_dir:
+        return set()
+    folder = Path(str(run_dir))
+    lines = set(_override_lines(folder / ".hydra" / "overrides.yaml"))
+    if folder.name.isdigit() and (folder.parent / "multirun.yaml").is_file():
+        from litlab.sweeps.grid_points import grid_points
+
+        points = grid_points(folder.parent) or []
+        lines |= set(points[int(folder.name)]) if int(folder.name) < len(points) else set()
+    return lines
+
+
+def _override_lines(path: Path) -> list[str]:
+    """The overrides listed in a job's ``.hydra/overrides.yaml``; none where it cannot be read."""
+    import yaml
+
+    try:
+        lines = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    return [str(o) for o in lines] if isinstance(lines, list) else []
 
 
 def _sets_nothing(group: str, choice: object, node: DictConfig, typed: list[str],
@@ -171,18 +206,27 @@ def _of_group(override: str, group: str) -> bool:
 def setting_of_empty_choice(group: str, choice: str, overrides: list[str], primary: Primary, where: Where,
                             multirun_flag: bool = False) -> LitlabError:
     """The paragraph for keys of ``group`` given to its empty choice ``choice``: the keys as typed
-    (a refused one first), the group's choices, those that have the first key, and the command
-    again with the one ``suggested_choice`` picks (the user's other overrides kept)."""
+    (a refused one first), the group's choices, those that have every key given, and the command
+    again with the one ``suggested_choice`` picks (the user's other overrides kept). Where no
+    choice has them all (``decay`` is EMA's, ``start_epoch`` SWA's), which choices have each: a
+    command with either would fail on the other key."""
     typed = sorted((o for o in overrides if _of_group(o, group)), key=lambda o: o.startswith(("++", "~")))
     settings = [o.lstrip("+") for o in typed] or [f"{group}.KEY=VALUE"]
-    key = settings[0].lstrip("~").split("=", 1)[0]
-    name = key.split(".")[1]
+    name = settings[0].lstrip("~").split("=", 1)[0].split(".")[1]
+    wanted = list(dict.fromkeys(s.split("=", 1)[0].split(".")[1] for s in settings if not s.startswith("~"))) or [name]
     default = "" if any(o.lstrip("+~").split("=", 1)[0] == group for o in overrides) else " (the default)"
     where = as_sources(where)
     names = group_choices(group, where)
-    having = [c for c in names if name in (choice_keys(group, c, where) or set())]
+    keys_of = {c: choice_keys(group, c, where) or set() for c in names}
+    having = [c for c in names if set(wanted) <= keys_of[c]]
     start = (f"{settings[0]} sets a key of {group}={choice}{default}, which has no settings: nothing would read "
              f"it. The choices of {group} are {', '.join(names)}")
+    if not having and len(wanted) > 1:
+        each = [f"{k}: {group}={'|'.join(c for c in names if k in keys_of[c])}" if any(k in keys_of[c] for c in names)
+                else f"{k}: no choice" for k in wanted]
+        return LitlabError(f"{start}, and none of them has all of {_listed(wanted)} ({'; '.join(each)}): give only "
+                           f"the keys of the choice you mean ({primary.command()} {group}=CHOICE --cfg job lists "
+                           f"them).")
     if not having:
         return LitlabError(f"{start}, and none of them has a key {name}: check its spelling in the choice you mean "
                            f"({primary.command()} {group}=CHOICE --cfg job).")
@@ -190,8 +234,13 @@ def setting_of_empty_choice(group: str, choice: str, overrides: list[str], prima
     suggested = suggested_choice(group, having, where)
     words = [primary.command(), *(["-m"] if multirun_flag else []), *map(shlex.quote, rest), f"{group}={suggested}",
              *map(shlex.quote, settings)]
-    return LitlabError(f"{start}; choose one that has {name} first: {group}={'|'.join(having)} "
+    return LitlabError(f"{start}; choose one that has {_listed(wanted)} first: {group}={'|'.join(having)} "
                        f"({' '.join(words)}).")
+
+
+def _listed(words: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 def suggested_choice(group: str, having: list[str], where: Where) -> str:
@@ -208,7 +257,8 @@ def suggested_choice(group: str, having: list[str], where: Where) -> str:
 def takes_any_data(group: str, name: str, where: Where) -> bool:
     """Whether ``group=name`` works on any kind of data (images, sequences, features): false for
     a file of a mixer that pastes boxes of images, read from its ``_target_``."""
-    return not any(isinstance(n, DictConfig) and n.get("_target_") in PASTES_BOXES for n in _files(group, name, where))
+    node = read_file(group, name, where)
+    return not (isinstance(node, DictConfig) and node.get("_target_") in PASTES_BOXES)
 
 
 def key_of_empty_choice(key: str, groups: Sequence[str], overrides: list[str], primary: Primary,
