@@ -164,3 +164,19 @@ def test_a_folder_made_here_but_held_by_another_command_first_is_left_to_it(tmp_
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_on_a_file_system_without_locks_the_made_folders_are_removed_too(tmp_path, monkeypatch):
+    import errno
+
+    from litlab import run_lock
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(run_lock.fcntl, "flock", no_locks)
+    run_dir = tmp_path / "out" / "run"
+    run_lock.hold_run_dir(run_dir, "hydra.run.dir")
+    assert run_dir.is_dir()
+    run_lock.remove_made_folders()
+    assert not (tmp_path / "out").exists()

@@ -107,6 +107,7 @@ def hold_run_dir(run_dir: Path, key: str | None) -> None:
         os.close(fd)
         if e.errno in _HELD:
             raise in_use(run_dir, key) from None
+        _made.extend(made)  # nothing holds them: same inode and empty still tells the ones made here
         return  # a file system without locks (ENOLCK): the folder goes unlocked, as without fcntl
     _held[folder] = fd
     _made.extend(made)  # only once held: a folder another command took meanwhile is its, not this one's
