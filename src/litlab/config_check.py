@@ -260,8 +260,10 @@ def check_sweeper_and_launcher(cfg: DictConfig) -> None:
             raise LitlabError(_optuna_only(f"hydra.sweeper.{extra[0]}"))
     if chosen.get("hydra/sweeper") == "optuna":
         sweeper = cfg.hydra.sweeper
-        directions = sweeper.direction if OmegaConf.is_list(sweeper.direction) else [sweeper.direction]
-        if not directions or any(str(d).lower() not in ("minimize", "maximize") for d in directions):
+        given = sweeper.direction if OmegaConf.is_list(sweeper.direction) else [sweeper.direction]
+        # the sweeper's own default is its enum (Direction.minimize), a value given on the command line a string
+        directions = [str(getattr(d, "name", d)).lower() for d in given]
+        if not directions or any(d not in ("minimize", "maximize") for d in directions):
             raise LitlabError(f"hydra.sweeper.direction must be minimize or maximize, got {sweeper.direction}.")
         check_direction(cfg.get("optimized_metric"), directions)
         for key in ("n_trials", "n_jobs"):

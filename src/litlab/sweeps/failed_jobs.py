@@ -20,6 +20,7 @@ def failed_job_value() -> float:
         return math.nan
     if direction is None:
         return math.nan
-    if not isinstance(direction, str):  # multi-objective: a list of directions; train() returns one value
-        direction = list(direction)[0]
-    return -math.inf if str(direction).lower().endswith("maximize") else math.inf
+    if not isinstance(direction, str) and not hasattr(direction, "name"):  # multi-objective: a list of
+        direction = list(direction)[0]  # directions; train() returns one value
+    # the sweeper's own default is its enum (Direction.minimize), a value given on the command line a string
+    return -math.inf if str(getattr(direction, "name", direction)).lower().endswith("maximize") else math.inf
