@@ -313,15 +313,14 @@ def test_only_the_file_hydra_composes_decides_whether_a_choice_is_empty(tmp_path
     """A --config-dir's averaging/none.yaml with keys comes after litlab's conf/ in Hydra's search
     order, so Hydra composes conf/'s empty none.yaml; counting the other copy let +averaging.decay
     through unread, and the message listed averaging=ema|none."""
-    from hydra import compose, initialize_config_dir
-
     own = tmp_path / "cdir"
     (own / "averaging").mkdir(parents=True)
     (own / "averaging" / "none.yaml").write_text("decay: 0.5\n")
     (own / "averaging" / "slow.yaml").write_text("_target_: litlab.callbacks.weight_averaging.ema\ndecay: 0.999\n")
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):  # what Hydra composes: conf/'s none
-        assert OmegaConf.to_container(compose("train", overrides=["averaging=none"]).averaging) == {}
     folder = tmp_path / "r"
+    # what Hydra composes with that --config-dir: conf/'s empty none, not the one with decay
+    cfg = check_overrides(["--config-dir", str(own), "averaging=none", f"hydra.run.dir={tmp_path / 'none'}"])
+    assert OmegaConf.to_container(cfg.averaging) == {}
     with pytest.raises(LitlabError) as e:
         check_overrides(["--config-dir", str(own), "+averaging.decay=0.9", f"hydra.run.dir={folder}"])
     assert str(e.value).startswith("averaging.decay=0.9 sets a key of averaging=none (the default), which has no "
@@ -371,9 +370,10 @@ def test_a_sweep_whose_experiment_chooses_averaging_carries_the_key(tmp_path):
     own = _own_conf(tmp_path)
     assert check_overrides(["-m", "--config-dir", str(own), "experiment=digits_mlp,ema_exp", "++averaging.decay=0.9",
                             f"hydra.sweep.dir={tmp_path / 's'}"]) is None
-    # + adds the key to a choice that lacks it (mine): the none job carries it
-    assert check_overrides(["-m", "--config-dir", str(own), "experiment=digits_mlp,mine_exp", "+averaging.decay=0.5",
-                            f"hydra.sweep.dir={tmp_path / 't'}"]) is None
+    # a key that no job's choice has (mine lists no decay): not the sweep's, refused
+    with pytest.raises(LitlabError, match=r"^averaging.decay=0.5 sets a key of averaging=none \(the default\)"):
+        check_overrides(["-m", "--config-dir", str(own), "experiment=digits_mlp,mine_exp", "+averaging.decay=0.5",
+                         f"hydra.sweep.dir={tmp_path / 't'}"])
     # no job with averaging: refused
     with pytest.raises(LitlabError, match=r"^averaging.decay=0.9 sets a key of averaging=none \(the default\)"):
         check_overrides(["-m", "experiment=digits_mlp,sequences_gru", "++averaging.decay=0.9",
@@ -479,15 +479,120 @@ def test_keys_of_different_choices_are_not_sent_to_one_of_them(tmp_path):
     assert cfg.mixing.prob == 0.5 and cfg.mixing.switch_prob == 0.3
 
 
-def test_a_jobs_resume_repeats_a_single_plus_its_sweep_recorded(tmp_path):
-    """-m experiment=digits_mlp,mine_exp +averaging.decay=0.5 is allowed (mine lacks decay) and
-    records +averaging.decay=0.5 for the job without averaging: its resume was refused."""
+def test_a_jobs_resume_repeats_the_line_its_sweep_recorded(tmp_path):
+    """-m --config-dir=cd experiment=digits_mlp,ema_exp ++averaging.decay=0.9 records the line for
+    the job without averaging: its resume runs; the same line in a new folder is refused."""
     own = _own_conf(tmp_path)
     job = tmp_path / "sweep" / "0"
-    _job_record(job, ["experiment=digits_mlp", "+averaging.decay=0.5"])
-    argv = ["--config-dir", str(own), "experiment=digits_mlp", "+averaging.decay=0.5"]
+    _job_record(job, ["experiment=digits_mlp", "++averaging.decay=0.9"])
+    argv = ["--config-dir", str(own), "experiment=digits_mlp", "++averaging.decay=0.9"]
     cfg = check_overrides([*argv, f"hydra.run.dir={job}"])
-    assert cfg.hydra.runtime.choices.averaging == "none"
-    with pytest.raises(LitlabError, match=r"^averaging.decay=0.5 sets a key of averaging=none \(the default\)"):
+    assert cfg.hydra.runtime.choices.averaging == "none" and cfg.averaging.decay == 0.9
+    with pytest.raises(LitlabError, match=r"^averaging.decay=0.9 sets a key of averaging=none \(the default\)"):
         check_overrides([*argv, f"hydra.run.dir={tmp_path / 'new'}"])
     assert not (tmp_path / "new").exists()
+
+
+# ---- review fixes, round 6 ----
+
+@pytest.mark.parametrize("sweep,setting", [
+    (["averaging=none,ema"], "++averaging.decya=0.9"),  # a typo: no choice has decya
+    (["averaging=none,swa"], "++averaging.decay=0.9"),  # swa has no decay: its job failed, none's ran unread
+    (["averaging=choice(none,swa)"], "++averaging.decay=0.9"),  # Optuna's form of a choice
+    (["hparams_search=avg_none_swa"], "++averaging.decay=0.9"),  # the sweeper's params: averaging: none,swa
+])
+def test_a_sweep_carries_only_a_key_that_some_jobs_choice_has(sweep, setting, tmp_path):
+    """Any job whose choice had any settings let every key of the group through."""
+    folder = tmp_path / "s"
+    key = setting.lstrip("+")
+    sweep = ["--config-dir", str(_searches(tmp_path)), *sweep]
+    with pytest.raises(LitlabError, match=rf"^{key} sets a key of averaging=none( \(the default\))?, which has no "
+                                          rf"settings"):
+        check_overrides(["-m", *sweep, setting, f"hydra.sweep.dir={folder}"])
+    assert not folder.exists()
+
+
+def _searches(tmp_path):
+    """A --config-dir whose hparams_search/avg_none_swa.yaml and avg_none_ema.yaml have the grid
+    sweeper search averaging (``hydra.sweeper.params``), as an Optuna search space would."""
+    own = tmp_path / "searches"
+    (own / "hparams_search").mkdir(parents=True, exist_ok=True)
+    for options in ("none,swa", "none,ema"):
+        (own / "hparams_search" / f"avg_{options.replace(',', '_')}.yaml").write_text(
+            f"# @package _global_\nhydra:\n  sweeper:\n    params:\n      averaging: {options}\n")
+    return own
+
+
+def test_the_sweepers_params_count_each_option_that_has_the_key(tmp_path):
+    assert check_overrides(["-m", "--config-dir", str(_searches(tmp_path)), "hparams_search=avg_none_ema",
+                            "++averaging.decay=0.9", f"hydra.sweep.dir={tmp_path / 's'}"]) is None
+    assert check_overrides(["-m", "averaging=choice(swa,none,ema)", "++averaging.decay=0.9",
+                            f"hydra.sweep.dir={tmp_path / 't'}"]) is None
+
+
+def test_a_grid_jobs_line_passes_only_under_the_choice_that_job_made(tmp_path, monkeypatch):
+    """Job 1 of -m averaging=none,ema ++averaging.decay=0.9 chose ema; its line, run in its folder
+    without averaging=ema, trained with averaging=none and the key unread."""
+    monkeypatch.chdir(tmp_path)
+    sweep = _grid_sweep(tmp_path / "sweep", ["averaging=none,ema", "++averaging.decay=0.9"])
+    for record in (None, ["averaging=ema", "++averaging.decay=0.9"]):  # never started, then started
+        if record:
+            _job_record(sweep / "1", record)
+        with pytest.raises(LitlabError, match=r"^averaging.decay=0.9 sets a key of averaging=none \(the default\)"):
+            check_overrides(["++averaging.decay=0.9", f"hydra.run.dir={sweep / '1'}"])
+        cfg = check_overrides(["averaging=ema", "++averaging.decay=0.9", f"hydra.run.dir={sweep / '1'}"])
+        assert cfg.averaging.decay == 0.9 and cfg.hydra.runtime.choices.averaging == "ema"
+
+
+def test_a_jobs_resume_that_chose_another_option_by_an_experiment_is_refused(tmp_path):
+    own = _own_conf(tmp_path)
+    job = tmp_path / "sweep" / "1"
+    _job_record(job, ["experiment=ema_exp", "++averaging.decay=0.9"])
+    with pytest.raises(LitlabError, match=r"^averaging.decay=0.9 sets a key of averaging=none \(the default\)"):
+        check_overrides(["--config-dir", str(own), "experiment=digits_mlp", "++averaging.decay=0.9",
+                         f"hydra.run.dir={job}"])
+
+
+@pytest.mark.parametrize("typed,recorded", [("++averaging.decay=1e-3", "++averaging.decay=0.001"),
+                                            ("++mixing.prob=.5", "++mixing.prob=0.5")])
+def test_a_recorded_line_is_matched_by_its_value_not_its_text(typed, recorded, tmp_path, monkeypatch):
+    """The sweep typed ++averaging.decay=1e-3, Hydra records 0.001: the command as typed was refused."""
+    monkeypatch.chdir(tmp_path)
+    group = typed.lstrip("+").split(".")[0]
+    other, _ = _a_setting(group)
+    sweep = _grid_sweep(tmp_path / "sweep", [f"{group}=none,{other}", typed])
+    _job_record(sweep / "0", [f"{group}=none", recorded])
+    cfg = check_overrides([f"{group}=none", typed, "ckpt_path=null", f"hydra.run.dir={sweep / '0'}"])
+    assert OmegaConf.select(cfg, typed.lstrip("+").split("=")[0]) == float(recorded.split("=")[1])
+    with pytest.raises(LitlabError, match=rf"^{typed.lstrip('+').split('=')[0]}=0.25 sets a key of {group}=none"):
+        check_overrides([f"{group}=none", typed.split("=")[0] + "=0.25", f"hydra.run.dir={sweep / '0'}"])
+
+
+def test_the_message_names_the_refused_line_first(tmp_path):
+    """A resume's recorded +averaging.decay=0.9 and a new ++averaging.warmup=true: the message began
+    with the line that was let through, the command's first key of the group."""
+    job = tmp_path / "sweep" / "0"
+    _job_record(job, ["averaging=none", "+averaging.decay=0.9"])
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["averaging=none", "+averaging.decay=0.9", "++averaging.warmup=true", f"hydra.run.dir={job}"])
+    assert str(e.value).startswith("averaging.warmup=true sets a key of averaging=none, which has no settings")
+    with pytest.raises(LitlabError) as e:  # in a sweep, the key no job's choice has
+        check_overrides(["-m", "averaging=none,ema", "++averaging.decay=0.9", "++averaging.start_epoch=3",
+                         f"hydra.sweep.dir={tmp_path / 's'}"])
+    assert str(e.value).startswith("averaging.start_epoch=3 sets a key of averaging=none, which has no settings")
+
+
+def test_a_choice_that_builds_on_another_with_a_package_is_not_counted_empty(tmp_path):
+    """mixing/plain.yaml: defaults [cutmix@_here_, _self_]: choice_keys looked for a file
+    'cutmix@_here_', found none, and counted plain as setting nothing."""
+    from litlab.empty_choices import choice_keys
+
+    own = tmp_path / "cd" / "mixing"
+    own.mkdir(parents=True)
+    (own / "plain.yaml").write_text("defaults:\n  - cutmix@_here_\n  - _self_\n")
+    cfg = check_overrides(["--config-dir", str(tmp_path / "cd"), "mixing=plain", "mixing.alpha=0.3",
+                           f"hydra.run.dir={tmp_path / 'r'}"])
+    assert cfg.mixing._target_ == "litlab.tasks.batch_mixing.CutMix" and cfg.mixing.alpha == 0.3
+    assert choice_keys("mixing", "plain", [CONF_DIR, tmp_path / "cd"]) is None
+    assert check_overrides(["-m", "--config-dir", str(tmp_path / "cd"), "mixing=none,plain", "++mixing.alpha=0.3",
+                            f"hydra.sweep.dir={tmp_path / 's'}"]) is None

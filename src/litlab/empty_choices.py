@@ -14,15 +14,20 @@ Only a key the command line typed is refused, and not every one:
 
 - a key that a config file sets (an experiment's ``averaging.decay``, run with ``averaging=none``)
   is Hydra's merge of files the user chose, not a setting the user typed: let through;
-- in a sweep, a key is the sweep's where some job chooses an option that has settings
+- in a sweep, a key is the sweep's where some job chooses an option that has that very key
   (``-m averaging=none,ema ++averaging.decay=0.9``; each job's choice as composed, so an
-  experiment that chooses ``averaging=ema`` counts): the empty job carries it unused;
+  experiment that chooses ``averaging=ema`` counts, and each option of a group searched in
+  ``hydra.sweeper.params``): the empty job carries it unused. A key no job's choice has
+  (``averaging=none,swa ++averaging.decay=0.9``: SWA has no decay) is refused;
 - in a single run, a line such a sweep recorded for the job in the run's folder
   (``hydra.run.dir``): ``++averaging.decay=0.9`` in the job's ``.hydra/overrides.yaml`` (its resume,
-  ``ckpt_path=last hydra.run.dir=SWEEP/0``), or in the grid's job of that number where the
+  ``ckpt_path=last hydra.run.dir=SWEEP/0``), or else in the grid's job of that number where the
   folder's parent holds the sweep's ``multirun.yaml`` (``sweeps/grid_points.job_command``, for a
-  job never started). Any other key typed in a single run is refused, ``++group.KEY`` too: in a
-  new folder, it was kept in the config and read by nothing.
+  job never started); the same key, type (``+``/``++``) and value as Hydra parses them
+  (``1e-3`` is ``0.001``), and only where the record's lines choose the option composed now
+  (job 1 of that sweep chose ``averaging=ema``: its line does not let a key through under
+  ``none``). Any other key typed in a single run is refused, ``++group.KEY`` too: in a new
+  folder, it was kept in the config and read by nothing.
 
 It covers the groups of which a run takes one file (``config_check.ONE_CHOICE``). The keys of
 ``logger`` and ``callbacks`` name entries of a collection rather than settings of one choice:
@@ -31,6 +36,7 @@ It covers the groups of which a run takes one file (``config_check.ONE_CHOICE``)
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,6 +51,8 @@ from litlab.mixing_checks import PASTES_BOXES
 
 # where a group's files are read: Hydra's config sources, or plain folders (read as its file:// source)
 Where = Sequence[Path | ConfigSource]
+# a defaults entry naming a file of the same group, in the same package (``_base``)
+_PLAIN_NAME = re.compile(r"[\w.-]+")
 
 
 def as_sources(where: Where) -> list[ConfigSource]:
@@ -90,7 +98,9 @@ def read_file(group: str, name: str, where: Where) -> object | None:
 def choice_keys(group: str, name: str, where: Where, _seen: frozenset[str] = frozenset()) -> set[str] | None:
     """The top-level keys that ``group=name`` sets: those of the file Hydra reads (``read_file``),
     with those of the group's files it builds on (``defaults: [_base, _self_]``, each found again
-    in search order); None where no source has the file."""
+    in search order); None (not known: the caller reads the node as composed) where no source has
+    the file or one it builds on, or where it builds on an entry that is not a plain name of its
+    group (``cutmix@_here_``, ``/other/file``, ``override ...``)."""
     sources = as_sources(where)
     node = read_file(group, name, sources)
     if node is None or name in _seen:
@@ -99,8 +109,14 @@ def choice_keys(group: str, name: str, where: Where, _seen: frozenset[str] = fro
         return set()
     keys = {str(k) for k in node if k != "defaults"}
     for base in node.get("defaults") or []:
-        if isinstance(base, str) and base != "_self_":
-            keys |= choice_keys(group, base, sources, _seen | {name}) or set()
+        if base == "_self_":
+            continue
+        if not isinstance(base, str) or not _PLAIN_NAME.fullmatch(base):
+            return None
+        more = choice_keys(group, base, sources, _seen | {name})
+        if more is None:
+            return None
+        keys |= more
     return keys
 
 
@@ -115,46 +131,123 @@ def check_empty_choices(cfg: DictConfig, groups: Sequence[str], overrides: list[
     nothing (``+averaging.decay=0.9`` under ``averaging=none``), as the module's docstring says.
     ``cfg``: one job's config, with its ``hydra`` node (the choices, the config sources);
     ``overrides``: the command's, as typed; ``sweep``: every job's composed config in a sweep
-    (None for a single run), where a job whose choice has settings makes the key the sweep's."""
+    (None for a single run), where a job whose choice has the key makes it the sweep's."""
     chosen = OmegaConf.select(cfg, "hydra.runtime.choices", default=None) or {}
-    searched = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
     sources = sources_of(cfg)
     recorded = None if sweep is not None else recorded_for_folder(cfg)
     for group in groups:
         node = OmegaConf.select(cfg, group, throw_on_resolution_failure=False)
-        typed = typed_settings(group, overrides, recorded)
+        typed = typed_settings(group, overrides)
         if not typed or not isinstance(node, DictConfig) or not _sets_nothing(group, chosen.get(group), node,
                                                                              typed, sources):
             continue
-        if sweep is not None and (group in searched or any(_has_settings(group, job) for job in sweep)):
-            continue
-        raise setting_of_empty_choice(group, chosen[group], overrides, primary, _where(sources, primary),
-                                      multirun_flag)
+        if sweep is not None:
+            carried = _keys_in_sweep(group, cfg, sweep)
+            refused = [o for o in typed if _setting_key(o) not in carried]
+        else:
+            lines = _same_choice_lines(group, chosen[group], recorded or [], overrides, primary)
+            refused = [o for o in typed if not any(_same_override(o, line) for line in lines)]
+        if refused:
+            raise setting_of_empty_choice(group, chosen[group], overrides, primary, _where(sources, primary),
+                                          multirun_flag, refused)
 
 
-def typed_settings(group: str, overrides: list[str], recorded: set[str] | None = None) -> list[str]:
+def typed_settings(group: str, overrides: list[str]) -> list[str]:
     """The overrides that set a key of ``group`` (``+averaging.decay=0.9``, ``averaging.decay=0.9``,
-    ``++averaging.decay=0.9``) but those in ``recorded``: the lines a sweep recorded for the single
-    run's folder (``recorded_for_folder``; None for a sweep, whose lines all count)."""
-    return [o for o in overrides if _of_group(o, group) and not o.startswith("~") and o not in (recorded or ())]
+    ``++averaging.decay=0.9``)."""
+    return [o for o in overrides if _of_group(o, group) and not o.startswith("~")]
 
 
-def recorded_for_folder(cfg: DictConfig) -> set[str]:
+def _setting_key(override: str) -> str:
+    """The key of its group an override sets: ``decay`` of ``++averaging.decay=0.9``."""
+    return override.lstrip("+").split("=", 1)[0].split(".")[1]
+
+
+def _keys_in_sweep(group: str, cfg: DictConfig, sweep: Sequence[DictConfig]) -> set[str]:
+    """The keys of ``group`` some job of a sweep reads: those of each job's choice as composed,
+    and of each option a sweeper searches for the group (``hydra.sweeper.params``)."""
+    keys = set().union(*(_job_keys(group, job) for job in sweep))
+    searched = OmegaConf.select(cfg, f"hydra.sweeper.params.{group}", default=None,
+                                throw_on_resolution_failure=False)
+    if searched is not None:
+        sources = sources_of(cfg)
+        for option in _options(group, str(searched)):
+            keys |= (choice_keys(group, option, sources) if sources is not None else None) or set()
+    return keys
+
+
+def _options(group: str, value: str) -> list[str]:
+    """The choices a sweeper's value for ``group`` names: each of ``choice(none,ema)`` or
+    ``none,ema``, or the one given; none where Hydra cannot parse it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_override(f"{group}={value}")
+        return list(parsed.sweep_string_iterator()) if parsed.is_sweep_override() else [
+            parsed.get_value_element_as_str()]
+    except HydraException:
+        return []
+
+
+def _job_keys(group: str, job: DictConfig) -> set[str]:
+    """The keys of ``group`` that a sweep's ``job`` (its composed config) has in the choice it
+    makes: its file's, read from the job's sources; where they cannot be read, those of its node
+    as composed if it has a class (then every key counts), else none."""
+    choice = OmegaConf.select(job, f"hydra.runtime.choices.{group}", default=None)
+    node = OmegaConf.select(job, group, throw_on_resolution_failure=False)
+    if not isinstance(choice, str) or not isinstance(node, DictConfig):
+        return set()
+    sources = sources_of(job)
+    keys = choice_keys(group, choice, sources) if sources is not None else None
+    if keys is not None:
+        return keys
+    return {str(k) for k in node} if "_target_" in node else set()
+
+
+def _same_choice_lines(group: str, choice: str, lines: list[str], overrides: list[str],
+                       primary: Primary) -> list[str]:
+    """``lines`` (a sweep's record for the run's folder) where they choose ``group=choice``, as
+    composed now: the record's lines with the command's ``hydra.*`` lines (its search path);
+    none where they choose another option, or do not compose."""
+    if not lines:
+        return []
+    cfg = composed_with([*lines, *(o for o in overrides if o.startswith("hydra."))], primary)
+    recorded = None if cfg is None else OmegaConf.select(cfg, f"hydra.runtime.choices.{group}", default=None)
+    return lines if recorded == choice else []
+
+
+def _same_override(typed: str, line: str) -> bool:
+    """Whether two overrides are the same as Hydra parses them: type (``+``, ``++``), key and value
+    (``averaging.decay=1e-3`` is Hydra's record ``averaging.decay=0.001``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    try:
+        a, b = parser.parse_override(typed), parser.parse_override(line)
+    except HydraException:
+        return typed == line
+    return (a.type, a.key_or_group, a.value()) == (b.type, b.key_or_group, b.value())
+
+
+def recorded_for_folder(cfg: DictConfig) -> list[str]:
     """The overrides a sweep recorded for the job in the single run's folder (``hydra.run.dir``):
     those of the job's ``.hydra/overrides.yaml`` (its resume: ``ckpt_path=last
-    hydra.run.dir=SWEEP/0``), and where the folder's parent is a grid sweep's (its ``multirun.yaml``),
-    those of the grid's job of the folder's number (the command ``sweeps/grid_points.job_command``
-    gives for a job never started). Empty for a folder of neither: a new run's."""
+    hydra.run.dir=SWEEP/0``), else, where the folder's parent is a grid sweep's (its
+    ``multirun.yaml``), those of the grid's job of the folder's number (the command
+    ``sweeps/grid_points.job_command`` gives for a job never started). Empty for a folder of
+    neither: a new run's."""
     run_dir = OmegaConf.select(cfg, "hydra.run.dir", default=None, throw_on_resolution_failure=False)
     if not run_dir:
-        return set()
+        return []
     folder = Path(str(run_dir))
-    lines = set(_override_lines(folder / ".hydra" / "overrides.yaml"))
-    if folder.name.isdigit() and (folder.parent / "multirun.yaml").is_file():
+    lines = _override_lines(folder / ".hydra" / "overrides.yaml")
+    if not lines and folder.name.isdigit() and (folder.parent / "multirun.yaml").is_file():
         from litlab.sweeps.grid_points import grid_points
 
         points = grid_points(folder.parent) or []
-        lines |= set(points[int(folder.name)]) if int(folder.name) < len(points) else set()
+        lines = list(points[int(folder.name)]) if int(folder.name) < len(points) else []
     return lines
 
 
@@ -183,17 +276,6 @@ def _sets_nothing(group: str, choice: object, node: DictConfig, typed: list[str]
     return "_target_" not in node and {str(k) for k in node} <= given
 
 
-def _has_settings(group: str, job: DictConfig) -> bool:
-    """Whether a sweep's ``job`` (its composed config) chooses an option of ``group`` that has settings."""
-    choice = OmegaConf.select(job, f"hydra.runtime.choices.{group}", default=None)
-    node = OmegaConf.select(job, group, throw_on_resolution_failure=False)
-    if not isinstance(choice, str) or not isinstance(node, DictConfig):
-        return False
-    sources = sources_of(job)
-    keys = choice_keys(group, choice, sources) if sources is not None else None
-    return bool(keys) if keys is not None else "_target_" in node
-
-
 def _where(sources: list[ConfigSource] | None, primary: Primary) -> Where:
     """Where to list a group's choices for the message: the config's sources, else the primary's folders."""
     return sources if sources is not None else (primary.dirs() or [])
@@ -204,13 +286,14 @@ def _of_group(override: str, group: str) -> bool:
 
 
 def setting_of_empty_choice(group: str, choice: str, overrides: list[str], primary: Primary, where: Where,
-                            multirun_flag: bool = False) -> LitlabError:
+                            multirun_flag: bool = False, refused: Sequence[str] = ()) -> LitlabError:
     """The paragraph for keys of ``group`` given to its empty choice ``choice``: the keys as typed
-    (a refused one first), the group's choices, those that have every key given, and the command
-    again with the one ``suggested_choice`` picks (the user's other overrides kept). Where no
-    choice has them all (``decay`` is EMA's, ``start_epoch`` SWA's), which choices have each: a
-    command with either would fail on the other key."""
-    typed = sorted((o for o in overrides if _of_group(o, group)), key=lambda o: o.startswith(("++", "~")))
+    (those ``refused`` first, then ``+``/``=`` before ``++``), the group's choices, those that have
+    every key given, and the command again with the one ``suggested_choice`` picks (the user's
+    other overrides kept). Where no choice has them all (``decay`` is EMA's, ``start_epoch``
+    SWA's), which choices have each: a command with either would fail on the other key."""
+    typed = sorted((o for o in overrides if _of_group(o, group)),
+                   key=lambda o: (o not in refused, o.startswith(("++", "~"))))
     settings = [o.lstrip("+") for o in typed] or [f"{group}.KEY=VALUE"]
     name = settings[0].lstrip("~").split("=", 1)[0].split(".")[1]
     wanted = list(dict.fromkeys(s.split("=", 1)[0].split(".")[1] for s in settings if not s.startswith("~"))) or [name]
@@ -285,6 +368,11 @@ def key_of_empty_choice(key: str, groups: Sequence[str], overrides: list[str], p
 def composed_without(group: str, overrides: list[str], primary: Primary) -> DictConfig | None:
     """``primary``'s config (with its ``hydra`` node) as ``overrides`` compose it without their keys
     of ``group`` (one of which Hydra refused); None where that fails too."""
+    return composed_with([o for o in overrides if not _of_group(o, group)], primary)
+
+
+def composed_with(overrides: list[str], primary: Primary) -> DictConfig | None:
+    """``primary``'s config (with its ``hydra`` node) as ``overrides`` compose it; None where that fails."""
     from hydra import compose
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
@@ -293,8 +381,7 @@ def composed_without(group: str, overrides: list[str], primary: Primary) -> Dict
     GlobalHydra.instance().clear()
     try:
         primary.start_hydra()
-        return compose(primary.name, overrides=[o for o in overrides if not _of_group(o, group)],
-                       return_hydra_config=True)
+        return compose(primary.name, overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException, ValueError):
         return None
     finally:
