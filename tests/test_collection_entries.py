@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import pytest
 
 from litlab.build import build_callbacks, build_loggers, check_targets
 from litlab.errors import LitlabError
 from litlab.training import train
+from tests.conftest import refused_before_torch
 
 TINY = ["model=mlp", "data=synthetic", "data.num_train=64", "data.num_val=32", "data.num_test=32",
         "trainer.max_epochs=1"]
@@ -94,3 +98,73 @@ def test_weight_histograms_into_tensorboard_beside_csv_build(cfg_factory):
     cfg = cfg_factory([*TINY, "logger=[csv,tensorboard]", "logger.histograms=true"])
     check_targets(cfg)
     assert sorted(type(logger).__name__ for logger in build_loggers(cfg)) == ["CSVLogger", "TensorBoardLogger"]
+
+
+# a user's own loggers: a builder function of a TensorBoard logger, and a class that is none
+MY_LOGGERS = """from lightning.pytorch.loggers import CSVLogger
+
+from litlab.tensorboard_logger import TensorBoardLogger
+
+
+def make_tb(save_dir):
+    return TensorBoardLogger(save_dir=save_dir, name="tensorboard", version="")
+
+
+class MyCSV(CSVLogger):
+    pass
+"""
+
+
+def test_histograms_into_a_tensorboard_logger_of_a_builder_function_build_without_error_lines(
+        cfg_factory, tmp_path, monkeypatch, caplog):
+    """+logger.tb._target_=mymod.make_tb (a function that returns a TensorBoard logger) was refused
+    ("this run has no TensorBoard logger"), and every run with logger.histograms=true logged two
+    "[hydra.utils][ERROR] Error getting class" lines for litlab's own builder functions
+    (litlab.callbacks.checkpoints.checkpoint_callback): a target that is not a class may build one."""
+    with caplog.at_level(logging.DEBUG):
+        check_targets(cfg_factory([*TINY, "logger=tensorboard", "logger.histograms=true"], name="default"))
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    (tmp_path / "my_loggers.py").write_text(MY_LOGGERS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_loggers", raising=False)
+    cfg = cfg_factory([*TINY, "logger=csv", "+logger.histograms=true", "+logger.tb._target_=my_loggers.make_tb",
+                       f"+logger.tb.save_dir={tmp_path / 'run'}"])
+    with caplog.at_level(logging.DEBUG):
+        check_targets(cfg)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert sorted(type(logger).__name__ for logger in build_loggers(cfg)) == ["CSVLogger", "TensorBoardLogger"]
+    # a class of the user's own that is no TensorBoard logger is told as one that is none
+    cfg = cfg_factory([*TINY, "logger=none", "+logger.histograms=true", "+logger.mine._target_=my_loggers.MyCSV",
+                       f"+logger.mine.save_dir={tmp_path / 'run'}"], name="csv")
+    with pytest.raises(LitlabError, match=r"^logger\.histograms=true writes weight histograms into TensorBoard, and "
+                                          r"this run has no TensorBoard logger"):
+        check_targets(cfg)
+
+
+@pytest.mark.parametrize("module, args", [
+    ("litlab.train", ["+logger.foo=1"]),
+    ("litlab.train", ["+callbacks.foo=1"]),
+    ("litlab.train", ["-m", "seed=1,2", "+logger.foo=1"]),
+    ("litlab.lr_find", ["+logger.foo=1"]),
+    ("litlab.eval", ["ckpt_path=missing.ckpt", "+logger.foo=1"]),
+])
+def test_a_plain_entry_value_is_refused_by_the_command_line_before_any_folder(tmp_path, module, args):
+    """+logger.foo=1 was refused only inside the run, after Hydra made its folder (a failure record;
+    every job of a sweep; lr_find after the whole range test, eval after fitting its temperature):
+    now exit 2 before torch is imported, and no folder."""
+    group = "callbacks" if "+callbacks.foo=1" in args else "logger"
+    folders = [f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    stderr = refused_before_torch(module, [*args, *folders], cwd=tmp_path)
+    assert f"Error: {group}.foo=1: each entry of {group} is a {{_target_: ...}} node" in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_lr_find_checks_its_loggers_before_the_range_test(cfg_factory, monkeypatch):
+    """lr_find builds its loggers after the whole range test (to log the curve): a plain value
+    under logger was refused only then, called in-process as from the command line."""
+    from litlab.tuning.lr_range import lr_find
+
+    cfg = cfg_factory(["data=synthetic", "+logger.foo=1"], config_name="lr_find")
+    monkeypatch.setattr("litlab.tuning.lr_range.build_data", lambda *a, **k: pytest.fail("the data was prepared"))
+    with pytest.raises(LitlabError, match=r"^logger\.foo=1: each entry of logger is a \{_target_: \.\.\.\} node"):
+        lr_find(cfg)

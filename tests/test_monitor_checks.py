@@ -3,6 +3,8 @@ by callbacks.eval_report for its top_k only, and only where the data has more th
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from litlab.build import build_callbacks
@@ -55,12 +57,94 @@ def test_the_top_k_accuracy_the_report_logs_is_monitored(cfg_factory, tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "best.ckpt").is_file()
 
 
-def test_a_report_of_the_users_own_without_top_k_is_not_second_guessed(cfg_factory):
-    """An eval report entry without top_k logs the class's default: the name alone is checked."""
-    cfg = cfg_factory([*TINY, "~callbacks.eval_report", "callbacks.model_checkpoint.monitor=val/acc_top5",
-                       "+callbacks.mine._target_=litlab.callbacks.eval_report.EvalReport"])
+def test_a_report_of_the_users_own_without_top_k_is_not_second_guessed(cfg_factory, tmp_path):
+    """An eval report entry without top_k logs the class's default: the name alone is checked, by
+    the command-line checks, the checks before training and the build alike."""
+    from litlab.config_check import check_overrides
+    from litlab.monitor_checks import check_monitored
+    from litlab.trainer_checks import check_validation_runs
+
+    overrides = [*TINY, "~callbacks.eval_report", "callbacks.model_checkpoint.monitor=val/acc_top5",
+                 "+callbacks.mine._target_=litlab.callbacks.eval_report.EvalReport"]
+    check_overrides([*overrides, f"hydra.run.dir={tmp_path / 'cli'}"], "train")
+    cfg = cfg_factory(overrides)
+    check_monitored(cfg, num_classes=10)
+    check_validation_runs(cfg)
     monitored = {getattr(c, "monitor", None) for c in build_callbacks(cfg)} - {None}
     assert monitored == {"val/acc_top5"}
+
+
+@pytest.mark.parametrize("monitor, mode", [("val/ece", "min"), ("val/acc_top5", "max")])
+def test_a_subclass_of_the_eval_report_of_the_users_own_is_not_refused(cfg_factory, tmp_path, monkeypatch,
+                                                                       monitor, mode):
+    """callbacks.eval_report._target_=my_reports.MyReport monitoring val/ece was refused ("which this run
+    leaves out"): the config checks matched litlab's class by its path. A class of the user's own
+    may be a report: the build, which has the callbacks themselves, tells."""
+    from litlab.config_check import check_overrides
+    from litlab.trainer_checks import check_validation_runs
+
+    (tmp_path / "my_reports.py").write_text(MY_REPORT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_reports", raising=False)
+    overrides = [*TINY, "callbacks.eval_report._target_=my_reports.MyReport",
+                 f"callbacks.model_checkpoint.monitor={monitor}", f"callbacks.model_checkpoint.mode={mode}"]
+    check_overrides([*overrides, f"hydra.run.dir={tmp_path / 'cli'}"], "train")
+    cfg = cfg_factory(overrides)
+    check_validation_runs(cfg)
+    monitored = {getattr(c, "monitor", None) for c in build_callbacks(cfg)} - {None}
+    assert monitored == {monitor}
+    # a class of the user's own that is no report: the build refuses the monitor, naming the key
+    cfg = cfg_factory([*overrides, "callbacks.eval_report._target_=my_reports.NotAReport"], name="other")
+    with pytest.raises(LitlabError, match=rf"^callbacks\.model_checkpoint\.monitor={monitor} is logged by "
+                                          rf"callbacks\.eval_report, which this run leaves out"):
+        build_callbacks(cfg)
+
+
+# a user's own eval report (a subclass of litlab's) and a callback that is none
+MY_REPORT = """import lightning.pytorch as L
+
+from litlab.callbacks.eval_report import EvalReport
+
+
+class MyReport(EvalReport):
+    pass
+
+
+class NotAReport(L.Callback):
+    def __init__(self, **kwargs):
+        pass
+"""
+
+
+def test_litlab_has_no_other_eval_report_class():
+    """The config checks tell litlab's eval report by its dotted path alone (monitor_checks
+    .KNOWN_PACKAGES): no other class of litlab's callbacks is one."""
+    import importlib
+    import pkgutil
+
+    import litlab.callbacks
+    from litlab.callbacks.eval_report import EvalReport
+    from litlab.monitor_checks import EVAL_REPORT
+
+    found = set()
+    for info in pkgutil.walk_packages(litlab.callbacks.__path__, "litlab.callbacks."):
+        module = importlib.import_module(info.name)
+        found |= {f"{v.__module__}.{v.__qualname__}" for v in vars(module).values()
+                  if isinstance(v, type) and issubclass(v, EvalReport)}
+    assert found == {EVAL_REPORT}
+
+
+@pytest.mark.parametrize("monitor, top_k", [("val/acc_top05", 5), ("val/acc_top0", 0), ("val/acc_top0", 5)])
+def test_a_top_k_name_the_report_never_logs_is_refused(tmp_path, monitor, top_k):
+    """val/acc_top05 (the report logs val/acc_top5) and val/acc_top0 (top_k=0 logs no top-k
+    accuracy) were accepted and failed after the first epoch."""
+    from litlab.config_check import check_overrides
+
+    with pytest.raises(LitlabError, match=rf"^callbacks\.model_checkpoint\.monitor={monitor} is not a metric that "
+                                          rf"training logs; .*val/acc_top<k>, k from 1 without leading zeros"):
+        check_overrides([*TINY, f"callbacks.model_checkpoint.monitor={monitor}", f"callbacks.eval_report.top_k={top_k}",
+                         f"hydra.run.dir={tmp_path / 'run'}"], "train")
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_command_line_refuses_such_a_monitor_before_the_run_folder(tmp_path):

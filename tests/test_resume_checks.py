@@ -307,3 +307,20 @@ def test_another_process_count_within_the_warm_up_is_refused_by_its_count(cfg_fa
     older = _warmup_checkpoint(cfg_factory(["model.warmup_epochs=1", "trainer.devices=auto"], name="auto"))
     with pytest.raises(LitlabError, match=r"\(trainer\.devices auto in the checkpoint, 1 here\)"):
         check_same_steps_per_epoch(cfg_factory(["model.warmup_epochs=1"]), older, "a.ckpt")
+
+
+def test_an_older_checkpoint_with_devices_as_a_string_is_counted_in_processes(cfg_factory):
+    """A checkpoint without its data's position counts its processes from its config: a stored
+    trainer.devices "2" (a string) was compared as written, so "1" resumed with 1 was refused as
+    another number of steps, and "2" was not told as 2 processes."""
+    from litlab.resume_settings import check_same_steps_per_epoch
+
+    cfg = cfg_factory(["model.warmup_epochs=1", "trainer.devices=1"])
+    for stored in ("1", " 1"):
+        ckpt = _warmup_checkpoint(cfg)
+        ckpt["litlab"]["config"]["trainer"]["devices"] = stored
+        check_same_steps_per_epoch(cfg, ckpt, "a.ckpt")
+    ckpt["litlab"]["config"]["trainer"]["devices"] = "2"
+    with pytest.raises(LitlabError, match=r"another number of optimizer steps \(trainer\.devices x trainer\.num_nodes "
+                                          r"= 2 process\(es\) in the checkpoint, 1 here\)"):
+        check_same_steps_per_epoch(cfg, ckpt, "a.ckpt")

@@ -70,7 +70,7 @@ def check_targets(cfg: DictConfig, groups: tuple[str, ...] = ("data", "model", "
             if why:
                 raise LitlabError(f"{key}._target_={target} cannot be imported: {why}. Check the spelling: a class or "
                                   f"function by its full dotted path, e.g. torch.optim.lr_scheduler.StepLR.")
-    if "logger" in groups:
+    if "logger" in groups and "callbacks" in groups:  # a training run's (lr_find writes no histograms)
         check_histograms(cfg)
 
 

@@ -3,20 +3,20 @@
 Unlike the groups of which a run takes one file, these two hold several entries, each a
 ``{_target_: ...}`` node (``conf/logger/csv.yaml``, ``conf/callbacks/default.yaml``) that
 ``build`` instantiates; any other entry was passed over without a word (``+logger.foo=1``, or
-``+callbacks.early_stopping.patience=3`` under ``callbacks=default``). ``check_targets`` runs these
-checks before the data is prepared, and the builders of loggers and callbacks run them again
-(eval builds its loggers without ``check_targets``).
+``+callbacks.early_stopping.patience=3`` under ``callbacks=default``). No torch or Lightning is
+imported here: the command-line checks (``config_check.check_overrides``) run ``check_entries``
+before any folder is made, ``check_targets`` runs the checks again before the data is prepared,
+and the builders of loggers and callbacks once more (eval builds its loggers without
+``check_targets``).
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
-import hydra
-from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from litlab.callbacks.weight_histograms import WeightHistograms
 from litlab.errors import LitlabError
 
 # the groups whose entries are each one {_target_: ...} node, a logger or a callback, with the
@@ -78,27 +78,54 @@ def _built(node: DictConfig) -> list[str]:
     return [str(k) for k in node if isinstance(node.get(k), DictConfig) and "_target_" in node.get(k)]
 
 
+# what logger.histograms=true needs, by dotted path (imported only when checked, at build time)
+TENSORBOARD_LOGGER = "lightning.pytorch.loggers.TensorBoardLogger"
+WEIGHT_HISTOGRAMS = "litlab.callbacks.weight_histograms.WeightHistograms"
+
+
 def check_histograms(cfg: DictConfig) -> None:
     """``logger.histograms=true`` writes weight histograms through callbacks.weight_histograms into
-    TensorBoard: a run without either wrote none, without a word (``logger=csv``, ``callbacks=none``)."""
+    TensorBoard: a run without either wrote none, without a word (``logger=csv``, ``callbacks=none``).
+    Refused only where every entry is a class that is not of the kind (``builds``): a builder
+    function of the user's own (``+logger.tb._target_=mymod.make_tb``) may return one."""
     logger, callbacks = cfg.get("logger"), cfg.get("callbacks")
     if not isinstance(logger, DictConfig) or logger.get("histograms") is not True:
         return
-    if not any(_builds(logger.get(k), TensorBoardLogger) for k in _built(logger)):
+    if all(builds(logger.get(k), TENSORBOARD_LOGGER) is False for k in _built(logger)):
         raise LitlabError("logger.histograms=true writes weight histograms into TensorBoard, and this run has no "
                           "TensorBoard logger: nothing would be written. Use logger=tensorboard (or "
                           "logger=[csv,tensorboard] for both), or leave logger.histograms out.")
-    if not (isinstance(callbacks, DictConfig) and any(_builds(callbacks.get(k), WeightHistograms)
-                                                      for k in _built(callbacks))):
+    entries = _built(callbacks) if isinstance(callbacks, DictConfig) else []
+    if all(builds(callbacks.get(k), WEIGHT_HISTOGRAMS) is False for k in entries):
         raise LitlabError("logger.histograms=true is written by callbacks.weight_histograms, which this run leaves "
                           "out: nothing would be written. Use callbacks=default (or callbacks=early_stopping), or "
                           "leave logger.histograms out.")
 
 
-def _builds(node: DictConfig, kind: type) -> bool:
-    """Whether the ``_target_`` of ``node`` is ``kind`` or a subclass of it."""
-    try:
-        target = hydra.utils.get_class(str(node.get("_target_")))
-    except Exception:  # a builder function, or a class check_targets has already reported
-        return False
-    return isinstance(target, type) and issubclass(target, kind)
+def builds(node: DictConfig, kind: str) -> bool | None:
+    """Whether the ``_target_`` of ``node`` builds a ``kind`` (a class by its dotted path): True
+    where it is that class or a subclass, False where it is another class, None where that cannot
+    be told from the target (a builder function, or a path that does not resolve, which
+    ``check_targets`` reports)."""
+    target, wanted = resolved(node.get("_target_")), resolved(kind)
+    if not (isinstance(target, type) and isinstance(wanted, type)):
+        return None
+    return issubclass(target, wanted)
+
+
+def resolved(path: object) -> object | None:
+    """The object a dotted ``path`` names (``package.module.Name``), or None where it names
+    nothing importable. Quiet: ``hydra.utils.get_class`` logs an ERROR line for every path that is
+    not a class (a builder function such as litlab.callbacks.checkpoints.checkpoint_callback)."""
+    parts = str(path).split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except Exception:  # not a module (a class or function of a shorter prefix), or it fails to import
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr, None)
+            if obj is None:
+                return None
+        return obj
+    return None

@@ -25,6 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from litlab.averaging_checks import check_averaging
 from litlab.checkpoint_paths import check_checkpoint_path
+from litlab.collection_entries import check_entries
 from litlab.config_flags import CONF_DIR, Primary, config_dirs, hydra_args, no_primary, primary_of
 from litlab.config_values import check_values, reads_clock
 from litlab.empty_choices import check_empty_choices, key_of_empty_choice
@@ -448,6 +449,8 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
             check_empty_choices(cfg, ONE_CHOICE, overrides, primary, sweep=composed if multirun else None,
                                 multirun_flag="-m" in argv or "--multirun" in argv)
         check_values(cfg, config_name)
+        for group in ("logger", "callbacks") if config_name == "train" else ("logger",):
+            check_entries(cfg, group)  # +logger.foo=1 builds nothing: refused before any folder or job
         if multirun:
             check_slurm_tasks(cfg)  # each job's devices (trainer.devices=1,2 is a sweep too)
         if config_name == "train":

@@ -23,10 +23,16 @@ MONITORABLE = ("val/acc", "val/loss", "val/ece", "train/acc", "train/loss")
 # the class of callbacks.eval_report, which logs val/acc_top<k> and val/ece
 EVAL_REPORT = "litlab.callbacks.eval_report.EvalReport"
 
-# the report's top_k where its config does not say (a user's own entry without the key)
+# packages whose classes and builders are told by their dotted path alone: none but EVAL_REPORT is
+# an eval report (tests/test_monitor_checks.py checks litlab's). A class of any other package (the
+# user's own, mymod.MyReport) may subclass it, which only importing it would tell.
+KNOWN_PACKAGES = ("litlab", "lightning", "pytorch_lightning", "torch")
+
+# the report's top_k where the config does not tell (an entry without the key, or a user's own class)
 UNKNOWN = object()
 
-_TOP_K = re.compile(r"val/acc_top(\d+)")
+# k from 1, written without leading zeros as the report names it (val/acc_top05 is never logged)
+_TOP_K = re.compile(r"val/acc_top([1-9]\d*)")
 
 
 def check_monitor(key: str, monitor: object, top_k: object = UNKNOWN, num_classes: int | None = None) -> None:
@@ -55,7 +61,7 @@ def check_monitor(key: str, monitor: object, top_k: object = UNKNOWN, num_classe
     if monitor in MONITORABLE:
         return
     raise LitlabError(f"{key}={monitor} is not a metric that training logs; use one of {', '.join(MONITORABLE)} "
-                      f"(or val/acc_top<k>, with callbacks.eval_report.top_k=k).")
+                      f"(or val/acc_top<k>, k from 1 without leading zeros, with callbacks.eval_report.top_k=k).")
 
 
 def _check_top_k(key: str, monitor: str, k: int, top_k: object, num_classes: int | None) -> None:
@@ -74,8 +80,14 @@ def _check_top_k(key: str, monitor: str, k: int, top_k: object, num_classes: int
 
 
 def report_top_k(callbacks: DictConfig) -> object:
-    """``top_k`` of the run's eval report among the ``callbacks`` entries; None without one,
-    ``UNKNOWN`` where its entry does not set it."""
+    """``top_k`` of the run's eval report among the ``callbacks`` entries; None without one;
+    ``UNKNOWN`` where its entry does not set it, or where an entry's target is a class of the
+    user's own, which may be an eval report (a subclass of it): the build checks the callbacks
+    themselves (``build.build_callbacks``)."""
+    targets = [str(node.get("_target_")) for node in callbacks.values()
+               if isinstance(node, DictConfig) and "_target_" in node]
+    if any(t.split(".")[0] not in KNOWN_PACKAGES for t in targets):
+        return UNKNOWN
     for node in callbacks.values():
         if isinstance(node, DictConfig) and node.get("_target_") == EVAL_REPORT:
             return node.get("top_k", UNKNOWN)

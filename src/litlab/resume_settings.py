@@ -85,6 +85,8 @@ def _process_counts(stored: DictConfig, cfg: DictConfig, ckpt: dict) -> tuple[in
     if not isinstance(old, int):
         devices, nodes = (OmegaConf.select(stored, k, default=None) for k in _PROCESS_KEYS)
         count = len(devices) if isinstance(devices, (list, ListConfig)) else devices
+        if isinstance(count, str) and count.strip().isdecimal():  # trainer.devices="2", as processes() reads it
+            count = int(count)
         known = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (count, nodes or 1))
         old = count * (nodes or 1) if known else None
     new = processes(cfg.trainer) if isinstance(cfg.get("trainer"), DictConfig) else None

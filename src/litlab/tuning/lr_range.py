@@ -253,7 +253,7 @@ def lr_find(cfg: DictConfig) -> dict:
     not_used = [*ignored, *unused_choices(cfg)]
     with sigterm_stops_here():  # data preparation: a SIGTERM is recorded as an interruption
         trainer_cfg, note = range_trainer_config(cfg.trainer, settings.num_steps)
-        check_targets(cfg, groups=("data", "model"))
+        check_targets(cfg, groups=("data", "model", "logger"))  # the loggers log_curve builds after the test
         check_task_settings(cfg.model)
         start_metrics(run_dir, status="running", task="lr_find")
         seed_everything(cfg.seed)
