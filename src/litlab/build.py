@@ -19,7 +19,7 @@ from litlab.callbacks.eval_report import EvalReport
 from litlab.callbacks.group import group_callbacks, skip_idle_step_hooks
 from litlab.callbacks.interruption import EpochSeed, Interruption
 from litlab.callbacks.nan_loss import StopOnNonFiniteLoss
-from litlab.collection_entries import COLLECTIONS, check_entries, check_histograms
+from litlab.collection_entries import COLLECTIONS, check_entries, check_histograms, resolved
 from litlab.config_check import check_mode
 from litlab.cuda_availability import drop_nvml_check_without_gpus
 from litlab.data.base import ClassificationData
@@ -280,10 +280,12 @@ def check_takes_mixing(task_cfg: DictConfig) -> None:
     as its ``mixing`` argument. A task of the user's own without one (another loss, another kind of
     target) failed with "unexpected keyword argument" after the data was prepared."""
     target = task_cfg.get("_target_")
+    task = resolved(target)  # quietly: hydra.utils.get_class logs an ERROR line for a builder function
+    if not isinstance(task, type):  # not a class (a builder function): instantiate says what it takes
+        return
     try:
-        task = hydra.utils.get_class(str(target))
         takes = inspect.signature(task).parameters
-    except Exception:  # not a class (a builder function): instantiate says what it takes
+    except (TypeError, ValueError):  # a class whose signature cannot be read
         return
     if "mixing" in takes or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in takes.values()):
         return

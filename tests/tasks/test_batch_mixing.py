@@ -234,6 +234,16 @@ def test_mixers_refuse_bad_settings_and_cutmix_data_that_is_not_images_when_buil
         check_takes_mixing(OmegaConf.create({"_target_": "torch.nn.Linear"}))
 
 
+def test_a_task_built_by_a_function_is_left_to_instantiate_without_an_error_line(caplog):
+    """hydra.utils.get_class logged "[hydra.utils][ERROR] Error getting class ..." for a builder
+    function (the check then went on quietly): a run that worked showed an error."""
+    import logging
+
+    with caplog.at_level(logging.DEBUG):
+        check_takes_mixing(OmegaConf.create({"_target_": "litlab.build.build_mixing"}))
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
 # ---- review fixes (mixing=none with keys, lr_find's checks, the log, hparams, the box list) --------
 
 @pytest.mark.parametrize("overrides,message", [
