@@ -76,11 +76,26 @@ def test_lr_find_names_its_own_command(tmp_path):
 
 
 def test_lr_find_entrypoint_refuses_an_averaging_key(tmp_path):
+    """lr_find builds no averaging, compression or export: it suggested averaging=ema, read by nothing there too."""
     folder = tmp_path / "lrf"
     done = subprocess.run([sys.executable, "-m", "litlab.lr_find", "averaging.decay=0.9", f"hydra.run.dir={folder}"],
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
-    assert "(python -m litlab.lr_find " in done.stderr and "averaging=ema averaging.decay=0.9)." in done.stderr
+    assert "python -m litlab.lr_find does not use averaging at all" in done.stderr, done.stderr
+    assert "python -m litlab.train, which does" in done.stderr and "averaging=ema" not in done.stderr
+    assert not folder.exists()
+
+
+@pytest.mark.parametrize("group,setting", [("averaging", "+averaging.decay=0.9"), ("compress", "+compress.amount=0.5"),
+                                           ("export", "+export.opset=17")])
+def test_lr_find_says_it_does_not_use_the_group_and_suggests_no_choice(group, setting, tmp_path):
+    folder = tmp_path / "lrf"
+    with pytest.raises(LitlabError) as e:
+        check_overrides([f"{group}=none", setting, f"hydra.run.dir={folder}"], "lr_find")
+    message = str(e.value)
+    assert message.startswith(f"{setting.lstrip('+')} sets a key of {group}=none, which has no settings")
+    assert f"python -m litlab.lr_find does not use {group} at all" in message
+    assert "choose one that has" not in message and f"{group}=none " not in message.split("at all")[1]
     assert not folder.exists()
 
 
@@ -526,8 +541,46 @@ def _searches(tmp_path):
 def test_the_sweepers_params_count_each_option_that_has_the_key(tmp_path):
     assert check_overrides(["-m", "--config-dir", str(_searches(tmp_path)), "hparams_search=avg_none_ema",
                             "++averaging.decay=0.9", f"hydra.sweep.dir={tmp_path / 's'}"]) is None
-    assert check_overrides(["-m", "averaging=choice(swa,none,ema)", "++averaging.decay=0.9",
+    assert check_overrides(["-m", "averaging=choice(none,ema)", "++averaging.decay=0.9",
                             f"hydra.sweep.dir={tmp_path / 't'}"]) is None
+    with pytest.raises(LitlabError, match=r"the job with averaging=swa has no key decay"):
+        check_overrides(["-m", "averaging=choice(swa,none,ema)", "++averaging.decay=0.9",
+                         f"hydra.sweep.dir={tmp_path / 'u'}"])
+    assert not (tmp_path / "u").exists()
+
+
+# ---- review fixes, round 7 ----
+
+@pytest.mark.parametrize("sweep", ["averaging=none,ema,swa", "averaging=ema,swa", "averaging=swa,none,ema"])
+def test_a_sweep_key_is_refused_for_a_job_whose_choice_has_settings_but_not_that_key(sweep, tmp_path):
+    """++ gives the key to every job: the swa job crashed in instantiate (unexpected keyword 'decay')."""
+    folder = tmp_path / "s"
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["-m", sweep, "++averaging.decay=0.9", "seed=1", f"hydra.sweep.dir={folder}"])
+    message = str(e.value)
+    assert message.startswith("averaging.decay=0.9 is given to every job of the sweep, and the job with "
+                              "averaging=swa has no key decay (of the sweep's choices, averaging=ema has it)")
+    again = f"python -m litlab.train -m seed=1 hydra.sweep.dir={folder}"
+    assert f"{again} averaging=ema ++averaging.decay=0.9, then" in message
+    without = "averaging=none,swa" if "none" in sweep else "averaging=swa"
+    assert message.endswith(f"then python -m litlab.train -m seed=1 hydra.sweep.dir={folder} {without}.")
+    assert not folder.exists()
+
+
+def test_the_suggested_separate_sweeps_pass(tmp_path):
+    assert check_overrides(["-m", "averaging=ema", "++averaging.decay=0.9", "seed=1",
+                            f"hydra.sweep.dir={tmp_path / 's'}"]) is None
+    assert check_overrides(["-m", "averaging=none,swa", "seed=1", f"hydra.sweep.dir={tmp_path / 't'}"]) is None
+
+
+def test_the_train_entrypoint_refuses_the_swa_job_of_a_decay_sweep_with_exit_2(tmp_path):
+    folder = tmp_path / "s"
+    done = subprocess.run([sys.executable, "-m", "litlab.train", "-m", "averaging=none,ema,swa",
+                           "++averaging.decay=0.9", f"hydra.sweep.dir={folder}"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "the job with averaging=swa has no key decay" in done.stderr
+    assert not folder.exists() and not (tmp_path / "multirun").exists()
 
 
 def test_a_grid_jobs_line_passes_only_under_the_choice_that_job_made(tmp_path, monkeypatch):
@@ -596,3 +649,35 @@ def test_a_choice_that_builds_on_another_with_a_package_is_not_counted_empty(tmp
     assert choice_keys("mixing", "plain", [CONF_DIR, tmp_path / "cd"]) is None
     assert check_overrides(["-m", "--config-dir", str(tmp_path / "cd"), "mixing=none,plain", "++mixing.alpha=0.3",
                             f"hydra.sweep.dir={tmp_path / 's'}"]) is None
+
+
+def test_a_command_line_choice_fixes_the_group_over_the_sweepers_params(tmp_path):
+    """averaging=none typed: every job ran without averaging, yet params' ema let ++averaging.decay through."""
+    folder = tmp_path / "s"
+    with pytest.raises(LitlabError, match=r"^averaging\.decay=0\.9 sets a key of averaging=none, which has no "):
+        check_overrides(["-m", "--config-dir", str(_searches(tmp_path)), "hparams_search=avg_none_ema",
+                         "averaging=none", "++averaging.decay=0.9", f"hydra.sweep.dir={folder}"])
+    assert not folder.exists()
+
+
+def test_a_plus_key_is_refused_where_a_searched_option_already_sets_it(tmp_path):
+    """+averaging.decay with params none,ema: Hydra failed every ema job ("Could not append to config")."""
+    folder = tmp_path / "s"
+    own = str(_searches(tmp_path))
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["-m", "--config-dir", own, "hparams_search=avg_none_ema", "+averaging.decay=0.9",
+                         f"hydra.sweep.dir={folder}"])
+    assert str(e.value).startswith("+averaging.decay=0.9 appends averaging.decay to every job of the sweep, but "
+                                   "averaging=ema of the sweep already sets decay")
+    assert str(e.value).endswith("++averaging.decay=0.9).")
+    assert not folder.exists()
+
+
+def test_a_searched_option_without_the_key_is_refused_like_a_jobs(tmp_path):
+    own = tmp_path / "searches"
+    (own / "hparams_search").mkdir(parents=True)
+    (own / "hparams_search" / "avg_all.yaml").write_text(
+        "# @package _global_\nhydra:\n  sweeper:\n    params:\n      averaging: none,ema,swa\n")
+    with pytest.raises(LitlabError, match=r"the job with averaging=swa has no key decay"):
+        check_overrides(["-m", "--config-dir", str(own), "hparams_search=avg_all", "++averaging.decay=0.9",
+                         f"hydra.sweep.dir={tmp_path / 's'}"])

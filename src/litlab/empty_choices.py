@@ -18,7 +18,9 @@ Only a key the command line typed is refused, and not every one:
   (``-m averaging=none,ema ++averaging.decay=0.9``; each job's choice as composed, so an
   experiment that chooses ``averaging=ema`` counts, and each option of a group searched in
   ``hydra.sweeper.params``): the empty job carries it unused. A key no job's choice has
-  (``averaging=none,swa ++averaging.decay=0.9``: SWA has no decay) is refused;
+  (``averaging=none,swa ++averaging.decay=0.9``: SWA has no decay) is refused; so is one that
+  some choice has where a job's choice has settings but not that key (``averaging=none,ema,swa
+  ++averaging.decay=0.9``: Hydra gives the key to every job, and SWA's is not built);
 - in a single run, a line such a sweep recorded for the job in the run's folder
   (``hydra.run.dir``): ``++averaging.decay=0.9`` in the job's ``.hydra/overrides.yaml`` (its resume,
   ``ckpt_path=last hydra.run.dir=SWEEP/0``), or else in the grid's job of that number where the
@@ -31,7 +33,8 @@ Only a key the command line typed is refused, and not every one:
 
 It covers the groups of which a run takes one file (``config_check.ONE_CHOICE``). The keys of
 ``logger`` and ``callbacks`` name entries of a collection rather than settings of one choice:
-``+callbacks.mine={_target_: ...}`` adds a callback to ``callbacks=none``.
+``+callbacks.mine={_target_: ...}`` adds a callback to ``callbacks=none``. Under ``lr_find``, a key
+of a group it never builds (averaging, compress, export) is refused with no choice suggested.
 """
 
 from __future__ import annotations
@@ -138,12 +141,15 @@ def check_empty_choices(cfg: DictConfig, groups: Sequence[str], overrides: list[
     for group in groups:
         node = OmegaConf.select(cfg, group, throw_on_resolution_failure=False)
         typed = typed_settings(group, overrides)
-        if not typed or not isinstance(node, DictConfig) or not _sets_nothing(group, chosen.get(group), node,
-                                                                             typed, sources):
+        if not typed or not isinstance(node, DictConfig):
+            continue
+        have = _sweep_choices(group, cfg, sweep, overrides) if sweep is not None else {}
+        if sweep is not None:
+            _check_each_choice_takes(group, typed, overrides, primary, have)
+        if not _sets_nothing(group, chosen.get(group), node, typed, sources):
             continue
         if sweep is not None:
-            carried = _keys_in_sweep(group, cfg, sweep)
-            refused = [o for o in typed if _setting_key(o) not in carried]
+            refused = [o for o in typed if _setting_key(o) not in set().union(*have.values())]
         else:
             lines = _same_choice_lines(group, chosen[group], recorded or [], overrides, primary)
             refused = [o for o in typed if not any(_same_override(o, line) for line in lines)]
@@ -160,20 +166,59 @@ def typed_settings(group: str, overrides: list[str]) -> list[str]:
 
 def _setting_key(override: str) -> str:
     """The key of its group an override sets: ``decay`` of ``++averaging.decay=0.9``."""
-    return override.lstrip("+").split("=", 1)[0].split(".")[1]
+    return override.lstrip("+~").split("=", 1)[0].split(".")[1]
 
 
-def _keys_in_sweep(group: str, cfg: DictConfig, sweep: Sequence[DictConfig]) -> set[str]:
-    """The keys of ``group`` some job of a sweep reads: those of each job's choice as composed,
-    and of each option a sweeper searches for the group (``hydra.sweeper.params``)."""
-    keys = set().union(*(_job_keys(group, job) for job in sweep))
+def _sweep_choices(group: str, cfg: DictConfig, sweep: Sequence[DictConfig],
+                   overrides: list[str]) -> dict[str, set[str]]:
+    """The choices of ``group`` a sweep makes, each with the keys it has: each job's choice as
+    composed, and each option a sweeper searches for the group (``hydra.sweeper.params``) unless
+    the command line gives the group (``averaging=none``: both sweepers then take its value)."""
+    keys: dict[str, set[str]] = {}
+    for job in sweep:
+        choice = OmegaConf.select(job, f"hydra.runtime.choices.{group}", default=None)
+        if isinstance(choice, str):
+            keys.setdefault(choice, set()).update(_job_keys(group, job))
     searched = OmegaConf.select(cfg, f"hydra.sweeper.params.{group}", default=None,
                                 throw_on_resolution_failure=False)
-    if searched is not None:
+    if searched is not None and not any(_names_group(o, group) for o in overrides):
         sources = sources_of(cfg)
         for option in _options(group, str(searched)):
-            keys |= (choice_keys(group, option, sources) if sources is not None else None) or set()
+            found = choice_keys(group, option, sources) if sources is not None else None
+            keys.setdefault(option, set()).update(found or set())
     return keys
+
+
+def _check_each_choice_takes(group: str, typed: list[str], overrides: list[str], primary: Primary,
+                             have: dict[str, set[str]]) -> None:
+    """Refuses a key the command line gives every job of a sweep where some choice of the sweep
+    (``have``) would fail on it: ``+averaging.decay`` where a searched option already sets decay
+    (Hydra: "Could not append to config"), or a key some choice has given to a choice with
+    settings but not that key (``-m averaging=none,ema,swa ++averaging.decay=0.9``: SWA's job was
+    not built, after its data was prepared). A choice with no settings carries it unread."""
+    rest = [o for o in overrides if not _of_group(o, group) and not _names_group(o, group)]
+    again = " ".join([primary.command(), "-m", *map(shlex.quote, rest)])
+    for o in typed:
+        key = _setting_key(o)
+        having = sorted(c for c, k in have.items() if key in k)
+        if having and o.startswith("+") and not o.startswith("++"):
+            raise LitlabError(
+                f"{o} appends {group}.{key} to every job of the sweep, but {group}={having[0]} of the sweep already "
+                f"sets {key}: Hydra cannot append it there and that job would fail. Set it with ++ instead "
+                f"({again} +{o}).")
+        lacking = sorted(c for c, k in have.items() if k and having and key not in k)
+        if lacking:
+            raise LitlabError(
+                f"{o.lstrip('+')} is given to every job of the sweep, and the job with {group}={lacking[0]} has no "
+                f"key {key} (of the sweep's choices, {group}={'|'.join(having)} {'has' if len(having) == 1 else 'have'}"
+                f" it): that job would fail when {group} is built, after its data is prepared. Sweep them "
+                f"separately: {again} {group}={','.join(having)} {' '.join(map(shlex.quote, typed))}, then {again} "
+                f"{group}={','.join(sorted(c for c in have if c not in having))}.")
+
+
+def _names_group(override: str, group: str) -> bool:
+    """Whether ``override`` chooses a file of ``group`` (``averaging=none``, ``+averaging=ema``)."""
+    return override.lstrip("+~").split("=", 1)[0] == group
 
 
 def _options(group: str, value: str) -> list[str]:
@@ -272,7 +317,7 @@ def _sets_nothing(group: str, choice: object, node: DictConfig, typed: list[str]
     keys = choice_keys(group, choice, sources) if sources is not None else None
     if keys is not None:
         return not keys
-    given = {o.lstrip("+").split("=", 1)[0].split(".")[1] for o in typed}
+    given = {_setting_key(o) for o in typed}
     return "_target_" not in node and {str(k) for k in node} <= given
 
 
@@ -295,15 +340,19 @@ def setting_of_empty_choice(group: str, choice: str, overrides: list[str], prima
     typed = sorted((o for o in overrides if _of_group(o, group)),
                    key=lambda o: (o not in refused, o.startswith(("++", "~"))))
     settings = [o.lstrip("+") for o in typed] or [f"{group}.KEY=VALUE"]
-    name = settings[0].lstrip("~").split("=", 1)[0].split(".")[1]
-    wanted = list(dict.fromkeys(s.split("=", 1)[0].split(".")[1] for s in settings if not s.startswith("~"))) or [name]
-    default = "" if any(o.lstrip("+~").split("=", 1)[0] == group for o in overrides) else " (the default)"
+    name = _setting_key(settings[0])
+    wanted = list(dict.fromkeys(_setting_key(s) for s in settings if not s.startswith("~"))) or [name]
+    default = "" if any(_names_group(o, group) for o in overrides) else " (the default)"
     where = as_sources(where)
     names = group_choices(group, where)
     keys_of = {c: choice_keys(group, c, where) or set() for c in names}
     having = [c for c in names if set(wanted) <= keys_of[c]]
     start = (f"{settings[0]} sets a key of {group}={choice}{default}, which has no settings: nothing would read "
              f"it. The choices of {group} are {', '.join(names)}")
+    if primary.kind == "lr_find" and group in _unused_by_lr_find():
+        return LitlabError(f"{start}, but {primary.command()} does not use {group} at all, whatever the choice: "
+                           f"drop the key here, and give it with a choice that has it to python -m litlab.train, "
+                           f"which does.")
     if not having and len(wanted) > 1:
         each = [f"{k}: {group}={'|'.join(c for c in names if k in keys_of[c])}" if any(k in keys_of[c] for c in names)
                 else f"{k}: no choice" for k in wanted]
@@ -313,12 +362,20 @@ def setting_of_empty_choice(group: str, choice: str, overrides: list[str], prima
     if not having:
         return LitlabError(f"{start}, and none of them has a key {name}: check its spelling in the choice you mean "
                            f"({primary.command()} {group}=CHOICE --cfg job).")
-    rest = [o for o in overrides if not _of_group(o, group) and o.lstrip("+~").split("=", 1)[0] != group]
+    rest = [o for o in overrides if not _of_group(o, group) and not _names_group(o, group)]
     suggested = suggested_choice(group, having, where)
     words = [primary.command(), *(["-m"] if multirun_flag else []), *map(shlex.quote, rest), f"{group}={suggested}",
              *map(shlex.quote, settings)]
     return LitlabError(f"{start}; choose one that has {_listed(wanted)} first: {group}={'|'.join(having)} "
                        f"({' '.join(words)}).")
+
+
+def _unused_by_lr_find() -> tuple[str, ...]:
+    """The groups lr_find composes but never builds (``tuning.lr_range.UNUSED_GROUPS``); read only
+    for its refusal, as that module brings torch."""
+    from litlab.tuning.lr_range import UNUSED_GROUPS
+
+    return UNUSED_GROUPS
 
 
 def _listed(words: list[str]) -> str:
