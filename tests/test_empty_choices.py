@@ -130,7 +130,7 @@ def test_a_chosen_empty_option_is_replaced_in_the_command(tmp_path):
 
 
 def test_a_key_of_a_base_counts_for_the_choices_built_on_it(tmp_path):
-    from litlab.empty_choices import choice_keys
+    from litlab.choice_files import choice_keys
 
     # finetune comes from conf/compress/_finetune.yaml, which prune and lowrank list in their defaults
     with pytest.raises(LitlabError, match=r"choose one that has finetune first: compress=(\w+\|)*lowrank\|(\w+\|)*"
@@ -140,7 +140,7 @@ def test_a_key_of_a_base_counts_for_the_choices_built_on_it(tmp_path):
 
 
 def test_a_groups_choices_come_from_the_users_folder_too(tmp_path):
-    from litlab.empty_choices import group_choices
+    from litlab.choice_files import group_choices
 
     own = tmp_path / "my_conf" / "averaging"
     own.mkdir(parents=True)
@@ -638,7 +638,7 @@ def test_the_message_names_the_refused_line_first(tmp_path):
 def test_a_choice_that_builds_on_another_with_a_package_is_not_counted_empty(tmp_path):
     """mixing/plain.yaml: defaults [cutmix@_here_, _self_]: choice_keys looked for a file
     'cutmix@_here_', found none, and counted plain as setting nothing."""
-    from litlab.empty_choices import choice_keys
+    from litlab.choice_files import choice_keys
 
     own = tmp_path / "cd" / "mixing"
     own.mkdir(parents=True)

@@ -39,93 +39,20 @@ of a group it never builds (averaging, compress, export) is refused with no choi
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from hydra.core.object_type import ObjectType
 from hydra.plugins.config_source import ConfigSource
 from omegaconf import DictConfig, OmegaConf
 
+from litlab.choice_files import (Where, as_sources, choice_keys, composed_with, group_choices, is_empty_choice,
+                                 read_file, sources_of)
 from litlab.config_flags import Primary
 from litlab.errors import LitlabError
 from litlab.mixing_checks import PASTES_BOXES
-
-# where a group's files are read: Hydra's config sources, or plain folders (read as its file:// source)
-Where = Sequence[Path | ConfigSource]
-# a defaults entry naming a file of the same group, in the same package (``_base``)
-_PLAIN_NAME = re.compile(r"[\w.-]+")
-
-
-def as_sources(where: Where) -> list[ConfigSource]:
-    """Hydra's readers of ``where``: a folder as its ``file://`` source, a source as it is."""
-    from hydra._internal.core_plugins.file_config_source import FileConfigSource
-
-    return [FileConfigSource("litlab", f"file://{w}") if isinstance(w, Path) else w for w in where]
-
-
-def sources_of(cfg: DictConfig) -> list[ConfigSource] | None:
-    """The sources Hydra composed ``cfg`` from, in its search order (``hydra.runtime.config_sources``:
-    those of the config flags and of ``hydra.searchpath``, pkg:// too), each with Hydra's reader
-    for its scheme; None where ``cfg`` does not record them or names a scheme no reader has."""
-    from hydra._internal.sources_registry import SourcesRegistry
-    from hydra.core.plugins import Plugins
-
-    infos = OmegaConf.select(cfg, "hydra.runtime.config_sources", default=None)
-    if not infos:
-        return None
-    Plugins.instance()  # registers Hydra's readers (file, pkg, structured) where nothing has yet
-    try:
-        return [SourcesRegistry.instance().resolve(i.schema)(i.provider, f"{i.schema}://{i.path}") for i in infos]
-    except ValueError:
-        return None
-
-
-def group_choices(group: str, where: Where) -> list[str]:
-    """The choices of ``group`` in every source: its files, without the shared bases (``_name``)."""
-    return sorted({name for source in as_sources(where) if source.is_group(group)
-                   for name in source.list(group, ObjectType.CONFIG) if not name.startswith("_")})
-
-
-def read_file(group: str, name: str, where: Where) -> object | None:
-    """The config of ``group/name`` as written (``defaults`` kept), from the file Hydra composes:
-    that of the first source in search order that has it, as Hydra's loader takes it. A copy of
-    the same name further on is never read (litlab's conf/ comes before --config-dir and
-    ``hydra.searchpath``: a ``--config-dir`` of one's own with ``averaging/none.yaml`` holding keys
-    still composes litlab's empty file). None where no source has the file."""
-    path = f"{group}/{name}"
-    return next((s.load_config(path).config for s in as_sources(where) if s.is_config(path)), None)
-
-
-def choice_keys(group: str, name: str, where: Where, _seen: frozenset[str] = frozenset()) -> set[str] | None:
-    """The top-level keys that ``group=name`` sets: those of the file Hydra reads (``read_file``),
-    with those of the group's files it builds on (``defaults: [_base, _self_]``, each found again
-    in search order); None (not known: the caller reads the node as composed) where no source has
-    the file or one it builds on, or where it builds on an entry that is not a plain name of its
-    group (``cutmix@_here_``, ``/other/file``, ``override ...``)."""
-    sources = as_sources(where)
-    node = read_file(group, name, sources)
-    if node is None or name in _seen:
-        return None
-    if not isinstance(node, DictConfig):
-        return set()
-    keys = {str(k) for k in node if k != "defaults"}
-    for base in node.get("defaults") or []:
-        if base == "_self_":
-            continue
-        if not isinstance(base, str) or not _PLAIN_NAME.fullmatch(base):
-            return None
-        more = choice_keys(group, base, sources, _seen | {name})
-        if more is None:
-            return None
-        keys |= more
-    return keys
-
-
-def is_empty_choice(group: str, name: object, where: Where) -> bool:
-    """Whether ``group=name`` is a file that sets nothing (``none.yaml``: ``{}``)."""
-    return isinstance(name, str) and choice_keys(group, name, where) == set()
+from litlab.sweep_keys import (check_each_choice_takes, names_group, of_group, recorded_for_folder, same_choice_lines,
+                               same_override, setting_key, sweep_choices)
 
 
 def check_empty_choices(cfg: DictConfig, groups: Sequence[str], overrides: list[str], primary: Primary,
@@ -143,16 +70,16 @@ def check_empty_choices(cfg: DictConfig, groups: Sequence[str], overrides: list[
         typed = typed_settings(group, overrides)
         if not typed or not isinstance(node, DictConfig):
             continue
-        have = _sweep_choices(group, cfg, sweep, overrides) if sweep is not None else {}
+        have = sweep_choices(group, cfg, sweep, overrides) if sweep is not None else {}
         if sweep is not None:
-            _check_each_choice_takes(group, typed, overrides, primary, have)
+            check_each_choice_takes(group, typed, overrides, primary, have)
         if not _sets_nothing(group, chosen.get(group), node, typed, sources):
             continue
         if sweep is not None:
-            refused = [o for o in typed if _setting_key(o) not in set().union(*have.values())]
+            refused = [o for o in typed if setting_key(o) not in set().union(*have.values())]
         else:
-            lines = _same_choice_lines(group, chosen[group], recorded or [], overrides, primary)
-            refused = [o for o in typed if not any(_same_override(o, line) for line in lines)]
+            lines = same_choice_lines(group, chosen[group], recorded or [], overrides, primary)
+            refused = [o for o in typed if not any(same_override(o, line) for line in lines)]
         if refused:
             raise setting_of_empty_choice(group, chosen[group], overrides, primary, _where(sources, primary),
                                           multirun_flag, refused)
@@ -161,150 +88,7 @@ def check_empty_choices(cfg: DictConfig, groups: Sequence[str], overrides: list[
 def typed_settings(group: str, overrides: list[str]) -> list[str]:
     """The overrides that set a key of ``group`` (``+averaging.decay=0.9``, ``averaging.decay=0.9``,
     ``++averaging.decay=0.9``)."""
-    return [o for o in overrides if _of_group(o, group) and not o.startswith("~")]
-
-
-def _setting_key(override: str) -> str:
-    """The key of its group an override sets: ``decay`` of ``++averaging.decay=0.9``."""
-    return override.lstrip("+~").split("=", 1)[0].split(".")[1]
-
-
-def _sweep_choices(group: str, cfg: DictConfig, sweep: Sequence[DictConfig],
-                   overrides: list[str]) -> dict[str, set[str]]:
-    """The choices of ``group`` a sweep makes, each with the keys it has: each job's choice as
-    composed, and each option a sweeper searches for the group (``hydra.sweeper.params``) unless
-    the command line gives the group (``averaging=none``: both sweepers then take its value)."""
-    keys: dict[str, set[str]] = {}
-    for job in sweep:
-        choice = OmegaConf.select(job, f"hydra.runtime.choices.{group}", default=None)
-        if isinstance(choice, str):
-            keys.setdefault(choice, set()).update(_job_keys(group, job))
-    searched = OmegaConf.select(cfg, f"hydra.sweeper.params.{group}", default=None,
-                                throw_on_resolution_failure=False)
-    if searched is not None and not any(_names_group(o, group) for o in overrides):
-        sources = sources_of(cfg)
-        for option in _options(group, str(searched)):
-            found = choice_keys(group, option, sources) if sources is not None else None
-            keys.setdefault(option, set()).update(found or set())
-    return keys
-
-
-def _check_each_choice_takes(group: str, typed: list[str], overrides: list[str], primary: Primary,
-                             have: dict[str, set[str]]) -> None:
-    """Refuses a key the command line gives every job of a sweep where some choice of the sweep
-    (``have``) would fail on it: ``+averaging.decay`` where a searched option already sets decay
-    (Hydra: "Could not append to config"), or a key some choice has given to a choice with
-    settings but not that key (``-m averaging=none,ema,swa ++averaging.decay=0.9``: SWA's job was
-    not built, after its data was prepared). A choice with no settings carries it unread."""
-    rest = [o for o in overrides if not _of_group(o, group) and not _names_group(o, group)]
-    again = " ".join([primary.command(), "-m", *map(shlex.quote, rest)])
-    for o in typed:
-        key = _setting_key(o)
-        having = sorted(c for c, k in have.items() if key in k)
-        if having and o.startswith("+") and not o.startswith("++"):
-            raise LitlabError(
-                f"{o} appends {group}.{key} to every job of the sweep, but {group}={having[0]} of the sweep already "
-                f"sets {key}: Hydra cannot append it there and that job would fail. Set it with ++ instead "
-                f"({again} +{o}).")
-        lacking = sorted(c for c, k in have.items() if k and having and key not in k)
-        if lacking:
-            raise LitlabError(
-                f"{o.lstrip('+')} is given to every job of the sweep, and the job with {group}={lacking[0]} has no "
-                f"key {key} (of the sweep's choices, {group}={'|'.join(having)} {'has' if len(having) == 1 else 'have'}"
-                f" it): that job would fail when {group} is built, after its data is prepared. Sweep them "
-                f"separately: {again} {group}={','.join(having)} {' '.join(map(shlex.quote, typed))}, then {again} "
-                f"{group}={','.join(sorted(c for c in have if c not in having))}.")
-
-
-def _names_group(override: str, group: str) -> bool:
-    """Whether ``override`` chooses a file of ``group`` (``averaging=none``, ``+averaging=ema``)."""
-    return override.lstrip("+~").split("=", 1)[0] == group
-
-
-def _options(group: str, value: str) -> list[str]:
-    """The choices a sweeper's value for ``group`` names: each of ``choice(none,ema)`` or
-    ``none,ema``, or the one given; none where Hydra cannot parse it."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    try:
-        parsed = OverridesParser.create().parse_override(f"{group}={value}")
-        return list(parsed.sweep_string_iterator()) if parsed.is_sweep_override() else [
-            parsed.get_value_element_as_str()]
-    except HydraException:
-        return []
-
-
-def _job_keys(group: str, job: DictConfig) -> set[str]:
-    """The keys of ``group`` that a sweep's ``job`` (its composed config) has in the choice it
-    makes: its file's, read from the job's sources; where they cannot be read, those of its node
-    as composed if it has a class (then every key counts), else none."""
-    choice = OmegaConf.select(job, f"hydra.runtime.choices.{group}", default=None)
-    node = OmegaConf.select(job, group, throw_on_resolution_failure=False)
-    if not isinstance(choice, str) or not isinstance(node, DictConfig):
-        return set()
-    sources = sources_of(job)
-    keys = choice_keys(group, choice, sources) if sources is not None else None
-    if keys is not None:
-        return keys
-    return {str(k) for k in node} if "_target_" in node else set()
-
-
-def _same_choice_lines(group: str, choice: str, lines: list[str], overrides: list[str],
-                       primary: Primary) -> list[str]:
-    """``lines`` (a sweep's record for the run's folder) where they choose ``group=choice``, as
-    composed now: the record's lines with the command's ``hydra.*`` lines (its search path);
-    none where they choose another option, or do not compose."""
-    if not lines:
-        return []
-    cfg = composed_with([*lines, *(o for o in overrides if o.startswith("hydra."))], primary)
-    recorded = None if cfg is None else OmegaConf.select(cfg, f"hydra.runtime.choices.{group}", default=None)
-    return lines if recorded == choice else []
-
-
-def _same_override(typed: str, line: str) -> bool:
-    """Whether two overrides are the same as Hydra parses them: type (``+``, ``++``), key and value
-    (``averaging.decay=1e-3`` is Hydra's record ``averaging.decay=0.001``)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    parser = OverridesParser.create()
-    try:
-        a, b = parser.parse_override(typed), parser.parse_override(line)
-    except HydraException:
-        return typed == line
-    return (a.type, a.key_or_group, a.value()) == (b.type, b.key_or_group, b.value())
-
-
-def recorded_for_folder(cfg: DictConfig) -> list[str]:
-    """The overrides a sweep recorded for the job in the single run's folder (``hydra.run.dir``):
-    those of the job's ``.hydra/overrides.yaml`` (its resume: ``ckpt_path=last
-    hydra.run.dir=SWEEP/0``), else, where the folder's parent is a grid sweep's (its
-    ``multirun.yaml``), those of the grid's job of the folder's number (the command
-    ``sweeps/grid_points.job_command`` gives for a job never started). Empty for a folder of
-    neither: a new run's."""
-    run_dir = OmegaConf.select(cfg, "hydra.run.dir", default=None, throw_on_resolution_failure=False)
-    if not run_dir:
-        return []
-    folder = Path(str(run_dir))
-    lines = _override_lines(folder / ".hydra" / "overrides.yaml")
-    if not lines and folder.name.isdigit() and (folder.parent / "multirun.yaml").is_file():
-        from litlab.sweeps.grid_points import grid_points
-
-        points = grid_points(folder.parent) or []
-        lines = list(points[int(folder.name)]) if int(folder.name) < len(points) else []
-    return lines
-
-
-def _override_lines(path: Path) -> list[str]:
-    """The overrides listed in a job's ``.hydra/overrides.yaml``; none where it cannot be read."""
-    import yaml
-
-    try:
-        lines = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return []
-    return [str(o) for o in lines] if isinstance(lines, list) else []
+    return [o for o in overrides if of_group(o, group) and not o.startswith("~")]
 
 
 def _sets_nothing(group: str, choice: object, node: DictConfig, typed: list[str],
@@ -317,17 +101,13 @@ def _sets_nothing(group: str, choice: object, node: DictConfig, typed: list[str]
     keys = choice_keys(group, choice, sources) if sources is not None else None
     if keys is not None:
         return not keys
-    given = {_setting_key(o) for o in typed}
+    given = {setting_key(o) for o in typed}
     return "_target_" not in node and {str(k) for k in node} <= given
 
 
 def _where(sources: list[ConfigSource] | None, primary: Primary) -> Where:
     """Where to list a group's choices for the message: the config's sources, else the primary's folders."""
     return sources if sources is not None else (primary.dirs() or [])
-
-
-def _of_group(override: str, group: str) -> bool:
-    return override.lstrip("+~").split("=", 1)[0].startswith(f"{group}.")
 
 
 def setting_of_empty_choice(group: str, choice: str, overrides: list[str], primary: Primary, where: Where,
@@ -337,12 +117,12 @@ def setting_of_empty_choice(group: str, choice: str, overrides: list[str], prima
     every key given, and the command again with the one ``suggested_choice`` picks (the user's
     other overrides kept). Where no choice has them all (``decay`` is EMA's, ``start_epoch``
     SWA's), which choices have each: a command with either would fail on the other key."""
-    typed = sorted((o for o in overrides if _of_group(o, group)),
+    typed = sorted((o for o in overrides if of_group(o, group)),
                    key=lambda o: (o not in refused, o.startswith(("++", "~"))))
     settings = [o.lstrip("+") for o in typed] or [f"{group}.KEY=VALUE"]
-    name = _setting_key(settings[0])
-    wanted = list(dict.fromkeys(_setting_key(s) for s in settings if not s.startswith("~"))) or [name]
-    default = "" if any(_names_group(o, group) for o in overrides) else " (the default)"
+    name = setting_key(settings[0])
+    wanted = list(dict.fromkeys(setting_key(s) for s in settings if not s.startswith("~"))) or [name]
+    default = "" if any(names_group(o, group) for o in overrides) else " (the default)"
     where = as_sources(where)
     names = group_choices(group, where)
     keys_of = {c: choice_keys(group, c, where) or set() for c in names}
@@ -362,7 +142,7 @@ def setting_of_empty_choice(group: str, choice: str, overrides: list[str], prima
     if not having:
         return LitlabError(f"{start}, and none of them has a key {name}: check its spelling in the choice you mean "
                            f"({primary.command()} {group}=CHOICE --cfg job).")
-    rest = [o for o in overrides if not _of_group(o, group) and not _names_group(o, group)]
+    rest = [o for o in overrides if not of_group(o, group) and not names_group(o, group)]
     suggested = suggested_choice(group, having, where)
     words = [primary.command(), *(["-m"] if multirun_flag else []), *map(shlex.quote, rest), f"{group}={suggested}",
              *map(shlex.quote, settings)]
@@ -425,21 +205,4 @@ def key_of_empty_choice(key: str, groups: Sequence[str], overrides: list[str], p
 def composed_without(group: str, overrides: list[str], primary: Primary) -> DictConfig | None:
     """``primary``'s config (with its ``hydra`` node) as ``overrides`` compose it without their keys
     of ``group`` (one of which Hydra refused); None where that fails too."""
-    return composed_with([o for o in overrides if not _of_group(o, group)], primary)
-
-
-def composed_with(overrides: list[str], primary: Primary) -> DictConfig | None:
-    """``primary``'s config (with its ``hydra`` node) as ``overrides`` compose it; None where that fails."""
-    from hydra import compose
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    GlobalHydra.instance().clear()
-    try:
-        primary.start_hydra()
-        return compose(primary.name, overrides=overrides, return_hydra_config=True)
-    except (HydraException, OmegaConfBaseException, ValueError):
-        return None
-    finally:
-        GlobalHydra.instance().clear()
+    return composed_with([o for o in overrides if not of_group(o, group)], primary)

@@ -1,0 +1,169 @@
+"""The keys of a group that a sweep makes its own, and the lines it recorded for a job's folder.
+
+In a sweep, a key typed for a group is the sweep's where some job's choice (as composed, or
+searched in ``hydra.sweeper.params``) has it; a key given to every job that one of the sweep's
+choices would fail on is refused before any job. In a single run, a line the sweep recorded for
+the job in the run's folder (its ``.hydra/overrides.yaml``, or the grid's job of that number)
+lets the same key through. ``empty_choices`` applies these to a key typed on a choice that has no
+settings.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from litlab.choice_files import choice_keys, composed_with, sources_of
+from litlab.config_flags import Primary
+from litlab.errors import LitlabError
+
+
+def setting_key(override: str) -> str:
+    """The key of its group an override sets: ``decay`` of ``++averaging.decay=0.9``."""
+    return override.lstrip("+~").split("=", 1)[0].split(".")[1]
+
+
+def of_group(override: str, group: str) -> bool:
+    """Whether ``override`` sets a key of ``group`` (``+averaging.decay=0.9``, ``~averaging.decay``)."""
+    return override.lstrip("+~").split("=", 1)[0].startswith(f"{group}.")
+
+
+def names_group(override: str, group: str) -> bool:
+    """Whether ``override`` chooses a file of ``group`` (``averaging=none``, ``+averaging=ema``)."""
+    return override.lstrip("+~").split("=", 1)[0] == group
+
+
+def sweep_choices(group: str, cfg: DictConfig, sweep: Sequence[DictConfig],
+                  overrides: list[str]) -> dict[str, set[str]]:
+    """The choices of ``group`` a sweep makes, each with the keys it has: each job's choice as
+    composed, and each option a sweeper searches for the group (``hydra.sweeper.params``) unless
+    the command line gives the group (``averaging=none``: both sweepers then take its value)."""
+    keys: dict[str, set[str]] = {}
+    for job in sweep:
+        choice = OmegaConf.select(job, f"hydra.runtime.choices.{group}", default=None)
+        if isinstance(choice, str):
+            keys.setdefault(choice, set()).update(_job_keys(group, job))
+    searched = OmegaConf.select(cfg, f"hydra.sweeper.params.{group}", default=None,
+                                throw_on_resolution_failure=False)
+    if searched is not None and not any(names_group(o, group) for o in overrides):
+        sources = sources_of(cfg)
+        for option in _options(group, str(searched)):
+            found = choice_keys(group, option, sources) if sources is not None else None
+            keys.setdefault(option, set()).update(found or set())
+    return keys
+
+
+def check_each_choice_takes(group: str, typed: list[str], overrides: list[str], primary: Primary,
+                            have: dict[str, set[str]]) -> None:
+    """Refuses a key the command line gives every job of a sweep where some choice of the sweep
+    (``have``) would fail on it: ``+averaging.decay`` where a searched option already sets decay
+    (Hydra: "Could not append to config"), or a key some choice has given to a choice with
+    settings but not that key (``-m averaging=none,ema,swa ++averaging.decay=0.9``: SWA's job was
+    not built, after its data was prepared). A choice with no settings carries it unread."""
+    rest = [o for o in overrides if not of_group(o, group) and not names_group(o, group)]
+    again = " ".join([primary.command(), "-m", *map(shlex.quote, rest)])
+    for o in typed:
+        key = setting_key(o)
+        having = sorted(c for c, k in have.items() if key in k)
+        if having and o.startswith("+") and not o.startswith("++"):
+            raise LitlabError(
+                f"{o} appends {group}.{key} to every job of the sweep, but {group}={having[0]} of the sweep already "
+                f"sets {key}: Hydra cannot append it there and that job would fail. Set it with ++ instead "
+                f"({again} +{o}).")
+        lacking = sorted(c for c, k in have.items() if k and having and key not in k)
+        if lacking:
+            raise LitlabError(
+                f"{o.lstrip('+')} is given to every job of the sweep, and the job with {group}={lacking[0]} has no "
+                f"key {key} (of the sweep's choices, {group}={'|'.join(having)} {'has' if len(having) == 1 else 'have'}"
+                f" it): that job would fail when {group} is built, after its data is prepared. Sweep them "
+                f"separately: {again} {group}={','.join(having)} {' '.join(map(shlex.quote, typed))}, then {again} "
+                f"{group}={','.join(sorted(c for c in have if c not in having))}.")
+
+
+def _options(group: str, value: str) -> list[str]:
+    """The choices a sweeper's value for ``group`` names: each of ``choice(none,ema)`` or
+    ``none,ema``, or the one given; none where Hydra cannot parse it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_override(f"{group}={value}")
+        return list(parsed.sweep_string_iterator()) if parsed.is_sweep_override() else [
+            parsed.get_value_element_as_str()]
+    except HydraException:
+        return []
+
+
+def _job_keys(group: str, job: DictConfig) -> set[str]:
+    """The keys of ``group`` that a sweep's ``job`` (its composed config) has in the choice it
+    makes: its file's, read from the job's sources; where they cannot be read, those of its node
+    as composed if it has a class (then every key counts), else none."""
+    choice = OmegaConf.select(job, f"hydra.runtime.choices.{group}", default=None)
+    node = OmegaConf.select(job, group, throw_on_resolution_failure=False)
+    if not isinstance(choice, str) or not isinstance(node, DictConfig):
+        return set()
+    sources = sources_of(job)
+    keys = choice_keys(group, choice, sources) if sources is not None else None
+    if keys is not None:
+        return keys
+    return {str(k) for k in node} if "_target_" in node else set()
+
+
+def same_choice_lines(group: str, choice: str, lines: list[str], overrides: list[str],
+                      primary: Primary) -> list[str]:
+    """``lines`` (a sweep's record for the run's folder) where they choose ``group=choice``, as
+    composed now: the record's lines with the command's ``hydra.*`` lines (its search path);
+    none where they choose another option, or do not compose."""
+    if not lines:
+        return []
+    cfg = composed_with([*lines, *(o for o in overrides if o.startswith("hydra."))], primary)
+    recorded = None if cfg is None else OmegaConf.select(cfg, f"hydra.runtime.choices.{group}", default=None)
+    return lines if recorded == choice else []
+
+
+def same_override(typed: str, line: str) -> bool:
+    """Whether two overrides are the same as Hydra parses them: type (``+``, ``++``), key and value
+    (``averaging.decay=1e-3`` is Hydra's record ``averaging.decay=0.001``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    try:
+        a, b = parser.parse_override(typed), parser.parse_override(line)
+    except HydraException:
+        return typed == line
+    return (a.type, a.key_or_group, a.value()) == (b.type, b.key_or_group, b.value())
+
+
+def recorded_for_folder(cfg: DictConfig) -> list[str]:
+    """The overrides a sweep recorded for the job in the single run's folder (``hydra.run.dir``):
+    those of the job's ``.hydra/overrides.yaml`` (its resume: ``ckpt_path=last
+    hydra.run.dir=SWEEP/0``), else, where the folder's parent is a grid sweep's (its
+    ``multirun.yaml``), those of the grid's job of the folder's number (the command
+    ``sweeps/grid_points.job_command`` gives for a job never started). Empty for a folder of
+    neither: a new run's."""
+    run_dir = OmegaConf.select(cfg, "hydra.run.dir", default=None, throw_on_resolution_failure=False)
+    if not run_dir:
+        return []
+    folder = Path(str(run_dir))
+    lines = _override_lines(folder / ".hydra" / "overrides.yaml")
+    if not lines and folder.name.isdigit() and (folder.parent / "multirun.yaml").is_file():
+        from litlab.sweeps.grid_points import grid_points
+
+        points = grid_points(folder.parent) or []
+        lines = list(points[int(folder.name)]) if int(folder.name) < len(points) else []
+    return lines
+
+
+def _override_lines(path: Path) -> list[str]:
+    """The overrides listed in a job's ``.hydra/overrides.yaml``; none where it cannot be read."""
+    import yaml
+
+    try:
+        lines = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    return [str(o) for o in lines] if isinstance(lines, list) else []
