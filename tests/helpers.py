@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import yaml
 from PIL import Image
 
 
@@ -156,3 +157,20 @@ def train_twins(pairs, steps: int) -> None:
             opt.zero_grad()
             torch.nn.functional.cross_entropy(model(x), y).backward()
             opt.step()
+
+
+# the _target_ of Hydra's basic (grid) sweeper, as multirun.yaml records it
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def write_sweep_record(path: Path, task: list[str], params=None, target: str = BASIC_SWEEPER, name: str = "train",
+                       **more) -> Path:
+    """A sweep folder as the sweeper leaves it before its first job: its multirun.yaml only, of the
+    command's overrides ``task``."""
+    path.mkdir(parents=True)
+    hydra = {"sweep": {"dir": str(path), "subdir": "${hydra.job.num}"},
+             "sweeper": {"_target_": target, "max_batch_size": None, "params": params},
+             "overrides": {"hydra": [f"hydra.sweep.dir={path}", "hydra.mode=MULTIRUN"], "task": task},
+             "job": {"name": name}, **more}
+    (path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": hydra, "task_name": name}))
+    return path

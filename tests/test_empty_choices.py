@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from litlab.config_check import ONE_CHOICE, check_overrides
 from litlab.config_flags import CONF_DIR
 from litlab.errors import LitlabError
+from tests.helpers import write_sweep_record
 
 
 def _empty_choices() -> list[tuple[str, str]]:
@@ -221,21 +222,6 @@ def _a_setting(group: str) -> tuple[str, str]:
     raise AssertionError(f"no choice of {group} with a class")
 
 
-BASIC = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
-
-
-def _grid_sweep(path, task):
-    """A grid sweep's folder as Hydra's basic sweeper leaves it before its first job: the
-    ``multirun.yaml`` of the command's overrides ``task``."""
-    import yaml
-
-    path.mkdir(parents=True)
-    hydra = {"sweep": {"dir": str(path), "subdir": "${hydra.job.num}"},
-             "sweeper": {"_target_": BASIC, "max_batch_size": None, "params": None},
-             "overrides": {"hydra": [f"hydra.sweep.dir={path}", "hydra.mode=MULTIRUN"], "task": task},
-             "job": {"name": "train"}}
-    (path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": hydra, "task_name": "train"}))
-    return path
 
 
 def _job_record(folder, overrides):
@@ -254,7 +240,7 @@ def test_a_job_of_a_sweep_over_an_empty_choice_runs_alone(group, choice, tmp_pat
 
     other, value = _a_setting(group)
     setting = f"++{group}.{value}"
-    sweep = _grid_sweep(tmp_path / "sweep", [f"{group}={choice},{other}", setting])
+    sweep = write_sweep_record(tmp_path / "sweep", [f"{group}={choice},{other}", setting])
     _, commands = unstarted_commands(sweep, [])
     command = shlex.split(commands[0][1])  # job 0: the empty choice
     assert command[:3] == ["python", "-m", "litlab.train"] and setting in command
@@ -303,7 +289,7 @@ def test_the_train_entrypoint_refuses_a_forced_key_with_exit_2(tmp_path):
 def test_a_forced_key_passes_only_where_the_folders_sweep_recorded_that_line(tmp_path, monkeypatch):
     """What lets ++ through is the very line, recorded for the job of the run's folder."""
     monkeypatch.chdir(tmp_path)
-    sweep = _grid_sweep(tmp_path / "sweep", ["averaging=none,ema", "++averaging.decay=0.9"])
+    sweep = write_sweep_record(tmp_path / "sweep", ["averaging=none,ema", "++averaging.decay=0.9"])
     refused = r"^averaging.decay=0.5 sets a key of averaging=none \(the default\), which has no settings"
     # another value than the sweep's, in the folder of its job 0 (never started), then started
     with pytest.raises(LitlabError, match=refused):
@@ -587,7 +573,7 @@ def test_a_grid_jobs_line_passes_only_under_the_choice_that_job_made(tmp_path, m
     """Job 1 of -m averaging=none,ema ++averaging.decay=0.9 chose ema; its line, run in its folder
     without averaging=ema, trained with averaging=none and the key unread."""
     monkeypatch.chdir(tmp_path)
-    sweep = _grid_sweep(tmp_path / "sweep", ["averaging=none,ema", "++averaging.decay=0.9"])
+    sweep = write_sweep_record(tmp_path / "sweep", ["averaging=none,ema", "++averaging.decay=0.9"])
     for record in (None, ["averaging=ema", "++averaging.decay=0.9"]):  # never started, then started
         if record:
             _job_record(sweep / "1", record)
@@ -613,7 +599,7 @@ def test_a_recorded_line_is_matched_by_its_value_not_its_text(typed, recorded, t
     monkeypatch.chdir(tmp_path)
     group = typed.lstrip("+").split(".")[0]
     other, _ = _a_setting(group)
-    sweep = _grid_sweep(tmp_path / "sweep", [f"{group}=none,{other}", typed])
+    sweep = write_sweep_record(tmp_path / "sweep", [f"{group}=none,{other}", typed])
     _job_record(sweep / "0", [f"{group}=none", recorded])
     cfg = check_overrides([f"{group}=none", typed, "ckpt_path=null", f"hydra.run.dir={sweep / '0'}"])
     assert OmegaConf.select(cfg, typed.lstrip("+").split("=")[0]) == float(recorded.split("=")[1])

@@ -16,8 +16,8 @@ import yaml
 
 from litlab.errors import LitlabError
 from litlab.summarize import main, rank_sweep
+from tests.helpers import write_sweep_record
 
-BASIC = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 # the sweep's process: holds the sweep folder as a sweep's start does, and the folder of the job
 # it runs now, if one is given, as a running job does (an exclusive flock on the folder), then
@@ -35,17 +35,6 @@ sys.stdin.read()
 """
 
 
-def _sweep(path, task):
-    """A grid sweep's folder as Hydra's basic sweeper writes it before its first job."""
-    path.mkdir(parents=True)
-    hydra = {"sweep": {"dir": str(path), "subdir": "${hydra.job.num}"},
-             "sweeper": {"_target_": BASIC, "max_batch_size": None, "params": None},
-             "overrides": {"hydra": [f"hydra.sweep.dir={path}", "hydra.mode=MULTIRUN"], "task": task},
-             "job": {"name": "train"}}
-    (path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": hydra, "task_name": "train"}))
-    return path
-
-
 def _job(sweep, name, overrides, record):
     folder = sweep / name
     (folder / ".hydra").mkdir(parents=True)
@@ -58,7 +47,7 @@ def _job(sweep, name, overrides, record):
 def running_grid(tmp_path):
     """A grid of 3 jobs (model=mlp,cnn,rnn): job 0 completed, job 1 running in the sweep's live
     process, job 2 not reached yet. Yields the folder and that process."""
-    sweep = _sweep(tmp_path / "sweep", ["model=mlp,cnn,rnn"])
+    sweep = write_sweep_record(tmp_path / "sweep", ["model=mlp,cnn,rnn"])
     _job(sweep, "0", ["model=mlp"], {"status": "completed", "val/acc": 0.9})
     running = _job(sweep, "1", ["model=cnn"], {"status": "running", "host": socket.gethostname()})
     proc = subprocess.Popen([sys.executable, "-c", SWEEP_PROCESS, str(sweep), str(running)],
@@ -107,7 +96,7 @@ def test_once_the_sweep_ended_its_unreached_jobs_never_started(running_grid, cap
 def test_a_running_sweep_before_its_first_job_is_not_to_be_run_again(tmp_path, capsys):
     """No job folder yet: "stopped before its first job started ... Run the sweep again" was wrong
     for a sweep whose first job is starting."""
-    sweep = _sweep(tmp_path / "sweep", ["model=mlp,cnn"])
+    sweep = write_sweep_record(tmp_path / "sweep", ["model=mlp,cnn"])
     proc = subprocess.Popen([sys.executable, "-c", SWEEP_PROCESS, str(sweep)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -154,7 +143,7 @@ def test_a_sweep_folder_another_command_holds_ends_the_command_before_any_job(tm
     from litlab.sweeps import outcome
 
     monkeypatch.setattr(outcome, "current_sweep_dir", None)
-    sweep = _sweep(tmp_path / "sweep", ["model=mlp,cnn"])
+    sweep = write_sweep_record(tmp_path / "sweep", ["model=mlp,cnn"])
     before = sorted(p.name for p in sweep.iterdir())
     cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}, "callbacks": {
         "sweep_outcome": {"_target_": "litlab.sweeps.outcome.SweepOutcome"}}}})
@@ -187,7 +176,7 @@ def test_a_job_running_on_after_its_sweep_ended_leaves_the_commands_given(tmp_pa
     """A job still running here (resumed by hand, a submitit job going on after the sweep's process
     was stopped) read as "the sweep is running", and the never-started jobs' commands were withheld
     although nothing would ever start them."""
-    sweep = _sweep(tmp_path / "sweep", ["model=mlp,cnn,rnn"])
+    sweep = write_sweep_record(tmp_path / "sweep", ["model=mlp,cnn,rnn"])
     _job(sweep, "0", ["model=mlp"], {"status": "completed", "val/acc": 0.9})
     host = socket.gethostname()
     running = _job(sweep, "1", ["model=cnn"], {"status": "running", "host": host, "pid": 4242})
@@ -209,7 +198,7 @@ def test_a_job_running_on_another_machine_leaves_the_sweeps_end_untold(tmp_path,
     ended": the sweep folder's lock, taken there, may not be seen here (a network file system), and
     the sweep may go on there and start the jobs the commands start too. That it cannot be told is
     said, and the commands are for once the sweep there has ended."""
-    sweep = _sweep(tmp_path / "sweep", ["model=mlp,cnn,rnn"])
+    sweep = write_sweep_record(tmp_path / "sweep", ["model=mlp,cnn,rnn"])
     _job(sweep, "0", ["model=mlp"], {"status": "completed", "val/acc": 0.9})
     _job(sweep, "1", ["model=cnn"], {"status": "running", "host": "node-7", "pid": 4242})
     table = rank_sweep(sweep)
@@ -238,7 +227,7 @@ def test_where_the_sweep_folders_lock_cannot_be_read_the_commands_are_given(tmp_
     monkeypatch.setattr(running_sweep, "is_running", lambda folder: None)
     cannot = ("whether the sweep's process still runs cannot be told here: its folder's lock cannot be read (a file "
               "system without locks); if it still runs, it starts these jobs itself")
-    sweep = _sweep(tmp_path / "sweep", ["model=mlp,cnn"])
+    sweep = write_sweep_record(tmp_path / "sweep", ["model=mlp,cnn"])
     with pytest.raises(LitlabError) as info:
         rank_sweep(sweep)
     assert str(info.value) == (f"DIR: {sweep} is a grid sweep of 2 jobs with no job folder yet: no job has results to "

@@ -13,20 +13,9 @@ import yaml
 from litlab.summarize import main, rank_sweep
 from litlab.sweeps import outcome
 from litlab.sweeps.interrupted import exit_interrupted
+from tests.helpers import BASIC_SWEEPER, write_sweep_record
 
-BASIC = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 OPTUNA = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
-
-
-def _sweep(path, task, params=None, target=BASIC, name="train", **more):
-    """A sweep folder as the sweeper leaves it before its first job: multirun.yaml only."""
-    path.mkdir(parents=True)
-    hydra = {"sweep": {"dir": str(path), "subdir": "${hydra.job.num}"},
-             "sweeper": {"_target_": target, "max_batch_size": None, "params": params},
-             "overrides": {"hydra": [f"hydra.sweep.dir={path}", "hydra.mode=MULTIRUN"], "task": task},
-             "job": {"name": name}, **more}
-    (path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": hydra, "task_name": name}))
-    return path
 
 
 def _job(sweep, name, overrides, status="completed", acc=0.9):
@@ -40,7 +29,7 @@ def _job(sweep, name, overrides, status="completed", acc=0.9):
 def test_summarize_names_the_jobs_an_interrupted_grid_never_started(tmp_path, capsys):
     """The user's sweep: model=mlp,cnn, SIGTERM in job 0, job 0 resumed; summarize printed
     "1 jobs ranked" and model=cnn appeared nowhere."""
-    s = _sweep(tmp_path / "s", ["data=npz", "data.path=X.npz", "model=mlp,cnn", "trainer.max_epochs=3"])
+    s = write_sweep_record(tmp_path / "s", ["data=npz", "data.path=X.npz", "model=mlp,cnn", "trainer.max_epochs=3"])
     # job 0 resumed in its folder: its record holds the resume's ckpt_path=last
     _job(s, "0", ["data=npz", "data.path=X.npz", "model=mlp", "trainer.max_epochs=3", "ckpt_path=last"])
     command = f"python -m litlab.train data=npz data.path=X.npz model=cnn trainer.max_epochs=3 hydra.run.dir={s}/1"
@@ -60,7 +49,7 @@ def test_the_sweepers_params_come_first_and_number_the_jobs(tmp_path):
     """hydra.sweeper.params are expanded before the command's overrides, as the basic sweeper does:
     job 1 is lr=1e-3 with model=cnn (Hydra writes 0.001). A job in a folder named otherwise
     (hydra.sweep.subdir) counts by its values."""
-    s = _sweep(tmp_path / "s", ["model=mlp,cnn"], params={"model.optimizer.lr": "1e-3,2e-3"})
+    s = write_sweep_record(tmp_path / "s", ["model=mlp,cnn"], params={"model.optimizer.lr": "1e-3,2e-3"})
     _job(s, "0", ["model.optimizer.lr=0.001", "model=mlp"])
     _job(s, "lr2e-3_mlp", ["model.optimizer.lr=0.002", "model=mlp"])
     head, commands = rank_sweep(s)["unstarted"]
@@ -71,11 +60,11 @@ def test_the_sweepers_params_come_first_and_number_the_jobs(tmp_path):
 
 
 @pytest.mark.parametrize("target, task", [(OPTUNA, ["model.optimizer.lr=interval(1e-4,1e-2)"]),
-                                          (BASIC, ["model=glob(*)", "seed=1,2"]),
-                                          (BASIC, ["seed=shuffle(1,2,3)"])])
+                                          (BASIC_SWEEPER, ["model=glob(*)", "seed=1,2"]),
+                                          (BASIC_SWEEPER, ["seed=shuffle(1,2,3)"])])
 def test_nothing_is_said_where_the_jobs_cannot_be_known_again(tmp_path, capsys, target, task):
     """An Optuna search has no fixed grid; glob() and shuffle() may expand otherwise a second time."""
-    s = _sweep(tmp_path / "s", task, target=target)
+    s = write_sweep_record(tmp_path / "s", task, target=target)
     _job(s, "0", ["seed=1"])
     assert rank_sweep(s)["unstarted"] is None
     main([str(s)])
@@ -85,7 +74,7 @@ def test_nothing_is_said_where_the_jobs_cannot_be_known_again(tmp_path, capsys, 
 def test_the_sweeps_end_line_names_the_unstarted_jobs_with_their_commands(tmp_path, monkeypatch, capsys):
     """SIGTERM in job 0 of 13: the end line named job 0 alone. The first 10 commands follow it,
     then where the rest are; the folder is quoted for the shell in every command."""
-    s = _sweep(tmp_path / "my sweep", ["seed=range(0,13)", "model=mlp"])
+    s = write_sweep_record(tmp_path / "my sweep", ["seed=range(0,13)", "model=mlp"])
     _job(s, "0", ["seed=0", "model=mlp"], status="interrupted")
     monkeypatch.setattr(outcome, "current_sweep_dir", s)
     with pytest.raises(SystemExit) as stop:
@@ -101,7 +90,7 @@ def test_the_sweeps_end_line_names_the_unstarted_jobs_with_their_commands(tmp_pa
 
 
 def test_a_sweep_stopped_before_its_first_job_folder_lists_every_job(tmp_path, monkeypatch, capsys):
-    s = _sweep(tmp_path / "s", ["model=mlp,cnn"])
+    s = write_sweep_record(tmp_path / "s", ["model=mlp,cnn"])
     monkeypatch.setattr(outcome, "current_sweep_dir", s)
     with pytest.raises(SystemExit):
         exit_interrupted(signal.SIGINT)
@@ -113,7 +102,7 @@ def test_a_sweep_stopped_before_its_first_job_folder_lists_every_job(tmp_path, m
 def test_a_job_folder_without_its_records_yet_started(tmp_path):
     """A submitit job's folder exists a moment before its .hydra/ and metrics.json: it started,
     and was listed as never started (no job folder)."""
-    s = _sweep(tmp_path / "s", ["model=mlp,cnn,gru"])
+    s = write_sweep_record(tmp_path / "s", ["model=mlp,cnn,gru"])
     _job(s, "0", ["model=mlp"])
     (s / "1").mkdir()
     assert rank_sweep(s)["unstarted"][1] == [
@@ -123,7 +112,7 @@ def test_a_job_folder_without_its_records_yet_started(tmp_path):
 def test_summarize_of_a_grid_stopped_before_its_first_job_gives_the_sweeps_command(tmp_path, capsys):
     """Ctrl-C while the first job was starting: summarize said the folder "holds no job folders" and
     to pass a multirun folder, which it was."""
-    s = _sweep(tmp_path / "s", ["model=mlp,cnn", "model.optimizer.lr=1e-3,3e-3", "data.path=my data.npz"])
+    s = write_sweep_record(tmp_path / "s", ["model=mlp,cnn", "model.optimizer.lr=1e-3,3e-3", "data.path=my data.npz"])
     with pytest.raises(SystemExit) as e:
         main([str(s)])
     err = capsys.readouterr().err
@@ -145,7 +134,7 @@ def test_the_commands_of_a_sweep_of_ones_own_config_keep_its_config_flags(tmp_pa
 
     mine = tmp_path / "my_conf"
     searchpath = f"hydra.searchpath=[file://{mine}]"
-    s = _sweep(tmp_path / "s", ["model=tiny", "seed=1,2"],
+    s = write_sweep_record(tmp_path / "s", ["model=tiny", "seed=1,2"],
                job={"name": "train", "config_name": "mytrain"},
                runtime={"config_sources": [{"path": str(CONF_DIR), "schema": "file", "provider": "main"},
                                            {"path": str(mine), "schema": "file", "provider": "command-line"}]})
