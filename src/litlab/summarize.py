@@ -82,7 +82,9 @@ def rank_sweep(sweep_dir: Path, metric: str | None = None, direction: str | None
     direction = None if unranked else direction or direction_of(metric, sweep_dir)
     params = swept_params(jobs)
     compressed = compression_keys([j.metrics for j in jobs])
-    extra = [k for k in ("test/acc", *compressed.values()) if k != metric]
+    # test/ece where the jobs logged it (litlab's eval report: runs before it have none)
+    tested = ["test/acc", *(["test/ece"] if any(j.value("test/ece") is not None for j in jobs) else [])]
+    extra = [k for k in (*tested, *compressed.values()) if k != metric]
     rows = table_rows(rank(jobs, metric, direction) if direction else jobs, params, metric, extra)
     if unranked:
         for row in rows:

@@ -91,3 +91,20 @@ def test_a_job_resumed_in_its_folder_gets_no_ckpt_path_column(tmp_path, n_jobs):
     rows = summarize(s)["rows"]
     assert all("ckpt_path" not in r for r in rows)
     assert "ckpt_path" not in (s / "summary.md").read_text()
+
+
+def test_the_calibration_error_of_the_test_split_is_a_column_where_the_jobs_logged_it(tmp_path):
+    """test/ece (callbacks.eval_report) beside test/acc in the per-job and the averaged tables; a job
+    of an older litlab without it shows an empty cell."""
+    s = tmp_path / "sweep"
+    for i, (seed, ece) in enumerate([("1", 0.03), ("2", 0.05), ("3", None)]):
+        _job(s, str(i), ["model.optimizer.lr=0.001", f"seed={seed}"], 0.8 + 0.01 * i)
+        record = json.loads((s / str(i) / "metrics.json").read_text())
+        if ece is not None:
+            record["test/ece"] = ece
+        (s / str(i) / "metrics.json").write_text(json.dumps(record))
+    table = summarize(s, average_over="seed")
+    assert list(table["rows"][0]) == ["rank", "job", "seed", "status", "val/acc", "test/acc", "test/ece"]
+    assert {r["job"]: r["test/ece"] for r in table["rows"]} == {"0": 0.03, "1": 0.05, "2": None}
+    (row,) = table["averaged"]["rows"]
+    assert row["test/ece mean"] == pytest.approx(0.04) and row["test/ece n"] == 2
