@@ -288,6 +288,13 @@ def _probs(rows: list[dict], class_names: list[str]) -> torch.Tensor:
     return out
 
 
+def _assert_probabilities_over_t(rows: list[dict], ckpt, x: torch.Tensor, t: float) -> None:
+    """The CSV rows' probabilities are softmax(logits / t) of ``ckpt``'s net on ``x``."""
+    predictor = load_predictor(str(ckpt), torch.device("cpu"))
+    expected = (predictor.logits(x).double() / t).softmax(-1)
+    assert torch.allclose(_probs(rows, predictor.class_names), expected, atol=6e-7)
+
+
 def test_predict_writes_softmax_of_logits_over_t(checkpoints, cfg_factory, tmp_path):
     best, _, path = checkpoints
     x, _ = split_arrays(path, "test")
@@ -313,9 +320,7 @@ def test_predict_reads_t_from_an_eval_folder_of_the_same_checkpoint(checkpoints,
     rows, record = _predict(cfg_factory, tmp_path, best, tmp_path / "inputs.npz", "pf", f"temperature={tmp_path / 'fit'}")
     t = fitted["temperature"]["value"]
     assert record["temperature"] == {"value": t, "from": str(tmp_path / "fit")}
-    predictor = load_predictor(str(best), torch.device("cpu"))
-    expected = (predictor.logits(x[:20]).double() / t).softmax(-1)
-    assert torch.allclose(_probs(rows, predictor.class_names), expected, atol=6e-7)
+    _assert_probabilities_over_t(rows, best, x[:20], t)
     # the same folder for another checkpoint, a folder without a temperature: refused, naming both paths
     for ckpt, folder, message in (
             (sharp, tmp_path / "fit", f"the temperature in {tmp_path / 'fit' / 'metrics.json'} was fitted for the "
@@ -382,9 +387,7 @@ def test_predict_takes_the_t_of_a_moved_run_with_the_same_checkpoint(checkpoints
     rows, record = _predict(cfg_factory, tmp_path, moved, tmp_path / "inputs.npz", "pm", f"temperature={tmp_path / 'fit'}")
     t = fitted["temperature"]["value"]
     assert record["temperature"] == {"value": t, "from": str(tmp_path / "fit")}
-    predictor = load_predictor(str(moved), torch.device("cpu"))
-    expected = (predictor.logits(x[:10]).double() / t).softmax(-1)
-    assert torch.allclose(_probs(rows, predictor.class_names), expected, atol=6e-7)
+    _assert_probabilities_over_t(rows, moved, x[:10], t)
 
 
 def test_predict_says_a_t_given_to_the_eval_was_given(checkpoints, cfg_factory, tmp_path, capsys):
