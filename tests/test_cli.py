@@ -44,6 +44,13 @@ def test_summary_names_metrics_outputs_and_tensorboard(finished_run):
     assert f"tensorboard --logdir {run / 'tensorboard'}" in proc.stdout
 
 
+def test_lightning_lines_stay_and_its_product_tips_go(finished_run):
+    _, proc = finished_run
+    printed = proc.stdout + proc.stderr
+    assert "GPU available: False" in printed  # Lightning's own facts about the run stay on the console
+    assert "Tip:" not in printed and "litlogger" not in printed
+
+
 def test_eval_reproduces_the_test_metric(finished_run, cfg_factory, tmp_path):
     """In process, a process start-up less: the command's own evaluation is the next test's (split=val)."""
     from litlab.evaluation import evaluate

@@ -173,12 +173,24 @@ def is_multirun() -> bool:
 def lightning_logs_to_console() -> None:
     """Lightning's own messages ("GPU available: ...") as plain console lines, outside the run's log
     file. Lightning sets that up itself when it is imported before any logging is configured; the
-    entrypoints import it only after Hydra has configured logging, so it is set up here."""
+    entrypoints import it only after Hydra has configured logging, so it is set up here. Lightning's
+    tips for its cloud products are left out (``NoProductTips``)."""
     for name in ("lightning.pytorch", "lightning.fabric"):
         logger = logging.getLogger(name)
         if not logger.handlers:
             logger.addHandler(logging.StreamHandler())
             logger.propagate = False
+        for handler in logger.handlers:
+            if not any(isinstance(f, NoProductTips) for f in handler.filters):
+                handler.addFilter(NoProductTips())
+
+
+class NoProductTips(logging.Filter):
+    """Drops Lightning's "💡 Tip: ... try installing litlogger/litmodels" lines, printed on every
+    fit: advertisements, not facts about the run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip:")
 
 
 def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) -> float | None:
