@@ -170,8 +170,8 @@ def test_a_given_temperature_is_used_as_it_is(checkpoints, cfg_factory, tmp_path
 
 
 def test_tensorboard_gets_the_scaled_pass_only(checkpoints, cfg_factory, tmp_path):
-    """The T = 1 pass and the fit run without loggers: one test/ece (the scaled one) and one
-    reliability diagram in TensorBoard."""
+    """The fit runs without loggers and the T = 1 figures are not logged: one test/ece (the scaled
+    one) and one reliability diagram in TensorBoard."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     _, sharp, _ = checkpoints
@@ -198,9 +198,6 @@ def test_calibration_bins_given_to_eval_are_used(checkpoints, cfg_factory, tmp_p
     (["temperature=-1.5"], "temperature must be a positive finite number (the logits are divided by it), got -1.5."),
     (["temperature=true"], "temperature=true is a yes/no value, not a temperature."),
     (["temperature=warm"], "temperature must be a positive number or auto, got 'warm'."),
-    (["temperature=auto", "trainer.devices=2"], "temperature=auto fits T on every validation logit in one process"),
-    (["temperature=auto", 'trainer.devices="2"'], "temperature=auto fits T on every validation logit in one process"),
-    (["temperature=auto", 'trainer.devices="0,1"'], "temperature=auto fits T on every validation logit in one process"),
     (["+callbacks.eval_report.top_k=3"], "callbacks.eval_report.top_k: eval runs none of the training callbacks"),
     (["+callbacks.eval_report.calibration_bins=0"], "callbacks.eval_report.calibration_bins must be a positive"),
 ])
@@ -210,28 +207,6 @@ def test_eval_refusals_exit_2_before_any_work(checkpoints, tmp_path, given, mess
     stderr = refused_before_torch("litlab.eval", [f"ckpt_path={best}", *given, f"hydra.run.dir={out}"], tmp_path)
     assert message in " ".join(stderr.split()) and "Traceback" not in stderr
     assert nothing_in(out)
-
-
-@pytest.mark.parametrize("trainer,several", [
-    ({"devices": "2"}, True), ({"devices": " 3 "}, True), ({"devices": "0,1"}, True), ({"devices": [0, 1]}, True),
-    ({"devices": 2}, True), ({"num_nodes": "2"}, True), ({"num_nodes": 2}, True),
-    ({"devices": "1"}, False), ({"devices": "1,"}, False), ({"devices": [1]}, False), ({"devices": 1}, False),
-    ({"devices": "-1"}, False), ({"devices": "auto"}, False), ({"devices": -1}, False), ({}, False),
-])
-def test_auto_counts_the_devices_as_lightning_reads_them(trainer, several):
-    """trainer.devices as a string ("2", "0,1") was not counted; -1 and auto are left to the run
-    (``fit_on_validation`` refuses several processes once the trainer knows them)."""
-    from omegaconf import OmegaConf
-
-    from litlab.tuning.temperature_setting import AUTO, eval_temperature
-
-    cfg = OmegaConf.create({"temperature": "auto", "split": "test", "trainer": trainer})
-    if several:
-        with pytest.raises(LitlabError, match="fits T on every validation logit in one process, and this evaluation "
-                                              "runs in several"):
-            eval_temperature(cfg)
-    else:
-        assert eval_temperature(cfg) == AUTO
 
 
 def test_auto_is_refused_where_the_test_split_is_the_validation_split(cfg_factory, tmp_path):
@@ -260,6 +235,52 @@ def test_auto_without_validation_batches_says_so(checkpoints, cfg_factory, tmp_p
                                           r"batch of it ran: an empty split, or trainer.limit_val_batches=0\)"):
         _eval(cfg_factory, tmp_path, best, "ev", "temperature=auto", "+trainer.limit_val_batches=0")
     assert not (tmp_path / "ev" / "metrics.json").exists()
+
+
+def test_the_t1_figures_come_from_the_scored_pass(checkpoints, cfg_factory, tmp_path, monkeypatch):
+    """The split was read twice (a pass at T = 1, then the scaled one); the T = 1 figures now come
+    from the scored pass's logits before the division, and are those of an eval without temperature."""
+    import lightning.pytorch as L
+
+    best, _, _ = checkpoints
+    plain, _ = _eval(cfg_factory, tmp_path, best, "plain")
+    passes = []
+    test = L.Trainer.test
+    monkeypatch.setattr(L.Trainer, "test", lambda self, *a, **k: passes.append(1) or test(self, *a, **k))
+    metrics, record = _eval(cfg_factory, tmp_path, best, "given", "temperature=2.5")
+    assert len(passes) == 1
+    assert metrics["test/loss_at_t1"] == pytest.approx(plain["test/loss"], abs=1e-6)
+    assert metrics["test/ece_at_t1"] == pytest.approx(plain["test/ece"], abs=1e-6)
+    assert metrics["test/acc"] == plain["test/acc"] and metrics["test/loss"] != pytest.approx(plain["test/loss"])
+    assert record["test/loss_at_t1"] == metrics["test/loss_at_t1"]
+
+
+def test_auto_on_two_processes_fits_the_t_of_one_process(checkpoints, cfg_factory, tmp_path):
+    """temperature=auto on several processes was refused (on the command line and in the fit); each
+    rank now fits T on the validation logits of all ranks, each sample once: 99 samples, so one
+    rank holds one fewer. T and the figures are those of the same eval in one process."""
+    from tests.conftest import run_cli
+
+    _, sharp, path = checkpoints
+    with np.load(path) as f:
+        arrays = dict(f)
+    odd = tmp_path / "odd.npz"
+    np.savez(odd, **{**arrays, **{f"{a}_{s}": arrays[f"{a}_{s}"][:99] for a in "xy" for s in ("val", "test")}})
+    cfg = cfg_factory([f"ckpt_path={sharp}", "temperature=auto"], name="one", config_name="eval", fast=False)
+    with torch.no_grad():
+        one = evaluate(cfg, [f"data.path={odd}"])
+    two = tmp_path / "two"
+    done = run_cli("litlab.eval", f"ckpt_path={sharp}", "temperature=auto", f"data.path={odd}", "trainer=ddp_cpu",
+                   "trainer.devices=2", f"hydra.run.dir={two}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((two / "metrics.json").read_text())
+    t, one_t = record["temperature"], json.loads((tmp_path / "one" / "metrics.json").read_text())["temperature"]
+    assert t["val_samples"] == one_t["val_samples"] == 99 and record["samples"] == 99
+    assert t["value"] == pytest.approx(one_t["value"], abs=1e-6) and t["value"] > 1
+    assert t["val_nll"] == pytest.approx(one_t["val_nll"], abs=1e-6)
+    for key in ("test/ece", "test/loss", "test/acc", "test/ece_at_t1", "test/loss_at_t1"):
+        assert record[key] == pytest.approx(one[key], abs=1e-4), key
+    assert done.stdout.count("litlab eval of") == 1  # rank 0 prints and writes; the other rank neither
 
 
 # --- predict -----------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from litlab.errors import LitlabError
 from litlab.eval import check_before_loading, check_root_given, is_run_override
 from litlab.reporting.run_files import update_metrics
 from litlab.seeding import seed_everything
-from litlab.temperature_scaling import figures_at_t1, fit_on_validation, scale_net, temperature_record
+from litlab.temperature_scaling import UnscaledFigures, fit_on_validation, scale_net, temperature_record
 from litlab.tuning.temperature_setting import AUTO, checkpoint_fingerprint, eval_temperature
 from litlab.trainer_checks import accelerator_of, check_precision, check_trainer_config
 from litlab.resume import absolute_locations
@@ -129,14 +129,16 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     if len(getattr(dm.splits, split)) == 0:
         raise LitlabError(f"split={split}: the data has no {split} samples to evaluate (see data.* of the run, or the "
                           f"data.path/data.root given). Use split=test, or data with a {split} split.")
-    temperature, fit, at_t1 = calibrate(cfg, model, dm, bins)
+    temperature, fit = calibrate(cfg, model, dm)
     # Ctrl-C or SIGTERM stops the evaluation at a batch end, recorded "interrupted" (exit 130/143)
     report = EvalReport(misclassified=0, top_k=0, calibration_bins=bins)
-    trainer = build_trainer(cfg, [Interruption(cfg.paths.output_dir, task="eval"), report], build_loggers(cfg))
+    at_t1 = UnscaledFigures(bins) if temperature is not None else None  # the same pass's figures at T = 1
+    callbacks = [Interruption(cfg.paths.output_dir, task="eval"), report, *([at_t1] if at_t1 is not None else [])]
+    trainer = build_trainer(cfg, callbacks, build_loggers(cfg))
     results = trainer.test(model, datamodule=dm, verbose=False)[0]
     metrics = {k.replace("test/", f"{split}/"): float(v) for k, v in results.items()}
-    metrics.update({f"{split}/{k.split('/', 1)[1]}_at_t1": v for k, v in at_t1.items()
-                    if k.split("/", 1)[1] in ("loss", "ece")})
+    if at_t1 is not None:
+        metrics.update({f"{split}/{k}_at_t1": v for k, v in at_t1.figures.items()})
     run_dir = Path(cfg.paths.output_dir)
     if not trainer.is_global_zero:
         return metrics  # under DDP every rank has the figures; only rank 0 records and prints them
@@ -158,13 +160,14 @@ def calibration_bins(cfg: DictConfig, run_cfg: DictConfig) -> int:
     return OmegaConf.select(run_cfg, "callbacks.eval_report.calibration_bins", default=DEFAULT_BINS)
 
 
-def calibrate(cfg: DictConfig, model, dm, bins: int) -> tuple[float | None, object, dict]:
+def calibrate(cfg: DictConfig, model, dm) -> tuple[float | None, object]:
     """``temperature=``: None (T = 1, nothing to do), a number, or ``auto`` (fitted on the validation
-    split). With a T, the split is scored once at T = 1 (its figures come back, ``test/*``) and the
-    net is then wrapped to divide its logits by T. Returns (T or None, the fit or None, the T = 1 figures)."""
+    split). With a T, the net is wrapped to divide its logits by T; the scored pass takes the
+    figures at T = 1 from the logits before the division (``UnscaledFigures``). Returns (T or
+    None, the fit or None)."""
     setting = eval_temperature(cfg)
     if setting is None:
-        return None, None, {}
+        return None, None
     if setting == AUTO and getattr(dm, "test_is_val", False):  # an image folder without test/, as split=val
         raise LitlabError(f"temperature=auto fits T on the validation split, and data.root={getattr(dm, 'root', '')} "
                           f"has no test/ folder, so its test split is the validation split: the calibration would be "
@@ -173,12 +176,11 @@ def calibrate(cfg: DictConfig, model, dm, bins: int) -> tuple[float | None, obje
                           f"(temperature=<number>).")
     fit = fit_on_validation(cfg, model, dm) if setting == AUTO else None
     temperature = fit.temperature if fit is not None else float(setting)
-    at_t1 = figures_at_t1(cfg, model, dm, bins)
     scale_net(model, temperature)
     if is_rank_zero():
         log.info("scoring with temperature T=%.4f (%s): probabilities are softmax(logits / T)", temperature,
                  "fitted on the validation split" if fit is not None else "given")
-    return temperature, fit, at_t1
+    return temperature, fit
 
 
 def scored_data(run_cfg: DictConfig, dm, split: str) -> dict:

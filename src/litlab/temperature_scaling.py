@@ -1,8 +1,11 @@
 """Temperature scaling in ``python -m litlab.eval``: fitting T on the validation split, the
-split's figures at T = 1, and the net wrapped so that the scored pass sees ``logits / T``.
+net wrapped so that the scored pass sees ``logits / T``, and the split's figures at T = 1 taken
+in that same pass from the logits before the division (``UnscaledFigures``).
 
-Each pass runs in a trainer of its own without loggers, so that TensorBoard (with ``logger=...``)
-gets only the scored, scaled pass: its scalars and its reliability diagram.
+The fit runs in a trainer of its own without loggers, so that TensorBoard (with ``logger=...``)
+gets only the scored, scaled pass: its scalars and its reliability diagram. On several processes
+every rank fits T on the validation logits of all ranks (``gather_validation``), so all score
+with the same T.
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ import logging
 
 import lightning.pytorch as L
 import torch
+import torch.distributed as dist
+import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from litlab.build import build_trainer
-from litlab.callbacks.eval_report import EvalReport
+from litlab.callbacks.calibration import CalibrationBins
 from litlab.callbacks.interruption import Interruption
+from litlab.distributed.ranks import is_rank_zero
 from litlab.errors import LitlabError
 from litlab.models.temperature_scaled import TemperatureScaled
 from litlab.tuning.temperature_fit import TemperatureFit, fit_temperature
@@ -62,33 +68,115 @@ class ValidationLogits(L.Callback):
 
 
 def fit_on_validation(cfg: DictConfig, model: L.LightningModule, dm) -> TemperatureFit:
-    """T fitted on the validation logits of ``model`` (one process: the fit needs all of them)."""
+    """T fitted on the validation logits of ``model``: on several processes every rank fits it on
+    those of all ranks (each sample once), so every rank gets the same T."""
     if len(dm.splits.val) == 0:
         raise LitlabError("temperature=auto fits T on the validation split, and the data has no val samples (see "
                           "data.* of the run, or the data.path/data.root given). Use data with a validation split, "
                           "or give temperature=<number>.")
-    logits = ValidationLogits()
-    trainer = build_trainer(cfg, [Interruption(cfg.paths.output_dir, task="eval"), logits], [])
-    if trainer.world_size > 1:  # trainer.devices=-1 or auto on several GPUs: not seen before torch
-        raise LitlabError(f"temperature=auto fits T on every validation logit in one process, and this evaluation "
-                          f"runs in {trainer.world_size}. Fit on one device (trainer.devices=1), then give the T it "
-                          f"reports to the multi-device evaluation (temperature=<number>).")
+    kept = ValidationLogits()
+    trainer = build_trainer(cfg, [Interruption(cfg.paths.output_dir, task="eval"), kept], [])
     trainer.validate(model, datamodule=dm, verbose=False)
-    if logits.logits:
-        fit = fit_temperature(torch.cat(logits.logits), torch.cat(logits.targets))
-    else:  # no validation batch ran (trainer.limit_val_batches=0): fit_temperature's error says so
-        fit = fit_temperature(torch.empty(0, 0, dtype=torch.float64), torch.empty(0, dtype=torch.long))
-    log.info("temperature T=%.4f fitted on %d validation samples (their NLL %.4f at T=1, %.4f at T)",
-             fit.temperature, fit.samples, fit.nll_before, fit.nll_after)
+    # no validation batch ran (trainer.limit_val_batches=0): empty, and fit_temperature's error says so
+    logits = torch.cat(kept.logits) if kept.logits else torch.empty(0, 0, dtype=torch.float64)
+    targets = torch.cat(kept.targets) if kept.targets else torch.empty(0, dtype=torch.long)
+    if trainer.world_size > 1:  # a collective: every rank gets here, also one without batches
+        logits, targets = gather_validation(trainer.strategy, logits, targets, len(dm.splits.val))
+    fit = fit_temperature(logits, targets)
+    if is_rank_zero():
+        log.info("temperature T=%.4f fitted on %d validation samples (their NLL %.4f at T=1, %.4f at T)",
+                 fit.temperature, fit.samples, fit.nll_before, fit.nll_after)
     return fit
 
 
-def figures_at_t1(cfg: DictConfig, model: L.LightningModule, dm, bins: int) -> dict[str, float]:
-    """The test pass's loss, accuracy and ECE of the unscaled net (``test/*``), with no logger."""
-    report = EvalReport(misclassified=0, top_k=0, calibration_bins=bins)
-    trainer = build_trainer(cfg, [Interruption(cfg.paths.output_dir, task="eval"), report], [])
-    results = trainer.test(model, datamodule=dm, verbose=False)[0]
-    return {k: float(v) for k, v in results.items()}
+def gather_validation(strategy, logits: Tensor, targets: Tensor, split_size: int) -> tuple[Tensor, Tensor]:
+    """Every rank's validation ``logits`` ``(n_r, C)`` and ``targets`` ``(n_r,)`` on every rank, as
+    ``(N, C)`` and ``(N,)`` in the split's order.
+
+    Rank ``r`` of ``W`` holds the samples ``r, r + W, r + 2W, ...`` (``EvalShard``; ranks may hold
+    one fewer than others), so interleaving the ranks' rows puts them back in order. A split
+    smaller than ``W`` gets Lightning's sampler, which repeats its first samples at the end so
+    that every rank has one: cutting at ``split_size`` drops the repeats. all_gather takes one
+    shape on every rank, so the rows are padded to the longest rank's first."""
+    device = strategy.root_device
+    shape = torch.tensor([len(targets), logits.shape[1] if logits.ndim == 2 else 0], device=device)
+    shapes = _all_gather(shape)  # (W, 2): each rank's rows and classes
+    rows, classes = int(shapes[:, 0].max()), int(shapes[:, 1].max())
+    if rows == 0:  # no rank ran a batch (trainer.limit_val_batches=0): fit_temperature's error says so
+        return logits, targets
+    padded_logits = torch.zeros(rows, classes, dtype=torch.float64, device=device)
+    padded_targets = torch.zeros(rows, dtype=torch.long, device=device)
+    if len(targets):  # a rank without batches holds (0, 0) logits: nothing to place
+        padded_logits[:len(targets)] = logits.to(device)
+        padded_targets[:len(targets)] = targets.to(device)
+    all_logits = _all_gather(padded_logits).transpose(0, 1).reshape(-1, classes)  # (rows * W, C)
+    all_targets = _all_gather(padded_targets).transpose(0, 1).reshape(-1)  # (rows * W,)
+    # (rows, W) -> (rows * W,): row i of rank r is a sample where i < that rank's count
+    real = (torch.arange(rows, device=device).view(-1, 1) < shapes[:, 0].view(1, -1)).reshape(-1)
+    return all_logits[real][:split_size].cpu(), all_targets[real][:split_size].cpu()
+
+
+def _all_gather(tensor: Tensor) -> Tensor:
+    """``tensor`` of every rank, stacked ``(W, ...)``. torch.distributed's own: the strategy's
+    all_gather goes through a function torch deprecates, with a warning on every rank."""
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.stack(parts)
+
+
+class UnscaledFigures(L.Callback):
+    """The scored pass's loss and ECE at T = 1 (``figures``: ``ece``, ``loss``), from the logits of
+    the net inside ``TemperatureScaled`` before the division, so the split is read once for both.
+
+    Summed as the task sums its loss (each batch's mean x its size) and the evaluation report its
+    calibration bins (``CalibrationBins``, the same ECE), then reduced over the ranks once at the
+    epoch's end, as theirs are: the figures of a test pass without temperature."""
+
+    def __init__(self, bins: int):
+        self.bins = bins
+        self.figures: dict[str, float] = {}
+        self._loss: Tensor | None = None  # () float64: summed cross-entropy at T = 1
+        self._calibration: CalibrationBins | None = None
+        self._last: Tensor | None = None
+        self._hook = None
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        scaled = pl_module.net
+        if not isinstance(scaled, TemperatureScaled):
+            raise TypeError("UnscaledFigures needs pl_module.net wrapped by scale_net")
+        self._loss = torch.zeros((), dtype=torch.float64, device=pl_module.device)
+        self._calibration = CalibrationBins.empty(self.bins, pl_module.device)
+        self._hook = scaled.net.register_forward_hook(self._capture)
+
+    def _capture(self, module: nn.Module, args, output) -> None:
+        self._last = output
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        x, y = batch[0], batch[1]
+        logits, self._last = self._last, None
+        if logits is None or logits.ndim != 2 or logits.shape[0] != len(y):  # the task did not call its net
+            with torch.no_grad():
+                logits = pl_module.net.net(x)
+        logits = logits.detach().float()  # (B, C), as autocast computes the task's loss and the report's softmax
+        self._loss.add_(F.cross_entropy(logits, y), alpha=len(y))
+        confidence, predicted = logits.softmax(dim=-1).max(dim=-1)  # (B,) each
+        self._calibration.add(confidence, predicted == y)
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._remove()
+        # every rank runs the reductions (collectives)
+        loss = trainer.strategy.reduce(self._loss, reduce_op="sum")
+        calibration = CalibrationBins(trainer.strategy.reduce(self._calibration.sums, reduce_op="sum"))
+        samples = calibration.count.sum().clamp_min(1)
+        self.figures = {"ece": float(calibration.ece().float()), "loss": float((loss / samples).float())}
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._remove()
+
+    def _remove(self) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
 
 
 def scale_net(model: L.LightningModule, temperature: float) -> None:

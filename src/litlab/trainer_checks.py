@@ -8,6 +8,7 @@ import os
 import torch
 from omegaconf import DictConfig
 
+from litlab.device_counts import read_devices
 from litlab.errors import LitlabError
 from litlab.monitor_checks import check_monitored
 from litlab.strategies import strategy_name
@@ -59,35 +60,34 @@ def check_precision(precision: str, device: str) -> None:
 
 
 def check_devices(devices: object, device: str) -> int | None:
-    """``trainer.devices`` must exist on this machine; returns the count when it is known."""
-    if isinstance(devices, bool) or not isinstance(devices, (int, str)) and not hasattr(devices, "__len__"):
-        raise LitlabError(f"trainer.devices must be an integer, a list of device ids or auto, got {devices!r}.")
-    if isinstance(devices, str):
-        if devices == "auto":
-            return None
-        try:
-            devices = int(devices)
-        except ValueError:
-            raise LitlabError(f"trainer.devices must be an integer, a list of device ids or auto, "
-                              f"got {devices!r}.") from None
+    """``trainer.devices`` must exist on this machine; returns the count when it is known. Read as
+    Lightning reads it (``device_counts.read_devices``): on a GPU also as ids, ``[0, 1]`` or ``"0,1"``."""
+    try:
+        setting = read_devices(devices)
+    except ValueError:
+        raise LitlabError(f"trainer.devices must be an integer, a list of device ids or auto, "
+                          f"got {devices!r}.") from None
+    if setting is None:  # auto
+        return None
     available = {"cuda": torch.cuda.device_count(), "mps": 1, "cpu": os.cpu_count() or 1}[device]
     what = {"cuda": "CUDA GPU(s)", "mps": "Apple GPU", "cpu": "CPU cores (one process each)"}[device]
-    if device == "cpu" and not (isinstance(devices, int) and devices >= 1):
+    shown = f'"{devices}"' if isinstance(devices, str) and isinstance(setting, list) else setting
+    if device == "cpu" and not (isinstance(setting, int) and setting >= 1):
         # Lightning's CPU accelerator takes a process count only: -1 and id lists fail in it later
-        raise LitlabError(f"trainer.devices={devices if isinstance(devices, int) else list(devices)}: on the CPU, "
-                          f"trainer.devices is the number of processes, from 1 to {available} on this machine "
-                          f"(e.g. trainer=ddp_cpu trainer.devices=2).")
-    if isinstance(devices, int):
-        if devices < 1 and devices != -1:
-            raise LitlabError(f"trainer.devices must be a positive integer, -1 (all) or auto, got {devices}.")
-        if devices > available:
-            raise LitlabError(f"trainer.devices={devices} but this machine has {available} {what}. "
+        raise LitlabError(f"trainer.devices={shown}: on the CPU, trainer.devices is the number of processes, from 1 "
+                          f"to {available} on this machine (e.g. trainer=ddp_cpu trainer.devices=2).")
+    if isinstance(setting, int):
+        if setting < 1 and setting != -1:
+            raise LitlabError(f"trainer.devices must be a positive integer, -1 (all) or auto, got {setting}.")
+        if setting > available:
+            raise LitlabError(f"trainer.devices={setting} but this machine has {available} {what}. "
                               f"Use trainer.devices={available} or fewer.")
-        return available if devices == -1 else devices
-    ids = list(devices)
-    if device == "cuda" and any(not isinstance(i, int) or not 0 <= i < available for i in ids):
-        raise LitlabError(f"trainer.devices={ids} names GPUs this machine lacks: it has ids 0..{available - 1}.")
-    return len(ids)
+        return available if setting == -1 else setting
+    if any(not 0 <= i < available for i in setting):
+        raise LitlabError(f"trainer.devices={shown} names GPUs this machine lacks: it has ids 0..{available - 1}.")
+    if len(set(setting)) < len(setting):
+        raise LitlabError(f"trainer.devices={shown} names a GPU twice; give each id once.")
+    return len(setting)
 
 
 def processes(trainer: DictConfig) -> int | None:

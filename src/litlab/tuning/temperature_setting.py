@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 from litlab.errors import LitlabError
@@ -36,8 +35,9 @@ def eval_temperature(cfg) -> float | str | None:
     """Eval's ``temperature``: None (T = 1), a positive number used as it is, or ``auto`` (fitted on
     the run's validation split). ``auto`` with ``split=val`` is refused: the figures would be scored
     on the data T was fitted to (an image folder without test/, whose test split is the validation
-    split, is refused for that once the data is read: ``evaluation.calibrate``). Several processes
-    are refused with ``auto`` too (the fit needs every validation logit in one place)."""
+    split, is refused for that once the data is read: ``evaluation.calibrate``). On several
+    processes every rank fits the one T of all ranks' validation logits
+    (``temperature_scaling.fit_on_validation``)."""
     value = cfg.get("temperature")
     if value is None:
         return None
@@ -52,41 +52,7 @@ def eval_temperature(cfg) -> float | str | None:
                           "scored on the very data T was fitted to and look better than it is. Score the test split "
                           "(split=test temperature=auto), or give split=val a temperature fitted elsewhere "
                           "(temperature=<number>).")
-    if _several_processes(cfg):
-        raise LitlabError("temperature=auto fits T on every validation logit in one process, and this evaluation runs "
-                          "in several (trainer.devices or trainer.num_nodes above 1). Run the fit on one device "
-                          "(trainer.devices=1), then give the T it reports to the multi-device evaluation "
-                          "(temperature=<number>).")
     return AUTO
-
-
-def _several_processes(cfg) -> bool:
-    trainer = cfg.get("trainer") or {}
-    devices, nodes = _count(trainer.get("devices", 1), indices=True), _count(trainer.get("num_nodes", 1))
-    return (devices or 1) > 1 or (nodes or 1) > 1
-
-
-def _count(value: object, indices: bool = False) -> int | None:
-    """How many devices (or nodes) ``value`` asks for, read as Lightning reads ``trainer.devices``:
-    a number, a string of one (``"2"``), or with ``indices`` a list of device indices (``[0, 1]``,
-    ``"0,1"``, ``"1,"``). None where only the machine can tell (``-1``, ``"auto"``) or the value is
-    no count: the trainer checks report those, and ``temperature_scaling.fit_on_validation`` refuses
-    several processes again once the trainer knows how many it runs."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            if indices and "," in text:
-                return len([int(part) for part in text.split(",") if part.strip()])
-            value = int(text)
-        except ValueError:
-            return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    if indices and isinstance(value, Sequence):  # a list of device indices (a ListConfig too)
-        return len(value)
-    return None
 
 
 def predict_temperature(cfg) -> tuple[float | None, str | None, str | None]:
