@@ -112,7 +112,7 @@ def test_an_interrupted_export_leaves_no_partial_file(tiny_cfg, monkeypatch):
     exporter's write leaves neither a truncated model.onnx nor an empty export/ folder."""
     from litlab.compression.export import OnnxExport
 
-    def write_half_then_stop(self, model, example, path):
+    def write_half_then_stop(self, model, example, path, axes=None):
         Path(path).write_bytes(b"\x08\x01")  # the first bytes of a model, then Ctrl-C
         raise KeyboardInterrupt
 

@@ -1,8 +1,10 @@
 """Export of the final model, normalization included, to ONNX or TorchScript (``export=onnx``).
 
 The exported graph takes raw batches (as the data loaders yield them: uint8 images or float
-sequences) and returns logits. The compressed model is exported when the run compressed and
-the format can hold it; otherwise (e.g. int8 PyTorch kernels in ONNX) the float model is.
+sequences) and returns logits; the batch axis is free, and for sequences the time axis too where
+the net reads any length (``dynamic_axes``). The compressed model is exported when the run
+compressed and the format can hold it; otherwise (e.g. int8 PyTorch kernels in ONNX) the float
+model is.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from torch import Tensor, nn
 
 from litlab.build import instantiate
 from litlab.checkpoint_files import load_checkpoint
-from litlab.compression import artifacts, quant_backend
+from litlab.compression import artifacts, dynamic_axes, quant_backend
 from litlab.data.preprocess import Normalize
 from litlab.errors import LitlabError
 
@@ -59,7 +61,7 @@ def _quiet_loggers(*names: str):
 
 
 class OnnxExport:
-    """``model.onnx`` for onnxruntime, batch size left free.
+    """``model.onnx`` for onnxruntime, batch size (and sequence length) left free.
 
     Args:
         opset: ONNX opset version.
@@ -79,22 +81,34 @@ class OnnxExport:
         self.opset = opset
         self.check = check
 
-    def write(self, model: nn.Module, example: Tensor, path: Path) -> dict:
+    def write(self, model: nn.Module, example: Tensor, path: Path, axes: dict[int, str] | None = None) -> dict:
+        """Writes ``path`` with ``axes`` (``dynamic_axes.requested``; the batch alone by default) free."""
         import onnx
+        import onnxruntime as ort
 
-        batch = torch.export.Dim("batch", min=1)
+        axes = axes or {dynamic_axes.BATCH_AXIS: "batch"}
+        # min=1: a recurrent net runs on one step as on many; the exporter fixes an axis the net's
+        # code needs at the example's size (an MLP's flattened (T, F)), which the file's dims then show
+        dims = {i: torch.export.Dim(name, min=1) for i, name in axes.items()}
+        if dynamic_axes.TIME_AXIS in axes:
+            dynamic_axes.forget_cached_rnn_kernels()
         with warnings.catch_warnings(), _quiet_loggers("onnxscript", "onnx_ir", "torch.onnx"):
             warnings.simplefilter("ignore")
             torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=["input"], output_names=["logits"],
-                              dynamic_shapes=({0: batch},), opset_version=self.opset, verbose=False,
+                              dynamic_shapes=(dims,), opset_version=self.opset, verbose=False,
                               external_data=False)  # one self-contained file
+        graph = onnx.load(str(path), load_external_data=False)
         # torch writes opset 18 and converts; where a conversion fails it keeps 18 and only warns
-        written = next(o.version for o in onnx.load(str(path), load_external_data=False).opset_import
-                       if o.domain in ("", "ai.onnx"))
+        written = next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))
         if written != self.opset:
             log.warning("export.opset=%d: the exporter could not convert this model to it and wrote opset %d "
                         "(export/opset in metrics.json)", self.opset, written)
-        return {"opset": written}
+        free = dynamic_axes.declared_in_onnx(graph, axes)
+        if dynamic_axes.TIME_AXIS in axes:
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            free = dynamic_axes.checked(axes, free, lambda x: session.run(None, {"input": x.numpy()})[0], model,
+                                        example, self.name)
+        return {"opset": written, "dynamic_axes": free}
 
     def verify(self, path: Path, model: nn.Module, dm) -> dict:
         import onnxruntime as ort
@@ -117,7 +131,11 @@ class TorchScriptExport:
     def __init__(self, check: bool = True):
         self.check = check
 
-    def write(self, model: nn.Module, example: Tensor, path: Path) -> dict:
+    def write(self, model: nn.Module, example: Tensor, path: Path, axes: dict[int, str] | None = None) -> dict:
+        """Writes ``path``; a trace holds no shapes, so ``axes`` (the batch alone by default) are
+        recorded as free where the file runs them: the time axis only where its logits at other
+        lengths match the model's (a trace of nn.GRU/nn.LSTM keeps the length free)."""
+        axes = axes or {dynamic_axes.BATCH_AXIS: "batch"}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if isinstance(model, nn.Sequential) and isinstance(model[0], Normalize):
@@ -127,7 +145,9 @@ class TorchScriptExport:
                 model = nn.Sequential(torch.jit.script(model[0]), *list(model)[1:]).eval()
             traced = quant_backend.run(torch.jit.trace, model, (example,), check_trace=False)
             torch.jit.save(traced, str(path))
-        return {}
+        free = dynamic_axes.checked(axes, list(axes.values()), lambda x: quant_backend.run(traced, x), model, example,
+                                    self.name)
+        return {"dynamic_axes": free}
 
     def verify(self, path: Path, model: nn.Module, dm) -> dict:
         with warnings.catch_warnings():
@@ -164,12 +184,13 @@ def export_after_training(cfg: DictConfig, trained: nn.Module, dm, run_dir: Path
     # leaves no half-written model.* (and no empty export/) behind
     partial = out / f".partial-model{exporter.suffix}"
     example, _ = next(iter(dm.test_dataloader()))
+    axes = dynamic_axes.requested(dm.preprocess.kind)  # sequences (B, T, F): T free too
     errors = []
     try:
         for kind, net in candidates(trained, extra):
             wrapped = with_normalization(net, dm)
             try:
-                written = exporter.write(wrapped, example[:2], partial)
+                written = exporter.write(wrapped, example[:2], partial, axes)
             except Exception as e:  # a format that cannot hold this model: try the next one
                 errors.append(f"{kind}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
                 log.warning("export=%s cannot hold the %s model (%s); exporting the next candidate", exporter.name,
