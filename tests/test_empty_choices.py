@@ -154,10 +154,13 @@ def test_a_groups_choices_come_from_the_users_folder_too(tmp_path):
 
 
 def test_groups_with_settings_and_collections_are_unchanged(tmp_path):
-    """A new key of a choice that has settings is Hydra's to add, as before; callbacks and logger
-    are collections, whose keys name entries (a callback of one's own under callbacks=none)."""
-    cfg = check_overrides(["+model.foo=1", f"hydra.run.dir={tmp_path / 'a'}"])
-    assert cfg.model.foo == 1 and cfg.hydra.runtime.choices.model == "cnn"
+    """A new key of a choice that has settings is Hydra's to add, as before, where its class takes
+    it (one it does not take is target_arguments' to refuse); callbacks and logger are
+    collections, whose keys name entries (a callback of one's own under callbacks=none)."""
+    cfg = check_overrides(["data=synthetic", "+data.num_workers=0", f"hydra.run.dir={tmp_path / 'a'}"])
+    assert cfg.data.num_workers == 0 and cfg.hydra.runtime.choices.data == "synthetic"
+    with pytest.raises(LitlabError, match=r"^\+model\.foo=1 gives foo to model \(litlab\.tasks\.classification"):
+        check_overrides(["+model.foo=1", f"hydra.run.dir={tmp_path / 'a'}"])
     cfg = check_overrides(["averaging=ema", "averaging.decay=0.9", f"hydra.run.dir={tmp_path / 'b'}"])
     assert cfg.averaging.decay == 0.9
     mine = "+callbacks.mine={_target_:litlab.callbacks.throughput.Throughput}"

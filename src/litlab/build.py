@@ -19,6 +19,7 @@ from litlab.callbacks.eval_report import EvalReport
 from litlab.callbacks.group import group_callbacks, skip_idle_step_hooks
 from litlab.callbacks.interruption import EpochSeed, Interruption
 from litlab.callbacks.nan_loss import StopOnNonFiniteLoss
+from litlab.class_weights import check_setting as check_class_weights
 from litlab.collection_entries import COLLECTIONS, check_entries, check_histograms, resolved
 from litlab.config_check import check_mode
 from litlab.cuda_availability import drop_nvml_check_without_gpus
@@ -146,13 +147,15 @@ def class_listing(names: list[str], limit: int = 20) -> str | None:
 
 
 def check_task_settings(model_cfg: DictConfig) -> None:
-    """The task's own values (``model.label_smoothing``, ``model.fused_optimizer``, the optimizer
-    and scheduler on a stand-in parameter, ``model.scheduler_interval``, ``model.warmup_epochs``),
+    """The task's own values (``model.label_smoothing``, ``model.class_weights``, ``model.fused_optimizer``,
+    the optimizer and scheduler on a stand-in parameter, ``model.scheduler_interval``, ``model.warmup_epochs``),
     checked before the data is prepared, which can take minutes; the task checks them again when
     it is built. Only keys that are there, in the form litlab's task takes them (partial optimizer
     and scheduler), are read: a task of the user's own may not have them."""
     if "label_smoothing" in model_cfg:
         check_label_smoothing(model_cfg.label_smoothing)
+    if "class_weights" in model_cfg:  # its length against the data's classes when the task is built
+        check_class_weights(model_cfg.class_weights)
     if "fused_optimizer" in model_cfg:
         check_fused_setting(model_cfg.fused_optimizer)
     if "decay_biases_and_norms" in model_cfg:

@@ -88,15 +88,33 @@ def check_histograms(cfg: DictConfig) -> None:
     TensorBoard: a run without either wrote none, without a word (``logger=csv``, ``callbacks=none``).
     Refused only where every entry is a class that is not of the kind (``builds``): a builder
     function of the user's own (``+logger.tb._target_=mymod.make_tb``) may return one."""
+    _check_histogram_entries(cfg, builds)
+
+
+def check_histograms_early(cfg: DictConfig) -> None:
+    """``check_histograms`` on the command line, before torch is imported and any folder is made,
+    where the entries decide it from their source (``source_signatures.subclass_of``):
+    ``callbacks=none`` or ``logger=none``, or only litlab classes that are not of the kind. An
+    entry it cannot tell (a user's class, a builder function) is left to ``check_histograms``,
+    which runs again as the run is built."""
+    from litlab.source_signatures import subclass_of
+
+    _check_histogram_entries(cfg, lambda node, kind: subclass_of(str(node.get("_target_")), kind))
+
+
+def _check_histogram_entries(cfg: DictConfig, builds_kind) -> None:
+    """Refuses ``logger.histograms=true`` where every entry of ``logger`` is known not to build a
+    TensorBoard logger, or every entry of ``callbacks`` not to build the weight-histogram callback,
+    ``builds_kind(node, kind)`` telling (False: known not to)."""
     logger, callbacks = cfg.get("logger"), cfg.get("callbacks")
     if not isinstance(logger, DictConfig) or logger.get("histograms") is not True:
         return
-    if all(builds(logger.get(k), TENSORBOARD_LOGGER) is False for k in _built(logger)):
+    if all(builds_kind(logger.get(k), TENSORBOARD_LOGGER) is False for k in _built(logger)):
         raise LitlabError("logger.histograms=true writes weight histograms into TensorBoard, and this run has no "
                           "TensorBoard logger: nothing would be written. Use logger=tensorboard (or "
                           "logger=[csv,tensorboard] for both), or leave logger.histograms out.")
     entries = _built(callbacks) if isinstance(callbacks, DictConfig) else []
-    if all(builds(callbacks.get(k), WEIGHT_HISTOGRAMS) is False for k in entries):
+    if all(builds_kind(callbacks.get(k), WEIGHT_HISTOGRAMS) is False for k in entries):
         raise LitlabError("logger.histograms=true is written by callbacks.weight_histograms, which this run leaves "
                           "out: nothing would be written. Use callbacks=default (or callbacks=early_stopping), or "
                           "leave logger.histograms out.")

@@ -25,7 +25,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from litlab.averaging_checks import check_averaging
 from litlab.checkpoint_paths import check_checkpoint_path
-from litlab.collection_entries import check_entries
+from litlab.choice_files import composed_with
+from litlab.class_weights import check_class_weights
+from litlab.collection_entries import check_entries, check_histograms_early
 from litlab.config_flags import CONF_DIR, Primary, config_dirs, hydra_args, no_primary, primary_of
 from litlab.config_values import check_values, reads_clock
 from litlab.empty_choices import check_empty_choices, key_of_empty_choice
@@ -34,6 +36,7 @@ from litlab.metric_direction import lower_is_better
 from litlab.mixing_checks import check_mixing
 from litlab.monitor_checks import check_monitored
 from litlab.run_folders import LAST_NEEDS_A_RUN, check_run_folders
+from litlab.target_arguments import check_target_arguments
 from litlab.tasks.schedule_values import check_scheduler_interval, check_warmup_epochs
 
 # groups of which a run takes exactly one file (logger and callbacks may take several)
@@ -448,9 +451,13 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
             # a key of an empty choice (+averaging.decay=0.9 under averaging=none), which nothing reads
             check_empty_choices(cfg, ONE_CHOICE, overrides, primary, sweep=composed if multirun else None,
                                 multirun_flag="-m" in argv or "--multirun" in argv)
+            # ++averaging.decya=0.9: a key the chosen litlab class or function does not take
+            check_target_arguments(cfg, overrides, primary.command(), lambda kept: composed_with(kept, primary))
         check_values(cfg, config_name)
         for group in ("logger", "callbacks") if config_name == "train" else ("logger",):
             check_entries(cfg, group)  # +logger.foo=1 builds nothing: refused before any folder or job
+        if config_name == "train":  # callbacks=none logger.histograms=true would write no histograms
+            check_histograms_early(cfg)
         if multirun:
             check_slurm_tasks(cfg)  # each job's devices (trainer.devices=1,2 is a sweep too)
         if config_name == "train":
@@ -460,6 +467,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
             check_averaging(cfg)
         if config_name in ("train", "lr_find"):  # lr_find builds the task with the run's mixing too
             check_mixing(cfg)
+            check_class_weights(cfg)
         if config_name == "train":
             for name, callback in (cfg.get("callbacks") or {}).items():
                 if isinstance(callback, DictConfig) and "monitor" in callback:

@@ -82,6 +82,8 @@ def fit(trainer: L.Trainer, model: L.LightningModule, dm, ckpt_path: str | None,
         facts["averaging"] = averaging.describe()
     if getattr(model, "mixing", None) is not None:  # how training batches were mixed: mixup(alpha=0.2), ...
         facts["mixing"] = str(model.mixing)
+    if getattr(model, "class_weights", None) is not None:  # the weights the training loss applied
+        facts["class_weights"] = list(model.class_weights)
     return facts
 
 

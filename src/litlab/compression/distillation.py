@@ -14,7 +14,7 @@ from litlab.build import check_runs
 from litlab.checkpoint_files import load_checkpoint
 from litlab.compression.artifacts import build_net
 from litlab.compression.base import Compressor, Context
-from litlab.compression.finetune import FineTune, train_loop
+from litlab.compression.finetune import FineTune, class_weight_tensor, train_loop
 from litlab.compression.measure import evaluate
 from litlab.data.preprocess import Normalize, Preprocess
 from litlab.errors import LitlabError, check_fraction
@@ -27,8 +27,10 @@ def partial_config(make: functools.partial) -> dict:
     return {"_target_": f"{make.func.__module__}.{make.func.__qualname__}", "_partial_": True, **plain}
 
 
-def distill_loss(teacher: nn.Module, alpha: float, temperature: float):
-    """``alpha * CE + (1 - alpha) * T^2 * KL(teacher_T || student_T)`` with T-softened logits."""
+def distill_loss(teacher: nn.Module, alpha: float, temperature: float, weight: Tensor | None = None):
+    """``alpha * CE + (1 - alpha) * T^2 * KL(teacher_T || student_T)`` with T-softened logits; the
+    hard-label CE weighted per class by ``weight`` (``(K,)``, ``compress.finetune.class_weights``),
+    the teacher's soft targets unweighted."""
 
     def loss(student: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         logits = student(x)
@@ -36,7 +38,7 @@ def distill_loss(teacher: nn.Module, alpha: float, temperature: float):
             soft = F.log_softmax(teacher(x) / temperature, dim=1)  # (B, K)
         kl = F.kl_div(F.log_softmax(logits / temperature, dim=1), soft, reduction="batchmean", log_target=True)
         # T^2 keeps the soft-target gradients on the scale of the hard-label ones
-        return alpha * F.cross_entropy(logits, y) + (1 - alpha) * temperature ** 2 * kl
+        return alpha * F.cross_entropy(logits, y, weight=weight) + (1 - alpha) * temperature ** 2 * kl
 
     return loss
 
@@ -164,7 +166,7 @@ class Distill(Compressor):
         if self.baseline:
             alone = train_loop(self._new_student(ctx), dm, self.finetune, ctx.seed)
             ctx.extra["student_alone_test_acc"] = evaluate(alone, dm)["acc"]
-        loss = distill_loss(teacher, self.alpha, self.temperature)
+        loss = distill_loss(teacher, self.alpha, self.temperature, class_weight_tensor(self.finetune, dm))
         student = train_loop(self._new_student(ctx), dm, self.finetune, ctx.seed, loss_fn=loss)
         if self.baseline:
             ctx.extra["student_distilled_test_acc"] = evaluate(student, dm)["acc"]

@@ -6,6 +6,7 @@ distillation loss) and the run directory gets no second set of logs and checkpoi
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from litlab import class_weights as weighting
 from litlab.errors import LitlabError, check_positive_int
 
 log = logging.getLogger(__name__)
@@ -30,14 +32,19 @@ class FineTune:
         epochs: passes over the training split.
         lr: AdamW learning rate at the start (cosine decay to zero over the fine-tuning).
         weight_decay: AdamW weight decay.
+        class_weights: the hard-label cross-entropy's weights per class, as ``model.class_weights``
+            (None, ``balanced`` over the training split, or a list); the training run's by default, so
+            a compressed net keeps the trained one's objective.
     """
 
     epochs: int = 5
     lr: float = 1e-3
     weight_decay: float = 0.0
+    class_weights: list[float] | str | None = None
 
     def __post_init__(self) -> None:
         check_positive_int("compress.finetune.epochs", self.epochs)
+        self.class_weights = weighting.check_setting(self.class_weights)
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or self.lr <= 0:
             raise LitlabError(f"compress.finetune.lr must be a positive number, got {self.lr!r}.")
         wd = self.weight_decay
@@ -46,11 +53,22 @@ class FineTune:
             raise LitlabError(f"compress.finetune.weight_decay must be a number >= 0, got {wd!r}.")
 
 
-def cross_entropy(net: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    return F.cross_entropy(net(x), y)
+def cross_entropy(net: nn.Module, x: Tensor, y: Tensor, weight: Tensor | None = None) -> Tensor:
+    return F.cross_entropy(net(x), y, weight=weight)
 
 
-def train_loop(net: nn.Module, dm, settings: FineTune, seed: int, loss_fn: LossFn = cross_entropy,
+def class_weight_tensor(settings: FineTune, dm) -> Tensor | None:
+    """The fine-tuning's class weights on ``dm``'s training split (``(num_classes,)``), or None."""
+    if settings.class_weights is None:
+        return None
+    splits = getattr(dm, "splits", None)
+    weights = weighting.resolve(settings.class_weights, splits.train if splits is not None else None,
+                                dm.num_classes, getattr(dm, "class_names", None))
+    log.info("fine-tuning with class weights %s", weighting.describe(weights))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def train_loop(net: nn.Module, dm, settings: FineTune, seed: int, loss_fn: LossFn | None = None,
                after_step: StepHook | None = None, before_step: StepHook | None = None) -> nn.Module:
     """Trains ``net`` in place on the training split and returns it (in eval mode).
 
@@ -59,10 +77,12 @@ def train_loop(net: nn.Module, dm, settings: FineTune, seed: int, loss_fn: LossF
         dm: the data module; raw batches go through ``dm.preprocess`` (with augmentation).
         settings: epochs and learning rate.
         seed: seeds the batch order and dropout.
-        loss_fn: ``(net, x, y) -> loss``.
+        loss_fn: ``(net, x, y) -> loss``; None: cross-entropy with ``settings.class_weights``.
         after_step: called as ``after_step(step, total_steps)`` after each optimizer step.
         before_step: called as ``before_step(step, total_steps)`` before each forward pass.
     """
+    if loss_fn is None:
+        loss_fn = functools.partial(cross_entropy, weight=class_weight_tensor(settings, dm))
     torch.manual_seed(seed)
     loader = dm.train_dataloader()
     total = settings.epochs * len(loader)

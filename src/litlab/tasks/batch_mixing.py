@@ -41,12 +41,13 @@ class MixedBatch:
     y_other: Tensor
     lam: float
 
-    def loss(self, logits: Tensor, label_smoothing: float = 0.0) -> Tensor:
-        """``lam * CE(y) + (1 - lam) * CE(y_other)``, each label-smoothed as the task's training loss is."""
-        loss = F.cross_entropy(logits, self.y, label_smoothing=label_smoothing)
+    def loss(self, logits: Tensor, label_smoothing: float = 0.0, weight: Tensor | None = None) -> Tensor:
+        """``lam * CE(y) + (1 - lam) * CE(y_other)``, each label-smoothed and class-weighted
+        (``weight``, ``(num_classes,)``: ``model.class_weights``) as the task's training loss is."""
+        loss = F.cross_entropy(logits, self.y, weight=weight, label_smoothing=label_smoothing)
         if self.lam == 1.0:
             return loss
-        other = F.cross_entropy(logits, self.y_other, label_smoothing=label_smoothing)
+        other = F.cross_entropy(logits, self.y_other, weight=weight, label_smoothing=label_smoothing)
         return loss * self.lam + other * (1.0 - self.lam)
 
     def correct(self, logits: Tensor) -> Tensor:

@@ -18,6 +18,7 @@ from litlab.data.resumable_loader import start_at_checkpoint_position
 from litlab.distributed.buffers import share_rank_zero_buffers
 from litlab.errors import LitlabError
 from litlab.tasks.batch_mixing import MixedBatch
+from litlab.tasks.loss_weights import LossWeights
 from litlab.tasks.optimizers import (PLATEAU_MONITOR, build_optimizer, check_decay_setting, check_fused_setting,
                                      check_optimizer_settings, on_plateau, stretch_cosine_schedule)
 from litlab.tasks.schedules import LearningRateClock
@@ -117,6 +118,9 @@ class Classifier(L.LightningModule):
         mixing: mixes each training batch and gives its loss (``mixing=mixup``/``cutmix``, built by
             ``build.build_mixing``; see ``litlab.tasks.batch_mixing``), or None to train unmixed;
             ``train/loss`` is then the mixed loss and ``train/acc`` counts against the mixed targets.
+        class_weights: weights of the training loss per class (``model.class_weights``): None, a list
+            of ``num_classes`` positive numbers, or ``balanced``, computed from the training split's
+            labels when fit starts (``litlab.tasks.loss_weights``); val/test loss stay unweighted.
     """
 
     def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
@@ -124,7 +128,8 @@ class Classifier(L.LightningModule):
                  num_classes: int | None = None, fused_optimizer: bool | str = "auto",
                  scheduler_interval: str = "epoch", warmup_epochs: float = 0.0,
                  decay_biases_and_norms: bool = False,
-                 mixing: Callable[[Tensor, Tensor], MixedBatch] | None = None):
+                 mixing: Callable[[Tensor, Tensor], MixedBatch] | None = None,
+                 class_weights: list[float] | str | None = None):
         super().__init__()
         check_label_smoothing(label_smoothing)
         if not callable(optimizer):
@@ -144,6 +149,7 @@ class Classifier(L.LightningModule):
         self.num_classes = num_classes or getattr(net, "num_classes", None)
         if self.num_classes is None:
             raise LitlabError("Classifier needs num_classes (litlab passes it from the data).")
+        self.loss_weights = LossWeights(class_weights, self.num_classes)
         # sums of the training epoch and of the validation or test epoch in progress (each made
         # anew at its epoch's start, on the module's device)
         self._train_sums = _EpochSums()
@@ -169,16 +175,28 @@ class Classifier(L.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
+    @property
+    def class_weights(self) -> list[float] | None:
+        """The class weights the training loss applies (None: plain cross-entropy)."""
+        return self.loss_weights.weights
+
+    def setup(self, stage: str) -> None:
+        """``model.class_weights=balanced``: counted from the training split when fit starts, the
+        same on every rank; a resume then takes the checkpoint's (``on_load_checkpoint``)."""
+        if stage == "fit":
+            self.loss_weights.resolve(self.trainer.datamodule)
+
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
         if self.mixing is None:
             logits = self.net(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+            loss = F.cross_entropy(logits, y, weight=self.loss_weights.tensor(logits),
+                                   label_smoothing=self.label_smoothing)
             self._train_sums.add(loss, logits, y)
         else:  # x is preprocessed and augmented here (on_after_batch_transfer): mixing comes after both
             mixed = self.mixing(x, y)
             logits = self.net(mixed.x)
-            loss = mixed.loss(logits, self.label_smoothing)
+            loss = mixed.loss(logits, self.label_smoothing, self.loss_weights.tensor(logits))
             self._train_sums.add(loss, logits, y, correct=mixed.correct(logits))
         step_loss = self._optimizer_step_loss(loss.detach())
         if step_loss is not None and is_logging_step(self.trainer):
@@ -215,6 +233,8 @@ class Classifier(L.LightningModule):
             self._train_sums = _EpochSums.restored(saved, self.device, self.trainer.is_global_zero)
         else:  # on the module's device (the sums made with the module are on the CPU)
             self._train_sums = _EpochSums(self.device)
+        if self.trainer.is_global_zero:  # once, after a resume's restore
+            self.loss_weights.log_applied()
 
     def on_train_epoch_start(self) -> None:
         self._train_sums = _EpochSums(self.device)
@@ -336,6 +356,7 @@ class Classifier(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["litlab"] = self.run_record
+        self.loss_weights.save(checkpoint)  # a resume trains on them
         # Taken within an epoch that a resume continues from the loader's position (marked by the
         # checkpoint callback, which runs first): without the epoch's sums so far, the resumed
         # epoch's train/loss and train/acc covered only the batches after the checkpoint. On every
@@ -346,6 +367,7 @@ class Classifier(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._resumed_sums = checkpoint.get(_TRAIN_SUMS)  # taken at training start (on_train_start)
+        self.loss_weights.restore(checkpoint, speaks=self._trainer is None or self.trainer.is_global_zero)
         old = stretch_cosine_schedule(checkpoint, self.scheduler_factory)
         if old is not None:
             log.info("resuming on a cosine schedule of %s epochs (the checkpoint's had %s)",

@@ -1,0 +1,111 @@
+"""Class weights of the training loss (``model.class_weights``): checked, and computed from the
+training split's labels.
+
+``null`` trains on plain cross-entropy; ``balanced`` weighs class c by ``n / (num_classes * n_c)``
+over the training split's ``n`` labels (scikit-learn's ``compute_class_weight("balanced")``), so
+every class adds the same total weight to an epoch; a list gives one positive weight per class, in
+output-index order. The weights apply to the training loss only (``tasks/classification.py``,
+``tasks/batch_mixing.py`` and compression's fine-tuning): validation and test losses stay the plain
+cross-entropy, comparable across runs.
+
+No torch here: the command line is checked before torch is imported (``check_class_weights``),
+and the labels are counted through the split's own tensor or list.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from litlab.errors import LitlabError
+
+KEY = "model.class_weights"
+BALANCED = "balanced"
+_WHAT = (f"null (plain cross-entropy), {BALANCED} (n / (num_classes * n_c) over the training split's labels) or a "
+         f"list of num_classes positive numbers, one per class in output-index order")
+
+
+def check_class_weights(cfg: DictConfig) -> None:
+    """``model.class_weights`` of a composed config, before Hydra makes the run's folder (its length
+    is checked when the data's class count is known: ``check_setting`` with ``num_classes``)."""
+    model = OmegaConf.select(cfg, "model", throw_on_resolution_failure=False)
+    if isinstance(model, DictConfig) and "class_weights" in model:
+        check_setting(OmegaConf.select(cfg, "model.class_weights", throw_on_resolution_failure=False))
+
+
+def check_setting(value, num_classes: int | None = None) -> list[float] | str | None:
+    """``value`` as the task takes it: None, ``"balanced"`` or a list of floats (of length
+    ``num_classes`` where it is given); anything else is refused naming ``model.class_weights``."""
+    if isinstance(value, ListConfig):
+        value = OmegaConf.to_container(value)
+    if value is None or value == BALANCED:
+        return value
+    if isinstance(value, str):
+        raise LitlabError(f"{KEY}={value} is not a setting litlab knows: it takes {_WHAT}.")
+    if not isinstance(value, (list, tuple)) or not value:
+        raise LitlabError(f"{KEY} must be {_WHAT}; got {value!r}.")
+    bad = [v for v in value
+           if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= sys.float_info.max]
+    if bad:
+        raise LitlabError(f"{KEY}={_shown(value)} holds {', '.join(map(repr, bad))}: each class's weight must be a "
+                          f"positive number (a weight of 0 would leave the class out of the loss; drop its samples "
+                          f"from the data instead). It takes {_WHAT}.")
+    if num_classes is not None and len(value) != num_classes:
+        raise LitlabError(f"{KEY}={_shown(value)} gives {len(value)} weights, but the data has num_classes="
+                          f"{num_classes}: give one weight per class, in output-index order (the class listing at "
+                          f"the start of the run's log), or {KEY}={BALANCED} to weigh them by the training labels.")
+    return [float(v) for v in value]
+
+
+def _shown(value: Sequence) -> str:
+    return "[" + ",".join(f"{v:g}" if isinstance(v, float) else str(v) if isinstance(v, int) and not isinstance(
+        v, bool) else repr(v) for v in value) + "]"
+
+
+def label_counts(split, num_classes: int) -> list[int]:
+    """Samples of each class in a training split, from its labels alone: a split in memory
+    (``TensorSplit.y``) or streamed from files (``FileSplit.labels``) is counted without reading an
+    input; another dataset is read sample by sample (its label is the second item)."""
+    labels = getattr(split, "y", None)
+    if labels is not None and hasattr(labels, "bincount"):  # a tensor of class indices
+        return [int(c) for c in labels.long().bincount(minlength=num_classes).tolist()[:num_classes]]
+    listed = getattr(split, "labels", None)
+    if listed is None:
+        listed = [int(split[i][1]) for i in range(len(split))]
+    counts = [0] * num_classes
+    for label in listed:
+        counts[int(label)] += 1
+    return counts
+
+
+def balanced_weights(counts: Sequence[int], class_names: Sequence[str] | None = None) -> list[float]:
+    """``n / (num_classes * n_c)`` for each class c of ``counts``; a class without a training
+    sample (named, from ``class_names``) is refused: its weight would be infinite."""
+    empty = [c for c, n in enumerate(counts) if n == 0]
+    if empty:
+        names = class_names or [str(c) for c in range(len(counts))]
+        shown = ", ".join(f"{c} ({names[c]})" if str(names[c]) != str(c) else str(c) for c in empty[:12])
+        more = f" and {len(empty) - 12} more" if len(empty) > 12 else ""
+        raise LitlabError(f"{KEY}={BALANCED} weighs each class by n / (num_classes * n_c) over the training split, "
+                          f"and class {shown}{more} has no training sample (of {sum(counts)}), so its weight would "
+                          f"be infinite. Add training samples of that class, or give {KEY} a list of "
+                          f"num_classes={len(counts)} positive numbers.")
+    total, k = sum(counts), len(counts)
+    return [total / (k * n) for n in counts]
+
+
+def resolve(setting: list[float] | str | None, split, num_classes: int,
+            class_names: Sequence[str] | None = None) -> list[float] | None:
+    """The weights ``setting`` gives on this training split: None, the list itself, or the
+    balanced weights of its labels (the whole split, the same on every DDP rank)."""
+    setting = check_setting(setting, num_classes)
+    if setting != BALANCED:
+        return setting
+    return balanced_weights(label_counts(split, num_classes), class_names)
+
+
+def describe(weights: Sequence[float]) -> str:
+    """The weights for the log, 4 significant digits each."""
+    return "[" + ", ".join(f"{w:.4g}" for w in weights) + "]"

@@ -1,0 +1,130 @@
+"""A key added on the command line that the class or function it is given to does not take.
+
+``++averaging.decya=0.9`` (decay, misspelt) under ``averaging=ema`` composed without a word, as
+``++`` adds any key; the run made its folder, prepared the data and failed only when
+``litlab.callbacks.weight_averaging.ema`` was called with ``decya``. ``config_check`` runs this
+rule on every job's composed config before torch is imported and before any folder is made:
+a ``+KEY`` or ``++KEY`` override whose nearest node with a ``_target_`` above it
+(``averaging``, ``model.net``, ``compress.finetune``, ``callbacks.eval_report``) builds a target
+inside litlab is refused where that target has no argument of the key's name, read from its
+source (``source_signatures``, not imported). Let through: a target outside litlab (the user's
+own, torch's, Lightning's), one whose arguments cannot be read with certainty (``**kwargs``, a
+base class outside litlab), Hydra's own keys (``_partial_``, ...), a key the chosen files
+already have, ``model.*`` keys that litlab takes off the node before building the task (its
+speed switches), and keys of a node with no ``_target_`` (a choice with no settings:
+``empty_choices``; ``data.augment.*``, whose dict is one argument).
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from collections.abc import Callable, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from litlab.errors import LitlabError
+from litlab.source_signatures import PACKAGE_DIR, target_params
+
+# keys Hydra's instantiate reads itself and never passes on
+HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
+
+
+def check_target_arguments(cfg: DictConfig, overrides: Sequence[str], primary_command: str,
+                           keys_before: Callable[[list[str]], DictConfig | None] | None = None) -> None:
+    """Refuses a ``+``/``++`` override of ``overrides`` that gives a litlab target of ``cfg`` (one
+    job's composed config) an argument it does not take, as the module's docstring says.
+    ``keys_before``: a function of the overrides that returns the config composed from them (or
+    None), to tell a key the chosen files already have; read only for a key about to be refused."""
+    for override in overrides:
+        found = _given_to(cfg, override)
+        if found is None:
+            continue
+        where, name, target = found
+        takes = target_params(target)
+        if takes is None or name in takes or name in HYDRA_KEYS or name in _taken_off(where):
+            continue
+        job = OmegaConf.select(cfg, "hydra.overrides.task", default=None)  # this job's own, in a sweep
+        if keys_before is not None and _in_files(keys_before, list(job or overrides), f"{where}.{name}"):
+            continue
+        raise not_an_argument(override, where, name, target, takes, _choice(cfg, where), primary_command)
+
+
+def _given_to(cfg: DictConfig, override: str) -> tuple[str, str, str] | None:
+    """For an override that adds a key (``++model.net.widht=64``): the node with a ``_target_``
+    nearest above it (``model.net``), the argument the key gives it (``widht``) and the target;
+    None for other overrides, Hydra's keys, or a key with no such node above it."""
+    if not override.startswith("+"):
+        return None
+    key = override.lstrip("+").split("=", 1)[0]
+    parts = key.split(".")
+    if len(parts) < 2 or parts[0] == "hydra" or any(c in key for c in "/@~ "):
+        return None  # a group (+experiment=x, +model/net=...), Hydra's own settings
+    for depth in range(len(parts) - 1, 0, -1):
+        where = ".".join(parts[:depth])
+        node = OmegaConf.select(cfg, where, default=None, throw_on_resolution_failure=False)
+        if isinstance(node, DictConfig) and "_target_" in node:
+            try:
+                target = node.get("_target_")
+            except Exception:  # an interpolation that does not resolve: the run reports it
+                return None
+            return (where, parts[depth], target) if isinstance(target, str) else None
+    return None
+
+
+def _taken_off(where: str) -> tuple[str, ...]:
+    """The keys litlab removes from the node at ``where`` before building it: ``model``'s speed
+    switches (``models.speed_switches.SPEED_SWITCHES``, read from its source: the module imports torch)."""
+    if where != "model":
+        return ()
+    try:
+        tree = ast.parse((PACKAGE_DIR / "models" / "speed_switches.py").read_text(encoding="utf-8"))
+    except (OSError, SyntaxError):
+        return ()
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "SPEED_SWITCHES"
+                                                for t in stmt.targets):
+            try:
+                value = ast.literal_eval(stmt.value)
+            except ValueError:
+                return ()
+            return tuple(str(v) for v in value)
+    return ()
+
+
+def _in_files(compose: Callable[[list[str]], DictConfig | None], overrides: Sequence[str], key: str) -> bool:
+    """Whether ``key`` is in the config the command composes without its ``+``/``++`` overrides
+    of that key: a key of the chosen files (an experiment's, a choice's) is never refused here."""
+    kept = [o for o in overrides if not (o.startswith("+") and o.lstrip("+").split("=", 1)[0] == key)]
+    cfg = compose(kept)
+    if cfg is None:
+        return True  # not known: let it through
+    parent, _, name = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None, throw_on_resolution_failure=False)
+    return isinstance(node, DictConfig) and name in node
+
+
+def _choice(cfg: DictConfig, where: str) -> str:
+    """``group=choice`` of the group ``where`` is in, as this job composed it (``averaging=ema``);
+    empty where the group has no one choice (``logger=[csv,tensorboard]``)."""
+    group = where.split(".")[0]
+    choice = OmegaConf.select(cfg, f"hydra.runtime.choices.{group}", default=None)
+    return f"{group}={choice}" if isinstance(choice, str) else ""
+
+
+def not_an_argument(override: str, where: str, name: str, target: str, takes: Sequence[str], choice: str,
+                    command: str) -> LitlabError:
+    """The paragraph: the key, the target, the keys it takes (the closest to the key first)."""
+    close = difflib.get_close_matches(name, takes, n=len(takes), cutoff=0.6)
+    ordered = [*close, *(k for k in takes if k not in close)]
+    if ordered:
+        listed = ", ".join(f"{where}.{k}" for k in ordered)
+        hint = f" Did you mean {where}.{close[0]}?" if close else ""
+        keys = f"it takes {listed}.{hint}"
+    else:
+        keys = "it takes no settings."
+    chosen = f", chosen by {choice}" if choice else ""
+    return LitlabError(
+        f"{override} gives {name} to {where} ({target}{chosen}), which has no argument {name}: {keys} Refused "
+        f"before any work (no folder made, no data prepared): fix the key ({' '.join(filter(None, [command, choice]))} "
+        f"--cfg job --package {where} shows the node's keys).")

@@ -1,0 +1,146 @@
+"""litlab.source_signatures: a litlab target's arguments read from its source with ast, certain or None.
+
+Checked on litlab's own targets against ``inspect.signature`` of the imported object, and on a
+small package written here with each case the reader must not guess at."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import textwrap
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig, OmegaConf
+
+from litlab import source_signatures
+from litlab.source_signatures import subclass_of, target_params
+
+CONF = Path(source_signatures.__file__).parent / "conf"
+
+
+def _litlab_targets() -> list[str]:
+    """Every ``_target_`` inside litlab that a file of litlab's conf/ names."""
+    found: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, DictConfig):
+            target = node.get("_target_") if "_target_" in node and not OmegaConf.is_interpolation(node, "_target_") \
+                else None
+            if isinstance(target, str) and target.startswith("litlab."):
+                found.add(target)
+            for key in node:
+                if not OmegaConf.is_interpolation(node, key):
+                    walk(node.get(key))
+
+    for path in CONF.rglob("*.yaml"):
+        walk(OmegaConf.load(path))
+    return sorted(found)
+
+
+@pytest.mark.parametrize("target", _litlab_targets())
+def test_the_arguments_read_from_source_are_those_of_the_imported_target(target):
+    """Where the reader answers, the answer is what the object takes by keyword (inherited ones
+    through ``super().__init__(**kwargs)`` included); None only where ``**kwargs`` reaches further."""
+    module, _, name = target.rpartition(".")
+    obj = getattr(importlib.import_module(module), name)
+    params = inspect.signature(obj).parameters.values()
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+    read = target_params(target)
+    if read is None:
+        assert takes_any or inspect.isclass(obj)
+        return
+    by_keyword = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    assert by_keyword <= set(read)
+    if not takes_any:
+        assert set(read) == by_keyword
+    else:  # **kwargs passed up: every name read is one of a litlab base's __init__
+        assert set(read) >= by_keyword
+
+
+def test_averaging_and_compression_targets_read_with_their_bases():
+    assert target_params("litlab.callbacks.weight_averaging.ema") == ("decay", "warmup", "update_every_n_steps")
+    assert target_params("litlab.compression.pruning.MagnitudePrune") == (
+        "amount", "schedule", "ramp", "finetune", "measure")
+    assert "batch_size" in target_params("litlab.data.digits.DigitsDataModule")
+    assert target_params("torch.optim.AdamW") is None  # outside litlab: not read
+    assert target_params("litlab.no_such_module.Thing") is None
+
+
+@pytest.fixture
+def fake_package(tmp_path, monkeypatch):
+    """A package read as litlab's: ``write(relative_path, source)``."""
+    monkeypatch.setattr(source_signatures, "PACKAGE_DIR", tmp_path)
+    source_signatures._module_tree.cache_clear()
+    yield lambda rel, text: (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True) or (tmp_path / rel).write_text(
+        textwrap.dedent(text))
+    source_signatures._module_tree.cache_clear()
+
+
+def test_only_what_the_source_says_for_certain_is_read(fake_package):
+    fake_package("base.py", """
+        class Base:
+            def __init__(self, finetune=None, measure=None):
+                pass
+        """)
+    fake_package("pkg/__init__.py", "from .impl import Reexported\n")
+    fake_package("pkg/impl.py", """
+        from litlab.base import Base
+        import functools
+        import os
+        from dataclasses import dataclass
+
+        class Reexported(Base):
+            def __init__(self, amount=0.5, **kwargs):
+                super().__init__(**kwargs)
+
+        class KwargsKept(Base):
+            def __init__(self, amount=0.5, **kwargs):
+                super().__init__(**kwargs)
+                self.extra = kwargs
+
+        class Inherits(Base):
+            pass
+
+        class Outside(os.PathLike):
+            pass
+
+        class Plain:
+            pass
+
+        @dataclass
+        class Fields:
+            epochs: int = 5
+            lr: float = 1e-3
+
+        @functools.lru_cache
+        def decorated(a, b):
+            pass
+
+        def positional(a, /, b, *, c):
+            pass
+
+        def anything(a, **options):
+            pass
+
+        if os.name == "nt":
+            def conditional(a):
+                pass
+        else:
+            def conditional(b):
+                pass
+
+        alias = positional
+        """)
+    read = {name: target_params(f"litlab.pkg.impl.{name}") for name in (
+        "Reexported", "KwargsKept", "Inherits", "Outside", "Plain", "Fields", "decorated", "positional", "anything",
+        "conditional", "alias")}
+    assert read == {"Reexported": ("amount", "finetune", "measure"), "KwargsKept": None,
+                    "Inherits": ("finetune", "measure"), "Outside": None, "Plain": (), "Fields": ("epochs", "lr"),
+                    "decorated": None, "positional": ("b", "c"), "anything": None, "conditional": None, "alias": None}
+    assert target_params("litlab.pkg.Reexported") == ("amount", "finetune", "measure")  # through __init__.py
+    assert subclass_of("litlab.pkg.impl.Inherits", "litlab.base.Base") is True
+    assert subclass_of("litlab.pkg.impl.Plain", "litlab.base.Base") is False
+    assert subclass_of("litlab.pkg.impl.Outside", "litlab.base.Base") is False  # os.PathLike: no litlab base
+    assert subclass_of("litlab.pkg.impl.Outside", "some.other.Base") is None  # an outside class's bases are not read
+    assert subclass_of("litlab.pkg.impl.positional", "litlab.base.Base") is None  # a function may return one

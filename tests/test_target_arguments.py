@@ -1,0 +1,80 @@
+"""A ``+KEY``/``++KEY`` the chosen litlab class or function does not take (litlab.target_arguments):
+``averaging=ema ++averaging.decya=0.9`` composed, made the run's folder, prepared the data and
+failed only when ``ema()`` was called. Now refused on the command line, before torch."""
+
+from __future__ import annotations
+
+import pytest
+
+from litlab.config_check import check_overrides
+from litlab.errors import LitlabError
+from tests.conftest import refused_before_torch
+
+
+def _folders(tmp_path) -> list[str]:
+    return [f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+
+
+@pytest.mark.parametrize("args", [
+    ["averaging=ema", "++averaging.decya=0.9"],
+    ["-m", "averaging=ema,swa", "++averaging.decya=0.9"],
+    ["averaging=ema", "+averaging.decya=0.9"],
+])
+def test_a_misspelt_key_of_the_averaging_is_refused_before_torch_and_any_folder(tmp_path, args):
+    typed = args[-1]
+    stderr = refused_before_torch("litlab.train", [*args, *_folders(tmp_path)], cwd=tmp_path)
+    assert (f"Error: {typed} gives decya to averaging (litlab.callbacks.weight_averaging.ema, chosen by "
+            f"averaging=ema), which has no argument decya: it takes averaging.decay, averaging.warmup, "
+            f"averaging.update_every_n_steps. Did you mean averaging.decay? Refused before any work") in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, said", [
+    (["model=cnn", "++model.net.hiden_size=64"],
+     "gives hiden_size to model.net (litlab.models.cnn.CNN, chosen by model=cnn), which has no argument hiden_size: "
+     "it takes model.net.hidden_size, "),
+    (["compress=prune", "++compress.finetune.epoch=2"],
+     "gives epoch to compress.finetune (litlab.compression.finetune.FineTune, chosen by compress=prune)"),
+    # MagnitudePrune passes **kwargs to Compressor.__init__: its finetune and measure are listed too
+    (["compress=prune", "++compress.amout=0.5"],
+     "it takes compress.amount, compress.schedule, compress.ramp, compress.finetune, compress.measure."),
+    # DigitsDataModule passes **kwargs to ImageFolderDataModule: batch_size is the base's
+    (["data=digits", "+data.batchsize=32"], "it takes data.batch_size, "),
+    (["++callbacks.eval_report.topk=3"], "Did you mean callbacks.eval_report.top_k?"),
+    (["mixing=mixup", "++mixing.alhpa=0.4"], "Did you mean mixing.alpha?"),
+    (["export=onnx", "++export.opst=17"], "Did you mean export.opset?"),
+    (["-m", "seed=1,2", "averaging=swa", "++averaging.start=0.5"], "Did you mean averaging.start_epoch?"),
+])
+def test_a_key_the_target_does_not_take_is_refused_in_every_group(tmp_path, args, said):
+    typed = args[-1]
+    with pytest.raises(LitlabError) as e:
+        check_overrides([*args, *_folders(tmp_path)])
+    assert str(e.value).startswith(f"{typed} gives ")
+    assert said in str(e.value)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["averaging=ema", "++averaging.decay=0.9"],  # a key of the YAML, set with ++
+    ["data=synthetic", "+data.num_workers=0"],  # an argument of SyntheticDataModule that synthetic.yaml lacks
+    ["compress=quantize", "+compress.finetune=null"],  # Compressor's, through Quantize's **kwargs
+    ["model=cnn", "++model.net._partial_=true"],  # Hydra's own key
+    ["++model.compile=true"],  # a speed switch litlab takes off model before building the task
+    ["model.net._target_=my_nets.Tiny", "++model.net.width=64"],  # a net of the user's own
+    ["-m", "averaging=none,ema", "++averaging.decay=0.9"],  # the empty choice carries it unread
+    ["logger=tensorboard", "++logger.tensorboard.flush_every_s=2"],  # **kwargs to Lightning's logger
+])
+def test_keys_the_target_takes_or_that_cannot_be_told_are_accepted(tmp_path, args):
+    check_overrides([*args, *_folders(tmp_path)])
+
+
+def test_a_key_the_chosen_file_already_has_is_never_refused(tmp_path):
+    """A choice of the user's own with a litlab target and a key the target does not take: setting
+    that key with ++ is not this rule's to refuse (the file chose it)."""
+    own = tmp_path / "own" / "averaging"
+    own.mkdir(parents=True)
+    (own / "mine.yaml").write_text("_target_: litlab.callbacks.weight_averaging.ema\ndecay: 0.99\nnote: x\n")
+    args = ["--config-dir", str(tmp_path / "own"), "averaging=mine", *_folders(tmp_path)]
+    check_overrides([*args, "++averaging.note=y"])
+    with pytest.raises(LitlabError, match="gives notes to averaging"):
+        check_overrides([*args, "++averaging.notes=y"])
