@@ -18,6 +18,7 @@ from litlab.callbacks.checkpoints import AtomicCheckpointIO
 from litlab.callbacks.eval_report import EvalReport
 from litlab.callbacks.group import group_callbacks, skip_idle_step_hooks
 from litlab.callbacks.interruption import EpochSeed, Interruption
+from litlab.callbacks.model_summary import with_flop_count
 from litlab.callbacks.nan_loss import StopOnNonFiniteLoss
 from litlab.class_weights import check_setting as check_class_weights
 from litlab.collection_entries import COLLECTIONS, check_entries, check_histograms, resolved
@@ -368,6 +369,8 @@ def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
                           logger=loggers or False, plugins=plugins,
                           enable_checkpointing=any(isinstance(c, L.callbacks.ModelCheckpoint) for c in callbacks),
                           enable_progress_bar=any(isinstance(c, L.callbacks.ProgressBar) for c in callbacks))
+    # Lightning's model summary (trainer.enable_model_summary) with the FLOPs of one sample counted
+    trainer.callbacks = with_flop_count(trainer.callbacks)
     if not profiled:
         skip_idle_step_hooks(trainer.callbacks)  # also those Lightning added (the model summary)
     # DDP ranks 1..N-1 run this job's config in this job's run directory (also inside sweeps)

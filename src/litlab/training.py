@@ -20,6 +20,7 @@ from litlab.build import (build_callbacks, build_data, build_loggers, build_mode
                           check_targets, check_task_settings)
 from litlab.callbacks.group import find_callback
 from litlab.callbacks.interruption import epochs_trained
+from litlab.callbacks.model_summary import FlopSummary
 from litlab.callbacks.throughput import Throughput
 from litlab.callbacks.weight_averaging import Averaging
 from litlab.compression.run import check_compression
@@ -84,6 +85,9 @@ def fit(trainer: L.Trainer, model: L.LightningModule, dm, ckpt_path: str | None,
         facts["mixing"] = str(model.mixing)
     if getattr(model, "class_weights", None) is not None:  # the weights the training loss applied
         facts["class_weights"] = list(model.class_weights)
+    summary = find_callback(trainer, FlopSummary)
+    if summary is not None and summary.flops_per_sample is not None:  # one sample's forward pass
+        facts["flops_per_sample"] = summary.flops_per_sample
     return facts
 
 

@@ -10,7 +10,7 @@ from litlab.file_only_logs import FILE_ONLY
 
 log = logging.getLogger(__name__)
 
-SHOWN = ("val/acc", "test/acc", "test/loss", "test/ece", "train_samples_per_s", "wall_time_s")
+SHOWN = ("val/acc", "test/acc", "test/loss", "test/ece", "train_samples_per_s", "flops_per_sample", "wall_time_s")
 
 
 def format_summary(run_dir: Path, metrics: dict, has_tensorboard: bool) -> str:
