@@ -54,8 +54,21 @@ def test_the_arguments_read_from_source_are_those_of_the_imported_target(target)
     assert by_keyword <= set(read)
     if not takes_any:
         assert set(read) == by_keyword
-    else:  # **kwargs passed up: every name read is one of a litlab base's __init__
-        assert set(read) >= by_keyword
+    else:  # **kwargs passed up: the names read are its own and those of the __init__s they reach
+        assert inspect.isclass(obj)
+        assert set(read) == _keywords_up_the_mro(obj)
+
+
+def _keywords_up_the_mro(cls: type) -> set[str]:
+    """What ``cls(...)`` takes by keyword, told by ``inspect`` alone: each ``__init__`` of its MRO
+    from its own, going on to the next class's while the last one read takes ``**kwargs``."""
+    names: set[str] = set()
+    for owner in (c for c in cls.__mro__ if "__init__" in vars(c)):
+        params = list(inspect.signature(owner.__init__).parameters.values())[1:]  # self left out
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
 
 
 def test_averaging_and_compression_targets_read_with_their_bases():
@@ -144,3 +157,56 @@ def test_only_what_the_source_says_for_certain_is_read(fake_package):
     assert subclass_of("litlab.pkg.impl.Outside", "litlab.base.Base") is False  # os.PathLike: no litlab base
     assert subclass_of("litlab.pkg.impl.Outside", "some.other.Base") is None  # an outside class's bases are not read
     assert subclass_of("litlab.pkg.impl.positional", "litlab.base.Base") is None  # a function may return one
+
+
+def test_positional_only_parameters_and_an_init_under_a_condition(fake_package):
+    """``x`` before ``/`` cannot be given by keyword, and ``amount`` after it can; an ``__init__``
+    defined under ``if``/``try`` in the class body is not read (the class then takes what it likes)."""
+    fake_package("base.py", """
+        class Base:
+            def __init__(self, finetune=None, /, measure=None):
+                pass
+        """)
+    fake_package("impl.py", """
+        import sys
+        from litlab.base import Base
+
+        class PassesUp(Base):
+            def __init__(self, x=0, /, amount=0.5, **kwargs):
+                super().__init__(**kwargs)
+
+        class OwnOnly:
+            def __init__(self, x=0, /, amount=0.5, *, ramp=None):
+                pass
+
+        class Conditional:
+            if sys.version_info >= (3, 11):
+                def __init__(self, amount=0.5):
+                    pass
+            else:
+                def __init__(self, rate=0.5):
+                    pass
+
+        class Tried:
+            try:
+                from litlab.base import Base as __init__
+            except ImportError:
+                pass
+        """)
+    read = {name: target_params(f"litlab.impl.{name}") for name in ("PassesUp", "OwnOnly", "Conditional", "Tried")}
+    assert read == {"PassesUp": ("amount", "measure"), "OwnOnly": ("amount", "ramp"), "Conditional": None,
+                    "Tried": None}
+
+
+def test_a_dataclass_field_under_a_condition_is_not_guessed_at(fake_package):
+    fake_package("impl.py", """
+        import sys
+        from dataclasses import dataclass
+
+        @dataclass
+        class Fields:
+            epochs: int = 5
+            if sys.platform == "linux":
+                lr: float = 1e-3
+        """)
+    assert target_params("litlab.impl.Fields") is None

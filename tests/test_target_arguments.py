@@ -78,3 +78,76 @@ def test_a_key_the_chosen_file_already_has_is_never_refused(tmp_path):
     check_overrides([*args, "++averaging.note=y"])
     with pytest.raises(LitlabError, match="gives notes to averaging"):
         check_overrides([*args, "++averaging.notes=y"])
+
+
+def test_a_key_given_to_a_target_that_takes_no_settings_is_refused(tmp_path):
+    """Throughput takes nothing: the close-match search over no keys raised difflib's ValueError."""
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["++callbacks.throughput.window=3", *_folders(tmp_path)])
+    assert ("++callbacks.throughput.window=3 gives window to callbacks.throughput (litlab.callbacks.throughput."
+            "Throughput, chosen by callbacks=default), which has no argument window: it takes no settings.") in str(e.value)
+
+
+def test_an_interpolation_in_any_override_leaves_the_refusal_a_clean_error(tmp_path):
+    """The job's overrides are read as typed: ${hydra:runtime.output_dir} resolves only in a run,
+    and resolving it here turned the refusal into an InterpolationResolutionError."""
+    dirpath = "callbacks.model_checkpoint.dirpath=${hydra:runtime.output_dir}/ck"
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["averaging=ema", "++averaging.decya=0.9", dirpath, *_folders(tmp_path)])
+    assert str(e.value).startswith("++averaging.decya=0.9 gives decya to averaging")
+    # the hint repeats the job's overrides as a shell takes them, the refused one left out
+    assert f"(python -m litlab.train averaging=ema '{dirpath}' --cfg job --package averaging shows" in str(e.value)
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["+model.net.foo=${oc.env:LITLAB_NO_SUCH_VARIABLE}", *_folders(tmp_path)])
+    assert "gives foo to model.net (litlab.models.cnn.CNN, chosen by model=cnn)" in str(e.value)
+
+
+@pytest.mark.parametrize("args, said", [
+    (["++model.net.num_classes=3"], "litlab sets model.net.num_classes from the data (its number of classes)"),
+    (["model=mlp", "+model.net.input_shape=[1,8,8]"], "litlab sets model.net.input_shape from the data (the shape"),
+    (["+model.num_classes=3"], "litlab sets model.num_classes from the data (its number of classes)"),
+    (["++model.mixing=null"], "litlab sets model.mixing from the mixing group (choose it with mixing=mixup"),
+    (["compress=distill", "++compress.student.num_classes=3"], "litlab sets compress.student.num_classes from the data"),
+    # a net of the user's own is given them all the same (build.build_model)
+    (["model.net._target_=my_nets.Tiny", "++model.net.num_classes=3"], "litlab sets model.net.num_classes from"),
+])
+def test_an_argument_litlab_passes_itself_is_refused(tmp_path, args, said):
+    """litlab's own value replaced the one typed, without a word."""
+    with pytest.raises(LitlabError) as e:
+        check_overrides([*args, *_folders(tmp_path)])
+    assert str(e.value).startswith(f"{args[-1]} gives ")
+    assert said in str(e.value)
+    assert "so this value would never be used. Remove it." in str(e.value)
+
+
+def test_the_arguments_litlab_passes_itself_are_not_offered(tmp_path):
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["++model.net.num_clases=3", *_folders(tmp_path)])
+    assert ("which has no argument num_clases: it takes model.net.channels, model.net.hidden_size, model.net.dropout. "
+            "(litlab sets model.net.input_shape and model.net.num_classes itself.) Refused") in str(e.value)
+    assert "Did you mean" not in str(e.value)
+
+
+def test_a_student_of_a_compression_method_not_litlabs_distillation_keeps_its_keys(tmp_path):
+    """compress.student's input_shape and num_classes are set by litlab's Distill only."""
+    check_overrides(["compress=distill", "compress._target_=my_methods.Distill", "++compress.student.num_classes=3",
+                     *_folders(tmp_path)])
+
+
+def test_the_target_named_is_where_it_came_from(tmp_path):
+    """``chosen by model=cnn`` only where model=cnn's file gives the target; an override that sets
+    it is named, and the --cfg job hint composes the job's own overrides."""
+    typed = "model.net._target_=litlab.models.mlp.MLP"
+    with pytest.raises(LitlabError) as e:
+        check_overrides([typed, "++model.net.foo=3", *_folders(tmp_path)])
+    assert f"gives foo to model.net (litlab.models.mlp.MLP, set by {typed}), which has no argument foo" in str(e.value)
+    assert f"(python -m litlab.train {typed} --cfg job --package model.net shows" in str(e.value)
+    assert "model=cnn" not in str(e.value)
+    own = tmp_path / "own" / "experiment"
+    own.mkdir(parents=True)
+    (own / "mlp_net.yaml").write_text("# @package _global_\nmodel:\n  net:\n    _target_: litlab.models.mlp.MLP\n")
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["--config-dir", str(tmp_path / "own"), "experiment=mlp_net", "++model.net.foo=3",
+                         *_folders(tmp_path)])
+    assert "gives foo to model.net (litlab.models.mlp.MLP), which has no argument foo" in str(e.value)
+    assert " experiment=mlp_net --cfg job --package model.net shows" in str(e.value)

@@ -7,8 +7,9 @@ is certain or None: a target outside litlab, a name bound by an assignment, an i
 module outside litlab or under a condition, a decorator that may change the signature (other
 than a plain ``@dataclass``), a ``**kwargs`` parameter (except one only handed to the ``__init__``
 of a litlab base class, ``super().__init__(**kwargs)``: then the base's arguments count too), a
-class whose ``__init__`` comes from a base outside litlab all give None, and the caller then
-accepts whatever was given.
+class whose ``__init__`` comes from a base outside litlab or is defined under ``if``/``try`` in
+its body all give None, and the caller then accepts whatever was given. Positional-only
+parameters (before ``/``) are not among the answer: a key cannot give them.
 """
 
 from __future__ import annotations
@@ -187,11 +188,33 @@ def _imported_name(name: str, module: tuple[str, ...]) -> str | None:
 
 def _function_params(args: ast.arguments, method: bool) -> tuple[str, ...] | None:
     """The names a call may pass by keyword; None where ``**kwargs`` takes any."""
-    if args.kwarg is not None:
-        return None
+    return None if args.kwarg is not None else _keyword_names(args, method)
+
+
+def _keyword_names(args: ast.arguments, method: bool) -> tuple[str, ...]:
+    """The parameters of ``args`` a call may name (``**kwargs`` aside): not the positional-only
+    ones before ``/``, and not ``self`` of a ``method``, which is the first positional whether
+    positional-only or not."""
     positional = [*args.posonlyargs, *args.args][1 if method else 0:]
     by_name = [a for a in positional if a not in args.posonlyargs] + list(args.kwonlyargs)
     return tuple(a.arg for a in by_name)
+
+
+def _bound_inside(body: list[ast.stmt]) -> set[str]:
+    """The names a class ``body`` binds other than by its own top-level ``def``/``class``: an
+    assignment, an import, or a ``def``/``class`` under ``if``/``try``/``with``."""
+    names: set[str] = set()
+    for stmt in body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        for n in ast.walk(stmt):
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                names.add(n.id)
+            elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(n.name)
+            elif isinstance(n, (ast.Import, ast.ImportFrom)):
+                names |= {a.asname or a.name.split(".")[0] for a in n.names}
+    return names
 
 
 def _class_params(cls: ast.ClassDef, module: tuple[str, ...], seen: frozenset[str]) -> tuple[str, ...] | None:
@@ -201,21 +224,21 @@ def _class_params(cls: ast.ClassDef, module: tuple[str, ...], seen: frozenset[st
     if here in seen or cls.keywords:  # a metaclass may build the instance otherwise
         return None
     body = {s.name: s for s in cls.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))}
-    assigned = {n.id for s in cls.body if not isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-                for n in ast.walk(s) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    if {"__new__", "__init__", "__call__"} & assigned or "__new__" in body:
-        return None
+    if {"__new__", "__init__", "__call__"} & _bound_inside(cls.body) or "__new__" in body:
+        return None  # bound by an assignment or import, or under if/try: not read
     dataclass = _plain_dataclass(cls.decorator_list)
     if cls.decorator_list and not dataclass:
         return None
     init = body.get("__init__")
     if init is not None and not init.decorator_list and _passes_kwargs_up(init) and len(cls.bases) == 1:
-        own = [a.arg for a in [*init.args.args[1:], *init.args.kwonlyargs]]
+        own = _keyword_names(init.args, method=True)
         inherited = _base_params(cls, module, seen | {here})
         return None if inherited is None else tuple(dict.fromkeys([*own, *inherited]))
     if init is not None:
         return None if init.decorator_list else _function_params(init.args, method=True)
     if dataclass:
+        if any(isinstance(n, ast.AnnAssign) for s in cls.body if not isinstance(s, ast.AnnAssign) for n in ast.walk(s)):
+            return None  # a field under if/try: its place among the fields is not read
         return None if cls.bases else tuple(
             s.target.id for s in cls.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
             and not any(w in ast.unparse(s.annotation) for w in ("ClassVar", "KW_ONLY")))

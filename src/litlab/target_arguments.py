@@ -12,22 +12,39 @@ own, torch's, Lightning's), one whose arguments cannot be read with certainty (`
 base class outside litlab), Hydra's own keys (``_partial_``, ...), a key the chosen files
 already have, ``model.*`` keys that litlab takes off the node before building the task (its
 speed switches), and keys of a node with no ``_target_`` (a choice with no settings:
-``empty_choices``; ``data.augment.*``, whose dict is one argument).
+``empty_choices``; ``data.augment.*``, whose dict is one argument). Refused whatever the target:
+an argument litlab passes itself when it builds the node (``model.net.num_classes``, from the
+data), which would override the user's value without a word; it is left out of the keys listed.
+An override this check cannot read (an interpolation that does not resolve yet) is let through
+to the checks after it.
 """
 
 from __future__ import annotations
 
 import ast
 import difflib
+import shlex
 from collections.abc import Callable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from litlab.errors import LitlabError
-from litlab.source_signatures import PACKAGE_DIR, target_params
+from litlab.source_signatures import PACKAGE_DIR, subclass_of, target_params
 
 # keys Hydra's instantiate reads itself and never passes on
 HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
+
+_FROM_DATA = {"input_shape": "the data (the shape of one sample)", "num_classes": "the data (its number of classes)"}
+# the arguments litlab passes itself when it builds the node (build.build_model and build_task,
+# compression.distillation's student), which replace whatever the config gives them
+SET_BY_LITLAB = {
+    "model.net": _FROM_DATA,
+    "compress.student": _FROM_DATA,
+    "model": {"num_classes": _FROM_DATA["num_classes"],
+              "mixing": "the mixing group (choose it with mixing=mixup, cutmix, ... and set its keys as mixing.*)"},
+}
+DISTILL = "litlab.compression.distillation.Distill"  # the compression method that builds compress.student
 
 
 def check_target_arguments(cfg: DictConfig, overrides: Sequence[str], primary_command: str,
@@ -37,17 +54,45 @@ def check_target_arguments(cfg: DictConfig, overrides: Sequence[str], primary_co
     ``keys_before``: a function of the overrides that returns the config composed from them (or
     None), to tell a key the chosen files already have; read only for a key about to be refused."""
     for override in overrides:
-        found = _given_to(cfg, override)
-        if found is None:
+        try:
+            refusal = _refusal(cfg, override, overrides, primary_command, keys_before)
+        except OmegaConfBaseException:  # not readable here (an interpolation): the checks after this one say
             continue
-        where, name, target = found
-        takes = target_params(target)
-        if takes is None or name in takes or name in HYDRA_KEYS or name in _taken_off(where):
-            continue
-        job = OmegaConf.select(cfg, "hydra.overrides.task", default=None)  # this job's own, in a sweep
-        if keys_before is not None and _in_files(keys_before, list(job or overrides), f"{where}.{name}"):
-            continue
-        raise not_an_argument(override, where, name, target, takes, _choice(cfg, where), primary_command)
+        if refusal is not None:
+            raise refusal
+
+
+def _refusal(cfg: DictConfig, override: str, overrides: Sequence[str], command: str,
+             compose: Callable[[list[str]], DictConfig | None] | None) -> LitlabError | None:
+    """The error for ``override`` where it gives its node's target an argument it does not take
+    or one litlab sets itself; None where it is let through."""
+    found = _given_to(cfg, override)
+    if found is None:
+        return None
+    where, name, target = found
+    set_aside = _set_by_litlab(cfg, where)
+    if name in set_aside:
+        return set_by_litlab(override, where, name, set_aside[name])
+    takes = target_params(target)
+    if takes is None or name in takes or name in HYDRA_KEYS or name in _taken_off(where):
+        return None
+    job = OmegaConf.select(cfg, "hydra.overrides.task", default=None)  # this job's own, in a sweep
+    # read as typed: ${hydra:runtime.output_dir} in any override does not resolve before the run
+    job = [str(o) for o in OmegaConf.to_container(job, resolve=False)] if job else list(overrides)
+    if compose is not None and _in_files(compose, job, f"{where}.{name}"):
+        return None
+    origin, hint = _origin(where, target, _choice(cfg, where), job, f"{where}.{name}", compose)
+    return not_an_argument(override, where, name, target, takes, origin, " ".join(filter(None, [command, hint])),
+                           set_aside)
+
+
+def _set_by_litlab(cfg: DictConfig, where: str) -> dict[str, str]:
+    """The arguments litlab passes itself to the node at ``where`` (``SET_BY_LITLAB``), each with
+    where it takes them from; ``compress.student`` only as litlab's distillation builds it."""
+    if where == "compress.student" and subclass_of(str(OmegaConf.select(cfg, "compress._target_", default="")),
+                                                   DISTILL) is not True:
+        return {}
+    return SET_BY_LITLAB.get(where, {})
 
 
 def _given_to(cfg: DictConfig, override: str) -> tuple[str, str, str] | None:
@@ -112,10 +157,43 @@ def _choice(cfg: DictConfig, where: str) -> str:
     return f"{group}={choice}" if isinstance(choice, str) else ""
 
 
-def not_an_argument(override: str, where: str, name: str, target: str, takes: Sequence[str], choice: str,
-                    command: str) -> LitlabError:
-    """The paragraph: the key, the target, the keys it takes (the closest to the key first)."""
-    close = difflib.get_close_matches(name, takes, n=len(takes), cutoff=0.6)
+def _origin(where: str, target: str, choice: str, job: Sequence[str], key: str,
+            compose: Callable[[list[str]], DictConfig | None] | None) -> tuple[str, str]:
+    """Where the node's target came from, said after it (``, chosen by model=cnn``, or ``, set by
+    model.net._target_=...`` where an override gives it), and the job's overrides without its
+    ``+``/``++`` of ``key``, quoted, for the ``--cfg job`` hint."""
+    hint = " ".join(shlex.quote(o) for o in job if not (o.startswith("+") and o.lstrip("+").split("=", 1)[0] == key))
+    for o in job:
+        typed, _, value = o.lstrip("+").partition("=")
+        if typed == f"{where}._target_" or (
+                (typed == where or where.startswith(f"{typed}.")) and value.lstrip().startswith("{")):
+            return f", set by {o}", hint
+    if not choice or compose is None:
+        return "", hint
+    alone = compose([choice])  # the target of the chosen file, as its own defaults compose it
+    try:
+        chosen = OmegaConf.select(alone, f"{where}._target_", default=None) if alone is not None else None
+    except OmegaConfBaseException:
+        chosen = None
+    return (f", chosen by {choice}" if chosen == target else ""), hint
+
+
+def set_by_litlab(override: str, where: str, name: str, source: str) -> LitlabError:
+    """The paragraph for an argument litlab passes the node itself (``SET_BY_LITLAB``)."""
+    return LitlabError(
+        f"{override} gives {name} to {where}, but litlab sets {where}.{name} from {source} when it builds "
+        f"{where}, so this value would never be used. Remove it. Refused before any work (no folder made, no data "
+        f"prepared).")
+
+
+def not_an_argument(override: str, where: str, name: str, target: str, takes: Sequence[str], origin: str,
+                    command: str, set_aside: dict[str, str] | None = None) -> LitlabError:
+    """The paragraph: the key, the target, the keys it takes (the closest to the key first), less
+    those litlab sets itself (``set_aside``, named after them). ``origin``: ``_origin``'s phrase;
+    ``command``: the command that shows the node with ``--cfg job``."""
+    set_aside = set_aside or {}
+    takes = [k for k in takes if k not in set_aside]
+    close = difflib.get_close_matches(name, takes, n=max(len(takes), 1), cutoff=0.6)
     ordered = [*close, *(k for k in takes if k not in close)]
     if ordered:
         listed = ", ".join(f"{where}.{k}" for k in ordered)
@@ -123,8 +201,9 @@ def not_an_argument(override: str, where: str, name: str, target: str, takes: Se
         keys = f"it takes {listed}.{hint}"
     else:
         keys = "it takes no settings."
-    chosen = f", chosen by {choice}" if choice else ""
+    if set_aside:  # not listed, as a value given to them is never used; said, as the user may look for them
+        keys += f" (litlab sets {' and '.join(f'{where}.{k}' for k in set_aside)} itself.)"
     return LitlabError(
-        f"{override} gives {name} to {where} ({target}{chosen}), which has no argument {name}: {keys} Refused "
-        f"before any work (no folder made, no data prepared): fix the key ({' '.join(filter(None, [command, choice]))} "
+        f"{override} gives {name} to {where} ({target}{origin}), which has no argument {name}: {keys} Refused "
+        f"before any work (no folder made, no data prepared): fix the key ({command} "
         f"--cfg job --package {where} shows the node's keys).")
