@@ -275,3 +275,130 @@ def test_balanced_with_a_class_without_training_samples_is_refused_naming_it(tmp
     assert ("model.class_weights=balanced weighs each class by n / (num_classes * n_c) over the training split, and "
             "class 2 has no training sample (of 17)") in done.stderr
     assert not (run / "checkpoints").exists()
+
+
+# ---- compression's fine-tuning weights (compress.finetune.class_weights) and the data's class count ----
+
+@pytest.mark.parametrize("overrides,message", [
+    (["compress=prune", "compress.finetune.class_weights=[1,0,2]"],
+     r"^compress.finetune.class_weights=\[1,0,2\] holds 0: each class's weight must be a positive number"),
+    (["compress=distill", "compress.finetune.class_weights=Balanced"],
+     r"^compress.finetune.class_weights=Balanced is not a setting litlab knows"),
+    # the class count known from the config: data=digits has 10, data=synthetic its data.num_classes
+    (["compress=prune", "compress.finetune.class_weights=[1,2,3]"],
+     r"^compress.finetune.class_weights=\[1,2,3\] gives 3 weights, but the data has num_classes=10"),
+    (["model.class_weights=[1,2,3]"],
+     r"^model.class_weights=\[1,2,3\] gives 3 weights, but the data has num_classes=10"),
+    (["data=synthetic", "data.num_classes=4", "model.class_weights=[1,2,3]"],
+     r"^model.class_weights=\[1,2,3\] gives 3 weights, but the data has num_classes=4: give one weight per class"),
+])
+def test_bad_fine_tuning_weights_and_wrong_lengths_are_refused_on_the_command_line_naming_the_key(
+        overrides, message, tmp_path):
+    folder = tmp_path / "cli"
+    with pytest.raises(LitlabError, match=message):
+        check_overrides([*overrides, f"hydra.run.dir={folder}"])
+    assert not folder.exists()
+
+
+def test_weights_of_the_right_length_or_of_data_counted_later_pass_the_command_line(tmp_path):
+    folder = tmp_path / "cli"
+    assert check_overrides(["data=synthetic", "data.num_classes=3", "model.class_weights=[1,2,3]",
+                            "compress=prune", "compress.finetune.class_weights=[3,2,1]", f"hydra.run.dir={folder}"])
+    # an npz's classes are known once it is read
+    assert check_overrides(["data=npz", "data.path=x.npz", "model.class_weights=[1,2,3]", f"hydra.run.dir={folder}"])
+
+
+def test_the_command_line_refuses_bad_fine_tuning_weights_before_torch(tmp_path):
+    err = refused_before_torch("litlab.train", ["compress=prune", "compress.finetune.class_weights=[1,0,2]",
+                                                f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert "compress.finetune.class_weights=[1,0,2] holds 0" in err and "model.class_weights" not in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("setting,message", [
+    ("balanced", r"^compress.finetune.class_weights=balanced weighs each class by n / \(num_classes \* n_c\) over "
+                 r"the training split, and class 2 has no training sample \(of 17\)"),
+    ("[1,2]", r"^compress.finetune.class_weights=\[1,2\] gives 2 weights, but the data has num_classes=4"),
+])
+def test_fine_tuning_weights_that_do_not_fit_the_data_are_refused_before_training(setting, message, cfg_factory,
+                                                                                  tmp_path):
+    path = write_imbalanced_npz(tmp_path / "gap.npz", counts=(8, 5, 4), missing=2)  # classes 0, 1, 3 train
+    cfg = cfg_factory(["data=npz", f"data.path={path}", "model=mlp", "logger=none", "compress=prune",
+                       f"compress.finetune.class_weights={setting}"])
+    with pytest.raises(LitlabError, match=message):
+        train(cfg)
+    run = tmp_path / "run"
+    assert not (run / "checkpoints").exists() and not (run / "compressed").exists()
+
+
+def test_a_failure_in_compression_leaves_no_half_written_compressed_folder(cfg_factory, tmp_path, monkeypatch):
+    from litlab.compression.pruning import MagnitudePrune
+
+    def refuse(self, net, dm, ctx):
+        assert (tmp_path / "run" / "compressed" / "dense.pt").is_file()  # written before the method applies
+        raise LitlabError("this method refuses")
+
+    monkeypatch.setattr(MagnitudePrune, "apply", refuse)
+    cfg = cfg_factory(["model=mlp", "logger=none", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+                       "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1", "compress=prune"])
+    with pytest.raises(LitlabError, match="this method refuses"):
+        train(cfg)
+    assert not (tmp_path / "run" / "compressed").exists()
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()  # training's files are kept
+
+
+def test_a_resumed_runs_compression_fine_tunes_with_the_weights_the_training_applied(cfg_factory, tmp_path, caplog):
+    common = ["model=mlp", "logger=none", "test=false", "+trainer.limit_train_batches=2",
+              "+trainer.limit_val_batches=1"]
+    train(cfg_factory([*common, "trainer.max_epochs=1", "model.class_weights=[1,2,3,4,5,6,7,8,9,10]"]))
+    caplog.set_level(logging.INFO, logger="litlab")
+    # the command now gives no weights; the resume trains on the checkpoint's, and so does the fine-tuning
+    train(cfg_factory([*common, "trainer.max_epochs=2", "ckpt_path=last", "compress=prune",
+                       "compress.finetune.epochs=1"]))
+    applied = [float(w) for w in range(1, 11)]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["class_weights"] == applied
+    report = json.loads((tmp_path / "run" / "compression.json").read_text())
+    assert report["settings"]["class_weights"] == applied
+    messages = [r.getMessage() for r in caplog.records]
+    assert ("compression fine-tunes with the class weights the training applied (model.class_weights): "
+            "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]") in messages
+    assert "fine-tuning with class weights [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]" in messages
+
+
+def test_fine_tuning_weights_given_on_the_command_line_win_over_the_trainings(cfg_factory, caplog):
+    from litlab.compression.finetune import use_class_weights
+
+    caplog.set_level(logging.INFO, logger="litlab.compression.finetune")
+    own = cfg_factory(["model=mlp", "model.class_weights=[1,2,3,4,5,6,7,8,9,10]", "compress=prune",
+                       "compress.finetune.class_weights=balanced"])
+    method = hydra.utils.instantiate(own.compress, _convert_="all")
+    use_class_weights(method.finetune, own, [float(w) for w in range(1, 11)])
+    assert method.finetune.class_weights == "balanced"
+    assert caplog.messages == ["compression fine-tunes with compress.finetune.class_weights=balanced, not the "
+                               "training's weights"]
+    default = cfg_factory(["model=mlp", "model.class_weights=balanced", "compress=prune"], name="d")
+    method = hydra.utils.instantiate(default.compress, _convert_="all")
+    use_class_weights(method.finetune, default, [0.5, 2.0])  # the list the training applied, not "balanced"
+    assert method.finetune.class_weights == [0.5, 2.0]
+
+
+def test_balanced_fine_tuning_weights_on_data_without_splits_are_refused_naming_the_key():
+    class NoSplits:
+        num_classes = 3
+
+    with pytest.raises(LitlabError, match=r"^compress.finetune.class_weights=balanced counts the training split's "
+                                          r"labels, and this data module \(NoSplits\) has no splits"):
+        class_weight_tensor(FineTune(class_weights="balanced"), NoSplits())
+    assert class_weight_tensor(FineTune(class_weights=WEIGHTS), NoSplits()).tolist() == WEIGHTS  # a list needs none
+
+
+def test_lr_find_records_the_class_weights_its_steps_applied(cfg_factory, tmp_path):
+    from litlab.tuning.lr_range import lr_find
+
+    path = write_imbalanced_npz(tmp_path / "skew.npz")
+    cfg = cfg_factory(["data=npz", f"data.path={path}", "data.batch_size=8", "model=mlp", "logger=none",
+                       "model.class_weights=balanced", "lr_find.num_steps=20"], config_name="lr_find")
+    record = lr_find(cfg)
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=np.load(path)["y_train"])
+    assert record["class_weights"] == pytest.approx(expected.tolist(), rel=1e-12)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["class_weights"] == record["class_weights"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from litlab import class_weights as weighting
@@ -33,8 +34,9 @@ class FineTune:
         lr: AdamW learning rate at the start (cosine decay to zero over the fine-tuning).
         weight_decay: AdamW weight decay.
         class_weights: the hard-label cross-entropy's weights per class, as ``model.class_weights``
-            (None, ``balanced`` over the training split, or a list); the training run's by default, so
-            a compressed net keeps the trained one's objective.
+            (None, ``balanced`` over the training split, or a list); by default the weights the
+            training applied (``use_class_weights``), so a compressed net keeps the trained one's
+            objective, a resumed run's too.
     """
 
     epochs: int = 5
@@ -44,7 +46,7 @@ class FineTune:
 
     def __post_init__(self) -> None:
         check_positive_int("compress.finetune.epochs", self.epochs)
-        self.class_weights = weighting.check_setting(self.class_weights)
+        self.class_weights = weighting.check_setting(self.class_weights, key=weighting.FINETUNE_KEY)
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or self.lr <= 0:
             raise LitlabError(f"compress.finetune.lr must be a positive number, got {self.lr!r}.")
         wd = self.weight_decay
@@ -61,11 +63,35 @@ def class_weight_tensor(settings: FineTune, dm) -> Tensor | None:
     """The fine-tuning's class weights on ``dm``'s training split (``(num_classes,)``), or None."""
     if settings.class_weights is None:
         return None
-    splits = getattr(dm, "splits", None)
-    weights = weighting.resolve(settings.class_weights, splits.train if splits is not None else None,
-                                dm.num_classes, getattr(dm, "class_names", None))
+    weights = weighting.resolve_on_data(settings.class_weights, dm, key=weighting.FINETUNE_KEY)
     log.info("fine-tuning with class weights %s", weighting.describe(weights))
     return torch.tensor(weights, dtype=torch.float32)
+
+
+def check_class_weights(settings: FineTune, cfg: DictConfig, dm) -> None:
+    """``compress.finetune.class_weights`` of its own against the data, before training (a list's
+    length, ``balanced`` with a class without training samples; only labels are counted). The
+    default, the training's weights, is the task's to check (``model.class_weights``)."""
+    if settings.class_weights is not None and not weighting.follows_training(cfg):
+        weighting.resolve_on_data(settings.class_weights, dm, key=weighting.FINETUNE_KEY)
+
+
+def use_class_weights(settings: FineTune, cfg: DictConfig, applied: list[float] | None) -> None:
+    """Sets the fine-tuning's class weights and says which in the log: with the default
+    ``compress.finetune.class_weights`` the ``applied`` ones (the training loss's: on a resume the
+    checkpoint's, not this command's ``model.class_weights``; a task without ``class_weights``: the
+    setting as configured), else the key's own value."""
+    if weighting.follows_training(cfg):
+        settings.class_weights = weighting.check_setting(applied, key=weighting.KEY)
+        log.info("compression fine-tunes with the class weights the training applied (%s): %s", weighting.KEY,
+                 _shown(applied))
+    elif settings.class_weights is not None or applied is not None:
+        log.info("compression fine-tunes with %s=%s, not the training's weights", weighting.FINETUNE_KEY,
+                 _shown(settings.class_weights))
+
+
+def _shown(setting: list[float] | str | None) -> str:
+    return "null" if setting is None else setting if isinstance(setting, str) else weighting.describe(setting)
 
 
 def train_loop(net: nn.Module, dm, settings: FineTune, seed: int, loss_fn: LossFn | None = None,

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from litlab.build import instantiate
-from litlab.compression import artifacts, report
+from litlab.compression import artifacts, finetune, report
 from litlab.compression.base import Compressor, Context, Uncompressed
 from litlab.compression.export import build_exporter
 from litlab.compression.measure import add_latencies, figures
@@ -44,6 +44,8 @@ def check_compression(cfg: DictConfig, net: nn.Module, dm) -> None:
     method = build_compressor(cfg)
     if method is not None:
         method.check(net, dm)
+        if method.finetune is not None:  # its own class weights against the data, before training
+            finetune.check_class_weights(method.finetune, cfg, dm)
     build_exporter(cfg)  # export settings too: a bad one would otherwise fail after training
 
 
@@ -68,6 +70,7 @@ def compress_after_training(cfg: DictConfig, model, trained: nn.Module, dm, run_
     try:
         return _compress(cfg, model, trained, dm, run_dir, loggers)
     except (LitlabError, KeyboardInterrupt, OSError, MemoryError, torch.cuda.OutOfMemoryError):
+        shutil.rmtree(out, ignore_errors=True)  # no half-written compressed/ here either
         raise  # a user error, a signal, or the machine (disk, memory), not the method on this net
     except Exception as e:
         log.error("compression failed", exc_info=True, extra=FILE_ONLY)
@@ -93,6 +96,9 @@ def _chosen() -> str:
 def _compress(cfg: DictConfig, model, trained: nn.Module, dm, run_dir: Path, loggers: list) -> dict:
     method = build_compressor(cfg)
     assert method is not None
+    if method.finetune is not None:  # the training's weights (a resume's: the checkpoint's), or its own
+        finetune.use_class_weights(method.finetune, cfg,
+                                   getattr(model, "class_weights", method.finetune.class_weights))
     ctx = context(cfg, run_dir, dm)
     out = Path(run_dir) / "compressed"
     record = model.run_record

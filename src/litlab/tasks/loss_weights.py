@@ -14,7 +14,6 @@ import torch
 from torch import Tensor
 
 from litlab import class_weights as weighting
-from litlab.errors import LitlabError
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +55,7 @@ class LossWeights:
         whole split (on every DDP rank the same, not a rank's shard); other settings are set already."""
         if self.setting != weighting.BALANCED:
             return
-        splits = getattr(dm, "splits", None)
-        if splits is None:
-            raise LitlabError(f"{weighting.KEY}=balanced counts the training split's labels, and this data module "
-                              f"({type(dm).__name__}) has no splits: give a list of num_classes weights.")
-        self.use(weighting.resolve(weighting.BALANCED, splits.train, self.num_classes,
-                                   getattr(dm, "class_names", None)))
+        self.use(weighting.resolve_on_data(weighting.BALANCED, dm, self.num_classes))
 
     def log_applied(self) -> None:
         """Says in the log which weights the training loss applies (where it applies any)."""

@@ -279,6 +279,8 @@ def lr_find(cfg: DictConfig) -> dict:
              "not_used": not_used, "one_process": note, "fit_time_s": result.fit_time_s,
              # as training records it: mixup(alpha=0.2), ...; absent for mixing=none
              **({"mixing": str(model.mixing)} if getattr(model, "mixing", None) is not None else {}),
+             # the class weights the steps' loss applied, as training records them; absent without
+             **({"class_weights": list(model.class_weights)} if getattr(model, "class_weights", None) else {}),
              "wall_time_s": time.perf_counter() - started}
     return write_results(cfg, run_dir, result, suggestion, facts)
 
