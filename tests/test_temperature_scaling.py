@@ -283,6 +283,47 @@ def test_auto_on_two_processes_fits_the_t_of_one_process(checkpoints, cfg_factor
     assert done.stdout.count("litlab eval of") == 1  # rank 0 prints and writes; the other rank neither
 
 
+def test_a_cut_validation_on_two_processes_fits_on_the_samples_of_one(checkpoints, cfg_factory, tmp_path):
+    """With trainer.limit_val_batches one process reads the split in a fixed random order, and the
+    ranks of two read the first samples in stored order: T was fitted on other samples (3.3979
+    against 3.5686 here). Lightning's limit counts batches per rank, so 2 processes with 2 batches
+    of 10 read the 40 samples one process reads with 4; now they are the same samples, and the same T."""
+    from tests.conftest import run_cli
+
+    _, sharp, path = checkpoints
+    cut = ["temperature=auto", f"data.path={path}", "data.batch_size=10"]
+    cfg = cfg_factory([f"ckpt_path={sharp}", "temperature=auto", "+trainer.limit_val_batches=4"], name="one",
+                      config_name="eval", fast=False)
+    with torch.no_grad():
+        evaluate(cfg, cut[1:])  # the data's keys, over the checkpoint's data config
+    two = tmp_path / "two"
+    done = run_cli("litlab.eval", f"ckpt_path={sharp}", *cut, "+trainer.limit_val_batches=2", "trainer=ddp_cpu",
+                   "trainer.devices=2", f"hydra.run.dir={two}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    t = json.loads((two / "metrics.json").read_text())["temperature"]
+    one_t = json.loads((tmp_path / "one" / "metrics.json").read_text())["temperature"]
+    assert t["val_samples"] == one_t["val_samples"] == 40
+    assert t["value"] == pytest.approx(one_t["value"], abs=1e-6)
+    assert t["val_nll_at_t1"] == pytest.approx(one_t["val_nll_at_t1"], abs=1e-6)
+
+
+def test_a_failed_fit_on_two_processes_is_said_once(checkpoints, tmp_path):
+    """Every rank fits T on the same gathered logits, so a fit that fails fails on every rank: each
+    printed the same paragraph. Rank 0 prints it; the run still fails (status 2, recorded)."""
+    from tests.conftest import run_cli
+
+    best, _, path = checkpoints
+    run = tmp_path / "two"
+    done = run_cli("litlab.eval", f"ckpt_path={best}", "temperature=auto", f"data.path={path}", "trainer=ddp_cpu",
+                   "trainer.devices=2", "+trainer.limit_val_batches=0", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.count("Error:") == 1, done.stderr[-3000:]
+    assert "Error: temperature=auto: the validation split gave no logits to fit T on" in done.stderr
+    assert "Traceback" not in done.stderr
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "failed" and record["error"].startswith("temperature=auto: the validation split")
+
+
 # --- predict -----------------------------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ from litlab.class_weights import check_class_weights
 from litlab.collection_entries import check_entries, check_histograms_early
 from litlab.config_flags import CONF_DIR, Primary, config_dirs, hydra_args, no_primary, primary_of
 from litlab.config_values import check_values, reads_clock
+from litlab.device_counts import device_count
 from litlab.empty_choices import check_empty_choices, key_of_empty_choice
 from litlab.errors import LitlabError
 from litlab.metric_direction import lower_is_better
@@ -304,15 +305,21 @@ def check_slurm_tasks(cfg: DictConfig) -> None:
     if OmegaConf.select(cfg, "hydra.runtime.choices", default={}).get("hydra/launcher") != "submitit_slurm":
         return
     devices, nodes = OmegaConf.select(cfg, "trainer.devices"), OmegaConf.select(cfg, "trainer.num_nodes") or 1
-    per_node = len(devices) if OmegaConf.is_list(devices) else devices
+    try:  # 2, "2", "0,1" and [0, 1] are 2 processes per node
+        per_node = device_count(devices)
+    except ValueError:
+        per_node = None  # a value Lightning refuses: the trainer checks on the node say so
     launcher = cfg.hydra.launcher
-    for key, theirs, ours in (("tasks_per_node", launcher.get("tasks_per_node"), per_node),
-                              ("nodes", launcher.get("nodes"), nodes)):
+    for key, theirs, ours, given in (("tasks_per_node", launcher.get("tasks_per_node"), per_node, devices),
+                                     ("nodes", launcher.get("nodes"), nodes, nodes)):
         # -1 and auto (every visible device) are known only on the node
         if isinstance(ours, int) and not isinstance(ours, bool) and ours >= 1 and isinstance(theirs, int) and theirs != ours:
-            mine = "trainer.devices" if key == "tasks_per_node" else "trainer.num_nodes"
+            mine = f"{'trainer.devices' if key == 'tasks_per_node' else 'trainer.num_nodes'}={ours}"
+            if not (isinstance(given, int) and given == ours):  # "2", "0,1", [0, 1]: as typed, and the count
+                typed = OmegaConf.to_container(given) if OmegaConf.is_list(given) else repr(given)
+                mine = f"trainer.devices={typed} ({ours} devices)"
             raise LitlabError(
-                f"hydra.launcher.{key}={theirs} but {mine}={ours}: SLURM starts one process per task and Lightning "
+                f"hydra.launcher.{key}={theirs} but {mine}: SLURM starts one process per task and Lightning "
                 f"one per device, so every job would be refused once it left the queue. Set "
                 f"hydra.launcher.{key}={ours} (and hydra.launcher.gpus_per_node to match on GPUs).")
 

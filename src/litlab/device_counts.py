@@ -17,24 +17,28 @@ AUTO = "auto"
 def read_devices(value: object) -> int | list[int] | None:
     """``value`` as a number (a count, or -1 for every device), a list of device ids, or None for
     ``auto``. Raises ValueError for a value that is none of these (a yes/no, a word, a float,
-    null, an empty id string)."""
+    null, ``auto`` with spaces around it, an id string without ids or with a blank one, ``"0, "``,
+    an empty list): those Lightning refuses."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is a yes/no value")
     if isinstance(value, int):
         return value
     if isinstance(value, str):
-        text = value.strip()
-        if text == AUTO:
+        if value == AUTO:  # as Lightning compares it: " auto " is no auto (its CPU accelerator refuses it)
             return None
-        if "," not in text:
-            return int(text)  # a word raises ValueError
-        ids = [int(part) for part in text.split(",") if part.strip()]  # "1," is the id 1
+        if "," not in value:
+            return int(value)  # int() allows spaces around the digits, as Lightning's own int(s.strip()); a word raises
+        # split as Lightning's _parse_gpu_ids splits: only empty parts are skipped ("1," is the id 1), so a
+        # part of spaces ("0, ") raises, as it does in Lightning
+        ids = [int(part.strip()) for part in value.split(",") if len(part) > 0]
         if not ids:
             raise ValueError(f"{value!r} names no device id")
         return ids
     if isinstance(value, Sequence):  # a list of ids (a ListConfig too)
         if any(isinstance(i, bool) or not isinstance(i, int) for i in value):
             raise ValueError(f"{value!r} holds something other than device ids")
+        if len(value) == 0:  # Lightning: "devices=[] is not a valid input"
+            raise ValueError(f"{value!r} names no device id")
         return list(value)
     raise ValueError(f"{value!r} is no device count")
 

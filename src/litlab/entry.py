@@ -241,8 +241,10 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
         message = too_long or (user_message(e) if user_error else f"{type(e).__name__}: {e}")
         _record(cfg, "failed", message)
         if user_error:
-            log.error("%s", message, extra=FILE_ONLY)
-            print(f"\nError: {message}", file=sys.stderr)
+            # an error every rank of a multi-process run raised alike (``same_on_every_rank``): rank 0 prints it
+            if is_rank_zero() or not getattr(e, "same_on_every_rank", False):
+                log.error("%s", message, extra=FILE_ONLY)
+                print(f"\nError: {message}", file=sys.stderr)
         else:
             log.error("run failed:\n%s", traceback.format_exc())
         if is_multirun():

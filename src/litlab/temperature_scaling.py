@@ -82,7 +82,12 @@ def fit_on_validation(cfg: DictConfig, model: L.LightningModule, dm) -> Temperat
     targets = torch.cat(kept.targets) if kept.targets else torch.empty(0, dtype=torch.long)
     if trainer.world_size > 1:  # a collective: every rank gets here, also one without batches
         logits, targets = gather_validation(trainer.strategy, logits, targets, len(dm.splits.val))
-    fit = fit_temperature(logits, targets)
+    try:
+        fit = fit_temperature(logits, targets)
+    except LitlabError as e:
+        # every rank fitted the same gathered logits and fails alike: rank 0 says it, every rank exits
+        e.same_on_every_rank = trainer.world_size > 1
+        raise
     if is_rank_zero():
         log.info("temperature T=%.4f fitted on %d validation samples (their NLL %.4f at T=1, %.4f at T)",
                  fit.temperature, fit.samples, fit.nll_before, fit.nll_after)
@@ -91,10 +96,11 @@ def fit_on_validation(cfg: DictConfig, model: L.LightningModule, dm) -> Temperat
 
 def gather_validation(strategy, logits: Tensor, targets: Tensor, split_size: int) -> tuple[Tensor, Tensor]:
     """Every rank's validation ``logits`` ``(n_r, C)`` and ``targets`` ``(n_r,)`` on every rank, as
-    ``(N, C)`` and ``(N,)`` in the split's order.
+    ``(N, C)`` and ``(N,)`` in the split's order (a cut one's: its fixed random order).
 
-    Rank ``r`` of ``W`` holds the samples ``r, r + W, r + 2W, ...`` (``EvalShard``; ranks may hold
-    one fewer than others), so interleaving the ranks' rows puts them back in order. A split
+    Rank ``r`` of ``W`` holds the samples ``r, r + W, r + 2W, ...`` of that order (``EvalShard``;
+    ranks may hold one fewer than others), so interleaving the ranks' rows puts them back in order:
+    with ``trainer.limit_val_batches`` the first samples of the order, those one process reads. A split
     smaller than ``W`` gets Lightning's sampler, which repeats its first samples at the end so
     that every rank has one: cutting at ``split_size`` drops the repeats. all_gather takes one
     shape on every rank, so the rows are padded to the longest rank's first."""

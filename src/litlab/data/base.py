@@ -286,15 +286,19 @@ class ClassificationData(L.LightningDataModule):
         An evaluation cut to its first batches (``role``'s ``trainer.limit_*_batches``, the debug
         presets) in one process reads the split in a fixed random order: its samples are stored class by class,
         so the first batches of the digits' test split held classes 0-3 only, and a short run's
-        test/acc read 0.0 beside a val/acc of 0.23."""
+        test/acc read 0.0 beside a val/acc of 0.23. Several processes shard that same order, rank
+        ``r`` of ``W`` reading its samples ``r, r + W, ...``: they read the samples one process reads
+        where the cut covers as many (Lightning's limit counts batches per rank, so W processes
+        with ``limit_*_batches=k`` read what one reads with ``W * k``); ``temperature=auto`` then fits
+        T on the same samples."""
         trainer = self.trainer
         world = trainer.world_size if trainer is not None else 1
-        if world > 1 and len(ds) >= world:
-            return self._loader(ds, shuffle=False, sampler=EvalShard(ds, world, trainer.global_rank))
+        order = None
         if self._eval_cut(role):
             order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0)).tolist()
-            return self._loader(ds, shuffle=False, sampler=order)
-        return self._loader(ds, shuffle=False)
+        if world > 1 and len(ds) >= world:
+            return self._loader(ds, shuffle=False, sampler=EvalShard(ds, world, trainer.global_rank, order))
+        return self._loader(ds, shuffle=False, sampler=order)
 
     def _eval_cut(self, role: str) -> bool:
         """Whether the ``role`` ("val" or "test") evaluation reads only its first batches."""

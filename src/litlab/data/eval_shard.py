@@ -15,12 +15,18 @@ class EvalShard(DistributedSampler):
     samples until every rank has as many, so some samples counted twice in the metrics. Here the
     ranks may hold one sample fewer than others; litlab's evaluation has no per-batch collective
     (its metrics are device sums reduced once at the epoch end), so that is safe.
+
+    ``order``: the split's sample indices in the order to read them (a cut evaluation's fixed random
+    order, ``ClassificationData._eval_loader``); rank ``r`` then reads ``order[r], order[r + N], ...``,
+    so the ranks' first batches together are the first samples of that order, as one process reads them.
     """
 
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int):
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, order: list[int] | None = None):
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
         self.total_size = len(dataset)
         self.num_samples = len(range(rank, self.total_size, num_replicas))
+        self.order = order
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.total_size, self.num_replicas))
+        mine = range(self.rank, self.total_size, self.num_replicas)
+        return iter(mine if self.order is None else (self.order[i] for i in mine))
