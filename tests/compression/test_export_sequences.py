@@ -84,9 +84,9 @@ def test_recurrent_files_run_at_half_once_and_twice_the_length_as_pytorch_does(t
 
 
 def test_every_lstm_export_in_one_process_keeps_the_time_axis_free(tmp_path):
-    """torch's exporter left its default LSTM decomposition cached after the first export of the
-    process: the second one (e.g. a test's after another test's) unrolled the example's steps and
-    fixed the time axis."""
+    """The second time-free LSTM export of a process (e.g. a test's after another test's) unrolled
+    the example's steps and fixed the time axis (state torch left from the first export:
+    ``dynamic_axes.forget_earlier_exports``)."""
     for i in range(2):
         torch.manual_seed(i)
         model = sequence_model(RNN((STEPS, FEATURES), CLASSES, cell="lstm", hidden_size=8))
@@ -180,3 +180,80 @@ def test_image_files_keep_only_the_batch_axis_free(tmp_path):
     x = torch.randint(0, 256, (7, 1, 8, 8), dtype=torch.uint8)
     with torch.no_grad():
         torch.testing.assert_close(onnx_runner(tmp_path / "m.onnx")(x), model(x), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(torchscript_runner(tmp_path / "m.pt")(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_time_free_export_after_a_batch_only_one_keeps_the_time_axis_free(tmp_path, cell):
+    """A batch-only export of the same op earlier in the process (an image RNN, or a sequence net
+    exported with the batch free alone) made the next time-free one unroll the example's steps:
+    ``['batch', 8, 3]``, recorded ``["batch"]``."""
+    torch.manual_seed(0)
+    first = sequence_model(RNN((STEPS, FEATURES), CLASSES, cell=cell, hidden_size=8))
+    OnnxExport().write(first, sequences(STEPS, batch=2), tmp_path / "batch_only.onnx", {0: "batch"})
+    assert onnx_input_shape(tmp_path / "batch_only.onnx") == ["batch", STEPS, FEATURES]
+    model = sequence_model(RNN((STEPS, FEATURES), CLASSES, cell=cell, hidden_size=8))
+    written = OnnxExport().write(model, sequences(STEPS, batch=2), tmp_path / "m.onnx", SEQUENCE_AXES)
+    assert onnx_input_shape(tmp_path / "m.onnx") == ["batch", "time", FEATURES]
+    assert written["dynamic_axes"] == ["batch", "time"]
+
+
+@pytest.mark.parametrize("batch, steps", [(1, STEPS), (2, 1)], ids=["batch-of-1", "1-step"])
+def test_a_size_1_example_axis_stays_free_in_the_file(tmp_path, caplog, batch, steps):
+    """``data.batch_size=1`` (or 1-step sequences) gave an example with a size-1 axis, which the
+    exporter took as a constant: the ONNX input was ``[1, 'time', F]`` (onnxruntime refused a batch
+    of 4) or ``['batch', 1, F]``, and the lost batch axis went unsaid."""
+    torch.manual_seed(0)
+    model = sequence_model(RNN((steps, FEATURES), CLASSES, cell="gru", hidden_size=8))
+    with caplog.at_level(logging.INFO, logger="litlab.compression.dynamic_axes"):
+        onnx_axes = OnnxExport().write(model, sequences(steps, batch=batch), tmp_path / "m.onnx", SEQUENCE_AXES)
+        ts_axes = TorchScriptExport().write(model, sequences(steps, batch=batch), tmp_path / "m.pt", SEQUENCE_AXES)
+    assert onnx_input_shape(tmp_path / "m.onnx") == ["batch", "time", FEATURES]
+    assert onnx_axes["dynamic_axes"] == ts_axes["dynamic_axes"] == ["batch", "time"]
+    assert "export=" not in caplog.text  # nothing fixed, nothing to say
+    run_onnx, run_ts = onnx_runner(tmp_path / "m.onnx"), torchscript_runner(tmp_path / "m.pt")
+    for length in (1, steps, 3 * steps):
+        x = sequences(length, batch=4)
+        with torch.no_grad():
+            eager = model(x)
+            torch.testing.assert_close(run_ts(x), eager, atol=1e-4, rtol=1e-4, msg=f"torchscript, {length} steps")
+        torch.testing.assert_close(run_onnx(x), eager, atol=1e-4, rtol=1e-4, msg=f"onnx, {length} steps")
+
+
+class RowsOfTwo(nn.Module):
+    """A net whose code needs a batch of 2: it adds a fixed (2, K) table to the logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(STEPS * FEATURES, CLASSES)
+        self.register_buffer("rows", torch.arange(2 * CLASSES, dtype=torch.float32).reshape(2, CLASSES))
+
+    def forward(self, x):
+        return self.head(x.flatten(1)) + self.rows
+
+
+@pytest.mark.parametrize("exporter, suffix", [(OnnxExport(), ".onnx"), (TorchScriptExport(), ".pt")],
+                         ids=["onnx", "torchscript"])
+def test_a_file_that_fixes_the_batch_says_so_and_does_not_record_it_free(tmp_path, caplog, exporter, suffix):
+    """An asked axis the file does not leave free is logged as a warning and left out of the record
+    (TorchScript recorded the asked axes as they were, the batch never checked)."""
+    torch.manual_seed(0)
+    model = sequence_model(RowsOfTwo())
+    with caplog.at_level(logging.WARNING, logger="litlab.compression.dynamic_axes"):
+        written = exporter.write(model, sequences(STEPS, batch=2), tmp_path / f"m{suffix}", {0: "batch"})
+    assert written["dynamic_axes"] == []
+    assert f"export={exporter.name}: the written file takes a batch of 2 only" in caplog.text
+
+
+@pytest.mark.parametrize("exporter, suffix", [(OnnxExport(), ".onnx"), (TorchScriptExport(), ".pt")],
+                         ids=["onnx", "torchscript"])
+def test_a_1_step_net_that_needs_its_length_is_reported_in_plain_words(tmp_path, caplog, exporter, suffix):
+    """An MLP trained on 1-step sequences: "sequences of 1 step only ... (it does not run at 2 steps)"
+    (was "1 steps", and "does not run at 1 and 2 steps" though it runs at 1)."""
+    torch.manual_seed(0)
+    model = sequence_model(MLP((1, FEATURES), CLASSES, hidden_sizes=(8,)))
+    with caplog.at_level(logging.INFO, logger="litlab.compression.dynamic_axes"):
+        written = exporter.write(model, sequences(1, batch=2), tmp_path / f"m{suffix}", SEQUENCE_AXES)
+    assert written["dynamic_axes"] == ["batch"]
+    assert (f"export={exporter.name}: the file takes sequences of 1 step only, as the net does (it does not run at "
+            f"2 steps)") in caplog.text

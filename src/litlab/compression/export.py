@@ -87,11 +87,11 @@ class OnnxExport:
         import onnxruntime as ort
 
         axes = axes or {dynamic_axes.BATCH_AXIS: "batch"}
+        example = dynamic_axes.padded(model, example, axes)  # a size-1 axis would be fixed in the file
         # min=1: a recurrent net runs on one step as on many; the exporter fixes an axis the net's
         # code needs at the example's size (an MLP's flattened (T, F)), which the file's dims then show
         dims = {i: torch.export.Dim(name, min=1) for i, name in axes.items()}
-        if dynamic_axes.TIME_AXIS in axes:
-            dynamic_axes.forget_cached_rnn_kernels()
+        dynamic_axes.forget_earlier_exports()
         with warnings.catch_warnings(), _quiet_loggers("onnxscript", "onnx_ir", "torch.onnx"):
             warnings.simplefilter("ignore")
             torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=["input"], output_names=["logits"],
@@ -103,11 +103,9 @@ class OnnxExport:
         if written != self.opset:
             log.warning("export.opset=%d: the exporter could not convert this model to it and wrote opset %d "
                         "(export/opset in metrics.json)", self.opset, written)
-        free = dynamic_axes.declared_in_onnx(graph, axes)
-        if dynamic_axes.TIME_AXIS in axes:
-            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            free = dynamic_axes.checked(axes, free, lambda x: session.run(None, {"input": x.numpy()})[0], model,
-                                        example, self.name)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        free = dynamic_axes.checked(axes, dynamic_axes.declared_in_onnx(graph, axes),
+                                    lambda x: session.run(None, {"input": x.numpy()})[0], model, example, self.name)
         return {"opset": written, "dynamic_axes": free}
 
     def verify(self, path: Path, model: nn.Module, dm) -> dict:
@@ -132,10 +130,11 @@ class TorchScriptExport:
         self.check = check
 
     def write(self, model: nn.Module, example: Tensor, path: Path, axes: dict[int, str] | None = None) -> dict:
-        """Writes ``path``; a trace holds no shapes, so ``axes`` (the batch alone by default) are
-        recorded as free where the file runs them: the time axis only where its logits at other
-        lengths match the model's (a trace of nn.GRU/nn.LSTM keeps the length free)."""
+        """Writes ``path``; a trace declares no shapes, so ``axes`` (the batch alone by default) are
+        recorded as free where the file's logits match the model's at another size of them (a
+        trace of nn.GRU/nn.LSTM keeps the length free)."""
         axes = axes or {dynamic_axes.BATCH_AXIS: "batch"}
+        example = dynamic_axes.padded(model, example, axes)  # a trace can hold a size-1 axis as a constant
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if isinstance(model, nn.Sequential) and isinstance(model[0], Normalize):
