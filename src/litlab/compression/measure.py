@@ -1,4 +1,4 @@
-"""The before/after figures: test accuracy, parameter counts, artifact size and CPU latency."""
+"""The before/after figures: test accuracy, parameter counts, one sample's FLOPs, artifact size and CPU latency."""
 
 from __future__ import annotations
 
@@ -123,7 +123,24 @@ def figures(net: nn.Module, dm, artifact: Path, state: dict) -> dict:
         "params": params,
         "nonzero_params": nonzero,
         "size_bytes": Path(artifact).stat().st_size,
+        **flops(net, dm.input_shape),
     }
+
+
+def flops(net: nn.Module, input_shape: tuple[int, ...]) -> dict:
+    """``flops``: the forward FLOPs of one sample through ``net``, counted as the model summary's
+    ``flops_per_sample`` is; or None, with ``flops_not_counted`` saying why (int8 layers and an LSTM
+    on CPU run kernels that torch's counter cannot see). A count never fails the compression."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from litlab.callbacks.model_summary import Uncounted, one_sample_flops
+
+    try:
+        return {"flops": quant_backend.run(one_sample_flops, net, tuple(input_shape), FlopCounterMode(display=False))}
+    except Uncounted as e:
+        return {"flops": None, "flops_not_counted": str(e)}
+    except Exception as e:
+        return {"flops": None, "flops_not_counted": f"the forward pass of one zero sample failed: {type(e).__name__}"}
 
 
 def add_latencies(figs: dict[str, dict], nets: dict[str, nn.Module], dm, measure: Measure) -> None:

@@ -9,7 +9,8 @@ from litlab.reporting.run_files import write_json
 
 log = logging.getLogger(__name__)
 
-ROWS = ("test_acc", "test_loss", "params", "nonzero_params", "size_bytes", "latency_ms_batch1",
+# ``flops``: one sample's forward FLOPs, None where not counted (int8 layers, an LSTM on CPU)
+ROWS = ("test_acc", "test_loss", "params", "nonzero_params", "flops", "size_bytes", "latency_ms_batch1",
         "latency_ms_test_batch")
 
 
@@ -19,13 +20,15 @@ def after_key(row: str) -> str:
 
 
 def ratios(before: dict, after: dict) -> dict:
-    """after/before size and parameter ratios, before/after latency (speed-up)."""
+    """after/before size, parameter and FLOP ratios, before/after latency (speed-up); None where a
+    figure is 0 or not counted."""
     def div(a, b):
-        return a / b if b else None
+        return a / b if a is not None and b else None
 
     return {
         "size_ratio": div(after["size_bytes"], before["size_bytes"]),
         "nonzero_ratio": div(after["nonzero_params"], before["nonzero_params"]),
+        "flops_ratio": div(after.get("flops"), before.get("flops")),
         "acc_change": after["test_acc"] - before["test_acc"],
         "speedup_batch1": div(before["latency_ms_batch1"], after["latency_ms_batch1"]),
         "speedup_test_batch": div(before["latency_ms_test_batch"], after["latency_ms_test_batch"]),
@@ -37,22 +40,32 @@ def table(report: dict) -> str:
     before, after = report["before"], report["after"]
     lines = [f"**{report['method']}**", "", "| | before | after |", "| --- | --- | --- |"]
     for key in ROWS:
-        fmt = "{:.4f}" if isinstance(before[key], float) else "{}"
-        lines.append(f"| {key} | {fmt.format(before[key])} | {fmt.format(after[key])} |")
+        lines.append(f"| {key} | {_cell(before.get(key))} | {_cell(after.get(key))} |")
     for key, value in report["change"].items():
         if value is not None:
             lines.append(f"| {key} | | {value:.4f} |")
     for key, value in report.get("extra", {}).items():  # e.g. the distilled student next to the one alone
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             lines.append(f"| {key} | | {value:.4f} |")
+    for side in ("before", "after"):  # a paragraph of its own: a line right under a table is a row
+        if report[side].get("flops_not_counted"):
+            lines += ["", f"FLOPs {side} not counted: {report[side]['flops_not_counted']}."]
     return "\n".join(lines)
 
 
+def _cell(value) -> str:
+    if value is None:
+        return "not counted"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
 def metrics_fields(report: dict) -> dict:
-    """Flat ``compress/...`` keys for metrics.json."""
+    """Flat ``compress/...`` keys for metrics.json; a figure not counted (FLOPs) is left out, as
+    ``flops_per_sample`` is, and why is in compression.json."""
     fields = {"compress/method": report["method"], "compress/artifact": report["artifacts"]["after"]}
     for side in ("before", "after"):
-        fields.update({f"compress/{side}/{k}": v for k, v in report[side].items()})
+        fields.update({f"compress/{side}/{k}": v for k, v in report[side].items()
+                       if v is not None and k != "flops_not_counted"})
     fields.update({f"compress/{k}": v for k, v in report["change"].items()})
     fields.update({f"compress/{k}": v for k, v in report.get("extra", {}).items() if isinstance(v, (int, float))})
     return fields
