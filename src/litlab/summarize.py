@@ -3,7 +3,7 @@
 Reads each job's ``metrics.json`` and ``.hydra/overrides.yaml`` under a multirun folder; prints the
 table ranked by the optimized metric (swept values as columns, failed jobs marked) and writes
 ``summary.csv``, ``summary.md``, ``metric_vs_params.png`` and, when the jobs were compressed,
-``accuracy_vs_size.png`` / ``accuracy_vs_latency.png`` with their Pareto fronts. The same table
+``accuracy_vs_size.png`` / ``accuracy_vs_latency.png`` / ``accuracy_vs_flops.png`` with their Pareto fronts. The same table
 and figures go to TensorBoard in ``DIR/tensorboard_summary``. ``--out OUT`` writes these files into
 ``OUT`` instead (for a sweep folder that is read-only or shared). ``--average-over seed`` makes
 one row of the jobs that differ only in the seed, with each metric's mean ± std over them
@@ -35,7 +35,7 @@ from litlab.sweeps.sweep_table import (TEST_SPLIT_LEGEND, check_metric_present, 
 log = logging.getLogger(__name__)
 
 # the figures a summary may draw, each DIR/<name>.png
-FIGURES = ("metric_vs_params", "accuracy_vs_size", "accuracy_vs_latency")
+FIGURES = ("metric_vs_params", "accuracy_vs_size", "accuracy_vs_latency", "accuracy_vs_flops")
 
 
 def summarize(sweep_dir: Path, metric: str | None = None, direction: str | None = None,
@@ -90,7 +90,7 @@ def rank_sweep(sweep_dir: Path, metric: str | None = None, direction: str | None
         for row in rows:
             row["rank"] = "-"
     figures = {"metric_vs_params": metric_vs_params(jobs, params, metric)}
-    for kind in ("size", "latency"):
+    for kind in ("size", "latency", "flops"):
         if "accuracy" in compressed and kind in compressed:
             drawn = accuracy_vs_cost(jobs, compressed["accuracy"], compressed[kind])
             if drawn is not None:

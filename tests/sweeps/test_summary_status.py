@@ -113,3 +113,15 @@ def test_the_cost_axes_read_the_compressed_models_figures_by_name():
     assert compression_keys(jobs) == {"accuracy": "compress/after/test_acc", "size": "compress/after/size_bytes",
                                       "latency": "compress/after/latency_ms_batch1"}
     assert compression_keys([{"val/acc": 0.9}]) == {}
+
+
+def test_the_compressed_models_flops_are_a_cost_with_their_own_pareto_front(tmp_path):
+    s = tmp_path / "flops"
+    for name, acc, size, flops in [("0", 0.9, 2000, 600), ("1", 0.8, 1000, 900), ("2", 0.85, 3000, 100)]:
+        _job(s, name, 0.001 * (int(name) + 1), {"status": "completed", "val/acc": acc, "optimized_metric": "val/acc",
+                                                  "compress/after/test_acc": acc, "compress/after/size_bytes": size,
+                                                  "compress/after/flops": flops})
+    rows = summarize(s)["rows"]
+    # size: 1 (smallest) and 0 (most accurate); FLOPs: 2 (fewest) and 0; 1 is beaten by 2 on FLOPs
+    assert {r["job"]: r["pareto"] for r in rows} == {"0": "size flops", "1": "size", "2": "flops"}
+    assert (s / "accuracy_vs_flops.png").is_file() and "compress/after/flops" in (s / "summary.csv").read_text()

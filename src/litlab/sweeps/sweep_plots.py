@@ -52,7 +52,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def accuracy_vs_cost(jobs: list[Job], acc_key: str, cost_key: str) -> tuple[Figure, list[str]] | None:
-    """Scatter of accuracy against a cost (size, latency) of the completed jobs, the Pareto front
+    """Scatter of accuracy against a cost (size, latency, FLOPs) of the completed jobs, the Pareto front
     drawn and labelled; a failed job's numbers may be there but are no result to choose."""
     pairs = [(j, j.value(acc_key), j.value(cost_key)) for j in jobs if j.completed]
     pairs = [(j, a, c) for j, a, c in pairs if a is not None and c is not None]
