@@ -210,3 +210,28 @@ def test_a_dataclass_field_under_a_condition_is_not_guessed_at(fake_package):
                 lr: float = 1e-3
         """)
     assert target_params("litlab.impl.Fields") is None
+
+
+def test_an_annotated_local_in_a_dataclass_method_is_no_field(fake_package):
+    """The guard against fields under ``if``/``try`` walked into methods: an annotated local in
+    ``__post_init__`` made the whole dataclass unread (None), so its keys went unchecked."""
+    fake_package("impl.py", """
+        from dataclasses import dataclass
+
+        @dataclass
+        class Fields:
+            epochs: int = 5
+            lr: float = 1e-3
+
+            def __post_init__(self):
+                limit: float = 10.0
+                if self.lr > limit:
+                    raise ValueError(self.lr)
+
+            async def later(self):
+                step: int = 0
+
+            class Inner:
+                note: str = ""
+        """)
+    assert target_params("litlab.impl.Fields") == ("epochs", "lr")

@@ -106,7 +106,6 @@ def test_an_interpolation_in_any_override_leaves_the_refusal_a_clean_error(tmp_p
     (["++model.net.num_classes=3"], "litlab sets model.net.num_classes from the data (its number of classes)"),
     (["model=mlp", "+model.net.input_shape=[1,8,8]"], "litlab sets model.net.input_shape from the data (the shape"),
     (["+model.num_classes=3"], "litlab sets model.num_classes from the data (its number of classes)"),
-    (["++model.mixing=null"], "litlab sets model.mixing from the mixing group (choose it with mixing=mixup"),
     (["compress=distill", "++compress.student.num_classes=3"], "litlab sets compress.student.num_classes from the data"),
     # a net of the user's own is given them all the same (build.build_model)
     (["model.net._target_=my_nets.Tiny", "++model.net.num_classes=3"], "litlab sets model.net.num_classes from"),
@@ -151,3 +150,53 @@ def test_the_target_named_is_where_it_came_from(tmp_path):
                          *_folders(tmp_path)])
     assert "gives foo to model.net (litlab.models.mlp.MLP), which has no argument foo" in str(e.value)
     assert " experiment=mlp_net --cfg job --package model.net shows" in str(e.value)
+
+
+@pytest.mark.parametrize("args", [["++model.mixing=null"], ["mixing=none", "+model.mixing=0.4"],
+                                  ["mixing=mixup", "++model.mixing=0.4"]])
+def test_model_mixing_is_refused_as_the_mixing_groups(tmp_path, args):
+    """Under mixing=none the value typed reached the task as it was and failed the training, so
+    'would never be used' was untrue: the refusal says the key is the mixing group's."""
+    with pytest.raises(LitlabError) as e:
+        check_overrides([*args, *_folders(tmp_path)])
+    assert str(e.value).startswith(f"{args[-1]} gives mixing to model, but model.mixing is the mixing group's, and a "
+                                   f"value given here is not a mixer: litlab hands the task the mixer that "
+                                   f"mixing=mixup, cutmix or mixup_cutmix builds (its keys are mixing.*).")
+    assert "would never be used" not in str(e.value)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("typed, said", [
+    ("++trainer.logger=false", "Remove it and choose them with logger=tensorboard, csv or none"),
+    ("+trainer.logger=false", "Remove it and choose them with logger=tensorboard, csv or none"),
+    ("++trainer.callbacks=[]", "(callbacks=default, early_stopping or none; callbacks.NAME=null drops one"),
+    ("++trainer.plugins=[]", "litlab has no key for other plugins (the precision is trainer.precision)"),
+])
+def test_trainer_arguments_litlab_passes_itself_are_refused_before_torch_and_any_folder(tmp_path, typed, said):
+    """build_trainer passes the trainer its callbacks, loggers and plugins: ++trainer.logger=false
+    ran with rc 0 and wrote TensorBoard files and checkpoints without a word."""
+    # one short epoch, should the key be let through again
+    stderr = refused_before_torch("litlab.train", ["trainer.max_epochs=1", typed,
+                                                   *_folders(tmp_path)], cwd=tmp_path)
+    name = typed.lstrip("+").split("=")[0].split(".")[1]
+    assert f"Error: {typed} gives {name} to trainer, but litlab gives the trainer " in stderr
+    assert "so this value would never be used" in stderr and said in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_the_switches_litlab_honours_on_the_trainer_are_let_through(tmp_path):
+    """trainer.enable_checkpointing=false and enable_progress_bar=false drop litlab's callbacks of
+    that kind (build_trainer); a profiler given replaces litlab's no-op one."""
+    check_overrides(["+trainer.enable_checkpointing=false", "+trainer.enable_progress_bar=false",
+                     "+trainer.profiler=simple", *_folders(tmp_path)])
+
+
+def test_a_dict_override_is_the_origin_only_where_it_gives_the_target(tmp_path):
+    """model.net={hidden_size:64} keeps model=cnn's target: it was named as where the target came from."""
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["model.net={hidden_size:64}", "+model.net.hiden=1", *_folders(tmp_path)])
+    assert "gives hiden to model.net (litlab.models.cnn.CNN, chosen by model=cnn), which has" in str(e.value)
+    given = "+model={net:{_target_:litlab.models.mlp.MLP}}"
+    with pytest.raises(LitlabError) as e:
+        check_overrides([given, "+model.net.hiden=1", *_folders(tmp_path)])
+    assert f"gives hiden to model.net (litlab.models.mlp.MLP, set by {given}), which has" in str(e.value)

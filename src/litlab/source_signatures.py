@@ -237,8 +237,12 @@ def _class_params(cls: ast.ClassDef, module: tuple[str, ...], seen: frozenset[st
     if init is not None:
         return None if init.decorator_list else _function_params(init.args, method=True)
     if dataclass:
-        if any(isinstance(n, ast.AnnAssign) for s in cls.body if not isinstance(s, ast.AnnAssign) for n in ast.walk(s)):
-            return None  # a field under if/try: its place among the fields is not read
+        # a field under if/try: its place among the fields is not read (a method's annotated local,
+        # ``limit: float = 10.0`` in ``__post_init__``, is no field)
+        if any(isinstance(n, ast.AnnAssign) for s in cls.body
+               if not isinstance(s, (ast.AnnAssign, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+               for n in ast.walk(s)):
+            return None
         return None if cls.bases else tuple(
             s.target.id for s in cls.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
             and not any(w in ast.unparse(s.annotation) for w in ("ClassVar", "KW_ONLY")))

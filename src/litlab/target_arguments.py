@@ -14,7 +14,8 @@ already have, ``model.*`` keys that litlab takes off the node before building th
 speed switches), and keys of a node with no ``_target_`` (a choice with no settings:
 ``empty_choices``; ``data.augment.*``, whose dict is one argument). Refused whatever the target:
 an argument litlab passes itself when it builds the node (``model.net.num_classes``, from the
-data), which would override the user's value without a word; it is left out of the keys listed.
+data; ``trainer.logger``, the logger group's), which would override the user's value without a
+word, and ``model.mixing``, the mixing group's; they are left out of the keys listed.
 An override this check cannot read (an interpolation that does not resolve yet) is let through
 to the checks after it.
 """
@@ -26,6 +27,8 @@ import difflib
 import shlex
 from collections.abc import Callable, Sequence
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -35,14 +38,41 @@ from litlab.source_signatures import PACKAGE_DIR, subclass_of, target_params
 # keys Hydra's instantiate reads itself and never passes on
 HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
 
-_FROM_DATA = {"input_shape": "the data (the shape of one sample)", "num_classes": "the data (its number of classes)"}
-# the arguments litlab passes itself when it builds the node (build.build_model and build_task,
-# compression.distillation's student), which replace whatever the config gives them
+
+def _from_data(where: str, *names: str) -> dict[str, str]:
+    """Why a value typed for ``where``'s ``names`` is refused, as litlab takes them from the data."""
+    sources = {"input_shape": "the data (the shape of one sample)", "num_classes": "the data (its number of classes)"}
+    return {name: f"litlab sets {where}.{name} from {sources[name]} when it builds {where}, so this value would "
+                  f"never be used. Remove it" for name in names}
+
+
+# the arguments litlab passes itself when it builds the node (build.build_model, build_task and
+# build_trainer, compression.distillation's student), each with why the value typed is refused and
+# what to do instead
 SET_BY_LITLAB = {
-    "model.net": _FROM_DATA,
-    "compress.student": _FROM_DATA,
-    "model": {"num_classes": _FROM_DATA["num_classes"],
-              "mixing": "the mixing group (choose it with mixing=mixup, cutmix, ... and set its keys as mixing.*)"},
+    "model.net": _from_data("model.net", "input_shape", "num_classes"),
+    "compress.student": _from_data("compress.student", "input_shape", "num_classes"),
+    "model": {
+        **_from_data("model", "num_classes"),
+        # under mixing=none the value reached the task as it is, and the training failed on it
+        "mixing": "model.mixing is the mixing group's, and a value given here is not a mixer: litlab hands the task "
+                  "the mixer that mixing=mixup, cutmix or mixup_cutmix builds (its keys are mixing.*). Remove it and "
+                  "choose the mixing with the mixing group",
+    },
+    # build.build_trainer (training and eval) passes these to the Trainer; lr_find's sweep its own
+    # callbacks and logger=False too
+    "trainer": {
+        "callbacks": "litlab gives the trainer the callbacks it builds itself, so this value would never be used. "
+                     "Remove it: in training they are the callbacks group's (callbacks=default, early_stopping or "
+                     "none; callbacks.NAME=null drops one, +callbacks.NAME={_target_:CLASS} adds one of your own) "
+                     "and the averaging's (averaging=...)",
+        "logger": "litlab gives the trainer the loggers of the logger group itself, so this value would never be "
+                  "used. Remove it and choose them with logger=tensorboard, csv or none (both: "
+                  "logger=[tensorboard,csv])",
+        "plugins": "litlab gives the trainer its own plugin (the checkpoint writer that replaces a file only once "
+                   "the new one is whole), so this value would never be used; litlab has no key for other plugins "
+                   "(the precision is trainer.precision). Remove it",
+    },
 }
 DISTILL = "litlab.compression.distillation.Distill"  # the compression method that builds compress.student
 
@@ -164,9 +194,7 @@ def _origin(where: str, target: str, choice: str, job: Sequence[str], key: str,
     ``+``/``++`` of ``key``, quoted, for the ``--cfg job`` hint."""
     hint = " ".join(shlex.quote(o) for o in job if not (o.startswith("+") and o.lstrip("+").split("=", 1)[0] == key))
     for o in job:
-        typed, _, value = o.lstrip("+").partition("=")
-        if typed == f"{where}._target_" or (
-                (typed == where or where.startswith(f"{typed}.")) and value.lstrip().startswith("{")):
+        if _gives_target(o, where):
             return f", set by {o}", hint
     if not choice or compose is None:
         return "", hint
@@ -178,11 +206,28 @@ def _origin(where: str, target: str, choice: str, job: Sequence[str], key: str,
     return (f", chosen by {choice}" if chosen == target else ""), hint
 
 
-def set_by_litlab(override: str, where: str, name: str, source: str) -> LitlabError:
-    """The paragraph for an argument litlab passes the node itself (``SET_BY_LITLAB``)."""
+def _gives_target(override: str, where: str) -> bool:
+    """Whether ``override`` sets the ``_target_`` of the node at ``where``: ``model.net._target_=...``,
+    or a dict given to the node or above it that holds one there (``model.net={_target_: ...}``);
+    a dict without it (``model.net={hidden_size:64}``) leaves the chosen file's target."""
+    typed, _, value = override.lstrip("+").partition("=")
+    if typed == f"{where}._target_":
+        return True
+    if not (typed == where or where.startswith(f"{typed}.")) or not value.lstrip().startswith("{"):
+        return False
+    try:
+        node = OverridesParser.create().parse_override(override).value()
+    except HydraException:  # Hydra says what is wrong with it when it composes; here it names no origin
+        return False
+    for part in where[len(typed):].split(".")[1:]:  # from the key typed down to the node
+        node = node.get(part) if isinstance(node, dict) else None
+    return isinstance(node, dict) and "_target_" in node
+
+
+def set_by_litlab(override: str, where: str, name: str, reason: str) -> LitlabError:
+    """The paragraph for an argument litlab passes the node itself (``reason``: its ``SET_BY_LITLAB`` text)."""
     return LitlabError(
-        f"{override} gives {name} to {where}, but litlab sets {where}.{name} from {source} when it builds "
-        f"{where}, so this value would never be used. Remove it. Refused before any work (no folder made, no data "
+        f"{override} gives {name} to {where}, but {reason}. Refused before any work (no folder made, no data "
         f"prepared).")
 
 
