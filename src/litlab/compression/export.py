@@ -134,7 +134,9 @@ class TorchScriptExport:
         recorded as free where the file's logits match the model's at another size of them (a
         trace of nn.GRU/nn.LSTM keeps the length free)."""
         axes = axes or {dynamic_axes.BATCH_AXIS: "batch"}
-        example = dynamic_axes.padded(model, example, axes)  # a trace can hold a size-1 axis as a constant
+        # as for ONNX, though no litlab net's trace keeps a size-1 axis as a constant (traced at batch 1,
+        # each ran a batch of 4 alike); the check below says so where a net's trace does
+        example = dynamic_axes.padded(model, example, axes)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if isinstance(model, nn.Sequential) and isinstance(model[0], Normalize):
