@@ -30,33 +30,27 @@ from litlab.tuning.temperature_fit import TemperatureFit, fit_temperature
 log = logging.getLogger(__name__)
 
 
-class ValidationLogits(L.Callback):
-    """Keeps the logits of ``pl_module.net`` ``(N, C)`` and the targets ``(N,)`` of every validation
-    batch, on the CPU in float64 (a validation split is small next to what it costs to compute)."""
+class NetLogits(L.Callback):
+    """The logits a net gave for the batch that just ended, caught by a forward hook on it (the
+    task's own call: no second forward pass), for the callbacks below."""
 
     def __init__(self):
-        self.logits: list[Tensor] = []
-        self.targets: list[Tensor] = []
         self._last: Tensor | None = None
         self._hook = None
 
-    def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        self._hook = pl_module.net.register_forward_hook(self._capture)
+    def _watch(self, net: nn.Module) -> None:
+        self._hook = net.register_forward_hook(self._capture)
 
     def _capture(self, module: nn.Module, args, output) -> None:
         self._last = output
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        x, y = batch[0], batch[1]
+    def _logits(self, net: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        """The caught logits ``(B, C)`` of batch ``(x, y)``; ``net(x)`` where the task did not call it."""
         logits, self._last = self._last, None
-        if logits is None or logits.shape[0] != len(y):  # the task did not call its net on this batch
+        if logits is None or logits.ndim != 2 or logits.shape[0] != len(y):
             with torch.no_grad():
-                logits = pl_module(x)
-        self.logits.append(logits.detach().double().cpu())
-        self.targets.append(y.detach().long().cpu())
-
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        self._remove()
+                logits = net(x)
+        return logits.detach()
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         self._remove()
@@ -65,6 +59,27 @@ class ValidationLogits(L.Callback):
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
+
+
+class ValidationLogits(NetLogits):
+    """Keeps the logits of ``pl_module.net`` ``(N, C)`` and the targets ``(N,)`` of every validation
+    batch, on the CPU in float64 (a validation split is small next to what it costs to compute)."""
+
+    def __init__(self):
+        super().__init__()
+        self.logits: list[Tensor] = []
+        self.targets: list[Tensor] = []
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._watch(pl_module.net)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        x, y = batch[0], batch[1]
+        self.logits.append(self._logits(pl_module.net, x, y).double().cpu())
+        self.targets.append(y.detach().long().cpu())
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        self._remove()
 
 
 def fit_on_validation(cfg: DictConfig, model: L.LightningModule, dm) -> TemperatureFit:
@@ -130,7 +145,7 @@ def _all_gather(tensor: Tensor) -> Tensor:
     return torch.stack(parts)
 
 
-class UnscaledFigures(L.Callback):
+class UnscaledFigures(NetLogits):
     """The scored pass's loss and ECE at T = 1 (``figures``: ``ece``, ``loss``), from the logits of
     the net inside ``TemperatureScaled`` before the division, so the split is read once for both.
 
@@ -139,12 +154,11 @@ class UnscaledFigures(L.Callback):
     epoch's end, as theirs are: the figures of a test pass without temperature."""
 
     def __init__(self, bins: int):
+        super().__init__()
         self.bins = bins
         self.figures: dict[str, float] = {}
         self._loss: Tensor | None = None  # () float64: summed cross-entropy at T = 1
         self._calibration: CalibrationBins | None = None
-        self._last: Tensor | None = None
-        self._hook = None
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
         scaled = pl_module.net
@@ -152,18 +166,12 @@ class UnscaledFigures(L.Callback):
             raise TypeError("UnscaledFigures needs pl_module.net wrapped by scale_net")
         self._loss = torch.zeros((), dtype=torch.float64, device=pl_module.device)
         self._calibration = CalibrationBins.empty(self.bins, pl_module.device)
-        self._hook = scaled.net.register_forward_hook(self._capture)
-
-    def _capture(self, module: nn.Module, args, output) -> None:
-        self._last = output
+        self._watch(scaled.net)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         x, y = batch[0], batch[1]
-        logits, self._last = self._last, None
-        if logits is None or logits.ndim != 2 or logits.shape[0] != len(y):  # the task did not call its net
-            with torch.no_grad():
-                logits = pl_module.net.net(x)
-        logits = logits.detach().float()  # (B, C), as autocast computes the task's loss and the report's softmax
+        # (B, C) in float32, as autocast computes the task's loss and the report's softmax
+        logits = self._logits(pl_module.net.net, x, y).float()
         self._loss.add_(F.cross_entropy(logits, y), alpha=len(y))
         confidence, predicted = logits.softmax(dim=-1).max(dim=-1)  # (B,) each
         self._calibration.add(confidence, predicted == y)
@@ -175,14 +183,6 @@ class UnscaledFigures(L.Callback):
         calibration = CalibrationBins(trainer.strategy.reduce(self._calibration.sums, reduce_op="sum"))
         samples = calibration.count.sum().clamp_min(1)
         self.figures = {"ece": float(calibration.ece().float()), "loss": float((loss / samples).float())}
-
-    def on_exception(self, trainer, pl_module, exception) -> None:
-        self._remove()
-
-    def _remove(self) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
 
 
 def scale_net(model: L.LightningModule, temperature: float) -> None:
