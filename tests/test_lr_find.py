@@ -479,3 +479,31 @@ def test_command_writes_its_files_and_prints_the_training_command(tmp_path, data
     assert float(line.group(1)) == pytest.approx(record["suggested_lr"], rel=0.05)
     assert line.group(2).startswith(f"python -m litlab.train model.optimizer.lr={line.group(1)} model=mlp ")
     assert "data=synthetic" in line.group(2) and "lr_find." not in line.group(2)
+
+
+def test_a_profiler_the_config_names_times_the_range_test(tmp_path, data_dir):
+    """+trainer.profiler=simple was replaced by litlab's no-op profiler and printed nothing; as in
+    training, the no-op one is used only where the config names none. The report counts one
+    training batch per step of the sweep."""
+    import logging
+
+    from litlab.tuning.lr_range import lr_find
+
+    cfg = make_cfg([*TINY, "lr_find.num_steps=20", "lr_find.stop_factor=null", "logger=none",
+                    "+trainer.profiler=simple"], tmp_path / "run", data_dir, config_name="lr_find")
+    logger, lines = logging.getLogger("lightning.pytorch.profilers"), []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: lines.append(record.getMessage())
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        record = lr_find(cfg)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    report = "\n".join(lines)
+    assert "FIT Profiler Report" in report, report[-2000:]
+    row = re.search(r"\|\s*run_training_batch\s*\|\s*\S+\s*\|\s*(\d+)\s*\|", report)
+    assert row is not None, report[-2000:]
+    assert int(row.group(1)) == record["steps_run"] == 20

@@ -200,3 +200,34 @@ def test_a_dict_override_is_the_origin_only_where_it_gives_the_target(tmp_path):
     with pytest.raises(LitlabError) as e:
         check_overrides([given, "+model.net.hiden=1", *_folders(tmp_path)])
     assert f"gives hiden to model.net (litlab.models.mlp.MLP, set by {given}), which has" in str(e.value)
+
+
+def test_the_trainer_refusals_are_those_of_the_entry_points_own_trainer(tmp_path):
+    """train and eval pass the trainer litlab's checkpoint writer as its plugins (build_trainer);
+    lr_find's range test passes none, so the config's plugins reach its trainer and were refused
+    with an untrue reason. lr_find's trainer gets its own callbacks, logger=False and neither
+    checkpoints nor a progress bar (eval neither of the two): a value typed for those is never used there."""
+    check_overrides(["+trainer.plugins=[]", *_folders(tmp_path)], "lr_find")
+    for entry, more in (("train", []), ("eval", ["ckpt_path=run.ckpt"])):
+        with pytest.raises(LitlabError) as e:
+            check_overrides(["+trainer.plugins=[]", *more, *_folders(tmp_path)], entry)
+        assert "litlab gives the trainer its own plugin (the checkpoint writer" in str(e.value)
+    for typed, said in (
+            ("+trainer.callbacks=[]", "the range test gives its trainer its own callbacks (the seeding of each epoch"),
+            ("++trainer.logger=true", "the range test's trainer logs nothing (litlab gives it logger=False): the "
+                                      "curve goes to the loggers of the logger group after the test"),
+            ("+trainer.enable_progress_bar=true", "the range test shows no progress bar (litlab gives its trainer "
+                                                  "enable_progress_bar=False)"),
+            ("+trainer.enable_checkpointing=true", "the range test writes no checkpoint (litlab gives its trainer "
+                                                   "enable_checkpointing=False)")):
+        with pytest.raises(LitlabError) as e:
+            check_overrides([typed, *_folders(tmp_path)], "lr_find")
+        assert str(e.value).startswith(f"{typed} gives {typed.lstrip('+').split('=')[0][8:]} to trainer, but {said}")
+        assert "so this value would never be used. Remove it" in str(e.value)
+    # eval has no checkpoint or progress-bar callback, so build_trainer turns both off there
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["ckpt_path=run.ckpt", "+trainer.enable_progress_bar=true", *_folders(tmp_path)], "eval")
+    assert "but the evaluation shows no progress bar (litlab gives its trainer enable_progress_bar=False)" in str(
+        e.value)
+    # train honours the two switches (they drop litlab's callbacks of that kind)
+    check_overrides(["+trainer.enable_progress_bar=true", "+trainer.enable_checkpointing=true", *_folders(tmp_path)])

@@ -14,8 +14,9 @@ already have, ``model.*`` keys that litlab takes off the node before building th
 speed switches), and keys of a node with no ``_target_`` (a choice with no settings:
 ``empty_choices``; ``data.augment.*``, whose dict is one argument). Refused whatever the target:
 an argument litlab passes itself when it builds the node (``model.net.num_classes``, from the
-data; ``trainer.logger``, the logger group's), which would override the user's value without a
-word, and ``model.mixing``, the mixing group's; they are left out of the keys listed.
+data; ``trainer.logger``, the logger group's; the trainer's as the entry point builds it:
+``trainer.plugins`` in train and eval, not in lr_find), which would override the user's value
+without a word, and ``model.mixing``, the mixing group's; they are left out of the keys listed.
 An override this check cannot read (an interpolation that does not resolve yet) is let through
 to the checks after it.
 """
@@ -46,9 +47,9 @@ def _from_data(where: str, *names: str) -> dict[str, str]:
                   f"never be used. Remove it" for name in names}
 
 
-# the arguments litlab passes itself when it builds the node (build.build_model, build_task and
-# build_trainer, compression.distillation's student), each with why the value typed is refused and
-# what to do instead
+# the arguments litlab passes itself when it builds the node (build.build_model and build_task,
+# compression.distillation's student), each with why the value typed is refused and what to do
+# instead; the trainer's, which differ by entry point, are TRAINER_SET_BY_LITLAB's
 SET_BY_LITLAB = {
     "model.net": _from_data("model.net", "input_shape", "num_classes"),
     "compress.student": _from_data("compress.student", "input_shape", "num_classes"),
@@ -59,19 +60,52 @@ SET_BY_LITLAB = {
                   "the mixer that mixing=mixup, cutmix or mixup_cutmix builds (its keys are mixing.*). Remove it and "
                   "choose the mixing with the mixing group",
     },
-    # build.build_trainer (training and eval) passes these to the Trainer; lr_find's sweep its own
-    # callbacks and logger=False too
-    "trainer": {
+}
+
+
+def _switches_off(run: str) -> dict[str, str]:
+    """Why ``enable_checkpointing`` and ``enable_progress_bar`` typed are refused where ``run`` gives
+    its trainer both false itself."""
+    return {"enable_checkpointing": f"{run} writes no checkpoint (litlab gives its trainer enable_checkpointing="
+                                    f"False), so this value would never be used. Remove it",
+            "enable_progress_bar": f"{run} shows no progress bar (litlab gives its trainer enable_progress_bar="
+                                   f"False), so this value would never be used. Remove it"}
+
+
+_BUILD_TRAINER = {
+    "logger": "litlab gives the trainer the loggers of the logger group itself, so this value would never be "
+              "used. Remove it and choose them with logger=tensorboard, csv or none (both: logger=[tensorboard,csv])",
+    "plugins": "litlab gives the trainer its own plugin (the checkpoint writer that replaces a file only once "
+               "the new one is whole), so this value would never be used; litlab has no key for other plugins "
+               "(the precision is trainer.precision). Remove it",
+}
+# the Trainer arguments each entry point passes itself, as its trainer is built: train and eval
+# through build.build_trainer (its callbacks, the logger group's loggers, the atomic checkpoint
+# writer; eval neither checkpoints nor a progress bar), lr_find through tuning.lr_range.run_range_test
+# (its own two callbacks, no logger, no checkpoints, no progress bar; the config's plugins reach the
+# Trainer). predict builds no trainer.
+TRAINER_SET_BY_LITLAB = {
+    "train": {
         "callbacks": "litlab gives the trainer the callbacks it builds itself, so this value would never be used. "
-                     "Remove it: in training they are the callbacks group's (callbacks=default, early_stopping or "
-                     "none; callbacks.NAME=null drops one, +callbacks.NAME={_target_:CLASS} adds one of your own) "
-                     "and the averaging's (averaging=...)",
-        "logger": "litlab gives the trainer the loggers of the logger group itself, so this value would never be "
-                  "used. Remove it and choose them with logger=tensorboard, csv or none (both: "
-                  "logger=[tensorboard,csv])",
-        "plugins": "litlab gives the trainer its own plugin (the checkpoint writer that replaces a file only once "
-                   "the new one is whole), so this value would never be used; litlab has no key for other plugins "
-                   "(the precision is trainer.precision). Remove it",
+                     "Remove it: they are the callbacks group's (callbacks=default, early_stopping or none; "
+                     "callbacks.NAME=null drops one, +callbacks.NAME={_target_:CLASS} adds one of your own) and the "
+                     "averaging's (averaging=...)",
+        **_BUILD_TRAINER,
+    },
+    "eval": {
+        "callbacks": "litlab gives the trainer the callbacks it builds itself (the evaluation's report and its "
+                     "interruption record), so this value would never be used. Remove it",
+        **_BUILD_TRAINER,
+        # build_trainer turns both on only for a checkpoint or progress-bar callback, which eval has none of
+        **_switches_off("the evaluation"),
+    },
+    "lr_find": {
+        "callbacks": "the range test gives its trainer its own callbacks (the seeding of each epoch and the "
+                     "recorder of the losses), so this value would never be used. Remove it",
+        "logger": "the range test's trainer logs nothing (litlab gives it logger=False): the curve goes to the "
+                  "loggers of the logger group after the test, so this value would never be used. Remove it and "
+                  "choose them with logger=tensorboard, csv or none",
+        **_switches_off("the range test"),
     },
 }
 DISTILL = "litlab.compression.distillation.Distill"  # the compression method that builds compress.student
@@ -100,7 +134,7 @@ def _refusal(cfg: DictConfig, override: str, overrides: Sequence[str], command: 
     if found is None:
         return None
     where, name, target = found
-    set_aside = _set_by_litlab(cfg, where)
+    set_aside = _set_by_litlab(cfg, where, command)
     if name in set_aside:
         return set_by_litlab(override, where, name, set_aside[name])
     takes = target_params(target)
@@ -116,13 +150,24 @@ def _refusal(cfg: DictConfig, override: str, overrides: Sequence[str], command: 
                            set_aside)
 
 
-def _set_by_litlab(cfg: DictConfig, where: str) -> dict[str, str]:
+def _set_by_litlab(cfg: DictConfig, where: str, command: str) -> dict[str, str]:
     """The arguments litlab passes itself to the node at ``where`` (``SET_BY_LITLAB``), each with
-    where it takes them from; ``compress.student`` only as litlab's distillation builds it."""
+    where it takes them from; ``compress.student`` only as litlab's distillation builds it, and
+    ``trainer``'s as the entry point of ``command`` (``python -m litlab.lr_find ...``) builds it."""
+    if where == "trainer":
+        return TRAINER_SET_BY_LITLAB.get(_entry_point(command), {})
     if where == "compress.student" and subclass_of(str(OmegaConf.select(cfg, "compress._target_", default="")),
                                                    DISTILL) is not True:
         return {}
     return SET_BY_LITLAB.get(where, {})
+
+
+def _entry_point(command: str) -> str:
+    """The entry point of ``command`` (``config_flags.Primary.command``'s ``python -m litlab.KIND
+    ...``): ``lr_find``; empty for another command."""
+    words = command.split()
+    module = words[2] if len(words) > 2 and words[:2] == ["python", "-m"] else ""
+    return module.removeprefix("litlab.") if module.startswith("litlab.") else ""
 
 
 def _given_to(cfg: DictConfig, override: str) -> tuple[str, str, str] | None:

@@ -209,8 +209,11 @@ def run_range_test(model: L.LightningModule, dm, trainer_cfg: DictConfig, settin
     (and buffers) are put back afterwards: the sweep changes nothing of it."""
     lrs = lr_sequence(settings.min_lr, settings.max_lr, settings.num_steps, settings.mode)
     recorder = RangeRecorder(lrs, settings.smoothing, settings.stop_factor)
+    # as build_trainer: the no-op profiler only where the config names none (+trainer.profiler=simple
+    # was replaced by it, and its report never printed)
+    extra = {} if trainer_cfg.get("profiler") is not None else {"profiler": NoProfiler()}
     trainer = instantiate(trainer_cfg, "trainer", callbacks=[EpochSeed(seed=seed), recorder], logger=False,
-                          enable_checkpointing=False, enable_progress_bar=False, profiler=NoProfiler())
+                          enable_checkpointing=False, enable_progress_bar=False, **extra)
     kept = {k: v.detach().clone() for k, v in model.state_dict().items()}
     start = time.perf_counter()
     try:
