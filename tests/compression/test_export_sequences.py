@@ -13,7 +13,6 @@ import logging
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
