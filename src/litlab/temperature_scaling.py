@@ -50,6 +50,7 @@ class NetLogits(L.Callback):
         if logits is None or logits.ndim != 2 or logits.shape[0] != len(y):
             with torch.no_grad():
                 logits = net(x)
+            self._last = None  # the hook caught this call too: the next batch must not take it
         return logits.detach()
 
     def on_exception(self, trainer, pl_module, exception) -> None:

@@ -121,6 +121,7 @@ class EvalReport(L.Callback):
             # the task did not call pl_module.net once with this batch: run the model ourselves
             with torch.no_grad():
                 logits = pl_module(x)
+            self._logits = None  # the hook caught this call too: the next batch must not take it
         self._tally.add(logits.detach(), y, x)
 
     def _stop(self) -> _Tally | None:
