@@ -203,31 +203,87 @@ def test_a_dict_override_is_the_origin_only_where_it_gives_the_target(tmp_path):
 
 
 def test_the_trainer_refusals_are_those_of_the_entry_points_own_trainer(tmp_path):
-    """train and eval pass the trainer litlab's checkpoint writer as its plugins (build_trainer);
-    lr_find's range test passes none, so the config's plugins reach its trainer and were refused
-    with an untrue reason. lr_find's trainer gets its own callbacks, logger=False and neither
-    checkpoints nor a progress bar (eval neither of the two): a value typed for those is never used there."""
-    check_overrides(["+trainer.plugins=[]", *_folders(tmp_path)], "lr_find")
-    for entry, more in (("train", []), ("eval", ["ckpt_path=run.ckpt"])):
+    """train and eval pass the trainer litlab's checkpoint writer as its plugins (build_trainer).
+    lr_find's trainer overrides are carried to the train command it prints, so it refuses what
+    train refuses; eval's trainer has neither checkpoints nor a progress bar, so a value typed for
+    those is never used there."""
+    for entry, more in (("train", []), ("eval", ["ckpt_path=run.ckpt"]), ("lr_find", [])):
         with pytest.raises(LitlabError) as e:
             check_overrides(["+trainer.plugins=[]", *more, *_folders(tmp_path)], entry)
         assert "litlab gives the trainer its own plugin (the checkpoint writer" in str(e.value)
-    for typed, said in (
-            ("+trainer.callbacks=[]", "the range test gives its trainer its own callbacks (the seeding of each epoch"),
-            ("++trainer.logger=true", "the range test's trainer logs nothing (litlab gives it logger=False): the "
-                                      "curve goes to the loggers of the logger group after the test"),
-            ("+trainer.enable_progress_bar=true", "the range test shows no progress bar (litlab gives its trainer "
-                                                  "enable_progress_bar=False)"),
-            ("+trainer.enable_checkpointing=true", "the range test writes no checkpoint (litlab gives its trainer "
-                                                   "enable_checkpointing=False)")):
-        with pytest.raises(LitlabError) as e:
-            check_overrides([typed, *_folders(tmp_path)], "lr_find")
-        assert str(e.value).startswith(f"{typed} gives {typed.lstrip('+').split('=')[0][8:]} to trainer, but {said}")
-        assert "so this value would never be used. Remove it" in str(e.value)
     # eval has no checkpoint or progress-bar callback, so build_trainer turns both off there
     with pytest.raises(LitlabError) as e:
         check_overrides(["ckpt_path=run.ckpt", "+trainer.enable_progress_bar=true", *_folders(tmp_path)], "eval")
     assert "but the evaluation shows no progress bar (litlab gives its trainer enable_progress_bar=False)" in str(
         e.value)
-    # train honours the two switches (they drop litlab's callbacks of that kind)
+    # train's default callbacks have both a checkpoint and a progress bar, so true there is what build_trainer does
     check_overrides(["+trainer.enable_progress_bar=true", "+trainer.enable_checkpointing=true", *_folders(tmp_path)])
+
+
+CARRIED = "lr_find hands its trainer overrides on to the train command it prints, and there "
+
+
+def _verdict(args: list[str], entry: str) -> str:
+    """Why ``entry`` refuses ``args`` (lr_find's words on carrying its overrides on cut off), or 'accepted'."""
+    try:
+        check_overrides(args, entry)
+    except LitlabError as e:
+        return str(e).replace(CARRIED, "")
+    return "accepted"
+
+
+@pytest.mark.parametrize("typed", [
+    "+trainer.plugins=[]", "++trainer.callbacks=[]", "+trainer.logger=false", "++trainer.logger=true",
+    "+trainer.enable_progress_bar=false", "+trainer.enable_checkpointing=false",
+    "+trainer.enable_progress_bar=true", "+trainer.enable_checkpointing=true", "+trainer.profiler=simple",
+])
+@pytest.mark.parametrize("more", [[], ["callbacks=none"]])
+def test_lr_find_refuses_and_accepts_the_trainer_keys_train_does(tmp_path, typed, more):
+    """lr_find's trainer overrides reach the ``train with:`` command it prints: lr_find accepted
+    +trainer.plugins=[] and printed a command train then refused, and refused
+    +trainer.enable_progress_bar=false, which train accepts and honours."""
+    args = [*more, typed, *_folders(tmp_path)]
+    verdict = _verdict(args, "train")
+    assert _verdict(args, "lr_find") == verdict
+    litlabs_own = typed.split("=")[0].rsplit(".", 1)[-1] in ("plugins", "callbacks", "logger")
+    assert (verdict != "accepted") == (litlabs_own or (typed.endswith("=true") and more == ["callbacks=none"]))
+
+
+@pytest.mark.parametrize("entry", ["train", "lr_find"])
+@pytest.mark.parametrize("switch, entry_name, gives", [
+    ("enable_checkpointing", "model_checkpoint", "checkpoints"),
+    ("enable_progress_bar", "progress_bar", "a progress bar"),
+])
+def test_a_true_switch_with_no_callback_of_that_kind_is_refused(tmp_path, entry, switch, entry_name, gives):
+    """build_trainer sets both switches from the callbacks present: under callbacks=none a true
+    typed was accepted and did nothing. false stays honoured, and the entry brought back lets true through."""
+    typed = f"+trainer.{switch}=true"
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["callbacks=none", typed, *_folders(tmp_path)], entry)
+    assert str(e.value).startswith(
+        f"{typed} asks the trainer for {gives}, but litlab turns trainer.{switch} on itself when "
+        f"callbacks.{entry_name} is there, and this run's callbacks have no callbacks.{entry_name}")
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(LitlabError, match=f"no callbacks.{entry_name}"):
+        check_overrides([f"callbacks.{entry_name}=null", typed, *_folders(tmp_path)], entry)
+    check_overrides(["callbacks=none", f"+trainer.{switch}=false", *_folders(tmp_path)], entry)
+    check_overrides(["callbacks=none", typed, f"+callbacks.{entry_name}={{_target_:x.Y}}", *_folders(tmp_path)], entry)
+
+
+@pytest.mark.parametrize("args, said", [
+    (["compress=prune", "+compress.student.num_classes=3"],
+     "+compress.student.num_classes=3 gives student to compress (litlab.compression.pruning.MagnitudePrune, chosen "
+     "by compress=prune), which has no argument student: it takes compress.amount, "),
+    (["averaging=ema", "++averaging.decya.x=1"],
+     "++averaging.decya.x=1 gives decya to averaging (litlab.callbacks.weight_averaging.ema, chosen by averaging=ema), "
+     "which has no argument decya: it takes averaging.decay, "),
+])
+def test_a_key_under_an_argument_the_target_does_not_take_is_refused(tmp_path, args, said):
+    """Only an override of exactly ``averaging.decya`` was left out when telling whether the files
+    have the key, so ``+compress.student.num_classes=3`` added compress.student itself, was taken for
+    a key of the files, and failed 5 s into the run in Compressor.__init__."""
+    with pytest.raises(LitlabError) as e:
+        check_overrides([*args, *_folders(tmp_path)])
+    assert str(e.value).startswith(said)
+    # the --cfg job hint leaves the refused override out
+    assert f"(python -m litlab.train {args[0]} --cfg job --package " in str(e.value)

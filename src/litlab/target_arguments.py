@@ -15,8 +15,12 @@ speed switches), and keys of a node with no ``_target_`` (a choice with no setti
 ``empty_choices``; ``data.augment.*``, whose dict is one argument). Refused whatever the target:
 an argument litlab passes itself when it builds the node (``model.net.num_classes``, from the
 data; ``trainer.logger``, the logger group's; the trainer's as the entry point builds it:
-``trainer.plugins`` in train and eval, not in lr_find), which would override the user's value
-without a word, and ``model.mixing``, the mixing group's; they are left out of the keys listed.
+``trainer.plugins`` in train and eval, and in lr_find, which hands its trainer overrides on to
+the train command it prints), which would override the user's value without a word, and
+``model.mixing``, the mixing group's; they are left out of the keys listed. In train and lr_find,
+``trainer.enable_checkpointing=true`` (or ``enable_progress_bar``) is refused where the callbacks
+have no ``model_checkpoint`` (``progress_bar``) entry: build_trainer sets both from the callbacks.
+A key under the argument (``+compress.student.num_classes=3``) is refused as the argument.
 An override this check cannot read (an interpolation that does not resolve yet) is let through
 to the checks after it.
 """
@@ -79,19 +83,21 @@ _BUILD_TRAINER = {
                "the new one is whole), so this value would never be used; litlab has no key for other plugins "
                "(the precision is trainer.precision). Remove it",
 }
+_TRAIN = {
+    "callbacks": "litlab gives the trainer the callbacks it builds itself, so this value would never be used. "
+                 "Remove it: they are the callbacks group's (callbacks=default, early_stopping or none; "
+                 "callbacks.NAME=null drops one, +callbacks.NAME={_target_:CLASS} adds one of your own) and the "
+                 "averaging's (averaging=...)",
+    **_BUILD_TRAINER,
+}
 # the Trainer arguments each entry point passes itself, as its trainer is built: train and eval
 # through build.build_trainer (its callbacks, the logger group's loggers, the atomic checkpoint
-# writer; eval neither checkpoints nor a progress bar), lr_find through tuning.lr_range.run_range_test
-# (its own two callbacks, no logger, no checkpoints, no progress bar; the config's plugins reach the
-# Trainer). predict builds no trainer.
+# writer; eval neither checkpoints nor a progress bar). lr_find's are train's: its trainer
+# overrides are carried to the train command it prints (its range test sets its own callbacks,
+# logger and switches over them), so it refuses what that command would refuse and no more.
+# predict builds no trainer.
 TRAINER_SET_BY_LITLAB = {
-    "train": {
-        "callbacks": "litlab gives the trainer the callbacks it builds itself, so this value would never be used. "
-                     "Remove it: they are the callbacks group's (callbacks=default, early_stopping or none; "
-                     "callbacks.NAME=null drops one, +callbacks.NAME={_target_:CLASS} adds one of your own) and the "
-                     "averaging's (averaging=...)",
-        **_BUILD_TRAINER,
-    },
+    "train": _TRAIN,
     "eval": {
         "callbacks": "litlab gives the trainer the callbacks it builds itself (the evaluation's report and its "
                      "interruption record), so this value would never be used. Remove it",
@@ -99,14 +105,14 @@ TRAINER_SET_BY_LITLAB = {
         # build_trainer turns both on only for a checkpoint or progress-bar callback, which eval has none of
         **_switches_off("the evaluation"),
     },
-    "lr_find": {
-        "callbacks": "the range test gives its trainer its own callbacks (the seeding of each epoch and the "
-                     "recorder of the losses), so this value would never be used. Remove it",
-        "logger": "the range test's trainer logs nothing (litlab gives it logger=False): the curve goes to the "
-                  "loggers of the logger group after the test, so this value would never be used. Remove it and "
-                  "choose them with logger=tensorboard, csv or none",
-        **_switches_off("the range test"),
-    },
+    "lr_find": {name: f"lr_find hands its trainer overrides on to the train command it prints, and there "
+                      f"{reason[0].lower()}{reason[1:]}" for name, reason in _TRAIN.items()},
+}
+# the Trainer switches build_trainer sets from the callbacks (on only where one of that kind is
+# there): the entry of conf/callbacks/default.yaml that builds it, its target, and what it gives
+SWITCHED_BY_CALLBACK = {
+    "enable_checkpointing": ("model_checkpoint", "litlab.callbacks.checkpoints.checkpoint_callback", "checkpoints"),
+    "enable_progress_bar": ("progress_bar", "litlab.callbacks.progress.progress_bar", "a progress bar"),
 }
 DISTILL = "litlab.compression.distillation.Distill"  # the compression method that builds compress.student
 
@@ -137,6 +143,8 @@ def _refusal(cfg: DictConfig, override: str, overrides: Sequence[str], command: 
     set_aside = _set_by_litlab(cfg, where, command)
     if name in set_aside:
         return set_by_litlab(override, where, name, set_aside[name])
+    if where == "trainer" and _entry_point(command) in ("train", "lr_find") and name in SWITCHED_BY_CALLBACK:
+        return _switch_without_callback(cfg, override, name)
     takes = target_params(target)
     if takes is None or name in takes or name in HYDRA_KEYS or name in _taken_off(where):
         return None
@@ -160,6 +168,28 @@ def _set_by_litlab(cfg: DictConfig, where: str, command: str) -> dict[str, str]:
                                                    DISTILL) is not True:
         return {}
     return SET_BY_LITLAB.get(where, {})
+
+
+def _switch_without_callback(cfg: DictConfig, override: str, name: str) -> LitlabError | None:
+    """The error for ``trainer.enable_checkpointing=true`` (or ``enable_progress_bar``) where the
+    composed callbacks have no entry of that kind: build_trainer sets the switch from the callbacks
+    present, so the true typed did nothing. ``false`` is honoured (it drops them); an entry with a
+    target outside litlab may be of that kind, so it lets the key through."""
+    entry, builder, gives = SWITCHED_BY_CALLBACK[name]
+    if OmegaConf.select(cfg, f"trainer.{name}", default=None) is not True:
+        return None
+    entries = OmegaConf.select(cfg, "callbacks", default=None)
+    for key, node in (entries.items_ex(resolve=False) if isinstance(entries, DictConfig) else []):
+        target = node.get("_target_") if isinstance(node, DictConfig) else None
+        if key == entry and node is not None or target == builder or (
+                isinstance(target, str) and not target.startswith("litlab.")):
+            return None
+    return LitlabError(
+        f"{override} asks the trainer for {gives}, but litlab turns trainer.{name} on itself when "
+        f"callbacks.{entry} is there, and this run's callbacks have no callbacks.{entry}, so the value would do "
+        f"nothing. Remove it, or choose callbacks that have it (callbacks=default, or "
+        f"+callbacks.{entry}={{_target_:{builder}}}); trainer.{name}=false stays honoured. Refused before any "
+        f"work (no folder made, no data prepared).")
 
 
 def _entry_point(command: str) -> str:
@@ -214,14 +244,21 @@ def _taken_off(where: str) -> tuple[str, ...]:
 
 def _in_files(compose: Callable[[list[str]], DictConfig | None], overrides: Sequence[str], key: str) -> bool:
     """Whether ``key`` is in the config the command composes without its ``+``/``++`` overrides
-    of that key: a key of the chosen files (an experiment's, a choice's) is never refused here."""
-    kept = [o for o in overrides if not (o.startswith("+") and o.lstrip("+").split("=", 1)[0] == key)]
+    of that key or of keys under it: a key of the chosen files (an experiment's, a choice's) is never refused here."""
+    kept = [o for o in overrides if not _adds(o, key)]
     cfg = compose(kept)
     if cfg is None:
         return True  # not known: let it through
     parent, _, name = key.rpartition(".")
     node = OmegaConf.select(cfg, parent, default=None, throw_on_resolution_failure=False)
     return isinstance(node, DictConfig) and name in node
+
+
+def _adds(override: str, key: str) -> bool:
+    """Whether ``override`` is a ``+``/``++`` of ``key`` or of a key under it (``+compress.student.x=3``
+    adds ``compress.student``): left out, the config composed says whether the files have ``key``."""
+    typed = override.lstrip("+").split("=", 1)[0]
+    return override.startswith("+") and (typed == key or typed.startswith(f"{key}."))
 
 
 def _choice(cfg: DictConfig, where: str) -> str:
@@ -237,7 +274,7 @@ def _origin(where: str, target: str, choice: str, job: Sequence[str], key: str,
     """Where the node's target came from, said after it (``, chosen by model=cnn``, or ``, set by
     model.net._target_=...`` where an override gives it), and the job's overrides without its
     ``+``/``++`` of ``key``, quoted, for the ``--cfg job`` hint."""
-    hint = " ".join(shlex.quote(o) for o in job if not (o.startswith("+") and o.lstrip("+").split("=", 1)[0] == key))
+    hint = " ".join(shlex.quote(o) for o in job if not _adds(o, key))
     for o in job:
         if _gives_target(o, where):
             return f", set by {o}", hint
