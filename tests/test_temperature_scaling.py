@@ -350,8 +350,15 @@ def _probs(rows: list[dict], class_names: list[str]) -> torch.Tensor:
     return out
 
 
-def _assert_probabilities_over_t(rows: list[dict], ckpt, x: torch.Tensor, t: float) -> None:
-    """The CSV rows' probabilities are softmax(logits / t) of ``ckpt``'s net on ``x``."""
+def _predict_with_the_eval_t(cfg_factory, tmp_path, ckpt, x: torch.Tensor, fitted: dict, name: str) -> None:
+    """predict of ``ckpt`` on ``x`` with ``temperature=<tmp_path/fit>`` (the eval that recorded
+    ``fitted``) records that T from that folder, and its CSV's probabilities are softmax(logits / T)
+    of ``ckpt``'s net on ``x``."""
+    np.savez(tmp_path / "inputs.npz", x=x.numpy())
+    rows, record = _predict(cfg_factory, tmp_path, ckpt, tmp_path / "inputs.npz", name,
+                            f"temperature={tmp_path / 'fit'}")
+    t = fitted["temperature"]["value"]
+    assert record["temperature"] == {"value": t, "from": str(tmp_path / "fit")}
     predictor = load_predictor(str(ckpt), torch.device("cpu"))
     expected = (predictor.logits(x).double() / t).softmax(-1)
     assert torch.allclose(_probs(rows, predictor.class_names), expected, atol=6e-7)
@@ -377,12 +384,7 @@ def test_predict_writes_softmax_of_logits_over_t(checkpoints, cfg_factory, tmp_p
 def test_predict_reads_t_from_an_eval_folder_of_the_same_checkpoint(checkpoints, cfg_factory, tmp_path):
     best, sharp, path = checkpoints
     _, fitted = _eval(cfg_factory, tmp_path, best, "fit", "temperature=auto")
-    x, _ = split_arrays(path, "test")
-    np.savez(tmp_path / "inputs.npz", x=x[:20].numpy())
-    rows, record = _predict(cfg_factory, tmp_path, best, tmp_path / "inputs.npz", "pf", f"temperature={tmp_path / 'fit'}")
-    t = fitted["temperature"]["value"]
-    assert record["temperature"] == {"value": t, "from": str(tmp_path / "fit")}
-    _assert_probabilities_over_t(rows, best, x[:20], t)
+    _predict_with_the_eval_t(cfg_factory, tmp_path, best, split_arrays(path, "test")[0][:20], fitted, "pf")
     # the same folder for another checkpoint, a folder without a temperature: refused, naming both paths
     for ckpt, folder, message in (
             (sharp, tmp_path / "fit", f"the temperature in {tmp_path / 'fit' / 'metrics.json'} was fitted for the "
@@ -444,12 +446,7 @@ def test_predict_takes_the_t_of_a_moved_run_with_the_same_checkpoint(checkpoints
     _, fitted = _eval(cfg_factory, tmp_path, last, "fit", "temperature=auto")
     (tmp_path / "run").rename(tmp_path / "moved")
     moved = tmp_path / "moved" / "checkpoints" / "last.ckpt"
-    x, _ = split_arrays(path, "test")
-    np.savez(tmp_path / "inputs.npz", x=x[:10].numpy())
-    rows, record = _predict(cfg_factory, tmp_path, moved, tmp_path / "inputs.npz", "pm", f"temperature={tmp_path / 'fit'}")
-    t = fitted["temperature"]["value"]
-    assert record["temperature"] == {"value": t, "from": str(tmp_path / "fit")}
-    _assert_probabilities_over_t(rows, moved, x[:10], t)
+    _predict_with_the_eval_t(cfg_factory, tmp_path, moved, split_arrays(path, "test")[0][:10], fitted, "pm")
 
 
 def test_predict_says_a_t_given_to_the_eval_was_given(checkpoints, cfg_factory, tmp_path, capsys):
