@@ -30,7 +30,7 @@ from litlab.class_weights import check_class_weights
 from litlab.collection_entries import check_entries, check_histograms_early
 from litlab.config_flags import CONF_DIR, Primary, config_dirs, hydra_args, no_primary, primary_of
 from litlab.config_values import check_values, reads_clock
-from litlab.device_counts import device_count
+from litlab.device_counts import known_device_count
 from litlab.empty_choices import check_empty_choices, key_of_empty_choice
 from litlab.errors import LitlabError
 from litlab.metric_direction import lower_is_better
@@ -305,10 +305,7 @@ def check_slurm_tasks(cfg: DictConfig) -> None:
     if OmegaConf.select(cfg, "hydra.runtime.choices", default={}).get("hydra/launcher") != "submitit_slurm":
         return
     devices, nodes = OmegaConf.select(cfg, "trainer.devices"), OmegaConf.select(cfg, "trainer.num_nodes") or 1
-    try:  # 2, "2", "0,1" and [0, 1] are 2 processes per node
-        per_node = device_count(devices)
-    except ValueError:
-        per_node = None  # a value Lightning refuses: the trainer checks on the node say so
+    per_node = known_device_count(devices)  # 2, "2", "0,1" and [0, 1] are 2 processes per node
     launcher = cfg.hydra.launcher
     for key, theirs, ours, given in (("tasks_per_node", launcher.get("tasks_per_node"), per_node, devices),
                                      ("nodes", launcher.get("nodes"), nodes, nodes)):

@@ -58,3 +58,13 @@ def device_count(value: object) -> int | None:
     if setting < 1:
         raise ValueError(f"{value!r} is no device count (a positive integer, -1 or auto)")
     return setting
+
+
+def known_device_count(value: object) -> int | None:
+    """``device_count``, with None also for a value Lightning refuses: for the checks that compare
+    counts (a resume's, SLURM's tasks, the ranks that never joined), where the trainer checks are
+    the ones that say what is wrong with such a value."""
+    try:
+        return device_count(value)
+    except ValueError:
+        return None

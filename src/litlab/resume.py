@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from litlab.callbacks.checkpoints import data_position, holds_data_position, taken_within_epoch
 from litlab.checkpoint_files import check_fits, load_checkpoint
-from litlab.device_counts import device_count
+from litlab.device_counts import known_device_count
 from litlab.errors import LitlabError
 from litlab.resume_overrides import ABSENT, flat_keys, given_overrides, rerun_command, shown_value
 from litlab.resume_settings import (check_same_averaging, check_same_grouping, check_same_optimization,
@@ -126,10 +126,8 @@ def check_same_batches(cfg: DictConfig, ckpt: dict, path) -> None:
         differ.append(f"seed={config['seed']} in the checkpoint, {cfg.get('seed')} here")
     if stored is not None and stored != cfg.data.get("batch_size"):
         differ.append(f"data.batch_size={stored} in the checkpoint, {cfg.data.get('batch_size')} here")
-    try:  # "2", "0,1" and [0, 1] are 2 processes, as 2 is; auto and -1 only the machine can count
-        devices = device_count(cfg.trainer.get("devices"))
-    except ValueError:
-        devices = None  # a value Lightning refuses: the trainer checks say so
+    # "2", "0,1" and [0, 1] are 2 processes, as 2 is; auto, -1 and values Lightning refuses: not compared
+    devices = known_device_count(cfg.trainer.get("devices"))
     nodes = cfg.trainer.get("num_nodes", 1)
     if devices is not None and isinstance(nodes, int) and position.get("world_size") not in (None, devices * nodes):
         differ.append(f"{position['world_size']} process(es) in the checkpoint, {devices * nodes} here "

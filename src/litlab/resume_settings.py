@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from litlab.callbacks.checkpoints import data_position
 from litlab.callbacks.interruption import sets_key
-from litlab.device_counts import device_count
+from litlab.device_counts import known_device_count
 from litlab.errors import LitlabError
 from litlab.resume_overrides import ABSENT, flat_keys, job_overrides, rerun_command, shown_value
 from litlab.strategies import strategy_name
@@ -85,10 +85,7 @@ def _process_counts(stored: DictConfig, cfg: DictConfig, ckpt: dict) -> tuple[in
     old = position.get("world_size")
     if not isinstance(old, int):
         devices, nodes = (OmegaConf.select(stored, k, default=None) for k in _PROCESS_KEYS)
-        try:  # "2" and "0,1" count 2, as processes() reads this command's
-            count = device_count(devices)
-        except ValueError:
-            count = None
+        count = known_device_count(devices)  # "2" and "0,1" count 2, as processes() reads this command's
         known = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (count, nodes or 1))
         old = count * (nodes or 1) if known else None
     new = processes(cfg.trainer) if isinstance(cfg.get("trainer"), DictConfig) else None

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from litlab.device_counts import device_count
+from litlab.device_counts import known_device_count
 from litlab.errors import LitlabError
 from litlab.file_only_logs import FILE_ONLY
 
@@ -113,10 +113,7 @@ def _expected_ranks(trainer: Any) -> str:
     """``trainer.num_nodes=2 x trainer.devices=1 = 2 processes``, as far as the config tells."""
     num_nodes = (trainer.get("num_nodes") if trainer is not None else None) or 1
     devices = trainer.get("devices", 1) if trainer is not None else 1
-    try:  # 2, "2", "0,1" and [0, 1] are 2 per node; auto and -1 only the node can count
-        count = device_count(devices)
-    except ValueError:
-        count = None
+    count = known_device_count(devices)  # 2, "2", "0,1" and [0, 1] are 2 per node; auto and -1 only the node counts
     known = count is not None and isinstance(num_nodes, int) and not isinstance(num_nodes, bool)
     world = f" = {num_nodes * count} processes" if known else " processes"
     return f"trainer.num_nodes={num_nodes} x trainer.devices={devices}{world}"
