@@ -271,7 +271,8 @@ def build_task(model_cfg: DictConfig, net, num_classes: int, mixing=None) -> Cla
     of a training run (None: unmixed, and a task of the user's own is built as before)."""
     task_cfg = model_cfg.copy()  # a shallow copy keeps its parent: ${trainer.*} still resolves
     with open_dict(task_cfg):
-        for key in SPEED_SWITCHES:
+        # model.init_from: read by a training run alone (init_weights), never by eval, predict or compression
+        for key in (*SPEED_SWITCHES, "init_from"):
             task_cfg.pop(key, None)
     if mixing is None:
         return instantiate(task_cfg, "model", net=net, num_classes=num_classes)

@@ -25,6 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from litlab.averaging_checks import check_averaging
 from litlab.checkpoint_paths import check_checkpoint_path
+from litlab.init_from_path import check_init_from
 from litlab.choice_files import composed_with
 from litlab.class_weights import check_class_weights
 from litlab.collection_entries import check_entries, check_histograms_early
@@ -37,6 +38,7 @@ from litlab.metric_direction import lower_is_better
 from litlab.mixing_checks import check_mixing
 from litlab.monitor_checks import check_monitored
 from litlab.run_folders import LAST_NEEDS_A_RUN, check_run_folders
+from litlab.sweeps.outcome import check_fails_on
 from litlab.target_arguments import check_target_arguments
 from litlab.tasks.schedule_values import check_scheduler_interval, check_warmup_epochs
 
@@ -428,6 +430,7 @@ def check_start_checkpoint(cfg: DictConfig) -> None:
     ckpt = OmegaConf.select(cfg, "ckpt_path", throw_on_resolution_failure=False)
     if ckpt and str(ckpt) != "last":
         check_checkpoint_path(ckpt, compressed_ok=False)
+    check_init_from(cfg)  # model.init_from likewise (init_from_path)
 
 
 def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig | None:
@@ -465,6 +468,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
         if multirun:
             check_slurm_tasks(cfg)  # each job's devices (trainer.devices=1,2 is a sweep too)
         if config_name == "train":
+            check_fails_on(cfg)  # read once every job has ended: a bad value is refused before the first
             check_start_checkpoint(cfg)
             check_optimizer_values(cfg)
             check_schedule_values(cfg)

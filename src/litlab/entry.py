@@ -301,14 +301,17 @@ def _key_holding(cfg: DictConfig, path: str) -> str | None:
 
 
 def exit_if_every_job_failed() -> None:
-    """After a sweep whose every job failed: one paragraph and exit status 1, so that scripts and
-    CI see it; Hydra itself ends such a sweep with 0. The jobs are counted from their run folders
-    (``sweeps.outcome``), wherever they ran: this process, submitit's or SLURM's."""
+    """After a sweep in which some job did not complete: one paragraph last, naming them, and exit
+    status 1 where the sweep fails (every job failed, or any did under ``sweep_fails_on=any``), so
+    that scripts and CI see it; Hydra itself ends every sweep with 0. The jobs are counted from
+    their run folders (``sweeps.outcome``), wherever they ran: this process, submitit's or SLURM's.
+    Only rank 0 gets here: the other ranks of a DDP job return from ``main`` before."""
     from litlab.sweeps import outcome
 
-    message = outcome.every_job_failed()
+    message, fails = outcome.unfinished_jobs()
     if message:
-        print(f"\nError: {message}", file=sys.stderr)
+        print(f"\n{'Error: ' if fails else ''}{message}", file=sys.stderr)
+    if fails:
         sys.exit(1)
 
 

@@ -26,6 +26,7 @@ from litlab.callbacks.weight_averaging import Averaging
 from litlab.compression.run import check_compression
 from litlab.entry import is_multirun, sigterm_stops_here
 from litlab.errors import LitlabError
+from litlab.init_weights import init_record, load_init_weights, open_init_from
 from litlab.monitor_checks import check_monitored
 from litlab.resume import absolute_locations, open_resume, resolve_ckpt_path
 from litlab.reporting.hparams import log_final_hparams
@@ -192,10 +193,13 @@ def train(cfg: DictConfig) -> float | None:
         check_task_settings(cfg.model)  # label smoothing, optimizer, scheduler: likewise
         # a resume's checkpoint is read, and its data settings compared, before the data is prepared
         resume = open_resume(cfg, run_dir)
+        init = open_init_from(cfg, resume)  # model.init_from's checkpoint likewise (not read again by a resume)
         seed_everything(cfg.seed)
         dm = build_data(cfg)
         check_monitored(cfg, dm.num_classes)  # val/acc_top<k> is logged with more than k classes
         model = build_model(cfg.model, dm.input_shape, dm.num_classes, mixing=cfg.get("mixing"))
+        started_from = load_init_weights(init, model.net, dm.num_classes)  # before training, on every rank
+        del init
         check_batch_norm_batch(model.net, dm.batch_size, dm.input_shape)
         # checked before anything is written (a refused resume changes nothing), and before the run
         # record: a resume serves the data with the checkpoint's normalization, and records it
@@ -210,7 +214,8 @@ def train(cfg: DictConfig) -> float | None:
             # Lightning restores it (data set-up, a lost rank) still names the one that resumes the run
             # in this folder (Interruption, run_folders._unfinished_start); a start that ends before this
             # record (litlab's own data preparation, a refused resume) has it in entry's
-            start_metrics(run_dir, status="running", task="train", **start_origin(ckpt_path))
+            start_metrics(run_dir, status="running", task="train", **start_origin(ckpt_path),
+                          **init_record(started_from))
             # how training batches are mixed, once (not once per DDP rank): mixup(alpha=0.2), ..., none
             log.info("mixing: %s", model.mixing if getattr(model, "mixing", None) is not None else "none")
         metrics = fit(trainer, model, dm, ckpt_path, step)

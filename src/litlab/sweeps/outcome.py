@@ -15,10 +15,19 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from litlab.errors import config_error
 from litlab.run_lock import recorded_status
 
 # the statuses of the sweep that just ended in this process, or None before any
 last_sweep: dict[str, int] | None = None
+# that sweep's status of each job, by its folder (``statuses_by_job``), or None before any
+last_jobs: dict[str, str] | None = None
+# the values of conf/train.yaml's sweep_fails_on: a sweep exits 1 when every job, or any job, did not complete
+FAILS_ON = ("all", "any")
+# the sweep_fails_on of the sweep that started in this process
+fails_on = "all"
+# at most this many folders are named in the paragraph after a sweep, then "and N more"
+NAMED_JOBS = 10
 # the folder of the sweep that started in this process (also when it never ended), or None before any
 current_sweep_dir: Path | None = None
 
@@ -38,10 +47,10 @@ def statuses_by_job(sweep_dir: Path) -> dict[str, str]:
     return found
 
 
-def job_statuses(sweep_dir: Path) -> dict[str, int]:
-    """How many jobs under ``sweep_dir`` ended with each ``status`` (``statuses_by_job``)."""
+def status_counts(statuses: dict[str, str]) -> dict[str, int]:
+    """How many of ``statuses`` (a job's status by its folder) are each status."""
     counts: dict[str, int] = {}
-    for status in statuses_by_job(sweep_dir).values():
+    for status in statuses.values():
         counts[status] = counts.get(status, 0) + 1
     return counts
 
@@ -49,15 +58,62 @@ def job_statuses(sweep_dir: Path) -> dict[str, int]:
 def every_job_failed() -> str | None:
     """The paragraph after a sweep of this process whose every job failed (``last_sweep``), naming
     its folder shell-quoted for the summarize command; None after a sweep with a completed job, or
-    before any. Hydra itself ends such a sweep with status 0: the entrypoint exits 1 with this."""
+    before any. The entrypoint prints ``unfinished_jobs``, which opens with the same words and
+    names the jobs too."""
     counts = last_sweep or {}
     if not counts or counts.get("completed"):
         return None
-    how = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    return f"every job of this sweep failed ({sum(counts.values())}: {_how(counts)}); {_why()}"
+
+
+def check_fails_on(cfg: DictConfig) -> None:
+    """``sweep_fails_on`` is one of ``FAILS_ON`` (a config without the key is ``all``), refused
+    before any job runs: the sweep reads it only once every job has ended."""
+    value = cfg.get("sweep_fails_on", "all")
+    if value not in FAILS_ON:
+        raise config_error("sweep_fails_on", "all or any", value,
+                           "all (the default) makes a sweep exit with status 1 only when every job failed; any "
+                           "makes it exit 1 when any job did not complete, once all jobs have run. Give "
+                           "sweep_fails_on=all or sweep_fails_on=any.")
+
+
+def unfinished_jobs() -> tuple[str | None, bool]:
+    """The paragraph after a sweep of this process in which some job did not complete
+    (``last_jobs``): how many ended how, the folders of those that did not (the first
+    ``NAMED_JOBS``) and the summarize command; and whether the sweep fails (exit status 1): every
+    job failed, or any did not complete under ``sweep_fails_on=any``. (None, False) after a sweep
+    whose every job completed, or before any."""
+    jobs = last_jobs or {}
+    unfinished = [(job, status) for job, status in jobs.items() if status != "completed"]
+    if not unfinished:
+        return None, False
+    named = unfinished[:NAMED_JOBS]
+    # the folders grouped by status, in job order: "2, 5 (failed), 7 (killed)"
+    folders = ", ".join(f"{', '.join(job for job, s in named if s == status)} ({status})"
+                        for status in dict.fromkeys(s for _, s in named))
+    if len(unfinished) > len(named):
+        folders += f" and {len(unfinished) - len(named)} more"
+    counts = status_counts(jobs)
+    if len(unfinished) == len(jobs):
+        return f"every job of this sweep failed ({len(jobs)}: {_how(counts)}): {folders}; {_why()}", True
+    message = (f"{len(unfinished)} of {len(jobs)} jobs of this sweep did not complete ({_how(counts)}): "
+               f"{folders}; {_why()}")
+    if fails_on == "any":
+        return f"{message} The sweep exits with status 1 (sweep_fails_on=any).", True
+    return f"{message} The sweep exits with status 0 (sweep_fails_on=any would make it 1).", False
+
+
+def _how(counts: dict[str, int]) -> str:
+    """``counts`` as "2 completed, 1 failed"."""
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+
+
+def _why() -> str:
+    """Where each job's reason is, with the summarize command for the sweep's folder (shell-quoted)."""
     where = ""
     if current_sweep_dir is not None:
         where = f" (python -m litlab.summarize {shlex.quote(str(current_sweep_dir))} lists them)"
-    return f"every job of this sweep failed ({sum(counts.values())}: {how}); each job's metrics.json says why{where}."
+    return f"each job's metrics.json says why{where}."
 
 
 class SweepOutcome(Callback):
@@ -65,16 +121,18 @@ class SweepOutcome(Callback):
     start, notes and holds its folder and, for an Optuna search kept in a database, its sampler seed."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        global current_sweep_dir
+        global current_sweep_dir, fails_on
         current_sweep_dir = Path(config.hydra.sweep.dir)
+        fails_on = str(config.get("sweep_fails_on", "all"))  # checked before Hydra started (config_check)
         from litlab.sweeps.optuna_resume import record_seed
 
         hold_sweep_dir(current_sweep_dir)
         record_seed(config)  # after the hold: a sweep refused there searched nothing with its seed
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        global last_sweep
-        last_sweep = job_statuses(Path(config.hydra.sweep.dir))
+        global last_sweep, last_jobs
+        last_jobs = statuses_by_job(Path(config.hydra.sweep.dir))
+        last_sweep = status_counts(last_jobs)
 
 
 def hold_sweep_dir(sweep_dir: Path) -> None:

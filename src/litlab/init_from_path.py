@@ -1,0 +1,57 @@
+"""``model.init_from``: the checkpoint a new run takes its first weights from, checked before torch is
+imported. No torch here: ``litlab.train`` runs these checks with the command line's
+(``config_check``), and ``init_weights`` again as the run begins, when it reads the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from litlab.checkpoint_paths import check_checkpoint_path
+from litlab.errors import LitlabError
+
+KEY = "model.init_from"
+
+
+def init_from_value(cfg: DictConfig) -> str | None:
+    """``model.init_from`` as given (a path), or None where it is unset or the model has no such key.
+    Anything else than a path (a number, a list) is refused."""
+    value = OmegaConf.select(cfg, KEY, default=None, throw_on_resolution_failure=False)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise LitlabError(f"{KEY} must be the path of a litlab run's checkpoint (outputs/runs/<run>/checkpoints/"
+                          f"best.ckpt) or of the run's folder, got {value!r}. Leave it null to start from freshly "
+                          f"initialized weights.")
+    return value
+
+
+def init_checkpoint_path(value: str | Path) -> Path:
+    """The training checkpoint ``model.init_from`` names: a ``.ckpt`` file, or a run's folder
+    (``outputs/runs/<run>``, or its ``checkpoints/``), which means its ``checkpoints/best.ckpt``,
+    the weights its test, eval and predict used. A missing file, a folder without best.ckpt, an
+    exported (``.onnx``, ``.torchscript.pt``) or compressed model are refused, naming the key."""
+    path = Path(value)
+    if path.is_dir():
+        for candidate in (path / "checkpoints" / "best.ckpt", path / "best.ckpt"):
+            if candidate.is_file():
+                return check_checkpoint_path(candidate, KEY, compressed_ok=False)
+        found = sorted(str(p) for folder in (path, path / "checkpoints") if folder.is_dir()
+                       for p in folder.glob("*.ckpt"))
+        holds = f"; it holds {', '.join(found)}, any of which {KEY} takes by its path" if found else ""
+        raise LitlabError(f"{KEY}={path} is a folder without a checkpoints/best.ckpt{holds}. Give a litlab run's "
+                          f"folder (outputs/runs/<run>, whose checkpoints/best.ckpt is read) or the path of one of "
+                          f"its checkpoints (outputs/runs/<run>/checkpoints/best.ckpt or last.ckpt).")
+    return check_checkpoint_path(path, KEY, compressed_ok=False)
+
+
+def check_init_from(cfg: DictConfig) -> None:
+    """The command line's check of ``model.init_from`` (each swept value too), before torch and before
+    Hydra makes the run's folder. With ``ckpt_path`` the file is not read here: a resume of a run
+    started from it does not read it again (it may be gone), and any other pairing is refused as
+    the run begins, where the checkpoint tells which it is (``init_weights.open_init_from``)."""
+    value = init_from_value(cfg)
+    resuming = OmegaConf.select(cfg, "ckpt_path", default=None, throw_on_resolution_failure=False) is not None
+    if value is not None and not resuming:
+        init_checkpoint_path(value)

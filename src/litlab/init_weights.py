@@ -1,0 +1,147 @@
+"""``model.init_from``: a new run starts from the net weights of an earlier run's checkpoint
+(fine-tuning, transfer). Only the weights: the optimizer, schedule, epoch count and data of the new
+run are its own (a resume, ``ckpt_path``, restores all of those instead).
+
+The checkpoint is read and checked before the data is prepared (``open_init_from``); its tensors
+go into the net once it is built for this data (``load_init_weights``), on every DDP rank alike,
+matched by name and shape. Only the output layer may differ, and only by the class count (10 digit
+classes pretrained, 4 classes here): it is left as freshly initialized. A checkpoint of a run with
+weight averaging gives its ``state_dict``, the averaged weights its best.ckpt was chosen, tested and
+evaluated with (``callbacks/weight_averaging.py``), not the live ones of ``current_model_state``."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from litlab.checkpoint_files import load_checkpoint
+from litlab.errors import LitlabError
+from litlab.init_from_path import KEY, init_checkpoint_path, init_from_value
+from litlab.tuning.temperature_setting import checkpoint_fingerprint
+
+log = logging.getLogger(__name__)
+
+# the task's attribute the net is under: its tensors are "net.<name>" in a checkpoint's state_dict
+_NET = "net."
+# how many tensor names a refusal lists
+_SHOWN = 4
+
+
+@dataclass
+class InitFrom:
+    """The checkpoint of ``model.init_from``, read once before the data is prepared."""
+
+    path: Path
+    ckpt: dict
+
+
+def open_init_from(cfg: DictConfig, resume) -> InitFrom | None:
+    """Reads ``model.init_from`` (None when unset). With a resume (``resume``: ``open_resume``'s, or
+    None): a checkpoint of a run that was started from the same file already holds the weights
+    trained from it, and the file is not read again (it may be gone); any other pairing asks for
+    two starting points and is refused."""
+    value = init_from_value(cfg)
+    if value is None:
+        return None
+    if resume is not None:
+        stored = (((resume.ckpt.get("litlab") or {}).get("config") or {}).get("model") or {}).get("init_from")
+        if stored is not None and _same_path(stored, value):
+            log.info("%s=%s: not read again; the resumed checkpoint %s already holds the weights trained from it",
+                     KEY, value, resume.path)
+            return None
+        began = f"a run that began from {KEY}={stored}" if stored else "a run that began without it"
+        raise LitlabError(
+            f"{KEY}={value} and ckpt_path={resume.path} were both given: a resume restores the weights, optimizer, "
+            f"schedule and epoch count from ckpt_path (here {began}), while {KEY} starts a new run from another "
+            f"run's weights. Give one: ckpt_path alone (with {KEY}=null, or the run's own {KEY}) to resume, or "
+            f"{KEY} alone to start a new run in a new folder.")
+    path = init_checkpoint_path(value)
+    return InitFrom(path, load_checkpoint(path, KEY, compressed_ok=False))
+
+
+def _same_path(a: str, b: str) -> bool:
+    return a == b or Path(a).absolute() == Path(b).absolute()
+
+
+def load_init_weights(init: InitFrom | None, net: nn.Module, num_classes: int) -> dict:
+    """Copies the checkpoint's net tensors into ``net`` (built for this run's data and settings) and
+    logs what it loaded. Returns the ``metrics.json`` record (``init_record``), empty without
+    ``model.init_from``."""
+    if init is None:
+        return {}
+    theirs = {k.removeprefix(_NET): v for k, v in init.ckpt["state_dict"].items() if k.startswith(_NET)}
+    own = net.state_dict()
+    fresh = _kept_fresh(own, theirs, init, num_classes)
+    with torch.no_grad():
+        missing, unexpected = net.load_state_dict({k: v for k, v in theirs.items() if k not in fresh}, strict=False)
+    assert sorted(missing) == sorted(fresh) and not unexpected, (missing, unexpected)  # _kept_fresh checked them
+    averaged = "current_model_state" in init.ckpt  # the checkpoint's state_dict is then the average
+    log.info("%s: loaded %d of %d tensors from %s (kept fresh: %s)", KEY, len(own) - len(fresh), len(own), init.path,
+             ", ".join(fresh) or "none")
+    if averaged:
+        log.info("%s: %s was trained with weight averaging; its averaged weights were loaded, those its best.ckpt, "
+                 "test and eval used", KEY, init.path)
+    return {"path": str(init.path.absolute()), "loaded": len(own) - len(fresh), "tensors": len(own),
+            "kept_fresh": fresh, "weights": "averaged" if averaged else "trained"}
+
+
+def init_record(loaded: dict) -> dict:
+    """``{"init_from": {path, ckpt_bytes, ckpt_sha256, loaded, tensors, kept_fresh, weights}}`` for
+    ``metrics.json`` (the file's size and sha256 as eval records them beside a temperature), or
+    ``{}``. Hashed here, on the rank that writes the record only."""
+    if not loaded:
+        return {}
+    return {"init_from": {**loaded, **checkpoint_fingerprint(loaded["path"])}}
+
+
+def _kept_fresh(own: dict, theirs: dict, init: InitFrom, num_classes: int) -> list[str]:
+    """The names of the net's output-layer tensors that differ from the checkpoint's by the class
+    count alone, left freshly initialized; a LitlabError for any other difference of names or shapes."""
+    record = init.ckpt.get("litlab") or {}
+    classes_there = len((record.get("data") or {}).get("class_names") or []) or None
+    fresh, wrong = [], []
+    for name in (k for k in own if k in theirs):  # the net's order: weight before bias
+        a, b = tuple(theirs[name].shape), tuple(own[name].shape)
+        if a == b:
+            continue
+        head = (len(a) == len(b) and a[1:] == b[1:] and b[0] == num_classes and a[0] != num_classes
+                and classes_there in (None, a[0]))
+        (fresh if head else wrong).append(name)
+    missing = [k for k in own if k not in theirs]
+    unexpected = [k for k in theirs if k not in own]
+    if not (missing or unexpected or wrong) and len(fresh) < len(own):
+        return fresh
+    raise _refusal(init, own, theirs, missing, unexpected, wrong, record)
+
+
+def _refusal(init: InitFrom, own: dict, theirs: dict, missing: list[str], unexpected: list[str], wrong: list[str],
+             record: dict) -> LitlabError:
+    """The one paragraph for a checkpoint whose net does not fit this run's."""
+    stored = ((record.get("config") or {}).get("model") or {}).get("net") or {}
+    target = stored.get("_target_") if isinstance(stored, dict) else None
+    shape = (record.get("data") or {}).get("input_shape")
+    if not set(own) & set(theirs):
+        what = (f"it shares no tensor with this run's net (its {len(theirs)} net tensor(s), such as "
+                f"{', '.join(sorted(theirs)[:_SHOWN]) or 'none'}; this net's, such as "
+                f"{', '.join(sorted(own)[:_SHOWN])})")
+    else:
+        parts = [f"{k}: {tuple(theirs[k].shape)} in the file, {tuple(own[k].shape)} in the net" for k in wrong[:_SHOWN]]
+        if missing:
+            parts.append(f"not in the file: {', '.join(missing[:_SHOWN])}")
+        if unexpected:
+            parts.append(f"not in the net: {', '.join(unexpected[:_SHOWN])}")
+        if len(wrong) + len(missing) + len(unexpected) > _SHOWN:
+            parts.append(f"in all {len(wrong)} of another shape, {len(missing)} missing, {len(unexpected)} extra")
+        what = f"its tensors differ beyond the output layer's class count ({'; '.join(parts)})"
+    trained = " and ".join(x for x in (f"a {target} net" if target else "", f"samples of shape {tuple(shape)}"
+                                       if shape else "") if x)
+    return LitlabError(
+        f"{KEY}={init.path} does not fit this run's net: {what}. A run starts from another's weights with the "
+        f"same model=... and model.net.* settings{f' (that run trained {trained})' if trained else ''}; only the "
+        f"output layer may differ, by the number of classes. Use those settings here, or leave {KEY}=null to "
+        f"start from fresh weights.")
