@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -76,7 +78,7 @@ def test_averaging_and_compression_targets_read_with_their_bases():
     assert target_params("litlab.compression.pruning.MagnitudePrune") == (
         "amount", "schedule", "ramp", "finetune", "measure")
     assert "batch_size" in target_params("litlab.data.digits.DigitsDataModule")
-    assert target_params("torch.optim.AdamW") is None  # outside litlab: not read
+    assert target_params("torch.nn.Linear") is None  # outside litlab, Lightning and torch.optim: not read
     assert target_params("litlab.no_such_module.Thing") is None
 
 
@@ -235,3 +237,87 @@ def test_an_annotated_local_in_a_dataclass_method_is_no_field(fake_package):
                 note: str = ""
         """)
     assert target_params("litlab.impl.Fields") == ("epochs", "lr")
+
+
+# Lightning's callbacks and Trainer, torch.optim's optimizers and schedules, and litlab's two
+# callbacks whose __init__ is Lightning's: none takes **kwargs, so each must be read exactly
+OUTSIDE_TARGETS = [
+    "lightning.pytorch.callbacks.EarlyStopping", "lightning.pytorch.callbacks.LearningRateMonitor",
+    "lightning.pytorch.callbacks.ModelCheckpoint", "lightning.pytorch.Trainer", "torch.optim.AdamW",
+    "torch.optim.SGD", "torch.optim.lr_scheduler.CosineAnnealingLR", "litlab.callbacks.early_stopping.EarlyStopping",
+    "litlab.callbacks.lr_monitor.LearningRateMonitor",
+]
+
+
+@pytest.mark.parametrize("target", OUTSIDE_TARGETS)
+def test_lightning_and_torch_optim_targets_are_read_as_inspect_sees_them(target):
+    """They answered None (a target outside litlab, or a base outside it), so a misspelt key there
+    failed only when the run built them; now read from the installed files, in the signature's order
+    (the Trainer's through Lightning's ``_defaults_from_env_vars``, which keeps its keywords)."""
+    module, _, name = target.rpartition(".")
+    params = list(inspect.signature(getattr(importlib.import_module(module), name)).parameters.values())
+    assert not any(p.kind is p.VAR_KEYWORD for p in params)
+    assert target_params(target) == tuple(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD,
+                                                                                 p.KEYWORD_ONLY))
+
+
+def test_outside_targets_are_read_without_importing_their_packages():
+    """The check runs before torch is imported: finding Lightning's and torch's files must not import them."""
+    probe = ("import sys\nfrom litlab.source_signatures import target_params\n"
+             "print(all(target_params(t) is not None for t in sys.argv[1:]), "
+             "[m for m in ('torch', 'lightning') if m in sys.modules])\n")
+    done = subprocess.run([sys.executable, "-c", probe, *OUTSIDE_TARGETS], capture_output=True, text=True,
+                          timeout=300)
+    assert done.stdout.strip() == "True []", done.stderr[-2000:]
+
+
+@pytest.fixture
+def outside_package(tmp_path, monkeypatch):
+    """A package ``outpkg`` on sys.path, read as one of ``READ_OUTSIDE``: ``write(relative_path, source)``."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(source_signatures, "READ_OUTSIDE", (("outpkg",),), raising=False)
+    caches = [f for f in vars(source_signatures).values() if hasattr(f, "cache_clear")]
+    for cached in caches:
+        cached.cache_clear()
+    yield lambda rel, text: (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True) or (tmp_path / rel).write_text(
+        textwrap.dedent(text))
+    for cached in caches:
+        cached.cache_clear()
+
+
+def test_an_outside_package_is_read_through_reexports_and_bases_or_not_at_all(outside_package):
+    outside_package("outpkg/__init__.py", "from .sub.mod import Thing, Passes\n")
+    outside_package("outpkg/base.py", """
+        class Base:
+            def __init__(self, rate=0.1, *, steps=1):
+                pass
+        """)
+    outside_package("outpkg/sub/__init__.py", "")
+    outside_package("outpkg/sub/mod.py", """
+        import functools
+        from elsewhere import Foreign
+        from outpkg.base import Base
+
+        class Thing(Base):
+            pass
+
+        class Passes(Base):
+            def __init__(self, width=2, **kwargs):
+                super().__init__(**kwargs)
+
+        class FromElsewhere(Foreign):
+            pass
+
+        class Decorated:
+            @functools.wraps(print)
+            def __init__(self, a=1):
+                pass
+        """)
+    outside_package("outpkg/loose/mod.py", "class Thing:\n    def __init__(self, a=1):\n        pass\n")
+    assert target_params("outpkg.Thing") == ("rate", "steps")  # re-exported by __init__.py, the base's __init__
+    assert target_params("outpkg.Passes") == ("width", "rate", "steps")  # **kwargs handed up to the base
+    assert target_params("outpkg.sub.mod.FromElsewhere") is None  # a base in a package not read
+    assert target_params("outpkg.sub.mod.Decorated") is None  # a decorator that may change the signature
+    assert target_params("outpkg.loose.mod.Thing") is None  # a folder without __init__.py on the way
+    assert target_params("otherpkg.Thing") is None
+    assert "outpkg" not in sys.modules

@@ -4,6 +4,10 @@ failed only when ``ema()`` was called. Now refused on the command line, before t
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import re
+
 import pytest
 
 from litlab.config_check import check_overrides
@@ -287,3 +291,79 @@ def test_a_key_under_an_argument_the_target_does_not_take_is_refused(tmp_path, a
     assert str(e.value).startswith(said)
     # the --cfg job hint leaves the refused override out
     assert f"(python -m litlab.train {args[0]} --cfg job --package " in str(e.value)
+
+
+def _keywords(target: str) -> list[str]:
+    """What ``target`` takes by keyword, told by ``inspect`` on the imported class."""
+    module, _, name = target.rpartition(".")
+    params = inspect.signature(getattr(importlib.import_module(module), name)).parameters.values()
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+@pytest.mark.parametrize("typed, where, target, meant, set_aside", [
+    ("+callbacks.learning_rate_monitor.logging_intervall=step", "callbacks.learning_rate_monitor",
+     "litlab.callbacks.lr_monitor.LearningRateMonitor", "logging_interval", ()),
+    ("+model.optimizer.betass=[0.9,0.99]", "model.optimizer", "torch.optim.AdamW", "betas", ("params",)),
+])
+def test_a_misspelt_key_of_a_lightning_or_torch_class_is_refused_before_torch_and_any_folder(
+        tmp_path, typed, where, target, meant, set_aside):
+    """Both composed, made the run's folder, prepared the data and failed when the class was built
+    (about 6 s on the digits), as their arguments were not read: Lightning's (litlab's monitor
+    inherits its __init__) and torch.optim's."""
+    stderr = refused_before_torch("litlab.train", ["trainer.max_epochs=1", typed, *_folders(tmp_path)], cwd=tmp_path)
+    name = typed.lstrip("+").split("=")[0].rpartition(".")[2]
+    assert f"Error: {typed} gives {name} to {where} ({target}, chosen by " in stderr
+    listed = re.search(r"which has no argument \w+: it takes (.*?)\. Did you mean (\S+)\?", stderr)
+    assert listed is not None, stderr
+    assert set(listed[1].split(", ")) == {f"{where}.{k}" for k in _keywords(target) if k not in set_aside}
+    assert listed[2] == f"{where}.{meant}"
+    if set_aside:
+        assert f"(litlab sets {where}.{set_aside[0]} itself.)" in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, said", [
+    (["callbacks=early_stopping", "+callbacks.early_stopping.patiance=3"],
+     "(litlab.callbacks.early_stopping.EarlyStopping, chosen by callbacks=early_stopping), which has no argument "
+     "patiance: it takes callbacks.early_stopping.patience, "),
+    (["+model.scheduler.eta_minn=0.0"], "(torch.optim.lr_scheduler.CosineAnnealingLR, chosen by model=cnn), which has "
+                                        "no argument eta_minn: it takes model.scheduler.eta_min, "),
+    (["+trainer.max_epochz=3"], "(lightning.pytorch.Trainer, chosen by trainer=default), which has no argument "
+                                "max_epochz: it takes trainer.max_epochs, "),
+    (["model.optimizer._target_=torch.optim.SGD", "+model.optimizer.momentun=0.9"],
+     "(torch.optim.SGD, set by model.optimizer._target_=torch.optim.SGD), which has no argument momentun: it takes "
+     "model.optimizer.momentum, "),
+])
+def test_a_key_lightnings_or_torchs_class_does_not_take_is_refused(tmp_path, args, said):
+    with pytest.raises(LitlabError) as e:
+        check_overrides([*args, *_folders(tmp_path)])
+    assert str(e.value).startswith(f"{args[-1]} gives ")
+    assert said in str(e.value)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["+model.optimizer.betas=[0.9,0.99]"],
+    ["+model.scheduler.eta_min=0.0"],
+    ["callbacks=early_stopping", "+callbacks.early_stopping.verbose=true"],
+    ["+callbacks.learning_rate_monitor.log_momentum=true"],
+    ["++trainer.detect_anomaly=false"],
+    ["model.scheduler._target_=torch.optim.lr_scheduler.ReduceLROnPlateau", "~model.scheduler.T_max",
+     "+model.scheduler.factor=0.5"],
+])
+def test_keys_lightnings_and_torchs_classes_take_are_accepted(tmp_path, args):
+    check_overrides([*args, *_folders(tmp_path)])
+
+
+@pytest.mark.parametrize("typed, said", [
+    ("+model.optimizer.params=[1]", "litlab gives the optimizer the net's parameters itself"),
+    ("+model.scheduler.optimizer=x", "litlab gives the schedule the optimizer built from model.optimizer itself"),
+])
+def test_the_optimizer_and_schedule_arguments_litlab_passes_itself_are_refused(tmp_path, typed, said):
+    """The partials are finished with params=/optimizer=, whose value wins over the one typed, which
+    was dropped without a word."""
+    with pytest.raises(LitlabError) as e:
+        check_overrides([typed, *_folders(tmp_path)])
+    assert str(e.value).startswith(f"{typed} gives {typed.split('.')[2].split('=')[0]} to ")
+    assert said in str(e.value)
+    assert "so this value would never be used. Remove it." in str(e.value)

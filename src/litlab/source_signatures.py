@@ -1,32 +1,49 @@
-"""What a ``_target_`` inside litlab takes, read from its source file with ``ast``, not imported.
+"""What a ``_target_`` takes, read from its source file with ``ast``, not imported.
 
 The command-line checks run before torch is imported, and importing most of litlab's modules
 imports it; so a target such as ``litlab.callbacks.weight_averaging.ema`` is found in its
-module's file under this package and its parameters are read from the definition. Every answer
-is certain or None: a target outside litlab, a name bound by an assignment, an import of a
-module outside litlab or under a condition, a decorator that may change the signature (other
-than a plain ``@dataclass``), a ``**kwargs`` parameter (except one only handed to the ``__init__``
-of a litlab base class, ``super().__init__(**kwargs)``: then the base's arguments count too), a
-class whose ``__init__`` comes from a base outside litlab or is defined under ``if``/``try`` in
-its body all give None, and the caller then accepts whatever was given. Positional-only
-parameters (before ``/``) are not among the answer: a key cannot give them.
+module's file under this package and its parameters are read from the definition. Targets in
+Lightning (``lightning.pytorch.Trainer``, ``lightning.pytorch.callbacks.EarlyStopping``) and in
+``torch.optim`` (``torch.optim.AdamW``, ``torch.optim.lr_scheduler.CosineAnnealingLR``) are read the
+same way (``READ_OUTSIDE``): the package's folder is found without importing it (``sys.modules``,
+or ``importlib.util.find_spec`` of its top-level name, which imports nothing) and the module's
+``.py`` file under it is parsed; a litlab class built on one of theirs (litlab's
+``EarlyStopping``) is read through that base. Every answer is certain or None: a target in
+another package, a name bound by an assignment, an import of a module outside those packages or
+under a condition, a decorator that may change the signature (other than a plain
+``@dataclass``, and Lightning's ``_defaults_from_env_vars`` on the Trainer's ``__init__``, which
+calls it with the same keywords), a ``**kwargs`` parameter (except one only handed to the
+``__init__`` of a base class read here, ``super().__init__(**kwargs)``: then the base's arguments
+count too), a class whose ``__init__`` comes from a base outside those packages (``nn.Module``)
+or is defined under ``if``/``try`` in its body, a module found only as compiled code all give
+None, and the caller then accepts whatever was given. Positional-only parameters (before ``/``)
+are not among the answer: a key cannot give them. Each module is parsed once per process.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import importlib.util
+import sys
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+
+# the modules outside litlab whose source is read too (each with the modules under it): the
+# trainer, callbacks, optimizers and schedules that configs name most
+READ_OUTSIDE = (("lightning",), ("torch", "optim"))
+# decorators of an ``__init__`` that call it with the keywords they were given: Lightning's Trainer
+# fills missing arguments from PL_TRAINER_* variables this way
+KEEPS_KEYWORDS = frozenset({"lightning.pytorch.utilities.argparse._defaults_from_env_vars"})
 
 # a definition found: its ast node and the dotted module it is in
 Found = tuple[ast.FunctionDef | ast.ClassDef, tuple[str, ...]]
 
 
 def target_params(target: str) -> tuple[str, ...] | None:
-    """The keyword arguments ``target`` (a dotted path into litlab) takes, in their order; None
-    where that cannot be read with certainty (the module's docstring says when)."""
+    """The keyword arguments ``target`` (a dotted path into litlab or ``READ_OUTSIDE``) takes, in
+    their order; None where that cannot be read with certainty (the module's docstring says when)."""
     found = _definition(target)
     if found is None:
         return None
@@ -43,7 +60,7 @@ def subclass_of(target: str, base: str) -> bool | None:
     is a class whose every base is read to its end without meeting it (for a ``base`` inside
     litlab, a class outside litlab ends it: it cannot derive from litlab's); None where that cannot
     be told (a builder function, a name not found, a base outside litlab's bases of the class)."""
-    found = _definition(target)
+    found = _definition(target) if str(target).startswith("litlab.") else None
     if found is None or not isinstance(found[0], ast.ClassDef):
         return None
     return _derives(found[0], found[1], base, frozenset())
@@ -73,9 +90,15 @@ def _derives(cls: ast.ClassDef, module: tuple[str, ...], base: str, seen: frozen
 
 
 def _definition(target: str) -> Found | None:
-    """The ``def`` or ``class`` that ``target`` names, following ``from ... import`` within litlab."""
+    """The ``def`` or ``class`` that ``target`` names, following ``from ... import`` within the
+    packages read (litlab's and ``READ_OUTSIDE``)."""
     parts = tuple(str(target).split("."))
-    return _find(parts, frozenset()) if parts[0] == "litlab" and len(parts) > 1 else None
+    return _find(parts, frozenset()) if len(parts) > 1 and _readable(parts[:-1]) else None
+
+
+def _readable(module: tuple[str, ...]) -> bool:
+    """Whether ``module`` is litlab's or under one of ``READ_OUTSIDE``."""
+    return bool(module) and (module[0] == "litlab" or any(module[:len(p)] == p for p in READ_OUTSIDE))
 
 
 def _find(parts: tuple[str, ...], seen: frozenset[tuple[str, ...]]) -> Found | None:
@@ -118,28 +141,64 @@ def _bindings(body: list[ast.stmt], name: str) -> list[ast.stmt]:
 
 
 def _imported_module(stmt: ast.ImportFrom, module: tuple[str, ...]) -> tuple[str, ...] | None:
-    """The dotted module a ``from ... import`` in ``module`` reads, where it is inside litlab."""
+    """The dotted module a ``from ... import`` in ``module`` reads, where it is one read here
+    (``_readable``)."""
     if stmt.level:
         package = module if _is_package(module) else module[:-1]
         base = package[:len(package) - stmt.level + 1] if stmt.level > 1 else package
         full = (*base, *(stmt.module.split(".") if stmt.module else ()))
     else:
         full = tuple((stmt.module or "").split("."))
-    return full if full and full[0] == "litlab" else None
+    return full if _readable(full) else None
 
 
 def _is_package(module: tuple[str, ...]) -> bool:
-    return (PACKAGE_DIR.joinpath(*module[1:]) / "__init__.py").is_file()
+    found = _source_file(module)
+    return found is not None and found.name == "__init__.py"
+
+
+def _source_file(module: tuple[str, ...]) -> Path | None:
+    """The ``.py`` file of ``module`` (its ``__init__.py`` for a package), under litlab's folder or
+    the folder of the package outside it; None where it is not one read here, or no such file is
+    there (outside litlab, a folder between without ``__init__.py`` is not followed either)."""
+    if not _readable(module):
+        return None
+    root = PACKAGE_DIR if module[0] == "litlab" else _package_dir(module[0])
+    if root is None:
+        return None
+    inner = root.joinpath(*module[1:])
+    if module[0] != "litlab" and not all((root.joinpath(*module[1:i]) / "__init__.py").is_file()
+                                         for i in range(1, len(module))):
+        return None
+    if (inner / "__init__.py").is_file():
+        return inner / "__init__.py"
+    return inner.with_suffix(".py") if len(module) > 1 and inner.with_suffix(".py").is_file() else None
+
+
+@functools.lru_cache(maxsize=8)
+def _package_dir(name: str) -> Path | None:
+    """The one folder the top-level package ``name`` is imported from, found without importing it:
+    its ``__path__`` where it is imported already, else ``find_spec`` of the top-level name (which
+    has no parent to import); None for a namespace package over several folders or none found."""
+    loaded = sys.modules.get(name)
+    if loaded is not None:
+        folders = list(getattr(loaded, "__path__", None) or [])
+    else:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            return None
+        folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    return Path(folders[0]) if len(folders) == 1 else None
 
 
 @functools.lru_cache(maxsize=256)
 def _module_tree(module: tuple[str, ...]) -> ast.Module | None:
-    """The parsed source of litlab's ``module`` (``("litlab", "callbacks", "ema")``); None where
-    no file of the package holds it or it cannot be read."""
-    if not module or module[0] != "litlab":
+    """The parsed source of ``module`` (``("litlab", "callbacks", "ema")``, ``("torch", "optim",
+    "adamw")``); None where it is not read here, no file holds it or it cannot be read."""
+    path = _source_file(module)
+    if path is None:
         return None
-    inner = PACKAGE_DIR.joinpath(*module[1:])
-    path = inner / "__init__.py" if _is_package(module) else inner.with_suffix(".py")
     try:
         return ast.parse(path.read_text(encoding="utf-8"))
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
@@ -219,7 +278,7 @@ def _bound_inside(body: list[ast.stmt]) -> set[str]:
 
 def _class_params(cls: ast.ClassDef, module: tuple[str, ...], seen: frozenset[str]) -> tuple[str, ...] | None:
     """The keyword arguments of ``cls(...)``: its own ``__init__``'s, a plain dataclass's fields, or
-    the ``__init__`` of its one base class inside litlab."""
+    the ``__init__`` of its one base class, where that is read here."""
     here = ".".join((*module, cls.name))
     if here in seen or cls.keywords:  # a metaclass may build the instance otherwise
         return None
@@ -230,12 +289,13 @@ def _class_params(cls: ast.ClassDef, module: tuple[str, ...], seen: frozenset[st
     if cls.decorator_list and not dataclass:
         return None
     init = body.get("__init__")
-    if init is not None and not init.decorator_list and _passes_kwargs_up(init) and len(cls.bases) == 1:
+    plain = init is not None and all(_dotted_base(d, module) in KEEPS_KEYWORDS for d in init.decorator_list)
+    if plain and _passes_kwargs_up(init) and len(cls.bases) == 1:
         own = _keyword_names(init.args, method=True)
         inherited = _base_params(cls, module, seen | {here})
         return None if inherited is None else tuple(dict.fromkeys([*own, *inherited]))
     if init is not None:
-        return None if init.decorator_list else _function_params(init.args, method=True)
+        return _function_params(init.args, method=True) if plain else None
     if dataclass:
         # a field under if/try: its place among the fields is not read (a method's annotated local,
         # ``limit: float = 10.0`` in ``__post_init__``, is no field)
@@ -252,11 +312,12 @@ def _class_params(cls: ast.ClassDef, module: tuple[str, ...], seen: frozenset[st
 
 
 def _base_params(cls: ast.ClassDef, module: tuple[str, ...], seen: frozenset[str]) -> tuple[str, ...] | None:
-    """The keyword arguments of the ``__init__`` of ``cls``'s one base, where it is inside litlab."""
+    """The keyword arguments of the ``__init__`` of ``cls``'s one base, where it is read here
+    (litlab's, Lightning's, ``torch.optim``'s)."""
     dotted = _dotted_base(cls.bases[0], module)
     found = _definition(dotted) if dotted else None
     if found is None or not isinstance(found[0], ast.ClassDef):
-        return None  # a base outside litlab (nn.Module, Lightning's): its __init__ is not read here
+        return None  # a base in another package (nn.Module): its __init__ is not read here
     return _class_params(found[0], found[1], seen)
 
 

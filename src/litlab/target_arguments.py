@@ -5,21 +5,23 @@
 ``litlab.callbacks.weight_averaging.ema`` was called with ``decya``. ``config_check`` runs this
 rule on every job's composed config before torch is imported and before any folder is made:
 a ``+KEY`` or ``++KEY`` override whose nearest node with a ``_target_`` above it
-(``averaging``, ``model.net``, ``compress.finetune``, ``callbacks.eval_report``) builds a target
-inside litlab is refused where that target has no argument of the key's name, read from its
-source (``source_signatures``, not imported). Let through: a target outside litlab (the user's
-own, torch's, Lightning's), one whose arguments cannot be read with certainty (``**kwargs``, a
-base class outside litlab), Hydra's own keys (``_partial_``, ...), a key the chosen files
-already have, ``model.*`` keys that litlab takes off the node before building the task (its
-speed switches), and keys of a node with no ``_target_`` (a choice with no settings:
-``empty_choices``; ``data.augment.*``, whose dict is one argument). Refused whatever the target:
-an argument litlab passes itself when it builds the node (``model.net.num_classes``, from the
-data; ``trainer.logger``, the logger group's; the trainer's as the entry point builds it:
-``trainer.plugins`` in train and eval, and in lr_find, which hands its trainer overrides on to
-the train command it prints), which would override the user's value without a word, and
-``model.mixing``, the mixing group's; they are left out of the keys listed. In train and lr_find,
-``trainer.enable_checkpointing=true`` (or ``enable_progress_bar``) is refused where the callbacks
-have no ``model_checkpoint`` (``progress_bar``) entry: build_trainer sets both from the callbacks.
+(``averaging``, ``model.net``, ``compress.finetune``, ``callbacks.eval_report``, ``model.optimizer``,
+``trainer``) builds a target inside litlab, Lightning or ``torch.optim`` is refused where that
+target has no argument of the key's name, read from its source (``source_signatures``, not
+imported). Let through: a target elsewhere (the user's own, ``torch.nn``'s), one whose arguments
+cannot be read with certainty (``**kwargs``, a base class elsewhere), Hydra's own keys
+(``_partial_``, ...), a key the chosen files already have, ``model.*`` keys that litlab takes off
+the node before building the task (its speed switches), and keys of a node with no ``_target_``
+(a choice with no settings: ``empty_choices``; ``data.augment.*``, whose dict is one argument).
+Refused whatever the target: an argument litlab passes itself when it builds the node
+(``model.net.num_classes``, from the data; ``model.optimizer.params`` and
+``model.scheduler.optimizer``, given as the partials are finished; ``trainer.logger``, the logger
+group's; the trainer's as the entry point builds it: ``trainer.plugins`` in train and eval, and
+in lr_find, which hands its trainer overrides on to the train command it prints), which would
+override the user's value without a word, and ``model.mixing``, the mixing group's; they are
+left out of the keys listed. In train and lr_find, ``trainer.enable_checkpointing=true`` (or
+``enable_progress_bar``) is refused where the callbacks have no ``model_checkpoint``
+(``progress_bar``) entry: build_trainer sets both from the callbacks.
 A key under the argument (``+compress.student.num_classes=3``) is refused as the argument.
 An override this check cannot read (an interpolation that does not resolve yet) is let through
 to the checks after it.
@@ -64,6 +66,11 @@ SET_BY_LITLAB = {
                   "the mixer that mixing=mixup, cutmix or mixup_cutmix builds (its keys are mixing.*). Remove it and "
                   "choose the mixing with the mixing group",
     },
+    # partials finished in code (tasks.optimizers): the keyword given there wins over the file's
+    "model.optimizer": {"params": "litlab gives the optimizer the net's parameters itself (in two groups where "
+                                  "model.decay_biases_and_norms=false), so this value would never be used. Remove it"},
+    "model.scheduler": {"optimizer": "litlab gives the schedule the optimizer built from model.optimizer itself, so "
+                                     "this value would never be used. Remove it"},
 }
 
 
