@@ -367,3 +367,19 @@ def test_the_optimizer_and_schedule_arguments_litlab_passes_itself_are_refused(t
     assert str(e.value).startswith(f"{typed} gives {typed.split('.')[2].split('=')[0]} to ")
     assert said in str(e.value)
     assert "so this value would never be used. Remove it." in str(e.value)
+
+
+def test_params_and_optimizer_keys_are_a_users_own_tasks(tmp_path, monkeypatch):
+    """Only litlab's Classifier finishes model.optimizer with params= and model.scheduler with
+    optimizer=: a task of the user's own gets those keys as given, so they are not refused there."""
+    (tmp_path / "mytask_r18.py").write_text(
+        "class MyTask:\n"
+        "    def __init__(self, net, num_classes, optimizer=None, scheduler=None, **kw):\n        pass\n\n\n"
+        "class OptSpec:\n    def __init__(self, params='all', lr=1e-3):\n        pass\n\n\n"
+        "class SchedSpec:\n    def __init__(self, optimizer='main', gamma=0.5):\n        pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    own = ["model._target_=mytask_r18.MyTask", "~model.optimizer", "+model.optimizer={_target_:mytask_r18.OptSpec}",
+           "~model.scheduler", "+model.scheduler={_target_:mytask_r18.SchedSpec}", *_folders(tmp_path)]
+    check_overrides([*own, "+model.optimizer.params=head", "+model.scheduler.optimizer=main"])
+    with pytest.raises(LitlabError, match="litlab gives the optimizer the net's parameters itself"):
+        check_overrides(["+model.optimizer.params=head", *_folders(tmp_path)])

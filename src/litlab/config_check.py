@@ -31,6 +31,7 @@ from litlab.class_weights import check_class_weights
 from litlab.collection_entries import check_entries, check_histograms_early
 from litlab.config_flags import CONF_DIR, Primary, config_dirs, hydra_args, no_primary, primary_of
 from litlab.config_values import check_values, reads_clock
+from litlab.data.fold_settings import check_fold_config, folds_not_a_key
 from litlab.device_counts import known_device_count
 from litlab.empty_choices import check_empty_choices, key_of_empty_choice
 from litlab.errors import LitlabError
@@ -157,6 +158,8 @@ def explain(e: BaseException, overrides: list[str], primary: Primary | None = No
                 f"key {nested.group(1)}; a dict given to an existing key changes its keys, it does not replace it. "
                 f"To replace {key} as a whole, remove it first: '~{key}' '+{key}={{...}}'; to change single keys, set "
                 f"each one ({key}.NAME=VALUE).")
+        if folds_not_a_key(key, overrides) is not None:  # data=synthetic data.folds=5: generated data has no folds
+            return folds_not_a_key(key, overrides)
         # averaging.decay=0.9 under averaging=none: Hydra's hint, +averaging.decay, adds a key nothing reads
         empty = key_of_empty_choice(key, ONE_CHOICE, overrides, primary, config_dirs(overrides, primary))
         if empty is not None:
@@ -476,6 +479,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
         if config_name in ("train", "lr_find"):  # lr_find builds the task with the run's mixing too
             check_mixing(cfg)
             check_class_weights(cfg)
+            check_fold_config(cfg)  # data.folds and data.fold, each swept value
         if config_name == "train":
             for name, callback in (cfg.get("callbacks") or {}).items():
                 if isinstance(callback, DictConfig) and "monitor" in callback:

@@ -239,6 +239,8 @@ _LOADING = ("data.batch_size", "data.num_workers", "data.in_memory", "data.memor
             "data.augment")
 # where the same data lies: a resume may read it from another folder (a cluster job's local copy)
 _LOCATION = ("data.root", "data.path")
+# data.* keys newer than some checkpoints, at the value that serves the data as those were trained
+_ADDED = {"data.folds": None, "data.fold": 0}
 
 
 def absolute_locations(data: dict) -> dict:
@@ -264,7 +266,7 @@ def _data_changes(cfg: DictConfig, ckpt: dict) -> tuple[list[str], list[str]]:
     old, new = flat_keys(absolute_locations(stored), "data"), flat_keys(here, "data")
     changed, moved = [], []
     for key in sorted(set(old) | set(new)):
-        if old.get(key, ABSENT) == new.get(key, ABSENT) or key.startswith(_LOADING):
+        if old.get(key, _ADDED.get(key, ABSENT)) == new.get(key, ABSENT) or key.startswith(_LOADING):
             continue
         (moved if key in _LOCATION else changed).append(
             f"{key} {shown_value(old.get(key, ABSENT))} in the checkpoint, {shown_value(new.get(key, ABSENT))} here")

@@ -122,6 +122,7 @@ SWITCHED_BY_CALLBACK = {
     "enable_progress_bar": ("progress_bar", "litlab.callbacks.progress.progress_bar", "a progress bar"),
 }
 DISTILL = "litlab.compression.distillation.Distill"  # the compression method that builds compress.student
+CLASSIFIER = "litlab.tasks.classification.Classifier"  # the task that finishes model.optimizer and model.scheduler
 
 
 def check_target_arguments(cfg: DictConfig, overrides: Sequence[str], primary_command: str,
@@ -167,13 +168,17 @@ def _refusal(cfg: DictConfig, override: str, overrides: Sequence[str], command: 
 
 def _set_by_litlab(cfg: DictConfig, where: str, command: str) -> dict[str, str]:
     """The arguments litlab passes itself to the node at ``where`` (``SET_BY_LITLAB``), each with
-    where it takes them from; ``compress.student`` only as litlab's distillation builds it, and
+    where it takes them from; ``compress.student`` only as litlab's distillation builds it,
+    ``model.optimizer``'s and ``model.scheduler``'s only as litlab's Classifier finishes them, and
     ``trainer``'s as the entry point of ``command`` (``python -m litlab.lr_find ...``) builds it."""
     if where == "trainer":
         return TRAINER_SET_BY_LITLAB.get(_entry_point(command), {})
     if where == "compress.student" and subclass_of(str(OmegaConf.select(cfg, "compress._target_", default="")),
                                                    DISTILL) is not True:
         return {}
+    if where in ("model.optimizer", "model.scheduler") and subclass_of(
+            str(OmegaConf.select(cfg, "model._target_", default="")), CLASSIFIER) is not True:
+        return {}  # a task of the user's own is handed only net and num_classes: these keys are its own
     return SET_BY_LITLAB.get(where, {})
 
 

@@ -221,6 +221,8 @@ def train(cfg: DictConfig) -> float | None:
         metrics = fit(trainer, model, dm, ckpt_path, step)
         metrics.update(scale_facts(trainer, dm.batch_size))  # data.batch_size is per device
         metrics.update(partial_data(cfg.trainer))
+        if getattr(dm, "folds", None):  # cross-validation: the fold that validated (data.fold of data.folds)
+            metrics.update(folds=dm.folds, fold=dm.fold)
         if trainer.is_global_zero and not trainer.interrupted:  # on record before the test, which may fail
             update_metrics(run_dir, **{k: v for k, v in metrics.items() if k != "status"})
         if cfg.get("test") and not trainer.interrupted:

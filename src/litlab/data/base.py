@@ -119,6 +119,9 @@ class ClassificationData(L.LightningDataModule):
         self.trained: dict | None = None
         # batches per split that the loaders yield at most (first_batches); none: all of them
         self._batch_limits: dict[str, int | None] = {}
+        # cross-validation (data.folds, data.fold): sources that cut their pool into folds set them
+        self.folds: int | None = None
+        self.fold = 0
 
     def evaluating(self) -> bool:
         """Whether this data serves a checkpoint's evaluation whose record gives the classes and
@@ -172,6 +175,7 @@ class ClassificationData(L.LightningDataModule):
             "num_classes": self.num_classes,
             "class_names": self.class_names,
             "preprocess": self.preprocess.to_dict(),
+            **({"folds": self.folds, "fold": self.fold} if self.folds else {}),
         }
 
     def adopt_trained(self, record: dict, where: str) -> None:
@@ -181,6 +185,11 @@ class ClassificationData(L.LightningDataModule):
         ``where``, the checkpoint). A record without these facts (older litlab) checks nothing."""
         if not record:
             return
+        if (record.get("folds"), record.get("fold", 0)) != (self.folds, self.fold):
+            raise LitlabError(
+                f"The data is {_fold_shown(self.folds, self.fold)} but the model of {where} was trained on "
+                f"{_fold_shown(record.get('folds'), record.get('fold', 0))}: its validation split would hold samples "
+                f"the model trained on. Leave data.folds and data.fold out of the command (the run's own are used).")
         mine = {"class_names": self.class_names, "input_shape": list(self.input_shape)}
         for key, what in (("class_names", "classes"), ("input_shape", "sample shape")):
             theirs = list(record.get(key, mine[key]))
@@ -336,6 +345,10 @@ class ClassificationData(L.LightningDataModule):
         # Lightning converts a batch to the precision's dtype before the transfer, when it still is
         # uint8 here; precisions that compute in another dtype (64, bf16-true, 16-true) need it now
         return trainer.precision_plugin.convert_input(x), y
+
+
+def _fold_shown(folds: int | None, fold: int) -> str:
+    return f"fold {fold} of data.folds={folds}" if folds else "one hold-out split (data.folds=null)"
 
 
 def _listed(values: list) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -10,6 +11,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from litlab.errors import LitlabError
+
+log = logging.getLogger(__name__)
 
 
 class TensorSplit(Dataset):
@@ -94,3 +97,59 @@ def _returned_to_training(labels: Tensor, keep: Tensor, out: Tensor) -> Tensor:
     for i in out.tolist() if lost else []:  # ``out`` is sorted: a class's first index comes first
         firsts.setdefault(int(labels[i]), i)
     return torch.tensor(sorted(firsts[c] for c in lost), dtype=torch.long)
+
+
+def fold_split(labels: Sequence[int] | Tensor, folds: int, fold: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Seeded stratified k-fold split of the samples with ``labels``: (training, validation) index
+    tensors of fold ``fold`` of ``folds`` (``data.folds``/``data.fold``).
+
+    The samples are shuffled with ``seed`` (the same on every process and every run), lined up
+    class by class, and dealt to the folds in turn: each class is spread over the folds with
+    counts that differ by at most one, and so are the folds' sizes. A class with fewer samples
+    than ``folds`` is missing from some folds' validation; one with a single sample would leave
+    training without it in that sample's fold, and keeps it there instead (as ``split_off`` does):
+    it is trained on in every fold and never validated.
+    """
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    n = len(labels)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    lined_up = perm[torch.sort(labels[perm], stable=True).indices]  # class by class, shuffled within each
+    dealt = torch.empty(n, dtype=torch.long)
+    dealt[lined_up] = torch.arange(n) % folds  # the fold of every sample
+    keep, out = (dealt != fold).nonzero().flatten(), (dealt == fold).nonzero().flatten()
+    back = _returned_to_training(labels, keep, out)
+    if len(back):
+        keep = torch.cat([keep, back]).sort().values
+        out = out[~torch.isin(out, back)]
+    return keep, out
+
+
+def fold_of_pool(labels: Sequence[int] | Tensor, folds: int, fold: int, seed: int, where: str,
+                 class_names: Sequence[str] | None = None) -> tuple[Tensor, Tensor]:
+    """``fold_split`` of a data source's pool (its training and validation samples together, at
+    ``where``), with the errors and the log lines a run shows: more folds than samples is refused,
+    and classes too small to reach every fold's validation are named."""
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    if folds > len(labels):
+        raise LitlabError(
+            f"data.folds={folds} asks for more folds than the {len(labels)} samples of {where} (its training and "
+            f"validation samples together), so some folds would validate on nothing. Use data.folds={len(labels)} "
+            f"or fewer.")
+    keep, out = fold_split(labels, folds, fold, seed)
+    values, counts = (t.tolist() for t in labels.unique(return_counts=True))
+    name = (lambda c: str(class_names[c])) if class_names is not None else str
+    single = [name(c) for c, k in zip(values, counts) if k == 1]
+    few = [name(c) for c, k in zip(values, counts) if 1 < k < folds]
+    if len(out) == 0:
+        raise LitlabError(
+            f"data.fold={fold} of data.folds={folds}: every validation sample of this fold is the only sample of its "
+            f"class in {where}, and stays in training, so the fold has nothing to validate on. Add samples of "
+            f"those classes, or use fewer folds.")
+    if single:
+        log.warning("data: class(es) %s have one sample in %s; it is trained on in every fold and never validated",
+                    ", ".join(single), where)
+    if few:
+        log.warning("data: class(es) %s have fewer samples than data.folds=%d; some folds validate without them",
+                    ", ".join(few), folds)
+    log.info("data: fold %d of %d (%d validation, %d training samples)", fold, folds, len(out), len(keep))
+    return keep, out

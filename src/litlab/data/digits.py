@@ -180,7 +180,9 @@ class DigitsDataModule(ImageFolderDataModule):
         test_fraction: share used for testing.
         split_seed: seed of the split into train, val and test (not the run's seed).
         **kwargs: as for ``ImageFolderDataModule`` (``root`` is where the PNG trees go: the default
-            split's there, another's in ``root/splits/<split>``, see ``digits_tree``).
+            split's there, another's in ``root/splits/<split>``, see ``digits_tree``). With
+            ``folds``, the split's train and val images are cut into folds (``split_seed`` seeds
+            them too); the test images stay apart.
     """
 
     def __init__(self, root: str, val_fraction: float = 0.15, test_fraction: float = 0.2,

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from litlab.data.base import ClassificationData, Splits, given_stats, stats_or_given
-from litlab.data.datasets import FileSplit, TensorSplit, split_off
+from litlab.data.datasets import FileSplit, TensorSplit, fold_of_pool, split_off
+from litlab.data.fold_settings import check_folds
 from litlab.data.image_files import (bad_file, check_one_size, check_readable, class_folders, decode, header_problem,
                                      list_split, report_bad_files, unicode_form, unicode_twins, visible_files)
 from litlab.data.preprocess import Preprocess
@@ -38,7 +39,10 @@ class ImageFolderDataModule(ClassificationData):
         image_size: resize to ``[H, W]`` (or an int for squares); None keeps the files' size.
         channels: 1 for grayscale, 3 for RGB.
         val_fraction: share of ``train/`` held out for validation when there is no ``val/``.
-        split_seed: seed of that split.
+        split_seed: seed of that split, and of the folds.
+        folds: cut train/ and val/ together into this many stratified folds (cross-validation);
+            None holds out a validation split as above.
+        fold: the fold (``0..folds-1``) that validates, the others train.
         on_bad_file: ``skip`` unreadable files with a warning, or ``fail``.
         in_memory: ``auto``, true or false (stream from disk through worker processes).
         memory_limit_mb: the decoded size up to which ``auto`` keeps data in memory.
@@ -48,8 +52,9 @@ class ImageFolderDataModule(ClassificationData):
     def __init__(self, root: str | None = None, batch_size: int = 64, image_size=None, channels: int = 1,
                  val_fraction: float = 0.1, split_seed: int = 0, on_bad_file: str = "skip",
                  in_memory="auto", memory_limit_mb: int = 2048, num_workers: int | None = None,
-                 mean=None, std=None, augment: dict | None = None):
+                 mean=None, std=None, augment: dict | None = None, folds: int | None = None, fold: int = 0):
         super().__init__(batch_size=batch_size, num_workers=num_workers, augment=augment)
+        self.folds, self.fold = check_folds(folds, fold)
         if root is None or root == "":
             raise LitlabError(
                 "data.root is not set. Pass data.root=DIR, a folder holding train/<class>/ image folders "
@@ -105,6 +110,8 @@ class ImageFolderDataModule(ClassificationData):
         and for a hold-out of val or a test on val that does not happen here)."""
         if not self.evaluating():
             return False
+        if self.folds and (self.root / "train").is_dir():  # the validation fold is cut from train/ and val/
+            return False
         return not (self.root / "train").is_dir() or all((self.root / s).is_dir() for s in ("val", "test"))
 
     def _check_eval_splits(self, classes: list[str], known: str) -> None:
@@ -147,7 +154,9 @@ class ImageFolderDataModule(ClassificationData):
         parts = {s: self._split(s, files, labels, decoded, memory) for s, (files, labels, decoded, _) in read.items()}
         train = parts["train"]
         val = parts.get("val")
-        if val is None:
+        if self.folds:
+            train, val = self._fold(train, val, classes)
+        elif val is None:
             train, val = self._hold_out(train)
         self._check_every_class_kept(_labels(train), listed["train"][1], classes)
         test = parts.get("test")
@@ -256,6 +265,13 @@ class ImageFolderDataModule(ClassificationData):
             )
         return _subset(train, keep), _subset(train, out)
 
+    def _fold(self, train, val, classes: list[str]):
+        """(train, val) of fold ``data.fold``, cut from train/ and val/ together (``fold_of_pool``)."""
+        pool = train if val is None else _joined(train, val)
+        where = f"data.root={self.root} ({'train/ and val/' if val is not None else 'train/'})"
+        keep, out = fold_of_pool(_labels(pool), self.folds, self.fold, self.split_seed, where, classes)
+        return _subset(pool, keep), _subset(pool, out)
+
     def _stats_sample(self, train) -> torch.Tensor:
         if isinstance(train, TensorSplit):
             return train.x
@@ -288,6 +304,13 @@ def _check_unicode_twins(d: Path, unknown: list[str], classes: list[str], known:
 def _labels(ds) -> list[int]:
     """The class index of every sample of a split held in memory or streamed."""
     return ds.y.tolist() if isinstance(ds, TensorSplit) else list(ds.labels)
+
+
+def _joined(a, b):
+    """The samples of ``a`` then those of ``b``, splits of one kind (both in memory or both streamed)."""
+    if isinstance(a, TensorSplit):
+        return TensorSplit(torch.cat([a.x, b.x]), torch.cat([a.y, b.y]))
+    return FileSplit(a.files + b.files, list(a.labels) + list(b.labels), a.decode)
 
 
 def _subset(ds, idx: torch.Tensor):

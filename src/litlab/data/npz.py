@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from litlab.data.base import ClassificationData, Splits, check_labels, given_stats, stats_or_given
-from litlab.data.datasets import TensorSplit, split_off
+from litlab.data.datasets import TensorSplit, fold_of_pool, split_off
+from litlab.data.fold_settings import check_folds
 from litlab.data.preprocess import Preprocess
 from litlab.errors import LitlabError, check_fraction
 from litlab.listing import first_of
@@ -70,14 +71,18 @@ class NpzDataModule(ClassificationData):
     Args:
         path: the ``.npz`` file.
         val_fraction: share of the training arrays held out when there is no ``x_val``.
-        split_seed: seed of that split.
+        split_seed: seed of that split, and of the folds.
         mean, std: normalization; None computes it on the training split.
+        folds: cut the training and validation arrays together into this many stratified folds
+            (cross-validation); None holds out a validation split as above.
+        fold: the fold (``0..folds-1``) that validates, the others train.
     """
 
     def __init__(self, path: str | None = None, batch_size: int = 64, val_fraction: float = 0.1,
                  split_seed: int = 0, mean=None, std=None, num_workers: int | None = None,
-                 augment: dict | None = None):
+                 augment: dict | None = None, folds: int | None = None, fold: int = 0):
         super().__init__(batch_size=batch_size, num_workers=num_workers, augment=augment)
+        self.folds, self.fold = check_folds(folds, fold)
         if path is None or path == "":
             raise LitlabError("data.path is not set. Pass data.path=FILE.npz with arrays x_train, y_train, "
                               "x_test, y_test (and optionally x_val, y_val).")
@@ -128,7 +133,8 @@ class NpzDataModule(ClassificationData):
         names = [str(c) for c in self.trained["class_names"]]
         splits, dtypes = {}, {}
         for s in ("val", "test"):
-            if f"x_{s}" not in arrays:
+            # a cross-validated run's validation fold was cut from x_train and x_val: x_val alone is not it
+            if f"x_{s}" not in arrays or (s == "val" and self.folds):
                 continue
             x, kind = _as_inputs(arrays[f"x_{s}"], f"x_{s}", self.path)
             y = _as_labels(arrays[f"y_{s}"], f"y_{s}", self.path, len(x))
@@ -171,7 +177,9 @@ class NpzDataModule(ClassificationData):
                 f"other dtypes are used as they are, so the splits would reach the model on different "
                 f"scales. Store every x_ array with one dtype."
             )
-        if "val" not in splits:
+        if self.folds:
+            splits["train"], splits["val"] = self._fold(splits["train"], splits.get("val"))
+        elif "val" not in splits:
             splits["train"], splits["val"] = self._hold_out(splits["train"])
         # checked on the training split as trained on, after any hold-out
         num_classes = int(max(int(s.y.max()) for s in splits.values()) + 1)
@@ -187,6 +195,13 @@ class NpzDataModule(ClassificationData):
         shape = tuple(splits["train"].x.shape[1:])
         pre = Preprocess(kind, mean, std, pixels=pixels)
         return Splits(splits["train"], splits["val"], splits["test"], names, shape, pre)
+
+    def _fold(self, train: TensorSplit, val: TensorSplit | None) -> tuple[TensorSplit, TensorSplit]:
+        """(train, val) of fold ``data.fold``, cut from x_train and x_val together (``fold_of_pool``)."""
+        pool = train if val is None else TensorSplit(torch.cat([train.x, val.x]), torch.cat([train.y, val.y]))
+        where = f"data.path={self.path} ({'x_train and x_val' if val is not None else 'x_train'})"
+        keep, out = fold_of_pool(pool.y, self.folds, self.fold, self.split_seed, where)
+        return TensorSplit(pool.x[keep], pool.y[keep]), TensorSplit(pool.x[out], pool.y[out])
 
     def _hold_out(self, train: TensorSplit) -> tuple[TensorSplit, TensorSplit]:
         """(train, val) from the training arrays when the file has no x_val; every class of
