@@ -9,11 +9,11 @@ import io
 import pytest
 import torch
 
-from litlab.tasks.classification import _EpochSums
+from litlab.tasks.epoch_sums import EpochSums
 
 
-def _sums(*batches: tuple[torch.Tensor, torch.Tensor]) -> _EpochSums:
-    sums = _EpochSums()
+def _sums(*batches: tuple[torch.Tensor, torch.Tensor]) -> EpochSums:
+    sums = EpochSums()
     for logits, y in batches:
         sums.add(torch.nn.functional.cross_entropy(logits, y), logits, y)
     return sums
@@ -24,7 +24,7 @@ class _Pair:
 
     world_size = 2
 
-    def __init__(self, other: _EpochSums):
+    def __init__(self, other: EpochSums):
         self.other = other
 
     def reduce(self, t, reduce_op):
@@ -57,7 +57,7 @@ def test_a_resume_under_ddp_goes_on_from_all_ranks_sums_once():
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)
 
-    resumed = {rank: _EpochSums.restored(state, "cpu", holder=rank == 0) for rank in (0, 1)}
+    resumed = {rank: EpochSums.restored(state, "cpu", holder=rank == 0) for rank in (0, 1)}
     assert (resumed[1].loss.item(), resumed[1].correct.item(), resumed[1].samples) == (0.0, 0.0, 0)
     for rank in (0, 1):
         for logits, y in after[rank]:

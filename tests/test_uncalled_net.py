@@ -1,4 +1,4 @@
-"""Callbacks that catch a net's logits with a forward hook (``NetLogits`` of temperature scaling,
+"""Callbacks that catch a net's logits with a forward hook (``NetLogits``: temperature scaling's and
 ``EvalReport``) and run the net themselves when the task did not: each batch gets its own logits,
 never the previous batch's that the callback's own call left behind."""
 

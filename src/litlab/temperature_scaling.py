@@ -17,49 +17,18 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from omegaconf import DictConfig
-from torch import Tensor, nn
+from torch import Tensor
 
 from litlab.build import build_trainer
 from litlab.callbacks.calibration import CalibrationBins
 from litlab.callbacks.interruption import Interruption
+from litlab.callbacks.net_logits import NetLogits
 from litlab.distributed.ranks import is_rank_zero
 from litlab.errors import LitlabError
 from litlab.models.temperature_scaled import TemperatureScaled
 from litlab.tuning.temperature_fit import TemperatureFit, fit_temperature
 
 log = logging.getLogger(__name__)
-
-
-class NetLogits(L.Callback):
-    """The logits a net gave for the batch that just ended, caught by a forward hook on it (the
-    task's own call: no second forward pass), for the callbacks below."""
-
-    def __init__(self):
-        self._last: Tensor | None = None
-        self._hook = None
-
-    def _watch(self, net: nn.Module) -> None:
-        self._hook = net.register_forward_hook(self._capture)
-
-    def _capture(self, module: nn.Module, args, output) -> None:
-        self._last = output
-
-    def _logits(self, net: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        """The caught logits ``(B, C)`` of batch ``(x, y)``; ``net(x)`` where the task did not call it."""
-        logits, self._last = self._last, None
-        if logits is None or logits.ndim != 2 or logits.shape[0] != len(y):
-            with torch.no_grad():
-                logits = net(x)
-            self._last = None  # the hook caught this call too: the next batch must not take it
-        return logits.detach()
-
-    def on_exception(self, trainer, pl_module, exception) -> None:
-        self._remove()
-
-    def _remove(self) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
 
 
 class ValidationLogits(NetLogits):

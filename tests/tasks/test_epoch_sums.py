@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from litlab.tasks.classification import _EpochSums
+from litlab.tasks.epoch_sums import EpochSums
 
 
 class _OneProcess:
@@ -30,7 +30,7 @@ class _TwoRanks:
 @pytest.mark.parametrize("batches", [1, 3, 300])
 def test_means_match_the_whole_epoch_at_once(batches):
     g = torch.Generator().manual_seed(batches)
-    sums, all_logits, all_y, losses = _EpochSums(), [], [], []
+    sums, all_logits, all_y, losses = EpochSums(), [], [], []
     for i in range(batches):
         n = 1 + i % 7  # uneven batch sizes: the loss mean must weight them by size
         logits = torch.randn(n, 5, generator=g, requires_grad=True)
@@ -50,5 +50,5 @@ def test_means_match_the_whole_epoch_at_once(batches):
 
 
 def test_an_empty_epoch_reads_zero():
-    loss, acc = _EpochSums().means(_OneProcess())
+    loss, acc = EpochSums().means(_OneProcess())
     assert loss.item() == 0.0 and acc.item() == 0.0

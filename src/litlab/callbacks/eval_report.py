@@ -16,6 +16,7 @@ from litlab.callbacks.calibration import DEFAULT_BINS, CalibrationBins
 from litlab.callbacks.class_metrics import add_to_confusion, per_class_table
 from litlab.callbacks.figures import confusion_figure, misclassified_figure
 from litlab.callbacks.log_steps import epoch_step
+from litlab.callbacks.net_logits import NetLogits
 from litlab.callbacks.reliability_figure import reliability_figure
 from litlab.callbacks.tensorboard_writer import add_rgb_image, tensorboard_writer
 from litlab.errors import LitlabError
@@ -63,7 +64,7 @@ class _Tally:
         self.x, self.target, self.pred, self.conf, self.score = x[best], y[best], pred[best], conf[best], score[best]
 
 
-class EvalReport(L.Callback):
+class EvalReport(NetLogits):
     """Logs ``{val,test}/acc_top<k>`` and ``{val,test}/ece`` (expected calibration error of the
     top-1 confidence, see ``calibration.py``) every epoch and, on reporting epochs, writes to
     TensorBoard:
@@ -91,13 +92,12 @@ class EvalReport(L.Callback):
                                 ("top_k", top_k, 0), ("calibration_bins", calibration_bins, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise LitlabError(f"callbacks.eval_report.{key} must be an integer >= {low}, got {value!r}.")
+        super().__init__()
         self.every_n_epochs = every_n_epochs
         self.misclassified = misclassified
         self.top_k = top_k
         self.calibration_bins = calibration_bins
         self._tally: _Tally | None = None
-        self._hook = None
-        self._logits: Tensor | None = None
         # the latest validation's summed confusion matrix and calibration bins, step and epoch while not drawn yet
         self._undrawn: tuple[Tensor, CalibrationBins, int, int] | None = None
 
@@ -106,29 +106,18 @@ class EvalReport(L.Callback):
         self._tally = _Tally(keep, self.calibration_bins, self.top_k)
         net = getattr(pl_module, "net", None)
         if isinstance(net, nn.Module):
-            self._hook = net.register_forward_hook(self._capture)
-
-    def _capture(self, module: nn.Module, args, output) -> None:
-        self._logits = output
+            self._watch(net)
 
     def _collect(self, pl_module: L.LightningModule, outputs, batch) -> None:
         if self._tally is None:
             return
         x, y = batch[0], batch[1]
-        logits = outputs if _is_logits(outputs, y) else self._logits
-        self._logits = None
-        if not _is_logits(logits, y):
-            # the task did not call pl_module.net once with this batch: run the model ourselves
-            with torch.no_grad():
-                logits = pl_module(x)
-            self._logits = None  # the hook caught this call too: the next batch must not take it
-        self._tally.add(logits.detach(), y, x)
+        # the step's outputs where they are logits, else those of its call of pl_module.net, else pl_module(x)
+        self._tally.add(self._logits(pl_module, x, y, outputs), y, x)
 
     def _stop(self) -> _Tally | None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
-        tally, self._tally, self._logits = self._tally, None, None
+        self._remove()
+        tally, self._tally = self._tally, None
         return tally
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
@@ -228,10 +217,6 @@ def _gather_worst(trainer, tally: _Tally) -> None:
     x, target, pred, conf, score = (trainer.strategy.all_gather(p).flatten(0, 1) for p in parts)
     best = score.topk(min(keep, len(score))).indices
     tally.x, tally.target, tally.pred, tally.conf, tally.score = x[best], target[best], pred[best], conf[best], score[best]
-
-
-def _is_logits(value, y: Tensor) -> bool:
-    return isinstance(value, Tensor) and value.ndim == 2 and value.shape[0] == len(y)
 
 
 def _class_names(trainer, num_classes: int) -> list[str]:

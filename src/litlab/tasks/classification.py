@@ -18,6 +18,7 @@ from litlab.data.resumable_loader import start_at_checkpoint_position
 from litlab.distributed.buffers import share_rank_zero_buffers
 from litlab.errors import LitlabError
 from litlab.tasks.batch_mixing import MixedBatch
+from litlab.tasks.epoch_sums import EpochSums
 from litlab.tasks.loss_weights import LossWeights
 from litlab.tasks.optimizers import (PLATEAU_MONITOR, build_optimizer, check_decay_setting, check_fused_setting,
                                      check_optimizer_settings, on_plateau, stretch_cosine_schedule)
@@ -33,64 +34,6 @@ _PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "last_step_loss", "_micro_los
 
 # the checkpoint key of the training epoch's sums so far, in checkpoints taken within an epoch
 _TRAIN_SUMS = "train_epoch_sums"
-
-
-class _EpochSums:
-    """An epoch's loss sum and correct predictions, kept on the device (two in-place ops per batch
-    instead of a metric update and a logged value), and its sample count.
-
-    Plain tensors made at each epoch start, not module buffers: DDP broadcasts every buffer from
-    rank 0 before each forward, which would overwrite each rank's own sums (and cost a collective
-    per step).
-    """
-
-    def __init__(self, device: torch.device | str = "cpu"):
-        self.loss = torch.zeros((), dtype=torch.float64, device=device)
-        self.correct = torch.zeros((), dtype=torch.float64, device=device)
-        self.samples = 0
-
-    def add(self, loss: Tensor, logits: Tensor, y: Tensor, correct: Tensor | None = None) -> None:
-        """``correct``: the batch's count of correct predictions where it is not ``argmax == y``
-        (a mixed batch's, each share weighted: ``MixedBatch.correct``)."""
-        # detached inputs and no gradient on the sums: nothing is recorded for autograd
-        self.loss.add_(loss.detach(), alpha=len(y))
-        self.correct.add_((logits.argmax(dim=1) == y).sum() if correct is None else correct)
-        self.samples += len(y)
-
-    def means(self, strategy) -> tuple[Tensor, Tensor]:
-        """Mean loss and accuracy over every sample of all ranks: one reduction of three sums."""
-        if strategy.world_size == 1:  # nothing to reduce: four small ops instead of nine
-            count = max(self.samples, 1)
-            return (self.loss / count).float(), (self.correct / count).float()
-        sums = self._totals(strategy)
-        count = sums[2].clamp_min(1)
-        return (sums[0] / count).float(), (sums[1] / count).float()
-
-    def _totals(self, strategy) -> Tensor:
-        """Loss sum, correct predictions and samples of all ranks, ``(3,)`` float64 (a collective
-        under DDP: every rank calls it)."""
-        sums = torch.stack([self.loss, self.correct,
-                            torch.tensor(float(self.samples), dtype=torch.float64, device=self.loss.device)])
-        return sums if strategy.world_size == 1 else strategy.reduce(sums, reduce_op="sum")
-
-    def state(self, strategy) -> dict[str, float | int]:
-        """The sums of all ranks so far as plain numbers, for a checkpoint taken within the epoch: a
-        resume from it goes on from them, so its epoch means cover the batches trained before it.
-        Reduced here because only rank 0's checkpoint is written (a collective under DDP)."""
-        loss, correct, samples = self._totals(strategy).tolist()
-        return {"loss": loss, "correct": correct, "samples": int(samples)}
-
-    @classmethod
-    def restored(cls, state: dict, device: torch.device | str, holder: bool) -> _EpochSums:
-        """Sums that go on from a checkpoint's ``state()``, on ``device``. Only one rank (``holder``)
-        takes the checkpoint's totals, the others start from zero: the reduction at the epoch's end
-        then counts them once."""
-        sums = cls(device)
-        if holder:
-            sums.loss.fill_(float(state["loss"]))
-            sums.correct.fill_(float(state["correct"]))
-            sums.samples = int(state["samples"])
-        return sums
 
 
 def check_label_smoothing(value) -> None:
@@ -152,8 +95,8 @@ class Classifier(L.LightningModule):
         self.loss_weights = LossWeights(class_weights, self.num_classes)
         # sums of the training epoch and of the validation or test epoch in progress (each made
         # anew at its epoch's start, on the module's device)
-        self._train_sums = _EpochSums()
-        self._eval_sums = _EpochSums()
+        self._train_sums = EpochSums()
+        self._eval_sums = EpochSums()
         # the latest logged training loss, for the progress bar
         self.last_step_loss: float | None = None
         # the losses of an optimizer step's micro-batches so far; None without gradient accumulation
@@ -230,14 +173,14 @@ class Classifier(L.LightningModule):
         if within and saved is not None and saved.get("epoch") == self.trainer.current_epoch:
             # Lightning skips on_train_epoch_start when it resumes within an epoch: the epoch goes on
             # from the sums of the batches before the checkpoint, held by rank 0
-            self._train_sums = _EpochSums.restored(saved, self.device, self.trainer.is_global_zero)
+            self._train_sums = EpochSums.restored(saved, self.device, self.trainer.is_global_zero)
         else:  # on the module's device (the sums made with the module are on the CPU)
-            self._train_sums = _EpochSums(self.device)
+            self._train_sums = EpochSums(self.device)
         if self.trainer.is_global_zero:  # once, after a resume's restore
             self.loss_weights.log_applied()
 
     def on_train_epoch_start(self) -> None:
-        self._train_sums = _EpochSums(self.device)
+        self._train_sums = EpochSums(self.device)
 
     def _log_train_epoch(self) -> None:
         """Epoch means of the training loss and accuracy over all ranks: visible to callbacks from
@@ -276,7 +219,7 @@ class Classifier(L.LightningModule):
 
     def _start_eval_epoch(self) -> None:
         share_rank_zero_buffers(self.net, self.trainer.strategy)  # every rank evaluates rank 0's model
-        self._eval_sums = _EpochSums(self.device)
+        self._eval_sums = EpochSums(self.device)
 
     def on_train_end(self) -> None:
         share_rank_zero_buffers(self.net, self.trainer.strategy)  # the ranks end with one model
