@@ -12,12 +12,13 @@ import shutil
 import lightning.pytorch as L
 import pytest
 import torch
+from PIL import Image
 
 from litlab.config_check import check_overrides
 from litlab.errors import LitlabError
 from litlab.evaluation import evaluate
 from litlab.training import train
-from tests.conftest import make_cfg, refused_before_torch
+from tests.conftest import make_cfg, refused_before_torch, run_cli
 
 SHORT = ["model=mlp", "trainer.max_epochs=1", "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=2"]
 CAPTURE = "+callbacks.capture._target_=tests.test_init_from.Capture"
@@ -185,3 +186,128 @@ def test_an_averaged_source_gives_its_averaged_weights(cfg_factory, tmp_path, da
     for name, tensor in averaged.items():
         assert torch.equal(Capture.weights[name], tensor), name
     assert _record(tmp_path / "b")["init_from"]["weights"] == "averaged"
+
+
+# ---- the reviewer's findings -----------------------------------------------------------------------
+
+def test_lr_find_starts_from_init_from_and_records_it(source, tmp_path, data_dir, monkeypatch, caplog):
+    """A fine-tuning run wants its own rate: the range test's first step is taken from the source
+    weights (not fresh ones), one log line says so, and its metrics.json records the file."""
+    from litlab.tuning import lr_range
+
+    best = source / "checkpoints" / "best.ckpt"
+    at_start: dict[str, torch.Tensor] = {}
+    run_test = lr_range.run_range_test
+
+    def capturing(model, *args, **kwargs):
+        at_start.update({k: v.detach().clone() for k, v in model.net.state_dict().items()})
+        return run_test(model, *args, **kwargs)
+
+    monkeypatch.setattr(lr_range, "run_range_test", capturing)
+    cfg = make_cfg(["model=mlp", "logger=none", "lr_find.num_steps=20", f"model.init_from={source}"],
+                   tmp_path / "lr", data_dir, config_name="lr_find")
+    with caplog.at_level(logging.INFO, logger="litlab.init_weights"):
+        lr_range.lr_find(cfg)
+    theirs = _net_tensors(best)
+    assert sorted(at_start) == sorted(theirs)
+    for name, tensor in theirs.items():
+        assert torch.equal(at_start[name], tensor), name
+    assert f"model.init_from: loaded 6 of 6 tensors from {best} (kept fresh: none)" in caplog.messages
+    record = _record(tmp_path / "lr")
+    assert record["status"] == "completed" and record["init_from"]["path"] == str(best)
+    assert record["init_from"]["ckpt_sha256"] == hashlib.sha256(best.read_bytes()).hexdigest()
+
+
+def test_lr_find_refuses_a_missing_init_from_before_torch(tmp_path):
+    """python -m litlab.lr_find model.init_from=nope.ckpt exited 0 after a whole range test from fresh
+    weights: refused in one paragraph before torch, with no run folder."""
+    stderr = refused_before_torch("litlab.lr_find", ["model=cnn", "data=synthetic", "model.init_from=nope.ckpt",
+                                                     "hydra.run.dir=run"], tmp_path)
+    assert "model.init_from=nope.ckpt does not exist. Give the path of a litlab run's checkpoint" in " ".join(
+        stderr.split()), stderr
+    assert not (tmp_path / "run").exists()
+
+
+def _copy_run(best, folder):
+    """A run folder at ``folder`` whose checkpoints/best.ckpt is a copy of ``best``."""
+    (folder / "checkpoints").mkdir(parents=True)
+    shutil.copy(best, folder / "checkpoints" / "best.ckpt")
+    return folder / "checkpoints" / "best.ckpt"
+
+
+def test_a_resume_from_another_folder_compares_the_files_not_the_typed_paths(source, cfg_factory, tmp_path,
+                                                                             monkeypatch, data_dir):
+    """Started in folder A with the relative model.init_from=pre, resumed in folder B: the same file
+    by its absolute path resumes; the same text naming another file in B (B/pre, another run's
+    folder) is refused, naming the file the run began from; naming nothing there, it resumes."""
+    a, b = tmp_path / "A", tmp_path / "B"
+    first = _copy_run(source / "checkpoints" / "best.ckpt", a / "pre")
+    monkeypatch.chdir(a)
+    given = [*SHORT, "test=false"]
+    train(cfg_factory([*given, "model.init_from=pre"], name="r"))
+    other = tmp_path / "other"
+    train(make_cfg([*given, "seed=7"], other, data_dir))  # another run: another file under the same name in B
+    _copy_run(other / "checkpoints" / "best.ckpt", b / "pre")
+    monkeypatch.chdir(b)
+    resume = [*given, "trainer.max_epochs=2", "ckpt_path=last"]
+    with pytest.raises(LitlabError, match=rf"model\.init_from=pre and ckpt_path=.*last\.ckpt were both given: .*"
+                                          rf"\(here a run that began from model\.init_from={first}\)"):
+        train(cfg_factory([*resume, "model.init_from=pre"], name="r"))
+    # the run's own command, where the text names nothing (the file may be gone): resumes
+    shutil.rmtree(b / "pre")
+    train(cfg_factory([*resume, "model.init_from=pre"], name="r"))
+    assert _record(tmp_path / "r")["epochs"] == 2
+    train(cfg_factory([*given, "trainer.max_epochs=3", "ckpt_path=last", f"model.init_from={a / 'pre'}"], name="r"))
+    assert _record(tmp_path / "r")["epochs"] == 3
+
+
+def test_a_source_whose_averaging_never_updated_gives_its_trained_weights(cfg_factory, tmp_path, data_dir):
+    """averaging=swa stopped (trainer.max_steps) before its start epoch: best.ckpt has
+    current_model_state but no average (n_averaged 0), so its state_dict is the trained weights and
+    the record says "trained", not "averaged"."""
+    a = tmp_path / "swa"
+    train(make_cfg([*SHORT, "test=false", "averaging=swa", "averaging.start_epoch=1", "trainer.max_epochs=2",
+                    "+trainer.max_steps=3"], a, data_dir))
+    best = a / "checkpoints" / "best.ckpt"
+    ckpt = torch.load(best, weights_only=True)
+    assert "current_model_state" in ckpt and int(ckpt["averaging_state"]["n_averaged"]) == 0
+    train(cfg_factory([*SHORT, "test=false", f"model.init_from={best}"], name="b"))
+    assert _record(tmp_path / "b")["init_from"]["weights"] == "trained"
+
+
+@pytest.mark.parametrize("command, args", [("eval", ["model.init_from=/no/such/file"]),
+                                           ("predict", ["input=in.png", "+model.init_from=/no/such/file"])])
+def test_eval_and_predict_refuse_init_from_before_torch(source, tmp_path, command, args):
+    """eval and predict take the weights of ckpt_path: a model.init_from given to them (even one
+    naming no file) was accepted and did nothing. One paragraph, before torch, no folder."""
+    best = source / "checkpoints" / "best.ckpt"
+    Image.new("L", (8, 8)).save(tmp_path / "in.png")  # one image predict would classify
+    stderr = refused_before_torch(f"litlab.{command}", [f"ckpt_path={best}", *args, "hydra.run.dir=run"], tmp_path)
+    assert (f"model.init_from=/no/such/file: {command} reads the weights of ckpt_path; model.init_from is read only "
+            f"when a run trains" in " ".join(stderr.split())), stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_under_ddp_the_load_is_logged_once(source, tmp_path, data_dir):
+    """Two DDP processes each load the weights; the line that says so is printed by rank 0 alone."""
+    best = source / "checkpoints" / "best.ckpt"
+    proc = run_cli("litlab.train", *SHORT, "test=false", "trainer=ddp_cpu", "trainer.devices=2", "logger=none",
+                   f"model.init_from={best}", f"hydra.run.dir={tmp_path / 'ddp'}", f"paths.data_dir={data_dir}",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (proc.stdout + proc.stderr).count("model.init_from: loaded 6 of 6 tensors") == 1, proc.stderr[-3000:]
+    assert _record(tmp_path / "ddp")["init_from"]["path"] == str(best)
+
+
+def test_a_resumed_run_records_where_its_first_weights_came_from(source, cfg_factory, tmp_path):
+    """A resume (ckpt_path alone, model.init_from=null) carries the first start's init_from record
+    from the checkpoint to the top of metrics.json, and to its own checkpoints for the next resume."""
+    best = source / "checkpoints" / "best.ckpt"
+    given = [*SHORT, "test=false"]
+    train(cfg_factory([*given, f"model.init_from={best}"], name="r"))
+    first = _record(tmp_path / "r")["init_from"]
+    train(cfg_factory([*given, "trainer.max_epochs=2", "ckpt_path=last"], name="r"))
+    record = _record(tmp_path / "r")
+    assert record["epochs"] == 2 and record["init_from"] == first
+    last = torch.load(tmp_path / "r" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["litlab"]["init_from"] == first

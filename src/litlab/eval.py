@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from litlab.checkpoint_paths import check_checkpoint_path
 from litlab.entry import check_cli, hydra_main, mode_known, run_entrypoint, start
 from litlab.errors import LitlabError, check_choice, check_positive_int
+from litlab.init_from_path import check_not_given
 from litlab.run_folders import select_or_none
 from litlab.tuning.temperature_setting import eval_temperature
 
@@ -48,6 +49,7 @@ def check_before_loading(cfg: DictConfig) -> str:
                           "ckpt_path=outputs/runs/<run>/checkpoints/best.ckpt")
     split = check_choice("split", cfg.get("split", "test"), ("test", "val"))
     check_checkpoint_path(cfg.ckpt_path)
+    check_not_given(cfg, "eval")  # model.init_from: a training run's, not eval's
     root = select_or_none(cfg, "data.root")  # in the command line's config only when given (++data.root)
     if root is not None:
         check_root_given(root)

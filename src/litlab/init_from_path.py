@@ -1,6 +1,7 @@
 """``model.init_from``: the checkpoint a new run takes its first weights from, checked before torch is
-imported. No torch here: ``litlab.train`` runs these checks with the command line's
-(``config_check``), and ``init_weights`` again as the run begins, when it reads the file."""
+imported. No torch here: ``litlab.train`` and ``litlab.lr_find`` run these checks with the command
+line's (``config_check``, ``tuning/lr_settings``), and ``init_weights`` again as the run begins, when it
+reads the file; eval and predict refuse the key (``check_not_given``)."""
 
 from __future__ import annotations
 
@@ -55,3 +56,14 @@ def check_init_from(cfg: DictConfig) -> None:
     resuming = OmegaConf.select(cfg, "ckpt_path", default=None, throw_on_resolution_failure=False) is not None
     if value is not None and not resuming:
         init_checkpoint_path(value)
+
+
+def check_not_given(cfg: DictConfig, command: str) -> None:
+    """eval and predict take the weights of ``ckpt_path``: a ``model.init_from`` on their command
+    line (``model.*`` keys change the stored run) was accepted, unchecked, and did nothing. Refused
+    before torch, naming the key."""
+    value = OmegaConf.select(cfg, KEY, default=None, throw_on_resolution_failure=False)
+    if value is not None:
+        raise LitlabError(f"{KEY}={value}: {command} reads the weights of ckpt_path; {KEY} is read only when a run "
+                          f"trains (python -m litlab.train {KEY}=PATH starts a new run from another run's weights). "
+                          f"Remove {KEY} from the command.")

@@ -7,7 +7,13 @@ go into the net once it is built for this data (``load_init_weights``), on every
 matched by name and shape. Only the output layer may differ, and only by the class count (10 digit
 classes pretrained, 4 classes here): it is left as freshly initialized. A checkpoint of a run with
 weight averaging gives its ``state_dict``, the averaged weights its best.ckpt was chosen, tested and
-evaluated with (``callbacks/weight_averaging.py``), not the live ones of ``current_model_state``."""
+evaluated with (``callbacks/weight_averaging.py``), not the live ones of ``current_model_state``;
+one whose averaging never updated (``averaging_state``'s ``n_averaged`` 0) gives its trained weights.
+
+The record of where the weights came from (``init_record``) goes into ``metrics.json`` and into the
+run's checkpoints (their ``litlab`` record): a resume carries it over from there, with the file's
+absolute path, so that the resumed run's record still names it, and a resume given ``model.init_from``
+is told from another start by that file, not by the path as it was typed in another folder."""
 
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from litlab.checkpoint_files import load_checkpoint
+from litlab.distributed.ranks import is_rank_zero
 from litlab.errors import LitlabError
 from litlab.init_from_path import KEY, init_checkpoint_path, init_from_value
 from litlab.tuning.temperature_setting import checkpoint_fingerprint
@@ -34,38 +41,60 @@ _SHOWN = 4
 
 @dataclass
 class InitFrom:
-    """The checkpoint of ``model.init_from``, read once before the data is prepared."""
+    """The checkpoint of ``model.init_from``, read once before the data is prepared; for a resume of
+    a run that began from one, only that start's record (``carried``): the file is not read again."""
 
     path: Path
-    ckpt: dict
+    ckpt: dict | None
+    carried: dict | None = None
 
 
 def open_init_from(cfg: DictConfig, resume) -> InitFrom | None:
-    """Reads ``model.init_from`` (None when unset). With a resume (``resume``: ``open_resume``'s, or
-    None): a checkpoint of a run that was started from the same file already holds the weights
-    trained from it, and the file is not read again (it may be gone); any other pairing asks for
-    two starting points and is refused."""
+    """Reads ``model.init_from`` (None when unset and not resuming). With a resume (``resume``:
+    ``open_resume``'s, or None): the record of the file the run began from is carried over from the
+    checkpoint, which already holds the weights trained from it, and the file is not read again (it
+    may be gone); ``model.init_from`` may then be null or name that same file (``_names_start``),
+    and anything else asks for two starting points and is refused."""
     value = init_from_value(cfg)
+    if resume is not None:
+        return _resumed(value, resume)
     if value is None:
         return None
-    if resume is not None:
-        stored = (((resume.ckpt.get("litlab") or {}).get("config") or {}).get("model") or {}).get("init_from")
-        if stored is not None and _same_path(stored, value):
-            log.info("%s=%s: not read again; the resumed checkpoint %s already holds the weights trained from it",
-                     KEY, value, resume.path)
-            return None
+    path = init_checkpoint_path(value)
+    return InitFrom(path, load_checkpoint(path, KEY, compressed_ok=False))
+
+
+def _resumed(value: str | None, resume) -> InitFrom | None:
+    """The carried record of a resume (None where its run began from fresh weights, or its
+    checkpoint comes from a litlab that did not record it), or the refusal of another file."""
+    record = resume.ckpt.get("litlab") or {}
+    carried = record.get("init_from")  # the first start's record, with the file's absolute path
+    typed = ((record.get("config") or {}).get("model") or {}).get("init_from")  # as that start was given it
+    stored = carried["path"] if carried else typed
+    if value is not None and not (stored is not None and _names_start(value, stored, typed)):
         began = f"a run that began from {KEY}={stored}" if stored else "a run that began without it"
         raise LitlabError(
             f"{KEY}={value} and ckpt_path={resume.path} were both given: a resume restores the weights, optimizer, "
             f"schedule and epoch count from ckpt_path (here {began}), while {KEY} starts a new run from another "
             f"run's weights. Give one: ckpt_path alone (with {KEY}=null, or the run's own {KEY}) to resume, or "
             f"{KEY} alone to start a new run in a new folder.")
-    path = init_checkpoint_path(value)
-    return InitFrom(path, load_checkpoint(path, KEY, compressed_ok=False))
+    if value is not None and is_rank_zero():  # once, not once per DDP rank
+        log.info("%s=%s: not read again; the resumed checkpoint %s already holds the weights trained from it",
+                 KEY, value, resume.path)
+    return InitFrom(Path(carried["path"]), None, carried) if carried else None
 
 
-def _same_path(a: str, b: str) -> bool:
-    return a == b or Path(a).absolute() == Path(b).absolute()
+def _names_start(value: str, stored: str, typed: str | None) -> bool:
+    """Whether ``model.init_from=value``, given to a resume here, names the file the run began from:
+    ``stored``, its absolute path (a checkpoint of an earlier litlab: the value as it was typed then).
+    Compared by absolute path with links resolved, a folder meaning its ``checkpoints/best.ckpt`` or
+    ``best.ckpt``, found or not (the file may be gone). The run's own command in another folder also
+    resumes (the same text as ``typed``), unless there it names a file or folder, which is another one."""
+    given = Path(value).absolute()
+    if Path(stored).absolute().resolve() in {p.resolve() for p in (given, given / "checkpoints" / "best.ckpt",
+                                                                    given / "best.ckpt")}:
+        return True
+    return value == typed and not given.exists()
 
 
 def load_init_weights(init: InitFrom | None, net: nn.Module, num_classes: int) -> dict:
@@ -74,29 +103,50 @@ def load_init_weights(init: InitFrom | None, net: nn.Module, num_classes: int) -
     ``model.init_from``."""
     if init is None:
         return {}
+    if init.ckpt is None:  # a resume: its checkpoint holds the weights trained from the file, and its record
+        return dict(init.carried)
     theirs = {k.removeprefix(_NET): v for k, v in init.ckpt["state_dict"].items() if k.startswith(_NET)}
     own = net.state_dict()
     fresh = _kept_fresh(own, theirs, init, num_classes)
     with torch.no_grad():
         missing, unexpected = net.load_state_dict({k: v for k, v in theirs.items() if k not in fresh}, strict=False)
     assert sorted(missing) == sorted(fresh) and not unexpected, (missing, unexpected)  # _kept_fresh checked them
-    averaged = "current_model_state" in init.ckpt  # the checkpoint's state_dict is then the average
-    log.info("%s: loaded %d of %d tensors from %s (kept fresh: %s)", KEY, len(own) - len(fresh), len(own), init.path,
+    averaged = _averaged(init.ckpt)
+    if is_rank_zero():  # every rank loads; rank 0 says so, once (not once per DDP rank)
+        _log_loaded(init.path, len(own) - len(fresh), len(own), fresh, averaged)
+    return {"path": str(init.path.absolute()), "loaded": len(own) - len(fresh), "tensors": len(own),
+            "kept_fresh": fresh, "weights": "averaged" if averaged else "trained"}
+
+
+def _log_loaded(path: Path, loaded: int, tensors: int, fresh: list[str], averaged: bool) -> None:
+    log.info("%s: loaded %d of %d tensors from %s (kept fresh: %s)", KEY, loaded, tensors, path,
              ", ".join(fresh) or "none")
     if averaged:
         log.info("%s: %s was trained with weight averaging; its averaged weights were loaded, those its best.ckpt, "
-                 "test and eval used", KEY, init.path)
-    return {"path": str(init.path.absolute()), "loaded": len(own) - len(fresh), "tensors": len(own),
-            "kept_fresh": fresh, "weights": "averaged" if averaged else "trained"}
+                 "test and eval used", KEY, path)
 
 
 def init_record(loaded: dict) -> dict:
     """``{"init_from": {path, ckpt_bytes, ckpt_sha256, loaded, tensors, kept_fresh, weights}}`` for
     ``metrics.json`` (the file's size and sha256 as eval records them beside a temperature), or
-    ``{}``. Hashed here, on the rank that writes the record only."""
+    ``{}``. Hashed here, on the rank that writes the record only; a record carried by a resume is
+    kept as it is (the file may be gone). Training also puts it in its checkpoints' ``litlab`` record,
+    from which a resume carries it (``open_init_from``)."""
     if not loaded:
         return {}
+    if "ckpt_sha256" in loaded:
+        return {"init_from": loaded}
     return {"init_from": {**loaded, **checkpoint_fingerprint(loaded["path"])}}
+
+
+def _averaged(ckpt: dict) -> bool:
+    """Whether the checkpoint's ``state_dict`` is a weight average: one of a run with averaging
+    (``current_model_state``, the live weights, beside it) whose average had an update. Before the
+    first (SWA's start epoch not reached) its state_dict is the trained weights."""
+    if "current_model_state" not in ckpt:
+        return False
+    count = (ckpt.get("averaging_state") or {}).get("n_averaged")
+    return count is not None and int(count) > 0
 
 
 def _kept_fresh(own: dict, theirs: dict, init: InitFrom, num_classes: int) -> list[str]:

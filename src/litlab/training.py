@@ -214,8 +214,9 @@ def train(cfg: DictConfig) -> float | None:
             # Lightning restores it (data set-up, a lost rank) still names the one that resumes the run
             # in this folder (Interruption, run_folders._unfinished_start); a start that ends before this
             # record (litlab's own data preparation, a refused resume) has it in entry's
-            start_metrics(run_dir, status="running", task="train", **start_origin(ckpt_path),
-                          **init_record(started_from))
+            origin = init_record(started_from)  # where the run's first weights came from, a resume's too
+            model.run_record.update(origin)  # its checkpoints carry it to a resume (init_weights)
+            start_metrics(run_dir, status="running", task="train", **start_origin(ckpt_path), **origin)
             # how training batches are mixed, once (not once per DDP rank): mixup(alpha=0.2), ..., none
             log.info("mixing: %s", model.mixing if getattr(model, "mixing", None) is not None else "none")
         metrics = fit(trainer, model, dm, ckpt_path, step)

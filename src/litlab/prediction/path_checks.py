@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from litlab.checkpoint_paths import check_checkpoint_path
 from litlab.errors import LitlabError, check_positive_int
+from litlab.init_from_path import check_not_given
 from litlab.run_folders import name_limit, path_problem, select_or_none
 from litlab.tuning.temperature_setting import predict_temperature
 
@@ -35,6 +36,7 @@ def check_before_loading(cfg: DictConfig, out: Path | None) -> tuple[int, int]:
     if out is not None:
         check_output(out, {"ckpt_path": Path(cfg.ckpt_path), "input": Path(cfg.input)})
     check_checkpoint_path(cfg.ckpt_path)
+    check_not_given(cfg, "predict")  # model.init_from: a training run's, not predict's
     check_input_exists(Path(cfg.input))
     predict_temperature(cfg)  # a positive number, or an eval folder whose T is of this checkpoint's bytes (sha256)
     return top_k, batch_size

@@ -37,6 +37,7 @@ from litlab.callbacks.interruption import EpochSeed
 from litlab.config_flags import CONF_DIR
 from litlab.entry import Terminated, sigterm_stops_here
 from litlab.errors import LitlabError
+from litlab.init_weights import init_record, load_init_weights, open_init_from
 from litlab.no_profiler import NoProfiler
 from litlab.reporting.run_files import start_metrics
 from litlab.seeding import seed_everything
@@ -258,11 +259,15 @@ def lr_find(cfg: DictConfig) -> dict:
         trainer_cfg, note = range_trainer_config(cfg.trainer, settings.num_steps)
         check_targets(cfg, groups=("data", "model", "logger"))  # the loggers log_curve builds after the test
         check_task_settings(cfg.model)
+        init = open_init_from(cfg, None)  # model.init_from's checkpoint, read and checked before the data
         start_metrics(run_dir, status="running", task="lr_find")
         seed_everything(cfg.seed)
         dm = build_data(cfg)
         # mixing=mixup/cutmix: the loss the run will train on, as training builds it
         model = build_model(cfg.model, dm.input_shape, dm.num_classes, mixing=cfg.get("mixing"))
+        # a fine-tuning run's rate is found from the weights it starts from, as training loads them
+        started_from = init_record(load_init_weights(init, model.net, dm.num_classes))
+        del init
         check_closure_free(model)
         check_batch_norm_batch(model.net, dm.batch_size, dm.input_shape)
     log.info("lr_find: %d steps from %g to %g (%s); %s; training only, no validation or checkpoints.%s",
@@ -284,6 +289,7 @@ def lr_find(cfg: DictConfig) -> dict:
              **({"mixing": str(model.mixing)} if getattr(model, "mixing", None) is not None else {}),
              # the class weights the steps' loss applied, as training records them; absent without
              **({"class_weights": list(model.class_weights)} if getattr(model, "class_weights", None) else {}),
+             **started_from,  # model.init_from's file, as training records it; absent without
              "wall_time_s": time.perf_counter() - started}
     return write_results(cfg, run_dir, result, suggestion, facts)
 

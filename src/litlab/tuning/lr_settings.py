@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from litlab.config_check import check_optimizer_values
 from litlab.errors import LitlabError, check_choice
+from litlab.init_from_path import check_init_from
 from litlab.strategies import SHARDED, strategy_name
 
 # the fewest optimizer steps of a sweep: a tenth is skipped at the start, and the suggestion needs
@@ -91,8 +92,9 @@ def check_range_command(cfg: DictConfig) -> RangeSettings:
     settings = range_settings(cfg)
     if cfg.get("ckpt_path"):
         raise LitlabError(f"ckpt_path={cfg.ckpt_path}: the range test starts from the config's own initialization, "
-                          f"as a new training run does, and does not resume or fine-tune a checkpoint. Leave "
-                          f"ckpt_path out.")
+                          f"as a new training run does, and does not resume a checkpoint. Leave ckpt_path out "
+                          f"(model.init_from=PATH starts it from another run's weights, as a fine-tuning run).")
+    check_init_from(cfg)  # model.init_from: the range test starts from those weights, as the run would
     trainer = cfg.get("trainer")
     if isinstance(trainer, DictConfig):
         if trainer.get("fast_dev_run"):
