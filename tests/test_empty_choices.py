@@ -550,9 +550,9 @@ def test_a_sweep_key_is_refused_for_a_job_whose_choice_has_settings_but_not_that
     assert message.startswith("averaging.decay=0.9 is given to every job of the sweep, and the job with "
                               "averaging=swa has no key decay (of the sweep's choices, averaging=ema has it)")
     again = f"python -m litlab.train -m seed=1 hydra.sweep.dir={folder}"
-    assert f"{again} averaging=ema ++averaging.decay=0.9, then" in message
-    without = "averaging=none,swa" if "none" in sweep else "averaging=swa"
-    assert message.endswith(f"then python -m litlab.train -m seed=1 hydra.sweep.dir={folder} {without}.")
+    assert f"{again}-ema averaging=ema ++averaging.decay=0.9, then" in message
+    without = "none,swa" if "none" in sweep else "swa"
+    assert message.endswith(f"then {again}-{without.replace(',', '-')} averaging={without}.")
     assert not folder.exists()
 
 

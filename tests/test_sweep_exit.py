@@ -62,7 +62,7 @@ def test_a_sweep_whose_jobs_all_completed_prints_no_paragraph(tmp_path):
     assert "did not complete" not in proc.stderr and "every job" not in proc.stderr
 
 
-@pytest.mark.parametrize("value", ["some", "true", "all,none"])
+@pytest.mark.parametrize("value", ["some", "true", "all,none", "all,any"])
 def test_a_bad_sweep_fails_on_is_refused_before_any_folder(tmp_path, value):
     proc = _sweep(tmp_path, f"{COMPLETES},{FAILS}", f"sweep_fails_on={value}")
     assert proc.returncode == 2, proc.stderr[-3000:]

@@ -39,6 +39,7 @@ from litlab.metric_direction import lower_is_better
 from litlab.mixing_checks import check_mixing
 from litlab.monitor_checks import check_monitored
 from litlab.run_folders import LAST_NEEDS_A_RUN, check_run_folders
+from litlab.sweep_keys import append_in_sweep
 from litlab.sweeps.outcome import check_fails_on
 from litlab.target_arguments import check_target_arguments
 from litlab.tasks.schedule_values import check_scheduler_interval, check_warmup_epochs
@@ -471,7 +472,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
         if multirun:
             check_slurm_tasks(cfg)  # each job's devices (trainer.devices=1,2 is a sweep too)
         if config_name == "train":
-            check_fails_on(cfg)  # read once every job has ended: a bad value is refused before the first
+            check_fails_on(cfg, overrides if multirun else ())  # read once every job has ended: refused before the first
             check_start_checkpoint(cfg)
             check_optimizer_values(cfg)
             check_schedule_values(cfg)
@@ -488,7 +489,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
     if unfit:
         if len(unfit) < len(combos):  # a key that only some swept choices have: say how to write it
             check_sweep_start(overrides, config_name, primary)
-        raise unfit[0]
+        raise append_in_sweep(unfit[0], overrides) if multirun else unfit[0]
     intervals = [o for o in overrides if "interval(" in o.split("=", 1)[-1] and not o.startswith("hydra.")]
     if multirun and intervals and cfg.hydra.runtime.choices.get("hydra/sweeper") == "basic":
         raise LitlabError(

@@ -300,7 +300,7 @@ def _key_holding(cfg: DictConfig, path: str) -> str | None:
     return None
 
 
-def exit_if_every_job_failed() -> None:
+def end_sweep() -> None:
     """After a sweep in which some job did not complete: one paragraph last, naming them, and exit
     status 1 where the sweep fails (every job failed, or any did under ``sweep_fails_on=any``), so
     that scripts and CI see it; Hydra itself ends every sweep with 0. The jobs are counted from

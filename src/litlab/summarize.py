@@ -23,7 +23,7 @@ from pathlib import Path
 from litlab.errors import LitlabError
 from litlab.metric_direction import names_a_rate
 from litlab.sweeps.compressed_keys import compression_keys
-from litlab.sweeps.grid_points import none_started, unstarted_commands, unstarted_lines
+from litlab.sweeps.grid_points import killed_lines, none_started, unstarted_commands, unstarted_lines
 from litlab.sweeps.running_sweep import running_sweep, sweep_note, wait_for_a_job
 from litlab.sweeps.seed_groups import average_keys, check_keys, group_jobs, group_notes, group_rows, shown_rows
 from litlab.sweeps.sweep_plots import accuracy_vs_cost, metric_vs_params
@@ -76,7 +76,7 @@ def rank_sweep(sweep_dir: Path, metric: str | None = None, direction: str | None
     if metric is None and len(optimized) > 1:
         log.warning("the jobs of %s optimized different metrics (%s); ranking by %s. Choose one with --metric.",
                     sweep_dir, ", ".join(optimized), optimized[0])
-    metric = metric or (optimized[0] if optimized else "val/acc")
+    metric = metric or default_metric(jobs, optimized)
     check_metric_present(jobs, metric)
     unranked = None if direction else no_direction(metric, jobs)
     direction = None if unranked else direction or direction_of(metric, sweep_dir)
@@ -101,7 +101,7 @@ def rank_sweep(sweep_dir: Path, metric: str | None = None, direction: str | None
                         row["pareto"] = (row["pareto"] + f" {kind}").strip()
     title = f"# Sweep {sweep_dir.name}: {counted(len(jobs), 'job')} {ordering(metric, direction)}\n\n"
     notes = [n for n in (left_out, TEST_SPLIT_LEGEND if any(r.get("test_split") == "val" for r in rows) else None,
-                         unranked) if n]
+                         unranked) if n] + killed_lines(sweep_dir, jobs)
     averaged = average_table(jobs, params, keys, metric, direction, extra, sweep_dir) if keys else None
     unstarted = unstarted_commands(sweep_dir, found, running_sweep(sweep_dir), sweep_note(sweep_dir, found))
     return {"rows": rows, "metric": metric, "direction": direction, "sweep_dir": sweep_dir, "params": params,
@@ -131,6 +131,15 @@ def groups_of_jobs(averaged: dict) -> str:
 def counted(n: int, noun: str) -> str:
     """``1 job``, ``3 jobs``."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def default_metric(jobs: list, optimized: list[str]) -> str:
+    """The metric to rank by where ``--metric`` is not given: the one the jobs optimized
+    (``optimized_metrics``); of lr_find runs (every job ``task: lr_find``), which optimize none and
+    record no val/acc, their ``suggested_lr`` (listed unranked: ``no_direction``); else val/acc."""
+    if optimized:
+        return optimized[0]
+    return "suggested_lr" if jobs and all(j.metrics.get("task") == "lr_find" for j in jobs) else "val/acc"
 
 
 def no_direction(metric: str, jobs: list) -> str | None:

@@ -16,14 +16,21 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from litlab.choice_files import choice_keys, composed_with, sources_of
+from litlab.choice_files import choice_keys, composed_with, read_file, sources_of
 from litlab.config_flags import Primary
 from litlab.errors import LitlabError
 
 
 def setting_key(override: str) -> str:
-    """The key of its group an override sets: ``decay`` of ``++averaging.decay=0.9``."""
+    """The key of its group an override sets: ``decay`` of ``++averaging.decay=0.9``, ``optimizer``
+    of ``+model.optimizer.amsgrad=true``."""
     return override.lstrip("+~").split("=", 1)[0].split(".")[1]
+
+
+def setting_path(override: str) -> str:
+    """The full dotted path below its group that an override sets: ``optimizer.amsgrad`` of
+    ``+model.optimizer.amsgrad=true``, ``decay`` of ``++averaging.decay=0.9``."""
+    return override.lstrip("+~").split("=", 1)[0].split(".", 1)[1]
 
 
 def of_group(override: str, group: str) -> bool:
@@ -38,7 +45,8 @@ def names_group(override: str, group: str) -> bool:
 
 def sweep_choices(group: str, cfg: DictConfig, sweep: Sequence[DictConfig],
                   overrides: list[str]) -> dict[str, set[str]]:
-    """The choices of ``group`` a sweep makes, each with the keys it has: each job's choice as
+    """The choices of ``group`` a sweep makes, each with the keys it has, top-level and every dotted
+    path below them (``optimizer`` and ``optimizer.lr`` of ``model=cnn``): each job's choice as
     composed, and each option a sweeper searches for the group (``hydra.sweeper.params``) unless
     the command line gives the group (``averaging=none``: both sweepers then take its value)."""
     keys: dict[str, set[str]] = {}
@@ -51,9 +59,39 @@ def sweep_choices(group: str, cfg: DictConfig, sweep: Sequence[DictConfig],
     if searched is not None and not any(names_group(o, group) for o in overrides):
         sources = sources_of(cfg)
         for option in _options(group, str(searched)):
-            found = choice_keys(group, option, sources) if sources is not None else None
+            found = _choice_paths(group, option, sources) if sources is not None else None
             keys.setdefault(option, set()).update(found or set())
     return keys
+
+
+def _choice_paths(group: str, name: str, sources: list) -> set[str] | None:
+    """The keys ``group=name`` sets (``choice_keys``) with every dotted path below them, read from
+    its file and the group's files it builds on; None where ``choice_keys`` cannot tell."""
+    top = choice_keys(group, name, sources)
+    if top is None:
+        return None
+    paths, names, seen = set(top), [name], set()
+    while names:  # choice_keys read them all: each base is a plain name of the group
+        current = names.pop()
+        node = read_file(group, current, sources)
+        if current in seen or not isinstance(node, DictConfig):
+            continue
+        seen.add(current)
+        tree = OmegaConf.to_container(node, resolve=False)
+        names += [b for b in tree.pop("defaults", None) or [] if isinstance(b, str) and b != "_self_"]
+        paths |= _dotted(tree)
+    return paths
+
+
+def _dotted(tree: dict, prefix: str = "") -> set[str]:
+    """Every key of a nested dict as a dotted path: ``{"a": {"b": 1}}`` gives ``a`` and ``a.b``."""
+    paths = set()
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        paths.add(path)
+        if isinstance(value, dict):
+            paths |= _dotted(value, f"{path}.")
+    return paths
 
 
 def check_each_choice_takes(group: str, typed: list[str], overrides: list[str], primary: Primary,
@@ -62,25 +100,69 @@ def check_each_choice_takes(group: str, typed: list[str], overrides: list[str], 
     (``have``) would fail on it: ``+averaging.decay`` where a searched option already sets decay
     (Hydra: "Could not append to config"), or a key some choice has given to a choice with
     settings but not that key (``-m averaging=none,ema,swa ++averaging.decay=0.9``: SWA's job was
-    not built, after its data was prepared). A choice with no settings carries it unread."""
+    not built, after its data was prepared). A choice with no settings carries it unread.
+
+    A key is its full dotted path below the group: ``+model.optimizer.amsgrad`` appends to a
+    choice that sets ``optimizer`` but not ``optimizer.amsgrad``, as a single run does. Only a
+    top-level key counts as one a choice lacks: a nested one goes to a node inside the choice
+    (an optimizer's ``amsgrad``), whose class may well take it."""
     rest = [o for o in overrides if not of_group(o, group) and not names_group(o, group)]
     again = " ".join([primary.command(), "-m", *map(shlex.quote, rest)])
     for o in typed:
-        key = setting_key(o)
+        key = setting_path(o)
         having = sorted(c for c, k in have.items() if key in k)
         if having and o.startswith("+") and not o.startswith("++"):
             raise LitlabError(
                 f"{o} appends {group}.{key} to every job of the sweep, but {group}={having[0]} of the sweep already "
                 f"sets {key}: Hydra cannot append it there and that job would fail. Set it with ++ instead "
                 f"({again} +{o}).")
-        lacking = sorted(c for c, k in have.items() if k and having and key not in k)
+        lacking = sorted(c for c, k in have.items() if k and having and key not in k and "." not in key)
         if lacking:
+            others = sorted(c for c in have if c not in having)
             raise LitlabError(
                 f"{o.lstrip('+')} is given to every job of the sweep, and the job with {group}={lacking[0]} has no "
                 f"key {key} (of the sweep's choices, {group}={'|'.join(having)} {'has' if len(having) == 1 else 'have'}"
                 f" it): that job would fail when {group} is built, after its data is prepared. Sweep them "
-                f"separately: {again} {group}={','.join(having)} {' '.join(map(shlex.quote, typed))}, then {again} "
-                f"{group}={','.join(sorted(c for c in have if c not in having))}.")
+                f"separately: {_split_command(primary, rest, having)} {group}={','.join(having)} "
+                f"{' '.join(map(shlex.quote, typed))}, then {_split_command(primary, rest, others)} "
+                f"{group}={','.join(others)}.")
+
+
+def _split_command(primary: Primary, rest: list[str], choices: list[str]) -> str:
+    """The command of one of the separate sweeps ``check_each_choice_takes`` advises, up to the
+    group: ``rest`` (the command's other overrides), each sweep in a folder of its own where the
+    command names one (``hydra.sweep.dir=/x`` becomes ``/x-ema``, then ``/x-none-swa``): in one
+    folder the second would be refused, as it already holds the first's jobs."""
+    words = [f"hydra.sweep.dir={o.split('=', 1)[1].rstrip('/')}-{'-'.join(choices)}"
+             if o.split("=", 1)[0] == "hydra.sweep.dir" else o for o in rest]
+    return " ".join([primary.command(), "-m", *map(shlex.quote, words)])
+
+
+def append_in_sweep(e: LitlabError, overrides: list[str]) -> LitlabError:
+    """The paragraph for ``+group.KEY=V`` that Hydra cannot append in a sweep over ``group``
+    (``-m compress=prune,lowrank +compress.finetune.epochs=1``: the swept choices already have the
+    key): ``++`` only. The single run's advice (``config_check.explain``: drop the + or use ++)
+    fails here once the + is dropped, as the sweep starts from the group's default choice, which
+    may lack the key (``config_check.check_sweep_start``). ``e`` as it is for any other error."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException:
+        return e
+    swept = {p.get_key_element().lstrip("+~"): p.input_line for p in parsed if p.is_sweep_override()}
+    for o in overrides:
+        key = o.split("=", 1)[0].lstrip("+")
+        group = key.split(".", 1)[0]
+        if (o.startswith("+") and not o.startswith("++") and "." in key and group in swept
+                and str(e).startswith(f"+{key} adds a new key, but ")):
+            return LitlabError(
+                f"{o} adds a new key, but the swept choices ({swept[group]}) already have {key}. Write it as +{o}: "
+                f"++ sets the key where it exists and adds it where not, both in the sweep's jobs and in the default "
+                f"choice of {group} that the sweep starts from (without a +, a sweep is refused at its start where "
+                f"that choice lacks the key).")
+    return e
 
 
 def _options(group: str, value: str) -> list[str]:
@@ -99,14 +181,15 @@ def _options(group: str, value: str) -> list[str]:
 
 def _job_keys(group: str, job: DictConfig) -> set[str]:
     """The keys of ``group`` that a sweep's ``job`` (its composed config) has in the choice it
-    makes: its file's, read from the job's sources; where they cannot be read, those of its node
-    as composed if it has a class (then every key counts), else none."""
+    makes: its file's with their dotted paths (``_choice_paths``), read from the job's sources;
+    where they cannot be read, the top-level keys of its node as composed if it has a class (then
+    every key counts), else none."""
     choice = OmegaConf.select(job, f"hydra.runtime.choices.{group}", default=None)
     node = OmegaConf.select(job, group, throw_on_resolution_failure=False)
     if not isinstance(choice, str) or not isinstance(node, DictConfig):
         return set()
     sources = sources_of(job)
-    keys = choice_keys(group, choice, sources) if sources is not None else None
+    keys = _choice_paths(group, choice, sources) if sources is not None else None
     if keys is not None:
         return keys
     return {str(k) for k in node} if "_target_" in node else set()

@@ -11,8 +11,8 @@ from omegaconf import DictConfig
 
 from litlab.config_check import is_sweep_command
 from litlab.distributed.ranks import launched_rank
-from litlab.entry import (check_cli, exit_if_every_job_failed, hydra_main, mode_known, run_entrypoint,
-                          sigterm_stops_here, start)
+from litlab.entry import (check_cli, end_sweep, hydra_main, mode_known, run_entrypoint, sigterm_stops_here,
+                          start)
 from litlab.sweeps.interrupted import sweep_stops_on_signals
 
 
@@ -38,7 +38,7 @@ def main() -> None:
         return
     with sweep_stops_on_signals():  # one line and 130/143 whichever launcher ran the jobs
         _hydra_main()
-    exit_if_every_job_failed()
+    end_sweep()
 
 
 if __name__ == "__main__":

@@ -244,7 +244,7 @@ def test_where_the_sweep_folders_lock_cannot_be_read_the_commands_are_given(tmp_
 def test_a_single_runs_folder_while_it_trains_is_not_a_running_sweep(tmp_path, capsys):
     """summarize of one training run's folder while it trains (it holds its folder as a sweep does)
     said the folder "holds no job folder yet (the sweep is running ...)" and to run it again once a
-    job had ended, which never comes: it is the ordinary error for a folder without job folders."""
+    job had ended, which never comes: it is the error for a single run's folder."""
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)
     (run / "checkpoints").mkdir()
@@ -257,6 +257,7 @@ def test_a_single_runs_folder_while_it_trains_is_not_a_running_sweep(tmp_path, c
         proc.kill()
         proc.wait()
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err == (f"Error: DIR: {run} holds no job folders (none has metrics.json or "
-                                       f".hydra/overrides.yaml). Pass the folder of a multirun, e.g. "
-                                       f"outputs/multiruns/<time>.\n")
+    err = capsys.readouterr().err
+    assert err.startswith(f"Error: DIR: {run} is the folder of one run (it holds the run's metrics.json), not of a "
+                          f"sweep. summarize ranks the jobs of a sweep's folder (outputs/multiruns/<time>)")
+    assert "running" not in err

@@ -93,9 +93,12 @@ def test_no_test_split_column_where_every_job_used_its_test_split(tmp_path):
 def test_every_job_failed_names_the_sweep_folder(tmp_path, monkeypatch):
     """The paragraph said `python -m litlab.summarize <sweep folder> lists them`, a placeholder."""
     monkeypatch.setattr(outcome, "current_sweep_dir", tmp_path / "my sweep")
-    monkeypatch.setattr(outcome, "last_sweep", {"failed": 2, "interrupted": 1})
-    assert outcome.every_job_failed() == (
-        f"every job of this sweep failed (3: 2 failed, 1 interrupted); each job's metrics.json says why "
-        f"(python -m litlab.summarize '{tmp_path}/my sweep' lists them).")
-    monkeypatch.setattr(outcome, "last_sweep", {"failed": 1, "completed": 1})
-    assert outcome.every_job_failed() is None
+    monkeypatch.setattr(outcome, "fails_on", "all")
+    monkeypatch.setattr(outcome, "last_jobs", {"0": "failed", "1": "interrupted", "2": "failed"})
+    assert outcome.unfinished_jobs() == (
+        f"every job of this sweep failed (3: 2 failed, 1 interrupted): 0, 2 (failed), 1 (interrupted); each job's "
+        f"metrics.json says why (python -m litlab.summarize '{tmp_path}/my sweep' lists them).", True)
+    monkeypatch.setattr(outcome, "last_jobs", {"0": "failed", "1": "completed"})
+    message, fails = outcome.unfinished_jobs()
+    assert not fails and message.startswith("1 of 2 jobs of this sweep did not complete (1 completed, 1 failed)")
+    assert f"(python -m litlab.summarize '{tmp_path}/my sweep' lists them)." in message

@@ -119,6 +119,27 @@ def unstarted_commands(sweep_dir: Path, jobs: list[Job], running: str | None = N
     return head, commands
 
 
+def killed_lines(sweep_dir: Path, jobs: list[Job]) -> list[str]:
+    """The lines under the table for the jobs killed before they wrote their ``metrics.json``
+    (``sweep_table.KILLED_BEFORE_RECORD``): nothing of theirs is kept, so each is rerun as one run
+    in its own folder of the sweep (``job_command``: the sweep's config flags, then the job's
+    ``.hydra/overrides.yaml``), where summarize finds it. Empty where there is none."""
+    from litlab.sweeps.sweep_table import KILLED_BEFORE_RECORD
+
+    killed = [j for j in jobs if j.metrics.get("error") == KILLED_BEFORE_RECORD]
+    if not killed:
+        return []
+    hydra = _hydra_record(Path(sweep_dir))
+    entry = _entrypoint(hydra)
+    words = _config_words(hydra, entry)
+    lines = [f"{len(killed)} job(s) killed before they wrote metrics.json (no command runs in their folders); rerun "
+             f"each in its own folder of the sweep with:"]
+    for job in killed:  # a job's own hydra.run.dir line (a resume's) gives way to its folder here
+        own = [o for o in job.lines if o.split("=", 1)[0] != "hydra.run.dir"]
+        lines.append(f"  job {job.name}: {job_command(entry, sweep_dir, job.name, [*words, *own])}")
+    return lines
+
+
 def unstarted_lines(found: tuple[str, list[tuple[str, str]]] | None, sweep_dir: Path,
                     limit: int | None = None) -> list[str]:
     """``unstarted_commands``' answer as text lines, at most ``limit`` commands (then where the
@@ -158,7 +179,7 @@ def none_started(sweep_dir: Path, running: str | None = None, note: str | None =
             f"job has results to rank. Run the sweep again, into a new folder, with: {command}")
 
 
-def job_command(entry: str, sweep_dir: Path, number: int, words: list[str]) -> str:
+def job_command(entry: str, sweep_dir: Path, number: int | str, words: list[str]) -> str:
     """``python -m litlab.<entry> <words> hydra.run.dir=<sweep_dir>/<number>``, shell-quoted: the
     job as one run (``words``: the sweep's config flags, then the job's overrides), in the folder
     the sweep would have given it."""

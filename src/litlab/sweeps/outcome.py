@@ -9,17 +9,16 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from litlab.errors import config_error
 from litlab.run_lock import recorded_status
 
-# the statuses of the sweep that just ended in this process, or None before any
-last_sweep: dict[str, int] | None = None
 # that sweep's status of each job, by its folder (``statuses_by_job``), or None before any
 last_jobs: dict[str, str] | None = None
 # the values of conf/train.yaml's sweep_fails_on: a sweep exits 1 when every job, or any job, did not complete
@@ -34,11 +33,18 @@ current_sweep_dir: Path | None = None
 
 def statuses_by_job(sweep_dir: Path) -> dict[str, str]:
     """The ``status`` of each job folder under ``sweep_dir`` (its path relative to it), in job
-    order; a job without a readable ``metrics.json`` is ``unknown``."""
+    order; a job without ``metrics.json`` is ``killed`` where no command holds its folder (as
+    summarize reads it: ``sweep_table.status_without_record``), one whose ``metrics.json`` cannot be
+    read is ``unknown``."""
+    from litlab.sweeps.sweep_table import status_without_record
+
     jobs = {p.parent.parent for p in sweep_dir.glob("**/.hydra/config.yaml")}
     jobs |= {p.parent for p in sweep_dir.glob("**/metrics.json")}
     found = {}
     for job in sorted(jobs, key=lambda j: (len(j.parts), len(j.name), j.name)):
+        if not (job / "metrics.json").is_file():  # killed before it wrote its record (SIGKILL, out of memory)
+            found[str(job.relative_to(sweep_dir))] = status_without_record(job)
+            continue
         try:  # a job killed before it recorded its end is "killed", not "running"
             status = str(recorded_status(job, json.loads((job / "metrics.json").read_text())) or "unknown")
         except (OSError, ValueError, AttributeError):
@@ -55,20 +61,22 @@ def status_counts(statuses: dict[str, str]) -> dict[str, int]:
     return counts
 
 
-def every_job_failed() -> str | None:
-    """The paragraph after a sweep of this process whose every job failed (``last_sweep``), naming
-    its folder shell-quoted for the summarize command; None after a sweep with a completed job, or
-    before any. The entrypoint prints ``unfinished_jobs``, which opens with the same words and
-    names the jobs too."""
-    counts = last_sweep or {}
-    if not counts or counts.get("completed"):
-        return None
-    return f"every job of this sweep failed ({sum(counts.values())}: {_how(counts)}); {_why()}"
-
-
-def check_fails_on(cfg: DictConfig) -> None:
+def check_fails_on(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     """``sweep_fails_on`` is one of ``FAILS_ON`` (a config without the key is ``all``), refused
-    before any job runs: the sweep reads it only once every job has ended."""
+    before any job runs: the sweep reads it only once every job has ended. A sweep's command
+    (``overrides``) or searched parameters (``hydra.sweeper.params``) that give it several values
+    are refused too: the sweep read the one of the config it started from, whatever a job had."""
+    swept = [o.split("=", 1)[1] for o in overrides if o.lstrip("+").split("=", 1)[0] == "sweep_fails_on"
+             and _is_sweep(o)]
+    searched = OmegaConf.select(cfg, "hydra.sweeper.params.sweep_fails_on", default=None,
+                                throw_on_resolution_failure=False)
+    if searched is not None and _is_sweep(f"sweep_fails_on={searched}"):
+        swept.append(str(searched))
+    if swept:
+        raise config_error("sweep_fails_on", "all or any", swept[0],
+                           "It applies to the whole sweep, not to each job (the sweep reads it once every job has "
+                           "ended, for its own exit status), so it takes one value and cannot be swept or searched. "
+                           "Give sweep_fails_on=all or sweep_fails_on=any.")
     value = cfg.get("sweep_fails_on", "all")
     if value not in FAILS_ON:
         raise config_error("sweep_fails_on", "all or any", value,
@@ -103,6 +111,17 @@ def unfinished_jobs() -> tuple[str | None, bool]:
     return f"{message} The sweep exits with status 0 (sweep_fails_on=any would make it 1).", False
 
 
+def _is_sweep(override: str) -> bool:
+    """Whether ``override`` gives its key several values (``a,b``, ``choice(a,b)``, ``range(...)``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        return OverridesParser.create().parse_override(override).is_sweep_override()
+    except HydraException:
+        return False
+
+
 def _how(counts: dict[str, int]) -> str:
     """``counts`` as "2 completed, 1 failed"."""
     return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
@@ -130,9 +149,8 @@ class SweepOutcome(Callback):
         record_seed(config)  # after the hold: a sweep refused there searched nothing with its seed
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        global last_sweep, last_jobs
+        global last_jobs
         last_jobs = statuses_by_job(Path(config.hydra.sweep.dir))
-        last_sweep = status_counts(last_jobs)
 
 
 def hold_sweep_dir(sweep_dir: Path) -> None:

@@ -14,7 +14,7 @@ import yaml
 
 from litlab.errors import LitlabError
 from litlab.metric_direction import lower_is_better
-from litlab.run_lock import KILLED_MEANS, recorded_status, running_elsewhere
+from litlab.run_lock import KILLED, KILLED_MEANS, is_running, recorded_status, running_elsewhere
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ class Job:
     name: str
     overrides: dict[str, str]
     metrics: dict = field(default_factory=dict)
+    # its .hydra/overrides.yaml as written (``+key=value`` kept): the job's command line
+    lines: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -74,7 +76,9 @@ def parse_value(text: str) -> float | int | str:
 
 
 def read_jobs(sweep_dir: Path) -> list[Job]:
-    """Every job folder under ``sweep_dir`` (one with ``.hydra/overrides.yaml`` or ``metrics.json``)."""
+    """Every job folder under ``sweep_dir`` (one with ``.hydra/overrides.yaml`` or ``metrics.json``).
+    A job folder without ``metrics.json`` is ``killed`` where no command holds it
+    (``status_without_record``)."""
     sweep_dir = Path(sweep_dir)
     jobs = []
     for folder in _job_folders(sweep_dir):
@@ -82,12 +86,38 @@ def read_jobs(sweep_dir: Path) -> list[Job]:
         if not over_file.is_file() and not metrics_file.is_file():
             continue
         lines = yaml.safe_load(over_file.read_text()) if over_file.is_file() else []
-        jobs.append(Job(folder.name, override_values(lines or []), as_ended(folder, read_metrics(metrics_file))))
+        metrics = read_metrics(metrics_file) if metrics_file.is_file() else without_record(folder)
+        jobs.append(Job(folder.name, override_values(lines or []), as_ended(folder, metrics), list(lines or [])))
+    if not jobs and (sweep_dir / "metrics.json").is_file():
+        raise LitlabError(f"DIR: {sweep_dir} is the folder of one run (it holds the run's metrics.json), not of a "
+                          f"sweep. summarize ranks the jobs of a sweep's folder (outputs/multiruns/<time>) or the runs "
+                          f"of a folder of runs (outputs/runs, or the folder this run is in: "
+                          f"{sweep_dir.resolve().parent}): pass one of those.")
     if not jobs:
         raise LitlabError(f"DIR: {sweep_dir} holds no job folders (none has metrics.json or .hydra/overrides.yaml). "
                           f"Pass the folder of a multirun, e.g. outputs/multiruns/<time>.")
     jobs.sort(key=lambda j: (len(j.name), j.name))
     return jobs
+
+
+# the error of a job killed before it wrote its metrics.json (``without_record``)
+KILLED_BEFORE_RECORD = "killed before it wrote metrics.json (no command runs in its folder): rerun it"
+
+
+def status_without_record(folder: Path) -> str:
+    """The status of a job folder that has no ``metrics.json`` (only Hydra's ``.hydra/``): ``killed``
+    where no command holds the folder (``run_lock.is_running``: SIGKILL, the out-of-memory killer
+    before the job wrote its record), ``running`` where one does (a job starting), ``missing``
+    where that cannot be told."""
+    running = is_running(folder)
+    return "missing" if running is None else "running" if running else KILLED
+
+
+def without_record(folder: Path) -> dict:
+    """The metrics of a job folder without ``metrics.json``: its status (``status_without_record``)
+    and, where it was killed, why (``KILLED_BEFORE_RECORD``)."""
+    status = status_without_record(folder)
+    return {"status": status, "error": KILLED_BEFORE_RECORD} if status == KILLED else {"status": status}
 
 
 def override_values(lines: list[str]) -> dict[str, str]:
@@ -172,11 +202,16 @@ def as_ended(folder: Path, metrics: dict) -> dict:
     return {**metrics, "status": status, "error": metrics.get("error") or KILLED_MEANS}
 
 
+# the rates an lr_find run records in its metrics.json, which summarize can list its runs by
+LR_FIND_FIGURES = ("suggested_lr", "min_loss_lr", "min_loss_lr_div10")
+
+
 def check_metric_present(jobs: list[Job], metric: str) -> None:
     """A metric no job has would rank nothing: an error naming the keys the jobs have."""
     if any(j.value(metric) is not None for j in jobs):
         return
-    have = sorted({k for j in jobs for k, v in j.metrics.items() if "/" in k and isinstance(v, (int, float))})
+    have = sorted({k for j in jobs for k, v in j.metrics.items()
+                   if ("/" in k or k in LR_FIND_FIGURES) and isinstance(v, (int, float)) and not isinstance(v, bool)})
     if have:  # jobs with figures, none of them this one: a misspelt name
         raise LitlabError(f"no job of the sweep has the metric {metric}; they have {', '.join(have)}. Pass one of "
                           f"them with --metric KEY.")
