@@ -20,7 +20,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from litlab.class_weights import check_class_weights, label_counts, resolve
+from litlab.class_weights import check_class_weights, label_counts, resolve, resolve_on_data
 from litlab.compression.distillation import distill_loss
 from litlab.compression.finetune import FineTune, class_weight_tensor
 from litlab.config_check import check_overrides
@@ -304,8 +304,10 @@ def test_weights_of_the_right_length_or_of_data_counted_later_pass_the_command_l
     folder = tmp_path / "cli"
     assert check_overrides(["data=synthetic", "data.num_classes=3", "model.class_weights=[1,2,3]",
                             "compress=prune", "compress.finetune.class_weights=[3,2,1]", f"hydra.run.dir={folder}"])
-    # an npz's classes are known once it is read
-    assert check_overrides(["data=npz", "data.path=x.npz", "model.class_weights=[1,2,3]", f"hydra.run.dir={folder}"])
+    # an npz's classes are known once it is read (only that the file is there is told before)
+    (tmp_path / "x.npz").write_bytes(b"")
+    assert check_overrides(["data=npz", f"data.path={tmp_path / 'x.npz'}", "model.class_weights=[1,2,3]",
+                            f"hydra.run.dir={folder}"])
 
 
 def test_the_command_line_refuses_bad_fine_tuning_weights_before_torch(tmp_path):
@@ -402,3 +404,34 @@ def test_lr_find_records_the_class_weights_its_steps_applied(cfg_factory, tmp_pa
     expected = compute_class_weight("balanced", classes=np.arange(3), y=np.load(path)["y_train"])
     assert record["class_weights"] == pytest.approx(expected.tolist(), rel=1e-12)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["class_weights"] == record["class_weights"]
+
+
+@pytest.mark.parametrize("overrides,order", [
+    # digits and npz classes are their label numbers: the log lists no classes (build.class_listing)
+    (["model.class_weights=[1,2,3]"], "in the order of the labels (the first weight is label 0's), or"),
+    (["data=synthetic", "data.num_classes=4", "model.class_weights=[1,2,3]"],
+     "in output-index order (the class listing at the start of the run's log: data: classes in index order), or"),
+], ids=["digits", "synthetic"])
+def test_a_wrong_length_points_to_a_class_order_the_log_shows(overrides, order, tmp_path):
+    """The message sent digits and npz users to "the class listing at the start of the run's log",
+    which the log leaves out where the class names are the indices."""
+    with pytest.raises(LitlabError) as e:
+        check_overrides([*overrides, f"hydra.run.dir={tmp_path / 'cli'}"])
+    assert f"give one weight per class, {order} model.class_weights=balanced" in str(e.value)
+
+
+def test_a_wrong_length_on_data_read_later_names_both_orders(cfg_factory, tmp_path, caplog):
+    """An npz's class count is known once it is read (the task checks the length, without the
+    names): the message gives the label order for numbered classes and the listing for named ones."""
+    path = write_imbalanced_npz(tmp_path / "a.npz")
+    with caplog.at_level(logging.INFO, logger="litlab.build"), pytest.raises(LitlabError) as e:
+        train(cfg_factory(["data=npz", f"data.path={path}", "model=mlp", "model.class_weights=[1,2]"]))
+    assert "classes in index order" not in caplog.text  # npz labels are numbers: no listing printed
+    assert ("give one weight per class, in the order of the labels (the first weight is label 0's) where the classes "
+            "are numbered (data=digits, data=npz), else in output-index order (the class listing") in str(e.value)
+    # with the data module at hand (compression's fine-tuning weights): its own order only
+    dm = NpzDataModule(path=str(path))
+    dm.setup("fit")
+    with pytest.raises(LitlabError, match=r"give one weight per class, in the order of the labels \(the first weight "
+                                          r"is label 0's\), or compress"):
+        resolve_on_data([1, 2], dm, key="compress.finetune.class_weights")

@@ -31,11 +31,11 @@ def test_a_value_that_cannot_be_used_is_named_before_any_work(overrides, match):
         check_overrides(overrides, "train")
 
 
-def test_runtime_interpolations_and_set_variables_pass(monkeypatch):
+def test_runtime_interpolations_and_set_variables_pass(monkeypatch, tmp_path):
     """${hydra:...} (the run folder) resolves only inside the job and is left to it."""
-    monkeypatch.setenv("LITLAB_TEST_DATA", "/tmp/somewhere")
+    monkeypatch.setenv("LITLAB_TEST_DATA", str(tmp_path))  # a folder that exists: a missing data.root is refused
     cfg = check_overrides(["data=imagefolder", "data.root=${oc.env:LITLAB_TEST_DATA}", "test=false"], "train")
-    assert cfg.data.root == "/tmp/somewhere" and cfg.test is False
+    assert cfg.data.root == str(tmp_path) and cfg.test is False
 
 
 def test_a_variable_of_the_slurm_nodes_is_left_to_the_jobs(monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from omegaconf import OmegaConf
 from litlab.errors import LitlabError
 from litlab.resume import check_same_data, check_something_left
 from litlab.training import run_record, train
+from tests.conftest import run_cli
 from tests.helpers import write_image_folder, write_npz
 
 # a tiny, quick run on an npz file (1x6x6 inputs, 3 classes)
@@ -324,3 +326,34 @@ def test_an_older_checkpoint_with_devices_as_a_string_is_counted_in_processes(cf
     with pytest.raises(LitlabError, match=r"another number of optimizer steps \(trainer\.devices x trainer\.num_nodes "
                                           r"= 2 process\(es\) in the checkpoint, 1 here\)"):
         check_same_steps_per_epoch(cfg, ckpt, "a.ckpt")
+
+
+def test_a_resume_with_another_seed_is_refused_and_the_runs_own_seed_resumes(tmp_path):
+    """Resuming a finished epoch (an interrupted sweep job, say) with another seed= was taken, and
+    the run's record then named the new seed (.hydra/overrides.yaml, summarize --average-over seed)
+    for weights initialized and shuffled from the first: refused before anything is written, with
+    the command that resumes the run under its own seed."""
+    data = write_npz(tmp_path / "a.npz")
+    run = tmp_path / "job"
+    args = ["model=mlp", "data=npz", f"data.path={data}", "trainer.accelerator=cpu", "logger=none", "test=false",
+            f"hydra.run.dir={run}"]
+    done = run_cli("litlab.train", *args, "seed=5", "trainer.max_epochs=1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = {p: p.read_bytes() for p in (run / "metrics.json", run / ".hydra" / "overrides.yaml",
+                                          run / "checkpoints" / "last.ckpt")}
+    refused = run_cli("litlab.train", *args, "seed=7", "trainer.max_epochs=2", "ckpt_path=last", cwd=tmp_path)
+    assert refused.returncode != 0
+    message = " ".join(refused.stderr.split("Error: ", 1)[1].split())
+    assert message.startswith(f"ckpt_path={run / 'checkpoints' / 'last.ckpt'} was trained with seed=5, and this "
+                              f"command has seed=7: ")
+    assert "a resume under seed=7 would record the whole run as seed 7's (.hydra/overrides.yaml" in message
+    command = message.split("Resume with the run's own seed: ", 1)[1].split(". For a run of seed 7", 1)[0]
+    assert command.startswith("python -m litlab.train model=mlp data=npz ")
+    assert command.endswith(f" trainer.max_epochs=2 seed=5 ckpt_path=last hydra.run.dir={run}")
+    assert {p: p.read_bytes() for p in record} == record  # the run's record as it was
+    assert not list((run / ".hydra").glob("start-*"))
+    # the command given resumes the run under its own seed
+    resumed = run_cli(*shlex.split(command)[2:], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 2
+    assert "seed=5" in yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())

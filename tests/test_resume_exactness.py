@@ -10,6 +10,7 @@ epoch twice and others never.
 from __future__ import annotations
 
 import json
+import math
 
 import lightning.pytorch as L
 import pytest
@@ -124,10 +125,11 @@ def test_a_run_stopped_within_an_accumulation_window_resumes_as_the_uninterrupte
     _same_weights(whole, last)
 
 
-def test_a_resume_within_an_epoch_with_another_seed_is_refused_before_anything_is_written(cfg_factory, tmp_path):
-    """The rest of the epoch is drawn from the seed: with another one, the resumed epoch's batches
-    were those of another permutation, and some samples of the epoch were trained twice, others
-    never. At an epoch's end another seed is still taken (the epochs to come are drawn from it)."""
+def test_a_resume_within_an_epoch_with_other_batches_is_refused_before_anything_is_written(cfg_factory, tmp_path):
+    """The rest of the epoch is counted in batches of the run's size, drawn from its seed: with
+    another batch size or seed, some samples of the epoch were trained twice, others never. At an
+    epoch's end the batch size may change (the epochs to come are cut from it); the seed may not
+    (``check_same_seed``: the run's record would name the new one)."""
     run = ["model=mlp", "data=npz", f"data.path={write_npz(tmp_path / 'a.npz', n=300)}", "data.batch_size=16",
            "logger=none", "test=false"]
     train(cfg_factory([*run, "+trainer.max_steps=12"], name="cut"))
@@ -136,15 +138,18 @@ def test_a_resume_within_an_epoch_with_another_seed_is_refused_before_anything_i
     before = last.read_bytes()
     with pytest.raises(LitlabError, match=rf"ckpt_path={last} was taken after 12 of the 19 training batches of epoch "
                                           r"0 per process, and a resume goes on with the batches left; here they "
-                                          r"would be other batches \(seed=42 in the checkpoint, 7 here\)\. Resume "
-                                          r"with the run's seed.* or from a checkpoint taken at an epoch's end"):
+                                          r"would be other batches \(data\.batch_size=16 in the checkpoint, 8 here\)\. "
+                                          r"Resume with the run's data\.batch_size.* or from a checkpoint taken at an "
+                                          r"epoch's end"):
+        train(cfg_factory([*run, "data.batch_size=8", "ckpt_path=last"], name="cut"))
+    with pytest.raises(LitlabError, match=rf"ckpt_path={last} was trained with seed=42, and this command has seed=7"):
         train(cfg_factory([*run, "seed=7", "ckpt_path=last"], name="cut"))
     assert (tmp_path / "cut" / "metrics.json").read_bytes() == record
     assert last.read_bytes() == before
     # at an epoch's end
     ckpt = torch.load(last, weights_only=True)
     ckpt["callbacks"] = {}
-    check_same_batches(cfg_factory([*run, "seed=7"]), ckpt, last)
+    check_same_batches(cfg_factory([*run, "data.batch_size=8"]), ckpt, last)
     train(cfg_factory([*run, "trainer.max_epochs=1"], name="epoch"))
-    train(cfg_factory([*run, "seed=7", "ckpt_path=last"], name="epoch"))
-    assert json.loads((tmp_path / "epoch" / "metrics.json").read_text())["global_step"] == 38
+    train(cfg_factory([*run, "data.batch_size=32", "ckpt_path=last"], name="epoch"))
+    assert json.loads((tmp_path / "epoch" / "metrics.json").read_text())["global_step"] == 19 + math.ceil(300 / 32)

@@ -41,7 +41,8 @@ def check_class_weights(cfg: DictConfig) -> None:
         parent, name = key.rsplit(".", 1)
         node = OmegaConf.select(cfg, parent, throw_on_resolution_failure=False)
         if isinstance(node, DictConfig) and name in node:
-            check_setting(OmegaConf.select(cfg, key, throw_on_resolution_failure=False), num_classes, key)
+            check_setting(OmegaConf.select(cfg, key, throw_on_resolution_failure=False), num_classes, key,
+                          numbered=_numbered_data(cfg))
 
 
 def known_classes(cfg: DictConfig) -> int | None:
@@ -57,6 +58,14 @@ def known_classes(cfg: DictConfig) -> int | None:
     return None
 
 
+def _numbered_data(cfg: DictConfig) -> bool | None:
+    """Whether the config's data names its classes by their index (``data=digits``: the folders 0
+    to 9) or not (``data=synthetic``: class_0, ...); None for other data, judged once it is read."""
+    data = OmegaConf.select(cfg, "data", throw_on_resolution_failure=False)
+    target = data.get("_target_") if isinstance(data, DictConfig) else None
+    return {_DIGITS: True, _SYNTHETIC: False}.get(target)
+
+
 def follows_training(cfg: DictConfig) -> bool:
     """Whether ``compress.finetune.class_weights`` is the run's ``model.class_weights`` (the default
     of ``conf/compress/_finetune.yaml``, an interpolation of it) rather than a value of its own: the
@@ -68,9 +77,11 @@ def follows_training(cfg: DictConfig) -> bool:
     return isinstance(raw, str) and raw.startswith("${") and KEY in raw
 
 
-def check_setting(value, num_classes: int | None = None, key: str = KEY) -> list[float] | str | None:
+def check_setting(value, num_classes: int | None = None, key: str = KEY,
+                  numbered: bool | None = None) -> list[float] | str | None:
     """``value`` as the task takes it: None, ``"balanced"`` or a list of floats (of length
-    ``num_classes`` where it is given); anything else is refused naming ``key``."""
+    ``num_classes`` where it is given); anything else is refused naming ``key``. ``numbered``:
+    whether the data's classes are named by their index (None: not known), for a refused length."""
     if isinstance(value, ListConfig):
         value = OmegaConf.to_container(value)
     if value is None or value == BALANCED:
@@ -87,9 +98,27 @@ def check_setting(value, num_classes: int | None = None, key: str = KEY) -> list
                           f"from the data instead). It takes {_WHAT}.")
     if num_classes is not None and len(value) != num_classes:
         raise LitlabError(f"{key}={_shown(value)} gives {len(value)} weights, but the data has num_classes="
-                          f"{num_classes}: give one weight per class, in output-index order (the class listing at "
-                          f"the start of the run's log), or {key}={BALANCED} to weigh them by the training labels.")
+                          f"{num_classes}: give one weight per class, {_index_order(numbered)}, or {key}={BALANCED} "
+                          f"to weigh them by the training labels.")
     return [float(v) for v in value]
+
+
+def numbered_classes(class_names: Sequence[str] | None) -> bool | None:
+    """Whether classes are named by their index (digits, npz labels), as ``build.class_listing``
+    judges them; None where the names are not known."""
+    if class_names is None:
+        return None
+    return [str(c) for c in class_names] == [str(i) for i in range(len(class_names))]
+
+
+def _index_order(numbered: bool | None) -> str:
+    """Where a user finds the order of the weights: the log lists classes with names of their own at
+    the start of a run (``build.class_listing``), not those named by their index (digits, npz)."""
+    by_label = "in the order of the labels (the first weight is label 0's)"
+    listed = "in output-index order (the class listing at the start of the run's log: data: classes in index order)"
+    if numbered is None:
+        return f"{by_label} where the classes are numbered (data=digits, data=npz), else {listed}"
+    return by_label if numbered else listed
 
 
 def _shown(value: Sequence) -> str:
@@ -133,7 +162,7 @@ def resolve(setting: list[float] | str | None, split, num_classes: int,
             class_names: Sequence[str] | None = None, key: str = KEY) -> list[float] | None:
     """The weights ``setting`` (of ``key``) gives on this training split: None, the list itself, or
     the balanced weights of its labels (the whole split, the same on every DDP rank)."""
-    setting = check_setting(setting, num_classes, key)
+    setting = check_setting(setting, num_classes, key, numbered_classes(class_names))
     if setting != BALANCED:
         return setting
     return balanced_weights(label_counts(split, num_classes), class_names, key)
@@ -146,7 +175,7 @@ def resolve_on_data(setting: list[float] | str | None, dm, num_classes: int | No
     on data without splits is refused naming ``key``; a list needs no split."""
     num_classes = dm.num_classes if num_classes is None else num_classes
     split = None
-    if check_setting(setting, num_classes, key) == BALANCED:
+    if check_setting(setting, num_classes, key, numbered_classes(getattr(dm, "class_names", None))) == BALANCED:
         splits = getattr(dm, "splits", None)
         if splits is None:
             raise LitlabError(f"{key}={BALANCED} counts the training split's labels, and this data module "

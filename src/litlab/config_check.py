@@ -31,6 +31,7 @@ from litlab.class_weights import check_class_weights
 from litlab.collection_entries import check_entries, check_histograms_early
 from litlab.config_flags import CONF_DIR, Primary, config_dirs, hydra_args, no_primary, primary_of
 from litlab.config_values import check_values, reads_clock
+from litlab.data.early_checks import check_data_given
 from litlab.data.fold_settings import check_fold_config, folds_not_a_key
 from litlab.device_counts import known_device_count
 from litlab.empty_choices import check_empty_choices, key_of_empty_choice
@@ -481,6 +482,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
             check_mixing(cfg)
             check_class_weights(cfg)
             check_fold_config(cfg)  # data.folds and data.fold, each swept value
+            check_data_given(cfg)  # data.root / data.path given and there, before torch and the run's folder
         if config_name == "train":
             for name, callback in (cfg.get("callbacks") or {}).items():
                 if isinstance(callback, DictConfig) and "monitor" in callback:

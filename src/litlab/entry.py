@@ -365,8 +365,36 @@ def _exit_interrupted(cfg, signum: int) -> None:
     """Records the interruption, says so in one line, and exits with the shell's status of that signal."""
     name = signal.Signals(signum).name
     _record(cfg, "interrupted", f"interrupted by signal {name}")
-    print(f"\nInterrupted by signal {name}; metrics.json records it.", file=sys.stderr)
+    resume = _resume_recorded(cfg)
+    again = f" Resume with: {resume}" if resume else ""
+    print(f"\nInterrupted by signal {name}; metrics.json records it.{again}", file=sys.stderr)
     sys.exit(128 + signum)
+
+
+def _resume_recorded(cfg) -> str | None:
+    """The command that resumes an interrupted training run, from its ``metrics.json`` (the
+    Interruption callback's, or ``_start_origin``'s), recorded here where none is yet and the run
+    has a ``last.ckpt``: a stop outside Lightning's loops (compression, export, after fit) had the
+    status but no ``resume``. None for eval, a record of another start, or nothing to resume."""
+    from litlab.reporting.run_files import read_json
+
+    try:
+        run_dir = Path(cfg.paths.output_dir)
+        if cfg.get("task_name") != "train" or not is_rank_zero() or not written_here(run_dir):
+            return None
+        metrics = run_dir / "metrics.json"
+        recorded = read_json(metrics).get("resume") if metrics.is_file() else None
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if recorded is None and last.is_file():
+            # the callback's own words (imports Lightning, loaded by now: a last.ckpt was written)
+            from litlab.callbacks.interruption import resume_command
+
+            recorded = resume_command(run_dir)
+            update_metrics(run_dir, resume=recorded, last_ckpt=str(last))
+    except Exception:  # a config without a run folder, an unreadable record: the line says no more (``_record``)
+        return None
+    # "no checkpoint yet, nothing to resume; ..." is the record's answer, not a command
+    return recorded if isinstance(recorded, str) and recorded.startswith("python -m") else None
 
 
 def _record(cfg: DictConfig, status: str, message: str) -> None:

@@ -15,10 +15,13 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from litlab.checkpoint_paths import check_checkpoint_path
+from litlab.checkpoint_record import stored_run_config
 from litlab.entry import check_cli, hydra_main, mode_known, run_entrypoint, start
 from litlab.errors import LitlabError, check_choice, check_positive_int
 from litlab.init_from_path import check_not_given
 from litlab.run_folders import select_or_none
+from litlab.source_signatures import target_params
+from litlab.target_arguments import HYDRA_KEYS, closest_first
 from litlab.tuning.temperature_setting import eval_temperature
 
 # the config groups a checkpoint's run record holds, which eval overrides change
@@ -50,6 +53,7 @@ def check_before_loading(cfg: DictConfig) -> str:
     split = check_choice("split", cfg.get("split", "test"), ("test", "val"))
     check_checkpoint_path(cfg.ckpt_path)
     check_not_given(cfg, "eval")  # model.init_from: a training run's, not eval's
+    check_data_keys_taken(cfg)  # +data.root=... on an npz run: NpzDataModule's TypeError once torch had loaded
     root = select_or_none(cfg, "data.root")  # in the command line's config only when given (++data.root)
     if root is not None:
         check_root_given(root)
@@ -80,6 +84,44 @@ def check_callbacks_given(cfg: DictConfig) -> None:
     bins = report.get("calibration_bins") if isinstance(report, DictConfig) else None
     if bins is not None:
         check_positive_int("callbacks.eval_report.calibration_bins", bins)
+
+
+def check_data_keys_taken(cfg: DictConfig) -> None:
+    """A ``data.KEY`` given to eval (``data.KEY=`` or ``+data.KEY=``) that the run stored in the
+    checkpoint has not, and whose data module takes no argument of that name, is refused here,
+    before torch: the stored config is read from the file without it (``checkpoint_record``).
+    Where that cannot be read, ``evaluation.stored_config`` refuses it once the checkpoint is loaded."""
+    given = select_or_none(cfg, "data")
+    stored = stored_run_config(cfg.ckpt_path) if isinstance(given, DictConfig) else None
+    data = (stored or {}).get("data")
+    if not isinstance(data, dict):
+        return
+    run = OmegaConf.create({"data": data})
+    for key in given:
+        why = None if key in data else argument_taken(run, f"data.{key}")
+        if isinstance(why, str):
+            raise LitlabError(f"data.{key} is not a key of the run stored in {cfg.ckpt_path}, and it cannot be added "
+                              f"with +data.{key}= either: {why} Refused before any work.")
+
+
+def argument_taken(cfg: DictConfig, name: str) -> bool | str | None:
+    """Whether the node above ``name`` in a stored run ``cfg`` (``data`` for ``data.root``) builds
+    a target that takes that argument, read from its source (``source_signatures.target_params``):
+    True; None where that cannot be told (a node without ``_target_``, a class of the user's own,
+    the task's ``model`` node, Hydra's keys); else the sentence naming the arguments it does take,
+    the closest to the key first."""
+    where, _, arg = name.rpartition(".")
+    if where == "model" or arg in HYDRA_KEYS:  # the task: litlab takes its speed switches and init_from off
+        return None
+    node = OmegaConf.select(cfg, where, default=None)
+    target = node.get("_target_") if isinstance(node, DictConfig) else None
+    takes = target_params(target) if isinstance(target, str) else None
+    if takes is None or arg in takes:
+        return None if takes is None else True
+    close, ordered = closest_first(arg, [k for k in takes if k not in HYDRA_KEYS])
+    listed = ", ".join(f"{where}.{k}" for k in ordered) or "no settings"
+    hint = f" Did you mean {where}.{close[0]}?" if close else ""
+    return f"{where} is {target}, which has no argument {arg}; it takes {listed}.{hint}"
 
 
 def check_root_given(root: object) -> None:

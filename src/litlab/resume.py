@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +22,11 @@ import lightning.pytorch as L
 from omegaconf import DictConfig, OmegaConf
 
 from litlab.callbacks.checkpoints import data_position, holds_data_position, taken_within_epoch
+from litlab.callbacks.interruption import path_override, run_dir_override, run_overrides, sets_key
 from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.device_counts import known_device_count
 from litlab.errors import LitlabError
-from litlab.resume_overrides import ABSENT, flat_keys, given_overrides, rerun_command, shown_value
+from litlab.resume_overrides import ABSENT, flat_keys, given_overrides, job_overrides, rerun_command, shown_value
 from litlab.resume_settings import (check_same_averaging, check_same_grouping, check_same_optimization,
                                     check_same_steps_per_epoch, log_mixing_change, same_net)
 
@@ -57,6 +59,7 @@ def open_resume(cfg: DictConfig, run_dir: Path) -> Resume | None:
     ckpt = load_checkpoint(path, compressed_ok=False)
     fallback = cfg.get("ckpt_path") == "last" and path.name == "best.ckpt"
     check_continuable(ckpt, path, run_dir, fallback)
+    check_same_seed(cfg, ckpt, path, run_dir)
     check_same_batches(cfg, ckpt, path)
     check_same_steps_per_epoch(cfg, ckpt, path)
     check_same_averaging(cfg, ckpt, path)
@@ -108,22 +111,47 @@ def check_continuable(ckpt: dict, path: Path, run_dir: Path, fallback: bool) -> 
         f"trained twice and others never. Instead, {instead}.")
 
 
+def check_same_seed(cfg: DictConfig, ckpt: dict, path, run_dir: Path) -> None:
+    """A run is known by its seed: its record (``.hydra/overrides.yaml``, ``metrics.json``, a
+    sweep's table and ``summarize --average-over seed``) names the seed of its latest start, and
+    the epochs before the checkpoint were initialized and shuffled from the checkpoint's. A resume
+    with another seed, anywhere (within an epoch it would also train other batches), is refused
+    before anything is written, as other settings the record would misstate are; a new run in a
+    new folder takes the new seed (``model.init_from`` starts it from the trained weights)."""
+    old = ((ckpt.get("litlab") or {}).get("config") or {}).get("seed")
+    new = cfg.get("seed")
+    if old is None or old == new:
+        return  # an older checkpoint without its config: nothing to compare
+    kept = run_overrides(run_dir, "seed")  # this start's, which Hydra wrote before the run began
+    if kept is None:
+        found = job_overrides(cfg)
+        kept = None if found is None else [o for o in found if not sets_key(o, "seed", "ckpt_path", "hydra")]
+    run = ["<the run's overrides>"] if kept is None else [shlex.quote(o) for o in kept]
+    start = "ckpt_path=last" if cfg.get("ckpt_path") == "last" else path_override("ckpt_path", path)
+    command = " ".join(["python -m litlab.train", *run, f"seed={old}", start, run_dir_override(run_dir)])
+    raise LitlabError(
+        f"ckpt_path={path} was trained with seed={old}, and this command has seed={new}: the run's weights "
+        f"were initialized and its epochs so far shuffled from seed {old}, and a resume under seed={new} would "
+        f"record the whole run as seed {new}'s (.hydra/overrides.yaml, metrics.json, a sweep's table and "
+        f"summarize --average-over seed). Resume with the run's own seed: {command}. For a run of seed {new}, "
+        f"start a new one in a new folder, without ckpt_path ({path_override('model.init_from', path)} starts it "
+        f"from this checkpoint's weights).")
+
+
 def check_same_batches(cfg: DictConfig, ckpt: dict, path) -> None:
     """A resume within an epoch goes on with the batches of the epoch not yet trained, counted in
     batches of the run's ``data.batch_size`` per process, in the epoch's order drawn from the run's
-    ``seed`` (``data/shuffled_batches.py``): another batch size, process count or seed makes other
-    batches, and some samples of the epoch were trained twice, others never. Refused before
-    anything is prepared or written (the loader's own check, ``ResumableLoader._check_same_batches``,
-    came after the run's record was rewritten). At an epoch's end all three may change: they change
-    only the epochs to come."""
+    ``seed`` (``data/shuffled_batches.py``; another seed is refused anywhere, ``check_same_seed``):
+    another batch size or process count makes other batches, and some samples of the epoch were
+    trained twice, others never. Refused before anything is prepared or written (the loader's own
+    check, ``ResumableLoader._check_same_batches``, came after the run's record was rewritten). At
+    an epoch's end both may change: they change only the epochs to come."""
     position = data_position(ckpt)
     if not taken_within_epoch(ckpt) or position is None:
         return
     config = (ckpt.get("litlab") or {}).get("config") or {}
     stored = (config.get("data") or {}).get("batch_size")
     differ = []
-    if config.get("seed") is not None and config["seed"] != cfg.get("seed"):
-        differ.append(f"seed={config['seed']} in the checkpoint, {cfg.get('seed')} here")
     if stored is not None and stored != cfg.data.get("batch_size"):
         differ.append(f"data.batch_size={stored} in the checkpoint, {cfg.data.get('batch_size')} here")
     # "2", "0,1" and [0, 1] are 2 processes, as 2 is; auto, -1 and values Lightning refuses: not compared
@@ -136,7 +164,7 @@ def check_same_batches(cfg: DictConfig, ckpt: dict, path) -> None:
         raise LitlabError(
             f"ckpt_path={path} was taken after {position.get('served')} of the {position.get('batches')} training "
             f"batches of epoch {position.get('epoch')} per process, and a resume goes on with the batches left; "
-            f"here they would be other batches ({'; '.join(differ)}). Resume with the run's seed, data.batch_size, "
+            f"here they would be other batches ({'; '.join(differ)}). Resume with the run's data.batch_size, "
             f"trainer.devices and trainer.num_nodes (its .hydra/overrides.yaml lists those it set), or from a "
             f"checkpoint taken at an epoch's end, where they may change.")
 

@@ -325,15 +325,20 @@ def set_by_litlab(override: str, where: str, name: str, reason: str) -> LitlabEr
         f"prepared).")
 
 
+def closest_first(name: str, takes: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The arguments of ``takes`` close to ``name`` (a misspelling of one), closest first, and all
+    of ``takes`` in that order: the close ones, then the rest as the target lists them."""
+    close = difflib.get_close_matches(name, list(takes), n=max(len(takes), 1), cutoff=0.6)
+    return close, [*close, *(k for k in takes if k not in close)]
+
+
 def not_an_argument(override: str, where: str, name: str, target: str, takes: Sequence[str], origin: str,
                     command: str, set_aside: dict[str, str] | None = None) -> LitlabError:
     """The paragraph: the key, the target, the keys it takes (the closest to the key first), less
     those litlab sets itself (``set_aside``, named after them). ``origin``: ``_origin``'s phrase;
     ``command``: the command that shows the node with ``--cfg job``."""
     set_aside = set_aside or {}
-    takes = [k for k in takes if k not in set_aside]
-    close = difflib.get_close_matches(name, takes, n=max(len(takes), 1), cutoff=0.6)
-    ordered = [*close, *(k for k in takes if k not in close)]
+    close, ordered = closest_first(name, [k for k in takes if k not in set_aside])
     if ordered:
         listed = ", ".join(f"{where}.{k}" for k in ordered)
         hint = f" Did you mean {where}.{close[0]}?" if close else ""

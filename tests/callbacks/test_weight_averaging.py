@@ -101,6 +101,35 @@ def test_ema_of_three_steps_is_the_hand_computed_one(warmup, decays):
     assert not torch.allclose(module.state_dict()["net.0.weight"], w3["net.0.weight"])
 
 
+@pytest.mark.parametrize("every,updates", [(1, 5), (2, 3)], ids=["every-step", "every-2nd-step"])
+def test_a_decay_the_warm_up_never_reaches_is_named_and_changes_nothing(caplog, every, updates):
+    """README's ``averaging.decay=0.998`` "shorter average" trained the same weights as 0.999 on the
+    default run: the warm-up's min(decay, (1+n)/(10+n)) stays below both. The last of U updates uses
+    U/(9+U); any decay above it gives the same average bit for bit, and is named in a warning."""
+    last = updates / (9 + updates)  # 5 updates: 5/14 = 0.357; 3 (after steps 1, 3, 5): 3/12 = 0.25
+    averages = {}
+    for decay in (0.998, 0.999, last + 0.01, last, last - 0.05):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="litlab.callbacks.weight_averaging"):
+            module, _ = _fit(ema(decay=decay, update_every_n_steps=every), epochs=1, batches=5)
+        averages[decay] = _state(module)
+        warned = [r.getMessage() for r in caplog.records if "is never reached" in r.getMessage()]
+        assert len(warned) == (1 if decay > last else 0), (decay, warned)
+        if warned:
+            assert warned[0].startswith(f"averaging.decay={decay:g} is never reached: with the warm-up")
+            assert f"this run's 5 optimizer steps make {updates} updates" in warned[0]
+            assert f"the last of which uses {last:.3f}" in warned[0]
+            assert "Set a lower averaging.decay for a shorter average, or averaging.warmup=false" in warned[0]
+    for decay in (0.999, last + 0.01, last):  # the warm-up's decays at every update: the same average
+        _assert_same(averages[decay], averages[0.998])
+    assert not torch.equal(averages[last - 0.05]["net.0.weight"], averages[0.998]["net.0.weight"])
+    # the updates 0.998 needs: (1+n)/(10+n) >= 0.998 from n = 4,490 others on, the 4,491st update
+    assert "(0.998 would take 4,491 updates)" in ema(decay=0.998)._unreached_decay(380)
+    assert "make 380 updates, the last of which uses 0.977" in ema(decay=0.998)._unreached_decay(380)
+    assert ema(decay=0.998, warmup=False)._unreached_decay(380) is None
+    assert ema(decay=0.998)._unreached_decay(float("inf")) is None  # no end: not known
+
+
 @pytest.mark.parametrize("start_epoch,averaged", [(1, (1, 2, 3)), (0.5, (2, 3))], ids=["epoch", "fraction"])
 def test_swa_is_the_mean_of_the_epochs_last_weights_from_its_start(start_epoch, averaged):
     """start_epoch=0.5 of 4 epochs is epoch 2, as Lightning's swa_epoch_start."""

@@ -25,13 +25,17 @@ that callback does in litlab's runs:
   averaging from the run's first averaged epoch;
 * the average is copied over the trained weights when fitting ends, after the checkpoint callback's
   own train-end save (whose ``current_model_state`` must stay the live weights), and a test of
-  best.ckpt after fit tests its ``state_dict`` (Lightning loaded ``current_model_state`` over it).
+  best.ckpt after fit tests its ``state_dict`` (Lightning loaded ``current_model_state`` over it);
+* an EMA decay that the warm-up never reaches in the run's optimizer steps is named in a warning
+  when training starts: every decay above the last one the warm-up uses gives the same average,
+  while the record says ``ema(decay=...)``.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 from typing import Any
 
 import lightning.pytorch as L
@@ -164,6 +168,34 @@ class Averaging(WeightAveraging):
         # into this buffer first (a cast per tensor allocated a float32 copy of the net at every step)
         cast = any(a.dtype != live.dtype for a, live in floats)
         self._cast_buffer = [torch.empty_like(a) for a, _ in floats] if cast else None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._fitting and trainer.is_global_zero:  # once, not once per DDP rank
+            warning = self._unreached_decay(trainer.estimated_stepping_batches)
+            if warning:
+                log.warning(warning)
+
+    def _unreached_decay(self, steps: float) -> str | None:
+        """What to say where the warm-up keeps an EMA's ``decay`` from ever being used in a run of
+        ``steps`` optimizer steps (``trainer.estimated_stepping_batches``; inf without an end): the
+        update after ``n`` others uses ``min(decay, (1 + n) / (10 + n))``, so the last of ``U``
+        updates uses at most ``U / (9 + U)``, and every decay above that gives the same average."""
+        if self.every != "step" or not self.warmup or not math.isfinite(steps) or steps < 1:
+            return None
+        updates = math.ceil(int(steps) / self.update_every_n_steps)  # after steps 1, N + 1, 2N + 1, ...
+        reached = updates / (9 + updates)
+        if self.decay <= reached:
+            return None
+        needed = math.ceil((10 * self.decay - 1) / (1 - self.decay) - 1e-9) + 1  # (1+n)/(10+n) >= decay from n
+        every = f" (one every {self.update_every_n_steps} steps)" if self.update_every_n_steps > 1 else ""
+        return (f"averaging.decay={self.decay:g} is never reached: with the warm-up (averaging.warmup=true) the "
+                f"update after n others uses the decay min(decay, (1+n)/(10+n)), and this run's {int(steps):,} "
+                f"optimizer steps make {updates:,} updates{every}, the last of which uses {reached:.3f} "
+                f"({self.decay:g} would take {needed:,} updates). Every averaging.decay of at least "
+                f"{math.ceil(reached * 1e4) / 1e4:g} gives this run the same average, the one the warm-up makes. "
+                f"Set a lower averaging.decay for a shorter average, or averaging.warmup=false to apply "
+                f"{self.decay:g} from the first update (the average then starts at the first weights and moves "
+                f"from them slowly).")
 
     @torch.no_grad()
     def _update(self, pl_module: L.LightningModule) -> None:

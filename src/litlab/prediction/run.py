@@ -70,6 +70,9 @@ def predict(cfg: DictConfig) -> dict:
         predictor.net = TemperatureScaled(predictor.net, temperature)
         log.info("temperature T=%.4f (%s)", temperature, how)
     total, batches = input_batches(Path(cfg.input), predictor, batch_size)
+    classes = len(predictor.class_names)
+    if top_k > classes:  # the CSV's columns stop at the last class
+        log.warning("top_k=%d is more than the %d classes: each row lists all %d", top_k, classes, classes)
     log.info("predicting %d input(s) from %s with %s", total, cfg.input, cfg.ckpt_path)
     with PredictionCsv(out, predictor.class_names, top_k) as rows:
         for names, x, errors, order in batches:
@@ -83,7 +86,7 @@ def predict(cfg: DictConfig) -> dict:
         raise LitlabError(f"input={cfg.input}: none of its {len(rows.errors)} file(s) could be classified; the first, "
                           f"{name}, is {why}. {out} lists each file with why. Give images (PNG, JPEG, ...) or an "
                           f".npz file with the samples under key x.")
-    summary = {"predicted": rows.predicted, "errors": len(rows.errors), "predictions": str(out),
+    summary = {"predicted": rows.predicted, "errors": len(rows.errors), "predictions": str(out), "top_k": rows.top_k,
                "top1_counts": dict(sorted(rows.top1_counts.items(), key=lambda kv: -kv[1]))}
     if temperature is not None:
         summary["temperature"] = {"value": temperature, "from": source}

@@ -1,0 +1,193 @@
+"""Findings of a user trial in data, eval, predict and interruption: a missing data.root refused
+before torch, eval's hint for a key the stored data module does not take, predict's top_k beyond
+the class count, and the resume command of a run stopped outside Lightning's loops."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+from litlab.config_check import check_overrides
+from litlab.errors import LitlabError
+from litlab.evaluation import stored_config
+from litlab.reporting.run_files import update_metrics
+from tests.conftest import make_cfg, refused_before_torch
+
+NPZ_RUN = {"litlab": {"config": {"data": {"_target_": "litlab.data.npz.NpzDataModule", "path": "/d/a.npz",
+                                          "batch_size": 8},
+                                 "model": {"_target_": "litlab.tasks.classification.Classifier"}}}}
+
+
+@pytest.mark.parametrize("module, args, message", [
+    ("litlab.train", ["data=imagefolder"], "data.root is not set. Pass data.root=DIR"),
+    ("litlab.train", ["data=npz", "data.path=no/such.npz"], "data.path=no/such.npz does not exist or is not a file"),
+    ("litlab.train", ["data=imagefolder", "data.root=no/such/folder"], "data.root=no/such/folder is not a folder"),
+    ("litlab.lr_find", ["data=npz"], "data.path is not set. Pass data.path=FILE.npz"),
+])
+def test_a_missing_data_location_is_refused_before_torch_and_no_folder_is_made(tmp_path, module, args, message):
+    """The README's own Errors example took 7-11 s (torch, Lightning, the run's folder) and left a
+    failed run folder; the data modules' own check is now made on the command line."""
+    run = tmp_path / "run"
+    stderr = refused_before_torch(module, [*args, f"hydra.run.dir={run}"], cwd=tmp_path)
+    assert message in stderr
+    assert not run.exists() and not (tmp_path / "outputs").exists()
+
+
+def test_each_swept_data_location_and_the_cheap_data_values_are_checked(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "a.npz").write_bytes(b"")  # only its presence is checked before the run
+    with pytest.raises(LitlabError, match=r"data.root=.*missing is not a folder"):
+        check_overrides(["-m", "data=imagefolder", f"data.root={tmp_path / 'images'},{tmp_path / 'missing'}"])
+    with pytest.raises(LitlabError, match=r"data.on_bad_file must be one of skip, fail, got 'maybe'"):
+        check_overrides(["data=imagefolder", f"data.root={tmp_path / 'images'}", "data.on_bad_file=maybe"])
+    with pytest.raises(LitlabError, match=r"data.val_fraction must be a number in \[0, 1\), got 1.5"):
+        check_overrides(["data=npz", f"data.path={tmp_path / 'a.npz'}", "data.val_fraction=1.5"])
+    # an existing folder, and data that needs no location, pass
+    assert check_overrides(["data=imagefolder", f"data.root={tmp_path / 'images'}"]) is not None
+    assert check_overrides(["data=synthetic"]) is not None
+    # the digits are written under their data.root as they are prepared: a fresh folder is not refused
+    assert check_overrides([f"paths.data_dir={tmp_path / 'fresh'}"]).data.root == f"{tmp_path / 'fresh'}/digits"
+
+
+def test_eval_suggests_plus_only_for_an_argument_the_stored_data_module_takes():
+    """``data.root=/x`` on an npz run said "add the key with +data.root=...", and following it
+    failed later with NpzDataModule's TypeError."""
+    with pytest.raises(LitlabError) as e:
+        stored_config(NPZ_RUN, ["++data.root=/x"], "r/best.ckpt")
+    assert "+data.root=" not in str(e.value)
+    assert "litlab.data.npz.NpzDataModule, which has no argument root; it takes data.path, data.batch_size" in str(
+        e.value)
+    with pytest.raises(LitlabError, match=r"no argument pth; it takes data.path, .* Did you mean data.path\?"):
+        stored_config(NPZ_RUN, ["+data.pth=/x"], "r/best.ckpt")
+    with pytest.raises(LitlabError, match="add the key with \\+data.val_fraction=..."):  # one it takes: + is right
+        stored_config(NPZ_RUN, ["++data.val_fraction=0.2"], "r/best.ckpt")
+    assert stored_config(NPZ_RUN, ["+data.val_fraction=0.2"], "r/best.ckpt").data.val_fraction == 0.2
+
+
+def test_predict_says_when_top_k_is_more_than_the_classes_and_records_the_k_used(tmp_path, monkeypatch, caplog):
+    from litlab.data.preprocess import Preprocess
+    from litlab.prediction import run as prediction_run
+    from litlab.prediction.checkpoint_model import Predictor
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    classes = [f"c{k}" for k in range(10)]
+    predictor = Predictor(net, Preprocess("image", [0.0], [1.0], pixels=True), (1, 8, 8), classes, torch.device("cpu"))
+    monkeypatch.setattr(prediction_run, "load_predictor", lambda path, device: predictor)
+    Image.new("L", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "model.ckpt").write_bytes(b"not read: the predictor is given")
+    cfg = make_cfg([f"ckpt_path={tmp_path / 'model.ckpt'}", f"input={tmp_path / 'a.png'}", "top_k=20"],
+                   tmp_path / "pred", tmp_path, "predict", fast=False)
+    with caplog.at_level(logging.INFO):
+        summary = prediction_run.predict(cfg)
+    assert "top_k=20 is more than the 10 classes: each row lists all 10" in caplog.text
+    assert summary["top_k"] == 10
+    assert json.loads((tmp_path / "pred" / "metrics.json").read_text())["top_k"] == 10
+
+
+def test_an_interruption_outside_lightnings_loops_records_and_prints_the_resume_command(tmp_path, capsys):
+    """SIGTERM during compression's fine-tuning recorded interrupted but no resume, though the run
+    resumes with its own command and ckpt_path=last."""
+    from litlab.callbacks.interruption import resume_command
+    from litlab.entry import _exit_interrupted
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (run / ".hydra").mkdir()
+    (run / ".hydra" / "overrides.yaml").write_text("- model=mlp\n- compress=distill\n")
+    update_metrics(run, status="running", task="train")  # written by this process, as training's record is
+    cfg = OmegaConf.create({"task_name": "train", "paths": {"output_dir": str(run)}})
+    with pytest.raises(SystemExit) as e:
+        _exit_interrupted(cfg, signal.SIGTERM)
+    assert e.value.code == 128 + signal.SIGTERM
+    record = json.loads((run / "metrics.json").read_text())
+    expected = resume_command(run)
+    assert record["status"] == "interrupted" and record["resume"] == expected
+    assert "model=mlp" in expected and "ckpt_path=last" in expected
+    assert f"Resume with: {expected}" in capsys.readouterr().err
+
+
+def test_an_interruption_keeps_a_resume_already_recorded_and_eval_gets_none(tmp_path, capsys):
+    from litlab.entry import _exit_interrupted
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    update_metrics(run, status="running", task="train", resume="python -m litlab.train ckpt_path=/other.ckpt")
+    with pytest.raises(SystemExit):
+        _exit_interrupted(OmegaConf.create({"task_name": "train", "paths": {"output_dir": str(run)}}), signal.SIGINT)
+    assert json.loads((run / "metrics.json").read_text())["resume"] == "python -m litlab.train ckpt_path=/other.ckpt"
+    assert "Resume with: python -m litlab.train ckpt_path=/other.ckpt" in capsys.readouterr().err
+    evaluation = tmp_path / "eval"
+    (evaluation / "checkpoints").mkdir(parents=True)
+    (evaluation / "checkpoints" / "last.ckpt").write_bytes(b"")
+    update_metrics(evaluation, status="running", task="eval")
+    with pytest.raises(SystemExit):
+        _exit_interrupted(OmegaConf.create({"task_name": "eval", "paths": {"output_dir": str(evaluation)}}),
+                          signal.SIGTERM)
+    assert "resume" not in json.loads((evaluation / "metrics.json").read_text())
+    assert "Resume with" not in capsys.readouterr().err
+
+
+def test_a_slurm_sweep_leaves_whether_the_data_exists_to_its_jobs(monkeypatch):
+    """SLURM runs the jobs on other machines, whose disks this one may not see; a data.root not set
+    is refused all the same."""
+    import litlab.config_check as config_check
+
+    monkeypatch.setattr(config_check.shutil, "which", lambda name: "/usr/bin/sbatch")
+    slurm = ["-m", "hydra/launcher=submitit_slurm", "data=imagefolder", "seed=1,2"]
+    assert check_overrides([*slurm, "data.root=/on/the/compute/nodes"]) is None
+    with pytest.raises(LitlabError, match="data.root is not set"):
+        check_overrides(slurm)
+
+
+def test_sigterm_after_training_records_the_command_that_resumes_the_run(cfg_factory, tmp_path, monkeypatch, capsys):
+    """The whole path: SIGTERM during the work after training (compression, export), where the
+    Interruption callback is no longer there; the run has its last.ckpt."""
+    import os
+    import time
+
+    import litlab.training as train_module
+    from litlab.callbacks.interruption import resume_command
+    from litlab.entry import run_entrypoint
+
+    def compression(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # the handler raises before this ends
+        raise AssertionError("SIGTERM did not stop the work after training")
+
+    monkeypatch.setattr(train_module, "after_training", compression)
+    cfg = cfg_factory(["model=mlp", "trainer.max_epochs=1", "logger=none"])
+    with pytest.raises(SystemExit) as e:
+        run_entrypoint(train_module.train, cfg)
+    assert e.value.code == 128 + signal.SIGTERM
+    run = tmp_path / "run"
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["status"] == "interrupted" and (run / "checkpoints" / "last.ckpt").is_file()
+    assert m["resume"] == resume_command(run) and "ckpt_path=last" in m["resume"]
+    assert f"Resume with: {m['resume']}" in capsys.readouterr().err
+
+
+def test_eval_refuses_a_data_key_the_stored_module_does_not_take_before_torch(tmp_path):
+    """``data.root=DIR`` (and ``+data.root=DIR``, as the hint said) on an npz run was refused only
+    after torch had loaded the checkpoint, and the + form then failed with NpzDataModule's TypeError.
+    The stored config is now read from the file without torch."""
+    ckpt = tmp_path / "best.ckpt"
+    torch.save({"state_dict": {"net.weight": torch.zeros(3, 2)}, "litlab": {"config": NPZ_RUN["litlab"]["config"]}},
+               ckpt)
+    (tmp_path / "images").mkdir()
+    for given in ("data.root", "+data.root"):
+        err = refused_before_torch("litlab.eval", [f"ckpt_path={ckpt}", f"{given}={tmp_path / 'images'}",
+                                                   f"hydra.run.dir={tmp_path / 'ev'}"], cwd=tmp_path)
+        assert "data.root is not a key of the run stored in" in err and "add the key with +data.root" not in err
+        assert "litlab.data.npz.NpzDataModule, which has no argument root; it takes data.path" in err
+        assert not (tmp_path / "ev").exists()
+    from litlab.checkpoint_record import stored_run_config
+
+    assert stored_run_config(ckpt) == NPZ_RUN["litlab"]["config"]  # the tensors' bytes are not read
