@@ -160,8 +160,9 @@ def explain(e: BaseException, overrides: list[str], primary: Primary | None = No
                 f"key {nested.group(1)}; a dict given to an existing key changes its keys, it does not replace it. "
                 f"To replace {key} as a whole, remove it first: '~{key}' '+{key}={{...}}'; to change single keys, set "
                 f"each one ({key}.NAME=VALUE).")
-        if folds_not_a_key(key, overrides) is not None:  # data=synthetic data.folds=5: generated data has no folds
-            return folds_not_a_key(key, overrides)
+        no_folds = folds_not_a_key(key, overrides)
+        if no_folds is not None:  # data=synthetic data.folds=5: generated data has no folds
+            return no_folds
         # averaging.decay=0.9 under averaging=none: Hydra's hint, +averaging.decay, adds a key nothing reads
         empty = key_of_empty_choice(key, ONE_CHOICE, overrides, primary, config_dirs(overrides, primary))
         if empty is not None:

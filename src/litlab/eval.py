@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from litlab.checkpoint_paths import check_checkpoint_path
 from litlab.checkpoint_record import stored_run_config
+from litlab.data.fold_settings import check_eval_folds
 from litlab.entry import check_cli, hydra_main, mode_known, run_entrypoint, start
 from litlab.errors import LitlabError, check_choice, check_positive_int
 from litlab.init_from_path import check_not_given
@@ -54,6 +55,7 @@ def check_before_loading(cfg: DictConfig) -> str:
     check_checkpoint_path(cfg.ckpt_path)
     check_not_given(cfg, "eval")  # model.init_from: a training run's, not eval's
     check_data_keys_taken(cfg)  # +data.root=... on an npz run: NpzDataModule's TypeError once torch had loaded
+    check_eval_folds(cfg, stored_run_config(cfg.ckpt_path))  # data.fold=9: the run's fold, not a sweep's advice
     root = select_or_none(cfg, "data.root")  # in the command line's config only when given (++data.root)
     if root is not None:
         check_root_given(root)

@@ -149,10 +149,10 @@ def test_bad_fold_settings_name_the_key(folds, fold, match):
 
 
 def test_more_folds_than_samples_is_refused_once_the_data_is_read(tmp_path):
-    path = _npz(tmp_path / "small.npz", n_train=4, n_val=2)
-    dm = NpzDataModule(path=str(path), folds=7, fold=0)
-    with pytest.raises(LitlabError, match=r"^data\.folds=7 asks for more folds than the 6 samples of data\.path=.*"
-                                          r"\(x_train and x_val\).*Use data\.folds=6 or fewer"):
+    path = _npz(tmp_path / "small.npz", n_train=6, n_val=3)  # labels 0 1 2 0 1 2 and 0 1 2
+    dm = NpzDataModule(path=str(path), folds=10, fold=0)
+    with pytest.raises(LitlabError, match=r"^data\.folds=10 asks for more folds than the 9 samples of data\.path=.*"
+                                          r"\(x_train and x_val\) that can validate .*Use data\.folds=9 or fewer"):
         dm.setup()
 
 
@@ -228,3 +228,144 @@ def test_a_sweep_over_the_folds_averages_in_the_summary(tmp_path):
     accs = [r["val/acc"] for r in records]
     assert row["n"] == 2 and row["val/acc mean"] == pytest.approx(np.mean(accs))
     assert row["val/acc std"] == pytest.approx(np.std(accs, ddof=1))
+
+
+def _evaluating(dm, class_names: list[str], preprocess: dict):
+    """``dm`` set up as eval builds it for a checkpoint whose record gives these classes and normalization."""
+    dm.trained = {"class_names": class_names, "preprocess": preprocess}
+    dm.setup()
+    return dm
+
+
+def test_eval_of_a_fold_run_on_a_new_npz_file_scores_its_x_val(tmp_path):
+    """New data (no x_train) is not the run's pool: its x_val is scored whole, as the run's
+    validation fold could not be cut from it anyway."""
+    arrays = {"x_val": np.arange(7, dtype=np.float32).reshape(7, 1, 1), "y_val": np.arange(7) % 3,
+              "x_test": np.arange(7, 12, dtype=np.float32).reshape(5, 1, 1), "y_test": np.arange(5) % 3}
+    np.savez(tmp_path / "new.npz", **arrays)
+    pre = {"kind": "sequence", "mean": [0.0], "std": [1.0]}
+    dm = _evaluating(NpzDataModule(path=str(tmp_path / "new.npz"), folds=3, fold=1), ["0", "1", "2"], pre)
+    assert _ids(dm.splits.val) == list(range(7)) and _ids(dm.splits.test) == list(range(7, 12))
+
+
+def test_eval_of_a_fold_run_on_a_new_image_folder_scores_its_val_folder(tmp_path):
+    root = write_image_folder(tmp_path / "new", splits=("val", "test"), per_class=2)
+    pre = {"kind": "image", "mean": [0.5], "std": [0.25], "pixels": True}
+    dm = _evaluating(ImageFolderDataModule(root=str(root), in_memory=False, folds=3, fold=1), ["a", "b", "c"], pre)
+    assert sorted(dm.splits.val.files) == sorted((root / "val").rglob("*.png"))
+
+
+def test_eval_split_val_of_an_image_folder_with_train_scores_the_folds_val_samples(tmp_path):
+    """The run's own folder (train/ there): the validation fold of train/ and val/, not val/."""
+    root = write_image_folder(tmp_path / "imgs", per_class=6)
+    trained = ImageFolderDataModule(root=str(root), in_memory=False, folds=4, fold=1)
+    trained.setup()
+    pre = trained.preprocess.to_dict()
+    dm = _evaluating(ImageFolderDataModule(root=str(root), in_memory=False, folds=4, fold=1), ["a", "b", "c"], pre)
+    assert dm.splits.val.files == trained.splits.val.files
+    assert set(dm.splits.val.files) != set((root / "val").rglob("*.png"))
+    assert set(dm.splits.val.files) & set((root / "train").rglob("*.png"))
+
+
+def _fold_names(dm) -> list[list[str]]:
+    """Each fold's validation files as ``<class>/<file>``, wherever they lie."""
+    return sorted("/".join(Path(f).parts[-2:]) for f in dm.splits.val.files)
+
+
+def test_digits_folds_do_not_depend_on_val_fraction(data_dir, caplog):
+    """The pool (every image but the test split's) is the same at any data.val_fraction, and so are its folds."""
+    vals = []
+    for val_fraction in (0.15, 0.25):
+        with caplog.at_level(logging.INFO, logger="litlab"):
+            dm = DigitsDataModule(root=str(data_dir / "digits"), in_memory=False, val_fraction=val_fraction, folds=5,
+                                  fold=2)
+            dm.prepare_data()
+            dm.setup()
+        vals.append(_fold_names(dm))
+    assert len(vals[0]) == 288 and vals[0] == vals[1]
+    for val_fraction in (0.15, 0.25):
+        assert (f"data.val_fraction is not used with data.folds (each fold holds out 1/k of the samples; "
+                f"data.val_fraction={val_fraction} is ignored)") in caplog.text
+
+
+def test_image_folder_folds_do_not_depend_on_which_folder_holds_a_file(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", per_class=6)
+    for f in list((root / "val").rglob("*.png")):  # names of their own: val/b/v0.png may move to train/b/
+        f.rename(f.with_name(f"v{f.name}"))
+    before = []
+    for fold in range(3):
+        dm = ImageFolderDataModule(root=str(root), in_memory=True, folds=3, fold=fold)
+        dm.setup()
+        before.append((sorted(dm.splits.val.y.tolist()), dm.splits.val.x.sum().item()))
+    for name in ("v0.png", "v3.png"):  # two of val/'s files move to train/
+        (root / "val" / "b" / name).rename(root / "train" / "b" / name)
+    after = []
+    for fold in range(3):
+        dm = ImageFolderDataModule(root=str(root), in_memory=True, folds=3, fold=fold)
+        dm.setup()
+        after.append((sorted(dm.splits.val.y.tolist()), dm.splits.val.x.sum().item()))
+    assert after == before
+
+
+@pytest.mark.parametrize("n_val,noted", [(None, True), (12, False)])
+def test_npz_folds_note_that_val_fraction_is_unused_where_it_would_hold_out(tmp_path, caplog, n_val, noted):
+    path = _npz(tmp_path / "a.npz", n_val=n_val)
+    with caplog.at_level(logging.INFO, logger="litlab"):
+        NpzDataModule(path=str(path), folds=3, fold=0, val_fraction=0.3).setup()
+    assert ("data.val_fraction is not used with data.folds" in caplog.text) == noted
+
+
+def test_a_class_of_one_sample_takes_no_folds_turn_and_the_advice_holds_in_every_fold():
+    from litlab.data.datasets import fold_of_pool
+
+    labels = [0, 1, 2, 0, 1]  # class 2: one sample, which can never validate
+    for fold in range(5):
+        with pytest.raises(LitlabError, match=r"^data\.folds=5 asks for more folds than the 4 samples of here that can "
+                                              r"validate .*less 1 alone in its class.*Use data\.folds=4 or fewer\.$"):
+            fold_of_pool(labels, 5, fold, seed=0, where="here")
+    outs = [fold_of_pool(labels, 4, fold, seed=0, where="here")[1].tolist() for fold in range(4)]
+    assert sorted(i for out in outs for i in out) == [0, 1, 3, 4] and all(len(out) == 1 for out in outs)
+
+
+def test_four_folds_of_a_a_b_c_d_d_each_validate_on_one_sample_of_a_or_d():
+    from litlab.data.datasets import fold_of_pool
+
+    labels = [0, 0, 1, 2, 3, 3]  # A A B C D D: B and C alone in their class
+    for seed in range(5):
+        outs = [fold_of_pool(labels, 4, fold, seed, "here", ["A", "B", "C", "D"])[1].tolist() for fold in range(4)]
+        assert sorted(i for out in outs for i in out) == [0, 1, 4, 5]
+    with pytest.raises(LitlabError, match=r"than the 4 samples of here that can validate .*less 2 alone in their class"
+                                          r".*Use data\.folds=4 or fewer"):
+        fold_of_pool(labels, 5, 0, 0, "here", ["A", "B", "C", "D"])
+
+
+def test_eval_refuses_another_fold_with_evals_advice_before_its_folder(tmp_path):
+    """``litlab.eval ckpt_path=... data.fold=9``: the run's own fold is the one to evaluate."""
+    ckpt = tmp_path / "run.ckpt"
+    data = {"_target_": "litlab.data.npz.NpzDataModule", "path": str(_npz(tmp_path / "a.npz")), "folds": 3, "fold": 1}
+    torch.save({"litlab": {"config": {"data": data}, "data": {"folds": 3, "fold": 1}}, "state_dict": {}}, ckpt)
+    for given in ("data.fold=9", "data.folds=5"):
+        err = refused_before_torch("litlab.eval", [f"ckpt_path={ckpt}", given, f"paths.root_dir={tmp_path}"], tmp_path)
+        shown = "fold 9 of data.folds=3" if given == "data.fold=9" else "fold 1 of data.folds=5"
+        assert (f"The data is {shown} but the model of ckpt_path={ckpt} was trained on fold 1 of data.folds=3" in err
+                and "Leave data.folds and data.fold out of the command (the run's own are used)." in err)
+        assert "Sweep every fold" not in err and "Traceback" not in err
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("given,run,message", [
+    ({"fold": 2}, {"folds": None, "fold": 0}, "data.fold=2 picks a cross-validation fold, and the model of "
+                                              "ckpt_path=r.ckpt was trained on one hold-out split (data.folds=null)"),
+    ({"folds": 4}, {"folds": None, "fold": 0}, "The data is fold 0 of data.folds=4 but the model of ckpt_path=r.ckpt "
+                                               "was trained on one hold-out split"),
+    ({"fold": 7}, None, "data.fold=7 picks the validation fold of a cross-validation, and data.folds is null"),
+])
+def test_eval_fold_settings_get_evals_advice(given, run, message):
+    from litlab.data.fold_settings import check_eval_folds
+
+    cfg = OmegaConf.create({"ckpt_path": "r.ckpt", "data": given})
+    with pytest.raises(LitlabError) as e:
+        check_eval_folds(cfg, None if run is None else {"data": {"path": "a.npz", **run}})
+    assert str(e.value).startswith(message)
+    assert "out of the command" in str(e.value) and "Sweep" not in str(e.value) and "Add data.folds" not in str(e.value)
+    check_eval_folds(OmegaConf.create({"ckpt_path": "r.ckpt", "data": {"fold": 1}}), {"data": {"folds": 3, "fold": 1}})

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from litlab.data.datasets import TensorSplit, collate_batch
 from litlab.data.eval_shard import EvalShard
+from litlab.data.fold_settings import other_fold
 from litlab.data.preprocess import Augment, Preprocess, compute_stats
 from litlab.data.resumable_loader import ResumableLoader
 from litlab.data.shuffled_batches import EpochShuffle, ShuffledBatches, loader_generator, run_seed
@@ -186,10 +187,7 @@ class ClassificationData(L.LightningDataModule):
         if not record:
             return
         if (record.get("folds"), record.get("fold", 0)) != (self.folds, self.fold):
-            raise LitlabError(
-                f"The data is {_fold_shown(self.folds, self.fold)} but the model of {where} was trained on "
-                f"{_fold_shown(record.get('folds'), record.get('fold', 0))}: its validation split would hold samples "
-                f"the model trained on. Leave data.folds and data.fold out of the command (the run's own are used).")
+            raise other_fold((self.folds, self.fold), (record.get("folds"), record.get("fold", 0)), where)
         mine = {"class_names": self.class_names, "input_shape": list(self.input_shape)}
         for key, what in (("class_names", "classes"), ("input_shape", "sample shape")):
             theirs = list(record.get(key, mine[key]))
@@ -345,10 +343,6 @@ class ClassificationData(L.LightningDataModule):
         # Lightning converts a batch to the precision's dtype before the transfer, when it still is
         # uint8 here; precisions that compute in another dtype (64, bf16-true, 16-true) need it now
         return trainer.precision_plugin.convert_input(x), y
-
-
-def _fold_shown(folds: int | None, fold: int) -> str:
-    return f"fold {fold} of data.folds={folds}" if folds else "one hold-out split (data.folds=null)"
 
 
 def _listed(values: list) -> str:

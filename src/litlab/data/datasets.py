@@ -70,6 +70,14 @@ class FileSplit(Dataset):
                               f"are bad when the run starts).") from None
 
 
+def joined(a: TensorSplit | FileSplit, b: TensorSplit | FileSplit) -> TensorSplit | FileSplit:
+    """The samples of ``a`` then those of ``b``, splits of one kind (both in memory or both streamed):
+    a source's training and validation samples as one pool, cut into folds."""
+    if isinstance(a, TensorSplit):
+        return TensorSplit(torch.cat([a.x, b.x]), torch.cat([a.y, b.y]))
+    return FileSplit(a.files + b.files, list(a.labels) + list(b.labels), a.decode)
+
+
 def split_off(labels: Sequence[int] | Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
     """Seeded random split of the samples with ``labels`` into (kept, held-out) index tensors.
 
@@ -106,45 +114,42 @@ def fold_split(labels: Sequence[int] | Tensor, folds: int, fold: int, seed: int)
     The samples are shuffled with ``seed`` (the same on every process and every run), lined up
     class by class, and dealt to the folds in turn: each class is spread over the folds with
     counts that differ by at most one, and so are the folds' sizes. A class with fewer samples
-    than ``folds`` is missing from some folds' validation; one with a single sample would leave
-    training without it in that sample's fold, and keeps it there instead (as ``split_off`` does):
-    it is trained on in every fold and never validated.
+    than ``folds`` is missing from some folds' validation. The only sample of its class is not
+    dealt: validating on it would leave training without its class, so it trains in every fold
+    (as ``split_off`` keeps such a sample) and takes no fold's turn from a sample that can validate.
     """
     labels = torch.as_tensor(labels, dtype=torch.long)
     n = len(labels)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     lined_up = perm[torch.sort(labels[perm], stable=True).indices]  # class by class, shuffled within each
-    dealt = torch.empty(n, dtype=torch.long)
-    dealt[lined_up] = torch.arange(n) % folds  # the fold of every sample
-    keep, out = (dealt != fold).nonzero().flatten(), (dealt == fold).nonzero().flatten()
-    back = _returned_to_training(labels, keep, out)
-    if len(back):
-        keep = torch.cat([keep, back]).sort().values
-        out = out[~torch.isin(out, back)]
-    return keep, out
+    values, counts = labels.unique(return_counts=True)
+    lined_up = lined_up[torch.isin(labels[lined_up], values[counts > 1])]  # the singletons are left out
+    dealt = torch.full((n,), -1, dtype=torch.long)  # -1: trains in every fold
+    dealt[lined_up] = torch.arange(len(lined_up)) % folds  # the fold of every dealt sample
+    return (dealt != fold).nonzero().flatten(), (dealt == fold).nonzero().flatten()
 
 
 def fold_of_pool(labels: Sequence[int] | Tensor, folds: int, fold: int, seed: int, where: str,
                  class_names: Sequence[str] | None = None) -> tuple[Tensor, Tensor]:
     """``fold_split`` of a data source's pool (its training and validation samples together, at
-    ``where``), with the errors and the log lines a run shows: more folds than samples is refused,
-    and classes too small to reach every fold's validation are named."""
+    ``where``), with the errors and the log lines a run shows: more folds than the samples that can
+    validate (those not alone in their class) is refused, the same in every fold, and classes too
+    small to reach every fold's validation are named."""
     labels = torch.as_tensor(labels, dtype=torch.long)
-    if folds > len(labels):
-        raise LitlabError(
-            f"data.folds={folds} asks for more folds than the {len(labels)} samples of {where} (its training and "
-            f"validation samples together), so some folds would validate on nothing. Use data.folds={len(labels)} "
-            f"or fewer.")
-    keep, out = fold_split(labels, folds, fold, seed)
     values, counts = (t.tolist() for t in labels.unique(return_counts=True))
     name = (lambda c: str(class_names[c])) if class_names is not None else str
     single = [name(c) for c, k in zip(values, counts) if k == 1]
     few = [name(c) for c, k in zip(values, counts) if 1 < k < folds]
-    if len(out) == 0:
+    dealt = len(labels) - len(single)  # the samples that can validate: each fold needs one
+    if folds > dealt:
+        lone = ("" if not single else ", less 1 alone in its class, which trains in every fold" if len(single) == 1
+                else f", less {len(single)} alone in their class, which train in every fold")
+        fix = (f"Use data.folds={dealt} or fewer" if dealt >= 2 else
+               "Add samples: cross-validation needs at least two samples of a class")
         raise LitlabError(
-            f"data.fold={fold} of data.folds={folds}: every validation sample of this fold is the only sample of its "
-            f"class in {where}, and stays in training, so the fold has nothing to validate on. Add samples of "
-            f"those classes, or use fewer folds.")
+            f"data.folds={folds} asks for more folds than the {dealt} samples of {where} that can validate (its "
+            f"training and validation samples together{lone}), so some folds would validate on nothing. {fix}.")
+    keep, out = fold_split(labels, folds, fold, seed)
     if single:
         log.warning("data: class(es) %s have one sample in %s; it is trained on in every fold and never validated",
                     ", ".join(single), where)
@@ -153,3 +158,11 @@ def fold_of_pool(labels: Sequence[int] | Tensor, folds: int, fold: int, seed: in
                     ", ".join(few), folds)
     log.info("data: fold %d of %d (%d validation, %d training samples)", fold, folds, len(out), len(keep))
     return keep, out
+
+
+def note_val_fraction_unused(val_fraction: float) -> None:
+    """The log line of a source that would hold out ``data.val_fraction`` of its training samples
+    and cuts folds instead (once, as it reads its data): the value, perhaps only the yaml default,
+    which composition cannot tell apart from one given, changes nothing."""
+    log.info("data.val_fraction is not used with data.folds (each fold holds out 1/k of the samples; "
+             "data.val_fraction=%s is ignored)", val_fraction)

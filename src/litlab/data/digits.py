@@ -198,6 +198,10 @@ class DigitsDataModule(ImageFolderDataModule):
                 f"training, got {self.val_fraction} + {self.test_fraction}."
             )
 
+    def _holds_out(self, has_val: bool) -> bool:
+        """The digits' val/ is always ``data.val_fraction`` of the split's images."""
+        return True
+
     def _new_images(self) -> bool:
         """``litlab.eval data.root=new_images/`` on a digits checkpoint: a folder of the user's
         images, read as an image folder in the checkpoint's classes, not a digits tree to write

@@ -45,6 +45,46 @@ def check_fold_config(cfg: DictConfig) -> None:
     check_folds(node.get("folds"), node.get("fold", 0))
 
 
+def fold_shown(folds: int | None, fold: int) -> str:
+    return f"fold {fold} of data.folds={folds}" if folds else "one hold-out split (data.folds=null)"
+
+
+def other_fold(asked: tuple[int | None, int], trained: tuple[int | None, int], where: str) -> LitlabError:
+    """The paragraph for data to evaluate (``asked``: data.folds, data.fold) cut otherwise than the
+    run of ``where`` (a checkpoint) was trained on (``trained``)."""
+    return LitlabError(
+        f"The data is {fold_shown(*asked)} but the model of {where} was trained on {fold_shown(*trained)}: its "
+        f"validation split would hold samples the model trained on. Leave data.folds and data.fold out of the "
+        f"command (the run's own are used).")
+
+
+def check_eval_folds(cfg: DictConfig, stored: dict | None) -> None:
+    """``data.folds``/``data.fold`` given to eval (``cfg``, its command line's config) against the
+    run's own (``stored``, its config read from ``cfg.ckpt_path``; None where it cannot be read):
+    refused before eval makes its folder, with eval's advice, not a training sweep's. The data
+    module refuses them again once the checkpoint is loaded (``adopt_trained``)."""
+    node = OmegaConf.select(cfg, "data", throw_on_resolution_failure=False)
+    if not isinstance(node, DictConfig) or ("folds" not in node and "fold" not in node):
+        return
+    run = stored.get("data") if isinstance(stored, dict) else None
+    where = f"ckpt_path={cfg.ckpt_path}"
+    if isinstance(run, dict) and ("folds" in run or "fold" in run):
+        trained = (run.get("folds"), run.get("fold", 0))
+        asked = (node.get("folds", trained[0]), node.get("fold", trained[1]))
+        if asked[0] is None and asked[1] != 0:  # data.fold without folds: no fold to name
+            raise LitlabError(f"data.fold={asked[1]} picks a cross-validation fold, and the model of {where} was "
+                              f"trained on {fold_shown(*trained)}. Leave data.folds and data.fold out of the command "
+                              f"(the run's own are used).")
+        if asked != trained:
+            raise other_fold(asked, trained, where)
+        return
+    try:  # a run whose config cannot be read here: the values at least must be valid ones
+        check_folds(node.get("folds"), node.get("fold", 0))
+    except LitlabError as e:
+        raise LitlabError(f"{str(e).split('. ')[0]}. Leave data.folds and data.fold out of the command to "
+                          f"evaluate {where} (the run's own are used).") from None
+
+
 def folds_not_a_key(key: str, overrides: list[str]) -> LitlabError | None:
     """The paragraph for ``data.folds``/``data.fold`` given to data that has no such key (generated
     data): Hydra's "not a key ... use +data.folds" pointed at an argument the class does not take.

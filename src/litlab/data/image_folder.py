@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from litlab.data.base import ClassificationData, Splits, given_stats, stats_or_given
-from litlab.data.datasets import FileSplit, TensorSplit, fold_of_pool, split_off
+from litlab.data.datasets import FileSplit, TensorSplit, fold_of_pool, joined, note_val_fraction_unused, split_off
 from litlab.data.fold_settings import check_folds
 from litlab.data.image_files import (bad_file, check_one_size, check_readable, class_folders, decode, header_problem,
                                      list_split, report_bad_files, unicode_form, unicode_twins, visible_files)
@@ -155,7 +155,9 @@ class ImageFolderDataModule(ClassificationData):
         train = parts["train"]
         val = parts.get("val")
         if self.folds:
-            train, val = self._fold(train, val, classes)
+            names = [f.relative_to(self.root / s).as_posix() for s in ("train", "val") if s in read
+                     for f in read[s][0]]  # each usable file as <class>/<file>, train/'s then val/'s
+            train, val = self._fold(train, val, classes, names)
         elif val is None:
             train, val = self._hold_out(train)
         self._check_every_class_kept(_labels(train), listed["train"][1], classes)
@@ -265,9 +267,21 @@ class ImageFolderDataModule(ClassificationData):
             )
         return _subset(train, keep), _subset(train, out)
 
-    def _fold(self, train, val, classes: list[str]):
-        """(train, val) of fold ``data.fold``, cut from train/ and val/ together (``fold_of_pool``)."""
-        pool = train if val is None else _joined(train, val)
+    def _holds_out(self, has_val: bool) -> bool:
+        """Whether ``data.val_fraction`` would cut the validation split (there is no val/ folder)."""
+        return not has_val
+
+    def _fold(self, train, val, classes: list[str], names: list[str]):
+        """(train, val) of fold ``data.fold``, cut from train/ and val/ together (``fold_of_pool``).
+
+        ``names`` are the pool's files relative to their split folder (``<class>/<file>``): the pool
+        is dealt in their order, by class then name, so a file's fold does not depend on whether it
+        lies in train/ or val/ (the digits' val/ changes with data.val_fraction, their pool does not)."""
+        if self._holds_out(val is not None):
+            note_val_fraction_unused(self.val_fraction)
+        pool = train if val is None else joined(train, val)
+        labels = _labels(pool)
+        pool = _subset(pool, torch.tensor(sorted(range(len(names)), key=lambda i: (labels[i], names[i]))))
         where = f"data.root={self.root} ({'train/ and val/' if val is not None else 'train/'})"
         keep, out = fold_of_pool(_labels(pool), self.folds, self.fold, self.split_seed, where, classes)
         return _subset(pool, keep), _subset(pool, out)
@@ -304,13 +318,6 @@ def _check_unicode_twins(d: Path, unknown: list[str], classes: list[str], known:
 def _labels(ds) -> list[int]:
     """The class index of every sample of a split held in memory or streamed."""
     return ds.y.tolist() if isinstance(ds, TensorSplit) else list(ds.labels)
-
-
-def _joined(a, b):
-    """The samples of ``a`` then those of ``b``, splits of one kind (both in memory or both streamed)."""
-    if isinstance(a, TensorSplit):
-        return TensorSplit(torch.cat([a.x, b.x]), torch.cat([a.y, b.y]))
-    return FileSplit(a.files + b.files, list(a.labels) + list(b.labels), a.decode)
 
 
 def _subset(ds, idx: torch.Tensor):

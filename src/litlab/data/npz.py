@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from litlab.data.base import ClassificationData, Splits, check_labels, given_stats, stats_or_given
-from litlab.data.datasets import TensorSplit, fold_of_pool, split_off
+from litlab.data.datasets import TensorSplit, fold_of_pool, joined, note_val_fraction_unused, split_off
 from litlab.data.fold_settings import check_folds
 from litlab.data.preprocess import Preprocess
 from litlab.errors import LitlabError, check_fraction
@@ -117,7 +117,7 @@ class NpzDataModule(ClassificationData):
         unused = sorted(k for k in arrays if k not in READ)
         if not unused:
             return
-        held_out = "" if "x_val" in arrays or self._evaluation_only(arrays) else (
+        held_out = "" if "x_val" in arrays or self.folds or self._evaluation_only(arrays) else (
             f"; without x_val and y_val, data.val_fraction={self.val_fraction} of the training arrays is held out "
             f"for validation")
         log.warning("data.path=%s: the array(s) %s are not used; litlab reads x_train, y_train, x_test, y_test and "
@@ -133,8 +133,9 @@ class NpzDataModule(ClassificationData):
         names = [str(c) for c in self.trained["class_names"]]
         splits, dtypes = {}, {}
         for s in ("val", "test"):
-            # a cross-validated run's validation fold was cut from x_train and x_val: x_val alone is not it
-            if f"x_{s}" not in arrays or (s == "val" and self.folds):
+            # new data, even for a cross-validated run: its folds were cut from the run's own file (with
+            # x_train, which ``load`` cuts again), so this x_val holds none of its training samples
+            if f"x_{s}" not in arrays:
                 continue
             x, kind = _as_inputs(arrays[f"x_{s}"], f"x_{s}", self.path)
             y = _as_labels(arrays[f"y_{s}"], f"y_{s}", self.path, len(x))
@@ -198,7 +199,9 @@ class NpzDataModule(ClassificationData):
 
     def _fold(self, train: TensorSplit, val: TensorSplit | None) -> tuple[TensorSplit, TensorSplit]:
         """(train, val) of fold ``data.fold``, cut from x_train and x_val together (``fold_of_pool``)."""
-        pool = train if val is None else TensorSplit(torch.cat([train.x, val.x]), torch.cat([train.y, val.y]))
+        if val is None:
+            note_val_fraction_unused(self.val_fraction)
+        pool = train if val is None else joined(train, val)  # the file's order: x_train's rows, then x_val's
         where = f"data.path={self.path} ({'x_train and x_val' if val is not None else 'x_train'})"
         keep, out = fold_of_pool(pool.y, self.folds, self.fold, self.split_seed, where)
         return TensorSplit(pool.x[keep], pool.y[keep]), TensorSplit(pool.x[out], pool.y[out])
