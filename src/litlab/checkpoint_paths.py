@@ -62,6 +62,12 @@ def compressed_refused(path: str | Path, key: str, method: str) -> LitlabError:
                        f"checkpoint is needed: the checkpoints/best.ckpt or last.ckpt of the run that wrote it.")
 
 
+def saved_pickle(archive: zipfile.ZipFile) -> str | None:
+    """The member of a ``torch.save`` zip archive that pickles the saved object (``<name>/data.pkl``;
+    the tensors' bytes are other members), or None where it has none."""
+    return next((n for n in archive.namelist() if n.endswith("/data.pkl")), None)
+
+
 def compressed_method(path: Path) -> str | None:
     """The method (``prune``, ...) of the compressed-model file ``path``, "" where it is one whose
     method could not be read; None for any other file. Told without torch, which ``train`` imports
@@ -71,7 +77,7 @@ def compressed_method(path: Path) -> str | None:
     (``pickletools``, which runs nothing); the method is in the first tensor, ``meta`` (version 2)."""
     try:
         with zipfile.ZipFile(path) as archive:
-            pickled = next((n for n in archive.namelist() if n.endswith("/data.pkl")), None)
+            pickled = saved_pickle(archive)
             if pickled is None:
                 return None
             with archive.open(pickled) as file:

@@ -18,6 +18,8 @@ import pickle
 import zipfile
 from pathlib import Path
 
+from litlab.checkpoint_paths import saved_pickle
+
 
 class _Inert:
     """What any class or function named in the pickle becomes: takes any arguments, does nothing."""
@@ -47,7 +49,7 @@ def stored_run_config(path: str | Path) -> dict | None:
     cannot be read this way."""
     try:
         with zipfile.ZipFile(path) as archive:
-            pickled = next((n for n in archive.namelist() if n.endswith("/data.pkl")), None)
+            pickled = saved_pickle(archive)
             if pickled is None:
                 return None
             with archive.open(pickled) as file:
