@@ -65,7 +65,7 @@ def test_a_run_starts_from_the_source_weights_and_records_them(source, cfg_facto
         assert torch.equal(Capture.weights[name], tensor), name
     assert f"model.init_from: loaded 6 of 6 tensors from {best} (kept fresh: none)" in caplog.messages
     record = _record(tmp_path / "b")["init_from"]
-    assert record == {"path": str(best), "loaded": 6, "tensors": 6, "kept_fresh": [], "weights": "trained",
+    assert record == {"path": str(best), "resolved": str(best.resolve()), "loaded": 6, "tensors": 6, "kept_fresh": [], "weights": "trained",
                       "ckpt_bytes": best.stat().st_size, "ckpt_sha256": hashlib.sha256(best.read_bytes()).hexdigest()}
 
 
@@ -258,6 +258,35 @@ def test_a_resume_from_another_folder_compares_the_files_not_the_typed_paths(sou
     train(cfg_factory([*resume, "model.init_from=pre"], name="r"))
     assert _record(tmp_path / "r")["epochs"] == 2
     train(cfg_factory([*given, "trainer.max_epochs=3", "ckpt_path=last", f"model.init_from={a / 'pre'}"], name="r"))
+    assert _record(tmp_path / "r")["epochs"] == 3
+
+
+def test_a_resume_given_a_link_compares_the_bytes_not_where_the_link_points_now(source, cfg_factory, tmp_path,
+                                                                                 data_dir):
+    """Started from pre.ckpt, a link to run one's best.ckpt, then the link repointed to another run's:
+    the same pre.ckpt on the resume resumed (both sides resolved through the new target) and the
+    real file the run began from was refused. The record keeps the file the link resolved to, and
+    a given file is compared by the recorded sha256."""
+    first = source / "checkpoints" / "best.ckpt"
+    other = tmp_path / "other"
+    train(make_cfg([*SHORT, "test=false", "seed=7"], other, data_dir))
+    link = tmp_path / "pre.ckpt"
+    link.symlink_to(first)
+    given = [*SHORT, "test=false"]
+    train(cfg_factory([*given, f"model.init_from={link}"], name="r"))
+    record = _record(tmp_path / "r")["init_from"]
+    link.unlink()
+    link.symlink_to(other / "checkpoints" / "best.ckpt")  # now another run's weights under the same name
+    resume = [*given, "trainer.max_epochs=2", "ckpt_path=last"]
+    with pytest.raises(LitlabError, match=rf"model\.init_from={link} and ckpt_path=.*were both given: .*"
+                                          rf"A model\.init_from that names a file is compared by its bytes"):
+        train(cfg_factory([*resume, f"model.init_from={link}"], name="r"))
+    train(cfg_factory([*resume, f"model.init_from={first}"], name="r"))  # the file the run began from
+    assert _record(tmp_path / "r")["epochs"] == 2
+    assert _record(tmp_path / "r")["init_from"] == record  # carried as recorded at the start
+    assert (record["path"], record["resolved"]) == (str(link), str(first.resolve()))
+    copy = _copy_run(first, tmp_path / "copy")  # a copy of the same bytes elsewhere is the same source
+    train(cfg_factory([*given, "trainer.max_epochs=3", "ckpt_path=last", f"model.init_from={copy}"], name="r"))
     assert _record(tmp_path / "r")["epochs"] == 3
 
 

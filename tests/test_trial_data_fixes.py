@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 
 import pytest
@@ -17,7 +18,7 @@ from litlab.config_check import check_overrides
 from litlab.errors import LitlabError
 from litlab.evaluation import stored_config
 from litlab.reporting.run_files import update_metrics
-from tests.conftest import make_cfg, refused_before_torch
+from tests.conftest import make_cfg, refused_before_torch, run_cli
 
 NPZ_RUN = {"litlab": {"config": {"data": {"_target_": "litlab.data.npz.NpzDataModule", "path": "/d/a.npz",
                                           "batch_size": 8},
@@ -55,6 +56,67 @@ def test_each_swept_data_location_and_the_cheap_data_values_are_checked(tmp_path
     assert check_overrides([f"paths.data_dir={tmp_path / 'fresh'}"]).data.root == f"{tmp_path / 'fresh'}/digits"
 
 
+def _config_file(root, name: str, text: str) -> None:
+    (root / name).parent.mkdir(parents=True, exist_ok=True)
+    (root / name).write_text(text)
+
+
+@pytest.mark.parametrize("file, space", [
+    ("hparams_search/npz_search.yaml", "choice({a}, {b})"),  # Optuna's search space
+    ("experiment/npz_search.yaml", "{a},{b}"),  # the basic sweeper's list
+], ids=["optuna-choice", "basic-list"])
+def test_a_search_over_the_data_location_checks_each_listed_value(tmp_path, monkeypatch, file, space):
+    """A search over data.path in hydra.sweeper.params was refused as "data.path is not set": the
+    searched values are not in the composed config. Each listed value is checked instead."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.npz").write_bytes(b"")
+    (tmp_path / "b.npz").write_bytes(b"")
+    group, name = file.split("/")[0], "npz_search"
+    base = "  - digits_optuna\n" if group == "hparams_search" else ""
+    for stem, b in (("npz_search", "b.npz"), ("npz_missing", "missing.npz")):
+        _config_file(tmp_path / "my", f"{group}/{stem}.yaml",
+                     f"# @package _global_\ndefaults:\n{base}  - override /data: npz\n"
+                     f"hydra:\n  sweeper:\n    params:\n      data.path: {space.format(a='a.npz', b=b)}\n")
+    command = [*(["-m"] if group == "experiment" else []), "--config-dir", "my"]
+    assert check_overrides([*command, f"{group}={name}"]) is None  # a sweep: checked, nothing returned
+    with pytest.raises(LitlabError, match=r"data.path=missing.npz does not exist or is not a file"):
+        check_overrides([*command, f"{group}=npz_missing"])
+
+
+@pytest.mark.parametrize("flags", [["--cfg", "job", "--package", "data"], ["-c", "job"]])
+def test_showing_the_config_needs_no_data_location(tmp_path, flags):
+    """litlab's own errors say to run ``python -m litlab.train data=npz --cfg job --package data``
+    to see a node's keys; that command was refused with "data.path is not set"."""
+    done = run_cli("litlab.train", "data=npz", *flags, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "path: null" in done.stdout and "NpzDataModule" in done.stdout
+    assert not (tmp_path / "outputs").exists()  # printed, not run
+    for info in (["--info"], ["-i", "config"]):  # Hydra's --info runs nothing either
+        check_overrides(["data=npz", *info])
+    with pytest.raises(LitlabError, match="data.path is not set"):  # the run itself still needs it
+        check_overrides(["data=npz"])
+
+
+def test_a_sites_launcher_built_on_submitit_slurm_leaves_node_paths_to_the_node(tmp_path, monkeypatch):
+    """conf/hydra/launcher/cluster.yaml with ``defaults: [submitit_slurm]`` is SLURM too: its jobs
+    read data.path on the nodes, which the login node need not see. Told from the launcher's
+    ``_target_``, not the choice's name."""
+    monkeypatch.chdir(tmp_path)
+    _config_file(tmp_path / "my", "hydra/launcher/cluster.yaml", "defaults:\n  - submitit_slurm\npartition: gpu\n")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "sbatch").write_text("#!/bin/sh\nexit 0\n")  # a login node has SLURM's sbatch
+    (tmp_path / "bin" / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    node_only = ["data=npz", "data.path=/node/scratch/a.npz"]
+    check_overrides(["-m", "--config-dir", "my", "hydra/launcher=cluster", *node_only])
+    # its devices are checked against SLURM's tasks as submitit_slurm's are
+    with pytest.raises(LitlabError, match="hydra.launcher.tasks_per_node=1 but trainer.devices=2"):
+        check_overrides(["-m", "--config-dir", "my", "hydra/launcher=cluster", *node_only, "trainer.devices=2",
+                         "hydra.launcher.tasks_per_node=1"])
+    with pytest.raises(LitlabError, match="data.path=/node/scratch/a.npz does not exist"):  # run here: checked
+        check_overrides(["-m", "hydra/launcher=submitit_local", *node_only])
+
+
 def test_eval_suggests_plus_only_for_an_argument_the_stored_data_module_takes():
     """``data.root=/x`` on an npz run said "add the key with +data.root=...", and following it
     failed later with NpzDataModule's TypeError."""
@@ -88,6 +150,59 @@ def test_predict_says_when_top_k_is_more_than_the_classes_and_records_the_k_used
     assert "top_k=20 is more than the 10 classes: each row lists all 10" in caplog.text
     assert summary["top_k"] == 10
     assert json.loads((tmp_path / "pred" / "metrics.json").read_text())["top_k"] == 10
+
+
+def test_eval_refuses_a_key_the_stored_module_does_not_take_in_one_wording(tmp_path):
+    """Before torch (eval.check_data_keys_taken) and after the checkpoint is loaded
+    (evaluation.stored_config) the same mistake was told in two wordings; now in one, for
+    data.KEY=, +data.KEY= and ++data.KEY= alike."""
+    from litlab.eval import check_data_keys_taken
+
+    ckpt = tmp_path / "best.ckpt"
+    torch.save({"litlab": {"config": NPZ_RUN["litlab"]["config"]}}, ckpt)
+    cfg = OmegaConf.create({"ckpt_path": str(ckpt), "data": {"root": "/x"}})
+    with pytest.raises(LitlabError) as early:
+        check_data_keys_taken(cfg)
+    told = {str(early.value)}
+    for given in ("data.root=/x", "+data.root=/x", "++data.root=/x"):
+        with pytest.raises(LitlabError) as late:
+            stored_config(NPZ_RUN, [given], str(ckpt))
+        told.add(str(late.value))
+    assert len(told) == 1, told
+    assert "NpzDataModule, which has no argument root; it takes data.path" in told.pop()
+
+
+@pytest.mark.parametrize("names", [["0", "1", "2"], [0, 1, 2], ["1", "0"], ["cat", "dog"], []])
+def test_the_class_listing_and_the_class_weights_tell_numbered_classes_alike(names):
+    """build.class_listing and class_weights.numbered_classes each had the rule "named by their
+    index"; labels read as numbers (0, 1, 2) were numbered for one and listed by the other."""
+    from litlab.build import class_listing
+    from litlab.class_weights import numbered_classes
+
+    assert (class_listing(names) is None) == numbered_classes(names)
+
+
+def test_predicts_default_top_k_beyond_a_two_class_model_is_no_warning(tmp_path, monkeypatch, caplog):
+    """predict.yaml's top_k=3 on a 2-class model warned "top_k=3 is more than the 2 classes" on
+    every run, though the user never set top_k: an info line; the CSV still lists both classes."""
+    from litlab.data.preprocess import Preprocess
+    from litlab.prediction import run as prediction_run
+    from litlab.prediction.checkpoint_model import Predictor
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
+    predictor = Predictor(net, Preprocess("image", [0.0], [1.0], pixels=True), (1, 8, 8), ["cat", "dog"],
+                          torch.device("cpu"))
+    monkeypatch.setattr(prediction_run, "load_predictor", lambda path, device: predictor)
+    Image.new("L", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "model.ckpt").write_bytes(b"not read: the predictor is given")
+    cfg = make_cfg([f"ckpt_path={tmp_path / 'model.ckpt'}", f"input={tmp_path / 'a.png'}"],
+                   tmp_path / "pred", tmp_path, "predict", fast=False)
+    assert cfg.top_k > 2  # the default is more than this model's classes
+    with caplog.at_level(logging.INFO):
+        summary = prediction_run.predict(cfg)
+    told = [r for r in caplog.records if f"top_k={cfg.top_k} is more than the 2 classes" in r.getMessage()]
+    assert [r.levelno for r in told] == [logging.INFO]
+    assert summary["top_k"] == 2
 
 
 def test_an_interruption_outside_lightnings_loops_records_and_prints_the_resume_command(tmp_path, capsys):

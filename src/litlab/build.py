@@ -21,6 +21,7 @@ from litlab.callbacks.interruption import EpochSeed, Interruption
 from litlab.callbacks.model_summary import with_flop_count
 from litlab.callbacks.nan_loss import StopOnNonFiniteLoss
 from litlab.class_weights import check_setting as check_class_weights
+from litlab.class_weights import numbered_classes
 from litlab.collection_entries import COLLECTIONS, check_entries, check_histograms, resolved
 from litlab.config_check import check_mode
 from litlab.cuda_availability import drop_nvml_check_without_gpus
@@ -141,8 +142,9 @@ def build_data(cfg: DictConfig, trained: dict | None = None) -> ClassificationDa
 def class_listing(names: list[str], limit: int = 20) -> str | None:
     """The class names in output-index order (index 0 first), the mapping that predictions and the
     confusion matrix use; past ``limit`` the first ones and a count. None when the names are the
-    indices themselves (digits, npz labels), which a listing would only repeat."""
-    if names == [str(i) for i in range(len(names))]:
+    indices themselves (digits, npz labels), which a listing would only repeat (``numbered_classes``,
+    the rule the class-weight messages use too)."""
+    if numbered_classes(names):
         return None
     return first_of(names, limit)
 

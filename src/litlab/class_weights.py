@@ -104,8 +104,9 @@ def check_setting(value, num_classes: int | None = None, key: str = KEY,
 
 
 def numbered_classes(class_names: Sequence[str] | None) -> bool | None:
-    """Whether classes are named by their index (digits, npz labels), as ``build.class_listing``
-    judges them; None where the names are not known."""
+    """Whether classes are named by their index (digits, npz labels): ``build.class_listing`` lists
+    no such names, and the weights' messages then speak of label order; None where the names are
+    not known. Names are compared as text (labels 0, 1 read from a file are the indices too)."""
     if class_names is None:
         return None
     return [str(c) for c in class_names] == [str(i) for i in range(len(class_names))]

@@ -40,6 +40,7 @@ from litlab.metric_direction import lower_is_better
 from litlab.mixing_checks import check_mixing
 from litlab.monitor_checks import check_monitored
 from litlab.run_folders import LAST_NEEDS_A_RUN, check_run_folders
+from litlab.slurm_launcher import is_slurm_launcher
 from litlab.sweep_keys import append_in_sweep
 from litlab.sweeps.outcome import check_fails_on
 from litlab.target_arguments import check_target_arguments
@@ -300,9 +301,10 @@ def check_sweeper_and_launcher(cfg: DictConfig) -> None:
         from litlab.sweeps.optuna_resume import check_study_resume  # imports Optuna only for an Optuna search
 
         check_study_resume(cfg)
-    if chosen.get("hydra/launcher") == "submitit_slurm" and shutil.which("sbatch") is None:
+    if is_slurm_launcher(cfg) and shutil.which("sbatch") is None:  # submitit_slurm, or a site's file built on it
         raise LitlabError(
-            "hydra/launcher=submitit_slurm submits every job with SLURM's sbatch, which this machine does not have. "
+            f"hydra/launcher={chosen.get('hydra/launcher')} submits every job with SLURM's sbatch, which this "
+            f"machine does not have. "
             "Start the sweep on the cluster's login node, or try it here with hydra/launcher=submitit_local."
         )
 
@@ -310,7 +312,7 @@ def check_sweeper_and_launcher(cfg: DictConfig) -> None:
 def check_slurm_tasks(cfg: DictConfig) -> None:
     """SLURM starts ``hydra.launcher.tasks_per_node`` x ``nodes`` processes per job and Lightning
     runs one per device: a mismatch was refused only once each job had waited in the queue."""
-    if OmegaConf.select(cfg, "hydra.runtime.choices", default={}).get("hydra/launcher") != "submitit_slurm":
+    if not is_slurm_launcher(cfg):
         return
     devices, nodes = OmegaConf.select(cfg, "trainer.devices"), OmegaConf.select(cfg, "trainer.num_nodes") or 1
     per_node = known_device_count(devices)  # 2, "2", "0,1" and [0, 1] are 2 processes per node
@@ -483,7 +485,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
             check_mixing(cfg)
             check_class_weights(cfg)
             check_fold_config(cfg)  # data.folds and data.fold, each swept value
-            check_data_given(cfg)  # data.root / data.path given and there, before torch and the run's folder
+            check_data_given(cfg, argv, multirun)  # data.root / data.path given and there, before torch and the run's folder
         if config_name == "train":
             for name, callback in (cfg.get("callbacks") or {}).items():
                 if isinstance(callback, DictConfig) and "monitor" in callback:

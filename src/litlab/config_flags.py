@@ -35,6 +35,14 @@ def hydra_args(argv: list[str]) -> argparse.Namespace | None:
         return None
 
 
+def shows_config(argv: list[str]) -> bool:
+    """Whether ``argv`` asks Hydra to print the config instead of running it (``--cfg job``/``-c``,
+    ``--info``/``-i``): litlab's messages point there to show a node's keys, so a value that is
+    still to be given (``data.path``) must not stop it."""
+    args = hydra_args(argv)
+    return args is not None and (args.cfg is not None or args.info is not None)
+
+
 @dataclass(frozen=True)
 class Primary:
     """The config an entrypoint composes and the folders Hydra looks in for it: litlab's own

@@ -13,6 +13,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from litlab.errors import LitlabError
 from litlab.run_folders import select_or_none
+from litlab.slurm_launcher import is_slurm_launcher
 
 # keys every training run reads; `~seed` or `~model` removed them and the run failed in a traceback
 REQUIRED = {"train": ("seed", "model", "data", "trainer"), "lr_find": ("seed", "model", "data", "trainer"),
@@ -43,8 +44,7 @@ def check_values(cfg: DictConfig, config_name: str) -> None:
             raise LitlabError(f"{key} must be true or false, got {value!r}.")
     hydra = cfg.get("hydra")
     # jobs that SLURM runs on other machines resolve ${oc.env:...} there (SLURM_TMPDIR, a node's scratch)
-    remote = hydra is not None and OmegaConf.select(cfg, "hydra.runtime.choices", default={}).get(
-        "hydra/launcher") == "submitit_slurm"
+    remote = hydra is not None and is_slurm_launcher(cfg)  # submitit_slurm, or a site's file built on it
     check_resolvable(cfg, environment_elsewhere=remote)
     if hydra is not None and cfg.hydra.job.get("chdir"):
         raise LitlabError(

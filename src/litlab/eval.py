@@ -102,8 +102,17 @@ def check_data_keys_taken(cfg: DictConfig) -> None:
     for key in given:
         why = None if key in data else argument_taken(run, f"data.{key}")
         if isinstance(why, str):
-            raise LitlabError(f"data.{key} is not a key of the run stored in {cfg.ckpt_path}, and it cannot be added "
-                              f"with +data.{key}= either: {why} Refused before any work.")
+            raise key_not_taken(f"data.{key}", cfg.ckpt_path, why)
+
+
+def key_not_taken(name: str, ckpt_path, why: str) -> LitlabError:
+    """The refusal of a key ``name`` given to eval that the run stored in ``ckpt_path`` has not, and
+    that its class does not take (``why``: ``argument_taken``'s sentence), as ``name=``, ``+name=``
+    or ``++name=`` alike: told before torch (``check_data_keys_taken``) or, where the record could
+    not be read then, once the checkpoint is loaded (``evaluation.stored_config``), in one wording."""
+    return LitlabError(f"{name} is not a key of the run stored in {ckpt_path}, and it cannot be added either: {why} "
+                       f"Check the spelling against the run's .hydra/config.yaml. Refused before anything was "
+                       f"evaluated.")
 
 
 def argument_taken(cfg: DictConfig, name: str) -> bool | str | None:

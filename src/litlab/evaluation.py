@@ -22,7 +22,7 @@ from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.compression.artifacts import is_artifact, load_net
 from litlab.distributed.ranks import is_rank_zero
 from litlab.errors import LitlabError
-from litlab.eval import argument_taken, check_before_loading, check_root_given, is_run_override
+from litlab.eval import argument_taken, check_before_loading, check_root_given, is_run_override, key_not_taken
 from litlab.reporting.run_files import update_metrics
 from litlab.seeding import seed_everything
 from litlab.temperature_scaling import UnscaledFigures, fit_on_validation, scale_net, temperature_record
@@ -50,14 +50,12 @@ def stored_config(ckpt: dict, overrides: list[str], ckpt_path: str = "the checkp
         if OmegaConf.select(cfg, name, default=_ABSENT) is not _ABSENT:
             continue
         taken = argument_taken(cfg, name)
-        if not adding:
-            add = (f", or add the key with +{name}=..." if taken is None or taken is True else
-                   f". It cannot be added either: {taken}")
-            raise LitlabError(f"{name} is not a key of the run stored in {ckpt_path}, so {o.lstrip('+')} changes "
-                              f"nothing. Check the spelling against the run's .hydra/config.yaml{add}")
         if isinstance(taken, str):  # +data.root=... where the stored data module has no root: a TypeError later
-            raise LitlabError(f"{o} gives the run stored in {ckpt_path} a key its class does not take: {taken} "
-                              f"Refused before the data was prepared.")
+            raise key_not_taken(name, ckpt_path, taken)
+        if not adding:
+            raise LitlabError(f"{name} is not a key of the run stored in {ckpt_path}, so {o.lstrip('+')} changes "
+                              f"nothing. Check the spelling against the run's .hydra/config.yaml, or add the key "
+                              f"with +{name}=...")
     if mine:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o.lstrip("+") for o in mine]))
     if isinstance(cfg.get("data"), DictConfig) and cfg.data.get("augment") is not None:

@@ -12,8 +12,10 @@ one whose averaging never updated (``averaging_state``'s ``n_averaged`` 0) gives
 
 The record of where the weights came from (``init_record``) goes into ``metrics.json`` and into the
 run's checkpoints (their ``litlab`` record): a resume carries it over from there, with the file's
-absolute path, so that the resumed run's record still names it, and a resume given ``model.init_from``
-is told from another start by that file, not by the path as it was typed in another folder."""
+absolute path (and the file it resolved to, links followed), so that the resumed run's record still
+names it, and a resume given ``model.init_from`` is told from another start by that file's bytes
+(its recorded sha256) where the given path names a file, not by the path as it was typed in another
+folder, nor by where a link points now."""
 
 from __future__ import annotations
 
@@ -71,28 +73,37 @@ def _resumed(value: str | None, resume) -> InitFrom | None:
     carried = record.get("init_from")  # the first start's record, with the file's absolute path
     typed = ((record.get("config") or {}).get("model") or {}).get("init_from")  # as that start was given it
     stored = carried["path"] if carried else typed
-    if value is not None and not (stored is not None and _names_start(value, stored, typed)):
+    if value is not None and not (stored is not None and _names_start(value, stored, typed, carried or {})):
         began = f"a run that began from {KEY}={stored}" if stored else "a run that began without it"
         raise LitlabError(
             f"{KEY}={value} and ckpt_path={resume.path} were both given: a resume restores the weights, optimizer, "
             f"schedule and epoch count from ckpt_path (here {began}), while {KEY} starts a new run from another "
             f"run's weights. Give one: ckpt_path alone (with {KEY}=null, or the run's own {KEY}) to resume, or "
-            f"{KEY} alone to start a new run in a new folder.")
+            f"{KEY} alone to start a new run in a new folder."
+            + (f" A {KEY} that names a file is compared by its bytes (sha256): a copy of the run's source is "
+               f"the same, a link repointed since is another." if (carried or {}).get("ckpt_sha256") else ""))
     if value is not None and is_rank_zero():  # once, not once per DDP rank
         log.info("%s=%s: not read again; the resumed checkpoint %s already holds the weights trained from it",
                  KEY, value, resume.path)
     return InitFrom(Path(carried["path"]), None, carried) if carried else None
 
 
-def _names_start(value: str, stored: str, typed: str | None) -> bool:
+def _names_start(value: str, stored: str, typed: str | None, carried: dict) -> bool:
     """Whether ``model.init_from=value``, given to a resume here, names the file the run began from:
     ``stored``, its absolute path (a checkpoint of an earlier litlab: the value as it was typed then).
-    Compared by absolute path with links resolved, a folder meaning its ``checkpoints/best.ckpt`` or
-    ``best.ckpt``, found or not (the file may be gone). The run's own command in another folder also
-    resumes (the same text as ``typed``), unless there it names a file or folder, which is another one."""
+    Where ``value`` names a file (a folder meaning its ``checkpoints/best.ckpt`` or ``best.ckpt``) and
+    the start recorded the file's sha256 (``carried``), the bytes decide: a link repointed since, or a
+    file replaced, is another source, and a copy of it elsewhere the same one. Otherwise (the file may
+    be gone) by path: the file the start resolved to (``carried["resolved"]``; for an older record,
+    ``stored`` with links resolved now). The run's own command in another folder also resumes (the
+    same text as ``typed``), unless there it names a file or folder, which is another one."""
     given = Path(value).absolute()
-    if Path(stored).absolute().resolve() in {p.resolve() for p in (given, given / "checkpoints" / "best.ckpt",
-                                                                    given / "best.ckpt")}:
+    places = (given, given / "checkpoints" / "best.ckpt", given / "best.ckpt")
+    named = next((p for p in places if p.is_file()), None)
+    if named is not None and carried.get("ckpt_sha256"):
+        return checkpoint_fingerprint(named)["ckpt_sha256"] == carried["ckpt_sha256"]  # same bytes, same source
+    first = Path(carried.get("resolved") or Path(stored).absolute().resolve())
+    if first in {p.resolve() for p in places}:
         return True
     return value == typed and not given.exists()
 
@@ -114,8 +125,10 @@ def load_init_weights(init: InitFrom | None, net: nn.Module, num_classes: int) -
     averaged = _averaged(init.ckpt)
     if is_rank_zero():  # every rank loads; rank 0 says so, once (not once per DDP rank)
         _log_loaded(init.path, len(own) - len(fresh), len(own), fresh, averaged)
-    return {"path": str(init.path.absolute()), "loaded": len(own) - len(fresh), "tensors": len(own),
-            "kept_fresh": fresh, "weights": "averaged" if averaged else "trained"}
+    # the path as given (absolute) and the file it is now (links followed): a link may be repointed later
+    return {"path": str(init.path.absolute()), "resolved": str(init.path.resolve()),
+            "loaded": len(own) - len(fresh), "tensors": len(own), "kept_fresh": fresh,
+            "weights": "averaged" if averaged else "trained"}
 
 
 def _log_loaded(path: Path, loaded: int, tensors: int, fresh: list[str], averaged: bool) -> None:
@@ -127,7 +140,7 @@ def _log_loaded(path: Path, loaded: int, tensors: int, fresh: list[str], average
 
 
 def init_record(loaded: dict) -> dict:
-    """``{"init_from": {path, ckpt_bytes, ckpt_sha256, loaded, tensors, kept_fresh, weights}}`` for
+    """``{"init_from": {path, resolved, ckpt_bytes, ckpt_sha256, loaded, tensors, kept_fresh, weights}}`` for
     ``metrics.json`` (the file's size and sha256 as eval records them beside a temperature), or
     ``{}``. Hashed here, on the rank that writes the record only; a record carried by a resume is
     kept as it is (the file may be gone). Training also puts it in its checkpoints' ``litlab`` record,

@@ -130,6 +130,25 @@ def test_a_decay_the_warm_up_never_reaches_is_named_and_changes_nothing(caplog, 
     assert ema(decay=0.998)._unreached_decay(float("inf")) is None  # no end: not known
 
 
+@pytest.mark.parametrize("overrides, level", [
+    (["averaging=ema"], logging.INFO),  # ema.yaml's default 0.999: told, not warned about on every run
+    (["averaging=ema", "averaging.decay=0.999"], logging.WARNING),  # the same decay, given by the user
+])
+def test_an_unreached_decay_is_a_warning_only_where_the_command_gave_it(tmp_path, monkeypatch, caplog, overrides,
+                                                                         level):
+    """Every default ``averaging=ema`` run warned "averaging.decay=0.999 is never reached", a decay
+    the user never chose; the command's own ``averaging.decay=...`` is still warned about."""
+    from hydra.core.hydra_config import HydraConfig
+
+    cfg = make_cfg(overrides, tmp_path / "run", tmp_path, fast=False)
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)  # put back afterwards
+    HydraConfig.instance().set_config(cfg)  # as inside the Hydra job the command starts
+    with caplog.at_level(logging.INFO, logger="litlab.callbacks.weight_averaging"):
+        _fit(ema(decay=cfg.averaging.decay), epochs=1, batches=5)
+    told = [r for r in caplog.records if "averaging.decay=0.999 is never reached" in r.getMessage()]
+    assert [r.levelno for r in told] == [level]
+
+
 @pytest.mark.parametrize("start_epoch,averaged", [(1, (1, 2, 3)), (0.5, (2, 3))], ids=["epoch", "fraction"])
 def test_swa_is_the_mean_of_the_epochs_last_weights_from_its_start(start_epoch, averaged):
     """start_epoch=0.5 of 4 epochs is epoch 2, as Lightning's swa_epoch_start."""

@@ -26,9 +26,11 @@ that callback does in litlab's runs:
 * the average is copied over the trained weights when fitting ends, after the checkpoint callback's
   own train-end save (whose ``current_model_state`` must stay the live weights), and a test of
   best.ckpt after fit tests its ``state_dict`` (Lightning loaded ``current_model_state`` over it);
-* an EMA decay that the warm-up never reaches in the run's optimizer steps is named in a warning
-  when training starts: every decay above the last one the warm-up uses gives the same average,
-  while the record says ``ema(decay=...)``.
+* an EMA decay that the warm-up never reaches in the run's optimizer steps is named when
+  training starts: every decay above the last one the warm-up uses gives the same average, while
+  the record says ``ema(decay=...)``. A warning where the decay was given (``averaging.decay=...``
+  among the command's overrides, or the callback built in code), an info line for ema.yaml's
+  default, which every default run would otherwise be warned about.
 """
 
 from __future__ import annotations
@@ -43,13 +45,15 @@ import torch
 from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.model_helpers import is_overridden
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
 from litlab.averaging_checks import NOT_GIVEN, check_averaging_settings, check_averaging_strategy
 from litlab.callbacks.checkpoints import _Checkpoints, epoch_finished
 from litlab.callbacks.early_stopping import EarlyStopping
+from litlab.callbacks.interruption import sets_key
+from litlab.resume_overrides import job_overrides
 from litlab.strategies import strategy_name
 
 log = logging.getLogger(__name__)
@@ -172,8 +176,10 @@ class Averaging(WeightAveraging):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._fitting and trainer.is_global_zero:  # once, not once per DDP rank
             warning = self._unreached_decay(trainer.estimated_stepping_batches)
-            if warning:
-                log.warning(warning)
+            if warning:  # a warning for a decay the user gave; ema.yaml's default 0.999 is only told
+                given = job_overrides(OmegaConf.create())  # this command's overrides (None outside Hydra)
+                told = given is None or any(sets_key(o, "averaging.decay") for o in given)
+                log.log(logging.WARNING if told else logging.INFO, warning)
 
     def _unreached_decay(self, steps: float) -> str | None:
         """What to say where the warm-up keeps an EMA's ``decay`` from ever being used in a run of

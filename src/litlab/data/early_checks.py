@@ -10,7 +10,11 @@ the digits under its ``data.root`` as it prepares them), and a data module of th
 left to itself. A value that cannot be read yet (an environment variable of a SLURM node) is
 left to the run, as is everything that needs the files read (the class folders, the arrays), and
 whether the folder or file exists for jobs that SLURM runs on other machines
-(``hydra/launcher=submitit_slurm``), which may see disks this one does not.
+(``hydra/launcher=submitit_slurm``, or a site's launcher file built on it), which may see disks
+this one does not. A search over the location (``hydra.sweeper.params``: Optuna's ``choice(...)``,
+a basic sweeper's ``a,b`` in an experiment file) is not in the composed config: each value it
+lists is checked instead. ``--cfg job`` / ``--info`` print the config and run nothing, and
+litlab's own messages send users there to see a node's keys: only the values' forms are checked.
 """
 
 from __future__ import annotations
@@ -20,33 +24,41 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from litlab.config_flags import shows_config
 from litlab.errors import LitlabError, check_choice, check_fraction
+from litlab.slurm_launcher import is_slurm_launcher
 
 IMAGE_FOLDER = "litlab.data.image_folder.ImageFolderDataModule"
 NPZ = "litlab.data.npz.NpzDataModule"
 
 
-def check_data_given(cfg: DictConfig) -> None:
+def check_data_given(cfg: DictConfig, argv: list[str] = (), multirun: bool = False) -> None:
     """Refuses, as the data module would once the run began, a ``data.root`` (image folder) or
     ``data.path`` (npz) that is not set or names no folder / file, a ``data.on_bad_file`` other
-    than skip or fail, and a ``data.val_fraction`` outside [0, 1)."""
+    than skip or fail, and a ``data.val_fraction`` outside [0, 1). ``argv``: the command line
+    (``--cfg``/``--info`` run nothing: the location is not needed); ``multirun``: a sweep, whose
+    ``hydra.sweeper.params`` may give the location."""
     try:
         data = cfg.get("data")
         target = data.get("_target_") if isinstance(data, DictConfig) else None
         if not isinstance(target, str):
             return
-        choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None) or {}
-        here = choices.get("hydra/launcher") != "submitit_slurm"  # the jobs read the data on this machine
+        here = not is_slurm_launcher(cfg)  # the jobs read the data on this machine
+        shown = shows_config(list(argv))
         if target == IMAGE_FOLDER:
-            _check_location(data, "root", "DIR, a folder holding train/<class>/ image folders (and optionally val/ "
-                                          "and test/)", Path.is_dir if here else None,
-                            "is not a folder. It must hold train/<class>/ image folders")
+            if not shown:
+                for value in _locations(cfg, "root", multirun):
+                    _check_location(value, "root", "DIR, a folder holding train/<class>/ image folders (and "
+                                                   "optionally val/ and test/)", Path.is_dir if here else None,
+                                    "is not a folder. It must hold train/<class>/ image folders")
             if data.get("on_bad_file") is not None:
                 check_choice("data.on_bad_file", data.get("on_bad_file"), ("skip", "fail"))
         elif target == NPZ:
-            _check_location(data, "path", "FILE.npz with arrays x_train, y_train, x_test, y_test (and optionally "
-                                          "x_val, y_val)", Path.is_file if here else None,
-                            "does not exist or is not a file")
+            if not shown:
+                for value in _locations(cfg, "path", multirun):
+                    _check_location(value, "path", "FILE.npz with arrays x_train, y_train, x_test, y_test (and "
+                                                   "optionally x_val, y_val)", Path.is_file if here else None,
+                                    "does not exist or is not a file")
         else:
             return
         if data.get("val_fraction") is not None:
@@ -55,10 +67,33 @@ def check_data_given(cfg: DictConfig) -> None:
         return
 
 
-def _check_location(data: DictConfig, key: str, wanted: str, exists, problem: str) -> None:
-    """``data.<key>`` is set (else: pass ``wanted``) and ``exists`` (else: ``problem``; None: not
-    told here), with the words the data module uses when it finds the same."""
-    value = data.get(key)
+def _locations(cfg: DictConfig, key: str, multirun: bool) -> list:
+    """The values of ``data.<key>`` the jobs will have: the composed one, or in a sweep whose
+    ``hydra.sweeper.params`` searches it, each value listed there (a basic sweeper's ``a,b``,
+    Optuna's ``choice(a, b)``); none where they cannot be listed (a glob, a value still to be
+    resolved), which the run checks."""
+    searched = (OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}) if multirun else {}
+    for name, space in searched.items():
+        if str(name).lstrip("+") != f"data.{key}":
+            continue
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+        from hydra.core.override_parser.types import ChoiceSweep
+        from hydra.errors import HydraException
+
+        try:
+            override = OverridesParser.create().parse_override(f"data.{key}={space}")
+        except HydraException:  # refused with its own words by the sweeper's checks
+            return []
+        if override.is_sweep_override() and not isinstance(override.value(), ChoiceSweep):
+            return []
+        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+        return [v for v in values if "${" not in str(v)]  # an interpolation is resolved by the job
+    return [cfg.data.get(key)]
+
+
+def _check_location(value, key: str, wanted: str, exists, problem: str) -> None:
+    """``data.<key>`` (``value``) is set (else: pass ``wanted``) and ``exists`` (else: ``problem``;
+    None: not told here), with the words the data module uses when it finds the same."""
     if value is None or value == "":
         raise LitlabError(f"data.{key} is not set. Pass data.{key}={wanted}. Refused before any work (no folder "
                           f"made, no data prepared).")

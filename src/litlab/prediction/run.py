@@ -20,6 +20,8 @@ from litlab.prediction.csv_rows import PredictionCsv
 from litlab.prediction.inputs import array_batches, image_batches, list_files, read_npz
 from litlab.prediction.path_checks import check_before_loading, check_input_exists
 from litlab.reporting.run_files import update_metrics
+from litlab.callbacks.interruption import sets_key
+from litlab.resume_overrides import job_overrides
 from litlab.tuning.temperature_setting import predict_temperature
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,11 @@ def predict(cfg: DictConfig) -> dict:
     total, batches = input_batches(Path(cfg.input), predictor, batch_size)
     classes = len(predictor.class_names)
     if top_k > classes:  # the CSV's columns stop at the last class
-        log.warning("top_k=%d is more than the %d classes: each row lists all %d", top_k, classes, classes)
+        # a warning only for a top_k the user gave: predict.yaml's default 3 is more than a 2-class model's
+        given = job_overrides(cfg)
+        told = given is None or any(sets_key(o, "top_k") for o in given)
+        log.log(logging.WARNING if told else logging.INFO, "top_k=%d is more than the %d classes: each row lists "
+                "all %d", top_k, classes, classes)
     log.info("predicting %d input(s) from %s with %s", total, cfg.input, cfg.ckpt_path)
     with PredictionCsv(out, predictor.class_names, top_k) as rows:
         for names, x, errors, order in batches:
