@@ -288,6 +288,22 @@ def test_digits_folds_do_not_depend_on_val_fraction(data_dir, caplog):
                 f"data.val_fraction={val_fraction} is ignored)") in caplog.text
 
 
+def test_digits_folds_read_one_tree_and_check_only_the_test_fraction(data_dir):
+    """With folds, data.val_fraction sets neither the pool nor the tree written to disk, so it neither
+    writes a tree of its own nor makes a valid data.test_fraction fail its sum check."""
+    root = data_dir / "digits"
+    for val_fraction in (0.05, 0.3):
+        dm = DigitsDataModule(root=str(root), in_memory=True, val_fraction=val_fraction, folds=5, fold=0)
+        dm.prepare_data()
+    assert not (root / "splits").exists()  # the default tree, once
+    dm = DigitsDataModule(root=str(root), in_memory=False, val_fraction=0.15, test_fraction=0.8, folds=3, fold=1)
+    dm.prepare_data()
+    dm.setup()
+    assert len(_fold_names(dm)) > 0 and sorted(p.name for p in (root / "splits").iterdir()) == [
+        "seed1234_val0.1_test0.8"]
+    with pytest.raises(LitlabError, match="data.test_fraction must leave at least 10% of the digits for the folds"):
+        DigitsDataModule(root=str(root), test_fraction=0.95, folds=3)
+
 def test_image_folder_folds_do_not_depend_on_which_folder_holds_a_file(tmp_path):
     root = write_image_folder(tmp_path / "imgs", per_class=6)
     for f in list((root / "val").rglob("*.png")):  # names of their own: val/b/v0.png may move to train/b/

@@ -192,11 +192,23 @@ class DigitsDataModule(ImageFolderDataModule):
             raise LitlabError(f"data.split_seed must be an integer >= 0, got {split_seed!r}.")
         self.test_fraction = check_fraction("data.test_fraction", test_fraction, allow_zero=False)
         check_fraction("data.val_fraction", val_fraction, allow_zero=False)
-        if self.val_fraction + self.test_fraction > 0.9:
+        if self.folds:  # the folds cut train/ and val/ together: only data.test_fraction sets the pool
+            if self.test_fraction > 0.9:
+                raise LitlabError(f"data.test_fraction must leave at least 10% of the digits for the folds to cut, "
+                                  f"got {self.test_fraction}.")
+        elif self.val_fraction + self.test_fraction > 0.9:
             raise LitlabError(
                 "data.val_fraction + data.test_fraction must leave at least 10% of the digits for "
                 f"training, got {self.val_fraction} + {self.test_fraction}."
             )
+
+    def _tree_val_fraction(self) -> float:
+        """The val/ share of the tree this run reads: data.val_fraction; with data.folds, whose pool is
+        train/ and val/ together whatever their split, the default split's (one tree for every
+        val_fraction, the default tree with the default test_fraction)."""
+        if not self.folds:
+            return self.val_fraction
+        return min(DEFAULT_SPLIT["val_fraction"], round((1 - self.test_fraction) / 2, 6))
 
     def _holds_out(self, has_val: bool) -> bool:
         """The digits' val/ is always ``data.val_fraction`` of the split's images."""
@@ -215,7 +227,7 @@ class DigitsDataModule(ImageFolderDataModule):
     def _write(self) -> Path:
         """The folder of this run's split, written first where it is not there yet."""
         with _taking_turns(self.root):
-            return write_digits_tree(self.root, self.val_fraction, self.test_fraction, self.split_seed)
+            return write_digits_tree(self.root, self._tree_val_fraction(), self.test_fraction, self.split_seed)
 
     def load(self):
         if self._new_images():
