@@ -375,6 +375,8 @@ def test_eval_refuses_another_fold_with_evals_advice_before_its_folder(tmp_path)
     ({"folds": 4}, {"folds": None, "fold": 0}, "The data is fold 0 of data.folds=4 but the model of ckpt_path=r.ckpt "
                                                "was trained on one hold-out split"),
     ({"fold": 7}, None, "data.fold=7 picks the validation fold of a cross-validation, and data.folds is null"),
+    ({"folds": None, "fold": 3}, {"folds": None, "fold": 0}, "data.fold=3 picks a cross-validation fold, and the "
+                                                             "model of ckpt_path=r.ckpt was trained on one hold-out"),
     # data.folds=null alone names no fold: the run's own fold is not "given" (it was, as data.fold=2)
     ({"folds": None}, {"folds": 5, "fold": 2}, "The data is one hold-out split (data.folds=null) but the model of "
                                                "ckpt_path=r.ckpt was trained on fold 2 of data.folds=5"),

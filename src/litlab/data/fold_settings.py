@@ -71,7 +71,7 @@ def check_eval_folds(cfg: DictConfig, stored: dict | None) -> None:
     if isinstance(run, dict) and ("folds" in run or "fold" in run):
         trained = (run.get("folds"), run.get("fold", 0))
         asked = (node.get("folds", trained[0]), node.get("fold", trained[1]))
-        if "folds" not in node and asked[0] is None and asked[1] != 0:  # data.fold without folds: no fold to name
+        if "fold" in node and asked[0] is None and asked[1] != 0:  # data.fold given, without folds: no fold to name
             raise LitlabError(f"data.fold={asked[1]} picks a cross-validation fold, and the model of {where} was "
                               f"trained on {fold_shown(*trained)}. Leave data.folds and data.fold out of the command "
                               f"(the run's own are used).")
