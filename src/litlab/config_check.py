@@ -26,7 +26,6 @@ from omegaconf.errors import OmegaConfBaseException
 from litlab.averaging_checks import check_averaging
 from litlab.checkpoint_paths import check_checkpoint_path
 from litlab.init_from_path import check_init_from
-from litlab.choice_files import composed_with
 from litlab.class_weights import check_class_weights
 from litlab.collection_entries import check_entries, check_histograms_early
 from litlab.config_flags import CONF_DIR, Primary, config_dirs, hydra_args, no_primary, primary_of
@@ -41,9 +40,8 @@ from litlab.mixing_checks import check_mixing
 from litlab.monitor_checks import check_monitored
 from litlab.run_folders import LAST_NEEDS_A_RUN, check_run_folders
 from litlab.slurm_launcher import is_slurm_launcher
-from litlab.sweep_keys import append_in_sweep
+from litlab.sweep_keys import append_in_sweep, check_sweep_arguments
 from litlab.sweeps.outcome import check_fails_on
-from litlab.target_arguments import check_target_arguments
 from litlab.tasks.schedule_values import check_scheduler_interval, check_warmup_epochs
 
 # groups of which a run takes exactly one file (logger and callbacks may take several)
@@ -257,9 +255,13 @@ def check_sweep_start(overrides: list[str], config_name: str = "train", primary:
         culprits = {o: g for o, g in culprits.items() if g in swept_groups}
         if not culprits:
             raise
+        # +KEY fails there only where that choice has the key already; KEY (no +) where it lacks it
+        start = ("already has the key (Hydra cannot append it there), before each job gets its swept choice"
+                 if all(o.startswith("+") for o in culprits) else
+                 "lacks the key, before each job gets the swept choice that has it")
         raise LitlabError(
             f"{' '.join(culprits)}: a sweep over {', '.join(dict.fromkeys(culprits.values()))} starts from its "
-            f"default choice, which lacks the key, before each job gets the swept choice that has it. Write it "
+            f"default choice, which {start}. Write it "
             f"as {' '.join('++' + o.lstrip('+') for o in culprits)} (set where the key exists, added where not)."
         ) from None
 
@@ -467,7 +469,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
             check_empty_choices(cfg, ONE_CHOICE, overrides, primary, sweep=composed if multirun else None,
                                 multirun_flag="-m" in argv or "--multirun" in argv)
             # ++averaging.decya=0.9: a key the chosen litlab class or function does not take
-            check_target_arguments(cfg, overrides, primary.command(), lambda kept: composed_with(kept, primary))
+            check_sweep_arguments(cfg, composed if multirun else None, overrides, primary)  # split advice in a sweep
         check_values(cfg, config_name)
         for group in ("logger", "callbacks") if config_name == "train" else ("logger",):
             check_entries(cfg, group)  # +logger.foo=1 builds nothing: refused before any folder or job
@@ -494,7 +496,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
     if unfit:
         if len(unfit) < len(combos):  # a key that only some swept choices have: say how to write it
             check_sweep_start(overrides, config_name, primary)
-        raise append_in_sweep(unfit[0], overrides) if multirun else unfit[0]
+        raise append_in_sweep(unfit[0], overrides, primary) if multirun else unfit[0]
     intervals = [o for o in overrides if "interval(" in o.split("=", 1)[-1] and not o.startswith("hydra.")]
     if multirun and intervals and cfg.hydra.runtime.choices.get("hydra/sweeper") == "basic":
         raise LitlabError(

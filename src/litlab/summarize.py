@@ -24,7 +24,7 @@ from litlab.errors import LitlabError
 from litlab.metric_direction import names_a_rate
 from litlab.sweeps.compressed_keys import compression_keys
 from litlab.sweeps.grid_points import killed_lines, none_started, unstarted_commands, unstarted_lines
-from litlab.sweeps.running_sweep import running_sweep, sweep_note, wait_for_a_job
+from litlab.sweeps.running_sweep import running_sweep, starting_or_killed, sweep_note, wait_for_a_job
 from litlab.sweeps.seed_groups import average_keys, check_keys, group_jobs, group_notes, group_rows, shown_rows
 from litlab.sweeps.sweep_plots import accuracy_vs_cost, metric_vs_params
 from litlab.sweeps.sweep_table import (TEST_SPLIT_LEGEND, check_metric_present, direction_of, format_markdown,
@@ -62,7 +62,7 @@ def rank_sweep(sweep_dir: Path, metric: str | None = None, direction: str | None
     sweep_dir = Path(sweep_dir)
     keys = average_keys(average_over) if average_over is not None else None
     try:
-        found = read_jobs(sweep_dir)
+        found = starting_or_killed(sweep_dir, read_jobs(sweep_dir))
     except LitlabError:  # not one job folder: a grid sweep stopped before its first job says so
         running = running_sweep(sweep_dir)  # None for a single run's folder, held by its run
         message = none_started(sweep_dir, running, sweep_note(sweep_dir, []))
@@ -134,12 +134,13 @@ def counted(n: int, noun: str) -> str:
 
 
 def default_metric(jobs: list, optimized: list[str]) -> str:
-    """The metric to rank by where ``--metric`` is not given: the one the jobs optimized
-    (``optimized_metrics``); of lr_find runs (every job ``task: lr_find``), which optimize none and
-    record no val/acc, their ``suggested_lr`` (listed unranked: ``no_direction``); else val/acc."""
-    if optimized:
-        return optimized[0]
-    return "suggested_lr" if jobs and all(j.metrics.get("task") == "lr_find" for j in jobs) else "val/acc"
+    """The metric to rank by where ``--metric`` is not given: of lr_find runs (every job ``task:
+    lr_find``), their ``suggested_lr`` (listed unranked: ``no_direction``), checked first as their
+    ``.hydra/config.yaml`` names the ``optimized_metric`` of train's config (val/acc) that they never
+    record; else the one the jobs optimized (``optimized_metrics``); else val/acc."""
+    if jobs and all(j.metrics.get("task") == "lr_find" for j in jobs):
+        return "suggested_lr"
+    return optimized[0] if optimized else "val/acc"
 
 
 def no_direction(metric: str, jobs: list) -> str | None:

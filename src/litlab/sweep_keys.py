@@ -48,15 +48,17 @@ def sweep_choices(group: str, cfg: DictConfig, sweep: Sequence[DictConfig],
     """The choices of ``group`` a sweep makes, each with the keys it has, top-level and every dotted
     path below them (``optimizer`` and ``optimizer.lr`` of ``model=cnn``): each job's choice as
     composed, and each option a sweeper searches for the group (``hydra.sweeper.params``) unless
-    the command line gives the group (``averaging=none``: both sweepers then take its value)."""
+    the command line gives the group (``averaging=none``: both sweepers then take its value). A
+    searched group's choice as composed is then its default, which no job of the search makes."""
     keys: dict[str, set[str]] = {}
-    for job in sweep:
+    searched = OmegaConf.select(cfg, f"hydra.sweeper.params.{group}", default=None,
+                                throw_on_resolution_failure=False)
+    searched = None if any(names_group(o, group) for o in overrides) else searched
+    for job in sweep if searched is None else []:
         choice = OmegaConf.select(job, f"hydra.runtime.choices.{group}", default=None)
         if isinstance(choice, str):
             keys.setdefault(choice, set()).update(_job_keys(group, job))
-    searched = OmegaConf.select(cfg, f"hydra.sweeper.params.{group}", default=None,
-                                throw_on_resolution_failure=False)
-    if searched is not None and not any(names_group(o, group) for o in overrides):
+    if searched is not None:
         sources = sources_of(cfg)
         for option in _options(group, str(searched)):
             found = _choice_paths(group, option, sources) if sources is not None else None
@@ -103,9 +105,10 @@ def check_each_choice_takes(group: str, typed: list[str], overrides: list[str], 
     not built, after its data was prepared). A choice with no settings carries it unread.
 
     A key is its full dotted path below the group: ``+model.optimizer.amsgrad`` appends to a
-    choice that sets ``optimizer`` but not ``optimizer.amsgrad``, as a single run does. Only a
-    top-level key counts as one a choice lacks: a nested one goes to a node inside the choice
-    (an optimizer's ``amsgrad``), whose class may well take it."""
+    choice that sets ``optimizer`` but not ``optimizer.amsgrad``, as a single run does: a node
+    inside the choice (an optimizer) may well take it. A choice with settings lacks a nested key
+    whose first part it has not (``finetune.epochs`` of ``compress=quantize``): even where its
+    class took ``finetune`` as an argument, it would get a plain dict, so the sweep is refused."""
     rest = [o for o in overrides if not of_group(o, group) and not names_group(o, group)]
     again = " ".join([primary.command(), "-m", *map(shlex.quote, rest)])
     for o in typed:
@@ -116,34 +119,138 @@ def check_each_choice_takes(group: str, typed: list[str], overrides: list[str], 
                 f"{o} appends {group}.{key} to every job of the sweep, but {group}={having[0]} of the sweep already "
                 f"sets {key}: Hydra cannot append it there and that job would fail. Set it with ++ instead "
                 f"({again} +{o}).")
-        lacking = sorted(c for c, k in have.items() if k and having and key not in k and "." not in key)
+        lacking = sorted(c for c, k in have.items() if k and having and key not in k and key.split(".")[0] not in k)
         if lacking:
             others = sorted(c for c in have if c not in having)
             raise LitlabError(
                 f"{o.lstrip('+')} is given to every job of the sweep, and the job with {group}={lacking[0]} has no "
                 f"key {key} (of the sweep's choices, {group}={'|'.join(having)} {'has' if len(having) == 1 else 'have'}"
-                f" it): that job would fail when {group} is built, after its data is prepared. Sweep them "
-                f"separately: {_split_command(primary, rest, having)} {group}={','.join(having)} "
-                f"{' '.join(map(shlex.quote, typed))}, then {_split_command(primary, rest, others)} "
-                f"{group}={','.join(others)}.")
+                f" it): that job would fail when {group} is built, after its data is prepared. "
+                f"{_separately(primary, rest, group, having, typed, others, have)}")
+
+
+def _separately(primary: Primary, rest: list[str], group: str, having: list[str], typed: list[str],
+                others: list[str], have: dict[str, set[str]] | None = None) -> str:
+    """``Sweep them separately: A, then B.``: the choices of ``group`` that take the refused key
+    (``having``), then the ``others``, each in its own folder. With ``have`` (each choice's keys),
+    each gets the keys of ``typed`` that its choices take (``_taken``); without, ``having`` gets
+    them all and the others none."""
+    first = _taken(typed, having, have) if have is not None else typed
+    second = _taken(typed, others, have) if have is not None else []
+    one, two = (" ".join([f"{group}={','.join(c)}", *map(shlex.quote, k)]) for c, k in ((having, first),
+                                                                                        (others, second)))
+    return (f"Sweep them separately: {_split_command(primary, rest, having)} {one}, then "
+            f"{_split_command(primary, rest, others)} {two}.")
+
+
+def _taken(typed: list[str], choices: list[str], have: dict[str, set[str]]) -> list[str]:
+    """The overrides of ``typed`` that every one of ``choices`` takes: a choice with the key, or one
+    with no settings (it carries the key unread), and at least one with the key."""
+    paths = [setting_path(o) for o in typed]
+    return [o for o, p in zip(typed, paths)
+            if all(p in have.get(c, set()) or not have.get(c) for c in choices)
+            and any(p in have.get(c, set()) for c in choices)]
+
+
+def check_sweep_arguments(cfg: DictConfig, sweep: list[DictConfig] | None, overrides: list[str],
+                          primary: Primary) -> None:
+    """``target_arguments.check_target_arguments`` of one job's config ``cfg``; in a sweep (``sweep``:
+    every job's config, None for a single run) where it refuses a key of a swept group that the
+    class of some swept choices takes (``-m model=cnn,mlp ++model.net.hidden_size=64``: CNN takes
+    it, MLP not), the separate sweeps instead of "fix the key", which the choices that take it do
+    not need."""
+    from litlab.target_arguments import check_target_arguments
+
+    def keys_before(kept: list[str]) -> DictConfig | None:
+        return composed_with(kept, primary)
+
+    try:
+        check_target_arguments(cfg, overrides, primary.command(), keys_before)
+    except LitlabError as e:
+        split = _arguments_split(e, sweep, overrides, primary, keys_before) if sweep else None
+        raise (split or e) from None
+
+
+def _arguments_split(e: LitlabError, sweep: list[DictConfig], overrides: list[str], primary: Primary,
+                     keys_before) -> LitlabError | None:
+    """``check_sweep_arguments``' paragraph where the refused override (``e``) sets a key of a
+    swept group and the jobs of some of its choices pass every argument check; None otherwise."""
+    from litlab.target_arguments import check_target_arguments
+
+    for o in overrides:
+        group = o.lstrip("+~").split("=", 1)[0].split(".", 1)[0]
+        if not (of_group(o, group) and str(e).startswith(f"{o} ")):
+            continue
+        passes: dict[str, bool] = {}
+        for job in sweep:
+            choice = OmegaConf.select(job, f"hydra.runtime.choices.{group}", default=None)
+            try:
+                check_target_arguments(job, overrides, primary.command(), keys_before)
+                ok = True
+            except LitlabError:
+                ok = False
+            passes[str(choice)] = passes.get(str(choice), True) and ok
+        having = [c for c, ok in passes.items() if ok]
+        others = [c for c, ok in passes.items() if not ok]
+        if len(passes) < 2 or not having or not others:
+            return None
+        rest = [r for r in overrides if not of_group(r, group) and not names_group(r, group)]
+        typed = [t for t in overrides if of_group(t, group)]
+        return LitlabError(
+            f"{o} is given to every job of the sweep, but only {group}={','.join(having)} of the sweep "
+            f"{'takes' if len(having) == 1 else 'take'} {setting_path(o)}: the job with {group}={others[0]} would "
+            f"fail when {group} is built (its class has no such argument), after its data is prepared. "
+            f"{_separately(primary, rest, group, having, typed, others)}")
+    return None
 
 
 def _split_command(primary: Primary, rest: list[str], choices: list[str]) -> str:
     """The command of one of the separate sweeps ``check_each_choice_takes`` advises, up to the
     group: ``rest`` (the command's other overrides), each sweep in a folder of its own where the
-    command names one (``hydra.sweep.dir=/x`` becomes ``/x-ema``, then ``/x-none-swa``): in one
+    command (``hydra.sweep.dir=/x``, ``++hydra.sweep.dir=/x``) or a config it chooses (an
+    experiment's fixed folder) names one: ``/x`` becomes ``/x-ema``, then ``/x-none-swa``. In one
     folder the second would be refused, as it already holds the first's jobs."""
-    words = [f"hydra.sweep.dir={o.split('=', 1)[1].rstrip('/')}-{'-'.join(choices)}"
-             if o.split("=", 1)[0] == "hydra.sweep.dir" else o for o in rest]
+    suffix = "-".join(choices)
+    named = [o for o in rest if o.lstrip("+").split("=", 1)[0] == "hydra.sweep.dir"]
+    words = [f"{o.split('=', 1)[0]}={o.split('=', 1)[1].rstrip('/')}-{suffix}" if o in named else o for o in rest]
+    fixed = None if named else _configured_sweep_dir(primary, rest)
+    words += [f"hydra.sweep.dir={fixed.rstrip('/')}-{suffix}"] if fixed else []
     return " ".join([primary.command(), "-m", *map(shlex.quote, words)])
 
 
-def append_in_sweep(e: LitlabError, overrides: list[str]) -> LitlabError:
+def _configured_sweep_dir(primary: Primary, rest: list[str]) -> str | None:
+    """``hydra.sweep.dir`` as the configs ``rest`` chooses set it (``experiment=x`` with a folder of
+    its own), where it is one fixed folder; None for a new folder each start (``${now:...}``, the
+    default) or where it cannot be composed."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        single = [p.input_line for p in OverridesParser.create().parse_overrides(rest) if not p.is_sweep_override()]
+    except HydraException:
+        return None
+    cfg = composed_with(single, primary)
+    if cfg is None:
+        return None
+    try:
+        if "${now:" in str(OmegaConf.to_container(cfg.hydra.sweep, resolve=False).get("dir")):
+            return None
+        value = OmegaConf.select(cfg, "hydra.sweep.dir")
+    except OmegaConfBaseException:
+        return None
+    return str(value) if value else None
+
+
+def append_in_sweep(e: LitlabError, overrides: list[str], primary: Primary | None = None) -> LitlabError:
     """The paragraph for ``+group.KEY=V`` that Hydra cannot append in a sweep over ``group``
-    (``-m compress=prune,lowrank +compress.finetune.epochs=1``: the swept choices already have the
-    key): ``++`` only. The single run's advice (``config_check.explain``: drop the + or use ++)
-    fails here once the + is dropped, as the sweep starts from the group's default choice, which
-    may lack the key (``config_check.check_sweep_start``). ``e`` as it is for any other error."""
+    (``-m compress=prune,lowrank +compress.finetune.epochs=1``: swept choices already have the
+    key): ``++`` only, naming the swept choices that have it. The single run's advice
+    (``config_check.explain``: drop the + or use ++) fails here once the + is dropped, as the
+    sweep starts from the group's default choice, which may lack the key
+    (``config_check.check_sweep_start``). Where a swept choice with settings lacks the key
+    (``-m compress=prune,quantize``: quantize has no ``finetune``), ``++`` would crash its job:
+    separate sweeps instead. ``e`` as it is for any other error."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -151,18 +258,45 @@ def append_in_sweep(e: LitlabError, overrides: list[str]) -> LitlabError:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException:
         return e
-    swept = {p.get_key_element().lstrip("+~"): p.input_line for p in parsed if p.is_sweep_override()}
+    swept = {p.get_key_element().lstrip("+~"): p for p in parsed if p.is_sweep_override()}
     for o in overrides:
         key = o.split("=", 1)[0].lstrip("+")
         group = key.split(".", 1)[0]
         if (o.startswith("+") and not o.startswith("++") and "." in key and group in swept
                 and str(e).startswith(f"+{key} adds a new key, but ")):
-            return LitlabError(
-                f"{o} adds a new key, but the swept choices ({swept[group]}) already have {key}. Write it as +{o}: "
-                f"++ sets the key where it exists and adds it where not, both in the sweep's jobs and in the default "
-                f"choice of {group} that the sweep starts from (without a +, a sweep is refused at its start where "
-                f"that choice lacks the key).")
+            return _append_advice(o, group, list(swept[group].sweep_string_iterator()), overrides, primary) or e
     return e
+
+
+def _append_advice(typed: str, group: str, choices: list[str], overrides: list[str],
+                   primary: Primary | None) -> LitlabError | None:
+    """``append_in_sweep``'s paragraph for ``typed`` (``+compress.finetune.epochs=1``) in a sweep of
+    ``choices`` of ``group``: ``++`` where every swept choice with settings has the key, else the
+    separate sweeps (those that have it with ``++``, then the others without it). None where the
+    choices' files cannot be read."""
+    key, path = typed.split("=", 1)[0].lstrip("+"), setting_path(typed)
+    cfg = composed_with([o for o in overrides if o.startswith("hydra.")], primary) if primary else None
+    sources = sources_of(cfg) if cfg is not None else None
+    paths = {c: _choice_paths(group, c, sources) for c in choices} if sources is not None else {}
+    if not paths or any(k is None for k in paths.values()):
+        return None
+    having = [c for c in choices if path in paths[c]]
+    lacking = [c for c in choices if paths[c] and c not in having]
+    if not lacking:
+        return LitlabError(
+            f"{typed} adds a new key, but the swept choices {group}={','.join(having)} already have {key}. Write it "
+            f"as +{typed}: ++ sets the key where it exists and adds it where not, both in the sweep's jobs and in the "
+            f"default choice of {group} that the sweep starts from (without a +, a sweep is refused at its start "
+            f"where that choice lacks the key).")
+    rest = [o for o in overrides if not of_group(o, group) and not names_group(o, group)]
+    mine = [o for o in overrides if of_group(o, group)]
+    others = [c for c in choices if c not in having]
+    fixed = [f"+{o}" if o == typed else o for o in mine]
+    return LitlabError(
+        f"{typed} adds a new key, but {group}={','.join(having)} of the sweep {'has' if len(having) == 1 else 'have'} "
+        f"{key} (Hydra cannot append it there), and {group}={lacking[0]} has settings but not that key: with ++ its "
+        f"job would fail when {group} is built, after its data is prepared. "
+        f"{_separately(primary, rest, group, having, fixed, others, paths)}")
 
 
 def _options(group: str, value: str) -> list[str]:

@@ -1,7 +1,9 @@
 """Sweep and summarize findings of a user trial: keys appended below a group's nested node, the
 separate sweeps advised for a key some choices lack, ``+`` in a sweep over the key's group, a
 swept ``sweep_fails_on``, a folder of lr_find runs, a job killed before its record, and a single
-run's folder given to summarize."""
+run's folder given to summarize; then a review of those: nested keys a swept choice lacks, the
+``++`` advice, a class that takes a key for some choices only, the advised sweeps' folders and
+keys, a job folder without a record while the sweep may still run, and an Optuna trial's rerun."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import sys
 import pytest
 
 from litlab import run_lock
-from litlab.config_check import check_overrides
+from litlab.config_check import check_overrides, is_sweep_command
 from litlab.errors import LitlabError
 from litlab.summarize import main, rank_sweep
 from litlab.sweeps.outcome import statuses_by_job
@@ -192,3 +194,237 @@ def test_a_single_runs_folder_is_named_as_one(tmp_path):
     assert "outputs/multiruns/<time>" in done.stderr and "outputs/runs" in done.stderr
     assert "holds no job folders" not in done.stderr
     assert sorted(p.name for p in run.iterdir()) == [".hydra", "metrics.json"]  # nothing written
+
+
+# ---- review: a nested key a swept choice lacks ----
+
+def test_a_nested_key_a_swept_choice_lacks_is_refused_with_separate_sweeps(tmp_path):
+    """compress=quantize has settings but no finetune: ++compress.finetune.epochs would crash its job."""
+    folder = tmp_path / "s"
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["-m", "compress=prune,quantize", "++compress.finetune.epochs=1", f"hydra.sweep.dir={folder}"])
+    message = str(e.value)
+    assert "the job with compress=quantize has no key finetune.epochs" in message
+    first, second = _advised(message)
+    assert "compress=prune" in first and "++compress.finetune.epochs=1" in first
+    assert "compress=quantize" in second and not any("finetune" in o for o in second)
+    assert not folder.exists()
+
+
+def test_a_searched_nested_key_a_choice_lacks_is_refused(tmp_path):
+    own = tmp_path / "searches"
+    (own / "hparams_search").mkdir(parents=True)
+    (own / "hparams_search" / "compressions.yaml").write_text(
+        "# @package _global_\nhydra:\n  sweeper:\n    params:\n      compress: choice(prune,quantize)\n")
+    with pytest.raises(LitlabError, match=r"the job with compress=quantize has no key finetune\.epochs"):
+        check_overrides(["-m", "--config-dir", str(own), "hparams_search=compressions", "++compress.finetune.epochs=1",
+                         f"hydra.sweep.dir={tmp_path / 's'}"])
+
+
+# ---- review: real lr_find runs (their .hydra/config.yaml names train's optimized_metric) ----
+
+@pytest.mark.slow
+def test_real_lr_find_runs_are_listed_by_their_suggested_rates(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    for name in ("a", "b"):
+        done = subprocess.run([sys.executable, "-m", "litlab.lr_find", "data=synthetic", "lr_find.num_steps=20",
+                               f"hydra.run.dir={runs / name}"], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    assert "optimized_metric: val/acc" in (runs / "a" / ".hydra" / "config.yaml").read_text()
+    rates = [json.loads((runs / n / "metrics.json").read_text())["suggested_lr"] for n in ("a", "b")]
+    table = rank_sweep(runs)
+    assert table["metric"] == "suggested_lr"
+    assert [(r["job"], r["suggested_lr"]) for r in table["rows"]] == [("a", rates[0]), ("b", rates[1])]
+    main([str(runs)])
+    assert "2 jobs by suggested_lr (no direction: listed in job order)" in capsys.readouterr().out
+
+
+# ---- review: the ++ advice names only the swept choices that have the key ----
+
+@pytest.mark.parametrize("swept, typed, having, lacking", [
+    ("compress=prune,quantize", "+compress.finetune.epochs=1", "prune", "quantize"),
+    ("averaging=ema,swa", "+averaging.decay=0.9", "ema", "swa"),
+])
+def test_a_plus_key_some_swept_choices_lack_is_told_to_sweep_them_separately(tmp_path, swept, typed, having,
+                                                                              lacking):
+    folder = tmp_path / "s"
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["-m", swept, typed, f"hydra.sweep.dir={folder}"])
+    message = str(e.value)
+    group = swept.split("=")[0]
+    assert "already have" not in message and f"Write it as +{typed}" not in message
+    assert f"{group}={having} of the sweep has {typed.lstrip('+').split('=')[0]}" in message
+    assert f"{group}={lacking} has settings but not that key" in message
+    first, second = _advised(message)
+    assert f"{group}={having}" in first and f"+{typed}" in first
+    assert f"{group}={lacking}" in second and not any(o.startswith(f"+{group}.") for o in second)
+    assert check_overrides(first) is None and check_overrides(second) is None
+    assert not folder.exists()
+
+
+def test_the_plus_plus_advice_names_the_swept_choices_that_have_the_key(tmp_path):
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["-m", "compress=prune,lowrank,none", "+compress.finetune.epochs=1",
+                         f"hydra.sweep.dir={tmp_path / 's'}"])
+    assert "the swept choices compress=prune,lowrank already have compress.finetune.epochs" in str(e.value)
+    assert "Write it as ++compress.finetune.epochs=1" in str(e.value)
+
+
+# ---- review: a job folder without a record while the sweep may still start jobs ----
+
+# another process holding the sweep's folder (as a running sweep does), until its stdin closes
+_HOLDER = ("import sys\nfrom litlab import run_lock\nrun_lock.hold_run_dir(sys.argv[1], None)\n"
+           "print('held', flush=True)\nsys.stdin.read()\n")
+
+
+def _starting_checks(sweep, capsys):
+    table = rank_sweep(sweep)
+    assert [(r["job"], r["status"]) for r in table["rows"]] == [
+        ("0", "completed"), ("1", "killed, or starting on another machine")]
+    assert not any("hydra.run.dir=" in n for n in table["notes"])  # no rerun command into its folder
+    assert any("killed, or starting on another machine" in n and "(1)" in n for n in table["notes"])
+    assert statuses_by_job(sweep) == {"0": "completed", "1": "killed, or starting on another machine"}
+    main([str(sweep)])
+    out = capsys.readouterr().out
+    assert "litlab.train seed=2" not in out and "killed before they wrote metrics.json" not in out
+
+
+def test_a_job_without_a_record_of_a_sweep_on_another_host_may_be_starting(tmp_path, capsys):
+    sweep = write_sweep_record(tmp_path / "my_sweep", ["seed=1,2"])
+    _job(sweep / "0", ["seed=1"], {"status": "completed", "val/acc": 0.5, "task": "train", "host": "node-17"})
+    _job(sweep / "1", ["seed=2"])  # on node-17 preparing its data, or killed there
+    _starting_checks(sweep, capsys)
+
+
+def test_a_job_without_a_record_of_a_running_sweep_may_be_starting(tmp_path, capsys):
+    sweep = write_sweep_record(tmp_path / "my_sweep", ["seed=1,2"])
+    _job(sweep / "0", ["seed=1"], {"status": "completed", "val/acc": 0.5, "task": "train"})
+    _job(sweep / "1", ["seed=2"])
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(sweep)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        _starting_checks(sweep, capsys)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert statuses_by_job(sweep) == {"0": "completed", "1": "killed"}  # its process has ended: over
+
+
+def test_at_the_end_of_a_sweep_this_process_ran_a_job_without_a_record_is_killed(tmp_path):
+    sweep = write_sweep_record(tmp_path / "my_sweep", ["seed=1,2"])
+    _job(sweep / "0", ["seed=1"], {"status": "completed", "val/acc": 0.5, "task": "train", "host": "node-17"})
+    _job(sweep / "1", ["seed=2"])
+    run_lock.hold_run_dir(sweep, None)  # as on_multirun_start does
+    assert statuses_by_job(sweep) == {"0": "completed", "1": "killed"}
+
+
+# ---- review: the rerun command of an Optuna trial killed before its record ----
+
+@pytest.mark.slow
+def test_a_killed_optuna_trials_rerun_command_runs_the_trial_not_a_search(tmp_path, capsys):
+    own = tmp_path / "own"
+    (own / "hparams_search").mkdir(parents=True)
+    (own / "hparams_search" / "tiny.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /hydra/sweeper: optuna\noptimized_metric: val/loss\n"
+        "hydra:\n  mode: MULTIRUN\n  sweeper:\n    direction: minimize\n    n_trials: 1\n    n_jobs: 1\n"
+        "    study_name: tiny\n    sampler:\n      seed: 1\n    params:\n"
+        "      model.optimizer.lr: interval(0.001, 0.01)\n")
+    sweep = tmp_path / "s"
+    done = subprocess.run([sys.executable, "-m", "litlab.train", "--config-dir", str(own), "hparams_search=tiny",
+                           "data=synthetic", "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert not (sweep / "multirun.yaml").exists()
+    sampled = [o for o in (sweep / "0" / ".hydra" / "overrides.yaml").read_text().split("\n- ")
+               if "model.optimizer.lr=" in o][0].strip("- \n")
+    (sweep / "0" / "metrics.json").unlink()  # as if SIGKILLed before its record
+    table = rank_sweep(sweep)
+    command = [n for n in table["notes"] if n.startswith("  job 0: ")][0][len("  job 0: "):]
+    argv = shlex.split(command)[3:]  # after python -m litlab.train
+    assert not is_sweep_command(argv)
+    assert argv[0] == f"--config-dir={own}"
+    assert sampled in argv and "data=synthetic" in argv and "optimized_metric=val/loss" in argv
+    assert not any(a.startswith("hparams_search=") for a in argv)
+    assert f"hydra.run.dir={sweep}/0" in argv
+    cfg = check_overrides(argv)
+    assert cfg.optimized_metric == "val/loss" and str(cfg.hydra.mode) != "RunMode.MULTIRUN"
+
+
+# ---- review: a key the class of only some swept choices takes ----
+
+def test_a_key_only_some_swept_classes_take_is_told_to_sweep_them_separately(tmp_path):
+    """CNN takes net.hidden_size, MLP not: "fix the key" was wrong for the CNN jobs."""
+    folder = tmp_path / "s"
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["-m", "model=cnn,mlp", "++model.net.hidden_size=64", f"hydra.sweep.dir={folder}"])
+    message = str(e.value)
+    assert "fix the key" not in message
+    assert "only model=cnn of the sweep takes net.hidden_size" in message
+    first, second = _advised(message)
+    assert "model=cnn" in first and "++model.net.hidden_size=64" in first
+    assert "model=mlp" in second and not any("hidden_size" in o for o in second)
+    assert check_overrides(first) is None and check_overrides(second) is None
+    assert not folder.exists()
+
+
+def test_a_sweep_start_whose_default_has_the_plus_key_does_not_say_it_lacks_it(tmp_path):
+    """model=cnn (the default) has net.hidden_size: + cannot append it there."""
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["-m", "model=cnn,mlp", "+model.net.hidden_size=64", f"hydra.sweep.dir={tmp_path / 's'}"])
+    assert "lacks the key" not in str(e.value)
+    assert "already has the key" in str(e.value) and "++model.net.hidden_size=64" in str(e.value)
+
+
+# ---- review: the separate sweeps' folders where the command or an experiment names one ----
+
+def _own_experiment(tmp_path):
+    own = tmp_path / "own"
+    (own / "experiment").mkdir(parents=True)
+    (own / "experiment" / "fixed.yaml").write_text(
+        f"# @package _global_\nhydra:\n  sweep:\n    dir: {tmp_path / 'fixed'}\n")
+    return own
+
+
+@pytest.mark.parametrize("how", ["++hydra.sweep.dir", "experiment"])
+def test_each_advised_sweep_has_a_folder_of_its_own(tmp_path, how):
+    words = (["--config-dir", str(_own_experiment(tmp_path)), "experiment=fixed"] if how == "experiment"
+             else [f"{how}={tmp_path / 'fixed'}"])
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["-m", *words, "averaging=none,ema,swa", "++averaging.decay=0.9"])
+    first, second = _advised(str(e.value))
+    dirs = [[o.split("=", 1)[1] for o in cmd if o.lstrip("+").startswith("hydra.sweep.dir=")] for cmd in
+            (first, second)]
+    assert dirs == [[f"{tmp_path / 'fixed'}-ema"], [f"{tmp_path / 'fixed'}-none-swa"]]
+
+
+# ---- review: each advised sweep gets only the keys its choices take ----
+
+def test_each_advised_sweep_gets_the_keys_its_choices_take(tmp_path):
+    """ema has decay, swa start_epoch: each sweep with the other's key would fail again."""
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["-m", "averaging=ema,swa", "++averaging.decay=0.9", "++averaging.start_epoch=0.5",
+                         f"hydra.sweep.dir={tmp_path / 's'}"])
+    first, second = _advised(str(e.value))
+    assert [o for o in first if o.startswith(("averaging", "++averaging"))] == ["averaging=ema",
+                                                                                "++averaging.decay=0.9"]
+    assert [o for o in second if o.startswith(("averaging", "++averaging"))] == ["averaging=swa",
+                                                                                 "++averaging.start_epoch=0.5"]
+    assert check_overrides(first) is None and check_overrides(second) is None
+
+
+def test_the_advised_sweeps_of_a_search_take_only_its_options(tmp_path):
+    """A search of averaging: choice(ema,swa) runs no job of the default averaging=none."""
+    own = tmp_path / "searches"
+    (own / "hparams_search").mkdir(parents=True)
+    (own / "hparams_search" / "averages.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /hydra/sweeper: optuna\nhydra:\n  mode: MULTIRUN\n"
+        "  sweeper:\n    direction: maximize\n    n_trials: 2\n    n_jobs: 1\n"
+        "    params:\n      averaging: choice(ema,swa)\n")
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["-m", "--config-dir", str(own), "hparams_search=averages", "++averaging.decay=0.9",
+                         f"hydra.sweep.dir={tmp_path / 's'}"])
+    first, second = _advised(str(e.value))
+    assert "averaging=ema" in first and "averaging=swa" in second
+    assert not any("none" in o for o in first + second)
+    assert check_overrides(first) is None and check_overrides(second) is None

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from litlab.sweeps.running_sweep import job_elsewhere, wait_for_a_job
-from litlab.sweeps.sweep_table import Job, is_bookkeeping, override_values
+from litlab.sweeps.sweep_table import Job, configured_metric, is_bookkeeping, override_values
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 # the entrypoints a sweep may run (multirun.yaml's hydra.job.name)
@@ -54,10 +54,11 @@ def _points(hydra: dict) -> list[list[str]] | None:
         return None
 
 
-def _hydra_record(sweep_dir: Path) -> dict:
-    """The ``hydra`` section of ``sweep_dir/multirun.yaml``; empty where there is none to read."""
+def _hydra_record(sweep_dir: Path, name: str = "multirun.yaml") -> dict:
+    """The ``hydra`` section of ``sweep_dir/multirun.yaml`` (``name``: a job's ``.hydra/hydra.yaml``);
+    empty where there is none to read."""
     try:
-        record = yaml.safe_load((sweep_dir / "multirun.yaml").read_text())
+        record = yaml.safe_load((sweep_dir / name).read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
     hydra = record.get("hydra") if isinstance(record, dict) else None
@@ -124,20 +125,39 @@ def killed_lines(sweep_dir: Path, jobs: list[Job]) -> list[str]:
     (``sweep_table.KILLED_BEFORE_RECORD``): nothing of theirs is kept, so each is rerun as one run
     in its own folder of the sweep (``job_command``: the sweep's config flags, then the job's
     ``.hydra/overrides.yaml``), where summarize finds it. Empty where there is none."""
+    from litlab.sweeps.running_sweep import MAYBE_STARTING
     from litlab.sweeps.sweep_table import KILLED_BEFORE_RECORD
 
+    starting = [j.name for j in jobs if j.status == MAYBE_STARTING]
+    waiting = [f"{len(starting)} job folder(s) without metrics.json ({', '.join(starting)}): killed, or starting on "
+               f"another machine (a job writes its record only after preparing its data), as the sweep may still "
+               f"run; no rerun command while it may start them itself. Run summarize again once it has ended."
+               ] if starting else []
     killed = [j for j in jobs if j.metrics.get("error") == KILLED_BEFORE_RECORD]
     if not killed:
-        return []
-    hydra = _hydra_record(Path(sweep_dir))
-    entry = _entrypoint(hydra)
-    words = _config_words(hydra, entry)
+        return waiting
+    sweep = _hydra_record(Path(sweep_dir))
     lines = [f"{len(killed)} job(s) killed before they wrote metrics.json (no command runs in their folders); rerun "
              f"each in its own folder of the sweep with:"]
-    for job in killed:  # a job's own hydra.run.dir line (a resume's) gives way to its folder here
-        own = [o for o in job.lines if o.split("=", 1)[0] != "hydra.run.dir"]
-        lines.append(f"  job {job.name}: {job_command(entry, sweep_dir, job.name, [*words, *own])}")
-    return lines
+    for job in killed:  # an Optuna search writes no multirun.yaml: the job's own record has the config flags
+        hydra = sweep or _hydra_record(Path(sweep_dir) / job.name, ".hydra/hydra.yaml")
+        entry = _entrypoint(hydra)
+        words = [*_config_words(hydra, entry), *rerun_overrides(Path(sweep_dir) / job.name, job.lines)]
+        lines.append(f"  job {job.name}: {job_command(entry, sweep_dir, job.name, words)}")
+    return waiting + lines
+
+
+def rerun_overrides(folder: Path, lines: list[str]) -> list[str]:
+    """A job's overrides (``lines``, its ``.hydra/overrides.yaml``) as one run in its ``folder``: its
+    own ``hydra.run.dir`` (a resume's) gives way to the folder; ``hparams_search=NAME`` goes, as
+    its file sets ``hydra.mode=MULTIRUN`` and would start a new search (the trial's sampled values
+    are lines of their own), with the ``optimized_metric`` the job ran with (set by that file)."""
+    keys = [o.lstrip("+~").split("=", 1)[0] for o in lines]
+    own = [o for o, k in zip(lines, keys) if k not in ("hydra.run.dir", "hparams_search")]
+    metric = configured_metric(folder / ".hydra" / "config.yaml")
+    if "hparams_search" in keys and metric and "optimized_metric" not in keys:
+        own.append(f"optimized_metric={metric}")
+    return own
 
 
 def unstarted_lines(found: tuple[str, list[tuple[str, str]]] | None, sweep_dir: Path,

@@ -34,22 +34,32 @@ current_sweep_dir: Path | None = None
 def statuses_by_job(sweep_dir: Path) -> dict[str, str]:
     """The ``status`` of each job folder under ``sweep_dir`` (its path relative to it), in job
     order; a job without ``metrics.json`` is ``killed`` where no command holds its folder (as
-    summarize reads it: ``sweep_table.status_without_record``), one whose ``metrics.json`` cannot be
-    read is ``unknown``."""
+    summarize reads it: ``sweep_table.status_without_record``), or ``running_sweep.MAYBE_STARTING``
+    where the sweep may still start jobs (``running_sweep.may_still_start``; never at the end of a
+    sweep this process ran, which holds its folder); one whose ``metrics.json`` cannot be read is
+    ``unknown``."""
+    from litlab.run_lock import KILLED
+    from litlab.sweeps.running_sweep import MAYBE_STARTING, may_still_start
     from litlab.sweeps.sweep_table import status_without_record
 
     jobs = {p.parent.parent for p in sweep_dir.glob("**/.hydra/config.yaml")}
     jobs |= {p.parent for p in sweep_dir.glob("**/metrics.json")}
-    found = {}
+    found, hosts, unrecorded = {}, [], []
     for job in sorted(jobs, key=lambda j: (len(j.parts), len(j.name), j.name)):
+        name = str(job.relative_to(sweep_dir))
         if not (job / "metrics.json").is_file():  # killed before it wrote its record (SIGKILL, out of memory)
-            found[str(job.relative_to(sweep_dir))] = status_without_record(job)
+            found[name] = status_without_record(job)
+            unrecorded += [name] if found[name] == KILLED else []
             continue
         try:  # a job killed before it recorded its end is "killed", not "running"
-            status = str(recorded_status(job, json.loads((job / "metrics.json").read_text())) or "unknown")
+            record = json.loads((job / "metrics.json").read_text())
+            status = str(recorded_status(job, record) or "unknown")
+            hosts.append(record.get("host"))
         except (OSError, ValueError, AttributeError):
             status = "unknown"
-        found[str(job.relative_to(sweep_dir))] = status
+        found[name] = status
+    if unrecorded and may_still_start(sweep_dir, hosts):
+        found.update(dict.fromkeys(unrecorded, MAYBE_STARTING))
     return found
 
 

@@ -60,6 +60,50 @@ def sweep_note(sweep_dir: Path, jobs: list[Job]) -> str | None:
     return f"job {job.name} runs, pid {job.metrics.get('pid', 'unknown')} on host {host}; the sweep's process has ended"
 
 
+# the status of a job folder without metrics.json while the sweep may still start jobs: a job writes
+# its record only after preparing its data, so on a shared file system one starting on another
+# machine looks like one killed before its record
+MAYBE_STARTING = "killed, or starting on another machine"
+
+
+def may_still_start(sweep_dir: Path, hosts: list[object]) -> str | None:
+    """Words for why a sweep may still be starting jobs (so a job folder without ``metrics.json``
+    may be one starting, not one killed), or None where the sweep is known to be over: this
+    process held it (the end-of-sweep paragraph), or no process holds its folder and no job's
+    record (``hosts``: each record's ``host``) names another machine, whose lock on a network file
+    system this one may not see."""
+    sweep_dir = Path(sweep_dir)
+    if holds(sweep_dir):
+        return None
+    held = is_running(sweep_dir)
+    if held:
+        return running_sweep(sweep_dir) or "the sweep is running: a process holds its folder"
+    if held is None:
+        return "whether the sweep's process still runs cannot be told here: its folder's lock cannot be read"
+    here = socket.gethostname()
+    other = next((str(h) for h in hosts if h and str(h) != here), None)
+    if other:
+        return (f"a job's record names host {other}: the sweep may run there, its lock unseen from this machine "
+                f"(a network file system)")
+    return None
+
+
+def starting_or_killed(sweep_dir: Path, jobs: list[Job]) -> list[Job]:
+    """``jobs`` with those killed before their record (``sweep_table.KILLED_BEFORE_RECORD``) read
+    ``MAYBE_STARTING`` where the sweep may still start jobs (``may_still_start``): no rerun
+    command is given for them (``grid_points.killed_lines``), which would run a job twice into one
+    folder. Unchanged where the sweep is known to be over."""
+    from litlab.sweeps.sweep_table import KILLED_BEFORE_RECORD
+
+    killed = [j for j in jobs if j.metrics.get("error") == KILLED_BEFORE_RECORD]
+    why = may_still_start(sweep_dir, [j.metrics.get("host") for j in jobs]) if killed else None
+    if why is None:
+        return jobs
+    for job in killed:
+        job.metrics = {"status": MAYBE_STARTING, "error": f"no metrics.json yet ({why})"}
+    return jobs
+
+
 def job_elsewhere(jobs: list[Job]) -> tuple[Job, str] | None:
     """The first job still running (its status begins with running) whose record names another
     machine (``run_lock.running_elsewhere``), with that machine; None where no job does. The sweep

@@ -231,14 +231,14 @@ def optimized_metrics(jobs: list[Job], sweep_dir: Path) -> list[str]:
     its ``.hydra/config.yaml`` (a job that failed before the end records none, or null); where no
     job says, the sweep's ``multirun.yaml``. Empty when nothing names one."""
     sweep_dir = Path(sweep_dir)
-    names = [j.metrics.get("optimized_metric") or _configured_metric(sweep_dir / j.name / ".hydra" / "config.yaml")
+    names = [j.metrics.get("optimized_metric") or configured_metric(sweep_dir / j.name / ".hydra" / "config.yaml")
              for j in jobs]
     # multirun.yaml comes last: where optimized_metric was swept it holds the config's default, not a job's
-    names = [n for n in names if n] or [_configured_metric(sweep_dir / "multirun.yaml")]
+    names = [n for n in names if n] or [configured_metric(sweep_dir / "multirun.yaml")]
     return list(dict.fromkeys(n for n in names if n))
 
 
-def _configured_metric(config_file: Path) -> str | None:
+def configured_metric(config_file: Path) -> str | None:
     """``optimized_metric`` of a Hydra config file; None where the file is missing or unreadable."""
     if not config_file.is_file():
         return None
