@@ -5,7 +5,7 @@ searched in ``hydra.sweeper.params``) has it; a key given to every job that one 
 choices would fail on is refused before any job. In a single run, a line the sweep recorded for
 the job in the run's folder (its ``.hydra/overrides.yaml``, or the grid's job of that number)
 lets the same key through. ``empty_choices`` applies these to a key typed on a choice that has no
-settings.
+settings. The separate sweeps a refusal advises instead are ``split_sweeps``'.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from litlab.choice_files import choice_keys, composed_with, read_file, sources_of
 from litlab.config_flags import Primary
 from litlab.errors import LitlabError
+from litlab.split_sweeps import separate_sweeps
 
 
 def setting_key(override: str) -> str:
@@ -126,30 +127,7 @@ def check_each_choice_takes(group: str, typed: list[str], overrides: list[str], 
                 f"{o.lstrip('+')} is given to every job of the sweep, and the job with {group}={lacking[0]} has no "
                 f"key {key} (of the sweep's choices, {group}={'|'.join(having)} {'has' if len(having) == 1 else 'have'}"
                 f" it): that job would fail when {group} is built, after its data is prepared. "
-                f"{_separately(primary, rest, group, having, typed, others, have)}")
-
-
-def _separately(primary: Primary, rest: list[str], group: str, having: list[str], typed: list[str],
-                others: list[str], have: dict[str, set[str]] | None = None) -> str:
-    """``Sweep them separately: A, then B.``: the choices of ``group`` that take the refused key
-    (``having``), then the ``others``, each in its own folder. With ``have`` (each choice's keys),
-    each gets the keys of ``typed`` that its choices take (``_taken``); without, ``having`` gets
-    them all and the others none."""
-    first = _taken(typed, having, have) if have is not None else typed
-    second = _taken(typed, others, have) if have is not None else []
-    one, two = (" ".join([f"{group}={','.join(c)}", *map(shlex.quote, k)]) for c, k in ((having, first),
-                                                                                        (others, second)))
-    return (f"Sweep them separately: {_split_command(primary, rest, having)} {one}, then "
-            f"{_split_command(primary, rest, others)} {two}.")
-
-
-def _taken(typed: list[str], choices: list[str], have: dict[str, set[str]]) -> list[str]:
-    """The overrides of ``typed`` that every one of ``choices`` takes: a choice with the key, or one
-    with no settings (it carries the key unread), and at least one with the key."""
-    paths = [setting_path(o) for o in typed]
-    return [o for o, p in zip(typed, paths)
-            if all(p in have.get(c, set()) or not have.get(c) for c in choices)
-            and any(p in have.get(c, set()) for c in choices)]
+                f"{separate_sweeps(primary, rest, group, having, typed, others, have)}")
 
 
 def check_sweep_arguments(cfg: DictConfig, sweep: list[DictConfig] | None, overrides: list[str],
@@ -200,46 +178,8 @@ def _arguments_split(e: LitlabError, sweep: list[DictConfig], overrides: list[st
             f"{o} is given to every job of the sweep, but only {group}={','.join(having)} of the sweep "
             f"{'takes' if len(having) == 1 else 'take'} {setting_path(o)}: the job with {group}={others[0]} would "
             f"fail when {group} is built (its class has no such argument), after its data is prepared. "
-            f"{_separately(primary, rest, group, having, typed, others)}")
+            f"{separate_sweeps(primary, rest, group, having, typed, others)}")
     return None
-
-
-def _split_command(primary: Primary, rest: list[str], choices: list[str]) -> str:
-    """The command of one of the separate sweeps ``check_each_choice_takes`` advises, up to the
-    group: ``rest`` (the command's other overrides), each sweep in a folder of its own where the
-    command (``hydra.sweep.dir=/x``, ``++hydra.sweep.dir=/x``) or a config it chooses (an
-    experiment's fixed folder) names one: ``/x`` becomes ``/x-ema``, then ``/x-none-swa``. In one
-    folder the second would be refused, as it already holds the first's jobs."""
-    suffix = "-".join(choices)
-    named = [o for o in rest if o.lstrip("+").split("=", 1)[0] == "hydra.sweep.dir"]
-    words = [f"{o.split('=', 1)[0]}={o.split('=', 1)[1].rstrip('/')}-{suffix}" if o in named else o for o in rest]
-    fixed = None if named else _configured_sweep_dir(primary, rest)
-    words += [f"hydra.sweep.dir={fixed.rstrip('/')}-{suffix}"] if fixed else []
-    return " ".join([primary.command(), "-m", *map(shlex.quote, words)])
-
-
-def _configured_sweep_dir(primary: Primary, rest: list[str]) -> str | None:
-    """``hydra.sweep.dir`` as the configs ``rest`` chooses set it (``experiment=x`` with a folder of
-    its own), where it is one fixed folder; None for a new folder each start (``${now:...}``, the
-    default) or where it cannot be composed."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        single = [p.input_line for p in OverridesParser.create().parse_overrides(rest) if not p.is_sweep_override()]
-    except HydraException:
-        return None
-    cfg = composed_with(single, primary)
-    if cfg is None:
-        return None
-    try:
-        if "${now:" in str(OmegaConf.to_container(cfg.hydra.sweep, resolve=False).get("dir")):
-            return None
-        value = OmegaConf.select(cfg, "hydra.sweep.dir")
-    except OmegaConfBaseException:
-        return None
-    return str(value) if value else None
 
 
 def append_in_sweep(e: LitlabError, overrides: list[str], primary: Primary | None = None) -> LitlabError:
@@ -296,7 +236,7 @@ def _append_advice(typed: str, group: str, choices: list[str], overrides: list[s
         f"{typed} adds a new key, but {group}={','.join(having)} of the sweep {'has' if len(having) == 1 else 'have'} "
         f"{key} (Hydra cannot append it there), and {group}={lacking[0]} has settings but not that key: with ++ its "
         f"job would fail when {group} is built, after its data is prepared. "
-        f"{_separately(primary, rest, group, having, fixed, others, paths)}")
+        f"{separate_sweeps(primary, rest, group, having, fixed, others, paths)}")
 
 
 def _options(group: str, value: str) -> list[str]:
