@@ -279,7 +279,8 @@ def test_a_resume_given_a_link_compares_the_bytes_not_where_the_link_points_now(
     link.symlink_to(other / "checkpoints" / "best.ckpt")  # now another run's weights under the same name
     resume = [*given, "trainer.max_epochs=2", "ckpt_path=last"]
     with pytest.raises(LitlabError, match=rf"model\.init_from={link} and ckpt_path=.*were both given: .*"
-                                          rf"A model\.init_from that names a file is compared by its bytes"):
+                                          rf"A model\.init_from that names another file than the run.s source is "
+                                          rf"compared by its bytes"):
         train(cfg_factory([*resume, f"model.init_from={link}"], name="r"))
     train(cfg_factory([*resume, f"model.init_from={first}"], name="r"))  # the file the run began from
     assert _record(tmp_path / "r")["epochs"] == 2
@@ -340,3 +341,43 @@ def test_a_resumed_run_records_where_its_first_weights_came_from(source, cfg_fac
     assert record["epochs"] == 2 and record["init_from"] == first
     last = torch.load(tmp_path / "r" / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["litlab"]["init_from"] == first
+
+
+def test_a_resume_given_the_very_path_it_began_from_resumes_after_the_source_rewrote_it(tmp_path, monkeypatch):
+    """The source run rewrote its best.ckpt after this run began from it: litlab's own resume
+    command (which carries model.init_from=<that path>) was refused, since only the bytes were
+    compared. The recorded path resolves to the same file: accepted without hashing it; a copy at
+    another path still needs the recorded bytes, and a link repointed to other bytes is refused."""
+    from types import SimpleNamespace
+
+    import litlab.init_weights as init_weights
+
+    source = tmp_path / "src" / "checkpoints" / "best.ckpt"
+    source.parent.mkdir(parents=True)
+    source.write_bytes(b"weights at the start")
+    link = tmp_path / "pre.ckpt"
+    link.symlink_to(source)
+    carried = {"path": str(link), "resolved": str(source.resolve()),
+               "ckpt_sha256": hashlib.sha256(b"weights at the start").hexdigest()}
+    resume = SimpleNamespace(path=tmp_path / "r" / "last.ckpt", ckpt={"litlab": {"init_from": carried}})
+    source.write_bytes(b"weights trained on since")  # the source run wrote a better best.ckpt
+
+    for value in (str(link), str(source), str(tmp_path / "src")):  # the link, its file, the run's folder
+        assert init_weights._resumed(value, resume).carried == carried
+
+    def no_hashing(path):
+        raise AssertionError(f"hashed {path}, a path that resolves to the recorded file")
+
+    monkeypatch.setattr(init_weights, "checkpoint_fingerprint", no_hashing)  # nor read on every DDP rank
+    assert init_weights._resumed(str(link), resume).carried == carried
+    monkeypatch.undo()
+    copy = tmp_path / "copy.ckpt"
+    copy.write_bytes(b"weights at the start")  # a copy of the bytes the run began from, elsewhere
+    assert init_weights._resumed(str(copy), resume).carried == carried
+    other = tmp_path / "other.ckpt"
+    other.write_bytes(b"another run's weights")
+    link.unlink()
+    link.symlink_to(other)  # the link repointed: another file, other bytes
+    for value in (str(link), str(other)):
+        with pytest.raises(LitlabError, match=rf"model\.init_from={value} and ckpt_path=.* were both given"):
+            init_weights._resumed(value, resume)

@@ -67,7 +67,9 @@ def _config_file(root, name: str, text: str) -> None:
 ], ids=["optuna-choice", "basic-list"])
 def test_a_search_over_the_data_location_checks_each_listed_value(tmp_path, monkeypatch, file, space):
     """A search over data.path in hydra.sweeper.params was refused as "data.path is not set": the
-    searched values are not in the composed config. Each listed value is checked instead."""
+    searched values are not in the composed config. Each listed value is checked instead, unless
+    the command line sets data.path too: every job then gets that value (the basic sweeper applies
+    it after the params, Optuna drops the searched entry), and it alone is checked."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a.npz").write_bytes(b"")
     (tmp_path / "b.npz").write_bytes(b"")
@@ -81,6 +83,10 @@ def test_a_search_over_the_data_location_checks_each_listed_value(tmp_path, monk
     assert check_overrides([*command, f"{group}={name}"]) is None  # a sweep: checked, nothing returned
     with pytest.raises(LitlabError, match=r"data.path=missing.npz does not exist or is not a file"):
         check_overrides([*command, f"{group}=npz_missing"])
+    # the command line's value wins over the search: the missing listed file is not any job's
+    assert check_overrides([*command, f"{group}=npz_missing", "data.path=a.npz"]) is None
+    with pytest.raises(LitlabError, match=r"data.path=gone.npz does not exist or is not a file"):
+        check_overrides([*command, f"{group}=npz_search", "data.path=gone.npz"])
 
 
 @pytest.mark.parametrize("flags", [["--cfg", "job", "--package", "data"], ["-c", "job"]])
@@ -172,14 +178,35 @@ def test_eval_refuses_a_key_the_stored_module_does_not_take_in_one_wording(tmp_p
     assert "NpzDataModule, which has no argument root; it takes data.path" in told.pop()
 
 
-@pytest.mark.parametrize("names", [["0", "1", "2"], [0, 1, 2], ["1", "0"], ["cat", "dog"], []])
-def test_the_class_listing_and_the_class_weights_tell_numbered_classes_alike(names):
+@pytest.mark.parametrize("names, numbered", [(["0", "1", "2"], True), ([0, 1, 2], True), (["1", "0"], False),
+                                             (["cat", "dog"], False)])
+def test_the_class_listing_and_the_class_weights_tell_numbered_classes_alike(names, numbered):
     """build.class_listing and class_weights.numbered_classes each had the rule "named by their
-    index"; labels read as numbers (0, 1, 2) were numbered for one and listed by the other."""
+    index"; labels read as numbers (0, 1, 2) were numbered for one and listed by the other. Names
+    that are their indices are not listed; any others are, in output-index order."""
     from litlab.build import class_listing
     from litlab.class_weights import numbered_classes
 
-    assert (class_listing(names) is None) == numbered_classes(names)
+    listing = class_listing(names)
+    assert numbered_classes(names) is numbered
+    if numbered:
+        assert listing is None
+    else:
+        assert listing is not None and all(str(n) in listing for n in names)
+        assert listing.index(str(names[0])) < listing.index(str(names[1]))
+
+
+def test_an_image_folder_of_numbered_folders_is_listed_in_its_text_order(tmp_path):
+    """Folders 0..10 are sorted as text (0, 1, 10, 2, ...): index 2 is folder 10, not the
+    indices themselves, so the listing must name them."""
+    from litlab.build import class_listing
+    from litlab.data.image_files import class_folders
+
+    for k in range(11):
+        (tmp_path / str(k)).mkdir()
+    names = class_folders(tmp_path)
+    assert names[:3] == ["0", "1", "10"]
+    assert class_listing(names).startswith("0, 1, 10, 2, ")  # index 2 is named 10
 
 
 def test_predicts_default_top_k_beyond_a_two_class_model_is_no_warning(tmp_path, monkeypatch, caplog):
@@ -260,6 +287,39 @@ def test_a_slurm_sweep_leaves_whether_the_data_exists_to_its_jobs(monkeypatch):
     assert check_overrides([*slurm, "data.root=/on/the/compute/nodes"]) is None
     with pytest.raises(LitlabError, match="data.root is not set"):
         check_overrides(slurm)
+
+
+def test_showing_the_config_of_a_slurm_search_needs_no_sbatch(tmp_path, monkeypatch):
+    """``--cfg job`` / ``--info`` print the config and submit nothing, yet a search with
+    hydra/launcher=submitit_slurm was refused on a machine without SLURM's sbatch, where a user
+    looks at the config before going to the cluster."""
+    import litlab.config_check as config_check
+
+    search = ["hparams_search=digits_optuna", "hydra/launcher=submitit_slurm", "data=npz"]  # a sweep without -m
+    (tmp_path / "no_slurm").mkdir()  # a PATH without sbatch
+    done = run_cli("litlab.train", *search, "--cfg", "job", "--package", "data", cwd=tmp_path,
+                   env={"PATH": str(tmp_path / "no_slurm")})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "NpzDataModule" in done.stdout and not (tmp_path / "multirun").exists()
+    monkeypatch.setattr(config_check.shutil, "which", lambda name: None)
+    for flags in (["-c", "job"], ["--info"], ["-i", "config"]):
+        assert check_overrides([*search, *flags]) is None
+    with pytest.raises(LitlabError, match="submits every job with SLURM's sbatch, which this machine does not have"):
+        check_overrides([*search, "data.path=a.npz"])  # the search itself still needs sbatch
+
+
+def test_a_single_run_with_the_slurm_launcher_runs_here_and_is_checked_here(tmp_path, monkeypatch):
+    """Hydra's launcher starts a sweep's jobs only: a single run (no -m) with
+    hydra/launcher=submitit_slurm runs on this machine, yet its data.root and ${oc.env:...} were
+    left unchecked as if a SLURM node would read them; the run then failed after torch."""
+    monkeypatch.delenv("LITLAB_TEST_UNSET_VARIABLE", raising=False)
+    single = ["hydra/launcher=submitit_slurm", "data=imagefolder"]
+    with pytest.raises(LitlabError, match=r"data.root=/no/such/folder is not a folder"):
+        check_overrides([*single, "data.root=/no/such/folder"])
+    with pytest.raises(LitlabError, match=r"Environment variable 'LITLAB_TEST_UNSET_VARIABLE' not found"):
+        check_overrides([*single, "data.root=${oc.env:LITLAB_TEST_UNSET_VARIABLE}/images"])
+    (tmp_path / "images").mkdir()
+    assert check_overrides([*single, f"data.root={tmp_path / 'images'}"]) is not None
 
 
 def test_sigterm_after_training_records_the_command_that_resumes_the_run(cfg_factory, tmp_path, monkeypatch, capsys):

@@ -28,7 +28,7 @@ from litlab.checkpoint_paths import check_checkpoint_path
 from litlab.init_from_path import check_init_from
 from litlab.class_weights import check_class_weights
 from litlab.collection_entries import check_entries, check_histograms_early
-from litlab.config_flags import CONF_DIR, Primary, config_dirs, hydra_args, no_primary, primary_of
+from litlab.config_flags import CONF_DIR, Primary, config_dirs, hydra_args, no_primary, primary_of, shows_config
 from litlab.config_values import check_values, reads_clock
 from litlab.data.early_checks import check_data_given
 from litlab.data.fold_settings import check_fold_config, folds_not_a_key
@@ -266,7 +266,7 @@ def check_sweep_start(overrides: list[str], config_name: str = "train", primary:
         ) from None
 
 
-def check_sweeper_and_launcher(cfg: DictConfig) -> None:
+def check_sweeper_and_launcher(cfg: DictConfig, argv: Sequence[str] = ()) -> None:
     """Settings that Optuna or submitit would otherwise reject with a traceback, after the sweep
     folder was made: the search's direction and sizes, and SLURM's presence."""
     chosen = cfg.hydra.runtime.choices
@@ -303,7 +303,8 @@ def check_sweeper_and_launcher(cfg: DictConfig) -> None:
         from litlab.sweeps.optuna_resume import check_study_resume  # imports Optuna only for an Optuna search
 
         check_study_resume(cfg)
-    if is_slurm_launcher(cfg) and shutil.which("sbatch") is None:  # submitit_slurm, or a site's file built on it
+    # submitit_slurm, or a site's file built on it; --cfg/--info print the config and submit nothing
+    if is_slurm_launcher(cfg) and shutil.which("sbatch") is None and not shows_config(list(argv)):
         raise LitlabError(
             f"hydra/launcher={chosen.get('hydra/launcher')} submits every job with SLURM's sbatch, which this "
             f"machine does not have. "
@@ -470,7 +471,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
                                 multirun_flag="-m" in argv or "--multirun" in argv)
             # ++averaging.decya=0.9: a key the chosen litlab class or function does not take
             check_sweep_arguments(cfg, composed if multirun else None, overrides, primary)  # split advice in a sweep
-        check_values(cfg, config_name)
+        check_values(cfg, config_name, multirun)
         for group in ("logger", "callbacks") if config_name == "train" else ("logger",):
             check_entries(cfg, group)  # +logger.foo=1 builds nothing: refused before any folder or job
         if config_name == "train":  # callbacks=none logger.histograms=true would write no histograms
@@ -506,7 +507,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
         )
     if multirun:
         check_sweep_start(overrides, config_name, primary)
-        check_sweeper_and_launcher(cfg)
+        check_sweeper_and_launcher(cfg, argv)
     if config_name == "train" and not multirun and cfg.get("ckpt_path") == "last" and _new_folder_each_start(cfg):
         raise LitlabError(
             f"ckpt_path=last resumes the run in the folder given by hydra.run.dir, and none was given (a new "

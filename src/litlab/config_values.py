@@ -31,8 +31,9 @@ PATH_KEYS = {"train": ("data.root", "data.path", "ckpt_path"),
 HYDRA_PATH_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
 
 
-def check_values(cfg: DictConfig, config_name: str) -> None:
-    """The checks of this module for ``config_name`` (train, eval or predict)."""
+def check_values(cfg: DictConfig, config_name: str, multirun: bool = False) -> None:
+    """The checks of this module for ``config_name`` (train, eval or predict); ``multirun``: a sweep
+    (``-m``), the only kind of command whose jobs Hydra's launcher starts."""
     for key in REQUIRED.get(config_name, ()):
         if key not in cfg:
             raise LitlabError(f"{key} is required by python -m litlab.{config_name} and is missing from the config "
@@ -43,8 +44,9 @@ def check_values(cfg: DictConfig, config_name: str) -> None:
         if value is not None and not isinstance(value, bool):
             raise LitlabError(f"{key} must be true or false, got {value!r}.")
     hydra = cfg.get("hydra")
-    # jobs that SLURM runs on other machines resolve ${oc.env:...} there (SLURM_TMPDIR, a node's scratch)
-    remote = hydra is not None and is_slurm_launcher(cfg)  # submitit_slurm, or a site's file built on it
+    # jobs that SLURM runs on other machines resolve ${oc.env:...} there (SLURM_TMPDIR, a node's scratch);
+    # a single run (no -m) runs here whatever hydra/launcher says
+    remote = hydra is not None and multirun and is_slurm_launcher(cfg)  # submitit_slurm, or a site's file on it
     check_resolvable(cfg, environment_elsewhere=remote)
     if hydra is not None and cfg.hydra.job.get("chdir"):
         raise LitlabError(

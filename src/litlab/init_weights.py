@@ -13,9 +13,10 @@ one whose averaging never updated (``averaging_state``'s ``n_averaged`` 0) gives
 The record of where the weights came from (``init_record``) goes into ``metrics.json`` and into the
 run's checkpoints (their ``litlab`` record): a resume carries it over from there, with the file's
 absolute path (and the file it resolved to, links followed), so that the resumed run's record still
-names it, and a resume given ``model.init_from`` is told from another start by that file's bytes
-(its recorded sha256) where the given path names a file, not by the path as it was typed in another
-folder, nor by where a link points now."""
+names it, and a resume given ``model.init_from`` is told from another start by the file it resolves
+to (the recorded one: the same start, whatever it holds now) or else by that file's bytes (its
+recorded sha256: a copy or a move), not by the path as it was typed in another folder, nor by where
+a link points now."""
 
 from __future__ import annotations
 
@@ -80,8 +81,9 @@ def _resumed(value: str | None, resume) -> InitFrom | None:
             f"schedule and epoch count from ckpt_path (here {began}), while {KEY} starts a new run from another "
             f"run's weights. Give one: ckpt_path alone (with {KEY}=null, or the run's own {KEY}) to resume, or "
             f"{KEY} alone to start a new run in a new folder."
-            + (f" A {KEY} that names a file is compared by its bytes (sha256): a copy of the run's source is "
-               f"the same, a link repointed since is another." if (carried or {}).get("ckpt_sha256") else ""))
+            + (f" A {KEY} that names another file than the run's source is compared by its bytes (sha256): a copy "
+               f"of the source is the same, a link repointed since is another." if (carried or {}).get("ckpt_sha256")
+               else ""))
     if value is not None and is_rank_zero():  # once, not once per DDP rank
         log.info("%s=%s: not read again; the resumed checkpoint %s already holds the weights trained from it",
                  KEY, value, resume.path)
@@ -91,20 +93,21 @@ def _resumed(value: str | None, resume) -> InitFrom | None:
 def _names_start(value: str, stored: str, typed: str | None, carried: dict) -> bool:
     """Whether ``model.init_from=value``, given to a resume here, names the file the run began from:
     ``stored``, its absolute path (a checkpoint of an earlier litlab: the value as it was typed then).
-    Where ``value`` names a file (a folder meaning its ``checkpoints/best.ckpt`` or ``best.ckpt``) and
-    the start recorded the file's sha256 (``carried``), the bytes decide: a link repointed since, or a
-    file replaced, is another source, and a copy of it elsewhere the same one. Otherwise (the file may
-    be gone) by path: the file the start resolved to (``carried["resolved"]``; for an older record,
-    ``stored`` with links resolved now). The run's own command in another folder also resumes (the
-    same text as ``typed``), unless there it names a file or folder, which is another one."""
+    ``value`` (a folder meaning its ``checkpoints/best.ckpt`` or ``best.ckpt``) that resolves to the
+    file the start resolved to (``carried["resolved"]``; for an older record, ``stored`` with links
+    resolved now) is that start, whatever the file holds now: the source run may have rewritten its
+    best.ckpt since, and litlab's own resume command carries the value. At another path, a file
+    with the recorded sha256 is a copy or a move of it, and one with other bytes (a link repointed
+    since) another source. The run's own command in another folder also resumes (the same text as
+    ``typed``), unless there it names a file or folder, which is another one."""
     given = Path(value).absolute()
     places = (given, given / "checkpoints" / "best.ckpt", given / "best.ckpt")
+    first = Path(carried.get("resolved") or Path(stored).absolute().resolve())
+    if first in {p.resolve() for p in places}:  # the very file: no hashing (on every DDP rank)
+        return True
     named = next((p for p in places if p.is_file()), None)
     if named is not None and carried.get("ckpt_sha256"):
         return checkpoint_fingerprint(named)["ckpt_sha256"] == carried["ckpt_sha256"]  # same bytes, same source
-    first = Path(carried.get("resolved") or Path(stored).absolute().resolve())
-    if first in {p.resolve() for p in places}:
-        return True
     return value == typed and not given.exists()
 
 

@@ -10,11 +10,13 @@ the digits under its ``data.root`` as it prepares them), and a data module of th
 left to itself. A value that cannot be read yet (an environment variable of a SLURM node) is
 left to the run, as is everything that needs the files read (the class folders, the arrays), and
 whether the folder or file exists for jobs that SLURM runs on other machines
-(``hydra/launcher=submitit_slurm``, or a site's launcher file built on it), which may see disks
-this one does not. A search over the location (``hydra.sweeper.params``: Optuna's ``choice(...)``,
-a basic sweeper's ``a,b`` in an experiment file) is not in the composed config: each value it
-lists is checked instead. ``--cfg job`` / ``--info`` print the config and run nothing, and
-litlab's own messages send users there to see a node's keys: only the values' forms are checked.
+(a sweep, ``-m``, with ``hydra/launcher=submitit_slurm`` or a site's launcher file built on it),
+which may see disks this one does not; a single run ignores the launcher and is checked here.
+A search over the location (``hydra.sweeper.params``: Optuna's ``choice(...)``, a basic
+sweeper's ``a,b`` in an experiment file) is not in the composed config: each value it lists is
+checked instead, unless the command line sets it too (the jobs then get that value).
+``--cfg job`` / ``--info`` print the config and run nothing, and litlab's own messages send
+users there to see a node's keys: only the values' forms are checked.
 """
 
 from __future__ import annotations
@@ -43,11 +45,12 @@ def check_data_given(cfg: DictConfig, argv: list[str] = (), multirun: bool = Fal
         target = data.get("_target_") if isinstance(data, DictConfig) else None
         if not isinstance(target, str):
             return
-        here = not is_slurm_launcher(cfg)  # the jobs read the data on this machine
+        # the jobs read the data on this machine: a single run is one, whatever hydra/launcher says
+        here = not (multirun and is_slurm_launcher(cfg))
         shown = shows_config(list(argv))
         if target == IMAGE_FOLDER:
             if not shown:
-                for value in _locations(cfg, "root", multirun):
+                for value in _locations(cfg, "root", multirun, argv):
                     _check_location(value, "root", "DIR, a folder holding train/<class>/ image folders (and "
                                                    "optionally val/ and test/)", Path.is_dir if here else None,
                                     "is not a folder. It must hold train/<class>/ image folders")
@@ -55,7 +58,7 @@ def check_data_given(cfg: DictConfig, argv: list[str] = (), multirun: bool = Fal
                 check_choice("data.on_bad_file", data.get("on_bad_file"), ("skip", "fail"))
         elif target == NPZ:
             if not shown:
-                for value in _locations(cfg, "path", multirun):
+                for value in _locations(cfg, "path", multirun, argv):
                     _check_location(value, "path", "FILE.npz with arrays x_train, y_train, x_test, y_test (and "
                                                    "optionally x_val, y_val)", Path.is_file if here else None,
                                     "does not exist or is not a file")
@@ -67,14 +70,17 @@ def check_data_given(cfg: DictConfig, argv: list[str] = (), multirun: bool = Fal
         return
 
 
-def _locations(cfg: DictConfig, key: str, multirun: bool) -> list:
+def _locations(cfg: DictConfig, key: str, multirun: bool, argv=()) -> list:
     """The values of ``data.<key>`` the jobs will have: the composed one, or in a sweep whose
     ``hydra.sweeper.params`` searches it, each value listed there (a basic sweeper's ``a,b``,
     Optuna's ``choice(a, b)``); none where they cannot be listed (a glob, a value still to be
-    resolved), which the run checks."""
+    resolved), which the run checks. A ``data.<key>=X`` on the command line (``argv``) wins over
+    the search: the basic sweeper applies it after the params, Optuna drops the searched entry for
+    a fixed value; the composed value (X) is then the one the jobs get."""
     searched = (OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}) if multirun else {}
+    typed = {a.split("=", 1)[0].lstrip("+") for a in argv if "=" in a and not a.startswith(("-", "~"))}
     for name, space in searched.items():
-        if str(name).lstrip("+") != f"data.{key}":
+        if str(name).lstrip("+") != f"data.{key}" or f"data.{key}" in typed:
             continue
         from hydra.core.override_parser.overrides_parser import OverridesParser
         from hydra.core.override_parser.types import ChoiceSweep
