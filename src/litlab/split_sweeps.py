@@ -18,29 +18,37 @@ from litlab.config_flags import Primary
 
 
 def separate_sweeps(primary: Primary, rest: list[str], group: str, having: list[str], typed: list[str],
-                    others: list[str], have: dict[str, set[str]] | None = None) -> str:
+                    others: list[str], have: dict[str, set[str]] | None = None, refused: str | None = None) -> str:
     """``Sweep them separately: A, then B.``: the choices of ``group`` that take the refused key
     (``having``), then the ``others``, each in its own folder. With ``have`` (each choice's keys),
-    each gets the keys of ``typed`` that its choices take (``_taken``); without, ``having`` gets
-    them all and the others none."""
-    first = _taken(typed, having, have) if have is not None else typed
-    second = _taken(typed, others, have) if have is not None else []
+    each gets the keys of ``typed`` that no choice of its is known to reject (``_taken``), the
+    ``others`` never the ``refused`` override; without, ``having`` gets them all and the others none."""
+    first = _taken(primary, rest, group, typed, having, have) if have is not None else typed
+    second = [o for o in _taken(primary, rest, group, typed, others, have) if o != refused] if have is not None else []
     one, two = (" ".join([f"{group}={','.join(c)}", *map(shlex.quote, k)]) for c, k in ((having, first),
                                                                                         (others, second)))
     return (f"Sweep them separately: {_split_command(primary, rest, having)} {one}, then "
             f"{_split_command(primary, rest, others)} {two}.")
 
 
-def _taken(typed: list[str], choices: list[str], have: dict[str, set[str]]) -> list[str]:
-    """The overrides of ``typed`` that every one of ``choices`` takes: a choice with the key, or one
-    with no settings (it carries the key unread), and at least one with the key."""
-    # sweep_keys imports this module at its top: its helper is read once both are loaded
-    from litlab.sweep_keys import setting_path
+def _taken(primary: Primary, rest: list[str], group: str, typed: list[str], choices: list[str],
+           have: dict[str, set[str]]) -> list[str]:
+    """The overrides of ``typed`` that none of ``choices`` is known to reject, where one of them has
+    settings (a choice with none carries the key unread, and alone would be refused for it). A
+    choice rejects a key it has not, nor its first part, unless its class takes it
+    (``sweep_keys.rejecting_choices``): ``+trainer.gradient_clip_algorithm=norm`` no trainer file sets
+    stays, as ``lightning.Trainer`` takes it."""
+    # sweep_keys imports this module at its top: its helpers are read once both are loaded
+    from litlab.sweep_keys import rejecting_choices, setting_path
 
-    paths = [setting_path(o) for o in typed]
-    return [o for o, p in zip(typed, paths)
-            if all(p in have.get(c, set()) or not have.get(c) for c in choices)
-            and any(p in have.get(c, set()) for c in choices)]
+    kept = []
+    for o in typed:
+        path = setting_path(o)
+        lacking = [c for c in choices if have.get(c) and path not in have[c] and path.split(".")[0] not in have[c]]
+        if any(have.get(c) for c in choices) and not (
+                lacking and rejecting_choices(group, path, lacking, typed, rest, primary)):
+            kept.append(o)
+    return kept
 
 
 def _split_command(primary: Primary, rest: list[str], choices: list[str]) -> str:

@@ -121,13 +121,60 @@ def check_each_choice_takes(group: str, typed: list[str], overrides: list[str], 
                 f"sets {key}: Hydra cannot append it there and that job would fail. Set it with ++ instead "
                 f"({again} +{o}).")
         lacking = sorted(c for c, k in have.items() if k and having and key not in k and key.split(".")[0] not in k)
+        lacking = rejecting_choices(group, key, lacking, typed, overrides, primary) if lacking else lacking
         if lacking:
             others = sorted(c for c in have if c not in having)
             raise LitlabError(
                 f"{o.lstrip('+')} is given to every job of the sweep, and the job with {group}={lacking[0]} has no "
                 f"key {key} (of the sweep's choices, {group}={'|'.join(having)} {'has' if len(having) == 1 else 'have'}"
                 f" it): that job would fail when {group} is built, after its data is prepared. "
-                f"{separate_sweeps(primary, rest, group, having, typed, others, have)}")
+                f"{separate_sweeps(primary, rest, group, having, typed, others, have, o)}")
+
+
+def rejecting_choices(group: str, key: str, lacking: list[str], typed: list[str], overrides: list[str],
+                primary: Primary) -> list[str]:
+    """The choices of ``lacking`` (they have not ``key``'s first part) whose jobs would fail on
+    ``key``: not those whose class (its ``_target_``, read from the choice's files) takes the first
+    part as an argument where the key is that argument itself (``num_nodes`` of ``trainer=cpu``:
+    ``lightning.Trainer`` takes it) or the command also gives that part a ``_target_``
+    (``++trainer.strategy._target_=...``: the node is built, then passed). A nested key under an
+    argument with no ``_target_`` stays lacking: the class would get a plain dict
+    (``finetune.epochs`` of ``compress=quantize``). Where a class's arguments cannot be read, a
+    node given its ``_target_`` is taken as built."""
+    from litlab.source_signatures import target_params
+
+    first = key.split(".")[0]
+    built = any(setting_path(o) == f"{first}._target_" for o in typed)
+    if "." in key and not built:
+        return lacking
+    cfg = composed_with([o for o in overrides if o.startswith("hydra.")], primary)
+    sources = sources_of(cfg) if cfg is not None else None
+    if sources is None:
+        return lacking
+    kept = []
+    for choice in lacking:
+        target = _choice_target(group, choice, sources)
+        params = target_params(target) if target else None
+        takes = (built and params is None) or (params is not None and first in params)
+        if not takes:
+            kept.append(choice)
+    return kept
+
+
+def _choice_target(group: str, name: str, sources: list) -> str | None:
+    """The ``_target_`` that ``group=name`` builds: its file's, else that of the group's files it
+    builds on (a later one in its defaults wins); None where none of them sets one."""
+    node = read_file(group, name, sources)
+    if not isinstance(node, DictConfig):
+        return None
+    tree = OmegaConf.to_container(node, resolve=False)
+    if isinstance(tree.get("_target_"), str):
+        return tree["_target_"]
+    for base in reversed([b for b in tree.get("defaults") or [] if isinstance(b, str) and b != "_self_"]):
+        found = _choice_target(group, base, sources) if base != name else None
+        if found:
+            return found
+    return None
 
 
 def check_sweep_arguments(cfg: DictConfig, sweep: list[DictConfig] | None, overrides: list[str],
@@ -174,11 +221,12 @@ def _arguments_split(e: LitlabError, sweep: list[DictConfig], overrides: list[st
             return None
         rest = [r for r in overrides if not of_group(r, group) and not names_group(r, group)]
         typed = [t for t in overrides if of_group(t, group)]
+        have = sweep_choices(group, sweep[0], sweep, overrides)
         return LitlabError(
             f"{o} is given to every job of the sweep, but only {group}={','.join(having)} of the sweep "
             f"{'takes' if len(having) == 1 else 'take'} {setting_path(o)}: the job with {group}={others[0]} would "
             f"fail when {group} is built (its class has no such argument), after its data is prepared. "
-            f"{separate_sweeps(primary, rest, group, having, typed, others)}")
+            f"{separate_sweeps(primary, rest, group, having, typed, others, have, o)}")
     return None
 
 
@@ -236,7 +284,7 @@ def _append_advice(typed: str, group: str, choices: list[str], overrides: list[s
         f"{typed} adds a new key, but {group}={','.join(having)} of the sweep {'has' if len(having) == 1 else 'have'} "
         f"{key} (Hydra cannot append it there), and {group}={lacking[0]} has settings but not that key: with ++ its "
         f"job would fail when {group} is built, after its data is prepared. "
-        f"{separate_sweeps(primary, rest, group, having, fixed, others, paths)}")
+        f"{separate_sweeps(primary, rest, group, having, fixed, others, paths, f'+{typed}')}")
 
 
 def _options(group: str, value: str) -> list[str]:

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from litlab import run_lock
-from litlab.config_check import check_overrides, is_sweep_command
+from litlab.config_check import check_overrides
 from litlab.errors import LitlabError
 from litlab.summarize import main, rank_sweep
 from litlab.sweeps.outcome import statuses_by_job
@@ -322,7 +322,7 @@ def test_at_the_end_of_a_sweep_this_process_ran_a_job_without_a_record_is_killed
 # ---- review: the rerun command of an Optuna trial killed before its record ----
 
 @pytest.mark.slow
-def test_a_killed_optuna_trials_rerun_command_runs_the_trial_not_a_search(tmp_path, capsys):
+def test_a_killed_optuna_trial_gets_no_command_but_its_overrides_and_search_file(tmp_path, capsys):
     own = tmp_path / "own"
     (own / "hparams_search").mkdir(parents=True)
     (own / "hparams_search" / "tiny.yaml").write_text(
@@ -340,15 +340,24 @@ def test_a_killed_optuna_trials_rerun_command_runs_the_trial_not_a_search(tmp_pa
                if "model.optimizer.lr=" in o][0].strip("- \n")
     (sweep / "0" / "metrics.json").unlink()  # as if SIGKILLed before its record
     table = rank_sweep(sweep)
-    command = [n for n in table["notes"] if n.startswith("  job 0: ")][0][len("  job 0: "):]
-    argv = shlex.split(command)[3:]  # after python -m litlab.train
-    assert not is_sweep_command(argv)
-    assert argv[0] == f"--config-dir={own}"
-    assert sampled in argv and "data=synthetic" in argv and "optimized_metric=val/loss" in argv
-    assert not any(a.startswith("hparams_search=") for a in argv)
-    assert f"hydra.run.dir={sweep}/0" in argv
-    cfg = check_overrides(argv)
-    assert cfg.optimized_metric == "val/loss" and str(cfg.hydra.mode) != "RunMode.MULTIRUN"
+    assert [(r["job"], r["status"]) for r in table["rows"]] == [("0", "killed")]
+    # no command: one without hparams_search lost the file's settings (optimized_metric here), one with it
+    # started a new search; the note points at the trial's overrides and the search file instead
+    assert not any("hydra.run.dir=" in n or "litlab.train" in n for n in table["notes"])
+    line = [n for n in table["notes"] if n.startswith("  job 0: ")][0]
+    assert str(sweep / "0" / ".hydra" / "overrides.yaml") in line and "hparams_search=tiny" in line
+    assert sampled in (sweep / "0" / ".hydra" / "overrides.yaml").read_text()
+    assert any("settings came from the search file" in n for n in table["notes"])
+
+
+def test_a_killed_grid_job_of_a_search_file_gets_no_command_without_the_files_settings(tmp_path):
+    """A grid sweep run from a search file: the job's command would have dropped the file's settings."""
+    sweep = write_sweep_record(tmp_path / "my_sweep", ["seed=1,2"])
+    _job(sweep / "0", ["hparams_search=mine", "seed=1"], {"status": "completed", "val/acc": 0.5, "task": "train"})
+    _age(_job(sweep / "1", ["hparams_search=mine", "seed=2"]), 3600)
+    notes = rank_sweep(sweep)["notes"]
+    assert not any(f"hydra.run.dir={sweep}/1" in n for n in notes)
+    assert any(n.startswith("  job 1: ") and "hparams_search=mine" in n for n in notes)
 
 
 # ---- review: a key the class of only some swept choices takes ----
@@ -428,3 +437,75 @@ def test_the_advised_sweeps_of_a_search_take_only_its_options(tmp_path):
     assert "averaging=ema" in first and "averaging=swa" in second
     assert not any("none" in o for o in first + second)
     assert check_overrides(first) is None and check_overrides(second) is None
+
+
+# ---- review 2: keys the class of a swept choice takes though its file does not set them ----
+
+@pytest.mark.parametrize("typed", [["++trainer.num_nodes=1"], ["++trainer.strategy=auto"],
+                                   ["++trainer.strategy._target_=lightning.pytorch.strategies.DDPStrategy",
+                                    "++trainer.strategy.process_group_backend=gloo"]])
+def test_a_key_the_class_of_a_swept_choice_takes_is_not_refused(tmp_path, typed):
+    """trainer=cpu sets no num_nodes or strategy, but lightning.Trainer takes both; a strategy given
+    its own _target_ is built before the Trainer gets it."""
+    check_overrides(["-m", "trainer=cpu,ddp_cpu", *typed, f"hydra.sweep.dir={tmp_path / 's'}"])  # no refusal
+
+
+def test_a_nested_key_under_an_argument_with_no_target_is_still_refused(tmp_path):
+    """Without a _target_ the cpu job's Trainer would get strategy as a plain dict."""
+    with pytest.raises(LitlabError, match=r"the job with trainer=cpu has no key strategy\.process_group_backend"):
+        check_overrides(["-m", "trainer=cpu,ddp_cpu", "++trainer.strategy.process_group_backend=gloo",
+                         f"hydra.sweep.dir={tmp_path / 's'}"])
+
+
+# ---- review 2: a job without a record, long after it began, on a sweep whose records name compute nodes ----
+
+def _age(folder, seconds):
+    """Dates ``folder`` and its ``.hydra/`` back by ``seconds``, as a job started that long ago."""
+    import time
+
+    for path in (folder / ".hydra", folder):
+        os.utime(path, (time.time() - seconds, time.time() - seconds))
+
+
+def test_an_old_job_without_a_record_next_to_another_hosts_ended_job_is_killed_with_its_command(tmp_path, capsys):
+    """With submitit_slurm every record names a compute node: a job killed there before its record
+    was "may be starting" forever, and never got its rerun command."""
+    sweep = write_sweep_record(tmp_path / "my_sweep", ["seed=1,2"])
+    _job(sweep / "0", ["seed=1"], {"status": "completed", "val/acc": 0.5, "task": "train", "host": "node-17"})
+    _age(_job(sweep / "1", ["seed=2"]), 3600)
+    assert statuses_by_job(sweep) == {"0": "completed", "1": "killed"}
+    table = rank_sweep(sweep)
+    assert [(r["job"], r["status"]) for r in table["rows"]] == [("0", "completed"), ("1", "killed")]
+    assert any("seed=2" in n and f"hydra.run.dir={sweep}/1" in n for n in table["notes"])
+
+
+def test_an_old_job_without_a_record_while_a_job_runs_on_another_host_may_be_starting(tmp_path, capsys):
+    sweep = write_sweep_record(tmp_path / "my_sweep", ["seed=1,2"])
+    _job(sweep / "0", ["seed=1"], {"status": "running", "task": "train", "host": "node-17", "pid": 4711})
+    _age(_job(sweep / "1", ["seed=2"]), 3600)
+    assert statuses_by_job(sweep)["1"] == "killed, or starting on another machine"
+    assert not any(f"hydra.run.dir={sweep}/1" in n for n in rank_sweep(sweep)["notes"])
+
+
+# ---- review 2: the keys each advised sweep keeps ----
+
+def test_the_advised_sweeps_for_a_key_only_some_classes_take_keep_the_keys_all_take(tmp_path):
+    """MLP has no hidden_size but does have dropout: its sweep was given no key at all."""
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["-m", "model=cnn,mlp", "++model.net.hidden_size=64", "++model.net.dropout=0.3",
+                         f"hydra.sweep.dir={tmp_path / 's'}"])
+    first, second = _advised(str(e.value))
+    assert [o for o in first if "model" in o] == ["model=cnn", "++model.net.hidden_size=64", "++model.net.dropout=0.3"]
+    assert [o for o in second if "model" in o] == ["model=mlp", "++model.net.dropout=0.3"]
+
+
+def test_a_key_no_choices_file_sets_but_their_class_takes_stays_in_both_advised_sweeps(tmp_path):
+    """No trainer file sets gradient_clip_algorithm, but lightning.Trainer takes it in both sweeps."""
+    with pytest.raises(LitlabError) as e:
+        check_overrides(["-m", "trainer=cpu,ddp_cpu", "++trainer.strategy.process_group_backend=gloo",
+                         "+trainer.gradient_clip_algorithm=norm", f"hydra.sweep.dir={tmp_path / 's'}"])
+    first, second = _advised(str(e.value))
+    assert [o for o in first if "trainer" in o] == ["trainer=ddp_cpu", "++trainer.strategy.process_group_backend=gloo",
+                                                     "+trainer.gradient_clip_algorithm=norm"]
+    assert [o for o in second if "trainer" in o] == ["trainer=cpu", "+trainer.gradient_clip_algorithm=norm"]
+    assert check_overrides(second) is None

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from litlab.sweeps.running_sweep import job_elsewhere, wait_for_a_job
-from litlab.sweeps.sweep_table import Job, configured_metric, is_bookkeeping, override_values
+from litlab.sweeps.sweep_table import Job, is_bookkeeping, override_values
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 # the entrypoints a sweep may run (multirun.yaml's hydra.job.name)
@@ -124,7 +124,8 @@ def killed_lines(sweep_dir: Path, jobs: list[Job]) -> list[str]:
     """The lines under the table for the jobs killed before they wrote their ``metrics.json``
     (``sweep_table.KILLED_BEFORE_RECORD``): nothing of theirs is kept, so each is rerun as one run
     in its own folder of the sweep (``job_command``: the sweep's config flags, then the job's
-    ``.hydra/overrides.yaml``), where summarize finds it. Empty where there is none."""
+    ``.hydra/overrides.yaml``), where summarize finds it; a search's trial (``searched_trial_lines``)
+    gets no command. Empty where there is none."""
     from litlab.sweeps.running_sweep import MAYBE_STARTING
     from litlab.sweeps.sweep_table import KILLED_BEFORE_RECORD
 
@@ -137,27 +138,42 @@ def killed_lines(sweep_dir: Path, jobs: list[Job]) -> list[str]:
     if not killed:
         return waiting
     sweep = _hydra_record(Path(sweep_dir))
+    # an Optuna search writes no multirun.yaml; a search file's settings are in no job's command
+    searched = [j for j in killed if not sweep or any(
+        o.lstrip("+~").split("=", 1)[0] == "hparams_search" for o in j.lines)]
+    trials = searched_trial_lines(Path(sweep_dir), searched) if searched else []
+    killed = [j for j in killed if j not in searched]
+    if not killed:
+        return waiting + trials
     lines = [f"{len(killed)} job(s) killed before they wrote metrics.json (no command runs in their folders); rerun "
              f"each in its own folder of the sweep with:"]
-    for job in killed:  # an Optuna search writes no multirun.yaml: the job's own record has the config flags
-        hydra = sweep or _hydra_record(Path(sweep_dir) / job.name, ".hydra/hydra.yaml")
-        entry = _entrypoint(hydra)
-        words = [*_config_words(hydra, entry), *rerun_overrides(Path(sweep_dir) / job.name, job.lines)]
+    entry = _entrypoint(sweep)
+    for job in killed:
+        words = [*_config_words(sweep, entry), *rerun_overrides(job.lines)]
         lines.append(f"  job {job.name}: {job_command(entry, sweep_dir, job.name, words)}")
-    return waiting + lines
+    return waiting + trials + lines
 
 
-def rerun_overrides(folder: Path, lines: list[str]) -> list[str]:
-    """A job's overrides (``lines``, its ``.hydra/overrides.yaml``) as one run in its ``folder``: its
-    own ``hydra.run.dir`` (a resume's) gives way to the folder; ``hparams_search=NAME`` goes, as
-    its file sets ``hydra.mode=MULTIRUN`` and would start a new search (the trial's sampled values
-    are lines of their own), with the ``optimized_metric`` the job ran with (set by that file)."""
-    keys = [o.lstrip("+~").split("=", 1)[0] for o in lines]
-    own = [o for o, k in zip(lines, keys) if k not in ("hydra.run.dir", "hparams_search")]
-    metric = configured_metric(folder / ".hydra" / "config.yaml")
-    if "hparams_search" in keys and metric and "optimized_metric" not in keys:
-        own.append(f"optimized_metric={metric}")
-    return own
+def searched_trial_lines(sweep_dir: Path, killed: list[Job]) -> list[str]:
+    """The lines for trials of a search (no ``multirun.yaml``: Optuna's) killed before their record:
+    no command. A trial's settings came from the search file too (its sweeper's, its defaults'
+    overrides, the keys it sets), and a single run without that file, or with it and so a new
+    search, would run another job in the trial's folder."""
+    lines = [f"{len(killed)} trial(s) of the search killed before they wrote metrics.json (no command runs in their "
+             f"folders); no command reruns one as it ran: its settings came from the search file. Rerun the search, or "
+             f"a trial's overrides from its .hydra/overrides.yaml with the search's own settings:"]
+    for job in killed:
+        search = next((o.split("=", 1)[1] for o in job.lines if o.lstrip("+~").split("=", 1)[0] == "hparams_search"),
+                      None)
+        named = f" (search file hparams_search={search})" if search else ""
+        lines.append(f"  job {job.name}: {shlex.quote(str(sweep_dir / job.name / '.hydra' / 'overrides.yaml'))}{named}")
+    return lines
+
+
+def rerun_overrides(lines: list[str]) -> list[str]:
+    """A grid job's overrides (``lines``, its ``.hydra/overrides.yaml``) as one run in its folder: its
+    own ``hydra.run.dir`` (a resume's) gives way to the folder."""
+    return [o for o in lines if o.lstrip("+~").split("=", 1)[0] != "hydra.run.dir"]
 
 
 def unstarted_lines(found: tuple[str, list[tuple[str, str]]] | None, sweep_dir: Path,

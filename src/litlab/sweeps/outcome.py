@@ -44,7 +44,7 @@ def statuses_by_job(sweep_dir: Path) -> dict[str, str]:
 
     jobs = {p.parent.parent for p in sweep_dir.glob("**/.hydra/config.yaml")}
     jobs |= {p.parent for p in sweep_dir.glob("**/metrics.json")}
-    found, hosts, unrecorded = {}, [], []
+    found, records, unrecorded = {}, [], []
     for job in sorted(jobs, key=lambda j: (len(j.parts), len(j.name), j.name)):
         name = str(job.relative_to(sweep_dir))
         if not (job / "metrics.json").is_file():  # killed before it wrote its record (SIGKILL, out of memory)
@@ -54,11 +54,11 @@ def statuses_by_job(sweep_dir: Path) -> dict[str, str]:
         try:  # a job killed before it recorded its end is "killed", not "running"
             record = json.loads((job / "metrics.json").read_text())
             status = str(recorded_status(job, record) or "unknown")
-            hosts.append(record.get("host"))
+            records.append({"host": record.get("host"), "status": status})
         except (OSError, ValueError, AttributeError):
             status = "unknown"
         found[name] = status
-    if unrecorded and may_still_start(sweep_dir, hosts):
+    if unrecorded and may_still_start(sweep_dir, records, [sweep_dir / n for n in unrecorded]):
         found.update(dict.fromkeys(unrecorded, MAYBE_STARTING))
     return found
 

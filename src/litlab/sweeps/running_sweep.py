@@ -66,12 +66,20 @@ def sweep_note(sweep_dir: Path, jobs: list[Job]) -> str | None:
 MAYBE_STARTING = "killed, or starting on another machine"
 
 
-def may_still_start(sweep_dir: Path, hosts: list[object]) -> str | None:
+# how long after its start a job folder without a record may still be preparing its data on another
+# machine; an older one there is read as killed (a submitit_slurm record always names a compute node)
+STARTING_FOR_S = 15 * 60
+
+
+def may_still_start(sweep_dir: Path, records: list[dict], unrecorded: list[Path]) -> str | None:
     """Words for why a sweep may still be starting jobs (so a job folder without ``metrics.json``
     may be one starting, not one killed), or None where the sweep is known to be over: this
     process held it (the end-of-sweep paragraph), or no process holds its folder and no job's
-    record (``hosts``: each record's ``host``) names another machine, whose lock on a network file
-    system this one may not see."""
+    record (``records``: each job's metrics) tells of work on another machine, whose lock on a
+    network file system this one may not see. A record naming another host tells of it only where
+    that job still says ``running``, or a folder of ``unrecorded`` (the jobs without a record) began
+    within ``STARTING_FOR_S``: with SLURM every record names a compute node, and a job killed there
+    before its record must still get its rerun command."""
     sweep_dir = Path(sweep_dir)
     if holds(sweep_dir):
         return None
@@ -81,11 +89,30 @@ def may_still_start(sweep_dir: Path, hosts: list[object]) -> str | None:
     if held is None:
         return "whether the sweep's process still runs cannot be told here: its folder's lock cannot be read"
     here = socket.gethostname()
-    other = next((str(h) for h in hosts if h and str(h) != here), None)
-    if other:
-        return (f"a job's record names host {other}: the sweep may run there, its lock unseen from this machine "
+    others = [r for r in records if r.get("host") and str(r.get("host")) != here]
+    running = next((r for r in others if str(r.get("status", "")).startswith("running")), None)
+    if running is not None:
+        return (f"a job runs on host {running['host']}: the sweep may run there, its lock unseen from this machine "
+                f"(a network file system)")
+    recent = [f for f in unrecorded if _started_within(f, STARTING_FOR_S)]
+    if others and recent:
+        return (f"a job's record names host {others[0]['host']} and {recent[0].name} began less than "
+                f"{STARTING_FOR_S // 60} minutes ago: the sweep may run there, its lock unseen from this machine "
                 f"(a network file system)")
     return None
+
+
+def _started_within(folder: Path, seconds: float) -> bool:
+    """Whether job ``folder`` was started (its ``.hydra/``, else the folder, last written) within
+    ``seconds`` from now; False where neither can be read."""
+    import time
+
+    for path in (Path(folder) / ".hydra", Path(folder)):
+        try:
+            return time.time() - path.stat().st_mtime < seconds
+        except OSError:
+            continue
+    return False
 
 
 def starting_or_killed(sweep_dir: Path, jobs: list[Job]) -> list[Job]:
@@ -96,7 +123,8 @@ def starting_or_killed(sweep_dir: Path, jobs: list[Job]) -> list[Job]:
     from litlab.sweeps.sweep_table import KILLED_BEFORE_RECORD
 
     killed = [j for j in jobs if j.metrics.get("error") == KILLED_BEFORE_RECORD]
-    why = may_still_start(sweep_dir, [j.metrics.get("host") for j in jobs]) if killed else None
+    why = may_still_start(sweep_dir, [dict(j.metrics) for j in jobs if j not in killed],
+                          [Path(sweep_dir) / j.name for j in killed]) if killed else None
     if why is None:
         return jobs
     for job in killed:
