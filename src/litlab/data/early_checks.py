@@ -32,6 +32,13 @@ from litlab.slurm_launcher import is_slurm_launcher
 
 IMAGE_FOLDER = "litlab.data.image_folder.ImageFolderDataModule"
 NPZ = "litlab.data.npz.NpzDataModule"
+# each module's location key, what to pass, how it must exist, and what is wrong where it does not
+_LOCATIONS = {
+    IMAGE_FOLDER: ("root", "DIR, a folder holding train/<class>/ image folders (and optionally val/ and test/)",
+                   Path.is_dir, "is not a folder. It must hold train/<class>/ image folders"),
+    NPZ: ("path", "FILE.npz with arrays x_train, y_train, x_test, y_test (and optionally x_val, y_val)",
+          Path.is_file, "does not exist or is not a file"),
+}
 
 
 def check_data_given(cfg: DictConfig, argv: list[str] = (), multirun: bool = False) -> None:
@@ -43,27 +50,16 @@ def check_data_given(cfg: DictConfig, argv: list[str] = (), multirun: bool = Fal
     try:
         data = cfg.get("data")
         target = data.get("_target_") if isinstance(data, DictConfig) else None
-        if not isinstance(target, str):
+        if not isinstance(target, str) or target not in _LOCATIONS:
             return
-        # the jobs read the data on this machine: a single run is one, whatever hydra/launcher says
-        here = not (multirun and is_slurm_launcher(cfg))
-        shown = shows_config(list(argv))
-        if target == IMAGE_FOLDER:
-            if not shown:
-                for value in _locations(cfg, "root", multirun, argv):
-                    _check_location(value, "root", "DIR, a folder holding train/<class>/ image folders (and "
-                                                   "optionally val/ and test/)", Path.is_dir if here else None,
-                                    "is not a folder. It must hold train/<class>/ image folders")
-            if data.get("on_bad_file") is not None:
-                check_choice("data.on_bad_file", data.get("on_bad_file"), ("skip", "fail"))
-        elif target == NPZ:
-            if not shown:
-                for value in _locations(cfg, "path", multirun, argv):
-                    _check_location(value, "path", "FILE.npz with arrays x_train, y_train, x_test, y_test (and "
-                                                   "optionally x_val, y_val)", Path.is_file if here else None,
-                                    "does not exist or is not a file")
-        else:
-            return
+        key, wanted, exists, problem = _LOCATIONS[target]
+        if not shows_config(list(argv)):
+            # the jobs read the data on this machine: a single run is one, whatever hydra/launcher says
+            here = not (multirun and is_slurm_launcher(cfg))
+            for value in _locations(cfg, key, multirun, argv):
+                _check_location(value, key, wanted, exists if here else None, problem)
+        if target == IMAGE_FOLDER and data.get("on_bad_file") is not None:
+            check_choice("data.on_bad_file", data.get("on_bad_file"), ("skip", "fail"))
         if data.get("val_fraction") is not None:
             check_fraction("data.val_fraction", data.get("val_fraction"))
     except OmegaConfBaseException:  # not readable here (an interpolation): the run reports it
