@@ -28,6 +28,12 @@ def init_from_value(cfg: DictConfig) -> str | None:
     return value
 
 
+def folder_checkpoints(folder: Path) -> tuple[Path, Path]:
+    """The files a run's folder given as ``model.init_from`` means, in order: its
+    ``checkpoints/best.ckpt``, or ``best.ckpt`` where the folder given is ``checkpoints/`` itself."""
+    return folder / "checkpoints" / "best.ckpt", folder / "best.ckpt"
+
+
 def init_checkpoint_path(value: str | Path) -> Path:
     """The training checkpoint ``model.init_from`` names: a ``.ckpt`` file, or a run's folder
     (``outputs/runs/<run>``, or its ``checkpoints/``), which means its ``checkpoints/best.ckpt``,
@@ -35,7 +41,7 @@ def init_checkpoint_path(value: str | Path) -> Path:
     exported (``.onnx``, ``.torchscript.pt``) or compressed model are refused, naming the key."""
     path = Path(value)
     if path.is_dir():
-        for candidate in (path / "checkpoints" / "best.ckpt", path / "best.ckpt"):
+        for candidate in folder_checkpoints(path):
             if candidate.is_file():
                 return check_checkpoint_path(candidate, KEY, compressed_ok=False)
         found = sorted(str(p) for folder in (path, path / "checkpoints") if folder.is_dir()

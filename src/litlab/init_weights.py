@@ -31,7 +31,7 @@ from torch import nn
 from litlab.checkpoint_files import load_checkpoint
 from litlab.distributed.ranks import is_rank_zero
 from litlab.errors import LitlabError
-from litlab.init_from_path import KEY, init_checkpoint_path, init_from_value
+from litlab.init_from_path import KEY, folder_checkpoints, init_checkpoint_path, init_from_value
 from litlab.tuning.temperature_setting import checkpoint_fingerprint
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def _names_start(value: str, stored: str, typed: str | None, carried: dict) -> b
     since) another source. The run's own command in another folder also resumes (the same text as
     ``typed``), unless there it names a file or folder, which is another one."""
     given = Path(value).absolute()
-    places = (given, given / "checkpoints" / "best.ckpt", given / "best.ckpt")
+    places = (given, *folder_checkpoints(given))
     first = Path(carried.get("resolved") or Path(stored).absolute().resolve())
     if first in {p.resolve() for p in places}:  # the very file: no hashing (on every DDP rank)
         return True
