@@ -12,7 +12,7 @@ import hydra
 import lightning.pytorch as L
 import torch
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from litlab.callbacks.checkpoints import AtomicCheckpointIO
 from litlab.callbacks.eval_report import EvalReport
@@ -206,7 +206,8 @@ def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes
             log.info("model.channels_last=auto: %s cannot run on channels-last inputs; it trains in the default "
                      "memory order", target)
     apply_speed_switches(net, compile=switches.get("compile"))
-    return build_task(model_cfg, net, num_classes, build_mixing(mixing, tuple(input_shape)))
+    return build_task(model_cfg, net, num_classes, build_mixing(mixing, tuple(input_shape)),
+                      freeze=model_cfg.get("freeze"))
 
 
 def build_mixing(node: DictConfig | None, input_shape: tuple[int, ...]):
@@ -268,18 +269,22 @@ def check_runs(net: torch.nn.Module, input_shape: tuple[int, ...], target: str, 
                           f"with).")
 
 
-def build_task(model_cfg: DictConfig, net, num_classes: int, mixing=None) -> Classifier:
+def build_task(model_cfg: DictConfig, net, num_classes: int, mixing=None, freeze=None) -> Classifier:
     """The task module of ``model_cfg`` around an already built ``net``, with the batch ``mixing``
-    of a training run (None: unmixed, and a task of the user's own is built as before)."""
+    of a training run (None: unmixed, and a task of the user's own is built as before) and the
+    ``model.freeze`` prefixes of ``model.net`` (passed by ``build_model`` alone: a compressed
+    model's net, evaluated here, has other parameters; empty: a task of the user's own as before)."""
     task_cfg = model_cfg.copy()  # a shallow copy keeps its parent: ${trainer.*} still resolves
     with open_dict(task_cfg):
         # model.init_from: read by a training run alone (init_weights), never by eval, predict or compression
-        for key in (*SPEED_SWITCHES, "init_from"):
+        for key in (*SPEED_SWITCHES, "init_from", "freeze"):
             task_cfg.pop(key, None)
+    frozen = {} if freeze is None or (isinstance(freeze, (list, ListConfig)) and len(freeze) == 0) else {
+        "freeze": freeze}
     if mixing is None:
-        return instantiate(task_cfg, "model", net=net, num_classes=num_classes)
+        return instantiate(task_cfg, "model", net=net, num_classes=num_classes, **frozen)
     check_takes_mixing(task_cfg)
-    return instantiate(task_cfg, "model", net=net, num_classes=num_classes, mixing=mixing)
+    return instantiate(task_cfg, "model", net=net, num_classes=num_classes, mixing=mixing, **frozen)
 
 
 def check_takes_mixing(task_cfg: DictConfig) -> None:

@@ -34,6 +34,7 @@ from litlab.reporting.run_files import start_metrics, start_origin, update_metri
 from litlab.reporting.summary import print_summary
 from litlab.distributed.launcher import scale_facts
 from litlab.seeding import seed_everything
+from litlab.tasks.frozen_layers import check_freeze_config, freeze_record, keep_resumed_freeze
 from litlab.trainer_checks import check_trainer_config, check_validation_runs
 
 log = logging.getLogger(__name__)
@@ -191,8 +192,10 @@ def train(cfg: DictConfig) -> float | None:
         check_validation_runs(cfg)
         check_targets(cfg)  # every class by its _target_, likewise
         check_task_settings(cfg.model)  # label smoothing, optimizer, scheduler: likewise
+        check_freeze_config(cfg)  # model.freeze's value and strategy (its prefixes when the net is built)
         # a resume's checkpoint is read, and its data settings compared, before the data is prepared
         resume = open_resume(cfg, run_dir)
+        keep_resumed_freeze(cfg, resume)  # model.freeze not given to a resume: the checkpoint run's
         init = open_init_from(cfg, resume)  # model.init_from's checkpoint likewise (not read again by a resume)
         seed_everything(cfg.seed)
         dm = build_data(cfg)
@@ -216,7 +219,8 @@ def train(cfg: DictConfig) -> float | None:
             # record (litlab's own data preparation, a refused resume) has it in entry's
             origin = init_record(started_from)  # where the run's first weights came from, a resume's too
             model.run_record.update(origin)  # its checkpoints carry it to a resume (init_weights)
-            start_metrics(run_dir, status="running", task="train", **start_origin(ckpt_path), **origin)
+            start_metrics(run_dir, status="running", task="train", **start_origin(ckpt_path), **origin,
+                          **freeze_record(model))  # model.freeze: prefixes, frozen and trainable counts
             # how training batches are mixed, once (not once per DDP rank): mixup(alpha=0.2), ..., none
             log.info("mixing: %s", model.mixing if getattr(model, "mixing", None) is not None else "none")
         metrics = fit(trainer, model, dm, ckpt_path, step)

@@ -135,7 +135,8 @@ def trained_net(model, metrics: dict) -> nn.Module:
     """A float32 CPU copy of the trained net with the best checkpoint's weights (those test/acc
     measured). Compression works in float32 whatever ``trainer.precision`` trained in (64,
     bf16-true): the data's preprocessing gives float32 batches, and int8 kernels take float32."""
-    net = copy_net(model.net).cpu().float()
+    # every parameter trainable: compression's fine-tuning recovers the whole net (model.freeze is training's)
+    net = copy_net(model.net).cpu().float().requires_grad_(True)
     best = metrics.get("best_ckpt")
     if best:
         state = load_checkpoint(best, key="best_ckpt")["state_dict"]

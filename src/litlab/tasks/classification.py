@@ -19,6 +19,7 @@ from litlab.distributed.buffers import share_rank_zero_buffers
 from litlab.errors import LitlabError
 from litlab.tasks.batch_mixing import MixedBatch
 from litlab.tasks.epoch_sums import EpochSums
+from litlab.tasks.frozen_layers import FrozenLayers
 from litlab.tasks.loss_weights import LossWeights
 from litlab.tasks.optimizers import (PLATEAU_MONITOR, build_optimizer, check_decay_setting, check_fused_setting,
                                      check_optimizer_settings, on_plateau, stretch_cosine_schedule)
@@ -64,6 +65,8 @@ class Classifier(L.LightningModule):
         class_weights: weights of the training loss per class (``model.class_weights``): None, a list
             of ``num_classes`` positive numbers, or ``balanced``, computed from the training split's
             labels when fit starts (``litlab.tasks.loss_weights``); val/test loss stay unweighted.
+        freeze: parameter-name prefixes of ``net`` not to train (``model.freeze``; see
+            ``litlab.tasks.frozen_layers``): frozen here, before any wrapping; their modules run in eval mode.
     """
 
     def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
@@ -72,7 +75,7 @@ class Classifier(L.LightningModule):
                  scheduler_interval: str = "epoch", warmup_epochs: float = 0.0,
                  decay_biases_and_norms: bool = False,
                  mixing: Callable[[Tensor, Tensor], MixedBatch] | None = None,
-                 class_weights: list[float] | str | None = None):
+                 class_weights: list[float] | str | None = None, freeze: list[str] | str | None = None):
         super().__init__()
         check_label_smoothing(label_smoothing)
         if not callable(optimizer):
@@ -81,6 +84,7 @@ class Classifier(L.LightningModule):
         # steps the schedule by epochs or optimizer steps, with the warm-up in front of it
         self.lr_clock = LearningRateClock(scheduler_interval, warmup_epochs, scheduler)
         self.net = net
+        self.frozen = FrozenLayers(net, freeze)  # before the trainer wraps or first runs the net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.label_smoothing = float(label_smoothing)
@@ -178,9 +182,13 @@ class Classifier(L.LightningModule):
             self._train_sums = EpochSums(self.device)
         if self.trainer.is_global_zero:  # once, after a resume's restore
             self.loss_weights.log_applied()
+            if self.frozen.prefixes:
+                log.info(self.frozen.describe())
+        self.frozen.keep_eval()  # also where a resume within an epoch skips on_train_epoch_start
 
     def on_train_epoch_start(self) -> None:
         self._train_sums = EpochSums(self.device)
+        self.frozen.keep_eval()
 
     def _log_train_epoch(self) -> None:
         """Epoch means of the training loss and accuracy over all ranks: visible to callbacks from

@@ -38,6 +38,7 @@ from litlab.config_flags import CONF_DIR
 from litlab.entry import Terminated, sigterm_stops_here
 from litlab.errors import LitlabError
 from litlab.init_weights import init_record, load_init_weights, open_init_from
+from litlab.tasks.frozen_layers import check_freeze_config, freeze_record
 from litlab.no_profiler import NoProfiler
 from litlab.reporting.run_files import start_metrics
 from litlab.seeding import seed_everything
@@ -259,6 +260,7 @@ def lr_find(cfg: DictConfig) -> dict:
         trainer_cfg, note = range_trainer_config(cfg.trainer, settings.num_steps)
         check_targets(cfg, groups=("data", "model", "logger"))  # the loggers log_curve builds after the test
         check_task_settings(cfg.model)
+        check_freeze_config(cfg)  # model.freeze's value: the range test trains what the run trains
         init = open_init_from(cfg, None)  # model.init_from's checkpoint, read and checked before the data
         start_metrics(run_dir, status="running", task="lr_find")
         seed_everything(cfg.seed)
@@ -290,6 +292,7 @@ def lr_find(cfg: DictConfig) -> dict:
              # the class weights the steps' loss applied, as training records them; absent without
              **({"class_weights": list(model.class_weights)} if getattr(model, "class_weights", None) else {}),
              **started_from,  # model.init_from's file, as training records it; absent without
+             **freeze_record(model),  # model.freeze, as training records it; absent without
              "wall_time_s": time.perf_counter() - started}
     return write_results(cfg, run_dir, result, suggestion, facts)
 
