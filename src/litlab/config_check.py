@@ -40,7 +40,8 @@ from litlab.mixing_checks import check_mixing
 from litlab.monitor_checks import check_monitored
 from litlab.run_folders import LAST_NEEDS_A_RUN, check_run_folders
 from litlab.slurm_launcher import is_slurm_launcher
-from litlab.sweep_keys import append_in_sweep, check_sweep_arguments
+from litlab.sweep_keys import check_sweep_arguments
+from litlab.sweep_refusals import append_in_sweep
 from litlab.sweeps.outcome import check_fails_on
 from litlab.tasks.schedule_values import check_scheduler_interval, check_warmup_epochs
 

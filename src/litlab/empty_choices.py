@@ -51,8 +51,9 @@ from litlab.choice_files import (Where, as_sources, choice_keys, composed_with, 
 from litlab.config_flags import Primary
 from litlab.errors import LitlabError
 from litlab.mixing_checks import PASTES_BOXES
-from litlab.sweep_keys import (check_each_choice_takes, names_group, of_group, recorded_for_folder, same_choice_lines,
-                               same_override, setting_key, sweep_choices)
+from litlab.sweep_keys import (names_group, of_group, recorded_for_folder, same_choice_lines, same_override,
+                               setting_key, sweep_choices)
+from litlab.sweep_refusals import check_each_choice_takes
 
 
 def check_empty_choices(cfg: DictConfig, groups: Sequence[str], overrides: list[str], primary: Primary,

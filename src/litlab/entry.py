@@ -84,6 +84,7 @@ def check_cli(argv: list[str], config_name: str = "train",
     ``checks``: the entrypoint's own checks of that config (eval's and predict's paths), which must
     need no torch: they run before it is imported, so that a mistyped path is reported at once."""
     from litlab.config_check import check_choices, check_overrides, is_sweep_command
+    from litlab.print_flags import check_print_flags
 
     try:
         if not is_sweep_command(argv):
@@ -99,6 +100,7 @@ def check_cli(argv: list[str], config_name: str = "train",
             except BrokenPipeError:  # `--help | head`: the reader has what it wanted
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(0)
+        check_print_flags(argv, config_name)  # --cfg job with -m: Hydra's traceback, not a config
         cfg = check_overrides(argv, config_name)
         if checks is not None and cfg is not None:
             try:

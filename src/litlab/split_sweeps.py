@@ -1,10 +1,11 @@
 """The separate sweeps advised where a key given to every job of a sweep suits only some of its choices.
 
-``sweep_keys`` refuses such a sweep before any job (``-m averaging=none,ema,swa ++averaging.decay=0.9``:
-SWA has settings but no ``decay``) and ends its paragraph with :func:`separate_sweeps`: the choices
-that take the key with it, then the others without it, each sweep in a folder of its own where the
-command or a config it chooses names one. Torch-free: ``config_check`` reaches it through
-``sweep_keys`` before torch is imported.
+``sweep_refusals`` refuses such a sweep before any job (``-m averaging=none,ema,swa ++averaging.decay=0.9``:
+SWA has settings but no ``decay``), as ``sweep_keys`` does a key the class of some choices does not
+take, and ends its paragraph with :func:`separate_sweeps`: the choices that take the key with it,
+then the others without it, each sweep in a folder of its own where the command or a config it
+chooses names one. Torch-free: ``config_check`` reaches it through those modules before torch is
+imported.
 """
 
 from __future__ import annotations

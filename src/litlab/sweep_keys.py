@@ -2,7 +2,8 @@
 
 In a sweep, a key typed for a group is the sweep's where some job's choice (as composed, or
 searched in ``hydra.sweeper.params``) has it; a key given to every job that one of the sweep's
-choices would fail on is refused before any job. In a single run, a line the sweep recorded for
+choices would fail on is refused before any job (``sweep_refusals``; here: a key a choice's class
+does not take, ``check_sweep_arguments``). In a single run, a line the sweep recorded for
 the job in the run's folder (its ``.hydra/overrides.yaml``, or the grid's job of that number)
 lets the same key through. ``empty_choices`` applies these to a key typed on a choice that has no
 settings. The separate sweeps a refusal advises instead are ``split_sweeps``'.
@@ -10,7 +11,6 @@ settings. The separate sweeps a refusal advises instead are ``split_sweeps``'.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,12 +62,12 @@ def sweep_choices(group: str, cfg: DictConfig, sweep: Sequence[DictConfig],
     if searched is not None:
         sources = sources_of(cfg)
         for option in _options(group, str(searched)):
-            found = _choice_paths(group, option, sources) if sources is not None else None
+            found = choice_paths(group, option, sources) if sources is not None else None
             keys.setdefault(option, set()).update(found or set())
     return keys
 
 
-def _choice_paths(group: str, name: str, sources: list) -> set[str] | None:
+def choice_paths(group: str, name: str, sources: list) -> set[str] | None:
     """The keys ``group=name`` sets (``choice_keys``) with every dotted path below them, read from
     its file and the group's files it builds on; None where ``choice_keys`` cannot tell."""
     top = choice_keys(group, name, sources)
@@ -95,40 +95,6 @@ def _dotted(tree: dict, prefix: str = "") -> set[str]:
         if isinstance(value, dict):
             paths |= _dotted(value, f"{path}.")
     return paths
-
-
-def check_each_choice_takes(group: str, typed: list[str], overrides: list[str], primary: Primary,
-                            have: dict[str, set[str]]) -> None:
-    """Refuses a key the command line gives every job of a sweep where some choice of the sweep
-    (``have``) would fail on it: ``+averaging.decay`` where a searched option already sets decay
-    (Hydra: "Could not append to config"), or a key some choice has given to a choice with
-    settings but not that key (``-m averaging=none,ema,swa ++averaging.decay=0.9``: SWA's job was
-    not built, after its data was prepared). A choice with no settings carries it unread.
-
-    A key is its full dotted path below the group: ``+model.optimizer.amsgrad`` appends to a
-    choice that sets ``optimizer`` but not ``optimizer.amsgrad``, as a single run does: a node
-    inside the choice (an optimizer) may well take it. A choice with settings lacks a nested key
-    whose first part it has not (``finetune.epochs`` of ``compress=quantize``): even where its
-    class took ``finetune`` as an argument, it would get a plain dict, so the sweep is refused."""
-    rest = [o for o in overrides if not of_group(o, group) and not names_group(o, group)]
-    again = " ".join([primary.command(), "-m", *map(shlex.quote, rest)])
-    for o in typed:
-        key = setting_path(o)
-        having = sorted(c for c, k in have.items() if key in k)
-        if having and o.startswith("+") and not o.startswith("++"):
-            raise LitlabError(
-                f"{o} appends {group}.{key} to every job of the sweep, but {group}={having[0]} of the sweep already "
-                f"sets {key}: Hydra cannot append it there and that job would fail. Set it with ++ instead "
-                f"({again} +{o}).")
-        lacking = sorted(c for c, k in have.items() if k and having and key not in k and key.split(".")[0] not in k)
-        lacking = rejecting_choices(group, key, lacking, typed, overrides, primary) if lacking else lacking
-        if lacking:
-            others = sorted(c for c in have if c not in having)
-            raise LitlabError(
-                f"{o.lstrip('+')} is given to every job of the sweep, and the job with {group}={lacking[0]} has no "
-                f"key {key} (of the sweep's choices, {group}={'|'.join(having)} {'has' if len(having) == 1 else 'have'}"
-                f" it): that job would fail when {group} is built, after its data is prepared. "
-                f"{separate_sweeps(primary, rest, group, having, typed, others, have, o)}")
 
 
 def rejecting_choices(group: str, key: str, lacking: list[str], typed: list[str], overrides: list[str],
@@ -183,17 +149,24 @@ def check_sweep_arguments(cfg: DictConfig, sweep: list[DictConfig] | None, overr
     every job's config, None for a single run) where it refuses a key of a swept group that the
     class of some swept choices takes (``-m model=cnn,mlp ++model.net.hidden_size=64``: CNN takes
     it, MLP not), the separate sweeps instead of "fix the key", which the choices that take it do
-    not need."""
+    not need. Where the sweep searches a group (``hydra.sweeper.params: {model: choice(cnn,mlp)}``),
+    ``cfg`` has its default choice: each searched choice's trial is checked instead
+    (``searched_groups``), as each job of a grid is."""
+    from litlab.searched_groups import is_trial, searched_group_jobs, searched_groups
     from litlab.target_arguments import check_target_arguments
 
     def keys_before(kept: list[str]) -> DictConfig | None:
         return composed_with(kept, primary)
 
-    try:
-        check_target_arguments(cfg, overrides, primary.command(), keys_before)
-    except LitlabError as e:
-        split = _arguments_split(e, sweep, overrides, primary, keys_before) if sweep else None
-        raise (split or e) from None
+    groups = searched_groups(cfg, overrides) if sweep else {}
+    trials = (searched_group_jobs(cfg, overrides, primary) if groups else []) or [cfg]
+    jobs = [*trials, *(j for j in sweep or [] if j is not cfg and is_trial(j, groups))] if groups else sweep
+    for job in trials:
+        try:
+            check_target_arguments(job, overrides, primary.command(), keys_before)
+        except LitlabError as e:
+            split = _arguments_split(e, jobs, overrides, primary, keys_before) if sweep else None
+            raise (split or e) from None
 
 
 def _arguments_split(e: LitlabError, sweep: list[DictConfig], overrides: list[str], primary: Primary,
@@ -230,63 +203,6 @@ def _arguments_split(e: LitlabError, sweep: list[DictConfig], overrides: list[st
     return None
 
 
-def append_in_sweep(e: LitlabError, overrides: list[str], primary: Primary | None = None) -> LitlabError:
-    """The paragraph for ``+group.KEY=V`` that Hydra cannot append in a sweep over ``group``
-    (``-m compress=prune,lowrank +compress.finetune.epochs=1``: swept choices already have the
-    key): ``++`` only, naming the swept choices that have it. The single run's advice
-    (``config_check.explain``: drop the + or use ++) fails here once the + is dropped, as the
-    sweep starts from the group's default choice, which may lack the key
-    (``config_check.check_sweep_start``). Where a swept choice with settings lacks the key
-    (``-m compress=prune,quantize``: quantize has no ``finetune``), ``++`` would crash its job:
-    separate sweeps instead. ``e`` as it is for any other error."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except HydraException:
-        return e
-    swept = {p.get_key_element().lstrip("+~"): p for p in parsed if p.is_sweep_override()}
-    for o in overrides:
-        key = o.split("=", 1)[0].lstrip("+")
-        group = key.split(".", 1)[0]
-        if (o.startswith("+") and not o.startswith("++") and "." in key and group in swept
-                and str(e).startswith(f"+{key} adds a new key, but ")):
-            return _append_advice(o, group, list(swept[group].sweep_string_iterator()), overrides, primary) or e
-    return e
-
-
-def _append_advice(typed: str, group: str, choices: list[str], overrides: list[str],
-                   primary: Primary | None) -> LitlabError | None:
-    """``append_in_sweep``'s paragraph for ``typed`` (``+compress.finetune.epochs=1``) in a sweep of
-    ``choices`` of ``group``: ``++`` where every swept choice with settings has the key, else the
-    separate sweeps (those that have it with ``++``, then the others without it). None where the
-    choices' files cannot be read."""
-    key, path = typed.split("=", 1)[0].lstrip("+"), setting_path(typed)
-    cfg = composed_with([o for o in overrides if o.startswith("hydra.")], primary) if primary else None
-    sources = sources_of(cfg) if cfg is not None else None
-    paths = {c: _choice_paths(group, c, sources) for c in choices} if sources is not None else {}
-    if not paths or any(k is None for k in paths.values()):
-        return None
-    having = [c for c in choices if path in paths[c]]
-    lacking = [c for c in choices if paths[c] and c not in having]
-    if not lacking:
-        return LitlabError(
-            f"{typed} adds a new key, but the swept choices {group}={','.join(having)} already have {key}. Write it "
-            f"as +{typed}: ++ sets the key where it exists and adds it where not, both in the sweep's jobs and in the "
-            f"default choice of {group} that the sweep starts from (without a +, a sweep is refused at its start "
-            f"where that choice lacks the key).")
-    rest = [o for o in overrides if not of_group(o, group) and not names_group(o, group)]
-    mine = [o for o in overrides if of_group(o, group)]
-    others = [c for c in choices if c not in having]
-    fixed = [f"+{o}" if o == typed else o for o in mine]
-    return LitlabError(
-        f"{typed} adds a new key, but {group}={','.join(having)} of the sweep {'has' if len(having) == 1 else 'have'} "
-        f"{key} (Hydra cannot append it there), and {group}={lacking[0]} has settings but not that key: with ++ its "
-        f"job would fail when {group} is built, after its data is prepared. "
-        f"{separate_sweeps(primary, rest, group, having, fixed, others, paths, f'+{typed}')}")
-
-
 def _options(group: str, value: str) -> list[str]:
     """The choices a sweeper's value for ``group`` names: each of ``choice(none,ema)`` or
     ``none,ema``, or the one given; none where Hydra cannot parse it."""
@@ -303,7 +219,7 @@ def _options(group: str, value: str) -> list[str]:
 
 def _job_keys(group: str, job: DictConfig) -> set[str]:
     """The keys of ``group`` that a sweep's ``job`` (its composed config) has in the choice it
-    makes: its file's with their dotted paths (``_choice_paths``), read from the job's sources;
+    makes: its file's with their dotted paths (``choice_paths``), read from the job's sources;
     where they cannot be read, the top-level keys of its node as composed if it has a class (then
     every key counts), else none."""
     choice = OmegaConf.select(job, f"hydra.runtime.choices.{group}", default=None)
@@ -311,7 +227,7 @@ def _job_keys(group: str, job: DictConfig) -> set[str]:
     if not isinstance(choice, str) or not isinstance(node, DictConfig):
         return set()
     sources = sources_of(job)
-    keys = _choice_paths(group, choice, sources) if sources is not None else None
+    keys = choice_paths(group, choice, sources) if sources is not None else None
     if keys is not None:
         return keys
     return {str(k) for k in node} if "_target_" in node else set()

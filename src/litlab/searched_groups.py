@@ -1,0 +1,70 @@
+"""One job's config per choice that a search makes of a config group (``hydra.sweeper.params``).
+
+A search over a group (``params: {model: choice(cnn,mlp)}`` in a conf/hparams_search/ file)
+starts from the group's default choice, and the sweeper composes the other choices' jobs one
+trial at a time. The command line's checks compose each searched choice once as well, so a key
+given to every trial that the class of one choice does not take (``++model.net.channels=[8]``:
+CNN's, not MLP's) is refused before any trial with the grid's advice (``-m model=cnn,mlp``), not
+in MLP's trials after their data is prepared. Torch-free, like the checks that call it.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from litlab.choice_files import composed_with
+from litlab.config_flags import Primary
+
+
+def searched_groups(cfg: DictConfig, overrides: list[str]) -> dict[str, list[str]]:
+    """The config groups that ``cfg``'s sweeper searches (``hydra.sweeper.params``), each with the
+    choices it lists: Optuna's ``choice(cnn,mlp)`` or the basic sweeper's ``cnn,mlp``. A range or
+    an interval names no file, and a group the command line gives (``model=cnn``) is not searched:
+    both sweepers then take the command line's value. Hydra's own groups are left to Hydra."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep
+    from hydra.errors import HydraException
+
+    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None, throw_on_resolution_failure=False)
+    groups = OmegaConf.select(cfg, "hydra.runtime.choices", default=None) or {}
+    typed = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
+    found: dict[str, list[str]] = {}
+    for name, space in (params.items() if isinstance(params, DictConfig) else []):
+        group = str(name).lstrip("+")
+        if group not in groups or group in typed or group == "hydra" or group.startswith("hydra/"):
+            continue
+        try:
+            parsed = OverridesParser.create().parse_override(f"{group}={space}")
+        except HydraException:  # refused in its own words by the sweeper's checks
+            continue
+        if parsed.is_sweep_override() and isinstance(parsed.value(), ChoiceSweep):
+            found[group] = list(dict.fromkeys(c for c in parsed.sweep_string_iterator() if c != "null"))
+    return found
+
+
+def searched_group_jobs(cfg: DictConfig, overrides: list[str], primary: Primary) -> list[DictConfig]:
+    """The trials of a searched group, composed: ``cfg`` (a job of the sweep, composed from its
+    overrides) with each searched group (``searched_groups``) at its first choice, then with each
+    other choice of one group at a time, as the sweeper composes a trial. ``cfg`` itself has each
+    group's default, which may be no trial at all (``choice(mlp,gru)`` where the default is
+    ``model=cnn``). Empty where no group is searched; a choice that does not compose is left out,
+    for the sweeper's trial to report."""
+    groups = searched_groups(cfg, overrides)
+    # its overrides as typed (${hydra:runtime.output_dir} does not resolve before the run), Hydra's
+    # own (hydra.searchpath=..., where the search's file may be) with them
+    recorded = OmegaConf.select(cfg, "hydra.overrides", default=None)
+    job = ([str(o) for key in ("hydra", "task") for o in OmegaConf.to_container(recorded, resolve=False).get(key) or []]
+           if recorded is not None else list(overrides))
+    first = {group: options[0] for group, options in groups.items() if options}
+    lines = [tuple(f"{group}={choice}" for group, choice in first.items())] if first else []
+    for group, options in groups.items():
+        lines += [tuple(f"{g}={option if g == group else c}" for g, c in first.items()) for option in options[1:]]
+    composed = (composed_with([*job, *line], primary) for line in lines)
+    return [c for c in composed if c is not None]
+
+
+def is_trial(job: DictConfig, groups: dict[str, list[str]]) -> bool:
+    """Whether ``job`` makes one of the searched choices of each group of ``groups``; a grid job
+    composed with a searched group at its default choice may make none."""
+    return all(OmegaConf.select(job, f"hydra.runtime.choices.{group}", default=None) in options
+               for group, options in groups.items())
