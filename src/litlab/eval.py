@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from litlab.checkpoint_paths import check_checkpoint_path
 from litlab.checkpoint_record import stored_run_config
 from litlab.data.fold_settings import check_eval_folds
+from litlab.ensemble_paths import check_ensemble_before_loading, is_ensemble
 from litlab.entry import check_cli, hydra_main, mode_known, run_entrypoint, start
 from litlab.errors import LitlabError, check_choice, check_positive_int
 from litlab.init_from_path import check_not_given
@@ -47,7 +48,11 @@ def check_before_loading(cfg: DictConfig) -> str:
 
     ``ckpt_path`` is given and is a checkpoint file that can be read, and a ``data.root`` given on
     the command line is a folder. ``check_cli`` runs this before torch and Lightning are imported
-    (seconds), so that a mistyped path is reported at once; ``evaluation.evaluate`` runs it too."""
+    (seconds), so that a mistyped path is reported at once; ``evaluation.evaluate`` runs it too.
+    An ensemble (``ckpt_path`` a list or a sweep folder) gets these checks for each member
+    (``ensemble_paths.check_ensemble_before_loading``)."""
+    if is_ensemble(cfg.get("ckpt_path")):
+        return check_ensemble_before_loading(cfg, check_before_loading)[0]
     if not cfg.get("ckpt_path"):
         raise LitlabError("ckpt_path is required: python -m litlab.eval "
                           "ckpt_path=outputs/runs/<run>/checkpoints/best.ckpt")
@@ -148,6 +153,10 @@ def _hydra_main(cfg: DictConfig) -> None:
     overrides = list(HydraConfig.get().overrides.task)
 
     def work(c: DictConfig) -> dict:
+        if is_ensemble(c.get("ckpt_path")):  # a list of checkpoints, or a sweep folder
+            from litlab.ensemble_eval import evaluate_ensemble
+
+            return evaluate_ensemble(c, overrides)
         from litlab.evaluation import evaluate  # inside run_entrypoint: Ctrl-C during the imports is recorded
 
         return evaluate(c, overrides)

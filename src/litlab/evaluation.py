@@ -10,6 +10,7 @@ figures beside (``calibrate``; the passes are in ``litlab.temperature_scaling``)
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -102,18 +103,65 @@ def eval_precision(cfg: DictConfig, run_cfg: DictConfig, overrides: list[str], a
     return recorded, "the run's"
 
 
+@dataclass
+class Loaded:
+    """A checkpoint made ready to score (``load_for_scoring``): eval's config with the precision it
+    scores in, the run's config, the task (its net divided by T where a temperature is given), the
+    data module serving the split to score as its test split, the ECE bins, and the temperature's
+    record (T or None, its fit, the checkpoint's size and sha256)."""
+
+    cfg: DictConfig
+    run_cfg: DictConfig
+    model: object
+    dm: object
+    precision: str
+    bins: int
+    temperature: float | None
+    fit: object
+    fingerprint: dict
+
+
 def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     """Loads ``cfg.ckpt_path``, rebuilds its data and model, and tests it; returns the metrics."""
     split = check_before_loading(cfg)  # also run by the command line, before torch is imported
+    loaded = load_for_scoring(cfg, overrides or [], split)
+    cfg, run_cfg, model, dm, precision, bins = (loaded.cfg, loaded.run_cfg, loaded.model, loaded.dm,
+                                                loaded.precision, loaded.bins)
+    temperature, fit, fingerprint = loaded.temperature, loaded.fit, loaded.fingerprint
+    # Ctrl-C or SIGTERM stops the evaluation at a batch end, recorded "interrupted" (exit 130/143)
+    report = EvalReport(misclassified=0, top_k=0, calibration_bins=bins)
+    at_t1 = UnscaledFigures(bins) if temperature is not None else None  # the same pass's figures at T = 1
+    callbacks = [Interruption(cfg.paths.output_dir, task="eval"), report, *([at_t1] if at_t1 is not None else [])]
+    trainer = build_trainer(cfg, callbacks, build_loggers(cfg))
+    results = trainer.test(model, datamodule=dm, verbose=False)[0]
+    metrics = {k.replace("test/", f"{split}/"): float(v) for k, v in results.items()}
+    if at_t1 is not None:
+        metrics.update({f"{split}/{k}_at_t1": v for k, v in at_t1.figures.items()})
+    run_dir = Path(cfg.paths.output_dir)
+    if not trainer.is_global_zero:
+        return metrics  # under DDP every rank has the figures; only rank 0 records and prints them
+    scored = scored_data(run_cfg, dm, split)
+    scaling = {} if temperature is None else {"temperature": temperature_record(temperature, fit, str(cfg.ckpt_path),
+                                                                                fingerprint)}
+    update_metrics(run_dir, status="completed", task="eval", ckpt_path=str(cfg.ckpt_path), precision=precision,
+                   calibration_bins=bins, **scaling, **scored, **partial_data(cfg.trainer), **metrics)
+    print_result(cfg.ckpt_path, metrics, precision, scored, run_dir, scaling.get("temperature"))
+    return metrics
+
+
+def load_for_scoring(cfg: DictConfig, overrides: list[str], split: str) -> Loaded:
+    """``evaluate``'s steps up to the scored pass: the checkpoint loaded, its data and model rebuilt
+    in the run's precision (``eval_precision``), ``split`` served as the test split and the
+    temperature applied (``calibrate``)."""
     # the bytes a temperature is recorded for, read before the checkpoint is loaded (predict compares them)
     fingerprint = checkpoint_fingerprint(cfg.ckpt_path) if cfg.get("temperature") is not None else {}
     ckpt = load_checkpoint(cfg.ckpt_path)
     check_stored_net(ckpt, cfg.ckpt_path)  # a user's own net, before any data is prepared
-    run_cfg = stored_config(ckpt, overrides or [], str(cfg.ckpt_path))
+    run_cfg = stored_config(ckpt, overrides, str(cfg.ckpt_path))
     artifact = is_artifact(ckpt)  # a compressed model written by litlab.compression
     if artifact and ckpt["compression"].get("cpu_only"):
         cfg = OmegaConf.merge(cfg, {"trainer": {"accelerator": "cpu", "devices": 1}})
-    precision, source = eval_precision(cfg, run_cfg, overrides or [], artifact)
+    precision, source = eval_precision(cfg, run_cfg, overrides, artifact)
     cfg = OmegaConf.merge(cfg, {"trainer": {"precision": precision}})
     if is_rank_zero():
         log.info("evaluating in trainer.precision=%s (%s)", precision, source)
@@ -134,25 +182,26 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         raise LitlabError(f"split={split}: the data has no {split} samples to evaluate (see data.* of the run, or the "
                           f"data.path/data.root given). Use split=test, or data with a {split} split.")
     temperature, fit = calibrate(cfg, model, dm)
-    # Ctrl-C or SIGTERM stops the evaluation at a batch end, recorded "interrupted" (exit 130/143)
-    report = EvalReport(misclassified=0, top_k=0, calibration_bins=bins)
-    at_t1 = UnscaledFigures(bins) if temperature is not None else None  # the same pass's figures at T = 1
-    callbacks = [Interruption(cfg.paths.output_dir, task="eval"), report, *([at_t1] if at_t1 is not None else [])]
-    trainer = build_trainer(cfg, callbacks, build_loggers(cfg))
-    results = trainer.test(model, datamodule=dm, verbose=False)[0]
+    return Loaded(cfg, run_cfg, model, dm, precision, bins, temperature, fit, fingerprint)
+
+
+def member_probabilities(cfg: DictConfig, overrides: list[str]) -> tuple:
+    """One ensemble member (``cfg.ckpt_path``) scored as ``evaluate`` scores it, without recording:
+    (probabilities ``(N, C)`` float64, labels ``(N,)``, its metrics, what it scored (``scored_data``),
+    its precision, its temperature's record or None), the samples in the test loader's order."""
+    from litlab.callbacks.test_probabilities import TestProbabilities
+
+    split = check_before_loading(cfg)
+    loaded = load_for_scoring(cfg, overrides, split)
+    kept = TestProbabilities()
+    trainer = build_trainer(loaded.cfg, [Interruption(cfg.paths.output_dir, task="eval"), kept], [])
+    results = trainer.test(loaded.model, datamodule=loaded.dm, verbose=False)[0]
     metrics = {k.replace("test/", f"{split}/"): float(v) for k, v in results.items()}
-    if at_t1 is not None:
-        metrics.update({f"{split}/{k}_at_t1": v for k, v in at_t1.figures.items()})
-    run_dir = Path(cfg.paths.output_dir)
-    if not trainer.is_global_zero:
-        return metrics  # under DDP every rank has the figures; only rank 0 records and prints them
-    scored = scored_data(run_cfg, dm, split)
-    scaling = {} if temperature is None else {"temperature": temperature_record(temperature, fit, str(cfg.ckpt_path),
-                                                                                fingerprint)}
-    update_metrics(run_dir, status="completed", task="eval", ckpt_path=str(cfg.ckpt_path), precision=precision,
-                   calibration_bins=bins, **scaling, **scored, **partial_data(cfg.trainer), **metrics)
-    print_result(cfg.ckpt_path, metrics, precision, scored, run_dir, scaling.get("temperature"))
-    return metrics
+    temperature = None if loaded.temperature is None else temperature_record(
+        loaded.temperature, loaded.fit, str(cfg.ckpt_path), loaded.fingerprint)
+    probabilities, labels = kept.result()
+    return (probabilities, labels, metrics, scored_data(loaded.run_cfg, loaded.dm, split), loaded.precision,
+            temperature)
 
 
 def calibration_bins(cfg: DictConfig, run_cfg: DictConfig) -> int:

@@ -1,0 +1,40 @@
+"""The class probabilities of every test sample, kept for an ensemble (``litlab.ensemble_eval``)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from litlab.callbacks.net_logits import NetLogits
+
+
+class TestProbabilities(NetLogits):
+    """Keeps ``softmax(logits)`` ``(N, C)`` and the labels ``(N,)`` of every test batch, in the order
+    the test loader serves them, on the CPU in float64. The logits are those of ``pl_module.net``
+    in the run's precision (divided by T where eval wrapped the net for ``temperature=``)."""
+
+    __test__ = False  # not a pytest test class, though its name begins with Test
+
+    def __init__(self):
+        super().__init__()
+        self._probabilities: list[Tensor] = []
+        self._labels: list[Tensor] = []
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._probabilities, self._labels = [], []
+        self._watch(pl_module.net)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        x, y = batch[0], batch[1]
+        logits = self._logits(pl_module.net, x, y, outputs)  # (B, C)
+        self._probabilities.append(logits.double().softmax(dim=-1).cpu())
+        self._labels.append(y.detach().long().cpu())
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._remove()
+
+    def result(self) -> tuple[Tensor, Tensor]:
+        """(probabilities ``(N, C)`` float64, labels ``(N,)`` long); empty where no batch ran."""
+        if not self._labels:
+            return torch.empty(0, 0, dtype=torch.float64), torch.empty(0, dtype=torch.long)
+        return torch.cat(self._probabilities), torch.cat(self._labels)
