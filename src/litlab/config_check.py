@@ -35,7 +35,9 @@ from litlab.data.fold_settings import check_fold_config, folds_not_a_key
 from litlab.device_counts import known_device_count
 from litlab.empty_choices import check_empty_choices, key_of_empty_choice
 from litlab.errors import LitlabError
+from litlab.home_overrides import check_home_overrides
 from litlab.metric_direction import lower_is_better
+from litlab.misspelt_keys import not_a_key
 from litlab.mixing_checks import check_mixing
 from litlab.monitor_checks import check_monitored
 from litlab.run_folders import LAST_NEEDS_A_RUN, check_run_folders
@@ -167,10 +169,8 @@ def explain(e: BaseException, overrides: list[str], primary: Primary | None = No
         empty = key_of_empty_choice(key, ONE_CHOICE, overrides, primary, config_dirs(overrides, primary))
         if empty is not None:
             return empty
-        return LitlabError(
-            f"{bad.split('=')[0]} is not a key of the config ({text}). Check the spelling with "
-            f"`{primary.command()} --cfg job`, or add a new key with a leading +."
-        )
+        # data.chanels=3: the keys close to it, not Hydra's "use +data.chanels=3", which the + check then refused
+        return not_a_key(bad, overrides, primary)
     if isinstance(e, OverrideParseException):
         return LitlabError(f"could not parse the override(s) {' '.join(overrides)}: {text}. "
                            f"Values with spaces, brackets or commas need quoting, e.g. 'data.shape=[1,8,8]'.")
@@ -453,6 +453,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
     check_values_given(argv, config_name)
     primary = primary_of(argv, config_name)
     overrides = overrides_of(argv)
+    check_home_overrides(overrides, config_name)  # data.root=~/imgs: Hydra's parser error, then ours once quoted
     multirun = is_sweep_command(argv)
     try:
         combos = expand_sweeps(overrides, dirs=config_dirs(argv, primary) or [CONF_DIR]) if multirun else [overrides]

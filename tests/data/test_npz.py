@@ -57,7 +57,7 @@ def test_missing_val_is_split_off(tmp_path):
     ({"y_val": None}, r"lacks the array\(s\) y_val"),
     ({"y_train": np.zeros(3, dtype=np.int64)}, "y_train has 3 labels but x_train has 40"),
     ({"y_test": -np.ones(10, dtype=np.int64)}, r"labels must lie in \[0, 3\)"),
-    ({"y_train": np.zeros(40, dtype=np.float32)}, "integer class indices"),
+    ({"y_train": np.zeros(40, dtype=np.float32)}, "whole numbers of dtype float32.*astype"),
     # one training class other than 0 trained to "accuracy 1.0" with a warning only
     ({"y_train": np.full(40, 2), "y_val": np.full(10, 2), "y_test": np.full(10, 2)},
      "every label of y_train is 2, one class; a classifier needs training samples of at least two"),

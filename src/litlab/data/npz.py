@@ -57,6 +57,8 @@ def _as_inputs(x: np.ndarray, key: str, path: Path) -> tuple[torch.Tensor, str]:
 
 
 def _as_labels(y: np.ndarray, key: str, path: Path, n: int) -> torch.Tensor:
+    if y.ndim == 1 and y.dtype.kind in "USf":  # class names, or class indices stored as floats
+        _refuse_label_dtype(y, key, path)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise LitlabError(f"data.path={path}: {key} must be a 1-D array of integer class indices, "
                           f"got shape {y.shape} and dtype {y.dtype}.")
@@ -279,11 +281,34 @@ def _read_member(path: Path, key: str, name: str) -> np.ndarray:
         if isinstance(e, ValueError) and "Object arrays cannot be loaded" in str(e):
             raise LitlabError(
                 f"{key}={path}: {name} is an object (pickled) array, such as labels saved from a pandas column of "
-                f"strings; litlab will not unpickle it, since unpickling can run any code. Save it as a numeric "
-                f"array, e.g. numpy.asarray({name}, dtype=numpy.int64), or map class names to integers first "
-                f"(numpy.unique({name}, return_inverse=True))."
+                f"strings; litlab will not unpickle it, since unpickling can run any code. {_labels_fix(name)}"
             ) from None
         raise LitlabError(f"{key}={path}: the array {name} is not readable ({_first_line(e)}).") from None
+
+
+def _labels_fix(name: str, whole_numbers: bool = False) -> str:
+    """The one sentence of every refusal of labels ``name`` that are not integers, on how to save
+    them as class indices: ``whole_numbers`` (floats that are) need only the cast; class names
+    (strings, objects) a mapping to integers first."""
+    if whole_numbers:
+        return f"Save it as integers: {name}.astype(numpy.int64)."
+    return (f"Save it as a numeric array, e.g. numpy.asarray({name}, dtype=numpy.int64), or map class names to "
+            f"integers first: classes, idx = numpy.unique({name}, return_inverse=True), saved as "
+            f"idx.astype(numpy.int64), with one list of classes for every split (another split's names are "
+            f"numpy.searchsorted(classes, names)).")
+
+
+def _refuse_label_dtype(y: np.ndarray, key: str, path: Path) -> None:
+    """Labels saved as class names (``<U5``: 'cat') or as whole-number floats (``float64``: 3.0):
+    the refusal names what they hold and the fix. Fractional floats fall through to the plain
+    "integer class indices" refusal."""
+    if y.dtype.kind in "US":
+        example = f", such as {y[0].item()!r}" if len(y) else ""
+        raise LitlabError(f"data.path={path}: {key} holds strings (dtype {y.dtype}{example}), and labels must be "
+                          f"integer class indices counted from 0. {_labels_fix(key)}")
+    if np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+        raise LitlabError(f"data.path={path}: {key} holds whole numbers of dtype {y.dtype}, and labels must be of an "
+                          f"integer dtype (class indices counted from 0). {_labels_fix(key, whole_numbers=True)}")
 
 
 def _first_line(e: Exception) -> str:
