@@ -1,11 +1,12 @@
 """``python -m litlab.predict ckpt_path=PATH input=PATH``: classify new inputs with a checkpoint.
 
-``input`` is one image file, a folder of images (searched recursively) or an ``.npz`` with the
-samples under key ``x`` (or ``x_test``). Resizing, channels and normalization come from the
-checkpoint, as do the class names. Results go to ``predictions.csv`` in the run directory (or
-``output=PATH``), written batch by batch; unreadable files are listed there as errors. This module
-stays light (no torch) so that command-line mistakes are reported at once; the work is
-``litlab.prediction.run.predict``.
+``input`` is one image file, a folder of images (searched recursively, leaving out litlab's own
+run folders and ``paths.log_dir``) or an ``.npz`` with the samples under key ``x`` (or
+``x_test``). Resizing, channels and normalization come from the checkpoint, as do the class names;
+image files of another size are resized, counted in metrics.json (``resized``) and said once.
+Results go to ``predictions.csv`` in the run directory (or ``output=PATH``), written batch by
+batch; unreadable files are listed there as errors. This module stays light (no torch) so that
+command-line mistakes are reported at once; the work is ``litlab.prediction.run.predict``.
 """
 
 from __future__ import annotations

@@ -6,14 +6,17 @@ readable inputs as raw tensors (``(N, *input_shape)``), ``errors`` pairs the oth
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
-from litlab.data.image_files import decode, visible_files
+from litlab.data.image_files import decode
 from litlab.data.npz import finite_samples, read_arrays
 from litlab.data.preprocess import Preprocess
 from litlab.errors import LitlabError
@@ -23,16 +26,43 @@ Batch = tuple[list[str], Tensor | None, list[tuple[str, str]], list[str]]
 NPZ_KEYS = ("x", "x_test")
 
 
-def list_files(path: Path) -> list[Path]:
-    """``path`` itself, or every file below the folder ``path`` (hidden ones skipped), sorted."""
-    return [path] if path.is_file() else visible_files(path)
+# aspect ratios (width / height) closer than this, relative, count as the same: 1000x751 -> 32x24
+# is a resize, not a stretch
+ASPECT_TOLERANCE = 0.01
+
+
+@dataclass
+class Resized:
+    """The image files decoded at another size than the model's ``(H, W)`` (``image_batches``):
+    predict resizes them, as training with ``data.image_size`` did; a model trained on files of
+    its own size never saw a resized one, and a changed aspect ratio stretches the picture."""
+
+    count: int = 0
+    """Files resized."""
+    stretched: int = 0
+    """Of those, files whose aspect ratio changed by more than ``ASPECT_TOLERANCE``."""
+    first: tuple[str, int, int] | None = None
+    """``(name, width, height)`` of the first file resized, for the log line."""
+    first_stretched: tuple[str, int, int] | None = None
+
+    def add(self, name: str, width: int, height: int, size: tuple[int, int]) -> None:
+        """One file of ``width x height`` decoded to ``size`` ``(H, W)``."""
+        h, w = size
+        if (height, width) == (h, w):
+            return
+        self.count += 1
+        self.first = self.first or (name, width, height)
+        if abs((width / height) / (w / h) - 1) > ASPECT_TOLERANCE:
+            self.stretched += 1
+            self.first_stretched = self.first_stretched or (name, width, height)
 
 
 def image_batches(files: list[Path], input_shape: tuple[int, ...], channels: int | None,
-                  batch_size: int) -> Iterator[Batch]:
+                  batch_size: int, resized: Resized | None = None) -> Iterator[Batch]:
     """Decodes files as in training: ``channels`` (1 or 3) and resized to the model's ``(H, W)``.
 
     Files that are not images or fail to decode become errors; they do not stop the rest.
+    ``resized`` counts the files decoded from another size.
     """
     c, h, w = input_shape
     channels = channels or c
@@ -41,8 +71,14 @@ def image_batches(files: list[Path], input_shape: tuple[int, ...], channels: int
         chunk = files[start:start + batch_size]
         for f in chunk:
             try:
+                with warnings.catch_warnings():  # a huge image fails as decode fails it, with no warning
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    with Image.open(f) as im:  # the header only: the file's own size, before decode resizes it
+                        width, height = im.size
                 tensors.append(decode(f, channels, (h, w)))
                 names.append(str(f))
+                if resized is not None:
+                    resized.add(str(f), width, height, (h, w))
             except Exception as e:  # PIL raises many types for files it cannot read
                 first_line = str(e).splitlines()[0][:200] if str(e) else ""
                 errors.append((str(f), f"not a readable image: {type(e).__name__}: {first_line}"))
@@ -74,14 +110,25 @@ def read_npz(path: Path, input_shape: tuple[int, ...], pre: Preprocess) -> tuple
     return key, model_inputs(x, f"input={path}: {key}", pre)
 
 
+def sample_shape(input_shape: tuple[int, ...], kind: str) -> tuple[str, tuple[int, ...]]:
+    """What the model's samples are called and the shape of one as the user stores it: a
+    sequence model of ``(1, F)`` was trained on feature vectors ``(N, F)`` (read as ``(N, 1, F)``),
+    and takes them so; ``(N, 1, F)`` sequences of one step were no word the user knew."""
+    if kind == "image":
+        return "images (N, C, H, W)", tuple(input_shape)
+    if len(input_shape) == 2 and input_shape[0] == 1:
+        return "feature vectors (N, F)", tuple(input_shape[1:])
+    return "sequences (N, L, F)", tuple(input_shape)
+
+
 def shape_mismatch(where: str, key: str, stored: tuple[int, ...], input_shape: tuple[int, ...], kind: str) -> str:
     """Why an array of shape ``stored`` cannot be the model's samples; one sample stored without
     its batch axis is named as such."""
-    what = "images (N, C, H, W)" if kind == "image" else "sequences (N, L, F)"
-    expected = "(N, " + ", ".join(map(str, input_shape)) + ")"
+    what, one = sample_shape(input_shape, kind)
+    expected = "(N, " + ", ".join(map(str, one)) + ")"
     msg = f"{where}: {key} has shape {stored} but the model takes {what} of shape {expected}."
-    if stored == tuple(input_shape):
-        batch_of_one = "(1, " + ", ".join(map(str, input_shape)) + ")"
+    if stored == one:
+        batch_of_one = "(1, " + ", ".join(map(str, one)) + ")"
         return (f"{msg} That is one sample without the batch axis: store {key}[None] (a batch of one, shape "
                 f"{batch_of_one}).")
     return f"{msg} Give arrays shaped like the training data of this checkpoint."

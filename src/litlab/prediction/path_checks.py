@@ -18,11 +18,13 @@ from litlab.run_folders import name_limit, path_problem, select_or_none
 from litlab.tuning.temperature_setting import predict_temperature
 
 
-def check_before_loading(cfg: DictConfig, out: Path | None) -> tuple[int, int]:
+def check_before_loading(cfg: DictConfig, out: Path | None, run_dir: tuple[str, Path] | None = None
+                         ) -> tuple[int, int]:
     """Every check of ``predict`` that comes before the model loads; returns ``(top_k, batch_size)``.
 
     ``out`` is the CSV to write, None where it is not known yet (the run's own folder, which Hydra
-    has not made when the command line is checked)."""
+    has not made when the command line is checked). ``run_dir``: the key that names the run's
+    folder and the folder (``hydra.run.dir`` on the command line, ``paths.output_dir`` in the run)."""
     for key in ("ckpt_path", "input"):
         if not cfg.get(key):
             raise LitlabError(f"{key} is required: python -m litlab.predict ckpt_path=outputs/runs/<run>/checkpoints/"
@@ -38,6 +40,8 @@ def check_before_loading(cfg: DictConfig, out: Path | None) -> tuple[int, int]:
     check_checkpoint_path(cfg.ckpt_path)
     check_not_given(cfg, "predict")  # model.init_from: a training run's, not predict's
     check_input_exists(Path(cfg.input))
+    if run_dir is not None:
+        check_run_dir_outside_input(cfg, *run_dir)
     predict_temperature(cfg)  # a positive number, or an eval folder whose T is of this checkpoint's bytes (sha256)
     return top_k, batch_size
 
@@ -46,7 +50,9 @@ def check_command_line(cfg: DictConfig) -> None:
     """``check_before_loading`` on the composed config of the command line (``entry.check_cli``):
     ``output=`` when given; the default, in the run's folder, is checked in the run."""
     output = select_or_none(cfg, "output")
-    check_before_loading(cfg, Path(output) if output else None)
+    run_dir = select_or_none(cfg, "hydra.run.dir")  # None: resolved only in the run, checked there
+    check_before_loading(cfg, Path(output) if output else None,
+                         ("hydra.run.dir", Path(run_dir)) if run_dir else None)
 
 
 def check_input_exists(path: Path) -> None:
@@ -54,6 +60,39 @@ def check_input_exists(path: Path) -> None:
     from the checkpoint (``run.input_batches``)."""
     if not path.exists():
         raise LitlabError(f"input={path} does not exist. Give an image file, a folder of images or an .npz file.")
+
+
+def check_run_dir_outside_input(cfg: DictConfig, key: str, run_dir: Path) -> None:
+    """The run's folder must not lie in the folder ``input=`` (or be it): Hydra writes ``.hydra/``,
+    ``predict.log`` and ``metrics.json`` there before the inputs are listed, and the CSV follows, so
+    the user's image folder got litlab's files, and the next predict of it an error row for each.
+    A run folder below ``paths.log_dir`` is fine where ``paths.log_dir`` lies below ``input``
+    (``predict input=.`` from a folder of photos): the listing leaves ``paths.log_dir`` out
+    (``input_files.list_files``)."""
+    given = Path(cfg.input)
+    if not given.is_dir():
+        return  # one image file or an .npz: nothing is listed
+    inputs, run = os.path.realpath(given), os.path.realpath(run_dir)
+    if not _within(run, inputs):
+        return
+    log_dir = select_or_none(cfg, "paths.log_dir")
+    logs = os.path.realpath(log_dir) if log_dir else None
+    if logs and logs != inputs and _within(logs, inputs) and _within(run, logs):
+        return
+    where = "is the folder" if run == inputs else "is inside the folder"
+    if logs and _within(run, logs):  # paths.log_dir is input or holds it: moving the run out needs another one
+        how = f"Give {key} (or paths.log_dir) a folder outside {cfg.input}."
+    else:
+        how = (f"Give {key} a folder outside {cfg.input}, or leave it out: runs then go to paths.log_dir "
+               f"({log_dir}), which the listing of input leaves out.")
+    raise LitlabError(f"{key}={run_dir} {where} input={cfg.input}: predict would write its run's files (.hydra/, "
+                      f"predict.log, metrics.json, predictions.csv) among the images it classifies, and a later "
+                      f"predict of that folder would read them as inputs. {how}")
+
+
+def _within(path: str, folder: str) -> bool:
+    """Whether the absolute ``path`` is ``folder`` or lies below it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def check_output(out: Path, inputs: dict[str, Path] | None = None) -> None:

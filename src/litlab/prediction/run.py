@@ -1,14 +1,17 @@
 """Classifying new inputs with a checkpoint (``predict(cfg)``), which ``python -m litlab.predict`` runs.
 
-``input`` is one image file, a folder of images (searched recursively) or an ``.npz`` with the
-samples under key ``x`` (or ``x_test``). Resizing, channels and normalization come from the
-checkpoint, as do the class names. Results go to ``predictions.csv`` in the run directory (or
-``output=PATH``), written batch by batch; unreadable files are listed there as errors.
+``input`` is one image file, a folder of images (searched recursively, leaving out litlab's own
+run folders and ``paths.log_dir``) or an ``.npz`` with the samples under key ``x`` (or
+``x_test``). Resizing, channels and normalization come from the checkpoint, as do the class names;
+image files of another size are resized, counted in metrics.json (``resized``) and said once.
+Results go to ``predictions.csv`` in the run directory (or ``output=PATH``), written batch by
+batch; unreadable files are listed there as errors.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -17,7 +20,8 @@ from litlab.errors import LitlabError
 from litlab.models.temperature_scaled import TemperatureScaled
 from litlab.prediction.checkpoint_model import Predictor, load_predictor, pick_device
 from litlab.prediction.csv_rows import PredictionCsv
-from litlab.prediction.inputs import array_batches, image_batches, list_files, read_npz
+from litlab.prediction.input_files import list_files
+from litlab.prediction.inputs import Resized, array_batches, image_batches, read_npz, sample_shape
 from litlab.prediction.path_checks import check_before_loading, check_input_exists
 from litlab.reporting.run_files import update_metrics
 from litlab.callbacks.interruption import sets_key
@@ -27,8 +31,13 @@ from litlab.tuning.temperature_setting import predict_temperature
 log = logging.getLogger(__name__)
 
 
-def input_batches(path: Path, predictor: Predictor, batch_size: int):
-    """The batches of ``input=path`` for this model, after checking that the kind fits it."""
+def input_batches(path: Path, predictor: Predictor, batch_size: int, leave_out: tuple[Path, ...] = (),
+                  resized: Resized | None = None):
+    """The batches of ``input=path`` for this model, after checking that the kind fits it.
+
+    ``leave_out``: folders and files below a folder ``path`` that are litlab's, not inputs
+    (``paths.log_dir``, the CSV); run folders are left out too (``input_files.list_files``).
+    ``resized`` counts the image files decoded from another size."""
     check_input_exists(path)
     if path.is_file() and path.suffix.lower() == ".npz":
         key, x = read_npz(path, predictor.input_shape, predictor.preprocess)
@@ -36,11 +45,17 @@ def input_batches(path: Path, predictor: Predictor, batch_size: int):
             raise LitlabError(f"input={path}: {key} holds no samples. Give an .npz with the samples to classify.")
         return len(x), array_batches(path, key, x, batch_size)
     check_takes_image_files(path, predictor)
-    files = list_files(path)
+    files, left_out = list_files(path, leave_out)
+    if left_out:
+        log.info("input=%s: left out %d folder(s) of litlab's outputs (run folders, paths.log_dir): %s", path,
+                 len(left_out), ", ".join(map(str, left_out[:3])) + (" ..." if len(left_out) > 3 else ""))
     if not files:
-        raise LitlabError(f"input={path} is a folder without files. Put the images to classify in it "
+        also = (f" (left out: {len(left_out)} folder(s) of litlab's runs and outputs, such as {left_out[0]})"
+                if left_out else "")
+        raise LitlabError(f"input={path} is a folder without files{also}. Put the images to classify in it "
                           f"(subfolders are searched).")
-    return len(files), image_batches(files, predictor.input_shape, predictor.preprocess.channels, batch_size)
+    return len(files), image_batches(files, predictor.input_shape, predictor.preprocess.channels, batch_size,
+                                     resized)
 
 
 def check_takes_image_files(path: Path, predictor: Predictor) -> None:
@@ -48,9 +63,11 @@ def check_takes_image_files(path: Path, predictor: Predictor) -> None:
     arrays of another scale or channel count, cannot take them."""
     pre, channels = predictor.preprocess, predictor.input_shape[0]
     if pre.kind != "image":
-        shape = ", ".join(map(str, predictor.input_shape))
-        raise LitlabError(f"input={path}: this checkpoint classifies sequences of shape ({shape}), not image files. "
-                          f"Give an .npz file with the sequences under key x, shaped (N, {shape}).")
+        what, one = sample_shape(predictor.input_shape, pre.kind)  # feature vectors (N, F) or sequences (N, L, F)
+        what, shape = what.split(" (")[0], ", ".join(map(str, one))
+        raise LitlabError(f"input={path}: this checkpoint classifies {what} of shape {one}, not image files. Give an "
+                          f".npz file with the {what} under key x, shaped (N, {shape}); one alone, x of shape {one}, "
+                          f"needs the batch axis: x[None].")
     if pre.pixels is False:
         raise LitlabError(f"input={path}: this checkpoint was trained on arrays used as they are, not on 8-bit pixels, "
                           f"so image files would reach it on another scale. Give an .npz file with the samples under "
@@ -65,13 +82,17 @@ def predict(cfg: DictConfig) -> dict:
     """Classifies ``cfg.input`` with ``cfg.ckpt_path``; writes the CSV and returns the summary."""
     run_dir = Path(cfg.paths.output_dir)
     out = Path(cfg.output) if cfg.get("output") else run_dir / "predictions.csv"
-    top_k, batch_size = check_before_loading(cfg, out)  # also run by the command line, before torch is imported
+    # also run by the command line (with hydra.run.dir), before torch is imported
+    top_k, batch_size = check_before_loading(cfg, out, ("paths.output_dir", run_dir))
     predictor = load_predictor(str(cfg.ckpt_path), pick_device(str(cfg.get("device", "auto"))))
     temperature, source, how = predict_temperature(cfg)
     if temperature is not None:  # probabilities softmax(logits / T); the ranking stays the same
         predictor.net = TemperatureScaled(predictor.net, temperature)
         log.info("temperature T=%.4f (%s)", temperature, how)
-    total, batches = input_batches(Path(cfg.input), predictor, batch_size)
+    log_dir = cfg.paths.get("log_dir")
+    resized = Resized()
+    total, batches = input_batches(Path(cfg.input), predictor, batch_size,
+                                   (Path(log_dir), out) if log_dir else (out,), resized)
     classes = len(predictor.class_names)
     if top_k > classes:  # the CSV's columns stop at the last class
         # a warning only for a top_k the user gave: predict.yaml's default 3 is more than a 2-class model's
@@ -83,6 +104,7 @@ def predict(cfg: DictConfig) -> dict:
     with PredictionCsv(out, predictor.class_names, top_k) as rows:
         for names, x, errors, order in batches:
             rows.write(names, predictor.logits(x) if x is not None else None, errors, order)
+    log_resized(resized, predictor)
     if rows.errors and not rows.predicted:
         name, why = rows.errors[0]
         if Path(str(cfg.input)).suffix == ".npz":  # samples of one array, not files
@@ -92,7 +114,8 @@ def predict(cfg: DictConfig) -> dict:
         raise LitlabError(f"input={cfg.input}: none of its {len(rows.errors)} file(s) could be classified; the first, "
                           f"{name}, is {why}. {out} lists each file with why. Give images (PNG, JPEG, ...) or an "
                           f".npz file with the samples under key x.")
-    summary = {"predicted": rows.predicted, "errors": len(rows.errors), "predictions": str(out), "top_k": rows.top_k,
+    summary = {"predicted": rows.predicted, "errors": len(rows.errors), "resized": resized.count,
+               "resized_stretched": resized.stretched, "predictions": str(out), "top_k": rows.top_k,
                "top1_counts": dict(sorted(rows.top1_counts.items(), key=lambda kv: -kv[1]))}
     if temperature is not None:
         summary["temperature"] = {"value": temperature, "from": source}
@@ -100,6 +123,28 @@ def predict(cfg: DictConfig) -> dict:
                    **{k: v for k, v in summary.items() if k != "top1_counts"})
     print_summary(cfg, summary, rows.errors, how)
     return summary
+
+
+def log_resized(resized: Resized, predictor: Predictor) -> None:
+    """One line for the whole run when image files were resized to the model's ``(H, W)``: a
+    warning where the aspect ratio changed (the picture is stretched) or the model was trained on
+    files of their own size (it never saw a resized one; eval refuses other sizes there)."""
+    if not resized.count:
+        return
+    h, w = predictor.input_shape[1:]
+    trained = predictor.preprocess.image_size
+    how = (f"as training resized its files (data.image_size={list(trained)})" if trained else
+           "which training never did (the model saw its files at their own size)")
+    line = f"resized {resized.count} image file(s) to the model's {w}x{h} (width x height), {how}"
+    if resized.stretched:
+        name, fw, fh = resized.first_stretched
+        ratio = f"{w // math.gcd(w, h)}:{h // math.gcd(w, h)}"
+        line += (f"; {resized.stretched} of them changed aspect ratio, so they are stretched (e.g. {name}, "
+                 f"{fw}x{fh}): crop or pad them to {ratio} (width:height) for predictions like training's")
+    else:
+        name, fw, fh = resized.first
+        line += f", keeping their aspect ratio (e.g. {name}, {fw}x{fh})"
+    log.log(logging.WARNING if resized.stretched or not trained else logging.INFO, line)
 
 
 def print_summary(cfg: DictConfig, summary: dict, errors: list[tuple[str, str]], how: str | None = None) -> None:
@@ -114,6 +159,9 @@ def print_summary(cfg: DictConfig, summary: dict, errors: list[tuple[str, str]],
     if summary["top1_counts"]:
         common = list(summary["top1_counts"].items())[:5]
         print("  top classes  " + ", ".join(f"{name} ({n})" for name, n in common))
+    if summary.get("resized"):
+        print(f"  resized      {summary['resized']} to the model's size ({summary['resized_stretched']} stretched: "
+              f"another aspect ratio)")
     print(f"  errors       {summary['errors']}")
     for name, why in errors[:3]:
         print(f"    {name}: {why}")
