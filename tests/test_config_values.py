@@ -7,6 +7,7 @@ import pytest
 
 from litlab.config_check import check_overrides
 from litlab.errors import LitlabError
+from tests.helpers import write_image_folder
 
 
 @pytest.mark.parametrize("overrides,match", [
@@ -33,6 +34,7 @@ def test_a_value_that_cannot_be_used_is_named_before_any_work(overrides, match):
 
 def test_runtime_interpolations_and_set_variables_pass(monkeypatch, tmp_path):
     """${hydra:...} (the run folder) resolves only inside the job and is left to it."""
+    write_image_folder(tmp_path, per_class=1)  # a usable image folder: its train/ listing is checked
     monkeypatch.setenv("LITLAB_TEST_DATA", str(tmp_path))  # a folder that exists: a missing data.root is refused
     cfg = check_overrides(["data=imagefolder", "data.root=${oc.env:LITLAB_TEST_DATA}", "test=false"], "train")
     assert cfg.data.root == str(tmp_path) and cfg.test is False

@@ -159,6 +159,7 @@ def test_resized_images_are_said_once_with_their_count_and_recorded(image_ckpt, 
                             "training's"), message
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert (record["predicted"], record["errors"], record["resized"], record["resized_stretched"]) == (4, 1, 3, 2)
+    assert (summary["resized"], summary["resized_stretched"]) == (3, 2)  # the summary predict returns too
 
 
 def test_a_feature_vector_model_names_feature_vectors_and_the_batch_axis(feature_ckpt, data_dir, tmp_path):

@@ -19,6 +19,7 @@ from litlab.errors import LitlabError
 from litlab.evaluation import stored_config
 from litlab.reporting.run_files import update_metrics
 from tests.conftest import make_cfg, refused_before_torch, run_cli
+from tests.helpers import write_image_folder
 
 NPZ_RUN = {"litlab": {"config": {"data": {"_target_": "litlab.data.npz.NpzDataModule", "path": "/d/a.npz",
                                           "batch_size": 8},
@@ -41,7 +42,7 @@ def test_a_missing_data_location_is_refused_before_torch_and_no_folder_is_made(t
 
 
 def test_each_swept_data_location_and_the_cheap_data_values_are_checked(tmp_path):
-    (tmp_path / "images").mkdir()
+    write_image_folder(tmp_path / "images", per_class=1)  # a usable train/ (its listing is checked)
     (tmp_path / "a.npz").write_bytes(b"")  # only its presence is checked before the run
     with pytest.raises(LitlabError, match=r"data.root=.*missing is not a folder"):
         check_overrides(["-m", "data=imagefolder", f"data.root={tmp_path / 'images'},{tmp_path / 'missing'}"])
@@ -318,7 +319,7 @@ def test_a_single_run_with_the_slurm_launcher_runs_here_and_is_checked_here(tmp_
         check_overrides([*single, "data.root=/no/such/folder"])
     with pytest.raises(LitlabError, match=r"Environment variable 'LITLAB_TEST_UNSET_VARIABLE' not found"):
         check_overrides([*single, "data.root=${oc.env:LITLAB_TEST_UNSET_VARIABLE}/images"])
-    (tmp_path / "images").mkdir()
+    write_image_folder(tmp_path / "images", per_class=1)  # a usable train/ (its listing is checked)
     assert check_overrides([*single, f"data.root={tmp_path / 'images'}"]) is not None
 
 

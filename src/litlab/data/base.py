@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from litlab.data.data_settings import check_augment, given_stats
 from litlab.data.datasets import TensorSplit, collate_batch
 from litlab.data.eval_shard import EvalShard
 from litlab.data.fold_settings import other_fold
@@ -73,27 +74,6 @@ def stats_or_given(x: Tensor, kind: str, mean, std, key: str) -> tuple[list[floa
     return given[0], given[1]
 
 
-def given_stats(key: str, value, count: int | None, unit: str, positive: bool = False) -> list[float] | None:
-    """``data.mean`` or ``data.std`` as the user gave it: None, one number for every ``unit``
-    (channel or feature) or one per ``unit`` (``count`` of them; None: not known yet), finite, and
-    above 0 if ``positive`` (``std``). A std of 0 or below gave a "loss became NaN" error at step 0
-    that blamed the learning rate."""
-    if value is None:
-        return None
-    values = list(value) if isinstance(value, (list, tuple)) else [value] * (count or 1)
-    if (count is not None and len(values) != count) or not values or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        per = f"one number per {unit}" + (f" ({count})" if count is not None else "")
-        raise LitlabError(f"{key} needs a number or {per}, got {value!r}.")
-    if not all(math.isfinite(v) for v in values):
-        raise LitlabError(f"{key} must hold finite numbers, got {value!r}. Set it to null to compute it from the "
-                          f"training split.")
-    if positive and not all(v > 0 for v in values):
-        raise LitlabError(f"{key} must be above 0 (each input is divided by it), got {value!r}. Give the spread of "
-                          f"the training inputs per {unit}, or set {key}=null to compute it from the training split.")
-    return [float(v) for v in values]
-
-
 class ClassificationData(L.LightningDataModule):
     """Serves the splits of a data source, with batched preprocessing after transfer.
 
@@ -111,7 +91,7 @@ class ClassificationData(L.LightningDataModule):
         if num_workers is not None and (isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0):
             raise LitlabError(f"data.num_workers must be a non-negative integer or null, got {num_workers!r}.")
         self.num_workers = num_workers
-        self.augment = Augment.from_config(augment)
+        self.augment = Augment(**check_augment(augment))  # checked without torch: data_settings
         self.splits: Splits | None = None
         # which split test_dataloader() serves (eval can test on "val")
         self.test_split = "test"
@@ -195,7 +175,7 @@ class ClassificationData(L.LightningDataModule):
                 raise LitlabError(
                     f"The data has the {what} {_listed(mine[key])} but the model of {where} was trained on "
                     f"{_listed(theirs)}; its outputs would not mean the same. Point data.* at data with the "
-                    f"same {what} as the training run's."
+                    f"same {what} as the training run's.{self._resize_hint(theirs) if key == 'input_shape' else ''}"
                 )
         trained = Preprocess.from_dict(record["preprocess"]) if "preprocess" in record else None
         if trained is None:
@@ -207,6 +187,15 @@ class ClassificationData(L.LightningDataModule):
                 f"{scale[trained.pixels]}. Give arrays of the training data's dtype."
             )
         self.preprocess.mean, self.preprocess.std = list(trained.mean), list(trained.std)
+
+    def _resize_hint(self, trained_shape: list) -> str:
+        """For image files (decoded to ``data.channels``, resized by ``data.image_size``), the keys that
+        serve them in the trained ``(C, H, W)``: the files' own size is only the default."""
+        if self.preprocess.channels is None or len(trained_shape) != 3:
+            return ""
+        c, h, w = (int(v) for v in trained_shape)
+        keys = [f"data.image_size=[{h},{w}]"] + ([f"data.channels={c}"] if c != self.input_shape[0] else [])
+        return f" For image files, {' '.join(keys)} reads them in that shape."
 
     @contextlib.contextmanager
     def without_trainer(self):

@@ -8,10 +8,11 @@ train and lr_find first. Only litlab's two modules that read the user's files ar
 their ``_target_``: a class built on them may make its folder itself (``DigitsDataModule`` writes
 the digits under its ``data.root`` as it prepares them), and a data module of the user's own is
 left to itself. A value that cannot be read yet (an environment variable of a SLURM node) is
-left to the run, as is everything that needs the files read (the class folders, the arrays), and
-whether the folder or file exists for jobs that SLURM runs on other machines
-(a sweep, ``-m``, with ``hydra/launcher=submitit_slurm`` or a site's launcher file built on it),
-which may see disks this one does not; a single run ignores the launcher and is checked here.
+left to the run, as is everything that needs the files opened (the images, the arrays; an image
+folder's train/ is listed: its class folders, none empty), and whether the folder or file exists
+(and its listing) for jobs that SLURM runs on other machines (a sweep, ``-m``, with
+``hydra/launcher=submitit_slurm`` or a site's launcher file built on it), which may see disks this
+one does not; a single run ignores the launcher and is checked here.
 A search over the location (``hydra.sweeper.params``: Optuna's ``choice(...)``, a basic
 sweeper's ``a,b`` in an experiment file) is not in the composed config: each value it lists is
 checked instead, unless the command line sets it too (the jobs then get that value).
@@ -23,11 +24,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from litlab.config_flags import shows_config
-from litlab.errors import LitlabError, check_choice, check_fraction
+from litlab.data.data_settings import check_augment
+from litlab.data.image_folder_settings import check_image_folder_settings, check_train_folders
+from litlab.errors import LitlabError, check_fraction
 from litlab.slurm_launcher import is_slurm_launcher
 
 IMAGE_FOLDER = "litlab.data.image_folder.ImageFolderDataModule"
@@ -44,7 +47,9 @@ _LOCATIONS = {
 def check_data_given(cfg: DictConfig, argv: list[str] = (), multirun: bool = False) -> None:
     """Refuses, as the data module would once the run began, a ``data.root`` (image folder) or
     ``data.path`` (npz) that is not set or names no folder / file, a ``data.on_bad_file`` other
-    than skip or fail, and a ``data.val_fraction`` outside [0, 1). ``argv``: the command line
+    than skip or fail, and a ``data.val_fraction`` outside [0, 1); for the image folder every value
+    its module checks without files (``image_folder_settings``, ``data.augment``) and the layout of
+    each ``data.root``'s train/ folder (listed, no image opened). ``argv``: the command line
     (``--cfg``/``--info`` run nothing: the location is not needed); ``multirun``: a sweep, whose
     ``hydra.sweeper.params`` may give the location."""
     try:
@@ -53,17 +58,36 @@ def check_data_given(cfg: DictConfig, argv: list[str] = (), multirun: bool = Fal
         if not isinstance(target, str) or target not in _LOCATIONS:
             return
         key, wanted, exists, problem = _LOCATIONS[target]
+        # the jobs read the data on this machine: a single run is one, whatever hydra/launcher says
+        here = not (multirun and is_slurm_launcher(cfg))
+        values = []
         if not shows_config(list(argv)):
-            # the jobs read the data on this machine: a single run is one, whatever hydra/launcher says
-            here = not (multirun and is_slurm_launcher(cfg))
-            for value in _locations(cfg, key, multirun, argv):
+            values = _locations(cfg, key, multirun, argv)
+            for value in values:
                 _check_location(value, key, wanted, exists if here else None, problem)
-        if target == IMAGE_FOLDER and data.get("on_bad_file") is not None:
-            check_choice("data.on_bad_file", data.get("on_bad_file"), ("skip", "fail"))
-        if data.get("val_fraction") is not None:
+        if target == IMAGE_FOLDER:
+            _check_image_folder_values(data)
+        elif data.get("val_fraction") is not None:
             check_fraction("data.val_fraction", data.get("val_fraction"))
+        if target == IMAGE_FOLDER and here:
+            for value in values:  # each there (checked above): its train/ folder's layout, no image opened
+                check_train_folders(Path(str(value)))
     except OmegaConfBaseException:  # not readable here (an interpolation): the run reports it
         return
+
+
+def _check_image_folder_values(data: DictConfig) -> None:
+    """The image folder's values that need no file, by the data module's own checks: those of the
+    keys given (absent ones take the module's defaults) and ``data.augment``."""
+    given = {k: _plain(data.get(k)) for k in ("image_size", "channels", "val_fraction", "on_bad_file", "in_memory",
+                                               "memory_limit_mb", "mean", "std") if k in data}
+    check_image_folder_settings(**given)
+    check_augment(_plain(data.get("augment")))
+
+
+def _plain(value):
+    """A config value as the data module receives it: lists and mappings as plain ones."""
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
 
 
 def _locations(cfg: DictConfig, key: str, multirun: bool, argv=()) -> list:

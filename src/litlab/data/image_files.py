@@ -12,19 +12,14 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from litlab.data.image_folder_settings import IMAGE_SUFFIXES, class_folders, empty_class_error  # noqa: F401
 from litlab.errors import LitlabError
 from litlab.listing import first_of
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 # refuse images above this many pixels (decompression bombs); PIL's own limit warns only
 MAX_PIXELS = 64_000_000
-
-
-def class_folders(split_dir: Path) -> list[str]:
-    """Names of the class subfolders of ``split_dir``, sorted."""
-    return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def unicode_twins(names: list[str], classes: list[str]) -> list[tuple[str, str]]:
@@ -62,10 +57,7 @@ def list_split(split_dir: Path, classes: list[str], every_class: bool = True) ->
         if not found and not every_class:
             continue
         if not found:
-            raise LitlabError(
-                f"data.root: class folder {split_dir / name} is empty. Every class folder needs at "
-                f"least one image; remove the folder or add images."
-            )
+            raise empty_class_error(split_dir / name)
         files += found
         labels += [label] * len(found)
     return files, labels
@@ -176,3 +168,32 @@ def check_one_size(sizes: dict[tuple[int, int], list[Path]]) -> None:
         f"keeps the files' own size. Set data.image_size to resize them all to one size, e.g. "
         f"data.image_size={h} or data.image_size=[{h},{w}]."
     )
+
+
+# modes whose pixels carry colour; P/PA (a palette) are colour when the palette is
+COLOUR_MODES = ("RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV")
+
+
+def colour_file(files: list[Path]) -> tuple[Path, str] | None:
+    """The first of ``files`` whose pixels differ between colour channels, with its mode, or None:
+    a colour mode (or a palette with colours) whose pixels, read at reduced size for JPEGs, are not
+    all grey (RGB scans of grayscale pages are common and lose nothing as grayscale)."""
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                mode = im.mode
+                if mode in ("P", "PA"):
+                    palette = np.asarray(im.getpalette() or [], dtype=np.int64)
+                    palette = palette[: len(palette) // 3 * 3].reshape(-1, 3)
+                    if not (palette != palette[:, :1]).any():
+                        continue
+                elif mode not in COLOUR_MODES:
+                    continue
+                if im.format == "JPEG":
+                    im.draft("RGB", (64, 64))
+                arr = np.asarray(im.convert("RGB"), dtype=np.int16)  # (H, W, 3)
+        except Exception:  # unreadable files are named when the split is read
+            continue
+        if (arr != arr[..., :1]).any():
+            return f, mode
+    return None

@@ -9,26 +9,18 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from litlab.data.base import ClassificationData, Splits, given_stats, stats_or_given
+from litlab.data.base import ClassificationData, Splits, stats_or_given
 from litlab.data.datasets import FileSplit, TensorSplit, fold_of_pool, joined, note_val_fraction_unused, split_off
 from litlab.data.fold_settings import check_folds
-from litlab.data.image_files import (bad_file, check_one_size, check_readable, class_folders, decode, header_problem,
-                                     list_split, report_bad_files, unicode_form, unicode_twins, visible_files)
+from litlab.data.image_files import (bad_file, check_one_size, check_readable, class_folders, colour_file, decode,
+                                     header_problem, list_split, report_bad_files, unicode_form, unicode_twins,
+                                     visible_files)
+from litlab.data.image_folder_settings import (check_image_folder_settings, check_train_folders, loose_images_note,
+                                               parse_size)  # noqa: F401 (parse_size: imported from here before)
 from litlab.data.preprocess import Preprocess
-from litlab.errors import LitlabError, check_choice, check_fraction, check_positive_int
+from litlab.errors import LitlabError
 
 log = logging.getLogger(__name__)
-
-
-def parse_size(value) -> list[int] | None:
-    """``data.image_size``: null, an int (square) or ``[H, W]``."""
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return [value, value]
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
-        return [int(value[0]), int(value[1])]
-    raise LitlabError(f"data.image_size must be null, a positive integer or [H, W], got {value!r}.")
 
 
 class ImageFolderDataModule(ClassificationData):
@@ -37,7 +29,8 @@ class ImageFolderDataModule(ClassificationData):
     Args:
         root: folder with ``train/`` and optionally ``val/`` and ``test/`` (``data.root``).
         image_size: resize to ``[H, W]`` (or an int for squares); None keeps the files' size.
-        channels: 1 for grayscale, 3 for RGB.
+        channels: 1 for grayscale, 3 for RGB, ``auto``: 3 when the training images are in colour
+            (the first file of each class is looked at), else 1; a checkpoint records the number.
         val_fraction: share of ``train/`` held out for validation when there is no ``val/``.
         split_seed: seed of that split, and of the folds.
         folds: cut train/ and val/ together into this many stratified folds (cross-validation);
@@ -49,7 +42,7 @@ class ImageFolderDataModule(ClassificationData):
         mean, std: normalization; None computes them on the training split.
     """
 
-    def __init__(self, root: str | None = None, batch_size: int = 64, image_size=None, channels: int = 1,
+    def __init__(self, root: str | None = None, batch_size: int = 64, image_size=None, channels: int | str = 1,
                  val_fraction: float = 0.1, split_seed: int = 0, on_bad_file: str = "skip",
                  in_memory="auto", memory_limit_mb: int = 2048, num_workers: int | None = None,
                  mean=None, std=None, augment: dict | None = None, folds: int | None = None, fold: int = 0):
@@ -61,20 +54,15 @@ class ImageFolderDataModule(ClassificationData):
                 "(and optionally val/ and test/)."
             )
         self.root = Path(root)
-        self.image_size = parse_size(image_size)
-        if channels not in (1, 3):
-            raise LitlabError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels!r}.")
+        # checked before any file is read, by the same function as early_checks (without torch)
+        self.image_size = check_image_folder_settings(image_size, channels, val_fraction, on_bad_file, in_memory,
+                                                      memory_limit_mb, mean, std)
         self.channels = channels
-        self.val_fraction = check_fraction("data.val_fraction", val_fraction)
+        self.val_fraction = float(val_fraction)
         self.split_seed = split_seed
-        self.on_bad_file = check_choice("data.on_bad_file", on_bad_file, ("skip", "fail"))
-        if in_memory not in ("auto", True, False):
-            raise LitlabError(f"data.in_memory must be auto, true or false, got {in_memory!r}.")
+        self.on_bad_file = on_bad_file
         self.in_memory = in_memory
-        self.memory_limit_mb = check_positive_int("data.memory_limit_mb", memory_limit_mb)
-        # checked before any file is read; stats_or_given checks them again against the data
-        given_stats("data.mean", mean, channels, "channel")
-        given_stats("data.std", std, channels, "channel", positive=True)
+        self.memory_limit_mb = memory_limit_mb
         self.mean, self.std = mean, std
 
     def _check_root(self) -> list[str]:
@@ -88,19 +76,8 @@ class ImageFolderDataModule(ClassificationData):
                                   f"folder with test/<class>/<images> (or val/).")
             self._check_eval_splits(classes, "the checkpoint")
             return classes
-        if not train.is_dir():
-            raise LitlabError(
-                f"data.root={self.root} has no train/ folder. Expected {self.root}/train/<class>/<images> "
-                f"(and optionally val/ and test/ with the same class folders)."
-            )
-        classes = class_folders(train)
-        if not classes:
-            raise LitlabError(f"{train} has no class folders. Put each class's images in {train}/<class name>/.")
-        if len(classes) == 1:
-            raise LitlabError(
-                f"{train} has one class folder ({classes[0]}); a classifier needs at least two. Put each "
-                f"class's images in a folder of its own under {train}/."
-            )
+        # train/ first (its class folders, none empty): val/ and test/ are compared with its classes
+        classes = check_train_folders(self.root)
         self._check_eval_splits(classes, str(train))
         return classes
 
@@ -145,6 +122,8 @@ class ImageFolderDataModule(ClassificationData):
             return self._load_evaluation(classes)
         listed = {s: list_split(self.root / s, classes, every_class=s == "train")
                   for s in ("train", "val", "test") if (self.root / s).is_dir()}
+        self._note_loose_files(listed)
+        self._choose_channels(listed["train"])
         first = self._probe(listed["train"][0])
         n_files = sum(len(f) for f, _ in listed.values())
         memory = self._use_memory(n_files, first)
@@ -178,6 +157,8 @@ class ImageFolderDataModule(ClassificationData):
         """val/ and test/ only, in the checkpoint's classes and normalization (eval)."""
         listed = {s: list_split(self.root / s, classes, every_class=False)
                   for s in ("val", "test") if (self.root / s).is_dir()}
+        self._note_loose_files(listed)
+        self._choose_channels(next(iter(listed.values())))
         first = self._probe(next(iter(listed.values()))[0])
         memory = self._use_memory(sum(len(f) for f, _ in listed.values()), first)
         read = {s: self._read(files, labels, memory) for s, (files, labels) in listed.items()}
@@ -202,6 +183,38 @@ class ImageFolderDataModule(ClassificationData):
             for f, hw in zip(files, shapes):
                 sizes.setdefault(hw, []).append(f)
         check_one_size(sizes)
+
+    def _note_loose_files(self, listed: dict) -> None:
+        """One warning for image files lying directly in the splits read (``listed``), outside the
+        class folders: they were left out without a word."""
+        note = loose_images_note(self.root, tuple(listed))
+        if note:
+            log.warning(note)
+
+    def _choose_channels(self, listed: tuple[list[Path], list[int]]) -> None:
+        """``data.channels=auto`` as a number: the checkpoint's when evaluating one (its record),
+        else 3 when a colour file is among the first file of each of the first 20 classes of
+        ``listed`` (the training split), else 1; said once. With ``data.channels=1``, a warning
+        naming such a file: colour photos read as grayscale lose what tells apart classes of equal
+        brightness (red vs green images trained at chance), and nothing said so. A checkpoint's
+        evaluation reads the images as its model was trained, without a word."""
+        if self.evaluating():
+            self.channels = _recorded_channels(self.trained) if self.channels == "auto" else self.channels
+            if self.channels != "auto":
+                return
+        if self.channels not in ("auto", 1):
+            return
+        files, labels = listed
+        firsts = [files[labels.index(k)] for k in sorted(set(labels))[:20]]
+        found = colour_file(firsts)
+        if self.channels == "auto":
+            self.channels = 3 if found else 1
+            log.info("data.channels=auto: %s", f"3 ({found[1]} files found, e.g. {found[0].relative_to(self.root)})"
+                     if found else f"1 (no colour in the first file of each of {len(firsts)} classes)")
+        elif found:
+            log.warning("data.channels=1 reads the images as grayscale, and the training images are in colour (e.g. "
+                        "%s, mode %s): classes that differ in colour but not in brightness then look alike. Set "
+                        "data.channels=3 (or auto) to train on the colours; 1 keeps grayscale on purpose.", *found)
 
     def _probe(self, files) -> torch.Tensor | None:
         """The first decodable training image, to estimate the decoded size of the set."""
@@ -313,6 +326,16 @@ def _check_unicode_twins(d: Path, unknown: list[str], classes: list[str], known:
         f"and the other as a letter plus a combining accent (NFD, as zips made on macOS often do), so they "
         f"would be different classes. Rename the folder(s) under {d} to the spelling of {known}{fix}."
     )
+
+
+def _recorded_channels(record: dict) -> int | str:
+    """The channels a checkpoint's model was trained on (its data record): the number its
+    preprocessing recorded, else its sample shape's first axis; ``auto`` when neither says."""
+    channels = (record.get("preprocess") or {}).get("channels")
+    if channels in (1, 3):
+        return channels
+    shape = record.get("input_shape") or []
+    return shape[0] if len(shape) == 3 and shape[0] in (1, 3) else "auto"
 
 
 def _labels(ds) -> list[int]:

@@ -7,14 +7,13 @@ of small tensor ops.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
 import torch
 from torch import Tensor, nn
 
-from litlab.errors import LitlabError, config_error
+from litlab.errors import LitlabError
 
 
 @dataclass
@@ -26,28 +25,6 @@ class Augment:
     shift: int = 0
     """Translate each image by up to this many pixels; the uncovered border is 0 after normalization,
     the mean colour of the training images."""
-
-    @classmethod
-    def from_config(cls, values: Mapping | None) -> "Augment":
-        """``data.augment`` checked where it is built, before any data is read: a float or boolean
-        shift got as far as the first training batch (a TypeError from torch's pad) and a negative
-        one silently did nothing. Checkpoint records go through ``Preprocess.from_dict`` unchecked,
-        so that a model trained with such a value can still be evaluated."""
-        if values is None:
-            return cls()
-        if not isinstance(values, Mapping):
-            raise config_error("data.augment", "a mapping with the keys hflip and shift", values)
-        unknown = sorted(set(map(str, values)) - {f.name for f in fields(cls)})
-        if unknown:
-            raise LitlabError(f"data.augment has the key(s) {', '.join(unknown)}, but it takes hflip and shift "
-                              f"only. Remove the others.")
-        aug = cls(**values)
-        if not isinstance(aug.hflip, bool):
-            raise config_error("data.augment.hflip", "true or false", aug.hflip)
-        if isinstance(aug.shift, bool) or not isinstance(aug.shift, int) or aug.shift < 0:
-            raise config_error("data.augment.shift", "an integer >= 0 (a number of pixels)", aug.shift,
-                               "Use 0 for no shift, or a few pixels (about an eighth of the image size or less).")
-        return aug
 
     def check_fits(self, height: int, width: int) -> None:
         """A shift of the image's height or width or more moves some images entirely out of view
