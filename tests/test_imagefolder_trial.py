@@ -131,6 +131,26 @@ def test_a_run_with_channels_auto_resumes_and_evaluates_in_rgb(tmp_path):
     assert "test/acc" in metrics
 
 
+def test_a_grayscale_run_from_before_the_auto_default_resumes_in_grayscale(tmp_path, caplog):
+    """A run that read its colour files with data.channels=1 (the default before ``auto``) resumed
+    under the default ``auto`` goes on in grayscale: ``auto`` would read them in RGB, and the
+    data-settings comparison refused the resume ("data.channels 1 in the checkpoint, auto here")."""
+    import torch
+
+    from litlab.training import train
+
+    root = write_colour_folder(tmp_path / "imgs", per_class=4)
+    args = ["model=mlp", "data=imagefolder", f"data.root={root}", "logger=none"]
+    run = tmp_path / "run"
+    train(make_cfg([*args, "data.channels=1", "trainer.max_epochs=1"], run, tmp_path / "data"))
+    last = run / "checkpoints" / "last.ckpt"
+    with caplog.at_level(logging.INFO, logger="litlab"):
+        train(make_cfg([*args, "trainer.max_epochs=2", "ckpt_path=last"], run, tmp_path / "data"))  # the default
+    record = torch.load(last, weights_only=True)
+    assert record["epoch"] == 1 and record["litlab"]["data"]["input_shape"] == [1, 8, 8]
+    assert "resuming with the run's data.channels=1" in caplog.text
+
+
 # --- 2. image files directly in train/, val/ or test/ ------------------------------------------------
 
 def test_images_outside_the_class_folders_are_counted_and_named(tmp_path, caplog):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as L
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from litlab.callbacks.checkpoints import data_position, holds_data_position, taken_within_epoch
 from litlab.callbacks.interruption import path_override, run_dir_override, run_overrides, sets_key
@@ -67,11 +67,24 @@ def open_resume(cfg: DictConfig, run_dir: Path) -> Resume | None:
     if fallback:
         log.warning("%s is missing (the run was stopped while writing it); resuming from %s", path.with_name("last.ckpt"),
                     path)
+    keep_run_channels(cfg, ckpt)  # data.channels=auto (the default) goes on with a run's 1 or 3
     check_same_data_settings(cfg, ckpt, path)
     if same_net(cfg, ckpt):  # another net is told as "a different model" once it is built (check_fits)
         check_same_optimization(cfg, ckpt, path)
         check_same_grouping(cfg, ckpt, path)
     return Resume(path, ckpt)
+
+
+def keep_run_channels(cfg: DictConfig, ckpt: dict) -> None:
+    """``data.channels=auto`` (the image folder's default) on a resume of a run that read a number
+    (1 or 3: every run from before ``auto`` was the default) goes on with the run's number: ``auto``
+    would read the colour files of a grayscale run in RGB, and the config comparison refused it."""
+    stored = (((ckpt.get("litlab") or {}).get("config") or {}).get("data") or {}).get("channels")
+    data = cfg.get("data")
+    if isinstance(data, DictConfig) and data.get("channels") == "auto" and stored in (1, 3):
+        with open_dict(cfg):
+            cfg.data.channels = stored
+        log.info("resuming with the run's data.channels=%s", stored)
 
 
 # why a checkpoint taken within an epoch holds no position of the training data
