@@ -18,7 +18,7 @@ from litlab.errors import LitlabError
 from litlab.models.cnn import CNN
 from litlab.tasks.frozen_layers import FrozenLayers, check_freeze_config, freeze_prefixes
 from litlab.training import train
-from tests.conftest import make_cfg, run_cli
+from tests.conftest import make_cfg, refused_before_torch, run_cli
 
 SHORT = ["model=cnn", "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=2", "test=false"]
 CAPTURE = "+callbacks.capture._target_=tests.test_freeze.Capture"
@@ -120,6 +120,9 @@ def test_a_resume_keeps_the_freeze_unless_told_and_may_unfreeze(tmp_path, data_d
     assert torch.equal(first["features.0.1.running_mean"], second["features.0.1.running_mean"])
     assert not torch.equal(first["head.0.weight"], second["head.0.weight"])
     assert json.loads((run / "metrics.json").read_text())["freeze"]["prefixes"] == ["features"]
+    # as docs/training.md says: the checkpoints store the freeze applied (a later resume keeps it), while
+    # Hydra's .hydra/config.yaml, written from the command line before the run, has the default []
+    assert torch.load(last, weights_only=False)["litlab"]["config"]["model"]["freeze"] == ["features"]
     train(make_cfg([*SHORT, "ckpt_path=last", "model.freeze=[]", "trainer.max_epochs=3"], run, data_dir))
     third = _net_tensors(last)
     assert torch.load(last, weights_only=True)["epoch"] == 2
@@ -128,27 +131,98 @@ def test_a_resume_keeps_the_freeze_unless_told_and_may_unfreeze(tmp_path, data_d
     assert "freeze" not in json.loads((run / "metrics.json").read_text())
 
 
-def test_the_range_test_trains_what_the_run_trains(tmp_path, data_dir):
-    """lr_find with model.freeze: the features are not stepped and the record says what was frozen."""
-    from litlab.tuning.lr_range import lr_find
+def test_the_range_test_trains_what_the_run_trains(tmp_path, data_dir, monkeypatch):
+    """lr_find with model.freeze: the features (BatchNorm statistics too) are as they started when the
+    sweep ends, before the range test puts the weights back, and got no gradient; the head was
+    stepped; the record says what was frozen."""
+    from litlab.tuning import lr_range
 
+    seen: dict = {}
+    sweep = lr_range.run_range_test
+
+    def watched(model, *args, **kwargs):
+        seen["start"] = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
+        restore = model.load_state_dict
+
+        def load_state_dict(state, *a, **k):  # the range test's restore: the weights the sweep left
+            seen["end"] = {k.removeprefix("net."): v.detach().clone() for k, v in model.state_dict().items()}
+            seen["grads"] = {n: p.grad is None for n, p in model.net.named_parameters()}
+            return restore(state, *a, **k)
+
+        model.load_state_dict = load_state_dict
+        return sweep(model, *args, **kwargs)
+
+    monkeypatch.setattr(lr_range, "run_range_test", watched)
     run = tmp_path / "lrf"
     cfg = make_cfg(["model=cnn", "model.freeze=features", "lr_find.num_steps=20", "logger=none"], run, data_dir,
                    config_name="lr_find")
-    record = lr_find(cfg)
+    record = lr_range.lr_find(cfg)
     assert record["freeze"]["prefixes"] == ["features"] and record["freeze"]["frozen"] > 0
+    start, end = seen["start"], seen["end"]
+    features = [k for k in start if k.startswith("features.")]
+    assert "features.0.1.running_mean" in features
+    for name in features:
+        assert torch.equal(end[name], start[name]), name
+    assert all(seen["grads"][n] for n in seen["grads"] if n.startswith("features.")), seen["grads"]
+    assert not torch.equal(end["head.0.weight"], start["head.0.weight"])
 
 
 @pytest.mark.parametrize("value, expected", [(None, []), ([], []), ("features", ["features"]),
-                                             (["features.0", "head.0", "features.0"], ["features.0", "head.0"])])
+                                             (["features.0", "head.0", "features.0"], ["features.0", "head.0"]),
+                                             ([1], ["1"]), (3, ["3"]), ([0, "2.weight"], ["0", "2.weight"])])
 def test_the_setting_takes_a_list_or_one_prefix(value, expected):
+    """An int is its digits: Hydra reads model.freeze=[1] (the module 1 of an nn.Sequential) as one."""
     assert freeze_prefixes(value) == expected
 
 
-@pytest.mark.parametrize("value", [3, {"a": 1}, [1], [""], ["features "], True])
+@pytest.mark.parametrize("value", [{"a": 1}, [""], ["features "], True, [True], [None]])
 def test_other_values_are_refused_naming_the_key(value):
     with pytest.raises(LitlabError, match=r"model\.freeze must be a list of parameter-name prefixes"):
         freeze_prefixes(value)
+
+
+class Numbered(torch.nn.Sequential):
+    """A user's nn.Sequential subclass: its parameters are named 0.weight, 1.weight, ..."""
+
+    def __init__(self):
+        super().__init__(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+
+
+def test_an_integer_prefix_freezes_that_module_of_a_sequential(tmp_path):
+    """model.freeze=[1] from the command line (an int in the composed config) freezes 1.weight and 1.bias;
+    model.freeze=[1.10] (read as the float 1.1, its digits lost) is refused with the hint to quote."""
+    cfg = OmegaConf.create({"model": {"freeze": [1]}})
+    net = Numbered()
+    frozen = FrozenLayers(net, cfg.model.freeze)
+    assert sorted(n for n, p in net.named_parameters() if not p.requires_grad) == ["1.bias", "1.weight"]
+    assert frozen.prefixes == ["1"] and frozen.modules == [net[1]]
+    for value in ([1.1], 1.1):
+        with pytest.raises(LitlabError, match=r"model\.freeze: 1\.1 was read as a number.* Quote a prefix made of "
+                                              r"digits and dots: model\.freeze=\['1\.10'\]"):
+            freeze_prefixes(value)
+    assert freeze_prefixes(OmegaConf.create({"f": ["1.10"]}).f) == ["1.10"]
+
+
+def test_one_sample_batches_pass_the_check_when_the_batch_norm_is_frozen():
+    """data.batch_size=1 on a CNN whose features shrink to one position: refused without model.freeze
+    (a training step normalizes one value per channel); with the features frozen their BatchNorm runs
+    in eval mode while training, so the check (on a copy: the net's modes untouched) lets it train."""
+    from litlab.build import check_batch_norm_batch
+
+    shape = (1, 3)  # a sequence of 1 step of 3 features
+    with pytest.raises(LitlabError, match=r"data\.batch_size=1: this net's batch normalization"):
+        check_batch_norm_batch(CNN(input_shape=shape, num_classes=4), 1, shape)
+    net = CNN(input_shape=shape, num_classes=4)
+    frozen = FrozenLayers(net, ["features"])
+    check_batch_norm_batch(net, 1, shape)
+    assert all(m.training for m in net.modules())
+    frozen.keep_eval()  # as training runs it: one step on one sample
+    net(torch.zeros(1, *shape)).sum().backward()
+    assert net.head[0].weight.grad is not None
+    partly = CNN(input_shape=shape, num_classes=4)
+    FrozenLayers(partly, ["features.0.0", "head"])  # the BatchNorm itself trains: still refused
+    with pytest.raises(LitlabError, match=r"data\.batch_size=1"):
+        check_batch_norm_batch(partly, 1, shape)
 
 
 def test_a_prefix_matches_whole_names_only():
@@ -167,6 +241,16 @@ def test_a_prefix_that_matches_nothing_names_the_top_level_modules_and_the_close
         FrozenLayers(_cnn(), "featurs")
     with pytest.raises(LitlabError, match=r"features\.0\.0 matches no parameter|head\.0\.w matches no parameter"):
         FrozenLayers(_cnn(), ["features.0", "head.0.w"])
+
+
+@pytest.mark.parametrize("prefix, name", [("features.", "features"), ("head.0.", "head.0"), ("head..", "head")])
+def test_a_prefix_with_a_trailing_dot_is_told_to_drop_it(prefix, name):
+    """features. names no parameter: the message says to write features (not "closest: features.1")."""
+    with pytest.raises(LitlabError) as info:
+        FrozenLayers(_cnn(), prefix)
+    assert f'A prefix does not end with ".": write {name}, which matches {name} and every name under it.' in \
+        str(info.value)
+    assert "closest" not in str(info.value)
 
 
 def test_freezing_everything_is_refused():
@@ -190,7 +274,7 @@ def test_fsdp_without_original_parameters_is_refused_up_front():
         check_freeze_config(cfg)
     cfg.trainer.strategy.use_orig_params = True
     check_freeze_config(cfg)
-    cfg.model.freeze = 5
+    cfg.model.freeze = True
     with pytest.raises(LitlabError, match=r"model\.freeze must be"):
         check_freeze_config(cfg)
 
@@ -261,3 +345,30 @@ def test_the_names_are_those_of_the_channels_last_and_compiled_net():
     FrozenLayers(fast, "features")
     assert [(n, p.requires_grad) for n, p in fast.named_parameters()] == \
            [(n, p.requires_grad) for n, p in plain.named_parameters()]
+
+
+@pytest.mark.parametrize("command, args", [("eval", ["model.freeze=[head]"]), ("eval", ["model.freeze=[features,head]"]),
+                                           ("predict", ["input=in.png", "+model.freeze=[head]"])])
+def test_eval_and_predict_refuse_freeze_before_torch(frozen_run, tmp_path, command, args):
+    """eval and predict read the weights of ckpt_path as trained: model.freeze=[head] was accepted and did
+    nothing, [features,head] refused as "nothing would train". One paragraph naming the key, before
+    torch, no folder."""
+    from PIL import Image
+
+    best = frozen_run[0] / "checkpoints" / "best.ckpt"
+    Image.new("L", (8, 8)).save(tmp_path / "in.png")
+    stderr = refused_before_torch(f"litlab.{command}", [f"ckpt_path={best}", *args, "hydra.run.dir=run"], tmp_path)
+    text = " ".join(stderr.split())
+    assert "model.freeze=['" in text and f"{command} reads the weights of ckpt_path as they were trained and " \
+           f"trains nothing" in text and "Remove model.freeze from the command." in text, stderr
+    assert "nothing would train" not in text
+    assert not (tmp_path / "run").exists()
+
+
+def test_eval_takes_an_empty_freeze(frozen_run, tmp_path, data_dir):
+    """model.freeze=[] (what eval does anyway) is not refused."""
+    from litlab.eval import check_before_loading
+
+    best = frozen_run[0] / "checkpoints" / "best.ckpt"
+    cfg = make_cfg([f"ckpt_path={best}", "++model.freeze=[]"], tmp_path / "e", data_dir, config_name="eval")
+    assert check_before_loading(cfg) == "test"

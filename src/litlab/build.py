@@ -34,6 +34,7 @@ from litlab.models.speed_switches import SPEED_SWITCHES, apply_speed_switches, r
 from litlab.monitor_checks import check_monitor
 from litlab.no_profiler import NoProfiler
 from litlab.tasks.classification import Classifier, check_label_smoothing
+from litlab.tasks.frozen_layers import train_as_frozen
 from litlab.tasks.optimizers import built_class, check_decay_setting, check_fused_setting, check_optimizer_settings
 from litlab.tasks.schedule_values import changes_per_step
 from litlab.tasks.schedules import check_schedule_settings
@@ -229,10 +230,11 @@ def check_batch_norm_batch(net: torch.nn.Module, batch_size: int, input_shape: t
     with a net whose normalized features shrink to a single position (a 1-D CNN on short inputs)
     failed in the first step with two tracebacks (torch's "Expected more than 1 value per channel
     when training"). Nets that keep several positions train on one sample, so a training step of
-    one sample is tried on a copy of the net (its statistics untouched)."""
+    one sample is tried on a copy of the net (its statistics untouched), in the modes training
+    runs it in: ``model.freeze``'s frozen modules in eval, their BatchNorm on its running statistics."""
     if batch_size != 1 or not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()):
         return
-    probe = copy.deepcopy(net).train()
+    probe = train_as_frozen(copy.deepcopy(net))
     try:
         probe(torch.zeros(1, *input_shape))
     except ValueError as e:

@@ -65,11 +65,19 @@ def check_init_from(cfg: DictConfig) -> None:
 
 
 def check_not_given(cfg: DictConfig, command: str) -> None:
-    """eval and predict take the weights of ``ckpt_path``: a ``model.init_from`` on their command
-    line (``model.*`` keys change the stored run) was accepted, unchecked, and did nothing. Refused
-    before torch, naming the key."""
+    """eval and predict take the weights of ``ckpt_path`` as trained: a ``model.init_from`` or a
+    non-empty ``model.freeze`` on their command line (``model.*`` keys change the stored run) was
+    accepted and did nothing, or (freezing every parameter) was refused as "nothing would train",
+    though they train nothing. Refused before torch, naming the key."""
     value = OmegaConf.select(cfg, KEY, default=None, throw_on_resolution_failure=False)
     if value is not None:
         raise LitlabError(f"{KEY}={value}: {command} reads the weights of ckpt_path; {KEY} is read only when a run "
                           f"trains (python -m litlab.train {KEY}=PATH starts a new run from another run's weights). "
                           f"Remove {KEY} from the command.")
+    freeze = OmegaConf.select(cfg, "model.freeze", default=None, throw_on_resolution_failure=False)
+    if freeze is not None and freeze != [] and freeze != "":  # model.freeze=[] / null: what eval does anyway
+        shown = OmegaConf.to_container(freeze) if OmegaConf.is_config(freeze) else freeze
+        raise LitlabError(f"model.freeze={shown}: {command} reads the weights of ckpt_path as they were trained "
+                          f"and trains nothing, so there is nothing to freeze; model.freeze is read only when a run "
+                          f"trains (python -m litlab.train model.freeze=[features] trains the rest of the net). "
+                          f"Remove model.freeze from the command.")

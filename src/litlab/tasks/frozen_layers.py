@@ -33,12 +33,22 @@ KEY = "model.freeze"
 
 def freeze_prefixes(value: object) -> list[str]:
     """``model.freeze`` as a list of prefixes: null or ``[]`` freezes nothing, a bare string is one
-    prefix; anything else (a number, a dict, a list holding other than non-empty names) is refused."""
+    prefix; an integer is its digits (Hydra reads ``model.freeze=[1]`` as an int: ``1.weight`` of an
+    ``nn.Sequential``). A float is refused with the hint to quote it (``1.10`` reads as 1.1); anything
+    else (a dict, a bool, a list holding other than non-empty names) is refused."""
     if value is None:
         return []
-    if isinstance(value, str):
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         value = [value]
     items = list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig" else None
+    for item in items or []:
+        if isinstance(item, float):
+            raise LitlabError(
+                f"{KEY}: {item!r} was read as a number, and a number's digits are lost on the way (Hydra reads "
+                f"1.10 as 1.1). Quote a prefix made of digits and dots: {KEY}=['1.10'] (or \"{KEY}=['1.10']\" in "
+                f"the shell).")
+    if items is not None:  # model.freeze=[1]: the module named 1 of an nn.Sequential
+        items = [str(p) if isinstance(p, int) and not isinstance(p, bool) else p for p in items]
     if items is None or not all(isinstance(p, str) and p.strip() and p == p.strip() for p in items):
         raise LitlabError(
             f"{KEY} must be a list of parameter-name prefixes of the net, as net.named_parameters() names them "
@@ -153,6 +163,17 @@ def freeze_record(model) -> dict:
     return frozen.record() if isinstance(frozen, FrozenLayers) else {}
 
 
+def train_as_frozen(net: nn.Module) -> nn.Module:
+    """``net`` in the modes a training step runs it in: train mode, except its modules whose every
+    parameter is frozen, in eval as ``FrozenLayers.keep_eval`` puts them (``build.check_batch_norm_batch``'s
+    probe of a copy: a frozen BatchNorm normalizes with its running statistics, even on one sample).
+    Without frozen parameters, plain train mode."""
+    net.train()
+    for module in _frozen_modules(net):
+        module.eval()
+    return net
+
+
 def _frozen_modules(net: nn.Module) -> list[nn.Module]:
     """The outermost modules with parameters, all of them frozen (their children come with them)."""
     found: list[nn.Module] = []
@@ -178,8 +199,12 @@ def _no_match(net: nn.Module, prefix: str, prefixes: list[str]) -> LitlabError:
     """The refusal of a prefix that names no parameter, with the closest name the net has."""
     candidates = [n for n, m in net.named_modules() if n and any(True for _ in m.parameters())]
     candidates += [n for n, _ in net.named_parameters()]
-    close = difflib.get_close_matches(prefix, candidates, n=1, cutoff=0.5)
-    hint = f" The closest name is {close[0]}." if close else ""
+    whole = prefix.rstrip(".")  # features. : the name is features, which matches features.* already
+    if whole != prefix and whole in candidates:
+        hint = f" A prefix does not end with \".\": write {whole}, which matches {whole} and every name under it."
+    else:
+        close = difflib.get_close_matches(whole or prefix, candidates, n=1, cutoff=0.5)
+        hint = f" The closest name is {close[0]}." if close else ""
     return LitlabError(
         f"{KEY}={prefixes}: {prefix} matches no parameter of the net ({type(net).__name__}, whose top-level modules "
         f"are {_top_level(net)}).{hint} A prefix is a module or parameter name as net.named_parameters() gives them "
