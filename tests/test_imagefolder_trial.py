@@ -43,12 +43,12 @@ def loaded(caplog, **kwargs) -> ImageFolderDataModule:
 
 def test_colour_images_read_as_grayscale_are_named_in_one_warning(tmp_path, caplog):
     root = write_colour_folder(tmp_path / "imgs")
-    dm = loaded(caplog, root=str(root), batch_size=4)
+    dm = loaded(caplog, root=str(root), batch_size=4, channels=1)
     assert dm.input_shape == (1, 8, 8)
     said = [r.getMessage() for r in caplog.records if "data.channels=1 reads the images as grayscale" in r.getMessage()]
     assert len(said) == 1
     assert f"e.g. {root / 'train' / 'green' / '0.png'}, mode RGB" in said[0]
-    assert "Set data.channels=3 (or auto) to train on the colours" in said[0]
+    assert "A new run (without ckpt_path) with data.channels=3 or auto trains on the colours" in said[0]
 
 
 @pytest.mark.parametrize("how", ["channels3", "grey_rgb", "grey_l"])
@@ -87,7 +87,7 @@ def test_channels_auto_reads_colour_folders_in_rgb_and_grey_ones_in_grayscale(tm
     grey = write_image_folder(tmp_path / "grey", per_class=2)
     dm = loaded(caplog, root=str(grey), channels="auto")
     assert dm.input_shape == (1, 8, 8) and dm.describe()["preprocess"]["channels"] == 1
-    assert "data.channels=auto: 1 (no colour in the first file of each of 3 classes)" in caplog.text
+    assert "data.channels=auto: 1 (no colour in 6 training files: up to 8 of each of 3 classes)" in caplog.text
 
 
 @pytest.mark.parametrize("channels", ["auto", 1])
@@ -148,7 +148,113 @@ def test_a_grayscale_run_from_before_the_auto_default_resumes_in_grayscale(tmp_p
         train(make_cfg([*args, "trainer.max_epochs=2", "ckpt_path=last"], run, tmp_path / "data"))  # the default
     record = torch.load(last, weights_only=True)
     assert record["epoch"] == 1 and record["litlab"]["data"]["input_shape"] == [1, 8, 8]
+    assert "resuming with the run's data.channels=1: the run was trained in grayscale" in caplog.text
+    assert "a new run (without ckpt_path) with data.channels=auto or 3 would use the colours" in caplog.text
+    assert "Set data.channels=3 (or auto)" not in caplog.text  # a resume with 3 is refused
+
+
+def _grey_auto_run(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A run trained under data.channels=auto on grey files (it read 1 channel), after which the
+    first training file of class a turned to colour."""
+    root = write_image_folder(tmp_path / "imgs", per_class=4)
+    args = ["model=mlp", "data=imagefolder", f"data.root={root}", "logger=none"]
+    from litlab.training import train
+
+    train(make_cfg([*args, "trainer.max_epochs=1"], tmp_path / "run", tmp_path / "data"))
+    colour = np.zeros((8, 8, 3), dtype=np.uint8) + np.array([200, 0, 0], dtype=np.uint8)
+    Image.fromarray(colour, mode="RGB").save(root / "train" / "a" / "0.png")
+    return tmp_path / "run", args
+
+
+def test_an_auto_run_resumes_with_the_channels_it_used_after_a_file_turned_colour(tmp_path, caplog):
+    """The run stored "auto"; a resume chose again from the folder (now 3) and was refused for
+    another sample shape. It goes on with the 1 channel its checkpoint recorded."""
+    import torch
+
+    from litlab.training import train
+
+    run, args = _grey_auto_run(tmp_path)
+    with caplog.at_level(logging.INFO, logger="litlab"):
+        train(make_cfg([*args, "trainer.max_epochs=2", "ckpt_path=last"], run, tmp_path / "data"))
+    record = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert record["epoch"] == 1 and record["litlab"]["data"]["input_shape"] == [1, 8, 8]
     assert "resuming with the run's data.channels=1" in caplog.text
+
+
+def test_an_auto_run_resumed_with_a_number_is_judged_by_the_number_it_used(tmp_path):
+    """data.channels=1 for an auto run that read 1: accepted (was refused as "auto in the
+    checkpoint, 1 here"); 3: refused, naming the 1 the run used."""
+    import torch
+
+    from litlab.training import train
+
+    run, args = _grey_auto_run(tmp_path)
+    with pytest.raises(LitlabError, match=r"data\.channels auto in the checkpoint, which read the images with 1 "
+                                          r"channel\(s\) \(data\.channels=1\), 3 here"):
+        train(make_cfg([*args, "data.channels=3", "trainer.max_epochs=2", "ckpt_path=last"], run, tmp_path / "data"))
+    train(make_cfg([*args, "data.channels=1", "trainer.max_epochs=2", "ckpt_path=last"], run, tmp_path / "data"))
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+
+
+def test_auto_finds_colour_beyond_the_first_file_of_each_class(tmp_path, caplog):
+    """10 of 12 training images per class in colour, the first (and second) grey: auto read them
+    in grayscale, as it looked at the first file of each class only."""
+    root = write_colour_folder(tmp_path / "imgs", per_class=12, splits=("train",))
+    for name in ("green", "red"):
+        for i in (0, 1):
+            Image.fromarray(np.full((8, 8), 60, dtype=np.uint8), mode="L").convert("RGB").save(
+                root / "train" / name / f"{i}.png")
+    dm = loaded(caplog, root=str(root), channels="auto")
+    assert dm.input_shape == (3, 8, 8)
+
+
+def test_the_colour_sample_is_at_most_8_files_of_20_classes_spread_evenly():
+    from litlab.data.image_folder import colour_sample
+
+    files = [Path(f"c{k:02d}/{i:03d}.png") for k in range(30) for i in range(100)]
+    labels = [k for k in range(30) for _ in range(100)]
+    picked = colour_sample(files, labels)
+    assert len(picked) == 160 and len(set(picked)) == 160
+    classes = sorted({p.parent.name for p in picked})
+    assert len(classes) == 20 and classes[0] == "c00" and classes[-1] == "c29"
+    assert [p.name for p in picked[:8]] == ["000.png", "014.png", "028.png", "042.png", "057.png", "071.png",
+                                            "085.png", "099.png"]
+    assert colour_sample(files[:3], labels[:3]) == files[:3]  # fewer than 8: all of them
+
+
+def test_a_mean_of_one_number_per_grey_channel_names_what_auto_chose(tmp_path):
+    root = write_colour_folder(tmp_path / "imgs", splits=("train",))
+    with pytest.raises(LitlabError, match=r"^data\.mean needs a number or one number per channel \(3\), got "
+                                          r"\[0\.5\]\. data\.channels=auto chose 3 \(colour files found, e\.g\. "
+                                          r"train/green/0\.png\); data\.channels=1 reads the images in grayscale"):
+        ImageFolderDataModule(root=str(root), channels="auto", mean=[0.5], std=[0.25]).setup()
+
+
+def test_the_python_default_of_channels_is_auto_as_in_the_yaml(tmp_path):
+    root = write_colour_folder(tmp_path / "imgs", splits=("train",))
+    dm = ImageFolderDataModule(root=str(root))
+    dm.setup()
+    assert dm.input_shape == (3, 8, 8)
+
+
+def test_init_from_a_grayscale_cnn_names_data_channels(tmp_path):
+    """A first layer of 1 input channel in the file and 3 in the net (auto chose 3 for colour
+    images) names data.channels=1, the file's."""
+    import torch
+
+    from litlab.init_weights import InitFrom, _kept_fresh
+
+    theirs = {"features.0.0.weight": torch.zeros(32, 1, 3, 3), "head.weight": torch.zeros(2, 32)}
+    own = {"features.0.0.weight": torch.zeros(32, 3, 3, 3), "head.weight": torch.zeros(2, 32)}
+    init = InitFrom(tmp_path / "g.ckpt", {"litlab": {"data": {"class_names": ["a", "b"], "input_shape": [1, 8, 8]}}})
+    with pytest.raises(LitlabError, match=r"features\.0\.0\.weight: \(32, 1, 3, 3\) in the file, \(32, 3, 3, 3\) "
+                                          r"in the net.* Set data\.channels=1, the file's, to read them as that run "
+                                          r"did\.$"):
+        _kept_fresh(own, theirs, init, 2)
+    own["features.0.0.weight"] = torch.zeros(16, 1, 3, 3)  # another width: no word of data.channels
+    with pytest.raises(LitlabError) as other:
+        _kept_fresh(own, theirs, init, 2)
+    assert "data.channels" not in str(other.value)
 
 
 # --- 2. image files directly in train/, val/ or test/ ------------------------------------------------

@@ -210,4 +210,20 @@ def _refusal(init: InitFrom, own: dict, theirs: dict, missing: list[str], unexpe
         f"{KEY}={init.path} does not fit this run's net: {what}. A run starts from another's weights with the "
         f"same model=... and model.net.* settings{f' (that run trained {trained})' if trained else ''}; only the "
         f"output layer may differ, by the number of classes. Use those settings here, or leave {KEY}=null to "
-        f"start from fresh weights.")
+        f"start from fresh weights.{_channels_hint(own, theirs, wrong)}")
+
+
+def _channels_hint(own: dict, theirs: dict, wrong: list[str]) -> str:
+    """A sentence naming ``data.channels`` where the first layer differs in its input channels
+    alone (1 vs 3): the images are read in another number of channels than the file's run read
+    them (``data.channels=auto``, the image folders' default, reads colour folders in 3)."""
+    first = next(iter(own), None)
+    if first not in wrong or theirs[first].dim() < 2:
+        return ""
+    a, b = tuple(theirs[first].shape), tuple(own[first].shape)
+    if a[0] != b[0] or a[2:] != b[2:] or {a[1], b[1]} != {1, 3}:
+        return ""
+    return (f" Its first layer ({first}) takes {a[1]} input channel(s), and this run's data has {b[1]}: the images "
+            f"are read in another number of channels than that run read them (data.channels=auto, the image "
+            f"folders' default, reads colour images in 3 and grey ones in 1). Set data.channels={a[1]}, the file's, "
+            f"to read them as that run did.")

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from litlab.callbacks.checkpoints import data_position, holds_data_position, taken_within_epoch
 from litlab.callbacks.interruption import path_override, run_dir_override, run_overrides, sets_key
 from litlab.checkpoint_files import check_fits, load_checkpoint
+from litlab.data.image_folder import recorded_channels
 from litlab.device_counts import known_device_count
 from litlab.errors import LitlabError
 from litlab.resume_overrides import ABSENT, flat_keys, given_overrides, job_overrides, rerun_command, shown_value
@@ -76,15 +77,32 @@ def open_resume(cfg: DictConfig, run_dir: Path) -> Resume | None:
 
 
 def keep_run_channels(cfg: DictConfig, ckpt: dict) -> None:
-    """``data.channels=auto`` (the image folder's default) on a resume of a run that read a number
-    (1 or 3: every run from before ``auto`` was the default) goes on with the run's number: ``auto``
-    would read the colour files of a grayscale run in RGB, and the config comparison refused it."""
-    stored = (((ckpt.get("litlab") or {}).get("config") or {}).get("data") or {}).get("channels")
+    """A resume reads the images with the channels the run used (``run_channels``: the number its
+    checkpoint recorded), not with those ``data.channels=auto`` would choose from the folder today:
+    a run from before ``auto`` was the default read 1, and a run under ``auto`` stored "auto", so
+    one training file turned to colour since made the resume read 3 and refused it for another
+    sample shape. ``auto`` here becomes the run's number; a number given for a run that stored
+    ``auto`` is compared with the number it used (``_data_changes``)."""
+    used = run_channels(ckpt)
     data = cfg.get("data")
-    if isinstance(data, DictConfig) and data.get("channels") == "auto" and stored in (1, 3):
-        with open_dict(cfg):
-            cfg.data.channels = stored
-        log.info("resuming with the run's data.channels=%s", stored)
+    if not (isinstance(data, DictConfig) and data.get("channels") == "auto" and used in (1, 3)):
+        return
+    with open_dict(cfg):
+        cfg.data.channels = used
+    if used == 1:
+        log.info("resuming with the run's data.channels=1: the run was trained in grayscale and goes on so; a new "
+                 "run (without ckpt_path) with data.channels=auto or 3 would use the colours of colour images")
+    else:
+        log.info("resuming with the run's data.channels=3 (RGB)")
+
+
+def run_channels(ckpt: dict) -> int | str | None:
+    """The channels a run read its images with: the number its checkpoint recorded (its data
+    record, else its config's data.channels when a number), ``auto`` or None when neither says."""
+    record = ckpt.get("litlab") or {}
+    used = recorded_channels(record.get("data") or {})
+    stored = ((record.get("config") or {}).get("data") or {}).get("channels")
+    return stored if used == "auto" and stored in (1, 3) else used
 
 
 # why a checkpoint taken within an epoch holds no position of the training data
@@ -306,6 +324,14 @@ def _data_changes(cfg: DictConfig, ckpt: dict) -> tuple[list[str], list[str]]:
     here = absolute_locations(OmegaConf.to_container(cfg.data, resolve=True))
     old, new = flat_keys(absolute_locations(stored), "data"), flat_keys(here, "data")
     changed, moved = [], []
+    used = run_channels(ckpt) if old.get("data.channels") == "auto" else None
+    if used in (1, 3) and new.get("data.channels") in (1, 3):  # auto is judged by the number the run used
+        if new["data.channels"] == used:
+            old["data.channels"] = used
+        else:
+            changed.append(f"data.channels auto in the checkpoint, which read the images with {used} channel(s) "
+                           f"(data.channels={used}), {new['data.channels']} here")
+            old["data.channels"] = new["data.channels"]
     for key in sorted(set(old) | set(new)):
         if old.get(key, _ADDED.get(key, ABSENT)) == new.get(key, ABSENT) or key.startswith(_LOADING):
             continue

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from litlab.data.base import ClassificationData, Splits, stats_or_given
+from litlab.data.data_settings import given_stats
 from litlab.data.datasets import FileSplit, TensorSplit, fold_of_pool, joined, note_val_fraction_unused, split_off
 from litlab.data.fold_settings import check_folds
 from litlab.data.image_files import (bad_file, check_one_size, check_readable, class_folders, colour_file, decode,
@@ -30,7 +31,8 @@ class ImageFolderDataModule(ClassificationData):
         root: folder with ``train/`` and optionally ``val/`` and ``test/`` (``data.root``).
         image_size: resize to ``[H, W]`` (or an int for squares); None keeps the files' size.
         channels: 1 for grayscale, 3 for RGB, ``auto``: 3 when the training images are in colour
-            (the first file of each class is looked at), else 1; a checkpoint records the number.
+            (up to 8 files of each of up to 20 classes are opened: ``colour_sample``), else 1; a
+            checkpoint records the number.
         val_fraction: share of ``train/`` held out for validation when there is no ``val/``.
         split_seed: seed of that split, and of the folds.
         folds: cut train/ and val/ together into this many stratified folds (cross-validation);
@@ -42,7 +44,7 @@ class ImageFolderDataModule(ClassificationData):
         mean, std: normalization; None computes them on the training split.
     """
 
-    def __init__(self, root: str | None = None, batch_size: int = 64, image_size=None, channels: int | str = 1,
+    def __init__(self, root: str | None = None, batch_size: int = 64, image_size=None, channels: int | str = "auto",
                  val_fraction: float = 0.1, split_seed: int = 0, on_bad_file: str = "skip",
                  in_memory="auto", memory_limit_mb: int = 2048, num_workers: int | None = None,
                  mean=None, std=None, augment: dict | None = None, folds: int | None = None, fold: int = 0):
@@ -58,6 +60,8 @@ class ImageFolderDataModule(ClassificationData):
         self.image_size = check_image_folder_settings(image_size, channels, val_fraction, on_bad_file, in_memory,
                                                       memory_limit_mb, mean, std)
         self.channels = channels
+        # auto's colour file (path, mode), None when it chose 1 (named by the data.mean/std refusal)
+        self.auto_found: tuple[Path, str] | None = None
         self.val_fraction = float(val_fraction)
         self.split_seed = split_seed
         self.on_bad_file = on_bad_file
@@ -123,7 +127,10 @@ class ImageFolderDataModule(ClassificationData):
         listed = {s: list_split(self.root / s, classes, every_class=s == "train")
                   for s in ("train", "val", "test") if (self.root / s).is_dir()}
         self._note_loose_files(listed)
+        auto = self.channels == "auto"
         self._choose_channels(listed["train"])
+        if auto:
+            self._check_stats_count()
         first = self._probe(listed["train"][0])
         n_files = sum(len(f) for f, _ in listed.values())
         memory = self._use_memory(n_files, first)
@@ -193,28 +200,47 @@ class ImageFolderDataModule(ClassificationData):
 
     def _choose_channels(self, listed: tuple[list[Path], list[int]]) -> None:
         """``data.channels=auto`` as a number: the checkpoint's when evaluating one (its record),
-        else 3 when a colour file is among the first file of each of the first 20 classes of
-        ``listed`` (the training split), else 1; said once. With ``data.channels=1``, a warning
-        naming such a file: colour photos read as grayscale lose what tells apart classes of equal
-        brightness (red vs green images trained at chance), and nothing said so. A checkpoint's
-        evaluation reads the images as its model was trained, without a word."""
+        else 3 when a colour file is among those ``colour_sample`` picks from ``listed`` (the
+        training split), else 1; said once. With ``data.channels=1``, a warning naming such a file:
+        colour photos read as grayscale lose what tells apart classes of equal brightness (red vs
+        green images trained at chance), and nothing said so. A checkpoint's evaluation reads the
+        images as its model was trained, without a word."""
         if self.evaluating():
-            self.channels = _recorded_channels(self.trained) if self.channels == "auto" else self.channels
+            self.channels = recorded_channels(self.trained) if self.channels == "auto" else self.channels
             if self.channels != "auto":
                 return
         if self.channels not in ("auto", 1):
             return
         files, labels = listed
-        firsts = [files[labels.index(k)] for k in sorted(set(labels))[:20]]
-        found = colour_file(firsts)
+        sample = colour_sample(files, labels)
+        found = colour_file(sample)
         if self.channels == "auto":
             self.channels = 3 if found else 1
+            self.auto_found = found
+            n_classes = len(set(labels))
             log.info("data.channels=auto: %s", f"3 ({found[1]} files found, e.g. {found[0].relative_to(self.root)})"
-                     if found else f"1 (no colour in the first file of each of {len(firsts)} classes)")
+                     if found else f"1 (no colour in {len(sample)} training files: up to {_PER_CLASS} of each of "
+                     f"{min(n_classes, _CLASSES)} classes{'' if n_classes <= _CLASSES else f' of {n_classes}'})")
         elif found:
             log.warning("data.channels=1 reads the images as grayscale, and the training images are in colour (e.g. "
-                        "%s, mode %s): classes that differ in colour but not in brightness then look alike. Set "
-                        "data.channels=3 (or auto) to train on the colours; 1 keeps grayscale on purpose.", *found)
+                        "%s, mode %s): classes that differ in colour but not in brightness then look alike. A new run "
+                        "(without ckpt_path) with data.channels=3 or auto trains on the colours (a resume goes on as "
+                        "its run was trained); 1 keeps grayscale on purpose.", *found)
+
+    def _check_stats_count(self) -> None:
+        """``data.mean``/``data.std`` of another count than the channels ``auto`` chose: refused
+        before the files are decoded, saying what ``auto`` chose and how to read the other number
+        (the count was not known when the values were checked)."""
+        for key, value in (("data.mean", self.mean), ("data.std", self.std)):
+            try:
+                given_stats(key, value, self.channels, "channel")
+            except LitlabError as e:
+                found = self.auto_found
+                why = (f"colour files found, e.g. {found[0].relative_to(self.root)}" if found else
+                       "no colour in the training files it looked at")
+                other = ("data.channels=1 reads the images in grayscale (one number per channel: 1)" if found else
+                         "data.channels=3 reads them in RGB (one number per channel: 3)")
+                raise LitlabError(f"{e} data.channels=auto chose {self.channels} ({why}); {other}.") from None
 
     def _probe(self, files) -> torch.Tensor | None:
         """The first decodable training image, to estimate the decoded size of the set."""
@@ -328,7 +354,30 @@ def _check_unicode_twins(d: Path, unknown: list[str], classes: list[str], known:
     )
 
 
-def _recorded_channels(record: dict) -> int | str:
+# data.channels=auto opens at most _PER_CLASS files of each of _CLASSES classes (160 files)
+_PER_CLASS, _CLASSES = 8, 20
+
+
+def colour_sample(files: list[Path], labels: list[int]) -> list[Path]:
+    """The training files ``data.channels=auto`` looks at for colour: up to ``_PER_CLASS`` of each
+    class, evenly spread over its sorted files (first and last included), in up to ``_CLASSES``
+    classes evenly spread over the sorted classes. The first file of each class alone missed a
+    folder of colour photos whose first files were grey."""
+    by_class: dict[int, list[Path]] = {}
+    for f, k in zip(files, labels):
+        by_class.setdefault(k, []).append(f)
+    keys = sorted(by_class)
+    if len(keys) > _CLASSES:
+        keys = [keys[round(i * (len(keys) - 1) / (_CLASSES - 1))] for i in range(_CLASSES)]
+    picked = []
+    for k in dict.fromkeys(keys):
+        own = sorted(by_class[k])
+        n = min(len(own), _PER_CLASS)
+        picked += [own[round(i * (len(own) - 1) / (n - 1))] if n > 1 else own[0] for i in range(n)]
+    return picked
+
+
+def recorded_channels(record: dict) -> int | str:
     """The channels a checkpoint's model was trained on (its data record): the number its
     preprocessing recorded, else its sample shape's first axis; ``auto`` when neither says."""
     channels = (record.get("preprocess") or {}).get("channels")

@@ -30,7 +30,7 @@ def parse_size(value) -> list[int] | None:
     raise LitlabError(f"data.image_size must be null, a positive integer or [H, W], got {value!r}.")
 
 
-def check_image_folder_settings(image_size=None, channels: int | str = 1, val_fraction: float = 0.1,
+def check_image_folder_settings(image_size=None, channels: int | str = "auto", val_fraction: float = 0.1,
                                 on_bad_file: str = "skip", in_memory="auto", memory_limit_mb: int = 2048,
                                 mean=None, std=None) -> list[int] | None:
     """The values of ``ImageFolderDataModule`` (its defaults here too) that need no file, each
