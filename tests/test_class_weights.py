@@ -168,12 +168,27 @@ def test_labels_of_streamed_image_files_are_counted_without_decoding_an_image():
     assert label_counts(split, 4) == [2, 1, 4, 0]
 
 
-def test_a_run_on_an_imbalanced_npz_records_and_logs_the_balanced_weights(tmp_path):
-    path = write_imbalanced_npz(tmp_path / "skew.npz")
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def balanced_ddp_run(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """``(npz, run folder, folder of the ranks' applied weights)`` of one run of the real entrypoint
+    on an imbalanced npz with ``model.class_weights=balanced`` over two DDP ranks. Two tests read it
+    (one start-up less): the run's record, log and checkpoint, and the weights each rank applied."""
+    tmp = tmp_path_factory.mktemp("balanced")
+    path = write_imbalanced_npz(tmp / "skew.npz")
+    run, ranks = tmp / "run", tmp / "ranks"
+    ranks.mkdir()
     done = run_cli("litlab.train", "data=npz", f"data.path={path}", "model=mlp", "model.class_weights=balanced",
-                   "trainer.max_epochs=1", "trainer.accelerator=cpu", "logger=none", f"hydra.run.dir={run}")
+                   "trainer=ddp_cpu", "trainer.devices=2", "trainer.max_epochs=1", "logger=none", "test=false",
+                   f"+callbacks.ranks._target_={__name__}.RankWeights", f"+callbacks.ranks.folder={ranks}",
+                   f"hydra.run.dir={run}", env={"PYTHONPATH": os.pathsep.join(
+                       filter(None, [os.environ.get("PYTHONPATH"), str(Path(__file__).resolve().parents[1])]))})
     assert done.returncode == 0, done.stderr[-3000:]
+    return path, run, ranks
+
+
+@pytest.mark.slow
+def test_a_run_on_an_imbalanced_npz_records_and_logs_the_balanced_weights(balanced_ddp_run):
+    path, run, _ = balanced_ddp_run
     metrics = json.loads((run / "metrics.json").read_text())
     expected = compute_class_weight("balanced", classes=np.arange(3), y=np.load(path)["y_train"])
     assert metrics["status"] == "completed"
@@ -185,16 +200,9 @@ def test_a_run_on_an_imbalanced_npz_records_and_logs_the_balanced_weights(tmp_pa
     assert ckpt["class_weights"] == metrics["class_weights"]
 
 
-def test_every_ddp_rank_applies_the_weights_of_the_whole_training_split(tmp_path):
-    path = write_imbalanced_npz(tmp_path / "skew.npz")
-    run, ranks = tmp_path / "run", tmp_path / "ranks"
-    ranks.mkdir()
-    done = run_cli("litlab.train", "data=npz", f"data.path={path}", "model=mlp", "model.class_weights=balanced",
-                   "trainer=ddp_cpu", "trainer.devices=2", "trainer.max_epochs=1", "logger=none", "test=false",
-                   f"+callbacks.ranks._target_={__name__}.RankWeights", f"+callbacks.ranks.folder={ranks}",
-                   f"hydra.run.dir={run}", env={"PYTHONPATH": os.pathsep.join(
-                       filter(None, [os.environ.get("PYTHONPATH"), str(Path(__file__).resolve().parents[1])]))})
-    assert done.returncode == 0, done.stderr[-3000:]
+@pytest.mark.slow
+def test_every_ddp_rank_applies_the_weights_of_the_whole_training_split(balanced_ddp_run):
+    path, run, ranks = balanced_ddp_run
     expected = compute_class_weight("balanced", classes=np.arange(3), y=np.load(path)["y_train"]).tolist()
     applied = [json.loads((ranks / f"rank{r}.json").read_text()) for r in (0, 1)]
     # from the whole split (not a rank's 20-sample shard), the same on both ranks

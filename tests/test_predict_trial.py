@@ -1,6 +1,6 @@
-"""``litlab.predict`` after a user trial: its own outputs are not read as inputs, a run folder
-inside the inputs is refused, resized images are counted and said, and a feature-vector model's
-shape errors speak of feature vectors."""
+"""``litlab.predict`` after a user trial: its own outputs are not read as inputs (and only
+litlab's run folders are left out), a run folder that is or holds the input is refused, resized
+images are counted and said, and a feature-vector model's shape errors speak of feature vectors."""
 
 from __future__ import annotations
 
@@ -91,7 +91,8 @@ def test_run_folders_below_the_input_are_left_out_but_a_users_metrics_json_is_no
     save_gray(tmp_path / "a.png", 8, 8)
     hydra_run = tmp_path / "elsewhere" / "run1"
     (hydra_run / ".hydra").mkdir(parents=True)
-    (hydra_run / ".hydra" / "config.yaml").write_text("task_name: predict\n")
+    (hydra_run / ".hydra" / "config.yaml").write_text("task_name: predict\npaths:\n  log_dir: outputs\n"
+                                                     "  output_dir: ${hydra:runtime.output_dir}\n")
     (hydra_run / "predictions.csv").write_text("input,label_1,prob_1,error\n")
     in_process = tmp_path / "run2"
     in_process.mkdir()
@@ -102,39 +103,152 @@ def test_run_folders_below_the_input_are_left_out_but_a_users_metrics_json_is_no
     (users / "metrics.json").write_text(json.dumps({"accuracy": 0.9}))
     written = tmp_path / "out.csv"
     written.write_text("input,label_1,prob_1,error\n")
-    files, left_out = list_files(tmp_path, (written,))
+    files, left_out, images_left_out = list_files(tmp_path, (written,))
     assert [f.relative_to(tmp_path).as_posix() for f in files] == ["a.png", "scores/b.png", "scores/metrics.json"]
-    assert left_out == [hydra_run, in_process]
+    assert left_out == [hydra_run, in_process] and images_left_out == []
     assert is_run_folder(hydra_run) and is_run_folder(in_process) and not is_run_folder(users)
 
 
-def test_a_run_folder_inside_the_input_is_refused_before_torch(image_ckpt, tmp_path):
+def test_a_run_folder_that_is_or_holds_the_input_is_refused_before_torch(image_ckpt, tmp_path):
     """``hydra.run.dir=newpics input=newpics`` wrote .hydra/, predict.log, metrics.json and
-    predictions.csv into the user's image folder, and the CSV had a row for predict.log."""
+    predictions.csv into the user's image folder, and the CSV had a row for predict.log; a run
+    folder above the input makes the image folder part of a run folder."""
     pics = tmp_path / "newpics"
     save_gray(pics / "a.png", 8, 8)
-    for run_dir in ("newpics", "newpics/run"):
+    for run_dir, why in (("newpics", "is the folder input=newpics: predict would write its run's files (.hydra/, "
+                                     "predict.log, metrics.json, predictions.csv) among the images it classifies and "
+                                     "read its own log as an input"),
+                         (".", "holds the folder input=newpics: predict would write its run's record (.hydra/, "
+                               "predict.log, metrics.json) above the images")):
         err = refused_before_torch("litlab.predict", [f"ckpt_path={image_ckpt}", "input=newpics",
                                                       f"hydra.run.dir={run_dir}"], cwd=tmp_path)
-        assert f"Error: hydra.run.dir={run_dir} is " in err and "input=newpics" in err, err
+        assert f"Error: hydra.run.dir={run_dir} {why}" in err, err
+        assert "Give hydra.run.dir another folder (one inside newpics is left out of its listing)" in err, err
         assert err.strip().count("\n") == 0, err  # one paragraph
         assert sorted(p.name for p in pics.iterdir()) == ["a.png"]  # nothing written, nothing made
+        assert not (tmp_path / ".hydra").exists() and not (tmp_path / "predict.log").exists()
 
 
-@pytest.mark.parametrize("log_dir,advice", [
-    ("logs", r"Give paths\.output_dir a folder outside \S+/pics, or leave it out: runs then go to paths\.log_dir"),
-    # input=outputs: the default run folder outputs/runs/<time> is inside it; leaving it out does not help
-    ("pics", r"Give paths\.output_dir \(or paths\.log_dir\) a folder outside \S+/pics\.$"),
+@pytest.mark.parametrize("run,log_dir,why,advice", [
+    ("pics", "logs", r"is the folder input=\S+/pics: predict would write",
+     r"Give paths\.output_dir another folder \(one inside \S+/pics is left out of its listing\), or leave it out: "
+     r"runs then go to paths\.log_dir"),
+    # the run folder holds the input, and paths.log_dir holds the run folder: leaving it out does not help
+    (".", ".", r"holds the folder input=\S+/pics: predict would write its run's record",
+     r"Give paths\.output_dir \(or paths\.log_dir\) another folder: one outside \S+/pics, or one inside it"),
 ])
-def test_predict_in_process_refuses_its_run_folder_inside_the_input(image_ckpt, data_dir, tmp_path, log_dir, advice):
+def test_predict_in_process_refuses_a_run_folder_that_is_or_holds_the_input(image_ckpt, data_dir, tmp_path, run,
+                                                                             log_dir, why, advice):
     pics = tmp_path / "pics"
     save_gray(pics / "a.png", 8, 8)
-    cfg = predict_cfg(image_ckpt, pics, pics / "run", tmp_path / log_dir, data_dir)
-    with pytest.raises(LitlabError, match=r"^paths\.output_dir=\S+/pics/run is inside the folder input=\S+/pics: "
-                                          r"predict would write its run's files") as err:
+    cfg = predict_cfg(image_ckpt, pics, tmp_path / run, tmp_path / log_dir, data_dir)
+    with pytest.raises(LitlabError, match=r"^paths\.output_dir=\S+ " + why) as err:
         predict(cfg)
     assert re.search(advice, str(err.value)), str(err.value)
-    assert sorted(p.name for p in (pics / "run").iterdir()) == []  # make_cfg made it; predict wrote nothing
+    assert sorted(p.name for p in pics.iterdir()) == ["a.png"]  # predict wrote nothing
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_run_folder_below_the_input_is_allowed_and_left_out(image_ckpt, data_dir, tmp_path):
+    """``input=. hydra.run.dir=preds/run1`` was refused while the default ``./outputs/runs/<time>``
+    inside ``input=.`` was allowed; both are left out of the listing."""
+    from litlab.prediction.path_checks import check_command_line
+
+    pics = tmp_path / "pics"
+    save_gray(pics / "a.png", 8, 8)
+    cli = make_cfg([f"ckpt_path={image_ckpt}", f"input={pics}", f"hydra.run.dir={pics / 'preds' / 'run1'}"],
+                   tmp_path / "unused", data_dir, config_name="predict", fast=False)
+    check_command_line(cli)  # no error: the command line is taken
+    logs = tmp_path / "logs"
+    first = predict(predict_cfg(image_ckpt, pics, pics / "preds" / "run1", logs, data_dir))
+    second = predict(predict_cfg(image_ckpt, pics, pics / "preds" / "run2", logs, data_dir))
+    assert (first["predicted"], first["errors"], second["predicted"], second["errors"]) == (1, 0, 1, 0)
+    assert [Path(r["input"]).name for r in csv_rows(second)] == ["a.png"]
+
+
+def save_config(path: Path, config) -> None:
+    """Writes ``config`` as Hydra does (unresolved YAML)."""
+    from omegaconf import OmegaConf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(config, path, resolve=False)
+
+
+def test_only_litlab_records_make_a_run_folder(data_dir, tmp_path):
+    """Every litlab entrypoint's ``.hydra/config.yaml`` and a sweep's ``multirun.yaml`` (the config
+    with its hydra node) count; another Hydra tool's record, a metrics.json without litlab's
+    ``task``, a file that is not YAML, or one too large to read, do not."""
+    from omegaconf import OmegaConf
+
+    from litlab.prediction import input_files
+    from litlab.prediction.input_files import is_run_folder
+
+    for name in ("train", "eval", "predict", "lr_find"):
+        cfg = make_cfg([], tmp_path / "made" / name, data_dir, config_name=name, fast=False)
+        run_config = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # as Hydra's: no hydra node
+        save_config(tmp_path / name / ".hydra" / "config.yaml", run_config)
+        save_config(tmp_path / f"{name}_sweep" / "multirun.yaml", cfg)
+        assert is_run_folder(tmp_path / name) and is_run_folder(tmp_path / f"{name}_sweep"), name
+    (tmp_path / "json" / "metrics.json").parent.mkdir()
+    (tmp_path / "json" / "metrics.json").write_text(json.dumps({"status": "failed", "task": "train"}))
+    assert is_run_folder(tmp_path / "json")
+    foreign = {".hydra/config.yaml": "a: 1\n", ".hydra/hydra.yaml": "hydra:\n  run:\n    dir: x\n",
+               "multirun.yaml": "task_name: other\n", "metrics.json": json.dumps({"status": "reviewed"})}
+    for i, (name, text) in enumerate(foreign.items()):
+        (tmp_path / f"other{i}" / name).parent.mkdir(parents=True)
+        (tmp_path / f"other{i}" / name).write_text(text)
+        assert not is_run_folder(tmp_path / f"other{i}"), name
+    (tmp_path / "bad" / ".hydra").mkdir(parents=True)
+    (tmp_path / "bad" / ".hydra" / "config.yaml").write_bytes(b"task_name: [\n\xff")
+    big = {"task": "train", "status": "completed", "pad": "x" * input_files.RECORD_BYTES}
+    (tmp_path / "big" / "metrics.json").parent.mkdir()
+    (tmp_path / "big" / "metrics.json").write_text(json.dumps(big))
+    assert not is_run_folder(tmp_path / "bad") and not is_run_folder(tmp_path / "big")
+
+
+def test_folders_with_another_tools_records_are_predicted(image_ckpt, data_dir, tmp_path):
+    """The reviewer's folder: another Hydra tool's run and a metrics.json of the user's were left
+    out with their 12 images, and predict refused ``input=gen is a folder without files``."""
+    gen = tmp_path / "gen"
+    for i in range(5):
+        save_gray(gen / "run1" / f"{i}.png", 8, 8)
+        if i < 4:
+            save_gray(gen / "run2" / f"{i}.png", 8, 8)
+            save_gray(gen / "mine" / f"{i}.png", 8, 8)
+    (gen / "run1" / ".hydra").mkdir()
+    (gen / "run1" / ".hydra" / "config.yaml").write_text("a: 1\n")
+    (gen / "run2" / ".hydra").mkdir()
+    (gen / "run2" / ".hydra" / "hydra.yaml").write_text("hydra:\n  job:\n    name: gen\n")
+    (gen / "mine" / "metrics.json").write_text(json.dumps({"status": "reviewed"}))
+    summary = predict(predict_cfg(image_ckpt, gen, tmp_path / "run", tmp_path / "logs", data_dir))
+    assert (summary["predicted"], summary["errors"]) == (13, 1)  # metrics.json is a file of the folder
+    assert len(csv_rows(summary)) == 14
+
+
+def test_images_in_a_left_out_run_folder_are_warned_and_named(image_ckpt, data_dir, tmp_path, caplog):
+    gen = tmp_path / "gen"
+    save_gray(gen / "a.png", 8, 8)
+    old = gen / "old"
+    save_gray(old / "x.png", 8, 8)
+    save_gray(old / "sub" / "y.jpg", 8, 8)
+    (old / "metrics.json").write_text(json.dumps({"status": "completed", "task": "predict"}))
+    with caplog.at_level(logging.INFO, logger="litlab.prediction.run"):
+        summary = predict(predict_cfg(image_ckpt, gen, tmp_path / "run1", tmp_path / "logs", data_dir))
+    assert (summary["predicted"], summary["errors"]) == (1, 0)
+    lines = [r for r in caplog.records if "left out" in r.getMessage()]
+    assert [r.levelno for r in lines] == [logging.WARNING], [r.getMessage() for r in lines]
+    assert lines[0].getMessage() == (
+        f"input={gen}: left out 2 image file(s) in 1 folder(s) that hold a litlab run's record (.hydra/config.yaml, "
+        f"multirun.yaml or metrics.json): {old} (2). To classify a left-out folder's files, give that folder itself "
+        f"as input= (e.g. input={old})")
+    followed = predict(predict_cfg(image_ckpt, old, tmp_path / "run2", tmp_path / "logs", data_dir))
+    assert (followed["predicted"], followed["errors"]) == (2, 1)  # the advice followed: its metrics.json an error row
+    (gen / "a.png").unlink()
+    with pytest.raises(LitlabError) as err:
+        predict(predict_cfg(image_ckpt, gen, tmp_path / "run3", tmp_path / "logs", data_dir))
+    assert str(err.value) == (f"input={gen} is a folder without files (left out: 1 folder(s) of litlab's runs and "
+                              f"outputs: {old}). Put the images to classify in it (subfolders are searched), or give "
+                              f"a left-out folder itself as input= to read its files (e.g. input={old}).")
 
 
 def test_resized_images_are_said_once_with_their_count_and_recorded(image_ckpt, data_dir, tmp_path, caplog):

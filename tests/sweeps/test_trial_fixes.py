@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -21,6 +22,7 @@ from litlab.errors import LitlabError
 from litlab.summarize import main, rank_sweep
 from litlab.sweeps.outcome import statuses_by_job
 from tests.helpers import write_sweep_record
+from tests.scale.tiny_run import TINY
 
 
 @pytest.fixture(autouse=True)
@@ -226,10 +228,14 @@ def test_a_searched_nested_key_a_choice_lacks_is_refused(tmp_path):
 @pytest.mark.slow
 def test_real_lr_find_runs_are_listed_by_their_suggested_rates(tmp_path, capsys):
     runs = tmp_path / "runs"
-    for name in ("a", "b"):
-        done = subprocess.run([sys.executable, "-m", "litlab.lr_find", "data=synthetic", "lr_find.num_steps=20",
-                               f"hydra.run.dir={runs / name}"], capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
+    # one real run (an MLP, the fewest steps); "b" is its folder copied with half its rate: same
+    # files, and a rate below a's, so that a table sorted by rate (not in job order) is told apart
+    done = subprocess.run([sys.executable, "-m", "litlab.lr_find", "data=synthetic", "model=mlp",
+                           "lr_find.num_steps=20", f"hydra.run.dir={runs / 'a'}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    shutil.copytree(runs / "a", runs / "b")
+    record = json.loads((runs / "b" / "metrics.json").read_text())
+    (runs / "b" / "metrics.json").write_text(json.dumps(record | {"suggested_lr": record["suggested_lr"] / 2}))
     assert "optimized_metric: val/acc" in (runs / "a" / ".hydra" / "config.yaml").read_text()
     rates = [json.loads((runs / n / "metrics.json").read_text())["suggested_lr"] for n in ("a", "b")]
     table = rank_sweep(runs)
@@ -332,8 +338,7 @@ def test_a_killed_optuna_trial_gets_no_command_but_its_overrides_and_search_file
         "      model.optimizer.lr: interval(0.001, 0.01)\n")
     sweep = tmp_path / "s"
     done = subprocess.run([sys.executable, "-m", "litlab.train", "--config-dir", str(own), "hparams_search=tiny",
-                           "data=synthetic", "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"],
-                          capture_output=True, text=True)
+                           *TINY, f"hydra.sweep.dir={sweep}"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert not (sweep / "multirun.yaml").exists()
     sampled = [o for o in (sweep / "0" / ".hydra" / "overrides.yaml").read_text().split("\n- ")

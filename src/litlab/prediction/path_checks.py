@@ -63,31 +63,35 @@ def check_input_exists(path: Path) -> None:
 
 
 def check_run_dir_outside_input(cfg: DictConfig, key: str, run_dir: Path) -> None:
-    """The run's folder must not lie in the folder ``input=`` (or be it): Hydra writes ``.hydra/``,
-    ``predict.log`` and ``metrics.json`` there before the inputs are listed, and the CSV follows, so
-    the user's image folder got litlab's files, and the next predict of it an error row for each.
-    A run folder below ``paths.log_dir`` is fine where ``paths.log_dir`` lies below ``input``
-    (``predict input=.`` from a folder of photos): the listing leaves ``paths.log_dir`` out
-    (``input_files.list_files``)."""
+    """The run's folder must not be the folder ``input=`` nor hold it. Hydra writes ``.hydra/``
+    and ``predict.log`` there before the inputs are listed, and ``metrics.json`` and the CSV
+    follow: in the input folder itself this run would list its own log as an input, and later
+    predicts its other files; a run folder above the input makes the user's image folder part of a
+    run's folder, which a listing of a folder above it leaves out whole (``is_run_folder``). A run
+    folder strictly below ``input`` is fine: the listing leaves it out (``input_files.list_files``),
+    as it does the default ``outputs/runs/<time>`` of ``predict input=.``."""
     given = Path(cfg.input)
     if not given.is_dir():
         return  # one image file or an .npz: nothing is listed
     inputs, run = os.path.realpath(given), os.path.realpath(run_dir)
-    if not _within(run, inputs):
+    if run == inputs:
+        why = (f"is the folder input={cfg.input}: predict would write its run's files (.hydra/, predict.log, "
+               f"metrics.json, predictions.csv) among the images it classifies and read its own log as an input, "
+               f"and a later predict of the folder its other files")
+    elif _within(inputs, run):
+        why = (f"holds the folder input={cfg.input}: predict would write its run's record (.hydra/, predict.log, "
+               f"metrics.json) above the images, making their folder part of a run folder, which a later predict "
+               f"of a folder above it leaves out with all its images")
+    else:
         return
     log_dir = select_or_none(cfg, "paths.log_dir")
-    logs = os.path.realpath(log_dir) if log_dir else None
-    if logs and logs != inputs and _within(logs, inputs) and _within(run, logs):
-        return
-    where = "is the folder" if run == inputs else "is inside the folder"
-    if logs and _within(run, logs):  # paths.log_dir is input or holds it: moving the run out needs another one
-        how = f"Give {key} (or paths.log_dir) a folder outside {cfg.input}."
+    if log_dir and _within(run, os.path.realpath(log_dir)):
+        how = (f"Give {key} (or paths.log_dir) another folder: one outside {cfg.input}, or one inside it, which its "
+               f"listing leaves out.")
     else:
-        how = (f"Give {key} a folder outside {cfg.input}, or leave it out: runs then go to paths.log_dir "
-               f"({log_dir}), which the listing of input leaves out.")
-    raise LitlabError(f"{key}={run_dir} {where} input={cfg.input}: predict would write its run's files (.hydra/, "
-                      f"predict.log, metrics.json, predictions.csv) among the images it classifies, and a later "
-                      f"predict of that folder would read them as inputs. {how}")
+        how = (f"Give {key} another folder (one inside {cfg.input} is left out of its listing), or leave it out: "
+               f"runs then go to paths.log_dir ({log_dir}).")
+    raise LitlabError(f"{key}={run_dir} {why}. {how}")
 
 
 def _within(path: str, folder: str) -> bool:

@@ -36,7 +36,7 @@ def input_batches(path: Path, predictor: Predictor, batch_size: int, leave_out: 
     """The batches of ``input=path`` for this model, after checking that the kind fits it.
 
     ``leave_out``: folders and files below a folder ``path`` that are litlab's, not inputs
-    (``paths.log_dir``, the CSV); run folders are left out too (``input_files.list_files``).
+    (``paths.log_dir``, the run's folder, the CSV); run folders are left out too (``input_files.list_files``).
     ``resized`` counts the image files decoded from another size."""
     check_input_exists(path)
     if path.is_file() and path.suffix.lower() == ".npz":
@@ -45,17 +45,37 @@ def input_batches(path: Path, predictor: Predictor, batch_size: int, leave_out: 
             raise LitlabError(f"input={path}: {key} holds no samples. Give an .npz with the samples to classify.")
         return len(x), array_batches(path, key, x, batch_size)
     check_takes_image_files(path, predictor)
-    files, left_out = list_files(path, leave_out)
-    if left_out:
-        log.info("input=%s: left out %d folder(s) of litlab's outputs (run folders, paths.log_dir): %s", path,
-                 len(left_out), ", ".join(map(str, left_out[:3])) + (" ..." if len(left_out) > 3 else ""))
+    files, left_out, images_left_out = list_files(path, leave_out)
+    log_left_out(path, left_out, images_left_out)
     if not files:
-        also = (f" (left out: {len(left_out)} folder(s) of litlab's runs and outputs, such as {left_out[0]})"
+        also = (f" (left out: {len(left_out)} folder(s) of litlab's runs and outputs: {_some(left_out)})"
                 if left_out else "")
+        advice = (f", or give a left-out folder itself as input= to read its files (e.g. "
+                  f"input={(images_left_out or [(left_out[0], 0)])[0][0]})" if left_out else "")
         raise LitlabError(f"input={path} is a folder without files{also}. Put the images to classify in it "
-                          f"(subfolders are searched).")
+                          f"(subfolders are searched){advice}.")
     return len(files), image_batches(files, predictor.input_shape, predictor.preprocess.channels, batch_size,
                                      resized)
+
+
+def log_left_out(path: Path, left_out: list[Path], images_left_out: list[tuple[Path, int]]) -> None:
+    """One line for the folders the listing left out: a warning where run folders among them
+    hold image files (a folder of the user's with a litlab record in it, or images put in a run's
+    folder), naming them and how to read one."""
+    if images_left_out:
+        count = sum(n for _, n in images_left_out)
+        log.warning("input=%s: left out %d image file(s) in %d folder(s) that hold a litlab run's record "
+                    "(.hydra/config.yaml, multirun.yaml or metrics.json): %s. To classify a left-out folder's files, "
+                    "give that folder itself as input= (e.g. input=%s)", path, count, len(images_left_out),
+                    _some([f"{folder} ({n})" for folder, n in images_left_out]), images_left_out[0][0])
+    elif left_out:
+        log.info("input=%s: left out %d folder(s) of litlab's outputs (run folders, paths.log_dir): %s", path,
+                 len(left_out), _some(left_out))
+
+
+def _some(items: list, shown: int = 3) -> str:
+    """The first ``shown`` of ``items``, comma-separated, with ``...`` when there are more."""
+    return ", ".join(map(str, items[:shown])) + (" ..." if len(items) > shown else "")
 
 
 def check_takes_image_files(path: Path, predictor: Predictor) -> None:
@@ -92,7 +112,7 @@ def predict(cfg: DictConfig) -> dict:
     log_dir = cfg.paths.get("log_dir")
     resized = Resized()
     total, batches = input_batches(Path(cfg.input), predictor, batch_size,
-                                   (Path(log_dir), out) if log_dir else (out,), resized)
+                                   (Path(log_dir), run_dir, out) if log_dir else (run_dir, out), resized)
     classes = len(predictor.class_names)
     if top_k > classes:  # the CSV's columns stop at the last class
         # a warning only for a top_k the user gave: predict.yaml's default 3 is more than a 2-class model's
