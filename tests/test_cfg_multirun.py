@@ -46,6 +46,17 @@ def test_swept_values_are_given_their_first_value(capsys):
            "--package hydra.sweeper shows" in message
 
 
+def test_the_sweepers_command_is_given_once(capsys):
+    """Before: "...: python -m litlab.train model=cnn --cfg hydra --package hydra.sweeper; python -m litlab.train
+    model=cnn --cfg hydra --package hydra.sweeper shows...", the same command twice."""
+    message = _refusal(["-m", "model=cnn,mlp", "--cfg", "hydra", "--package", "hydra.sweeper"], capsys=capsys)
+    command = "python -m litlab.train model=cnn --cfg hydra --package hydra.sweeper"
+    assert message.count(command) == 1
+    assert message.endswith(f"that job's config: {command}, which shows the sweeper's settings (a search's space is "
+                            f"its hydra.sweeper.params, which leaves out model=cnn,mlp: a value swept on the command "
+                            f"line is added to the search when it runs).")
+
+
 def test_a_search_without_m_is_refused_only_with_a_swept_value(capsys):
     """hparams_search sets hydra.mode=MULTIRUN, and Hydra prints its config: a value swept on the
     command line stopped Hydra with "Sweep parameters ... requires --multirun", exit 1."""

@@ -68,6 +68,24 @@ def test_the_advised_separate_searches_pass(kind, tmp_path):
         assert check_overrides(words[3:]) is None
 
 
+@pytest.mark.parametrize("kind", ["optuna", "grid"])
+def test_a_key_one_searched_model_lacks_is_refused_with_separate_searches(kind, tmp_path):
+    """model.net.hidden_size=8 (no +): CNN has it, MLP's trial does not compose. Before: the MLP choice
+    was left out of the checks silently, and the search died in Hydra's error at the MLP trial."""
+    own, folder = _search(tmp_path, kind), tmp_path / "sweep"
+    message = _refusal(["-m", "--config-dir", str(own), "hparams_search=models", "model.net.hidden_size=8",
+                        f"hydra.sweep.dir={folder}"])
+    assert message.startswith("model.net.hidden_size=8 is given to every trial of the search, but only model=cnn of "
+                              "it has model.net.hidden_size: the trial with model=mlp has no key "
+                              "model.net.hidden_size")
+    again = f"python -m litlab.train --config-dir={own} -m hparams_search=models hydra.sweep.dir={folder}"
+    assert message.endswith(f"Sweep them separately: {again}-cnn model=cnn model.net.hidden_size=8, then "
+                            f"{again}-mlp model=mlp.")
+    for command in message.split("Sweep them separately: ", 1)[1].rstrip(".").split(", then "):
+        assert check_overrides(shlex.split(command)[3:]) is None  # each advised search passes
+    assert not folder.exists()
+
+
 def test_a_key_every_searched_model_takes_passes(tmp_path):
     assert check_overrides(["-m", "--config-dir", str(_search(tmp_path, "optuna")), "hparams_search=models",
                             "++model.net.dropout=0.3", f"hydra.sweep.dir={tmp_path / 's'}"]) is None

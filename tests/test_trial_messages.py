@@ -10,10 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from litlab.config_check import check_overrides
 from litlab.data.npz import NpzDataModule
 from litlab.errors import LitlabError
+from litlab.home_overrides import check_home_overrides
 from tests.conftest import refused_before_torch
 from tests.helpers import write_npz
 
@@ -41,6 +43,49 @@ def test_a_misspelt_key_gets_the_key_meant_and_no_plus(tmp_path, args, meant):
     assert f"Did you mean {meant}?" in message
     assert "+" not in message and "append" not in message
     assert "Check the spelling with `python -m litlab.train --cfg job`." in message
+
+
+@pytest.mark.parametrize("typed,meant,not_named", [
+    ("model.optimzer.lr=0.1", "model.optimizer.lr?", "fused_optimizer"),  # a value, not a node with lr
+    ("callbacks.model_checkpint.monitr=val/loss", "callbacks.model_checkpoint.monitor?", "monitr"),
+    ("max_epochs=3", "trainer.max_epochs?", "+"),  # top level: one level down, never +
+    ("batch_size=8", "data.batch_size?", "+"),
+])
+def test_every_key_suggested_exists(tmp_path, typed, meant, not_named):
+    """Before: model.fused_optimizer.lr (a value's key), callbacks.model_checkpoint.monitr (refused in
+    turn) and "+max_epochs=... adds it" (a top-level key nothing reads) were suggested."""
+    message = refusal([typed], tmp_path)
+    assert f"Did you mean {meant}" in message
+    assert not_named not in message.split("Did you mean", 1)[1]
+    cfg = check_overrides([f"hydra.run.dir={tmp_path / 'run'}"])
+    named = re.findall(r"(?:Did you mean |also close: |, )([\w.]+\w)", message.split("Check the spelling")[0])
+    assert named and all(OmegaConf.select(cfg, key) is not None for key in named), named
+
+
+def test_a_key_under_a_value_names_the_value(tmp_path):
+    """Before: "Did you mean trainer.max_epochs.x?", a key under a number."""
+    message = refusal(["trainer.max_epoch.x=1"], tmp_path)
+    assert message.startswith("trainer.max_epoch.x is not a key of the config (trainer has no key max_epoch; the "
+                              "closest, trainer.max_epochs, is a value, ")
+    assert "max_epochs.x" not in message and "+" not in message
+
+
+def test_two_misspelt_keys_get_the_first_ones_key_meant(tmp_path):
+    """Before: the config composed without only the first bad key failed on the second: "+trainer.max_epoch=...
+    adds a key"."""
+    message = refusal(["trainer.max_epoch=3", "data.batchsize=8"], tmp_path)
+    assert "Did you mean trainer.max_epochs?" in message and "+" not in message
+
+
+@pytest.mark.parametrize("typed,hint", [("hydra.sweeper.n_trial=3", "Did you mean hydra.sweeper.n_trials? "
+                                                                   "hydra.sweeper.n_trials is a setting of the Optuna"),
+                                        ("hydra.sweeper.foo=3", "it has hydra.sweeper.max_batch_size")])
+def test_no_plus_under_hydra(tmp_path, typed, hint):
+    """Before: "+hydra.sweeper.n_trial=... adds it"; Hydra's sweeper reads no key it does not know."""
+    message = refusal([typed], tmp_path)
+    name = typed.split("=")[0]
+    assert message.startswith(f"{name} is not a key of the config (hydra.sweeper has no key {name.split('.')[-1]}")
+    assert hint in message and "+" not in message
 
 
 def test_the_key_meant_composes(tmp_path):
@@ -126,6 +171,24 @@ def test_a_swept_tilde_path_is_named_alone(tmp_path):
     assert message.endswith(f"Write the full path instead, data.root={Path.home()}/b.")
 
 
+@pytest.mark.parametrize("override", ["data.root='/tmp/a,~b'", "+tags='run,~x'", "++tags=\"run,~x\""])
+def test_a_quoted_value_with_a_tilde_is_taken_as_written(override):
+    """Before: the value was split on its commas, quotes and all: "data.root=~b' starts with ~"."""
+    check_home_overrides([override], "train")  # no refusal
+
+
+def test_a_quoted_tilde_list_composes(tmp_path):
+    cfg = check_overrides(["tags='run,~x'", f"hydra.run.dir={tmp_path / 'run'}"])
+    assert cfg.tags == "run,~x"
+
+
+def test_a_tilde_in_a_sweep_function_is_named_without_its_bracket(tmp_path):
+    """-m data.root=choice(/tmp/a,~/b): before, "data.root=~/b) starts with ~" with a stray bracket."""
+    message = refusal(["-m", "data=imagefolder", "data.root=choice(/tmp/a,~/b)"], tmp_path)
+    assert message.startswith("data.root=~/b starts with ~, which litlab does not expand")
+    assert message.endswith(f"Write the full path instead, data.root={Path.home()}/b.")
+
+
 def test_a_tilde_value_of_another_key_says_how_to_quote_it(tmp_path):
     message = refusal(["trainer.max_epochs=~3"], tmp_path)
     assert message == ("trainer.max_epochs=~3 starts with ~, which Hydra reads only at the start of an override, "
@@ -164,7 +227,8 @@ def test_string_labels_name_the_dtype_and_the_fix(tmp_path):
     message = _labels_refusal(tmp_path, y_train=CLASS_NAMES)
     assert message.startswith(f"data.path={tmp_path / 'a.npz'}: y_train holds strings (dtype <U5, such as 'cat'), "
                               f"and labels must be integer class indices counted from 0. ")
-    assert "classes, idx = numpy.unique(y_train, return_inverse=True), saved as idx.astype(numpy.int64)" in message
+    assert ("classes = numpy.unique(numpy.concatenate([y_train, y_val, y_test])) (y_val where the file has one), "
+            "then each split saved as numpy.searchsorted(classes, y_train).astype(numpy.int64)") in message
 
 
 def test_string_and_object_labels_get_one_fix(tmp_path):
@@ -173,18 +237,22 @@ def test_string_and_object_labels_get_one_fix(tmp_path):
     objects = _labels_refusal(tmp_path, y_test=CLASS_NAMES[:10].astype(object))
     fix = strings[strings.index("Save it as"):]
     assert fix.startswith("Save it as a numeric array, e.g. numpy.asarray(y_test, dtype=numpy.int64), or map class "
-                          "names to integers first: classes, idx = numpy.unique(y_test, return_inverse=True)")
+                          "names to integers first, with one list of classes that every split shares")
     assert objects.endswith(fix)
 
 
 def test_the_fix_for_class_names_loads(tmp_path):
-    """The mapping the message gives, done as it says, gives labels litlab reads."""
-    classes, idx = np.unique(CLASS_NAMES, return_inverse=True)
-    y_test = np.searchsorted(classes, CLASS_NAMES[:10]).astype(np.int64)
-    path = write_npz(tmp_path / "a.npz", y_train=idx.astype(np.int64), y_test=y_test, num_classes=4)
+    """The mapping the message gives, done as it says, gives labels litlab reads, and a name only the
+    test split has keeps its own index. Before, the advice was searchsorted on the training split's
+    classes, which gives "zebra" the index of "horse" without a word."""
+    y_train, y_test = CLASS_NAMES, np.array(["zebra", "cat", "dog", "bird", "horse"] * 2)
+    classes = np.unique(np.concatenate([y_train, y_test]))
+    train, test = (np.searchsorted(classes, y).astype(np.int64) for y in (y_train, y_test))
+    assert list(classes[test]) == list(y_test)  # every name maps back to itself
+    path = write_npz(tmp_path / "a.npz", y_train=train, y_test=test, num_classes=5)
     dm = NpzDataModule(path=str(path))
     dm.setup()
-    assert dm.num_classes == 4
+    assert dm.num_classes == 5
 
 
 def test_whole_number_float_labels_say_astype(tmp_path):

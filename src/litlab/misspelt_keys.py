@@ -4,11 +4,18 @@ Hydra's message ends "To append to your config use +data.chanels=3", and a user 
 got a second refusal, from the ``+`` check (``target_arguments``: "Did you mean data.channels?").
 The paragraph here names the keys of the node the key is under that are close to it (difflib,
 ``target_arguments.closest_first``), and the arguments of the node's ``_target_`` that the config
-does not have yet where they are closer (those are added with ``+``). ``+`` is suggested only
-where nothing is close, as the way to add a new key.
+does not have yet where they are closer (those are added with ``+``). A key is suggested only
+where it exists as written: the rest of the typed key under it, or corrected there
+(``callbacks.model_checkpoint.monitor`` for ``callbacks.model_checkpint.monitr``). A top-level
+key is looked for one level down (``max_epochs``: ``trainer.max_epochs``). ``+`` is suggested
+only where nothing is close, as the way to add a new key, and never at the top or under
+``hydra``, where nothing reads a new key.
 """
 
 from __future__ import annotations
+
+import difflib
+import re
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -25,11 +32,10 @@ def not_a_key(typed: str, overrides: list[str], primary: Primary) -> LitlabError
     config that ``overrides`` compose (from ``primary``'s files)."""
     key = typed.lstrip("+").split("=", 1)[0]
     check = f"Check the spelling with `{primary.command()} --cfg job`"
-    cfg = composed_with([o for o in overrides if o != typed], primary)
+    cfg = _composed_without_misses(typed, overrides, primary)
     found = _deepest_node(cfg, key) if cfg is not None else None
     if found is None:
-        return LitlabError(f"{key} is not a key of the config as composed. {check}; +{key}=... adds a key the "
-                           f"config does not have.")
+        return LitlabError(f"{key} is not a key of the config as composed. {check}.")
     node, where, name, below = found
     shown = where or "the config"
     if name in node:  # trainer.max_epochs.foo: the key above is a value, not a node with keys
@@ -40,16 +46,34 @@ def not_a_key(typed: str, overrides: list[str], primary: Primary) -> LitlabError
     takes = _arguments_not_in_config(node, where, keys)
     target = node.get("_target_") if "_target_" in node else None
     close, _ = closest_first(name, [*keys, *(takes or ())])
+    # only keys that exist as suggested: the rest (.lr of model.optimzer.lr) under a close key, or corrected there
+    value = (next((k for k in close if k in keys and not isinstance(_child(node, k), DictConfig)), None)
+             if below else None)
+    close = [(k, rest) for k in close for rest in [_existing_rest(node, k, below)] if rest is not None]
+    if not close and value is not None:  # trainer.max_epoch.x: the key meant is a value, with no keys under it
+        return LitlabError(f"{key} is not a key of the config ({shown} has no key {name}; the closest, "
+                           f"{_dotted(where, value)}, is a value, {OmegaConf.select(node, value)!r}, which has no "
+                           f"keys). {check}.")
+    if not close and not where:  # max_epochs=3: a key of a group (trainer.max_epochs), one level down
+        close = _one_level_down(node, keys, name, below)
+        keys = [k for k, _ in close]
+    if not close and where == "hydra.sweeper":  # n_trial under the basic sweeper: Optuna's n_trials
+        optuna = _optuna_hint(name)
+        if optuna is not None:
+            return LitlabError(f"{key} is not a key of the config ({shown} has no key {name}). {optuna}")
     if not close:
         listed = ", ".join(_dotted(where, k) for k in keys) or "no keys"
-        # + only where it would be let through: the + check refuses an argument a litlab target does not take
+        # + only where it would be let through: the + check refuses an argument a litlab target does not take;
+        # a new key at the top or under hydra is read by nothing
         add = (f"; {target} takes no argument {name} either" if takes is not None else
+               "" if not where or key.startswith("hydra.") else
                f"; if {key} is a key to add, +{key}=... adds it (+ adds a key the config does not have)")
         return LitlabError(f"{key} is not a key of the config ({shown} has no key {name}, nor one close to it; it "
                            f"has {listed}). {check}{add}.")
-    best = _dotted(where, close[0]) + below
-    others = [_dotted(where, k) + below for k in close[1:]]
+    best = _dotted(where, close[0][0]) + close[0][1]
+    others = [_dotted(where, k) + rest for k, rest in close[1:]]
     also = f" (also close: {', '.join(others)})" if others else ""
+    close = [k for k, _ in close]
     if close[0] in keys:
         hint = f"Did you mean {best}?{also}"
     elif close[0] == name:  # trainer.detect_anomaly=true: an argument of the target that its file does not set
@@ -58,6 +82,75 @@ def not_a_key(typed: str, overrides: list[str], primary: Primary) -> LitlabError
         hint = (f"Did you mean +{best}=...?{also} {target} takes {close[0]}, which the config does not have yet: "
                 f"+ adds it.")
     return LitlabError(f"{key} is not a key of the config ({shown} has no key {name}). {hint} {check}.")
+
+
+def _one_level_down(cfg: DictConfig, keys: list[str], name: str, below: str) -> list[tuple[str, str]]:
+    """For a top-level ``name`` of none of ``keys`` (``max_epochs``), the key of each group node under the
+    top closest to it (``trainer.max_epochs``), with the rest of the typed key under it (``below``,
+    corrected as ``_existing_rest`` does), closest first; Hydra's own node is left out."""
+    groups = {k: _child(cfg, k) for k in keys if k != "hydra"}
+    close = [(f"{k}.{sub}", rest) for k, group in groups.items() if isinstance(group, DictConfig)
+             for sub in closest_first(name, [str(n) for n in group.keys() if n not in HYDRA_KEYS])[0][:1]
+             for rest in [_existing_rest(group, sub, below)] if rest is not None]
+    return sorted(close, key=lambda c: -difflib.SequenceMatcher(None, name, c[0].rsplit(".", 1)[1]).ratio())
+
+
+def _optuna_hint(name: str) -> str | None:
+    """"Did you mean hydra.sweeper.n_trials?" and that it is the Optuna sweeper's, for ``name`` close to one of
+    its settings (``n_trial``) under the basic sweeper; None where none is close."""
+    from litlab.config_check import _OPTUNA_KEYS, _optuna_only  # config_check imports this module at its top
+
+    close, _ = closest_first(name, _OPTUNA_KEYS)
+    return f"Did you mean hydra.sweeper.{close[0]}? {_optuna_only(f'hydra.sweeper.{close[0]}')}" if close else None
+
+
+def _composed_without_misses(typed: str, overrides: list[str], primary: Primary) -> DictConfig | None:
+    """The config that ``overrides`` compose without ``typed`` and every other override that sets a
+    key Hydra finds in no node (``data.batchsize=8`` beside ``trainer.max_epoch=3``), dropped one at
+    a time as Hydra names them; None where it fails for another reason."""
+    from hydra import compose
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+
+    kept = [o for o in overrides if o != typed]
+    for _ in range(len(overrides)):
+        GlobalHydra.instance().clear()
+        try:
+            primary.start_hydra()
+            return compose(primary.name, overrides=kept, return_hydra_config=True)
+        except (HydraException, OmegaConfBaseException, ValueError) as e:
+            named = re.search(r"'([^']+)'", str(e))
+            miss = next((o for o in kept if named and o.lstrip("+~").split("=", 1)[0] == named.group(1)), None)
+            if miss is None:
+                return None
+            kept.remove(miss)
+        finally:
+            GlobalHydra.instance().clear()
+    return None
+
+
+def _existing_rest(node: DictConfig, name: str, below: str) -> str | None:
+    """``below`` (``.lr`` of ``model.optimzer.lr``) where it is a key under ``node``'s ``name``, else
+    corrected one part at a time to the closest key there (``.monitor`` for ``.monitr``); None where
+    no such key exists (``name`` is a value, or nothing under it is close)."""
+    if not below:
+        return ""
+    child = _child(node, name) if name in node else None
+    if not isinstance(child, DictConfig):
+        return None
+    head, _, tail = below[1:].partition(".")
+    tail = f".{tail}" if tail else ""
+    heads = [head] if head in child else closest_first(head, [str(k) for k in child.keys() if k not in HYDRA_KEYS])[0]
+    for h in heads:
+        rest = _existing_rest(child, h, tail)
+        if rest is not None:
+            return f".{h}{rest}"
+    return None
+
+
+def _child(node: DictConfig, name: str) -> object:
+    """``node``'s ``name``, None where it cannot be resolved here (``${hydra:...}`` outside a run)."""
+    return OmegaConf.select(node, name, default=None, throw_on_resolution_failure=False)
 
 
 def _deepest_node(cfg: DictConfig, key: str) -> tuple[DictConfig, str, str, str] | None:

@@ -50,8 +50,13 @@ def check_print_flags(argv: list[str], config_name: str = "train") -> None:
                    f"run, where a key takes one value")
     fix = (f"{'Drop -m and g' if args.multirun else 'G'}ive each swept key one value to print that job's config"
            if swept else "Drop -m to print the config the sweep's jobs start from")
-    raise LitlabError(f"{problem}. {fix}: {again}; {sweeper} shows the sweeper's settings (a search's space is its "
-                      f"hydra.sweeper.params).")
+    # values swept on the command line join the search when it runs: the printed params lack them
+    left_out = (f", which leaves out {' '.join(swept)}: a value swept on the command line is added to the search "
+                f"when it runs" if swept else "")
+    shows = f"shows the sweeper's settings (a search's space is its hydra.sweeper.params{left_out})"
+    if again == sweeper:  # --cfg hydra --package hydra.sweeper already: one command, not the same one twice
+        raise LitlabError(f"{problem}. {fix}: {again}, which {shows}.")
+    raise LitlabError(f"{problem}. {fix}: {again}; {sweeper} {shows}.")
 
 
 def _printing_flags(args: argparse.Namespace) -> list[str]:

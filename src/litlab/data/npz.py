@@ -292,10 +292,12 @@ def _labels_fix(name: str, whole_numbers: bool = False) -> str:
     (strings, objects) a mapping to integers first."""
     if whole_numbers:
         return f"Save it as integers: {name}.astype(numpy.int64)."
+    # one list of classes from every split: searchsorted on a list lacking a name gives it a wrong index, silently
     return (f"Save it as a numeric array, e.g. numpy.asarray({name}, dtype=numpy.int64), or map class names to "
-            f"integers first: classes, idx = numpy.unique({name}, return_inverse=True), saved as "
-            f"idx.astype(numpy.int64), with one list of classes for every split (another split's names are "
-            f"numpy.searchsorted(classes, names)).")
+            f"integers first, with one list of classes that every split shares and that holds every name: "
+            f"classes = numpy.unique(numpy.concatenate([y_train, y_val, y_test])) (y_val where the file has one), "
+            f"then each split saved as numpy.searchsorted(classes, {name}).astype(numpy.int64), {name} and the "
+            f"others alike.")
 
 
 def _refuse_label_dtype(y: np.ndarray, key: str, path: Path) -> None:
