@@ -20,7 +20,6 @@ import re
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from litlab.choice_files import composed_with
 from litlab.config_flags import Primary
 from litlab.errors import LitlabError
 from litlab.source_signatures import target_params
