@@ -65,7 +65,7 @@ def test_no_colour_warning_for_rgb_reads_and_grey_files(tmp_path, caplog, how):
 
 
 def test_a_colour_palette_counts_as_colour_and_a_grey_one_does_not(tmp_path):
-    from litlab.data.image_files import colour_file
+    from litlab.data.colour_channels import colour_file
 
     grey = Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8), mode="L").convert("P")
     grey.save(tmp_path / "grey.png")
@@ -209,7 +209,7 @@ def test_auto_finds_colour_beyond_the_first_file_of_each_class(tmp_path, caplog)
 
 
 def test_the_colour_sample_is_at_most_8_files_of_20_classes_spread_evenly():
-    from litlab.data.image_folder import colour_sample
+    from litlab.data.colour_channels import colour_sample
 
     files = [Path(f"c{k:02d}/{i:03d}.png") for k in range(30) for i in range(100)]
     labels = [k for k in range(30) for _ in range(100)]

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from litlab.callbacks.checkpoints import data_position, holds_data_position, taken_within_epoch
 from litlab.callbacks.interruption import path_override, run_dir_override, run_overrides, sets_key
 from litlab.checkpoint_files import check_fits, load_checkpoint
-from litlab.data.image_folder import recorded_channels
+from litlab.data.colour_channels import recorded_channels
 from litlab.device_counts import known_device_count
 from litlab.errors import LitlabError
 from litlab.resume_overrides import ABSENT, flat_keys, given_overrides, job_overrides, rerun_command, shown_value

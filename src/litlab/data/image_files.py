@@ -168,32 +168,3 @@ def check_one_size(sizes: dict[tuple[int, int], list[Path]]) -> None:
         f"keeps the files' own size. Set data.image_size to resize them all to one size, e.g. "
         f"data.image_size={h} or data.image_size=[{h},{w}]."
     )
-
-
-# modes whose pixels carry colour; P/PA (a palette) are colour when the palette is
-COLOUR_MODES = ("RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV")
-
-
-def colour_file(files: list[Path]) -> tuple[Path, str] | None:
-    """The first of ``files`` whose pixels differ between colour channels, with its mode, or None:
-    a colour mode (or a palette with colours) whose pixels, read at reduced size for JPEGs, are not
-    all grey (RGB scans of grayscale pages are common and lose nothing as grayscale)."""
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                mode = im.mode
-                if mode in ("P", "PA"):
-                    palette = np.asarray(im.getpalette() or [], dtype=np.int64)
-                    palette = palette[: len(palette) // 3 * 3].reshape(-1, 3)
-                    if not (palette != palette[:, :1]).any():
-                        continue
-                elif mode not in COLOUR_MODES:
-                    continue
-                if im.format == "JPEG":
-                    im.draft("RGB", (64, 64))
-                arr = np.asarray(im.convert("RGB"), dtype=np.int16)  # (H, W, 3)
-        except Exception:  # unreadable files are named when the split is read
-            continue
-        if (arr != arr[..., :1]).any():
-            return f, mode
-    return None

@@ -11,9 +11,10 @@ from PIL import Image
 
 from litlab.data.base import ClassificationData, Splits, stats_or_given
 from litlab.data.data_settings import given_stats
+from litlab.data.colour_channels import COLOUR_CLASSES, COLOUR_PER_CLASS, colour_file, colour_sample, recorded_channels
 from litlab.data.datasets import FileSplit, TensorSplit, fold_of_pool, joined, note_val_fraction_unused, split_off
 from litlab.data.fold_settings import check_folds
-from litlab.data.image_files import (bad_file, check_one_size, check_readable, class_folders, colour_file, decode,
+from litlab.data.image_files import (bad_file, check_one_size, check_readable, class_folders, decode,
                                      header_problem, list_split, report_bad_files, unicode_form, unicode_twins,
                                      visible_files)
 from litlab.data.image_folder_settings import (check_image_folder_settings, check_train_folders, loose_images_note,
@@ -218,9 +219,10 @@ class ImageFolderDataModule(ClassificationData):
             self.channels = 3 if found else 1
             self.auto_found = found
             n_classes = len(set(labels))
+            of_all = "" if n_classes <= COLOUR_CLASSES else f" of {n_classes}"
             log.info("data.channels=auto: %s", f"3 ({found[1]} files found, e.g. {found[0].relative_to(self.root)})"
-                     if found else f"1 (no colour in {len(sample)} training files: up to {_PER_CLASS} of each of "
-                     f"{min(n_classes, _CLASSES)} classes{'' if n_classes <= _CLASSES else f' of {n_classes}'})")
+                     if found else f"1 (no colour in {len(sample)} training files: up to {COLOUR_PER_CLASS} of each "
+                     f"of {min(n_classes, COLOUR_CLASSES)} classes{of_all})")
         elif found:
             log.warning("data.channels=1 reads the images as grayscale, and the training images are in colour (e.g. "
                         "%s, mode %s): classes that differ in colour but not in brightness then look alike. A new run "
@@ -352,39 +354,6 @@ def _check_unicode_twins(d: Path, unknown: list[str], classes: list[str], known:
         f"and the other as a letter plus a combining accent (NFD, as zips made on macOS often do), so they "
         f"would be different classes. Rename the folder(s) under {d} to the spelling of {known}{fix}."
     )
-
-
-# data.channels=auto opens at most _PER_CLASS files of each of _CLASSES classes (160 files)
-_PER_CLASS, _CLASSES = 8, 20
-
-
-def colour_sample(files: list[Path], labels: list[int]) -> list[Path]:
-    """The training files ``data.channels=auto`` looks at for colour: up to ``_PER_CLASS`` of each
-    class, evenly spread over its sorted files (first and last included), in up to ``_CLASSES``
-    classes evenly spread over the sorted classes. The first file of each class alone missed a
-    folder of colour photos whose first files were grey."""
-    by_class: dict[int, list[Path]] = {}
-    for f, k in zip(files, labels):
-        by_class.setdefault(k, []).append(f)
-    keys = sorted(by_class)
-    if len(keys) > _CLASSES:
-        keys = [keys[round(i * (len(keys) - 1) / (_CLASSES - 1))] for i in range(_CLASSES)]
-    picked = []
-    for k in dict.fromkeys(keys):
-        own = sorted(by_class[k])
-        n = min(len(own), _PER_CLASS)
-        picked += [own[round(i * (len(own) - 1) / (n - 1))] if n > 1 else own[0] for i in range(n)]
-    return picked
-
-
-def recorded_channels(record: dict) -> int | str:
-    """The channels a checkpoint's model was trained on (its data record): the number its
-    preprocessing recorded, else its sample shape's first axis; ``auto`` when neither says."""
-    channels = (record.get("preprocess") or {}).get("channels")
-    if channels in (1, 3):
-        return channels
-    shape = record.get("input_shape") or []
-    return shape[0] if len(shape) == 3 and shape[0] in (1, 3) else "auto"
 
 
 def _labels(ds) -> list[int]:
