@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from litlab.errors import LitlabError
 from litlab.eval import check_before_loading
 from litlab.evaluation import evaluate, member_probabilities
 from litlab.training import train
+from litlab.tuning.temperature_setting import eval_record_temperature
 from tests.conftest import REPO, make_cfg, refused_before_torch, run_cli
 from tests.helpers import write_npz
 
@@ -118,7 +120,10 @@ def test_temperature_auto_calibrates_each_member_on_its_own_validation_split(swe
     with torch.no_grad():
         metrics = evaluate_ensemble(cfg, [])
     record = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
-    temperatures = [m["temperature"] for m in record["members"]]
+    # each member's full temperature record, as eval of that checkpoint alone records it
+    assert all(m["temperature"]["ckpt_sha256"] == m["ckpt_sha256"] and m["temperature"]["fitted_on"]
+               for m in record["members"])
+    temperatures = [m["temperature"]["value"] for m in record["members"]]
     assert len(set(temperatures)) == FOLDS  # each its own fit
     scaled = []
     for ckpt, t in zip(ckpts, temperatures):
@@ -174,6 +179,52 @@ def test_checks_before_loading(sweep, cfg_factory, tmp_path):
         check_before_loading(_eval_cfg(cfg_factory, [str(ckpts[0]), str(ckpts[0].parent.parent)]))
     with pytest.raises(LitlabError, match=r"An ensemble .* is evaluated in one process, and trainer.devices=2"):
         check_before_loading(_eval_cfg(cfg_factory, [str(c) for c in ckpts], "trainer=ddp_cpu"))
+    with pytest.raises(LitlabError, match=r"trainer.devices=auto, .* may ask for several processes \(auto\) .* "
+                                          r"Give trainer.devices=1"):
+        check_before_loading(_eval_cfg(cfg_factory, [str(c) for c in ckpts], "trainer.devices=auto"))
+
+
+def test_split_val_of_members_that_held_out_other_samples_is_refused(sweep, cfg_factory, tmp_path):
+    """Two fold-0 models of an npz whose x_train is sorted by class, one with data.split_seed=1: the
+    same (folds, fold) and the same labels in order, but other validation samples."""
+    folder, ckpts, _ = sweep
+    x, y = (np.load(folder.parent.parent / "train.npz")[k] for k in ("x_train", "y_train"))
+    order = np.argsort(y, kind="stable")
+    path = write_npz(tmp_path / "sorted.npz", x_train=x[order], y_train=y[order], x_val=None, y_val=None)
+    members = []
+    for seed in (0, 1):  # the fold model's checkpoint, its run record now of that file and split seed
+        ckpt = torch.load(ckpts[0], map_location="cpu", weights_only=False)
+        ckpt["litlab"]["config"]["data"].update(path=str(path), split_seed=seed)
+        members.append(tmp_path / f"seed{seed}.ckpt")
+        torch.save(ckpt, members[-1])
+    cfg = _eval_cfg(cfg_factory, [str(m) for m in members], "split=val")
+    with torch.no_grad(), pytest.raises(LitlabError, match=rf"members {members[0]} and {members[1]} did not score "
+                                                           rf"the same samples .* the same labels, but other inputs "
+                                                           rf".*data.split_seed=0 against data.split_seed=1"):
+        evaluate_ensemble(cfg, [])
+    assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()
+
+
+def test_the_same_checkpoint_under_two_paths_is_refused(sweep, cfg_factory, tmp_path):
+    folder, ckpts, _ = sweep
+    copy = shutil.copy(ckpts[0], tmp_path / "copy.ckpt")
+    cfg = _eval_cfg(cfg_factory, [str(ckpts[0]), str(ckpts[1]), str(copy)])
+    with pytest.raises(LitlabError, match=rf"members {ckpts[0]} and {copy} are the same checkpoint"):
+        evaluate_ensemble(cfg, [])
+    assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()
+
+
+def test_part_of_the_split_is_recorded_and_a_folder_of_one_member_is_no_temperature(sweep, cfg_factory, capsys):
+    folder, ckpts, _ = sweep
+    cfg = _eval_cfg(cfg_factory, [str(ckpts[0])], "+trainer.limit_test_batches=2")
+    with torch.no_grad():
+        evaluate_ensemble(cfg, ["data.batch_size=8"])
+    record = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert record["samples"] == 16 and record["partial_data"] == {"limit_test_batches": 2}
+    assert "litlab eval of an ensemble of 1 member (their" in capsys.readouterr().out
+    with pytest.raises(LitlabError, match=r"is the record of an ensemble eval .* Give the folder of an eval of one "
+                                          r"member: python -m litlab.eval ckpt_path=<member> temperature=auto"):
+        eval_record_temperature(Path(cfg.paths.output_dir), ckpts[0])
 
 
 @pytest.mark.slow

@@ -6,7 +6,8 @@ data normalization and preprocessing, its own precision and, with ``temperature=
 on its own validation split (for fold models, the fold it held out). Their softmax probabilities
 ``(N, C)`` are averaged per sample, and the average is scored: ``<split>/acc`` (argmax against the
 label), ``<split>/loss`` (the NLL of the averaged probabilities) and ``<split>/ece``. The members must
-have scored the same samples in the same order; one that did not is refused, naming both.
+be different checkpoints (their sha256) and have scored the same samples in the same order (the same
+raw inputs: ``inputs_sha256``); one that did not is refused, naming both.
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ from litlab.errors import LitlabError
 from litlab.eval import check_before_loading
 from litlab.evaluation import calibration_bins, member_probabilities
 from litlab.reporting.run_files import update_metrics
+from litlab.training import partial_data
 from litlab.tuning.temperature_setting import checkpoint_fingerprint
 
 log = logging.getLogger(__name__)
 
 # what the members' scored_data must share (``samples``, the count, is compared with the labels)
 SAME_DATA = ("test_split", "data", "data_path", "data_root")
+# the run's data.* keys that choose which samples form its splits, named when the inputs differ
+SPLIT_KEYS = ("split_seed", "val_fraction", "test_fraction", "folds", "fold")
 
 
 def ensemble_figures(probabilities: Tensor, labels: Tensor, bins: int) -> dict[str, float]:
@@ -45,8 +49,9 @@ def ensemble_figures(probabilities: Tensor, labels: Tensor, bins: int) -> dict[s
 
 
 def check_same_samples(first: dict, other: dict) -> None:
-    """Members ``first`` and ``other`` (``path``, ``scored``, ``labels``, ``classes``) scored the same
-    samples in the same order: the same data and split, count, labels and number of classes."""
+    """Members ``first`` and ``other`` (``path``, ``scored``, ``labels``, ``classes``, ``inputs`` and
+    ``split_keys``) scored the same samples in the same order: the same data and split, count, labels,
+    number of classes and raw inputs (their sha256, where both have one)."""
     a, b = first["path"], other["path"]
     why = None
     differs = [k for k in SAME_DATA if first["scored"].get(k) != other["scored"].get(k)]
@@ -61,6 +66,14 @@ def check_same_samples(first: dict, other: dict) -> None:
         at = int((first["labels"] != other["labels"]).nonzero()[0])
         why = (f"their labels differ from sample {at} on (the same number of samples, {len(first['labels'])}, "
                f"in another order or of other data)")
+    elif None not in (first.get("inputs"), other.get("inputs")) and first["inputs"] != other["inputs"]:
+        keys = first.get("split_keys") or {}, other.get("split_keys") or {}
+        runs = "; ".join(f"data.{k}={keys[0].get(k)} against data.{k}={keys[1].get(k)}" for k in SPLIT_KEYS
+                         if keys[0].get(k) != keys[1].get(k))
+        why = (f"the same labels, but other inputs (the sha256 of the {first['scored'].get('test_split')} split's "
+               f"inputs before normalization: {first['inputs'][:16]}... against {other['inputs'][:16]}...; "
+               + (f"their runs had {runs}" if runs else "their runs split the data alike, so the data.* overrides or "
+                  "files differ") + ")")
     if why is not None:
         raise LitlabError(f"The ensemble's members {a} and {b} did not score the same samples in the same order: "
                           f"{why}, so their probabilities cannot be averaged per sample. Combine models of one data "
@@ -69,14 +82,29 @@ def check_same_samples(first: dict, other: dict) -> None:
 
 
 def score_member(cfg: DictConfig, path: Path, overrides: list[str]) -> dict:
-    """One member's probabilities, labels and record (path, size and sha256, its own figures)."""
-    probabilities, labels, metrics, scored, precision, temperature = member_probabilities(member_cfg(cfg, path),
-                                                                                          overrides)
+    """One member's probabilities, labels and record (path, size and sha256, its own figures and its
+    temperature's record, as eval of that checkpoint alone records it)."""
+    probabilities, labels, metrics, scored, precision, temperature, inputs = member_probabilities(
+        member_cfg(cfg, path), overrides)
     record = {"ckpt_path": str(path), **checkpoint_fingerprint(path), "precision": precision, **metrics}
     if temperature is not None:
-        record["temperature"] = temperature["value"]
+        record["temperature"] = temperature
+    data = (stored_run_config(path) or {}).get("data")
+    split_keys = {k: data.get(k) for k in SPLIT_KEYS} if isinstance(data, dict) else {}
     return {"path": str(path), "probabilities": probabilities, "labels": labels, "scored": scored,
-            "classes": probabilities.shape[1], "record": record}
+            "classes": probabilities.shape[1], "record": record, "inputs": inputs, "split_keys": split_keys}
+
+
+def check_different_checkpoints(members: list[Path]) -> None:
+    """No checkpoint twice under two paths (a copy): it would be weighted twice in the average."""
+    seen: dict[str, Path] = {}
+    for path in members:
+        digest = checkpoint_fingerprint(path)["ckpt_sha256"]  # kept for the members' records
+        if digest in seen:
+            raise LitlabError(f"The ensemble's members {seen[digest]} and {path} are the same checkpoint (the same "
+                              f"sha256, {digest[:16]}...): one model under two paths, which the average would weight "
+                              f"twice. List each model once.")
+        seen[digest] = path
 
 
 def evaluate_ensemble(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
@@ -84,7 +112,9 @@ def evaluate_ensemble(cfg: DictConfig, overrides: list[str] | None = None) -> di
     ensemble's and each member's figures in metrics.json and prints them; returns the ensemble's."""
     check_one_process(cfg)  # also on the command line; here for a call from Python or a launcher's rank
     split, members = check_ensemble_before_loading(cfg, check_before_loading, tell=True)
-    log.info("ensemble of %d members: %s", len(members), ", ".join(map(str, members)))
+    log.info("ensemble of %d member%s: %s", len(members), "s" if len(members) != 1 else "",
+             ", ".join(map(str, members)))
+    check_different_checkpoints(members)
     scored = []
     for path in members:
         member = score_member(cfg, path, overrides or [])
@@ -100,16 +130,19 @@ def evaluate_ensemble(cfg: DictConfig, overrides: list[str] | None = None) -> di
         metrics[f"{split}/members_mean_{key}"] = sum(r[f"{split}/{key}"] for r in records) / len(records)
     run_dir = Path(cfg.paths.output_dir)
     given = cfg.ckpt_path if isinstance(cfg.ckpt_path, str) else [str(v) for v in cfg.ckpt_path]
+    # samples: those scored (trainer.limit_test_batches scores part of the split; partial_data says so)
+    what = {**scored[0]["scored"], "samples": len(labels)}
     update_metrics(run_dir, status="completed", task="eval", ckpt_path=given, ensemble=True, members=records,
-                   calibration_bins=bins, **scored[0]["scored"], **metrics)
-    print_ensemble(records, metrics, scored[0]["scored"], run_dir, split)
+                   calibration_bins=bins, **what, **partial_data(cfg.trainer), **metrics)
+    print_ensemble(records, metrics, what, run_dir, split)
     return metrics
 
 
 def print_ensemble(records: list[dict], metrics: dict, scored: dict, run_dir: Path, split: str) -> None:
     """The ensemble's figures, as eval prints one checkpoint's, then each member's accuracy."""
     width = max([12, *map(len, metrics)])
-    print(f"\nlitlab eval of an ensemble of {len(records)} members (their probabilities averaged):")
+    members = f"{len(records)} member{'s' if len(records) != 1 else ''}"
+    print(f"\nlitlab eval of an ensemble of {members} (their probabilities averaged):")
     for k, v in metrics.items():
         print(f"  {k:<{width}} {v:.6f}")
     location = scored.get("data_path") or scored.get("data_root")
@@ -117,7 +150,7 @@ def print_ensemble(records: list[dict], metrics: dict, scored: dict, run_dir: Pa
     print(f"  {'data':<{width}} {scored['data']}" + (f" at {location}" if location else ""))
     print(f"  {'samples':<{width}} {scored['samples']}")
     for i, r in enumerate(records):
-        extra = f" (T={r['temperature']:.4f})" if "temperature" in r else ""
+        extra = f" (T={r['temperature']['value']:.4f})" if "temperature" in r else ""
         print(f"  member {i}: {split}/acc {r[f'{split}/acc']:.6f}  {split}/loss {r[f'{split}/loss']:.6f}{extra}  "
               f"{r['ckpt_path']}")
     print(f"  {'metrics':<{width}} {run_dir / 'metrics.json'}")

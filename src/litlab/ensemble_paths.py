@@ -108,9 +108,10 @@ def check_one_process(cfg: DictConfig) -> None:
     nodes = OmegaConf.select(cfg, "trainer.num_nodes", default=1)
     if known_device_count(devices) != 1 or nodes not in (1, None) or started_by_launcher():
         raise LitlabError(f"An ensemble (ckpt_path given as a list or a sweep folder) is evaluated in one process, and "
-                          f"trainer.devices={devices}, trainer.num_nodes={nodes} asks for several (or the command "
-                          f"was started by torchrun or SLURM). Evaluate it with trainer.devices=1 (e.g. "
-                          f"trainer=default); a test split is scored in seconds per member.")
+                          f"trainer.devices={devices}, trainer.num_nodes={nodes} "
+                          + ("may ask for several processes (auto)" if str(devices) == "auto" else "asks for several")
+                          + " (or the command was started by torchrun or SLURM). Give trainer.devices=1 (e.g. "
+                          "trainer=default); a test split is scored in seconds per member.")
 
 
 def check_val_folds(members: list[Path], split: str) -> None:

@@ -188,8 +188,9 @@ def load_for_scoring(cfg: DictConfig, overrides: list[str], split: str) -> Loade
 def member_probabilities(cfg: DictConfig, overrides: list[str]) -> tuple:
     """One ensemble member (``cfg.ckpt_path``) scored as ``evaluate`` scores it, without recording:
     (probabilities ``(N, C)`` float64, labels ``(N,)``, its metrics, what it scored (``scored_data``),
-    its precision, its temperature's record or None), the samples in the test loader's order."""
-    from litlab.callbacks.test_probabilities import TestProbabilities
+    its precision, its temperature's record or None, the sha256 of the split's raw inputs or None:
+    ``inputs_sha256``), the samples in the test loader's order."""
+    from litlab.callbacks.test_probabilities import TestProbabilities, inputs_sha256
 
     split = check_before_loading(cfg)
     loaded = load_for_scoring(cfg, overrides, split)
@@ -201,7 +202,7 @@ def member_probabilities(cfg: DictConfig, overrides: list[str]) -> tuple:
         loaded.temperature, loaded.fit, str(cfg.ckpt_path), loaded.fingerprint)
     probabilities, labels = kept.result()
     return (probabilities, labels, metrics, scored_data(loaded.run_cfg, loaded.dm, split), loaded.precision,
-            temperature)
+            temperature, inputs_sha256(getattr(loaded.dm.splits, split)))
 
 
 def calibration_bins(cfg: DictConfig, run_cfg: DictConfig) -> int:

@@ -1,11 +1,30 @@
-"""The class probabilities of every test sample, kept for an ensemble (``litlab.ensemble_eval``)."""
+"""The class probabilities of every test sample, kept for an ensemble (``litlab.ensemble_eval``),
+and a fingerprint of the inputs they were scored on (``inputs_sha256``)."""
 
 from __future__ import annotations
+
+import hashlib
 
 import torch
 from torch import Tensor
 
 from litlab.callbacks.net_logits import NetLogits
+
+
+def inputs_sha256(dataset) -> str | None:
+    """The sha256 of a split's raw inputs in the loader's order, before any normalization (which
+    differs between members: each normalizes with its own training statistics): the bytes of a
+    ``TensorSplit``'s ``x``, or the paths of a ``FileSplit``'s files. None for another dataset."""
+    digest = hashlib.sha256()
+    if isinstance(getattr(dataset, "x", None), Tensor):
+        x = dataset.x.detach().cpu().contiguous()  # (N, ...) as read from the file
+        digest.update(f"{x.dtype} {tuple(x.shape)}".encode())
+        digest.update(x.view(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(getattr(dataset, "files", None), list):
+        digest.update("\n".join(str(f) for f in dataset.files).encode())
+    else:
+        return None
+    return digest.hexdigest()
 
 
 class TestProbabilities(NetLogits):

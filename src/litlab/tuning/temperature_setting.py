@@ -95,6 +95,11 @@ def eval_record_temperature(folder: Path, ckpt_path: object) -> tuple[float, boo
                           f"run. Give the folder of python -m litlab.eval ckpt_path={ckpt_path} temperature=auto.") \
             from None
     fitted = record.get("temperature") if isinstance(record, dict) else None
+    if isinstance(record, dict) and record.get("ensemble") is True and fitted is None:
+        raise LitlabError(f"{where}: {path} is the record of an ensemble eval (ckpt_path as a list or a sweep "
+                          f"folder), which records each member's temperature in its members, not one for "
+                          f"ckpt_path={ckpt_path}. Give the folder of an eval of one member: python -m litlab.eval "
+                          f"ckpt_path=<member> temperature=auto (here ckpt_path={ckpt_path}), or give a number.")
     if not isinstance(fitted, dict) or not isinstance(fitted.get("value"), (int, float)) or fitted["value"] <= 0:
         raise LitlabError(f"{where}: {path} records no temperature (an eval run without temperature=..., or a run of "
                           f"another command). Run python -m litlab.eval ckpt_path={ckpt_path} temperature=auto and "
