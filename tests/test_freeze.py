@@ -372,3 +372,25 @@ def test_eval_takes_an_empty_freeze(frozen_run, tmp_path, data_dir):
     best = frozen_run[0] / "checkpoints" / "best.ckpt"
     cfg = make_cfg([f"ckpt_path={best}", "++model.freeze=[]"], tmp_path / "e", data_dir, config_name="eval")
     assert check_before_loading(cfg) == "test"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["model.freeze=1.5"], "model.freeze: 1.5 was read as a number"),
+    (["model.freeze=[true]"], "model.freeze must be a list of parameter-name prefixes"),
+    (["-m", "model.freeze=[features],2.5"], "model.freeze: 2.5 was read as a number"),
+])
+def test_a_value_that_is_no_prefix_is_refused_before_torch_and_any_folder(tmp_path, args, message):
+    """The value needs no net: refused on the command line (each swept value too), where it used to
+    be refused once the run had made its folder."""
+    stderr = refused_before_torch("litlab.train", [*args, f"hydra.run.dir={tmp_path / 'run'}",
+                                                   f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
+    assert message in stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_prefixes_pass_the_command_line_check():
+    from litlab.config_check import check_overrides
+
+    for value in ("[features]", "features", "[1]", "[]", "null"):
+        assert check_overrides([f"model.freeze={value}"]) is not None, value

@@ -45,6 +45,7 @@ from litlab.slurm_launcher import is_slurm_launcher
 from litlab.sweep_keys import check_sweep_arguments
 from litlab.sweep_refusals import append_in_sweep
 from litlab.sweeps.outcome import check_fails_on
+from litlab.tasks.frozen_layers import check_freeze_config
 from litlab.tasks.schedule_values import check_scheduler_interval, check_warmup_epochs
 
 # groups of which a run takes exactly one file (logger and callbacks may take several)
@@ -489,6 +490,7 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
         if config_name in ("train", "lr_find"):  # lr_find builds the task with the run's mixing too
             check_mixing(cfg)
             check_class_weights(cfg)
+            check_freeze_config(cfg)  # model.freeze's value (its prefixes need the net, built at the run)
             check_fold_config(cfg)  # data.folds and data.fold, each swept value
             check_data_given(cfg, argv, multirun)  # data.root / data.path given and there, before torch and the run's folder
         if config_name == "train":
