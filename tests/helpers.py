@@ -174,3 +174,16 @@ def write_sweep_record(path: Path, task: list[str], params=None, target: str = B
              "job": {"name": name}, **more}
     (path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": hydra, "task_name": name}))
     return path
+
+
+def write_search(config_dir: Path, name: str, text: str) -> Path:
+    """``config_dir`` (a ``--config-dir``) holding ``hparams_search/<name>.yaml`` with ``text``; returns it."""
+    (config_dir / "hparams_search").mkdir(parents=True, exist_ok=True)
+    (config_dir / "hparams_search" / f"{name}.yaml").write_text(text)
+    return config_dir
+
+
+def sweeper_params(*lines: str) -> str:
+    """A search file whose ``hydra.sweeper.params`` holds ``lines`` (``"averaging: none,ema"``), for the
+    sweeper the command line picks."""
+    return "# @package _global_\nhydra:\n  sweeper:\n    params:\n" + "".join(f"      {line}\n" for line in lines)

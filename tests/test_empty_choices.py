@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from litlab.config_check import ONE_CHOICE, check_overrides
 from litlab.config_flags import CONF_DIR
 from litlab.errors import LitlabError
-from tests.helpers import write_sweep_record
+from tests.helpers import sweeper_params, write_search, write_sweep_record
 
 
 def _empty_choices() -> list[tuple[str, str]]:
@@ -520,10 +520,8 @@ def _searches(tmp_path):
     """A --config-dir whose hparams_search/avg_none_swa.yaml and avg_none_ema.yaml have the grid
     sweeper search averaging (``hydra.sweeper.params``), as an Optuna search space would."""
     own = tmp_path / "searches"
-    (own / "hparams_search").mkdir(parents=True, exist_ok=True)
     for options in ("none,swa", "none,ema"):
-        (own / "hparams_search" / f"avg_{options.replace(',', '_')}.yaml").write_text(
-            f"# @package _global_\nhydra:\n  sweeper:\n    params:\n      averaging: {options}\n")
+        write_search(own, f"avg_{options.replace(',', '_')}", sweeper_params(f"averaging: {options}"))
     return own
 
 
@@ -663,10 +661,7 @@ def test_a_plus_key_is_refused_where_a_searched_option_already_sets_it(tmp_path)
 
 
 def test_a_searched_option_without_the_key_is_refused_like_a_jobs(tmp_path):
-    own = tmp_path / "searches"
-    (own / "hparams_search").mkdir(parents=True)
-    (own / "hparams_search" / "avg_all.yaml").write_text(
-        "# @package _global_\nhydra:\n  sweeper:\n    params:\n      averaging: none,ema,swa\n")
+    own = write_search(tmp_path / "searches", "avg_all", sweeper_params("averaging: none,ema,swa"))
     with pytest.raises(LitlabError, match=r"the job with averaging=swa has no key decay"):
         check_overrides(["-m", "--config-dir", str(own), "hparams_search=avg_all", "++averaging.decay=0.9",
                          f"hydra.sweep.dir={tmp_path / 's'}"])

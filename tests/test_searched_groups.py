@@ -13,6 +13,7 @@ from litlab.choice_files import composed_with
 from litlab.config_check import check_overrides
 from litlab.config_flags import Primary
 from litlab.errors import LitlabError
+from tests.helpers import write_search
 
 # an Optuna search (the shipped one, with the model searched too) and the basic sweeper's params
 SEARCHES = {
@@ -24,10 +25,8 @@ SEARCHES = {
 
 def _search(tmp_path, kind: str, options: str = "cnn,mlp"):
     """A --config-dir whose hparams_search/models.yaml searches ``model`` over ``options``."""
-    own = tmp_path / f"own_{kind}_{options.replace(',', '_')}"
-    (own / "hparams_search").mkdir(parents=True)
-    (own / "hparams_search" / "models.yaml").write_text(SEARCHES[kind].format(options=options))
-    return own
+    return write_search(tmp_path / f"own_{kind}_{options.replace(',', '_')}", "models",
+                        SEARCHES[kind].format(options=options))
 
 
 def _refusal(argv: list[str]) -> str:
@@ -113,9 +112,7 @@ def test_a_group_the_command_line_gives_is_not_searched(tmp_path):
 def test_searched_groups_are_choices_of_group_names_only(tmp_path):
     from litlab.searched_groups import searched_group_jobs, searched_groups
 
-    own = tmp_path / "own"
-    (own / "hparams_search").mkdir(parents=True)
-    (own / "hparams_search" / "mixed.yaml").write_text(
+    own = write_search(tmp_path / "own", "mixed",
         "# @package _global_\ndefaults:\n  - digits_optuna\nhydra:\n  sweeper:\n    params:\n"
         "      model: tag(choice, choice(mlp, cnn, mlp))\n      data.batch_size: choice(32, 64)\n"
         "      seed: range(1, 3)\n")

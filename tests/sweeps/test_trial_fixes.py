@@ -21,7 +21,7 @@ from litlab.config_check import check_overrides
 from litlab.errors import LitlabError
 from litlab.summarize import main, rank_sweep
 from litlab.sweeps.outcome import statuses_by_job
-from tests.helpers import write_sweep_record
+from tests.helpers import sweeper_params, write_search, write_sweep_record
 from tests.scale.tiny_run import TINY
 
 
@@ -54,10 +54,7 @@ def test_a_sweep_appends_a_nested_key_the_choice_does_not_have(tmp_path):
 
 def test_a_searched_option_that_sets_the_nested_key_still_refuses_the_plus(tmp_path):
     """compress=prune sets finetune.epochs: appended there, Hydra would fail every prune trial."""
-    own = tmp_path / "searches"
-    (own / "hparams_search").mkdir(parents=True)
-    (own / "hparams_search" / "compressions.yaml").write_text(
-        "# @package _global_\nhydra:\n  sweeper:\n    params:\n      compress: none,prune\n")
+    own = write_search(tmp_path / "searches", "compressions", sweeper_params("compress: none,prune"))
     with pytest.raises(LitlabError) as e:
         check_overrides(["-m", "--config-dir", str(own), "hparams_search=compressions", "+compress.finetune.epochs=1",
                          f"hydra.sweep.dir={tmp_path / 's'}"])
@@ -118,10 +115,7 @@ def test_a_swept_sweep_fails_on_is_refused(tmp_path, value):
 
 
 def test_a_searched_sweep_fails_on_is_refused(tmp_path):
-    own = tmp_path / "searches"
-    (own / "hparams_search").mkdir(parents=True)
-    (own / "hparams_search" / "fails.yaml").write_text(
-        "# @package _global_\nhydra:\n  sweeper:\n    params:\n      sweep_fails_on: all,any\n")
+    own = write_search(tmp_path / "searches", "fails", sweeper_params("sweep_fails_on: all,any"))
     with pytest.raises(LitlabError, match=r"^sweep_fails_on must be all or any, got 'all,any'\. It applies to the "
                                           r"whole sweep"):
         check_overrides(["-m", "--config-dir", str(own), "hparams_search=fails", f"hydra.sweep.dir={tmp_path / 's'}"])
@@ -214,10 +208,7 @@ def test_a_nested_key_a_swept_choice_lacks_is_refused_with_separate_sweeps(tmp_p
 
 
 def test_a_searched_nested_key_a_choice_lacks_is_refused(tmp_path):
-    own = tmp_path / "searches"
-    (own / "hparams_search").mkdir(parents=True)
-    (own / "hparams_search" / "compressions.yaml").write_text(
-        "# @package _global_\nhydra:\n  sweeper:\n    params:\n      compress: choice(prune,quantize)\n")
+    own = write_search(tmp_path / "searches", "compressions", sweeper_params("compress: choice(prune,quantize)"))
     with pytest.raises(LitlabError, match=r"the job with compress=quantize has no key finetune\.epochs"):
         check_overrides(["-m", "--config-dir", str(own), "hparams_search=compressions", "++compress.finetune.epochs=1",
                          f"hydra.sweep.dir={tmp_path / 's'}"])
@@ -329,9 +320,7 @@ def test_at_the_end_of_a_sweep_this_process_ran_a_job_without_a_record_is_killed
 
 @pytest.mark.slow
 def test_a_killed_optuna_trial_gets_no_command_but_its_overrides_and_search_file(tmp_path, capsys):
-    own = tmp_path / "own"
-    (own / "hparams_search").mkdir(parents=True)
-    (own / "hparams_search" / "tiny.yaml").write_text(
+    own = write_search(tmp_path / "own", "tiny",
         "# @package _global_\ndefaults:\n  - override /hydra/sweeper: optuna\noptimized_metric: val/loss\n"
         "hydra:\n  mode: MULTIRUN\n  sweeper:\n    direction: minimize\n    n_trials: 1\n    n_jobs: 1\n"
         "    study_name: tiny\n    sampler:\n      seed: 1\n    params:\n"
@@ -429,9 +418,7 @@ def test_each_advised_sweep_gets_the_keys_its_choices_take(tmp_path):
 
 def test_the_advised_sweeps_of_a_search_take_only_its_options(tmp_path):
     """A search of averaging: choice(ema,swa) runs no job of the default averaging=none."""
-    own = tmp_path / "searches"
-    (own / "hparams_search").mkdir(parents=True)
-    (own / "hparams_search" / "averages.yaml").write_text(
+    own = write_search(tmp_path / "searches", "averages",
         "# @package _global_\ndefaults:\n  - override /hydra/sweeper: optuna\nhydra:\n  mode: MULTIRUN\n"
         "  sweeper:\n    direction: maximize\n    n_trials: 2\n    n_jobs: 1\n"
         "    params:\n      averaging: choice(ema,swa)\n")
