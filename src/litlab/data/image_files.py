@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from litlab.data.image_folder_settings import IMAGE_SUFFIXES, class_folders, empty_class_error  # noqa: F401
+from litlab.data.image_folder_settings import class_folders, empty_class_error  # noqa: F401 (class_folders: imported from here)
 from litlab.errors import LitlabError
 from litlab.listing import first_of
 

@@ -17,8 +17,7 @@ from litlab.data.fold_settings import check_folds
 from litlab.data.image_files import (bad_file, check_one_size, check_readable, class_folders, decode,
                                      header_problem, list_split, report_bad_files, unicode_form, unicode_twins,
                                      visible_files)
-from litlab.data.image_folder_settings import (check_image_folder_settings, check_train_folders, loose_images_note,
-                                               parse_size)  # noqa: F401 (parse_size: imported from here before)
+from litlab.data.image_folder_settings import check_image_folder_settings, check_train_folders, loose_images_note
 from litlab.data.preprocess import Preprocess
 from litlab.errors import LitlabError
 

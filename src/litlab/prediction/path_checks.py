@@ -78,25 +78,20 @@ def check_run_dir_outside_input(cfg: DictConfig, key: str, run_dir: Path) -> Non
         why = (f"is the folder input={cfg.input}: predict would write its run's files (.hydra/, predict.log, "
                f"metrics.json, predictions.csv) among the images it classifies and read its own log as an input, "
                f"and a later predict of the folder its other files")
-    elif _within(inputs, run):
+    elif Path(inputs).is_relative_to(run):
         why = (f"holds the folder input={cfg.input}: predict would write its run's record (.hydra/, predict.log, "
                f"metrics.json) above the images, making their folder part of a run folder, which a later predict "
                f"of a folder above it leaves out with all its images")
     else:
         return
     log_dir = select_or_none(cfg, "paths.log_dir")
-    if log_dir and _within(run, os.path.realpath(log_dir)):
+    if log_dir and Path(run).is_relative_to(os.path.realpath(log_dir)):
         how = (f"Give {key} (or paths.log_dir) another folder: one outside {cfg.input}, or one inside it, which its "
                f"listing leaves out.")
     else:
         how = (f"Give {key} another folder (one inside {cfg.input} is left out of its listing), or leave it out: "
                f"runs then go to paths.log_dir ({log_dir}).")
     raise LitlabError(f"{key}={run_dir} {why}. {how}")
-
-
-def _within(path: str, folder: str) -> bool:
-    """Whether the absolute ``path`` is ``folder`` or lies below it."""
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def check_output(out: Path, inputs: dict[str, Path] | None = None) -> None:
