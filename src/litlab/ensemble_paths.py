@@ -19,7 +19,7 @@ from litlab.checkpoint_record import stored_run_config
 from litlab.device_counts import known_device_count
 from litlab.distributed.ranks import started_by_launcher
 from litlab.errors import LitlabError
-from litlab.init_from_path import folder_checkpoints
+from litlab.init_from_path import folder_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,9 @@ def member_path(value: object) -> Path:
     path = Path(str(value))
     if not path.is_dir():
         return path
-    for candidate in folder_checkpoints(path):
-        if candidate.is_file():
-            return candidate
+    found = folder_checkpoint(path)
+    if found is not None:
+        return found
     if is_sweep_folder(path):
         raise LitlabError(f"ckpt_path lists {path}, a sweep folder: give it alone (ckpt_path={path}) to take every "
                           f"job's best.ckpt, or list the job folders or checkpoints to combine.")
@@ -65,7 +65,7 @@ def sweep_members(folder: Path, tell: bool = False) -> list[Path]:
     it); none at all is refused."""
     members, skipped = [], []
     for job in sweep_jobs(folder):
-        found = next((c for c in folder_checkpoints(job) if c.is_file()), None)
+        found = folder_checkpoint(job)
         (members if found is not None else skipped).append(found or job)
     for job in skipped if tell else []:
         log.warning("ensemble: skipping job %s of the sweep: it has no checkpoints/best.ckpt (it failed, or was "

@@ -34,6 +34,11 @@ def folder_checkpoints(folder: Path) -> tuple[Path, Path]:
     return folder / "checkpoints" / "best.ckpt", folder / "best.ckpt"
 
 
+def folder_checkpoint(folder: Path) -> Path | None:
+    """The first of ``folder_checkpoints(folder)`` that is a file, or None."""
+    return next((c for c in folder_checkpoints(folder) if c.is_file()), None)
+
+
 def init_checkpoint_path(value: str | Path) -> Path:
     """The training checkpoint ``model.init_from`` names: a ``.ckpt`` file, or a run's folder
     (``outputs/runs/<run>``, or its ``checkpoints/``), which means its ``checkpoints/best.ckpt``,
@@ -41,9 +46,9 @@ def init_checkpoint_path(value: str | Path) -> Path:
     exported (``.onnx``, ``.torchscript.pt``) or compressed model are refused, naming the key."""
     path = Path(value)
     if path.is_dir():
-        for candidate in folder_checkpoints(path):
-            if candidate.is_file():
-                return check_checkpoint_path(candidate, KEY, compressed_ok=False)
+        best = folder_checkpoint(path)
+        if best is not None:
+            return check_checkpoint_path(best, KEY, compressed_ok=False)
         found = sorted(str(p) for folder in (path, path / "checkpoints") if folder.is_dir()
                        for p in folder.glob("*.ckpt"))
         holds = f"; it holds {', '.join(found)}, any of which {KEY} takes by its path" if found else ""
