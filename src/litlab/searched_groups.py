@@ -45,7 +45,8 @@ def searched_groups(cfg: DictConfig, overrides: list[str]) -> dict[str, list[str
     return found
 
 
-def searched_group_jobs(cfg: DictConfig, overrides: list[str], primary: Primary) -> list[DictConfig]:
+def searched_group_jobs(cfg: DictConfig, overrides: list[str], primary: Primary,
+                        groups: dict[str, list[str]] | None = None) -> list[DictConfig]:
     """The trials of a searched group, composed: ``cfg`` (a job of the sweep, composed from its
     overrides) with each searched group (``searched_groups``) at its first choice, then with each
     other choice of one group at a time, as the sweeper composes a trial. ``cfg`` itself has each
@@ -53,7 +54,7 @@ def searched_group_jobs(cfg: DictConfig, overrides: list[str], primary: Primary)
     ``model=cnn``). Empty where no group is searched. A choice whose trial does not compose because
     a key the command sets is not in it (``model.net.hidden_size=8``: CNN's, not MLP's) is refused
     (``_lacking_key``); one that fails otherwise is left out, for the sweeper's trial to report."""
-    groups = searched_groups(cfg, overrides)
+    groups = searched_groups(cfg, overrides) if groups is None else groups  # the caller's, where it has them
     # its overrides as typed (${hydra:runtime.output_dir} does not resolve before the run), Hydra's
     # own (hydra.searchpath=..., where the search's file may be) with them
     recorded = OmegaConf.select(cfg, "hydra.overrides", default=None)

@@ -159,7 +159,7 @@ def check_sweep_arguments(cfg: DictConfig, sweep: list[DictConfig] | None, overr
         return composed_with(kept, primary)
 
     groups = searched_groups(cfg, overrides) if sweep else {}
-    trials = (searched_group_jobs(cfg, overrides, primary) if groups else []) or [cfg]
+    trials = (searched_group_jobs(cfg, overrides, primary, groups) if groups else []) or [cfg]
     jobs = [*trials, *(j for j in sweep or [] if j is not cfg and is_trial(j, groups))] if groups else sweep
     for job in trials:
         try:

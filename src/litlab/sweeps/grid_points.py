@@ -54,11 +54,10 @@ def _points(hydra: dict) -> list[list[str]] | None:
         return None
 
 
-def _hydra_record(sweep_dir: Path, name: str = "multirun.yaml") -> dict:
-    """The ``hydra`` section of ``sweep_dir/multirun.yaml`` (``name``: a job's ``.hydra/hydra.yaml``);
-    empty where there is none to read."""
+def _hydra_record(sweep_dir: Path) -> dict:
+    """The ``hydra`` section of ``sweep_dir/multirun.yaml``; empty where there is none to read."""
     try:
-        record = yaml.safe_load((sweep_dir / name).read_text())
+        record = yaml.safe_load((sweep_dir / "multirun.yaml").read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
     hydra = record.get("hydra") if isinstance(record, dict) else None
@@ -148,8 +147,9 @@ def killed_lines(sweep_dir: Path, jobs: list[Job]) -> list[str]:
     lines = [f"{len(killed)} job(s) killed before they wrote metrics.json (no command runs in their folders); rerun "
              f"each in its own folder of the sweep with:"]
     entry = _entrypoint(sweep)
+    config_words = _config_words(sweep, entry)
     for job in killed:
-        words = [*_config_words(sweep, entry), *rerun_overrides(job.lines)]
+        words = [*config_words, *rerun_overrides(job.lines)]
         lines.append(f"  job {job.name}: {job_command(entry, sweep_dir, job.name, words)}")
     return waiting + trials + lines
 
