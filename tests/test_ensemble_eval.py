@@ -146,6 +146,32 @@ def test_members_of_other_data_are_refused_naming_both(sweep, cfg_factory):
     assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()
 
 
+def test_each_member_is_checked_once_and_the_bins_are_those_it_was_loaded_with(sweep, cfg_factory, monkeypatch):
+    """The ensemble checks every member before it scores any (``check_ensemble_before_loading``);
+    scoring a member does not check it again, and the ensemble's ECE bins are those
+    ``load_for_scoring`` chose for its first member (here 7, as if its run had them)."""
+    folder, ckpts, _ = sweep
+    checked = []
+
+    def counted(cfg):
+        checked.append(str(cfg.ckpt_path))
+        return check_before_loading(cfg)
+
+    monkeypatch.setattr("litlab.ensemble_eval.check_before_loading", counted)
+    monkeypatch.setattr("litlab.evaluation.check_before_loading", counted)
+    monkeypatch.setattr("litlab.evaluation.calibration_bins", lambda cfg, run_cfg: 7)
+    cfg = _eval_cfg(cfg_factory, [str(c) for c in ckpts[:2]], name="once")
+    with torch.no_grad():
+        evaluate_ensemble(cfg, [])
+    assert checked == [str(c) for c in ckpts[:2]]
+    record = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert record["calibration_bins"] == 7
+    # called alone, a member is checked as eval checks one checkpoint
+    with pytest.raises(LitlabError, match=r"split must be one of test, val, got 'train'"):
+        member_probabilities(member_cfg(_eval_cfg(cfg_factory, [], "split=train", name="alone"), ckpts[0]), [])
+    assert checked[2:] == [str(ckpts[0])]
+
+
 @pytest.mark.parametrize("change,match", [
     (dict(labels=torch.tensor([0, 2, 1])), r"their labels differ from sample 1 on"),
     (dict(labels=torch.tensor([0, 1])), r"they scored 3 and 2 samples"),

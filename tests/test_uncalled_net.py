@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from litlab.callbacks import eval_report
 from litlab.callbacks.eval_report import EvalReport
-from litlab.temperature_scaling import UnscaledFigures, ValidationLogits, scale_net
+from litlab.callbacks.split_logits import SplitLogits
+from litlab.temperature_scaling import UnscaledFigures, scale_net
 
 BATCHES, BATCH, FEATURES, CLASSES = 4, 5, 4, 3
 
@@ -50,17 +51,19 @@ def run(stage: str, model: L.LightningModule, callback: L.Callback) -> None:
     getattr(trainer, stage)(model, dataloaders=loader, verbose=False)
 
 
-def test_validation_logits_are_each_batchs_own():
+@pytest.mark.parametrize("stage", ["validate", "test"])
+def test_split_logits_are_each_batchs_own(stage):
     torch.manual_seed(0)
-    model, kept = NetNotCalled(), ValidationLogits()
-    run("validate", model, kept)
+    model, kept = NetNotCalled(), SplitLogits(stage)
+    run(stage, model, kept)
     x, y = batches()
-    assert len(kept.logits) == BATCHES
+    logits, labels = kept.result()
+    assert logits.shape == (BATCHES * BATCH, CLASSES) and logits.dtype == torch.float64
     with torch.no_grad():
         expected = model.net(x).double()  # (20, 3)
     # float32 logits kept as float64: float32's tolerance (a stale batch is off by ~1)
-    torch.testing.assert_close(torch.cat(kept.logits), expected, rtol=1e-5, atol=1e-6)
-    assert torch.equal(torch.cat(kept.targets), y)
+    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-6)
+    assert torch.equal(labels, y)
 
 
 def test_unscaled_figures_loss_is_the_cross_entropy_of_every_batch():

@@ -16,15 +16,16 @@ import logging
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor
 
 from litlab.callbacks.calibration import CalibrationBins
 from litlab.checkpoint_record import stored_run_config
-from litlab.ensemble_paths import check_ensemble_before_loading, check_one_process, member_cfg
+from litlab.ensemble_paths import (check_different_checkpoints, check_ensemble_before_loading, check_one_process,
+                                   member_cfg)
 from litlab.errors import LitlabError
 from litlab.eval import check_before_loading
-from litlab.evaluation import calibration_bins, member_probabilities
+from litlab.evaluation import member_probabilities
 from litlab.reporting.run_files import update_metrics
 from litlab.training import partial_data
 from litlab.tuning.temperature_setting import checkpoint_fingerprint
@@ -81,30 +82,19 @@ def check_same_samples(first: dict, other: dict) -> None:
                           f"overrides for all.")
 
 
-def score_member(cfg: DictConfig, path: Path, overrides: list[str]) -> dict:
-    """One member's probabilities, labels and record (path, size and sha256, its own figures and its
-    temperature's record, as eval of that checkpoint alone records it)."""
-    probabilities, labels, metrics, scored, precision, temperature, inputs = member_probabilities(
-        member_cfg(cfg, path), overrides)
-    record = {"ckpt_path": str(path), **checkpoint_fingerprint(path), "precision": precision, **metrics}
-    if temperature is not None:
-        record["temperature"] = temperature
+def score_member(cfg: DictConfig, path: Path, overrides: list[str], split: str | None = None) -> dict:
+    """One member's probabilities, labels, record (path, size and sha256, its own figures and its
+    temperature's record, as eval of that checkpoint alone records it) and ECE bins. ``split``: where
+    the member was checked already (``check_ensemble_before_loading``), the split that returned."""
+    member = member_probabilities(member_cfg(cfg, path), overrides, split)
+    record = {"ckpt_path": str(path), **checkpoint_fingerprint(path), "precision": member.precision, **member.metrics}
+    if member.temperature is not None:
+        record["temperature"] = member.temperature
     data = (stored_run_config(path) or {}).get("data")
     split_keys = {k: data.get(k) for k in SPLIT_KEYS} if isinstance(data, dict) else {}
-    return {"path": str(path), "probabilities": probabilities, "labels": labels, "scored": scored,
-            "classes": probabilities.shape[1], "record": record, "inputs": inputs, "split_keys": split_keys}
-
-
-def check_different_checkpoints(members: list[Path]) -> None:
-    """No checkpoint twice under two paths (a copy): it would be weighted twice in the average."""
-    seen: dict[str, Path] = {}
-    for path in members:
-        digest = checkpoint_fingerprint(path)["ckpt_sha256"]  # kept for the members' records
-        if digest in seen:
-            raise LitlabError(f"The ensemble's members {seen[digest]} and {path} are the same checkpoint (the same "
-                              f"sha256, {digest[:16]}...): one model under two paths, which the average would weight "
-                              f"twice. List each model once.")
-        seen[digest] = path
+    return {"path": str(path), "probabilities": member.probabilities, "labels": member.labels,
+            "scored": member.scored, "classes": member.probabilities.shape[1], "record": record,
+            "inputs": member.inputs, "split_keys": split_keys, "bins": member.bins}
 
 
 def evaluate_ensemble(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
@@ -117,13 +107,13 @@ def evaluate_ensemble(cfg: DictConfig, overrides: list[str] | None = None) -> di
     check_different_checkpoints(members)
     scored = []
     for path in members:
-        member = score_member(cfg, path, overrides or [])
+        member = score_member(cfg, path, overrides or [], split)  # checked above: not again
         if scored:
             check_same_samples(scored[0], member)
         scored.append(member)
     labels = scored[0]["labels"]
     average = torch.stack([m["probabilities"] for m in scored]).mean(dim=0)  # (M, N, C) -> (N, C)
-    bins = calibration_bins(cfg, OmegaConf.create(stored_run_config(members[0]) or {}))  # the first member's
+    bins = scored[0]["bins"]  # the first member's: +callbacks.eval_report.calibration_bins=N, else its run's
     metrics = {f"{split}/{k}": v for k, v in ensemble_figures(average, labels, bins).items()}
     records = [m["record"] for m in scored]
     for key in ("acc", "loss"):  # the mean member's figures, beside the ensemble's

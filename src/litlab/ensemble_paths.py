@@ -20,6 +20,7 @@ from litlab.device_counts import known_device_count
 from litlab.distributed.ranks import started_by_launcher
 from litlab.errors import LitlabError
 from litlab.init_from_path import folder_checkpoint
+from litlab.tuning.temperature_setting import checkpoint_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,19 @@ def ensemble_members(value: object, tell: bool = False) -> list[Path]:
     if twice is not None:
         raise LitlabError(f"ckpt_path lists {twice} twice: an ensemble averages different models. List each once.")
     return members
+
+
+def check_different_checkpoints(members: list[Path]) -> None:
+    """No checkpoint twice under two paths (a copy): it would be weighted twice in the average.
+    Told without torch (the sha256 of each file, kept for the members' records)."""
+    seen: dict[str, Path] = {}
+    for path in members:
+        digest = checkpoint_fingerprint(path)["ckpt_sha256"]
+        if digest in seen:
+            raise LitlabError(f"The ensemble's members {seen[digest]} and {path} are the same checkpoint (the same "
+                              f"sha256, {digest[:16]}...): one model under two paths, which the average would weight "
+                              f"twice. List each model once.")
+        seen[digest] = path
 
 
 def member_cfg(cfg: DictConfig, path: Path) -> DictConfig:

@@ -12,15 +12,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
 
 from litlab.build import build_data, build_loggers, build_model, build_task, build_trainer, check_stored_net
 from litlab.callbacks.calibration import DEFAULT_BINS
 from litlab.callbacks.eval_report import EvalReport
 from litlab.callbacks.interruption import Interruption
+from litlab.callbacks.split_logits import SplitLogits
 from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.compression.artifacts import is_artifact, load_net
+from litlab.data.input_digest import inputs_sha256
 from litlab.distributed.ranks import is_rank_zero
 from litlab.errors import LitlabError
 from litlab.eval import argument_taken, check_before_loading, check_root_given, is_run_override, key_not_taken
@@ -185,24 +189,36 @@ def load_for_scoring(cfg: DictConfig, overrides: list[str], split: str) -> Loade
     return Loaded(cfg, run_cfg, model, dm, precision, bins, temperature, fit, fingerprint)
 
 
-def member_probabilities(cfg: DictConfig, overrides: list[str]) -> tuple:
-    """One ensemble member (``cfg.ckpt_path``) scored as ``evaluate`` scores it, without recording:
-    (probabilities ``(N, C)`` float64, labels ``(N,)``, its metrics, what it scored (``scored_data``),
-    its precision, its temperature's record or None, the sha256 of the split's raw inputs or None:
-    ``inputs_sha256``), the samples in the test loader's order."""
-    from litlab.callbacks.test_probabilities import TestProbabilities, inputs_sha256
+class MemberScores(NamedTuple):
+    """One ensemble member scored as ``evaluate`` scores it (``member_probabilities``), the samples
+    in the test loader's order."""
 
-    split = check_before_loading(cfg)
+    probabilities: Tensor  # (N, C) float64: softmax of the net's logits (divided by T, where given)
+    labels: Tensor  # (N,) long
+    metrics: dict  # its own figures, ``<split>/acc`` ...
+    scored: dict  # what it scored (``scored_data``)
+    precision: str
+    temperature: dict | None  # its temperature's record (``temperature_record``), None without T
+    inputs: str | None  # the sha256 of the split's raw inputs (``inputs_sha256``), None for other data
+    bins: int  # the ECE bins ``load_for_scoring`` chose (``calibration_bins``)
+
+
+def member_probabilities(cfg: DictConfig, overrides: list[str], split: str | None = None) -> MemberScores:
+    """One ensemble member (``cfg.ckpt_path``) scored as ``evaluate`` scores it, without recording.
+    ``split``: what ``check_before_loading`` returned for ``cfg``, where the caller ran it (the
+    ensemble checks every member before it scores any); None runs it here."""
+    if split is None:
+        split = check_before_loading(cfg)
     loaded = load_for_scoring(cfg, overrides, split)
-    kept = TestProbabilities()
+    kept = SplitLogits("test")
     trainer = build_trainer(loaded.cfg, [Interruption(cfg.paths.output_dir, task="eval"), kept], [])
     results = trainer.test(loaded.model, datamodule=loaded.dm, verbose=False)[0]
     metrics = {k.replace("test/", f"{split}/"): float(v) for k, v in results.items()}
     temperature = None if loaded.temperature is None else temperature_record(
         loaded.temperature, loaded.fit, str(cfg.ckpt_path), loaded.fingerprint)
-    probabilities, labels = kept.result()
-    return (probabilities, labels, metrics, scored_data(loaded.run_cfg, loaded.dm, split), loaded.precision,
-            temperature, inputs_sha256(getattr(loaded.dm.splits, split)))
+    logits, labels = kept.result()  # (N, C) float64, (N,)
+    return MemberScores(logits.softmax(dim=-1), labels, metrics, scored_data(loaded.run_cfg, loaded.dm, split),
+                        loaded.precision, temperature, inputs_sha256(getattr(loaded.dm.splits, split)), loaded.bins)
 
 
 def calibration_bins(cfg: DictConfig, run_cfg: DictConfig) -> int:

@@ -5,8 +5,10 @@ run folders and ``paths.log_dir``) or an ``.npz`` with the samples under key ``x
 ``x_test``). Resizing, channels and normalization come from the checkpoint, as do the class names;
 image files of another size are resized, counted in metrics.json (``resized``) and said once.
 Results go to ``predictions.csv`` in the run directory (or ``output=PATH``), written batch by
-batch; unreadable files are listed there as errors. This module stays light (no torch) so that
-command-line mistakes are reported at once; the work is ``litlab.prediction.run.predict``.
+batch; unreadable files are listed there as errors. ``ckpt_path=[A,B]`` or a sweep folder
+predicts with an ensemble, the average of its members' probabilities (``prediction.ensemble``).
+This module stays light (no torch) so that command-line mistakes are reported at once; the work
+is ``litlab.prediction.run.predict``.
 """
 
 from __future__ import annotations

@@ -23,33 +23,13 @@ from litlab.build import build_trainer
 from litlab.callbacks.calibration import CalibrationBins
 from litlab.callbacks.interruption import Interruption
 from litlab.callbacks.net_logits import NetLogits
+from litlab.callbacks.split_logits import SplitLogits
 from litlab.distributed.ranks import is_rank_zero
 from litlab.errors import LitlabError
 from litlab.models.temperature_scaled import TemperatureScaled
 from litlab.tuning.temperature_fit import TemperatureFit, fit_temperature
 
 log = logging.getLogger(__name__)
-
-
-class ValidationLogits(NetLogits):
-    """Keeps the logits of ``pl_module.net`` ``(N, C)`` and the targets ``(N,)`` of every validation
-    batch, on the CPU in float64 (a validation split is small next to what it costs to compute)."""
-
-    def __init__(self):
-        super().__init__()
-        self.logits: list[Tensor] = []
-        self.targets: list[Tensor] = []
-
-    def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        self._watch(pl_module.net)
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        x, y = batch[0], batch[1]
-        self.logits.append(self._logits(pl_module.net, x, y).double().cpu())
-        self.targets.append(y.detach().long().cpu())
-
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        self._remove()
 
 
 def fit_on_validation(cfg: DictConfig, model: L.LightningModule, dm) -> TemperatureFit:
@@ -59,12 +39,11 @@ def fit_on_validation(cfg: DictConfig, model: L.LightningModule, dm) -> Temperat
         raise LitlabError("temperature=auto fits T on the validation split, and the data has no val samples (see "
                           "data.* of the run, or the data.path/data.root given). Use data with a validation split, "
                           "or give temperature=<number>.")
-    kept = ValidationLogits()
+    kept = SplitLogits("validate")
     trainer = build_trainer(cfg, [Interruption(cfg.paths.output_dir, task="eval"), kept], [])
     trainer.validate(model, datamodule=dm, verbose=False)
     # no validation batch ran (trainer.limit_val_batches=0): empty, and fit_temperature's error says so
-    logits = torch.cat(kept.logits) if kept.logits else torch.empty(0, 0, dtype=torch.float64)
-    targets = torch.cat(kept.targets) if kept.targets else torch.empty(0, dtype=torch.long)
+    logits, targets = kept.result()
     if trainer.world_size > 1:  # a collective: every rank gets here, also one without batches
         logits, targets = gather_validation(trainer.strategy, logits, targets, len(dm.splits.val))
     try:

@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from litlab.callbacks import eval_report
 from litlab.callbacks.eval_report import EvalReport
 from litlab.callbacks.net_logits import NetLogits
-from litlab.temperature_scaling import UnscaledFigures, ValidationLogits, scale_net
+from litlab.callbacks.split_logits import SplitLogits
+from litlab.temperature_scaling import UnscaledFigures, scale_net
 
 BATCHES, BATCH, FEATURES, CLASSES = 3, 5, 4, 3
 
@@ -82,7 +83,8 @@ def recorded_report_logits(monkeypatch) -> list[torch.Tensor]:
 
 # (stage, callback, the module whose forward the callback watches)
 CASES = {
-    "validation_logits": ("validate", ValidationLogits, lambda model: model.net),
+    "validation_logits": ("validate", lambda: SplitLogits("validate"), lambda model: model.net),
+    "test_logits": ("test", lambda: SplitLogits("test"), lambda model: model.net),
     "eval_report": ("validate", lambda: EvalReport(misclassified=0), lambda model: model.net),
     "unscaled_figures": ("test", lambda: UnscaledFigures(bins=15), lambda model: model.net.net),
 }
@@ -120,9 +122,9 @@ def test_a_caught_output_of_another_batch_size_is_not_taken(case, monkeypatch):
     torch.manual_seed(0)
     model = Task(call=2)  # the task calls the net on 2 of each batch's 5 samples
     seen = recorded_report_logits(monkeypatch)
-    callback = ValidationLogits() if case == "validation_logits" else EvalReport(misclassified=0)
+    callback = SplitLogits("validate") if case == "validation_logits" else EvalReport(misclassified=0)
     run("validate", model, callback)
-    got = torch.cat(callback.logits).float() if case == "validation_logits" else torch.cat(seen)
+    got = callback.result()[0].float() if case == "validation_logits" else torch.cat(seen)
     with torch.no_grad():
         expected = model.net(data()[0])  # (15, 3): every sample's, run by the callback
     assert got.shape == (BATCHES * BATCH, CLASSES)
@@ -134,12 +136,12 @@ def test_the_report_takes_a_steps_returned_logits_and_the_fit_the_nets(monkeypat
     shifted = Task(returned=lambda logits: logits + 100.0)  # (5, 3) returned, not the net's own
     seen = recorded_report_logits(monkeypatch)
     run("validate", shifted, EvalReport(misclassified=0))
-    kept = ValidationLogits()
+    kept = SplitLogits("validate")
     run("validate", shifted, kept)
     with torch.no_grad():
         own = shifted.net(data()[0])  # (15, 3)
     torch.testing.assert_close(torch.cat(seen), own + 100.0)
-    torch.testing.assert_close(torch.cat(kept.logits).float(), own)
+    torch.testing.assert_close(kept.result()[0].float(), own)
 
 
 def test_the_report_runs_a_task_without_a_net(monkeypatch):

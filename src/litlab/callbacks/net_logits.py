@@ -1,5 +1,6 @@
 """The logits a net gave for the batch that just ended, for callbacks that score them (the
-evaluation report, eval's temperature fit and its figures at T = 1).
+evaluation report, ``SplitLogits`` for eval's temperature fit and an ensemble member's
+probabilities, and the figures at T = 1).
 
 They come from a forward hook on the net, so the task's own call is read and no second forward
 pass runs: the same weights the task scored with (EMA or SWA weights swapped in, a compiled net,

@@ -42,10 +42,24 @@ class PredictionCsv:
 
         Classes are ranked by logit, equal ones in class order, so ``label_1`` is the class that
         eval's and test's accuracy count (``argmax``), also where the probabilities round equal."""
+        scores = None if logits is None else (logits, logits.softmax(dim=-1))
+        self._write(names, scores, errors, order)
+
+    def write_probabilities(self, names: list[str], probabilities: Tensor | None, errors: list[tuple[str, str]],
+                            order: list[str] | None = None) -> None:
+        """``write`` for probabilities ``(len(names), num_classes)`` given as they are (an ensemble's
+        average), ranked by themselves, equal ones in class order: ``label_1`` is their argmax, the
+        class eval's ensemble counts."""
+        self._write(names, None if probabilities is None else (probabilities, probabilities), errors, order)
+
+    def _write(self, names: list[str], scores: tuple[Tensor, Tensor] | None, errors: list[tuple[str, str]],
+               order: list[str] | None) -> None:
+        """``scores``: (what ranks the classes, the probabilities written), each ``(len(names), num_classes)``."""
         rows: dict[str, list[str]] = {}
-        if logits is not None and len(names):
-            ranked = logits.sort(dim=-1, descending=True, stable=True).indices[:, :self.top_k]
-            probs = logits.softmax(dim=-1).gather(1, ranked)
+        if scores is not None and len(names):
+            ranking, probabilities = scores
+            ranked = ranking.sort(dim=-1, descending=True, stable=True).indices[:, :self.top_k]
+            probs = probabilities.gather(1, ranked)
             for name, values, indices in zip(names, probs.tolist(), ranked.tolist()):
                 row = [name]
                 for v, i in zip(values, indices):

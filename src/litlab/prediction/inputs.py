@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from litlab.data.image_files import decode
@@ -47,14 +47,24 @@ class Resized:
 
     def add(self, name: str, width: int, height: int, size: tuple[int, int]) -> None:
         """One file of ``width x height`` decoded to ``size`` ``(H, W)``."""
-        h, w = size
-        if (height, width) == (h, w):
+        if (height, width) == tuple(size):
             return
         self.count += 1
         self.first = self.first or (name, width, height)
-        if abs((width / height) / (w / h) - 1) > ASPECT_TOLERANCE:
+        if is_stretch(width, height, size):
             self.stretched += 1
             self.first_stretched = self.first_stretched or (name, width, height)
+
+
+# what a model decodes an image file to: (channels, H, W)
+Spec = tuple[int, int, int]
+
+
+def is_stretch(width: int, height: int, size: tuple[int, int]) -> bool:
+    """Whether a file of ``width x height`` resized to ``size`` ``(H, W)`` changes its aspect ratio
+    by more than ``ASPECT_TOLERANCE``."""
+    h, w = size
+    return abs((width / height) / (w / h) - 1) > ASPECT_TOLERANCE
 
 
 def image_batches(files: list[Path], input_shape: tuple[int, ...], channels: int | None,
@@ -65,24 +75,61 @@ def image_batches(files: list[Path], input_shape: tuple[int, ...], channels: int
     ``resized`` counts the files decoded from another size.
     """
     c, h, w = input_shape
-    channels = channels or c
+    for names, decoded, errors, order in decoded_batches(files, [(channels or c, h, w)], batch_size, [resized]):
+        yield names, decoded[0] if decoded else None, errors, order
+
+
+def decoded_batches(files: list[Path], specs: list[Spec], batch_size: int,
+                    resized: list[Resized | None] | None = None, any_resized: Resized | None = None
+                    ) -> Iterator[tuple[list[str], list[Tensor] | None, list[tuple[str, str]], list[str]]]:
+    """Batches of ``files``, each decoded once per spec of ``specs`` (an ensemble's members that
+    decode to different channels or sizes): ``(names, [samples (N, C, H, W) per spec], errors, order)``.
+
+    Each file is opened once: its header gives its own size, then the same open file is decoded
+    (``image_files.decode`` reads it from the start) for each spec. A file that fails any decode is
+    an error row. ``resized``: per spec, the files decoded from another size; ``any_resized``: the
+    files decoded from another size for at least one spec (stretched where one of them stretches)."""
+    sizes = [spec[1:] for spec in specs]  # (H, W) each
     for start in range(0, len(files), batch_size):
-        names, tensors, errors = [], [], []
+        names, errors = [], []
+        samples: list[list[Tensor]] = [[] for _ in specs]
         chunk = files[start:start + batch_size]
         for f in chunk:
             try:
-                with warnings.catch_warnings():  # a huge image fails as decode fails it, with no warning
-                    warnings.simplefilter("error", Image.DecompressionBombWarning)
-                    with Image.open(f) as im:  # the header only: the file's own size, before decode resizes it
-                        width, height = im.size
-                tensors.append(decode(f, channels, (h, w)))
-                names.append(str(f))
-                if resized is not None:
-                    resized.add(str(f), width, height, (h, w))
+                width, height, decoded = _decode_once(f, specs)
             except Exception as e:  # PIL raises many types for files it cannot read
                 first_line = str(e).splitlines()[0][:200] if str(e) else ""
                 errors.append((str(f), f"not a readable image: {type(e).__name__}: {first_line}"))
-        yield names, torch.stack(tensors) if tensors else None, errors, [str(f) for f in chunk]
+                continue
+            names.append(str(f))
+            for kept, tensor in zip(samples, decoded):
+                kept.append(tensor)
+            for count, size in zip(resized or [], sizes):
+                if count is not None:
+                    count.add(str(f), width, height, size)
+            other = [s for s in sizes if s != (height, width)]
+            if any_resized is not None and other:
+                stretching = [s for s in other if is_stretch(width, height, s)]
+                any_resized.add(str(f), width, height, (stretching or other)[0])
+        yield names, [torch.stack(t) for t in samples] if names else None, errors, [str(f) for f in chunk]
+
+
+def _decode_once(path: Path, specs: list[Spec]) -> tuple[int, int, list[Tensor]]:
+    """``(width, height, [uint8 (C, H, W) per spec])`` of one image file, opened once."""
+    with open(path, "rb") as fp:
+        with warnings.catch_warnings():  # a huge image fails as decode fails it, with no warning
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            try:
+                with Image.open(fp) as im:  # the header only: the file's own size, before decode resizes it
+                    width, height = im.size
+            except UnidentifiedImageError:
+                # as Image.open(path) words it, naming the file (given an open file, PIL names the object)
+                raise UnidentifiedImageError(f"cannot identify image file {str(path)!r}") from None
+        decoded = []
+        for channels, h, w in specs:
+            fp.seek(0)
+            decoded.append(decode(fp, channels, (h, w)))  # decode opens what Image.open takes: a path or a file
+    return width, height, decoded
 
 
 def read_npz(path: Path, input_shape: tuple[int, ...], pre: Preprocess) -> tuple[str, Tensor]:

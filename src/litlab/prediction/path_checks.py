@@ -12,8 +12,10 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from litlab.checkpoint_paths import check_checkpoint_path
+from litlab.ensemble_paths import is_ensemble
 from litlab.errors import LitlabError, check_positive_int
 from litlab.init_from_path import check_not_given
+from litlab.prediction.ensemble_checks import check_ensemble_before_loading
 from litlab.run_folders import name_limit, path_problem, select_or_none
 from litlab.tuning.temperature_setting import predict_temperature
 
@@ -24,7 +26,11 @@ def check_before_loading(cfg: DictConfig, out: Path | None, run_dir: tuple[str, 
 
     ``out`` is the CSV to write, None where it is not known yet (the run's own folder, which Hydra
     has not made when the command line is checked). ``run_dir``: the key that names the run's
-    folder and the folder (``hydra.run.dir`` on the command line, ``paths.output_dir`` in the run)."""
+    folder and the folder (``hydra.run.dir`` on the command line, ``paths.output_dir`` in the run).
+    An ensemble (``ckpt_path`` a list or a sweep folder) gets these checks for each member
+    (``ensemble_checks.check_ensemble_before_loading``)."""
+    if is_ensemble(cfg.get("ckpt_path")):
+        return check_ensemble_before_loading(cfg, out, run_dir, check_before_loading)[:2]
     for key in ("ckpt_path", "input"):
         if not cfg.get(key):
             raise LitlabError(f"{key} is required: python -m litlab.predict ckpt_path=outputs/runs/<run>/checkpoints/"

@@ -16,7 +16,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from litlab.ensemble_paths import is_ensemble
 from litlab.errors import LitlabError
+from litlab.listing import first_of
 from litlab.models.temperature_scaled import TemperatureScaled
 from litlab.prediction.checkpoint_model import Predictor, load_predictor, pick_device
 from litlab.prediction.csv_rows import PredictionCsv
@@ -45,17 +47,24 @@ def input_batches(path: Path, predictor: Predictor, batch_size: int, leave_out: 
             raise LitlabError(f"input={path}: {key} holds no samples. Give an .npz with the samples to classify.")
         return len(x), array_batches(path, key, x, batch_size)
     check_takes_image_files(path, predictor)
+    files = listed_files(path, leave_out)
+    return len(files), image_batches(files, predictor.input_shape, predictor.preprocess.channels, batch_size,
+                                     resized)
+
+
+def listed_files(path: Path, leave_out: tuple[Path, ...] = ()) -> list[Path]:
+    """The files of ``input=path`` (``input_files.list_files``), the folders left out said in the
+    log; a folder without files is refused, naming what was left out."""
     files, left_out, images_left_out = list_files(path, leave_out)
     log_left_out(path, left_out, images_left_out)
     if not files:
-        also = (f" (left out: {len(left_out)} folder(s) of litlab's runs and outputs: {_some(left_out)})"
+        also = (f" (left out: {len(left_out)} folder(s) of litlab's runs and outputs: {first_of(left_out, 3)})"
                 if left_out else "")
         advice = (f", or give a left-out folder itself as input= to read its files (e.g. "
                   f"input={(images_left_out or [(left_out[0], 0)])[0][0]})" if left_out else "")
         raise LitlabError(f"input={path} is a folder without files{also}. Put the images to classify in it "
                           f"(subfolders are searched){advice}.")
-    return len(files), image_batches(files, predictor.input_shape, predictor.preprocess.channels, batch_size,
-                                     resized)
+    return files
 
 
 def log_left_out(path: Path, left_out: list[Path], images_left_out: list[tuple[Path, int]]) -> None:
@@ -67,15 +76,10 @@ def log_left_out(path: Path, left_out: list[Path], images_left_out: list[tuple[P
         log.warning("input=%s: left out %d image file(s) in %d folder(s) that hold a litlab run's record "
                     "(.hydra/config.yaml, multirun.yaml or metrics.json): %s. To classify a left-out folder's files, "
                     "give that folder itself as input= (e.g. input=%s)", path, count, len(images_left_out),
-                    _some([f"{folder} ({n})" for folder, n in images_left_out]), images_left_out[0][0])
+                    first_of([f"{folder} ({n})" for folder, n in images_left_out], 3), images_left_out[0][0])
     elif left_out:
         log.info("input=%s: left out %d folder(s) of litlab's outputs (run folders, paths.log_dir): %s", path,
-                 len(left_out), _some(left_out))
-
-
-def _some(items: list, shown: int = 3) -> str:
-    """The first ``shown`` of ``items``, comma-separated, with ``...`` when there are more."""
-    return ", ".join(map(str, items[:shown])) + (" ..." if len(items) > shown else "")
+                 len(left_out), first_of(left_out, 3))
 
 
 def check_takes_image_files(path: Path, predictor: Predictor) -> None:
@@ -99,7 +103,12 @@ def check_takes_image_files(path: Path, predictor: Predictor) -> None:
 
 
 def predict(cfg: DictConfig) -> dict:
-    """Classifies ``cfg.input`` with ``cfg.ckpt_path``; writes the CSV and returns the summary."""
+    """Classifies ``cfg.input`` with ``cfg.ckpt_path``; writes the CSV and returns the summary.
+    ``ckpt_path`` a list or a sweep folder: with the ensemble (``prediction.ensemble``)."""
+    if is_ensemble(cfg.get("ckpt_path")):
+        from litlab.prediction.ensemble import predict_ensemble  # it builds on this module's steps
+
+        return predict_ensemble(cfg)
     run_dir = Path(cfg.paths.output_dir)
     out = Path(cfg.output) if cfg.get("output") else run_dir / "predictions.csv"
     # also run by the command line (with hydra.run.dir), before torch is imported
@@ -113,27 +122,13 @@ def predict(cfg: DictConfig) -> dict:
     resized = Resized()
     total, batches = input_batches(Path(cfg.input), predictor, batch_size,
                                    (Path(log_dir), run_dir, out) if log_dir else (run_dir, out), resized)
-    classes = len(predictor.class_names)
-    if top_k > classes:  # the CSV's columns stop at the last class
-        # a warning only for a top_k the user gave: predict.yaml's default 3 is more than a 2-class model's
-        given = job_overrides(cfg)
-        told = given is None or any(sets_key(o, "top_k") for o in given)
-        log.log(logging.WARNING if told else logging.INFO, "top_k=%d is more than the %d classes: each row lists "
-                "all %d", top_k, classes, classes)
+    log_top_k(cfg, top_k, len(predictor.class_names))
     log.info("predicting %d input(s) from %s with %s", total, cfg.input, cfg.ckpt_path)
     with PredictionCsv(out, predictor.class_names, top_k) as rows:
         for names, x, errors, order in batches:
             rows.write(names, predictor.logits(x) if x is not None else None, errors, order)
     log_resized(resized, predictor)
-    if rows.errors and not rows.predicted:
-        name, why = rows.errors[0]
-        if Path(str(cfg.input)).suffix == ".npz":  # samples of one array, not files
-            raise LitlabError(f"input={cfg.input}: none of its {len(rows.errors)} sample(s) could be classified; the "
-                              f"first, {name}, {why}. {out} lists each sample with why. Give samples the model can "
-                              f"take (finite numbers, no NaN or infinity) under key x.")
-        raise LitlabError(f"input={cfg.input}: none of its {len(rows.errors)} file(s) could be classified; the first, "
-                          f"{name}, is {why}. {out} lists each file with why. Give images (PNG, JPEG, ...) or an "
-                          f".npz file with the samples under key x.")
+    check_some_predicted(cfg, rows, out)
     summary = {"predicted": rows.predicted, "errors": len(rows.errors), "resized": resized.count,
                "resized_stretched": resized.stretched, "predictions": str(out), "top_k": rows.top_k,
                "top1_counts": dict(sorted(rows.top1_counts.items(), key=lambda kv: -kv[1]))}
@@ -145,7 +140,32 @@ def predict(cfg: DictConfig) -> dict:
     return summary
 
 
-def log_resized(resized: Resized, predictor: Predictor) -> None:
+def log_top_k(cfg: DictConfig, top_k: int, classes: int) -> None:
+    """Said when ``top_k`` is more than the ``classes``: the CSV's columns stop at the last class."""
+    if top_k <= classes:
+        return
+    # a warning only for a top_k the user gave: predict.yaml's default 3 is more than a 2-class model's
+    given = job_overrides(cfg)
+    told = given is None or any(sets_key(o, "top_k") for o in given)
+    log.log(logging.WARNING if told else logging.INFO, "top_k=%d is more than the %d classes: each row lists "
+            "all %d", top_k, classes, classes)
+
+
+def check_some_predicted(cfg: DictConfig, rows: PredictionCsv, out: Path) -> None:
+    """A run whose every input was an error row fails, naming the first and why (the CSV lists all)."""
+    if not rows.errors or rows.predicted:
+        return
+    name, why = rows.errors[0]
+    if Path(str(cfg.input)).suffix == ".npz":  # samples of one array, not files
+        raise LitlabError(f"input={cfg.input}: none of its {len(rows.errors)} sample(s) could be classified; the "
+                          f"first, {name}, {why}. {out} lists each sample with why. Give samples the model can "
+                          f"take (finite numbers, no NaN or infinity) under key x.")
+    raise LitlabError(f"input={cfg.input}: none of its {len(rows.errors)} file(s) could be classified; the first, "
+                      f"{name}, is {why}. {out} lists each file with why. Give images (PNG, JPEG, ...) or an "
+                      f".npz file with the samples under key x.")
+
+
+def log_resized(resized: Resized, predictor: Predictor, who: str = "") -> None:
     """One line for the whole run when image files were resized to the model's ``(H, W)``: a
     warning where the aspect ratio changed (the picture is stretched) or the model was trained on
     files of their own size (it never saw a resized one; eval refuses other sizes there)."""
@@ -164,13 +184,15 @@ def log_resized(resized: Resized, predictor: Predictor) -> None:
     else:
         name, fw, fh = resized.first
         line += f", keeping their aspect ratio (e.g. {name}, {fw}x{fh})"
-    log.log(logging.WARNING if resized.stretched or not trained else logging.INFO, line)
+    log.log(logging.WARNING if resized.stretched or not trained else logging.INFO, who + line)
 
 
-def print_summary(cfg: DictConfig, summary: dict, errors: list[tuple[str, str]], how: str | None = None) -> None:
+def print_summary(cfg: DictConfig, summary: dict, errors: list[tuple[str, str]], how: str | None = None,
+                  title: str | None = None) -> None:
     """A few lines: counts, the most frequent predicted classes, the first errors, the CSV.
-    ``how``: where the temperature came from (``temperature_setting.predict_temperature``)."""
-    print(f"\nlitlab predict with {cfg.ckpt_path}:")
+    ``how``: where the temperature came from (``temperature_setting.predict_temperature``);
+    ``title``: what predicted (default: ``ckpt_path``)."""
+    print(f"\nlitlab predict with {title or cfg.ckpt_path}:")
     print(f"  input        {cfg.input}")
     print(f"  predicted    {summary['predicted']}")
     if "temperature" in summary:
