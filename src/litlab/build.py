@@ -12,7 +12,7 @@ import hydra
 import lightning.pytorch as L
 import torch
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from litlab.callbacks.checkpoints import AtomicCheckpointIO
 from litlab.callbacks.eval_report import EvalReport
@@ -34,7 +34,7 @@ from litlab.models.speed_switches import SPEED_SWITCHES, apply_speed_switches, r
 from litlab.monitor_checks import check_monitor
 from litlab.no_profiler import NoProfiler
 from litlab.tasks.classification import Classifier, check_label_smoothing
-from litlab.tasks.frozen_layers import train_as_frozen
+from litlab.tasks.frozen_layers import freezes_nothing, train_as_frozen
 from litlab.tasks.optimizers import built_class, check_decay_setting, check_fused_setting, check_optimizer_settings
 from litlab.tasks.schedule_values import changes_per_step
 from litlab.tasks.schedules import check_schedule_settings
@@ -281,8 +281,7 @@ def build_task(model_cfg: DictConfig, net, num_classes: int, mixing=None, freeze
         # model.init_from: read by a training run alone (init_weights), never by eval, predict or compression
         for key in (*SPEED_SWITCHES, "init_from", "freeze"):
             task_cfg.pop(key, None)
-    frozen = {} if freeze is None or (isinstance(freeze, (list, ListConfig)) and len(freeze) == 0) else {
-        "freeze": freeze}
+    frozen = {} if freezes_nothing(freeze) else {"freeze": freeze}
     if mixing is None:
         return instantiate(task_cfg, "model", net=net, num_classes=num_classes, **frozen)
     check_takes_mixing(task_cfg)

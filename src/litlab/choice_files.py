@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hydra.core.object_type import ObjectType
+from hydra.errors import HydraException
 from hydra.plugins.config_source import ConfigSource
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from litlab.config_flags import Primary
 
@@ -23,6 +25,8 @@ from litlab.config_flags import Primary
 Where = Sequence[Path | ConfigSource]
 # a defaults entry naming a file of the same group, in the same package (``_base``)
 _PLAIN_NAME = re.compile(r"[\w.-]+")
+# what composing a config raises for the user's overrides or files (a key in no node, a missing choice)
+COMPOSE_ERRORS = (HydraException, OmegaConfBaseException, ValueError)
 
 
 def as_sources(where: Where) -> list[ConfigSource]:
@@ -97,16 +101,22 @@ def is_empty_choice(group: str, name: object, where: Where) -> bool:
 
 def composed_with(overrides: list[str], primary: Primary) -> DictConfig | None:
     """``primary``'s config (with its ``hydra`` node) as ``overrides`` compose it; None where that fails."""
+    try:
+        return compose_as_hydra(overrides, primary)
+    except COMPOSE_ERRORS:
+        return None
+
+
+def compose_as_hydra(overrides: list[str], primary: Primary) -> DictConfig:
+    """``primary``'s config (with its ``hydra`` node) as ``overrides`` compose it, Hydra left as it was
+    found (cleared); where that fails, one of ``COMPOSE_ERRORS``, whose text names what failed
+    (``misspelt_keys`` reads the key Hydra found in no node from it)."""
     from hydra import compose
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
     GlobalHydra.instance().clear()
     try:
         primary.start_hydra()
         return compose(primary.name, overrides=overrides, return_hydra_config=True)
-    except (HydraException, OmegaConfBaseException, ValueError):
-        return None
     finally:
         GlobalHydra.instance().clear()

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from litlab.checkpoint_paths import check_checkpoint_path
 from litlab.errors import LitlabError
+from litlab.tasks.frozen_layers import freezes_nothing
 
 KEY = "model.init_from"
 
@@ -71,17 +72,20 @@ def check_init_from(cfg: DictConfig) -> None:
 
 def check_not_given(cfg: DictConfig, command: str) -> None:
     """eval and predict take the weights of ``ckpt_path`` as trained: a ``model.init_from`` or a
-    non-empty ``model.freeze`` on their command line (``model.*`` keys change the stored run) was
-    accepted and did nothing, or (freezing every parameter) was refused as "nothing would train",
-    though they train nothing. Refused before torch, naming the key."""
+    ``model.freeze`` that freezes something on their command line (``model.*`` keys change the stored
+    run) was accepted and did nothing, or (freezing every parameter) was refused as "nothing would
+    train", though they train nothing. Refused before torch, naming the key. ``model.freeze`` is let
+    through where training would freeze nothing with it (``frozen_layers.freezes_nothing``: null,
+    ``[]``); any other value is refused here, a blank string too, which training refuses as well."""
     value = OmegaConf.select(cfg, KEY, default=None, throw_on_resolution_failure=False)
     if value is not None:
         raise LitlabError(f"{KEY}={value}: {command} reads the weights of ckpt_path; {KEY} is read only when a run "
                           f"trains (python -m litlab.train {KEY}=PATH starts a new run from another run's weights). "
                           f"Remove {KEY} from the command.")
     freeze = OmegaConf.select(cfg, "model.freeze", default=None, throw_on_resolution_failure=False)
-    if freeze is not None and freeze != [] and freeze != "":  # model.freeze=[] / null: what eval does anyway
+    if not freezes_nothing(freeze):  # model.freeze=[] / null: what eval does anyway
         shown = OmegaConf.to_container(freeze) if OmegaConf.is_config(freeze) else freeze
+        shown = repr(shown) if isinstance(shown, str) else shown  # model.freeze='' rather than model.freeze=
         raise LitlabError(f"model.freeze={shown}: {command} reads the weights of ckpt_path as they were trained "
                           f"and trains nothing, so there is nothing to freeze; model.freeze is read only when a run "
                           f"trains (python -m litlab.train model.freeze=[features] trains the rest of the net). "

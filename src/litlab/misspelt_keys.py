@@ -6,7 +6,10 @@ The paragraph here names the keys of the node the key is under that are close to
 ``target_arguments.closest_first``), and the arguments of the node's ``_target_`` that the config
 does not have yet where they are closer (those are added with ``+``). A key is suggested only
 where it exists as written: the rest of the typed key under it, or corrected there
-(``callbacks.model_checkpoint.monitor`` for ``callbacks.model_checkpint.monitr``). A top-level
+(``callbacks.model_checkpoint.monitor`` for ``callbacks.model_checkpint.monitr``). An argument
+litlab passes the node itself (``target_arguments.passed_by_litlab``: ``trainer.logger``, as the
+entry point builds its trainer) is never suggested: where it is the closest, the paragraph says
+why a value for it is not taken. A top-level
 key is looked for one level down (``max_epochs``: ``trainer.max_epochs``). ``+`` is suggested
 only where nothing is close, as the way to add a new key, and never at the top or under
 ``hydra``, where nothing reads a new key.
@@ -20,10 +23,11 @@ import re
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from litlab.choice_files import COMPOSE_ERRORS, compose_as_hydra
 from litlab.config_flags import Primary
 from litlab.errors import LitlabError
 from litlab.source_signatures import target_params
-from litlab.target_arguments import HYDRA_KEYS, SET_BY_LITLAB, closest_first
+from litlab.target_arguments import HYDRA_KEYS, closest_first, passed_by_litlab
 
 
 def not_a_key(typed: str, overrides: list[str], primary: Primary) -> LitlabError:
@@ -42,7 +46,8 @@ def not_a_key(typed: str, overrides: list[str], primary: Primary) -> LitlabError
                            f"{OmegaConf.select(node, name, throw_on_resolution_failure=False)!r}, which has no keys). "
                            f"{check}.")
     keys = [str(k) for k in node.keys() if k not in HYDRA_KEYS]
-    takes = _arguments_not_in_config(node, where, keys)
+    set_aside = passed_by_litlab(cfg, where, primary.command())  # trainer.logger: never suggested
+    takes = _arguments_not_in_config(node, keys, set_aside)
     target = node.get("_target_") if "_target_" in node else None
     close, _ = closest_first(name, [*keys, *(takes or ())])
     # only keys that exist as suggested: the rest (.lr of model.optimzer.lr) under a close key, or corrected there
@@ -60,6 +65,13 @@ def not_a_key(typed: str, overrides: list[str], primary: Primary) -> LitlabError
         optuna = _optuna_hint(name)
         if optuna is not None:
             return LitlabError(f"{key} is not a key of the config ({shown} has no key {name}). {optuna}")
+    passed, _ = closest_first(name, list(set_aside))
+    if not close and passed:  # trainer.loger=csv: the argument meant is one litlab passes itself
+        named = _dotted(where, passed[0])
+        lead = (f"{named} is an argument litlab passes itself" if passed[0] == name else
+                f"The closest argument, {named}, is one litlab passes itself")
+        return LitlabError(f"{key} is not a key of the config ({shown} has no key {name}). {lead}: "
+                           f"{set_aside[passed[0]]}.")
     if not close:
         listed = ", ".join(_dotted(where, k) for k in keys) or "no keys"
         # + only where it would be let through: the + check refuses an argument a litlab target does not take;
@@ -107,24 +119,16 @@ def _composed_without_misses(typed: str, overrides: list[str], primary: Primary)
     """The config that ``overrides`` compose without ``typed`` and every other override that sets a
     key Hydra finds in no node (``data.batchsize=8`` beside ``trainer.max_epoch=3``), dropped one at
     a time as Hydra names them; None where it fails for another reason."""
-    from hydra import compose
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-
     kept = [o for o in overrides if o != typed]
     for _ in range(len(overrides)):
-        GlobalHydra.instance().clear()
         try:
-            primary.start_hydra()
-            return compose(primary.name, overrides=kept, return_hydra_config=True)
-        except (HydraException, OmegaConfBaseException, ValueError) as e:
+            return compose_as_hydra(kept, primary)
+        except COMPOSE_ERRORS as e:
             named = re.search(r"'([^']+)'", str(e))
             miss = next((o for o in kept if named and o.lstrip("+~").split("=", 1)[0] == named.group(1)), None)
             if miss is None:
                 return None
             kept.remove(miss)
-        finally:
-            GlobalHydra.instance().clear()
     return None
 
 
@@ -169,15 +173,14 @@ def _deepest_node(cfg: DictConfig, key: str) -> tuple[DictConfig, str, str, str]
     return None
 
 
-def _arguments_not_in_config(node: DictConfig, where: str, keys: list[str]) -> list[str] | None:
+def _arguments_not_in_config(node: DictConfig, keys: list[str], set_aside: dict[str, str]) -> list[str] | None:
     """The arguments of ``node``'s ``_target_`` (read from litlab's, Lightning's or torch.optim's
-    source) that the node does not set, less those litlab passes itself; None where they cannot
-    be read (no target, the user's own, ``**kwargs``)."""
+    source) that the node does not set, less those litlab passes itself (``set_aside``); None where
+    they cannot be read (no target, the user's own, ``**kwargs``)."""
     target = node.get("_target_") if "_target_" in node else None
     params = target_params(target) if isinstance(target, str) else None
     if params is None:
         return None
-    set_aside = SET_BY_LITLAB.get(where, {})
     return [p for p in params if p not in keys and p not in set_aside and p not in HYDRA_KEYS]
 
 

@@ -148,7 +148,7 @@ def _refusal(cfg: DictConfig, override: str, overrides: Sequence[str], command: 
     if found is None:
         return None
     where, name, target = found
-    set_aside = _set_by_litlab(cfg, where, command)
+    set_aside = passed_by_litlab(cfg, where, command)
     if name in set_aside:
         return set_by_litlab(override, where, name, set_aside[name])
     if where == "trainer" and _entry_point(command) in ("train", "lr_find") and name in SWITCHED_BY_CALLBACK:
@@ -166,11 +166,12 @@ def _refusal(cfg: DictConfig, override: str, overrides: Sequence[str], command: 
                            set_aside)
 
 
-def _set_by_litlab(cfg: DictConfig, where: str, command: str) -> dict[str, str]:
+def passed_by_litlab(cfg: DictConfig, where: str, command: str) -> dict[str, str]:
     """The arguments litlab passes itself to the node at ``where`` (``SET_BY_LITLAB``), each with
     where it takes them from; ``compress.student`` only as litlab's distillation builds it,
     ``model.optimizer``'s and ``model.scheduler``'s only as litlab's Classifier finishes them, and
-    ``trainer``'s as the entry point of ``command`` (``python -m litlab.lr_find ...``) builds it."""
+    ``trainer``'s as the entry point of ``command`` (``python -m litlab.lr_find ...``) builds it.
+    Read by this check and by ``misspelt_keys`` (which never suggests adding one of them)."""
     if where == "trainer":
         return TRAINER_SET_BY_LITLAB.get(_entry_point(command), {})
     if where == "compress.student" and subclass_of(str(OmegaConf.select(cfg, "compress._target_", default="")),

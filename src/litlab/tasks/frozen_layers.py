@@ -31,16 +31,33 @@ log = logging.getLogger(__name__)
 KEY = "model.freeze"
 
 
+def freezes_nothing(value: object) -> bool:
+    """The one rule for a ``model.freeze`` that freezes nothing: null or an empty list (``[]``), the
+    values a run that trains every parameter has. Any other value names prefixes or is refused
+    (``freeze_prefixes``): a blank string (``model.freeze=''``, an unset shell variable) names no
+    prefix, and is refused rather than read as "train everything": a run meant to freeze part of the
+    net would otherwise train all of it without a word. Read by training (``freeze_prefixes``), by ``build.build_task`` and by
+    eval and predict's refusal of the key (``init_from_path.check_not_given``)."""
+    return value is None or (_is_list(value) and len(value) == 0)
+
+
+def _is_list(value: object) -> bool:
+    # a ListConfig by its name: omegaconf is imported only inside this module's functions
+    return isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig"
+
+
 def freeze_prefixes(value: object) -> list[str]:
-    """``model.freeze`` as a list of prefixes: null or ``[]`` freezes nothing, a bare string is one
-    prefix; an integer is its digits (Hydra reads ``model.freeze=[1]`` as an int: ``1.weight`` of an
-    ``nn.Sequential``). A float is refused with the hint to quote it (``1.10`` reads as 1.1); anything
-    else (a dict, a bool, a list holding other than non-empty names) is refused."""
-    if value is None:
+    """``model.freeze`` as a list of prefixes: ``[]`` where it freezes nothing (``freezes_nothing``), a
+    bare string is one prefix; an integer is its digits (Hydra reads ``model.freeze=[1]`` as an int:
+    ``1.weight`` of an ``nn.Sequential``). A float is refused with the hint to quote it (``1.10`` reads
+    as 1.1); anything else (a dict, a bool, a blank string, a list holding other than non-empty names)
+    is refused."""
+    if freezes_nothing(value):
         return []
+    given = value  # as typed, for the message: '' rather than ['']
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         value = [value]
-    items = list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig" else None
+    items = list(value) if _is_list(value) else None
     for item in items or []:
         if isinstance(item, float):
             raise LitlabError(
@@ -52,7 +69,7 @@ def freeze_prefixes(value: object) -> list[str]:
     if items is None or not all(isinstance(p, str) and p.strip() and p == p.strip() for p in items):
         raise LitlabError(
             f"{KEY} must be a list of parameter-name prefixes of the net, as net.named_parameters() names them "
-            f"(e.g. {KEY}=[features] or {KEY}=[features.0,head.0]), or one such name; got {value!r}. "
+            f"(e.g. {KEY}=[features] or {KEY}=[features.0,head.0]), or one such name; got {given!r}. "
             f"{KEY}=[] trains every parameter.")
     return list(dict.fromkeys(items))  # in order, once each
 
