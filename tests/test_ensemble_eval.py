@@ -248,8 +248,8 @@ def test_part_of_the_split_is_recorded_and_a_folder_of_one_member_is_no_temperat
     record = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     assert record["samples"] == 16 and record["partial_data"] == {"limit_test_batches": 2}
     assert "litlab eval of an ensemble of 1 member (their" in capsys.readouterr().out
-    with pytest.raises(LitlabError, match=r"is the record of an ensemble eval .* Give the folder of an eval of one "
-                                          r"member: python -m litlab.eval ckpt_path=<member> temperature=auto"):
+    with pytest.raises(LitlabError, match=r"the record of an ensemble eval of 1 member\(s\) .* records no temperature "
+                                          rf"for the checkpoint ckpt_path={ckpts[0]} \(matched by sha256"):
         eval_record_temperature(Path(cfg.paths.output_dir), ckpts[0])
 
 

@@ -19,8 +19,11 @@ from PIL import Image
 
 from litlab.errors import LitlabError
 from litlab.prediction.inputs import image_batches
+from litlab.prediction.checkpoint_model import load_predictor
 from litlab.prediction.run import predict
+from litlab.temperature_scaling import temperature_record
 from litlab.training import train
+from litlab.tuning.temperature_setting import checkpoint_fingerprint
 from tests.conftest import make_cfg, refused_before_torch, run_cli
 
 # one epoch on a few batches: the members need only differ, not be good
@@ -176,7 +179,7 @@ def test_the_same_checkpoint_twice_and_a_missing_member_are_refused(sweep, input
         _run(cfg_factory, [str(ckpts[0]), str(ckpts[0].parent.parent)], inputs / "pics")
     with pytest.raises(LitlabError, match=rf"ckpt_path={tmp_path / 'gone.ckpt'} does not exist"):
         _run(cfg_factory, [str(ckpts[0]), str(tmp_path / "gone.ckpt")], inputs / "pics")
-    assert not (tmp_path / "ens" / "metrics.json").exists() and not (tmp_path / "ens" / "predictions.csv").exists()
+    assert not (tmp_path / "ens" / "predictions.csv").exists()  # refused before the CSV was begun
 
 
 def test_each_member_takes_its_own_temperature(sweep, inputs, cfg_factory, tmp_path):
@@ -200,6 +203,98 @@ def test_each_member_takes_its_own_temperature(sweep, inputs, cfg_factory, tmp_p
     with pytest.raises(LitlabError, match=rf"temperature={evals}: .* records no temperature for the checkpoint of "
                                           rf"member\(s\) {ckpts[1]} \(matched by sha256"):
         _run(cfg_factory, [str(ckpts[0]), str(ckpts[1])], inputs / "x.npz", f"temperature={evals}", name="miss")
+
+
+def _eval_records(folder: Path, pair: list[Path]) -> tuple[Path, Path]:
+    """The folders of an eval of ``pair[0]`` alone with temperature=2.0 and of an ensemble eval of
+    ``pair`` with T 2.0 and 0.5, their metrics.json as eval writes them."""
+    one, ensemble = folder / "eval_one", folder / "eval_ensemble"
+    one.mkdir()
+    ensemble.mkdir()
+    (one / "metrics.json").write_text(json.dumps({"task": "eval", "status": "completed", "ckpt_path": str(pair[0]),
+                                                  "temperature": temperature_record(2.0, None, str(pair[0]),
+                                                                                    checkpoint_fingerprint(pair[0]))}))
+    members = [{"ckpt_path": str(c), "temperature": temperature_record(t, None, str(c), checkpoint_fingerprint(c))}
+               for c, t in zip(pair, (2.0, 0.5))]
+    (ensemble / "metrics.json").write_text(json.dumps({"task": "eval", "status": "completed", "ensemble": True,
+                                                       "ckpt_path": list(map(str, pair)), "members": members}))
+    return one, ensemble
+
+
+def test_a_members_t_is_found_by_sha256_in_a_single_or_an_ensemble_eval(sweep, inputs, cfg_factory, tmp_path):
+    """A one-member list took no single eval's folder, and one checkpoint no ensemble eval's
+    folder, though each record holds that checkpoint's T."""
+    folder, ckpts = sweep
+    one, ensemble = _eval_records(tmp_path, [ckpts[0], ckpts[2]])
+    _, summary, rows = _run(cfg_factory, [str(ckpts[0])], inputs / "x.npz", "top_k=10", f"temperature={one}",
+                            name="list_of_one")
+    assert summary["members"][0]["temperature"] == {"value": 2.0, "from": str(one)}
+    _assert_average(rows, _members_mean(cfg_factory, [ckpts[0]], inputs / "x.npz", [2.0]))
+    _, summary, _ = _run(cfg_factory, str(ckpts[2]), inputs / "x.npz", f"temperature={ensemble}", name="member")
+    assert summary["temperature"] == {"value": 0.5, "from": str(ensemble)}
+    with pytest.raises(LitlabError) as err:
+        _run(cfg_factory, str(ckpts[1]), inputs / "x.npz", f"temperature={ensemble}", name="other")
+    assert str(err.value).startswith(
+        f"temperature={ensemble}: {ensemble / 'metrics.json'}, the record of an ensemble eval of 2 member(s) "
+        f"([{ckpts[0]}, {ckpts[2]}]), records no temperature for the checkpoint ckpt_path={ckpts[1]} (matched by "
+        f"sha256")
+
+
+def test_records_of_other_commands_are_refused_naming_their_task(sweep, inputs, cfg_factory, tmp_path):
+    """An ensemble predict's folder was read as an eval's, and a training run's was "it evaluated None"."""
+    folder, ckpts = sweep
+    _, ensemble = _eval_records(tmp_path, [ckpts[0], ckpts[2]])
+    pair = [str(ckpts[0]), str(ckpts[2])]
+    cfg, _, _ = _run(cfg_factory, pair, inputs / "x.npz", f"temperature={ensemble}", name="predicted")
+    predicted = Path(cfg.paths.output_dir)
+    for given, task, of in ((predicted, "predict", f" of ckpt_path=[{ckpts[0]}, {ckpts[2]}]"),
+                            (ckpts[0].parent.parent, "train", "")):
+        with pytest.raises(LitlabError) as err:
+            _run(cfg_factory, pair, inputs / "x.npz", f"temperature={given}", name="refused")
+        assert str(err.value) == (
+            f"temperature={given}: {given / 'metrics.json'} records no temperature: it is the record of a {task} "
+            f"run{of}, not of an eval (python -m litlab.eval ... temperature=...). Give the folder of python -m "
+            f"litlab.eval with the same members and temperature=auto, or a number (every member's T).")
+
+
+def test_auto_for_an_ensemble_advises_the_ensemble_eval(sweep, inputs, cfg_factory, tmp_path):
+    folder, ckpts = sweep
+    for given, words in ((str(folder), f"ckpt_path={folder}"), ([str(c) for c in ckpts[:2]],
+                                                                 f"'ckpt_path=[{ckpts[0]},{ckpts[1]}]'")):
+        with pytest.raises(LitlabError) as err:
+            _run(cfg_factory, given, inputs / "x.npz", "temperature=auto", name="auto")
+        assert f"Fit each member's T with python -m litlab.eval {words} temperature=auto, then give" in str(err.value)
+
+
+def test_a_sweep_without_models_is_worded_for_predict(inputs, cfg_factory, tmp_path):
+    failed = tmp_path / "failed_sweep"
+    (failed / "0" / ".hydra").mkdir(parents=True)
+    (failed / "multirun.yaml").write_text("{}\n")
+    with pytest.raises(LitlabError, match=r"a checkpoints/best.ckpt, so there is no model to predict with\. Give"):
+        _run(cfg_factory, str(failed), inputs / "x.npz", name="failed")
+
+
+def _rewritten(ckpt: Path, path: Path) -> Path:
+    """The model of ``ckpt`` under other bytes (another sha256): a second member of its size."""
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    saved["litlab"]["copied_from"] = str(ckpt)
+    torch.save(saved, path)
+    return path
+
+
+def test_members_of_one_size_are_said_resized_once_and_their_memory_is_said(sweep, inputs, cfg_factory, tmp_path,
+                                                                              caplog, capsys):
+    folder, ckpts = sweep
+    twin = _rewritten(ckpts[1], tmp_path / "twin.ckpt")
+    with caplog.at_level(logging.INFO, logger="litlab.prediction"):
+        _run(cfg_factory, [str(ckpts[1]), str(twin)], inputs / "pics", "device=cpu", name="twins")
+    lines = [r.getMessage() for r in caplog.records if "resized 6 image file(s)" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith(f"2 members ({ckpts[1]}, {twin}): resized 6 image file(s) to "
+                                                   f"their 12x12 (width x height)")
+    net = load_predictor(str(ckpts[1]), torch.device("cpu")).net
+    one = sum(t.numel() * t.element_size() for t in net.state_dict().values())
+    assert (f"the ensemble's 2 member(s) are held on cpu at once: {2 * one} bytes" in caplog.text)
+    assert "  resized      6 to their members' sizes (0 stretched" in capsys.readouterr().out
 
 
 def test_each_image_file_is_opened_once(sweep, inputs, monkeypatch):

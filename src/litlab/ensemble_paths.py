@@ -60,10 +60,10 @@ def member_path(value: object) -> Path:
                       f"(outputs/runs/<run>, whose checkpoints/best.ckpt is read) or checkpoint files.")
 
 
-def sweep_members(folder: Path, tell: bool = False) -> list[Path]:
+def sweep_members(folder: Path, tell: bool = False, use: str = "evaluate") -> list[Path]:
     """The ``best.ckpt`` of every job of the sweep ``folder``, in job-number order; a job without
     one is skipped, named in the log where ``tell`` (the run, not the command line's check before
-    it); none at all is refused."""
+    it); none at all is refused, saying there is no model to ``use`` (the command's verb)."""
     members, skipped = [], []
     for job in sweep_jobs(folder):
         found = folder_checkpoint(job)
@@ -74,15 +74,16 @@ def sweep_members(folder: Path, tell: bool = False) -> list[Path]:
     if not members:
         jobs = f"none of its {len(skipped)} job folders has" if skipped else "it has no job folders (0/, 1/, ...) with"
         raise LitlabError(f"ckpt_path={folder} is a sweep folder, but {jobs} a checkpoints/best.ckpt, so there is no "
-                          f"model to evaluate. Give the folder of a sweep whose jobs trained, or list checkpoints: "
+                          f"model to {use}. Give the folder of a sweep whose jobs trained, or list checkpoints: "
                           f"'ckpt_path=[A,B]'.")
     return members
 
 
-def ensemble_members(value: object, tell: bool = False) -> list[Path]:
-    """The member checkpoints ``ckpt_path`` names (a list, or a sweep folder); at least one."""
+def ensemble_members(value: object, tell: bool = False, use: str = "evaluate") -> list[Path]:
+    """The member checkpoints ``ckpt_path`` names (a list, or a sweep folder); at least one.
+    ``use``: what the command does with them, for a sweep without any (``sweep_members``)."""
     if isinstance(value, str):
-        return sweep_members(Path(value), tell)
+        return sweep_members(Path(value), tell, use)
     listed = list(value)
     if not listed:
         raise LitlabError("ckpt_path=[] lists no checkpoint. List the checkpoints or run folders of the ensemble: "

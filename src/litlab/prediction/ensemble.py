@@ -7,7 +7,8 @@ same order. Image files mean one picture to every member, so members of other im
 channels are combined: each decodes the file to its own size and channels, as it does alone (the
 file is opened once, decoded once per distinct size and channels). An ``.npz`` array reaches every
 member as it is, so they must take samples of one shape and one scale (the same ``kind`` and
-``pixels``): a float array is pixels in [0, 1] to one model and raw values to another.
+``pixels``): a float array is pixels in [0, 1] to one model and raw values to another. Every
+member is held on the device at once: the ensemble takes the memory of its members together.
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from litlab.errors import LitlabError
-from litlab.models.temperature_scaled import TemperatureScaled
+from litlab.listing import first_of
 from litlab.prediction.checkpoint_model import Predictor, load_predictor, pick_device
 from litlab.prediction.csv_rows import PredictionCsv
-from litlab.prediction.ensemble_checks import check_ensemble_before_loading
-from litlab.prediction.inputs import Resized, array_batches, decoded_batches, read_npz, sample_shape
+from litlab.prediction.ensemble_checks import Temperature, check_ensemble_before_loading
+from litlab.prediction.inputs import Resized, array_batches, decoded_batches, sample_shape
 from litlab.prediction.path_checks import check_before_loading, check_input_exists
-from litlab.prediction.run import (check_some_predicted, check_takes_image_files, listed_files, log_resized,
-                                   log_top_k, print_summary)
+from litlab.prediction.run import (check_some_predicted, check_takes_image_files, leave_out, listed_files,
+                                   log_resized, log_top_k, print_summary, read_samples, summary_of, with_temperature)
 from litlab.reporting.run_files import update_metrics
 from litlab.tuning.temperature_setting import checkpoint_fingerprint
 
@@ -47,20 +48,11 @@ def predict_ensemble(cfg: DictConfig) -> dict:
         cfg, out, ("paths.output_dir", run_dir), check_before_loading, tell=True)
     log.info("ensemble of %d member%s: %s", len(members), "s" if len(members) != 1 else "",
              ", ".join(map(str, members)))
-    device = pick_device(str(cfg.get("device", "auto")))
-    predictors = []
-    for path, (temperature, _, how) in zip(members, temperatures):
-        predictor = load_predictor(str(path), device)
-        if temperature is not None:  # this member's probabilities softmax(logits / T)
-            predictor.net = TemperatureScaled(predictor.net, temperature)
-            log.info("member %s: temperature T=%.4f (%s)", path, temperature, how)
-        predictors.append(predictor)
+    predictors = load_members(members, temperatures, pick_device(str(cfg.get("device", "auto"))))
     check_same_classes(members, predictors)
-    log_dir = cfg.paths.get("log_dir")
     resized = [Resized() for _ in members]
     any_resized = Resized()
-    total, batches = ensemble_batches(Path(cfg.input), members, predictors, batch_size,
-                                      (Path(log_dir), run_dir, out) if log_dir else (run_dir, out),
+    total, batches = ensemble_batches(Path(cfg.input), members, predictors, batch_size, leave_out(cfg, run_dir, out),
                                       resized, any_resized)
     log_top_k(cfg, top_k, len(predictors[0].class_names))
     log.info("predicting %d input(s) from %s with an ensemble of %d", total, cfg.input, len(members))
@@ -68,8 +60,7 @@ def predict_ensemble(cfg: DictConfig) -> dict:
         for names, xs, errors, order in batches:
             rows.write_probabilities(names, average_probabilities(predictors, xs) if xs is not None else None,
                                      errors, order)
-    for path, predictor, count in zip(members, predictors, resized):
-        log_resized(count, predictor, who=f"member {path}: ")
+    log_members_resized(members, predictors, resized)
     check_some_predicted(cfg, rows, out)
     records = []
     for path, (temperature, source, _), count in zip(members, temperatures, resized):
@@ -78,14 +69,27 @@ def predict_ensemble(cfg: DictConfig) -> dict:
         if temperature is not None:
             record["temperature"] = {"value": temperature, "from": source}
         records.append(record)
-    summary = {"predicted": rows.predicted, "errors": len(rows.errors), "resized": any_resized.count,
-               "resized_stretched": any_resized.stretched, "predictions": str(out), "top_k": rows.top_k,
-               "top1_counts": dict(sorted(rows.top1_counts.items(), key=lambda kv: -kv[1]))}
+    summary = summary_of(rows, any_resized, out)
     given = cfg.ckpt_path if isinstance(cfg.ckpt_path, str) else [str(v) for v in cfg.ckpt_path]
     update_metrics(run_dir, status="completed", task="predict", ckpt_path=given, input=str(cfg.input),
                    ensemble=True, members=records, **{k: v for k, v in summary.items() if k != "top1_counts"})
     print_ensemble(cfg, summary, rows.errors, records)
     return {**summary, "ensemble": True, "members": records}
+
+
+def load_members(members: list[Path], temperatures: list[Temperature], device: torch.device) -> list[Predictor]:
+    """Every member's model, each with its own T, held on ``device`` together: the ensemble takes the
+    memory of all its members at once, said in the log with their weights' bytes."""
+    predictors = []
+    for path, (temperature, _, how) in zip(members, temperatures):
+        predictor = load_predictor(str(path), device)
+        with_temperature(predictor, temperature, how, who=f"member {path}: ")
+        predictors.append(predictor)
+    held = sum(t.numel() * t.element_size() for p in predictors for t in (*p.net.parameters(), *p.net.buffers()))
+    places = ", ".join(sorted({str(p.device) for p in predictors}))
+    log.info("the ensemble's %d member(s) are held on %s at once: %d bytes (%.1f MiB) of parameters and buffers in "
+             "all, the sum of the members'", len(predictors), places, held, held / 2**20)
+    return predictors
 
 
 def average_probabilities(predictors: list[Predictor], xs: list[Tensor]) -> Tensor:
@@ -105,14 +109,10 @@ def check_same_classes(members: list[Path], predictors: list[Predictor]) -> None
             at = next(i for i, (a, b) in enumerate(zip(first, names)) if a != b)
             why = f"the same classes in another order (class {at} is {first[at]} and {names[at]})"
         else:
-            why = (f"other classes ({len(first)}: {_names(first)} against {len(names)}: {_names(names)})")
+            why = f"other classes ({len(first)}: {first_of(first, 5)} against {len(names)}: {first_of(names, 5)})"
         raise LitlabError(f"The ensemble's members {members[0]} and {path} predict {why}, so their probabilities "
                           f"cannot be averaged class by class. Combine models trained on the same classes (the same "
                           f"data, e.g. the jobs of one sweep).")
-
-
-def _names(names: list[str]) -> str:
-    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def ensemble_batches(path: Path, members: list[Path], predictors: list[Predictor], batch_size: int,
@@ -124,9 +124,7 @@ def ensemble_batches(path: Path, members: list[Path], predictors: list[Predictor
     check_input_exists(path)
     if path.is_file() and path.suffix.lower() == ".npz":
         check_same_samples(path, members, predictors)
-        key, x = read_npz(path, predictors[0].input_shape, predictors[0].preprocess)
-        if len(x) == 0:
-            raise LitlabError(f"input={path}: {key} holds no samples. Give an .npz with the samples to classify.")
+        key, x = read_samples(path, predictors[0])
         return len(x), ((names, None if chunk is None else [chunk] * len(predictors), errors, order)
                         for names, chunk, errors, order in array_batches(path, key, x, batch_size))
     for member, predictor in zip(members, predictors):
@@ -145,6 +143,23 @@ def ensemble_batches(path: Path, members: list[Path], predictors: list[Predictor
             yield names, None if decoded is None else [decoded[distinct.index(s)] for s in specs], errors, order
 
     return len(files), batches()
+
+
+def log_members_resized(members: list[Path], predictors: list[Predictor], resized: list[Resized]) -> None:
+    """One line per distinct decoding that resized files (``log_resized``), naming its members:
+    members of one size and channels share one count (``ensemble_batches``), and a line per member
+    repeated the same words once per job of a sweep. Members of one decoding trained otherwise (with
+    ``data.image_size``, or on files of their own size) get a line each way."""
+    groups: dict[tuple, list[int]] = {}
+    for i, (predictor, count) in enumerate(zip(predictors, resized)):
+        trained = tuple(predictor.preprocess.image_size or ())
+        groups.setdefault((id(count), trained), []).append(i)
+    for at in groups.values():
+        if len(at) == 1:
+            log_resized(resized[at[0]], predictors[at[0]], who=f"member {members[at[0]]}: ")
+        else:
+            who = f"{len(at)} members ({first_of([str(members[i]) for i in at], 3)}): "
+            log_resized(resized[at[0]], predictors[at[0]], who=who, whose="their")
 
 
 def check_same_samples(path: Path, members: list[Path], predictors: list[Predictor]) -> None:
@@ -171,7 +186,8 @@ def print_ensemble(cfg: DictConfig, summary: dict, errors: list[tuple[str, str]]
     """The summary of one checkpoint's predict, titled as an ensemble, then its members (and their T)."""
     n = len(records)
     print_summary(cfg, summary, errors, title=f"an ensemble of {n} member{'s' if n != 1 else ''} (their "
-                                               f"probabilities averaged)")
+                                               f"probabilities averaged)",
+                  sizes="the model's size" if n == 1 else "their members' sizes")
     for i, r in enumerate(records):
         extra = f" (T={r['temperature']['value']:.4f})" if "temperature" in r else ""
         print(f"  member {i}     {r['ckpt_path']}{extra}")

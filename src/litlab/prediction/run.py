@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 from omegaconf import DictConfig
+from torch import Tensor
 
 from litlab.ensemble_paths import is_ensemble
 from litlab.errors import LitlabError
@@ -42,14 +43,41 @@ def input_batches(path: Path, predictor: Predictor, batch_size: int, leave_out: 
     ``resized`` counts the image files decoded from another size."""
     check_input_exists(path)
     if path.is_file() and path.suffix.lower() == ".npz":
-        key, x = read_npz(path, predictor.input_shape, predictor.preprocess)
-        if len(x) == 0:
-            raise LitlabError(f"input={path}: {key} holds no samples. Give an .npz with the samples to classify.")
+        key, x = read_samples(path, predictor)
         return len(x), array_batches(path, key, x, batch_size)
     check_takes_image_files(path, predictor)
     files = listed_files(path, leave_out)
     return len(files), image_batches(files, predictor.input_shape, predictor.preprocess.channels, batch_size,
                                      resized)
+
+
+def read_samples(path: Path, predictor: Predictor) -> tuple[str, Tensor]:
+    """The samples of the ``.npz`` ``input=path`` for this model (``inputs.read_npz``); none is refused."""
+    key, x = read_npz(path, predictor.input_shape, predictor.preprocess)
+    if len(x) == 0:
+        raise LitlabError(f"input={path}: {key} holds no samples. Give an .npz with the samples to classify.")
+    return key, x
+
+
+def leave_out(cfg: DictConfig, run_dir: Path, out: Path) -> tuple[Path, ...]:
+    """What a folder ``input`` holds that is litlab's, not inputs: ``paths.log_dir``, the run's folder, the CSV."""
+    log_dir = cfg.paths.get("log_dir")
+    return (Path(log_dir), run_dir, out) if log_dir else (run_dir, out)
+
+
+def with_temperature(predictor: Predictor, temperature: float | None, how: str | None, who: str = "") -> None:
+    """Divides ``predictor``'s logits by ``temperature`` (None: T = 1, as it is), said in the log."""
+    if temperature is None:
+        return
+    predictor.net = TemperatureScaled(predictor.net, temperature)  # softmax(logits / T); the ranking stays
+    log.info("%stemperature T=%.4f (%s)", who, temperature, how)
+
+
+def summary_of(rows: PredictionCsv, resized: Resized, out: Path) -> dict:
+    """What predict returns and records (less ``top1_counts``) of the CSV's ``rows``."""
+    return {"predicted": rows.predicted, "errors": len(rows.errors), "resized": resized.count,
+            "resized_stretched": resized.stretched, "predictions": str(out), "top_k": rows.top_k,
+            "top1_counts": dict(sorted(rows.top1_counts.items(), key=lambda kv: -kv[1]))}
 
 
 def listed_files(path: Path, leave_out: tuple[Path, ...] = ()) -> list[Path]:
@@ -115,13 +143,9 @@ def predict(cfg: DictConfig) -> dict:
     top_k, batch_size = check_before_loading(cfg, out, ("paths.output_dir", run_dir))
     predictor = load_predictor(str(cfg.ckpt_path), pick_device(str(cfg.get("device", "auto"))))
     temperature, source, how = predict_temperature(cfg)
-    if temperature is not None:  # probabilities softmax(logits / T); the ranking stays the same
-        predictor.net = TemperatureScaled(predictor.net, temperature)
-        log.info("temperature T=%.4f (%s)", temperature, how)
-    log_dir = cfg.paths.get("log_dir")
+    with_temperature(predictor, temperature, how)
     resized = Resized()
-    total, batches = input_batches(Path(cfg.input), predictor, batch_size,
-                                   (Path(log_dir), run_dir, out) if log_dir else (run_dir, out), resized)
+    total, batches = input_batches(Path(cfg.input), predictor, batch_size, leave_out(cfg, run_dir, out), resized)
     log_top_k(cfg, top_k, len(predictor.class_names))
     log.info("predicting %d input(s) from %s with %s", total, cfg.input, cfg.ckpt_path)
     with PredictionCsv(out, predictor.class_names, top_k) as rows:
@@ -129,9 +153,7 @@ def predict(cfg: DictConfig) -> dict:
             rows.write(names, predictor.logits(x) if x is not None else None, errors, order)
     log_resized(resized, predictor)
     check_some_predicted(cfg, rows, out)
-    summary = {"predicted": rows.predicted, "errors": len(rows.errors), "resized": resized.count,
-               "resized_stretched": resized.stretched, "predictions": str(out), "top_k": rows.top_k,
-               "top1_counts": dict(sorted(rows.top1_counts.items(), key=lambda kv: -kv[1]))}
+    summary = summary_of(rows, resized, out)
     if temperature is not None:
         summary["temperature"] = {"value": temperature, "from": source}
     update_metrics(run_dir, status="completed", task="predict", ckpt_path=str(cfg.ckpt_path), input=str(cfg.input),
@@ -165,17 +187,18 @@ def check_some_predicted(cfg: DictConfig, rows: PredictionCsv, out: Path) -> Non
                       f".npz file with the samples under key x.")
 
 
-def log_resized(resized: Resized, predictor: Predictor, who: str = "") -> None:
+def log_resized(resized: Resized, predictor: Predictor, who: str = "", whose: str = "the model's") -> None:
     """One line for the whole run when image files were resized to the model's ``(H, W)``: a
     warning where the aspect ratio changed (the picture is stretched) or the model was trained on
-    files of their own size (it never saw a resized one; eval refuses other sizes there)."""
+    files of their own size (it never saw a resized one; eval refuses other sizes there).
+    ``who``: the line's start (an ensemble's members); ``whose``: whose size it is."""
     if not resized.count:
         return
     h, w = predictor.input_shape[1:]
     trained = predictor.preprocess.image_size
     how = (f"as training resized its files (data.image_size={list(trained)})" if trained else
            "which training never did (the model saw its files at their own size)")
-    line = f"resized {resized.count} image file(s) to the model's {w}x{h} (width x height), {how}"
+    line = f"resized {resized.count} image file(s) to {whose} {w}x{h} (width x height), {how}"
     if resized.stretched:
         name, fw, fh = resized.first_stretched
         ratio = f"{w // math.gcd(w, h)}:{h // math.gcd(w, h)}"
@@ -188,10 +211,10 @@ def log_resized(resized: Resized, predictor: Predictor, who: str = "") -> None:
 
 
 def print_summary(cfg: DictConfig, summary: dict, errors: list[tuple[str, str]], how: str | None = None,
-                  title: str | None = None) -> None:
+                  title: str | None = None, sizes: str = "the model's size") -> None:
     """A few lines: counts, the most frequent predicted classes, the first errors, the CSV.
     ``how``: where the temperature came from (``temperature_setting.predict_temperature``);
-    ``title``: what predicted (default: ``ckpt_path``)."""
+    ``title``: what predicted (default: ``ckpt_path``); ``sizes``: what files were resized to."""
     print(f"\nlitlab predict with {title or cfg.ckpt_path}:")
     print(f"  input        {cfg.input}")
     print(f"  predicted    {summary['predicted']}")
@@ -202,7 +225,7 @@ def print_summary(cfg: DictConfig, summary: dict, errors: list[tuple[str, str]],
         common = list(summary["top1_counts"].items())[:5]
         print("  top classes  " + ", ".join(f"{name} ({n})" for name, n in common))
     if summary.get("resized"):
-        print(f"  resized      {summary['resized']} to the model's size ({summary['resized_stretched']} stretched: "
+        print(f"  resized      {summary['resized']} to {sizes} ({summary['resized_stretched']} stretched: "
               f"another aspect ratio)")
     print(f"  errors       {summary['errors']}")
     for name, why in errors[:3]:

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 from litlab.errors import LitlabError
+from litlab.listing import first_of
 
 AUTO = "auto"
 
@@ -80,30 +81,21 @@ def eval_record_temperature(folder: Path, ckpt_path: object) -> tuple[float, boo
     """The T recorded in ``folder/metrics.json`` by an eval of ``ckpt_path``, and whether the eval
     fitted it (else it was given to the eval). The checkpoint must have the size and sha256 that
     the eval recorded: a resume that wrote over ``last.ckpt`` since is another model under the same
-    path, and a run folder moved since is the same model under another. Errors name both paths."""
-    from litlab.reporting.run_files import read_json  # no torch
-
+    path, and a run folder moved since is the same model under another. Errors name both paths.
+    An ensemble eval's folder gives the T it recorded for the member with this checkpoint's sha256."""
     where = f"temperature={folder}"
     if not folder.is_dir():
         raise LitlabError(f"{where} is neither a positive number nor a folder. Give a number (temperature=1.5) or the "
                           f"folder of an eval run with temperature=auto (it holds metrics.json).")
-    path = folder / "metrics.json"
-    try:
-        record = read_json(path)
-    except (OSError, ValueError):
-        raise LitlabError(f"{where}: {path} is missing or unreadable, so it is not the folder of a finished eval "
-                          f"run. Give the folder of python -m litlab.eval ckpt_path={ckpt_path} temperature=auto.") \
-            from None
-    fitted = record.get("temperature") if isinstance(record, dict) else None
-    if isinstance(record, dict) and record.get("ensemble") is True and fitted is None:
-        raise LitlabError(f"{where}: {path} is the record of an ensemble eval (ckpt_path as a list or a sweep "
-                          f"folder), which records each member's temperature in its members, not one for "
-                          f"ckpt_path={ckpt_path}. Give the folder of an eval of one member: python -m litlab.eval "
-                          f"ckpt_path=<member> temperature=auto (here ckpt_path={ckpt_path}), or give a number.")
-    if not isinstance(fitted, dict) or not isinstance(fitted.get("value"), (int, float)) or fitted["value"] <= 0:
-        raise LitlabError(f"{where}: {path} records no temperature (an eval run without temperature=..., or a run of "
-                          f"another command). Run python -m litlab.eval ckpt_path={ckpt_path} temperature=auto and "
-                          f"give its folder, or give a number.")
+    path, record = read_eval_record(folder, f"Give the folder of python -m litlab.eval ckpt_path={ckpt_path} "
+                                            f"temperature=auto, or a number.")
+    if record.get("ensemble") is True:
+        return _member_temperature(where, path, record, Path(str(ckpt_path)))
+    fitted = record.get("temperature")
+    if not _is_temperature(fitted):
+        raise LitlabError(f"{where}: {path} records no temperature (an eval run without temperature=...). Run python "
+                          f"-m litlab.eval ckpt_path={ckpt_path} temperature=auto and give its folder, or give a "
+                          f"number.")
     recorded = fitted.get("ckpt_path") or record.get("ckpt_path")
     how = "fitted for" if fitted.get("fitted_on") else "given to the eval of"
     again = (f"Run python -m litlab.eval ckpt_path={ckpt_path} temperature=auto again and give its folder, or give "
@@ -127,6 +119,62 @@ def eval_record_temperature(folder: Path, ckpt_path: object) -> tuple[float, boo
                       f"recorded {kept['ckpt_bytes']}{' and another sha256' if now == kept['ckpt_bytes'] else ''}), "
                       f"so another model, which that T does not calibrate. Give the folder of an eval of "
                       f"{ckpt_path} (python -m litlab.eval ckpt_path={ckpt_path} temperature=auto).")
+
+
+def read_eval_record(folder: Path, again: str) -> tuple[Path, dict]:
+    """``folder/metrics.json`` and its record, which must be an eval's (``task: eval``): the folder
+    of a training run or of a predict holds no T fitted for a checkpoint. ``again``: what to give
+    instead, the last sentence of the refusals, which name the record's task and ``ckpt_path``."""
+    from litlab.reporting.run_files import read_json  # no torch
+
+    where, path = f"temperature={folder}", folder / "metrics.json"
+    try:
+        record = read_json(path)
+    except (OSError, ValueError):
+        raise LitlabError(f"{where}: {path} is missing or unreadable, so it is not the folder of a finished eval "
+                          f"run. {again}") from None
+    if not isinstance(record, dict) or record.get("task") != "eval":
+        task = record.get("task") if isinstance(record, dict) else None
+        ran = record.get("ckpt_path") if isinstance(record, dict) else None
+        what = f"the record of a {task} run" if task else "no run's record"
+        of = f" of ckpt_path={_as_given(ran)}" if ran else ""
+        raise LitlabError(f"{where}: {path} records no temperature: it is {what}{of}, not of an eval (python -m "
+                          f"litlab.eval ... temperature=...). {again}")
+    return path, record
+
+
+def recorded_temperatures(record: dict) -> dict[str, dict]:
+    """The temperatures of an eval's record by the sha256 of the checkpoint each was fitted for
+    (or given to): a single eval's ``temperature``, an ensemble eval's ``members[].temperature``."""
+    found = [record.get("temperature")] + [m.get("temperature") for m in record.get("members") or []
+                                           if isinstance(m, dict)]
+    return {t["ckpt_sha256"]: t for t in found if _is_temperature(t) and isinstance(t.get("ckpt_sha256"), str)}
+
+
+def _is_temperature(t: object) -> bool:
+    return (isinstance(t, dict) and isinstance(t.get("value"), (int, float)) and not isinstance(t["value"], bool)
+            and t["value"] > 0)
+
+
+def _member_temperature(where: str, path: Path, record: dict, ckpt_path: Path) -> tuple[float, bool]:
+    """The T an ensemble eval's record holds for the member with ``ckpt_path``'s sha256."""
+    t = recorded_temperatures(record).get(checkpoint_fingerprint(ckpt_path)["ckpt_sha256"])
+    if t is not None:
+        return float(t["value"]), bool(t.get("fitted_on"))
+    members = [m.get("ckpt_path") for m in record.get("members") or [] if isinstance(m, dict)]
+    raise LitlabError(f"{where}: {path}, the record of an ensemble eval of {len(members)} member(s) "
+                      f"({_as_given(members)}), records no temperature for the checkpoint ckpt_path={ckpt_path} "
+                      f"(matched by sha256: an eval without temperature=..., of other members, or a checkpoint "
+                      f"written over since). Give the folder of an eval with temperature=auto of this checkpoint "
+                      f"(python -m litlab.eval ckpt_path={ckpt_path} temperature=auto) or of an ensemble with it "
+                      f"among its members, or give a number.")
+
+
+def _as_given(value: object) -> str:
+    """A recorded ``ckpt_path``: a path, or a list as ``[A, B, C and 2 more]``."""
+    if isinstance(value, list):
+        return "[" + first_of(value, 3) + "]"
+    return str(value)
 
 
 FINGERPRINT_KEYS = ("ckpt_bytes", "ckpt_sha256")
