@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,31 @@ FAST = ["trainer.accelerator=cpu", "trainer.max_epochs=2", "trainer.enable_model
         "trainer.num_sanity_val_steps=0", "logger=csv"]
 
 torch.set_num_threads(1)
+
+
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """The folder ``name`` that ``make(folder)`` fills once per test session, for a module fixture
+    whose tests only read it (a benchmark, a finished run).
+
+    Under ``pytest -n N`` (``make test``) a module's tests are spread over the workers, and each
+    worker that draws one made its own copy of the module's fixture; here the first worker to need
+    it makes it in the folder the workers share, while the others wait, then all read that one. A
+    ``make`` that raised leaves the folder without its ``.made`` mark: the next test to ask fails
+    at once instead of making it again."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # pytest-of-<user>/pytest-<n>/: this session's, above every worker's own
+    folder = base / name
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        if not (folder / ".made").exists():
+            if folder.exists():
+                pytest.fail(f"{folder} was not made: the test that first needed it failed making it (its error "
+                            f"says why)", pytrace=False)
+            folder.mkdir()
+            make(folder)
+            (folder / ".made").touch()
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,7 @@ from litlab.tasks.batch_mixing import Mixup
 from litlab.tasks.classification import Classifier
 from litlab.tasks.loss_weights import LossWeights
 from litlab.training import train
-from tests.conftest import refused_before_torch, run_cli
+from tests.conftest import made_once, refused_before_torch, run_cli
 
 WEIGHTS = [0.5, 2.0, 1.5]
 
@@ -168,12 +168,8 @@ def test_labels_of_streamed_image_files_are_counted_without_decoding_an_image():
     assert label_counts(split, 4) == [2, 1, 4, 0]
 
 
-@pytest.fixture(scope="module")
-def balanced_ddp_run(tmp_path_factory) -> tuple[Path, Path, Path]:
-    """``(npz, run folder, folder of the ranks' applied weights)`` of one run of the real entrypoint
-    on an imbalanced npz with ``model.class_weights=balanced`` over two DDP ranks. Two tests read it
-    (one start-up less): the run's record, log and checkpoint, and the weights each rank applied."""
-    tmp = tmp_path_factory.mktemp("balanced")
+def _balanced_ddp_run(tmp: Path) -> None:
+    """Into ``tmp``: skew.npz, the run folder run/ and the ranks' applied weights in ranks/."""
     path = write_imbalanced_npz(tmp / "skew.npz")
     run, ranks = tmp / "run", tmp / "ranks"
     ranks.mkdir()
@@ -183,7 +179,16 @@ def balanced_ddp_run(tmp_path_factory) -> tuple[Path, Path, Path]:
                    f"hydra.run.dir={run}", env={"PYTHONPATH": os.pathsep.join(
                        filter(None, [os.environ.get("PYTHONPATH"), str(Path(__file__).resolve().parents[1])]))})
     assert done.returncode == 0, done.stderr[-3000:]
-    return path, run, ranks
+
+
+@pytest.fixture(scope="module")
+def balanced_ddp_run(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """``(npz, run folder, folder of the ranks' applied weights)`` of one run of the real entrypoint
+    on an imbalanced npz with ``model.class_weights=balanced`` over two DDP ranks. Two tests read it
+    (one start-up less): the run's record, log and checkpoint, and the weights each rank applied;
+    one run for the session, also when ``pytest -n N`` sends the two to different workers."""
+    tmp = made_once(tmp_path_factory, "balanced", _balanced_ddp_run)
+    return tmp / "skew.npz", tmp / "run", tmp / "ranks"
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """DDP over two CPU processes through the real entrypoint, against one process on the same data."""
 
 import pytest
+import yaml
 
 from tests.conftest import make_cfg, run_cli
 
@@ -73,9 +74,18 @@ def test_two_processes_share_the_epoch_and_one_run_dir(tmp_path, one_process):
 @pytest.mark.slow
 def test_batchnorm_statistics_leave_rank_zero_as_the_per_step_broadcast_did(tmp_path):
     # litlab's DDP configs copy rank 0's buffers at each evaluation instead of before every step
+    # both settings in one sweep (one interpreter start-up less); each job's ranks write their
+    # digests into the job's own folder
     cnn = ("trainer=ddp_cpu", "trainer.devices=2", "model=cnn", "model.net.channels=[4,8]")
-    _, shared = _train(tmp_path, "shared", *cnn)
-    _, per_step = _train(tmp_path, "per_step", *cnn, "trainer.strategy.broadcast_buffers=true")
+    proc = run_cli("litlab.train", "-m", *TINY, "trainer.max_epochs=2", f"paths.log_dir={tmp_path}",
+                   "+callbacks.digest={_target_:tests.scale.weight_digest.WeightDigest,"
+                   "out_dir:'${paths.output_dir}/digest'}", *cnn, "trainer.strategy.broadcast_buffers=false,true")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (sweep_dir,) = (tmp_path / "multiruns").iterdir()
+    assert yaml.safe_load((sweep_dir / "1" / ".hydra" / "overrides.yaml").read_text())[-1] == (
+        "trainer.strategy.broadcast_buffers=True")
+    shared, per_step = read_digests(sweep_dir / "0" / "digest"), read_digests(sweep_dir / "1" / "digest")
+    assert [d["rank"] for d in shared] == [d["rank"] for d in per_step] == [0, 1]
     # the ranks end with one model, running statistics included
     assert shared[0]["weights_sha256"] == shared[1]["weights_sha256"]
     # and it is the model that DDP's per-step broadcast gives rank 0 (which writes the checkpoints)

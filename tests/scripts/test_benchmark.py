@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import made_once
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
 SCRIPT = SCRIPTS / "benchmark.py"
@@ -29,16 +31,14 @@ MACHINE_KEYS = {"cpu", "cores", "torch_threads", "torch", "lightning", "litlab",
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> tuple[str, dict, Path]:
-    """stdout and parsed JSON of ``benchmark.py --tiny`` over every case, and its work folder.
+def _run_tiny(tmp: Path) -> None:
+    """``benchmark.py --tiny`` over every case into ``tmp``: bench.json, stdout.txt and work/.
 
     The script's ``main`` runs in this process, which has imported torch, Lightning and litlab
     already: an interpreter start-up less than the script as a command (which
     ``test_unknown_case_is_a_usage_error`` runs). The cases start their own processes wherever a
     process is what they measure, as they do from the command line; tiny mode runs the memory
     probe's command line (``--probe-memory``) in this process too."""
-    tmp = tmp_path_factory.mktemp("bench")
     out = tmp / "bench.json"
     sys.path.insert(0, str(SCRIPTS))  # for ``bench``, as for the script itself
     try:
@@ -52,7 +52,15 @@ def tiny_run(tmp_path_factory) -> tuple[str, dict, Path]:
     finally:
         sys.path.remove(str(SCRIPTS))
     assert code == 0, "benchmark.py --tiny failed: its stderr, captured above, says which case and why"
-    return stdout.getvalue(), json.loads(out.read_text()), tmp / "work" / "tiny"
+    (tmp / "stdout.txt").write_text(stdout.getvalue())
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> tuple[str, dict, Path]:
+    """stdout and parsed JSON of ``benchmark.py --tiny`` over every case, and its work folder: one
+    run for the whole session, however many test processes draw this module's tests."""
+    tmp = made_once(tmp_path_factory, "bench", _run_tiny)
+    return (tmp / "stdout.txt").read_text(), json.loads((tmp / "bench.json").read_text()), tmp / "work" / "tiny"
 
 
 def records(result: dict, prefix: str) -> list[dict]:
