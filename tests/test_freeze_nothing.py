@@ -102,3 +102,40 @@ def test_build_task_reads_the_same_rule(value, frozen):
     assert task.frozen.prefixes == frozen
     with pytest.raises(LitlabError, match=PREFIX_MESSAGE):
         build_task(model_cfg, CNN(input_shape=(1, 8, 8), num_classes=10), 10, freeze="")
+
+
+@pytest.mark.parametrize("swept, refused", [("[],''", "''"), ("null,[features]", r"\['features'\]"),
+                                            ("[],null", None)])
+def test_an_eval_sweep_checks_each_swept_freeze_before_its_first_job(tmp_path, swept, refused):
+    """Before: the command line check ran on a single run's config alone, so in a sweep job 0 (model.freeze=[])
+    was evaluated and job 1 (model.freeze='') refused only after it, once the sweep's folder was made."""
+    from litlab.config_check import check_overrides
+    from litlab.eval import hydra_argv
+
+    argv = hydra_argv(["-m", f"ckpt_path={tmp_path / 'x.ckpt'}", f"model.freeze={swept}",
+                       f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    if refused is None:
+        assert check_overrides(argv, "eval") is None
+        return
+    with pytest.raises(LitlabError, match=rf"^model\.freeze={refused}: eval reads the weights of ckpt_path as they "
+                                          rf"were trained and trains nothing.* Remove model\.freeze from the command"):
+        check_overrides(argv, "eval")
+
+
+def test_an_eval_sweep_checks_each_swept_init_from(tmp_path):
+    from litlab.config_check import check_overrides
+    from litlab.eval import hydra_argv
+
+    argv = hydra_argv(["-m", f"ckpt_path={tmp_path / 'x.ckpt'}", f"model.init_from=null,{tmp_path / 'run'}",
+                       f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    with pytest.raises(LitlabError, match=r"^model\.init_from=\S+run: eval reads the weights of ckpt_path"):
+        check_overrides(argv, "eval")
+
+
+def test_an_eval_sweep_with_a_blank_freeze_runs_no_job(best, tmp_path):
+    """The command the docs promise: refused before torch, no sweep folder made, no job run."""
+    stderr = refused_before_torch("litlab.eval", ["-m", f"ckpt_path={best}", "model.freeze=[],''",
+                                                  "hydra.sweep.dir=sweep"], tmp_path)
+    text = " ".join(stderr.split())
+    assert "model.freeze='': eval reads the weights of ckpt_path as they were trained and trains nothing" in text
+    assert not (tmp_path / "sweep").exists() and not (tmp_path / "outputs").exists()

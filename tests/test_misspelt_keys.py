@@ -62,3 +62,33 @@ def test_train_still_suggests_adding_the_switches_it_lets_through(tmp_path):
 def test_a_key_close_to_nothing_litlab_passes_keeps_its_message(tmp_path):
     message = refusal(["trainer.max_epoch=3"], tmp_path)
     assert "Did you mean trainer.max_epochs?" in message and "litlab passes" not in message
+
+
+def test_eval_names_the_argument_typed_as_it_is_before_a_close_key(tmp_path):
+    """Before: eval's trainer.enable_progress_bar=false got "Did you mean trainer.enable_model_summary?", a key
+    close to it, because the passed-by-litlab branch ran only where no key of trainer was close."""
+    message = refusal(["ckpt_path=x.ckpt", "trainer.enable_progress_bar=false"], tmp_path, "eval")
+    assert message == ("trainer.enable_progress_bar is not a key of the config (trainer has no key enable_progress_bar)"
+                       ". trainer.enable_progress_bar is an argument litlab passes itself: "
+                       f"{TRAINER_SET_BY_LITLAB['eval']['enable_progress_bar']}.")
+
+
+@pytest.mark.parametrize("config_name, typed, some_keys", [
+    ("train", "zzzq=1", ["task_name", "seed", "trainer", "model"]),
+    ("eval", "zzzq=1", ["ckpt_path", "split", "trainer"]),
+    ("predict", "model.freeze=[]", ["ckpt_path", "input", "output", "top_k"]),  # predict has no model node
+])
+def test_a_top_level_miss_lists_the_top_level_keys(config_name, typed, some_keys):
+    """Before: "...nor one close to it; it has no keys", the one-level-down search having emptied the list."""
+    message = str(not_a_key(typed, [typed], Primary(config_name, config_name)))
+    name = typed.split("=")[0].split(".")[0]
+    listed = message.split("; it has ", 1)[1].split("). Check the spelling", 1)[0].split(", ")
+    assert message.startswith(f"{typed.split('=')[0]} is not a key of the config (the config has no key {name}, "
+                              f"nor one close to it; it has ")
+    assert set(some_keys) <= set(listed) and name not in listed
+    assert message.endswith(f"Check the spelling with `python -m litlab.{config_name} --cfg job`.")
+
+
+def test_a_top_level_key_one_level_down_is_still_suggested():
+    message = str(not_a_key("max_epoch=1", ["max_epoch=1"], Primary("train", "train")))
+    assert "(the config has no key max_epoch). Did you mean trainer.max_epochs?" in message

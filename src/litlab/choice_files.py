@@ -107,16 +107,18 @@ def composed_with(overrides: list[str], primary: Primary) -> DictConfig | None:
         return None
 
 
-def compose_as_hydra(overrides: list[str], primary: Primary) -> DictConfig:
-    """``primary``'s config (with its ``hydra`` node) as ``overrides`` compose it, Hydra left as it was
-    found (cleared); where that fails, one of ``COMPOSE_ERRORS``, whose text names what failed
-    (``misspelt_keys`` reads the key Hydra found in no node from it)."""
+def compose_as_hydra(overrides: list[str], primary: Primary, return_hydra_config: bool = True) -> DictConfig:
+    """``primary``'s config (with its ``hydra`` node unless ``return_hydra_config`` is False) as
+    ``overrides`` compose it, Hydra left as it was found (cleared); where that fails, one of
+    ``COMPOSE_ERRORS``, whose text names what failed (``misspelt_keys`` reads the key Hydra found in
+    no node from it, ``searched_groups`` the key a trial lacks, ``config_check.compose_checked`` words
+    the refusal)."""
     from hydra import compose
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
     try:
         primary.start_hydra()
-        return compose(primary.name, overrides=overrides, return_hydra_config=True)
+        return compose(primary.name, overrides=overrides, return_hydra_config=return_hydra_config)
     finally:
         GlobalHydra.instance().clear()

@@ -15,8 +15,6 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from hydra import compose
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob, IntervalSweep
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
@@ -25,7 +23,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from litlab.averaging_checks import check_averaging
 from litlab.checkpoint_paths import check_checkpoint_path
-from litlab.init_from_path import check_init_from
+from litlab.choice_files import COMPOSE_ERRORS, compose_as_hydra
+from litlab.init_from_path import check_init_from, check_not_given
 from litlab.class_weights import check_class_weights
 from litlab.collection_entries import check_entries, check_histograms_early
 from litlab.config_flags import CONF_DIR, Primary, config_dirs, hydra_args, no_primary, primary_of, shows_config
@@ -230,14 +229,10 @@ def compose_checked(overrides: list[str], config_name: str = "train", conf_dir: 
     """``compose(config_name, overrides)`` whose failures are LitlabErrors naming the key; with
     ``primary``, its config from its folders, as Hydra composes it under those flags."""
     primary = primary or Primary(config_name, config_name, conf_dir)
-    GlobalHydra.instance().clear()
     try:
-        primary.start_hydra()
-        return compose(primary.name, overrides=overrides, return_hydra_config=return_hydra_config)
-    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        return compose_as_hydra(overrides, primary, return_hydra_config=return_hydra_config)
+    except COMPOSE_ERRORS as e:
         raise explain(e, overrides, primary) from None
-    finally:
-        GlobalHydra.instance().clear()
 
 
 def check_sweep_start(overrides: list[str], config_name: str = "train", primary: Primary | None = None) -> None:
@@ -475,6 +470,8 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
             # ++averaging.decya=0.9: a key the chosen litlab class or function does not take
             check_sweep_arguments(cfg, composed if multirun else None, overrides, primary)  # split advice in a sweep
         check_values(cfg, config_name, multirun)
+        if multirun and config_name in ("eval", "predict"):  # a single run's: the entry point's own checks
+            check_not_given(cfg, config_name)  # model.freeze='' or model.init_from in a job, before the first job
         for group in ("logger", "callbacks") if config_name == "train" else ("logger",):
             check_entries(cfg, group)  # +logger.foo=1 builds nothing: refused before any folder or job
         if config_name == "train":  # callbacks=none logger.histograms=true would write no histograms

@@ -8,9 +8,10 @@ does not have yet where they are closer (those are added with ``+``). A key is s
 where it exists as written: the rest of the typed key under it, or corrected there
 (``callbacks.model_checkpoint.monitor`` for ``callbacks.model_checkpint.monitr``). An argument
 litlab passes the node itself (``target_arguments.passed_by_litlab``: ``trainer.logger``, as the
-entry point builds its trainer) is never suggested: where it is the closest, the paragraph says
-why a value for it is not taken. A top-level
-key is looked for one level down (``max_epochs``: ``trainer.max_epochs``). ``+`` is suggested
+entry point builds its trainer) is never suggested: where it is typed as it is
+(``trainer.enable_progress_bar`` to eval, before any key close to it) or is the closest, the
+paragraph says why a value for it is not taken. A top-level key is looked for one level down
+(``max_epochs``: ``trainer.max_epochs``); where none is close, the top's keys are listed. ``+`` is suggested
 only where nothing is close, as the way to add a new key, and never at the top or under
 ``hydra``, where nothing reads a new key.
 """
@@ -60,13 +61,17 @@ def not_a_key(typed: str, overrides: list[str], primary: Primary) -> LitlabError
                            f"keys). {check}.")
     if not close and not where:  # max_epochs=3: a key of a group (trainer.max_epochs), one level down
         close = _one_level_down(node, keys, name, below)
-        keys = [k for k, _ in close]
+        # suggested as keys ("Did you mean trainer.max_epochs?"); the top's own stay listed where none is close
+        keys = [*keys, *(k for k, _ in close)]
     if not close and where == "hydra.sweeper":  # n_trial under the basic sweeper: Optuna's n_trials
         optuna = _optuna_hint(name)
         if optuna is not None:
             return LitlabError(f"{key} is not a key of the config ({shown} has no key {name}). {optuna}")
     passed, _ = closest_first(name, list(set_aside))
-    if not close and passed:  # trainer.loger=csv: the argument meant is one litlab passes itself
+    passed = [name] if name in set_aside else passed  # the argument itself, typed as it is: before any close key
+    # trainer.loger=csv: the argument meant is one litlab passes itself. No "Check the spelling" tail: the
+    # paragraph says what to do instead, and --cfg job would not show the argument (no file sets it)
+    if passed and (passed[0] == name or not close):
         named = _dotted(where, passed[0])
         lead = (f"{named} is an argument litlab passes itself" if passed[0] == name else
                 f"The closest argument, {named}, is one litlab passes itself")

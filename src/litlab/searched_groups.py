@@ -14,7 +14,7 @@ import re
 
 from omegaconf import DictConfig, OmegaConf
 
-from litlab.choice_files import composed_with
+from litlab.choice_files import COMPOSE_ERRORS, compose_as_hydra, composed_with
 from litlab.config_flags import Primary
 from litlab.errors import LitlabError
 
@@ -108,19 +108,11 @@ def _lacking_key(groups: dict[str, list[str]], lines: list[tuple[str, ...]], fai
 def _missing_key(overrides: list[str], primary: Primary) -> str | None:
     """The key Hydra names where ``overrides`` do not compose for want of it ("Could not override
     'model.net.hidden_size'"); None where they compose or fail otherwise."""
-    from hydra import compose
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-
-    GlobalHydra.instance().clear()
     try:
-        primary.start_hydra()
-        compose(primary.name, overrides=overrides, return_hydra_config=True)
-    except HydraException as e:
+        compose_as_hydra(overrides, primary)
+    except COMPOSE_ERRORS as e:
         named = re.search(r"Could not (?:override|append to) '([^']+)'", str(e))
         return named.group(1) if named else None
-    finally:
-        GlobalHydra.instance().clear()
     return None
 
 

@@ -36,8 +36,9 @@ def freezes_nothing(value: object) -> bool:
     values a run that trains every parameter has. Any other value names prefixes or is refused
     (``freeze_prefixes``): a blank string (``model.freeze=''``, an unset shell variable) names no
     prefix, and is refused rather than read as "train everything": a run meant to freeze part of the
-    net would otherwise train all of it without a word. Read by training (``freeze_prefixes``), by ``build.build_task`` and by
-    eval and predict's refusal of the key (``init_from_path.check_not_given``)."""
+    net would otherwise train all of it without a word. Read by training (``freeze_prefixes``), by
+    ``build.build_task`` and by eval and predict's refusal of the key (``init_from_path.check_not_given``,
+    each swept value too)."""
     return value is None or (_is_list(value) and len(value) == 0)
 
 
