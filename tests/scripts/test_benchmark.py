@@ -84,8 +84,8 @@ def test_every_record_has_the_schema_and_is_printed(tiny_run):
         assert rec["litlab"] > 0 and rec["baseline_value"] > 0, rec
         assert rec["ratio"] == pytest.approx(rec["litlab"] / rec["baseline_value"])
         assert f"{rec['ratio']:.3g}" in stdout
-        assert rec["met"] in (True, False, None)
-    assert "machine: cpu=" in stdout
+        assert rec["met"] is None  # --tiny judges no target (its table says so above the header)
+    assert result["tiny"] is True and "machine: cpu=" in stdout
 
 
 def test_training_case_compares_with_raw_and_lightning(tiny_run):
@@ -98,8 +98,7 @@ def test_training_case_compares_with_raw_and_lightning(tiny_run):
         # judged on the median of the rounds' own ratios (one round in tiny mode)
         mine, theirs = r["samples"]["litlab"], r["samples"][r["baseline"]]
         assert r["paired_ratio"] == pytest.approx(statistics.median(a / b for a, b in zip(mine, theirs)))
-        if r["target"]:
-            assert r["met"] == (r["paired_ratio"] >= float(r["target"].split(">=")[1]))
+        assert r["met"] is None  # tiny sizes: the ratio is not judged against its target (a full run judges it)
     memory = {r["name"]: r for r in records(result, "peak_memory_")}
     assert set(memory["peak_memory_mlp_digits_vs_raw"]["samples"]) == {"litlab", "raw", "lightning"}
 
