@@ -20,8 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from litlab.errors import LitlabError
 from litlab.file_only_logs import FILE_ONLY
-from litlab.reporting.run_files import (keep_config_record, restore_config_record, start_origin, update_metrics,
-                                        written_here)
+from litlab.known_warnings import known_warnings_quiet
+from litlab.reporting.run_files import (keep_config_record, labels_of, restore_config_record, start_origin,
+                                        update_metrics, written_here)
 from litlab.distributed.ranks import check_run_dir_given, is_rank_zero, launched_rank
 from litlab.run_folders import take_failed_attempt
 from litlab.run_lock import hold_for_run, remove_made_folders
@@ -31,6 +32,10 @@ log = logging.getLogger("litlab")
 
 # a deprecation inside Lightning itself, printed on every run; nothing a user can act on
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+# likewise: Lightning's strategy.all_gather (the evaluation report's gather of the worst samples under
+# DDP) calls a torch function that torch deprecates, once per rank; a call of litlab's own still warns
+warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_gather is deprecated",
+                        category=FutureWarning, module=r"lightning\.fabric\.utilities\.distributed")
 # conf/hydra/launcher/submitit_{local,slurm}.yaml keep the launcher names of Hydra's docs and are
 # meant to be checked against the plugin's schema of the same name, which Hydra 1.3 still does;
 # it warns about that four times per sweep.
@@ -218,7 +223,7 @@ def run_entrypoint(work: Callable[[DictConfig], float | None], cfg: DictConfig) 
     try:
         from litlab.distributed.launcher import distributed_job  # imports Lightning
 
-        with distributed_job(cfg.get("trainer")):
+        with distributed_job(cfg.get("trainer")), known_warnings_quiet(cfg):
             value = work(cfg)
         return value
     except KeyboardInterrupt as e:
@@ -418,7 +423,8 @@ def _record(cfg: DictConfig, status: str, message: str) -> None:
                         run_dir / "metrics.json")
             return
         task = {"task": cfg.task_name} if cfg.get("task_name") else {}  # also when it failed before its work began
-        first = {} if (run_dir / "metrics.json").is_file() else _start_origin(cfg, run_dir, status)
+        first = {} if (run_dir / "metrics.json").is_file() else {**_start_origin(cfg, run_dir, status),
+                                                                  **labels_of(cfg)}
         update_metrics(run_dir, status=status, error=message, **task, **first)
     except OSError:
         pass

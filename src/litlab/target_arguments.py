@@ -121,6 +121,20 @@ SWITCHED_BY_CALLBACK = {
     "enable_checkpointing": ("model_checkpoint", "litlab.callbacks.checkpoints.checkpoint_callback", "checkpoints"),
     "enable_progress_bar": ("progress_bar", "litlab.callbacks.progress.progress_bar", "a progress bar"),
 }
+# arguments of Lightning's ModelCheckpoint that litlab's checkpoint_callback does not take (a habit from
+# other templates): what litlab keeps instead, said in place of the nearest argument's name
+_KEEPS = ("litlab keeps two checkpoints: checkpoints/best.ckpt, rewritten whenever callbacks.model_checkpoint.monitor "
+          "improves (in the direction of callbacks.model_checkpoint.mode), and checkpoints/last.ckpt, rewritten at "
+          "every epoch's end for resuming (callbacks.model_checkpoint.save_last)")
+_MORE = ("For more, add Lightning's own beside them, e.g. '+callbacks.top_k={_target_:lightning.pytorch.callbacks."
+         "ModelCheckpoint,dirpath:${paths.output_dir}/top_k,save_top_k:3,monitor:val/acc,mode:max}' (best.ckpt and "
+         "last.ckpt stay as they are).")
+ARGUMENT_HINTS = {
+    "litlab.callbacks.checkpoints.checkpoint_callback": {
+        "save_top_k": f"{_KEEPS}; it keeps no top-k set of checkpoints. {_MORE}",
+        "every_n_epochs": f"{_KEEPS}; it keeps no checkpoint of every n-th epoch. {_MORE}",
+    },
+}
 DISTILL = "litlab.compression.distillation.Distill"  # the compression method that builds compress.student
 CLASSIFIER = "litlab.tasks.classification.Classifier"  # the task that finishes model.optimizer and model.scheduler
 
@@ -342,7 +356,8 @@ def not_an_argument(override: str, where: str, name: str, target: str, takes: Se
     close, ordered = closest_first(name, [k for k in takes if k not in set_aside])
     if ordered:
         listed = ", ".join(f"{where}.{k}" for k in ordered)
-        hint = f" Did you mean {where}.{close[0]}?" if close else ""
+        known = ARGUMENT_HINTS.get(target, {}).get(name)  # not a misspelling: no nearest name offered
+        hint = f" {known}" if known else f" Did you mean {where}.{close[0]}?" if close else ""
         keys = f"it takes {listed}.{hint}"
     else:
         keys = "it takes no settings."

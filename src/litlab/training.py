@@ -30,7 +30,7 @@ from litlab.init_weights import init_record, load_init_weights, open_init_from
 from litlab.monitor_checks import check_monitored
 from litlab.resume import absolute_locations, open_resume, resolve_ckpt_path
 from litlab.reporting.hparams import log_final_hparams
-from litlab.reporting.run_files import start_metrics, start_origin, update_metrics
+from litlab.reporting.run_files import labels_of, start_metrics, start_origin, update_metrics
 from litlab.reporting.summary import print_summary
 from litlab.distributed.launcher import scale_facts
 from litlab.seeding import seed_everything
@@ -220,7 +220,7 @@ def train(cfg: DictConfig) -> float | None:
             origin = init_record(started_from)  # where the run's first weights came from, a resume's too
             model.run_record.update(origin)  # its checkpoints carry it to a resume (init_weights)
             start_metrics(run_dir, status="running", task="train", **start_origin(ckpt_path), **origin,
-                          **freeze_record(model))  # model.freeze: prefixes, frozen and trainable counts
+                          **freeze_record(model), **labels_of(cfg))  # model.freeze: prefixes, frozen and trainable counts
             # how training batches are mixed, once (not once per DDP rank): mixup(alpha=0.2), ..., none
             log.info("mixing: %s", model.mixing if getattr(model, "mixing", None) is not None else "none")
         metrics = fit(trainer, model, dm, ckpt_path, step)

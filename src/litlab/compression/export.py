@@ -194,16 +194,30 @@ def export_after_training(cfg: DictConfig, trained: nn.Module, dm, run_dir: Path
                 written = exporter.write(wrapped, example[:2], partial, axes)
             except Exception as e:  # a format that cannot hold this model: try the next one
                 errors.append(f"{kind}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
-                log.warning("export=%s cannot hold the %s model (%s); exporting the next candidate", exporter.name,
-                            kind, type(e).__name__)
                 continue
             partial.replace(path)
+            if errors:  # said once the file is written, naming what it holds instead
+                log.warning("%s", fell_back(exporter.name, errors, kind, extra.get("compress/method")))
             return _verified(exporter, kind, wrapped, path, written, dm)
     finally:
         partial.unlink(missing_ok=True)
         if not any(out.iterdir()):
             out.rmdir()
     raise RuntimeError(f"export={exporter.name} failed for every model: {'; '.join(errors)}")
+
+
+def fell_back(format_name: str, errors: list[str], kind: str, method: str | None) -> str:
+    """The warning for an export that wrote the ``kind`` model because ``format_name`` could not hold
+    the ones before it (``errors``: ``"compressed: TorchExportError: ..."``), with the format that keeps
+    a quantized model: TorchScript holds torch's int8 kernels, which ONNX's exporter refuses."""
+    refused = errors[0].split(":", 1)[0]
+    reason = errors[0].split(":", 2)[1].strip()
+    text = (f"export={format_name} cannot hold the {refused} model ({reason}), so the {kind} model was exported "
+            f"instead (metrics.json export/model: {kind})")
+    if refused == "compressed" and method == "quantize" and format_name != TorchScriptExport.name:
+        text += (f"; the compressed model's int8 weights are in compress/artifact, and export={TorchScriptExport.name} "
+                 f"exports that model itself")
+    return text + "."
 
 
 def _verified(exporter, kind: str, wrapped: nn.Module, path: Path, written: dict, dm) -> dict:

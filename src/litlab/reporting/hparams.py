@@ -9,11 +9,13 @@ FINAL = ("val/acc", "test/acc", "test/loss", "train_samples_per_s", "effective_b
 
 
 def hparams_of(cfg: DictConfig) -> dict:
-    """The hyperparameters worth comparing across runs: model, data, trainer, seed, weight averaging,
+    """The hyperparameters worth comparing across runs: model, data, trainer, seed, tags, weight averaging,
     batch mixing, compression. ``averaging=none`` and ``mixing=none`` (no ``_target_``) are recorded
     as ``none``: their empty nodes recorded nothing, a blank in the table; a sweep's none job that
-    carries a key for the others (``-m mixing=none,mixup ++mixing.alpha=0.5``) is ``none`` too."""
-    out = {"seed": cfg.get("seed")}
+    carries a key for the others (``-m mixing=none,mixup ++mixing.alpha=0.5``) is ``none`` too.
+    ``tags`` are one comma-joined string (``dev,mine``; empty without tags): the HPARAMS tab shows
+    and filters on such a value, and shows no lists."""
+    out = {"seed": cfg.get("seed"), "tags": ",".join(str(t) for t in cfg.get("tags") or ())}
     for group in ("model", "data", "trainer", "averaging", "mixing", "compress"):
         node = cfg.get(group)
         if group in ("averaging", "mixing") and (not isinstance(node, DictConfig) or "_target_" not in node):

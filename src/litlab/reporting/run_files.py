@@ -50,6 +50,21 @@ def update_metrics(run_dir: Path, **fields: Any) -> dict:
     return _write_metrics(path, data)
 
 
+def labels_of(cfg: Any) -> dict:
+    """``seed`` and ``tags`` (a list; ``tags=[dev,mine]``) of a job's config, those it has: what a
+    run's metrics.json says it trained with and how it was labelled (every start's record begins
+    with them)."""
+    labels = {}
+    for key in ("seed", "tags"):
+        try:
+            value = cfg.get(key)
+        except Exception:  # an interpolation that does not resolve: the run reports it
+            continue
+        if value is not None:
+            labels[key] = list(value) if key == "tags" and not isinstance(value, str) else value
+    return labels
+
+
 def start_metrics(run_dir: Path, **fields: Any) -> dict:
     """Begins this start's ``run_dir/metrics.json`` with ``fields`` alone: a resumed run's record
     describes the resumed start only, with no figures left from an earlier one (compression or

@@ -6,6 +6,8 @@ import logging
 import shlex
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from litlab.file_only_logs import FILE_ONLY
 
 log = logging.getLogger(__name__)
@@ -23,15 +25,77 @@ def format_summary(run_dir: Path, metrics: dict, has_tensorboard: bool) -> str:
             lines.append(f"  {key:<22} {value:.4f}" if isinstance(value, float) else f"  {key:<22} {value}")
     if metrics.get("partial_data"):  # debug=fdr/limit/overfit, trainer.limit_*: not the whole splits
         settings = " ".join(f"trainer.{k}={v}" for k, v in metrics["partial_data"].items())
-        lines.append(f"  on part of the data:   {settings} (the figures cover those batches only)")
+        tested = any(str(k).startswith("test/") for k in metrics)
+        lines.append(f"  on part of the data:   {settings} ({partial_figures(metrics['partial_data'], tested)})")
     if metrics.get("test_split") == "val":  # an image folder without test/
         lines.append("  test split:            the validation split (no test/ folder), which also picked best.ckpt")
+    lines += after_training_lines(metrics)
     if metrics.get("best_ckpt"):
         lines.append(f"  best checkpoint        {metrics['best_ckpt']}")
+    if test_skipped(run_dir, metrics):
+        lines.append(f"  test skipped (test=false): python -m litlab.eval "
+                     f"ckpt_path={shlex.quote(str(metrics['best_ckpt']))}")
     lines.append(f"  metrics                {run_dir / 'metrics.json'}")
     if has_tensorboard:
         lines.append(f"  open in TensorBoard:   tensorboard --logdir {shlex.quote(str(run_dir / 'tensorboard'))}")
     return "\n".join(lines)
+
+
+def partial_figures(partial: dict, tested: bool = True) -> str:
+    """Which figures a run on part of the data (``partial_data``) covers only part of: with the
+    training batches alone limited, val/* and test/* (where the run tested) still cover their whole splits."""
+    if any(k in partial for k in ("fast_dev_run", "overfit_batches")):
+        return "the figures cover those batches only"
+    limited = [split for split in ("train", "val", "test") if f"limit_{split}_batches" in partial]
+    parts = ["training used those batches only"] if "train" in limited else []
+    shown = ("val", "test") if tested else ("val",)
+    some = [f"{split}/*" for split in shown if split in limited]
+    whole = [f"{split}/*" for split in shown if split not in limited]
+    if some:
+        parts.append(f"{' and '.join(some)} cover those batches only")
+    if whole:
+        parts.append(f"{' and '.join(whole)} cover the whole split{'s' if len(whole) > 1 else ''}")
+    return "; ".join(parts)
+
+
+def after_training_lines(metrics: dict) -> list[str]:
+    """The compressed model's figures and the exported file, where the run compressed or exported
+    (``compress/...``, ``export/...`` of metrics.json): which model the file holds, and why the
+    float one where the run also compressed."""
+    lines = []
+    if metrics.get("compress/method"):
+        figures = []
+        if isinstance(metrics.get("compress/after/test_acc"), (int, float)):
+            figures.append(f"test/acc {metrics['compress/after/test_acc']:.4f}")
+        if isinstance(metrics.get("compress/size_ratio"), (int, float)):
+            figures.append(f"size x{metrics['compress/size_ratio']:.2f}")
+        where = f" ({metrics['compress/artifact']})" if metrics.get("compress/artifact") else ""
+        lines.append(f"  {'compressed (' + metrics['compress/method'] + ')':<22} {', '.join(figures)}{where}")
+    if metrics.get("export/path"):
+        model = metrics.get("export/model")
+        if model == "float" and metrics.get("compress/artifact"):
+            fmt = metrics.get("export/format")
+            held = f"float model: export={fmt} cannot hold the compressed one"
+            if metrics.get("compress/method") == "quantize" and fmt != "torchscript":  # int8 kernels
+                held += "; export=torchscript holds it"
+        else:
+            held = f"{model} model" if model else ""
+        lines.append(f"  {'export':<22} {metrics['export/path']}{f' ({held})' if held else ''}")
+    return lines
+
+
+def test_skipped(run_dir: Path, metrics: dict) -> bool:
+    """Whether a completed run with a best checkpoint did not test because its config said
+    ``test=false`` (its record ``.hydra/config.yaml``): the summary then gives the command that tests it."""
+    if metrics.get("status", "completed") != "completed" or not metrics.get("best_ckpt"):
+        return False
+    if any(str(k).startswith("test/") for k in metrics):
+        return False
+    record = Path(run_dir) / ".hydra" / "config.yaml"
+    try:
+        return record.is_file() and OmegaConf.load(record).get("test") is False
+    except Exception:  # an unreadable record, an interpolation: no line rather than a wrong one
+        return False
 
 
 def print_summary(run_dir: Path, metrics: dict, has_tensorboard: bool) -> None:

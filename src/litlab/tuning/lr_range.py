@@ -40,7 +40,7 @@ from litlab.errors import LitlabError
 from litlab.init_weights import init_record, load_init_weights, open_init_from
 from litlab.tasks.frozen_layers import check_freeze_config, freeze_record
 from litlab.no_profiler import NoProfiler
-from litlab.reporting.run_files import start_metrics
+from litlab.reporting.run_files import labels_of, start_metrics
 from litlab.seeding import seed_everything
 from litlab.strategies import strategy_name
 from litlab.trainer_checks import accelerator_of, check_devices, check_trainer_config
@@ -262,7 +262,7 @@ def lr_find(cfg: DictConfig) -> dict:
         check_task_settings(cfg.model)
         check_freeze_config(cfg)  # model.freeze's value: the range test trains what the run trains
         init = open_init_from(cfg, None)  # model.init_from's checkpoint, read and checked before the data
-        start_metrics(run_dir, status="running", task="lr_find")
+        start_metrics(run_dir, status="running", task="lr_find", **labels_of(cfg))
         seed_everything(cfg.seed)
         dm = build_data(cfg)
         # mixing=mixup/cutmix: the loss the run will train on, as training builds it
