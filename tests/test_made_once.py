@@ -1,6 +1,9 @@
 """``made_once`` (tests/conftest.py): a module fixture's folder made once per test session, also
 when ``pytest -n N`` spreads the module's tests over several worker processes."""
 
+import os
+import time
+
 import pytest
 
 from tests.conftest import made_once
@@ -57,3 +60,34 @@ def test_a_make_that_failed_is_not_tried_again(tmp_path, monkeypatch):
     with pytest.raises(pytest.fail.Exception, match=r"bench was not made: the test that first needed it failed"):
         made_once(_Factory(tmp_path), "bench", _maker(calls))
     assert calls == []
+
+
+def test_workers_asking_at_once_wait_for_the_one_that_makes_it(tmp_path):
+    """Workers that ask while the folder is being made wait for it (the lock), rather than make
+    it again or take it for one whose making failed: each worker is a forked process here."""
+    log = tmp_path / "makes.log"
+
+    def make(folder):
+        with open(log, "a") as f:
+            f.write(f"{os.environ['PYTEST_XDIST_WORKER']}\n")
+        time.sleep(0.5)  # the others ask meanwhile
+        (folder / "out.txt").write_text("made")
+
+    children = []
+    for i in range(4):
+        pid = os.fork()
+        if pid == 0:  # the worker gw<i>: its exit status says whether it got the made folder
+            status = 1
+            try:
+                os.environ["PYTEST_XDIST_WORKER"] = f"gw{i}"
+                folder = made_once(_Factory(tmp_path / f"popen-gw{i}"), "bench", make)
+                status = 0 if (folder / "out.txt").read_text() == "made" else 1
+            except BaseException as e:  # pytest.fail raises a BaseException
+                (tmp_path / f"gw{i}.err").write_text(repr(e))
+            finally:
+                os._exit(status)
+        children.append(pid)
+    statuses = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+    errors = {p.name: p.read_text() for p in tmp_path.glob("*.err")}
+    assert statuses == [0, 0, 0, 0], errors
+    assert len(log.read_text().splitlines()) == 1

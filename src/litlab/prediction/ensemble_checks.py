@@ -19,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from litlab.ensemble_paths import check_different_checkpoints, ensemble_members, member_cfg
 from litlab.errors import LitlabError
 from litlab.listing import first_of
-from litlab.tuning.temperature_setting import (AUTO, checkpoint_fingerprint, predict_temperature, read_eval_record,
-                                               recorded_temperatures)
+from litlab.tuning.temperature_setting import (AUTO, as_given, checkpoint_fingerprint, predict_temperature,
+                                               read_eval_record, recorded_temperatures, unmatched_temperatures)
 
 # (T or None, where it came from, how it was found), as ``predict_temperature`` returns it
 Temperature = tuple[float | None, str | None, str | None]
@@ -63,7 +63,8 @@ def eval_record_temperatures(folder: Path, members: list[Path]) -> list[Temperat
     """The T that the eval recorded in ``folder/metrics.json`` for each member, matched by the
     checkpoint's sha256: an ensemble eval's ``members[i].temperature`` or a single eval's
     ``temperature`` (``temperature_setting.recorded_temperatures``). A member's path may differ
-    from eval's (a moved folder), its bytes may not. A member without one is refused, naming it."""
+    from eval's (a moved folder), its bytes may not. A member without one is refused, naming it; a
+    record whose T has no sha256 (an eval from before litlab recorded it) is refused as such."""
     where, source = f"temperature={folder}", str(folder.absolute())
     again = ("Give the folder of python -m litlab.eval with the same members and temperature=auto, or a number "
              "(every member's T).")
@@ -79,9 +80,15 @@ def eval_record_temperatures(folder: Path, members: list[Path]) -> list[Temperat
         how = f"{'fitted by eval' if t.get('fitted_on') else 'given to the eval'} in {source}"
         found.append((float(t["value"]), source, how))
     if missing:
-        ran = record.get("ckpt_path")
-        ran = f"[{first_of(ran, 3)}]" if isinstance(ran, list) else ran
+        old = unmatched_temperatures(record)
+        if old:  # as predict of one checkpoint says it (``temperature_setting.eval_record_temperature``)
+            how = "was fitted for" if len(old) == 1 and old[0].get("fitted_on") else "was recorded for"
+            recorded = first_of([t.get("ckpt_path") or as_given(record.get("ckpt_path")) for t in old], 3)
+            raise LitlabError(f"{where}: {path} records no size and sha256 of the checkpoint its temperature {how} "
+                              f"({recorded}; an eval from before litlab recorded them), so it cannot be told whether "
+                              f"a member ({first_of(missing, 3)}) is that model. {again}")
         raise LitlabError(f"{where}: {path} records no temperature for the checkpoint of member(s) "
-                          f"{first_of(missing, 3)} (matched by sha256; it is the eval of ckpt_path={ran}: of other "
-                          f"members, without temperature=..., or of a checkpoint written over since). {again}")
+                          f"{first_of(missing, 3)} (matched by sha256; it is the eval of "
+                          f"ckpt_path={as_given(record.get('ckpt_path'))}: of other members, without "
+                          f"temperature=..., or of a checkpoint written over since). {again}")
     return found

@@ -122,9 +122,11 @@ def eval_record_temperature(folder: Path, ckpt_path: object) -> tuple[float, boo
 
 
 def read_eval_record(folder: Path, again: str) -> tuple[Path, dict]:
-    """``folder/metrics.json`` and its record, which must be an eval's (``task: eval``): the folder
-    of a training run or of a predict holds no T fitted for a checkpoint. ``again``: what to give
-    instead, the last sentence of the refusals, which name the record's task and ``ckpt_path``."""
+    """``folder/metrics.json`` and its record, which must be a finished eval's (``task: eval``,
+    ``status: completed``): the folder of a training run or of a predict holds no T fitted for a
+    checkpoint, nor that of an eval that failed or was stopped (its ``error`` is named). ``again``:
+    what to give instead, the last sentence of the refusals, which name the record's task and
+    ``ckpt_path``."""
     from litlab.reporting.run_files import read_json  # no torch
 
     where, path = f"temperature={folder}", folder / "metrics.json"
@@ -137,18 +139,38 @@ def read_eval_record(folder: Path, again: str) -> tuple[Path, dict]:
         task = record.get("task") if isinstance(record, dict) else None
         ran = record.get("ckpt_path") if isinstance(record, dict) else None
         what = f"the record of a {task} run" if task else "no run's record"
-        of = f" of ckpt_path={_as_given(ran)}" if ran else ""
+        of = f" of ckpt_path={as_given(ran)}" if ran else ""
         raise LitlabError(f"{where}: {path} records no temperature: it is {what}{of}, not of an eval (python -m "
                           f"litlab.eval ... temperature=...). {again}")
+    status = record.get("status")
+    if status != "completed":  # eval records its T with its end (status completed): the T there is of no finished eval
+        error = str(record.get("error") or "").strip()
+        if status == "failed":
+            ended = f"that failed: {error.rstrip('.') or 'no error recorded'}. Fix that and run it again"
+        elif status == "interrupted":
+            ended = f"stopped before it finished ({error or 'interrupted'}). Run it again"
+        else:
+            ended = f"that did not finish (status {status}). Run it again"
+        raise LitlabError(f"{where}: {path} records no temperature: it is the record of an eval {ended}. {again}")
     return path, record
 
 
 def recorded_temperatures(record: dict) -> dict[str, dict]:
     """The temperatures of an eval's record by the sha256 of the checkpoint each was fitted for
     (or given to): a single eval's ``temperature``, an ensemble eval's ``members[].temperature``."""
+    return {t["ckpt_sha256"]: t for t in _temperatures(record) if isinstance(t.get("ckpt_sha256"), str)}
+
+
+def unmatched_temperatures(record: dict) -> list[dict]:
+    """The temperatures of an eval's record without the sha256 of their checkpoint (an eval from
+    before litlab recorded it), which no checkpoint can be matched to."""
+    return [t for t in _temperatures(record) if not isinstance(t.get("ckpt_sha256"), str)]
+
+
+def _temperatures(record: dict) -> list[dict]:
     found = [record.get("temperature")] + [m.get("temperature") for m in record.get("members") or []
                                            if isinstance(m, dict)]
-    return {t["ckpt_sha256"]: t for t in found if _is_temperature(t) and isinstance(t.get("ckpt_sha256"), str)}
+    return [t for t in found if _is_temperature(t)]
 
 
 def _is_temperature(t: object) -> bool:
@@ -163,15 +185,15 @@ def _member_temperature(where: str, path: Path, record: dict, ckpt_path: Path) -
         return float(t["value"]), bool(t.get("fitted_on"))
     members = [m.get("ckpt_path") for m in record.get("members") or [] if isinstance(m, dict)]
     raise LitlabError(f"{where}: {path}, the record of an ensemble eval of {len(members)} member(s) "
-                      f"({_as_given(members)}), records no temperature for the checkpoint ckpt_path={ckpt_path} "
+                      f"({as_given(members)}), records no temperature for the checkpoint ckpt_path={ckpt_path} "
                       f"(matched by sha256: an eval without temperature=..., of other members, or a checkpoint "
                       f"written over since). Give the folder of an eval with temperature=auto of this checkpoint "
                       f"(python -m litlab.eval ckpt_path={ckpt_path} temperature=auto) or of an ensemble with it "
                       f"among its members, or give a number.")
 
 
-def _as_given(value: object) -> str:
-    """A recorded ``ckpt_path``: a path, or a list as ``[A, B, C and 2 more]``."""
+def as_given(value: object) -> str:
+    """A recorded ``ckpt_path`` as the refusals show it: a path, or a list as ``[A, B, C and 2 more]``."""
     if isinstance(value, list):
         return "[" + first_of(value, 3) + "]"
     return str(value)
