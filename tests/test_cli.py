@@ -231,7 +231,9 @@ def test_a_command_line_mistake_is_reported_before_torch_is_imported(tmp_path, m
     stderr = refused_before_torch(module, args, tmp_path)
     key = args[-1].split("=")[0]
     assert f"Error: {key} is not a key of the config" in stderr
-    assert f"`python -m {module} --cfg job`" in stderr
+    shown = " ".join(args[:-1])  # the command line's other overrides, and the node where there is one
+    package = f" --package {key.rsplit('.', 1)[0]}" if "." in key else ""
+    assert f"`python -m {module} {shown + ' ' if shown else ''}--cfg job{package}`" in stderr
 
 
 @pytest.mark.parametrize("module,groups,not_groups", [

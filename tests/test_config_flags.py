@@ -71,7 +71,7 @@ def test_the_checks_compose_the_config_the_flags_name(project):
     assert (cfg.data.num_train, cfg.model.net.width, cfg.trainer.max_epochs) == (300, 64, 2)
     with pytest.raises(LitlabError, match=r"^data\.num_trai is not a key of the config .*Check the spelling with "
                                           rf"`python -m litlab\.train --config-dir={project / 'my_conf'} "
-                                          r"--config-name=mytrain --cfg job`"):
+                                          r"--config-name=mytrain --cfg job --package data`"):
         check_overrides([*USER, "data.num_trai=300"])
     with pytest.raises(LitlabError, match=r"^hydra\.job\.chdir=true is not supported"):
         check_overrides(["-cd", "my_conf", "-cn", "chdir"])

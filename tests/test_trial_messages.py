@@ -42,7 +42,10 @@ def test_a_misspelt_key_gets_the_key_meant_and_no_plus(tmp_path, args, meant):
     assert message.startswith(f"{typed} is not a key of the config (")
     assert f"Did you mean {meant}?" in message
     assert "+" not in message and "append" not in message
-    assert "Check the spelling with `python -m litlab.train --cfg job`." in message
+    # the command shows the node as this command line composes it (test_early_refusals: item 8)
+    package = "" if typed.startswith("dta.") else f" --package {typed.rsplit('.', 1)[0]}"  # dta: no such node
+    kept = " ".join([*args[:-1], f"hydra.run.dir={tmp_path / 'run'}"])
+    assert f"Check the spelling with `python -m litlab.train {kept} --cfg job{package}`." in message
 
 
 @pytest.mark.parametrize("typed,meant,not_named", [
@@ -131,7 +134,8 @@ def test_a_misspelt_key_of_a_users_own_net(tmp_path, own_net):
     message = refusal([*own_net, "model.net.widht=128"], tmp_path)
     assert "(model.net has no key widht). Did you mean model.net.width?" in message
     assert "+" not in message
-    assert f"`python -m litlab.train --config-dir={tmp_path / 'my_conf'} --cfg job`" in message
+    assert (f"`python -m litlab.train --config-dir={tmp_path / 'my_conf'} model=mine data=synthetic "
+            f"hydra.run.dir={tmp_path / 'run'} --cfg job --package model.net`") in message
 
 
 def test_a_new_key_of_a_users_own_net_is_added_with_plus(tmp_path, own_net):

@@ -39,6 +39,8 @@ from litlab.metric_direction import lower_is_better
 from litlab.misspelt_keys import not_a_key
 from litlab.mixing_checks import check_mixing
 from litlab.monitor_checks import check_monitored
+from litlab.net_partial import check_net_partial
+from litlab.optimized_metric_names import check_optimized_metric_name
 from litlab.run_folders import LAST_NEEDS_A_RUN, check_run_folders
 from litlab.slurm_launcher import is_slurm_launcher
 from litlab.sweep_keys import check_sweep_arguments
@@ -46,6 +48,8 @@ from litlab.sweep_refusals import append_in_sweep
 from litlab.sweeps.outcome import check_fails_on
 from litlab.tasks.frozen_layers import check_freeze_config
 from litlab.tasks.schedule_values import check_scheduler_interval, check_warmup_epochs
+from litlab.top_level_adds import check_top_level_adds
+from litlab.trainer_values import check_trainer_values
 
 # groups of which a run takes exactly one file (logger and callbacks may take several)
 ONE_CHOICE = ("data", "model", "trainer", "averaging", "mixing", "compress", "export", "paths")
@@ -178,6 +182,19 @@ def explain(e: BaseException, overrides: list[str], primary: Primary | None = No
     if reason and reason[0] not in text:  # Hydra's "Error merging override K=V" says what, not why
         text = f"{text.rstrip('.')}: {reason[0].rstrip('.')}."
     return LitlabError(text)
+
+
+def check_search_keys(overrides: list[str]) -> None:
+    """``hydra.sweeper.params.model.net.dropout=...`` (with or without ``+``) reads the dotted name as
+    nodes below hydra.sweeper.params, whose keys are whole dotted names: "not a key ... Check the
+    spelling", or with ``+`` OmegaConf's "Cannot convert 'dict' to string"."""
+    for override in overrides:
+        key, _, value = override.lstrip("+").partition("=")
+        swept = key[len("hydra.sweeper.params."):] if key.startswith("hydra.sweeper.params.") else ""
+        if "." in swept:
+            raise LitlabError(f"{override}: the keys of hydra.sweeper.params are whole dotted names "
+                              f"(model.optimizer.lr), which an override cannot add below it. Search a new key by "
+                              f"sweeping it on the command line instead: '{swept}={value}' (docs/scaling.md).")
 
 
 def expand_sweeps(overrides: list[str], limit: int = 64, dirs: Sequence[Path] = (CONF_DIR,)) -> list[list[str]]:
@@ -450,11 +467,14 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
     primary = primary_of(argv, config_name)
     overrides = overrides_of(argv)
     check_home_overrides(overrides, config_name)  # data.root=~/imgs: Hydra's parser error, then ours once quoted
+    check_search_keys(overrides)  # hydra.sweeper.params.model.net.dropout=...: swept as model.net.dropout=...
     multirun = is_sweep_command(argv)
     try:
         combos = expand_sweeps(overrides, dirs=config_dirs(argv, primary) or [CONF_DIR]) if multirun else [overrides]
     except OverrideParseException as e:
         raise explain(e, overrides, primary) from None
+    if config_name in ("train", "lr_find"):  # +extras.print_config=False: a top-level key nothing reads
+        check_top_level_adds(argv, combos[0], primary)
     unfit: list[LitlabError] = []
     composed: list[DictConfig] = []
     for combo in combos:
@@ -485,6 +505,8 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
             check_schedule_values(cfg)
             check_averaging(cfg)
         if config_name in ("train", "lr_find"):  # lr_find builds the task with the run's mixing too
+            check_trainer_values(cfg)  # trainer.max_epochs=abc, precision=16: before torch and the run's folder
+            check_net_partial(cfg)  # net: {_target_: my_nets.Tiny}: built without input_shape and num_classes
             check_mixing(cfg)
             check_class_weights(cfg)
             check_freeze_config(cfg)  # model.freeze's value (its prefixes need the net, built at the run)
@@ -495,6 +517,8 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
                 if isinstance(callback, DictConfig) and "monitor" in callback:
                     check_mode(f"callbacks.{name}", callback.get("monitor"), callback.get("mode"))
             check_monitored(cfg)  # a monitor the run would not log (val/acc_top5 with eval_report.top_k=3)
+            if not shows_config(argv):  # --cfg job prints the config as it is
+                check_optimized_metric_name(cfg)  # val/acc_best: a search's trials would all end without a value
     if unfit:
         if len(unfit) < len(combos):  # a key that only some swept choices have: say how to write it
             check_sweep_start(overrides, config_name, primary)

@@ -13,7 +13,9 @@ entry point builds its trainer) is never suggested: where it is typed as it is
 paragraph says why a value for it is not taken. A top-level key is looked for one level down
 (``max_epochs``: ``trainer.max_epochs``); where none is close, the top's keys are listed. ``+`` is suggested
 only where nothing is close, as the way to add a new key, and never at the top or under
-``hydra``, where nothing reads a new key.
+``hydra``, where nothing reads a new key. The ``--cfg job`` command the paragraph ends with keeps the
+command line's other overrides and shows the node the key is under (``show_node``). Two keys of
+lightning-hydra-template's habits get what litlab does instead: ``train=False`` and eval's ``model=``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 from litlab.choice_files import COMPOSE_ERRORS, compose_as_hydra
 from litlab.config_flags import Primary
 from litlab.errors import LitlabError
+from litlab.show_node import show_command
 from litlab.source_signatures import target_params
 from litlab.target_arguments import HYDRA_KEYS, closest_first, passed_by_litlab
 
@@ -35,9 +38,14 @@ def not_a_key(typed: str, overrides: list[str], primary: Primary) -> LitlabError
     """The paragraph for ``typed`` (``data.chanels=3``), whose key Hydra found in no node of the
     config that ``overrides`` compose (from ``primary``'s files)."""
     key = typed.lstrip("+").split("=", 1)[0]
-    check = f"Check the spelling with `{primary.command()} --cfg job`"
-    cfg = _composed_without_misses(typed, overrides, primary)
+    habit = _template_habit(typed, key, overrides, primary)
+    if habit is not None:
+        return habit
+    cfg, kept = _composed_without_misses(typed, overrides, primary)
     found = _deepest_node(cfg, key) if cfg is not None else None
+    # the command that shows the node as this command line composes it (mixing=mixup: not mixing: {})
+    command = show_command(primary.command(), kept, package=found[1] if found else None)
+    check = f"Check the spelling with `{command}`"
     if found is None:
         return LitlabError(f"{key} is not a key of the config as composed. {check}.")
     node, where, name, below = found
@@ -120,20 +128,38 @@ def _optuna_hint(name: str) -> str | None:
     return f"Did you mean hydra.sweeper.{close[0]}? {_optuna_only(f'hydra.sweeper.{close[0]}')}" if close else None
 
 
-def _composed_without_misses(typed: str, overrides: list[str], primary: Primary) -> DictConfig | None:
+def _composed_without_misses(typed: str, overrides: list[str],
+                             primary: Primary) -> tuple[DictConfig | None, list[str]]:
     """The config that ``overrides`` compose without ``typed`` and every other override that sets a
     key Hydra finds in no node (``data.batchsize=8`` beside ``trainer.max_epoch=3``), dropped one at
-    a time as Hydra names them; None where it fails for another reason."""
+    a time as Hydra names them (None where it fails for another reason), and the overrides kept."""
     kept = [o for o in overrides if o != typed]
     for _ in range(len(overrides)):
         try:
-            return compose_as_hydra(kept, primary)
+            return compose_as_hydra(kept, primary), kept
         except COMPOSE_ERRORS as e:
             named = re.search(r"'([^']+)'", str(e))
             miss = next((o for o in kept if named and o.lstrip("+~").split("=", 1)[0] == named.group(1)), None)
             if miss is None:
-                return None
+                return None, kept
             kept.remove(miss)
+    return None, kept
+
+
+def _template_habit(typed: str, key: str, overrides: list[str], primary: Primary) -> LitlabError | None:
+    """The paragraph for a key that lightning-hydra-template has and litlab has not, said as what
+    litlab does instead: ``train=False`` (test only) to train, ``model=``/``data=``/``experiment=``
+    to eval (which rebuilds both from the checkpoint); None for any other key."""
+    if primary.kind == "train" and key == "train":
+        return LitlabError(f"{typed}: litlab.train has no switch train; it always trains (test=false leaves out "
+                           f"the test after training). To only test a checkpoint, run python -m litlab.eval "
+                           f"ckpt_path=<run>/checkpoints/best.ckpt.")
+    if primary.kind == "eval" and key in ("model", "data", "experiment"):
+        ckpt = next((o for o in overrides if o.split("=", 1)[0] == "ckpt_path"), "ckpt_path=...")
+        return LitlabError(f"{typed}: eval takes the model and the data from the run stored in the checkpoint "
+                           f"({ckpt}), so it has no {key} choice. data.KEY=VALUE changes a key of the stored "
+                           f"data (e.g. data.root=... after moving the files); to evaluate another model, give "
+                           f"its run's checkpoint.")
     return None
 
 

@@ -12,18 +12,9 @@ from litlab.device_counts import read_devices
 from litlab.errors import LitlabError
 from litlab.monitor_checks import check_monitored
 from litlab.strategies import strategy_name
+from litlab.trainer_values import check_precision_name, int_key
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = ("32", "32-true", "64", "64-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
-
-
-def _int_key(trainer: DictConfig, key: str, minimum: int, allow_none: bool = False) -> None:
-    value = trainer.get(key)
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise LitlabError(f"trainer.{key} must be an integer >= {minimum}, got {value!r}.")
 
 
 def accelerator_of(trainer: DictConfig) -> str:
@@ -46,9 +37,7 @@ def accelerator_of(trainer: DictConfig) -> str:
 
 def check_precision(precision: str, device: str) -> None:
     """``trainer.precision`` must be one this device computes in."""
-    if precision not in PRECISIONS:
-        raise LitlabError(f"trainer.precision must be one of 32, 64, 16-mixed, bf16-mixed (or 16-true, bf16-true), "
-                          f"got {precision!r}.")
+    check_precision_name(precision)
     if device == "cpu" and precision.startswith("16"):
         raise LitlabError(f"trainer.precision={precision} needs a CUDA GPU; this run is on the CPU. "
                           f"Use trainer.precision=32 or bf16-mixed.")
@@ -176,14 +165,16 @@ def check_nodes(trainer: DictConfig, devices: int | None) -> None:
 
 def check_trainer_config(trainer: DictConfig) -> None:
     """Types and values of the Trainer keys people change, and what this machine can run."""
-    _int_key(trainer, "max_epochs", -1, allow_none=True)
-    _int_key(trainer, "num_nodes", 1, allow_none=True)
-    _int_key(trainer, "log_every_n_steps", 1, allow_none=True)
-    _int_key(trainer, "check_val_every_n_epoch", 1, allow_none=True)
+    int_key(trainer, "max_epochs", -1, allow_none=True)
+    int_key(trainer, "num_nodes", 1, allow_none=True)
+    int_key(trainer, "log_every_n_steps", 1, allow_none=True)
+    int_key(trainer, "check_val_every_n_epoch", 1, allow_none=True)
     if "accumulate_grad_batches" in trainer:
-        _int_key(trainer, "accumulate_grad_batches", 1)
+        int_key(trainer, "accumulate_grad_batches", 1)
     if "max_steps" in trainer:
-        _int_key(trainer, "max_steps", -1)
+        int_key(trainer, "max_steps", -1)
+    if "min_epochs" in trainer:
+        int_key(trainer, "min_epochs", 0, allow_none=True)
     clip = trainer.get("gradient_clip_val")
     if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip < 0):
         # Lightning takes a negative value as "off", without a word
