@@ -152,7 +152,7 @@ def test_the_resume_command_composes_the_run_again(project):
     """The resume command (metrics.json "resume", the interrupted-run line, a lost rank's hint)
     dropped hydra.searchpath and the config flags: pasted, it composed litlab's train, which
     refused the run's own choice (model=wide is not a choice)."""
-    from litlab.callbacks.interruption import resume_command
+    from litlab.run_commands import resume_command
     from litlab.resume_overrides import rerun_command
 
     more = project / "more_conf"

@@ -396,7 +396,7 @@ def test_the_resume_command_reads_back_the_run_folder(tmp_path, name):
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from litlab.callbacks.interruption import run_dir_override
+    from litlab.run_commands import run_dir_override
 
     run = tmp_path / name
     (word,) = shlex.split(run_dir_override(run))
@@ -409,7 +409,7 @@ def test_the_resume_command_carries_the_runs_own_overrides(tmp_path):
     without the overrides is refused (the default model is another net)."""
     import shlex
 
-    from litlab.callbacks.interruption import resume_command
+    from litlab.run_commands import resume_command
 
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)

@@ -236,7 +236,7 @@ def test_predicts_default_top_k_beyond_a_two_class_model_is_no_warning(tmp_path,
 def test_an_interruption_outside_lightnings_loops_records_and_prints_the_resume_command(tmp_path, capsys):
     """SIGTERM during compression's fine-tuning recorded interrupted but no resume, though the run
     resumes with its own command and ckpt_path=last."""
-    from litlab.callbacks.interruption import resume_command
+    from litlab.run_commands import resume_command
     from litlab.entry import _exit_interrupted
 
     run = tmp_path / "run"
@@ -330,7 +330,7 @@ def test_sigterm_after_training_records_the_command_that_resumes_the_run(cfg_fac
     import time
 
     import litlab.training as train_module
-    from litlab.callbacks.interruption import resume_command
+    from litlab.run_commands import resume_command
     from litlab.entry import run_entrypoint
 
     def compression(*args, **kwargs):

@@ -24,7 +24,6 @@ from omegaconf.errors import OmegaConfBaseException
 from litlab.averaging_checks import check_averaging
 from litlab.checkpoint_paths import check_checkpoint_path
 from litlab.choice_files import COMPOSE_ERRORS, compose_as_hydra
-from litlab.init_from_path import check_init_from, check_not_given
 from litlab.class_weights import check_class_weights
 from litlab.collection_entries import check_entries, check_histograms_early
 from litlab.config_flags import CONF_DIR, Primary, config_dirs, hydra_args, no_primary, primary_of, shows_config
@@ -35,12 +34,15 @@ from litlab.device_counts import known_device_count
 from litlab.empty_choices import check_empty_choices, key_of_empty_choice
 from litlab.errors import LitlabError
 from litlab.home_overrides import check_home_overrides
+from litlab.inherited_period import period_refusal
+from litlab.init_from_path import check_init_from, check_not_given
 from litlab.metric_direction import lower_is_better
 from litlab.misspelt_keys import not_a_key
 from litlab.mixing_checks import check_mixing
 from litlab.monitor_checks import check_monitored
 from litlab.net_partial import check_net_partial
 from litlab.optimized_metric_names import check_optimized_metric_name
+from litlab.resume_choices import check_choices_before_start
 from litlab.run_folders import LAST_NEEDS_A_RUN, check_run_folders
 from litlab.slurm_launcher import is_slurm_launcher
 from litlab.sweep_keys import check_sweep_arguments
@@ -455,6 +457,7 @@ def check_start_checkpoint(cfg: DictConfig) -> None:
     ckpt = OmegaConf.select(cfg, "ckpt_path", throw_on_resolution_failure=False)
     if ckpt and str(ckpt) != "last":
         check_checkpoint_path(ckpt, compressed_ok=False)
+    check_choices_before_start(cfg)  # ckpt_path=last without the run's experiment/model/data: its overrides named
     check_init_from(cfg)  # model.init_from likewise (init_from_path)
 
 
@@ -503,6 +506,8 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
             check_start_checkpoint(cfg)
             check_optimizer_values(cfg)
             check_schedule_values(cfg)
+            if (refusal := period_refusal(cfg.model)) is not None:  # T_max set for a schedule that takes none
+                raise refusal
             check_averaging(cfg)
         if config_name in ("train", "lr_find"):  # lr_find builds the task with the run's mixing too
             check_trainer_values(cfg)  # trainer.max_epochs=abc, precision=16: before torch and the run's folder

@@ -393,8 +393,8 @@ def _resume_recorded(cfg) -> str | None:
         recorded = read_json(metrics).get("resume") if metrics.is_file() else None
         last = run_dir / "checkpoints" / "last.ckpt"
         if recorded is None and last.is_file():
-            # the callback's own words (imports Lightning, loaded by now: a last.ckpt was written)
-            from litlab.callbacks.interruption import resume_command
+            # the words the Interruption callback records
+            from litlab.run_commands import resume_command
 
             recorded = resume_command(run_dir)
             update_metrics(run_dir, resume=recorded, last_ckpt=str(last))
@@ -442,7 +442,7 @@ def _start_origin(cfg: DictConfig, run_dir: Path, status: str) -> dict:
         return {}
     origin = start_origin(ckpt)
     if status == "interrupted":
-        from litlab.callbacks.interruption import resume_command
+        from litlab.run_commands import resume_command
 
         origin["resume"] = resume_command(run_dir, Path(origin["started_from"]))
     return origin

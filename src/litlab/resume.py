@@ -22,14 +22,15 @@ import lightning.pytorch as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from litlab.callbacks.checkpoints import data_position, holds_data_position, taken_within_epoch
-from litlab.callbacks.interruption import path_override, run_dir_override, run_overrides, sets_key
 from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.data.colour_channels import recorded_channels
 from litlab.device_counts import known_device_count
 from litlab.errors import LitlabError
+from litlab.resume_choices import check_same_choices, command_choices, earlier_record, run_checkpoint, started_with
 from litlab.resume_overrides import ABSENT, flat_keys, given_overrides, job_overrides, rerun_command, shown_value
 from litlab.resume_settings import (check_same_averaging, check_same_grouping, check_same_optimization,
                                     check_same_steps_per_epoch, log_mixing_change, same_net)
+from litlab.run_commands import path_override, run_dir_override, run_overrides, sets_key
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,11 @@ def open_resume(cfg: DictConfig, run_dir: Path) -> Resume | None:
     if path is None:
         return None
     if path == "last":
-        path = run_dir / "checkpoints" / "last.ckpt"
-        best = path.with_name("best.ckpt")
-        if not path.is_file() and best.is_file():
-            # killed while its first last.ckpt was being written: best.ckpt, written just before, is complete
-            path = best
+        path = run_checkpoint(run_dir)
     ckpt = load_checkpoint(path, compressed_ok=False)
+    if cfg.get("ckpt_path") == "last":  # the run's overrides left out: said before the data is prepared
+        check_same_choices(cfg, run_dir, earlier_record(run_dir, job_overrides(cfg)),
+                           (ckpt.get("litlab") or {}).get("config"), command_choices(cfg), path)
     fallback = cfg.get("ckpt_path") == "last" and path.name == "best.ckpt"
     check_continuable(ckpt, path, run_dir, fallback)
     check_same_seed(cfg, ckpt, path, run_dir)
@@ -215,11 +215,27 @@ def resolve_ckpt_path(cfg: DictConfig, resume: Resume | None, dm, model: L.Light
     path, ckpt = resume.path, resume.ckpt
     check_same_data(cfg, ckpt, path, dm.describe())
     dm.adopt_trained(ckpt["litlab"].get("data") or {}, f"ckpt_path={path}")
-    check_fits(model, ckpt["state_dict"], path)
+    check_fits_run(cfg, model, ckpt, path)
     check_same_optimization(cfg, ckpt, path)  # checked before the data unless the net's settings differ
     check_same_grouping(cfg, ckpt, path, model)
     check_something_left(cfg, ckpt, Path(path).parent.parent)
     return str(path), int(ckpt.get("global_step") or 0)
+
+
+def check_fits_run(cfg: DictConfig, model: L.LightningModule, ckpt: dict, path) -> None:
+    """``check_fits``, whose "a different model" names what the run that wrote the checkpoint was
+    started with (its folder's record) and the command that resumes it: the overrides left out
+    (``model.net.hidden_sizes=...``) are the likely mistake, and the record has them."""
+    try:
+        check_fits(model, ckpt["state_dict"], path)
+    except LitlabError as e:
+        run_dir = Path(path).absolute().parent.parent
+        own = cfg.get("ckpt_path") == "last"
+        start = "ckpt_path=last" if own else path_override("ckpt_path", path)
+        record = earlier_record(run_dir, job_overrides(cfg))  # this start's own record is not the run's
+        if record is None:
+            raise
+        raise LitlabError(f"{e} For {run_dir}, {started_with(record, run_dir, start)}.") from None
 
 
 def check_something_left(cfg: DictConfig, ckpt: dict, run_dir: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from litlab.callbacks.interruption import run_overrides, sets_key
+from litlab.run_commands import run_overrides, sets_key
 
 ABSENT = object()
 """a key one side has and the other not (the checkpoint's config or this command's)"""

@@ -17,10 +17,10 @@ import lightning.pytorch as L
 from omegaconf import DictConfig, OmegaConf
 
 from litlab.callbacks.checkpoints import data_position
-from litlab.callbacks.interruption import sets_key
 from litlab.device_counts import known_device_count
 from litlab.errors import LitlabError
 from litlab.resume_overrides import ABSENT, flat_keys, job_overrides, rerun_command, shown_value
+from litlab.run_commands import sets_key
 from litlab.strategies import strategy_name
 from litlab.tasks.optimizers import (DECAYED, NOT_DECAYED, STEPS_PER_EPOCH_KEY, group_names, one_group_reason,
                                      parameter_groups)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import shlex
 import signal
 import threading
 from pathlib import Path
@@ -24,9 +22,9 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from litlab.callbacks.checkpoints import epoch_finished
 from litlab.data.resumable_loader import start_at_checkpoint_position
 from litlab.reporting.run_files import update_metrics
+from litlab.run_commands import resume_command
 from litlab.run_folders import recorded_start
 from litlab.seeding import seed_everything
-from litlab.sweeps.sweep_table import is_under
 
 log = logging.getLogger(__name__)
 
@@ -72,61 +70,6 @@ def _skip_lightnings_sigterm_broadcast(trainer: L.Trainer) -> None:
 
 def _nothing() -> None:
     return None
-
-
-def run_dir_override(run_dir: Path) -> str:
-    """``hydra.run.dir=...`` as a shell word that Hydra reads back as ``run_dir``."""
-    return path_override("hydra.run.dir", run_dir)
-
-
-def path_override(key: str, path: Path | str) -> str:
-    """``key=path`` as a shell word that Hydra reads back as ``path``: quoted for Hydra where the
-    path has characters its override grammar reserves (spaces, ``=``, commas, brackets, ...), then
-    for the shell."""
-    value = str(path)
-    if not re.fullmatch(r"[\w./@:+~-]+", value):
-        value = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    return shlex.quote(f"{key}={value}")
-
-
-def sets_key(override: str, *keys: str) -> bool:
-    """Whether ``override`` (``key=value``, ``+key=...``, ``~key``) sets one of ``keys`` or a key under them."""
-    return is_under(override.lstrip("+~").split("=", 1)[0], keys)
-
-
-def run_overrides(run_dir: Path, *dropped: str) -> list[str] | None:
-    """The words after ``python -m litlab.train`` that compose the run in ``run_dir`` again: the
-    config flags it was started with (``--config-dir``, ``--config-name``), then its overrides
-    (``.hydra/overrides.yaml``) and its ``hydra.searchpath`` (where its own config files are),
-    without those of ``ckpt_path``, other ``hydra.*`` keys and ``hparams_search`` (a sweep's
-    settings, which would start a new sweep) and ``dropped``; None where the record cannot be read.
-    Without the flags and the search path a pasted command composed litlab's ``train`` config,
-    which refused the run's own choices (``model=tiny is not a choice``)."""
-    import yaml
-
-    record = Path(run_dir) / ".hydra"
-    try:
-        overrides = yaml.safe_load((record / "overrides.yaml").read_text()) or []
-    except (OSError, yaml.YAMLError):
-        return None
-    if not isinstance(overrides, list):
-        return None
-    kept = [str(o) for o in overrides if not sets_key(str(o), "ckpt_path", "hparams_search", "hydra", *dropped)]
-    from litlab.config_flags import recorded_config_words
-
-    return [*recorded_config_words(record / "hydra.yaml"), *kept]
-
-
-def resume_command(run_dir: Path, ckpt: Path | None = None) -> str:
-    """The command that resumes the run in ``run_dir``: its own config flags and overrides
-    (``run_overrides``), shell-quoted, then ``ckpt_path=last`` (or ``ckpt``, the checkpoint of
-    another run that a run without one of its own started from) and the folder. A resume without
-    them is refused (the default model is another net), and the placeholder the record held
-    (``<same overrides>``) was a shell redirect when pasted."""
-    kept = run_overrides(run_dir)
-    start = "ckpt_path=last" if ckpt is None else path_override("ckpt_path", ckpt)
-    run = ["<the run's overrides>"] if kept is None else [shlex.quote(o) for o in kept]
-    return " ".join(["python -m litlab.train", *run, start, run_dir_override(run_dir)])
 
 
 def started_from(trainer: L.Trainer, run_dir: Path) -> Path | None:

@@ -52,8 +52,8 @@ from torch.optim.swa_utils import AveragedModel
 from litlab.averaging_checks import NOT_GIVEN, check_averaging_settings, check_averaging_strategy
 from litlab.callbacks.checkpoints import _Checkpoints, epoch_finished
 from litlab.callbacks.early_stopping import EarlyStopping
-from litlab.callbacks.interruption import sets_key
 from litlab.resume_overrides import job_overrides
+from litlab.run_commands import sets_key
 from litlab.strategies import strategy_name
 
 log = logging.getLogger(__name__)

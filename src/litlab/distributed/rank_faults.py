@@ -53,7 +53,7 @@ def resume_hint(run_dir: Path, entry: str) -> str:
     its record), as the Interruption callback advises; "no checkpoint can be resumed" was false there."""
     if entry != "train":
         return "No checkpoint of this run can be resumed; start it again."
-    from litlab.callbacks.interruption import resume_command
+    from litlab.run_commands import resume_command
     from litlab.run_folders import has_checkpoint, recorded_start
 
     checkpoints = Path(run_dir) / "checkpoints"

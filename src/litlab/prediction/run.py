@@ -27,8 +27,8 @@ from litlab.prediction.input_files import list_files
 from litlab.prediction.inputs import Resized, array_batches, image_batches, read_npz, sample_shape
 from litlab.prediction.path_checks import check_before_loading, check_input_exists
 from litlab.reporting.run_files import update_metrics
-from litlab.callbacks.interruption import sets_key
 from litlab.resume_overrides import job_overrides
+from litlab.run_commands import sets_key
 from litlab.tuning.temperature_setting import predict_temperature
 
 log = logging.getLogger(__name__)

@@ -219,7 +219,7 @@ def job_command(entry: str, sweep_dir: Path, number: int | str, words: list[str]
     """``python -m litlab.<entry> <words> hydra.run.dir=<sweep_dir>/<number>``, shell-quoted: the
     job as one run (``words``: the sweep's config flags, then the job's overrides), in the folder
     the sweep would have given it."""
-    from litlab.callbacks.interruption import run_dir_override  # imports Lightning: only for a command
+    from litlab.run_commands import run_dir_override
 
     return " ".join([f"python -m litlab.{entry}", *map(shlex.quote, words),
                      run_dir_override(Path(sweep_dir) / str(number))])

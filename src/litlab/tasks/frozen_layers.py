@@ -105,9 +105,9 @@ def keep_resumed_freeze(cfg, resume) -> None:
     loads either way. ``resume``: ``open_resume``'s, or None for a new run."""
     from omegaconf import DictConfig
 
-    from litlab.callbacks.interruption import sets_key
     from litlab.distributed.ranks import is_rank_zero
     from litlab.resume_overrides import job_overrides
+    from litlab.run_commands import sets_key
 
     node = cfg.get("model")
     if resume is None or not isinstance(node, DictConfig) or "freeze" not in node:

@@ -96,8 +96,8 @@ def training_command(lr: float | None, hydra_cfg=None) -> str:
     the run of ``hydra_cfg`` (``hydra_node``), those of the range test itself left out. Without
     the search path it composed litlab's own config folders, which lack the user's files
     (``model=mymlp is not a choice``)."""
-    from litlab.callbacks.interruption import sets_key
     from litlab.config_flags import config_words
+    from litlab.run_commands import sets_key
 
     words, overrides = [], []
     if hydra_cfg is not None:
