@@ -8,7 +8,6 @@ import io
 import json
 import logging
 import warnings
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf, open_dict
