@@ -146,8 +146,9 @@ def fmt(value, digits: int = 3, blank: str = "-") -> str:
 
 
 # said above the table of a --tiny run, whose verdicts are left out (``not_judged``)
-TINY_HEADER = ("--tiny: the sizes and repeats are too small for the targets, so the ratios below check that each "
-               "case runs and are not judged (met: -); run without --tiny to judge them")
+TINY_NOTE = ("--tiny: the sizes and repeats are too small for the targets, so the ratios below check that each "
+             "case runs and are not judged ({verdict}); run without --tiny to judge them")
+TINY_HEADER = TINY_NOTE.format(verdict="met: -")
 
 
 def not_judged(records: list[dict]) -> list[dict]:
@@ -177,9 +178,11 @@ def print_table(records: list[dict], tiny: bool = False) -> None:
               + (f"  ({r['note']})" if r["note"] else ""))
 
 
-def markdown_table(records: list[dict]) -> str:
-    """The results as the Markdown table of BENCHMARKS.md."""
-    lines = ["| comparison | unit | litlab | baseline | baseline value | ratio | paired ratio | target | met |",
+def markdown_table(records: list[dict], tiny: bool = False) -> str:
+    """The results as the Markdown table of BENCHMARKS.md; a ``tiny`` run's under the same note as
+    its plain table (a blank line between: a line right above a table would join its header)."""
+    note = [TINY_NOTE.format(verdict="met left blank"), ""] if tiny else []
+    lines = [*note, "| comparison | unit | litlab | baseline | baseline value | ratio | paired ratio | target | met |",
              "| --- | --- | ---: | --- | ---: | ---: | ---: | --- | --- |"]
     for r in records:
         if r["skipped"]:
@@ -232,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(records, args.tiny)
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))
     if args.markdown:
-        print(markdown_table(records))
+        print(markdown_table(records, args.tiny))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"tiny": args.tiny, "cases": records, "machine": info}, indent=2))

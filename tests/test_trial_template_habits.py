@@ -96,9 +96,12 @@ def test_the_onnx_fallback_says_what_was_exported_and_the_summary_shows_both(qua
     assert "(float model: export=onnx cannot hold the compressed one; export=torchscript holds it)" in export
 
 
-def test_test_false_gives_the_eval_command_and_partial_data_names_the_partial_figures(quantized_run):
+def test_test_false_with_compression_and_partial_data_names_the_partial_figures(quantized_run):
     _, metrics, summary, _ = quantized_run
-    assert f"test skipped (test=false): python -m litlab.eval ckpt_path={metrics['best_ckpt']}" in summary
+    # compression scored best.ckpt on the test split: not "skipped"
+    assert "test skipped" not in summary
+    assert (f"test=false: the test split was scored by compression only (best.ckpt's test/acc "
+            f"{metrics['compress/before/test_acc']:.4f}, compress/before/test_acc)") in summary
     # val/acc covers the whole validation split; no test/ figures to speak of
     assert "trainer.limit_train_batches=3 (training used those batches only; val/* cover the whole split)" in summary
 
@@ -208,3 +211,58 @@ def test_a_ddp_cpu_bf16_run_prints_none_of_the_known_warnings(tmp_path):
     for message in ("`broadcast_buffers` is deprecated", "is not supported by the model summary",
                     "functional.all_gather is deprecated"):
         assert message not in out
+
+
+@pytest.mark.parametrize(("typed", "record", "tab"), [("tags=5", ["5"], "5"), ("tags=dev", ["dev"], "dev"),
+                                                      ("tags=[dev,7]", ["dev", "7"], "dev,7")])
+def test_tags_typed_as_one_value_are_one_tag_in_the_record_and_the_tab(cfg_factory, typed, record, tab):
+    """tags=5 crashed the run before any record ('int' object is not iterable); tags=dev showed d,e,v."""
+    from litlab.reporting.hparams import hparams_of
+    from litlab.reporting.run_files import labels_of
+
+    cfg = cfg_factory([typed])
+    assert labels_of(cfg)["tags"] == record and hparams_of(cfg)["tags"] == tab
+
+
+def _scheduler_module(tmp_path, monkeypatch) -> None:
+    """A scheduler module of the user's own, whose source litlab does not read (not torch's, not litlab's)."""
+    (tmp_path / "fh_user_sched.py").write_text(
+        "import torch\n\n\n"
+        "def warmup_then_flat(optimizer, warmup=1):\n"
+        "    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: min(1.0, (e + 1) / warmup))\n\n\n"
+        "def cosine_of_its_own(optimizer, T_max):\n"
+        "    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=T_max)\n\n\n"
+        "def passes_on(optimizer, **kwargs):\n"
+        "    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, **kwargs)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_an_inherited_t_max_is_left_out_for_a_scheduler_function_of_the_users_own(tmp_path, data_dir, monkeypatch):
+    from litlab.build import check_task_settings
+
+    _scheduler_module(tmp_path, monkeypatch)
+    cfg = make_cfg(["model.scheduler._target_=fh_user_sched.warmup_then_flat"], tmp_path / "run", data_dir)
+    check_task_settings(cfg.model)  # built a stand-in schedule: "unexpected keyword argument 'T_max'" before
+    assert "T_max" not in cfg.model.scheduler
+    for target in ("cosine_of_its_own", "passes_on"):  # a T_max parameter, or **kwargs: kept
+        cfg = make_cfg([f"model.scheduler._target_=fh_user_sched.{target}"], tmp_path / "run", data_dir)
+        check_task_settings(cfg.model)
+        assert cfg.model.scheduler.T_max == cfg.trainer.max_epochs
+
+
+def test_save_top_k_without_plus_says_what_litlab_keeps(tmp_path):
+    """The template's own habit is the plain form: it was answered "Did you mean ...save_last?"."""
+    err = refused_before_torch("litlab.train", ["callbacks.model_checkpoint.save_top_k=3"], cwd=tmp_path)
+    assert "callbacks.model_checkpoint.save_top_k is not a key of the config" in err
+    assert "litlab keeps two checkpoints: checkpoints/best.ckpt" in err and "Did you mean" not in err
+
+
+def test_test_false_with_compression_says_the_test_split_was_scored_by_it(tmp_path):
+    from litlab.reporting.summary import format_summary
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text("test: false\n")
+    text = format_summary(tmp_path, {"best_ckpt": "/x/best.ckpt", "compress/method": "prune",
+                                     "compress/before/test_acc": 0.8125}, False)
+    assert "test skipped" not in text
+    assert "test=false: the test split was scored by compression only (best.ckpt's test/acc 0.8125" in text

@@ -28,7 +28,7 @@ from litlab.cuda_availability import drop_nvml_check_without_gpus
 from litlab.data.base import ClassificationData
 from litlab.distributed.launcher import use_run_dir_launcher
 from litlab.errors import LitlabError
-from litlab.inherited_period import inherited_period, period_refusal
+from litlab.inherited_period import drop_inherited_period
 from litlab.listing import first_of
 from litlab.mixing_checks import check_image_samples
 from litlab.models.speed_switches import SPEED_SWITCHES, apply_speed_switches, runs_channels_last, undo_channels_last
@@ -176,22 +176,6 @@ def check_task_settings(model_cfg: DictConfig) -> None:
     if "scheduler_interval" in model_cfg or "warmup_epochs" in model_cfg:
         check_schedule_settings(model_cfg.get("scheduler_interval", "epoch"), model_cfg.get("warmup_epochs", 0),
                                 built_class(make_scheduler) if make_scheduler is not None else None)
-
-
-def drop_inherited_period(model_cfg: DictConfig) -> None:
-    """Takes conf/model/_classifier.yaml's ``model.scheduler.T_max: ${trainer.max_epochs}`` off a
-    schedule that takes no T_max (a model file of the user's own over ``defaults: [_classifier]``
-    with ``_target_: ...ReduceLROnPlateau``, which cannot delete it); refuses a T_max set for such
-    a schedule (``inherited_period.period_refusal``). The run's record then shows the schedule built."""
-    refusal = period_refusal(model_cfg)
-    if refusal is not None:
-        raise refusal
-    name = inherited_period(model_cfg)
-    if name is not None:
-        with open_dict(model_cfg.scheduler):
-            del model_cfg.scheduler[name]
-        log.info("model.scheduler: %s takes no %s; the %s inherited from conf/model/_classifier.yaml is left out",
-                 model_cfg.scheduler._target_, name, name)
 
 
 def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int,

@@ -5,16 +5,23 @@ A model file of the user's own over ``defaults: [_classifier, _self_]`` that set
 kept the cosine's ``T_max: ${trainer.max_epochs}`` (a yaml file cannot delete a key), and the run
 failed at build with "unexpected keyword argument 'T_max'". The inherited value is left out; a
 value set on purpose is refused, naming where the key comes from. Needs no torch: the target's
-arguments are read from its source (``source_signatures``).
+arguments are read from its source (``source_signatures``). Only ``drop_inherited_period``, run
+where the model is built, imports a target whose source is not read there (a scheduler function
+of the user's own) to see its signature.
 """
 
 from __future__ import annotations
 
-from omegaconf import DictConfig, OmegaConf
+import inspect
+import logging
+
+import hydra
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from litlab.errors import LitlabError
 from litlab.source_signatures import target_params
 
+log = logging.getLogger(__name__)
 
 # conf/model/_classifier.yaml's cosine period, which every model file over ``defaults: [_classifier]``
 # inherits: a yaml file cannot delete a key, so a file that changes the schedule's _target_ keeps it
@@ -60,3 +67,43 @@ def _takes_no(scheduler, name: str) -> bool:
     target = scheduler.get("_target_")
     takes = target_params(target) if isinstance(target, str) else None
     return takes is not None and name not in takes
+
+
+def drop_inherited_period(model_cfg: DictConfig) -> None:
+    """Takes conf/model/_classifier.yaml's ``model.scheduler.T_max: ${trainer.max_epochs}`` off a
+    schedule that takes no T_max (a model file of the user's own over ``defaults: [_classifier]``
+    with ``_target_: ...ReduceLROnPlateau``, which cannot delete it); refuses a T_max set for such
+    a schedule (``period_refusal``). The run's record then shows the schedule built. A target whose
+    source is not read (``my_sched.warmup_then_flat``) is imported here, at build, where the
+    schedule is imported anyway, and its signature read."""
+    refusal = period_refusal(model_cfg)
+    if refusal is not None:
+        raise refusal
+    name = inherited_period(model_cfg) or _inherited_by_imported(model_cfg)
+    if name is not None:
+        with open_dict(model_cfg.scheduler):
+            del model_cfg.scheduler[name]
+        log.info("model.scheduler: %s takes no %s; the %s inherited from conf/model/_classifier.yaml is left out",
+                 model_cfg.scheduler._target_, name, name)
+
+
+def _inherited_by_imported(model_cfg: DictConfig) -> str | None:
+    """``T_max`` where the scheduler's target is one ``target_params`` does not read, its imported
+    signature has no T_max and no ``**kwargs``, and the value is still the inherited one. None
+    where the target does not import or has no signature: building it then says why."""
+    name, inherited = INHERITED_PERIOD
+    scheduler = model_cfg.get("scheduler") if isinstance(model_cfg, DictConfig) else None
+    if not isinstance(scheduler, DictConfig) or name not in scheduler:
+        return None
+    target = scheduler.get("_target_")
+    if not isinstance(target, str) or target_params(target) is not None:
+        return None
+    if OmegaConf.to_container(scheduler, resolve=False).get(name) != inherited:
+        return None
+    try:
+        params = inspect.signature(hydra.utils.get_object(target)).parameters.values()
+    except Exception:  # not importable, or no signature (a builtin)
+        return None
+    if any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return name

@@ -31,7 +31,7 @@ from litlab.config_flags import Primary
 from litlab.errors import LitlabError
 from litlab.show_node import show_command
 from litlab.source_signatures import target_params
-from litlab.target_arguments import HYDRA_KEYS, closest_first, passed_by_litlab
+from litlab.target_arguments import ARGUMENT_HINTS, HYDRA_KEYS, closest_first, passed_by_litlab
 
 
 def not_a_key(typed: str, overrides: list[str], primary: Primary) -> LitlabError:
@@ -58,6 +58,9 @@ def not_a_key(typed: str, overrides: list[str], primary: Primary) -> LitlabError
     set_aside = passed_by_litlab(cfg, where, primary.command())  # trainer.logger: never suggested
     takes = _arguments_not_in_config(node, keys, set_aside)
     target = node.get("_target_") if "_target_" in node else None
+    known = ARGUMENT_HINTS.get(target, {}).get(name) if isinstance(target, str) and not below else None
+    if known:  # save_top_k: what litlab keeps instead, in place of the nearest key (save_last), as the + form says
+        return LitlabError(f"{key} is not a key of the config ({shown} has no key {name}). {known} {check}.")
     close, _ = closest_first(name, [*keys, *(takes or ())])
     # only keys that exist as suggested: the rest (.lr of model.optimzer.lr) under a close key, or corrected there
     value = (next((k for k in close if k in keys and not isinstance(_child(node, k), DictConfig)), None)

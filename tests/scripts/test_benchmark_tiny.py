@@ -28,7 +28,8 @@ def benchmark():
     sys.path.remove(str(SCRIPTS))
 
 
-def canned_run(benchmark, monkeypatch, capsys, tmp_path, tiny: bool) -> tuple[int, list[str], dict]:
+def canned_run(benchmark, monkeypatch, capsys, tmp_path, tiny: bool, extra: tuple[str, ...] = ()
+               ) -> tuple[int, list[str], dict]:
     """main over two canned cases: training (one slow ratio, judged NO by the case) and startup
     (crashed): its exit status, stdout lines and JSON."""
     from bench.common import failed, record
@@ -41,7 +42,7 @@ def canned_run(benchmark, monkeypatch, capsys, tmp_path, tiny: bool) -> tuple[in
     monkeypatch.setattr(benchmark, "run_case", lambda case, work, tiny_: canned[case])
     out = tmp_path / "bench.json"
     argv = ["--cases", "training,startup", "--work-dir", str(tmp_path / "work"), "--json", str(out)]
-    code = benchmark.main(argv + (["--tiny"] if tiny else []))
+    code = benchmark.main(argv + (["--tiny"] if tiny else []) + list(extra))
     return code, capsys.readouterr().out.splitlines(), json.loads(out.read_text())
 
 
@@ -71,3 +72,14 @@ def test_full_run_judges_as_before(benchmark, monkeypatch, capsys, tmp_path):
     assert not any(ln.startswith("--tiny:") for ln in lines)
     assert row(lines, "train_mlp_digits_vs_raw").split()[-1] == "NO"
     assert result["tiny"] is False and [r["met"] for r in result["cases"]] == [False, False]
+
+
+def test_tiny_markdown_table_has_the_note_above_it(benchmark, monkeypatch, capsys, tmp_path):
+    """BENCHMARKS.md is pasted from the Markdown table: a tiny run's must say its ratios are not judged."""
+    _, lines, _ = canned_run(benchmark, monkeypatch, capsys, tmp_path, tiny=True, extra=("--markdown",))
+    table = lines.index("| comparison | unit | litlab | baseline | baseline value | ratio | paired ratio | target | met |")
+    assert lines[table - 1] == "" and lines[table - 2] == (
+        "--tiny: the sizes and repeats are too small for the targets, so the ratios below check that each case runs "
+        "and are not judged (met left blank); run without --tiny to judge them")
+    _, lines, _ = canned_run(benchmark, monkeypatch, capsys, tmp_path, tiny=False, extra=("--markdown",))
+    assert not any(ln.startswith("--tiny:") for ln in lines)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from litlab.reporting.run_files import tags_of
+
 # final metrics shown next to the hyperparameters (metrics.json keys)
 FINAL = ("val/acc", "test/acc", "test/loss", "train_samples_per_s", "effective_batch_size")
 
@@ -15,7 +17,7 @@ def hparams_of(cfg: DictConfig) -> dict:
     carries a key for the others (``-m mixing=none,mixup ++mixing.alpha=0.5``) is ``none`` too.
     ``tags`` are one comma-joined string (``dev,mine``; empty without tags): the HPARAMS tab shows
     and filters on such a value, and shows no lists."""
-    out = {"seed": cfg.get("seed"), "tags": ",".join(str(t) for t in cfg.get("tags") or ())}
+    out = {"seed": cfg.get("seed"), "tags": ",".join(tags_of(cfg))}
     for group in ("model", "data", "trainer", "averaging", "mixing", "compress"):
         node = cfg.get(group)
         if group in ("averaging", "mixing") and (not isinstance(node, DictConfig) or "_target_" not in node):

@@ -10,6 +10,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from omegaconf import ListConfig
+
 from litlab.atomic_files import atomic_write
 from litlab.errors import LitlabError
 
@@ -50,18 +52,31 @@ def update_metrics(run_dir: Path, **fields: Any) -> dict:
     return _write_metrics(path, data)
 
 
+def tags_of(cfg: Any) -> list[str]:
+    """A job's ``tags`` as a list of strings, whatever form they were typed in: ``tags=[dev,mine]``
+    gives its items, ``tags=dev`` or ``tags=5`` that one value, no tags an empty list. A mapping
+    (``tags={a:1}``) is one tag, its text: tags label runs, and nothing reads their parts."""
+    value = cfg.get("tags")
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple, ListConfig)):
+        return [str(t) for t in value]
+    return [str(value)]
+
+
 def labels_of(cfg: Any) -> dict:
-    """``seed`` and ``tags`` (a list; ``tags=[dev,mine]``) of a job's config, those it has: what a
+    """``seed`` and ``tags`` (``tags_of``: a list of strings) of a job's config, those it has: what a
     run's metrics.json says it trained with and how it was labelled (every start's record begins
     with them)."""
     labels = {}
     for key in ("seed", "tags"):
         try:
             value = cfg.get(key)
+            value = tags_of(cfg) if key == "tags" and value is not None else value
         except Exception:  # an interpolation that does not resolve: the run reports it
             continue
         if value is not None:
-            labels[key] = list(value) if key == "tags" and not isinstance(value, str) else value
+            labels[key] = value
     return labels
 
 

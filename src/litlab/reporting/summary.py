@@ -19,20 +19,25 @@ def format_summary(run_dir: Path, metrics: dict, has_tensorboard: bool) -> str:
     """The summary's lines; the TensorBoard command is quoted for the shell, so that it runs as pasted
     for a folder with spaces, commas or quotes in its name (a plain path stays as it is)."""
     lines = [f"litlab run {metrics.get('status', 'completed')}: {run_dir}"]
+    tested = any(str(k).startswith("test/") for k in metrics)
     for key in SHOWN:
         value = metrics.get(key)
         if value is not None:
             lines.append(f"  {key:<22} {value:.4f}" if isinstance(value, float) else f"  {key:<22} {value}")
     if metrics.get("partial_data"):  # debug=fdr/limit/overfit, trainer.limit_*: not the whole splits
         settings = " ".join(f"trainer.{k}={v}" for k, v in metrics["partial_data"].items())
-        tested = any(str(k).startswith("test/") for k in metrics)
         lines.append(f"  on part of the data:   {settings} ({partial_figures(metrics['partial_data'], tested)})")
     if metrics.get("test_split") == "val":  # an image folder without test/
         lines.append("  test split:            the validation split (no test/ folder), which also picked best.ckpt")
     lines += after_training_lines(metrics)
     if metrics.get("best_ckpt"):
         lines.append(f"  best checkpoint        {metrics['best_ckpt']}")
-    if test_skipped(run_dir, metrics):
+    scored = metrics.get("compress/before/test_acc")
+    if test_skipped(run_dir, metrics, tested) and isinstance(scored, (int, float)):
+        # compression scored best.ckpt's weights on the test split: not "skipped", and no command needed
+        lines.append(f"  test=false: the test split was scored by compression only (best.ckpt's test/acc {scored:.4f}, "
+                     f"compress/before/test_acc)")
+    elif test_skipped(run_dir, metrics, tested):
         lines.append(f"  test skipped (test=false): python -m litlab.eval "
                      f"ckpt_path={shlex.quote(str(metrics['best_ckpt']))}")
     lines.append(f"  metrics                {run_dir / 'metrics.json'}")
@@ -84,12 +89,11 @@ def after_training_lines(metrics: dict) -> list[str]:
     return lines
 
 
-def test_skipped(run_dir: Path, metrics: dict) -> bool:
-    """Whether a completed run with a best checkpoint did not test because its config said
-    ``test=false`` (its record ``.hydra/config.yaml``): the summary then gives the command that tests it."""
-    if metrics.get("status", "completed") != "completed" or not metrics.get("best_ckpt"):
-        return False
-    if any(str(k).startswith("test/") for k in metrics):
+def test_skipped(run_dir: Path, metrics: dict, tested: bool) -> bool:
+    """Whether a completed run with a best checkpoint did not test (``tested``: it has no ``test/``
+    figures) because its config said ``test=false`` (its record ``.hydra/config.yaml``): the summary
+    then gives the command that tests it."""
+    if metrics.get("status", "completed") != "completed" or not metrics.get("best_ckpt") or tested:
         return False
     record = Path(run_dir) / ".hydra" / "config.yaml"
     try:
