@@ -59,6 +59,65 @@ def test_keys_of_the_config_groups_and_hydra_stay_allowed(tmp_path, args):
     passes(args, tmp_path)
 
 
+@pytest.mark.parametrize("args", [
+    ["+lr=0.01", "model.optimizer.lr=${lr}"],
+    ["-m", "+lr=0.1,0.01", "model.optimizer.lr=${lr}"],
+    ["+base_lr=0.01", "model.optimizer.lr=${oc.select:base_lr,0.1}"],
+])
+def test_a_top_level_key_an_interpolation_reads_is_allowed(tmp_path, args):
+    passes(args, tmp_path)
+
+
+def test_a_top_level_key_a_composed_file_reads_is_allowed(tmp_path):
+    conf = tmp_path / "myconf"
+    conf.mkdir()
+    (conf / "my.yaml").write_text("defaults:\n  - train\n  - _self_\n\nmodel:\n  optimizer:\n    lr: ${base_lr}\n")
+    passes(["--config-dir", str(conf), "--config-name", "my", "+base_lr=0.01"], tmp_path)
+    assert "adds base_lrx at the top" in refusal(["--config-dir", str(conf), "--config-name", "my", "+base_lr=0.01",
+                                                  "+base_lrx=1"], tmp_path)
+
+
+def _own_primary(tmp_path: Path, kind: str, dropped: tuple[str, ...]) -> Path:
+    """A config folder whose ``my.yaml`` is litlab's ``conf/<kind>.yaml`` without the top-level ``dropped`` keys."""
+    from litlab.config_flags import CONF_DIR
+
+    conf = tmp_path / "myconf"
+    conf.mkdir()
+    lines = (CONF_DIR / f"{kind}.yaml").read_text().splitlines()
+    start = [i for i, line in enumerate(lines) if line.split(":")[0] in dropped]
+    kept = [line for i, line in enumerate(lines)
+            if not any(i == j or (i > j and lines[i].startswith(" ") and all(
+                lines[k].startswith(" ") or not lines[k].strip() for k in range(j + 1, i))) for j in start)]
+    (conf / "my.yaml").write_text("\n".join(kept) + "\n")
+    return conf
+
+
+@pytest.mark.parametrize("added", [["+tags=[a,b]"], ["+optimized_metric=val/loss"]])
+def test_top_level_keys_litlab_reads_are_allowed_where_the_own_primary_lacks_them(tmp_path, added):
+    conf = _own_primary(tmp_path, "train", ("tags", "optimized_metric"))
+    assert "tags" not in (conf / "my.yaml").read_text() and "optimized_metric" not in (conf / "my.yaml").read_text()
+    passes(["--config-dir", str(conf), "--config-name", "my", *added], tmp_path)
+
+
+def test_lr_find_allows_its_node_where_the_own_primary_lacks_it(tmp_path):
+    conf = _own_primary(tmp_path, "lr_find", ("lr_find",))
+    assert "min_lr" not in (conf / "my.yaml").read_text()
+    passes(["--config-dir", str(conf), "--config-name", "my",
+            "+lr_find={min_lr: 1e-6, max_lr: 1.0, num_steps: 100, mode: exponential, smoothing: 0.05, "
+            "stop_factor: 4.0}"], tmp_path, "lr_find")
+
+
+@pytest.mark.parametrize("order", ["digits_mlp,wide", "wide,digits_mlp"])
+def test_a_top_level_key_only_some_swept_jobs_have_is_allowed(tmp_path, order):
+    conf = tmp_path / "myconf"
+    (conf / "experiment").mkdir(parents=True)
+    (conf / "experiment" / "wide.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /model: mlp\n\nwidth: 64\n")
+    passes(["--config-dir", str(conf), "-m", f"experiment={order}", "++width=16"], tmp_path)
+    assert "adds widht at the top" in refusal(["--config-dir", str(conf), "-m", f"experiment={order}", "++widht=16",
+                                               f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
+
+
 # --- 2. optimized_metric ---------------------------------------------------------------------------
 
 def test_the_templates_best_metric_is_refused_naming_the_one_to_use(tmp_path):
@@ -100,8 +159,8 @@ def test_lr_find_does_not_check_the_metric(tmp_path):
 # --- 3 and 9. trainer values that need no torch -----------------------------------------------------
 
 @pytest.mark.parametrize("value, expected", [
-    ("16", "trainer.precision=16 is Lightning's old name for 16-mixed, which needs a CUDA GPU; on the CPU use "
-           "trainer.precision=32 or bf16-mixed."),
+    ("16", "trainer.precision=16 is Lightning's old name for 16-mixed: use trainer.precision=16-mixed (a CUDA GPU); "
+           "on the CPU, trainer.precision=32 or bf16-mixed."),
     ("bf16", "trainer.precision=bf16 is Lightning's old name for bf16-mixed: use trainer.precision=bf16-mixed."),
     ("half", "trainer.precision must be one of 32, 64, 16-mixed, bf16-mixed (or 16-true, bf16-true), got 'half'."),
 ])
@@ -173,6 +232,12 @@ def test_a_net_without_partial_is_refused_before_the_run(tmp_path):
                        "model.net (my_nets.Tiny) has no _partial_, so it would be built without them. Add "
                        "_partial_: true under net: in the model's file, or give ++model.net._partial_=true.")
     passes(["~model.net", "+model.net={_target_:my_nets.Tiny,_partial_:true,width:32}"], tmp_path)
+
+
+def test_a_net_given_as_a_class_reference_is_allowed(tmp_path):
+    """``hydra.utils.get_class`` returns the class, which litlab then calls with input_shape and num_classes."""
+    passes(["~model.net", "+model.net={_target_:hydra.utils.get_class,path:my_nets.Tiny}"], tmp_path)
+    passes(["~model.net", "+model.net={_target_:hydra.utils.get_method,path:my_nets.tiny}"], tmp_path)
 
 
 @pytest.mark.parametrize("model", choices("model"))

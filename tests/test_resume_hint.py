@@ -154,3 +154,25 @@ def test_a_resume_of_a_run_killed_while_writing_its_first_last_ckpt_reads_best(t
     assert run_checkpoint(tmp_path) == tmp_path / "checkpoints" / "best.ckpt"
     (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"x")
     assert run_checkpoint(tmp_path) == tmp_path / "checkpoints" / "last.ckpt"
+
+
+@pytest.mark.parametrize("run_dir_given", [True, False])
+def test_a_new_run_from_another_runs_checkpoint_is_not_told_to_train_in_that_run(tmp_path, run_dir_given):
+    """A new run (``ckpt_path=PATH``) whose net does not fit another run's checkpoint is told that run's
+    overrides and a command that starts a run from the checkpoint, never one that trains in the other
+    run's folder (which overwrote its last.ckpt when followed)."""
+    from litlab.resume import check_fits_run
+
+    run_a = fake_run(tmp_path / "runA", STARTED)
+    best = run_a / "checkpoints" / "best.ckpt"
+    run_b = tmp_path / "runB"
+    cfg = compose_checked([f"ckpt_path={best}", *([f"hydra.run.dir={run_b}"] if run_dir_given else [])],
+                          return_hydra_config=True)
+    with pytest.raises(LitlabError) as refused:
+        check_fits_run(cfg, torch.nn.Linear(2, 3), {"state_dict": {}}, best)
+    said = str(refused.value)
+    assert said.endswith(
+        f" The checkpoint is {run_a}'s, which was started with: experiment=digits_mlp trainer.max_epochs=2; to "
+        f"start a run from it with that net, use python -m litlab.train experiment=digits_mlp trainer.max_epochs=2 "
+        f"ckpt_path={best}" + (f" hydra.run.dir={run_b}." if run_dir_given else "."))
+    assert f"hydra.run.dir={run_a}" not in said and "resume with" not in said

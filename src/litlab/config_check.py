@@ -476,8 +476,8 @@ def check_overrides(argv: list[str], config_name: str = "train") -> DictConfig |
         combos = expand_sweeps(overrides, dirs=config_dirs(argv, primary) or [CONF_DIR]) if multirun else [overrides]
     except OverrideParseException as e:
         raise explain(e, overrides, primary) from None
-    if config_name in ("train", "lr_find"):  # +extras.print_config=False: a top-level key nothing reads
-        check_top_level_adds(argv, combos[0], primary)
+    if config_name in ("train", "lr_find"):  # +extras.print_config=False: a top-level key no job reads
+        check_top_level_adds(argv, combos, primary)
     unfit: list[LitlabError] = []
     composed: list[DictConfig] = []
     for combo in combos:

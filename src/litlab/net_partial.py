@@ -4,7 +4,9 @@ litlab's task builds its net as ``net(input_shape=..., num_classes=...)`` once t
 (``build.build_model``). A net of the user's own written as a plain constructor call
 (``net: {_target_: my_nets.Tiny, width: 32}``, as lightning-hydra-template's nets are) was built by
 Hydra without those two arguments, and failed with Python's "missing 2 required positional
-arguments" after the run's folder was made and the data prepared.
+arguments" after the run's folder was made and the data prepared. A class or function named through
+``hydra.utils.get_class``/``get_method`` (``net: {_target_: hydra.utils.get_class, path: my_nets.Tiny}``)
+is what litlab then calls with those two arguments: that one needs no ``_partial_``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from litlab.errors import LitlabError
 
 # litlab's task, which builds model.net itself; a task of the user's own may take a built net
 CLASSIFIER = "litlab.tasks.classification.Classifier"
+# targets that return the class or function named by ``path``, which litlab calls with the data's shape
+REFERENCES = ("hydra.utils.get_class", "hydra.utils.get_method")
 
 
 def check_net_partial(cfg: DictConfig) -> None:
@@ -28,6 +32,8 @@ def check_net_partial(cfg: DictConfig) -> None:
         if not isinstance(net, DictConfig) or "_target_" not in net or net.get("_partial_") is True:
             return
         target, partial = net.get("_target_"), net.get("_partial_")
+        if target in REFERENCES:
+            return
     except OmegaConfBaseException:  # an interpolation that resolves only in the run: built, and checked, there
         return
     given = f"_partial_: {partial}" if "_partial_" in net else "no _partial_"

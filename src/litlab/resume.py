@@ -26,7 +26,8 @@ from litlab.checkpoint_files import check_fits, load_checkpoint
 from litlab.data.colour_channels import recorded_channels
 from litlab.device_counts import known_device_count
 from litlab.errors import LitlabError
-from litlab.resume_choices import check_same_choices, command_choices, earlier_record, run_checkpoint, started_with
+from litlab.resume_choices import (check_same_choices, command_choices, earlier_record, run_checkpoint, started_from,
+                                   started_with)
 from litlab.resume_overrides import ABSENT, flat_keys, given_overrides, job_overrides, rerun_command, shown_value
 from litlab.resume_settings import (check_same_averaging, check_same_grouping, check_same_optimization,
                                     check_same_steps_per_epoch, log_mixing_change, same_net)
@@ -235,7 +236,22 @@ def check_fits_run(cfg: DictConfig, model: L.LightningModule, ckpt: dict, path) 
         record = earlier_record(run_dir, job_overrides(cfg))  # this start's own record is not the run's
         if record is None:
             raise
-        raise LitlabError(f"{e} For {run_dir}, {started_with(record, run_dir, start)}.") from None
+        if own:
+            raise LitlabError(f"{e} For {run_dir}, {started_with(record, run_dir, start)}.") from None
+        # another run's checkpoint starts a new run: its command must not train in that run's folder
+        raise LitlabError(f"{e} {started_from(record, run_dir, start, _given_run_dir(cfg))}.") from None
+
+
+def _given_run_dir(cfg: DictConfig) -> str | None:
+    """This command's ``hydra.run.dir=...`` as a shell word, where it gave one: the composed config's
+    record of Hydra's overrides (tests compose with it), or the running Hydra job's."""
+    found = OmegaConf.select(cfg, "hydra.overrides.hydra", default=None)
+    if found is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        found = HydraConfig.get().overrides.hydra if HydraConfig.initialized() else []
+    given = [str(o) for o in found if str(o).lstrip("+").split("=", 1)[0] == "hydra.run.dir"]
+    return path_override("hydra.run.dir", given[-1].split("=", 1)[1]) if given else None
 
 
 def check_something_left(cfg: DictConfig, ckpt: dict, run_dir: Path) -> None:

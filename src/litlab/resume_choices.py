@@ -116,6 +116,22 @@ def started_with(record: Path | None, run_dir: Path, ckpt_override: str = "ckpt_
     return f"the run was started with: {run or '(no overrides)'}; resume with {command}"
 
 
+def started_from(record: Path | None, run_dir: Path, ckpt_override: str, run_dir_word: str | None) -> str:
+    """``The checkpoint is RUN's, which was started with: OVERRIDES; to start a run from it with that
+    net, use python -m litlab.train ...``: for a new run started from another run's checkpoint
+    (``ckpt_path=PATH``), whose command keeps ``run_dir_word`` (this command's ``hydra.run.dir=...``,
+    where it gave one) and never names the other run's folder, which it would train in."""
+    words = record_words(record) if record is not None else None
+    if words is None:
+        listed = Path(run_dir) / ".hydra" / "overrides.yaml"
+        return f"The checkpoint is {run_dir}'s; that run's overrides are listed in {listed}"
+    run = " ".join(shlex.quote(w) for w in words)
+    command = " ".join(["python -m litlab.train", *map(shlex.quote, words), ckpt_override,
+                        *([run_dir_word] if run_dir_word else [])])
+    return (f"The checkpoint is {run_dir}'s, which was started with: {run or '(no overrides)'}; to start a run "
+            f"from it with that net, use {command}")
+
+
 def _recorded_choices(record: Path) -> dict | None:
     """The group choices Hydra made for the run of ``record`` (``hydra.yaml``'s ``runtime.choices``)."""
     try:

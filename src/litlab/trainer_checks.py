@@ -12,7 +12,7 @@ from litlab.device_counts import read_devices
 from litlab.errors import LitlabError
 from litlab.monitor_checks import check_monitored
 from litlab.strategies import strategy_name
-from litlab.trainer_values import check_precision_name, int_key
+from litlab.trainer_values import check_precision_name, int_key, too_many_devices
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,6 @@ def check_devices(devices: object, device: str) -> int | None:
     if setting is None:  # auto
         return None
     available = {"cuda": torch.cuda.device_count(), "mps": 1, "cpu": os.cpu_count() or 1}[device]
-    what = {"cuda": "CUDA GPU(s)", "mps": "Apple GPU", "cpu": "CPU cores (one process each)"}[device]
     shown = f'"{devices}"' if isinstance(devices, str) and isinstance(setting, list) else setting
     if device == "cpu" and not (isinstance(setting, int) and setting >= 1):
         # Lightning's CPU accelerator takes a process count only: -1 and id lists fail in it later
@@ -69,8 +68,7 @@ def check_devices(devices: object, device: str) -> int | None:
         if setting < 1 and setting != -1:
             raise LitlabError(f"trainer.devices must be a positive integer, -1 (all) or auto, got {setting}.")
         if setting > available:
-            raise LitlabError(f"trainer.devices={setting} but this machine has {available} {what}. "
-                              f"Use trainer.devices={available} or fewer.")
+            raise too_many_devices(setting, available, device)
         return available if setting == -1 else setting
     if any(not 0 <= i < available for i in setting):
         raise LitlabError(f"trainer.devices={shown} names GPUs this machine lacks: it has ids 0..{available - 1}.")

@@ -18,6 +18,7 @@ from litlab.slurm_launcher import is_slurm_launcher
 
 PRECISIONS = ("32", "32-true", "64", "64-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
 
+
 def int_key(trainer: DictConfig, key: str, minimum: int, allow_none: bool = False) -> None:
     """``trainer.<key>`` is an integer >= ``minimum`` (or null where ``allow_none``)."""
     value = trainer.get(key)
@@ -31,14 +32,24 @@ def check_precision_name(precision: str) -> None:
     """``trainer.precision`` is one of Lightning's names; ``16`` and ``bf16`` (lightning-hydra-template's
     configs) are Lightning 1.x's names for ``16-mixed`` and ``bf16-mixed``."""
     if precision == "16":
-        raise LitlabError("trainer.precision=16 is Lightning's old name for 16-mixed, which needs a CUDA GPU; on "
-                          "the CPU use trainer.precision=32 or bf16-mixed.")
+        raise LitlabError("trainer.precision=16 is Lightning's old name for 16-mixed: use trainer.precision=16-mixed "
+                          "(a CUDA GPU); on the CPU, trainer.precision=32 or bf16-mixed.")
     if precision == "bf16":
         raise LitlabError("trainer.precision=bf16 is Lightning's old name for bf16-mixed: use "
                           "trainer.precision=bf16-mixed.")
     if precision not in PRECISIONS:
         raise LitlabError(f"trainer.precision must be one of 32, 64, 16-mixed, bf16-mixed (or 16-true, bf16-true), "
                           f"got {precision!r}.")
+
+
+DEVICE_WORDS = {"cuda": "CUDA GPU(s)", "mps": "Apple GPU", "cpu": "CPU cores (one process each)"}
+
+
+def too_many_devices(count: int, available: int, device: str) -> LitlabError:
+    """The refusal of ``trainer.devices=<count>`` on a machine with ``available`` of ``device``
+    (cuda, mps, cpu): here without torch, and in ``trainer_checks.check_devices`` as the run starts."""
+    return LitlabError(f"trainer.devices={count} but this machine has {available} {DEVICE_WORDS[device]}. "
+                       f"Use trainer.devices={available} or fewer.")
 
 
 def check_cpu_processes(trainer: DictConfig) -> None:
@@ -48,8 +59,7 @@ def check_cpu_processes(trainer: DictConfig) -> None:
         return
     count, available = known_device_count(trainer.get("devices", 1)), os.cpu_count() or 1
     if count is not None and count > available:
-        raise LitlabError(f"trainer.devices={count} but this machine has {available} CPU cores (one process "
-                          f"each). Use trainer.devices={available} or fewer.")
+        raise too_many_devices(count, available, "cpu")
 
 
 def check_trainer_values(cfg: DictConfig) -> None:
